@@ -1,0 +1,151 @@
+/*
+ * parksync.h - libparksync, the client library of parksync.
+ *
+ * Producer: a ministry's system sends updates to parksyncd's ingest socket
+ * and learns from acknowledgements on the publish socket when they are
+ * applied. Updates are numbered 1, 2, 3, ... per producer id; unacknowledged
+ * updates are resent (go-back-N) until the daemon acknowledges them.
+ *
+ * Subscriber: receives the consolidated picture: a snapshot from the query
+ * socket, then live records from the publish socket, with records already
+ * covered by the snapshot dropped (the Clone pattern).
+ *
+ * Messages are protobuf-c structs generated from parksync.proto
+ * (<parksync/parksync.pb-c.h>); wire.h offers validation and topic helpers.
+ *
+ * Not thread-safe: use a producer or subscriber from one thread at a time.
+ */
+#ifndef PARKSYNC_CLIENT_H
+#define PARKSYNC_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "parksync.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Result of every libparksync call. */
+typedef enum ps_err {
+    PS_OK = 0,
+    PS_ERR_INVALID,   /* bad argument, or an update that fails validation */
+    PS_ERR_NOMEM,     /* out of memory */
+    PS_ERR_SOCKET,    /* ZeroMQ failure (endpoint syntax, connect) */
+    PS_ERR_TIMEOUT,   /* the deadline passed first */
+    PS_ERR_PROTOCOL,  /* the daemon sent something undecodable or unexpected */
+    PS_ERR_REFUSED,   /* the daemon answered with an error */
+    PS_ERR_OUTBOX,    /* the producer's outbox database failed */
+    PS_ERR_CLOSED,    /* the stream has ended */
+    PS_ERR_INTERRUPTED, /* a signal interrupted the wait */
+} ps_err_t;
+
+/* A static English description of err. */
+const char *ps_strerror(ps_err_t err);
+
+/* ---------------------------------------------------------------- producer */
+
+typedef struct ps_producer ps_producer_t;
+
+typedef struct ps_producer_options {
+    const char *producer_id;      /* required: [A-Za-z0-9._-]{1,64}, stable across restarts */
+    const char *ingest_endpoint;  /* default WIRE_DEFAULT_INGEST */
+    const char *publish_endpoint; /* where acks come from; default WIRE_DEFAULT_PUBLISH */
+    const char *query_endpoint;   /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
+    const char *outbox_path;      /* durable outbox (SQLite); NULL keeps it in memory */
+    unsigned window;              /* most unacknowledged updates in flight; default 1000 */
+    int ack_timeout_ms;           /* first resend after this silence; default 500, doubles to 8 s */
+    int connect_timeout_ms;       /* how long ps_producer_new waits for the daemon; default 5000 */
+} ps_producer_options_t;
+
+/* Fills opts with the defaults (producer_id NULL). */
+void ps_producer_options_init(ps_producer_options_t *opts);
+
+/* Connects to the daemon and learns where this producer's sequence stands
+ * (from the daemon's query socket, and from the outbox when there is one).
+ * Returns the producer, or NULL with *err set (PS_ERR_TIMEOUT when the
+ * daemon did not answer within connect_timeout_ms). */
+ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err);
+
+/* Sends one update. The library fills version, producer_id and sequence;
+ * the caller sets the body and event_time_us (0 or absent: now) and may set
+ * vintage. update is not modified or kept. Blocks, processing acks and
+ * resending, while the window is full (up to timeout_ms; -1 = no limit).
+ * Returns PS_OK, PS_ERR_INVALID with the reason in ps_producer_last_error,
+ * PS_ERR_TIMEOUT, or another error. The assigned sequence goes to *sequence
+ * when not NULL. */
+ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
+                          uint64_t *sequence, int timeout_ms);
+
+/* Waits until every sent update is acknowledged, resending as needed.
+ * PS_OK, PS_ERR_TIMEOUT after timeout_ms (-1 = no limit), or an error. */
+ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms);
+
+/* Processes whatever acks have arrived and resends when due, without
+ * blocking. Returns PS_OK or an error. */
+ps_err_t ps_producer_poll(ps_producer_t *p);
+
+uint64_t ps_producer_last_sent(const ps_producer_t *p);  /* highest sequence assigned */
+uint64_t ps_producer_last_acked(const ps_producer_t *p); /* highest sequence acknowledged */
+uint64_t ps_producer_resends(const ps_producer_t *p);    /* updates sent again */
+
+/* Text of the last PS_ERR_INVALID or PS_ERR_REFUSED (static or owned by p). */
+const char *ps_producer_last_error(const ps_producer_t *p);
+
+/* Closes sockets and the outbox. Unacknowledged updates stay in a durable
+ * outbox and are resent by the next producer with the same id and outbox.
+ * NULL-safe; sets *pp = NULL. */
+void ps_producer_destroy(ps_producer_t **pp);
+
+/* ---------------------------------------------------------------- subscriber */
+
+typedef struct ps_subscriber ps_subscriber_t;
+
+typedef struct ps_subscriber_options {
+    const char *publish_endpoint;       /* default WIRE_DEFAULT_PUBLISH */
+    const char *query_endpoint;         /* default WIRE_DEFAULT_QUERY */
+    Parksync__V1__RecordKind kind;      /* UNSPECIFIED: every kind */
+    const char *country;                /* NULL: every country */
+    bool live;                          /* after the snapshot, follow live records (default true) */
+    bool provenance;                    /* ask for field provenance in the snapshot */
+    int timeout_ms;                     /* longest silence from the daemon during a snapshot; default 5000 */
+} ps_subscriber_options_t;
+
+void ps_subscriber_options_init(ps_subscriber_options_t *opts);
+
+/* What ps_subscriber_next delivers. */
+typedef enum ps_event_kind {
+    PS_EVENT_RECORD = 1,   /* a record, from the snapshot or live */
+    PS_EVENT_SNAPSHOT_END, /* the snapshot is complete; revision holds its revision */
+} ps_event_kind_t;
+
+typedef struct ps_event {
+    ps_event_kind_t kind;
+    Parksync__V1__Record *record; /* PS_EVENT_RECORD: owned by the subscriber,
+                                     valid until the next call */
+    uint64_t revision;            /* record's revision, or the snapshot's */
+    bool live;                    /* true when the record came from the publish socket */
+} ps_event_t;
+
+/* Connects SUB first, then asks for a snapshot. Returns the subscriber or
+ * NULL with *err set. */
+ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err);
+
+/* Delivers the next event: snapshot records, then PS_EVENT_SNAPSHOT_END,
+ * then (when live) live records newer than the snapshot. Returns PS_OK,
+ * PS_ERR_TIMEOUT when nothing came within timeout_ms (-1 = no limit),
+ * PS_ERR_CLOSED after the snapshot end when not live, or an error. */
+ps_err_t ps_subscriber_next(ps_subscriber_t *s, ps_event_t *ev, int timeout_ms);
+
+/* Revision of the newest record applied so far (the snapshot's at first). */
+uint64_t ps_subscriber_revision(const ps_subscriber_t *s);
+
+/* NULL-safe; sets *sp = NULL. */
+void ps_subscriber_destroy(ps_subscriber_t **sp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARKSYNC_CLIENT_H */

@@ -1,0 +1,869 @@
+/*
+ * wire.c - topics, limits, validation, bounded decoding and raw builders
+ * shared by the daemon and the client. See wire.h for the contracts and
+ * proto/README.md for the protocol they implement.
+ */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- kinds */
+
+static const char *const kind_names[] = {
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] = "park",
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] = "resident",
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE] = "trade",
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] = "country",
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = "summary",
+};
+#define KIND_COUNT (sizeof(kind_names) / sizeof(kind_names[0]))
+
+const char *wire_kind_name(Parksync__V1__RecordKind kind)
+{
+    if ((unsigned)kind >= KIND_COUNT)
+        return NULL;
+    return kind_names[kind];
+}
+
+Parksync__V1__RecordKind wire_kind_from_name(const char *name)
+{
+    if (name == NULL)
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    for (size_t i = 0; i < KIND_COUNT; i++)
+        if (kind_names[i] != NULL && strcmp(kind_names[i], name) == 0)
+            return (Parksync__V1__RecordKind)i;
+    return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+}
+
+Parksync__V1__RecordKind wire_update_kind(const Parksync__V1__Update *u)
+{
+    switch (u->body_case) {
+    case PARKSYNC__V1__UPDATE__BODY_PARK:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+    case PARKSYNC__V1__UPDATE__BODY_RESIDENT:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+    case PARKSYNC__V1__UPDATE__BODY_TRADE:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE;
+    case PARKSYNC__V1__UPDATE__BODY_COUNTRY:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY;
+    case PARKSYNC__V1__UPDATE__BODY_DELETE:
+        if (u->delete_ == NULL)
+            break;
+        switch (u->delete_->target_case) {
+        case PARKSYNC__V1__DELETE__TARGET_PARK:
+            return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+        case PARKSYNC__V1__DELETE__TARGET_RESIDENT:
+            return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+        case PARKSYNC__V1__DELETE__TARGET_TRADE:
+            return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE;
+        case PARKSYNC__V1__DELETE__TARGET_COUNTRY:
+            return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY;
+        default:
+            break;
+        }
+        break;
+    default:
+        break;
+    }
+    return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+}
+
+Parksync__V1__RecordKind wire_record_kind(const Parksync__V1__Record *r)
+{
+    switch (r->body_case) {
+    case PARKSYNC__V1__RECORD__BODY_PARK:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+    case PARKSYNC__V1__RECORD__BODY_RESIDENT:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+    case PARKSYNC__V1__RECORD__BODY_TRADE:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE;
+    case PARKSYNC__V1__RECORD__BODY_COUNTRY:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY;
+    case PARKSYNC__V1__RECORD__BODY_SUMMARY:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY;
+    default:
+        return PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    }
+}
+
+const char *wire_record_country(const Parksync__V1__Record *r)
+{
+    switch (r->body_case) {
+    case PARKSYNC__V1__RECORD__BODY_PARK:
+        return r->park ? r->park->country : NULL;
+    case PARKSYNC__V1__RECORD__BODY_RESIDENT:
+        return r->resident ? r->resident->country : NULL;
+    case PARKSYNC__V1__RECORD__BODY_TRADE:
+        return r->trade ? r->trade->exporter : NULL;
+    case PARKSYNC__V1__RECORD__BODY_COUNTRY:
+        return r->country ? r->country->country : NULL;
+    case PARKSYNC__V1__RECORD__BODY_SUMMARY:
+        return r->summary ? r->summary->country : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- topics */
+
+static int topic_print(char *buf, size_t size, int n)
+{
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n >= size)
+        return -ENOSPC;
+    return n;
+}
+
+int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind)
+{
+    const char *name = wire_kind_name(kind);
+
+    if (name == NULL || kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
+        return -EINVAL;
+    return topic_print(buf, size, snprintf(buf, size, "%s", name));
+}
+
+int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind,
+                      const char *country)
+{
+    const char *name;
+
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED)
+        return topic_print(buf, size, snprintf(buf, size, "%s", WIRE_TOPIC_RECORDS));
+    if ((name = wire_kind_name(kind)) == NULL)
+        return -EINVAL;
+    if (country == NULL)
+        return topic_print(buf, size, snprintf(buf, size, "rec/%s/", name));
+    if (!wire_country_valid(country))
+        return -EINVAL;
+    return topic_print(buf, size, snprintf(buf, size, "rec/%s/%s/", name, country));
+}
+
+int wire_topic_ack(char *buf, size_t size, const char *producer_id)
+{
+    if (!wire_id_valid(producer_id))
+        return -EINVAL;
+    return topic_print(buf, size, snprintf(buf, size, "ack/%s/", producer_id));
+}
+
+/* ---------------------------------------------------------------- validation */
+
+bool wire_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + len;
+
+    while (p < end) {
+        unsigned c = *p;
+        size_t n;
+        unsigned cp;
+
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false; /* continuation byte, overlong lead, or > U+10FFFF */
+        }
+        if ((size_t)(end - p) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return false; /* overlong or out of range */
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            return false; /* surrogate */
+        p += n + 1;
+    }
+    return true;
+}
+
+bool wire_id_valid(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n >= WIRE_MAX_ID)
+            return false;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+bool wire_country_valid(const char *s)
+{
+    return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+           s[2] == '\0';
+}
+
+bool wire_period_valid(const Parksync__V1__Period *p)
+{
+    return p != NULL && p->has_year && p->has_first_month && p->has_last_month &&
+           p->year >= WIRE_MIN_YEAR && p->year <= WIRE_MAX_YEAR && p->first_month >= 1 &&
+           p->first_month <= p->last_month && p->last_month <= 12;
+}
+
+int wire_period_key(char *buf, size_t size, const Parksync__V1__Period *p)
+{
+    if (!wire_period_valid(p))
+        return -EINVAL;
+    return topic_print(buf, size,
+                       snprintf(buf, size, "%04u-%02u..%02u", (unsigned)p->year,
+                                (unsigned)p->first_month, (unsigned)p->last_month));
+}
+
+bool wire_date_valid(const char *s)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, m, d;
+
+    if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    m = (s[5] - '0') * 10 + (s[6] - '0');
+    d = (s[8] - '0') * 10 + (s[9] - '0');
+    if (y < 1900 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+        return false;
+    if (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return false;
+    return true;
+}
+
+/* A text field: NULL (absent) is fine; present must be UTF-8 within max. */
+static bool text_ok(const char *s, size_t max)
+{
+    size_t n;
+
+    if (s == NULL)
+        return true;
+    n = strlen(s);
+    return n > 0 && n <= max && wire_utf8_valid(s, n);
+}
+
+static bool enum_ok(const ProtobufCEnumDescriptor *d, int value)
+{
+    return protobuf_c_enum_descriptor_get_value(d, value) != NULL;
+}
+
+static bool cents_ok(protobuf_c_boolean has, int64_t v)
+{
+    return !has || (v >= -WIRE_MAX_CENTS && v <= WIRE_MAX_CENTS);
+}
+
+#define FAIL(reason)                                                                   \
+    do {                                                                               \
+        *why = (reason);                                                               \
+        return -EINVAL;                                                                \
+    } while (0)
+
+static int park_validate(const Parksync__V1__Park *p, bool key_only, const char **why)
+{
+    if (!wire_id_valid(p->park_id))
+        FAIL("park.park_id");
+    if (!wire_country_valid(p->country))
+        FAIL("park.country");
+    if (key_only) {
+        if (p->name || p->region || p->specializations || p->has_status || p->has_area_ha ||
+            p->has_reported_residents || p->has_reported_investment_usd_cents)
+            FAIL("delete.park: non-key field");
+        return 0;
+    }
+    if (!text_ok(p->name, WIRE_MAX_TEXT))
+        FAIL("park.name");
+    if (!text_ok(p->region, WIRE_MAX_TEXT))
+        FAIL("park.region");
+    if (p->specializations) {
+        if (p->specializations->n_values > WIRE_MAX_SPECIALIZATIONS)
+            FAIL("park.specializations: too many");
+        for (size_t i = 0; i < p->specializations->n_values; i++)
+            if (p->specializations->values[i] == 0 ||
+                !enum_ok(&parksync__v1__specialization__descriptor,
+                         p->specializations->values[i]))
+                FAIL("park.specializations: unknown value");
+    }
+    if (p->has_status && (p->status == 0 || !enum_ok(&parksync__v1__park_status__descriptor,
+                                                     p->status)))
+        FAIL("park.status");
+    if (p->has_area_ha && !(p->area_ha >= 0.0 && p->area_ha <= 1e7))
+        FAIL("park.area_ha"); /* also refuses NaN */
+    if (p->has_reported_investment_usd_cents &&
+        (p->reported_investment_usd_cents < 0 ||
+         !cents_ok(true, p->reported_investment_usd_cents)))
+        FAIL("park.reported_investment_usd_cents");
+    return 0;
+}
+
+static int resident_validate(const Parksync__V1__Resident *r, bool key_only, const char **why)
+{
+    if (!wire_id_valid(r->park_id))
+        FAIL("resident.park_id");
+    if (!wire_id_valid(r->resident_id))
+        FAIL("resident.resident_id");
+    if (!wire_country_valid(r->country))
+        FAIL("resident.country");
+    if (key_only) {
+        if (r->company_name || r->has_sector || r->has_investment_usd_cents || r->has_jobs ||
+            r->has_status || r->registered_on || r->has_illustrative)
+            FAIL("delete.resident: non-key field");
+        return 0;
+    }
+    if (!text_ok(r->company_name, WIRE_MAX_TEXT))
+        FAIL("resident.company_name");
+    if (r->has_sector &&
+        (r->sector == 0 || !enum_ok(&parksync__v1__specialization__descriptor, r->sector)))
+        FAIL("resident.sector");
+    if (r->has_investment_usd_cents &&
+        (r->investment_usd_cents < 0 || !cents_ok(true, r->investment_usd_cents)))
+        FAIL("resident.investment_usd_cents");
+    if (r->has_status &&
+        (r->status == 0 || !enum_ok(&parksync__v1__resident_status__descriptor, r->status)))
+        FAIL("resident.status");
+    if (r->registered_on && !wire_date_valid(r->registered_on))
+        FAIL("resident.registered_on");
+    return 0;
+}
+
+static int trade_validate(const Parksync__V1__TradeReport *t, bool key_only, const char **why)
+{
+    if (!wire_country_valid(t->reporter))
+        FAIL("trade.reporter");
+    if (!wire_country_valid(t->partner))
+        FAIL("trade.partner");
+    if (strcmp(t->reporter, t->partner) == 0)
+        FAIL("trade.partner: same as reporter");
+    if (!t->has_direction || (t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS &&
+                              t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS))
+        FAIL("trade.direction");
+    if (!wire_period_valid(t->period))
+        FAIL("trade.period");
+    if (key_only) {
+        if (t->has_value_usd_cents)
+            FAIL("delete.trade: non-key field");
+        return 0;
+    }
+    if (!t->has_value_usd_cents)
+        FAIL("trade.value_usd_cents: missing");
+    if (t->value_usd_cents < 0 || !cents_ok(true, t->value_usd_cents))
+        FAIL("trade.value_usd_cents");
+    return 0;
+}
+
+static int country_validate(const Parksync__V1__CountryReport *c, bool key_only,
+                            const char **why)
+{
+    if (!wire_country_valid(c->country))
+        FAIL("country.country");
+    if (!wire_period_valid(c->period))
+        FAIL("country.period");
+    if (key_only) {
+        if (c->has_parks_non_oil_production_share_bp || c->has_parks_export_share_bp)
+            FAIL("delete.country: non-key field");
+        return 0;
+    }
+    if (c->has_parks_non_oil_production_share_bp && c->parks_non_oil_production_share_bp > 10000)
+        FAIL("country.parks_non_oil_production_share_bp");
+    if (c->has_parks_export_share_bp && c->parks_export_share_bp > 10000)
+        FAIL("country.parks_export_share_bp");
+    return 0;
+}
+
+/* The envelope alone: what the daemon needs to consume a sequence. */
+static int envelope_validate(const Parksync__V1__Update *u, const char **why)
+{
+    if (!u->has_version || u->version != WIRE_VERSION)
+        FAIL("version");
+    if (!wire_id_valid(u->producer_id))
+        FAIL("producer_id");
+    if (!u->has_sequence || u->sequence == 0)
+        FAIL("sequence");
+    return 0;
+}
+
+static int body_validate(const Parksync__V1__Update *u, const char **why)
+{
+    const Parksync__V1__Delete *d;
+
+    if (!u->has_event_time_us || u->event_time_us <= 0)
+        FAIL("event_time_us");
+    if (u->has_vintage && !enum_ok(&parksync__v1__vintage__descriptor, u->vintage))
+        FAIL("vintage");
+    switch (u->body_case) {
+    case PARKSYNC__V1__UPDATE__BODY_PARK:
+        return park_validate(u->park, false, why);
+    case PARKSYNC__V1__UPDATE__BODY_RESIDENT:
+        return resident_validate(u->resident, false, why);
+    case PARKSYNC__V1__UPDATE__BODY_TRADE:
+        return trade_validate(u->trade, false, why);
+    case PARKSYNC__V1__UPDATE__BODY_COUNTRY:
+        return country_validate(u->country, false, why);
+    case PARKSYNC__V1__UPDATE__BODY_DELETE:
+        d = u->delete_;
+        switch (d->target_case) {
+        case PARKSYNC__V1__DELETE__TARGET_PARK:
+            return park_validate(d->park, true, why);
+        case PARKSYNC__V1__DELETE__TARGET_RESIDENT:
+            return resident_validate(d->resident, true, why);
+        case PARKSYNC__V1__DELETE__TARGET_TRADE:
+            return trade_validate(d->trade, true, why);
+        case PARKSYNC__V1__DELETE__TARGET_COUNTRY:
+            return country_validate(d->country, true, why);
+        default:
+            FAIL("delete: no target");
+        }
+    default:
+        FAIL("body: none");
+    }
+}
+
+int wire_update_validate(const Parksync__V1__Update *u, const char **why)
+{
+    int rc = envelope_validate(u, why);
+
+    return rc < 0 ? rc : body_validate(u, why);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* Size check and unpack, shared by every decoder. */
+static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
+                                        size_t len, size_t max, int *rc, const char **why)
+{
+    ProtobufCMessage *m;
+
+    if (len > max) {
+        *rc = -EMSGSIZE;
+        *why = "too large";
+        return NULL;
+    }
+    m = protobuf_c_message_unpack(d, NULL, len, buf);
+    if (m == NULL) {
+        *rc = -EBADMSG;
+        *why = "undecodable";
+        return NULL;
+    }
+    *rc = 0;
+    return m;
+}
+
+int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out,
+                       const char **why)
+{
+    int rc;
+    Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack(
+        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why);
+
+    *out = NULL;
+    if (u == NULL)
+        return rc;
+    if ((rc = envelope_validate(u, why)) < 0) {
+        parksync__v1__update__free_unpacked(u, NULL);
+        return rc;
+    }
+    *out = u; /* sound envelope: handed over even when the body is invalid */
+    return body_validate(u, why);
+}
+
+static int filter_validate(const Parksync__V1__Filter *f, const char **why)
+{
+    if (f == NULL)
+        return 0;
+    if (f->has_kind && !enum_ok(&parksync__v1__record_kind__descriptor, f->kind))
+        FAIL("filter.kind");
+    if (f->country && !wire_country_valid(f->country))
+        FAIL("filter.country");
+    return 0;
+}
+
+static int query_request_validate(const Parksync__V1__QueryRequest *q, const char **why)
+{
+    if (!q->has_version || q->version != WIRE_VERSION)
+        FAIL("version");
+    if (!q->has_request_id)
+        FAIL("request_id");
+    switch (q->body_case) {
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_PING:
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CANCEL:
+        return 0;
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT:
+        if (q->snapshot->has_credit &&
+            (q->snapshot->credit == 0 || q->snapshot->credit > WIRE_MAX_CREDIT))
+            FAIL("snapshot.credit");
+        if (q->snapshot->has_chunk_records &&
+            (q->snapshot->chunk_records == 0 ||
+             q->snapshot->chunk_records > WIRE_MAX_CHUNK_RECORDS))
+            FAIL("snapshot.chunk_records");
+        return filter_validate(q->snapshot->filter, why);
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
+        if (!q->credit->has_chunks || q->credit->chunks == 0 ||
+            q->credit->chunks > WIRE_MAX_CREDIT)
+            FAIL("credit.chunks");
+        return 0;
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES:
+        if (!q->changes->has_since_revision)
+            FAIL("changes.since_revision");
+        if (q->changes->has_credit &&
+            (q->changes->credit == 0 || q->changes->credit > WIRE_MAX_CREDIT))
+            FAIL("changes.credit");
+        if (q->changes->has_chunk_records &&
+            (q->changes->chunk_records == 0 ||
+             q->changes->chunk_records > WIRE_MAX_CHUNK_RECORDS))
+            FAIL("changes.chunk_records");
+        return filter_validate(q->changes->filter, why);
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE:
+        if (!wire_id_valid(q->producer_state->producer_id))
+            FAIL("producer_state.producer_id");
+        return 0;
+    default:
+        FAIL("body: none");
+    }
+}
+
+int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRequest **out,
+                              const char **why)
+{
+    int rc;
+    Parksync__V1__QueryRequest *q = (Parksync__V1__QueryRequest *)bounded_unpack(
+        &parksync__v1__query_request__descriptor, buf, len, WIRE_MAX_QUERY, &rc, why);
+
+    *out = NULL;
+    if (q == NULL)
+        return rc;
+    if ((rc = query_request_validate(q, why)) < 0) {
+        parksync__v1__query_request__free_unpacked(q, NULL);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+/* Replies and publications come from the daemon; the client still checks
+ * what it relies on: the envelope, the oneof, and the record bodies' keys. */
+static int record_validate(const Parksync__V1__Record *r, const char **why)
+{
+    if (!r->has_revision)
+        FAIL("record.revision");
+    if (wire_record_kind(r) == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED)
+        FAIL("record.body");
+    if (!wire_country_valid(wire_record_country(r)))
+        FAIL("record.country");
+    return 0;
+}
+
+static int query_reply_validate(const Parksync__V1__QueryReply *q, const char **why)
+{
+    if (!q->has_version || q->version != WIRE_VERSION)
+        FAIL("version");
+    if (!q->has_request_id)
+        FAIL("request_id");
+    switch (q->body_case) {
+    case PARKSYNC__V1__QUERY_REPLY__BODY_PONG:
+    case PARKSYNC__V1__QUERY_REPLY__BODY_PRODUCER_STATE:
+    case PARKSYNC__V1__QUERY_REPLY__BODY_ERROR:
+        return 0;
+    case PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK:
+        if (q->chunk->n_records > WIRE_MAX_CHUNK_RECORDS)
+            FAIL("chunk.records: too many");
+        for (size_t i = 0; i < q->chunk->n_records; i++)
+            if (record_validate(q->chunk->records[i], why) < 0)
+                return -EINVAL;
+        return 0;
+    default:
+        FAIL("body: none");
+    }
+}
+
+int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
+                            const char **why)
+{
+    int rc;
+    Parksync__V1__QueryReply *q = (Parksync__V1__QueryReply *)bounded_unpack(
+        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+
+    *out = NULL;
+    if (q == NULL)
+        return rc;
+    if ((rc = query_reply_validate(q, why)) < 0) {
+        parksync__v1__query_reply__free_unpacked(q, NULL);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+static int publication_validate(const Parksync__V1__Publication *p, const char **why)
+{
+    if (!p->has_version || p->version != WIRE_VERSION)
+        FAIL("version");
+    switch (p->body_case) {
+    case PARKSYNC__V1__PUBLICATION__BODY_RECORD:
+        return record_validate(p->record, why);
+    case PARKSYNC__V1__PUBLICATION__BODY_ACK:
+        if (!wire_id_valid(p->ack->producer_id) || !p->ack->has_last_sequence)
+            FAIL("ack");
+        return 0;
+    case PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT:
+        return 0;
+    default:
+        FAIL("body: none");
+    }
+}
+
+int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
+                            const char **why)
+{
+    int rc;
+    Parksync__V1__Publication *p = (Parksync__V1__Publication *)bounded_unpack(
+        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+
+    *out = NULL;
+    if (p == NULL)
+        return rc;
+    if ((rc = publication_validate(p, why)) < 0) {
+        parksync__v1__publication__free_unpacked(p, NULL);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int wire_control_request_decode(const void *buf, size_t len,
+                                Parksync__V1__ControlRequest **out, const char **why)
+{
+    int rc;
+    Parksync__V1__ControlRequest *c = (Parksync__V1__ControlRequest *)bounded_unpack(
+        &parksync__v1__control_request__descriptor, buf, len, WIRE_MAX_CONTROL, &rc, why);
+
+    *out = NULL;
+    if (c == NULL)
+        return rc;
+    if (!c->has_version || c->version != WIRE_VERSION || !c->has_request_id ||
+        c->body_case == PARKSYNC__V1__CONTROL_REQUEST__BODY__NOT_SET) {
+        *why = c->has_version && c->version == WIRE_VERSION ? "body: none" : "version";
+        parksync__v1__control_request__free_unpacked(c, NULL);
+        return -EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+int wire_control_reply_decode(const void *buf, size_t len, Parksync__V1__ControlReply **out,
+                              const char **why)
+{
+    int rc;
+    Parksync__V1__ControlReply *c = (Parksync__V1__ControlReply *)bounded_unpack(
+        &parksync__v1__control_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+
+    *out = NULL;
+    if (c == NULL)
+        return rc;
+    if (!c->has_version || c->version != WIRE_VERSION) {
+        *why = "version";
+        parksync__v1__control_reply__free_unpacked(c, NULL);
+        return -EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+uint8_t *wire_pack(const ProtobufCMessage *msg, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n > 0 ? n : 1);
+
+    if (buf == NULL)
+        return NULL;
+    *len = protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
+{
+    size_t len;
+    uint8_t *buf = wire_pack(msg, &len);
+    ProtobufCMessage *copy;
+
+    if (buf == NULL)
+        return NULL;
+    copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+/* ---------------------------------------------------------------- raw builders */
+
+#define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
+#define WIRE_TYPE_LEN 2    /* protobuf wire type of length-delimited fields */
+
+void wire_buf_reset(wire_buf_t *b)
+{
+    b->len = 0;
+}
+
+void wire_buf_free(wire_buf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+static int buf_reserve(wire_buf_t *b, size_t extra)
+{
+    size_t cap;
+    uint8_t *data;
+
+    if (b->len + extra <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra)
+        cap *= 2;
+    if ((data = realloc(b->data, cap)) == NULL)
+        return -ENOMEM;
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_varint(wire_buf_t *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        b->data[b->len++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->data[b->len++] = (uint8_t)v;
+}
+
+int wire_buf_put_varint(wire_buf_t *b, uint32_t field, uint64_t value)
+{
+    if (buf_reserve(b, 20) < 0)
+        return -ENOMEM;
+    buf_varint(b, ((uint64_t)field << 3) | WIRE_TYPE_VARINT);
+    buf_varint(b, value);
+    return 0;
+}
+
+int wire_buf_put_bytes(wire_buf_t *b, uint32_t field, const void *bytes, size_t len)
+{
+    if (buf_reserve(b, 20 + len) < 0)
+        return -ENOMEM;
+    buf_varint(b, ((uint64_t)field << 3) | WIRE_TYPE_LEN);
+    buf_varint(b, len);
+    if (len > 0)
+        memcpy(b->data + b->len, bytes, len);
+    b->len += len;
+    return 0;
+}
+
+/* Field numbers as in parksync.proto, named once here. */
+enum {
+    F_CHUNK_RECORDS = 1,     /* Chunk.records */
+    F_REPLY_VERSION = 1,     /* QueryReply.version */
+    F_REPLY_REQUEST_ID = 2,  /* QueryReply.request_id */
+    F_REPLY_CHUNK = 11,      /* QueryReply.chunk */
+    F_CHUNK_LAST = 2,        /* Chunk.last */
+    F_CHUNK_REVISION = 3,    /* Chunk.revision */
+    F_CHUNK_EPOCH = 4,       /* Chunk.epoch */
+    F_PUB_VERSION = 1,       /* Publication.version */
+    F_PUB_STREAM_SEQ = 2,    /* Publication.stream_sequence */
+    F_PUB_RECORD = 10,       /* Publication.record */
+};
+
+void wire_chunk_reset(wire_chunk_t *c)
+{
+    wire_buf_reset(&c->records);
+    wire_buf_reset(&c->out);
+    c->count = 0;
+}
+
+void wire_chunk_free(wire_chunk_t *c)
+{
+    wire_buf_free(&c->records);
+    wire_buf_free(&c->out);
+    c->count = 0;
+}
+
+int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len)
+{
+    int rc = wire_buf_put_bytes(&c->records, F_CHUNK_RECORDS, record, len);
+
+    if (rc == 0)
+        c->count++;
+    return rc;
+}
+
+
+int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,
+                      const uint8_t *epoch, const uint8_t **msg, size_t *len)
+{
+    int rc = 0;
+
+    rc |= wire_buf_put_varint(&c->records, F_CHUNK_LAST, last ? 1 : 0);
+    rc |= wire_buf_put_varint(&c->records, F_CHUNK_REVISION, revision);
+    if (epoch != NULL)
+        rc |= wire_buf_put_bytes(&c->records, F_CHUNK_EPOCH, epoch, WIRE_EPOCH_BYTES);
+    wire_buf_reset(&c->out);
+    rc |= wire_buf_put_varint(&c->out, F_REPLY_VERSION, WIRE_VERSION);
+    rc |= wire_buf_put_varint(&c->out, F_REPLY_REQUEST_ID, request_id);
+    rc |= wire_buf_put_bytes(&c->out, F_REPLY_CHUNK, c->records.data, c->records.len);
+    if (rc != 0)
+        return -ENOMEM;
+    *msg = c->out.data;
+    *len = c->out.len;
+    return 0;
+}
+
+int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record,
+                            size_t len)
+{
+    wire_buf_reset(b);
+    if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
+        wire_buf_put_varint(b, F_PUB_STREAM_SEQ, stream_sequence) < 0 ||
+        wire_buf_put_bytes(b, F_PUB_RECORD, record, len) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- time */
+
+int64_t wire_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t wire_monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,164 @@
+/*
+ * store.h - the consolidated picture in SQLite.
+ *
+ * The one narrow interface the daemon uses: open, apply updates in a batch
+ * transaction, read changes since a revision, stream a snapshot, digest.
+ * No ZeroMQ in here; the store speaks protobuf-c messages and encoded
+ * Records (see proto/wire.h).
+ *
+ * Model
+ * - Records: park (country, park_id), resident (country, park_id,
+ *   resident_id), trade flow (exporter, importer, period), country report
+ *   (country, period), and the derived country summary (country).
+ * - Every field carries a stamp (vintage is FINAL, event time, producer id,
+ *   sequence), compared in that order: the greatest stamp wins, so the
+ *   result does not depend on the order updates arrive in. A delete leaves
+ *   a tombstone with its stamp; writes older than the tombstone are
+ *   refused, so a late upsert cannot resurrect a record.
+ * - Every change of a consolidated record gets the next global revision and
+ *   a row in the change log holding the record as published.
+ * - Each producer's last applied sequence is stored in the same
+ *   transaction as the changes it caused.
+ *
+ * Not thread-safe: one store per thread. Cursors use their own SQLite
+ * connection and may be read while the store writes (WAL).
+ */
+#ifndef PARKSYNC_STORE_H
+#define PARKSYNC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parksync.pb-c.h"
+#include "wire.h"
+
+typedef struct store store_t;
+typedef struct store_cursor store_cursor_t;
+
+typedef struct store_config {
+    const char *path;            /* database file; created when missing */
+    bool synchronous_full;       /* PRAGMA synchronous: FULL (true) or NORMAL */
+    uint64_t changelog_keep;     /* revisions kept in the change log; 0 = all */
+    Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
+    double trade_threshold_pct;  /* discrepancy above this flags a flow, percent */
+    double cif_fob_factor;       /* importer's figure is compared with exporter's * this */
+} store_config_t;
+
+/* What store_apply did with an update. */
+typedef enum store_outcome {
+    STORE_APPLIED = 0, /* sequence consumed; the update was merged (it may change nothing) */
+    STORE_DUPLICATE,   /* sequence <= last applied: ignored, nothing changed */
+    STORE_GAP,         /* sequence > last applied + 1: not applied */
+    STORE_REJECTED,    /* sequence consumed, update refused and recorded as a conflict */
+} store_outcome_t;
+
+/* Which records a cursor returns. kind UNSPECIFIED = all kinds; country
+ * "" = all countries (trade flows match on exporter or importer). */
+typedef struct store_filter {
+    Parksync__V1__RecordKind kind;
+    char country[3];
+} store_filter_t;
+
+/* Defaults: synchronous FULL, keep 1,000,000 revisions, importer first,
+ * threshold 10 %, factor 1.0. path is left NULL. */
+void store_config_init(store_config_t *cfg);
+
+/* Opens (creating and migrating as needed) the database at cfg->path in
+ * WAL mode. Returns the store, or NULL with a message in err (which names
+ * the file and SQLite's error). The config is copied. */
+store_t *store_open(const store_config_t *cfg, char *err, size_t errlen);
+
+/* Closes the store, rolling back an open batch. NULL-safe; sets *sp = NULL. */
+void store_close(store_t **sp);
+
+/* SQLite's message for the last failure on the store's connection. */
+const char *store_errmsg(const store_t *s);
+
+/* ---------------------------------------------------------------- batches */
+
+/* Starts a batch: one write transaction. -EBUSY if one is open. */
+int store_begin(store_t *s);
+
+/* Commits the batch. Returns 0 or a negative errno; on failure the batch
+ * is rolled back and nothing of it is kept (the caller must not ack). */
+int store_commit(store_t *s);
+
+/* Abandons the batch. NULL-safe on a store without one. */
+void store_rollback(store_t *s);
+
+/* Applies one update inside the open batch. The update must have passed
+ * wire_update_validate. Sets *outcome. Returns 0, or a negative errno on a
+ * storage failure, after which the batch must be rolled back. */
+int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome);
+
+/* Consumes a sequence whose update failed validation: the producer's last
+ * sequence advances as for an applied update, nothing else changes, and a
+ * conflict with `reason` is recorded. Duplicate and gap rules as for
+ * store_apply. Returns 0 or a negative errno. */
+int store_reject(store_t *s, const char *producer_id, uint64_t sequence,
+                 const char *reason, store_outcome_t *outcome);
+
+/* Recomputes the summaries of countries touched since the last refresh,
+ * inside the open batch; a summary that changed gets a revision like any
+ * record. Returns the number of summaries that changed or a negative errno. */
+int store_refresh_summaries(store_t *s);
+
+/* True when some country's summary is out of date. */
+bool store_summaries_dirty(const store_t *s);
+
+/* ---------------------------------------------------------------- reading */
+
+/* Last applied sequence of a producer (inside the batch if one is open);
+ * 0 for an unknown producer. */
+uint64_t store_producer_last(store_t *s, const char *producer_id);
+
+/* Highest revision given out (committed, or inside the open batch). */
+uint64_t store_head(const store_t *s);
+
+/* Oldest revision the change log still holds (head + 1 when empty). */
+uint64_t store_oldest(store_t *s);
+
+/* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
+ * database was created; a restored or recreated database has another. */
+const uint8_t *store_epoch(const store_t *s);
+
+/* Calls fn for each change-log entry with revision > since, in revision
+ * order, on the store's own connection (use between batches, e.g. to
+ * publish what a commit changed). record/len is the encoded Record as
+ * published; country is the record's topic country. fn returns 0 to go on,
+ * non-zero to stop. Returns 0, -ERANGE when `since` is older than the log
+ * keeps (since + 1 < store_oldest), or a negative errno. */
+typedef int (*store_change_fn)(void *arg, uint64_t revision,
+                               Parksync__V1__RecordKind kind, const char *country,
+                               const uint8_t *record, size_t len);
+int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg);
+
+/* Opens a consistent view of the live records matching filter (deleted
+ * ones are left out), on a new read-only connection. Returns the cursor or
+ * NULL with *err set to a negative errno. */
+store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err);
+
+/* Opens a view of change-log entries with revision > since matching
+ * filter, in revision order, on a new read-only connection. NULL with
+ * *err = -ERANGE when since is older than the log keeps. */
+store_cursor_t *store_changes_open(store_t *s, uint64_t since,
+                                   const store_filter_t *filter, int *err);
+
+/* The head revision of the cursor's view. */
+uint64_t store_cursor_revision(const store_cursor_t *c);
+
+/* Steps the cursor. Returns 1 and points *record and *len at the next encoded
+ * Record (valid until the next call), 0 at the end, or a negative errno. */
+int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len);
+
+/* Ends the view and closes its connection. NULL-safe; sets *cp = NULL. */
+void store_cursor_close(store_cursor_t **cp);
+
+/* BLAKE2b-256 over every live record's body (without revision), in key
+ * order: equal digests mean the same consolidated state. Summaries are
+ * refreshed first when dirty and a batch is open; otherwise the digest
+ * covers them as stored. Returns 0 or a negative errno. */
+int store_digest(store_t *s, uint8_t out[32]);
+
+#endif /* PARKSYNC_STORE_H */

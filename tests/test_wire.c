@@ -1,0 +1,398 @@
+/*
+ * test_wire.c - the shared wire library: validation, topics, bounded
+ * decoding and the raw chunk/publication builders.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+/* A valid park update that individual tests break one field at a time. */
+typedef struct fixture {
+    Parksync__V1__Update u;
+    Parksync__V1__Park park;
+    Parksync__V1__SpecializationList specs;
+    Parksync__V1__Specialization spec_values[2];
+} fixture_t;
+
+static void fixture_init(fixture_t *f)
+{
+    parksync__v1__update__init(&f->u);
+    parksync__v1__park__init(&f->park);
+    parksync__v1__specialization_list__init(&f->specs);
+    f->u.has_version = 1;
+    f->u.version = WIRE_VERSION;
+    f->u.producer_id = "AZ-MOE";
+    f->u.has_sequence = 1;
+    f->u.sequence = 7;
+    f->u.has_event_time_us = 1;
+    f->u.event_time_us = 1608681600000000;
+    f->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    f->u.park = &f->park;
+    f->park.park_id = "AZ-SUMGAIT-CHEM";
+    f->park.country = "AZ";
+    f->park.name = "Sumqayıt Kimya Sənaye Parkı";
+    f->spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+    f->specs.n_values = 1;
+    f->specs.values = f->spec_values;
+    f->park.specializations = &f->specs;
+}
+
+Test(wire, utf8_accepts_valid_and_refuses_malformed)
+{
+    static const struct {
+        const char *s;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {"plain", 5, true},
+        {"Sumqayıt", 9, true},
+        {"\xe2\x82\xac", 3, true},          /* euro sign */
+        {"\xf0\x9f\x8f\xad", 4, true},      /* U+1F3ED factory */
+        {"\xc0\xaf", 2, false},             /* overlong '/' */
+        {"\xe0\x80\xaf", 3, false},         /* overlong, 3 bytes */
+        {"\xed\xa0\x80", 3, false},         /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, false},     /* above U+10FFFF */
+        {"\x80", 1, false},                 /* lone continuation */
+        {"\xe2\x82", 2, false},             /* truncated */
+        {"a\0b", 3, false},                 /* embedded NUL */
+        {"\xff", 1, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_expect_eq(wire_utf8_valid(cases[i].s, cases[i].len), cases[i].ok, "case %zu", i);
+}
+
+Test(wire, ids_and_countries)
+{
+    char long_id[WIRE_MAX_ID + 2];
+
+    cr_expect(wire_id_valid("AZ-MOE"));
+    cr_expect(wire_id_valid("tj_mint.2"));
+    cr_expect_not(wire_id_valid(""));
+    cr_expect_not(wire_id_valid(NULL));
+    cr_expect_not(wire_id_valid("AZ MOE"));
+    cr_expect_not(wire_id_valid("AZ/MOE"));
+    memset(long_id, 'a', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    cr_expect_not(wire_id_valid(long_id));
+    long_id[WIRE_MAX_ID] = '\0';
+    cr_expect(wire_id_valid(long_id));
+
+    cr_expect(wire_country_valid("AZ"));
+    cr_expect_not(wire_country_valid("az"));
+    cr_expect_not(wire_country_valid("AZE"));
+    cr_expect_not(wire_country_valid("A"));
+}
+
+Test(wire, period_key_and_bounds)
+{
+    Parksync__V1__Period p = PARKSYNC__V1__PERIOD__INIT;
+    char key[32];
+
+    p.has_year = p.has_first_month = p.has_last_month = 1;
+    p.year = 2020;
+    p.first_month = 1;
+    p.last_month = 10;
+    cr_assert_eq(wire_period_key(key, sizeof(key), &p), 11);
+    cr_expect_str_eq(key, "2020-01..10");
+    p.first_month = 11;
+    cr_expect_not(wire_period_valid(&p));
+    p.first_month = 1;
+    p.last_month = 13;
+    cr_expect_not(wire_period_valid(&p));
+    p.last_month = 12;
+    p.has_year = 0;
+    cr_expect_not(wire_period_valid(&p));
+    cr_expect_eq(wire_period_key(key, sizeof(key), &p), -EINVAL);
+}
+
+Test(wire, dates)
+{
+    cr_expect(wire_date_valid("2020-12-23"));
+    cr_expect(wire_date_valid("2020-02-29"));
+    cr_expect_not(wire_date_valid("2021-02-29"));
+    cr_expect_not(wire_date_valid("2020-13-01"));
+    cr_expect_not(wire_date_valid("2020-1-01"));
+    cr_expect_not(wire_date_valid("20201223"));
+}
+
+Test(wire, topics)
+{
+    char t[WIRE_MAX_TOPIC];
+
+    cr_expect_eq(wire_topic_ingest(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE), 5);
+    cr_expect_str_eq(t, "trade");
+    cr_expect_eq(wire_topic_ingest(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY),
+                 -EINVAL);
+    wire_topic_record(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK, "AZ");
+    cr_expect_str_eq(t, "rec/park/AZ/");
+    wire_topic_record(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT, NULL);
+    cr_expect_str_eq(t, "rec/resident/");
+    wire_topic_record(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED, NULL);
+    cr_expect_str_eq(t, "rec/");
+    cr_expect_eq(wire_topic_record(t, sizeof(t), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK, "a"),
+                 -EINVAL);
+    wire_topic_ack(t, sizeof(t), "AZ-MOE");
+    cr_expect_str_eq(t, "ack/AZ-MOE/");
+    cr_expect_eq(wire_topic_ack(t, 4, "AZ-MOE"), -ENOSPC);
+    cr_expect_eq(wire_kind_from_name("resident"), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT);
+    cr_expect_eq(wire_kind_from_name("nope"), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED);
+}
+
+Test(wire, valid_update_passes)
+{
+    fixture_t f;
+    const char *why = NULL;
+
+    fixture_init(&f);
+    cr_expect_eq(wire_update_validate(&f.u, &why), 0, "why: %s", why ? why : "");
+}
+
+/* Each case breaks one thing; each must be refused with the named field. */
+Test(wire, invalid_updates_are_refused_with_a_reason)
+{
+    static const char bad_utf8[] = "Sumqay\xc4";
+    char too_long[WIRE_MAX_TEXT + 2];
+    Parksync__V1__Specialization many[WIRE_MAX_SPECIALIZATIONS + 1];
+    fixture_t f;
+    const char *why;
+
+    memset(too_long, 'x', sizeof(too_long) - 1);
+    too_long[sizeof(too_long) - 1] = '\0';
+    for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++)
+        many[i] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_FOOD;
+
+    for (int c = 0; c < 12; c++) {
+        const char *expect = NULL;
+
+        fixture_init(&f);
+        switch (c) {
+        case 0: f.u.version = 2; expect = "version"; break;
+        case 1: f.u.producer_id = "AZ MOE"; expect = "producer_id"; break;
+        case 2: f.u.sequence = 0; expect = "sequence"; break;
+        case 3: f.u.has_event_time_us = 0; expect = "event_time_us"; break;
+        case 4: f.park.name = (char *)bad_utf8; expect = "park.name"; break;
+        case 5: f.park.name = too_long; expect = "park.name"; break;
+        case 6: f.park.country = "Azerbaijan"; expect = "park.country"; break;
+        case 7: f.park.has_status = 1; f.park.status = 99; expect = "park.status"; break;
+        case 8: f.spec_values[0] = 42; expect = "park.specializations: unknown value"; break;
+        case 9:
+            f.specs.values = many;
+            f.specs.n_values = sizeof(many) / sizeof(many[0]);
+            expect = "park.specializations: too many";
+            break;
+        case 10:
+            f.park.has_reported_investment_usd_cents = 1;
+            f.park.reported_investment_usd_cents = -1;
+            expect = "park.reported_investment_usd_cents";
+            break;
+        case 11: f.u.body_case = PARKSYNC__V1__UPDATE__BODY__NOT_SET; expect = "body: none"; break;
+        }
+        why = NULL;
+        cr_expect_eq(wire_update_validate(&f.u, &why), -EINVAL, "case %d accepted", c);
+        cr_expect(why != NULL && strcmp(why, expect) == 0, "case %d: why '%s', want '%s'", c,
+                  why ? why : "(null)", expect);
+    }
+}
+
+Test(wire, delete_takes_key_fields_only)
+{
+    Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
+    Parksync__V1__Delete d = PARKSYNC__V1__DELETE__INIT;
+    Parksync__V1__Park key = PARKSYNC__V1__PARK__INIT;
+    const char *why = NULL;
+
+    u.has_version = u.has_sequence = u.has_event_time_us = 1;
+    u.version = WIRE_VERSION;
+    u.sequence = 1;
+    u.event_time_us = 1;
+    u.producer_id = "AZ-MOE";
+    u.body_case = PARKSYNC__V1__UPDATE__BODY_DELETE;
+    u.delete_ = &d;
+    d.target_case = PARKSYNC__V1__DELETE__TARGET_PARK;
+    d.park = &key;
+    key.park_id = "AZ-X";
+    key.country = "AZ";
+    cr_expect_eq(wire_update_validate(&u, &why), 0);
+    cr_expect_eq(wire_update_kind(&u), PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK);
+    key.name = "not a key";
+    cr_expect_eq(wire_update_validate(&u, &why), -EINVAL);
+    cr_expect_str_eq(why, "delete.park: non-key field");
+}
+
+Test(wire, decode_round_trip_and_invalid_body_keeps_envelope)
+{
+    fixture_t f;
+    Parksync__V1__Update *out = NULL;
+    const char *why = NULL;
+    size_t len;
+    uint8_t *buf;
+
+    fixture_init(&f);
+    buf = wire_pack(&f.u.base, &len);
+    cr_assert_not_null(buf);
+    cr_assert_eq(wire_update_decode(buf, len, &out, &why), 0);
+    cr_expect_str_eq(out->park->name, f.park.name);
+    cr_expect_eq(out->sequence, 7);
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(buf);
+
+    /* A sound envelope with a bad body is handed back for the daemon to
+     * consume the sequence; a bad envelope is not. */
+    f.park.country = "xx";
+    buf = wire_pack(&f.u.base, &len);
+    cr_expect_eq(wire_update_decode(buf, len, &out, &why), -EINVAL);
+    cr_assert_not_null(out);
+    cr_expect_str_eq(out->producer_id, "AZ-MOE");
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(buf);
+
+    f.u.producer_id = "";
+    buf = wire_pack(&f.u.base, &len);
+    cr_expect_eq(wire_update_decode(buf, len, &out, &why), -EINVAL);
+    cr_expect_null(out);
+    free(buf);
+}
+
+Test(wire, decode_refuses_oversized_truncated_and_random_input)
+{
+    static uint8_t big[WIRE_MAX_UPDATE + 1];
+    Parksync__V1__Update *out = (void *)1;
+    const char *why = NULL;
+    fixture_t f;
+    size_t len;
+    uint8_t *buf;
+    unsigned seed = 12345;
+
+    cr_expect_eq(wire_update_decode(big, sizeof(big), &out, &why), -EMSGSIZE);
+    cr_expect_null(out);
+
+    fixture_init(&f);
+    buf = wire_pack(&f.u.base, &len);
+    for (size_t cut = 1; cut < len; cut++) {
+        int rc = wire_update_decode(buf, cut, &out, &why);
+        cr_expect(rc < 0, "truncated to %zu of %zu accepted", cut, len);
+        if (out != NULL)
+            parksync__v1__update__free_unpacked(out, NULL);
+    }
+    free(buf);
+
+    for (int i = 0; i < 20000; i++) {
+        uint8_t junk[64];
+        size_t n = (size_t)(rand_r(&seed) % sizeof(junk));
+        for (size_t j = 0; j < n; j++)
+            junk[j] = (uint8_t)rand_r(&seed);
+        if (wire_update_decode(junk, n, &out, &why) == 0 || out != NULL)
+            parksync__v1__update__free_unpacked(out, NULL);
+    }
+}
+
+Test(wire, query_request_limits)
+{
+    Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
+    Parksync__V1__SnapshotRequest s = PARKSYNC__V1__SNAPSHOT_REQUEST__INIT;
+    Parksync__V1__QueryRequest *out;
+    const char *why;
+    size_t len;
+    uint8_t *buf;
+
+    q.has_version = q.has_request_id = 1;
+    q.version = WIRE_VERSION;
+    q.request_id = 9;
+    q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT;
+    q.snapshot = &s;
+    s.has_credit = 1;
+    s.credit = WIRE_MAX_CREDIT + 1;
+    buf = wire_pack(&q.base, &len);
+    cr_expect_eq(wire_query_request_decode(buf, len, &out, &why), -EINVAL);
+    cr_expect_str_eq(why, "snapshot.credit");
+    free(buf);
+    s.credit = 4;
+    buf = wire_pack(&q.base, &len);
+    cr_assert_eq(wire_query_request_decode(buf, len, &out, &why), 0);
+    cr_expect_eq(out->snapshot->credit, 4);
+    parksync__v1__query_request__free_unpacked(out, NULL);
+    free(buf);
+}
+
+/* Records placed raw into a chunk decode as an ordinary QueryReply. */
+Test(wire, chunk_builder_produces_a_decodable_reply)
+{
+    wire_chunk_t c = {0};
+    Parksync__V1__QueryReply *reply;
+    const uint8_t *msg;
+    uint8_t epoch[WIRE_EPOCH_BYTES];
+    const char *why;
+    size_t len;
+
+    memset(epoch, 0xAB, sizeof(epoch));
+    wire_chunk_reset(&c);
+    for (int i = 0; i < 3; i++) {
+        Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
+        Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
+        char id[16];
+        size_t rlen;
+        uint8_t *rbuf;
+
+        snprintf(id, sizeof(id), "AZ-P%d", i);
+        p.park_id = id;
+        p.country = "AZ";
+        r.has_revision = 1;
+        r.revision = 100 + (uint64_t)i;
+        r.body_case = PARKSYNC__V1__RECORD__BODY_PARK;
+        r.park = &p;
+        rbuf = wire_pack(&r.base, &rlen);
+        cr_assert_eq(wire_chunk_add(&c, rbuf, rlen), 0);
+        free(rbuf);
+    }
+    cr_assert_eq(wire_chunk_finish(&c, 77, true, 102, epoch, &msg, &len), 0);
+    cr_assert_eq(wire_query_reply_decode(msg, len, &reply, &why), 0);
+    cr_expect_eq(reply->request_id, 77);
+    cr_assert_eq(reply->body_case, PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK);
+    cr_expect_eq(reply->chunk->n_records, 3);
+    cr_expect(reply->chunk->last);
+    cr_expect_eq(reply->chunk->revision, 102);
+    cr_expect_eq(reply->chunk->epoch.len, WIRE_EPOCH_BYTES);
+    cr_expect_str_eq(reply->chunk->records[2]->park->park_id, "AZ-P2");
+    cr_expect_eq(reply->chunk->records[1]->revision, 101);
+    parksync__v1__query_reply__free_unpacked(reply, NULL);
+    wire_chunk_free(&c);
+}
+
+Test(wire, publication_builder_wraps_a_stored_record)
+{
+    Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
+    Parksync__V1__CountryReport cr = PARKSYNC__V1__COUNTRY_REPORT__INIT;
+    Parksync__V1__Period p = PARKSYNC__V1__PERIOD__INIT;
+    Parksync__V1__Publication *pub;
+    wire_buf_t b = {0};
+    const char *why;
+    size_t rlen;
+    uint8_t *rbuf;
+
+    p.has_year = p.has_first_month = p.has_last_month = 1;
+    p.year = 2020;
+    p.first_month = 1;
+    p.last_month = 9;
+    cr.country = "AZ";
+    cr.period = &p;
+    cr.has_parks_export_share_bp = 1;
+    cr.parks_export_share_bp = 2030;
+    r.has_revision = 1;
+    r.revision = 5;
+    r.body_case = PARKSYNC__V1__RECORD__BODY_COUNTRY;
+    r.country = &cr;
+    rbuf = wire_pack(&r.base, &rlen);
+    cr_assert_eq(wire_publication_record(&b, 42, rbuf, rlen), 0);
+    cr_assert_eq(wire_publication_decode(b.data, b.len, &pub, &why), 0);
+    cr_expect_eq(pub->stream_sequence, 42);
+    cr_expect_eq(pub->record->revision, 5);
+    cr_expect_eq(pub->record->country->parks_export_share_bp, 2030);
+    cr_expect_str_eq(wire_record_country(pub->record), "AZ");
+    parksync__v1__publication__free_unpacked(pub, NULL);
+    wire_buf_free(&b);
+    free(rbuf);
+}
