@@ -1,0 +1,2356 @@
+/*
+ * store.c - the consolidated picture in SQLite (contract: store.h).
+ *
+ * Sections: constants and types; errors and buffers; stamps; schema and
+ * migrations; statements; producers; open and close; batches; rows and
+ * the change log; merging (generic bodies, trade flows); apply; summaries;
+ * reading; cursors; digest.
+ *
+ * Each record row keeps the encoded Record exactly as published (column
+ * `record`) and the stamps of its fields (column `stamps`, a private
+ * encoding described at stamps_encode). A field's value is the write with
+ * the greatest stamp among the writes newer than the record's tombstone,
+ * whatever order the writes arrive in; the record is live while some slot
+ * (a body field, or the key slot that every upsert stamps) is newer than
+ * the tombstone.
+ *
+ * Encoded Records start with their revision (field 1, protobuf-c packs in
+ * field-number order), so the store compares and hashes records without
+ * the revision by skipping that first field, and adds it by prepending it.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+/* ---------------------------------------------------------------- constants */
+
+#define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
+#define STORE_MAX_SLOTS 16         /* stamp slots per record: key slot + body fields */
+#define STORE_KEY_SLOT 0           /* slot (and stored field id) of the key stamp */
+#define STORE_STAMPS_VERSION 1     /* first byte of an encoded stamps blob */
+#define STORE_MAX_KEYS 3           /* key columns of a record kind */
+#define STORE_PERIOD_TEXT 32       /* bytes of a period key ("2020-01..10"), with NUL */
+#define STORE_COUNTRIES (26 * 26)  /* ISO alpha-2 codes: size of the dirty set */
+#define STORE_KINDS 6              /* RecordKind values 0..5 */
+#define STORE_PRUNE_SLACK 100      /* prune once the log exceeds keep by keep/100 */
+#define STORE_PRODUCERS_MIN 16     /* initial slots of the producer map */
+#define STORE_KEY_TEXT 256         /* bytes of a key as text in a conflict row */
+#define STORE_TAG_REVISION 0x08    /* Record field 1 (revision), wire type VARINT */
+#define STORE_VARINT_MAX 10        /* bytes of the longest varint */
+#define STORE_STAMP_MAX (1 + 1 + 8 + STORE_VARINT_MAX + 1 + WIRE_MAX_ID) /* bytes */
+
+typedef Parksync__V1__RecordKind kind_t;
+
+/* ---------------------------------------------------------------- types */
+
+/* Who wrote a value and when; compared by stamp_cmp. */
+typedef struct stamp {
+    bool set;                       /* false: no write (older than any write) */
+    uint8_t vintage;                /* Parksync__V1__Vintage of the write */
+    int64_t time_us;                /* source's event time, us since 1970 UTC */
+    uint64_t sequence;              /* producer's sequence number */
+    char producer[WIRE_MAX_ID + 1]; /* producer id, NUL-terminated */
+} stamp_t;
+
+/* The stamps of one record. */
+typedef struct stamps {
+    stamp_t tomb;                  /* greatest delete seen (set = ever deleted) */
+    stamp_t slot[STORE_MAX_SLOTS]; /* slot 0: key; generic i+1: field i; trade 1, 2: cells */
+} stamps_t;
+
+/* A growable byte buffer reused across updates. */
+typedef struct buf {
+    uint8_t *data; /* malloc'd, NULL when never used */
+    size_t len;    /* bytes used */
+    size_t cap;    /* bytes allocated */
+} buf_t;
+
+/* Last applied state of one producer, cached in memory. */
+typedef struct producer {
+    char id[WIRE_MAX_ID + 1]; /* producer id; "" marks a free slot */
+    uint64_t last_sequence;   /* last applied or rejected sequence */
+    uint64_t applied;         /* updates applied */
+    uint64_t duplicates;      /* updates ignored as already applied */
+    uint64_t gaps;            /* updates refused for a missing sequence */
+    uint64_t rejected;        /* sequences consumed by store_reject */
+    int64_t last_seen_us;     /* wall clock of its last update, us since 1970 */
+    bool dirty;               /* changed in the open batch, written at commit */
+} producer_t;
+
+/* The key of one record, as its table's key columns. */
+typedef struct rec_key {
+    kind_t kind;                       /* record kind */
+    const char *col[STORE_MAX_KEYS];   /* key column values, NUL-terminated */
+    size_t ncols;                      /* key columns used */
+    char period[STORE_PERIOD_TEXT];    /* storage of a period key column */
+    const char *country;               /* topic country (trade: exporter) */
+    const char *country2;              /* trade: importer; else NULL */
+} rec_key_t;
+
+/* An optional integer column beside the record blob. */
+typedef struct extra {
+    bool set;  /* false: NULL */
+    int64_t v; /* value (money in USD cents, counts) */
+} extra_t;
+
+#define STORE_MAX_EXTRAS 3 /* extra columns of a record kind */
+
+/* A record row as read before a merge. */
+typedef struct row {
+    bool found;                /* a row exists */
+    uint64_t revision;         /* its revision (0: never published) */
+    Parksync__V1__Record *rec; /* its record, unpacked; NULL when none */
+    stamps_t stamps;           /* its stamps */
+} row_t;
+
+/* Statements on the store's connection, prepared once at open. */
+enum stmt_id {
+    ST_BEGIN,          /* BEGIN IMMEDIATE */
+    ST_COMMIT,         /* COMMIT */
+    ST_ROLLBACK,       /* ROLLBACK */
+    ST_META_GET,       /* value of a meta key */
+    ST_META_SET,       /* sets a meta key */
+    ST_PRODUCER_ALL,   /* every producer */
+    ST_PRODUCER_PUT,   /* upsert of a producer */
+    ST_CONFLICT_PUT,   /* new conflict row */
+    ST_LOG_PUT,        /* new change-log row */
+    ST_LOG_OLDEST,     /* oldest revision in the change log */
+    ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
+    ST_LOG_SINCE,      /* change-log rows after a revision */
+    ST_SUM_PARKS,      /* park aggregates of a country */
+    ST_SUM_RESIDENTS,  /* resident aggregates of a country */
+    ST_SUM_TRADE,      /* turnover per partner and period of a country */
+    ST_SUM_INDICATORS, /* live country reports of a country */
+    ST_SUM_MISMATCHES, /* parks with reported figures and their residents */
+    ST_DIRTY_ALL,      /* every country with records (marked dirty at open) */
+    ST_COUNT           /* number of statements */
+};
+
+struct store {
+    store_config_t cfg;                  /* copy of the config (path points at path) */
+    char *path;                          /* database file, owned */
+    sqlite3 *db;                         /* the writing connection */
+    sqlite3_stmt *st[ST_COUNT];          /* general statements */
+    sqlite3_stmt *sel[STORE_KINDS];      /* row by key, per kind */
+    sqlite3_stmt *put[STORE_KINDS];      /* row upsert, per kind */
+    sqlite3_stmt *scan[STORE_KINDS];     /* live rows in key order, per kind */
+    uint8_t epoch[WIRE_EPOCH_BYTES];     /* identity of this database's history */
+    uint64_t head;                       /* highest revision handed out */
+    uint64_t head_begin;                 /* head when the batch began */
+    uint64_t oldest;                     /* oldest revision in the change log */
+    uint64_t oldest_begin;               /* oldest when the batch began */
+    bool in_batch;                       /* a write transaction is open */
+    producer_t *prod;                    /* producer map, open addressing */
+    size_t prod_cap;                     /* slots in prod (power of two) */
+    size_t prod_count;                   /* used slots in prod */
+    uint8_t dirty[STORE_COUNTRIES / 8 + 1];       /* countries whose summary is stale */
+    uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
+    buf_t body;                          /* encoded Record without revision */
+    buf_t out;                           /* encoded Record with revision */
+    buf_t old;                           /* stored record of the row being merged */
+    buf_t stamps;                        /* encoded stamps of the row being merged */
+    buf_t old_stamps;                    /* stored stamps of the row being merged */
+    char err[256];                       /* message of the last failure */
+};
+
+struct store_cursor {
+    sqlite3 *db;                       /* read-only connection of this view */
+    sqlite3_stmt *stmt[STORE_KINDS];   /* statements stepped one after the other */
+    size_t n;                          /* statements in stmt */
+    size_t at;                         /* statement being stepped */
+    uint64_t revision;                 /* head revision of the view */
+};
+
+/* ---------------------------------------------------------------- errors, buffers */
+
+static int errno_from_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN:
+        return -ENOENT;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+        return -EINVAL;
+    default:
+        return -EIO;
+    }
+}
+
+/* Keeps SQLite's message for store_errmsg and returns the errno. */
+static int db_fail(store_t *s, int rc)
+{
+    snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+    return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+static int buf_reserve(buf_t *b, size_t need)
+{
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_set(buf_t *b, const void *data, size_t len)
+{
+    if (buf_reserve(b, len) < 0)
+        return -ENOMEM;
+    if (len)
+        memcpy(b->data, data, len);
+    b->len = len;
+    return 0;
+}
+
+static void buf_free(buf_t *b)
+{
+    free(b->data);
+    *b = (buf_t){0};
+}
+
+/* Packs msg into b. 0 or -ENOMEM. */
+static int buf_pack(buf_t *b, const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (buf_reserve(b, n ? n : 1) < 0)
+        return -ENOMEM;
+    b->len = protobuf_c_message_pack(msg, b->data);
+    return 0;
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Reads a varint from p[*at..len). false when truncated. */
+static bool varint_get(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64 && *at < len; shift += 7) {
+        uint8_t c = p[(*at)++];
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The encoded Record without its leading revision field. */
+static void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *blen)
+{
+    size_t at = 0;
+    uint64_t v;
+    if (len > 0 && rec[0] == STORE_TAG_REVISION) {
+        at = 1;
+        if (!varint_get(rec, len, &at, &v))
+            at = 0;
+    }
+    *body = rec + at;
+    *blen = len - at;
+}
+
+/* ---------------------------------------------------------------- stamps */
+
+static int stamp_cmp(const stamp_t *a, const stamp_t *b)
+{
+    if (a->set != b->set)
+        return a->set ? 1 : -1;
+    if (!a->set)
+        return 0;
+    int fa = a->vintage == PARKSYNC__V1__VINTAGE__VINTAGE_FINAL;
+    int fb = b->vintage == PARKSYNC__V1__VINTAGE__VINTAGE_FINAL;
+    if (fa != fb)
+        return fa - fb;
+    if (a->time_us != b->time_us)
+        return a->time_us < b->time_us ? -1 : 1;
+    int c = strcmp(a->producer, b->producer);
+    if (c != 0)
+        return c < 0 ? -1 : 1;
+    if (a->sequence != b->sequence)
+        return a->sequence < b->sequence ? -1 : 1;
+    return 0;
+}
+
+static void stamp_of_update(stamp_t *st, const Parksync__V1__Update *u)
+{
+    st->set = true;
+    st->vintage = u->has_vintage ? (uint8_t)u->vintage : 0;
+    st->time_us = u->event_time_us;
+    st->sequence = u->sequence;
+    snprintf(st->producer, sizeof(st->producer), "%s", u->producer_id);
+}
+
+static size_t stamp_put(uint8_t *p, const stamp_t *st)
+{
+    size_t n = 0;
+    uint64_t t = (uint64_t)st->time_us;
+    size_t plen = strlen(st->producer);
+    p[n++] = st->vintage;
+    for (int i = 7; i >= 0; i--)
+        p[n++] = (uint8_t)(t >> (8 * i));
+    n += varint_put(p + n, st->sequence);
+    p[n++] = (uint8_t)plen;
+    memcpy(p + n, st->producer, plen);
+    return n + plen;
+}
+
+static bool stamp_get(const uint8_t *p, size_t len, size_t *at, stamp_t *st)
+{
+    if (len - *at < 9)
+        return false;
+    st->set = true;
+    st->vintage = p[(*at)++];
+    uint64_t t = 0;
+    for (int i = 0; i < 8; i++)
+        t = (t << 8) | p[(*at)++];
+    st->time_us = (int64_t)t;
+    if (!varint_get(p, len, at, &st->sequence) || *at >= len)
+        return false;
+    size_t plen = p[(*at)++];
+    if (plen > WIRE_MAX_ID || len - *at < plen)
+        return false;
+    memcpy(st->producer, p + *at, plen);
+    st->producer[plen] = '\0';
+    *at += plen;
+    return true;
+}
+
+/*
+ * Stamps blob: version byte; tombstone flag byte (1: a stamp follows);
+ * count varint; per set slot: field id varint (0 = key slot) and a stamp.
+ * A stamp: vintage byte, event time as 8 bytes big-endian, sequence varint,
+ * producer id length byte and bytes. ids[slot] gives each slot's field id.
+ */
+static int stamps_encode(buf_t *b, const stamps_t *sp, const uint32_t *ids, size_t nslots)
+{
+    if (buf_reserve(b, 2 + STORE_VARINT_MAX + (nslots + 1) * (STORE_VARINT_MAX + STORE_STAMP_MAX)) < 0)
+        return -ENOMEM;
+    uint8_t *p = b->data;
+    size_t n = 0, count = 0;
+    p[n++] = STORE_STAMPS_VERSION;
+    p[n++] = sp->tomb.set ? 1 : 0;
+    if (sp->tomb.set)
+        n += stamp_put(p + n, &sp->tomb);
+    for (size_t i = 0; i < nslots; i++)
+        count += sp->slot[i].set;
+    n += varint_put(p + n, count);
+    for (size_t i = 0; i < nslots; i++) {
+        if (!sp->slot[i].set)
+            continue;
+        n += varint_put(p + n, ids[i]);
+        n += stamp_put(p + n, &sp->slot[i]);
+    }
+    b->len = n;
+    return 0;
+}
+
+static int stamps_decode(stamps_t *sp, const uint8_t *p, size_t len, const uint32_t *ids,
+                         size_t nslots)
+{
+    size_t at = 2;
+    uint64_t count, id;
+    memset(sp, 0, sizeof(*sp));
+    if (len == 0)
+        return 0;
+    if (len < 2 || p[0] != STORE_STAMPS_VERSION)
+        return -EBADMSG;
+    if (p[1] && !stamp_get(p, len, &at, &sp->tomb))
+        return -EBADMSG;
+    if (!varint_get(p, len, &at, &count))
+        return -EBADMSG;
+    for (uint64_t c = 0; c < count; c++) {
+        stamp_t st = {0};
+        if (!varint_get(p, len, &at, &id) || !stamp_get(p, len, &at, &st))
+            return -EBADMSG;
+        for (size_t i = 0; i < nslots; i++) {
+            if (ids[i] == id) {
+                sp->slot[i] = st;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- schema */
+
+/*
+ * Migration i takes the schema from user_version i to i + 1. Append new
+ * migrations; never edit a released one.
+ */
+static const char *const migrations[] = {
+    /* 1: the initial schema */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "INSERT INTO meta(key, value) VALUES ('epoch', randomblob(16)), ('head', 0);"
+    "CREATE TABLE park("
+    " country TEXT NOT NULL, park_id TEXT NOT NULL, deleted INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL, reported_residents INTEGER,"
+    " reported_investment_cents INTEGER, record BLOB NOT NULL, stamps BLOB NOT NULL,"
+    " PRIMARY KEY (country, park_id)) WITHOUT ROWID;"
+    "CREATE TABLE resident("
+    " country TEXT NOT NULL, park_id TEXT NOT NULL, resident_id TEXT NOT NULL,"
+    " deleted INTEGER NOT NULL, revision INTEGER NOT NULL, investment_cents INTEGER,"
+    " record BLOB NOT NULL, stamps BLOB NOT NULL,"
+    " PRIMARY KEY (country, park_id, resident_id)) WITHOUT ROWID;"
+    "CREATE TABLE trade_flow("
+    " exporter TEXT NOT NULL, importer TEXT NOT NULL, period_key TEXT NOT NULL,"
+    " deleted INTEGER NOT NULL, revision INTEGER NOT NULL, exporter_cents INTEGER,"
+    " importer_cents INTEGER, value_cents INTEGER, record BLOB NOT NULL,"
+    " stamps BLOB NOT NULL, PRIMARY KEY (exporter, importer, period_key)) WITHOUT ROWID;"
+    "CREATE INDEX trade_flow_importer ON trade_flow(importer);"
+    "CREATE TABLE country_report("
+    " country TEXT NOT NULL, period_key TEXT NOT NULL, deleted INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL, record BLOB NOT NULL, stamps BLOB NOT NULL,"
+    " PRIMARY KEY (country, period_key)) WITHOUT ROWID;"
+    "CREATE TABLE summary("
+    " country TEXT PRIMARY KEY, deleted INTEGER NOT NULL, revision INTEGER NOT NULL,"
+    " record BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE changelog("
+    " revision INTEGER PRIMARY KEY, kind INTEGER NOT NULL, country TEXT,"
+    " country2 TEXT, record BLOB NOT NULL);"
+    "CREATE TABLE producer("
+    " producer_id TEXT PRIMARY KEY, last_sequence INTEGER NOT NULL,"
+    " applied INTEGER NOT NULL, duplicates INTEGER NOT NULL, gaps INTEGER NOT NULL,"
+    " rejected INTEGER NOT NULL, last_seen_us INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE conflict("
+    " id INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL, producer_id TEXT NOT NULL,"
+    " sequence INTEGER NOT NULL, kind INTEGER NOT NULL, key TEXT, reason TEXT NOT NULL);",
+};
+
+#define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---------------------------------------------------------------- statements */
+
+/*
+ * Per-kind row statements share one parameter layout: ?1..?3 key columns,
+ * ?4 deleted, ?5 revision, ?6 record, ?7 stamps, ?8..?10 extra columns.
+ */
+typedef struct kind_sql {
+    const char *table;        /* table name */
+    const char *select;       /* revision, record, stamps of a row by key */
+    const char *upsert;       /* insert or replace a row */
+    const char *scan;         /* live records in key order */
+    const char *scan_country; /* live records of country ?1 in key order */
+    size_t ncols;             /* key columns */
+    size_t nextras;           /* extra columns */
+} kind_sql_t;
+
+static const kind_sql_t kind_sql[STORE_KINDS] = {
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] = {
+        "park",
+        "SELECT revision, record, stamps FROM park WHERE country = ?1 AND park_id = ?2",
+        "INSERT INTO park(country, park_id, deleted, revision, record, stamps,"
+        " reported_residents, reported_investment_cents)"
+        " VALUES (?1, ?2, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (country, park_id) DO UPDATE SET"
+        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+        " stamps = excluded.stamps, reported_residents = excluded.reported_residents,"
+        " reported_investment_cents = excluded.reported_investment_cents",
+        "SELECT record FROM park WHERE deleted = 0 ORDER BY country, park_id",
+        "SELECT record FROM park WHERE deleted = 0 AND country = ?1 ORDER BY country, park_id",
+        2, 2},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] = {
+        "resident",
+        "SELECT revision, record, stamps FROM resident"
+        " WHERE country = ?1 AND park_id = ?2 AND resident_id = ?3",
+        "INSERT INTO resident(country, park_id, resident_id, deleted, revision, record, stamps,"
+        " investment_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        " ON CONFLICT (country, park_id, resident_id) DO UPDATE SET"
+        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+        " stamps = excluded.stamps, investment_cents = excluded.investment_cents",
+        "SELECT record FROM resident WHERE deleted = 0 ORDER BY country, park_id, resident_id",
+        "SELECT record FROM resident WHERE deleted = 0 AND country = ?1"
+        " ORDER BY country, park_id, resident_id",
+        3, 1},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE] = {
+        "trade_flow",
+        "SELECT revision, record, stamps FROM trade_flow"
+        " WHERE exporter = ?1 AND importer = ?2 AND period_key = ?3",
+        "INSERT INTO trade_flow(exporter, importer, period_key, deleted, revision, record,"
+        " stamps, exporter_cents, importer_cents, value_cents)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT (exporter, importer, period_key) DO UPDATE SET"
+        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+        " stamps = excluded.stamps, exporter_cents = excluded.exporter_cents,"
+        " importer_cents = excluded.importer_cents, value_cents = excluded.value_cents",
+        "SELECT record FROM trade_flow WHERE deleted = 0 ORDER BY exporter, importer, period_key",
+        /* unary + keeps the scan in key order (streaming) rather than an OR
+         * of two index lookups that would need a sorter */
+        "SELECT record FROM trade_flow WHERE deleted = 0 AND (+exporter = ?1 OR +importer = ?1)"
+        " ORDER BY exporter, importer, period_key",
+        3, 3},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] = {
+        "country_report",
+        "SELECT revision, record, stamps FROM country_report"
+        " WHERE country = ?1 AND period_key = ?2",
+        "INSERT INTO country_report(country, period_key, deleted, revision, record, stamps)"
+        " VALUES (?1, ?2, ?4, ?5, ?6, ?7) ON CONFLICT (country, period_key) DO UPDATE SET"
+        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+        " stamps = excluded.stamps",
+        "SELECT record FROM country_report WHERE deleted = 0 ORDER BY country, period_key",
+        "SELECT record FROM country_report WHERE deleted = 0 AND country = ?1"
+        " ORDER BY country, period_key",
+        2, 0},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = {
+        "summary",
+        "SELECT revision, record, NULL FROM summary WHERE country = ?1",
+        "INSERT INTO summary(country, deleted, revision, record) VALUES (?1, ?4, ?5, ?6)"
+        " ON CONFLICT (country) DO UPDATE SET deleted = excluded.deleted,"
+        " revision = excluded.revision, record = excluded.record",
+        "SELECT record FROM summary WHERE deleted = 0 ORDER BY country",
+        "SELECT record FROM summary WHERE deleted = 0 AND country = ?1 ORDER BY country",
+        1, 0},
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
+    [ST_PRODUCER_ALL] = "SELECT producer_id, last_sequence, applied, duplicates, gaps,"
+                        " rejected, last_seen_us FROM producer",
+    [ST_PRODUCER_PUT] = "INSERT INTO producer(producer_id, last_sequence, applied, duplicates,"
+                        " gaps, rejected, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        " ON CONFLICT (producer_id) DO UPDATE SET"
+                        " last_sequence = excluded.last_sequence, applied = excluded.applied,"
+                        " duplicates = excluded.duplicates, gaps = excluded.gaps,"
+                        " rejected = excluded.rejected, last_seen_us = excluded.last_seen_us",
+    [ST_CONFLICT_PUT] = "INSERT INTO conflict(recorded_us, producer_id, sequence, kind, key,"
+                        " reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_LOG_OLDEST] = "SELECT min(revision) FROM changelog",
+    [ST_LOG_PRUNE] = "DELETE FROM changelog WHERE revision <= ?1",
+    [ST_LOG_SINCE] = "SELECT revision, kind, country, record FROM changelog"
+                     " WHERE revision > ?1 ORDER BY revision",
+    [ST_SUM_PARKS] = "SELECT count(*), sum(reported_residents), sum(reported_investment_cents)"
+                     " FROM park WHERE country = ?1 AND deleted = 0",
+    [ST_SUM_RESIDENTS] = "SELECT count(*), sum(investment_cents) FROM resident"
+                         " WHERE country = ?1 AND deleted = 0",
+    [ST_SUM_TRADE] =
+        "SELECT CASE WHEN exporter = ?1 THEN importer ELSE exporter END AS partner, period_key,"
+        " sum(CASE WHEN exporter = ?1 THEN value_cents END),"
+        " sum(CASE WHEN importer = ?1 THEN value_cents END),"
+        " sum(CASE WHEN exporter = ?1 THEN exporter_cents END),"
+        " sum(CASE WHEN exporter = ?1 THEN importer_cents END),"
+        " sum(CASE WHEN importer = ?1 THEN importer_cents END),"
+        " sum(CASE WHEN importer = ?1 THEN exporter_cents END)"
+        " FROM trade_flow WHERE deleted = 0 AND (exporter = ?1 OR importer = ?1)"
+        " AND exporter <> importer GROUP BY partner, period_key ORDER BY partner, period_key",
+    [ST_SUM_INDICATORS] = "SELECT record FROM country_report WHERE country = ?1 AND deleted = 0"
+                          " ORDER BY period_key",
+    [ST_SUM_MISMATCHES] =
+        "SELECT p.park_id, p.reported_residents, p.reported_investment_cents,"
+        " (SELECT count(*) FROM resident r WHERE r.country = p.country"
+        "  AND r.park_id = p.park_id AND r.deleted = 0),"
+        " (SELECT coalesce(sum(r.investment_cents), 0) FROM resident r"
+        "  WHERE r.country = p.country AND r.park_id = p.park_id AND r.deleted = 0)"
+        " FROM park p WHERE p.country = ?1 AND p.deleted = 0"
+        " AND (p.reported_residents IS NOT NULL OR p.reported_investment_cents IS NOT NULL)"
+        " ORDER BY p.park_id",
+    [ST_DIRTY_ALL] = "SELECT country FROM park UNION SELECT country FROM resident"
+                     " UNION SELECT exporter FROM trade_flow UNION SELECT importer FROM trade_flow"
+                     " UNION SELECT country FROM country_report UNION SELECT country FROM summary",
+};
+
+static int prepare(store_t *s, const char *sql, sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc);
+}
+
+static int prepare_all(store_t *s)
+{
+    int rc;
+    for (int i = 0; i < ST_COUNT; i++)
+        if ((rc = prepare(s, stmt_sql[i], &s->st[i])) < 0)
+            return rc;
+    for (int k = 1; k < STORE_KINDS; k++) {
+        if ((rc = prepare(s, kind_sql[k].select, &s->sel[k])) < 0 ||
+            (rc = prepare(s, kind_sql[k].upsert, &s->put[k])) < 0 ||
+            (rc = prepare(s, kind_sql[k].scan, &s->scan[k])) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static int step_done(store_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE ? 0 : db_fail(s, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+static void stmt_reset(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* ---------------------------------------------------------------- producers */
+
+static uint64_t hash_str(const char *p)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a offset basis */
+    for (; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    return h;
+}
+
+static producer_t *producer_find(const store_t *s, const char *id)
+{
+    if (!s->prod_cap)
+        return NULL;
+    for (size_t i = hash_str(id) & (s->prod_cap - 1);; i = (i + 1) & (s->prod_cap - 1)) {
+        if (!s->prod[i].id[0])
+            return NULL;
+        if (strcmp(s->prod[i].id, id) == 0)
+            return &s->prod[i];
+    }
+}
+
+static producer_t *producer_slot(producer_t *tab, size_t cap, const char *id)
+{
+    size_t i = hash_str(id) & (cap - 1);
+    while (tab[i].id[0] && strcmp(tab[i].id, id) != 0)
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+/* Finds or adds a producer. NULL when out of memory. */
+static producer_t *producer_get(store_t *s, const char *id)
+{
+    producer_t *p = producer_find(s, id);
+    if (p)
+        return p;
+    if ((s->prod_count + 1) * 2 > s->prod_cap) {
+        size_t cap = s->prod_cap ? s->prod_cap * 2 : STORE_PRODUCERS_MIN;
+        producer_t *tab = calloc(cap, sizeof(*tab));
+        if (!tab)
+            return NULL;
+        for (size_t i = 0; i < s->prod_cap; i++)
+            if (s->prod[i].id[0])
+                *producer_slot(tab, cap, s->prod[i].id) = s->prod[i];
+        free(s->prod);
+        s->prod = tab;
+        s->prod_cap = cap;
+    }
+    p = producer_slot(s->prod, s->prod_cap, id);
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    s->prod_count++;
+    return p;
+}
+
+/* Replaces the cache with what the database holds (at open, after a rollback). */
+static int producers_load(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_PRODUCER_ALL];
+    int rc, ret = 0;
+    if (s->prod)
+        memset(s->prod, 0, s->prod_cap * sizeof(*s->prod));
+    s->prod_count = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (!id || strlen(id) > WIRE_MAX_ID)
+            continue;
+        producer_t *p = producer_get(s, id);
+        if (!p) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        p->last_sequence = (uint64_t)sqlite3_column_int64(st, 1);
+        p->applied = (uint64_t)sqlite3_column_int64(st, 2);
+        p->duplicates = (uint64_t)sqlite3_column_int64(st, 3);
+        p->gaps = (uint64_t)sqlite3_column_int64(st, 4);
+        p->rejected = (uint64_t)sqlite3_column_int64(st, 5);
+        p->last_seen_us = sqlite3_column_int64(st, 6);
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+reset:
+    sqlite3_reset(st);
+    return ret;
+}
+
+static int producers_flush(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_PRODUCER_PUT];
+    for (size_t i = 0; i < s->prod_cap; i++) {
+        producer_t *p = &s->prod[i];
+        if (!p->id[0] || !p->dirty)
+            continue;
+        sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)p->last_sequence);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)p->applied);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)p->duplicates);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)p->gaps);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)p->rejected);
+        sqlite3_bind_int64(st, 7, p->last_seen_us);
+        int rc = step_done(s, st);
+        if (rc < 0)
+            return rc;
+        p->dirty = false;
+    }
+    return 0;
+}
+
+/*
+ * The sequence rules shared by store_apply and store_reject. Returns 0 with
+ * *outcome APPLIED when the caller should go on (and then call
+ * producer_consume), DUPLICATE or GAP when it must stop.
+ */
+static int producer_check(store_t *s, const char *id, uint64_t seq, producer_t **pp,
+                          store_outcome_t *outcome)
+{
+    if (!id || !id[0] || strlen(id) > WIRE_MAX_ID)
+        return -EINVAL;
+    producer_t *p = producer_get(s, id);
+    if (!p)
+        return -ENOMEM;
+    p->last_seen_us = wire_now_us();
+    p->dirty = true;
+    *pp = p;
+    if (seq <= p->last_sequence) {
+        p->duplicates++;
+        *outcome = STORE_DUPLICATE;
+    } else if (seq > p->last_sequence + 1) {
+        p->gaps++;
+        *outcome = STORE_GAP;
+    } else {
+        *outcome = STORE_APPLIED;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dirty countries */
+
+static int country_index(const char *c)
+{
+    if (!c || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' || c[2])
+        return -1;
+    return (c[0] - 'A') * 26 + (c[1] - 'A');
+}
+
+static void mark_dirty(store_t *s, const char *country)
+{
+    int i = country_index(country);
+    if (i >= 0)
+        s->dirty[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+static int mark_all_dirty(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_DIRTY_ALL];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        mark_dirty(s, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
+}
+
+/* ---------------------------------------------------------------- open, close */
+
+void store_config_init(store_config_t *cfg)
+{
+    *cfg = (store_config_t){
+        .path = NULL,
+        .synchronous_full = true,
+        .changelog_keep = 1000000,
+        .trade_rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST,
+        .trade_threshold_pct = 10.0,
+        .cif_fob_factor = 1.0,
+    };
+}
+
+static int exec(store_t *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc);
+}
+
+static int pragma_int(store_t *s, const char *sql, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc);
+    rc = sqlite3_step(st);
+    int ret = rc == SQLITE_ROW ? 0 : db_fail(s, rc);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int migrate(store_t *s)
+{
+    int version = 0, rc;
+    if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0)
+        return rc;
+    if (version > STORE_SCHEMA_VERSION) {
+        snprintf(s->err, sizeof(s->err), "schema version %d is newer than this build's %d",
+                 version, STORE_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+        if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+            return rc;
+        if ((rc = exec(s, migrations[v])) < 0 || (rc = exec(s, bump)) < 0) {
+            char keep[sizeof(s->err)];
+            memcpy(keep, s->err, sizeof(keep));
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            memcpy(s->err, keep, sizeof(keep));
+            return rc;
+        }
+        if ((rc = exec(s, "COMMIT")) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int load_meta(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_META_GET];
+    int rc, ret = 0;
+    sqlite3_bind_text(st, 1, "epoch", -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != WIRE_EPOCH_BYTES) {
+        ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? -EPROTO : db_fail(s, rc);
+        if (ret == -EPROTO)
+            snprintf(s->err, sizeof(s->err), "meta table has no valid epoch");
+        goto reset;
+    }
+    memcpy(s->epoch, sqlite3_column_blob(st, 0), WIRE_EPOCH_BYTES);
+    stmt_reset(st);
+    sqlite3_bind_text(st, 1, "head", -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        ret = rc == SQLITE_DONE ? -EPROTO : db_fail(s, rc);
+        if (ret == -EPROTO)
+            snprintf(s->err, sizeof(s->err), "meta table has no head revision");
+        goto reset;
+    }
+    s->head = (uint64_t)sqlite3_column_int64(st, 0);
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+static int load_oldest(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_OLDEST];
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc != SQLITE_ROW)
+        ret = db_fail(s, rc);
+    else if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+        s->oldest = s->head + 1;
+    else
+        s->oldest = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return ret;
+}
+
+store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
+{
+    store_t *s = NULL;
+    int rc;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!cfg || !cfg->path) {
+        if (err)
+            snprintf(err, errlen, "store: no database path");
+        return NULL;
+    }
+    if (sodium_init() < 0) {
+        if (err)
+            snprintf(err, errlen, "%s: libsodium failed to initialise", cfg->path);
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s || !(s->path = strdup(cfg->path))) {
+        if (err)
+            snprintf(err, errlen, "%s: out of memory", cfg->path);
+        goto fail;
+    }
+    s->cfg = *cfg;
+    s->cfg.path = s->path;
+    rc = sqlite3_open_v2(s->path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db)
+            db_fail(s, rc);
+        else
+            snprintf(s->err, sizeof(s->err), "out of memory");
+        goto fail_msg;
+    }
+    sqlite3_extended_result_codes(s->db, 0);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
+        exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
+                                        : "PRAGMA synchronous = NORMAL") < 0 ||
+        migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
+        producers_load(s) < 0 || mark_all_dirty(s) < 0)
+        goto fail_msg;
+    return s;
+
+fail_msg:
+    if (err)
+        snprintf(err, errlen, "%s: %s", cfg->path, s->err[0] ? s->err : "cannot open");
+fail:
+    store_close(&s);
+    return NULL;
+}
+
+void store_close(store_t **sp)
+{
+    if (!sp || !*sp)
+        return;
+    store_t *s = *sp;
+    if (s->in_batch)
+        store_rollback(s);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    for (int k = 0; k < STORE_KINDS; k++) {
+        sqlite3_finalize(s->sel[k]);
+        sqlite3_finalize(s->put[k]);
+        sqlite3_finalize(s->scan[k]);
+    }
+    sqlite3_close_v2(s->db);
+    buf_free(&s->body);
+    buf_free(&s->out);
+    buf_free(&s->old);
+    buf_free(&s->stamps);
+    buf_free(&s->old_stamps);
+    free(s->prod);
+    free(s->path);
+    free(s);
+    *sp = NULL;
+}
+
+const char *store_errmsg(const store_t *s)
+{
+    return s ? s->err : "no store";
+}
+
+/* ---------------------------------------------------------------- batches */
+
+int store_begin(store_t *s)
+{
+    if (s->in_batch)
+        return -EBUSY;
+    int rc = step_done(s, s->st[ST_BEGIN]);
+    if (rc < 0)
+        return rc;
+    s->in_batch = true;
+    s->head_begin = s->head;
+    s->oldest_begin = s->oldest;
+    memcpy(s->dirty_begin, s->dirty, sizeof(s->dirty));
+    return 0;
+}
+
+void store_rollback(store_t *s)
+{
+    if (!s || !s->in_batch)
+        return;
+    sqlite3_step(s->st[ST_ROLLBACK]);
+    sqlite3_reset(s->st[ST_ROLLBACK]);
+    s->in_batch = false;
+    s->head = s->head_begin;
+    s->oldest = s->oldest_begin;
+    memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
+    /* the cache holds the batch's sequences: take back the committed ones */
+    producers_load(s);
+}
+
+/* Drops change-log rows beyond changelog_keep, once the excess is worth a
+ * statement (1 % of keep), so pruning costs little per commit. */
+static int prune(store_t *s)
+{
+    uint64_t keep = s->cfg.changelog_keep;
+    if (keep == 0 || s->head < s->oldest || s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
+        return 0;
+    sqlite3_stmt *st = s->st[ST_LOG_PRUNE];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(s->head - keep));
+    int rc = step_done(s, st);
+    if (rc < 0)
+        return rc;
+    s->oldest = s->head - keep + 1;
+    return 0;
+}
+
+int store_commit(store_t *s)
+{
+    int rc;
+    if (!s->in_batch)
+        return -EINVAL;
+    if ((rc = producers_flush(s)) < 0)
+        goto fail;
+    if (s->head != s->head_begin) {
+        sqlite3_stmt *st = s->st[ST_META_SET];
+        sqlite3_bind_text(st, 1, "head", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)s->head);
+        if ((rc = step_done(s, st)) < 0)
+            goto fail;
+    }
+    if ((rc = prune(s)) < 0)
+        goto fail;
+    if ((rc = step_done(s, s->st[ST_COMMIT])) < 0)
+        goto fail;
+    s->in_batch = false;
+    return 0;
+fail:
+    store_rollback(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- rows, change log */
+
+static void bind_key(sqlite3_stmt *st, const rec_key_t *key)
+{
+    for (size_t i = 0; i < key->ncols; i++)
+        sqlite3_bind_text(st, (int)i + 1, key->col[i], -1, SQLITE_STATIC);
+}
+
+/* Reads the row of key; row->rec is unpacked (caller frees with row_free)
+ * and s->old holds the stored record bytes. */
+static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_t nslots,
+                    row_t *row)
+{
+    sqlite3_stmt *st = s->sel[key->kind];
+    int rc, ret = 0;
+    memset(row, 0, sizeof(*row));
+    s->old.len = 0;
+    s->old_stamps.len = 0;
+    bind_key(st, key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        goto reset;
+    if (rc != SQLITE_ROW) {
+        ret = db_fail(s, rc);
+        goto reset;
+    }
+    row->found = true;
+    row->revision = (uint64_t)sqlite3_column_int64(st, 0);
+    const void *rec = sqlite3_column_blob(st, 1);
+    size_t rlen = (size_t)sqlite3_column_bytes(st, 1);
+    const void *stp = sqlite3_column_blob(st, 2);
+    size_t slen = (size_t)sqlite3_column_bytes(st, 2);
+    if (buf_set(&s->old, rec, rlen) < 0 || buf_set(&s->old_stamps, stp, slen) < 0) {
+        ret = -ENOMEM;
+        goto reset;
+    }
+    row->rec = parksync__v1__record__unpack(NULL, rlen, s->old.data);
+    if (!row->rec) {
+        snprintf(s->err, sizeof(s->err), "%s: stored record does not decode",
+                 kind_sql[key->kind].table);
+        ret = -EBADMSG;
+        goto reset;
+    }
+    if (ids && stamps_decode(&row->stamps, s->old_stamps.data, slen, ids, nslots) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s: stored stamps do not decode",
+                 kind_sql[key->kind].table);
+        ret = -EBADMSG;
+    }
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+static void row_free(row_t *row)
+{
+    if (row->rec)
+        parksync__v1__record__free_unpacked(row->rec, NULL);
+    row->rec = NULL;
+}
+
+static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t len)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_PUT];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->head);
+    sqlite3_bind_int(st, 2, (int)key->kind);
+    sqlite3_bind_text(st, 3, key->country, -1, SQLITE_STATIC);
+    if (key->country2)
+        sqlite3_bind_text(st, 4, key->country2, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, rec, (int)len, SQLITE_STATIC);
+    return step_done(s, st);
+}
+
+/*
+ * Stores the merged record `rec` (its revision unset) of `row`. When its
+ * bytes differ from the stored record it gets the next revision and a
+ * change-log row and its countries become dirty; a record that never
+ * existed and is born deleted stays unpublished (revision 0). The row is
+ * written when the record or the stamps (in s->stamps, unless stamps is
+ * false) changed. *changed tells whether a revision was handed out.
+ */
+static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
+                     const Parksync__V1__Record *rec, bool stamps, const extra_t *ex,
+                     bool *changed)
+{
+    const uint8_t *old_body = NULL;
+    size_t old_len = 0;
+    const uint8_t *blob;
+    size_t blen;
+    uint64_t revision = row->revision;
+    int rc;
+
+    *changed = false;
+    if ((rc = buf_pack(&s->body, &rec->base)) < 0)
+        return rc;
+    if (row->found)
+        record_strip(s->old.data, s->old.len, &old_body, &old_len);
+    bool same = row->found && old_len == s->body.len &&
+                memcmp(old_body, s->body.data, old_len) == 0;
+    bool same_stamps = !stamps || (row->found && s->old_stamps.len == s->stamps.len &&
+                                   memcmp(s->old_stamps.data, s->stamps.data, s->stamps.len) == 0);
+    if (same && same_stamps)
+        return 0;
+    if (same) {
+        blob = s->old.data;
+        blen = s->old.len;
+    } else if (!row->found && rec->deleted) {
+        revision = 0;
+        blob = s->body.data;
+        blen = s->body.len;
+    } else {
+        revision = s->head + 1;
+        if (buf_reserve(&s->out, 1 + STORE_VARINT_MAX + s->body.len) < 0)
+            return -ENOMEM;
+        s->out.data[0] = STORE_TAG_REVISION;
+        s->out.len = 1 + varint_put(s->out.data + 1, revision);
+        memcpy(s->out.data + s->out.len, s->body.data, s->body.len);
+        s->out.len += s->body.len;
+        blob = s->out.data;
+        blen = s->out.len;
+    }
+
+    sqlite3_stmt *st = s->put[key->kind];
+    bind_key(st, key);
+    sqlite3_bind_int(st, 4, rec->deleted ? 1 : 0);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)revision);
+    sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_STATIC);
+    if (stamps)
+        sqlite3_bind_blob(st, 7, s->stamps.data, (int)s->stamps.len, SQLITE_STATIC);
+    for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+        if (ex[i].set && !rec->deleted)
+            sqlite3_bind_int64(st, 8 + (int)i, ex[i].v);
+    if ((rc = step_done(s, st)) < 0)
+        return rc;
+    if (revision == row->revision || revision == 0)
+        return 0;
+    s->head = revision;
+    if ((rc = log_put(s, key, blob, blen)) < 0)
+        return rc;
+    if (key->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
+        mark_dirty(s, key->country);
+        mark_dirty(s, key->country2);
+    }
+    *changed = true;
+    return 0;
+}
+
+static void key_text(const rec_key_t *key, char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < key->ncols && n < size; i++) {
+        int w = snprintf(out + n, size - n, "%s%s", i ? "/" : "", key->col[i]);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
+static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t kind,
+                        const rec_key_t *key, const char *reason)
+{
+    char text[STORE_KEY_TEXT] = "";
+    sqlite3_stmt *st = s->st[ST_CONFLICT_PUT];
+    if (key)
+        key_text(key, text, sizeof(text));
+    sqlite3_bind_int64(st, 1, wire_now_us());
+    sqlite3_bind_text(st, 2, producer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+    sqlite3_bind_int(st, 4, (int)kind);
+    if (key)
+        sqlite3_bind_text(st, 5, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
+    return step_done(s, st);
+}
+
+/* ---------------------------------------------------------------- merging */
+
+/* Result of merging one update into one record. */
+typedef struct merge {
+    bool stale;      /* some write was older than the tombstone */
+    bool overridden; /* some write lost to a newer value */
+} merge_t;
+
+/* A body kind whose record body is the update body, merged per field. */
+typedef struct generic_kind {
+    const ProtobufCMessageDescriptor *desc; /* body message type */
+    uint32_t keys[STORE_MAX_KEYS];          /* field ids of the key fields */
+    size_t nkeys;                           /* key fields */
+} generic_kind_t;
+
+static const generic_kind_t generic_kinds[STORE_KINDS] = {
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] = {&parksync__v1__park__descriptor, {1, 2}, 2},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] = {&parksync__v1__resident__descriptor,
+                                                         {1, 2, 3}, 3},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] = {&parksync__v1__country_report__descriptor,
+                                                        {1, 2}, 2},
+};
+
+static bool is_key(const generic_kind_t *g, uint32_t id)
+{
+    for (size_t i = 0; i < g->nkeys; i++)
+        if (g->keys[i] == id)
+            return true;
+    return false;
+}
+
+static size_t field_size(const ProtobufCFieldDescriptor *f)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_ENUM:
+        return 4;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    }
+    return 0;
+}
+
+/* Pointer-typed singular fields have no has_ flag: NULL means absent. */
+static bool field_is_pointer(const ProtobufCFieldDescriptor *f)
+{
+    return f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE;
+}
+
+static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *base = (const char *)m;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return *(const size_t *)(const void *)(base + f->quantifier_offset) > 0;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        return *(const uint32_t *)(const void *)(base + f->quantifier_offset) == f->id;
+    if (field_is_pointer(f))
+        return *(void *const *)(const void *)(base + f->offset) != NULL;
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset)
+        return *(const protobuf_c_boolean *)(const void *)(base + f->quantifier_offset);
+    return true;
+}
+
+/* Shallow copy of one field (value and presence) from src to dst: dst
+ * then points at src's strings and sub-messages and must not be freed. */
+static void field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
+                       const ProtobufCFieldDescriptor *f)
+{
+    char *d = (char *)dst;
+    const char *sp = (const char *)src;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        memcpy(d + f->quantifier_offset, sp + f->quantifier_offset, sizeof(size_t));
+        memcpy(d + f->offset, sp + f->offset, sizeof(void *));
+        return;
+    }
+    memcpy(d + f->offset, sp + f->offset, field_size(f));
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        memcpy(d + f->quantifier_offset, sp + f->quantifier_offset, sizeof(uint32_t));
+    else if (!field_is_pointer(f) && f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset)
+        memcpy(d + f->quantifier_offset, sp + f->quantifier_offset, sizeof(protobuf_c_boolean));
+}
+
+/* The body of a Record of a generic kind, or NULL. */
+static const ProtobufCMessage *record_body(const Parksync__V1__Record *r)
+{
+    if (!r)
+        return NULL;
+    switch (r->body_case) {
+    case PARKSYNC__V1__RECORD__BODY_PARK:
+        return &r->park->base;
+    case PARKSYNC__V1__RECORD__BODY_RESIDENT:
+        return &r->resident->base;
+    case PARKSYNC__V1__RECORD__BODY_TRADE:
+        return &r->trade->base;
+    case PARKSYNC__V1__RECORD__BODY_COUNTRY:
+        return &r->country->base;
+    case PARKSYNC__V1__RECORD__BODY_SUMMARY:
+        return &r->summary->base;
+    default:
+        return NULL;
+    }
+}
+
+static void record_set_body(Parksync__V1__Record *r, kind_t kind, ProtobufCMessage *body)
+{
+    switch (kind) {
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK:
+        r->body_case = PARKSYNC__V1__RECORD__BODY_PARK;
+        r->park = (Parksync__V1__Park *)body;
+        break;
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT:
+        r->body_case = PARKSYNC__V1__RECORD__BODY_RESIDENT;
+        r->resident = (Parksync__V1__Resident *)body;
+        break;
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE:
+        r->body_case = PARKSYNC__V1__RECORD__BODY_TRADE;
+        r->trade = (Parksync__V1__TradeFlow *)body;
+        break;
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY:
+        r->body_case = PARKSYNC__V1__RECORD__BODY_COUNTRY;
+        r->country = (Parksync__V1__CountryReport *)body;
+        break;
+    default:
+        r->body_case = PARKSYNC__V1__RECORD__BODY_SUMMARY;
+        r->summary = (Parksync__V1__CountrySummary *)body;
+        break;
+    }
+}
+
+/*
+ * The order-independent rules for one slot: an upsert's write (when
+ * present) takes the slot if newer than the tombstone and the slot's
+ * stamp. Returns true when it does.
+ */
+static bool slot_write(stamps_t *sp, size_t slot, const stamp_t *w, merge_t *m)
+{
+    if (sp->tomb.set && stamp_cmp(w, &sp->tomb) < 0) {
+        m->stale = true;
+        return false;
+    }
+    if (stamp_cmp(w, &sp->slot[slot]) <= 0) {
+        m->overridden = true;
+        return false;
+    }
+    sp->slot[slot] = *w;
+    return true;
+}
+
+/* Every upsert stamps the key slot, so that an upsert of key fields alone
+ * makes a live record; losing that slot to a newer upsert is no conflict. */
+static void key_write(stamps_t *sp, const stamp_t *w, merge_t *m)
+{
+    merge_t km = {0};
+    slot_write(sp, STORE_KEY_SLOT, w, &km);
+    m->stale |= km.stale;
+}
+
+/* A delete: raises the tombstone and clears every slot older than it. */
+static void stamps_delete(stamps_t *sp, size_t nslots, const stamp_t *w)
+{
+    if (stamp_cmp(w, &sp->tomb) > 0)
+        sp->tomb = *w;
+    for (size_t i = 0; i < nslots; i++)
+        if (sp->slot[i].set && stamp_cmp(&sp->slot[i], &sp->tomb) < 0)
+            sp->slot[i] = (stamp_t){0};
+}
+
+static bool stamps_live(const stamps_t *sp, size_t nslots)
+{
+    for (size_t i = 0; i < nslots; i++)
+        if (sp->slot[i].set)
+            return true;
+    return false;
+}
+
+/* Field ids of a generic kind's slots: 0 (key), then each field's id. */
+static size_t generic_ids(const generic_kind_t *g, uint32_t *ids)
+{
+    ids[0] = STORE_KEY_SLOT;
+    for (unsigned i = 0; i < g->desc->n_fields && i + 1 < STORE_MAX_SLOTS; i++)
+        ids[i + 1] = g->desc->fields[i].id;
+    return g->desc->n_fields + 1 < STORE_MAX_SLOTS ? g->desc->n_fields + 1 : STORE_MAX_SLOTS;
+}
+
+/* Body buffer big enough for any generic body message. */
+typedef union body_storage {
+    Parksync__V1__Park park;                  /* park body */
+    Parksync__V1__Resident resident;          /* resident body */
+    Parksync__V1__CountryReport country;      /* country report body */
+} body_storage_t;
+
+/*
+ * Merges `in` (an update body, or a delete target when is_delete) into the
+ * record of a generic kind. The merged body is built shallowly in
+ * `storage` from the stored record and `in`, packed, and dropped.
+ */
+static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_key_t *key,
+                         const ProtobufCMessage *in, bool is_delete, merge_t *m)
+{
+    const generic_kind_t *g = &generic_kinds[key->kind];
+    uint32_t ids[STORE_MAX_SLOTS];
+    size_t nslots = generic_ids(g, ids);
+    body_storage_t storage;
+    ProtobufCMessage *out = (ProtobufCMessage *)&storage;
+    Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
+    row_t row;
+    stamp_t w;
+    extra_t ex[STORE_MAX_EXTRAS] = {{0}};
+    bool changed;
+    int rc;
+
+    stamp_of_update(&w, u);
+    if ((rc = row_load(s, key, ids, nslots, &row)) < 0)
+        goto free_row;
+    const ProtobufCMessage *old = record_body(row.rec);
+    if (old && old->descriptor != g->desc)
+        old = NULL;
+    protobuf_c_message_init(g->desc, out);
+
+    if (is_delete) {
+        stamps_delete(&row.stamps, nslots, &w);
+    } else {
+        for (unsigned i = 0; i + 1 < nslots; i++) {
+            const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
+            if (!is_key(g, f->id) && field_present(in, f))
+                slot_write(&row.stamps, i + 1, &w, m);
+        }
+        key_write(&row.stamps, &w, m);
+    }
+    bool live = stamps_live(&row.stamps, nslots);
+    for (unsigned i = 0; i + 1 < nslots; i++) {
+        const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
+        if (is_key(g, f->id))
+            field_copy(out, in, f);
+        else if (!live || !row.stamps.slot[i + 1].set)
+            continue;
+        else if (!is_delete && stamp_cmp(&row.stamps.slot[i + 1], &w) == 0)
+            field_copy(out, in, f);
+        else if (old)
+            field_copy(out, old, f);
+    }
+    if (!live) {
+        rec.has_deleted = 1;
+        rec.deleted = 1;
+    }
+    record_set_body(&rec, key->kind, out);
+
+    if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK) {
+        const Parksync__V1__Park *p = (const Parksync__V1__Park *)out;
+        ex[0] = (extra_t){p->has_reported_residents, p->reported_residents};
+        ex[1] = (extra_t){p->has_reported_investment_usd_cents, p->reported_investment_usd_cents};
+    } else if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT) {
+        const Parksync__V1__Resident *r = (const Parksync__V1__Resident *)out;
+        ex[0] = (extra_t){r->has_investment_usd_cents, r->investment_usd_cents};
+    }
+    if ((rc = stamps_encode(&s->stamps, &row.stamps, ids, nslots)) < 0)
+        goto free_row;
+    rc = row_store(s, key, &row, &rec, true, ex, &changed);
+free_row:
+    row_free(&row);
+    return rc;
+}
+
+static Parksync__V1__Vintage vintage_rank(uint8_t v)
+{
+    return v == PARKSYNC__V1__VINTAGE__VINTAGE_UNSPECIFIED ? PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL
+                                                           : (Parksync__V1__Vintage)v;
+}
+
+/* Mean of two amounts, rounded half away from zero. */
+static int64_t mean_cents(int64_t a, int64_t b)
+{
+    int64_t sum = a + b; /* |a|, |b| <= WIRE_MAX_CENTS: no overflow */
+    int64_t q = sum / 2;
+    if (sum % 2 != 0)
+        q += sum > 0 ? 1 : -1;
+    return q;
+}
+
+/*
+ * The derived fields of a flow from its two cells: the chosen value under
+ * the configured rule (recorded in `rule`), the vintage of the figures
+ * used, and when both figures are present the discrepancy importer -
+ * round(exporter * factor) (half away from zero), its percentage of the
+ * larger of importer and exporter * factor, and the flag.
+ */
+static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f,
+                         const stamps_t *sp)
+{
+    bool he = f->has_exporter_reported_usd_cents, hi = f->has_importer_reported_usd_cents;
+    int64_t e = f->exporter_reported_usd_cents, i = f->importer_reported_usd_cents;
+    Parksync__V1__TradeRule rule = cfg->trade_rule;
+    bool use_e, use_i;
+
+    if (rule != PARKSYNC__V1__TRADE_RULE__TRADE_RULE_EXPORTER_FIRST &&
+        rule != PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN)
+        rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST;
+    if (!he && !hi)
+        return;
+    switch (rule) {
+    case PARKSYNC__V1__TRADE_RULE__TRADE_RULE_EXPORTER_FIRST:
+        use_e = he;
+        use_i = !he;
+        break;
+    case PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN:
+        use_e = he;
+        use_i = hi;
+        break;
+    default:
+        use_i = hi;
+        use_e = !hi;
+        break;
+    }
+    f->has_value_usd_cents = 1;
+    f->value_usd_cents = use_e && use_i ? mean_cents(e, i) : use_e ? e : i;
+    f->has_rule = 1;
+    f->rule = rule;
+    Parksync__V1__Vintage v = PARKSYNC__V1__VINTAGE__VINTAGE_FINAL;
+    if (use_e && vintage_rank(sp->slot[1].vintage) < v)
+        v = vintage_rank(sp->slot[1].vintage);
+    if (use_i && vintage_rank(sp->slot[2].vintage) < v)
+        v = vintage_rank(sp->slot[2].vintage);
+    f->has_vintage = 1;
+    f->vintage = v;
+    if (he && hi) {
+        /* long double holds every cent of |e| <= WIRE_MAX_CENTS exactly */
+        long double adj = (long double)e * (long double)cfg->cif_fob_factor;
+        int64_t disc = i - (int64_t)(adj >= 0 ? adj + 0.5L : adj - 0.5L);
+        long double larger = (long double)i > adj ? (long double)i : adj;
+        long double mag = disc < 0 ? -(long double)disc : (long double)disc;
+        f->has_discrepancy_usd_cents = 1;
+        f->discrepancy_usd_cents = disc;
+        f->has_discrepancy_pct = 1;
+        f->discrepancy_pct = larger > 0 ? (double)(mag / larger * 100.0L) : 0.0;
+        f->has_flagged = 1;
+        f->flagged = f->discrepancy_pct > cfg->trade_threshold_pct;
+    }
+}
+
+/* Merges a trade report (or a delete naming one) into its flow. */
+static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_t *key,
+                       const Parksync__V1__TradeReport *t, bool exporter_side, bool is_delete,
+                       merge_t *m)
+{
+    static const uint32_t ids[3] = {STORE_KEY_SLOT, 4, 5}; /* key, exporter, importer cells */
+    Parksync__V1__TradeFlow flow = PARKSYNC__V1__TRADE_FLOW__INIT;
+    Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
+    const Parksync__V1__TradeFlow *old = NULL;
+    extra_t ex[STORE_MAX_EXTRAS] = {{0}};
+    row_t row;
+    stamp_t w;
+    bool changed;
+    int rc;
+
+    stamp_of_update(&w, u);
+    if ((rc = row_load(s, key, ids, 3, &row)) < 0)
+        goto free_row;
+    if (row.rec && row.rec->body_case == PARKSYNC__V1__RECORD__BODY_TRADE)
+        old = row.rec->trade;
+    size_t cell = exporter_side ? 1 : 2;
+    bool took = false;
+    if (is_delete) {
+        stamps_delete(&row.stamps, 3, &w);
+    } else {
+        if (t->has_value_usd_cents)
+            took = slot_write(&row.stamps, cell, &w, m);
+        key_write(&row.stamps, &w, m);
+    }
+    bool live = stamps_live(&row.stamps, 3);
+    flow.exporter = (char *)key->col[0];
+    flow.importer = (char *)key->col[1];
+    flow.period = t->period;
+    if (live) {
+        if (row.stamps.slot[1].set) {
+            flow.has_exporter_reported_usd_cents = 1;
+            flow.exporter_reported_usd_cents =
+                took && cell == 1 ? t->value_usd_cents : old ? old->exporter_reported_usd_cents : 0;
+        }
+        if (row.stamps.slot[2].set) {
+            flow.has_importer_reported_usd_cents = 1;
+            flow.importer_reported_usd_cents =
+                took && cell == 2 ? t->value_usd_cents : old ? old->importer_reported_usd_cents : 0;
+        }
+        trade_derive(&s->cfg, &flow, &row.stamps);
+    } else {
+        rec.has_deleted = 1;
+        rec.deleted = 1;
+    }
+    record_set_body(&rec, key->kind, &flow.base);
+    ex[0] = (extra_t){flow.has_exporter_reported_usd_cents, flow.exporter_reported_usd_cents};
+    ex[1] = (extra_t){flow.has_importer_reported_usd_cents, flow.importer_reported_usd_cents};
+    ex[2] = (extra_t){flow.has_value_usd_cents, flow.value_usd_cents};
+    if ((rc = stamps_encode(&s->stamps, &row.stamps, ids, 3)) < 0)
+        goto free_row;
+    rc = row_store(s, key, &row, &rec, true, ex, &changed);
+free_row:
+    row_free(&row);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+static bool id_ok(const char *p)
+{
+    return p && p[0] && strlen(p) <= WIRE_MAX_ID;
+}
+
+static bool period_key(rec_key_t *key, const Parksync__V1__Period *p)
+{
+    return p && wire_period_key(key->period, sizeof(key->period), p) > 0;
+}
+
+/* The record an update or delete target names. false when a key is missing. */
+static bool key_of(rec_key_t *key, kind_t kind, const void *body, bool *exporter_side)
+{
+    memset(key, 0, sizeof(*key));
+    key->kind = kind;
+    key->ncols = kind_sql[kind].ncols;
+    switch (kind) {
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK: {
+        const Parksync__V1__Park *p = body;
+        key->col[0] = p->country;
+        key->col[1] = p->park_id;
+        key->country = p->country;
+        return country_index(p->country) >= 0 && id_ok(p->park_id);
+    }
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT: {
+        const Parksync__V1__Resident *r = body;
+        key->col[0] = r->country;
+        key->col[1] = r->park_id;
+        key->col[2] = r->resident_id;
+        key->country = r->country;
+        return country_index(r->country) >= 0 && id_ok(r->park_id) && id_ok(r->resident_id);
+    }
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE: {
+        const Parksync__V1__TradeReport *t = body;
+        if (!t->has_direction || country_index(t->reporter) < 0 || country_index(t->partner) < 0)
+            return false;
+        if (t->direction == PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS) {
+            key->col[0] = t->reporter;
+            key->col[1] = t->partner;
+            *exporter_side = true;
+        } else if (t->direction == PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS) {
+            key->col[0] = t->partner;
+            key->col[1] = t->reporter;
+            *exporter_side = false;
+        } else {
+            return false;
+        }
+        key->col[2] = key->period;
+        key->country = key->col[0];
+        key->country2 = key->col[1];
+        return period_key(key, t->period);
+    }
+    case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY: {
+        const Parksync__V1__CountryReport *c = body;
+        key->col[0] = c->country;
+        key->col[1] = key->period;
+        key->country = c->country;
+        return country_index(c->country) >= 0 && period_key(key, c->period);
+    }
+    default:
+        return false;
+    }
+}
+
+/* The kind and body an update names; is_delete for a delete's target. */
+static const void *update_target(const Parksync__V1__Update *u, kind_t *kind, bool *is_delete)
+{
+    *is_delete = false;
+    switch (u->body_case) {
+    case PARKSYNC__V1__UPDATE__BODY_PARK:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+        return u->park;
+    case PARKSYNC__V1__UPDATE__BODY_RESIDENT:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+        return u->resident;
+    case PARKSYNC__V1__UPDATE__BODY_TRADE:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE;
+        return u->trade;
+    case PARKSYNC__V1__UPDATE__BODY_COUNTRY:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY;
+        return u->country;
+    case PARKSYNC__V1__UPDATE__BODY_DELETE:
+        break;
+    default:
+        return NULL;
+    }
+    if (!u->delete_)
+        return NULL;
+    *is_delete = true;
+    switch (u->delete_->target_case) {
+    case PARKSYNC__V1__DELETE__TARGET_PARK:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+        return u->delete_->park;
+    case PARKSYNC__V1__DELETE__TARGET_RESIDENT:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+        return u->delete_->resident;
+    case PARKSYNC__V1__DELETE__TARGET_TRADE:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE;
+        return u->delete_->trade;
+    case PARKSYNC__V1__DELETE__TARGET_COUNTRY:
+        *kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY;
+        return u->delete_->country;
+    default:
+        return NULL;
+    }
+}
+
+int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome)
+{
+    producer_t *p;
+    rec_key_t key;
+    kind_t kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    bool is_delete, exporter_side = false;
+    merge_t m = {0};
+    int rc;
+
+    if (!s->in_batch || !u || !u->has_sequence || !outcome)
+        return -EINVAL;
+    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
+        return rc;
+    if (*outcome != STORE_APPLIED)
+        return 0;
+    const void *body = update_target(u, &kind, &is_delete);
+    if (!body || !u->has_event_time_us || !key_of(&key, kind, body, &exporter_side)) {
+        /* validation should have refused it; consume it rather than stall */
+        if ((rc = conflict_put(s, u->producer_id, u->sequence, kind, NULL,
+                               "invalid: update names no record")) < 0)
+            return rc;
+        p->last_sequence = u->sequence;
+        p->rejected++;
+        *outcome = STORE_REJECTED;
+        return 0;
+    }
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
+        rc = merge_trade(s, u, &key, body, exporter_side, is_delete, &m);
+    else
+        rc = merge_generic(s, u, &key, body, is_delete, &m);
+    if (rc < 0)
+        return rc;
+    if (m.stale || m.overridden) {
+        rc = conflict_put(s, u->producer_id, u->sequence, kind, &key,
+                          m.stale ? "stale: older than delete"
+                                  : "overridden: older than the current value");
+        if (rc < 0)
+            return rc;
+    }
+    p->last_sequence = u->sequence;
+    p->applied++;
+    return 0;
+}
+
+int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const char *reason,
+                 store_outcome_t *outcome)
+{
+    producer_t *p;
+    int rc;
+    if (!s->in_batch || !outcome)
+        return -EINVAL;
+    if ((rc = producer_check(s, producer_id, sequence, &p, outcome)) < 0)
+        return rc;
+    if (*outcome != STORE_APPLIED)
+        return 0;
+    rc = conflict_put(s, producer_id, sequence, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED,
+                      NULL, reason ? reason : "rejected");
+    if (rc < 0)
+        return rc;
+    p->last_sequence = sequence;
+    p->rejected++;
+    *outcome = STORE_REJECTED;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- summaries */
+
+/* Parses a period key made by wire_period_key back into a Period, and
+ * checks the round trip so a change of that format cannot go unnoticed. */
+static bool period_parse(const char *text, Parksync__V1__Period *p)
+{
+    unsigned y, a, b;
+    char again[STORE_PERIOD_TEXT];
+    if (!text || sscanf(text, "%u-%u..%u", &y, &a, &b) != 3)
+        return false;
+    parksync__v1__period__init(p);
+    p->has_year = p->has_first_month = p->has_last_month = 1;
+    p->year = y;
+    p->first_month = a;
+    p->last_month = b;
+    return wire_period_key(again, sizeof(again), p) > 0 && strcmp(again, text) == 0;
+}
+
+/* Arrays owned by a summary being built. */
+typedef struct summary_parts {
+    Parksync__V1__PartnerTurnover *turnover;   /* n_turnover entries */
+    Parksync__V1__Period *periods;             /* one per turnover entry */
+    Parksync__V1__PartnerTurnover **tp;        /* pointers into turnover */
+    char (*partners)[3];                       /* partner codes of turnover */
+    Parksync__V1__Record **reports;            /* unpacked country reports */
+    Parksync__V1__CountryReport **ip;          /* their bodies */
+    size_t n_reports;                          /* entries in reports */
+    Parksync__V1__ParkCheck *checks;           /* mismatching parks */
+    Parksync__V1__ParkCheck **cp;              /* pointers into checks */
+    char **park_ids;                           /* owned copies of their park ids */
+    size_t n_checks;                           /* entries in checks */
+} summary_parts_t;
+
+static void summary_parts_free(summary_parts_t *sp)
+{
+    for (size_t i = 0; i < sp->n_reports; i++)
+        parksync__v1__record__free_unpacked(sp->reports[i], NULL);
+    for (size_t i = 0; i < sp->n_checks; i++)
+        free(sp->park_ids[i]);
+    free(sp->turnover);
+    free(sp->periods);
+    free(sp->tp);
+    free(sp->partners);
+    free(sp->reports);
+    free(sp->ip);
+    free(sp->checks);
+    free(sp->cp);
+    free(sp->park_ids);
+    memset(sp, 0, sizeof(*sp));
+}
+
+/* Grows *arr (elements of elem bytes, n used) to hold n + 1 entries. */
+static int grow(void **arr, size_t elem, size_t n)
+{
+    /* grow by powers of two: summaries have few entries */
+    if (n & (n - 1))
+        return 0;
+    void *p = realloc(*arr, elem * (n ? n * 2 : 1));
+    if (!p)
+        return -ENOMEM;
+    *arr = p;
+    return 0;
+}
+
+static void col_money(sqlite3_stmt *st, int col, protobuf_c_boolean *has, int64_t *v)
+{
+    *has = sqlite3_column_type(st, col) != SQLITE_NULL;
+    *v = *has ? sqlite3_column_int64(st, col) : 0;
+}
+
+static int summary_turnover(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
+                            summary_parts_t *sp)
+{
+    sqlite3_stmt *st = s->st[ST_SUM_TRADE];
+    int rc, ret = 0;
+    size_t n = 0;
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&sp->turnover, sizeof(*sp->turnover), n) < 0 ||
+            grow((void **)&sp->periods, sizeof(*sp->periods), n) < 0 ||
+            grow((void **)&sp->partners, sizeof(*sp->partners), n) < 0) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        Parksync__V1__PartnerTurnover *t = &sp->turnover[n];
+        parksync__v1__partner_turnover__init(t);
+        if (!period_parse((const char *)sqlite3_column_text(st, 1), &sp->periods[n])) {
+            snprintf(s->err, sizeof(s->err), "trade_flow: unreadable period key");
+            ret = -EBADMSG;
+            goto reset;
+        }
+        snprintf(sp->partners[n], sizeof(sp->partners[n]), "%s",
+                 (const char *)sqlite3_column_text(st, 0));
+        col_money(st, 2, &t->has_exports_usd_cents, &t->exports_usd_cents);
+        col_money(st, 3, &t->has_imports_usd_cents, &t->imports_usd_cents);
+        col_money(st, 4, &t->has_exports_reported_by_country_usd_cents,
+                  &t->exports_reported_by_country_usd_cents);
+        col_money(st, 5, &t->has_exports_reported_by_partner_usd_cents,
+                  &t->exports_reported_by_partner_usd_cents);
+        col_money(st, 6, &t->has_imports_reported_by_country_usd_cents,
+                  &t->imports_reported_by_country_usd_cents);
+        col_money(st, 7, &t->has_imports_reported_by_partner_usd_cents,
+                  &t->imports_reported_by_partner_usd_cents);
+        t->has_turnover_usd_cents = 1;
+        t->turnover_usd_cents = t->exports_usd_cents + t->imports_usd_cents;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc);
+        goto reset;
+    }
+    if (n) {
+        sp->tp = calloc(n, sizeof(*sp->tp));
+        if (!sp->tp) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        for (size_t i = 0; i < n; i++) {
+            /* pointers are fixed only now that the arrays stopped moving */
+            sp->turnover[i].partner = sp->partners[i];
+            sp->turnover[i].period = &sp->periods[i];
+            sp->tp[i] = &sp->turnover[i];
+        }
+    }
+    sum->n_turnover = n;
+    sum->turnover = sp->tp;
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+static int summary_indicators(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
+                              summary_parts_t *sp)
+{
+    sqlite3_stmt *st = s->st[ST_SUM_INDICATORS];
+    int rc, ret = 0;
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t n = sp->n_reports;
+        if (grow((void **)&sp->reports, sizeof(*sp->reports), n) < 0 ||
+            grow((void **)&sp->ip, sizeof(*sp->ip), n) < 0) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        Parksync__V1__Record *r = parksync__v1__record__unpack(
+            NULL, (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_blob(st, 0));
+        if (!r || r->body_case != PARKSYNC__V1__RECORD__BODY_COUNTRY) {
+            if (r)
+                parksync__v1__record__free_unpacked(r, NULL);
+            snprintf(s->err, sizeof(s->err), "country_report: stored record does not decode");
+            ret = -EBADMSG;
+            goto reset;
+        }
+        sp->reports[n] = r;
+        sp->ip[n] = r->country;
+        sp->n_reports++;
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    sum->n_indicators = sp->n_reports;
+    sum->indicators = sp->ip;
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+static int summary_mismatches(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
+                              summary_parts_t *sp)
+{
+    sqlite3_stmt *st = s->st[ST_SUM_MISMATCHES];
+    int rc, ret = 0;
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bool has_rr = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        bool has_ri = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        int64_t rr = sqlite3_column_int64(st, 1), ri = sqlite3_column_int64(st, 2);
+        int64_t kr = sqlite3_column_int64(st, 3), ki = sqlite3_column_int64(st, 4);
+        if (!(has_rr && rr != kr) && !(has_ri && ri != ki))
+            continue;
+        size_t n = sp->n_checks;
+        if (grow((void **)&sp->checks, sizeof(*sp->checks), n) < 0 ||
+            grow((void **)&sp->park_ids, sizeof(*sp->park_ids), n) < 0) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        char *id = strdup((const char *)sqlite3_column_text(st, 0));
+        if (!id) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        Parksync__V1__ParkCheck *c = &sp->checks[n];
+        parksync__v1__park_check__init(c);
+        sp->park_ids[n] = id;
+        c->has_reported_residents = has_rr;
+        c->reported_residents = (uint32_t)rr;
+        c->has_known_residents = 1;
+        c->known_residents = (uint32_t)kr;
+        c->has_reported_investment_usd_cents = has_ri;
+        c->reported_investment_usd_cents = ri;
+        c->has_known_investment_usd_cents = 1;
+        c->known_investment_usd_cents = ki;
+        sp->n_checks++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc);
+        goto reset;
+    }
+    if (sp->n_checks) {
+        sp->cp = calloc(sp->n_checks, sizeof(*sp->cp));
+        if (!sp->cp) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        for (size_t i = 0; i < sp->n_checks; i++) {
+            sp->checks[i].park_id = sp->park_ids[i];
+            sp->cp[i] = &sp->checks[i];
+        }
+    }
+    sum->n_mismatches = sp->n_checks;
+    sum->mismatches = sp->cp;
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+/* Two-column aggregate of a country: count and a sum (NULL sums as 0). */
+static int aggregate(store_t *s, enum stmt_id id, const char *country, int64_t *v, int nv)
+{
+    sqlite3_stmt *st = s->st[id];
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = rc == SQLITE_ROW ? 0 : db_fail(s, rc);
+    for (int i = 0; i < nv && rc == SQLITE_ROW; i++)
+        v[i] = sqlite3_column_int64(st, i);
+    stmt_reset(st);
+    return ret;
+}
+
+/* Recomputes one country's summary. *changed: it got a revision. */
+static int summary_refresh(store_t *s, const char *country, bool *changed)
+{
+    Parksync__V1__CountrySummary sum = PARKSYNC__V1__COUNTRY_SUMMARY__INIT;
+    Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
+    summary_parts_t parts = {0};
+    int64_t pv[3] = {0}, rv[2] = {0};
+    rec_key_t key = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY,
+                     .col = {country},
+                     .ncols = 1,
+                     .country = country};
+    row_t row = {0};
+    int rc;
+
+    *changed = false;
+    if ((rc = aggregate(s, ST_SUM_PARKS, country, pv, 3)) < 0 ||
+        (rc = aggregate(s, ST_SUM_RESIDENTS, country, rv, 2)) < 0 ||
+        (rc = summary_turnover(s, country, &sum, &parts)) < 0 ||
+        (rc = summary_indicators(s, country, &sum, &parts)) < 0 ||
+        (rc = summary_mismatches(s, country, &sum, &parts)) < 0)
+        goto free_parts;
+    sum.country = (char *)country;
+    bool empty = pv[0] == 0 && rv[0] == 0 && sum.n_turnover == 0 && sum.n_indicators == 0;
+    if (!empty) {
+        sum.has_parks = sum.has_reported_residents = sum.has_known_residents = 1;
+        sum.has_reported_investment_usd_cents = sum.has_known_investment_usd_cents = 1;
+        sum.parks = (uint32_t)pv[0];
+        sum.reported_residents = (uint64_t)pv[1];
+        sum.reported_investment_usd_cents = pv[2];
+        sum.known_residents = (uint64_t)rv[0];
+        sum.known_investment_usd_cents = rv[1];
+    } else {
+        /* nothing left in this country: the summary is gone too, so the
+         * state does not depend on whether one was ever computed */
+        sum.n_turnover = sum.n_indicators = sum.n_mismatches = 0;
+        rec.has_deleted = 1;
+        rec.deleted = 1;
+    }
+    record_set_body(&rec, key.kind, &sum.base);
+    if ((rc = row_load(s, &key, NULL, 0, &row)) < 0)
+        goto free_row;
+    if (!row.found && empty)
+        goto free_row;
+    rc = row_store(s, &key, &row, &rec, false, NULL, changed);
+free_row:
+    row_free(&row);
+free_parts:
+    summary_parts_free(&parts);
+    return rc;
+}
+
+int store_refresh_summaries(store_t *s)
+{
+    int count = 0, rc;
+    if (!s->in_batch)
+        return -EINVAL;
+    for (int i = 0; i < STORE_COUNTRIES; i++) {
+        if (!(s->dirty[i / 8] & (1u << (i % 8))))
+            continue;
+        char country[3] = {(char)('A' + i / 26), (char)('A' + i % 26), '\0'};
+        bool changed;
+        if ((rc = summary_refresh(s, country, &changed)) < 0)
+            return rc;
+        s->dirty[i / 8] &= (uint8_t) ~(1u << (i % 8));
+        count += changed;
+    }
+    return count;
+}
+
+bool store_summaries_dirty(const store_t *s)
+{
+    for (size_t i = 0; i < sizeof(s->dirty); i++)
+        if (s->dirty[i])
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+uint64_t store_producer_last(store_t *s, const char *producer_id)
+{
+    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+    return p ? p->last_sequence : 0;
+}
+
+uint64_t store_head(const store_t *s)
+{
+    return s->head;
+}
+
+uint64_t store_oldest(store_t *s)
+{
+    return s->oldest <= s->head ? s->oldest : s->head + 1;
+}
+
+const uint8_t *store_epoch(const store_t *s)
+{
+    return s->epoch;
+}
+
+int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_SINCE];
+    int rc, ret = 0;
+    if (since < s->head && since + 1 < store_oldest(s))
+        return -ERANGE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
+               (Parksync__V1__RecordKind)sqlite3_column_int(st, 1),
+               (const char *)sqlite3_column_text(st, 2), sqlite3_column_blob(st, 3),
+               (size_t)sqlite3_column_bytes(st, 3)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    stmt_reset(st);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- cursors */
+
+void store_cursor_close(store_cursor_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    store_cursor_t *c = *cp;
+    for (size_t i = 0; i < c->n; i++)
+        sqlite3_finalize(c->stmt[i]);
+    if (c->db) {
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close_v2(c->db);
+    }
+    free(c);
+    *cp = NULL;
+}
+
+/* Reads one integer with a one-off statement on a cursor's connection. */
+static int cursor_int(sqlite3 *db, const char *sql, bool *null, int64_t *v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *null = sqlite3_column_type(st, 0) == SQLITE_NULL;
+        *v = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+}
+
+/* A read-only connection inside a read transaction, and its head. */
+static store_cursor_t *cursor_new(store_t *s, int *err)
+{
+    store_cursor_t *c = calloc(1, sizeof(*c));
+    bool null;
+    int64_t head = 0;
+    int rc;
+    if (!c) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+        rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        *err = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        goto fail;
+    }
+    /* the first read starts the view; the head is read inside it */
+    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
+        goto fail;
+    c->revision = (uint64_t)head;
+    return c;
+fail:
+    store_cursor_close(&c);
+    return NULL;
+}
+
+static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
+    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+}
+
+store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
+{
+    int dummy;
+    err = err ? err : &dummy;
+    *err = 0;
+    store_cursor_t *c = cursor_new(s, err);
+    if (!c)
+        return NULL;
+    kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    bool by_country = filter && filter->country[0];
+    for (int k = 1; k < STORE_KINDS; k++) {
+        if (want != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED && want != (kind_t)k)
+            continue;
+        sqlite3_stmt **st = &c->stmt[c->n];
+        if ((*err = cursor_prepare(c, by_country ? kind_sql[k].scan_country : kind_sql[k].scan,
+                                   st)) < 0)
+            goto fail;
+        c->n++;
+        if (by_country)
+            sqlite3_bind_text(*st, 1, filter->country, -1, SQLITE_TRANSIENT);
+    }
+    return c;
+fail:
+    store_cursor_close(&c);
+    return NULL;
+}
+
+store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
+                                   int *err)
+{
+    int dummy;
+    bool null;
+    int64_t oldest;
+    err = err ? err : &dummy;
+    *err = 0;
+    store_cursor_t *c = cursor_new(s, err);
+    if (!c)
+        return NULL;
+    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+        goto fail;
+    if (null)
+        oldest = (int64_t)c->revision + 1;
+    if (since < c->revision && since + 1 < (uint64_t)oldest) {
+        *err = -ERANGE;
+        goto fail;
+    }
+    if ((*err = cursor_prepare(c,
+                               "SELECT record FROM changelog WHERE revision > ?1"
+                               " AND (?2 = 0 OR kind = ?2)"
+                               " AND (?3 = '' OR country = ?3 OR country2 = ?3)"
+                               " ORDER BY revision",
+                               &c->stmt[0])) < 0)
+        goto fail;
+    c->n = 1;
+    sqlite3_bind_int64(c->stmt[0], 1, (sqlite3_int64)since);
+    sqlite3_bind_int(c->stmt[0], 2, filter ? (int)filter->kind : 0);
+    sqlite3_bind_text(c->stmt[0], 3, filter ? filter->country : "", -1, SQLITE_TRANSIENT);
+    return c;
+fail:
+    store_cursor_close(&c);
+    return NULL;
+}
+
+uint64_t store_cursor_revision(const store_cursor_t *c)
+{
+    return c->revision;
+}
+
+int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
+{
+    while (c->at < c->n) {
+        int rc = sqlite3_step(c->stmt[c->at]);
+        if (rc == SQLITE_ROW) {
+            *record = sqlite3_column_blob(c->stmt[c->at], 0);
+            *len = (size_t)sqlite3_column_bytes(c->stmt[c->at], 0);
+            return 1;
+        }
+        if (rc != SQLITE_DONE)
+            return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        c->at++;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- digest */
+
+int store_digest(store_t *s, uint8_t out[32])
+{
+    crypto_generichash_state h;
+    int rc;
+    if (s->in_batch && store_summaries_dirty(s) && (rc = store_refresh_summaries(s)) < 0)
+        return rc;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    for (int k = 1; k < STORE_KINDS; k++) {
+        sqlite3_stmt *st = s->scan[k];
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const uint8_t *body;
+            size_t blen;
+            uint8_t head[9];
+            record_strip(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &body,
+                         &blen);
+            head[0] = (uint8_t)k;
+            for (int i = 0; i < 8; i++)
+                head[1 + i] = (uint8_t)((uint64_t)blen >> (8 * i));
+            crypto_generichash_update(&h, head, sizeof(head));
+            crypto_generichash_update(&h, body, blen);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return db_fail(s, rc);
+    }
+    crypto_generichash_final(&h, out, 32);
+    return 0;
+}

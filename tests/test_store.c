@@ -1,0 +1,1134 @@
+/*
+ * test_store.c - the SQLite store: schema, reconciliation, revisions,
+ * change log, cursors, summaries and the order-independence property.
+ *
+ * Each test works in its own mkdtemp directory. Updates are built on the
+ * stack (upd_t) with the generated protobuf-c types.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define FINAL PARKSYNC__V1__VINTAGE__VINTAGE_FINAL             /* shorthand */
+#define PROVISIONAL PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL /* shorthand */
+#define K_PARK PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK     /* shorthand */
+#define K_TRADE PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE   /* shorthand */
+#define K_SUMMARY PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY /* shorthand */
+#define K_ALL PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED /* shorthand */
+#define EXPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS /* shorthand */
+#define IMPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS /* shorthand */
+
+/* ---------------------------------------------------------------- fixture */
+
+static char dir[64];   /* this test's temporary directory */
+static char dbpath[96]; /* the database file in it */
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(dbpath, sizeof(dbpath), "%s/store.db", dir);
+}
+
+static void remove_db(const char *path)
+{
+    char p[128];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+}
+
+static void teardown(void)
+{
+    remove_db(dbpath);
+    rmdir(dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static store_t *open_at(const char *path, store_config_t *cfg)
+{
+    store_config_t local;
+    char err[256];
+    if (!cfg) {
+        store_config_init(&local);
+        cfg = &local;
+    }
+    cfg->path = path;
+    store_t *s = store_open(cfg, err, sizeof(err));
+    cr_assert_not_null(s, "store_open: %s", err);
+    return s;
+}
+
+static store_t *open_db(void)
+{
+    return open_at(dbpath, NULL);
+}
+
+/* ---------------------------------------------------------------- building updates */
+
+typedef struct upd {
+    Parksync__V1__Update u;               /* the update */
+    Parksync__V1__Park park;              /* park body or delete target */
+    Parksync__V1__Resident resident;      /* resident body or delete target */
+    Parksync__V1__TradeReport trade;      /* trade body or delete target */
+    Parksync__V1__CountryReport country;  /* country body or delete target */
+    Parksync__V1__Delete del;             /* delete body */
+    Parksync__V1__Period period;          /* period of trade or country */
+    Parksync__V1__SpecializationList specs; /* park specializations */
+    Parksync__V1__Specialization spec_values[2]; /* their values */
+    char producer[WIRE_MAX_ID + 1];       /* producer id storage */
+    char name[32];                        /* name storage */
+} upd_t;
+
+static void upd_init(upd_t *x, const char *producer, uint64_t seq, int64_t t,
+                     Parksync__V1__Vintage v)
+{
+    memset(x, 0, sizeof(*x));
+    parksync__v1__update__init(&x->u);
+    parksync__v1__park__init(&x->park);
+    parksync__v1__resident__init(&x->resident);
+    parksync__v1__trade_report__init(&x->trade);
+    parksync__v1__country_report__init(&x->country);
+    parksync__v1__delete__init(&x->del);
+    parksync__v1__period__init(&x->period);
+    parksync__v1__specialization_list__init(&x->specs);
+    snprintf(x->producer, sizeof(x->producer), "%s", producer);
+    x->u.has_version = 1;
+    x->u.version = WIRE_VERSION;
+    x->u.producer_id = x->producer;
+    x->u.has_sequence = 1;
+    x->u.sequence = seq;
+    x->u.has_event_time_us = 1;
+    x->u.event_time_us = t;
+    x->u.has_vintage = v != 0;
+    x->u.vintage = v;
+}
+
+static void set_period(upd_t *x, uint32_t year, uint32_t first, uint32_t last)
+{
+    x->period.has_year = x->period.has_first_month = x->period.has_last_month = 1;
+    x->period.year = year;
+    x->period.first_month = first;
+    x->period.last_month = last;
+}
+
+static Parksync__V1__Park *upd_park(upd_t *x, const char *country, const char *id)
+{
+    x->park.country = (char *)country;
+    x->park.park_id = (char *)id;
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    x->u.park = &x->park;
+    return &x->park;
+}
+
+static Parksync__V1__Resident *upd_resident(upd_t *x, const char *country, const char *park,
+                                            const char *id)
+{
+    x->resident.country = (char *)country;
+    x->resident.park_id = (char *)park;
+    x->resident.resident_id = (char *)id;
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+    x->u.resident = &x->resident;
+    return &x->resident;
+}
+
+static Parksync__V1__TradeReport *upd_trade(upd_t *x, const char *reporter, const char *partner,
+                                            Parksync__V1__TradeDirection dir_, uint32_t year,
+                                            uint32_t first, uint32_t last)
+{
+    set_period(x, year, first, last);
+    x->trade.reporter = (char *)reporter;
+    x->trade.partner = (char *)partner;
+    x->trade.has_direction = 1;
+    x->trade.direction = dir_;
+    x->trade.period = &x->period;
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_TRADE;
+    x->u.trade = &x->trade;
+    return &x->trade;
+}
+
+static Parksync__V1__CountryReport *upd_country(upd_t *x, const char *country, uint32_t year,
+                                                uint32_t first, uint32_t last)
+{
+    set_period(x, year, first, last);
+    x->country.country = (char *)country;
+    x->country.period = &x->period;
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_COUNTRY;
+    x->u.country = &x->country;
+    return &x->country;
+}
+
+/* Turns a prepared body into a delete of that body's record (keys only). */
+static void upd_make_delete(upd_t *x)
+{
+    switch (x->u.body_case) {
+    case PARKSYNC__V1__UPDATE__BODY_PARK:
+        x->del.target_case = PARKSYNC__V1__DELETE__TARGET_PARK;
+        x->del.park = &x->park;
+        break;
+    case PARKSYNC__V1__UPDATE__BODY_RESIDENT:
+        x->del.target_case = PARKSYNC__V1__DELETE__TARGET_RESIDENT;
+        x->del.resident = &x->resident;
+        break;
+    case PARKSYNC__V1__UPDATE__BODY_TRADE:
+        x->trade.has_value_usd_cents = 0;
+        x->del.target_case = PARKSYNC__V1__DELETE__TARGET_TRADE;
+        x->del.trade = &x->trade;
+        break;
+    default:
+        x->del.target_case = PARKSYNC__V1__DELETE__TARGET_COUNTRY;
+        x->del.country = &x->country;
+        break;
+    }
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_DELETE;
+    x->u.delete_ = &x->del;
+}
+
+static void park_name(upd_t *x, const char *name)
+{
+    snprintf(x->name, sizeof(x->name), "%s", name);
+    x->park.name = x->name;
+}
+
+/* Applies one update in its own batch and returns the outcome. */
+static store_outcome_t apply1(store_t *s, const upd_t *x)
+{
+    store_outcome_t out = STORE_GAP;
+    cr_assert_eq(store_begin(s), 0, "begin: %s", store_errmsg(s));
+    int rc = store_apply(s, &x->u, &out);
+    cr_assert_eq(rc, 0, "apply: %d %s", rc, store_errmsg(s));
+    cr_assert_eq(store_commit(s), 0, "commit: %s", store_errmsg(s));
+    return out;
+}
+
+/* ---------------------------------------------------------------- reading back */
+
+typedef struct recs {
+    Parksync__V1__Record *r[64]; /* decoded records */
+    size_t n;                     /* records in r */
+    uint64_t revision;            /* cursor's head */
+} recs_t;
+
+static void recs_free(recs_t *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        parksync__v1__record__free_unpacked(rs->r[i], NULL);
+    rs->n = 0;
+}
+
+static void drain(store_cursor_t *c, recs_t *rs)
+{
+    const uint8_t *rec;
+    size_t len;
+    int rc;
+    rs->n = 0;
+    rs->revision = store_cursor_revision(c);
+    while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+        cr_assert_lt(rs->n, 64);
+        rs->r[rs->n] = parksync__v1__record__unpack(NULL, len, rec);
+        cr_assert_not_null(rs->r[rs->n]);
+        rs->n++;
+    }
+    cr_assert_eq(rc, 0, "cursor_next: %d", rc);
+}
+
+static void snapshot(store_t *s, Parksync__V1__RecordKind kind, const char *country, recs_t *rs)
+{
+    store_filter_t f = {.kind = kind};
+    int err = 1;
+    snprintf(f.country, sizeof(f.country), "%s", country ? country : "");
+    store_cursor_t *c = store_snapshot_open(s, &f, &err);
+    cr_assert_not_null(c, "snapshot_open: %d", err);
+    drain(c, rs);
+    store_cursor_close(&c);
+    cr_assert_null(c);
+}
+
+/* The live park (country, id) or NULL; caller frees. */
+static Parksync__V1__Record *get_park(store_t *s, const char *country, const char *id)
+{
+    recs_t rs;
+    Parksync__V1__Record *found = NULL;
+    snapshot(s, K_PARK, country, &rs);
+    for (size_t i = 0; i < rs.n; i++) {
+        if (!found && strcmp(rs.r[i]->park->park_id, id) == 0) {
+            found = rs.r[i];
+            rs.r[i] = rs.r[--rs.n];
+            rs.r[rs.n] = NULL;
+            i--;
+        }
+    }
+    recs_free(&rs);
+    return found;
+}
+
+static int64_t sql_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---------------------------------------------------------------- schema */
+
+Test(store, open_migrate_reopen_keeps_data_and_epoch)
+{
+    uint8_t epoch[WIRE_EPOCH_BYTES];
+    upd_t x;
+    store_t *s = open_db();
+    memcpy(epoch, store_epoch(s), sizeof(epoch));
+    cr_assert_eq(store_head(s), 0);
+    cr_assert_eq(store_oldest(s), 1);
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    park_name(&x, "Sumgait Chemical");
+    upd_park(&x, "AZ", "AZ-SUMGAIT-CHEM");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    store_close(&s);
+    cr_assert_null(s);
+
+    cr_assert_eq(sql_int("PRAGMA user_version"), 1);
+    s = open_db();
+    cr_assert_eq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "epoch changed on reopen");
+    cr_assert_eq(store_head(s), 1);
+    Parksync__V1__Record *r = get_park(s, "AZ", "AZ-SUMGAIT-CHEM");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->park->name, "Sumgait Chemical");
+    parksync__v1__record__free_unpacked(r, NULL);
+    store_close(&s);
+
+    char other[128];
+    snprintf(other, sizeof(other), "%s/other.db", dir);
+    store_t *t = open_at(other, NULL);
+    cr_assert_neq(memcmp(store_epoch(t), epoch, sizeof(epoch)), 0, "two databases share an epoch");
+    store_close(&t);
+    remove_db(other);
+}
+
+Test(store, open_reports_path_and_message)
+{
+    store_config_t cfg;
+    char err[256] = "";
+    store_config_init(&cfg);
+    cfg.path = "/nonexistent-dir/x/store.db";
+    cr_assert_null(store_open(&cfg, err, sizeof(err)));
+    cr_assert_not_null(strstr(err, "/nonexistent-dir/x/store.db: "), "err = %s", err);
+}
+
+/* ---------------------------------------------------------------- merging */
+
+Test(store, park_update_reads_back_through_snapshot)
+{
+    upd_t x;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    Parksync__V1__Park *p = upd_park(&x, "AZ", "AZ-SUMGAIT-CHEM");
+    park_name(&x, "Sumgait");
+    p->region = "Sumgait";
+    x.spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+    x.specs.n_values = 1;
+    x.specs.values = x.spec_values;
+    p->specializations = &x.specs;
+    p->has_status = 1;
+    p->status = PARKSYNC__V1__PARK_STATUS__PARK_STATUS_OPERATING;
+    p->has_area_ha = 1;
+    p->area_ha = 400.5;
+    p->has_reported_residents = 1;
+    p->reported_residents = 23;
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+
+    recs_t rs;
+    snapshot(s, K_ALL, NULL, &rs);
+    cr_assert_eq(rs.n, 1);
+    cr_assert_eq(rs.revision, 1);
+    Parksync__V1__Record *r = rs.r[0];
+    cr_assert_eq(r->revision, 1);
+    cr_assert_not(r->deleted);
+    cr_assert_eq(r->body_case, PARKSYNC__V1__RECORD__BODY_PARK);
+    cr_assert_str_eq(r->park->country, "AZ");
+    cr_assert_str_eq(r->park->region, "Sumgait");
+    cr_assert_eq(r->park->specializations->n_values, 1);
+    cr_assert_eq(r->park->status, PARKSYNC__V1__PARK_STATUS__PARK_STATUS_OPERATING);
+    cr_assert_float_eq(r->park->area_ha, 400.5, 1e-9);
+    cr_assert_eq(r->park->reported_residents, 23);
+    cr_assert_not(r->park->has_reported_investment_usd_cents);
+    recs_free(&rs);
+    store_close(&s);
+}
+
+Test(store, partial_update_touches_only_present_fields)
+{
+    upd_t x;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    Parksync__V1__Park *p = upd_park(&x, "AZ", "P1");
+    park_name(&x, "Old name");
+    p->region = "Absheron";
+    p->has_reported_residents = 1;
+    p->reported_residents = 7;
+    apply1(s, &x);
+
+    upd_init(&x, "AZ-MOE", 2, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "New name");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+
+    Parksync__V1__Record *r = get_park(s, "AZ", "P1");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->park->name, "New name");
+    cr_assert_str_eq(r->park->region, "Absheron");
+    cr_assert(r->park->has_reported_residents);
+    cr_assert_eq(r->park->reported_residents, 7);
+    parksync__v1__record__free_unpacked(r, NULL);
+    store_close(&s);
+}
+
+static void name_write(store_t *s, const char *producer, uint64_t seq, int64_t t,
+                       Parksync__V1__Vintage v, const char *name)
+{
+    upd_t x;
+    upd_init(&x, producer, seq, t, v);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, name);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+}
+
+static void expect_name(store_t *s, const char *name)
+{
+    Parksync__V1__Record *r = get_park(s, "AZ", "P1");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->park->name, name);
+    parksync__v1__record__free_unpacked(r, NULL);
+}
+
+Test(store, last_writer_wins_by_event_time_then_producer_then_sequence)
+{
+    store_t *s = open_db();
+    name_write(s, "P-A", 1, 100, PROVISIONAL, "a@100");
+    name_write(s, "P-B", 1, 50, PROVISIONAL, "b@50"); /* older event time, later arrival */
+    expect_name(s, "a@100");
+    name_write(s, "P-B", 2, 300, PROVISIONAL, "b@300");
+    name_write(s, "P-A", 2, 300, PROVISIONAL, "a@300"); /* tie: P-B > P-A */
+    expect_name(s, "b@300");
+    name_write(s, "P-B", 3, 400, PROVISIONAL, "b3@400");
+    name_write(s, "P-C", 1, 400, PROVISIONAL, "c@400"); /* tie: P-C > P-B */
+    expect_name(s, "c@400");
+    name_write(s, "P-C", 2, 400, PROVISIONAL, "c2@400"); /* tie on producer: higher sequence */
+    expect_name(s, "c2@400");
+    cr_assert_geq(sql_int("SELECT count(*) FROM conflict WHERE reason LIKE 'overridden%'"), 2);
+    store_close(&s);
+}
+
+Test(store, final_beats_later_provisional)
+{
+    store_t *s = open_db();
+    name_write(s, "P-A", 1, 100, FINAL, "final@100");
+    name_write(s, "P-A", 2, 200, PROVISIONAL, "prov@200");
+    expect_name(s, "final@100");
+    name_write(s, "P-A", 3, 300, PARKSYNC__V1__VINTAGE__VINTAGE_REVISED, "revised@300");
+    expect_name(s, "final@100");
+    name_write(s, "P-A", 4, 300, FINAL, "final@300");
+    expect_name(s, "final@300");
+    store_close(&s);
+}
+
+Test(store, delete_leaves_tombstone_newer_upsert_resurrects)
+{
+    upd_t x;
+    store_t *s = open_db();
+    upd_init(&x, "P-A", 1, 100, PROVISIONAL);
+    Parksync__V1__Park *p = upd_park(&x, "AZ", "P1");
+    park_name(&x, "n@100");
+    p->region = "r@100";
+    apply1(s, &x);
+
+    upd_init(&x, "P-A", 2, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    upd_make_delete(&x);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_null(get_park(s, "AZ", "P1"));
+    cr_assert_eq(store_head(s), 2);
+
+    /* the deletion was published as Record{deleted, keys only} */
+    store_cursor_t *c;
+    recs_t rs;
+    int err;
+    store_filter_t all = {.kind = K_ALL};
+    cr_assert_not_null(c = store_changes_open(s, 1, &all, &err));
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 1);
+    cr_assert(rs.r[0]->deleted);
+    cr_assert_str_eq(rs.r[0]->park->park_id, "P1");
+    cr_assert_null(rs.r[0]->park->name);
+    recs_free(&rs);
+
+    /* a late older upsert stays dead and is recorded */
+    upd_init(&x, "P-B", 1, 150, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "n@150");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_null(get_park(s, "AZ", "P1"));
+    cr_assert_eq(store_head(s), 2);
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict WHERE reason = 'stale: older than delete'"
+                         " AND producer_id = 'P-B' AND key = 'AZ/P1'"),
+                 1);
+
+    /* a newer upsert resurrects the record with only what it carries */
+    upd_init(&x, "P-B", 2, 300, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "n@300");
+    apply1(s, &x);
+    Parksync__V1__Record *r = get_park(s, "AZ", "P1");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->park->name, "n@300");
+    cr_assert_null(r->park->region);
+    cr_assert_eq(r->revision, 3);
+    parksync__v1__record__free_unpacked(r, NULL);
+
+    /* a delete of a never-seen record keeps an older upsert dead */
+    upd_init(&x, "P-A", 3, 500, PROVISIONAL);
+    upd_park(&x, "TJ", "TJ-DANGARA");
+    upd_make_delete(&x);
+    apply1(s, &x);
+    cr_assert_eq(store_head(s), 3, "a delete of nothing published something");
+    upd_init(&x, "P-B", 3, 400, PROVISIONAL);
+    upd_park(&x, "TJ", "TJ-DANGARA");
+    park_name(&x, "Dangara");
+    apply1(s, &x);
+    cr_assert_null(get_park(s, "TJ", "TJ-DANGARA"));
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- sequencing */
+
+Test(store, duplicate_gap_reject_and_sequence_survive_reopen)
+{
+    upd_t x;
+    store_outcome_t out;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(apply1(s, &x), STORE_DUPLICATE);
+    x.u.sequence = 3;
+    cr_assert_eq(apply1(s, &x), STORE_GAP);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 1);
+
+    cr_assert_eq(store_begin(s), 0);
+    cr_assert_eq(store_begin(s), -EBUSY);
+    cr_assert_eq(store_reject(s, "AZ-MOE", 2, "invalid: park.name", &out), 0);
+    cr_assert_eq(out, STORE_REJECTED);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 2);
+    cr_assert_eq(store_reject(s, "AZ-MOE", 2, "again", &out), 0);
+    cr_assert_eq(out, STORE_DUPLICATE);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED); /* sequence 3 now follows */
+    cr_assert_eq(store_producer_last(s, "nobody"), 0);
+    store_close(&s);
+
+    s = open_db();
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 3);
+    x.u.sequence = 3;
+    cr_assert_eq(apply1(s, &x), STORE_DUPLICATE);
+    store_close(&s);
+    cr_assert_eq(sql_int("SELECT applied FROM producer WHERE producer_id = 'AZ-MOE'"), 2);
+    cr_assert_eq(sql_int("SELECT duplicates FROM producer WHERE producer_id = 'AZ-MOE'"), 3);
+    cr_assert_eq(sql_int("SELECT gaps FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
+    cr_assert_eq(sql_int("SELECT rejected FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict WHERE reason = 'invalid: park.name'"
+                         " AND sequence = 2"),
+                 1);
+}
+
+Test(store, rollback_leaves_nothing)
+{
+    upd_t x;
+    store_outcome_t out;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    apply1(s, &x);
+    cr_assert_eq(store_head(s), 1);
+
+    cr_assert_eq(store_begin(s), 0);
+    upd_init(&x, "AZ-MOE", 2, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "P2");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    upd_init(&x, "TJ-MINT", 1, 200, PROVISIONAL);
+    upd_park(&x, "TJ", "T1");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(store_head(s), 3);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 2);
+    store_rollback(s);
+
+    cr_assert_eq(store_head(s), 1);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 1);
+    cr_assert_eq(store_producer_last(s, "TJ-MINT"), 0);
+    recs_t rs;
+    snapshot(s, K_ALL, NULL, &rs);
+    cr_assert_eq(rs.n, 1);
+    recs_free(&rs);
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 1);
+    upd_init(&x, "AZ-MOE", 2, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "P2");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_head(s), 2);
+    store_rollback(s); /* no batch: nothing happens */
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- revisions, change log */
+
+Test(store, revisions_increase_and_unchanged_updates_make_none)
+{
+    upd_t x;
+    store_t *s = open_db();
+    name_write(s, "P-A", 1, 100, PROVISIONAL, "same");
+    cr_assert_eq(store_head(s), 1);
+    name_write(s, "P-A", 2, 200, PROVISIONAL, "same");
+    cr_assert_eq(store_head(s), 1, "an unchanged record got a revision");
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 1);
+    /* the newer stamp was kept even though the value did not change */
+    name_write(s, "P-B", 1, 150, PROVISIONAL, "between");
+    expect_name(s, "same");
+    name_write(s, "P-A", 3, 300, PROVISIONAL, "other");
+    cr_assert_eq(store_head(s), 2);
+    upd_init(&x, "P-A", 4, 400, PROVISIONAL);
+    upd_park(&x, "AZ", "P2");
+    apply1(s, &x);
+    cr_assert_eq(store_head(s), 3);
+    cr_assert_eq(sql_int("SELECT max(revision) FROM changelog"), 3);
+    cr_assert_eq(sql_int("SELECT revision FROM park WHERE park_id = 'P1'"), 2);
+    store_close(&s);
+}
+
+typedef struct seen {
+    uint64_t revs[64]; /* revisions seen */
+    size_t n;          /* entries in revs */
+    size_t stop_after; /* return non-zero after this many; 0 = never */
+} seen_t;
+
+static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
+                     const char *country, const uint8_t *record, size_t len)
+{
+    seen_t *sn = arg;
+    Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, record);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->revision, revision);
+    cr_assert_eq(kind, K_PARK);
+    cr_assert_str_eq(country, "AZ");
+    parksync__v1__record__free_unpacked(r, NULL);
+    sn->revs[sn->n++] = revision;
+    return sn->stop_after && sn->n >= sn->stop_after;
+}
+
+Test(store, changes_cursor_and_callback_and_retention)
+{
+    store_config_t cfg;
+    store_config_init(&cfg);
+    cfg.changelog_keep = 10;
+    store_t *s = open_at(dbpath, &cfg);
+    store_outcome_t out;
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 1; i <= 5; i++) {
+        upd_t x;
+        char name[16];
+        upd_init(&x, "AZ-MOE", (uint64_t)i, i * 10, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        snprintf(name, sizeof(name), "n%d", i);
+        park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_head(s), 5);
+
+    seen_t sn = {0};
+    cr_assert_eq(store_changes(s, 2, on_change, &sn), 0);
+    cr_assert_eq(sn.n, 3);
+    cr_assert_eq(sn.revs[0], 3);
+    cr_assert_eq(sn.revs[2], 5);
+    sn = (seen_t){.stop_after = 1};
+    cr_assert_eq(store_changes(s, 0, on_change, &sn), 0);
+    cr_assert_eq(sn.n, 1);
+
+    store_filter_t f = {.kind = K_ALL};
+    int err = 0;
+    recs_t rs;
+    store_cursor_t *c = store_changes_open(s, 3, &f, &err);
+    cr_assert_not_null(c, "%d", err);
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 2);
+    cr_assert_eq(rs.revision, 5);
+    cr_assert_eq(rs.r[0]->revision, 4);
+    cr_assert_str_eq(rs.r[1]->park->name, "n5");
+    recs_free(&rs);
+    snprintf(f.country, sizeof(f.country), "TJ");
+    c = store_changes_open(s, 0, &f, &err);
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 0);
+
+    /* 30 revisions with keep = 10: old ones are pruned */
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 6; i <= 30; i++) {
+        upd_t x;
+        char name[16];
+        upd_init(&x, "AZ-MOE", (uint64_t)i, i * 10, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        snprintf(name, sizeof(name), "n%d", i);
+        park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_head(s), 30);
+    cr_assert_eq(store_oldest(s), 21);
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
+    f.country[0] = '\0';
+    err = 0;
+    cr_assert_null(store_changes_open(s, 5, &f, &err));
+    cr_assert_eq(err, -ERANGE);
+    cr_assert_eq(store_changes(s, 5, on_change, &sn), -ERANGE);
+    c = store_changes_open(s, 20, &f, &err);
+    cr_assert_not_null(c, "%d", err);
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 10);
+    recs_free(&rs);
+    c = store_changes_open(s, 30, &f, &err); /* at head: empty, not an error */
+    cr_assert_not_null(c);
+    store_cursor_close(&c);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- trade */
+
+static void trade_report(store_t *s, const char *producer, uint64_t seq, const char *reporter,
+                         const char *partner, Parksync__V1__TradeDirection d, int64_t cents)
+{
+    upd_t x;
+    upd_init(&x, producer, seq, 1000 + (int64_t)seq, PROVISIONAL);
+    Parksync__V1__TradeReport *t = upd_trade(&x, reporter, partner, d, 2020, 1, 10);
+    t->has_value_usd_cents = 1;
+    t->value_usd_cents = cents;
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+}
+
+Test(store, trade_flow_two_sides_importer_first_flagged)
+{
+    store_t *s = open_db();
+    trade_report(s, "AZ-MOE", 1, "AZ", "TJ", EXPORTS, 1000000);
+    trade_report(s, "TJ-MINT", 1, "TJ", "AZ", IMPORTS, 880000);
+
+    recs_t rs;
+    snapshot(s, K_TRADE, NULL, &rs);
+    cr_assert_eq(rs.n, 1);
+    Parksync__V1__TradeFlow *f = rs.r[0]->trade;
+    cr_assert_str_eq(f->exporter, "AZ");
+    cr_assert_str_eq(f->importer, "TJ");
+    cr_assert_eq(f->period->year, 2020);
+    cr_assert_eq(f->period->last_month, 10);
+    cr_assert_eq(f->exporter_reported_usd_cents, 1000000);
+    cr_assert_eq(f->importer_reported_usd_cents, 880000);
+    cr_assert_eq(f->value_usd_cents, 880000);
+    cr_assert_eq(f->rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST);
+    cr_assert_eq(f->discrepancy_usd_cents, -120000);
+    cr_assert_float_eq(f->discrepancy_pct, 12.0, 1e-9);
+    cr_assert(f->has_flagged && f->flagged);
+    cr_assert_eq(f->vintage, PROVISIONAL);
+    recs_free(&rs);
+    cr_assert_eq(sql_int("SELECT value_cents FROM trade_flow"), 880000);
+    store_close(&s);
+
+    /* other rule, higher threshold: not flagged */
+    char other[128];
+    snprintf(other, sizeof(other), "%s/mean.db", dir);
+    store_config_t cfg;
+    store_config_init(&cfg);
+    cfg.trade_rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN;
+    cfg.trade_threshold_pct = 15.0;
+    s = open_at(other, &cfg);
+    trade_report(s, "AZ-MOE", 1, "AZ", "TJ", EXPORTS, 1000001);
+    snapshot(s, K_TRADE, NULL, &rs);
+    cr_assert_eq(rs.r[0]->trade->value_usd_cents, 1000001, "one side only: its figure");
+    cr_assert_not(rs.r[0]->trade->has_discrepancy_usd_cents);
+    recs_free(&rs);
+    trade_report(s, "TJ-MINT", 1, "TJ", "AZ", IMPORTS, 880000);
+    snapshot(s, K_TRADE, NULL, &rs);
+    cr_assert_eq(rs.r[0]->trade->value_usd_cents, 940001, "mean rounds half away from zero");
+    cr_assert_eq(rs.r[0]->trade->rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN);
+    cr_assert(rs.r[0]->trade->has_flagged && !rs.r[0]->trade->flagged);
+    recs_free(&rs);
+    store_close(&s);
+    remove_db(other);
+}
+
+/* ---------------------------------------------------------------- summaries */
+
+static Parksync__V1__Record *get_summary(store_t *s, const char *country)
+{
+    recs_t rs;
+    snapshot(s, K_SUMMARY, country, &rs);
+    cr_assert_eq(rs.n, 1, "summaries of %s: %zu", country, rs.n);
+    Parksync__V1__Record *r = rs.r[0];
+    rs.n = 0;
+    return r;
+}
+
+Test(store, summary_of_demo_data)
+{
+    static const char *ids[5] = {"AZ-SUMGAIT-CHEM", "AZ-BALAKHANI", "AZ-MINGACHEVIR",
+                                 "AZ-PIRALLAHI", "AZ-GOBUSTAN"};
+    static const uint32_t residents[5] = {23, 12, 8, 4, 3};
+    static const int64_t invest[5] = {200000000000, 90000000000, 50000000000, 25000000000,
+                                      15000000000};
+    store_t *s = open_db();
+    store_outcome_t out;
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i < 5; i++) {
+        upd_t x;
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100, FINAL);
+        Parksync__V1__Park *p = upd_park(&x, "AZ", ids[i]);
+        p->has_reported_residents = 1;
+        p->reported_residents = residents[i];
+        p->has_reported_investment_usd_cents = 1;
+        p->reported_investment_usd_cents = invest[i];
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    upd_t x;
+    upd_init(&x, "AZ-MOE", 6, 100, FINAL);
+    Parksync__V1__CountryReport *cr = upd_country(&x, "AZ", 2020, 1, 9);
+    cr->has_parks_non_oil_production_share_bp = 1;
+    cr->parks_non_oil_production_share_bp = 1060;
+    cr->has_parks_export_share_bp = 1;
+    cr->parks_export_share_bp = 2030;
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    /* one resident in the first park: 1 known against 23 reported */
+    upd_init(&x, "AZ-MOE", 7, 100, FINAL);
+    Parksync__V1__Resident *r = upd_resident(&x, "AZ", ids[0], "R1");
+    r->has_investment_usd_cents = 1;
+    r->investment_usd_cents = 5000000000;
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(store_commit(s), 0);
+    trade_report(s, "AZ-MOE", 8, "AZ", "TJ", EXPORTS, 200000000);
+    trade_report(s, "TJ-MINT", 1, "TJ", "AZ", EXPORTS, 90000000);
+
+    cr_assert(store_summaries_dirty(s));
+    cr_assert_eq(store_refresh_summaries(s), -EINVAL, "refresh outside a batch");
+    cr_assert_eq(store_begin(s), 0);
+    uint64_t head = store_head(s);
+    cr_assert_eq(store_refresh_summaries(s), 2);
+    cr_assert_eq(store_head(s), head + 2);
+    cr_assert_not(store_summaries_dirty(s));
+    cr_assert_eq(store_refresh_summaries(s), 0);
+    cr_assert_eq(store_commit(s), 0);
+
+    Parksync__V1__Record *rec = get_summary(s, "AZ");
+    Parksync__V1__CountrySummary *sum = rec->summary;
+    cr_assert_str_eq(sum->country, "AZ");
+    cr_assert_eq(sum->parks, 5);
+    cr_assert_eq(sum->reported_residents, 50);
+    cr_assert_eq(sum->reported_investment_usd_cents, 380000000000);
+    cr_assert_eq(sum->known_residents, 1);
+    cr_assert_eq(sum->known_investment_usd_cents, 5000000000);
+    cr_assert_eq(sum->n_turnover, 1);
+    cr_assert_str_eq(sum->turnover[0]->partner, "TJ");
+    cr_assert_eq(sum->turnover[0]->period->first_month, 1);
+    cr_assert_eq(sum->turnover[0]->period->last_month, 10);
+    cr_assert_eq(sum->turnover[0]->exports_usd_cents, 200000000);
+    cr_assert_eq(sum->turnover[0]->imports_usd_cents, 90000000);
+    cr_assert_eq(sum->turnover[0]->turnover_usd_cents, 290000000);
+    cr_assert_eq(sum->turnover[0]->exports_reported_by_country_usd_cents, 200000000);
+    cr_assert_eq(sum->turnover[0]->imports_reported_by_partner_usd_cents, 90000000);
+    cr_assert_not(sum->turnover[0]->has_imports_reported_by_country_usd_cents);
+    cr_assert_eq(sum->n_indicators, 1);
+    cr_assert_eq(sum->indicators[0]->parks_non_oil_production_share_bp, 1060);
+    cr_assert_eq(sum->n_mismatches, 5);
+    cr_assert_str_eq(sum->mismatches[0]->park_id, "AZ-BALAKHANI", "sorted by park id");
+    cr_assert_str_eq(sum->mismatches[4]->park_id, "AZ-SUMGAIT-CHEM");
+    cr_assert_eq(sum->mismatches[4]->known_residents, 1);
+    cr_assert_eq(sum->mismatches[4]->reported_residents, 23);
+    parksync__v1__record__free_unpacked(rec, NULL);
+
+    rec = get_summary(s, "TJ");
+    cr_assert_eq(rec->summary->parks, 0);
+    cr_assert_eq(rec->summary->n_turnover, 1);
+    cr_assert_str_eq(rec->summary->turnover[0]->partner, "AZ");
+    cr_assert_eq(rec->summary->turnover[0]->exports_usd_cents, 90000000);
+    cr_assert_eq(rec->summary->turnover[0]->turnover_usd_cents, 290000000);
+    parksync__v1__record__free_unpacked(rec, NULL);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- filters */
+
+Test(store, snapshot_filters_by_kind_and_country)
+{
+    upd_t x;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 1, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-1");
+    apply1(s, &x);
+    upd_init(&x, "AZ-MOE", 2, 1, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-2");
+    apply1(s, &x);
+    upd_init(&x, "TJ-MINT", 1, 1, PROVISIONAL);
+    upd_park(&x, "TJ", "TJ-1");
+    apply1(s, &x);
+    upd_init(&x, "TJ-MINT", 2, 1, PROVISIONAL);
+    upd_resident(&x, "TJ", "TJ-1", "R1");
+    apply1(s, &x);
+    trade_report(s, "AZ-MOE", 3, "AZ", "KZ", EXPORTS, 10);
+    trade_report(s, "TJ-MINT", 3, "TJ", "AZ", IMPORTS, 20); /* flow AZ -> TJ */
+
+    recs_t rs;
+    snapshot(s, K_PARK, "AZ", &rs);
+    cr_assert_eq(rs.n, 2);
+    cr_assert_str_eq(rs.r[0]->park->park_id, "AZ-1", "key order");
+    cr_assert_str_eq(rs.r[1]->park->park_id, "AZ-2");
+    recs_free(&rs);
+    snapshot(s, K_PARK, NULL, &rs);
+    cr_assert_eq(rs.n, 3);
+    recs_free(&rs);
+    snapshot(s, K_ALL, "TJ", &rs);
+    cr_assert_eq(rs.n, 3, "TJ park, TJ resident, AZ->TJ flow");
+    cr_assert_eq(rs.r[0]->body_case, PARKSYNC__V1__RECORD__BODY_PARK, "kind order");
+    cr_assert_eq(rs.r[1]->body_case, PARKSYNC__V1__RECORD__BODY_RESIDENT);
+    cr_assert_eq(rs.r[2]->body_case, PARKSYNC__V1__RECORD__BODY_TRADE);
+    cr_assert_str_eq(rs.r[2]->trade->importer, "TJ");
+    recs_free(&rs);
+    snapshot(s, K_TRADE, "AZ", &rs);
+    cr_assert_eq(rs.n, 2, "exporter or importer");
+    cr_assert_str_eq(rs.r[0]->trade->importer, "KZ");
+    recs_free(&rs);
+    snapshot(s, K_TRADE, "KZ", &rs);
+    cr_assert_eq(rs.n, 1);
+    recs_free(&rs);
+    snapshot(s, K_ALL, NULL, &rs);
+    cr_assert_eq(rs.n, 6);
+    recs_free(&rs);
+
+    /* a cursor keeps its view while the store writes */
+    store_filter_t f = {.kind = K_ALL};
+    int err;
+    store_cursor_t *c = store_snapshot_open(s, &f, &err);
+    cr_assert_not_null(c);
+    upd_init(&x, "AZ-MOE", 4, 1, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-3");
+    apply1(s, &x);
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 6);
+    cr_assert_eq(rs.revision, store_head(s) - 1);
+    recs_free(&rs);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- property */
+
+static uint64_t rng_next(uint64_t *st)
+{
+    /* xorshift64*: reproducible from the printed seed */
+    uint64_t x = *st;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *st = x;
+    return x * 2685821657736338717ULL;
+}
+
+static unsigned rnd(uint64_t *st, unsigned n)
+{
+    return (unsigned)(rng_next(st) % n);
+}
+
+#define PROP_UPDATES 200   /* updates per set */
+#define PROP_ORDERS 50     /* delivery orders compared */
+#define PROP_PRODUCERS 3   /* producers in the interleaving variant */
+
+static const char *const prop_producers[PROP_PRODUCERS] = {"AZ-MOE", "TJ-MINT", "OBS"};
+static const char *const prop_countries[2] = {"AZ", "TJ"};
+static const char *const prop_ids[3] = {"P1", "P2", "P3"};
+static const char *const prop_names[4] = {"alpha", "beta", "gamma", "delta"};
+
+/* One random update on a small key space so that writes overlap. */
+static void prop_update(upd_t *x, uint64_t *st, const char *producer, uint64_t seq)
+{
+    upd_init(x, producer, seq, (int64_t)rnd(st, 12), (Parksync__V1__Vintage)rnd(st, 4));
+    const char *c = prop_countries[rnd(st, 2)];
+    switch (rnd(st, 4)) {
+    case 0: {
+        Parksync__V1__Park *p = upd_park(x, c, prop_ids[rnd(st, 3)]);
+        if (rnd(st, 2))
+            park_name(x, prop_names[rnd(st, 4)]);
+        if (rnd(st, 2)) {
+            p->has_reported_residents = 1;
+            p->reported_residents = rnd(st, 30);
+        }
+        if (rnd(st, 2)) {
+            p->has_reported_investment_usd_cents = 1;
+            p->reported_investment_usd_cents = (int64_t)rnd(st, 1000) * 100000;
+        }
+        if (rnd(st, 3) == 0) {
+            x->specs.n_values = rnd(st, 3);
+            x->specs.values = x->spec_values;
+            x->spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+            x->spec_values[1] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_FOOD;
+            p->specializations = &x->specs;
+        }
+        break;
+    }
+    case 1: {
+        Parksync__V1__Resident *r = upd_resident(x, c, prop_ids[rnd(st, 3)], prop_ids[rnd(st, 2)]);
+        if (rnd(st, 2)) {
+            r->has_investment_usd_cents = 1;
+            r->investment_usd_cents = (int64_t)rnd(st, 1000) * 1000;
+        }
+        if (rnd(st, 2)) {
+            r->has_jobs = 1;
+            r->jobs = rnd(st, 500);
+        }
+        break;
+    }
+    case 2: {
+        Parksync__V1__TradeReport *t =
+            upd_trade(x, c, prop_countries[c[0] == 'A'], rnd(st, 2) ? EXPORTS : IMPORTS, 2020, 1,
+                      rnd(st, 2) ? 10 : 12);
+        if (rnd(st, 4)) {
+            t->has_value_usd_cents = 1;
+            t->value_usd_cents = (int64_t)rnd(st, 100) * 1000001;
+        }
+        break;
+    }
+    default: {
+        Parksync__V1__CountryReport *cr = upd_country(x, c, 2020, 1, 9);
+        if (rnd(st, 2)) {
+            cr->has_parks_export_share_bp = 1;
+            cr->parks_export_share_bp = rnd(st, 5000);
+        }
+        break;
+    }
+    }
+    if (rnd(st, 5) == 0)
+        upd_make_delete(x);
+}
+
+/* Applies ups[order[i]] in batches of random size and returns the digest. */
+static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[32],
+                     uint64_t seed, int variant)
+{
+    store_config_t cfg;
+    store_config_init(&cfg);
+    cfg.synchronous_full = false;
+    remove_db(dbpath);
+    store_t *s = open_at(dbpath, &cfg);
+    size_t i = 0;
+    while (i < PROP_UPDATES) {
+        size_t batch = 1 + rnd(st, 40);
+        cr_assert_eq(store_begin(s), 0);
+        for (size_t j = 0; j < batch && i < PROP_UPDATES; j++, i++) {
+            store_outcome_t o;
+            cr_assert_eq(store_apply(s, &ups[order[i]].u, &o), 0, "seed %" PRIu64, seed);
+            cr_assert_eq(o, STORE_APPLIED, "seed %" PRIu64 " variant %d: update %zu outcome %d",
+                         seed, variant, order[i], (int)o);
+        }
+        if (rnd(st, 2))
+            cr_assert_geq(store_refresh_summaries(s), 0);
+        cr_assert_eq(store_commit(s), 0);
+    }
+    cr_assert_eq(store_begin(s), 0);
+    cr_assert_eq(store_digest(s, out), 0);
+    cr_assert_eq(store_commit(s), 0);
+    store_close(&s);
+}
+
+static void shuffle(size_t *a, size_t n, uint64_t *st)
+{
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = rnd(st, (unsigned)i + 1);
+        size_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+Test(store, same_updates_in_any_order_give_same_digest)
+{
+    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    const char *env = getenv("STORE_PROP_SEED");
+    if (env)
+        seed = strtoull(env, NULL, 10);
+    if (!seed)
+        seed = 1;
+    cr_log_info("order-independence seed %" PRIu64 " (STORE_PROP_SEED to replay)", seed);
+    uint64_t st = seed;
+    static upd_t ups[PROP_UPDATES];
+    size_t order[PROP_UPDATES], by_producer[PROP_PRODUCERS][PROP_UPDATES];
+    size_t count[PROP_PRODUCERS] = {0};
+    uint8_t first[32], got[32], empty[32];
+
+    /* an empty store's digest, to show the sets leave a real state */
+    {
+        store_t *s = open_db();
+        cr_assert_eq(store_digest(s, empty), 0);
+        store_close(&s);
+    }
+
+    for (int variant = 0; variant < 2; variant++) {
+        /* variant 0: three producers, every interleaving keeps each one's
+         * sequence order; variant 1: one producer per update, any order */
+        memset(count, 0, sizeof(count));
+        for (size_t i = 0; i < PROP_UPDATES; i++) {
+            if (variant == 0) {
+                unsigned p = rnd(&st, PROP_PRODUCERS);
+                by_producer[p][count[p]] = i;
+                count[p]++;
+                prop_update(&ups[i], &st, prop_producers[p], count[p]);
+            } else {
+                char id[16];
+                snprintf(id, sizeof(id), "P%03zu", i);
+                prop_update(&ups[i], &st, id, 1);
+            }
+            order[i] = i;
+        }
+        for (int o = 0; o < PROP_ORDERS; o++) {
+            if (o > 0 && variant == 0) {
+                size_t labels[PROP_UPDATES], n = 0, next[PROP_PRODUCERS] = {0};
+                for (unsigned p = 0; p < PROP_PRODUCERS; p++)
+                    for (size_t k = 0; k < count[p]; k++)
+                        labels[n++] = p;
+                shuffle(labels, n, &st);
+                for (size_t k = 0; k < n; k++)
+                    order[k] = by_producer[labels[k]][next[labels[k]]++];
+            } else if (o > 0) {
+                shuffle(order, PROP_UPDATES, &st);
+            }
+            prop_run(ups, order, &st, o == 0 ? first : got, seed, variant);
+            if (o == 0) {
+                cr_assert_neq(memcmp(first, empty, 32), 0, "seed %" PRIu64 ": empty state", seed);
+                continue;
+            }
+            cr_assert_eq(memcmp(first, got, 32), 0,
+                         "seed %" PRIu64 " variant %d: order %d gives another digest", seed,
+                         variant, o);
+        }
+    }
+}
