@@ -1,0 +1,581 @@
+/*
+ * config.c - see config.h.
+ *
+ * Sections: the option table; parsing one value; the INI reader; whole
+ * checks; printing.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "wire.h"
+
+/* ---------------------------------------------------------------- the table */
+
+typedef enum opt_type {
+    OPT_PATH,     /* non-empty text, at most `size` - 1 bytes */
+    OPT_ENDPOINT, /* a ZeroMQ endpoint the daemon can bind safely */
+    OPT_ENUM,     /* one of `choices`, stored as int (size 4) or bool (size 1) */
+    OPT_UINT,     /* decimal integer in [umin, umax], stored in `size` bytes */
+    OPT_DOUBLE,   /* decimal number in [dmin, dmax] */
+} opt_type_t;
+
+typedef struct opt_choice {
+    const char *name; /* as written in the file */
+    int value;        /* stored value */
+} opt_choice_t;
+
+typedef struct config_option {
+    const char *section;
+    const char *key;
+    opt_type_t type;
+    size_t offset;                /* of the field in config_t */
+    size_t size;                  /* of the field, bytes */
+    const char *def;              /* default as the file spells it; NULL: computed */
+    uint64_t umin, umax;          /* OPT_UINT bounds, inclusive */
+    double dmin, dmax;            /* OPT_DOUBLE bounds, inclusive */
+    const opt_choice_t *choices;  /* OPT_ENUM, ended by a NULL name */
+    int (*check)(const char *value, char *why, size_t whylen); /* extra rule or NULL */
+    const char *help;             /* one line for --check-config and docs */
+} config_option_t;
+
+static const opt_choice_t log_level_choices[] = {
+    {"error", LOG_LEVEL_ERROR}, {"warning", LOG_LEVEL_WARNING},
+    {"notice", LOG_LEVEL_NOTICE}, {"info", LOG_LEVEL_INFO},
+    {"debug", LOG_LEVEL_DEBUG}, {NULL, 0},
+};
+
+static const opt_choice_t synchronous_choices[] = {
+    {"full", 1}, {"normal", 0}, {NULL, 0},
+};
+
+static const opt_choice_t rule_choices[] = {
+    {"importer-first", PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST},
+    {"exporter-first", PARKSYNC__V1__TRADE_RULE__TRADE_RULE_EXPORTER_FIRST},
+    {"mean", PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN},
+    {NULL, 0},
+};
+
+static int check_endpoint(const char *value, char *why, size_t whylen);
+
+#define FIELD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
+
+static const config_option_t options[] = {
+    {"daemon", "database", OPT_PATH, FIELD(database), NULL, 0, 0, 0, 0, NULL, NULL,
+     "SQLite database file; default $STATE_DIRECTORY/parksync.db, else ./parksync.db"},
+    {"daemon", "log_level", OPT_ENUM, FIELD(log_level), "info", 0, 0, 0, 0,
+     log_level_choices, NULL, "error | warning | notice | info | debug"},
+    {"endpoints", "ingest", OPT_ENDPOINT, FIELD(ingest), WIRE_DEFAULT_INGEST, 0, 0, 0, 0,
+     NULL, check_endpoint, "producers connect PUB here (daemon SUB binds)"},
+    {"endpoints", "publish", OPT_ENDPOINT, FIELD(publish), WIRE_DEFAULT_PUBLISH, 0, 0, 0, 0,
+     NULL, check_endpoint, "subscribers connect SUB here (daemon PUB binds)"},
+    {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0,
+     NULL, check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
+    {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
+     synchronous_choices, NULL, "full | normal (SQLite PRAGMA synchronous)"},
+    {"store", "changelog_keep", OPT_UINT, FIELD(changelog_keep), "1000000", 0,
+     UINT64_C(1000000000000), 0, 0, NULL, NULL, "revisions kept in the change log; 0 = all"},
+    {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0,
+     rule_choices, NULL, "importer-first | exporter-first | mean: which mirror figure is chosen"},
+    {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000,
+     NULL, NULL, "a discrepancy above this percentage flags a flow (0..1000)"},
+    {"trade", "cif_fob_factor", OPT_DOUBLE, FIELD(cif_fob_factor), "1.0", 0, 0, 0.5, 2.0,
+     NULL, NULL, "importer's CIF figure is compared with exporter's FOB * this (0.5..2.0)"},
+    {"limits", "batch_max", OPT_UINT, FIELD(batch_max), "4096", 1, 100000, 0, 0, NULL,
+     NULL, "updates per transaction (1..100000)"},
+    {"limits", "summary_interval_ms", OPT_UINT, FIELD(summary_interval_ms), "250", 0, 60000,
+     0, 0, NULL, NULL, "least time between summary refreshes, ms (0..60000)"},
+    {"limits", "heartbeat_ms", OPT_UINT, FIELD(heartbeat_ms), "1000", 100, 60000, 0, 0,
+     NULL, NULL, "heartbeat period on the publish socket, ms (100..60000)"},
+    {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL,
+     NULL, "concurrent snapshot/changes streams (1..1024)"},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static const char *const sections[] = {"daemon", "endpoints", "store", "trade", "limits"};
+#define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+/* ---------------------------------------------------------------- one value */
+
+__attribute__((format(printf, 3, 4)))
+static void say(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!buf || len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static void store_int(void *field, size_t size, uint64_t v)
+{
+    switch (size) {
+    case 1: *(bool *)field = v != 0; break;
+    case 4: *(uint32_t *)field = (uint32_t)v; break;
+    case 8: *(uint64_t *)field = v; break;
+    default: abort(); /* a table row with an impossible size */
+    }
+}
+
+static uint64_t load_int(const void *field, size_t size)
+{
+    switch (size) {
+    case 1: return *(const bool *)field;
+    case 4: return *(const uint32_t *)field;
+    case 8: return *(const uint64_t *)field;
+    default: abort();
+    }
+}
+
+static void describe_choices(const opt_choice_t *c, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; c[i].name; i++) {
+        const char *sep = i == 0 ? "" : c[i + 1].name ? ", " : " or ";
+        int n = snprintf(buf + used, len - used, "%s%s", sep, c[i].name);
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Strict decimal: digits only, no sign, no blanks, no trailing junk. */
+static int parse_uint(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return -EINVAL;
+    if (errno == ERANGE)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    if (*s == '\0' || *s == ' ' || *s == '\t')
+        return -EINVAL;
+    errno = 0;
+    v = strtod(s, &end);
+    if (*end != '\0' || !isfinite(v))
+        return -EINVAL;
+    if (errno == ERANGE)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* Parses value into cfg's field for opt. why gets "[s] k = v: reason". */
+static int set_option(config_t *cfg, const config_option_t *opt, const char *value,
+                      char *why, size_t whylen)
+{
+    void *field = (char *)cfg + opt->offset;
+    char buf[256];
+    uint64_t u;
+    double d;
+    int rc;
+
+    switch (opt->type) {
+    case OPT_PATH:
+    case OPT_ENDPOINT:
+        if (value[0] == '\0') {
+            say(why, whylen, "[%s] %s is empty", opt->section, opt->key);
+            return -EINVAL;
+        }
+        if (strlen(value) >= opt->size) {
+            say(why, whylen, "[%s] %s is too long (at most %zu bytes)", opt->section,
+                opt->key, opt->size - 1);
+            return -EINVAL;
+        }
+        if (opt->check && opt->check(value, buf, sizeof buf) < 0) {
+            say(why, whylen, "[%s] %s = %s: %s", opt->section, opt->key, value, buf);
+            return -EINVAL;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case OPT_ENUM:
+        for (size_t i = 0; opt->choices[i].name; i++) {
+            if (strcmp(value, opt->choices[i].name) == 0) {
+                if (opt->size == sizeof(int))
+                    *(int *)field = opt->choices[i].value;
+                else
+                    store_int(field, opt->size, (uint64_t)opt->choices[i].value);
+                return 0;
+            }
+        }
+        describe_choices(opt->choices, buf, sizeof buf);
+        say(why, whylen, "[%s] %s = %s: expected %s", opt->section, opt->key, value, buf);
+        return -EINVAL;
+    case OPT_UINT:
+        rc = parse_uint(value, &u);
+        if (rc == -EINVAL) {
+            say(why, whylen, "[%s] %s = %s: not a whole number (expected %" PRIu64
+                "..%" PRIu64 ")", opt->section, opt->key, value, opt->umin, opt->umax);
+            return -EINVAL;
+        }
+        if (rc < 0 || u < opt->umin || u > opt->umax) {
+            say(why, whylen, "[%s] %s = %s is out of range (%" PRIu64 "..%" PRIu64 ")",
+                opt->section, opt->key, value, opt->umin, opt->umax);
+            return -EINVAL;
+        }
+        store_int(field, opt->size, u);
+        return 0;
+    case OPT_DOUBLE:
+        rc = parse_double(value, &d);
+        if (rc == -EINVAL) {
+            say(why, whylen, "[%s] %s = %s: not a number (expected %g..%g)", opt->section,
+                opt->key, value, opt->dmin, opt->dmax);
+            return -EINVAL;
+        }
+        if (rc < 0 || d < opt->dmin || d > opt->dmax) {
+            say(why, whylen, "[%s] %s = %s is out of range (%g..%g)", opt->section,
+                opt->key, value, opt->dmin, opt->dmax);
+            return -EINVAL;
+        }
+        *(double *)field = d;
+        return 0;
+    }
+    abort();
+}
+
+/* A ZeroMQ endpoint the daemon may bind: tcp on a loopback interface,
+ * ipc, or inproc. Until CURVE authentication exists, binding beyond
+ * loopback would let anyone push updates, so it is refused (fail closed). */
+static int check_endpoint(const char *value, char *why, size_t whylen)
+{
+    const char *host, *colon;
+    size_t hostlen;
+
+    if (strncmp(value, "ipc://", 6) == 0 || strncmp(value, "inproc://", 9) == 0) {
+        if (value[value[0] == 'i' && value[1] == 'p' ? 6 : 9] == '\0') {
+            say(why, whylen, "the address after :// is empty");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (strncmp(value, "tcp://", 6) != 0) {
+        say(why, whylen, "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME");
+        return -EINVAL;
+    }
+    host = value + 6;
+    colon = strrchr(host, ':');
+    if (!colon || colon == host || colon[1] == '\0') {
+        say(why, whylen, "expected tcp://HOST:PORT");
+        return -EINVAL;
+    }
+    hostlen = (size_t)(colon - host);
+    if (strcmp(colon + 1, "*") != 0) {
+        uint64_t port;
+        if (parse_uint(colon + 1, &port) < 0 || port < 1 || port > 65535) {
+            say(why, whylen, "port must be 1..65535 or *");
+            return -EINVAL;
+        }
+    }
+    if ((hostlen >= 4 && strncmp(host, "127.", 4) == 0) ||
+        (hostlen == 9 && strncmp(host, "localhost", 9) == 0) ||
+        (hostlen == 5 && strncmp(host, "[::1]", 5) == 0) ||
+        (hostlen == 2 && strncmp(host, "lo", 2) == 0))
+        return 0;
+    say(why, whylen, "not a loopback address; parksyncd has no CURVE authentication yet "
+                     "and refuses to listen beyond loopback (use 127.0.0.1 or ipc://)");
+    return -EINVAL;
+}
+
+static const config_option_t *find_option(const char *section, const char *key)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static bool known_section(const char *section)
+{
+    for (size_t i = 0; i < N_SECTIONS; i++)
+        if (strcmp(sections[i], section) == 0)
+            return true;
+    return false;
+}
+
+static void default_database(char *buf, size_t size)
+{
+    const char *dir = getenv("STATE_DIRECTORY");
+
+    if (dir && dir[0] != '\0') {
+        /* systemd passes a ':'-separated list when several are configured. */
+        size_t len = strcspn(dir, ":");
+        snprintf(buf, size, "%.*s/parksync.db", (int)len, dir);
+    } else {
+        snprintf(buf, size, "./parksync.db");
+    }
+}
+
+void config_init(config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        /* The defaults are written as the file would write them and go
+         * through the same parser: they cannot disagree with the bounds. */
+        if (options[i].def && set_option(cfg, &options[i], options[i].def, NULL, 0) < 0)
+            abort();
+    }
+    default_database(cfg->database, sizeof cfg->database);
+}
+
+int config_set(config_t *cfg, const char *section, const char *key, const char *value,
+               char *err, size_t errlen)
+{
+    const config_option_t *opt = find_option(section, key);
+
+    if (!opt) {
+        say(err, errlen, "unknown option [%s] %s", section, key);
+        return -ENOENT;
+    }
+    return set_option(cfg, opt, value, err, errlen);
+}
+
+/* ---------------------------------------------------------------- the INI reader */
+
+typedef struct parse_ctx {
+    const char *path;
+    FILE *file;
+    config_t *cfg;
+    int line;               /* physical line being parsed, 1-based */
+    bool at_line_start;     /* the next read starts a new physical line */
+    int error_line;         /* line of the first error; 0 when none */
+    char error[512];        /* the first error, without "file:line: " */
+    int seen[N_OPTIONS];    /* line where each option was set; 0: not yet */
+} parse_ctx_t;
+
+__attribute__((format(printf, 2, 3)))
+static void parse_error(parse_ctx_t *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (p->error_line != 0)
+        return; /* the first error is the one reported */
+    p->error_line = p->line;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    va_end(ap);
+}
+
+/* fgets for inih that counts physical lines and refuses lines that do not
+ * fit inih's buffer (inih would silently parse the rest as a new line). */
+static char *reader(char *str, int num, void *stream)
+{
+    parse_ctx_t *p = stream;
+    char *s = fgets(str, num, p->file);
+    size_t len;
+
+    if (!s)
+        return NULL;
+    if (p->at_line_start)
+        p->line++;
+    len = strlen(s);
+    p->at_line_start = len > 0 && s[len - 1] == '\n';
+    if (!p->at_line_start && !feof(p->file)) {
+        parse_error(p, "line too long (at most %d bytes)", num - 3);
+        str[0] = '\0'; /* inih sees an empty line */
+    }
+    return s;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+    parse_ctx_t *p = user;
+    const config_option_t *opt;
+    char why[400];
+    size_t idx;
+
+    if (section[0] == '\0') {
+        parse_error(p, "%s = %s is outside of any [section]", key, value);
+        return 0;
+    }
+    if (!known_section(section)) {
+        parse_error(p, "unknown section [%s] (sections: daemon, endpoints, store, trade, "
+                       "limits)", section);
+        return 0;
+    }
+    opt = find_option(section, key);
+    if (!opt) {
+        char known[256] = "";
+        for (size_t i = 0; i < N_OPTIONS; i++) {
+            if (strcmp(options[i].section, section) != 0)
+                continue;
+            if (known[0])
+                strncat(known, ", ", sizeof known - strlen(known) - 1);
+            strncat(known, options[i].key, sizeof known - strlen(known) - 1);
+        }
+        parse_error(p, "unknown key '%s' in [%s] (keys: %s)", key, section, known);
+        return 0;
+    }
+    idx = (size_t)(opt - options);
+    if (p->seen[idx] != 0) {
+        parse_error(p, "[%s] %s is set twice (first on line %d)", section, key, p->seen[idx]);
+        return 0;
+    }
+    p->seen[idx] = p->line;
+    if (set_option(p->cfg, opt, value, why, sizeof why) < 0) {
+        parse_error(p, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+int config_load(const char *path, config_t *out, char *err, size_t errlen)
+{
+    parse_ctx_t p;
+    config_t cfg;
+    char why[512];
+    int rc;
+
+    config_init(&cfg);
+    if (path) {
+        memset(&p, 0, sizeof p);
+        p.path = path;
+        p.cfg = &cfg;
+        p.at_line_start = true;
+        p.file = fopen(path, "re");
+        if (!p.file) {
+            rc = -errno;
+            say(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+            return rc;
+        }
+        rc = ini_parse_stream(reader, &p, handler, &p);
+        if (ferror(p.file)) {
+            say(err, errlen, "%s: read error", path);
+            fclose(p.file);
+            return -EIO;
+        }
+        fclose(p.file);
+        if (p.error_line != 0) {
+            say(err, errlen, "%s:%d: %s", path, p.error_line, p.error);
+            return -EINVAL;
+        }
+        if (rc > 0) {
+            say(err, errlen, "%s:%d: syntax error: expected [section] or key = value",
+                path, rc);
+            return -EINVAL;
+        }
+        if (rc < 0) {
+            say(err, errlen, "%s: cannot parse (%d)", path, rc);
+            return -ENOMEM;
+        }
+    }
+    if (config_validate(&cfg, why, sizeof why) < 0) {
+        say(err, errlen, "%s: %s", path ? path : "defaults", why);
+        return -EINVAL;
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- whole checks */
+
+int config_validate(const config_t *cfg, char *err, size_t errlen)
+{
+    const char *eps[3] = {cfg->ingest, cfg->publish, cfg->query};
+    const char *names[3] = {"ingest", "publish", "query"};
+
+    if (cfg->database[0] == '\0') {
+        say(err, errlen, "[daemon] database is empty");
+        return -EINVAL;
+    }
+    for (int i = 0; i < 3; i++) {
+        for (int j = i + 1; j < 3; j++) {
+            if (strcmp(eps[i], eps[j]) == 0) {
+                say(err, errlen, "[endpoints] %s and %s are both %s; each needs its own",
+                    names[i], names[j], eps[i]);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- printing */
+
+const char *config_trade_rule_name(Parksync__V1__TradeRule rule)
+{
+    for (size_t i = 0; rule_choices[i].name; i++)
+        if (rule_choices[i].value == (int)rule)
+            return rule_choices[i].name;
+    return NULL;
+}
+
+/* The shortest text strtod reads back to exactly v. */
+static void format_double(char *buf, size_t size, double v)
+{
+    if (v == trunc(v) && fabs(v) < 1e15) {
+        snprintf(buf, size, "%.1f", v); /* 10.0, 1.0: plainly a number with a fraction */
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+int config_print(const config_t *cfg, FILE *out)
+{
+    const char *section = NULL;
+    char value[CONFIG_PATH_MAX + 32];
+
+    fprintf(out, "# parksyncd effective configuration\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const config_option_t *opt = &options[i];
+        const void *field = (const char *)cfg + opt->offset;
+
+        if (!section || strcmp(section, opt->section) != 0) {
+            section = opt->section;
+            fprintf(out, "\n[%s]\n", section);
+        }
+        switch (opt->type) {
+        case OPT_PATH:
+        case OPT_ENDPOINT:
+            snprintf(value, sizeof value, "%s", (const char *)field);
+            break;
+        case OPT_ENUM: {
+            int v = opt->size == sizeof(int) ? *(const int *)field
+                                             : (int)load_int(field, opt->size);
+            snprintf(value, sizeof value, "?");
+            for (size_t c = 0; opt->choices[c].name; c++)
+                if (opt->choices[c].value == v)
+                    snprintf(value, sizeof value, "%s", opt->choices[c].name);
+            break;
+        }
+        case OPT_UINT:
+            snprintf(value, sizeof value, "%" PRIu64, load_int(field, opt->size));
+            break;
+        case OPT_DOUBLE:
+            format_double(value, sizeof value, *(const double *)field);
+            break;
+        }
+        fprintf(out, "# %s\n%s = %s\n", opt->help, opt->key, value);
+    }
+    fflush(out);
+    return ferror(out) ? -EIO : 0;
+}

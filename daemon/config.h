@@ -1,0 +1,84 @@
+/*
+ * config.h - parksyncd's configuration: defaults, the INI file, checks.
+ *
+ * Every option is one row of a declarative table in config.c (section,
+ * key, type, default, bounds, validator, help). Loading parses a file
+ * into a fresh struct that starts from the defaults, then validates the
+ * struct as a whole; the caller's struct is written only on success, so an
+ * invalid reload keeps the running config.
+ *
+ * The file (README.md documents it):
+ *   [daemon]    database, log_level
+ *   [endpoints] ingest, publish, query
+ *   [store]     synchronous, changelog_keep
+ *   [trade]     rule, threshold_pct, cif_fob_factor
+ *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, max_streams
+ */
+#ifndef PARKSYNCD_CONFIG_H
+#define PARKSYNCD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "parksync.pb-c.h"
+
+#define CONFIG_PATH_MAX 4096    /* bytes of the database path, with NUL */
+#define CONFIG_ENDPOINT_MAX 256 /* bytes of an endpoint, with NUL */
+#define CONFIG_FILE_NAME "parksyncd.conf" /* looked up in $CONFIGURATION_DIRECTORY */
+
+typedef struct config {
+    /* [daemon] */
+    char database[CONFIG_PATH_MAX]; /* SQLite file */
+    log_level_t log_level;          /* most verbose level written */
+    /* [endpoints] */
+    char ingest[CONFIG_ENDPOINT_MAX];  /* SUB binds here */
+    char publish[CONFIG_ENDPOINT_MAX]; /* PUB binds here */
+    char query[CONFIG_ENDPOINT_MAX];   /* ROUTER binds here */
+    /* [store] */
+    bool synchronous_full;   /* PRAGMA synchronous FULL (true) or NORMAL */
+    uint64_t changelog_keep; /* revisions kept in the change log; 0 = all */
+    /* [trade] */
+    Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
+    double threshold_pct;               /* discrepancy flag threshold, percent */
+    double cif_fob_factor;              /* importer's figure vs exporter's * this */
+    /* [limits] */
+    uint32_t batch_max;           /* updates per transaction */
+    uint32_t summary_interval_ms; /* least time between summary refreshes, ms */
+    uint32_t heartbeat_ms;        /* heartbeat period, ms */
+    uint32_t max_streams;         /* concurrent snapshot/changes streams */
+} config_t;
+
+/* Fills cfg with the built-in defaults. The database defaults to
+ * $STATE_DIRECTORY/parksync.db (first directory of the list) when
+ * STATE_DIRECTORY is set, else ./parksync.db. */
+void config_init(config_t *cfg);
+
+/* Loads path (NULL: defaults only) over the defaults into a fresh struct,
+ * validates it as a whole and only then copies it to *out. Returns 0, or
+ * -ENOENT/-EACCES/... when the file cannot be read, -EINVAL when it is
+ * invalid; err then holds one line such as
+ * "parksyncd.conf:7: [limits] batch_max = 0 is out of range (1..100000)". */
+int config_load(const char *path, config_t *out, char *err, size_t errlen);
+
+/* Sets one option from its text as the file would (used for command-line
+ * overrides). Returns 0, or -EINVAL / -ENOENT (unknown option) with a
+ * message "[section] key ..." in err. */
+int config_set(config_t *cfg, const char *section, const char *key,
+               const char *value, char *err, size_t errlen);
+
+/* Checks the struct as a whole (what no single option can check). Returns
+ * 0 or -EINVAL with a message in err. */
+int config_validate(const config_t *cfg, char *err, size_t errlen);
+
+/* Writes the effective configuration as an INI file that config_load
+ * reads back to the same struct: every option, with its help as a
+ * comment. Returns 0 or -EIO. */
+int config_print(const config_t *cfg, FILE *out);
+
+/* Text of the trade rule as the file spells it ("importer-first", ...). */
+const char *config_trade_rule_name(Parksync__V1__TradeRule rule);
+
+#endif /* PARKSYNCD_CONFIG_H */

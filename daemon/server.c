@@ -1,0 +1,1165 @@
+/*
+ * server.c - see server.h.
+ *
+ * Sections: the context; sockets and sending; publishing (changes, acks,
+ * heartbeats); the batch; ingest; streams; queries; the loop; life cycle.
+ *
+ * Slow clients never block the loop: every send is ZMQ_DONTWAIT. The PUB
+ * socket drops at its high-water mark (subscribers detect the gap from
+ * stream sequences and heartbeats and recover with a changes request).
+ * The query ROUTER runs without ZMQ_ROUTER_MANDATORY, so replies to a
+ * vanished client are dropped silently; chunk streams are paced by the
+ * client's credit (at most WIRE_MAX_CREDIT chunks outstanding per stream),
+ * which keeps each peer's queue far below QUERY_SNDHWM. A send that fails
+ * anyway ends the stream: the client times out and asks again.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "store.h"
+#include "strmap.h"
+#include "wire.h"
+
+#define POLL_MAX_MS 500              /* longest sleep: bounds signal latency, ms */
+#define QUERY_BUDGET 256             /* query requests read per pass */
+#define STREAM_CHUNK_BUDGET 8        /* chunks built per pass, all streams together */
+#define STREAM_CHUNKS_EACH 2         /* chunks one stream may get per round */
+#define STREAM_IDLE_MS 60000         /* a stream without credit this long is dropped */
+#define STREAM_DEFAULT_CREDIT 8      /* chunks granted when the request says none */
+#define CHUNK_MAX_BYTES (WIRE_MAX_MSG - 64 * 1024) /* record bytes per chunk, < client's cap */
+#define ROUTING_ID_MAX 256           /* bytes of a ZeroMQ routing id */
+#define LINGER_MS 500                /* on close, pending messages get this long, ms */
+#define INGEST_RCVHWM 100000         /* updates queued in the SUB before ZeroMQ drops */
+#define PUBLISH_SNDHWM 100000        /* publications queued per subscriber */
+#define QUERY_SNDHWM 1000            /* replies queued per query client */
+#define REPLY_MAX 2048               /* bytes of a non-chunk QueryReply */
+
+/* ---------------------------------------------------------------- the context */
+
+/* Which rate limiter a log line about peer input uses. */
+enum {
+    RL_BAD_FRAMES,
+    RL_TOO_LARGE,
+    RL_UNDECODABLE,
+    RL_INVALID,
+    RL_WRONG_TOPIC,
+    RL_GAP,
+    RL_BAD_QUERY,
+    RL_SEND,
+    RL_COUNT,
+};
+
+/* Where a query reply goes: the ROUTER routing id, and whether the client
+ * put an empty delimiter frame before its request (REQ-style), which the
+ * reply mirrors. */
+typedef struct peer {
+    uint8_t id[ROUTING_ID_MAX]; /* routing id bytes */
+    size_t len;                 /* bytes of id */
+    bool delimiter;             /* send an empty frame after the id */
+} peer_t;
+
+typedef enum stream_state {
+    STREAM_FREE = 0,  /* slot unused */
+    STREAM_WAITING,   /* asked for; the cursor opens after the next commit */
+    STREAM_RUNNING,   /* cursor open, chunks flow while credit lasts */
+} stream_state_t;
+
+/* One snapshot or changes stream, keyed by (peer, request_id). */
+typedef struct stream {
+    stream_state_t state;
+    bool changes;            /* changes since `since` (else a snapshot) */
+    peer_t peer;
+    uint64_t request_id;
+    store_filter_t filter;
+    uint64_t since;          /* changes: revisions > since */
+    uint32_t credit;         /* chunks the client can take now */
+    uint32_t chunk_records;  /* records per chunk */
+    store_cursor_t *cursor;
+    uint64_t revision;       /* the cursor's head revision */
+    wire_buf_t ahead;        /* one record read ahead of the chunk (to know "last") */
+    bool has_ahead;          /* `ahead` holds a record */
+    bool at_end;             /* the cursor is exhausted */
+    int64_t active_ms;       /* monotonic ms of the last request or chunk */
+} stream_t;
+
+struct server {
+    config_t cfg;               /* running configuration */
+    void *zctx;                 /* ZeroMQ context, owned */
+    void *ingest;               /* SUB, bound */
+    void *publish;              /* PUB, bound */
+    void *query;                /* ROUTER, bound */
+    store_t *store;
+    bool batch_open;            /* a store batch is open */
+    strmap_t touched;           /* producers with an update in the open batch */
+    strmap_t topic_seq;         /* last stream_sequence sent per publish topic */
+    uint64_t published_rev;     /* highest revision published */
+    stream_t *streams;          /* cfg.max_streams slots */
+    uint32_t n_streams;         /* slots allocated */
+    bool streams_waiting;       /* some slot is STREAM_WAITING */
+    uint32_t stream_rr;         /* round-robin start for chunk sending */
+    wire_chunk_t chunk;         /* chunk being built, reused */
+    wire_buf_t pubbuf;          /* record publication being built, reused */
+    int64_t last_refresh_ms;    /* monotonic ms of the last summary refresh */
+    int64_t next_heartbeat_ms;  /* monotonic ms of the next heartbeat */
+    int64_t watchdog_ms;        /* systemd watchdog ping period, 0: none */
+    int64_t next_watchdog_ms;   /* monotonic ms of the next ping */
+    log_ratelimit_t rl[RL_COUNT];
+    server_counters_t n;        /* counters */
+};
+
+static const char *const ratelimit_names[RL_COUNT] = {"bad frames", "too large",
+    "undecodable", "invalid", "wrong topic", "gap", "bad query", "send"};
+
+/* A printable copy of peer-controlled bytes for a log line. */
+static const char *printable(char *buf, size_t size, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t i;
+
+    for (i = 0; i < len && i + 1 < size; i++)
+        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+static void *make_socket(server_t *s, int type, const char *name, const char *endpoint)
+{
+    void *sock = zmq_socket(s->zctx, type);
+    int64_t maxmsg = WIRE_MAX_MSG;
+    int linger = LINGER_MS;
+    int hwm;
+
+    if (!sock) {
+        log_error("cannot create the %s socket: %s; exiting", name, zmq_strerror(errno));
+        return NULL;
+    }
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (strchr(endpoint, '[')) {
+        int on = 1;
+        zmq_setsockopt(sock, ZMQ_IPV6, &on, sizeof on);
+    }
+    switch (type) {
+    case ZMQ_SUB:
+        hwm = INGEST_RCVHWM;
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+        /* Everything: the topic is checked against each update's kind. */
+        zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0);
+        break;
+    case ZMQ_PUB:
+        hwm = PUBLISH_SNDHWM;
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        break;
+    case ZMQ_ROUTER: {
+        int zero = 0;
+        hwm = QUERY_SNDHWM;
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
+        break;
+    }
+    default:
+        break;
+    }
+    if (zmq_bind(sock, endpoint) < 0) {
+        log_error("cannot bind the %s socket to %s: %s; exiting", name, endpoint,
+                  zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+/* Receives one whole multipart message without blocking. Keeps the first
+ * `max` parts in parts[] (initialised here; the caller closes *kept of
+ * them) and discards the rest; *total counts every part. Returns 0,
+ * -EAGAIN when nothing is waiting, or a negative errno. */
+static int recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total)
+{
+    int more = 1;
+    size_t more_len = sizeof more;
+
+    *kept = 0;
+    *total = 0;
+    while (more) {
+        zmq_msg_t scratch;
+        zmq_msg_t *m = *kept < max ? &parts[*kept] : &scratch;
+
+        zmq_msg_init(m);
+        /* Parts of a multipart message arrive together: after the first
+         * part the rest are there, so ZMQ_DONTWAIT never splits one. */
+        if (zmq_msg_recv(m, sock, ZMQ_DONTWAIT) < 0) {
+            int err = errno;
+            zmq_msg_close(m);
+            if (*total == 0)
+                return -err;
+            break;
+        }
+        (*total)++;
+        if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len) < 0)
+            more = 0;
+        if (m == &scratch)
+            zmq_msg_close(m);
+        else
+            (*kept)++;
+    }
+    return 0;
+}
+
+static void close_parts(zmq_msg_t *parts, int n)
+{
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* Sends [topic][payload] on the PUB socket. PUB drops rather than block. */
+static void publish(server_t *s, const char *topic, const void *data, size_t len)
+{
+    if (zmq_send(s->publish, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(s->publish, data, len, ZMQ_DONTWAIT) < 0)
+        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                        "cannot publish on %s: %s; subscribers will see a gap", topic,
+                        zmq_strerror(errno));
+}
+
+/* Sends [id][""][reply] (or [id][reply]) to a query client. 0 or -errno. */
+static int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len)
+{
+    if (zmq_send(s->query, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -errno;
+    if (peer->delimiter && zmq_send(s->query, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -errno;
+    if (zmq_send(s->query, data, len, ZMQ_DONTWAIT) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Packs a small QueryReply (everything but chunks) and sends it. */
+static void reply(server_t *s, const peer_t *peer, uint64_t request_id,
+                  Parksync__V1__QueryReply *r)
+{
+    uint8_t buf[REPLY_MAX];
+    size_t len;
+    int rc;
+
+    r->has_version = true;
+    r->version = WIRE_VERSION;
+    r->has_request_id = true;
+    r->request_id = request_id;
+    if (protobuf_c_message_get_packed_size(&r->base) > sizeof buf) {
+        log_error("query reply too large to send (%zu bytes); dropping",
+                  protobuf_c_message_get_packed_size(&r->base));
+        return;
+    }
+    len = protobuf_c_message_pack(&r->base, buf);
+    rc = send_reply(s, peer, buf, len);
+    if (rc < 0)
+        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                        "cannot send a reply to request %" PRIu64 ": %s; dropping it",
+                        request_id, zmq_strerror(-rc));
+}
+
+static void reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
+                        Parksync__V1__ErrorCode code, const char *message)
+{
+    Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
+    Parksync__V1__Error e = PARKSYNC__V1__ERROR__INIT;
+
+    e.has_code = true;
+    e.code = code;
+    e.message = (char *)message;
+    r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_ERROR;
+    r.error = &e;
+    reply(s, peer, request_id, &r);
+}
+
+/* ---------------------------------------------------------------- publishing */
+
+/* Next stream_sequence of a topic: 1, 2, 3, ... from daemon start. */
+static uint64_t next_sequence(server_t *s, const char *topic)
+{
+    uint64_t *seq = strmap_upsert(&s->topic_seq, topic);
+
+    if (!seq) {
+        log_error("out of memory tracking topic %s; sending stream sequence 0", topic);
+        return 0;
+    }
+    return ++*seq;
+}
+
+static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
+                     const char *country, const uint8_t *record, size_t len)
+{
+    server_t *s = arg;
+    char topic[WIRE_MAX_TOPIC];
+
+    if (wire_topic_record(topic, sizeof topic, kind, country) < 0) {
+        log_error("revision %" PRIu64 " has no valid topic (kind %d, country %s); "
+                  "not publishing it", revision, (int)kind, country ? country : "-");
+    } else if (wire_publication_record(&s->pubbuf, next_sequence(s, topic), record, len) < 0) {
+        log_error("out of memory publishing revision %" PRIu64 "; subscribers will see "
+                  "a gap", revision);
+    } else {
+        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        s->n.published++;
+    }
+    s->published_rev = revision;
+    return 0;
+}
+
+/* Publishes every committed change not yet published. */
+static void publish_changes(server_t *s)
+{
+    int rc = store_changes(s->store, s->published_rev, on_change, s);
+
+    if (rc == -ERANGE) {
+        log_warning("changes after revision %" PRIu64 " left the change log before they "
+                    "were published; skipping to revision %" PRIu64,
+                    s->published_rev, store_head(s->store));
+        s->published_rev = store_head(s->store);
+    } else if (rc < 0) {
+        log_error("cannot read the change log after revision %" PRIu64 ": %s (%s); "
+                  "will retry after the next commit", s->published_rev, strerror(-rc),
+                  store_errmsg(s->store));
+    }
+}
+
+static void publish_small(server_t *s, const char *topic, Parksync__V1__Publication *p)
+{
+    uint8_t buf[REPLY_MAX];
+    size_t len;
+
+    p->has_version = true;
+    p->version = WIRE_VERSION;
+    p->has_stream_sequence = true;
+    p->stream_sequence = next_sequence(s, topic);
+    if (protobuf_c_message_get_packed_size(&p->base) > sizeof buf)
+        return; /* cannot happen: ids are at most WIRE_MAX_ID bytes */
+    len = protobuf_c_message_pack(&p->base, buf);
+    publish(s, topic, buf, len);
+}
+
+static void publish_ack(server_t *s, const char *producer_id)
+{
+    Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
+    Parksync__V1__Ack ack = PARKSYNC__V1__ACK__INIT;
+    char topic[WIRE_MAX_TOPIC];
+
+    if (wire_topic_ack(topic, sizeof topic, producer_id) < 0)
+        return;
+    ack.producer_id = (char *)producer_id;
+    ack.has_last_sequence = true;
+    ack.last_sequence = store_producer_last(s->store, producer_id);
+    p.body_case = PARKSYNC__V1__PUBLICATION__BODY_ACK;
+    p.ack = &ack;
+    publish_small(s, topic, &p);
+    s->n.acks++;
+}
+
+static void publish_heartbeat(server_t *s)
+{
+    Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
+    Parksync__V1__Heartbeat hb = PARKSYNC__V1__HEARTBEAT__INIT;
+
+    hb.has_epoch = true;
+    hb.epoch.data = (uint8_t *)store_epoch(s->store);
+    hb.epoch.len = WIRE_EPOCH_BYTES;
+    hb.has_head_revision = true;
+    hb.head_revision = store_head(s->store);
+    hb.has_time_us = true;
+    hb.time_us = wire_now_us();
+    p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
+    p.heartbeat = &hb;
+    publish_small(s, WIRE_TOPIC_HEARTBEAT, &p);
+    s->n.heartbeats++;
+}
+
+/* ---------------------------------------------------------------- the batch */
+
+static int batch_begin(server_t *s)
+{
+    int rc;
+
+    if (s->batch_open)
+        return 0;
+    rc = store_begin(s->store);
+    if (rc < 0) {
+        log_error("cannot start a transaction: %s (%s)", strerror(-rc), store_errmsg(s->store));
+        return rc;
+    }
+    s->batch_open = true;
+    return 0;
+}
+
+/* Abandons the batch after a storage failure: nothing of it is kept and
+ * nothing is acked, so the producers resend. */
+static void batch_abort(server_t *s)
+{
+    store_rollback(s->store);
+    s->batch_open = false;
+    strmap_clear(&s->touched);
+    s->n.store_errors++;
+}
+
+/* Commits the open batch (group commit: one transaction per pass), then
+ * publishes what it changed and acks every producer it touched. */
+static void batch_finish(server_t *s)
+{
+    int rc;
+
+    if (!s->batch_open)
+        return;
+    s->batch_open = false;
+    rc = store_commit(s->store);
+    if (rc < 0) {
+        log_error("commit failed: %s (%s); batch rolled back, %zu producers not "
+                  "acknowledged and will resend", strerror(-rc), store_errmsg(s->store),
+                  s->touched.count);
+        s->batch_open = true;
+        batch_abort(s);
+        return;
+    }
+    s->n.commits++;
+    publish_changes(s);
+    for (size_t i = 0; i < s->touched.cap; i++)
+        if (s->touched.slots[i].key[0] != '\0')
+            publish_ack(s, s->touched.slots[i].key);
+    strmap_clear(&s->touched);
+}
+
+static bool summaries_due(server_t *s, int64_t now)
+{
+    return store_summaries_dirty(s->store) &&
+           now - s->last_refresh_ms >= (int64_t)s->cfg.summary_interval_ms;
+}
+
+static void refresh_summaries(server_t *s, int64_t now)
+{
+    int rc;
+
+    if (batch_begin(s) < 0)
+        return;
+    s->last_refresh_ms = now;
+    rc = store_refresh_summaries(s->store);
+    if (rc < 0) {
+        log_error("cannot refresh the country summaries: %s (%s); batch rolled back",
+                  strerror(-rc), store_errmsg(s->store));
+        batch_abort(s);
+    }
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
+{
+    const void *data = zmq_msg_data(payload);
+    size_t len = zmq_msg_size(payload);
+    Parksync__V1__Update *u = NULL;
+    const char *why = NULL, *reason = NULL;
+    char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC];
+    store_outcome_t outcome;
+    int rc;
+
+    rc = wire_update_decode(data, len, &u, &why);
+    if (rc == -EMSGSIZE) {
+        s->n.too_large++;
+        log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
+                        "update of %zu bytes is over the %d-byte limit, dropping", len,
+                        WIRE_MAX_UPDATE);
+        return;
+    }
+    if (rc < 0 && !u) {
+        if (rc == -EINVAL) {
+            s->n.invalid++;
+            log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
+                            "invalid update (%zu bytes): %s; its envelope is unusable, "
+                            "dropping", len, why ? why : "?");
+        } else {
+            s->n.undecodable++;
+            log_ratelimited(&s->rl[RL_UNDECODABLE], LOG_LEVEL_WARNING,
+                            "failed to decode an update (%zu bytes): %s, dropping", len,
+                            why ? why : strerror(-rc));
+        }
+        return;
+    }
+    if (rc < 0) {
+        /* Sound envelope, bad body: consume the sequence so the producer
+         * is acked and moves on, and record why. */
+        s->n.invalid++;
+        reason = why ? why : "invalid update";
+        log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
+                        "invalid update %s#%" PRIu64 ": %s; recording it as rejected",
+                        u->producer_id, u->sequence, reason);
+    } else {
+        int n = wire_topic_ingest(expect, sizeof expect, wire_update_kind(u));
+        size_t tlen = zmq_msg_size(topic);
+        const char *t = zmq_msg_data(topic);
+
+        /* A trailing NUL on the topic frame is tolerated. */
+        if (tlen > 0 && t[tlen - 1] == '\0')
+            tlen--;
+        if (n < 0 || tlen != (size_t)n || memcmp(t, expect, tlen) != 0) {
+            s->n.wrong_topic++;
+            reason = "topic does not match the update's kind";
+            log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
+                            "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
+                            "recording it as rejected", u->producer_id, u->sequence,
+                            printable(shown, sizeof shown, zmq_msg_data(topic),
+                                      zmq_msg_size(topic)),
+                            n < 0 ? "?" : expect);
+        }
+    }
+    if (batch_begin(s) < 0)
+        goto out; /* not applied, not acked: the producer resends */
+    if (reason)
+        rc = store_reject(s->store, u->producer_id, u->sequence, reason, &outcome);
+    else
+        rc = store_apply(s->store, u, &outcome);
+    if (rc < 0) {
+        log_error("storage failure on update %s#%" PRIu64 ": %s (%s); rolling back the "
+                  "batch, producers will resend", u->producer_id, u->sequence,
+                  strerror(-rc), store_errmsg(s->store));
+        batch_abort(s);
+        goto out;
+    }
+    switch (outcome) {
+    case STORE_APPLIED: s->n.applied++; break;
+    case STORE_DUPLICATE: s->n.duplicates++; break;
+    case STORE_GAP:
+        s->n.gaps++;
+        log_ratelimited(&s->rl[RL_GAP], LOG_LEVEL_INFO,
+                        "update %s#%" PRIu64 " is beyond the next expected sequence; not "
+                        "applied, acking the last applied one", u->producer_id, u->sequence);
+        break;
+    case STORE_REJECTED: s->n.refused++; break;
+    }
+    /* Duplicates and gaps are acked too: that is how a producer learns
+     * where to resume. */
+    if (!strmap_upsert(&s->touched, u->producer_id))
+        log_error("out of memory noting producer %s; its ack waits for its next update",
+                  u->producer_id);
+out:
+    parksync__v1__update__free_unpacked(u, NULL);
+}
+
+/* Reads up to batch_max ingest messages into the batch. */
+static void drain_ingest(server_t *s)
+{
+    for (uint32_t i = 0; i < s->cfg.batch_max; i++) {
+        zmq_msg_t parts[2];
+        int kept, total, rc;
+
+        rc = recv_parts(s->ingest, parts, 2, &kept, &total);
+        if (rc == -EAGAIN || rc == -EINTR)
+            return;
+        if (rc < 0) {
+            log_error("cannot receive on the ingest socket: %s", zmq_strerror(-rc));
+            return;
+        }
+        s->n.received++;
+        if (total != 2) {
+            s->n.bad_frames++;
+            log_ratelimited(&s->rl[RL_BAD_FRAMES], LOG_LEVEL_WARNING,
+                            "ingest message has %d frames instead of [topic][update], "
+                            "dropping", total);
+        } else {
+            handle_update(s, &parts[0], &parts[1]);
+        }
+        close_parts(parts, kept);
+    }
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static void stream_close(stream_t *st)
+{
+    store_cursor_close(&st->cursor);
+    wire_buf_free(&st->ahead);
+    memset(st, 0, sizeof *st);
+}
+
+static stream_t *stream_find(server_t *s, const peer_t *peer, uint64_t request_id)
+{
+    for (uint32_t i = 0; i < s->n_streams; i++) {
+        stream_t *st = &s->streams[i];
+        if (st->state != STREAM_FREE && st->request_id == request_id &&
+            st->peer.len == peer->len && memcmp(st->peer.id, peer->id, peer->len) == 0)
+            return st;
+    }
+    return NULL;
+}
+
+static void stream_fail(server_t *s, stream_t *st, Parksync__V1__ErrorCode code,
+                        const char *message)
+{
+    reply_error(s, &st->peer, st->request_id, code, message);
+    s->n.streams_dropped++;
+    stream_close(st);
+}
+
+/* Opens the cursors of waiting streams; called right after a commit so a
+ * snapshot covers everything published so far. */
+static void open_waiting_streams(server_t *s, int64_t now)
+{
+    s->streams_waiting = false;
+    for (uint32_t i = 0; i < s->n_streams; i++) {
+        stream_t *st = &s->streams[i];
+        char msg[200];
+        int err = 0;
+
+        if (st->state != STREAM_WAITING)
+            continue;
+        if (st->changes)
+            st->cursor = store_changes_open(s->store, st->since, &st->filter, &err);
+        else
+            st->cursor = store_snapshot_open(s->store, &st->filter, &err);
+        if (!st->cursor && err == -ERANGE) {
+            snprintf(msg, sizeof msg, "revision %" PRIu64 " is older than the change log "
+                     "(oldest %" PRIu64 "); take a snapshot", st->since,
+                     store_oldest(s->store));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD, msg);
+            continue;
+        }
+        if (!st->cursor) {
+            log_error("cannot open a %s cursor: %s (%s)", st->changes ? "changes" : "snapshot",
+                      strerror(err < 0 ? -err : EIO), store_errmsg(s->store));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+                        "cannot open a cursor; see the daemon's log");
+            continue;
+        }
+        st->revision = store_cursor_revision(st->cursor);
+        st->state = STREAM_RUNNING;
+        st->active_ms = now;
+        s->n.streams_opened++;
+        log_debug("%s stream %" PRIu64 " opened at revision %" PRIu64,
+                  st->changes ? "changes" : "snapshot", st->request_id, st->revision);
+    }
+}
+
+/* Steps the cursor, keeping the record read in st->ahead. 1 read, 0 end,
+ * or a negative errno. */
+static int stream_read_ahead(stream_t *st)
+{
+    const uint8_t *rec;
+    size_t len;
+    int rc = store_cursor_next(st->cursor, &rec, &len);
+
+    if (rc <= 0) {
+        if (rc == 0)
+            st->at_end = true;
+        return rc;
+    }
+    wire_buf_reset(&st->ahead);
+    if (st->ahead.cap < len) {
+        uint8_t *p = realloc(st->ahead.data, len);
+        if (!p)
+            return -ENOMEM;
+        st->ahead.data = p;
+        st->ahead.cap = len;
+    }
+    memcpy(st->ahead.data, rec, len);
+    st->ahead.len = len;
+    st->has_ahead = true;
+    return 1;
+}
+
+/* Builds and sends the stream's next chunk. */
+static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
+{
+    wire_chunk_t *c = &s->chunk;
+    const uint8_t *msg;
+    size_t len;
+    bool last;
+    int rc = 0;
+
+    wire_chunk_reset(c);
+    if (!st->has_ahead && !st->at_end)
+        rc = stream_read_ahead(st);
+    while (rc >= 0 && st->has_ahead && c->count < st->chunk_records) {
+        if (c->count > 0 && c->records.len + st->ahead.len + 16 > CHUNK_MAX_BYTES)
+            break; /* the read-ahead record opens the next chunk */
+        rc = wire_chunk_add(c, st->ahead.data, st->ahead.len);
+        if (rc < 0)
+            break;
+        st->has_ahead = false;
+        rc = stream_read_ahead(st);
+    }
+    if (rc < 0) {
+        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id, strerror(-rc));
+        stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+                    "reading the store failed; see the daemon's log");
+        return;
+    }
+    last = st->at_end && !st->has_ahead;
+    rc = wire_chunk_finish(c, st->request_id, last, st->revision, store_epoch(s->store),
+                           &msg, &len);
+    if (rc == 0)
+        rc = send_reply(s, &st->peer, msg, len);
+    if (rc < 0) {
+        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                        "cannot send a chunk of stream %" PRIu64 ": %s; ending the stream",
+                        st->request_id, rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
+        s->n.streams_dropped++;
+        stream_close(st);
+        return;
+    }
+    s->n.chunks++;
+    st->credit--;
+    st->active_ms = now;
+    if (last) {
+        log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id,
+                  st->revision);
+        stream_close(st);
+    }
+}
+
+/* Sends chunks to streams with credit, round-robin, at most
+ * STREAM_CHUNK_BUDGET per pass so ingest is never starved. Returns true
+ * when some stream could take more right away. */
+static bool pump_streams(server_t *s, int64_t now)
+{
+    uint32_t budget = STREAM_CHUNK_BUDGET;
+    bool more = false;
+
+    for (uint32_t k = 0; k < s->n_streams && budget > 0; k++) {
+        stream_t *st = &s->streams[(s->stream_rr + k) % s->n_streams];
+        for (int j = 0; j < STREAM_CHUNKS_EACH && budget > 0; j++) {
+            if (st->state != STREAM_RUNNING || st->credit == 0)
+                break;
+            stream_send_chunk(s, st, now);
+            budget--;
+        }
+    }
+    s->stream_rr = s->n_streams ? (s->stream_rr + 1) % s->n_streams : 0;
+    for (uint32_t i = 0; i < s->n_streams; i++) {
+        stream_t *st = &s->streams[i];
+        if (st->state == STREAM_RUNNING && st->credit == 0 &&
+            now - st->active_ms > STREAM_IDLE_MS) {
+            log_info("stream %" PRIu64 " had no credit for %d s; dropping it",
+                     st->request_id, STREAM_IDLE_MS / 1000);
+            s->n.streams_dropped++;
+            stream_close(st);
+        }
+        if (st->state == STREAM_RUNNING && st->credit > 0)
+            more = true;
+    }
+    return more;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+static uint32_t clamp_u32(bool has, uint32_t v, uint32_t def, uint32_t max)
+{
+    if (!has || v == 0)
+        return def;
+    return v > max ? max : v;
+}
+
+static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id,
+                         bool changes, const Parksync__V1__Filter *filter, uint64_t since,
+                         bool has_credit, uint32_t credit, bool has_chunk, uint32_t chunk)
+{
+    stream_t *st = stream_find(s, peer, request_id);
+    char msg[160];
+
+    if (st) /* the same request again: it replaces the old stream */
+        stream_close(st);
+    for (uint32_t i = 0; !st && i < s->n_streams; i++)
+        if (s->streams[i].state == STREAM_FREE)
+            st = &s->streams[i];
+    if (!st) {
+        snprintf(msg, sizeof msg, "%" PRIu32 " streams are running (max_streams); retry later",
+                 s->n_streams);
+        reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, msg);
+        return;
+    }
+    if (filter && filter->country && !wire_country_valid(filter->country)) {
+        s->n.bad_queries++;
+        reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                    "filter.country must be two upper-case letters");
+        return;
+    }
+    memset(st, 0, sizeof *st);
+    st->state = STREAM_WAITING;
+    st->changes = changes;
+    st->peer = *peer;
+    st->request_id = request_id;
+    st->filter.kind = filter && filter->has_kind ? filter->kind
+                                                 : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    if (filter && filter->country)
+        memcpy(st->filter.country, filter->country, 3);
+    st->since = since;
+    st->credit = clamp_u32(has_credit, credit, STREAM_DEFAULT_CREDIT, WIRE_MAX_CREDIT);
+    st->chunk_records = clamp_u32(has_chunk, chunk, WIRE_DEFAULT_CHUNK_RECORDS,
+                                  WIRE_MAX_CHUNK_RECORDS);
+    s->streams_waiting = true;
+}
+
+static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len,
+                         int64_t now)
+{
+    Parksync__V1__QueryRequest *q = NULL;
+    Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
+    const char *why = NULL;
+    stream_t *st;
+    int rc;
+
+    s->n.queries++;
+    rc = wire_query_request_decode(data, len, &q, &why);
+    if (rc < 0) {
+        s->n.bad_queries++;
+        log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
+                        "dropping a query request (%zu bytes): %s", len,
+                        why ? why : strerror(-rc));
+        if (q)
+            parksync__v1__query_request__free_unpacked(q, NULL);
+        return;
+    }
+    switch (q->body_case) {
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_PING: {
+        Parksync__V1__Pong pong = PARKSYNC__V1__PONG__INIT;
+        pong.has_epoch = true;
+        pong.epoch.data = (uint8_t *)store_epoch(s->store);
+        pong.epoch.len = WIRE_EPOCH_BYTES;
+        pong.has_head_revision = true;
+        pong.head_revision = store_head(s->store);
+        pong.has_time_us = true;
+        pong.time_us = wire_now_us();
+        r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
+        r.pong = &pong;
+        reply(s, peer, q->request_id, &r);
+        break;
+    }
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE: {
+        Parksync__V1__ProducerState ps = PARKSYNC__V1__PRODUCER_STATE__INIT;
+        const char *id = q->producer_state->producer_id;
+        if (!id || !wire_id_valid(id)) {
+            s->n.bad_queries++;
+            reply_error(s, peer, q->request_id,
+                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "producer_id must be 1..64 of [A-Za-z0-9._-]");
+            break;
+        }
+        /* No batch is open here: the answer is what is committed. */
+        ps.producer_id = (char *)id;
+        ps.has_last_sequence = true;
+        ps.last_sequence = store_producer_last(s->store, id);
+        r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PRODUCER_STATE;
+        r.producer_state = &ps;
+        reply(s, peer, q->request_id, &r);
+        break;
+    }
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT: {
+        const Parksync__V1__SnapshotRequest *sr = q->snapshot;
+        if (sr->has_at_revision) {
+            reply_error(s, peer, q->request_id,
+                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                        "at_revision is not supported; take a snapshot now and ask for "
+                        "changes since a revision instead");
+            break;
+        }
+        start_stream(s, peer, q->request_id, false, sr->filter, 0, sr->has_credit,
+                     sr->credit, sr->has_chunk_records, sr->chunk_records);
+        break;
+    }
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES: {
+        const Parksync__V1__ChangesRequest *cr = q->changes;
+        start_stream(s, peer, q->request_id, true, cr->filter,
+                     cr->has_since_revision ? cr->since_revision : 0, cr->has_credit,
+                     cr->credit, cr->has_chunk_records, cr->chunk_records);
+        break;
+    }
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
+        st = stream_find(s, peer, q->request_id);
+        if (!st) {
+            reply_error(s, peer, q->request_id,
+                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
+                        "no stream is running for this request_id");
+            break;
+        }
+        if (q->credit->has_chunks) {
+            uint64_t c = (uint64_t)st->credit + q->credit->chunks;
+            st->credit = c > WIRE_MAX_CREDIT ? WIRE_MAX_CREDIT : (uint32_t)c;
+        }
+        st->active_ms = now;
+        break;
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_CANCEL:
+        st = stream_find(s, peer, q->request_id);
+        if (!st) {
+            reply_error(s, peer, q->request_id,
+                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
+                        "no stream is running for this request_id");
+            break;
+        }
+        stream_close(st);
+        break;
+    default:
+        s->n.bad_queries++;
+        reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                    "the request has no body this daemon knows");
+        break;
+    }
+    parksync__v1__query_request__free_unpacked(q, NULL);
+}
+
+static void drain_queries(server_t *s, int64_t now)
+{
+    for (int i = 0; i < QUERY_BUDGET; i++) {
+        zmq_msg_t parts[3];
+        int kept, total, rc;
+        peer_t peer;
+        zmq_msg_t *body = NULL;
+
+        rc = recv_parts(s->query, parts, 3, &kept, &total);
+        if (rc == -EAGAIN || rc == -EINTR)
+            return;
+        if (rc < 0) {
+            log_error("cannot receive on the query socket: %s", zmq_strerror(-rc));
+            return;
+        }
+        /* [id][request] or, from REQ-style clients, [id][""][request]. */
+        if (total == 2)
+            body = &parts[1];
+        else if (total == 3 && zmq_msg_size(&parts[1]) == 0)
+            body = &parts[2];
+        if (!body || zmq_msg_size(&parts[0]) > ROUTING_ID_MAX) {
+            s->n.queries++;
+            s->n.bad_queries++;
+            log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
+                            "query message has %d frames instead of [request] or "
+                            "[\"\"][request], dropping", total - 1);
+        } else {
+            peer.len = zmq_msg_size(&parts[0]);
+            memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
+            peer.delimiter = total == 3;
+            handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+        }
+        close_parts(parts, kept);
+    }
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static long poll_timeout(server_t *s, int64_t now, bool busy)
+{
+    int64_t t = POLL_MAX_MS;
+
+    if (busy)
+        return 0;
+    if (s->next_heartbeat_ms - now < t)
+        t = s->next_heartbeat_ms - now;
+    if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
+        t = s->next_watchdog_ms - now;
+    if (store_summaries_dirty(s->store) &&
+        s->last_refresh_ms + (int64_t)s->cfg.summary_interval_ms - now < t)
+        t = s->last_refresh_ms + (int64_t)s->cfg.summary_interval_ms - now;
+    return t < 0 ? 0 : (long)t;
+}
+
+server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
+                         volatile sig_atomic_t *reload)
+{
+    bool busy = false;
+
+    while (!*stop) {
+        zmq_pollitem_t items[2] = {
+            {s->ingest, 0, ZMQ_POLLIN, 0},
+            {s->query, 0, ZMQ_POLLIN, 0},
+        };
+        int64_t now;
+
+        if (*reload) {
+            *reload = 0;
+            return SERVER_EXIT_RELOAD;
+        }
+        now = wire_monotonic_ms();
+        if (zmq_poll(items, 2, poll_timeout(s, now, busy)) < 0) {
+            if (errno != EINTR)
+                log_error("zmq_poll failed: %s", zmq_strerror(errno));
+            continue; /* a signal: the flags are checked at the top */
+        }
+        if (*stop)
+            break; /* stop taking input */
+        now = wire_monotonic_ms();
+        if (items[0].revents & ZMQ_POLLIN)
+            drain_ingest(s);
+        if (summaries_due(s, now))
+            refresh_summaries(s, now);
+        batch_finish(s);
+        if (items[1].revents & ZMQ_POLLIN)
+            drain_queries(s, now);
+        if (s->streams_waiting) {
+            /* A snapshot includes fresh summaries and everything published. */
+            if (store_summaries_dirty(s->store))
+                refresh_summaries(s, now);
+            batch_finish(s);
+            open_waiting_streams(s, now);
+        }
+        busy = pump_streams(s, now);
+        if (now >= s->next_heartbeat_ms) {
+            publish_heartbeat(s);
+            s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
+        }
+        if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
+            sd_notify(0, "WATCHDOG=1");
+            s->next_watchdog_ms = now + s->watchdog_ms;
+        }
+    }
+    /* Commit what is in hand and ack it before the sockets close. */
+    batch_finish(s);
+    return SERVER_EXIT_STOP;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+server_t *server_new(const config_t *cfg)
+{
+    server_t *s = calloc(1, sizeof *s);
+    store_config_t sc;
+    char err[512] = "";
+    uint64_t usec = 0;
+
+    if (!s) {
+        log_error("out of memory; exiting");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    store_config_init(&sc);
+    sc.path = cfg->database;
+    sc.synchronous_full = cfg->synchronous_full;
+    sc.changelog_keep = cfg->changelog_keep;
+    sc.trade_rule = cfg->trade_rule;
+    sc.trade_threshold_pct = cfg->threshold_pct;
+    sc.cif_fob_factor = cfg->cif_fob_factor;
+    s->store = store_open(&sc, err, sizeof err);
+    if (!s->store) {
+        log_error("cannot open the database %s: %s; exiting", cfg->database,
+                  err[0] ? err : "unknown error");
+        goto fail;
+    }
+    s->zctx = zmq_ctx_new();
+    if (!s->zctx) {
+        log_error("cannot create a ZeroMQ context: %s; exiting", zmq_strerror(errno));
+        goto fail;
+    }
+    s->ingest = make_socket(s, ZMQ_SUB, "ingest", cfg->ingest);
+    if (!s->ingest)
+        goto fail;
+    s->publish = make_socket(s, ZMQ_PUB, "publish", cfg->publish);
+    if (!s->publish)
+        goto fail;
+    s->query = make_socket(s, ZMQ_ROUTER, "query", cfg->query);
+    if (!s->query)
+        goto fail;
+    s->n_streams = cfg->max_streams;
+    s->streams = calloc(s->n_streams, sizeof *s->streams);
+    if (!s->streams) {
+        log_error("out of memory for %" PRIu32 " streams; exiting", s->n_streams);
+        goto fail;
+    }
+    s->published_rev = store_head(s->store);
+    s->next_heartbeat_ms = wire_monotonic_ms();
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+        s->watchdog_ms = (int64_t)(usec / 2000);
+        s->next_watchdog_ms = wire_monotonic_ms();
+    }
+    log_info("parksyncd %s started: database %s, ingest %s, publish %s, query %s, "
+             "head revision %" PRIu64, PARKSYNC_VERSION, cfg->database, cfg->ingest,
+             cfg->publish, cfg->query, s->published_rev);
+    return s;
+fail:
+    server_destroy(&s);
+    return NULL;
+}
+
+void server_reconfigure(server_t *s, const config_t *cfg)
+{
+    config_t *run = &s->cfg;
+
+#define KEEP(cond, name)                                                              \
+    do {                                                                              \
+        if (cond)                                                                     \
+            log_notice("%s changed in the file; it takes effect at the next restart", \
+                       name);                                                         \
+    } while (0)
+    KEEP(strcmp(run->database, cfg->database) != 0, "[daemon] database");
+    KEEP(strcmp(run->ingest, cfg->ingest) != 0, "[endpoints] ingest");
+    KEEP(strcmp(run->publish, cfg->publish) != 0, "[endpoints] publish");
+    KEEP(strcmp(run->query, cfg->query) != 0, "[endpoints] query");
+    KEEP(run->synchronous_full != cfg->synchronous_full, "[store] synchronous");
+    KEEP(run->changelog_keep != cfg->changelog_keep, "[store] changelog_keep");
+    KEEP(run->trade_rule != cfg->trade_rule, "[trade] rule");
+    KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
+    KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");
+    KEEP(run->max_streams != cfg->max_streams, "[limits] max_streams");
+#undef KEEP
+    run->log_level = cfg->log_level;
+    log_set_level(cfg->log_level);
+    run->batch_max = cfg->batch_max;
+    run->summary_interval_ms = cfg->summary_interval_ms;
+    if (run->heartbeat_ms != cfg->heartbeat_ms) {
+        run->heartbeat_ms = cfg->heartbeat_ms;
+        s->next_heartbeat_ms = wire_monotonic_ms();
+    }
+    log_info("configuration reloaded: log_level %s, batch_max %" PRIu32
+             ", summary_interval_ms %" PRIu32 ", heartbeat_ms %" PRIu32,
+             log_level_name(run->log_level), run->batch_max, run->summary_interval_ms,
+             run->heartbeat_ms);
+}
+
+const server_counters_t *server_counters(const server_t *s) { return &s->n; }
+
+void server_destroy(server_t **sp)
+{
+    server_t *s;
+
+    if (!sp || !*sp)
+        return;
+    s = *sp;
+    for (uint32_t i = 0; s->streams && i < s->n_streams; i++)
+        stream_close(&s->streams[i]);
+    free(s->streams);
+    if (s->ingest)
+        zmq_close(s->ingest);
+    if (s->publish)
+        zmq_close(s->publish);
+    if (s->query)
+        zmq_close(s->query);
+    if (s->zctx)
+        zmq_ctx_term(s->zctx); /* waits at most LINGER_MS for pending sends */
+    if (s->store) {
+        const server_counters_t *n = &s->n;
+        log_info("stopped at revision %" PRIu64 ": received %" PRIu64 ", applied %" PRIu64
+                 ", duplicates %" PRIu64 ", gaps %" PRIu64 ", refused by the store %" PRIu64
+                 "; dropped: bad frames %" PRIu64 ", too large %" PRIu64
+                 ", undecodable %" PRIu64 ", invalid %" PRIu64 ", wrong topic %" PRIu64
+                 "; commits %" PRIu64 ", storage failures %" PRIu64 ", published %" PRIu64
+                 ", acks %" PRIu64 ", queries %" PRIu64 " (bad %" PRIu64 "), chunks %" PRIu64
+                 ", streams %" PRIu64 " (dropped %" PRIu64 ")",
+                 store_head(s->store), n->received, n->applied, n->duplicates, n->gaps,
+                 n->refused, n->bad_frames, n->too_large, n->undecodable, n->invalid,
+                 n->wrong_topic, n->commits, n->store_errors, n->published, n->acks,
+                 n->queries, n->bad_queries, n->chunks, n->streams_opened,
+                 n->streams_dropped);
+        for (int i = 0; i < RL_COUNT; i++)
+            if (s->rl[i].suppressed > 0)
+                log_info("%" PRIu64 " '%s' messages were suppressed at the end",
+                         s->rl[i].suppressed, ratelimit_names[i]);
+    }
+    store_close(&s->store);
+    strmap_free(&s->touched);
+    strmap_free(&s->topic_seq);
+    wire_chunk_free(&s->chunk);
+    wire_buf_free(&s->pubbuf);
+    free(s);
+    *sp = NULL;
+}

@@ -1,0 +1,43 @@
+/*
+ * strmap.h - a small open-addressing hash map from short strings to uint64.
+ *
+ * The daemon keeps two: the next stream sequence of every publish topic,
+ * and the set of producers touched by the current batch. Keys are copied
+ * (at most STRMAP_KEY_MAX - 1 bytes); the table grows as needed.
+ */
+#ifndef PARKSYNCD_STRMAP_H
+#define PARKSYNCD_STRMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STRMAP_KEY_MAX 96 /* bytes of a key, with NUL (= WIRE_MAX_TOPIC) */
+
+typedef struct strmap_entry {
+    char key[STRMAP_KEY_MAX]; /* "" marks a free slot */
+    uint64_t value;
+} strmap_entry_t;
+
+typedef struct strmap {
+    strmap_entry_t *slots; /* cap entries */
+    size_t cap;            /* power of two, 0 when empty */
+    size_t count;          /* keys present */
+} strmap_t;
+
+/* Returns a pointer to key's value, inserting it with value 0 when
+ * missing; NULL when out of memory or the key is empty or too long. The
+ * pointer is valid until the next insertion. */
+uint64_t *strmap_upsert(strmap_t *m, const char *key);
+
+/* Returns key's value or NULL. */
+uint64_t *strmap_find(const strmap_t *m, const char *key);
+
+/* Removes every key, keeping the memory. */
+void strmap_clear(strmap_t *m);
+
+/* Releases the memory; m is left empty and reusable. */
+void strmap_free(strmap_t *m);
+
+/* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key[0]) ... */
+
+#endif /* PARKSYNCD_STRMAP_H */

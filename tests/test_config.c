@@ -1,0 +1,235 @@
+/*
+ * test_config.c - the configuration: defaults, the INI file, errors that
+ * name file:line and key, and the --check-config output.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* Writes text to a fresh temporary file; the caller unlinks path. */
+static void write_temp(char path[64], const char *text)
+{
+    int fd;
+    FILE *f;
+
+    snprintf(path, 64, "/tmp/test_config-XXXXXX.ini");
+    fd = mkstemps(path, 4);
+    cr_assert(fd >= 0);
+    f = fdopen(fd, "w");
+    cr_assert(f != NULL);
+    fputs(text, f);
+    cr_assert(fclose(f) == 0);
+}
+
+static char *print_to_string(const config_t *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    cr_assert(f != NULL);
+    cr_assert(config_print(cfg, f) == 0);
+    fclose(f);
+    return buf;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long len;
+
+    cr_assert(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    rewind(f);
+    buf = calloc(1, (size_t)len + 1);
+    cr_assert(fread(buf, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    return buf;
+}
+
+Test(config, defaults_without_file)
+{
+    config_t cfg;
+    char err[256] = "";
+
+    unsetenv("STATE_DIRECTORY");
+    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(cfg.database, "./parksync.db");
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_INFO);
+    cr_assert_str_eq(cfg.ingest, "tcp://127.0.0.1:7101");
+    cr_assert_str_eq(cfg.publish, "tcp://127.0.0.1:7102");
+    cr_assert_str_eq(cfg.query, "tcp://127.0.0.1:7103");
+    cr_assert(cfg.synchronous_full);
+    cr_assert_eq(cfg.changelog_keep, 1000000);
+    cr_assert_eq(cfg.trade_rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST);
+    cr_assert_float_eq(cfg.threshold_pct, 10.0, 1e-12);
+    cr_assert_float_eq(cfg.cif_fob_factor, 1.0, 1e-12);
+    cr_assert_eq(cfg.batch_max, 4096);
+    cr_assert_eq(cfg.summary_interval_ms, 250);
+    cr_assert_eq(cfg.heartbeat_ms, 1000);
+    cr_assert_eq(cfg.max_streams, 16);
+}
+
+Test(config, database_defaults_to_the_state_directory)
+{
+    config_t cfg;
+    char err[256] = "";
+
+    setenv("STATE_DIRECTORY", "/var/lib/parksync:/var/lib/other", 1);
+    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(cfg.database, "/var/lib/parksync/parksync.db");
+}
+
+Test(config, full_valid_file)
+{
+    config_t cfg;
+    char err[256] = "";
+
+    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_str_eq(cfg.database, "/var/lib/parksync/full.db");
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
+    cr_assert_str_eq(cfg.ingest, "ipc:///run/parksync/ingest");
+    cr_assert_str_eq(cfg.publish, "tcp://127.0.0.1:8102");
+    cr_assert_str_eq(cfg.query, "tcp://localhost:8103");
+    cr_assert(!cfg.synchronous_full);
+    cr_assert_eq(cfg.changelog_keep, 0);
+    cr_assert_eq(cfg.trade_rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN);
+    cr_assert_float_eq(cfg.threshold_pct, 12.5, 1e-12);
+    cr_assert_float_eq(cfg.cif_fob_factor, 1.08, 1e-12);
+    cr_assert_eq(cfg.batch_max, 100000);
+    cr_assert_eq(cfg.summary_interval_ms, 0);
+    cr_assert_eq(cfg.heartbeat_ms, 100);
+    cr_assert_eq(cfg.max_streams, 1024);
+}
+
+/* Each bad file, and what the one-line error must contain besides
+ * "<file>:<line>: ". */
+static const struct bad_case {
+    const char *text;
+    int line;
+    const char *needle;
+} bad_cases[] = {
+    {"[daemon]\nlog_level = info\n[nosuch]\nkey = 1\n", 4, "unknown section [nosuch]"},
+    {"[trade]\nrule = mean\nruel = mean\n", 3, "unknown key 'ruel' in [trade]"},
+    {"database = x.db\n", 1, "outside of any [section]"},
+    {"[trade]\nrule = median\n", 2,
+     "[trade] rule = median: expected importer-first, exporter-first or mean"},
+    {"[daemon]\nlog_level = verbose\n", 2, "[daemon] log_level = verbose: expected"},
+    {"[store]\nsynchronous = off\n", 2, "[store] synchronous = off: expected full or normal"},
+    {"[limits]\nbatch_max = 0\n", 2, "[limits] batch_max = 0 is out of range (1..100000)"},
+    {"[limits]\nheartbeat_ms = 99\n", 2, "[limits] heartbeat_ms = 99 is out of range (100..60000)"},
+    {"[limits]\nmax_streams = 99999999999999999999999\n", 2,
+     "[limits] max_streams = 99999999999999999999999 is out of range (1..1024)"},
+    {"[limits]\nbatch_max = 12x\n", 2, "[limits] batch_max = 12x: not a whole number (expected 1..100000)"},
+    {"[limits]\nbatch_max = -5\n", 2, "[limits] batch_max = -5: not a whole number"},
+    {"[limits]\nbatch_max = 0x10\n", 2, "[limits] batch_max = 0x10: not a whole number"},
+    {"[limits]\nbatch_max =\n", 2, "[limits] batch_max = : not a whole number"},
+    {"[trade]\nthreshold_pct = 10%\n", 2, "[trade] threshold_pct = 10%: not a number (expected 0..1000)"},
+    {"[trade]\nthreshold_pct = nan\n", 2, "[trade] threshold_pct = nan: not a number"},
+    {"[trade]\ncif_fob_factor = 2.5\n", 2, "[trade] cif_fob_factor = 2.5 is out of range (0.5..2)"},
+    {"[endpoints]\ningest = tcp://0.0.0.0:7101\n", 2, "[endpoints] ingest = tcp://0.0.0.0:7101: not a loopback address"},
+    {"[endpoints]\npublish = udp://127.0.0.1:1\n", 2, "[endpoints] publish = udp://127.0.0.1:1: expected tcp://"},
+    {"[endpoints]\nquery = tcp://127.0.0.1:70000\n", 2, "port must be 1..65535"},
+    {"[daemon]\ndatabase =\n", 2, "[daemon] database is empty"},
+    {"[limits]\nbatch_max = 1\n\nbatch_max = 2\n", 4, "[limits] batch_max is set twice (first on line 2)"},
+    {"[daemon]\nthis is not ini\n", 2, "syntax error"},
+};
+
+Test(config, each_error_names_file_line_and_key)
+{
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        char path[64], err[512] = "", prefix[96];
+        config_t cfg;
+        int rc;
+
+        write_temp(path, bc->text);
+        memset(&cfg, 0x5a, sizeof cfg);
+        rc = config_load(path, &cfg, err, sizeof err);
+        unlink(path);
+        cr_expect_eq(rc, -EINVAL, "case %zu: rc %d", i, rc);
+        snprintf(prefix, sizeof prefix, "%s:%d: ", path, bc->line);
+        cr_expect(strncmp(err, prefix, strlen(prefix)) == 0,
+                  "case %zu: '%s' does not start with '%s'", i, err, prefix);
+        cr_expect(strstr(err, bc->needle) != NULL, "case %zu: '%s' lacks '%s'", i, err,
+                  bc->needle);
+        /* The caller's struct is untouched on failure. */
+        cr_expect_eq(((unsigned char *)&cfg)[0], 0x5a, "case %zu: output written", i);
+    }
+}
+
+Test(config, same_endpoint_twice_is_refused)
+{
+    char path[64], err[512] = "";
+    config_t cfg;
+
+    write_temp(path, "[endpoints]\ningest = ipc:///tmp/x\nquery = ipc:///tmp/x\n");
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), -EINVAL);
+    unlink(path);
+    cr_assert(strstr(err, "ingest and query are both ipc:///tmp/x") != NULL, "%s", err);
+}
+
+Test(config, missing_file_is_an_error)
+{
+    char err[512] = "";
+    config_t cfg;
+
+    cr_assert_eq(config_load("/nonexistent/parksyncd.conf", &cfg, err, sizeof err), -ENOENT);
+    cr_assert(strstr(err, "/nonexistent/parksyncd.conf: cannot open") != NULL, "%s", err);
+}
+
+Test(config, overrides_go_through_the_same_checks)
+{
+    config_t cfg;
+    char err[256] = "";
+
+    config_init(&cfg);
+    cr_assert_eq(config_set(&cfg, "daemon", "log_level", "debug", err, sizeof err), 0);
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
+    cr_assert_eq(config_set(&cfg, "daemon", "log_level", "loud", err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "[daemon] log_level = loud: expected error, warning, notice, "
+                          "info or debug") != NULL, "%s", err);
+    cr_assert_eq(config_set(&cfg, "daemon", "colour", "red", err, sizeof err), -ENOENT);
+}
+
+Test(config, check_config_output_of_the_defaults_matches_golden)
+{
+    config_t cfg;
+    char err[256] = "";
+    char *got, *want;
+
+    unsetenv("STATE_DIRECTORY");
+    cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    got = print_to_string(&cfg);
+    want = read_file(TEST_DATA_DIR "/check-config-default.txt");
+    cr_assert_str_eq(got, want);
+    free(got);
+    free(want);
+}
+
+Test(config, check_config_output_reads_back_to_the_same_config)
+{
+    config_t cfg, again;
+    char path[64], err[256] = "";
+    char *first, *second;
+
+    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0,
+                 "%s", err);
+    first = print_to_string(&cfg);
+    write_temp(path, first);
+    cr_assert_eq(config_load(path, &again, err, sizeof err), 0, "%s", err);
+    unlink(path);
+    second = print_to_string(&again);
+    cr_assert_str_eq(first, second);
+    cr_assert_float_eq(again.cif_fob_factor, 1.08, 0);
+    free(first);
+    free(second);
+}
