@@ -1,0 +1,255 @@
+/*
+ * push.c - `parksync push`: JSON lines in, updates to parksyncd, acked.
+ *
+ * Every line is parsed and validated before anything is sent, so a file
+ * with one bad line changes nothing at the daemon.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "json.h"
+#include "parksync.h"
+#include "wire.h"
+
+#define PUSH_DEFAULT_TIMEOUT_S 30   /* s to wait for every ack */
+#define PUSH_MAX_TIMEOUT_S 86400    /* s: longest --timeout accepted */
+#define PUSH_MAX_LINE (256 * 1024)  /* bytes of one input line */
+
+const char CLI_PUSH_USAGE[] =
+    "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
+    "                     [--outbox FILE] [--timeout SEC] [FILE|-]\n"
+    "\n"
+    "Reads updates as JSON lines (one object per line; blank lines and lines\n"
+    "starting with # are skipped), validates all of them, then sends them to\n"
+    "parksyncd and waits until every one is acknowledged.\n"
+    "\n"
+    "  --producer ID   producer id (default: $PARKSYNC_PRODUCER)\n"
+    "  --ingest EP     daemon's ingest endpoint (default " WIRE_DEFAULT_INGEST ")\n"
+    "  --publish EP    daemon's publish endpoint, for acks (default " WIRE_DEFAULT_PUBLISH ")\n"
+    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
+    "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart\n"
+    "  --timeout SEC   give up after SEC seconds (default 30)\n"
+    "\n"
+    "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input.\n";
+
+/* The validated updates of one input. */
+typedef struct batch {
+    Parksync__V1__Update **items; /* owned */
+    size_t count;                 /* used */
+    size_t cap;                   /* allocated */
+} batch_t;
+
+static void batch_free(batch_t *b)
+{
+    for (size_t i = 0; i < b->count; i++)
+        parksync__v1__update__free_unpacked(b->items[i], NULL);
+    free(b->items);
+    memset(b, 0, sizeof *b);
+}
+
+static int batch_add(batch_t *b, Parksync__V1__Update *u)
+{
+    if (b->count == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 64;
+        Parksync__V1__Update **n = realloc(b->items, ncap * sizeof *n);
+        if (n == NULL)
+            return -ENOMEM;
+        b->items = n;
+        b->cap = ncap;
+    }
+    b->items[b->count++] = u;
+    return 0;
+}
+
+static bool skippable(const char *line, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n'))
+        i++;
+    return i == len || line[i] == '#';
+}
+
+/* Reads and validates every line. Returns the number of bad lines (each
+ * reported as FILE:LINE: reason), or -1 when the input cannot be read. */
+static long read_updates(FILE *in, const char *name, const char *producer_id, batch_t *b)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0, bad = 0;
+    char why[512];
+
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (skippable(line, (size_t)len))
+            continue;
+        if (len > PUSH_MAX_LINE) {
+            fprintf(stderr, "%s:%ld: line too long (%zd bytes, at most %d)\n", name, lineno, len,
+                    PUSH_MAX_LINE);
+            bad++;
+            continue;
+        }
+        Parksync__V1__Update *u = NULL;
+        if (json_to_update(line, (size_t)len, &u, why, sizeof why) < 0 ||
+            json_update_check(u, producer_id, why, sizeof why) < 0) {
+            fprintf(stderr, "%s:%ld: %s\n", name, lineno, why);
+            bad++;
+            if (u != NULL)
+                parksync__v1__update__free_unpacked(u, NULL);
+            continue;
+        }
+        if (batch_add(b, u) < 0) {
+            parksync__v1__update__free_unpacked(u, NULL);
+            fprintf(stderr, "%s:%ld: out of memory\n", name, lineno);
+            free(line);
+            return -1;
+        }
+    }
+    free(line);
+    if (ferror(in)) {
+        fprintf(stderr, "parksync push: cannot read %s: %s\n", name, strerror(errno));
+        return -1;
+    }
+    return bad;
+}
+
+static int64_t remaining_ms(int64_t deadline)
+{
+    int64_t left = deadline - wire_monotonic_ms();
+    return left > 0 ? left : 0;
+}
+
+int cmd_push(int argc, char **argv)
+{
+    static const struct option LONG[] = {
+        {"producer", required_argument, NULL, 'p'}, {"ingest", required_argument, NULL, 'i'},
+        {"publish", required_argument, NULL, 'P'},  {"query", required_argument, NULL, 'q'},
+        {"outbox", required_argument, NULL, 'o'},   {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    ps_producer_options_t opts;
+    ps_producer_t *p = NULL;
+    batch_t batch = {0};
+    FILE *in = NULL;
+    const char *name = "-";
+    long timeout_s = PUSH_DEFAULT_TIMEOUT_S;
+    int status = CLI_USAGE, c;
+    ps_err_t err;
+
+    ps_producer_options_init(&opts);
+    opts.producer_id = getenv("PARKSYNC_PRODUCER");
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+        switch (c) {
+        case 'p': opts.producer_id = optarg; break;
+        case 'i': opts.ingest_endpoint = optarg; break;
+        case 'P': opts.publish_endpoint = optarg; break;
+        case 'q': opts.query_endpoint = optarg; break;
+        case 'o': opts.outbox_path = optarg; break;
+        case 't': {
+            char *end = NULL;
+            errno = 0;
+            timeout_s = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || timeout_s < 1 ||
+                timeout_s > PUSH_MAX_TIMEOUT_S) {
+                fprintf(stderr, "parksync push: --timeout wants whole seconds 1..%d, got '%s'\n",
+                        PUSH_MAX_TIMEOUT_S, optarg);
+                return CLI_USAGE;
+            }
+            break;
+        }
+        case 'h': fputs(CLI_PUSH_USAGE, stdout); return CLI_OK;
+        default: fputs(CLI_PUSH_USAGE, stderr); return CLI_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "parksync push: one input file at most\n%s", CLI_PUSH_USAGE);
+        return CLI_USAGE;
+    }
+    if (opts.producer_id == NULL || opts.producer_id[0] == '\0') {
+        fprintf(stderr, "parksync push: no producer id: give --producer ID or set "
+                        "PARKSYNC_PRODUCER; nothing was sent\n");
+        return CLI_USAGE;
+    }
+    if (!wire_id_valid(opts.producer_id)) {
+        fprintf(stderr, "parksync push: producer id '%s' is not 1..64 characters of "
+                        "[A-Za-z0-9._-]; nothing was sent\n", opts.producer_id);
+        return CLI_USAGE;
+    }
+    if (optind < argc && strcmp(argv[optind], "-") != 0) {
+        name = argv[optind];
+        in = fopen(name, "r");
+        if (in == NULL) {
+            fprintf(stderr, "parksync push: cannot open %s: %s; nothing was sent\n", name,
+                    strerror(errno));
+            return CLI_USAGE;
+        }
+    } else {
+        in = stdin;
+    }
+
+    long bad = read_updates(in, name, opts.producer_id, &batch);
+    if (bad != 0) {
+        if (bad > 0)
+            fprintf(stderr, "parksync push: %ld bad line%s in %s; nothing was sent\n", bad,
+                    bad == 1 ? "" : "s", name);
+        status = CLI_USAGE;
+        goto close_input;
+    }
+
+    int64_t deadline = wire_monotonic_ms() + timeout_s * 1000;
+    opts.connect_timeout_ms = (int)remaining_ms(deadline);
+    cli_signals_install();
+    p = ps_producer_new(&opts, &err);
+    if (p == NULL) {
+        if (err == PS_ERR_TIMEOUT)
+            fprintf(stderr, "parksync push: parksyncd did not answer at %s within %ld s; "
+                            "nothing was sent\n", opts.query_endpoint, timeout_s);
+        else if (err == PS_ERR_OUTBOX)
+            fprintf(stderr, "parksync push: cannot use the outbox %s (unreadable, or kept by "
+                            "another producer id than %s); nothing was sent\n",
+                    opts.outbox_path, opts.producer_id);
+        else
+            fprintf(stderr, "parksync push: cannot start producer %s: %s; nothing was sent\n",
+                    opts.producer_id, ps_strerror(err));
+        status = err == PS_ERR_INVALID ? CLI_USAGE : CLI_RUNTIME;
+        goto close_input;
+    }
+    status = CLI_RUNTIME;
+    for (size_t i = 0; i < batch.count; i++) {
+        err = ps_producer_send(p, batch.items[i], NULL, (int)remaining_ms(deadline));
+        if (err != PS_OK) {
+            fprintf(stderr, "parksync push: sending update %zu of %zu failed: %s%s%s; "
+                            "%" PRIu64 " acknowledged so far%s\n",
+                    i + 1, batch.count, ps_strerror(err), err == PS_ERR_INVALID ? ": " : "",
+                    err == PS_ERR_INVALID ? ps_producer_last_error(p) : "",
+                    ps_producer_last_acked(p),
+                    opts.outbox_path ? ", the rest stays in the outbox" : "");
+            goto destroy;
+        }
+    }
+    err = ps_producer_flush(p, (int)remaining_ms(deadline));
+    if (err != PS_OK) {
+        fprintf(stderr, "parksync push: %s waiting for acknowledgements: last sequence sent %" PRIu64
+                        ", last acknowledged %" PRIu64 "%s\n",
+                ps_strerror(err), ps_producer_last_sent(p), ps_producer_last_acked(p),
+                opts.outbox_path ? "; unacknowledged updates stay in the outbox and are resent "
+                                   "by the next push with it"
+                                 : "; running the push again re-sends the same values, which is harmless");
+        goto destroy;
+    }
+    fprintf(stderr, "pushed %zu update%s, last sequence %" PRIu64 "\n", batch.count,
+            batch.count == 1 ? "" : "s", ps_producer_last_sent(p));
+    status = CLI_OK;
+destroy:
+    ps_producer_destroy(&p);
+close_input:
+    batch_free(&batch);
+    if (in != stdin)
+        fclose(in);
+    return status;
+}

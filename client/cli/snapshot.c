@@ -1,0 +1,188 @@
+/*
+ * snapshot.c - `parksync snapshot` and `parksync watch`: consolidated
+ * records as JSON lines (one Record per line, the shape json_from_record
+ * documents), from a snapshot and then, for watch, live.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "json.h"
+#include "parksync.h"
+#include "wire.h"
+
+#define WATCH_SLICE_MS 500 /* ms between checks for a stop signal while watching */
+
+#define FILTER_HELP                                                                     \
+    "  --kind KIND     park, resident, trade, country or summary (default: every kind)\n" \
+    "  --country XX    records of one country (trade: flows it exports or imports)\n"    \
+    "  --provenance    include where each field's value came from\n"                    \
+    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"          \
+    "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"      \
+    "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"       \
+    "  --ingest EP     accepted for uniformity with push; not used\n"
+
+const char CLI_SNAPSHOT_USAGE[] =
+    "usage: parksync snapshot [--kind KIND] [--country XX] [--provenance]\n"
+    "                         [--query EP] [--publish EP] [--timeout SEC]\n"
+    "\n"
+    "Prints the consolidated records as JSON lines, one record per line:\n"
+    "  {\"revision\":N,\"kind\":\"park\",\"deleted\":true (tombstones only),\n"
+    "   \"park\":{...fields as in parksync.proto...},\"provenance\":[...] (if asked)}\n"
+    "Money is an integer number of US cents, enums are full proto names.\n"
+    "\n" FILTER_HELP;
+
+const char CLI_WATCH_USAGE[] =
+    "usage: parksync watch [--kind KIND] [--country XX] [--provenance]\n"
+    "                      [--query EP] [--publish EP] [--timeout SEC]\n"
+    "\n"
+    "Prints the snapshot like `parksync snapshot`, then every change as it is\n"
+    "published, one JSON line each, until interrupted (SIGINT or SIGTERM).\n"
+    "\n" FILTER_HELP;
+
+/* Parses the options snapshot and watch share. CLI_OK, or the exit status
+ * to return (help printed: *done set). */
+static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_options_t *opts,
+                        bool *done)
+{
+    static const struct option LONG[] = {
+        {"kind", required_argument, NULL, 'k'},  {"country", required_argument, NULL, 'c'},
+        {"provenance", no_argument, NULL, 'v'},  {"query", required_argument, NULL, 'q'},
+        {"publish", required_argument, NULL, 'P'},
+        {"ingest", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    int c;
+
+    *done = false;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            opts->kind = wire_kind_from_name(optarg);
+            if (opts->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED) {
+                fprintf(stderr, "parksync %s: unknown --kind '%s' (expected park, resident, trade, "
+                                "country or summary)\n", argv[0], optarg);
+                return CLI_USAGE;
+            }
+            break;
+        case 'c':
+            if (!wire_country_valid(optarg)) {
+                fprintf(stderr, "parksync %s: --country wants an ISO 3166-1 alpha-2 code such as AZ, "
+                                "got '%s'\n", argv[0], optarg);
+                return CLI_USAGE;
+            }
+            opts->country = optarg;
+            break;
+        case 'v': opts->provenance = true; break;
+        case 'q': opts->query_endpoint = optarg; break;
+        case 'P': opts->publish_endpoint = optarg; break;
+        case 'i': break; /* accepted so one set of endpoint flags fits every command */
+        case 't': {
+            char *end = NULL;
+            errno = 0;
+            long s = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || s < 1 || s > 3600) {
+                fprintf(stderr, "parksync %s: --timeout wants whole seconds 1..3600, got '%s'\n", argv[0],
+                        optarg);
+                return CLI_USAGE;
+            }
+            opts->timeout_ms = (int)s * 1000;
+            break;
+        }
+        case 'h':
+            fputs(usage, stdout);
+            *done = true;
+            return CLI_OK;
+        default: fputs(usage, stderr); return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "parksync %s: unexpected argument '%s'\n%s", argv[0], argv[optind], usage);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+static int print_record(const Parksync__V1__Record *r)
+{
+    json_t *j = json_from_record(r);
+    if (j == NULL)
+        return -ENOMEM;
+    int rc = json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 ? -EIO : 0;
+    json_decref(j);
+    if (rc == 0 && (fputc('\n', stdout) == EOF || fflush(stdout) == EOF))
+        rc = -EIO;
+    return rc;
+}
+
+static int run(int argc, char **argv, bool live)
+{
+    ps_subscriber_options_t opts;
+    ps_subscriber_t *s = NULL;
+    ps_event_t ev;
+    ps_err_t err;
+    bool done, snapshot_done = false;
+    uint64_t records = 0;
+    int status;
+
+    ps_subscriber_options_init(&opts);
+    status = parse_filter(argc, argv, live ? CLI_WATCH_USAGE : CLI_SNAPSHOT_USAGE, &opts, &done);
+    if (status != CLI_OK || done)
+        return status;
+    opts.live = live;
+    cli_signals_install();
+    s = ps_subscriber_new(&opts, &err);
+    if (s == NULL) {
+        fprintf(stderr, "parksync %s: cannot subscribe: %s\n", argv[0], ps_strerror(err));
+        return err == PS_ERR_INVALID ? CLI_USAGE : CLI_RUNTIME;
+    }
+    status = CLI_RUNTIME;
+    while (!cli_stop) {
+        /* During the snapshot the library's silence limit (--timeout)
+         * decides; once live, silence is normal and we only wake to check
+         * for a stop signal. */
+        err = ps_subscriber_next(s, &ev, snapshot_done ? WATCH_SLICE_MS : -1);
+        if (err == PS_ERR_CLOSED) {
+            status = CLI_OK;
+            break;
+        }
+        if (err == PS_ERR_INTERRUPTED || (err == PS_ERR_TIMEOUT && snapshot_done))
+            continue;
+        if (err != PS_OK) {
+            fprintf(stderr, "parksync %s: %s%s\n", argv[0], ps_strerror(err),
+                    err == PS_ERR_TIMEOUT ? " (is parksyncd running at the query endpoint?)" : "");
+            break;
+        }
+        if (ev.kind == PS_EVENT_SNAPSHOT_END) {
+            snapshot_done = true;
+            if (live)
+                fprintf(stderr, "parksync %s: snapshot complete at revision %" PRIu64
+                                " (%" PRIu64 " records); following live changes\n",
+                        argv[0], ev.revision, records);
+            continue;
+        }
+        if (print_record(ev.record) < 0) {
+            fprintf(stderr, "parksync %s: cannot write to stdout: %s\n", argv[0], strerror(errno));
+            break;
+        }
+        records++;
+    }
+    if (cli_stop && live)
+        status = CLI_OK;
+    ps_subscriber_destroy(&s);
+    return status;
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+    return run(argc, argv, false);
+}
+
+int cmd_watch(int argc, char **argv)
+{
+    return run(argc, argv, true);
+}

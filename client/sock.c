@@ -1,0 +1,86 @@
+/*
+ * sock.c - ZeroMQ socket chores shared by the producer and the subscriber.
+ */
+#include "sock.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <zmq.h>
+
+#include "wire.h"
+
+void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err)
+{
+    void *s = zmq_socket(ctx, type);
+    int64_t maxmsg = WIRE_MAX_MSG;
+    int linger = SOCK_LINGER_MS;
+
+    if (s == NULL) {
+        *err = -zmq_errno();
+        return NULL;
+    }
+    if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
+        (sndhwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) < 0) ||
+        zmq_connect(s, endpoint) < 0) {
+        *err = -zmq_errno();
+        zmq_close(s);
+        return NULL;
+    }
+    *err = 0;
+    return s;
+}
+
+void sock_close(void **sp)
+{
+    int linger = SOCK_LINGER_MS;
+
+    if (sp == NULL || *sp == NULL)
+        return;
+    zmq_setsockopt(*sp, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(*sp);
+    *sp = NULL;
+}
+
+int sock_send(void *s, const char *topic, const void *payload, size_t len)
+{
+    if (topic != NULL) {
+        size_t tlen = 0;
+        while (topic[tlen] != '\0')
+            tlen++;
+        if (zmq_send(s, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            return -zmq_errno();
+    }
+    if (zmq_send(s, payload, len, ZMQ_DONTWAIT) < 0)
+        return -zmq_errno();
+    return 0;
+}
+
+int sock_recv_last(void *s, int frames, void *msgp)
+{
+    zmq_msg_t *msg = msgp;
+    int count = 0;
+    bool more = true;
+
+    zmq_msg_init(msg);
+    while (more) {
+        if (count > 0) {
+            /* The previous frame was not the last: replace it. */
+            zmq_msg_close(msg);
+            zmq_msg_init(msg);
+        }
+        if (zmq_msg_recv(msg, s, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(msg);
+            /* EAGAIN mid-message cannot happen: parts arrive atomically. */
+            return -e;
+        }
+        count++;
+        more = zmq_msg_more(msg);
+    }
+    if (count != frames) {
+        zmq_msg_close(msg);
+        return -EPROTO;
+    }
+    return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * sock.h - the few ZeroMQ chores libparksync's producer and subscriber share.
+ *
+ * Internal to libparksync (not installed). Functions return 0 or a
+ * negative errno, as the rest of the tree does; the public API converts.
+ */
+#ifndef PARKSYNC_CLIENT_SOCK_H
+#define PARKSYNC_CLIENT_SOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SOCK_LINGER_MS 200 /* ms a closing socket may spend flushing */
+
+/* Opens a socket of ZeroMQ type `type`, caps incoming messages at
+ * WIRE_MAX_MSG, sets the send high-water mark when sndhwm > 0, and
+ * connects it to endpoint. NULL with *err = -errno on failure. */
+void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err);
+
+/* Sets a short linger and closes *sp; NULL-safe, sets *sp = NULL. */
+void sock_close(void **sp);
+
+/* Sends [topic][payload] (topic NULL: only the payload) without blocking.
+ * 0 or -errno. */
+int sock_send(void *s, const char *topic, const void *payload, size_t len);
+
+/* Receives one whole multipart message without blocking and keeps its
+ * last frame, which every parksync message carries the protobuf in.
+ * Frames beyond `frames` mark the message malformed.
+ * Returns 0 and fills *msg (caller closes it with zmq_msg_close), -EAGAIN
+ * when nothing is waiting, -EPROTO when the frame count is not `frames`
+ * (the message is consumed), or another -errno. */
+int sock_recv_last(void *s, int frames, void *msg);
+
+#endif /* PARKSYNC_CLIENT_SOCK_H */
