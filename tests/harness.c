@@ -1,0 +1,229 @@
+/*
+ * harness.c - starts the real parksyncd for integration tests; see harness.h.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "wire.h"
+
+#define START_TIMEOUT_MS 10000 /* longest wait for the first pong */
+#define STOP_TIMEOUT_MS 10000  /* longest wait for exit after SIGTERM */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+int harness_init(harness_t *h, const char *extra_ini)
+{
+    FILE *f;
+
+    memset(h, 0, sizeof(*h));
+    snprintf(h->dir, sizeof(h->dir), "/tmp/parksync-test-XXXXXX");
+    if (mkdtemp(h->dir) == NULL)
+        return -errno;
+    snprintf(h->config, sizeof(h->config), "%s/parksyncd.conf", h->dir);
+    snprintf(h->db, sizeof(h->db), "%s/parksync.db", h->dir);
+    snprintf(h->log, sizeof(h->log), "%s/parksyncd.log", h->dir);
+    snprintf(h->ingest, sizeof(h->ingest), "ipc://%s/ingest", h->dir);
+    snprintf(h->publish, sizeof(h->publish), "ipc://%s/publish", h->dir);
+    snprintf(h->query, sizeof(h->query), "ipc://%s/query", h->dir);
+    if (extra_ini != NULL)
+        snprintf(h->extra, sizeof(h->extra), "%s", extra_ini);
+    if ((f = fopen(h->config, "w")) == NULL)
+        return -errno;
+    fprintf(f,
+            "[daemon]\ndatabase = %s\nlog_level = debug\n\n"
+            "[endpoints]\ningest = %s\npublish = %s\nquery = %s\n\n%s\n",
+            h->db, h->ingest, h->publish, h->query, h->extra);
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+bool harness_ping(const harness_t *h, int timeout_ms)
+{
+    Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
+    Parksync__V1__Ping ping = PARKSYNC__V1__PING__INIT;
+    Parksync__V1__QueryReply *reply = NULL;
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    bool ok = false;
+    uint8_t buf[256];
+    size_t len;
+    const char *why;
+
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_connect(s, h->query) != 0)
+        goto out;
+    q.has_version = q.has_request_id = 1;
+    q.version = WIRE_VERSION;
+    q.request_id = 1;
+    q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_PING;
+    q.ping = &ping;
+    len = parksync__v1__query_request__pack(&q, buf);
+    if (zmq_send(s, buf, len, 0) < 0)
+        goto out;
+    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) == 1) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, 0) >= 0 &&
+            wire_query_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0)
+            ok = reply->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
+        zmq_msg_close(&m);
+    }
+out:
+    if (reply != NULL)
+        parksync__v1__query_reply__free_unpacked(reply, NULL);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return ok;
+}
+
+int harness_start(harness_t *h)
+{
+    int64_t deadline = wire_monotonic_ms() + START_TIMEOUT_MS;
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execl(PARKSYNCD_BIN, "parksyncd", "-c", h->config, (char *)NULL);
+        _exit(127);
+    }
+    h->pid = pid;
+    while (wire_monotonic_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            h->pid = 0;
+            return -1;
+        }
+        if (harness_ping(h, 200))
+            return 0;
+    }
+    harness_kill(h);
+    return -1;
+}
+
+int harness_stop(harness_t *h)
+{
+    int64_t deadline = wire_monotonic_ms() + STOP_TIMEOUT_MS;
+    int status;
+
+    if (h->pid <= 0)
+        return -1;
+    kill(h->pid, SIGTERM);
+    while (wire_monotonic_ms() < deadline) {
+        if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+            h->pid = 0;
+            if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+            return 128 + WTERMSIG(status);
+        }
+        sleep_ms(5);
+    }
+    harness_kill(h);
+    return -1;
+}
+
+void harness_kill(harness_t *h)
+{
+    if (h->pid <= 0)
+        return;
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    h->pid = 0;
+}
+
+char *harness_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) != NULL) {
+        size_t got = fread(buf, 1, (size_t)n, f);
+        buf[got] = '\0';
+    }
+    fclose(f);
+    return buf;
+}
+
+int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path,
+                char **out, char **err)
+{
+    char out_path[HARNESS_PATH + 16], err_path[HARNESS_PATH + 16];
+    const char *args[64];
+    size_t n = 0;
+    int status;
+    pid_t pid;
+
+    snprintf(out_path, sizeof(out_path), "%s/cli.out", h->dir);
+    snprintf(err_path, sizeof(err_path), "%s/cli.err", h->dir);
+    args[n++] = "parksync";
+    args[n++] = argv[0];
+    args[n++] = "--ingest";
+    args[n++] = h->ingest;
+    args[n++] = "--publish";
+    args[n++] = h->publish;
+    args[n++] = "--query";
+    args[n++] = h->query;
+    for (size_t i = 1; argv[i] != NULL && n < 63; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+
+    if ((pid = fork()) < 0)
+        return -1;
+    if (pid == 0) {
+        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || e < 0)
+            _exit(126);
+        dup2(in, STDIN_FILENO);
+        dup2(o, STDOUT_FILENO);
+        dup2(e, STDERR_FILENO);
+        execv(PARKSYNC_BIN, (char *const *)args);
+        _exit(127);
+    }
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    if (out != NULL)
+        *out = harness_slurp(out_path);
+    if (err != NULL)
+        *err = harness_slurp(err_path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void harness_cleanup(harness_t *h)
+{
+    char cmd[HARNESS_PATH + 16];
+
+    harness_kill(h);
+    if (h->dir[0] == '\0' || getenv("PARKSYNC_KEEP_TEST_DIR") != NULL)
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: could not remove %s\n", h->dir);
+}

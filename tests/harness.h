@@ -1,0 +1,64 @@
+/*
+ * harness.h - starts the real parksyncd for integration tests.
+ *
+ * Each harness gets a fresh temporary directory holding the config, the
+ * database, the daemon's log and ipc:// endpoints, so tests never collide
+ * on ports and never touch the network beyond this machine.
+ */
+#ifndef PARKSYNC_TEST_HARNESS_H
+#define PARKSYNC_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HARNESS_PATH 256 /* bytes of every path and endpoint below */
+
+typedef struct harness {
+    char dir[64];               /* temporary directory, removed by harness_cleanup */
+    char config[HARNESS_PATH];  /* dir/parksyncd.conf */
+    char db[HARNESS_PATH];      /* dir/parksync.db */
+    char log[HARNESS_PATH];     /* dir/parksyncd.log: the daemon's stderr */
+    char ingest[HARNESS_PATH];  /* ipc://dir/ingest */
+    char publish[HARNESS_PATH]; /* ipc://dir/publish */
+    char query[HARNESS_PATH];   /* ipc://dir/query */
+    char extra[1024];           /* INI text appended to the config */
+    pid_t pid;                  /* running daemon, 0 when none */
+} harness_t;
+
+/* Makes the directory and writes the config (extra_ini may be NULL; it is
+ * appended and may add sections). Does not start the daemon. 0 or -errno. */
+int harness_init(harness_t *h, const char *extra_ini);
+
+/* Starts parksyncd and waits (up to 10 s) until its query socket answers a
+ * ping. 0, or -1 when it exited or never answered (see h->log). */
+int harness_start(harness_t *h);
+
+/* SIGTERM, then waits up to 10 s. Returns the exit status (0..255), 128+N
+ * when killed by signal N, or -1 when it did not exit in time (then it is
+ * killed). */
+int harness_stop(harness_t *h);
+
+/* SIGKILL and reap: a crash, as far as the daemon can tell. */
+void harness_kill(harness_t *h);
+
+/* True when the daemon answers a ping within timeout_ms. */
+bool harness_ping(const harness_t *h, int timeout_ms);
+
+/* Runs the parksync CLI with --ingest/--publish/--query pointing at this
+ * daemon inserted after the command word (argv[0] is the command, e.g.
+ * "push"; the list ends with NULL). stdin from stdin_path (NULL:
+ * /dev/null); stdout and stderr into files under dir, whose contents are
+ * returned in *out and *err when not NULL (caller frees). Returns the exit
+ * status or -1. */
+int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path,
+                char **out, char **err);
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on
+ * failure. */
+char *harness_slurp(const char *path);
+
+/* Stops a running daemon (kill) and removes the directory. */
+void harness_cleanup(harness_t *h);
+
+#endif /* PARKSYNC_TEST_HARNESS_H */
