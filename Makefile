@@ -33,7 +33,7 @@ deps:
 	fi
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARKSYNC_SANITIZE=OFF
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
