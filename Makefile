@@ -6,18 +6,26 @@
 #   make test   build with AddressSanitizer + UndefinedBehaviorSanitizer and
 #               -Werror, then run every test through ctest
 #
-# Other targets: deps, build, clean.
+# Other targets: deps, build, clean, and
+#   make fuzz   build the libFuzzer targets with clang (ASan + UBSan) in
+#               build-fuzz and run each for FUZZ_SECONDS (default 60)
+#               against tests/fuzz/corpus; see tests/fuzz/README.md
 
 DEB_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev \
                 libzmq3-dev libsqlite3-dev libsodium-dev libinih-dev libjansson-dev \
                 libsystemd-dev libcriterion-dev sqlite3
 
+# Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
+
 BUILD      ?= build
 TEST_BUILD ?= build-test
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO       := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all demo test deps build clean
+.PHONY: all demo test deps build clean fuzz fuzz-deps
 
 all: build
 
@@ -44,5 +52,15 @@ test: deps
 	cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure --timeout 900
 
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_PACKAGES)"
+
+fuzz: deps fuzz-deps
+	CC=clang-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DPARKSYNC_FUZZ=ON -DPARKSYNC_TESTS=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_update fuzz_query \
+	  fuzz_publication fuzz_control fuzz_json make_corpus
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD)
+
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

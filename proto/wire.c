@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- kinds */
 
@@ -451,6 +452,45 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why)
 
 /* ---------------------------------------------------------------- decoding */
 
+/* True when m or a message inside it kept an unknown field numbered 0.
+ * protobuf-c 1.4 refuses field 0 in a one-byte tag but accepts it spelled
+ * in more bytes (0x80 0x00) and keeps it as an unknown field, which then
+ * re-encodes as the one-byte tag it refuses: a message that decodes but
+ * whose round trip does not (found by tests/fuzz). Field 0 is not valid
+ * protobuf. The schema has no recursive messages, so the depth is bounded. */
+static bool has_field_zero(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *subs = *(ProtobufCMessage *const *const *)(base + f->offset);
+
+            for (size_t k = 0; k < n; k++)
+                if (has_field_zero(subs[k]))
+                    return true;
+            continue;
+        }
+        /* oneof members share storage: only the set one is a message */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+        if (sub != NULL && has_field_zero(sub))
+            return true;
+    }
+    return false;
+}
+
 /* Size check and unpack, shared by every decoder. */
 static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
                                         size_t len, size_t max, int *rc, const char **why)
@@ -463,6 +503,10 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
         return NULL;
     }
     m = protobuf_c_message_unpack(d, NULL, len, buf);
+    if (m != NULL && has_field_zero(m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     if (m == NULL) {
         *rc = -EBADMSG;
         *why = "undecodable";

@@ -396,3 +396,17 @@ Test(wire, publication_builder_wraps_a_stored_record)
     wire_buf_free(&b);
     free(rbuf);
 }
+
+/* protobuf-c accepts field number 0 in a two-byte tag, keeps it as an
+ * unknown field and then cannot decode its own re-encoding; such input is
+ * refused, so nothing stored from the network can become unreadable. */
+Test(wire, field_number_zero_is_refused)
+{
+    static const uint8_t input[] = {0x08, 0x01, 0x85, 0x00, 0x52, 0x00, 0x52, 0x00};
+    Parksync__V1__ControlRequest *out = NULL;
+    const char *why = NULL;
+
+    cr_expect_eq(wire_control_request_decode(input, sizeof(input), &out, &why), -EBADMSG);
+    cr_expect_null(out);
+    cr_expect_str_eq(why, "undecodable");
+}
