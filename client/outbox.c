@@ -20,6 +20,11 @@ struct outbox {
     sqlite3_stmt *begin;     /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;    /* COMMIT */
     sqlite3_stmt *rollback;  /* ROLLBACK */
+    sqlite3_stmt *note_get;  /* SELECT a note */
+    sqlite3_stmt *note_put;  /* INSERT OR REPLACE a note */
+    sqlite3_stmt *note_del;  /* DELETE a note */
+    bool in_batch;           /* a batch transaction is open */
+    uint64_t batch_max;      /* highest sequence added to the open batch */
     uint64_t last_sequence;  /* meta.last_sequence, cached */
     char errmsg[256];        /* last error, for outbox_errmsg */
 };
@@ -28,7 +33,8 @@ static const char SCHEMA[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=NORMAL;"
     "CREATE TABLE IF NOT EXISTS outbox(sequence INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS meta(producer_id TEXT NOT NULL, last_sequence INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS meta(producer_id TEXT NOT NULL, last_sequence INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS note(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 static int db_fail(outbox_t *o, const char *what)
 {
@@ -121,7 +127,13 @@ outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "BEGIN IMMEDIATE", -1, &o->begin, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "COMMIT", -1, &o->commit, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(o->db, "ROLLBACK", -1, &o->rollback, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(o->db, "ROLLBACK", -1, &o->rollback, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(o->db, "SELECT value FROM note WHERE key = ?", -1, &o->note_get,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(o->db, "INSERT OR REPLACE INTO note(key, value) VALUES(?, ?)", -1,
+                           &o->note_put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(o->db, "DELETE FROM note WHERE key = ?", -1, &o->note_del,
+                           NULL) != SQLITE_OK) {
         db_fail(o, "preparing outbox statements");
         goto fail;
     }
@@ -160,30 +172,114 @@ int outbox_load(outbox_t *o, outbox_row_fn fn, void *arg)
     return rc;
 }
 
-int outbox_put(outbox_t *o, uint64_t sequence, const void *payload, size_t len)
+int outbox_begin(outbox_t *o)
 {
     int rc;
 
-    /* One transaction per update: WAL + synchronous=NORMAL makes the commit
-     * an append to the WAL without fsync, so it is cheap, and the update is
-     * on disk (safe from a process crash) before it is on the wire. */
+    if (o->in_batch)
+        return 0;
     if ((rc = step_done(o, o->begin, "starting an outbox transaction")) < 0)
         return rc;
+    o->in_batch = true;
+    o->batch_max = 0;
+    return 0;
+}
+
+bool outbox_in_batch(const outbox_t *o)
+{
+    return o->in_batch;
+}
+
+int outbox_add(outbox_t *o, uint64_t sequence, const void *payload, size_t len)
+{
+    int rc;
+
+    if (!o->in_batch)
+        return -EINVAL;
     sqlite3_bind_int64(o->put, 1, (sqlite3_int64)sequence);
     sqlite3_bind_blob(o->put, 2, payload, (int)len, SQLITE_STATIC);
     if ((rc = step_done(o, o->put, "writing to the outbox")) < 0)
-        goto rollback;
-    sqlite3_bind_int64(o->meta, 1, (sqlite3_int64)sequence);
-    if ((rc = step_done(o, o->meta, "writing outbox meta")) < 0)
-        goto rollback;
+        return rc;
+    if (sequence > o->batch_max)
+        o->batch_max = sequence;
+    return 0;
+}
+
+int outbox_commit(outbox_t *o)
+{
+    int rc;
+
+    if (!o->in_batch)
+        return 0;
+    if (o->batch_max > o->last_sequence) {
+        sqlite3_bind_int64(o->meta, 1, (sqlite3_int64)o->batch_max);
+        if ((rc = step_done(o, o->meta, "writing outbox meta")) < 0)
+            goto rollback;
+    }
+    /* WAL + synchronous=NORMAL: the commit appends to the WAL without an
+     * fsync, so a batch is safe from a process crash before it is on the
+     * wire, at the cost of one write for the whole batch. */
     if ((rc = step_done(o, o->commit, "committing the outbox")) < 0)
         goto rollback;
-    if (sequence > o->last_sequence)
-        o->last_sequence = sequence;
+    o->in_batch = false;
+    if (o->batch_max > o->last_sequence)
+        o->last_sequence = o->batch_max;
     return 0;
 rollback:
-    step_done(o, o->rollback, "rolling back the outbox");
+    outbox_rollback(o);
     return rc;
+}
+
+void outbox_rollback(outbox_t *o)
+{
+    if (!o->in_batch)
+        return;
+    step_done(o, o->rollback, "rolling back the outbox");
+    o->in_batch = false;
+}
+
+int outbox_put(outbox_t *o, uint64_t sequence, const void *payload, size_t len)
+{
+    bool own = !o->in_batch;
+    int rc;
+
+    if ((rc = outbox_begin(o)) < 0)
+        return rc;
+    if ((rc = outbox_add(o, sequence, payload, len)) < 0) {
+        if (own)
+            outbox_rollback(o);
+        return rc;
+    }
+    return own ? outbox_commit(o) : 0;
+}
+
+int outbox_note_get(outbox_t *o, const char *key, char *buf, size_t size)
+{
+    int rc = -ENOENT;
+
+    sqlite3_bind_text(o->note_get, 1, key, -1, SQLITE_STATIC);
+    int s = sqlite3_step(o->note_get);
+    if (s == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(o->note_get, 0);
+        snprintf(buf, size, "%s", v != NULL ? v : "");
+        rc = 0;
+    } else if (s != SQLITE_DONE) {
+        rc = db_fail(o, "reading an outbox note");
+    }
+    sqlite3_reset(o->note_get);
+    sqlite3_clear_bindings(o->note_get);
+    return rc;
+}
+
+int outbox_note_set(outbox_t *o, const char *key, const char *value)
+{
+    if (value == NULL) {
+        sqlite3_bind_text(o->note_del, 1, key, -1, SQLITE_STATIC);
+        return step_done(o, o->note_del, "deleting an outbox note");
+    }
+    sqlite3_bind_text(o->note_put, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(o->note_put, 2, value, -1, SQLITE_STATIC);
+    return step_done(o, o->note_put, "writing an outbox note");
 }
 
 int outbox_ack(outbox_t *o, uint64_t sequence)
@@ -202,6 +298,10 @@ void outbox_destroy(outbox_t **op)
     if (op == NULL || *op == NULL)
         return;
     outbox_t *o = *op;
+    outbox_rollback(o);
+    sqlite3_finalize(o->note_get);
+    sqlite3_finalize(o->note_put);
+    sqlite3_finalize(o->note_del);
     sqlite3_finalize(o->put);
     sqlite3_finalize(o->meta);
     sqlite3_finalize(o->ack);

@@ -19,6 +19,7 @@
 #define PARKSYNC_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "parksync.pb-c.h"
@@ -57,6 +58,8 @@ typedef struct ps_producer_options {
     unsigned window;              /* most unacknowledged updates in flight; default 1000 */
     int ack_timeout_ms;           /* first resend after this silence; default 500, doubles to 8 s */
     int connect_timeout_ms;       /* how long ps_producer_new waits for the daemon; default 5000 */
+    int sndhwm;                   /* ingest send high-water mark; 0: 2 * window + 1024 (tests
+                                     set it small to force drops) */
 } ps_producer_options_t;
 
 /* Fills opts with the defaults (producer_id NULL). */
@@ -72,9 +75,15 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
  * the caller sets the body and event_time_us (0 or absent: now) and may set
  * vintage. update is not modified or kept. Blocks, processing acks and
  * resending, while the window is full (up to timeout_ms; -1 = no limit).
+ * With an outbox the update is written to the outbox's open batch and may
+ * be held until the batch has 256 updates, the window is full, or the next
+ * ps_producer_poll or ps_producer_flush, so that outbox writes are
+ * batched: nothing goes on the wire before its batch is committed. Call
+ * poll or flush when a pause in sending follows.
  * Returns PS_OK, PS_ERR_INVALID with the reason in ps_producer_last_error,
  * PS_ERR_TIMEOUT, or another error. The assigned sequence goes to *sequence
- * when not NULL. */
+ * when not NULL. After PS_ERR_OUTBOX the updates of the failed batch are
+ * forgotten and ps_producer_last_sent is the last durable one. */
 ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
                           uint64_t *sequence, int timeout_ms);
 
@@ -89,6 +98,31 @@ ps_err_t ps_producer_poll(ps_producer_t *p);
 uint64_t ps_producer_last_sent(const ps_producer_t *p);  /* highest sequence assigned */
 uint64_t ps_producer_last_acked(const ps_producer_t *p); /* highest sequence acknowledged */
 uint64_t ps_producer_resends(const ps_producer_t *p);    /* updates sent again */
+
+/* Notes: short text the application keeps in the outbox beside the
+ * updates, e.g. which input it is sending (`parksync push` resumes with
+ * them). ps_producer_note copies the note under key into buf: PS_OK,
+ * PS_ERR_CLOSED when there is none (or no outbox), PS_ERR_OUTBOX.
+ * ps_producer_set_note commits pending updates first, then stores value
+ * (NULL deletes): PS_OK, PS_ERR_INVALID without an outbox, PS_ERR_OUTBOX. */
+ps_err_t ps_producer_note(ps_producer_t *p, const char *key, char *buf, size_t size);
+ps_err_t ps_producer_set_note(ps_producer_t *p, const char *key, const char *value);
+
+/* What parksyncd counted for one producer. */
+typedef struct ps_producer_stats {
+    uint64_t last_sequence; /* last applied sequence; 0: unknown producer */
+    uint64_t applied;       /* updates applied */
+    uint64_t duplicates;    /* updates at or below the last sequence, ignored */
+    uint64_t gaps;          /* updates beyond the next expected sequence, not applied */
+    uint64_t rejected;      /* sequences consumed but refused */
+    int64_t last_seen_us;   /* when its last update arrived, us since 1970 UTC; 0: never */
+} ps_producer_stats_t;
+
+/* Asks the daemon's query socket (NULL: the default) for producer_id's
+ * counters. PS_OK, PS_ERR_INVALID, PS_ERR_TIMEOUT after timeout_ms (<= 0:
+ * 5000), or another error. */
+ps_err_t ps_producer_query(const char *query_endpoint, const char *producer_id, int timeout_ms,
+                           ps_producer_stats_t *out);
 
 /* Text of the last PS_ERR_INVALID or PS_ERR_REFUSED (static or owned by p). */
 const char *ps_producer_last_error(const ps_producer_t *p);

@@ -1,19 +1,39 @@
 /*
  * producer.c - ps_producer: numbered updates to parksyncd's ingest socket,
- * acknowledgements from its publish socket, go-back-N resends, and an
- * optional durable outbox.
+ * acknowledgements from its publish socket, go-back-N resends, flow
+ * control, and an optional durable outbox.
  *
- * Sockets: PUB -> ingest (2 frames: topic = kind of update, Update),
- * SUB <- publish subscribed to "ack/<producer_id>/", DEALER -> query (only
- * at start, to learn the last applied sequence).
+ * Sockets: XPUB -> ingest (2 frames: topic = kind of update, Update; XPUB
+ * is PUB on the wire and also tells us when the daemon's SUB subscribes),
+ * SUB <- publish subscribed to "ack/<producer_id>/" and then "hb/",
+ * DEALER -> query (at start, to learn the last applied sequence).
  *
- * The window holds every sent, unacknowledged update as encoded bytes, in
- * sequence order. An ack for S drops everything <= S. When no ack advances
- * for the current timeout, everything after the last ack is sent again and
- * the timeout doubles (up to PRODUCER_MAX_TIMEOUT_MS); an advancing ack
- * resets it. A repeated ack while updates are outstanding means the daemon
- * saw a gap or a duplicate: resend at once, at most every
- * PRODUCER_FAST_RESEND_MS.
+ * Slow joiner, both ways: ps_producer_new waits (bounded) for the daemon's
+ * subscription on the XPUB, so the first updates are not sent into the
+ * void, and for a heartbeat on the SUB: the daemon publishes one as soon
+ * as it sees our "hb/" subscription, which we make after the ack
+ * subscription, so a heartbeat proves that acks reach us. When the
+ * daemon's subscription arrives again later (it restarted, or the
+ * connection was re-made), whatever was queued on the old connection is
+ * lost: everything unacknowledged is sent again at once.
+ *
+ * The window holds every unacknowledged update as encoded bytes, in
+ * sequence order: entries[head..sent) are on the wire, entries[sent..tail)
+ * are written to the open outbox batch and not yet sent. The batch is
+ * committed, then sent, when it holds PRODUCER_BATCH updates, when the
+ * window is full, and at every poll or flush: one outbox write per batch
+ * rather than per update, and nothing on the wire before it is durable.
+ * Without an outbox each update is sent at once.
+ *
+ * An ack for S drops everything <= S (the outbox delete is batched too).
+ * When no ack advances for the current timeout, everything after the last
+ * ack is sent again and the timeout doubles (up to
+ * PRODUCER_MAX_TIMEOUT_MS); an advancing ack resets it. A repeated ack
+ * while updates are outstanding means the daemon saw a gap: resend at
+ * once, but only once per acknowledged position, so a slow daemon that
+ * repeats the same ack for every queued gap does not set off a storm.
+ * At most `window` updates are unacknowledged: a full window blocks the
+ * sender, which is how a producer slows down to the daemon's pace.
  */
 #include "parksync.h"
 
@@ -35,6 +55,9 @@
 #define PRODUCER_STATE_RETRY_MS 1000      /* ms between ProducerStateRequests at start */
 #define PRODUCER_POLL_SLICE_MS 100        /* ms: longest single wait inside a blocking call */
 #define PRODUCER_DRAIN_BUDGET 10000       /* acks read per pass before doing other work */
+#define PRODUCER_BATCH 256                /* updates per outbox transaction */
+#define PRODUCER_HANDSHAKE_MS 2000        /* ms waited for subscriptions once the state is known */
+#define PRODUCER_MAX_HWM 1000000          /* messages: ceiling of the ingest SNDHWM */
 
 /* One sent, unacknowledged update. */
 typedef struct entry {
@@ -46,7 +69,7 @@ typedef struct entry {
 
 struct ps_producer {
     void *ctx;                       /* ZeroMQ context, owned */
-    void *ingest;                    /* PUB -> daemon's ingest */
+    void *ingest;                    /* XPUB -> daemon's ingest */
     void *acks;                      /* SUB <- daemon's publish, ack topic only */
     void *query;                     /* DEALER -> daemon's query */
     outbox_t *outbox;                /* durable outbox, NULL when in memory */
@@ -59,9 +82,14 @@ struct ps_producer {
     uint64_t last_sent;              /* highest sequence assigned */
     uint64_t last_acked;             /* highest sequence acknowledged */
     uint64_t resends;                /* updates sent again */
+    uint64_t fast_resend_for;        /* last_acked at the last repeated-ack resend */
+    uint64_t outbox_deleted;         /* acked updates deleted from the outbox up to here */
+    bool subscribed;                 /* the daemon's SUB has subscribed to our XPUB */
+    bool heard;                      /* a heartbeat arrived: our ack subscription is live */
     uint64_t bad_frames;             /* undecodable frames on the ack socket */
     entry_t *entries;                /* the window: entries[head..tail) */
     size_t head;                     /* first live entry */
+    size_t sent;                     /* first entry not yet sent (head <= sent <= tail) */
     size_t tail;                     /* one past the last live entry */
     size_t cap;                      /* entries allocated */
     uint64_t next_request_id;        /* request ids on the query socket */
@@ -93,6 +121,7 @@ static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t 
         if (p->head > 0) {
             memmove(p->entries, p->entries + p->head, in_flight(p) * sizeof *p->entries);
             p->tail -= p->head;
+            p->sent -= p->head;
             p->head = 0;
         }
         if (p->tail == p->cap) {
@@ -118,19 +147,56 @@ static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t 
 
 static void entry_send(ps_producer_t *p, const entry_t *e)
 {
-    /* PUB never blocks: past the high-water mark it drops, and go-back-N
-     * sends again what the daemon did not acknowledge. */
+    /* Never blocks: past the high-water mark the message is dropped, and
+     * go-back-N sends again what the daemon did not acknowledge. The
+     * high-water mark is sized above the window, so in normal operation
+     * it drops nothing. */
     sock_send(p->ingest, e->topic, e->data, e->len);
 }
 
+/* Sends again everything on the wire and unacknowledged. */
 static void resend_all(ps_producer_t *p, int64_t now)
 {
-    for (size_t i = p->head; i < p->tail; i++) {
+    for (size_t i = p->head; i < p->sent; i++) {
         entry_send(p, &p->entries[i]);
         p->resends++;
     }
     p->last_resend_ms = now;
     p->last_progress_ms = now;
+}
+
+/* Commits the outbox batch, then sends what it held: durable before it is
+ * on the wire. */
+static ps_err_t flush_pending(ps_producer_t *p)
+{
+    if (p->outbox != NULL && outbox_in_batch(p->outbox) && outbox_commit(p->outbox) < 0) {
+        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
+        return PS_ERR_OUTBOX;
+    }
+    if (p->sent == p->tail)
+        return PS_OK;
+    if (p->sent == p->head)
+        p->last_progress_ms = wire_monotonic_ms(); /* the resend timer starts now */
+    for (; p->sent < p->tail; p->sent++)
+        entry_send(p, &p->entries[p->sent]);
+    return PS_OK;
+}
+
+/* Deletes acknowledged updates from the outbox: inside the open batch when
+ * there is one, else when enough have piled up or all are acked. */
+static ps_err_t outbox_trim(ps_producer_t *p, bool force)
+{
+    if (p->outbox == NULL || p->last_acked <= p->outbox_deleted)
+        return PS_OK;
+    if (!force && !outbox_in_batch(p->outbox) &&
+        p->last_acked - p->outbox_deleted < PRODUCER_BATCH && p->last_acked < p->last_sent)
+        return PS_OK;
+    if (outbox_ack(p->outbox, p->last_acked) < 0) {
+        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
+        return PS_ERR_OUTBOX;
+    }
+    p->outbox_deleted = p->last_acked;
+    return PS_OK;
 }
 
 /* ---------------------------------------------------------------- acks */
@@ -142,24 +208,42 @@ static ps_err_t on_ack(ps_producer_t *p, uint64_t acked, int64_t now)
          * numbering must continue after what it applied. */
         if (acked > p->last_sent)
             p->last_sent = acked;
-        while (p->head < p->tail && p->entries[p->head].sequence <= acked) {
+        while (p->head < p->sent && p->entries[p->head].sequence <= acked) {
             free(p->entries[p->head].data);
             p->head++;
         }
         if (p->head == p->tail)
-            p->head = p->tail = 0;
+            p->head = p->sent = p->tail = 0;
         p->last_acked = acked;
         p->cur_timeout_ms = p->ack_timeout_ms;
         p->last_progress_ms = now;
-        if (p->outbox != NULL && outbox_ack(p->outbox, acked) < 0) {
-            snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
-            return PS_ERR_OUTBOX;
-        }
-    } else if (acked == p->last_acked && in_flight(p) > 0 &&
-               now - p->last_resend_ms >= PRODUCER_FAST_RESEND_MS) {
+        return outbox_trim(p, false);
+    }
+    if (acked == p->last_acked && p->sent > p->head && p->fast_resend_for != acked + 1 &&
+        now - p->last_resend_ms >= PRODUCER_FAST_RESEND_MS) {
+        /* A gap at the daemon: the next one was lost. Once per position;
+         * the timeout covers a resend that is lost too. */
+        p->fast_resend_for = acked + 1;
         resend_all(p, now);
     }
     return PS_OK;
+}
+
+/* Reads the daemon's (un)subscriptions from the XPUB. A subscription after
+ * the first means a new connection: what the old one held is gone. */
+static void drain_subscriptions(ps_producer_t *p, int64_t now)
+{
+    for (int i = 0; i < PRODUCER_DRAIN_BUDGET; i++) {
+        uint8_t buf[WIRE_MAX_TOPIC];
+        int n = zmq_recv(p->ingest, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n < 0)
+            return;
+        if (n < 1 || buf[0] != 1)
+            continue; /* an unsubscription: the connection went away */
+        if (p->subscribed && p->sent > p->head)
+            resend_all(p, now);
+        p->subscribed = true;
+    }
 }
 
 /* Reads every waiting ack without blocking. */
@@ -190,6 +274,8 @@ static ps_err_t drain_acks(ps_producer_t *p)
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_ACK &&
             strcmp(pub->ack->producer_id, p->producer_id) == 0)
             err = on_ack(p, pub->ack->last_sequence, wire_monotonic_ms());
+        else if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT)
+            p->heard = true;
         parksync__v1__publication__free_unpacked(pub, NULL);
         if (err != PS_OK)
             return err;
@@ -197,30 +283,41 @@ static ps_err_t drain_acks(ps_producer_t *p)
     return PS_OK;
 }
 
-/* One pass: wait up to wait_ms (or the resend deadline) for acks, read
- * them, resend when due. */
-static ps_err_t pump(ps_producer_t *p, int wait_ms)
+/* Reads acks and subscriptions without blocking, then resends when due. */
+static ps_err_t service(ps_producer_t *p)
 {
-    int64_t now = wire_monotonic_ms();
-    if (in_flight(p) > 0) {
-        int64_t due = p->last_progress_ms + p->cur_timeout_ms - now;
-        if (due < wait_ms)
-            wait_ms = due < 0 ? 0 : (int)due;
-    }
-    zmq_pollitem_t item = {.socket = p->acks, .events = ZMQ_POLLIN};
-    if (zmq_poll(&item, 1, wait_ms) < 0)
-        return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
     ps_err_t err = drain_acks(p);
     if (err != PS_OK)
         return err;
-    now = wire_monotonic_ms();
-    if (in_flight(p) > 0 && now - p->last_progress_ms >= p->cur_timeout_ms) {
+    int64_t now = wire_monotonic_ms();
+    drain_subscriptions(p, now);
+    if (p->sent > p->head && now - p->last_progress_ms >= p->cur_timeout_ms) {
         resend_all(p, now);
         p->cur_timeout_ms = p->cur_timeout_ms * 2 > PRODUCER_MAX_TIMEOUT_MS
                                 ? PRODUCER_MAX_TIMEOUT_MS
                                 : p->cur_timeout_ms * 2;
     }
     return PS_OK;
+}
+
+/* One pass: commit and send the outbox batch, wait up to wait_ms (or the
+ * resend deadline) for acks, read them, resend when due. */
+static ps_err_t pump(ps_producer_t *p, int wait_ms)
+{
+    ps_err_t err = flush_pending(p);
+    if (err != PS_OK)
+        return err;
+    int64_t now = wire_monotonic_ms();
+    if (p->sent > p->head) {
+        int64_t due = p->last_progress_ms + p->cur_timeout_ms - now;
+        if (due < wait_ms)
+            wait_ms = due < 0 ? 0 : (int)due;
+    }
+    zmq_pollitem_t items[2] = {{.socket = p->acks, .events = ZMQ_POLLIN},
+                               {.socket = p->ingest, .events = ZMQ_POLLIN}};
+    if (zmq_poll(items, 2, wait_ms) < 0)
+        return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+    return service(p);
 }
 
 /* Pumps until done(p) or the deadline (-1: none). */
@@ -253,17 +350,26 @@ static bool all_acked(const ps_producer_t *p)
     return p->last_acked >= p->last_sent;
 }
 
+static bool connected(const ps_producer_t *p)
+{
+    return p->subscribed && p->heard;
+}
+
 /* ---------------------------------------------------------------- start */
 
-/* Asks the daemon for our last applied sequence, retrying until deadline. */
-static ps_err_t ask_state(ps_producer_t *p, int timeout_ms, uint64_t *last)
+/* Asks the query socket for a producer's state, retrying until the
+ * deadline; request ids come from *next_id. Fills *out. errbuf gets the
+ * text of a PS_ERR_REFUSED or PS_ERR_PROTOCOL. */
+static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer_id,
+                            int timeout_ms, ps_producer_stats_t *out, char *errbuf,
+                            size_t errlen)
 {
     Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
     Parksync__V1__ProducerStateRequest ps = PARKSYNC__V1__PRODUCER_STATE_REQUEST__INIT;
     int64_t deadline = wire_monotonic_ms() + timeout_ms, next_send = 0;
-    uint64_t first_id = p->next_request_id;
+    uint64_t first_id = *next_id;
 
-    ps.producer_id = p->producer_id;
+    ps.producer_id = (char *)producer_id;
     req.has_version = 1;
     req.version = WIRE_VERSION;
     req.has_request_id = 1;
@@ -279,16 +385,16 @@ static ps_err_t ask_state(ps_producer_t *p, int timeout_ms, uint64_t *last)
              * matters if the daemon restarted meanwhile, and any answer
              * to any of our asks is the same answer. */
             size_t len = 0;
-            req.request_id = p->next_request_id++;
+            req.request_id = (*next_id)++;
             uint8_t *buf = wire_pack(&req.base, &len);
             if (buf == NULL)
                 return PS_ERR_NOMEM;
-            sock_send(p->query, NULL, buf, len);
+            sock_send(query, NULL, buf, len);
             free(buf);
             next_send = now + PRODUCER_STATE_RETRY_MS;
         }
         int64_t wait = (next_send < deadline ? next_send : deadline) - now;
-        zmq_pollitem_t item = {.socket = p->query, .events = ZMQ_POLLIN};
+        zmq_pollitem_t item = {.socket = query, .events = ZMQ_POLLIN};
         if (zmq_poll(&item, 1, (long)wait) < 0) {
             if (zmq_errno() == EINTR)
                 return PS_ERR_INTERRUPTED;
@@ -297,7 +403,7 @@ static ps_err_t ask_state(ps_producer_t *p, int timeout_ms, uint64_t *last)
         if (!(item.revents & ZMQ_POLLIN))
             continue;
         zmq_msg_t msg;
-        int rc = sock_recv_last(p->query, 1, &msg);
+        int rc = sock_recv_last(query, 1, &msg);
         if (rc == -EAGAIN || rc == -EPROTO)
             continue;
         if (rc < 0)
@@ -306,24 +412,29 @@ static ps_err_t ask_state(ps_producer_t *p, int timeout_ms, uint64_t *last)
         const char *why = NULL;
         rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &rep, &why);
         zmq_msg_close(&msg);
-        if (rc < 0) {
-            p->bad_frames++;
+        if (rc < 0)
             continue;
-        }
         ps_err_t err = PS_ERR_PROTOCOL;
-        if (rep->request_id < first_id || rep->request_id >= p->next_request_id) {
+        if (rep->request_id < first_id || rep->request_id >= *next_id) {
             parksync__v1__query_reply__free_unpacked(rep, NULL); /* not ours */
             continue;
         }
         if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_PRODUCER_STATE) {
-            *last = rep->producer_state->has_last_sequence ? rep->producer_state->last_sequence : 0;
+            const Parksync__V1__ProducerState *st = rep->producer_state;
+            memset(out, 0, sizeof *out);
+            out->last_sequence = st->has_last_sequence ? st->last_sequence : 0;
+            out->applied = st->has_applied ? st->applied : 0;
+            out->duplicates = st->has_duplicates ? st->duplicates : 0;
+            out->gaps = st->has_gaps ? st->gaps : 0;
+            out->rejected = st->has_rejected ? st->rejected : 0;
+            out->last_seen_us = st->has_last_seen_us ? st->last_seen_us : 0;
             err = PS_OK;
         } else if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_ERROR) {
-            snprintf(p->error, sizeof p->error, "parksyncd refused the producer state request: %s",
+            snprintf(errbuf, errlen, "parksyncd refused the producer state request: %s",
                      rep->error->message != NULL ? rep->error->message : "no reason given");
             err = PS_ERR_REFUSED;
         } else {
-            snprintf(p->error, sizeof p->error, "unexpected reply to the producer state request");
+            snprintf(errbuf, errlen, "unexpected reply to the producer state request");
         }
         parksync__v1__query_reply__free_unpacked(rep, NULL);
         return err;
@@ -363,8 +474,8 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     ps_producer_t *p = NULL;
     ps_err_t e = PS_ERR_INVALID;
     char topic[WIRE_MAX_TOPIC];
-    int rc;
-    uint64_t applied = 0;
+    int rc, on = 1;
+    ps_producer_stats_t state;
 
     if (opts == NULL || opts->producer_id == NULL || !wire_id_valid(opts->producer_id))
         goto fail;
@@ -382,20 +493,27 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     if ((p->ctx = zmq_ctx_new()) == NULL)
         goto fail;
     /* Room for the whole window twice over, so a resend burst is not
-     * dropped by our own high-water mark. */
-    int hwm = p->window > 100000 ? 200000 + 1024 : (int)p->window * 2 + 1024;
-    p->ingest = sock_open(p->ctx, ZMQ_PUB,
-                          opts->ingest_endpoint ? opts->ingest_endpoint : WIRE_DEFAULT_INGEST,
-                          hwm, &rc);
-    if (p->ingest == NULL)
+     * dropped by our own high-water mark; opts->sndhwm (tests) overrides. */
+    int hwm = opts->sndhwm > 0 ? opts->sndhwm
+              : p->window > (PRODUCER_MAX_HWM - 1024) / 2 ? PRODUCER_MAX_HWM
+                                                          : (int)p->window * 2 + 1024;
+    p->ingest = sock_open(p->ctx, ZMQ_XPUB, NULL, hwm, &rc);
+    if (p->ingest == NULL ||
+        zmq_setsockopt(p->ingest, ZMQ_XPUB_VERBOSE, &on, sizeof on) < 0 ||
+        zmq_connect(p->ingest, opts->ingest_endpoint ? opts->ingest_endpoint
+                                                     : WIRE_DEFAULT_INGEST) < 0)
         goto fail;
-    p->acks = sock_open(p->ctx, ZMQ_SUB,
-                        opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH,
-                        0, &rc);
+    p->acks = sock_open(p->ctx, ZMQ_SUB, NULL, 0, &rc);
     if (p->acks == NULL)
         goto fail;
+    /* The ack topic first, "hb/" last: the daemon's welcome heartbeat
+     * then proves both subscriptions are active. */
     if (wire_topic_ack(topic, sizeof topic, p->producer_id) < 0 ||
-        zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0)
+        zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0 ||
+        zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
+                       strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
+        zmq_connect(p->acks, opts->publish_endpoint ? opts->publish_endpoint
+                                                    : WIRE_DEFAULT_PUBLISH) < 0)
         goto fail;
     p->query = sock_open(p->ctx, ZMQ_DEALER,
                          opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0, &rc);
@@ -408,14 +526,23 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
             goto fail;
         }
     }
-    if ((e = ask_state(p, connect_ms, &applied)) != PS_OK)
+    if ((e = query_state(p->query, &p->next_request_id, p->producer_id, connect_ms, &state,
+                         p->error, sizeof p->error)) != PS_OK)
+        goto fail;
+    /* The daemon is up; give the subscriptions a moment so the first
+     * updates and acks are not lost to the slow joiner. Go-back-N covers
+     * the rest, so this wait is bounded and not an error. */
+    if ((e = wait_until(p, connected, PRODUCER_HANDSHAKE_MS)) != PS_OK && e != PS_ERR_TIMEOUT)
         goto fail;
 
-    p->last_acked = applied;
-    p->last_sent = applied;
+    p->last_acked = state.last_sequence;
+    p->last_sent = state.last_sequence;
+    p->outbox_deleted = 0;
     if (p->outbox != NULL) {
-        restore_t r = {.p = p, .applied = applied, .rc = 0};
-        if (outbox_load(p->outbox, restore_row, &r) < 0 || outbox_ack(p->outbox, applied) < 0) {
+        restore_t r = {.p = p, .applied = state.last_sequence, .rc = 0};
+        if (outbox_load(p->outbox, restore_row, &r) < 0 ||
+            outbox_ack(p->outbox, state.last_sequence) < 0) {
+            snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
             e = PS_ERR_OUTBOX;
             goto fail;
         }
@@ -423,8 +550,10 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
             e = PS_ERR_NOMEM;
             goto fail;
         }
+        p->outbox_deleted = state.last_sequence;
         if (outbox_last_sequence(p->outbox) > p->last_sent)
             p->last_sent = outbox_last_sequence(p->outbox);
+        p->sent = p->tail;
         if (in_flight(p) > 0)
             resend_all(p, wire_monotonic_ms());
     }
@@ -438,6 +567,18 @@ fail:
 }
 
 /* ---------------------------------------------------------------- send */
+
+/* After a failed outbox commit: the batch is gone, so its updates are
+ * forgotten (never sent) and numbering resumes after the last durable one. */
+static void drop_pending(ps_producer_t *p)
+{
+    for (size_t i = p->sent; i < p->tail; i++)
+        free(p->entries[i].data);
+    p->tail = p->sent;
+    p->last_sent = p->sent > p->head ? p->entries[p->sent - 1].sequence : p->last_acked;
+    if (p->outbox != NULL && outbox_last_sequence(p->outbox) > p->last_sent)
+        p->last_sent = outbox_last_sequence(p->outbox);
+}
 
 ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
                           uint64_t *sequence, int timeout_ms)
@@ -473,8 +614,11 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
         snprintf(p->error, sizeof p->error, "invalid update: no body");
         return PS_ERR_INVALID;
     }
-    if ((err = wait_until(p, window_has_room, timeout_ms)) != PS_OK)
+    if (!window_has_room(p) && (err = wait_until(p, window_has_room, timeout_ms)) != PS_OK) {
+        if (err == PS_ERR_OUTBOX)
+            drop_pending(p);
         return err;
+    }
     /* The window may have moved the numbering (an ack from the future). */
     u.sequence = p->last_sent + 1;
     if ((buf = wire_pack(&u.base, &len)) == NULL)
@@ -485,23 +629,32 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
         err = PS_ERR_INVALID;
         goto free_buf;
     }
-    /* Durable before it is on the wire. */
-    if (p->outbox != NULL && outbox_put(p->outbox, u.sequence, buf, len) < 0) {
-        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
-        err = PS_ERR_OUTBOX;
-        goto free_buf;
+    /* Durable before it is on the wire: into the outbox batch now, sent
+     * when the batch commits. */
+    if (p->outbox != NULL) {
+        if ((outbox_begin(p->outbox) < 0 || outbox_add(p->outbox, u.sequence, buf, len) < 0)) {
+            snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
+            outbox_rollback(p->outbox);
+            drop_pending(p);
+            err = PS_ERR_OUTBOX;
+            goto free_buf;
+        }
     }
     if (window_push(p, u.sequence, buf, len, topic) < 0) {
         err = PS_ERR_NOMEM;
         goto free_buf;
     }
-    if (in_flight(p) == 1)
-        p->last_progress_ms = wire_monotonic_ms(); /* the resend timer starts now */
     p->last_sent = u.sequence;
-    entry_send(p, &p->entries[p->tail - 1]);
     if (sequence != NULL)
         *sequence = u.sequence;
-    err = pump(p, 0);
+    err = PS_OK;
+    if (p->outbox == NULL || p->tail - p->sent >= PRODUCER_BATCH || !window_has_room(p)) {
+        if ((err = flush_pending(p)) != PS_OK) {
+            drop_pending(p);
+            goto free_buf;
+        }
+    }
+    err = service(p);
 free_buf:
     free(buf);
     return err;
@@ -509,16 +662,28 @@ free_buf:
 
 ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms)
 {
+    ps_err_t err;
+
     if (p == NULL)
         return PS_ERR_INVALID;
-    return wait_until(p, all_acked, timeout_ms);
+    err = wait_until(p, all_acked, timeout_ms);
+    if (err == PS_OK)
+        err = outbox_trim(p, true);
+    else if (err == PS_ERR_OUTBOX)
+        drop_pending(p);
+    return err;
 }
 
 ps_err_t ps_producer_poll(ps_producer_t *p)
 {
+    ps_err_t err;
+
     if (p == NULL)
         return PS_ERR_INVALID;
-    return pump(p, 0);
+    err = pump(p, 0);
+    if (err == PS_ERR_OUTBOX)
+        drop_pending(p);
+    return err;
 }
 
 uint64_t ps_producer_last_sent(const ps_producer_t *p)
@@ -541,11 +706,78 @@ const char *ps_producer_last_error(const ps_producer_t *p)
     return p->error;
 }
 
+ps_err_t ps_producer_note(ps_producer_t *p, const char *key, char *buf, size_t size)
+{
+    if (p == NULL || key == NULL || buf == NULL || size == 0)
+        return PS_ERR_INVALID;
+    buf[0] = '\0';
+    if (p->outbox == NULL)
+        return PS_ERR_CLOSED;
+    int rc = outbox_note_get(p->outbox, key, buf, size);
+    if (rc == -ENOENT)
+        return PS_ERR_CLOSED;
+    if (rc < 0) {
+        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
+        return PS_ERR_OUTBOX;
+    }
+    return PS_OK;
+}
+
+ps_err_t ps_producer_set_note(ps_producer_t *p, const char *key, const char *value)
+{
+    if (p == NULL || key == NULL || p->outbox == NULL)
+        return PS_ERR_INVALID;
+    /* Pending updates first, so a note never claims more than is durable. */
+    ps_err_t err = flush_pending(p);
+    if (err != PS_OK) {
+        drop_pending(p);
+        return err;
+    }
+    if (outbox_note_set(p->outbox, key, value) < 0) {
+        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
+        return PS_ERR_OUTBOX;
+    }
+    return PS_OK;
+}
+
+ps_err_t ps_producer_query(const char *query_endpoint, const char *producer_id, int timeout_ms,
+                           ps_producer_stats_t *out)
+{
+    char errbuf[256];
+    uint64_t next_id = (uint64_t)wire_now_us();
+    void *ctx, *query;
+    int rc;
+    ps_err_t err;
+
+    if (producer_id == NULL || !wire_id_valid(producer_id) || out == NULL)
+        return PS_ERR_INVALID;
+    if ((ctx = zmq_ctx_new()) == NULL)
+        return PS_ERR_SOCKET;
+    query = sock_open(ctx, ZMQ_DEALER, query_endpoint ? query_endpoint : WIRE_DEFAULT_QUERY, 0,
+                      &rc);
+    if (query == NULL) {
+        zmq_ctx_term(ctx);
+        return PS_ERR_SOCKET;
+    }
+    err = query_state(query, &next_id, producer_id, timeout_ms > 0 ? timeout_ms : 5000, out,
+                      errbuf, sizeof errbuf);
+    sock_close(&query);
+    zmq_ctx_term(ctx);
+    return err;
+}
+
 void ps_producer_destroy(ps_producer_t **pp)
 {
     if (pp == NULL || *pp == NULL)
         return;
     ps_producer_t *p = *pp;
+    /* What send accepted is kept: commit the batch (not sent), and drop
+     * what is acknowledged. Errors have nowhere to go here. */
+    if (p->outbox != NULL) {
+        if (outbox_commit(p->outbox) < 0)
+            outbox_rollback(p->outbox);
+        outbox_trim(p, true);
+    }
     for (size_t i = p->head; i < p->tail; i++)
         free(p->entries[i].data);
     free(p->entries);

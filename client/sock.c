@@ -22,7 +22,7 @@ void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err)
     if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
         zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
         (sndhwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) < 0) ||
-        zmq_connect(s, endpoint) < 0) {
+        (endpoint != NULL && zmq_connect(s, endpoint) < 0)) {
         *err = -zmq_errno();
         zmq_close(s);
         return NULL;

@@ -14,7 +14,8 @@
 
 /* Opens a socket of ZeroMQ type `type`, caps incoming messages at
  * WIRE_MAX_MSG, sets the send high-water mark when sndhwm > 0, and
- * connects it to endpoint. NULL with *err = -errno on failure. */
+ * connects it to endpoint (NULL: the caller sets options and connects).
+ * NULL with *err = -errno on failure. */
 void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err);
 
 /* Sets a short linger and closes *sp; NULL-safe, sets *sp = NULL. */

@@ -9,6 +9,14 @@
  * after each chunk is consumed, so memory stays bounded on both sides.
  * Live records with revision <= R are already in the snapshot and dropped.
  *
+ * Slow joiner: a SUB's subscription reaches the daemon some time after
+ * zmq_connect returns, and what is published before that is lost. So the
+ * record topics are subscribed first and "hb/" last; the daemon answers a
+ * new "hb/" subscription with a heartbeat at once, and since one peer's
+ * subscriptions are applied in order, that heartbeat proves the record
+ * subscriptions are active. Only then is the snapshot asked for.
+ * Heartbeats are otherwise ignored.
+ *
  * Trade flows are filed under the exporter's country; a country filter on
  * trade also wants flows the country imports, so for kind trade (or every
  * kind) with a country, the subscription and the snapshot ask for every
@@ -141,6 +149,43 @@ static ps_err_t grant_credit(ps_subscriber_t *s)
     return send_request(s, &req);
 }
 
+/* Waits up to timeout_ms for a heartbeat on the SUB (see the top). Live
+ * records that arrive meanwhile are newer than the coming snapshot is
+ * not, so they can be dropped: the snapshot covers them. A daemon that
+ * stays silent is not an error here; the snapshot request times out. */
+static ps_err_t wait_welcome(ps_subscriber_t *s)
+{
+    int64_t deadline = wire_monotonic_ms() + s->timeout_ms;
+
+    for (;;) {
+        zmq_msg_t msg;
+        int rc = sock_recv_last(s->sub, 2, &msg);
+        if (rc == -EAGAIN) {
+            int64_t left = deadline - wire_monotonic_ms();
+            if (left <= 0)
+                return PS_OK;
+            zmq_pollitem_t item = {.socket = s->sub, .events = ZMQ_POLLIN};
+            if (zmq_poll(&item, 1, (long)left) < 0)
+                return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+            continue;
+        }
+        if (rc == -EPROTO)
+            continue;
+        if (rc < 0)
+            return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+        Parksync__V1__Publication *pub = NULL;
+        const char *why = NULL;
+        rc = wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &pub, &why);
+        zmq_msg_close(&msg);
+        if (rc < 0)
+            continue;
+        bool hb = pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
+        parksync__v1__publication__free_unpacked(pub, NULL);
+        if (hb)
+            return PS_OK;
+    }
+}
+
 ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err)
 {
     ps_subscriber_t *s = NULL;
@@ -176,9 +221,14 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
         rc = wire_topic_record(topic, sizeof topic, s->kind,
                                s->country[0] != '\0' && !filter_locally(s) ? s->country : NULL);
         if (rc < 0 || zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0 ||
+            zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
+                           strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
             zmq_connect(s->sub, opts->publish_endpoint ? opts->publish_endpoint
                                                        : WIRE_DEFAULT_PUBLISH) < 0)
             goto fail;
+        if ((e = wait_welcome(s)) != PS_OK)
+            goto fail;
+        e = PS_ERR_SOCKET;
     }
     s->query = sock_open(s->ctx, ZMQ_DEALER,
                          opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0, &rc);

@@ -64,6 +64,7 @@ static const opt_choice_t rule_choices[] = {
 };
 
 static int check_endpoint(const char *value, char *why, size_t whylen);
+static int check_control(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 
@@ -78,10 +79,17 @@ static const config_option_t options[] = {
      NULL, check_endpoint, "subscribers connect SUB here (daemon PUB binds)"},
     {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0,
      NULL, check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
+    {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL,
+     check_control, "operator CLI connects here, ipc:// only; default $RUNTIME_DIRECTORY/control, "
+                    "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
+                    "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
      synchronous_choices, NULL, "full | normal (SQLite PRAGMA synchronous)"},
     {"store", "changelog_keep", OPT_UINT, FIELD(changelog_keep), "1000000", 0,
      UINT64_C(1000000000000), 0, 0, NULL, NULL, "revisions kept in the change log; 0 = all"},
+    {"store", "max_future_skew_s", OPT_UINT, FIELD(max_future_skew_s), "86400", 0,
+     UINT64_C(315360000), 0, 0, NULL, NULL,
+     "updates whose event time is further ahead of the clock are refused, s; 0 = off"},
     {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0,
      rule_choices, NULL, "importer-first | exporter-first | mean: which mirror figure is chosen"},
     {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000,
@@ -96,6 +104,9 @@ static const config_option_t options[] = {
      NULL, NULL, "heartbeat period on the publish socket, ms (100..60000)"},
     {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL,
      NULL, "concurrent snapshot/changes streams (1..1024)"},
+    {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL,
+     NULL, "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
+           "small values only for tests)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -302,6 +313,17 @@ static int check_endpoint(const char *value, char *why, size_t whylen)
     return -EINVAL;
 }
 
+/* The control socket is for the local operator only: ipc://, whose file
+ * permissions are its access control. */
+static int check_control(const char *value, char *why, size_t whylen)
+{
+    if (strncmp(value, "ipc://", 6) != 0 || value[6] == '\0') {
+        say(why, whylen, "expected ipc://PATH (the control socket is local only)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static const config_option_t *find_option(const char *section, const char *key)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -341,6 +363,8 @@ void config_init(config_t *cfg)
             abort();
     }
     default_database(cfg->database, sizeof cfg->database);
+    if (wire_control_endpoint_default(cfg->control, sizeof cfg->control) < 0)
+        snprintf(cfg->control, sizeof cfg->control, "ipc:///tmp/parksync-control");
 }
 
 int config_set(config_t *cfg, const char *section, const char *key, const char *value,
@@ -402,6 +426,140 @@ static char *reader(char *str, int num, void *stream)
     return s;
 }
 
+#define MINISTRY_PREFIX "ministry " /* [ministry NAME] */
+
+static const char *const grant_kinds[] = {"park", "resident", "trade", "country", NULL};
+
+/* Splits a comma-separated list in place; calls fn per trimmed item. */
+static int each_item(char *list, int (*fn)(void *, const char *, char *, size_t), void *arg,
+                     char *why, size_t whylen)
+{
+    for (char *save = NULL, *item = strtok_r(list, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t n = strlen(item);
+        while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+            item[--n] = '\0';
+        if (n == 0) {
+            say(why, whylen, "empty entry in the list");
+            return -EINVAL;
+        }
+        int rc = fn(arg, item, why, whylen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int add_producer(void *arg, const char *id, char *why, size_t whylen)
+{
+    config_ministry_t *m = arg;
+
+    if (!wire_id_valid(id)) {
+        say(why, whylen, "producer id '%s' is not 1..64 of [A-Za-z0-9._-]", id);
+        return -EINVAL;
+    }
+    if (m->n_producers == CONFIG_MAX_PRODUCERS) {
+        say(why, whylen, "more than %d producers", CONFIG_MAX_PRODUCERS);
+        return -EINVAL;
+    }
+    snprintf(m->producers[m->n_producers++], CONFIG_ID_MAX, "%s", id);
+    return 0;
+}
+
+/* "XX" (every kind) or "KIND:XX". */
+static int add_grant(void *arg, const char *text, char *why, size_t whylen)
+{
+    config_ministry_t *m = arg;
+    const char *colon = strchr(text, ':');
+    const char *country = colon ? colon + 1 : text;
+    config_grant_t g = {PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED, ""};
+
+    if (colon) {
+        size_t i;
+        for (i = 0; grant_kinds[i]; i++)
+            if (strlen(grant_kinds[i]) == (size_t)(colon - text) &&
+                strncmp(grant_kinds[i], text, (size_t)(colon - text)) == 0)
+                break;
+        if (!grant_kinds[i]) {
+            say(why, whylen, "grant '%s': expected XX or park:XX, resident:XX, trade:XX, "
+                             "country:XX", text);
+            return -EINVAL;
+        }
+        g.kind = wire_kind_from_name(grant_kinds[i]);
+    }
+    if (!wire_country_valid(country)) {
+        say(why, whylen, "grant '%s': '%s' is not an ISO 3166-1 alpha-2 code", text, country);
+        return -EINVAL;
+    }
+    if (m->n_grants == CONFIG_MAX_GRANTS) {
+        say(why, whylen, "more than %d grants", CONFIG_MAX_GRANTS);
+        return -EINVAL;
+    }
+    memcpy(g.country, country, 3);
+    m->grants[m->n_grants++] = g;
+    return 0;
+}
+
+/* One key of a [ministry NAME] section. Returns 1 (inih: go on) or 0. */
+static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const char *value)
+{
+    config_t *cfg = p->cfg;
+    config_ministry_t *m = NULL;
+    char list[1024], why[400] = "";
+    int rc = 0;
+
+    if (!wire_id_valid(name)) {
+        parse_error(p, "[ministry %s]: the name must be 1..64 of [A-Za-z0-9._-]", name);
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->n_ministries; i++)
+        if (strcmp(cfg->ministries[i].name, name) == 0)
+            m = &cfg->ministries[i];
+    if (!m) {
+        if (cfg->n_ministries == CONFIG_MAX_MINISTRIES) {
+            parse_error(p, "more than %d [ministry] sections", CONFIG_MAX_MINISTRIES);
+            return 0;
+        }
+        m = &cfg->ministries[cfg->n_ministries++];
+        memset(m, 0, sizeof *m);
+        snprintf(m->name, sizeof m->name, "%s", name);
+    }
+    if (strlen(value) >= sizeof list) {
+        parse_error(p, "[ministry %s] %s is too long", name, key);
+        return 0;
+    }
+    snprintf(list, sizeof list, "%s", value);
+    if (strcmp(key, "country") == 0) {
+        if (!wire_country_valid(value)) {
+            parse_error(p, "[ministry %s] country = %s: expected an ISO 3166-1 alpha-2 code "
+                           "such as AZ", name, value);
+            return 0;
+        }
+        if (m->country[0]) {
+            parse_error(p, "[ministry %s] country is set twice", name);
+            return 0;
+        }
+        memcpy(m->country, value, 3);
+        return 1;
+    }
+    if (strcmp(key, "producers") == 0)
+        rc = each_item(list, add_producer, m, why, sizeof why);
+    else if (strcmp(key, "grants") == 0)
+        rc = each_item(list, add_grant, m, why, sizeof why);
+    else {
+        parse_error(p, "unknown key '%s' in [ministry %s] (keys: country, producers, grants)",
+                    key, name);
+        return 0;
+    }
+    if (rc < 0) {
+        parse_error(p, "[ministry %s] %s: %s", name, key, why);
+        return 0;
+    }
+    return 1;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
     parse_ctx_t *p = user;
@@ -413,9 +571,11 @@ static int handler(void *user, const char *section, const char *key, const char 
         parse_error(p, "%s = %s is outside of any [section]", key, value);
         return 0;
     }
+    if (strncmp(section, MINISTRY_PREFIX, strlen(MINISTRY_PREFIX)) == 0)
+        return ministry_key(p, section + strlen(MINISTRY_PREFIX), key, value);
     if (!known_section(section)) {
         parse_error(p, "unknown section [%s] (sections: daemon, endpoints, store, trade, "
-                       "limits)", section);
+                       "limits, ministry NAME)", section);
         return 0;
     }
     opt = find_option(section, key);
@@ -484,6 +644,12 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
             return -ENOMEM;
         }
     }
+    for (size_t i = 0; i < cfg.n_ministries; i++) {
+        /* a ministry without producers = speaks through a producer of its own name */
+        config_ministry_t *m = &cfg.ministries[i];
+        if (m->n_producers == 0)
+            snprintf(m->producers[m->n_producers++], CONFIG_ID_MAX, "%s", m->name);
+    }
     if (config_validate(&cfg, why, sizeof why) < 0) {
         say(err, errlen, "%s: %s", path ? path : "defaults", why);
         return -EINVAL;
@@ -496,15 +662,35 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
 
 int config_validate(const config_t *cfg, char *err, size_t errlen)
 {
-    const char *eps[3] = {cfg->ingest, cfg->publish, cfg->query};
-    const char *names[3] = {"ingest", "publish", "query"};
+    const char *eps[4] = {cfg->ingest, cfg->publish, cfg->query, cfg->control};
+    const char *names[4] = {"ingest", "publish", "query", "control"};
 
     if (cfg->database[0] == '\0') {
         say(err, errlen, "[daemon] database is empty");
         return -EINVAL;
     }
-    for (int i = 0; i < 3; i++) {
-        for (int j = i + 1; j < 3; j++) {
+    for (size_t i = 0; i < cfg->n_ministries; i++) {
+        const config_ministry_t *m = &cfg->ministries[i];
+        if (!m->country[0]) {
+            say(err, errlen, "[ministry %s] has no country = XX", m->name);
+            return -EINVAL;
+        }
+        for (size_t a = 0; a < m->n_producers; a++) {
+            for (size_t j = i; j < cfg->n_ministries; j++) {
+                const config_ministry_t *o = &cfg->ministries[j];
+                for (size_t b = j == i ? a + 1 : 0; b < o->n_producers; b++) {
+                    if (strcmp(m->producers[a], o->producers[b]) == 0) {
+                        say(err, errlen, "producer %s is listed twice ([ministry %s] and "
+                            "[ministry %s]); a producer speaks for one ministry",
+                            m->producers[a], m->name, o->name);
+                        return -EINVAL;
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        for (int j = i + 1; j < 4; j++) {
             if (strcmp(eps[i], eps[j]) == 0) {
                 say(err, errlen, "[endpoints] %s and %s are both %s; each needs its own",
                     names[i], names[j], eps[i]);
@@ -575,6 +761,28 @@ int config_print(const config_t *cfg, FILE *out)
             break;
         }
         fprintf(out, "# %s\n%s = %s\n", opt->help, opt->key, value);
+    }
+    if (cfg->n_ministries == 0)
+        fprintf(out, "\n# no [ministry NAME] section: authority is off, every producer may "
+                     "write everything\n");
+    for (size_t i = 0; i < cfg->n_ministries; i++) {
+        const config_ministry_t *m = &cfg->ministries[i];
+        fprintf(out, "\n[ministry %s]\n# owns the parks, residents and country reports of "
+                     "its country and its side of trade\ncountry = %s\n", m->name, m->country);
+        fprintf(out, "# producer ids that speak for this ministry\nproducers = ");
+        for (size_t j = 0; j < m->n_producers; j++)
+            fprintf(out, "%s%s", j ? ", " : "", m->producers[j]);
+        fprintf(out, "\n");
+        if (m->n_grants > 0) {
+            fprintf(out, "# extra rights: XX (every kind) or KIND:XX\ngrants = ");
+            for (size_t j = 0; j < m->n_grants; j++) {
+                const config_grant_t *g = &m->grants[j];
+                const char *kn = wire_kind_name(g->kind);
+                fprintf(out, "%s%s%s%s", j ? ", " : "", kn ? kn : "", kn ? ":" : "",
+                        g->country);
+            }
+            fprintf(out, "\n");
+        }
     }
     fflush(out);
     return ferror(out) ? -EIO : 0;

@@ -9,10 +9,12 @@
  *
  * The file (README.md documents it):
  *   [daemon]    database, log_level
- *   [endpoints] ingest, publish, query
- *   [store]     synchronous, changelog_keep
+ *   [endpoints] ingest, publish, query, control
+ *   [store]     synchronous, changelog_keep, max_future_skew_s
  *   [trade]     rule, threshold_pct, cif_fob_factor
- *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, max_streams
+ *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, max_streams,
+ *               ingest_hwm
+ *   [ministry NAME] country, producers, grants   (any number, one per ministry)
  */
 #ifndef PARKSYNCD_CONFIG_H
 #define PARKSYNCD_CONFIG_H
@@ -28,6 +30,27 @@
 #define CONFIG_PATH_MAX 4096    /* bytes of the database path, with NUL */
 #define CONFIG_ENDPOINT_MAX 256 /* bytes of an endpoint, with NUL */
 #define CONFIG_FILE_NAME "parksyncd.conf" /* looked up in $CONFIGURATION_DIRECTORY */
+#define CONFIG_ID_MAX 65        /* bytes of a ministry or producer id, with NUL */
+#define CONFIG_MAX_MINISTRIES 16 /* [ministry NAME] sections */
+#define CONFIG_MAX_PRODUCERS 16 /* producer ids per ministry */
+#define CONFIG_MAX_GRANTS 16    /* grants per ministry */
+
+/* One extra right of a ministry: records of `kind` (UNSPECIFIED: every
+ * kind) whose key country (trade: reporter) is `country`. */
+typedef struct config_grant {
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: park, resident, trade and country */
+    char country[3];               /* ISO 3166-1 alpha-2 */
+} config_grant_t;
+
+/* [ministry NAME]: who speaks for a country. */
+typedef struct config_ministry {
+    char name[CONFIG_ID_MAX];                            /* NAME of the section */
+    char country[3];                                     /* country = XX */
+    char producers[CONFIG_MAX_PRODUCERS][CONFIG_ID_MAX]; /* producers = A, B */
+    size_t n_producers;                                  /* default: the NAME itself */
+    config_grant_t grants[CONFIG_MAX_GRANTS];            /* grants = TJ, park:KZ */
+    size_t n_grants;                                     /* grants used */
+} config_ministry_t;
 
 typedef struct config {
     /* [daemon] */
@@ -37,9 +60,11 @@ typedef struct config {
     char ingest[CONFIG_ENDPOINT_MAX];  /* SUB binds here */
     char publish[CONFIG_ENDPOINT_MAX]; /* PUB binds here */
     char query[CONFIG_ENDPOINT_MAX];   /* ROUTER binds here */
+    char control[CONFIG_ENDPOINT_MAX]; /* operator ROUTER binds here (ipc only) */
     /* [store] */
     bool synchronous_full;   /* PRAGMA synchronous FULL (true) or NORMAL */
     uint64_t changelog_keep; /* revisions kept in the change log; 0 = all */
+    uint64_t max_future_skew_s; /* event times further ahead are refused, s; 0 = off */
     /* [trade] */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double threshold_pct;               /* discrepancy flag threshold, percent */
@@ -49,6 +74,10 @@ typedef struct config {
     uint32_t summary_interval_ms; /* least time between summary refreshes, ms */
     uint32_t heartbeat_ms;        /* heartbeat period, ms */
     uint32_t max_streams;         /* concurrent snapshot/changes streams */
+    uint32_t ingest_hwm;          /* updates queued in the ingest SUB before ZeroMQ drops */
+    /* [ministry NAME]; none: authority is off (every producer writes everything) */
+    config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
+    size_t n_ministries;          /* sections used */
 } config_t;
 
 /* Fills cfg with the built-in defaults. The database defaults to

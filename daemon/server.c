@@ -23,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 #include <zmq.h>
 
+#include "control.h"
 #include "log.h"
 #include "store.h"
 #include "strmap.h"
@@ -94,8 +95,9 @@ struct server {
     config_t cfg;               /* running configuration */
     void *zctx;                 /* ZeroMQ context, owned */
     void *ingest;               /* SUB, bound */
-    void *publish;              /* PUB, bound */
+    void *publish;              /* XPUB, bound: PUB on the wire, subscriptions readable */
     void *query;                /* ROUTER, bound */
+    control_t *control;         /* operator's control ROUTER (ipc), bound */
     store_t *store;
     bool batch_open;            /* a store batch is open */
     strmap_t touched;           /* producers with an update in the open batch */
@@ -151,15 +153,21 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
     }
     switch (type) {
     case ZMQ_SUB:
-        hwm = INGEST_RCVHWM;
+        hwm = s->cfg.ingest_hwm > 0 ? (int)s->cfg.ingest_hwm : INGEST_RCVHWM;
         zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
         /* Everything: the topic is checked against each update's kind. */
         zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0);
         break;
-    case ZMQ_PUB:
+    case ZMQ_XPUB: {
+        /* XPUB is PUB on the wire; verbose, it hands us every
+         * subscription, so a new "hb/" subscriber gets a welcome
+         * heartbeat (see drain_subscriptions). */
+        int on = 1;
         hwm = PUBLISH_SNDHWM;
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(sock, ZMQ_XPUB_VERBOSE, &on, sizeof on);
         break;
+    }
     case ZMQ_ROUTER: {
         int zero = 0;
         hwm = QUERY_SNDHWM;
@@ -381,6 +389,31 @@ static void publish_heartbeat(server_t *s)
     p.heartbeat = &hb;
     publish_small(s, WIRE_TOPIC_HEARTBEAT, &p);
     s->n.heartbeats++;
+}
+
+/* Reads subscriptions from the publish XPUB. A subscription that covers
+ * "hb/" gets a heartbeat at once: ZeroMQ applies one peer's
+ * subscriptions in order, so a client that subscribes to "hb/" last
+ * knows, when this welcome heartbeat arrives, that all its earlier
+ * subscriptions are active (no slow joiner). */
+static void drain_subscriptions(server_t *s)
+{
+    for (int i = 0; i < QUERY_BUDGET; i++) {
+        uint8_t buf[WIRE_MAX_TOPIC + 1];
+        size_t hb = strlen(WIRE_TOPIC_HEARTBEAT);
+        int n = zmq_recv(s->publish, buf, sizeof buf, ZMQ_DONTWAIT);
+
+        if (n < 0)
+            return;
+        if (n < 1 || buf[0] != 1)
+            continue; /* an unsubscription */
+        if (n > (int)sizeof buf)
+            n = (int)sizeof buf; /* truncated: a long topic, not ours */
+        size_t tlen = (size_t)n - 1;
+        size_t cmp = tlen < hb ? tlen : hb;
+        if (memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, cmp) == 0)
+            publish_heartbeat(s);
+    }
 }
 
 /* ---------------------------------------------------------------- the batch */
@@ -853,6 +886,16 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         ps.producer_id = (char *)id;
         ps.has_last_sequence = true;
         ps.last_sequence = store_producer_last(s->store, id);
+        store_producer_stats_t stats;
+        if (store_producer_stats(s->store, id, &stats) == 0) {
+            ps.has_applied = ps.has_duplicates = ps.has_gaps = true;
+            ps.has_rejected = ps.has_last_seen_us = true;
+            ps.applied = stats.applied;
+            ps.duplicates = stats.duplicates;
+            ps.gaps = stats.gaps;
+            ps.rejected = stats.rejected;
+            ps.last_seen_us = stats.last_seen_us;
+        }
         r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PRODUCER_STATE;
         r.producer_state = &ps;
         reply(s, peer, q->request_id, &r);
@@ -869,6 +912,9 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         }
         start_stream(s, peer, q->request_id, false, sr->filter, 0, sr->has_credit,
                      sr->credit, sr->has_chunk_records, sr->chunk_records);
+        st = stream_find(s, peer, q->request_id);
+        if (st && st->state == STREAM_WAITING)
+            st->filter.provenance = sr->has_provenance && sr->provenance;
         break;
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES: {
@@ -971,9 +1017,11 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
     bool busy = false;
 
     while (!*stop) {
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[4] = {
             {s->ingest, 0, ZMQ_POLLIN, 0},
             {s->query, 0, ZMQ_POLLIN, 0},
+            {s->publish, 0, ZMQ_POLLIN, 0},
+            {control_socket(s->control), 0, ZMQ_POLLIN, 0},
         };
         int64_t now;
 
@@ -982,7 +1030,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
             return SERVER_EXIT_RELOAD;
         }
         now = wire_monotonic_ms();
-        if (zmq_poll(items, 2, poll_timeout(s, now, busy)) < 0) {
+        if (zmq_poll(items, 4, poll_timeout(s, now, busy)) < 0) {
             if (errno != EINTR)
                 log_error("zmq_poll failed: %s", zmq_strerror(errno));
             continue; /* a signal: the flags are checked at the top */
@@ -997,6 +1045,10 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
         batch_finish(s);
         if (items[1].revents & ZMQ_POLLIN)
             drain_queries(s, now);
+        if (items[2].revents & ZMQ_POLLIN)
+            drain_subscriptions(s);
+        if (items[3].revents & ZMQ_POLLIN)
+            control_drain(s->control); /* between batches: reads what is committed */
         if (s->streams_waiting) {
             /* A snapshot includes fresh summaries and everything published. */
             if (store_summaries_dirty(s->store))
@@ -1021,6 +1073,44 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* Hands the [ministry] sections to the store, which decides who may
+ * write what. 0, or -1 after logging. */
+static int apply_authority(server_t *s, const config_t *cfg)
+{
+    store_ministry_t ms[CONFIG_MAX_MINISTRIES];
+    store_member_t mem[CONFIG_MAX_MINISTRIES * CONFIG_MAX_PRODUCERS];
+    store_authority_t a = {ms, cfg->n_ministries, mem, 0};
+    int rc;
+
+    memset(ms, 0, sizeof ms);
+    for (size_t i = 0; i < cfg->n_ministries; i++) {
+        const config_ministry_t *m = &cfg->ministries[i];
+        snprintf(ms[i].name, sizeof ms[i].name, "%s", m->name);
+        memcpy(ms[i].country, m->country, 3);
+        for (size_t g = 0; g < m->n_grants && g < STORE_MAX_GRANTS; g++) {
+            ms[i].grants[g].kind = m->grants[g].kind;
+            memcpy(ms[i].grants[g].country, m->grants[g].country, 3);
+            ms[i].n_grants++;
+        }
+        for (size_t p = 0; p < m->n_producers; p++) {
+            snprintf(mem[a.n_members].producer, sizeof mem[a.n_members].producer, "%s",
+                     m->producers[p]);
+            mem[a.n_members++].ministry = i;
+        }
+    }
+    if ((rc = store_set_authority(s->store, &a)) < 0) {
+        log_error("cannot set the authority rules: %s", strerror(-rc));
+        return -1;
+    }
+    if (cfg->n_ministries == 0)
+        log_warning("no [ministry] section in the configuration: authority is off, every "
+                    "producer may write every record");
+    else
+        log_info("authority: %zu ministries, %zu producers; updates from others are kept "
+                 "as claims and listed by `parksync conflicts`", a.n_ministries, a.n_members);
+    return 0;
+}
+
 server_t *server_new(const config_t *cfg)
 {
     server_t *s = calloc(1, sizeof *s);
@@ -1040,12 +1130,15 @@ server_t *server_new(const config_t *cfg)
     sc.trade_rule = cfg->trade_rule;
     sc.trade_threshold_pct = cfg->threshold_pct;
     sc.cif_fob_factor = cfg->cif_fob_factor;
+    sc.max_future_skew_us = (int64_t)cfg->max_future_skew_s * 1000000;
     s->store = store_open(&sc, err, sizeof err);
     if (!s->store) {
         log_error("cannot open the database %s: %s; exiting", cfg->database,
                   err[0] ? err : "unknown error");
         goto fail;
     }
+    if (apply_authority(s, cfg) < 0)
+        goto fail;
     s->zctx = zmq_ctx_new();
     if (!s->zctx) {
         log_error("cannot create a ZeroMQ context: %s; exiting", zmq_strerror(errno));
@@ -1054,11 +1147,14 @@ server_t *server_new(const config_t *cfg)
     s->ingest = make_socket(s, ZMQ_SUB, "ingest", cfg->ingest);
     if (!s->ingest)
         goto fail;
-    s->publish = make_socket(s, ZMQ_PUB, "publish", cfg->publish);
+    s->publish = make_socket(s, ZMQ_XPUB, "publish", cfg->publish);
     if (!s->publish)
         goto fail;
     s->query = make_socket(s, ZMQ_ROUTER, "query", cfg->query);
     if (!s->query)
+        goto fail;
+    s->control = control_new(s->zctx, cfg->control, s->store);
+    if (!s->control)
         goto fail;
     s->n_streams = cfg->max_streams;
     s->streams = calloc(s->n_streams, sizeof *s->streams);
@@ -1101,9 +1197,17 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
     KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");
     KEEP(run->max_streams != cfg->max_streams, "[limits] max_streams");
+    KEEP(strcmp(run->control, cfg->control) != 0, "[endpoints] control");
+    KEEP(run->max_future_skew_s != cfg->max_future_skew_s, "[store] max_future_skew_s");
+    KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
 #undef KEEP
     run->log_level = cfg->log_level;
     log_set_level(cfg->log_level);
+    /* authority applies from the next update on; a failure keeps the old rules */
+    if (apply_authority(s, cfg) == 0) {
+        memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
+        run->n_ministries = cfg->n_ministries;
+    }
     run->batch_max = cfg->batch_max;
     run->summary_interval_ms = cfg->summary_interval_ms;
     if (run->heartbeat_ms != cfg->heartbeat_ms) {
@@ -1134,6 +1238,7 @@ void server_destroy(server_t **sp)
         zmq_close(s->publish);
     if (s->query)
         zmq_close(s->query);
+    control_destroy(&s->control);
     if (s->zctx)
         zmq_ctx_term(s->zctx); /* waits at most LINGER_MS for pending sends */
     if (s->store) {

@@ -911,3 +911,24 @@ int64_t wire_monotonic_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* ---------------------------------------------------------------- control socket */
+
+int wire_control_endpoint_default(char *buf, size_t size)
+{
+    const char *rt = getenv("RUNTIME_DIRECTORY");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int n;
+
+    if (rt && rt[0] != '\0')
+        n = snprintf(buf, size, "ipc://%.*s/" WIRE_CONTROL_NAME, (int)strcspn(rt, ":"), rt);
+    else if (access("/run/parksync/" WIRE_CONTROL_NAME, F_OK) == 0 ||
+             access("/run/parksync", W_OK) == 0 ||
+             (access("/run/parksync", F_OK) != 0 && access("/run", W_OK) == 0))
+        n = snprintf(buf, size, "ipc:///run/parksync/" WIRE_CONTROL_NAME);
+    else if (xdg && xdg[0] != '\0')
+        n = snprintf(buf, size, "ipc://%s/parksync/" WIRE_CONTROL_NAME, xdg);
+    else
+        n = snprintf(buf, size, "ipc:///tmp/parksync-%u/" WIRE_CONTROL_NAME, (unsigned)getuid());
+    return n < 0 || (size_t)n >= size ? -ENOSPC : n;
+}

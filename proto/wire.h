@@ -205,4 +205,21 @@ int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence,
 int64_t wire_now_us(void);       /* wall clock, microseconds since 1970 UTC */
 int64_t wire_monotonic_ms(void); /* monotonic clock, milliseconds */
 
+/* ---------------------------------------------------------------- control socket
+ *
+ * The one rule that places the control socket, used by the daemon (to
+ * bind) and the CLI (to connect) so both agree whatever their working
+ * directories:
+ *   1. ipc://$RUNTIME_DIRECTORY/control when RUNTIME_DIRECTORY is set
+ *      (systemd; the first directory of the list);
+ *   2. ipc:///run/parksync/control when that socket exists (a daemon
+ *      under systemd, seen from an operator's shell), or /run/parksync is
+ *      a writable directory, or it does not exist and /run is writable;
+ *   3. ipc://$XDG_RUNTIME_DIR/parksync/control when XDG_RUNTIME_DIR is set;
+ *   4. ipc:///tmp/parksync-$UID/control.
+ * Nothing is created here: the daemon makes the directory (mode 0700).
+ * Returns the length written, or -ENOSPC. */
+#define WIRE_CONTROL_NAME "control" /* file name of the control socket */
+int wire_control_endpoint_default(char *buf, size_t size);
+
 #endif /* PARKSYNC_WIRE_H */

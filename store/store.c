@@ -21,6 +21,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,8 @@ typedef struct rec_key {
     char period[STORE_PERIOD_TEXT];    /* storage of a period key column */
     const char *country;               /* topic country (trade: exporter) */
     const char *country2;              /* trade: importer; else NULL */
+    const char *owner;                 /* key country the update speaks for (trade: reporter) */
+    const char *partner;               /* trade: the reporter's partner; else NULL */
 } rec_key_t;
 
 /* An optional integer column beside the record blob. */
@@ -119,6 +122,8 @@ enum stmt_id {
     ST_PRODUCER_ALL,   /* every producer */
     ST_PRODUCER_PUT,   /* upsert of a producer */
     ST_CONFLICT_PUT,   /* new conflict row */
+    ST_CONFLICT_LIST,  /* conflict rows by filter, in id order */
+    ST_CLAIM_PUT,      /* a refused update kept as a claim */
     ST_LOG_PUT,        /* new change-log row */
     ST_LOG_OLDEST,     /* oldest revision in the change log */
     ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
@@ -156,11 +161,17 @@ struct store {
     buf_t old;                           /* stored record of the row being merged */
     buf_t stamps;                        /* encoded stamps of the row being merged */
     buf_t old_stamps;                    /* stored stamps of the row being merged */
+    store_ministry_t *ministries;         /* authority: ministries, owned; none = open */
+    size_t n_ministries;                 /* entries in ministries */
+    store_member_t *members;             /* authority: producer -> ministry, owned */
+    size_t n_members;                    /* entries in members */
     char err[256];                       /* message of the last failure */
 };
 
 struct store_cursor {
     sqlite3 *db;                       /* read-only connection of this view */
+    bool provenance;                   /* fill Record.provenance from column 1 (stamps) */
+    buf_t out;                         /* record re-encoded with its provenance */
     sqlite3_stmt *stmt[STORE_KINDS];   /* statements stepped one after the other */
     size_t n;                          /* statements in stmt */
     size_t at;                         /* statement being stepped */
@@ -204,6 +215,12 @@ static int db_fail(store_t *s, int rc)
 {
     snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
     return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* The store's clock: the config's seam, else the wall clock. */
+static int64_t now_us(const store_t *s)
+{
+    return s->cfg.now_us ? s->cfg.now_us() : wire_now_us();
 }
 
 static int buf_reserve(buf_t *b, size_t need)
@@ -453,6 +470,16 @@ static const char *const migrations[] = {
     "CREATE TABLE conflict("
     " id INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL, producer_id TEXT NOT NULL,"
     " sequence INTEGER NOT NULL, kind INTEGER NOT NULL, key TEXT, reason TEXT NOT NULL);",
+    /* 2: reconciliation audit: conflict countries and event time, claims */
+    "ALTER TABLE conflict ADD COLUMN country TEXT;"
+    "ALTER TABLE conflict ADD COLUMN partner TEXT;"
+    "ALTER TABLE conflict ADD COLUMN event_time_us INTEGER;"
+    "ALTER TABLE conflict ADD COLUMN claim INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX conflict_recorded ON conflict(recorded_us);"
+    "CREATE TABLE claim("
+    " producer_id TEXT NOT NULL, sequence INTEGER NOT NULL, recorded_us INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, key TEXT, country TEXT, reason TEXT NOT NULL,"
+    " update_pb BLOB NOT NULL, PRIMARY KEY (producer_id, sequence)) WITHOUT ROWID;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -554,7 +581,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " duplicates = excluded.duplicates, gaps = excluded.gaps,"
                         " rejected = excluded.rejected, last_seen_us = excluded.last_seen_us",
     [ST_CONFLICT_PUT] = "INSERT INTO conflict(recorded_us, producer_id, sequence, kind, key,"
-                        " reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        " reason, country, partner, event_time_us, claim)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_CONFLICT_LIST] = "SELECT id, recorded_us, producer_id, sequence, kind, key, country,"
+                         " partner, reason, event_time_us, claim FROM conflict"
+                         " WHERE id > ?1 AND (?2 = 0 OR kind = ?2)"
+                         " AND (?3 = '' OR country = ?3 OR partner = ?3)"
+                         " AND recorded_us >= ?4 ORDER BY id LIMIT ?5",
+    [ST_CLAIM_PUT] = "INSERT OR REPLACE INTO claim(producer_id, sequence, recorded_us, kind, key,"
+                     " country, reason, update_pb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record)"
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_LOG_OLDEST] = "SELECT min(revision) FROM changelog",
@@ -748,7 +783,7 @@ static int producer_check(store_t *s, const char *id, uint64_t seq, producer_t *
     producer_t *p = producer_get(s, id);
     if (!p)
         return -ENOMEM;
-    p->last_seen_us = wire_now_us();
+    p->last_seen_us = now_us(s);
     p->dirty = true;
     *pp = p;
     if (seq <= p->last_sequence) {
@@ -800,6 +835,8 @@ void store_config_init(store_config_t *cfg)
         .trade_rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST,
         .trade_threshold_pct = 10.0,
         .cif_fob_factor = 1.0,
+        .max_future_skew_us = 0,
+        .now_us = NULL,
     };
 }
 
@@ -965,6 +1002,8 @@ void store_close(store_t **sp)
     buf_free(&s->old);
     buf_free(&s->stamps);
     buf_free(&s->old_stamps);
+    free(s->ministries);
+    free(s->members);
     free(s->prod);
     free(s->path);
     free(s);
@@ -1205,20 +1244,52 @@ static void key_text(const rec_key_t *key, char *out, size_t size)
     }
 }
 
+/* One conflict row. u (may be NULL) gives the event time; claim tells
+ * that the update is kept in the claim table. */
 static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t kind,
-                        const rec_key_t *key, const char *reason)
+                        const rec_key_t *key, const char *reason,
+                        const Parksync__V1__Update *u, bool claim)
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CONFLICT_PUT];
     if (key)
         key_text(key, text, sizeof(text));
-    sqlite3_bind_int64(st, 1, wire_now_us());
+    sqlite3_bind_int64(st, 1, now_us(s));
     sqlite3_bind_text(st, 2, producer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
     sqlite3_bind_int(st, 4, (int)kind);
     if (key)
         sqlite3_bind_text(st, 5, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+    if (key && key->owner)
+        sqlite3_bind_text(st, 7, key->owner, -1, SQLITE_STATIC);
+    if (key && key->partner)
+        sqlite3_bind_text(st, 8, key->partner, -1, SQLITE_STATIC);
+    if (u && u->has_event_time_us)
+        sqlite3_bind_int64(st, 9, u->event_time_us);
+    sqlite3_bind_int(st, 10, claim ? 1 : 0);
+    return step_done(s, st);
+}
+
+/* Keeps a refused update as a claim: the encoded Update, who, why. */
+static int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind,
+                     const rec_key_t *key, const char *reason)
+{
+    char text[STORE_KEY_TEXT] = "";
+    sqlite3_stmt *st = s->st[ST_CLAIM_PUT];
+    int rc;
+    if ((rc = buf_pack(&s->body, &u->base)) < 0)
+        return rc;
+    key_text(key, text, sizeof(text));
+    sqlite3_bind_text(st, 1, u->producer_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)u->sequence);
+    sqlite3_bind_int64(st, 3, now_us(s));
+    sqlite3_bind_int(st, 4, (int)kind);
+    sqlite3_bind_text(st, 5, text, -1, SQLITE_TRANSIENT);
+    if (key->owner)
+        sqlite3_bind_text(st, 6, key->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 8, s->body.data, (int)s->body.len, SQLITE_STATIC);
     return step_done(s, st);
 }
 
@@ -1662,7 +1733,7 @@ static bool key_of(rec_key_t *key, kind_t kind, const void *body, bool *exporter
         const Parksync__V1__Park *p = body;
         key->col[0] = p->country;
         key->col[1] = p->park_id;
-        key->country = p->country;
+        key->country = key->owner = p->country;
         return country_index(p->country) >= 0 && id_ok(p->park_id);
     }
     case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT: {
@@ -1670,7 +1741,7 @@ static bool key_of(rec_key_t *key, kind_t kind, const void *body, bool *exporter
         key->col[0] = r->country;
         key->col[1] = r->park_id;
         key->col[2] = r->resident_id;
-        key->country = r->country;
+        key->country = key->owner = r->country;
         return country_index(r->country) >= 0 && id_ok(r->park_id) && id_ok(r->resident_id);
     }
     case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE: {
@@ -1691,13 +1762,15 @@ static bool key_of(rec_key_t *key, kind_t kind, const void *body, bool *exporter
         key->col[2] = key->period;
         key->country = key->col[0];
         key->country2 = key->col[1];
+        key->owner = t->reporter;
+        key->partner = t->partner;
         return period_key(key, t->period);
     }
     case PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY: {
         const Parksync__V1__CountryReport *c = body;
         key->col[0] = c->country;
         key->col[1] = key->period;
-        key->country = c->country;
+        key->country = key->owner = c->country;
         return country_index(c->country) >= 0 && period_key(key, c->period);
     }
     default:
@@ -1748,13 +1821,114 @@ static const void *update_target(const Parksync__V1__Update *u, kind_t *kind, bo
     }
 }
 
+/* ---------------------------------------------------------------- authority */
+
+int store_set_authority(store_t *s, const store_authority_t *a)
+{
+    size_t nm = a ? a->n_ministries : 0, nmem = nm ? a->n_members : 0;
+    store_ministry_t *m = NULL;
+    store_member_t *mem = NULL;
+
+    for (size_t i = 0; i < nmem; i++)
+        if (a->members[i].ministry >= nm)
+            return -EINVAL;
+    if ((nm && !(m = calloc(nm, sizeof(*m)))) || (nmem && !(mem = calloc(nmem, sizeof(*mem))))) {
+        free(m);
+        return -ENOMEM;
+    }
+    if (nm)
+        memcpy(m, a->ministries, nm * sizeof(*m));
+    if (nmem)
+        memcpy(mem, a->members, nmem * sizeof(*mem));
+    free(s->ministries);
+    free(s->members);
+    s->ministries = m;
+    s->n_ministries = nm;
+    s->members = mem;
+    s->n_members = nmem;
+    return 0;
+}
+
+bool store_authority_on(const store_t *s)
+{
+    return s->n_ministries > 0;
+}
+
+static const store_ministry_t *ministry_named(const store_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_ministries; i++)
+        if (strcmp(s->ministries[i].name, name) == 0)
+            return &s->ministries[i];
+    return NULL;
+}
+
+static const store_ministry_t *ministry_of(const store_t *s, const char *producer)
+{
+    for (size_t i = 0; i < s->n_members; i++)
+        if (strcmp(s->members[i].producer, producer) == 0)
+            return &s->ministries[s->members[i].ministry];
+    return NULL;
+}
+
+/* A ministry owns its own country's records (trade: its own side) and
+ * whatever its grants add. */
+static bool ministry_owns(const store_ministry_t *m, kind_t kind, const char *country)
+{
+    if (!country)
+        return false;
+    if (strcmp(m->country, country) == 0)
+        return true;
+    for (size_t i = 0; i < m->n_grants; i++) {
+        const store_grant_t *g = &m->grants[i];
+        if ((g->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED || g->kind == kind) &&
+            strcmp(g->country, country) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Why the store refuses a well-formed update, or "" when it does not:
+ * authority, then future skew. Depends on the update, the rules and the
+ * clock only, never on what was applied before. */
+static void refusal(const store_t *s, const char *ministry, const Parksync__V1__Update *u,
+                    kind_t kind, const rec_key_t *key, char *why, size_t size)
+{
+    why[0] = '\0';
+    if (s->n_ministries > 0) {
+        const store_ministry_t *m =
+            ministry ? ministry_named(s, ministry) : ministry_of(s, u->producer_id);
+        if (!m) {
+            snprintf(why, size, "unknown producer: %s is not listed under any ministry",
+                     ministry ? ministry : u->producer_id);
+            return;
+        }
+        if (!ministry_owns(m, kind, key->owner)) {
+            snprintf(why, size, "not authoritative: %s does not own %s %s", m->name,
+                     wire_kind_name(kind), key->owner ? key->owner : "?");
+            return;
+        }
+    }
+    int64_t now = now_us(s), skew = s->cfg.max_future_skew_us;
+    /* event_time > now > 0 first, so the difference cannot overflow */
+    if (skew > 0 && u->event_time_us > now && u->event_time_us - now > skew)
+        snprintf(why, size, "event time %" PRId64 " s in the future (max_future_skew_s %" PRId64
+                 ")", (u->event_time_us - now) / 1000000, skew / 1000000);
+}
+
 int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome)
+{
+    return store_apply_as(s, NULL, u, outcome);
+}
+
+int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update *u,
+                   store_outcome_t *outcome)
 {
     producer_t *p;
     rec_key_t key;
     kind_t kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
     bool is_delete, exporter_side = false;
     merge_t m = {0};
+    char why[STORE_KEY_TEXT];
     int rc;
 
     if (!s->in_batch || !u || !u->has_sequence || !outcome)
@@ -1767,7 +1941,19 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
     if (!body || !u->has_event_time_us || !key_of(&key, kind, body, &exporter_side)) {
         /* validation should have refused it; consume it rather than stall */
         if ((rc = conflict_put(s, u->producer_id, u->sequence, kind, NULL,
-                               "invalid: update names no record")) < 0)
+                               "invalid: update names no record", u, false)) < 0)
+            return rc;
+        p->last_sequence = u->sequence;
+        p->rejected++;
+        *outcome = STORE_REJECTED;
+        return 0;
+    }
+    refusal(s, ministry, u, kind, &key, why, sizeof(why));
+    if (why[0]) {
+        /* not applied: kept as a claim, recorded, and the sequence
+         * consumed so the producer does not stall */
+        if ((rc = claim_put(s, u, kind, &key, why)) < 0 ||
+            (rc = conflict_put(s, u->producer_id, u->sequence, kind, &key, why, u, true)) < 0)
             return rc;
         p->last_sequence = u->sequence;
         p->rejected++;
@@ -1783,7 +1969,8 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
     if (m.stale || m.overridden) {
         rc = conflict_put(s, u->producer_id, u->sequence, kind, &key,
                           m.stale ? "stale: older than delete"
-                                  : "overridden: older than the current value");
+                                  : "overridden: older than the current value",
+                          u, false);
         if (rc < 0)
             return rc;
     }
@@ -1804,7 +1991,7 @@ int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const c
     if (*outcome != STORE_APPLIED)
         return 0;
     rc = conflict_put(s, producer_id, sequence, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED,
-                      NULL, reason ? reason : "rejected");
+                      NULL, reason ? reason : "rejected", NULL, false);
     if (rc < 0)
         return rc;
     p->last_sequence = sequence;
@@ -2186,6 +2373,7 @@ void store_cursor_close(store_cursor_t **cp)
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
         sqlite3_close_v2(c->db);
     }
+    buf_free(&c->out);
     free(c);
     *cp = NULL;
 }
@@ -2250,12 +2438,22 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
         return NULL;
     kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
     bool by_country = filter && filter->country[0];
+    c->provenance = filter && filter->provenance;
     for (int k = 1; k < STORE_KINDS; k++) {
         if (want != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED && want != (kind_t)k)
             continue;
         sqlite3_stmt **st = &c->stmt[c->n];
-        if ((*err = cursor_prepare(c, by_country ? kind_sql[k].scan_country : kind_sql[k].scan,
-                                   st)) < 0)
+        const char *sql = by_country ? kind_sql[k].scan_country : kind_sql[k].scan;
+        char with_stamps[512];
+        if (c->provenance) {
+            /* the same scan with the stamps as column 1 (summaries have none) */
+            static const char head[] = "SELECT record";
+            snprintf(with_stamps, sizeof(with_stamps), "SELECT record, %s%s",
+                     k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY ? "NULL" : "stamps",
+                     sql + sizeof(head) - 1);
+            sql = with_stamps;
+        }
+        if ((*err = cursor_prepare(c, sql, st)) < 0)
             goto fail;
         c->n++;
         if (by_country)
@@ -2308,13 +2506,81 @@ uint64_t store_cursor_revision(const store_cursor_t *c)
     return c->revision;
 }
 
+/*
+ * Re-encodes a stored record with Record.provenance filled from its
+ * stamps: one entry per set field slot (the key slot is not a field),
+ * in field order. The result is in c->out.
+ */
+static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len,
+                             const uint8_t *stp, size_t slen)
+{
+    static const char *const trade_names[3] = {NULL, "exporter_reported_usd_cents",
+                                               "importer_reported_usd_cents"};
+    static const uint32_t trade_ids[3] = {STORE_KEY_SLOT, 4, 5};
+    Parksync__V1__FieldProvenance fp[STORE_MAX_SLOTS];
+    Parksync__V1__FieldProvenance *pp[STORE_MAX_SLOTS];
+    uint32_t ids[STORE_MAX_SLOTS];
+    const char *names[STORE_MAX_SLOTS] = {NULL};
+    size_t nslots = 0, n = 0;
+    stamps_t sp;
+    int rc = 0;
+
+    Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+    if (!r)
+        return -EBADMSG;
+    kind_t kind = wire_record_kind(r);
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE) {
+        nslots = 3;
+        memcpy(ids, trade_ids, sizeof(trade_ids));
+        memcpy(names, trade_names, sizeof(trade_names));
+    } else if (kind < STORE_KINDS && generic_kinds[kind].desc) {
+        const generic_kind_t *g = &generic_kinds[kind];
+        nslots = generic_ids(g, ids);
+        for (size_t i = 1; i < nslots; i++)
+            names[i] = g->desc->fields[i - 1].name;
+    }
+    if (nslots && stamps_decode(&sp, stp, slen, ids, nslots) < 0) {
+        rc = -EBADMSG;
+        goto out;
+    }
+    for (size_t i = 1; i < nslots; i++) {
+        if (!sp.slot[i].set)
+            continue;
+        parksync__v1__field_provenance__init(&fp[n]);
+        fp[n].field = (char *)names[i];
+        fp[n].producer_id = sp.slot[i].producer;
+        fp[n].has_sequence = fp[n].has_event_time_us = fp[n].has_vintage = 1;
+        fp[n].sequence = sp.slot[i].sequence;
+        fp[n].event_time_us = sp.slot[i].time_us;
+        fp[n].vintage = vintage_rank(sp.slot[i].vintage);
+        pp[n] = &fp[n];
+        n++;
+    }
+    r->n_provenance = n;
+    r->provenance = pp;
+    rc = buf_pack(&c->out, &r->base);
+    r->n_provenance = 0; /* the entries live on this stack, not in r */
+    r->provenance = NULL;
+out:
+    parksync__v1__record__free_unpacked(r, NULL);
+    return rc;
+}
+
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     while (c->at < c->n) {
         int rc = sqlite3_step(c->stmt[c->at]);
         if (rc == SQLITE_ROW) {
-            *record = sqlite3_column_blob(c->stmt[c->at], 0);
-            *len = (size_t)sqlite3_column_bytes(c->stmt[c->at], 0);
+            sqlite3_stmt *st = c->stmt[c->at];
+            *record = sqlite3_column_blob(st, 0);
+            *len = (size_t)sqlite3_column_bytes(st, 0);
+            if (c->provenance && sqlite3_column_type(st, 1) != SQLITE_NULL) {
+                if ((rc = cursor_provenance(c, *record, *len, sqlite3_column_blob(st, 1),
+                                            (size_t)sqlite3_column_bytes(st, 1))) < 0)
+                    return rc;
+                *record = c->out.data;
+                *len = c->out.len;
+            }
             return 1;
         }
         if (rc != SQLITE_DONE)
@@ -2322,6 +2588,49 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
         c->at++;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- conflicts */
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+    return (const char *)sqlite3_column_text(st, col);
+}
+
+int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn,
+                    void *arg)
+{
+    sqlite3_stmt *st = s->st[ST_CONFLICT_LIST];
+    int rc, ret = 0;
+    sqlite3_bind_int64(st, 1, f ? (sqlite3_int64)f->after_id : 0);
+    sqlite3_bind_int(st, 2, f ? (int)f->kind : 0);
+    sqlite3_bind_text(st, 3, f ? f->country : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, f ? f->since_us : INT64_MIN);
+    sqlite3_bind_int64(st, 5, f && f->limit ? (sqlite3_int64)f->limit : -1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_conflict_t c = {
+            .id = (uint64_t)sqlite3_column_int64(st, 0),
+            .recorded_us = sqlite3_column_int64(st, 1),
+            .producer_id = col_text(st, 2),
+            .sequence = (uint64_t)sqlite3_column_int64(st, 3),
+            .kind = (kind_t)sqlite3_column_int(st, 4),
+            .key = col_text(st, 5),
+            .country = col_text(st, 6),
+            .partner = col_text(st, 7),
+            .reason = col_text(st, 8),
+            .has_event_time = sqlite3_column_type(st, 9) != SQLITE_NULL,
+            .event_time_us = sqlite3_column_int64(st, 9),
+            .claim_kept = sqlite3_column_int(st, 10) != 0,
+        };
+        if (fn(arg, &c) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    stmt_reset(st);
+    return ret;
 }
 
 /* ---------------------------------------------------------------- digest */
@@ -2352,5 +2661,23 @@ int store_digest(store_t *s, uint8_t out[32])
             return db_fail(s, rc);
     }
     crypto_generichash_final(&h, out, 32);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- producer stats */
+
+int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out)
+{
+    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (!p)
+        return -ENOENT;
+    out->last_sequence = p->last_sequence;
+    out->applied = p->applied;
+    out->duplicates = p->duplicates;
+    out->gaps = p->gaps;
+    out->rejected = p->rejected;
+    out->last_seen_us = p->last_seen_us;
     return 0;
 }

@@ -43,6 +43,8 @@ typedef struct store_config {
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double trade_threshold_pct;  /* discrepancy above this flags a flow, percent */
     double cif_fob_factor;       /* importer's figure is compared with exporter's * this */
+    int64_t max_future_skew_us;  /* event times further ahead of now are refused; 0 = off */
+    int64_t (*now_us)(void);     /* clock seam, us since 1970 UTC; NULL = wire_now_us */
 } store_config_t;
 
 /* What store_apply did with an update. */
@@ -58,7 +60,44 @@ typedef enum store_outcome {
 typedef struct store_filter {
     Parksync__V1__RecordKind kind;
     char country[3];
+    bool provenance; /* snapshot: fill Record.provenance from the field stamps */
 } store_filter_t;
+
+/* ---------------------------------------------------------------- authority
+ *
+ * Who may write what. A ministry speaks for one country and by default
+ * owns the parks, residents and country reports whose key country is its
+ * country, and the trade reports whose reporter is its country (its own
+ * side of each flow); grants add (kind, country) rights. Producers are
+ * mapped to ministries here until authentication names the ministry
+ * itself (store_apply_as). With no ministry at all, authority is open:
+ * every producer may write everything.
+ */
+#define STORE_MAX_GRANTS 16 /* extra rights per ministry */
+
+typedef struct store_grant {
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: every kind */
+    char country[3];               /* key country (trade: reporter) */
+} store_grant_t;
+
+typedef struct store_ministry {
+    char name[WIRE_MAX_ID + 1];              /* e.g. "AZ-MOE" */
+    char country[3];                         /* the country it speaks for */
+    store_grant_t grants[STORE_MAX_GRANTS];  /* extra rights */
+    size_t n_grants;                         /* grants used */
+} store_ministry_t;
+
+typedef struct store_member {
+    char producer[WIRE_MAX_ID + 1]; /* producer id */
+    size_t ministry;                /* index into store_authority_t.ministries */
+} store_member_t;
+
+typedef struct store_authority {
+    const store_ministry_t *ministries; /* n_ministries entries; none: authority is open */
+    size_t n_ministries;
+    const store_member_t *members;      /* which producer speaks for which ministry */
+    size_t n_members;
+} store_authority_t;
 
 /* Defaults: synchronous FULL, keep 1,000,000 revisions, importer first,
  * threshold 10 %, factor 1.0. path is left NULL. */
@@ -74,6 +113,14 @@ void store_close(store_t **sp);
 
 /* SQLite's message for the last failure on the store's connection. */
 const char *store_errmsg(const store_t *s);
+
+/* Replaces the authority rules (copied; NULL or no ministries: open).
+ * Applies to updates applied from now on; what is merged stays. Returns 0,
+ * -EINVAL (a member names no ministry) or -ENOMEM. */
+int store_set_authority(store_t *s, const store_authority_t *a);
+
+/* True when some ministry is configured (authority is enforced). */
+bool store_authority_on(const store_t *s);
 
 /* ---------------------------------------------------------------- batches */
 
@@ -91,6 +138,20 @@ void store_rollback(store_t *s);
  * wire_update_validate. Sets *outcome. Returns 0, or a negative errno on a
  * storage failure, after which the batch must be rolled back. */
 int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome);
+
+/* store_apply for an update whose ministry is known from authentication:
+ * `ministry` names a configured ministry and replaces the producer-id
+ * lookup; NULL behaves as store_apply. Refusals (STORE_REJECTED, the
+ * sequence consumed, a conflict row, the update kept as a claim):
+ * - authority on and the producer (or ministry) unknown: "unknown producer";
+ * - the ministry does not own the record: "not authoritative: <ministry>
+ *   does not own <kind> <country>";
+ * - event time more than max_future_skew_us ahead of the clock:
+ *   "event time N s in the future".
+ * Refusals depend only on the update, the rules and the clock, never on
+ * the order updates arrive in. */
+int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update *u,
+                   store_outcome_t *outcome);
 
 /* Consumes a sequence whose update failed validation: the producer's last
  * sequence advances as for an applied update, nothing else changes, and a
@@ -155,10 +216,61 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len);
 /* Ends the view and closes its connection. NULL-safe; sets *cp = NULL. */
 void store_cursor_close(store_cursor_t **cp);
 
+/* ---------------------------------------------------------------- conflicts */
+
+/* Which conflict rows store_conflicts returns. Zero fields match all. */
+typedef struct store_conflict_filter {
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: every kind */
+    char country[3];               /* "": every country; else country or partner */
+    int64_t since_us;              /* recorded at or after, us since 1970 UTC */
+    uint64_t after_id;             /* rows with id > after_id */
+    uint32_t limit;                /* rows at most; 0 = no limit */
+} store_conflict_filter_t;
+
+/* One row of the conflicts/audit table; strings valid during the callback. */
+typedef struct store_conflict {
+    uint64_t id;                   /* grows with every row */
+    int64_t recorded_us;           /* store's clock when recorded */
+    const char *producer_id;       /* whose update or value */
+    uint64_t sequence;             /* its sequence */
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: the update named no record */
+    const char *key;               /* record key as text, or NULL */
+    const char *country;           /* key country (trade: reporter), or NULL */
+    const char *partner;           /* trade: the other country, or NULL */
+    const char *reason;            /* why */
+    bool has_event_time;           /* event_time_us is known */
+    int64_t event_time_us;         /* the update's event time */
+    bool claim_kept;               /* the update is kept in the claim table */
+} store_conflict_t;
+
+typedef int (*store_conflict_fn)(void *arg, const store_conflict_t *c);
+
+/* Calls fn for each matching row in id order on the store's connection
+ * (between batches or inside one). fn returns 0 to go on, non-zero to
+ * stop. Returns 0 or a negative errno. */
+int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn,
+                    void *arg);
+
 /* BLAKE2b-256 over every live record's body (without revision), in key
  * order: equal digests mean the same consolidated state. Summaries are
  * refreshed first when dirty and a batch is open; otherwise the digest
  * covers them as stored. Returns 0 or a negative errno. */
 int store_digest(store_t *s, uint8_t out[32]);
+
+/* ---------------------------------------------------------------- producer stats */
+
+/* What the store counted for one producer since the database was made. */
+typedef struct store_producer_stats {
+    uint64_t last_sequence; /* last applied or rejected sequence; 0: unknown */
+    uint64_t applied;       /* updates applied */
+    uint64_t duplicates;    /* updates ignored as already applied */
+    uint64_t gaps;          /* updates beyond last_sequence + 1, not applied */
+    uint64_t rejected;      /* sequences consumed but refused */
+    int64_t last_seen_us;   /* wall-clock us of its last update; 0: never */
+} store_producer_stats_t;
+
+/* Fills *out for producer_id (inside the batch if one is open). Returns 0,
+ * or -ENOENT (and zeroes *out) for an unknown producer. */
+int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out);
 
 #endif /* PARKSYNC_STORE_H */

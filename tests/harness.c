@@ -41,14 +41,15 @@ int harness_init(harness_t *h, const char *extra_ini)
     snprintf(h->ingest, sizeof(h->ingest), "ipc://%s/ingest", h->dir);
     snprintf(h->publish, sizeof(h->publish), "ipc://%s/publish", h->dir);
     snprintf(h->query, sizeof(h->query), "ipc://%s/query", h->dir);
+    snprintf(h->control, sizeof(h->control), "ipc://%s/control", h->dir);
     if (extra_ini != NULL)
         snprintf(h->extra, sizeof(h->extra), "%s", extra_ini);
     if ((f = fopen(h->config, "w")) == NULL)
         return -errno;
     fprintf(f,
             "[daemon]\ndatabase = %s\nlog_level = debug\n\n"
-            "[endpoints]\ningest = %s\npublish = %s\nquery = %s\n\n%s\n",
-            h->db, h->ingest, h->publish, h->query, h->extra);
+            "[endpoints]\ningest = %s\npublish = %s\nquery = %s\ncontrol = %s\n\n%s\n",
+            h->db, h->ingest, h->publish, h->query, h->control, h->extra);
     return fclose(f) == 0 ? 0 : -errno;
 }
 
@@ -189,6 +190,8 @@ int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_
     args[n++] = h->publish;
     args[n++] = "--query";
     args[n++] = h->query;
+    args[n++] = "--control";
+    args[n++] = h->control;
     for (size_t i = 1; argv[i] != NULL && n < 63; i++)
         args[n++] = argv[i];
     args[n] = NULL;

@@ -22,6 +22,7 @@ typedef struct harness {
     char ingest[HARNESS_PATH];  /* ipc://dir/ingest */
     char publish[HARNESS_PATH]; /* ipc://dir/publish */
     char query[HARNESS_PATH];   /* ipc://dir/query */
+    char control[HARNESS_PATH]; /* ipc://dir/control */
     char extra[1024];           /* INI text appended to the config */
     pid_t pid;                  /* running daemon, 0 when none */
 } harness_t;
@@ -45,7 +46,7 @@ void harness_kill(harness_t *h);
 /* True when the daemon answers a ping within timeout_ms. */
 bool harness_ping(const harness_t *h, int timeout_ms);
 
-/* Runs the parksync CLI with --ingest/--publish/--query pointing at this
+/* Runs the parksync CLI with --ingest/--publish/--query/--control pointing at this
  * daemon inserted after the command word (argv[0] is the command, e.g.
  * "push"; the list ends with NULL). stdin from stdin_path (NULL:
  * /dev/null); stdout and stderr into files under dir, whose contents are

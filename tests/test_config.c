@@ -207,7 +207,10 @@ Test(config, check_config_output_of_the_defaults_matches_golden)
     char *got, *want;
 
     unsetenv("STATE_DIRECTORY");
+    /* the control socket's default follows the runtime directory: pin it */
+    setenv("RUNTIME_DIRECTORY", "/run/parksync", 1);
     cr_assert_eq(config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    unsetenv("RUNTIME_DIRECTORY");
     got = print_to_string(&cfg);
     want = read_file(TEST_DATA_DIR "/check-config-default.txt");
     cr_assert_str_eq(got, want);
@@ -232,4 +235,61 @@ Test(config, check_config_output_reads_back_to_the_same_config)
     cr_assert_float_eq(again.cif_fob_factor, 1.08, 0);
     free(first);
     free(second);
+}
+
+Test(config, ministry_sections_parse_default_producers_grants_and_print_back)
+{
+    config_t cfg, again;
+    char path[64], err[512] = "";
+    char *first, *second;
+
+    write_temp(path, "[ministry AZ-MOE]\ncountry = AZ\nproducers = AZ-MOE, AZ-MOE-2\n"
+                     "grants = TJ, park:KZ\n\n[ministry TJ-MINT]\ncountry = TJ\n\n"
+                     "[store]\nmax_future_skew_s = 0\n[endpoints]\ncontrol = ipc:///tmp/x/control\n");
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    unlink(path);
+    cr_assert_eq(cfg.n_ministries, 2);
+    cr_assert_str_eq(cfg.ministries[0].name, "AZ-MOE");
+    cr_assert_eq(cfg.ministries[0].n_producers, 2);
+    cr_assert_str_eq(cfg.ministries[0].producers[1], "AZ-MOE-2");
+    cr_assert_eq(cfg.ministries[0].n_grants, 2);
+    cr_assert_eq(cfg.ministries[0].grants[0].kind, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED);
+    cr_assert_eq(cfg.ministries[0].grants[1].kind, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK);
+    cr_assert_str_eq(cfg.ministries[0].grants[1].country, "KZ");
+    cr_assert_str_eq(cfg.ministries[1].producers[0], "TJ-MINT", "default: its own name");
+    cr_assert_eq(cfg.max_future_skew_s, 0);
+    cr_assert_str_eq(cfg.control, "ipc:///tmp/x/control");
+    first = print_to_string(&cfg);
+    write_temp(path, first);
+    cr_assert_eq(config_load(path, &again, err, sizeof err), 0, "%s", err);
+    unlink(path);
+    second = print_to_string(&again);
+    cr_assert_str_eq(first, second);
+    free(first);
+    free(second);
+}
+
+Test(config, ministry_errors_name_the_line)
+{
+    static const struct {
+        const char *text; /* the file */
+        const char *want; /* part of the error */
+    } cases[] = {
+        {"[ministry AZ-MOE]\ncountry = Azerbaijan\n", ":2: [ministry AZ-MOE] country = Azerbaijan"},
+        {"[ministry AZ-MOE]\nproducers = AZ MOE\n", "producer id 'AZ MOE'"},
+        {"[ministry AZ-MOE]\ngrants = port:TJ\n", "grant 'port:TJ'"},
+        {"[ministry AZ-MOE]\nowner = AZ\n", "unknown key 'owner' in [ministry AZ-MOE]"},
+        {"[ministry AZ-MOE]\nproducers = X\n", "[ministry AZ-MOE] has no country"},
+        {"[ministry A]\ncountry = AZ\nproducers = P\n[ministry B]\ncountry = TJ\nproducers = P\n",
+         "producer P is listed twice"},
+        {"[endpoints]\ncontrol = tcp://127.0.0.1:9\n", "ipc://PATH"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config_t cfg;
+        char path[64], err[512] = "";
+        write_temp(path, cases[i].text);
+        cr_assert_eq(config_load(path, &cfg, err, sizeof err), -EINVAL, "case %zu", i);
+        unlink(path);
+        cr_assert(strstr(err, cases[i].want) != NULL, "case %zu: %s", i, err);
+    }
 }

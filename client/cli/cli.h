@@ -25,11 +25,15 @@ int cmd_push(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_conflicts(int argc, char **argv);
+int cmd_producer(int argc, char **argv);
 
 /* Usage text of each command, for `parksync COMMAND --help` and errors. */
 extern const char CLI_PUSH_USAGE[];
 extern const char CLI_SNAPSHOT_USAGE[];
 extern const char CLI_WATCH_USAGE[];
 extern const char CLI_SUMMARY_USAGE[];
+extern const char CLI_CONFLICTS_USAGE[];
+extern const char CLI_PRODUCER_USAGE[];
 
 #endif /* PARKSYNC_CLI_H */

@@ -18,6 +18,8 @@ static const command_t COMMANDS[] = {
     {"snapshot", cmd_snapshot, "print the consolidated records as JSON lines"},
     {"watch", cmd_watch, "print the snapshot, then every change as it happens"},
     {"summary", cmd_summary, "print the consolidated summary per country"},
+    {"conflicts", cmd_conflicts, "list refused, stale, overridden and non-authoritative updates"},
+    {"producer", cmd_producer, "print what parksyncd counted for one producer (JSON)"},
 };
 
 static void usage(FILE *out)

@@ -3,10 +3,21 @@
  *
  * Every line is parsed and validated before anything is sent, so a file
  * with one bad line changes nothing at the daemon.
+ *
+ * With --outbox, a push that is killed can be run again with the same
+ * outbox and input and carries on where it stopped: before the first
+ * update the outbox gets notes naming the input (a hash of its bytes and
+ * its size), the sequence before its first update and its update count.
+ * Update k of the input then has sequence base + k, so a restarted push
+ * skips the updates whose sequence the outbox already holds (they are
+ * resent by the library if unacknowledged) and enqueues the rest. When
+ * every update is acknowledged the notes are removed. An outbox holding
+ * another input's unfinished progress is refused.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +30,15 @@
 #define PUSH_DEFAULT_TIMEOUT_S 30   /* s to wait for every ack */
 #define PUSH_MAX_TIMEOUT_S 86400    /* s: longest --timeout accepted */
 #define PUSH_MAX_LINE (256 * 1024)  /* bytes of one input line */
+#define PUSH_MAX_WINDOW 1000000     /* most --window accepted */
+#define PUSH_NOTE_INPUT "push.input" /* outbox note: identity of the input */
+#define PUSH_NOTE_NAME "push.name"   /* outbox note: the input's name, for messages */
+#define PUSH_NOTE_BASE "push.base"   /* outbox note: sequence before the input's first update */
+#define PUSH_NOTE_COUNT "push.count" /* outbox note: updates in the input */
 
 const char CLI_PUSH_USAGE[] =
     "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
-    "                     [--outbox FILE] [--timeout SEC] [FILE|-]\n"
+    "                     [--outbox FILE] [--window N] [--timeout SEC] [FILE|-]\n"
     "\n"
     "Reads updates as JSON lines (one object per line; blank lines and lines\n"
     "starting with # are skipped), validates all of them, then sends them to\n"
@@ -32,14 +48,18 @@ const char CLI_PUSH_USAGE[] =
     "  --ingest EP     daemon's ingest endpoint (default " WIRE_DEFAULT_INGEST ")\n"
     "  --publish EP    daemon's publish endpoint, for acks (default " WIRE_DEFAULT_PUBLISH ")\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
-    "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart\n"
+    "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
+    "                  and the same push run again resumes after what was enqueued\n"
+    "  --window N      most unacknowledged updates in flight (default 1000)\n"
     "  --timeout SEC   give up after SEC seconds (default 30)\n"
     "\n"
-    "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input.\n";
+    "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input\n"
+    "(or an outbox holding another input's unfinished push).\n";
 
 /* The validated updates of one input. */
 typedef struct batch {
     Parksync__V1__Update **items; /* owned */
+    long *lines;                  /* input line of each item */
     size_t count;                 /* used */
     size_t cap;                   /* allocated */
 } batch_t;
@@ -49,10 +69,11 @@ static void batch_free(batch_t *b)
     for (size_t i = 0; i < b->count; i++)
         parksync__v1__update__free_unpacked(b->items[i], NULL);
     free(b->items);
+    free(b->lines);
     memset(b, 0, sizeof *b);
 }
 
-static int batch_add(batch_t *b, Parksync__V1__Update *u)
+static int batch_add(batch_t *b, Parksync__V1__Update *u, long line)
 {
     if (b->count == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 64;
@@ -60,8 +81,13 @@ static int batch_add(batch_t *b, Parksync__V1__Update *u)
         if (n == NULL)
             return -ENOMEM;
         b->items = n;
+        long *l = realloc(b->lines, ncap * sizeof *l);
+        if (l == NULL)
+            return -ENOMEM;
+        b->lines = l;
         b->cap = ncap;
     }
+    b->lines[b->count] = line;
     b->items[b->count++] = u;
     return 0;
 }
@@ -76,7 +102,8 @@ static bool skippable(const char *line, size_t len)
 
 /* Reads and validates every line. Returns the number of bad lines (each
  * reported as FILE:LINE: reason), or -1 when the input cannot be read. */
-static long read_updates(FILE *in, const char *name, const char *producer_id, batch_t *b)
+static long read_updates(FILE *in, const char *name, const char *producer_id, batch_t *b,
+                         uint64_t *hash, uint64_t *bytes)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -84,8 +111,13 @@ static long read_updates(FILE *in, const char *name, const char *producer_id, ba
     long lineno = 0, bad = 0;
     char why[512];
 
+    *hash = 1469598103934665603ULL; /* FNV-1a 64 offset basis */
+    *bytes = 0;
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
+        for (ssize_t i = 0; i < len; i++)
+            *hash = (*hash ^ (uint8_t)line[i]) * 1099511628211ULL;
+        *bytes += (uint64_t)len;
         if (skippable(line, (size_t)len))
             continue;
         if (len > PUSH_MAX_LINE) {
@@ -103,7 +135,7 @@ static long read_updates(FILE *in, const char *name, const char *producer_id, ba
                 parksync__v1__update__free_unpacked(u, NULL);
             continue;
         }
-        if (batch_add(b, u) < 0) {
+        if (batch_add(b, u, lineno) < 0) {
             parksync__v1__update__free_unpacked(u, NULL);
             fprintf(stderr, "%s:%ld: out of memory\n", name, lineno);
             free(line);
@@ -118,6 +150,63 @@ static long read_updates(FILE *in, const char *name, const char *producer_id, ba
     return bad;
 }
 
+/* Reads an unsigned outbox note; false when absent or malformed. */
+static bool note_u64(ps_producer_t *p, const char *key, uint64_t *v)
+{
+    char buf[32], *end = NULL;
+
+    if (ps_producer_note(p, key, buf, sizeof buf) != PS_OK)
+        return false;
+    errno = 0;
+    unsigned long long x = strtoull(buf, &end, 10);
+    if (errno != 0 || end == buf || *end != '\0')
+        return false;
+    *v = (uint64_t)x;
+    return true;
+}
+
+/* Decides where a push with an outbox starts. Returns the index of the
+ * first update to enqueue, or -1 after printing why it must not go on
+ * (another input's unfinished progress), or -2 on an outbox failure. */
+static long resume_point(ps_producer_t *p, const char *outbox, const char *name,
+                         const char *identity, const batch_t *b)
+{
+    char have[128], prev[256] = "?";
+    uint64_t base = 0, count = 0, last = ps_producer_last_sent(p);
+    char num[32];
+
+    if (ps_producer_note(p, PUSH_NOTE_INPUT, have, sizeof have) == PS_OK &&
+        note_u64(p, PUSH_NOTE_BASE, &base) && note_u64(p, PUSH_NOTE_COUNT, &count)) {
+        uint64_t done = last > base ? last - base : 0;
+        if (done > count)
+            done = count;
+        if (strcmp(have, identity) == 0 && count == b->count) {
+            if (done > 0)
+                fprintf(stderr, "resuming %s after line %ld (%" PRIu64 " of %zu updates were "
+                                "already enqueued)\n", name, b->lines[done - 1], done, b->count);
+            return (long)done;
+        }
+        if (ps_producer_last_acked(p) < base + count) {
+            ps_producer_note(p, PUSH_NOTE_NAME, prev, sizeof prev);
+            fprintf(stderr, "parksync push: the outbox %s holds the unfinished push of another "
+                            "input (%s: %" PRIu64 " of %" PRIu64 " updates enqueued, "
+                            "acknowledged up to sequence %" PRIu64 "); finish that push with "
+                            "its own input first, or use another outbox; nothing was sent\n",
+                    outbox, prev, done, count, ps_producer_last_acked(p));
+            return -1;
+        }
+    }
+    snprintf(num, sizeof num, "%" PRIu64, last);
+    if (ps_producer_set_note(p, PUSH_NOTE_INPUT, identity) != PS_OK ||
+        ps_producer_set_note(p, PUSH_NOTE_NAME, name) != PS_OK ||
+        ps_producer_set_note(p, PUSH_NOTE_BASE, num) != PS_OK)
+        return -2;
+    snprintf(num, sizeof num, "%zu", b->count);
+    if (ps_producer_set_note(p, PUSH_NOTE_COUNT, num) != PS_OK)
+        return -2;
+    return 0;
+}
+
 static int64_t remaining_ms(int64_t deadline)
 {
     int64_t left = deadline - wire_monotonic_ms();
@@ -130,7 +219,9 @@ int cmd_push(int argc, char **argv)
         {"producer", required_argument, NULL, 'p'}, {"ingest", required_argument, NULL, 'i'},
         {"publish", required_argument, NULL, 'P'},  {"query", required_argument, NULL, 'q'},
         {"outbox", required_argument, NULL, 'o'},   {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+        {"window", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
+        {"control", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0}};
     ps_producer_options_t opts;
     ps_producer_t *p = NULL;
     batch_t batch = {0};
@@ -138,6 +229,9 @@ int cmd_push(int argc, char **argv)
     const char *name = "-";
     long timeout_s = PUSH_DEFAULT_TIMEOUT_S;
     int status = CLI_USAGE, c;
+    uint64_t hash = 0, bytes = 0;
+    long first = 0;
+    char identity[64];
     ps_err_t err;
 
     ps_producer_options_init(&opts);
@@ -150,6 +244,7 @@ int cmd_push(int argc, char **argv)
         case 'P': opts.publish_endpoint = optarg; break;
         case 'q': opts.query_endpoint = optarg; break;
         case 'o': opts.outbox_path = optarg; break;
+        case 'C': break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;
@@ -160,6 +255,18 @@ int cmd_push(int argc, char **argv)
                         PUSH_MAX_TIMEOUT_S, optarg);
                 return CLI_USAGE;
             }
+            break;
+        }
+        case 'w': {
+            char *end = NULL;
+            errno = 0;
+            long w = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || w < 1 || w > PUSH_MAX_WINDOW) {
+                fprintf(stderr, "parksync push: --window wants a count 1..%d, got '%s'\n",
+                        PUSH_MAX_WINDOW, optarg);
+                return CLI_USAGE;
+            }
+            opts.window = (unsigned)w;
             break;
         }
         case 'h': fputs(CLI_PUSH_USAGE, stdout); return CLI_OK;
@@ -192,7 +299,7 @@ int cmd_push(int argc, char **argv)
         in = stdin;
     }
 
-    long bad = read_updates(in, name, opts.producer_id, &batch);
+    long bad = read_updates(in, name, opts.producer_id, &batch, &hash, &bytes);
     if (bad != 0) {
         if (bad > 0)
             fprintf(stderr, "parksync push: %ld bad line%s in %s; nothing was sent\n", bad,
@@ -220,7 +327,20 @@ int cmd_push(int argc, char **argv)
         goto close_input;
     }
     status = CLI_RUNTIME;
-    for (size_t i = 0; i < batch.count; i++) {
+    if (opts.outbox_path != NULL) {
+        snprintf(identity, sizeof identity, "fnv1a64:%016" PRIx64 ":%" PRIu64, hash, bytes);
+        first = resume_point(p, opts.outbox_path, name, identity, &batch);
+        if (first == -1) {
+            status = CLI_USAGE;
+            goto destroy;
+        }
+        if (first < 0) {
+            fprintf(stderr, "parksync push: cannot write to the outbox %s: %s; nothing was "
+                            "sent\n", opts.outbox_path, ps_producer_last_error(p));
+            goto destroy;
+        }
+    }
+    for (size_t i = (size_t)first; i < batch.count; i++) {
         err = ps_producer_send(p, batch.items[i], NULL, (int)remaining_ms(deadline));
         if (err != PS_OK) {
             fprintf(stderr, "parksync push: sending update %zu of %zu failed: %s%s%s; "
@@ -242,8 +362,16 @@ int cmd_push(int argc, char **argv)
                                  : "; running the push again re-sends the same values, which is harmless");
         goto destroy;
     }
-    fprintf(stderr, "pushed %zu update%s, last sequence %" PRIu64 "\n", batch.count,
-            batch.count == 1 ? "" : "s", ps_producer_last_sent(p));
+    if (opts.outbox_path != NULL &&
+        (ps_producer_set_note(p, PUSH_NOTE_INPUT, NULL) != PS_OK ||
+         ps_producer_set_note(p, PUSH_NOTE_NAME, NULL) != PS_OK ||
+         ps_producer_set_note(p, PUSH_NOTE_BASE, NULL) != PS_OK ||
+         ps_producer_set_note(p, PUSH_NOTE_COUNT, NULL) != PS_OK))
+        fprintf(stderr, "parksync push: every update is acknowledged, but clearing the "
+                        "outbox notes failed: %s\n", ps_producer_last_error(p));
+    fprintf(stderr, "pushed %zu update%s, last sequence %" PRIu64 ", %" PRIu64 " resent\n",
+            batch.count, batch.count == 1 ? "" : "s", ps_producer_last_sent(p),
+            ps_producer_resends(p));
     status = CLI_OK;
 destroy:
     ps_producer_destroy(&p);

@@ -24,7 +24,7 @@
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"          \
     "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"      \
     "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"       \
-    "  --ingest EP     accepted for uniformity with push; not used\n"
+    "  --ingest EP, --control EP  accepted for uniformity; not used\n"
 
 const char CLI_SNAPSHOT_USAGE[] =
     "usage: parksync snapshot [--kind KIND] [--country XX] [--provenance]\n"
@@ -54,6 +54,7 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
         {"provenance", no_argument, NULL, 'v'},  {"query", required_argument, NULL, 'q'},
         {"publish", required_argument, NULL, 'P'},
         {"ingest", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
+        {"control", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     int c;
 
@@ -80,7 +81,8 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
         case 'v': opts->provenance = true; break;
         case 'q': opts->query_endpoint = optarg; break;
         case 'P': opts->publish_endpoint = optarg; break;
-        case 'i': break; /* accepted so one set of endpoint flags fits every command */
+        case 'i':
+        case 'C': break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;

@@ -27,7 +27,7 @@ const char CLI_SUMMARY_USAGE[] =
     "  --country XX    one country only\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
     "  --timeout SEC   longest daemon silence (default 5)\n"
-    "  --publish EP, --ingest EP  accepted for uniformity with push; not used\n";
+    "  --publish EP, --ingest EP, --control EP  accepted for uniformity; not used\n";
 
 /* The summaries read from the snapshot. */
 typedef struct summaries {
@@ -191,7 +191,7 @@ int cmd_summary(int argc, char **argv)
     static const struct option LONG[] = {{"country", required_argument, NULL, 'c'},
                                          {"query", required_argument, NULL, 'q'},
                                          {"publish", required_argument, NULL, 'P'},
-        {"ingest", required_argument, NULL, 'i'},
+        {"ingest", required_argument, NULL, 'i'}, {"control", required_argument, NULL, 'C'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -218,7 +218,8 @@ int cmd_summary(int argc, char **argv)
             break;
         case 'q': opts.query_endpoint = optarg; break;
         case 'P': opts.publish_endpoint = optarg; break;
-        case 'i': break; /* accepted so one set of endpoint flags fits every command */
+        case 'i':
+        case 'C': break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;
