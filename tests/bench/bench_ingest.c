@@ -42,6 +42,9 @@
 #define RAW_BATCH 1000           /* rows per transaction in the baseline */
 #define PAD 120                  /* bytes of company-name padding: ~200-byte updates */
 
+static unsigned bench_window;  /* -w: producer window, 0 = library default */
+static bool bench_no_outbox;   /* -m: producers keep unacknowledged updates in memory only */
+
 /* One benchmark producer thread. */
 typedef struct worker {
     const harness_t *h; /* the daemon */
@@ -104,7 +107,9 @@ static void *worker_main(void *arg)
     o.ingest_endpoint = w->h->ingest;
     o.publish_endpoint = w->h->publish;
     o.query_endpoint = w->h->query;
-    o.outbox_path = outbox;
+    o.outbox_path = bench_no_outbox ? NULL : outbox;
+    if (bench_window > 0)
+        o.window = bench_window;
     p = ps_producer_new(&o, &err);
     if (p == NULL) {
         w->failed = (int)err;
@@ -267,13 +272,15 @@ int main(int argc, char **argv)
     int runs = 3, c;
     bool quick = false;
 
-    while ((c = getopt(argc, argv, "n:r:q")) != -1) {
+    while ((c = getopt(argc, argv, "n:r:qw:m")) != -1) {
         switch (c) {
         case 'n': total = strtoull(optarg, NULL, 10); break;
-        case 'r': runs = atoi(optarg); break;
+        case 'r': runs = (int)strtol(optarg, NULL, 10); break;
         case 'q': quick = true; break;
+        case 'w': bench_window = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'm': bench_no_outbox = true; break;
         default:
-            fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q]\n");
+            fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m]\n");
             return 2;
         }
     }
