@@ -111,13 +111,24 @@ const char *wire_record_country(const Parksync__V1__Record *r)
 
 /* ---------------------------------------------------------------- topics */
 
-static int topic_print(char *buf, size_t size, int n)
+/* Writes the concatenation of parts[0..n) into buf. Topics are built on
+ * every message, so this avoids printf's cost. Returns the length or
+ * -ENOSPC. */
+static int topic_join(char *buf, size_t size, const char *const *parts, size_t n)
 {
-    if (n < 0)
-        return -EINVAL;
-    if ((size_t)n >= size)
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(parts[i]);
+        if (len + l >= size)
+            return -ENOSPC;
+        memcpy(buf + len, parts[i], l);
+        len += l;
+    }
+    if (size == 0)
         return -ENOSPC;
-    return n;
+    buf[len] = '\0';
+    return (int)len;
 }
 
 int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind)
@@ -126,30 +137,35 @@ int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind)
 
     if (name == NULL || kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
         return -EINVAL;
-    return topic_print(buf, size, snprintf(buf, size, "%s", name));
+    return topic_join(buf, size, &name, 1);
 }
 
 int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind,
                       const char *country)
 {
-    const char *name;
+    const char *parts[5] = {WIRE_TOPIC_RECORDS};
 
     if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED)
-        return topic_print(buf, size, snprintf(buf, size, "%s", WIRE_TOPIC_RECORDS));
-    if ((name = wire_kind_name(kind)) == NULL)
+        return topic_join(buf, size, parts, 1);
+    if ((parts[1] = wire_kind_name(kind)) == NULL)
         return -EINVAL;
+    parts[2] = "/";
     if (country == NULL)
-        return topic_print(buf, size, snprintf(buf, size, "rec/%s/", name));
+        return topic_join(buf, size, parts, 3);
     if (!wire_country_valid(country))
         return -EINVAL;
-    return topic_print(buf, size, snprintf(buf, size, "rec/%s/%s/", name, country));
+    parts[3] = country;
+    parts[4] = "/";
+    return topic_join(buf, size, parts, 5);
 }
 
 int wire_topic_ack(char *buf, size_t size, const char *producer_id)
 {
+    const char *parts[3] = {"ack/", producer_id, "/"};
+
     if (!wire_id_valid(producer_id))
         return -EINVAL;
-    return topic_print(buf, size, snprintf(buf, size, "ack/%s/", producer_id));
+    return topic_join(buf, size, parts, 3);
 }
 
 /* ---------------------------------------------------------------- validation */
@@ -164,6 +180,19 @@ bool wire_utf8_valid(const char *s, size_t len)
         size_t n;
         unsigned cp;
 
+        /* Names are mostly ASCII: take 8 bytes at a time while none has the
+         * high bit set and none is NUL. */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, sizeof w);
+            if ((w & 0x8080808080808080ULL) != 0 ||
+                ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) != 0)
+                break;
+            p += 8;
+        }
+        if (p == end)
+            break;
+        c = *p;
         if (c == 0)
             return false;
         if (c < 0x80) {
@@ -232,9 +261,12 @@ int wire_period_key(char *buf, size_t size, const Parksync__V1__Period *p)
 {
     if (!wire_period_valid(p))
         return -EINVAL;
-    return topic_print(buf, size,
-                       snprintf(buf, size, "%04u-%02u..%02u", (unsigned)p->year,
-                                (unsigned)p->first_month, (unsigned)p->last_month));
+    int n = snprintf(buf, size, "%04u-%02u..%02u", (unsigned)p->year,
+                     (unsigned)p->first_month, (unsigned)p->last_month);
+
+    if (n < 0)
+        return -EINVAL;
+    return (size_t)n >= size ? -ENOSPC : n;
 }
 
 bool wire_date_valid(const char *s)

@@ -60,6 +60,12 @@ Test(wire, utf8_accepts_valid_and_refuses_malformed)
         {"\xe2\x82", 2, false},             /* truncated */
         {"a\0b", 3, false},                 /* embedded NUL */
         {"\xff", 1, false},
+        /* long enough for the 8-byte ASCII path */
+        {"Sumgait Chemical Industrial Park", 32, true},
+        {"Sumgait Chemical Industrial Park, Sumqay\xc4\xb1t", 42, true},
+        {"Sumgait \0hemical Industrial Park", 32, false},  /* NUL inside a word */
+        {"Sumgait Chemical Industrial Par\xc4", 32, false}, /* truncated at the end */
+        {"Sumgait Chemical\xed\xa0\x80 Industrial Park", 35, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         cr_expect_eq(wire_utf8_valid(cases[i].s, cases[i].len), cases[i].ok, "case %zu", i);
