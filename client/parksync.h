@@ -8,7 +8,12 @@
  *
  * Subscriber: receives the consolidated picture: a snapshot from the query
  * socket, then live records from the publish socket, with records already
- * covered by the snapshot dropped (the Clone pattern).
+ * covered by the snapshot dropped (the Clone pattern). It detects lost
+ * live records (per-topic stream sequences, heartbeats) and recovers by
+ * asking for the changes since its revision, or, when the daemon no
+ * longer keeps them or its database was replaced, by a fresh snapshot
+ * announced with PS_EVENT_RESET. Every change is delivered once, in
+ * revision order.
  *
  * Messages are protobuf-c structs generated from parksync.proto
  * (<parksync/parksync.pb-c.h>); wire.h offers validation and topic helpers.
@@ -60,6 +65,11 @@ typedef struct ps_producer_options {
     int connect_timeout_ms;       /* how long ps_producer_new waits for the daemon; default 5000 */
     int sndhwm;                   /* ingest send high-water mark; 0: 2 * window + 1024 (tests
                                      set it small to force drops) */
+    /* CURVE (the daemon's [security] curve = on): all NULL = plain. Keys
+     * are 40-character Z85 text, as `parksync keygen` writes them. */
+    const char *server_public_key; /* the daemon's public key; set: CURVE on every socket */
+    const char *public_key;        /* this ministry's public key; NULL: derived from secret_key */
+    const char *secret_key;        /* this ministry's secret key; required with server_public_key */
 } ps_producer_options_t;
 
 /* Fills opts with the defaults (producer_id NULL). */
@@ -144,6 +154,18 @@ typedef struct ps_subscriber_options {
     bool live;                          /* after the snapshot, follow live records (default true) */
     bool provenance;                    /* ask for field provenance in the snapshot */
     int timeout_ms;                     /* longest silence from the daemon during a snapshot; default 5000 */
+    int rcvhwm;                         /* live messages queued in the SUB before ZeroMQ drops;
+                                           0: 100000 (tests set it small to force loss) */
+    bool has_from_revision;             /* start with the changes after from_revision (then
+                                           live) instead of a snapshot */
+    uint64_t from_revision;
+    bool has_at_revision;               /* the snapshot as of at_revision (history, within the
+                                           daemon's change log); only with live = false */
+    uint64_t at_revision;
+    /* CURVE, as in ps_producer_options_t: all NULL = plain. */
+    const char *server_public_key; /* the daemon's public key; set: CURVE on every socket */
+    const char *public_key;        /* this client's public key; NULL: derived from secret_key */
+    const char *secret_key;        /* this client's secret key; required with server_public_key */
 } ps_subscriber_options_t;
 
 void ps_subscriber_options_init(ps_subscriber_options_t *opts);
@@ -151,7 +173,11 @@ void ps_subscriber_options_init(ps_subscriber_options_t *opts);
 /* What ps_subscriber_next delivers. */
 typedef enum ps_event_kind {
     PS_EVENT_RECORD = 1,   /* a record, from the snapshot or live */
-    PS_EVENT_SNAPSHOT_END, /* the snapshot is complete; revision holds its revision */
+    PS_EVENT_SNAPSHOT_END, /* the snapshot is complete; revision holds its revision (with
+                              from_revision: the catch-up is complete) */
+    PS_EVENT_RESET,        /* continuity is lost (change log too short, or a new database
+                              epoch): discard every record held; a fresh snapshot follows,
+                              ending with PS_EVENT_SNAPSHOT_END */
 } ps_event_kind_t;
 
 typedef struct ps_event {
@@ -162,18 +188,51 @@ typedef struct ps_event {
     bool live;                    /* true when the record came from the publish socket */
 } ps_event_t;
 
-/* Connects SUB first, then asks for a snapshot. Returns the subscriber or
- * NULL with *err set. */
+/* Connects SUB first, then asks for a snapshot (or the changes after
+ * from_revision). Returns the subscriber or NULL with *err set. */
 ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err);
 
 /* Delivers the next event: snapshot records, then PS_EVENT_SNAPSHOT_END,
- * then (when live) live records newer than the snapshot. Returns PS_OK,
- * PS_ERR_TIMEOUT when nothing came within timeout_ms (-1 = no limit),
- * PS_ERR_CLOSED after the snapshot end when not live, or an error. */
+ * then (when live) live records newer than the snapshot, each revision
+ * once and in order; after a PS_EVENT_RESET, a fresh snapshot again.
+ * Returns PS_OK, PS_ERR_TIMEOUT when nothing came within timeout_ms (-1 =
+ * no limit), PS_ERR_CLOSED after the snapshot end when not live,
+ * PS_ERR_REFUSED when the daemon refused the request (see
+ * ps_subscriber_last_error), or an error. */
 ps_err_t ps_subscriber_next(ps_subscriber_t *s, ps_event_t *ev, int timeout_ms);
 
-/* Revision of the newest record applied so far (the snapshot's at first). */
+/* Called by ps_subscriber_run for each event; non-zero stops the run. */
+typedef int (*ps_subscriber_fn)(void *arg, const ps_event_t *ev);
+
+/* Calls fn for every event until fn returns non-zero (PS_OK), or
+ * ps_subscriber_next fails with something else than PS_ERR_TIMEOUT (that
+ * error), or timeout_ms passes without an event (PS_ERR_TIMEOUT; -1 = no
+ * limit). */
+ps_err_t ps_subscriber_run(ps_subscriber_t *s, ps_subscriber_fn fn, void *arg, int timeout_ms);
+
+/* Revision of the newest record applied so far (the snapshot's at first):
+ * every matching change up to it has been delivered. */
 uint64_t ps_subscriber_revision(const ps_subscriber_t *s);
+
+/* What a subscriber counted since it was made. */
+typedef struct ps_subscriber_stats {
+    uint64_t gaps;          /* losses detected: stream sequence jumps, heartbeats ahead */
+    uint64_t resyncs;       /* changes streams asked for to recover */
+    uint64_t snapshots;     /* snapshots taken, the first included */
+    uint64_t too_old;       /* TOO_OLD answers (each followed by a fresh snapshot) */
+    uint64_t epoch_changes; /* new database epochs seen (each followed by a fresh snapshot) */
+    uint64_t restarts;      /* new daemon instances seen (each followed by a resync) */
+    uint64_t duplicates;    /* live records dropped as already delivered */
+    uint64_t repeats;       /* periodic republications (Publication.repeat) dropped */
+    uint64_t bad_frames;    /* undecodable or unexpected messages skipped */
+} ps_subscriber_stats_t;
+
+/* Fills *out. */
+void ps_subscriber_stats(const ps_subscriber_t *s, ps_subscriber_stats_t *out);
+
+/* The daemon's message with the last refusal (TOO_OLD, BAD_REQUEST, ...),
+ * "" when none; owned by s, valid until the next call. */
+const char *ps_subscriber_last_error(const ps_subscriber_t *s);
 
 /* NULL-safe; sets *sp = NULL. */
 void ps_subscriber_destroy(ps_subscriber_t **sp);

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "keys.h"
 #include "outbox.h"
 #include "sock.h"
 #include "wire.h"
@@ -476,8 +477,14 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     char topic[WIRE_MAX_TOPIC];
     int rc, on = 1;
     ps_producer_stats_t state;
+    sock_curve_t curve;
 
     if (opts == NULL || opts->producer_id == NULL || !wire_id_valid(opts->producer_id))
+        goto fail;
+    curve = (sock_curve_t){opts->server_public_key, opts->public_key, opts->secret_key};
+    if (curve.server_key && (!keys_z85_valid(curve.server_key) || !curve.secret_key ||
+                             !keys_z85_valid(curve.secret_key) ||
+                             (curve.public_key && !keys_z85_valid(curve.public_key))))
         goto fail;
     e = PS_ERR_NOMEM;
     if ((p = calloc(1, sizeof *p)) == NULL)
@@ -498,13 +505,13 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
               : p->window > (PRODUCER_MAX_HWM - 1024) / 2 ? PRODUCER_MAX_HWM
                                                           : (int)p->window * 2 + 1024;
     p->ingest = sock_open(p->ctx, ZMQ_XPUB, NULL, hwm, &rc);
-    if (p->ingest == NULL ||
+    if (p->ingest == NULL || sock_apply_curve(p->ingest, &curve) < 0 ||
         zmq_setsockopt(p->ingest, ZMQ_XPUB_VERBOSE, &on, sizeof on) < 0 ||
         zmq_connect(p->ingest, opts->ingest_endpoint ? opts->ingest_endpoint
                                                      : WIRE_DEFAULT_INGEST) < 0)
         goto fail;
     p->acks = sock_open(p->ctx, ZMQ_SUB, NULL, 0, &rc);
-    if (p->acks == NULL)
+    if (p->acks == NULL || sock_apply_curve(p->acks, &curve) < 0)
         goto fail;
     /* The ack topic first, "hb/" last: the daemon's welcome heartbeat
      * then proves both subscriptions are active. */
@@ -515,8 +522,9 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
         zmq_connect(p->acks, opts->publish_endpoint ? opts->publish_endpoint
                                                     : WIRE_DEFAULT_PUBLISH) < 0)
         goto fail;
-    p->query = sock_open(p->ctx, ZMQ_DEALER,
-                         opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0, &rc);
+    p->query = sock_open_curve(p->ctx, ZMQ_DEALER,
+                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY,
+                               0, &curve, &rc);
     if (p->query == NULL)
         goto fail;
     if (opts->outbox_path != NULL) {

@@ -5,8 +5,10 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 #include <zmq.h>
 
+#include "keys.h"
 #include "wire.h"
 
 void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err)
@@ -28,6 +30,41 @@ void *sock_open(void *ctx, int type, const char *endpoint, int sndhwm, int *err)
         return NULL;
     }
     *err = 0;
+    return s;
+}
+
+int sock_apply_curve(void *s, const sock_curve_t *c)
+{
+    char pub[KEYS_Z85_LEN + 1];
+
+    if (c == NULL || c->server_key == NULL)
+        return 0;
+    if (!keys_z85_valid(c->server_key) || c->secret_key == NULL ||
+        !keys_z85_valid(c->secret_key) || (c->public_key && !keys_z85_valid(c->public_key)))
+        return -EINVAL;
+    if (c->public_key)
+        memcpy(pub, c->public_key, sizeof pub);
+    else if (zmq_curve_public(pub, c->secret_key) < 0)
+        return -zmq_errno();
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server_key, KEYS_Z85_LEN) < 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, KEYS_Z85_LEN) < 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->secret_key, KEYS_Z85_LEN) < 0)
+        return -zmq_errno();
+    return 0;
+}
+
+void *sock_open_curve(void *ctx, int type, const char *endpoint, int sndhwm,
+                      const sock_curve_t *c, int *err)
+{
+    void *s = sock_open(ctx, type, NULL, sndhwm, err);
+
+    if (s == NULL)
+        return NULL;
+    if ((*err = sock_apply_curve(s, c)) < 0 ||
+        (endpoint != NULL && zmq_connect(s, endpoint) < 0 && (*err = -zmq_errno()) < 0)) {
+        zmq_close(s);
+        return NULL;
+    }
     return s;
 }
 

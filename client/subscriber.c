@@ -1,26 +1,37 @@
 /*
  * subscriber.c - ps_subscriber: the consolidated picture as a snapshot,
- * then live (the ZeroMQ Guide's Clone pattern).
+ * then live, with loss detection and recovery (the ZeroMQ Guide's Clone
+ * pattern, plus what it lacks: resuming, and telling a loss on a filtered
+ * stream).
  *
- * The SUB socket connects and subscribes before the snapshot is asked for,
- * so every change after the snapshot's revision R is queued in it while
- * the snapshot streams from the query socket. Snapshot chunks are flow
- * controlled: SUBSCRIBER_CREDIT chunks are granted up front and one more
- * after each chunk is consumed, so memory stays bounded on both sides.
- * Live records with revision <= R are already in the snapshot and dropped.
+ * Sections: state; topics and sequences; requests; streams (snapshot and
+ * changes chunks); live; the public calls.
  *
- * Slow joiner: a SUB's subscription reaches the daemon some time after
- * zmq_connect returns, and what is published before that is lost. So the
- * record topics are subscribed first and "hb/" last; the daemon answers a
- * new "hb/" subscription with a heartbeat at once, and since one peer's
- * subscriptions are applied in order, that heartbeat proves the record
- * subscriptions are active. Only then is the snapshot asked for.
- * Heartbeats are otherwise ignored.
+ * Ordering. The SUB socket connects and subscribes before anything is
+ * asked of the query socket, so every change after the snapshot's (or
+ * changes stream's) revision R is queued in it while the stream runs.
+ * Streams are flow controlled: SUBSCRIBER_CREDIT chunks granted up front
+ * and one more after each chunk is consumed, so memory stays bounded on
+ * both sides. Live records with revision <= the newest delivered are
+ * dropped: they are covered already, or they are the second copy of a
+ * trade flow (published on the exporter's and on the importer's topic).
  *
- * Trade flows are filed under the exporter's country; a country filter on
- * trade also wants flows the country imports, so for kind trade (or every
- * kind) with a country, the subscription and the snapshot ask for every
- * country and the filter runs here.
+ * Slow joiner. A SUB's subscription reaches the daemon some time after
+ * zmq_connect returns. The record topics are subscribed first and "hb/"
+ * last; the daemon answers a new "hb/" subscription with a heartbeat at
+ * once, and since one peer's subscriptions are applied in order, that
+ * heartbeat proves the record subscriptions are active. Its topic
+ * sequences are where this subscriber's streams start.
+ *
+ * Loss. Each record topic carries stream_sequence 1, 2, 3, ... per daemon
+ * instance, and every heartbeat lists the last sequence of every record
+ * topic. A record whose sequence is not the next one, or a heartbeat
+ * ahead of what arrived, is a loss: the subscriber asks for the changes
+ * since its revision with its filter and delivers them before going on
+ * live. A heartbeat with a new instance id (a restart: sequences begin
+ * again) also triggers that resync. TOO_OLD (the change log no longer
+ * reaches back) or a new database epoch: PS_EVENT_RESET, then a fresh
+ * snapshot.
  */
 #include "parksync.h"
 
@@ -30,19 +41,32 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "keys.h"
 #include "sock.h"
 #include "wire.h"
 
-#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000 /* ms of daemon silence during a snapshot */
-#define SUBSCRIBER_CREDIT 8                /* chunks granted when the snapshot starts */
-#define SUBSCRIBER_RCVHWM 100000           /* live messages queued while the snapshot streams */
+#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000 /* ms of daemon silence during a stream */
+#define SUBSCRIBER_CREDIT 8                /* chunks granted when a stream starts */
+#define SUBSCRIBER_CHUNK_RECORDS 1024      /* records per chunk asked for */
+#define SUBSCRIBER_RCVHWM 100000           /* live messages queued while a stream runs */
+#define SUBSCRIBER_MAX_PREFIXES 6          /* record subscriptions: one per kind at most */
+#define SUBSCRIBER_ERR_MAX 256             /* bytes of the daemon's last error message */
+
+/* ---------------------------------------------------------------- state */
 
 /* Where the subscriber is in its stream. */
 typedef enum sub_state {
     SUB_SNAPSHOT = 0, /* reading snapshot chunks */
-    SUB_LIVE,         /* snapshot delivered, following the publish socket */
+    SUB_CHANGES,      /* reading changes chunks (catch-up or recovery) */
+    SUB_LIVE,         /* following the publish socket */
     SUB_CLOSED,       /* snapshot delivered and not live, or failed */
 } sub_state_t;
+
+/* The last stream sequence seen on one record topic. */
+typedef struct topic_seq {
+    char topic[WIRE_MAX_TOPIC]; /* e.g. "rec/park/AZ/" */
+    uint64_t seq;               /* last Publication.stream_sequence received or announced */
+} topic_seq_t;
 
 struct ps_subscriber {
     void *ctx;                        /* ZeroMQ context, owned */
@@ -51,16 +75,31 @@ struct ps_subscriber {
     Parksync__V1__RecordKind kind;    /* UNSPECIFIED: every kind */
     char country[3];                  /* "" when every country */
     bool live;                        /* follow live records after the snapshot */
-    int timeout_ms;                   /* ms of daemon silence allowed during the snapshot */
-    uint64_t request_id;              /* our snapshot request */
+    bool provenance;                  /* ask snapshots for provenance */
+    int timeout_ms;                   /* ms of daemon silence allowed during a stream */
+    uint64_t request_id;              /* the running stream's request */
     sub_state_t state;                /* see sub_state_t */
+    bool recovering;                  /* the running stream recovers (not the first) */
+    bool pending_reset;               /* PS_EVENT_RESET is due before anything else */
+    bool end_after_changes;           /* the catch-up (from_revision) ends with SNAPSHOT_END */
+    bool has_at_revision;             /* the snapshot is history at at_revision */
+    uint64_t at_revision;
     Parksync__V1__QueryReply *chunk;  /* the chunk being delivered, owned */
     size_t pos;                       /* next record in chunk */
     Parksync__V1__Publication *pub;   /* the live record last delivered, owned */
-    uint64_t snapshot_revision;       /* R: the snapshot's revision */
-    uint64_t revision;                /* newest revision delivered (R at first) */
-    int64_t last_heard_ms;            /* monotonic ms of the last snapshot reply */
-    uint64_t bad_frames;              /* undecodable or unexpected frames skipped */
+    uint64_t revision;                /* every matching change up to here is delivered */
+    int64_t last_heard_ms;            /* monotonic ms of the last stream reply */
+    char prefixes[SUBSCRIBER_MAX_PREFIXES][WIRE_MAX_TOPIC]; /* record subscriptions */
+    size_t n_prefixes;
+    topic_seq_t *topics;              /* sequences per subscribed topic, owned */
+    size_t n_topics, cap_topics;
+    size_t last_topic;                /* index of the last topic looked up (cache) */
+    bool has_epoch;                   /* epoch is known */
+    uint8_t epoch[WIRE_EPOCH_BYTES];  /* the database's identity */
+    bool has_instance;                /* instance is known */
+    uint8_t instance[WIRE_INSTANCE_BYTES]; /* the daemon's start identity */
+    ps_subscriber_stats_t n;          /* counters */
+    char last_error[SUBSCRIBER_ERR_MAX]; /* the daemon's last refusal */
 };
 
 void ps_subscriber_options_init(ps_subscriber_options_t *opts)
@@ -71,14 +110,6 @@ void ps_subscriber_options_init(ps_subscriber_options_t *opts)
     opts->kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
     opts->live = true;
     opts->timeout_ms = SUBSCRIBER_DEFAULT_TIMEOUT_MS;
-}
-
-/* True when the country filter must run here rather than at the daemon. */
-static bool filter_locally(const ps_subscriber_t *s)
-{
-    return s->country[0] != '\0' &&
-           (s->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED ||
-            s->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE);
 }
 
 static bool record_matches(const ps_subscriber_t *s, const Parksync__V1__Record *r)
@@ -94,6 +125,71 @@ static bool record_matches(const ps_subscriber_t *s, const Parksync__V1__Record 
     return k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE && r->trade->importer != NULL &&
            strcmp(r->trade->importer, s->country) == 0;
 }
+
+/* ---------------------------------------------------------------- topics and sequences */
+
+/* The record prefixes to subscribe to: pure prefix filtering at the
+ * daemon, trade flows included (they go out under both countries). */
+static int make_prefixes(ps_subscriber_t *s)
+{
+    const char *cc = s->country[0] != '\0' ? s->country : NULL;
+    int rc;
+
+    s->n_prefixes = 0;
+    if (s->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED && cc != NULL) {
+        for (int k = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+             k <= PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY; k++) {
+            rc = wire_topic_record(s->prefixes[s->n_prefixes], WIRE_MAX_TOPIC,
+                                   (Parksync__V1__RecordKind)k, cc);
+            if (rc < 0)
+                return rc;
+            s->n_prefixes++;
+        }
+        return 0;
+    }
+    rc = wire_topic_record(s->prefixes[0], WIRE_MAX_TOPIC, s->kind, cc);
+    if (rc < 0)
+        return rc;
+    s->n_prefixes = 1;
+    return 0;
+}
+
+static bool topic_subscribed(const ps_subscriber_t *s, const char *topic)
+{
+    for (size_t i = 0; i < s->n_prefixes; i++)
+        if (strncmp(topic, s->prefixes[i], strlen(s->prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The sequence slot of topic, added (at 0) when missing; NULL when out of
+ * memory. */
+static uint64_t *topic_slot(ps_subscriber_t *s, const char *topic)
+{
+    if (s->last_topic < s->n_topics && strcmp(s->topics[s->last_topic].topic, topic) == 0)
+        return &s->topics[s->last_topic].seq;
+    for (size_t i = 0; i < s->n_topics; i++) {
+        if (strcmp(s->topics[i].topic, topic) == 0) {
+            s->last_topic = i;
+            return &s->topics[i].seq;
+        }
+    }
+    if (s->n_topics == s->cap_topics) {
+        size_t cap = s->cap_topics ? 2 * s->cap_topics : 16;
+        topic_seq_t *t = realloc(s->topics, cap * sizeof *t);
+        if (t == NULL)
+            return NULL;
+        s->topics = t;
+        s->cap_topics = cap;
+    }
+    topic_seq_t *t = &s->topics[s->n_topics];
+    snprintf(t->topic, sizeof t->topic, "%s", topic);
+    t->seq = 0;
+    s->last_topic = s->n_topics++;
+    return &t->seq;
+}
+
+/* ---------------------------------------------------------------- requests */
 
 static ps_err_t send_request(ps_subscriber_t *s, Parksync__V1__QueryRequest *req)
 {
@@ -111,30 +207,92 @@ static ps_err_t send_request(ps_subscriber_t *s, Parksync__V1__QueryRequest *req
     return rc < 0 && rc != -EAGAIN ? PS_ERR_SOCKET : PS_OK;
 }
 
-static ps_err_t ask_snapshot(ps_subscriber_t *s, bool provenance)
+static void fill_filter(const ps_subscriber_t *s, Parksync__V1__Filter *filter)
+{
+    if (s->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED) {
+        filter->has_kind = 1;
+        filter->kind = s->kind;
+    }
+    if (s->country[0] != '\0')
+        filter->country = (char *)s->country;
+}
+
+/* Drops whatever the previous stream left and starts a new request id, so
+ * late replies of the old stream are ignored. */
+static void stream_reset(ps_subscriber_t *s)
+{
+    if (s->chunk != NULL)
+        parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
+    s->chunk = NULL;
+    s->pos = 0;
+    s->request_id++;
+    s->last_heard_ms = wire_monotonic_ms();
+}
+
+static ps_err_t ask_snapshot(ps_subscriber_t *s)
 {
     Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
     Parksync__V1__SnapshotRequest snap = PARKSYNC__V1__SNAPSHOT_REQUEST__INIT;
     Parksync__V1__Filter filter = PARKSYNC__V1__FILTER__INIT;
 
-    if (s->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED) {
-        filter.has_kind = 1;
-        filter.kind = s->kind;
-    }
-    if (s->country[0] != '\0' && !filter_locally(s))
-        filter.country = s->country;
+    stream_reset(s);
+    fill_filter(s, &filter);
     snap.filter = &filter;
     snap.has_credit = 1;
     snap.credit = SUBSCRIBER_CREDIT;
     snap.has_chunk_records = 1;
-    snap.chunk_records = WIRE_DEFAULT_CHUNK_RECORDS;
-    if (provenance) {
+    snap.chunk_records = SUBSCRIBER_CHUNK_RECORDS;
+    if (s->provenance) {
         snap.has_provenance = 1;
         snap.provenance = 1;
     }
+    if (s->has_at_revision) {
+        snap.has_at_revision = 1;
+        snap.at_revision = s->at_revision;
+    }
     req.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT;
     req.snapshot = &snap;
+    s->state = SUB_SNAPSHOT;
+    s->n.snapshots++;
     return send_request(s, &req);
+}
+
+static ps_err_t ask_changes(ps_subscriber_t *s)
+{
+    Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
+    Parksync__V1__ChangesRequest ch = PARKSYNC__V1__CHANGES_REQUEST__INIT;
+    Parksync__V1__Filter filter = PARKSYNC__V1__FILTER__INIT;
+
+    stream_reset(s);
+    fill_filter(s, &filter);
+    ch.filter = &filter;
+    ch.has_since_revision = 1;
+    ch.since_revision = s->revision;
+    ch.has_credit = 1;
+    ch.credit = SUBSCRIBER_CREDIT;
+    ch.has_chunk_records = 1;
+    ch.chunk_records = SUBSCRIBER_CHUNK_RECORDS;
+    req.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES;
+    req.changes = &ch;
+    s->state = SUB_CHANGES;
+    return send_request(s, &req);
+}
+
+/* Recovery after a loss or a restart: the changes since our revision. */
+static ps_err_t resync(ps_subscriber_t *s)
+{
+    s->n.resyncs++;
+    s->recovering = true;
+    return ask_changes(s);
+}
+
+/* Continuity is gone: announce a reset, then take a fresh snapshot. */
+static ps_err_t restart_snapshot(ps_subscriber_t *s)
+{
+    s->pending_reset = true;
+    s->recovering = true;
+    s->revision = 0;
+    return ask_snapshot(s);
 }
 
 static ps_err_t grant_credit(ps_subscriber_t *s)
@@ -149,17 +307,123 @@ static ps_err_t grant_credit(ps_subscriber_t *s)
     return send_request(s, &req);
 }
 
-/* Waits up to timeout_ms for a heartbeat on the SUB (see the top). Live
- * records that arrive meanwhile are newer than the coming snapshot is
- * not, so they can be dropped: the snapshot covers them. A daemon that
- * stays silent is not an error here; the snapshot request times out. */
+/* ---------------------------------------------------------------- heartbeats */
+
+/* Takes the sequences of a heartbeat as where our topics stand (welcome,
+ * or a new instance). */
+static void adopt_sequences(ps_subscriber_t *s, const Parksync__V1__Heartbeat *hb)
+{
+    s->n_topics = 0;
+    s->last_topic = 0;
+    for (size_t i = 0; i < hb->n_topics; i++) {
+        const Parksync__V1__TopicSequence *t = hb->topics[i];
+        uint64_t *seq;
+        if (topic_subscribed(s, t->topic) && (seq = topic_slot(s, t->topic)) != NULL)
+            *seq = t->sequence;
+    }
+}
+
+static void adopt_identity(ps_subscriber_t *s, const Parksync__V1__Heartbeat *hb)
+{
+    if (hb->has_epoch && hb->epoch.len == WIRE_EPOCH_BYTES) {
+        memcpy(s->epoch, hb->epoch.data, WIRE_EPOCH_BYTES);
+        s->has_epoch = true;
+    }
+    if (hb->has_instance && hb->instance.len == WIRE_INSTANCE_BYTES) {
+        memcpy(s->instance, hb->instance.data, WIRE_INSTANCE_BYTES);
+        s->has_instance = true;
+    }
+}
+
+/* A heartbeat while live: a new epoch means a new history (reset), a new
+ * instance a restart (resync), a topic ahead of us a loss (resync). */
+static ps_err_t live_heartbeat(ps_subscriber_t *s, const Parksync__V1__Heartbeat *hb)
+{
+    if (hb->has_epoch && hb->epoch.len == WIRE_EPOCH_BYTES && s->has_epoch &&
+        memcmp(hb->epoch.data, s->epoch, WIRE_EPOCH_BYTES) != 0) {
+        s->n.epoch_changes++;
+        adopt_identity(s, hb);
+        adopt_sequences(s, hb);
+        return restart_snapshot(s);
+    }
+    if (hb->has_instance && hb->instance.len == WIRE_INSTANCE_BYTES &&
+        (!s->has_instance || memcmp(hb->instance.data, s->instance, WIRE_INSTANCE_BYTES) != 0)) {
+        bool known = s->has_instance;
+        adopt_identity(s, hb);
+        adopt_sequences(s, hb);
+        if (!known)
+            return PS_OK; /* no welcome heartbeat came: start from this one */
+        s->n.restarts++;
+        return resync(s);
+    }
+    adopt_identity(s, hb);
+    bool lost = false;
+    for (size_t i = 0; i < hb->n_topics; i++) {
+        const Parksync__V1__TopicSequence *t = hb->topics[i];
+        if (!topic_subscribed(s, t->topic))
+            continue;
+        uint64_t *seq = topic_slot(s, t->topic);
+        if (seq == NULL)
+            return PS_ERR_NOMEM;
+        if (t->sequence > *seq) {
+            *seq = t->sequence;
+            lost = true;
+        }
+    }
+    if (!lost)
+        return PS_OK;
+    s->n.gaps++;
+    return resync(s);
+}
+
+/* ---------------------------------------------------------------- receiving */
+
+/* Receives [topic][publication] without blocking. 0 with the topic in
+ * topic and the payload in *msg (caller closes it), -EAGAIN, -EPROTO (a
+ * malformed message, consumed), or another -errno. */
+static int recv_publication(void *sock, char *topic, size_t size, zmq_msg_t *msg)
+{
+    zmq_msg_init(msg);
+    if (zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) < 0) {
+        int err = zmq_errno();
+        zmq_msg_close(msg);
+        return -err;
+    }
+    size_t tlen = zmq_msg_size(msg);
+    bool ok = tlen < size && zmq_msg_more(msg);
+    if (ok) {
+        memcpy(topic, zmq_msg_data(msg), tlen);
+        topic[tlen] = '\0';
+    }
+    int frames = 1;
+    while (zmq_msg_more(msg)) {
+        zmq_msg_close(msg);
+        zmq_msg_init(msg);
+        if (zmq_msg_recv(msg, sock, 0) < 0) {
+            int err = zmq_errno();
+            zmq_msg_close(msg);
+            return -err;
+        }
+        frames++;
+    }
+    if (!ok || frames != 2) {
+        zmq_msg_close(msg);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* Waits up to timeout_ms for the welcome heartbeat on the SUB (see the
+ * top). Records before it are covered by the coming snapshot. A daemon
+ * that stays silent is not an error here; the stream request times out. */
 static ps_err_t wait_welcome(ps_subscriber_t *s)
 {
     int64_t deadline = wire_monotonic_ms() + s->timeout_ms;
 
     for (;;) {
         zmq_msg_t msg;
-        int rc = sock_recv_last(s->sub, 2, &msg);
+        char topic[WIRE_MAX_TOPIC];
+        int rc = recv_publication(s->sub, topic, sizeof topic, &msg);
         if (rc == -EAGAIN) {
             int64_t left = deadline - wire_monotonic_ms();
             if (left <= 0)
@@ -180,70 +444,14 @@ static ps_err_t wait_welcome(ps_subscriber_t *s)
         if (rc < 0)
             continue;
         bool hb = pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
+        if (hb) {
+            adopt_identity(s, pub->heartbeat);
+            adopt_sequences(s, pub->heartbeat);
+        }
         parksync__v1__publication__free_unpacked(pub, NULL);
         if (hb)
             return PS_OK;
     }
-}
-
-ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err)
-{
-    ps_subscriber_t *s = NULL;
-    ps_err_t e = PS_ERR_INVALID;
-    char topic[WIRE_MAX_TOPIC];
-    int rc, hwm = SUBSCRIBER_RCVHWM;
-
-    if (opts == NULL || (opts->country != NULL && !wire_country_valid(opts->country)))
-        goto fail;
-    if (opts->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
-        wire_kind_name(opts->kind) == NULL)
-        goto fail;
-    e = PS_ERR_NOMEM;
-    if ((s = calloc(1, sizeof *s)) == NULL)
-        goto fail;
-    s->kind = opts->kind;
-    if (opts->country != NULL)
-        snprintf(s->country, sizeof s->country, "%s", opts->country);
-    s->live = opts->live;
-    s->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : SUBSCRIBER_DEFAULT_TIMEOUT_MS;
-    s->request_id = (uint64_t)wire_now_us(); /* distinct across runs, for the daemon's logs */
-    e = PS_ERR_SOCKET;
-    if ((s->ctx = zmq_ctx_new()) == NULL)
-        goto fail;
-    if (s->live) {
-        /* Subscribe first: the Clone pattern's ordering. */
-        if ((s->sub = zmq_socket(s->ctx, ZMQ_SUB)) == NULL)
-            goto fail;
-        int64_t maxmsg = WIRE_MAX_MSG;
-        if (zmq_setsockopt(s->sub, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
-            zmq_setsockopt(s->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0)
-            goto fail;
-        rc = wire_topic_record(topic, sizeof topic, s->kind,
-                               s->country[0] != '\0' && !filter_locally(s) ? s->country : NULL);
-        if (rc < 0 || zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0 ||
-            zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
-                           strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
-            zmq_connect(s->sub, opts->publish_endpoint ? opts->publish_endpoint
-                                                       : WIRE_DEFAULT_PUBLISH) < 0)
-            goto fail;
-        if ((e = wait_welcome(s)) != PS_OK)
-            goto fail;
-        e = PS_ERR_SOCKET;
-    }
-    s->query = sock_open(s->ctx, ZMQ_DEALER,
-                         opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0, &rc);
-    if (s->query == NULL)
-        goto fail;
-    if ((e = ask_snapshot(s, opts->provenance)) != PS_OK)
-        goto fail;
-    s->last_heard_ms = wire_monotonic_ms();
-    s->state = SUB_SNAPSHOT;
-    *err = PS_OK;
-    return s;
-fail:
-    *err = e;
-    ps_subscriber_destroy(&s);
-    return NULL;
 }
 
 /* Milliseconds to wait now given a caller deadline (-1: none) and an
@@ -258,12 +466,39 @@ static long wait_ms(int64_t deadline, int64_t silence_deadline)
     return d > now ? (long)(d - now) : 0;
 }
 
-/* Waits for the next snapshot reply; PS_OK with s->chunk set. */
+/* Handles an error reply to the running stream. PS_OK when the
+ * subscriber recovers by itself (a fresh snapshot follows). */
+static ps_err_t stream_error(ps_subscriber_t *s, const Parksync__V1__Error *e)
+{
+    snprintf(s->last_error, sizeof s->last_error, "%s",
+             e->message ? e->message : "refused by the daemon");
+    if (e->code == PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD && s->state == SUB_CHANGES) {
+        s->n.too_old++;
+        s->end_after_changes = false;
+        return restart_snapshot(s);
+    }
+    if (e->code == PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY && s->recovering)
+        return s->state == SUB_CHANGES ? ask_changes(s) : ask_snapshot(s);
+    s->state = SUB_CLOSED;
+    return PS_ERR_REFUSED;
+}
+
+/* Waits for the next reply of the running stream; PS_OK with s->chunk
+ * set, or PS_OK with no chunk when the stream was replaced (recovery). */
 static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
 {
     for (;;) {
         int64_t now = wire_monotonic_ms(), silence = s->last_heard_ms + s->timeout_ms;
-        if (now >= silence || (deadline >= 0 && now >= deadline))
+        if (now >= silence) {
+            if (!s->recovering)
+                return PS_ERR_TIMEOUT;
+            /* the daemon may have restarted and forgotten the stream: ask again */
+            ps_err_t e = s->state == SUB_CHANGES ? ask_changes(s) : ask_snapshot(s);
+            if (e != PS_OK)
+                return e;
+            continue;
+        }
+        if (deadline >= 0 && now >= deadline)
             return PS_ERR_TIMEOUT;
         long w = wait_ms(deadline, silence);
         zmq_pollitem_t item = {.socket = s->query, .events = ZMQ_POLLIN};
@@ -276,7 +511,7 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         if (rc == -EAGAIN)
             continue;
         if (rc == -EPROTO) {
-            s->bad_frames++;
+            s->n.bad_frames++;
             continue;
         }
         if (rc < 0)
@@ -286,77 +521,133 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &rep, &why);
         zmq_msg_close(&msg);
         if (rc < 0) {
-            s->bad_frames++;
+            s->n.bad_frames++;
             continue;
         }
         if (rep->request_id != s->request_id) {
             parksync__v1__query_reply__free_unpacked(rep, NULL);
-            continue;
+            continue; /* a stream we gave up */
         }
         s->last_heard_ms = wire_monotonic_ms();
         if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK) {
+            const Parksync__V1__Chunk *c = rep->chunk;
+            if (c->has_epoch && c->epoch.len == WIRE_EPOCH_BYTES) {
+                bool other = s->has_epoch && memcmp(c->epoch.data, s->epoch, WIRE_EPOCH_BYTES);
+                memcpy(s->epoch, c->epoch.data, WIRE_EPOCH_BYTES);
+                s->has_epoch = true;
+                if (other && (s->state == SUB_CHANGES || s->recovering)) {
+                    /* another database: our revision means nothing there */
+                    parksync__v1__query_reply__free_unpacked(rep, NULL);
+                    s->n.epoch_changes++;
+                    s->end_after_changes = false;
+                    return restart_snapshot(s);
+                }
+            }
             s->chunk = rep;
             s->pos = 0;
             return PS_OK;
         }
-        ps_err_t e = rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_ERROR ? PS_ERR_REFUSED
-                                                                            : PS_ERR_PROTOCOL;
-        parksync__v1__query_reply__free_unpacked(rep, NULL);
-        if (e == PS_ERR_PROTOCOL) {
-            s->bad_frames++;
-            continue; /* a pong or the like: not for this stream */
+        if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_ERROR) {
+            ps_err_t e = stream_error(s, rep->error);
+            parksync__v1__query_reply__free_unpacked(rep, NULL);
+            return e;
         }
-        s->state = SUB_CLOSED;
-        return e;
+        parksync__v1__query_reply__free_unpacked(rep, NULL);
+        s->n.bad_frames++; /* a pong or the like: not for this stream */
     }
 }
 
-/* Delivers the next snapshot record or the snapshot's end. */
-static ps_err_t snapshot_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
+static void deliver(ps_event_t *ev, ps_event_kind_t kind, Parksync__V1__Record *r,
+                    uint64_t revision, bool live)
+{
+    ev->kind = kind;
+    ev->record = r;
+    ev->revision = revision;
+    ev->live = live;
+}
+
+/* Delivers the next record of the running snapshot or changes stream, or
+ * the snapshot's end. PS_ERR_AGAIN-like: returns PS_OK with ev->kind 0
+ * when the stream ended without an event (a recovery went back to live). */
+static ps_err_t stream_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
 {
     for (;;) {
+        if (s->pending_reset) {
+            s->pending_reset = false;
+            deliver(ev, PS_EVENT_RESET, NULL, 0, false);
+            return PS_OK;
+        }
+        if (s->state != SUB_SNAPSHOT && s->state != SUB_CHANGES)
+            return PS_OK; /* an error reply closed it, or the caller goes live */
         if (s->chunk == NULL) {
             ps_err_t e = next_chunk(s, deadline);
             if (e != PS_OK)
                 return e;
+            if (s->chunk == NULL)
+                continue; /* replaced by a recovery stream */
         }
         Parksync__V1__Chunk *c = s->chunk->chunk;
+        bool changes = s->state == SUB_CHANGES;
         while (s->pos < c->n_records) {
             Parksync__V1__Record *r = c->records[s->pos++];
             if (!record_matches(s, r))
                 continue;
-            ev->kind = PS_EVENT_RECORD;
-            ev->record = r;
-            ev->revision = r->revision;
-            ev->live = false;
+            if (changes) {
+                if (r->revision <= s->revision)
+                    continue;
+                s->revision = r->revision;
+            }
+            deliver(ev, PS_EVENT_RECORD, r, r->revision, false);
             return PS_OK;
         }
         bool last = c->has_last && c->last;
         uint64_t revision = c->has_revision ? c->revision : 0;
         parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
         s->chunk = NULL;
-        if (last) {
-            s->snapshot_revision = revision;
-            if (revision > s->revision)
-                s->revision = revision;
-            s->state = s->live ? SUB_LIVE : SUB_CLOSED;
-            ev->kind = PS_EVENT_SNAPSHOT_END;
-            ev->record = NULL;
-            ev->revision = revision;
-            ev->live = false;
+        if (!last) {
+            ps_err_t e = grant_credit(s);
+            if (e != PS_OK)
+                return e;
+            continue;
+        }
+        s->recovering = false;
+        s->state = s->live ? SUB_LIVE : SUB_CLOSED;
+        if (!changes) {
+            s->revision = revision;
+            deliver(ev, PS_EVENT_SNAPSHOT_END, NULL, revision, false);
             return PS_OK;
         }
-        ps_err_t e = grant_credit(s);
-        if (e != PS_OK)
-            return e;
+        /* every matching change up to the stream's head is delivered */
+        if (revision > s->revision)
+            s->revision = revision;
+        if (s->end_after_changes) {
+            s->end_after_changes = false;
+            deliver(ev, PS_EVENT_SNAPSHOT_END, NULL, s->revision, false);
+            return PS_OK;
+        }
+        return PS_OK; /* back to live, no event */
     }
+}
+
+/* Checks a record's stream sequence on its topic. True when it follows
+ * the last one; false when something was lost in between (or the daemon
+ * restarted), after which the caller resyncs. */
+static bool sequence_ok(ps_subscriber_t *s, const char *topic, const Parksync__V1__Publication *p)
+{
+    uint64_t *seq = topic_slot(s, topic);
+    if (seq == NULL || !p->has_stream_sequence)
+        return true; /* cannot track: rely on heartbeats */
+    bool ok = p->stream_sequence == *seq + 1;
+    *seq = p->stream_sequence;
+    return ok;
 }
 
 static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
 {
     for (;;) {
         zmq_msg_t msg;
-        int rc = sock_recv_last(s->sub, 2, &msg);
+        char topic[WIRE_MAX_TOPIC];
+        int rc = recv_publication(s->sub, topic, sizeof topic, &msg);
         if (rc == -EAGAIN) {
             long w = wait_ms(deadline, -1);
             if (w == 0)
@@ -367,7 +658,7 @@ static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
             continue;
         }
         if (rc == -EPROTO) {
-            s->bad_frames++;
+            s->n.bad_frames++;
             continue;
         }
         if (rc < 0)
@@ -377,48 +668,190 @@ static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
         rc = wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &pub, &why);
         zmq_msg_close(&msg);
         if (rc < 0) {
-            s->bad_frames++;
+            s->n.bad_frames++;
             continue;
         }
-        if (pub->body_case != PARKSYNC__V1__PUBLICATION__BODY_RECORD ||
-            pub->record->revision <= s->snapshot_revision || !record_matches(s, pub->record)) {
+        if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT) {
+            ps_err_t e = live_heartbeat(s, pub->heartbeat);
+            parksync__v1__publication__free_unpacked(pub, NULL);
+            if (e != PS_OK)
+                return e;
+            if (s->state != SUB_LIVE)
+                return PS_OK; /* the caller runs the recovery stream */
+            continue;
+        }
+        if (pub->body_case != PARKSYNC__V1__PUBLICATION__BODY_RECORD) {
+            parksync__v1__publication__free_unpacked(pub, NULL);
+            continue;
+        }
+        if (!sequence_ok(s, topic, pub)) {
+            /* this record and what was lost before it come in the changes */
+            parksync__v1__publication__free_unpacked(pub, NULL);
+            s->n.gaps++;
+            return resync(s);
+        }
+        if (pub->has_repeat && pub->repeat) {
+            s->n.repeats++;
+            parksync__v1__publication__free_unpacked(pub, NULL);
+            continue;
+        }
+        if (pub->record->revision <= s->revision || !record_matches(s, pub->record)) {
+            if (pub->record->revision <= s->revision)
+                s->n.duplicates++;
             parksync__v1__publication__free_unpacked(pub, NULL);
             continue;
         }
         s->pub = pub;
-        if (pub->record->revision > s->revision)
-            s->revision = pub->record->revision;
-        ev->kind = PS_EVENT_RECORD;
-        ev->record = pub->record;
-        ev->revision = pub->record->revision;
-        ev->live = true;
+        s->revision = pub->record->revision;
+        deliver(ev, PS_EVENT_RECORD, pub->record, pub->record->revision, true);
         return PS_OK;
     }
+}
+
+/* ---------------------------------------------------------------- the public calls */
+
+ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err)
+{
+    ps_subscriber_t *s = NULL;
+    ps_err_t e = PS_ERR_INVALID;
+    int rc, hwm;
+    sock_curve_t curve;
+
+    if (opts == NULL || (opts->country != NULL && !wire_country_valid(opts->country)))
+        goto fail;
+    curve = (sock_curve_t){opts->server_public_key, opts->public_key, opts->secret_key};
+    if (curve.server_key && (!keys_z85_valid(curve.server_key) || !curve.secret_key ||
+                             !keys_z85_valid(curve.secret_key) ||
+                             (curve.public_key && !keys_z85_valid(curve.public_key))))
+        goto fail;
+    if (opts->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
+        wire_kind_name(opts->kind) == NULL)
+        goto fail;
+    if (opts->has_at_revision && (opts->live || opts->has_from_revision || opts->provenance))
+        goto fail; /* history is a one-off snapshot */
+    if (opts->has_from_revision && !opts->live)
+        goto fail;
+    e = PS_ERR_NOMEM;
+    if ((s = calloc(1, sizeof *s)) == NULL)
+        goto fail;
+    s->kind = opts->kind;
+    if (opts->country != NULL)
+        snprintf(s->country, sizeof s->country, "%s", opts->country);
+    s->live = opts->live;
+    s->provenance = opts->provenance;
+    s->has_at_revision = opts->has_at_revision;
+    s->at_revision = opts->at_revision;
+    s->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : SUBSCRIBER_DEFAULT_TIMEOUT_MS;
+    s->request_id = (uint64_t)wire_now_us(); /* distinct across runs, for the daemon's logs */
+    hwm = opts->rcvhwm > 0 ? opts->rcvhwm : SUBSCRIBER_RCVHWM;
+    e = PS_ERR_INVALID;
+    if (make_prefixes(s) < 0)
+        goto fail;
+    e = PS_ERR_SOCKET;
+    if ((s->ctx = zmq_ctx_new()) == NULL)
+        goto fail;
+    if (s->live) {
+        /* Subscribe first: the Clone pattern's ordering; "hb/" last. */
+        if ((s->sub = zmq_socket(s->ctx, ZMQ_SUB)) == NULL)
+            goto fail;
+        int64_t maxmsg = WIRE_MAX_MSG;
+        if (zmq_setsockopt(s->sub, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
+            zmq_setsockopt(s->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
+            sock_apply_curve(s->sub, &curve) < 0)
+            goto fail;
+        for (size_t i = 0; i < s->n_prefixes; i++)
+            if (zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, s->prefixes[i], strlen(s->prefixes[i])) < 0)
+                goto fail;
+        if (zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
+                           strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
+            zmq_connect(s->sub, opts->publish_endpoint ? opts->publish_endpoint
+                                                       : WIRE_DEFAULT_PUBLISH) < 0)
+            goto fail;
+        if ((e = wait_welcome(s)) != PS_OK)
+            goto fail;
+        e = PS_ERR_SOCKET;
+    }
+    s->query = sock_open_curve(s->ctx, ZMQ_DEALER,
+                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY,
+                               0, &curve, &rc);
+    if (s->query == NULL)
+        goto fail;
+    if (opts->has_from_revision) {
+        s->revision = opts->from_revision;
+        s->end_after_changes = true;
+        e = ask_changes(s);
+    } else {
+        e = ask_snapshot(s);
+    }
+    if (e != PS_OK)
+        goto fail;
+    *err = PS_OK;
+    return s;
+fail:
+    *err = e;
+    ps_subscriber_destroy(&s);
+    return NULL;
 }
 
 ps_err_t ps_subscriber_next(ps_subscriber_t *s, ps_event_t *ev, int timeout_ms)
 {
     if (s == NULL || ev == NULL)
         return PS_ERR_INVALID;
-    memset(ev, 0, sizeof *ev);
     if (s->pub != NULL)
         parksync__v1__publication__free_unpacked(s->pub, NULL);
     s->pub = NULL;
     int64_t deadline = timeout_ms < 0 ? -1 : wire_monotonic_ms() + timeout_ms;
-    switch (s->state) {
-    case SUB_SNAPSHOT:
-        return snapshot_next(s, ev, deadline);
-    case SUB_LIVE:
-        return live_next(s, ev, deadline);
-    case SUB_CLOSED:
-        break;
+    for (;;) {
+        ps_err_t e;
+        memset(ev, 0, sizeof *ev);
+        switch (s->state) {
+        case SUB_SNAPSHOT:
+        case SUB_CHANGES:
+            e = stream_next(s, ev, deadline);
+            break;
+        case SUB_LIVE:
+            e = live_next(s, ev, deadline);
+            break;
+        case SUB_CLOSED:
+        default:
+            if (s->pending_reset) /* cannot happen: resets come with a stream */
+                s->pending_reset = false;
+            return PS_ERR_CLOSED;
+        }
+        if (e != PS_OK || ev->kind != 0)
+            return e;
+        /* a recovery started or ended without an event: go on */
     }
-    return PS_ERR_CLOSED;
+}
+
+ps_err_t ps_subscriber_run(ps_subscriber_t *s, ps_subscriber_fn fn, void *arg, int timeout_ms)
+{
+    ps_event_t ev;
+
+    if (s == NULL || fn == NULL)
+        return PS_ERR_INVALID;
+    for (;;) {
+        ps_err_t e = ps_subscriber_next(s, &ev, timeout_ms);
+        if (e != PS_OK)
+            return e;
+        if (fn(arg, &ev) != 0)
+            return PS_OK;
+    }
 }
 
 uint64_t ps_subscriber_revision(const ps_subscriber_t *s)
 {
     return s->revision;
+}
+
+void ps_subscriber_stats(const ps_subscriber_t *s, ps_subscriber_stats_t *out)
+{
+    *out = s->n;
+}
+
+const char *ps_subscriber_last_error(const ps_subscriber_t *s)
+{
+    return s->last_error;
 }
 
 void ps_subscriber_destroy(ps_subscriber_t **sp)
@@ -434,6 +867,7 @@ void ps_subscriber_destroy(ps_subscriber_t **sp)
     sock_close(&s->query);
     if (s->ctx != NULL)
         zmq_ctx_term(s->ctx);
+    free(s->topics);
     free(s);
     *sp = NULL;
 }

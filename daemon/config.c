@@ -15,6 +15,8 @@
 
 #include <ini.h>
 
+#include "keys.h"
+#include "metrics.h"
 #include "wire.h"
 
 /* ---------------------------------------------------------------- the table */
@@ -63,6 +65,14 @@ static const opt_choice_t rule_choices[] = {
     {NULL, 0},
 };
 
+static const opt_choice_t on_off_choices[] = {
+    {"on", 1}, {"off", 0}, {NULL, 0},
+};
+
+static const opt_choice_t yes_no_choices[] = {
+    {"yes", 1}, {"no", 0}, {NULL, 0},
+};
+
 static int check_endpoint(const char *value, char *why, size_t whylen);
 static int check_control(const char *value, char *why, size_t whylen);
 
@@ -102,16 +112,37 @@ static const config_option_t options[] = {
      0, 0, NULL, NULL, "least time between summary refreshes, ms (0..60000)"},
     {"limits", "heartbeat_ms", OPT_UINT, FIELD(heartbeat_ms), "1000", 100, 60000, 0, 0,
      NULL, NULL, "heartbeat period on the publish socket, ms (100..60000)"},
+    {"limits", "summary_republish_s", OPT_UINT, FIELD(summary_republish_s), "60", 0, 86400, 0,
+     0, NULL, NULL, "every country summary is published again (repeat) this often, s "
+                    "(0: off, 1..86400)"},
     {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL,
      NULL, "concurrent snapshot/changes streams (1..1024)"},
+    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL,
+     NULL, "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
+           "values only for tests)"},
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL,
      NULL, "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
            "small values only for tests)"},
+    {"security", "curve", OPT_ENUM, FIELD(curve), "off", 0, 0, 0, 0, on_off_choices, NULL,
+     "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
+    {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file),
+     "/etc/parksync/daemon.key", 0, 0, 0, 0, NULL, NULL,
+     "the daemon's Z85 secret key (parksync keygen), read when curve = on"},
+    {"security", "subscriber_auth", OPT_ENUM, FIELD(subscriber_auth), "off", 0, 0, 0, 0,
+     on_off_choices, NULL, "on | off: publish and query admit only the keys of [ministry] "
+                           "and [subscriber] sections (needs curve = on)"},
+    {"security", "allow_insecure_remote", OPT_ENUM, FIELD(allow_insecure_remote), "no", 0, 0,
+     0, 0, yes_no_choices, NULL, "yes | no: listen beyond loopback without CURVE (warned at "
+                                 "every start)"},
+    {"metrics", "http", OPT_PATH, FIELD(metrics_http), "off", 0, 0, 0, 0, NULL,
+     metrics_http_check, "off, or a loopback HOST:PORT (127.0.0.1:9464, [::1]:9464) serving "
+                         "Prometheus text on /metrics"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
-static const char *const sections[] = {"daemon", "endpoints", "store", "trade", "limits"};
+static const char *const sections[] = {"daemon", "endpoints", "store", "trade", "limits",
+                                       "security", "metrics"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
 /* ---------------------------------------------------------------- one value */
@@ -270,13 +301,12 @@ static int set_option(config_t *cfg, const config_option_t *opt, const char *val
     abort();
 }
 
-/* A ZeroMQ endpoint the daemon may bind: tcp on a loopback interface,
- * ipc, or inproc. Until CURVE authentication exists, binding beyond
- * loopback would let anyone push updates, so it is refused (fail closed). */
+/* The syntax of an endpoint the daemon may bind: tcp://HOST:PORT, ipc or
+ * inproc. Whether a tcp endpoint may be beyond loopback depends on
+ * [security] (remote_problem). */
 static int check_endpoint(const char *value, char *why, size_t whylen)
 {
     const char *host, *colon;
-    size_t hostlen;
 
     if (strncmp(value, "ipc://", 6) == 0 || strncmp(value, "inproc://", 9) == 0) {
         if (value[value[0] == 'i' && value[1] == 'p' ? 6 : 9] == '\0') {
@@ -295,7 +325,6 @@ static int check_endpoint(const char *value, char *why, size_t whylen)
         say(why, whylen, "expected tcp://HOST:PORT");
         return -EINVAL;
     }
-    hostlen = (size_t)(colon - host);
     if (strcmp(colon + 1, "*") != 0) {
         uint64_t port;
         if (parse_uint(colon + 1, &port) < 0 || port < 1 || port > 65535) {
@@ -303,15 +332,50 @@ static int check_endpoint(const char *value, char *why, size_t whylen)
             return -EINVAL;
         }
     }
-    if ((hostlen >= 4 && strncmp(host, "127.", 4) == 0) ||
-        (hostlen == 9 && strncmp(host, "localhost", 9) == 0) ||
-        (hostlen == 5 && strncmp(host, "[::1]", 5) == 0) ||
-        (hostlen == 2 && strncmp(host, "lo", 2) == 0))
-        return 0;
-    say(why, whylen, "not a loopback address; parksyncd has no CURVE authentication yet "
-                     "and refuses to listen beyond loopback (use 127.0.0.1 or ipc://)");
-    return -EINVAL;
+    /* Beyond loopback needs CURVE or an explicit insecure setting: a rule
+     * of the whole config (remote_problem). */
+    return 0;
 }
+
+bool config_endpoint_local(const char *value)
+{
+    const char *host, *colon;
+    size_t hostlen;
+
+    if (strncmp(value, "ipc://", 6) == 0 || strncmp(value, "inproc://", 9) == 0)
+        return true;
+    if (strncmp(value, "tcp://", 6) != 0)
+        return false;
+    host = value + 6;
+    colon = strrchr(host, ':');
+    if (!colon)
+        return false;
+    hostlen = (size_t)(colon - host);
+    return (hostlen >= 4 && strncmp(host, "127.", 4) == 0) ||
+           (hostlen == 9 && strncmp(host, "localhost", 9) == 0) ||
+           (hostlen == 5 && strncmp(host, "[::1]", 5) == 0) ||
+           (hostlen == 2 && strncmp(host, "lo", 2) == 0);
+}
+
+/* Index of the first of ingest, publish, query that listens beyond
+ * loopback although CURVE is off and insecure remote access is not
+ * allowed; -1 when none. */
+static int remote_problem(const config_t *cfg)
+{
+    const char *eps[3] = {cfg->ingest, cfg->publish, cfg->query};
+
+    if (cfg->curve || cfg->allow_insecure_remote)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (!config_endpoint_local(eps[i]))
+            return i;
+    return -1;
+}
+
+static const char *const remote_names[3] = {"ingest", "publish", "query"};
+#define REMOTE_WHY "not a loopback address, and [security] curve = off: turn CURVE on " \
+                   "(see README, Security) or set [security] allow_insecure_remote = yes"
+
 
 /* The control socket is for the local operator only: ipc://, whose file
  * permissions are its access control. */
@@ -502,6 +566,75 @@ static int add_grant(void *arg, const char *text, char *why, size_t whylen)
     return 0;
 }
 
+/* Where add_key puts a public key. */
+typedef struct key_list {
+    char (*keys)[CONFIG_KEY_LEN]; /* CONFIG_MAX_KEYS entries */
+    size_t *n;                    /* entries used */
+} key_list_t;
+
+/* A Z85 public key, or the path of a file holding one. */
+static int add_key(void *arg, const char *text, char *why, size_t whylen)
+{
+    key_list_t *kl = arg;
+    char z85[KEYS_Z85_LEN + 1], err[300];
+    int rc = keys_parse_public(text, z85, err, sizeof err);
+
+    if (rc < 0) {
+        say(why, whylen, "%s", err);
+        return -EINVAL;
+    }
+    if (*kl->n == CONFIG_MAX_KEYS) {
+        say(why, whylen, "more than %d keys", CONFIG_MAX_KEYS);
+        return -EINVAL;
+    }
+    memcpy(kl->keys[(*kl->n)++], z85, CONFIG_KEY_LEN);
+    return 0;
+}
+
+#define SUBSCRIBER_PREFIX "subscriber " /* [subscriber NAME] */
+
+/* One key of a [subscriber NAME] section. Returns 1 (inih: go on) or 0. */
+static int subscriber_key(parse_ctx_t *p, const char *name, const char *key, const char *value)
+{
+    config_t *cfg = p->cfg;
+    config_subscriber_t *sub = NULL;
+    char list[1024], why[400] = "";
+    key_list_t kl;
+
+    if (!wire_id_valid(name)) {
+        parse_error(p, "[subscriber %s]: the name must be 1..64 of [A-Za-z0-9._-]", name);
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->n_subscribers; i++)
+        if (strcmp(cfg->subscribers[i].name, name) == 0)
+            sub = &cfg->subscribers[i];
+    if (!sub) {
+        if (cfg->n_subscribers == CONFIG_MAX_SUBSCRIBERS) {
+            parse_error(p, "more than %d [subscriber] sections", CONFIG_MAX_SUBSCRIBERS);
+            return 0;
+        }
+        sub = &cfg->subscribers[cfg->n_subscribers++];
+        memset(sub, 0, sizeof *sub);
+        snprintf(sub->name, sizeof sub->name, "%s", name);
+    }
+    if (strcmp(key, "keys") != 0 && strcmp(key, "key") != 0) {
+        parse_error(p, "unknown key '%s' in [subscriber %s] (keys: keys)", key, name);
+        return 0;
+    }
+    if (strlen(value) >= sizeof list) {
+        parse_error(p, "[subscriber %s] %s is too long", name, key);
+        return 0;
+    }
+    snprintf(list, sizeof list, "%s", value);
+    kl.keys = sub->keys;
+    kl.n = &sub->n_keys;
+    if (each_item(list, add_key, &kl, why, sizeof why) < 0) {
+        parse_error(p, "[subscriber %s] %s: %s", name, key, why);
+        return 0;
+    }
+    return 1;
+}
+
 /* One key of a [ministry NAME] section. Returns 1 (inih: go on) or 0. */
 static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const char *value)
 {
@@ -548,9 +681,12 @@ static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const
         rc = each_item(list, add_producer, m, why, sizeof why);
     else if (strcmp(key, "grants") == 0)
         rc = each_item(list, add_grant, m, why, sizeof why);
-    else {
-        parse_error(p, "unknown key '%s' in [ministry %s] (keys: country, producers, grants)",
-                    key, name);
+    else if (strcmp(key, "keys") == 0 || strcmp(key, "key") == 0) {
+        key_list_t kl = {m->keys, &m->n_keys};
+        rc = each_item(list, add_key, &kl, why, sizeof why);
+    } else {
+        parse_error(p, "unknown key '%s' in [ministry %s] (keys: country, producers, grants, "
+                       "keys)", key, name);
         return 0;
     }
     if (rc < 0) {
@@ -573,9 +709,11 @@ static int handler(void *user, const char *section, const char *key, const char 
     }
     if (strncmp(section, MINISTRY_PREFIX, strlen(MINISTRY_PREFIX)) == 0)
         return ministry_key(p, section + strlen(MINISTRY_PREFIX), key, value);
+    if (strncmp(section, SUBSCRIBER_PREFIX, strlen(SUBSCRIBER_PREFIX)) == 0)
+        return subscriber_key(p, section + strlen(SUBSCRIBER_PREFIX), key, value);
     if (!known_section(section)) {
         parse_error(p, "unknown section [%s] (sections: daemon, endpoints, store, trade, "
-                       "limits, ministry NAME)", section);
+                       "limits, security, ministry NAME, subscriber NAME)", section);
         return 0;
     }
     opt = find_option(section, key);
@@ -643,12 +781,19 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
             say(err, errlen, "%s: cannot parse (%d)", path, rc);
             return -ENOMEM;
         }
+        if ((rc = remote_problem(&cfg)) >= 0) {
+            const config_option_t *opt = find_option("endpoints", remote_names[rc]);
+            const char *ep = (const char *)&cfg + opt->offset;
+            say(err, errlen, "%s:%d: [endpoints] %s = %s: " REMOTE_WHY, path,
+                p.seen[opt - options], remote_names[rc], ep);
+            return -EINVAL;
+        }
     }
     for (size_t i = 0; i < cfg.n_ministries; i++) {
         /* a ministry without producers = speaks through a producer of its own name */
         config_ministry_t *m = &cfg.ministries[i];
         if (m->n_producers == 0)
-            snprintf(m->producers[m->n_producers++], CONFIG_ID_MAX, "%s", m->name);
+            memcpy(m->producers[m->n_producers++], m->name, sizeof(m->name));
     }
     if (config_validate(&cfg, why, sizeof why) < 0) {
         say(err, errlen, "%s: %s", path ? path : "defaults", why);
@@ -659,6 +804,79 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
 }
 
 /* ---------------------------------------------------------------- whole checks */
+
+/* The name a key is listed under (a key names one principal), or NULL. */
+static const char *key_owner(const config_t *cfg, const char *key, const char **role)
+{
+    for (size_t i = 0; i < cfg->n_ministries; i++)
+        for (size_t k = 0; k < cfg->ministries[i].n_keys; k++)
+            if (strcmp(cfg->ministries[i].keys[k], key) == 0) {
+                *role = "ministry";
+                return cfg->ministries[i].name;
+            }
+    for (size_t i = 0; i < cfg->n_subscribers; i++)
+        for (size_t k = 0; k < cfg->subscribers[i].n_keys; k++)
+            if (strcmp(cfg->subscribers[i].keys[k], key) == 0) {
+                *role = "subscriber";
+                return cfg->subscribers[i].name;
+            }
+    return NULL;
+}
+
+static int validate_security(const config_t *cfg, char *err, size_t errlen)
+{
+    int r = remote_problem(cfg);
+
+    if (r >= 0) {
+        const char *eps[3] = {cfg->ingest, cfg->publish, cfg->query};
+        say(err, errlen, "[endpoints] %s = %s: " REMOTE_WHY, remote_names[r], eps[r]);
+        return -EINVAL;
+    }
+    if (cfg->subscriber_auth && !cfg->curve) {
+        say(err, errlen, "[security] subscriber_auth = on needs curve = on");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_subscribers; i++) {
+        for (size_t j = 0; j < cfg->n_ministries; j++) {
+            if (strcmp(cfg->subscribers[i].name, cfg->ministries[j].name) == 0) {
+                say(err, errlen, "[subscriber %s] has the name of a ministry; names must "
+                    "differ", cfg->subscribers[i].name);
+                return -EINVAL;
+            }
+        }
+    }
+    /* Each key names exactly one principal: count the keys whose first
+     * owner is not where they are listed. */
+    for (size_t i = 0; i < cfg->n_ministries; i++) {
+        const config_ministry_t *m = &cfg->ministries[i];
+        for (size_t k = 0; k < m->n_keys; k++) {
+            const char *role, *owner = key_owner(cfg, m->keys[k], &role);
+            for (size_t k2 = k + 1; k2 < m->n_keys; k2++)
+                if (strcmp(m->keys[k], m->keys[k2]) == 0)
+                    owner = NULL;
+            if (!owner || strcmp(role, "ministry") != 0 || strcmp(owner, m->name) != 0) {
+                say(err, errlen, "key %s is listed twice ([ministry %s] and elsewhere); a "
+                    "key names one ministry or subscriber", m->keys[k], m->name);
+                return -EINVAL;
+            }
+        }
+    }
+    for (size_t i = 0; i < cfg->n_subscribers; i++) {
+        const config_subscriber_t *sub = &cfg->subscribers[i];
+        for (size_t k = 0; k < sub->n_keys; k++) {
+            const char *role, *owner = key_owner(cfg, sub->keys[k], &role);
+            for (size_t k2 = k + 1; k2 < sub->n_keys; k2++)
+                if (strcmp(sub->keys[k], sub->keys[k2]) == 0)
+                    owner = NULL;
+            if (!owner || strcmp(role, "subscriber") != 0 || strcmp(owner, sub->name) != 0) {
+                say(err, errlen, "key %s is listed twice ([subscriber %s] and elsewhere); a "
+                    "key names one ministry or subscriber", sub->keys[k], sub->name);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
 
 int config_validate(const config_t *cfg, char *err, size_t errlen)
 {
@@ -698,7 +916,7 @@ int config_validate(const config_t *cfg, char *err, size_t errlen)
             }
         }
     }
-    return 0;
+    return validate_security(cfg, err, errlen);
 }
 
 /* ---------------------------------------------------------------- printing */
@@ -723,6 +941,17 @@ static void format_double(char *buf, size_t size, double v)
         if (strtod(buf, NULL) == v)
             return;
     }
+}
+
+/* keys = ..., as Z85 (files are read at load). */
+static void print_keys(FILE *out, const char (*keys)[CONFIG_KEY_LEN], size_t n)
+{
+    if (n == 0)
+        return;
+    fprintf(out, "# CURVE public keys (Z85) that authenticate as this name\nkeys = ");
+    for (size_t j = 0; j < n; j++)
+        fprintf(out, "%s%s", j ? ", " : "", keys[j]);
+    fprintf(out, "\n");
 }
 
 int config_print(const config_t *cfg, FILE *out)
@@ -783,6 +1012,12 @@ int config_print(const config_t *cfg, FILE *out)
             }
             fprintf(out, "\n");
         }
+        print_keys(out, m->keys, m->n_keys);
+    }
+    for (size_t i = 0; i < cfg->n_subscribers; i++) {
+        const config_subscriber_t *sub = &cfg->subscribers[i];
+        fprintf(out, "\n[subscriber %s]\n", sub->name);
+        print_keys(out, sub->keys, sub->n_keys);
     }
     fflush(out);
     return ferror(out) ? -EIO : 0;

@@ -12,9 +12,12 @@
  *   [endpoints] ingest, publish, query, control
  *   [store]     synchronous, changelog_keep, max_future_skew_s
  *   [trade]     rule, threshold_pct, cif_fob_factor
- *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, max_streams,
- *               ingest_hwm
- *   [ministry NAME] country, producers, grants   (any number, one per ministry)
+ *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
+ *               max_streams, publish_hwm, ingest_hwm
+ *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
+ *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
+ *   [subscriber NAME] keys                        (any number; CURVE clients that
+ *                                                   are not ministries)
  */
 #ifndef PARKSYNCD_CONFIG_H
 #define PARKSYNCD_CONFIG_H
@@ -34,6 +37,9 @@
 #define CONFIG_MAX_MINISTRIES 16 /* [ministry NAME] sections */
 #define CONFIG_MAX_PRODUCERS 16 /* producer ids per ministry */
 #define CONFIG_MAX_GRANTS 16    /* grants per ministry */
+#define CONFIG_MAX_KEYS 8       /* CURVE public keys per ministry or subscriber */
+#define CONFIG_MAX_SUBSCRIBERS 64 /* [subscriber NAME] sections */
+#define CONFIG_KEY_LEN 41       /* bytes of a Z85 public key, with NUL */
 
 /* One extra right of a ministry: records of `kind` (UNSPECIFIED: every
  * kind) whose key country (trade: reporter) is `country`. */
@@ -50,7 +56,17 @@ typedef struct config_ministry {
     size_t n_producers;                                  /* default: the NAME itself */
     config_grant_t grants[CONFIG_MAX_GRANTS];            /* grants = TJ, park:KZ */
     size_t n_grants;                                     /* grants used */
+    char keys[CONFIG_MAX_KEYS][CONFIG_KEY_LEN];          /* keys = Z85 or FILE.pub, ... */
+    size_t n_keys;                                       /* keys used */
 } config_ministry_t;
+
+/* [subscriber NAME]: a CURVE client that reads (publish, query) but is no
+ * ministry. */
+typedef struct config_subscriber {
+    char name[CONFIG_ID_MAX];                   /* NAME of the section */
+    char keys[CONFIG_MAX_KEYS][CONFIG_KEY_LEN]; /* keys = Z85 or FILE.pub, ... */
+    size_t n_keys;                              /* keys used */
+} config_subscriber_t;
 
 typedef struct config {
     /* [daemon] */
@@ -73,11 +89,23 @@ typedef struct config {
     uint32_t batch_max;           /* updates per transaction */
     uint32_t summary_interval_ms; /* least time between summary refreshes, ms */
     uint32_t heartbeat_ms;        /* heartbeat period, ms */
+    uint32_t summary_republish_s; /* summaries published again this often, s; 0 = off */
     uint32_t max_streams;         /* concurrent snapshot/changes streams */
     uint32_t ingest_hwm;          /* updates queued in the ingest SUB before ZeroMQ drops */
+    uint32_t publish_hwm;         /* publications queued per subscriber before ZeroMQ drops */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries;          /* sections used */
+    /* [security] */
+    bool curve;                   /* CURVE + ZAP on ingest, publish and query */
+    char secret_key_file[CONFIG_PATH_MAX]; /* the daemon's Z85 secret key (curve on) */
+    bool subscriber_auth;         /* publish and query admit listed keys only */
+    bool allow_insecure_remote;   /* non-loopback endpoints without CURVE (warned) */
+    /* [subscriber NAME] */
+    config_subscriber_t subscribers[CONFIG_MAX_SUBSCRIBERS];
+    size_t n_subscribers;         /* sections used */
+    /* [metrics] */
+    char metrics_http[CONFIG_ENDPOINT_MAX]; /* "off" or loopback HOST:PORT serving /metrics */
 } config_t;
 
 /* Fills cfg with the built-in defaults. The database defaults to
@@ -106,6 +134,9 @@ int config_validate(const config_t *cfg, char *err, size_t errlen);
  * reads back to the same struct: every option, with its help as a
  * comment. Returns 0 or -EIO. */
 int config_print(const config_t *cfg, FILE *out);
+
+/* True when endpoint is ipc://, inproc:// or tcp:// on a loopback address. */
+bool config_endpoint_local(const char *endpoint);
 
 /* Text of the trade rule as the file spells it ("importer-first", ...). */
 const char *config_trade_rule_name(Parksync__V1__TradeRule rule);

@@ -1,27 +1,44 @@
 /*
  * control.h - the operator's control socket: a ROUTER on ipc:// in the
- * runtime directory, spoken to by `parksync status|conflicts|...`.
+ * runtime directory, spoken to by `parksync status|conflicts|metrics|
+ * backup|reload`.
  *
  * One request frame (ControlRequest), one reply frame (ControlReply), in
  * the daemon's loop. The socket file is 0600 in a 0700 directory: file
  * permissions are the access control. Each request body has one handler
- * in control.c's table; status, metrics, backup and reload slot in there.
+ * in control.c. Two answers are deferred: a backup is answered when its
+ * last page is copied (steps run in control_tick), a reload when main has
+ * applied (or refused) the file (server_reload_done).
+ *
+ * The control socket also owns the operator-facing extras of the loop:
+ * the connection monitor that counts subscribers, the periodic systemd
+ * STATUS line and the optional [metrics] http endpoint (metrics.h).
  */
 #ifndef PARKSYNCD_CONTROL_H
 #define PARKSYNCD_CONTROL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server.h"
 #include "store.h"
 
 #define CONTROL_DEFAULT_LIMIT 100  /* conflicts per page when the request says none */
 #define CONTROL_MAX_LIMIT 1000     /* conflicts per page at most */
+#define CONTROL_STATUS_MS 5000     /* ms between systemd STATUS lines */
+#define CONTROL_HTTP_MS 1000       /* ms between metrics snapshots for [metrics] http */
+#define CONTROL_BACKUP_PAGES 2048  /* database pages copied per loop pass */
 
 typedef struct control control_t;
 
 /* Creates the ROUTER in zctx and binds it to endpoint (an ipc:// path
- * whose directory is created 0700 when missing). The store is borrowed
- * for the lifetime of the control socket. Returns NULL after logging one
- * line naming the endpoint. */
-control_t *control_new(void *zctx, const char *endpoint, store_t *store);
+ * whose directory is created 0700 when missing), monitors the server's
+ * publish socket and starts the [metrics] http endpoint when configured.
+ * The store and the server are borrowed for the lifetime of the control
+ * socket (the server may still be under construction: only its publish
+ * socket and config are read here). Returns NULL after logging one line
+ * naming the endpoint. */
+control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_t *server);
 
 /* The ZeroMQ socket, for zmq_poll. */
 void *control_socket(const control_t *c);
@@ -30,7 +47,23 @@ void *control_socket(const control_t *c);
  * between store batches. */
 void control_drain(control_t *c);
 
-/* Closes the socket and removes its file. NULL-safe; sets *cp = NULL. */
+/* Work due between batches: backup steps, subscriber events, the STATUS
+ * line (every CONTROL_STATUS_MS) and the metrics snapshot for HTTP (every
+ * CONTROL_HTTP_MS). now is monotonic ms. Returns true while a backup is
+ * running (the loop should not sleep). */
+bool control_tick(control_t *c, int64_t now);
+
+/* True when `parksync reload` asked for a reload that has not been done:
+ * the loop returns SERVER_EXIT_RELOAD as for SIGHUP. */
+bool control_reload_pending(const control_t *c);
+
+/* Answers every waiting `parksync reload` with ok and message, clears the
+ * pending flag and keeps a failure's message for STATUS and status
+ * replies until a reload succeeds. */
+void control_reload_done(control_t *c, bool ok, const char *message);
+
+/* Closes the socket and removes its file; a running backup is abandoned
+ * (its requester is told). NULL-safe; sets *cp = NULL. */
 void control_destroy(control_t **cp);
 
 #endif /* PARKSYNCD_CONTROL_H */

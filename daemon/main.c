@@ -75,8 +75,13 @@ static void usage(FILE *out)
         "(publish), :7103 (query). --check-config prints all of them.\n"
         "\n"
         "Signals: SIGTERM/SIGINT commit what is in hand, publish the last acks and exit 0;\n"
-        "SIGHUP re-reads the file and applies log_level, batch_max, summary_interval_ms\n"
-        "and heartbeat_ms (other options need a restart).\n");
+        "SIGHUP (or `parksync reload`) re-reads the file, checks it as a whole and applies\n"
+        "log_level, the [ministry] sections, batch_max, summary_interval_ms and\n"
+        "heartbeat_ms without dropping connections (other options need a restart); an\n"
+        "invalid file keeps the running configuration and says why in the log and STATUS.\n"
+        "\n"
+        "systemd: Type=notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING). The control\n"
+        "socket answers `parksync status|metrics|backup|reload|conflicts`.\n");
 }
 
 /* The file to read: -c, else the systemd configuration directory's. */
@@ -187,11 +192,19 @@ int main(int argc, char **argv)
         config_t fresh;
 
         notify_reloading();
-        if (load(path, opt_level, &fresh, err, sizeof err) < 0)
+        if (load(path, opt_level, &fresh, err, sizeof err) < 0) {
+            /* the file is checked as a whole: nothing of it is applied */
             log_error("reload failed: %s; keeping the running configuration", err);
-        else
+            sd_notifyf(0, "READY=1\nSTATUS=reload failed: %s; running the previous "
+                          "configuration", err);
+            server_reload_done(server, false, err);
+        } else {
             server_reconfigure(server, &fresh);
-        sd_notify(0, "READY=1\nSTATUS=running");
+            snprintf(err, sizeof err, "configuration reloaded from %.900s",
+                     path ? path : "the built-in defaults");
+            sd_notify(0, "READY=1\nSTATUS=running: configuration reloaded");
+            server_reload_done(server, true, err);
+        }
     }
     sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     server_destroy(&server);

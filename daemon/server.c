@@ -19,15 +19,27 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 #include <zmq.h>
 
 #include "control.h"
+#include "keys.h"
 #include "log.h"
 #include "store.h"
 #include "strmap.h"
 #include "wire.h"
+#include "zap.h"
+
+/* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3's header, but
+ * the stable 4.3.4 library honours it (measured: a CURVE server with a
+ * ZAP domain and this option refuses every client when no handler is
+ * bound; without it, it admits any key). */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
 
 #define POLL_MAX_MS 500              /* longest sleep: bounds signal latency, ms */
 #define QUERY_BUDGET 256             /* query requests read per pass */
@@ -55,6 +67,8 @@ enum {
     RL_GAP,
     RL_BAD_QUERY,
     RL_SEND,
+    RL_FORGED,
+    RL_REFUSED,
     RL_COUNT,
 };
 
@@ -77,6 +91,7 @@ typedef enum stream_state {
 typedef struct stream {
     stream_state_t state;
     bool changes;            /* changes since `since` (else a snapshot) */
+    bool history;            /* snapshot: the state at `since` (at_revision) */
     peer_t peer;
     uint64_t request_id;
     store_filter_t filter;
@@ -103,6 +118,8 @@ struct server {
     strmap_t touched;           /* producers with an update in the open batch */
     strmap_t topic_seq;         /* last stream_sequence sent per publish topic */
     uint64_t published_rev;     /* highest revision published */
+    uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
+    int64_t next_republish_ms;  /* monotonic ms of the next summary republication, 0: off */
     stream_t *streams;          /* cfg.max_streams slots */
     uint32_t n_streams;         /* slots allocated */
     bool streams_waiting;       /* some slot is STREAM_WAITING */
@@ -115,10 +132,13 @@ struct server {
     int64_t next_watchdog_ms;   /* monotonic ms of the next ping */
     log_ratelimit_t rl[RL_COUNT];
     server_counters_t n;        /* counters */
+    zap_t *zap;                 /* ZAP handler thread; NULL when CURVE is off */
+    char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
 };
 
 static const char *const ratelimit_names[RL_COUNT] = {"bad frames", "too large",
-    "undecodable", "invalid", "wrong topic", "gap", "bad query", "send"};
+    "undecodable", "invalid", "wrong topic", "gap", "bad query", "send", "forged",
+    "refused"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -133,6 +153,30 @@ static const char *printable(char *buf, size_t size, const void *data, size_t le
 }
 
 /* ---------------------------------------------------------------- sockets */
+
+/* Makes sock a CURVE server whose handshakes the ZAP handler decides, in
+ * the domain of its role. 0, or -1 after logging. */
+static int make_curve_server(server_t *s, void *sock, int type, const char *name)
+{
+    const char *domain = type == ZMQ_SUB    ? ZAP_DOMAIN_INGEST
+                         : type == ZMQ_XPUB ? ZAP_DOMAIN_PUBLISH
+                                            : ZAP_DOMAIN_QUERY;
+    int on = 1;
+
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &on, sizeof on) < 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->curve_secret, KEYS_Z85_LEN) < 0 ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) < 0) {
+        log_error("cannot make the %s socket a CURVE server: %s; exiting", name,
+                  zmq_strerror(errno));
+        return -1;
+    }
+    /* Fail closed should the handler ever be missing; the handler
+     * thread is up before any server socket exists in any case. */
+    if (zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &on, sizeof on) < 0)
+        log_notice("this libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN (%s); relying on the ZAP "
+                   "handler started before the %s socket", zmq_strerror(errno), name);
+    return 0;
+}
 
 static void *make_socket(server_t *s, int type, const char *name, const char *endpoint)
 {
@@ -163,7 +207,7 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
          * subscription, so a new "hb/" subscriber gets a welcome
          * heartbeat (see drain_subscriptions). */
         int on = 1;
-        hwm = PUBLISH_SNDHWM;
+        hwm = s->cfg.publish_hwm > 0 ? (int)s->cfg.publish_hwm : PUBLISH_SNDHWM;
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(sock, ZMQ_XPUB_VERBOSE, &on, sizeof on);
         break;
@@ -177,6 +221,10 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
     }
     default:
         break;
+    }
+    if (s->zap && make_curve_server(s, sock, type, name) < 0) {
+        zmq_close(sock);
+        return NULL;
     }
     if (zmq_bind(sock, endpoint) < 0) {
         log_error("cannot bind the %s socket to %s: %s; exiting", name, endpoint,
@@ -304,6 +352,33 @@ static uint64_t next_sequence(server_t *s, const char *topic)
     return ++*seq;
 }
 
+/* A trade flow concerns two countries: it goes out on the exporter's
+ * topic and, with the same revision, on the importer's, so that a
+ * country's subscriber needs nothing but prefix filtering. */
+static void publish_importer_copy(server_t *s, uint64_t revision, const char *exporter,
+                                  const uint8_t *record, size_t len)
+{
+    Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, record);
+    char topic[WIRE_MAX_TOPIC];
+
+    if (!r || r->body_case != PARKSYNC__V1__RECORD__BODY_TRADE || !r->trade->importer) {
+        log_error("revision %" PRIu64 " is a trade flow without an importer; published on "
+                  "the exporter's topic only", revision);
+    } else if (exporter && strcmp(exporter, r->trade->importer) == 0) {
+        /* one country: the one topic has it */
+    } else if (wire_topic_record(topic, sizeof topic, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE,
+                                 r->trade->importer) < 0 ||
+               wire_publication_record(&s->pubbuf, next_sequence(s, topic), record, len) < 0) {
+        log_error("cannot publish revision %" PRIu64 " on the importer's topic; its "
+                  "subscribers will see a gap", revision);
+    } else {
+        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        s->n.published++;
+    }
+    if (r)
+        parksync__v1__record__free_unpacked(r, NULL);
+}
+
 static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
                      const char *country, const uint8_t *record, size_t len)
 {
@@ -319,6 +394,8 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
     } else {
         publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
+        if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
+            publish_importer_copy(s, revision, country, record, len);
     }
     s->published_rev = revision;
     return 0;
@@ -373,11 +450,37 @@ static void publish_ack(server_t *s, const char *producer_id)
     s->n.acks++;
 }
 
+/* The heartbeat carries the epoch, the head, this start's instance id and
+ * the last stream sequence of every record topic, so a subscriber can
+ * tell a lost record even on a topic that has gone quiet. */
 static void publish_heartbeat(server_t *s)
 {
     Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
     Parksync__V1__Heartbeat hb = PARKSYNC__V1__HEARTBEAT__INIT;
+    Parksync__V1__TopicSequence *ts = NULL, **tsp = NULL;
+    size_t n = 0, len;
+    uint8_t *buf;
 
+    if (s->topic_seq.count > 0) {
+        ts = calloc(s->topic_seq.count, sizeof *ts);
+        tsp = calloc(s->topic_seq.count, sizeof *tsp);
+    }
+    for (size_t i = 0; ts && tsp && i < s->topic_seq.cap && n < WIRE_MAX_HB_TOPICS; i++) {
+        const strmap_entry_t *e = &s->topic_seq.slots[i];
+        if (strncmp(e->key, WIRE_TOPIC_RECORDS, strlen(WIRE_TOPIC_RECORDS)) != 0)
+            continue; /* acks and heartbeats: nobody checks their sequence */
+        parksync__v1__topic_sequence__init(&ts[n]);
+        ts[n].topic = (char *)e->key;
+        ts[n].has_sequence = true;
+        ts[n].sequence = e->value;
+        tsp[n] = &ts[n];
+        n++;
+    }
+    hb.n_topics = n;
+    hb.topics = tsp;
+    hb.has_instance = true;
+    hb.instance.data = s->instance;
+    hb.instance.len = WIRE_INSTANCE_BYTES;
     hb.has_epoch = true;
     hb.epoch.data = (uint8_t *)store_epoch(s->store);
     hb.epoch.len = WIRE_EPOCH_BYTES;
@@ -387,8 +490,68 @@ static void publish_heartbeat(server_t *s)
     hb.time_us = wire_now_us();
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
     p.heartbeat = &hb;
-    publish_small(s, WIRE_TOPIC_HEARTBEAT, &p);
-    s->n.heartbeats++;
+    p.has_version = true;
+    p.version = WIRE_VERSION;
+    p.has_stream_sequence = true;
+    p.stream_sequence = next_sequence(s, WIRE_TOPIC_HEARTBEAT);
+    len = protobuf_c_message_get_packed_size(&p.base);
+    if (len <= WIRE_MAX_MSG && (buf = malloc(len)) != NULL) {
+        protobuf_c_message_pack(&p.base, buf);
+        publish(s, WIRE_TOPIC_HEARTBEAT, buf, len);
+        free(buf);
+        s->n.heartbeats++;
+    } else {
+        log_error("cannot build a heartbeat of %zu bytes; skipping it", len);
+    }
+    free(ts);
+    free(tsp);
+}
+
+static int on_summary(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
+                      const char *country, const uint8_t *record, size_t len);
+
+/* Publishes every live country summary again, marked as a repeat (same
+ * revision): a dashboard that only listens gets the whole picture within
+ * summary_republish_s, and subscribers that track revisions drop it. */
+static void republish_summaries(server_t *s)
+{
+    store_filter_t f = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY};
+    store_cursor_t *c;
+    const uint8_t *rec;
+    size_t len;
+    int err = 0, rc;
+
+    c = store_snapshot_open(s->store, &f, &err);
+    if (!c) {
+        log_warning("cannot read the summaries to publish them again: %s; retrying at the "
+                    "next interval", strerror(err < 0 ? -err : EIO));
+        return;
+    }
+    while ((rc = store_cursor_next(c, &rec, &len)) == 1)
+        on_summary(s, 0, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY, NULL, rec, len);
+    if (rc < 0)
+        log_warning("reading the summaries failed: %s", strerror(-rc));
+    store_cursor_close(&c);
+}
+
+static int on_summary(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
+                      const char *country, const uint8_t *record, size_t len)
+{
+    server_t *s = arg;
+    Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, record);
+    char topic[WIRE_MAX_TOPIC];
+
+    (void)revision;
+    (void)country;
+    if (r && r->body_case == PARKSYNC__V1__RECORD__BODY_SUMMARY &&
+        wire_topic_record(topic, sizeof topic, kind, r->summary->country) >= 0 &&
+        wire_publication_repeat(&s->pubbuf, next_sequence(s, topic), record, len) == 0) {
+        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        s->n.published++;
+    }
+    if (r)
+        parksync__v1__record__free_unpacked(r, NULL);
+    return 0;
 }
 
 /* Reads subscriptions from the publish XPUB. A subscription that covers
@@ -492,12 +655,59 @@ static void refresh_summaries(server_t *s, int64_t now)
 
 /* ---------------------------------------------------------------- ingest */
 
+/* With CURVE on: the ministry this update comes from, by the User-Id the
+ * ZAP handler gave its connection (never by a field of the message). The
+ * update's producer id must be one of that ministry's producers; if not
+ * it is refused without touching that producer's sequence (else one
+ * ministry could skip or stall another's updates), counted, logged and
+ * recorded as a conflict. Returns the ministry's name, or NULL when the
+ * update must be dropped. */
+static const char *authenticated_ministry(server_t *s, zmq_msg_t *payload,
+                                          const Parksync__V1__Update *u)
+{
+    const char *user = zmq_msg_gets(payload, "User-Id");
+    const size_t plen = strlen(ZAP_USER_MINISTRY);
+    const config_ministry_t *m = NULL;
+    char reason[200];
+    int rc;
+
+    if (user && strncmp(user, ZAP_USER_MINISTRY, plen) == 0)
+        for (size_t i = 0; i < s->cfg.n_ministries && !m; i++)
+            if (strcmp(s->cfg.ministries[i].name, user + plen) == 0)
+                m = &s->cfg.ministries[i];
+    if (!m) {
+        /* the ZAP handler admits ministries only on ingest: a ministry
+         * removed by a reload whose connection is still open */
+        s->n.forged++;
+        log_ratelimited(&s->rl[RL_FORGED], LOG_LEVEL_WARNING,
+                        "update %s#%" PRIu64 " comes from '%s', which is no configured "
+                        "ministry; dropping", u->producer_id, u->sequence, user ? user : "?");
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n_producers; i++)
+        if (strcmp(m->producers[i], u->producer_id) == 0)
+            return m->name;
+    s->n.forged++;
+    log_ratelimited(&s->rl[RL_FORGED], LOG_LEVEL_WARNING,
+                    "ministry %s sent update %s#%" PRIu64 " as producer %s, which is not one "
+                    "of its producers; refused, sequence untouched, recorded as a conflict",
+                    m->name, u->producer_id, u->sequence, u->producer_id);
+    snprintf(reason, sizeof reason, "not authoritative: %s does not speak for producer %s",
+             m->name, u->producer_id);
+    if (batch_begin(s) == 0 && (rc = store_note_conflict(s->store, u, reason)) < 0) {
+        log_error("storage failure recording a conflict: %s (%s); rolling back the batch, "
+                  "producers will resend", strerror(-rc), store_errmsg(s->store));
+        batch_abort(s);
+    }
+    return NULL;
+}
+
 static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
 {
     const void *data = zmq_msg_data(payload);
     size_t len = zmq_msg_size(payload);
     Parksync__V1__Update *u = NULL;
-    const char *why = NULL, *reason = NULL;
+    const char *why = NULL, *reason = NULL, *ministry = NULL;
     char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC];
     store_outcome_t outcome;
     int rc;
@@ -524,6 +734,8 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
         }
         return;
     }
+    if (s->zap && !(ministry = authenticated_ministry(s, payload, u)))
+        goto out;
     if (rc < 0) {
         /* Sound envelope, bad body: consume the sequence so the producer
          * is acked and moves on, and record why. */
@@ -555,6 +767,8 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
         goto out; /* not applied, not acked: the producer resends */
     if (reason)
         rc = store_reject(s->store, u->producer_id, u->sequence, reason, &outcome);
+    else if (ministry)
+        rc = store_apply_as(s->store, ministry, u, &outcome);
     else
         rc = store_apply(s->store, u, &outcome);
     if (rc < 0) {
@@ -573,7 +787,15 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
                         "update %s#%" PRIu64 " is beyond the next expected sequence; not "
                         "applied, acking the last applied one", u->producer_id, u->sequence);
         break;
-    case STORE_REJECTED: s->n.refused++; break;
+    case STORE_REJECTED:
+        s->n.refused++;
+        if (!reason) /* store_reject's reasons were logged above */
+            log_ratelimited(&s->rl[RL_REFUSED], LOG_LEVEL_WARNING,
+                        "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
+                        "producer or event time); kept and listed by `parksync conflicts`",
+                        u->producer_id, u->sequence, ministry ? " from ministry " : "",
+                        ministry ? ministry : "");
+        break;
     }
     /* Duplicates and gaps are acked too: that is how a producer learns
      * where to resume. */
@@ -653,11 +875,19 @@ static void open_waiting_streams(server_t *s, int64_t now)
             continue;
         if (st->changes)
             st->cursor = store_changes_open(s->store, st->since, &st->filter, &err);
+        else if (st->history)
+            st->cursor = store_snapshot_at_open(s->store, &st->filter, st->since, &err);
         else
             st->cursor = store_snapshot_open(s->store, &st->filter, &err);
+        if (!st->cursor && err == -EINVAL && st->history) {
+            snprintf(msg, sizeof msg, "revision %" PRIu64 " is beyond the head (%" PRIu64 ")",
+                     st->since, store_head(s->store));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, msg);
+            continue;
+        }
         if (!st->cursor && err == -ERANGE) {
             snprintf(msg, sizeof msg, "revision %" PRIu64 " is older than the change log "
-                     "(oldest %" PRIu64 "); take a snapshot", st->since,
+                     "keeps (oldest %" PRIu64 "); take a snapshot", st->since,
                      store_oldest(s->store));
             stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD, msg);
             continue;
@@ -903,18 +1133,20 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT: {
         const Parksync__V1__SnapshotRequest *sr = q->snapshot;
-        if (sr->has_at_revision) {
+        if (sr->has_at_revision && sr->has_provenance && sr->provenance) {
             reply_error(s, peer, q->request_id,
                         PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                        "at_revision is not supported; take a snapshot now and ask for "
-                        "changes since a revision instead");
+                        "provenance is not kept for history; ask at_revision without it");
             break;
         }
-        start_stream(s, peer, q->request_id, false, sr->filter, 0, sr->has_credit,
-                     sr->credit, sr->has_chunk_records, sr->chunk_records);
+        start_stream(s, peer, q->request_id, false, sr->filter,
+                     sr->has_at_revision ? sr->at_revision : 0, sr->has_credit, sr->credit,
+                     sr->has_chunk_records, sr->chunk_records);
         st = stream_find(s, peer, q->request_id);
-        if (st && st->state == STREAM_WAITING)
+        if (st && st->state == STREAM_WAITING) {
             st->filter.provenance = sr->has_provenance && sr->provenance;
+            st->history = sr->has_at_revision;
+        }
         break;
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES: {
@@ -1005,6 +1237,8 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
         t = s->next_heartbeat_ms - now;
     if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
         t = s->next_watchdog_ms - now;
+    if (s->next_republish_ms > 0 && s->next_republish_ms - now < t)
+        t = s->next_republish_ms - now;
     if (store_summaries_dirty(s->store) &&
         s->last_refresh_ms + (int64_t)s->cfg.summary_interval_ms - now < t)
         t = s->last_refresh_ms + (int64_t)s->cfg.summary_interval_ms - now;
@@ -1025,7 +1259,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
         };
         int64_t now;
 
-        if (*reload) {
+        if (*reload || control_reload_pending(s->control)) {
             *reload = 0;
             return SERVER_EXIT_RELOAD;
         }
@@ -1061,10 +1295,17 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
             publish_heartbeat(s);
             s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
         }
+        if (s->next_republish_ms > 0 && now >= s->next_republish_ms) {
+            republish_summaries(s);
+            s->next_republish_ms = now + (int64_t)s->cfg.summary_republish_s * 1000;
+        }
+        zap_drain(s->zap); /* log refused handshakes, rate-limited */
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
             sd_notify(0, "WATCHDOG=1");
             s->next_watchdog_ms = now + s->watchdog_ms;
         }
+        if (control_tick(s->control, now)) /* backup steps, STATUS, metrics snapshot */
+            busy = true;
     }
     /* Commit what is in hand and ack it before the sockets close. */
     batch_finish(s);
@@ -1111,6 +1352,54 @@ static int apply_authority(server_t *s, const config_t *cfg)
     return 0;
 }
 
+/* CURVE on: reads the daemon's secret key and starts the ZAP handler,
+ * which must answer before any server socket exists. CURVE off: warns
+ * when an endpoint is beyond loopback (allow_insecure_remote). 0, or -1
+ * after logging. */
+static int start_security(server_t *s, const config_t *cfg)
+{
+    const char *eps[3] = {cfg->ingest, cfg->publish, cfg->query};
+    char err[400] = "", pub[KEYS_Z85_LEN + 1];
+    zap_table_t *t;
+    int rc;
+
+    if (!cfg->curve) {
+        for (int i = 0; i < 3; i++)
+            if (!config_endpoint_local(eps[i]))
+                log_warning("INSECURE: %s listens beyond loopback without CURVE "
+                            "([security] allow_insecure_remote = yes): anyone who reaches it "
+                            "can read, and write as any producer", eps[i]);
+        return 0;
+    }
+    if (!zmq_has("curve")) {
+        log_error("[security] curve = on, but this libzmq has no CURVE support; exiting");
+        return -1;
+    }
+    rc = keys_read_file(cfg->secret_key_file, true, s->curve_secret, err, sizeof err);
+    if (rc < 0) {
+        log_error("[security] secret_key_file: %s; exiting", err);
+        return -1;
+    }
+    if (zmq_curve_public(pub, s->curve_secret) < 0) {
+        log_error("cannot derive the public key from %s: %s; exiting", cfg->secret_key_file,
+                  zmq_strerror(errno));
+        return -1;
+    }
+    if (!(t = malloc(sizeof *t))) {
+        log_error("out of memory for the key table; exiting");
+        return -1;
+    }
+    zap_table_from_config(t, cfg);
+    s->zap = zap_new(s->zctx, t);
+    free(t);
+    if (!s->zap)
+        return -1;
+    log_info("CURVE on: server public key %s; ingest admits ministries' keys, publish and "
+             "query %s", pub, cfg->subscriber_auth ? "ministries' and subscribers' keys"
+                                                   : "any key");
+    return 0;
+}
+
 server_t *server_new(const config_t *cfg)
 {
     server_t *s = calloc(1, sizeof *s);
@@ -1144,6 +1433,8 @@ server_t *server_new(const config_t *cfg)
         log_error("cannot create a ZeroMQ context: %s; exiting", zmq_strerror(errno));
         goto fail;
     }
+    if (start_security(s, cfg) < 0)
+        goto fail; /* before any server socket: fail closed */
     s->ingest = make_socket(s, ZMQ_SUB, "ingest", cfg->ingest);
     if (!s->ingest)
         goto fail;
@@ -1153,7 +1444,7 @@ server_t *server_new(const config_t *cfg)
     s->query = make_socket(s, ZMQ_ROUTER, "query", cfg->query);
     if (!s->query)
         goto fail;
-    s->control = control_new(s->zctx, cfg->control, s->store);
+    s->control = control_new(s->zctx, cfg->control, s->store, s);
     if (!s->control)
         goto fail;
     s->n_streams = cfg->max_streams;
@@ -1163,9 +1454,19 @@ server_t *server_new(const config_t *cfg)
         goto fail;
     }
     s->published_rev = store_head(s->store);
+    if (getrandom(s->instance, sizeof s->instance, 0) != (ssize_t)sizeof s->instance) {
+        /* not secret, only distinct per start: time and pid will do */
+        int64_t t = wire_now_us();
+        pid_t pid = getpid();
+        memcpy(s->instance, &t, sizeof t);
+        memcpy(s->instance + sizeof t, &pid, sizeof pid);
+    }
     s->next_heartbeat_ms = wire_monotonic_ms();
+    if (cfg->summary_republish_s > 0)
+        s->next_republish_ms = wire_monotonic_ms() + (int64_t)cfg->summary_republish_s * 1000;
     if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
-        s->watchdog_ms = (int64_t)(usec / 2000);
+        /* a quarter of WatchdogSec: a ping at least every half even after a long pass */
+        s->watchdog_ms = (int64_t)(usec / 4000);
         s->next_watchdog_ms = wire_monotonic_ms();
     }
     log_info("parksyncd %s started: database %s, ingest %s, publish %s, query %s, "
@@ -1175,6 +1476,38 @@ server_t *server_new(const config_t *cfg)
 fail:
     server_destroy(&s);
     return NULL;
+}
+
+/* Hands the reloaded keys to the ZAP handler: new handshakes use them,
+ * open connections keep the identity they have (a removed ministry's
+ * updates are then dropped by authenticated_ministry). */
+static void reconfigure_keys(server_t *s, const config_t *cfg)
+{
+    config_t *run = &s->cfg;
+    zap_table_t *t;
+    int rc;
+
+    if (run->curve != cfg->curve || strcmp(run->secret_key_file, cfg->secret_key_file) != 0)
+        log_notice("[security] curve or secret_key_file changed in the file; it takes effect "
+                   "at the next restart");
+    if (!s->zap)
+        return;
+    if (!(t = malloc(sizeof *t))) {
+        log_error("out of memory for the key table; keeping the old keys");
+        return;
+    }
+    zap_table_from_config(t, cfg);
+    rc = zap_update(s->zap, t);
+    if (rc < 0) {
+        log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
+                  zmq_strerror(-rc));
+    } else {
+        memcpy(run->subscribers, cfg->subscribers, sizeof run->subscribers);
+        run->n_subscribers = cfg->n_subscribers;
+        run->subscriber_auth = cfg->subscriber_auth;
+        log_info("keys reloaded: %zu keys admitted", t->n);
+    }
+    free(t);
 }
 
 void server_reconfigure(server_t *s, const config_t *cfg)
@@ -1200,6 +1533,8 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(strcmp(run->control, cfg->control) != 0, "[endpoints] control");
     KEEP(run->max_future_skew_s != cfg->max_future_skew_s, "[store] max_future_skew_s");
     KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
+    KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
+    KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
 #undef KEEP
     run->log_level = cfg->log_level;
     log_set_level(cfg->log_level);
@@ -1208,8 +1543,15 @@ void server_reconfigure(server_t *s, const config_t *cfg)
         memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
         run->n_ministries = cfg->n_ministries;
     }
+    reconfigure_keys(s, cfg);
     run->batch_max = cfg->batch_max;
     run->summary_interval_ms = cfg->summary_interval_ms;
+    if (run->summary_republish_s != cfg->summary_republish_s) {
+        run->summary_republish_s = cfg->summary_republish_s;
+        s->next_republish_ms = cfg->summary_republish_s > 0
+                                   ? wire_monotonic_ms() + (int64_t)cfg->summary_republish_s * 1000
+                                   : 0;
+    }
     if (run->heartbeat_ms != cfg->heartbeat_ms) {
         run->heartbeat_ms = cfg->heartbeat_ms;
         s->next_heartbeat_ms = wire_monotonic_ms();
@@ -1239,6 +1581,11 @@ void server_destroy(server_t **sp)
     if (s->query)
         zmq_close(s->query);
     control_destroy(&s->control);
+    if (s->zap || s->n.forged > 0)
+        log_info("security: %" PRIu64 " handshakes admitted, %" PRIu64 " refused; %" PRIu64
+                 " updates dropped for a forged producer or identity", zap_allowed(s->zap),
+                 zap_denied(s->zap), s->n.forged);
+    zap_destroy(&s->zap); /* its sockets must close before the context ends */
     if (s->zctx)
         zmq_ctx_term(s->zctx); /* waits at most LINGER_MS for pending sends */
     if (s->store) {
@@ -1267,4 +1614,15 @@ void server_destroy(server_t **sp)
     wire_buf_free(&s->pubbuf);
     free(s);
     *sp = NULL;
+}
+
+/* ---------------------------------------------------------------- for control.c */
+
+const config_t *server_config(const server_t *s) { return &s->cfg; }
+
+void *server_publish_socket(const server_t *s) { return s->publish; }
+
+void server_reload_done(server_t *s, bool ok, const char *message)
+{
+    control_reload_done(s->control, ok, message);
 }

@@ -45,6 +45,8 @@ typedef struct server_counters {
     uint64_t chunks;         /* stream chunks sent */
     uint64_t streams_opened; /* snapshot and changes streams started */
     uint64_t streams_dropped;/* streams ended early (idle, cancel, send failure) */
+    uint64_t forged;         /* CURVE on: updates whose producer is not the authenticated
+                                ministry's (or with no ministry identity), dropped */
 } server_counters_t;
 
 /* Opens the store and binds every socket. Returns the server, or NULL
@@ -75,5 +77,19 @@ const server_counters_t *server_counters(const server_t *s);
 /* Ends every stream, closes the sockets (linger <= 1 s) and the store,
  * logs the counters. NULL-safe; sets *sp = NULL. */
 void server_destroy(server_t **sp);
+
+/* ---------------------------------------------------------------- for control.c */
+
+/* The running configuration (valid until the next server_reconfigure). */
+const config_t *server_config(const server_t *s);
+
+/* The publish socket (XPUB), for the control socket's connection monitor. */
+void *server_publish_socket(const server_t *s);
+
+/* Tells the operators who asked for this reload (`parksync reload`) how it
+ * went and keeps a failure's message for STATUS and `parksync status`.
+ * main calls it after handling each SERVER_EXIT_RELOAD. message is one
+ * line (copied). */
+void server_reload_done(server_t *s, bool ok, const char *message);
 
 #endif /* PARKSYNCD_SERVER_H */

@@ -705,6 +705,13 @@ static int publication_validate(const Parksync__V1__Publication *p, const char *
             FAIL("ack");
         return 0;
     case PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT:
+        if (p->heartbeat->n_topics > WIRE_MAX_HB_TOPICS)
+            FAIL("heartbeat.topics: too many");
+        for (size_t i = 0; i < p->heartbeat->n_topics; i++)
+            if (p->heartbeat->topics[i]->topic == NULL ||
+                strlen(p->heartbeat->topics[i]->topic) >= WIRE_MAX_TOPIC ||
+                !p->heartbeat->topics[i]->has_sequence)
+                FAIL("heartbeat.topics");
         return 0;
     default:
         FAIL("body: none");
@@ -868,6 +875,7 @@ enum {
     F_CHUNK_EPOCH = 4,       /* Chunk.epoch */
     F_PUB_VERSION = 1,       /* Publication.version */
     F_PUB_STREAM_SEQ = 2,    /* Publication.stream_sequence */
+    F_PUB_REPEAT = 3,        /* Publication.repeat */
     F_PUB_RECORD = 10,       /* Publication.record */
 };
 
@@ -921,6 +929,18 @@ int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void 
     wire_buf_reset(b);
     if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
         wire_buf_put_varint(b, F_PUB_STREAM_SEQ, stream_sequence) < 0 ||
+        wire_buf_put_bytes(b, F_PUB_RECORD, record, len) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void *record,
+                            size_t len)
+{
+    wire_buf_reset(b);
+    if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
+        wire_buf_put_varint(b, F_PUB_STREAM_SEQ, stream_sequence) < 0 ||
+        wire_buf_put_varint(b, F_PUB_REPEAT, 1) < 0 ||
         wire_buf_put_bytes(b, F_PUB_RECORD, record, len) < 0)
         return -ENOMEM;
     return 0;

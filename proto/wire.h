@@ -42,6 +42,8 @@
 #define WIRE_DEFAULT_CHUNK_RECORDS 512   /* records per chunk when unasked */
 #define WIRE_MAX_CREDIT 64               /* chunks a client may grant at once */
 #define WIRE_EPOCH_BYTES 16              /* size of a database epoch */
+#define WIRE_INSTANCE_BYTES 16           /* size of a daemon instance id (per start) */
+#define WIRE_MAX_HB_TOPICS 8192          /* topic sequences in one heartbeat */
 #define WIRE_MIN_YEAR 1990               /* periods before this are refused */
 #define WIRE_MAX_YEAR 2200
 /* Money: |value| <= 10^17 cents (10^15 USD) leaves room to add many. */
@@ -198,6 +200,10 @@ int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last,
 /* Publication{version, stream_sequence, record: the given bytes} into b
  * (reset first). 0 or -ENOMEM. */
 int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence,
+                            const void *record, size_t len);
+/* The same with Publication.repeat = true: a record published again
+ * unchanged (its revision was published before). */
+int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence,
                             const void *record, size_t len);
 
 /* ---------------------------------------------------------------- time */

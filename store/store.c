@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <sqlite3.h>
@@ -134,8 +137,23 @@ enum stmt_id {
     ST_SUM_INDICATORS, /* live country reports of a country */
     ST_SUM_MISMATCHES, /* parks with reported figures and their residents */
     ST_DIRTY_ALL,      /* every country with records (marked dirty at open) */
+    ST_AGG_ADD,        /* adds a batch's deltas to a park's resident aggregates */
     ST_COUNT           /* number of statements */
 };
+
+/* How one park's live residents changed in the open batch; added to
+ * resident_agg before summaries are computed and at commit. */
+typedef struct agg_delta {
+    char country[3];               /* the park's country */
+    char park_id[WIRE_MAX_ID + 1]; /* the park */
+    int64_t residents;             /* change in live residents */
+    int64_t investment;            /* change in their investment, USD cents */
+} agg_delta_t;
+
+#define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
+/* Page cache of the writing connection: -N is N KiB. SQLite's default
+ * (2 MiB) makes every merge of a large database a read from the kernel. */
+#define STORE_CACHE_PRAGMA "-32768"
 
 struct store {
     store_config_t cfg;                  /* copy of the config (path points at path) */
@@ -165,6 +183,8 @@ struct store {
     size_t n_ministries;                 /* entries in ministries */
     store_member_t *members;             /* authority: producer -> ministry, owned */
     size_t n_members;                    /* entries in members */
+    agg_delta_t agg[STORE_AGG_DELTAS];   /* resident aggregate changes of the batch */
+    size_t n_agg;                        /* entries used in agg */
     char err[256];                       /* message of the last failure */
 };
 
@@ -175,7 +195,9 @@ struct store_cursor {
     sqlite3_stmt *stmt[STORE_KINDS];   /* statements stepped one after the other */
     size_t n;                          /* statements in stmt */
     size_t at;                         /* statement being stepped */
-    uint64_t revision;                 /* head revision of the view */
+    uint64_t revision;                 /* head revision of the view (history: R) */
+    bool history;                      /* state at `revision`, rebuilt from the change log */
+    sqlite3_stmt *prev;                /* history: prev of a change-log row by revision */
 };
 
 /* ---------------------------------------------------------------- errors, buffers */
@@ -480,6 +502,21 @@ static const char *const migrations[] = {
     " producer_id TEXT NOT NULL, sequence INTEGER NOT NULL, recorded_us INTEGER NOT NULL,"
     " kind INTEGER NOT NULL, key TEXT, country TEXT, reason TEXT NOT NULL,"
     " update_pb BLOB NOT NULL, PRIMARY KEY (producer_id, sequence)) WITHOUT ROWID;",
+    /* 3: history: each change keeps the record it replaced (NULL: none
+     * published), so the state at an earlier revision can be rebuilt;
+     * changes from before this migration have no prev, hence history_from */
+    "ALTER TABLE changelog ADD COLUMN prev BLOB;"
+    "INSERT INTO meta(key, value) SELECT 'history_from', value + 1 FROM meta"
+    " WHERE key = 'head';",
+    /* 4: live residents and their investment per park, kept up to date by
+     * every resident change, so a country summary costs a few rows rather
+     * than a scan of all its residents */
+    "CREATE TABLE resident_agg("
+    " country TEXT NOT NULL, park_id TEXT NOT NULL, residents INTEGER NOT NULL,"
+    " investment_cents INTEGER NOT NULL, PRIMARY KEY (country, park_id)) WITHOUT ROWID;"
+    "INSERT INTO resident_agg(country, park_id, residents, investment_cents)"
+    " SELECT country, park_id, count(*), coalesce(sum(investment_cents), 0) FROM resident"
+    " WHERE deleted = 0 GROUP BY country, park_id;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -590,16 +627,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " AND recorded_us >= ?4 ORDER BY id LIMIT ?5",
     [ST_CLAIM_PUT] = "INSERT OR REPLACE INTO claim(producer_id, sequence, recorded_us, kind, key,"
                      " country, reason, update_pb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record, prev)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_LOG_OLDEST] = "SELECT min(revision) FROM changelog",
     [ST_LOG_PRUNE] = "DELETE FROM changelog WHERE revision <= ?1",
     [ST_LOG_SINCE] = "SELECT revision, kind, country, record FROM changelog"
                      " WHERE revision > ?1 ORDER BY revision",
     [ST_SUM_PARKS] = "SELECT count(*), sum(reported_residents), sum(reported_investment_cents)"
                      " FROM park WHERE country = ?1 AND deleted = 0",
-    [ST_SUM_RESIDENTS] = "SELECT count(*), sum(investment_cents) FROM resident"
-                         " WHERE country = ?1 AND deleted = 0",
+    [ST_SUM_RESIDENTS] = "SELECT sum(residents), sum(investment_cents) FROM resident_agg"
+                         " WHERE country = ?1",
     [ST_SUM_TRADE] =
         "SELECT CASE WHEN exporter = ?1 THEN importer ELSE exporter END AS partner, period_key,"
         " sum(CASE WHEN exporter = ?1 THEN value_cents END),"
@@ -614,14 +651,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                           " ORDER BY period_key",
     [ST_SUM_MISMATCHES] =
         "SELECT p.park_id, p.reported_residents, p.reported_investment_cents,"
-        " (SELECT count(*) FROM resident r WHERE r.country = p.country"
-        "  AND r.park_id = p.park_id AND r.deleted = 0),"
-        " (SELECT coalesce(sum(r.investment_cents), 0) FROM resident r"
-        "  WHERE r.country = p.country AND r.park_id = p.park_id AND r.deleted = 0)"
-        " FROM park p WHERE p.country = ?1 AND p.deleted = 0"
+        " coalesce(a.residents, 0), coalesce(a.investment_cents, 0)"
+        " FROM park p LEFT JOIN resident_agg a ON a.country = p.country AND a.park_id = p.park_id"
+        " WHERE p.country = ?1 AND p.deleted = 0"
         " AND (p.reported_residents IS NOT NULL OR p.reported_investment_cents IS NOT NULL)"
         " ORDER BY p.park_id",
-    [ST_DIRTY_ALL] = "SELECT country FROM park UNION SELECT country FROM resident"
+    [ST_AGG_ADD] = "INSERT INTO resident_agg(country, park_id, residents, investment_cents)"
+                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (country, park_id) DO UPDATE SET"
+                   " residents = residents + excluded.residents,"
+                   " investment_cents = investment_cents + excluded.investment_cents",
+    [ST_DIRTY_ALL] = "SELECT country FROM park UNION SELECT country FROM resident_agg"
                      " UNION SELECT exporter FROM trade_flow UNION SELECT importer FROM trade_flow"
                      " UNION SELECT country FROM country_report UNION SELECT country FROM summary",
 };
@@ -969,7 +1008,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
-        migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
+        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 || migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
         producers_load(s) < 0 || mark_all_dirty(s) < 0)
         goto fail_msg;
     return s;
@@ -1031,6 +1070,69 @@ int store_begin(store_t *s)
     return 0;
 }
 
+/* ---------------------------------------------------------------- resident aggregates */
+
+/* Writes the batch's pending deltas into resident_agg. */
+static int agg_flush(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_AGG_ADD];
+    int rc;
+
+    for (size_t i = 0; i < s->n_agg; i++) {
+        const agg_delta_t *d = &s->agg[i];
+        if (d->residents == 0 && d->investment == 0)
+            continue;
+        sqlite3_bind_text(st, 1, d->country, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->park_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, d->residents);
+        sqlite3_bind_int64(st, 4, d->investment);
+        if ((rc = step_done(s, st)) < 0)
+            return rc;
+    }
+    s->n_agg = 0;
+    return 0;
+}
+
+/* A resident record's part in its park's aggregates. */
+static void resident_part(const Parksync__V1__Record *r, int64_t *count, int64_t *cents)
+{
+    *count = *cents = 0;
+    if (r == NULL || r->deleted || r->body_case != PARKSYNC__V1__RECORD__BODY_RESIDENT ||
+        r->resident == NULL)
+        return;
+    *count = 1;
+    if (r->resident->has_investment_usd_cents)
+        *cents = r->resident->investment_usd_cents;
+}
+
+/* Notes that a resident of (country, park) went from `old` to `now`. */
+static int agg_note(store_t *s, const char *country, const char *park_id,
+                    const Parksync__V1__Record *old, const Parksync__V1__Record *now)
+{
+    int64_t oc, oi, nc, ni;
+    agg_delta_t *d = NULL;
+    int rc;
+
+    resident_part(old, &oc, &oi);
+    resident_part(now, &nc, &ni);
+    if (oc == nc && oi == ni)
+        return 0;
+    for (size_t i = 0; i < s->n_agg && d == NULL; i++)
+        if (strcmp(s->agg[i].park_id, park_id) == 0 && strcmp(s->agg[i].country, country) == 0)
+            d = &s->agg[i];
+    if (d == NULL) {
+        if (s->n_agg == STORE_AGG_DELTAS && (rc = agg_flush(s)) < 0)
+            return rc;
+        d = &s->agg[s->n_agg++];
+        memset(d, 0, sizeof(*d));
+        snprintf(d->country, sizeof(d->country), "%s", country);
+        snprintf(d->park_id, sizeof(d->park_id), "%s", park_id);
+    }
+    d->residents += nc - oc;
+    d->investment += ni - oi;
+    return 0;
+}
+
 void store_rollback(store_t *s)
 {
     if (!s || !s->in_batch)
@@ -1041,6 +1143,7 @@ void store_rollback(store_t *s)
     s->head = s->head_begin;
     s->oldest = s->oldest_begin;
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
+    s->n_agg = 0;
     /* the cache holds the batch's sequences: take back the committed ones */
     producers_load(s);
 }
@@ -1066,7 +1169,7 @@ int store_commit(store_t *s)
     int rc;
     if (!s->in_batch)
         return -EINVAL;
-    if ((rc = producers_flush(s)) < 0)
+    if ((rc = producers_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
         goto fail;
     if (s->head != s->head_begin) {
         sqlite3_stmt *st = s->st[ST_META_SET];
@@ -1146,7 +1249,9 @@ static void row_free(row_t *row)
     row->rec = NULL;
 }
 
-static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t len)
+/* prev: the published record this change replaces (NULL: none). */
+static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t len,
+                   const uint8_t *prev, size_t prev_len)
 {
     sqlite3_stmt *st = s->st[ST_LOG_PUT];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)s->head);
@@ -1155,6 +1260,8 @@ static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t 
     if (key->country2)
         sqlite3_bind_text(st, 4, key->country2, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, rec, (int)len, SQLITE_STATIC);
+    if (prev)
+        sqlite3_bind_blob(st, 6, prev, (int)prev_len, SQLITE_STATIC);
     return step_done(s, st);
 }
 
@@ -1219,10 +1326,14 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
             sqlite3_bind_int64(st, 8 + (int)i, ex[i].v);
     if ((rc = step_done(s, st)) < 0)
         return rc;
+    if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT &&
+        (rc = agg_note(s, key->col[0], key->col[1], row->found ? row->rec : NULL, rec)) < 0)
+        return rc;
     if (revision == row->revision || revision == 0)
         return 0;
     s->head = revision;
-    if ((rc = log_put(s, key, blob, blen)) < 0)
+    if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
+                      row->revision ? s->old.len : 0)) < 0)
         return rc;
     if (key->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
         mark_dirty(s, key->country);
@@ -2000,6 +2111,21 @@ int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const c
     return 0;
 }
 
+int store_note_conflict(store_t *s, const Parksync__V1__Update *u, const char *reason)
+{
+    rec_key_t key;
+    kind_t kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    bool is_delete, exporter_side = false, keyed;
+    const void *body;
+
+    if (!s->in_batch || !u || !u->producer_id || !reason)
+        return -EINVAL;
+    body = update_target(u, &kind, &is_delete);
+    keyed = body && key_of(&key, kind, body, &exporter_side);
+    return conflict_put(s, u->producer_id, u->sequence, kind, keyed ? &key : NULL, reason, u,
+                        false);
+}
+
 /* ---------------------------------------------------------------- summaries */
 
 /* Parses a period key made by wire_period_key back into a Period, and
@@ -2294,6 +2420,8 @@ int store_refresh_summaries(store_t *s)
     int count = 0, rc;
     if (!s->in_batch)
         return -EINVAL;
+    if ((rc = agg_flush(s)) < 0)
+        return rc;
     for (int i = 0; i < STORE_COUNTRIES; i++) {
         if (!(s->dirty[i / 8] & (1u << (i % 8))))
             continue;
@@ -2369,6 +2497,7 @@ void store_cursor_close(store_cursor_t **cp)
     store_cursor_t *c = *cp;
     for (size_t i = 0; i < c->n; i++)
         sqlite3_finalize(c->stmt[i]);
+    sqlite3_finalize(c->prev);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
         sqlite3_close_v2(c->db);
@@ -2459,6 +2588,64 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
         if (by_country)
             sqlite3_bind_text(*st, 1, filter->country, -1, SQLITE_TRANSIENT);
     }
+    return c;
+fail:
+    store_cursor_close(&c);
+    return NULL;
+}
+
+store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
+                                       uint64_t revision, int *err)
+{
+    int dummy;
+    bool null;
+    int64_t oldest, from;
+    err = err ? err : &dummy;
+    store_filter_t f = filter ? *filter : (store_filter_t){0};
+    f.provenance = false;
+    store_cursor_t *c = store_snapshot_open(s, &f, err);
+    if (!c)
+        return NULL;
+    if (revision > c->revision) {
+        *err = -EINVAL;
+        goto fail;
+    }
+    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+        goto fail;
+    if (null)
+        oldest = (int64_t)c->revision + 1;
+    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'history_from'", &null,
+                           &from)) < 0)
+        goto fail;
+    if (!null && from > oldest)
+        oldest = from;
+    if (revision + 1 < (uint64_t)oldest) {
+        *err = -ERANGE;
+        goto fail;
+    }
+    /* the same scans, over deleted rows too, with revision and deleted */
+    for (size_t i = 0; i < c->n; i++) {
+        const char *sql = sqlite3_sql(c->stmt[i]);
+        const char *live = strstr(sql, "deleted = 0");
+        char at[640];
+        if (!live || strncmp(sql, "SELECT record", 13) != 0) {
+            *err = -EINVAL;
+            goto fail;
+        }
+        snprintf(at, sizeof(at), "SELECT record, revision, deleted%.*s1%s",
+                 (int)(live - sql - 13), sql + 13, live + strlen("deleted = 0"));
+        sqlite3_stmt *st = NULL;
+        if ((*err = cursor_prepare(c, at, &st)) < 0)
+            goto fail;
+        if (sqlite3_bind_parameter_count(st) > 0)
+            sqlite3_bind_text(st, 1, f.country, -1, SQLITE_TRANSIENT);
+        sqlite3_finalize(c->stmt[i]);
+        c->stmt[i] = st;
+    }
+    if ((*err = cursor_prepare(c, "SELECT prev FROM changelog WHERE revision = ?1", &c->prev)) < 0)
+        goto fail;
+    c->history = true;
+    c->revision = revision;
     return c;
 fail:
     store_cursor_close(&c);
@@ -2566,10 +2753,69 @@ out:
     return rc;
 }
 
+/*
+ * History: the version at c->revision of a record whose row is at
+ * `revision` (> c->revision), found by following the change log's prev
+ * links back. 1 with the record in c->out when it was live then, 0 when
+ * it did not exist or was deleted, or a negative errno.
+ */
+static int cursor_history(store_cursor_t *c, uint64_t revision)
+{
+    while (revision > c->revision) {
+        sqlite3_stmt *st = c->prev;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)revision);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            /* the view was checked to hold every revision > c->revision */
+            return rc == SQLITE_DONE ? -EPROTO
+                                     : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+        }
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+            sqlite3_reset(st);
+            return 0;
+        }
+        rc = buf_set(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, c->out.len, c->out.data);
+        if (!r)
+            return -EBADMSG;
+        bool deleted = r->deleted;
+        uint64_t prev_rev = r->revision;
+        parksync__v1__record__free_unpacked(r, NULL);
+        if (prev_rev >= revision)
+            return -EPROTO; /* links must go back */
+        if (prev_rev <= c->revision)
+            return deleted ? 0 : 1;
+        revision = prev_rev;
+    }
+    return 0;
+}
+
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     while (c->at < c->n) {
         int rc = sqlite3_step(c->stmt[c->at]);
+        if (rc == SQLITE_ROW && c->history) {
+            sqlite3_stmt *st = c->stmt[c->at];
+            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
+            if (rev <= c->revision) {
+                if (sqlite3_column_int(st, 2) != 0)
+                    continue; /* deleted at or before R */
+                *record = sqlite3_column_blob(st, 0);
+                *len = (size_t)sqlite3_column_bytes(st, 0);
+                return 1;
+            }
+            if ((rc = cursor_history(c, rev)) < 0)
+                return rc;
+            if (rc == 0)
+                continue;
+            *record = c->out.data;
+            *len = c->out.len;
+            return 1;
+        }
         if (rc == SQLITE_ROW) {
             sqlite3_stmt *st = c->stmt[c->at];
             *record = sqlite3_column_blob(st, 0);
@@ -2680,4 +2926,252 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
     out->rejected = p->rejected;
     out->last_seen_us = p->last_seen_us;
     return 0;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+#define BACKUP_PATH_MAX 4096 /* bytes of a backup path, with NUL */
+
+int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n)
+{
+    char sql[96];
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *n = 0;
+    if (kind <= PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED || kind >= STORE_KINDS ||
+        !kind_sql[kind].table)
+        return -EINVAL;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0",
+             kind_sql[kind].table);
+    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc);
+}
+
+int store_producers(store_t *s, store_producer_fn fn, void *arg)
+{
+    for (size_t i = 0; i < s->prod_cap; i++) {
+        const producer_t *p = &s->prod[i];
+        store_producer_stats_t st;
+
+        if (p->id[0] == '\0')
+            continue;
+        st.last_sequence = p->last_sequence;
+        st.applied = p->applied;
+        st.duplicates = p->duplicates;
+        st.gaps = p->gaps;
+        st.rejected = p->rejected;
+        st.last_seen_us = p->last_seen_us;
+        if (fn(arg, p->id, &st) != 0)
+            break;
+    }
+    return 0;
+}
+
+int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg)
+{
+    /* the classes follow the reasons this file writes (see store_apply_as) */
+    static const char sql[] =
+        "SELECT CASE"
+        " WHEN reason LIKE 'not authoritative%' THEN 'not_authoritative'"
+        " WHEN reason LIKE 'unknown producer%' THEN 'unknown_producer'"
+        " WHEN reason LIKE 'event time%' THEN 'future_event_time'"
+        " WHEN reason LIKE 'stale%' THEN 'stale'"
+        " WHEN reason LIKE 'overridden%' THEN 'overridden'"
+        " WHEN reason LIKE 'invalid%' THEN 'invalid'"
+        " ELSE 'other' END AS class, count(*) FROM conflict GROUP BY class ORDER BY class";
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *total = 0;
+    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+        *total += n;
+        if (fn && fn(arg, (const char *)sqlite3_column_text(st, 0), n) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_OK ? 0 : db_fail(s, rc);
+}
+
+struct store_backup {
+    store_t *store;         /* borrowed: the source */
+    sqlite3 *dst;           /* connection to the temporary copy */
+    sqlite3_backup *bk;     /* SQLite's backup handle */
+    char *path;             /* final name, owned */
+    char *tmp;              /* path + ".tmp", owned */
+};
+
+void store_backup_abort(store_backup_t **bp)
+{
+    store_backup_t *b;
+
+    if (!bp || !*bp)
+        return;
+    b = *bp;
+    if (b->bk)
+        sqlite3_backup_finish(b->bk);
+    if (b->dst)
+        sqlite3_close_v2(b->dst);
+    if (b->tmp) {
+        char side[BACKUP_PATH_MAX];
+        unlink(b->tmp);
+        snprintf(side, sizeof(side), "%s-journal", b->tmp);
+        unlink(side);
+    }
+    free(b->path);
+    free(b->tmp);
+    free(b);
+    *bp = NULL;
+}
+
+store_backup_t *store_backup_start(store_t *s, const char *path, int *err)
+{
+    store_backup_t *b;
+    int rc;
+
+    if (!path || path[0] != '/' || strlen(path) + 16 > BACKUP_PATH_MAX) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    if (s->in_batch) {
+        *err = -EBUSY;
+        return NULL;
+    }
+    b = calloc(1, sizeof(*b));
+    if (!b || !(b->path = strdup(path)) || !(b->tmp = malloc(strlen(path) + 5))) {
+        *err = -ENOMEM;
+        goto fail;
+    }
+    b->store = s;
+    snprintf(b->tmp, strlen(path) + 5, "%s.tmp", path);
+    unlink(b->tmp); /* a leftover of an interrupted backup */
+    rc = sqlite3_open_v2(b->tmp, &b->dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(s->err, sizeof(s->err), "%s: %s", b->tmp,
+                 b->dst ? sqlite3_errmsg(b->dst) : sqlite3_errstr(rc));
+        *err = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        goto fail;
+    }
+    b->bk = sqlite3_backup_init(b->dst, "main", s->db, "main");
+    if (!b->bk) {
+        snprintf(s->err, sizeof(s->err), "%s: %s", b->tmp, sqlite3_errmsg(b->dst));
+        *err = -EIO;
+        goto fail;
+    }
+    return b;
+fail:
+    store_backup_abort(&b);
+    return NULL;
+}
+
+int store_backup_step(store_backup_t *b, int pages)
+{
+    int rc = sqlite3_backup_step(b->bk, pages);
+
+    if (rc == SQLITE_DONE)
+        return 1;
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return 0; /* busy/locked: try again on the next step */
+    snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp,
+             sqlite3_errstr(rc));
+    return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* fsync of a file or directory by name. 0 or -errno. */
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    int rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision)
+{
+    store_backup_t *b = *bp;
+    char dir[BACKUP_PATH_MAX];
+    struct stat sb;
+    char *slash;
+    int rc;
+
+    *bytes = 0;
+    *revision = store_head(b->store);
+    rc = sqlite3_backup_finish(b->bk);
+    b->bk = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(b->dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp,
+                 sqlite3_errmsg(b->dst));
+        rc = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        goto fail;
+    }
+    rc = sqlite3_close(b->dst);
+    b->dst = NULL;
+    if (rc != SQLITE_OK) {
+        rc = -EIO;
+        goto fail;
+    }
+    /* durability: the copy's bytes, then its name, then the directory entry */
+    if ((rc = fsync_path(b->tmp, O_RDONLY)) < 0)
+        goto fail_errno;
+    if (rename(b->tmp, b->path) < 0) {
+        rc = -errno;
+        goto fail_errno;
+    }
+    snprintf(dir, sizeof(dir), "%s", b->path);
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if ((rc = fsync_path(dir, O_RDONLY | O_DIRECTORY)) < 0) {
+        snprintf(b->store->err, sizeof(b->store->err), "fsync of %.200s: %s", dir, strerror(-rc));
+        free(b->tmp);
+        b->tmp = NULL; /* renamed: nothing to remove */
+        goto fail;
+    }
+    if (stat(b->path, &sb) == 0)
+        *bytes = (uint64_t)sb.st_size;
+    free(b->tmp);
+    b->tmp = NULL;
+    store_backup_abort(bp);
+    return 0;
+fail_errno:
+    snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->path, strerror(-rc));
+fail:
+    store_backup_abort(bp);
+    return rc;
+}
+
+int store_backup(store_t *s, const char *path)
+{
+    uint64_t bytes, revision;
+    int err = 0, rc;
+    store_backup_t *b = store_backup_start(s, path, &err);
+
+    if (!b)
+        return err;
+    while ((rc = store_backup_step(b, -1)) == 0)
+        ;
+    if (rc < 0) {
+        store_backup_abort(&b);
+        return rc;
+    }
+    return store_backup_finish(&b, &bytes, &revision);
 }

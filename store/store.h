@@ -160,6 +160,13 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
 int store_reject(store_t *s, const char *producer_id, uint64_t sequence,
                  const char *reason, store_outcome_t *outcome);
 
+/* Records a conflict about an update without applying it and without
+ * touching any producer's sequence: for an update refused before the
+ * store may act on it (its producer id is not one of the authenticated
+ * ministry's, so consuming that producer's sequence would let a ministry
+ * stall or skip another's updates). Returns 0 or a negative errno. */
+int store_note_conflict(store_t *s, const Parksync__V1__Update *u, const char *reason);
+
 /* Recomputes the summaries of countries touched since the last refresh,
  * inside the open batch; a summary that changed gets a revision like any
  * record. Returns the number of summaries that changed or a negative errno. */
@@ -199,6 +206,17 @@ int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg);
  * ones are left out), on a new read-only connection. Returns the cursor or
  * NULL with *err set to a negative errno. */
 store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err);
+
+/* Opens a view of the live records matching filter as they were at
+ * `revision` (history; provenance is not available), on a new read-only
+ * connection: current rows with revision <= `revision`, and for rows
+ * changed since, the version the change log kept (Record.revision is
+ * the version's own). store_cursor_revision returns `revision`. NULL
+ * with *err = -ERANGE when the change log (or its history, which starts
+ * with schema 3) no longer reaches back to revision + 1, -EINVAL when
+ * `revision` is beyond the head, or another negative errno. */
+store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
+                                       uint64_t revision, int *err);
 
 /* Opens a view of change-log entries with revision > since matching
  * filter, in revision order, on a new read-only connection. NULL with
@@ -272,5 +290,57 @@ typedef struct store_producer_stats {
 /* Fills *out for producer_id (inside the batch if one is open). Returns 0,
  * or -ENOENT (and zeroes *out) for an unknown producer. */
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out);
+
+
+/* ---------------------------------------------------------------- operations
+ * What `parksync status|metrics|backup` read. Call between batches.
+ */
+
+/* Sets *n to the number of live (not deleted) records of kind (PARK ..
+ * SUMMARY). Returns 0, -EINVAL for another kind, or a negative errno. */
+int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n);
+
+/* Calls fn for every known producer (in no particular order) with its
+ * counters; id and stats are valid during the call. fn returns 0 to go
+ * on, non-zero to stop. Returns 0. */
+typedef int (*store_producer_fn)(void *arg, const char *producer_id,
+                                 const store_producer_stats_t *stats);
+int store_producers(store_t *s, store_producer_fn fn, void *arg);
+
+/* Counts the conflicts/audit table by reason class: "not_authoritative",
+ * "unknown_producer", "future_event_time", "invalid", "stale",
+ * "overridden", "other" (classes without rows are left out). Sets *total
+ * to all rows. Returns 0 or a negative errno. */
+typedef int (*store_reason_fn)(void *arg, const char *reason_class, uint64_t n);
+int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg);
+
+/* An online backup in progress (SQLite's backup API on the store's own
+ * connection: pages the store writes while it runs are copied into it
+ * too, so the finished copy is the database as of the last commit). */
+typedef struct store_backup store_backup_t;
+
+/* Starts copying the database to path, which must be absolute; the copy
+ * is built in "path.tmp" and renamed over path by store_backup_finish.
+ * Returns the backup, or NULL with *err = -EINVAL (relative path), -EBUSY
+ * (a batch is open) or a negative errno (with store_errmsg set). */
+store_backup_t *store_backup_start(store_t *s, const char *path, int *err);
+
+/* Copies up to `pages` pages (-1: all). Call between batches. Returns 1
+ * when the copy is complete, 0 when pages remain, or a negative errno. */
+int store_backup_step(store_backup_t *b, int pages);
+
+/* Completes a backup whose last step returned 1: switches the copy to a
+ * rollback journal (one self-contained file), fsyncs it, renames it to
+ * path and fsyncs the directory. Sets *bytes to its size and *revision
+ * to the head revision it holds. Returns 0 or a negative errno (the
+ * temporary file is then removed). Frees the backup and sets *bp = NULL. */
+int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision);
+
+/* Abandons a backup and removes its temporary file. NULL-safe; sets *bp = NULL. */
+void store_backup_abort(store_backup_t **bp);
+
+/* The whole backup in one go (start, step all, finish). Returns 0 or a
+ * negative errno. */
+int store_backup(store_t *s, const char *path);
 
 #endif /* PARKSYNC_STORE_H */

@@ -67,6 +67,11 @@ bool harness_ping(const harness_t *h, int timeout_ms)
     const char *why;
 
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    if (h->server_key[0] != '\0' &&
+        (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, h->server_key, 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, h->client_public, 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, h->client_secret, 40) != 0))
+        goto out;
     if (zmq_connect(s, h->query) != 0)
         goto out;
     q.has_version = q.has_request_id = 1;
@@ -92,6 +97,27 @@ out:
     zmq_close(s);
     zmq_ctx_term(ctx);
     return ok;
+}
+
+int harness_spawn(harness_t *h, const char *const env[])
+{
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execl(PARKSYNCD_BIN, "parksyncd", "-c", h->config, (char *)NULL);
+        _exit(127);
+    }
+    h->pid = pid;
+    return 0;
 }
 
 int harness_start(harness_t *h)

@@ -25,6 +25,11 @@ typedef struct harness {
     char control[HARNESS_PATH]; /* ipc://dir/control */
     char extra[1024];           /* INI text appended to the config */
     pid_t pid;                  /* running daemon, 0 when none */
+    /* CURVE for harness_ping (daemon with [security] curve = on): Z85
+     * keys, server_key "" = plain. */
+    char server_key[41];        /* the daemon's public key */
+    char client_public[41];     /* the pinging client's key pair */
+    char client_secret[41];
 } harness_t;
 
 /* Makes the directory and writes the config (extra_ini may be NULL; it is
@@ -34,6 +39,11 @@ int harness_init(harness_t *h, const char *extra_ini);
 /* Starts parksyncd and waits (up to 10 s) until its query socket answers a
  * ping. 0, or -1 when it exited or never answered (see h->log). */
 int harness_start(harness_t *h);
+
+/* Starts parksyncd with extra environment entries ("NAME=value", the list
+ * ended by NULL; env may be NULL) and returns at once, without waiting for
+ * it to answer (tests that watch its start-up, e.g. sd_notify). 0 or -1. */
+int harness_spawn(harness_t *h, const char *const env[]);
 
 /* SIGTERM, then waits up to 10 s. Returns the exit status (0..255), 128+N
  * when killed by signal N, or -1 when it did not exit in time (then it is

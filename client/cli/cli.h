@@ -27,6 +27,11 @@ int cmd_watch(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_conflicts(int argc, char **argv);
 int cmd_producer(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 
 /* Usage text of each command, for `parksync COMMAND --help` and errors. */
 extern const char CLI_PUSH_USAGE[];
@@ -35,5 +40,41 @@ extern const char CLI_WATCH_USAGE[];
 extern const char CLI_SUMMARY_USAGE[];
 extern const char CLI_CONFLICTS_USAGE[];
 extern const char CLI_PRODUCER_USAGE[];
+extern const char CLI_KEYGEN_USAGE[];
+extern const char CLI_STATUS_USAGE[];
+extern const char CLI_METRICS_USAGE[];
+extern const char CLI_BACKUP_USAGE[];
+extern const char CLI_RELOAD_USAGE[];
+
+/* CURVE keys read from the files of --server-key and --key (curve.c). */
+typedef struct cli_curve {
+    const char *server_file; /* --server-key FILE, or NULL */
+    const char *key_file;    /* --key FILE, or NULL */
+    char server[41];         /* the daemon's public key, Z85; "" when plain */
+    char secret[41];         /* our secret key, Z85 */
+} cli_curve_t;
+
+/* The options every networked command takes, for getopt_long tables. */
+#define CLI_CURVE_OPTIONS                                        \
+    {"server-key", required_argument, NULL, 0x5301},             \
+    {"key", required_argument, NULL, 0x5302}
+#define CLI_CURVE_USAGE                                                           \
+    "  --server-key FILE  the daemon's public key file (NAME.pub): use CURVE\n"  \
+    "  --key FILE         our secret key file (NAME.key), with --server-key\n"
+
+/* Handles getopt's value c when it is one of CLI_CURVE_OPTIONS (records
+ * arg in *cv, zero-initialised by the caller) and returns 1; 0 for any
+ * other option. */
+int cli_curve_option(cli_curve_t *cv, int c, const char *arg);
+
+/* Reads the files the options named into cv->server and cv->secret.
+ * With neither option the keys stay "" (plain). Returns CLI_OK, or
+ * CLI_USAGE after printing why (a file unreadable, a secret key open to
+ * others, one option without the other). */
+int cli_curve_load(cli_curve_t *cv);
+
+/* The keys for libparksync's options: NULL when plain. */
+#define CLI_CURVE_SERVER(cv) ((cv)->server[0] ? (cv)->server : NULL)
+#define CLI_CURVE_SECRET(cv) ((cv)->secret[0] ? (cv)->secret : NULL)
 
 #endif /* PARKSYNC_CLI_H */

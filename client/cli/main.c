@@ -20,6 +20,11 @@ static const command_t COMMANDS[] = {
     {"summary", cmd_summary, "print the consolidated summary per country"},
     {"conflicts", cmd_conflicts, "list refused, stale, overridden and non-authoritative updates"},
     {"producer", cmd_producer, "print what parksyncd counted for one producer (JSON)"},
+    {"keygen", cmd_keygen, "write a CURVE key pair (NAME.key, NAME.pub) for [security] curve"},
+    {"status", cmd_status, "print what parksyncd is doing (producers, subscribers, sizes, ...)"},
+    {"metrics", cmd_metrics, "print parksyncd's metrics in the Prometheus text format"},
+    {"backup", cmd_backup, "copy the live database to FILE (SQLite online backup)"},
+    {"reload", cmd_reload, "re-read parksyncd's configuration and wait until it is applied"},
 };
 
 static void usage(FILE *out)

@@ -38,7 +38,8 @@
 
 const char CLI_PUSH_USAGE[] =
     "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
-    "                     [--outbox FILE] [--window N] [--timeout SEC] [FILE|-]\n"
+    "                     [--outbox FILE] [--window N] [--timeout SEC]\n"
+    "                     [--server-key FILE --key FILE] [FILE|-]\n"
     "\n"
     "Reads updates as JSON lines (one object per line; blank lines and lines\n"
     "starting with # are skipped), validates all of them, then sends them to\n"
@@ -52,6 +53,7 @@ const char CLI_PUSH_USAGE[] =
     "                  and the same push run again resumes after what was enqueued\n"
     "  --window N      most unacknowledged updates in flight (default 1000)\n"
     "  --timeout SEC   give up after SEC seconds (default 30)\n"
+    CLI_CURVE_USAGE
     "\n"
     "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input\n"
     "(or an outbox holding another input's unfinished push).\n";
@@ -220,8 +222,9 @@ int cmd_push(int argc, char **argv)
         {"publish", required_argument, NULL, 'P'},  {"query", required_argument, NULL, 'q'},
         {"outbox", required_argument, NULL, 'o'},   {"timeout", required_argument, NULL, 't'},
         {"window", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'C'},
+        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
         {NULL, 0, NULL, 0}};
+    cli_curve_t curve = {0};
     ps_producer_options_t opts;
     ps_producer_t *p = NULL;
     batch_t batch = {0};
@@ -270,9 +273,17 @@ int cmd_push(int argc, char **argv)
             break;
         }
         case 'h': fputs(CLI_PUSH_USAGE, stdout); return CLI_OK;
-        default: fputs(CLI_PUSH_USAGE, stderr); return CLI_USAGE;
+        default:
+            if (cli_curve_option(&curve, c, optarg))
+                break;
+            fputs(CLI_PUSH_USAGE, stderr);
+            return CLI_USAGE;
         }
     }
+    if (cli_curve_load(&curve) != CLI_OK)
+        return CLI_USAGE;
+    opts.server_public_key = CLI_CURVE_SERVER(&curve);
+    opts.secret_key = CLI_CURVE_SECRET(&curve);
     if (argc - optind > 1) {
         fprintf(stderr, "parksync push: one input file at most\n%s", CLI_PUSH_USAGE);
         return CLI_USAGE;

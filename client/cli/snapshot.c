@@ -24,38 +24,67 @@
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"          \
     "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"      \
     "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"       \
-    "  --ingest EP, --control EP  accepted for uniformity; not used\n"
+    "  --ingest EP, --control EP  accepted for uniformity; not used\n"             \
+    CLI_CURVE_USAGE
 
 const char CLI_SNAPSHOT_USAGE[] =
     "usage: parksync snapshot [--kind KIND] [--country XX] [--provenance]\n"
-    "                         [--query EP] [--publish EP] [--timeout SEC]\n"
+    "                         [--at-revision R] [--query EP] [--publish EP]\n"
+    "                         [--timeout SEC]\n"
     "\n"
     "Prints the consolidated records as JSON lines, one record per line:\n"
     "  {\"revision\":N,\"kind\":\"park\",\"deleted\":true (tombstones only),\n"
     "   \"park\":{...fields as in parksync.proto...},\"provenance\":[...] (if asked)}\n"
     "Money is an integer number of US cents, enums are full proto names.\n"
+    "  --at-revision R the picture as it was at revision R (while the daemon's\n"
+    "                  change log reaches back that far; no --provenance)\n"
     "\n" FILTER_HELP;
 
 const char CLI_WATCH_USAGE[] =
     "usage: parksync watch [--kind KIND] [--country XX] [--provenance]\n"
-    "                      [--query EP] [--publish EP] [--timeout SEC]\n"
+    "                      [--from-revision R] [--query EP] [--publish EP]\n"
+    "                      [--timeout SEC]\n"
     "\n"
     "Prints the snapshot like `parksync snapshot`, then every change as it is\n"
     "published, one JSON line each, until interrupted (SIGINT or SIGTERM).\n"
+    "Lost messages are recovered by the library; when continuity cannot be\n"
+    "kept (the change log no longer reaches back, or the database was\n"
+    "replaced) it prints {\"reset\":true}: drop everything read so far, a\n"
+    "fresh snapshot follows.\n"
+    "  --from-revision R  instead of a snapshot, the changes after revision R\n"
+    "                     (a reset and a snapshot when the log no longer has them)\n"
     "\n" FILTER_HELP;
 
 /* Parses the options snapshot and watch share. CLI_OK, or the exit status
  * to return (help printed: *done set). */
+static int parse_revision(const char *cmd, const char *flag, const char *arg, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-') {
+        fprintf(stderr, "parksync %s: %s wants a revision number, got '%s'\n", cmd, flag, arg);
+        return CLI_USAGE;
+    }
+    *out = (uint64_t)v;
+    return CLI_OK;
+}
+
 static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_options_t *opts,
                         bool *done)
 {
     static const struct option LONG[] = {
+        {"at-revision", required_argument, NULL, 'A'},
+        {"from-revision", required_argument, NULL, 'F'},
         {"kind", required_argument, NULL, 'k'},  {"country", required_argument, NULL, 'c'},
         {"provenance", no_argument, NULL, 'v'},  {"query", required_argument, NULL, 'q'},
         {"publish", required_argument, NULL, 'P'},
         {"ingest", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
-        {"control", required_argument, NULL, 'C'},
+        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    /* The keys must outlive this call (opts points into them); one
+     * command runs per process. */
+    static cli_curve_t curve;
     int c;
 
     *done = false;
@@ -79,6 +108,24 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
             opts->country = optarg;
             break;
         case 'v': opts->provenance = true; break;
+        case 'A':
+            if (usage != CLI_SNAPSHOT_USAGE) {
+                fprintf(stderr, "parksync %s: --at-revision is for `parksync snapshot`\n", argv[0]);
+                return CLI_USAGE;
+            }
+            if (parse_revision(argv[0], "--at-revision", optarg, &opts->at_revision) != CLI_OK)
+                return CLI_USAGE;
+            opts->has_at_revision = true;
+            break;
+        case 'F':
+            if (usage != CLI_WATCH_USAGE) {
+                fprintf(stderr, "parksync %s: --from-revision is for `parksync watch`\n", argv[0]);
+                return CLI_USAGE;
+            }
+            if (parse_revision(argv[0], "--from-revision", optarg, &opts->from_revision) != CLI_OK)
+                return CLI_USAGE;
+            opts->has_from_revision = true;
+            break;
         case 'q': opts->query_endpoint = optarg; break;
         case 'P': opts->publish_endpoint = optarg; break;
         case 'i':
@@ -99,11 +146,24 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
             fputs(usage, stdout);
             *done = true;
             return CLI_OK;
-        default: fputs(usage, stderr); return CLI_USAGE;
+        default:
+            if (cli_curve_option(&curve, c, optarg))
+                break;
+            fputs(usage, stderr);
+            return CLI_USAGE;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "parksync %s: unexpected argument '%s'\n%s", argv[0], argv[optind], usage);
+        return CLI_USAGE;
+    }
+    if (cli_curve_load(&curve) != CLI_OK)
+        return CLI_USAGE;
+    opts->server_public_key = CLI_CURVE_SERVER(&curve);
+    opts->secret_key = CLI_CURVE_SECRET(&curve);
+    if (opts->has_at_revision && opts->provenance) {
+        fprintf(stderr, "parksync %s: --at-revision and --provenance do not go together: "
+                        "provenance is kept for the current picture only\n", argv[0]);
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -137,6 +197,8 @@ static int run(int argc, char **argv, bool live)
         return status;
     opts.live = live;
     cli_signals_install();
+    if (!live)
+        opts.has_from_revision = false;
     s = ps_subscriber_new(&opts, &err);
     if (s == NULL) {
         fprintf(stderr, "parksync %s: cannot subscribe: %s\n", argv[0], ps_strerror(err));
@@ -154,6 +216,11 @@ static int run(int argc, char **argv, bool live)
         }
         if (err == PS_ERR_INTERRUPTED || (err == PS_ERR_TIMEOUT && snapshot_done))
             continue;
+        if (err == PS_ERR_REFUSED) {
+            fprintf(stderr, "parksync %s: the daemon refused: %s\n", argv[0],
+                    ps_subscriber_last_error(s));
+            break;
+        }
         if (err != PS_OK) {
             fprintf(stderr, "parksync %s: %s%s\n", argv[0], ps_strerror(err),
                     err == PS_ERR_TIMEOUT ? " (is parksyncd running at the query endpoint?)" : "");
@@ -162,9 +229,23 @@ static int run(int argc, char **argv, bool live)
         if (ev.kind == PS_EVENT_SNAPSHOT_END) {
             snapshot_done = true;
             if (live)
-                fprintf(stderr, "parksync %s: snapshot complete at revision %" PRIu64
+                fprintf(stderr, "parksync %s: %s at revision %" PRIu64
                                 " (%" PRIu64 " records); following live changes\n",
-                        argv[0], ev.revision, records);
+                        argv[0], opts.has_from_revision ? "caught up" : "snapshot complete",
+                        ev.revision, records);
+            continue;
+        }
+        if (ev.kind == PS_EVENT_RESET) {
+            const char *why = ps_subscriber_last_error(s);
+            fprintf(stderr, "parksync %s: continuity lost (%s); a fresh snapshot follows\n",
+                    argv[0], why[0] ? why : "the database was replaced");
+            if (fputs("{\"reset\":true}\n", stdout) == EOF || fflush(stdout) == EOF) {
+                fprintf(stderr, "parksync %s: cannot write to stdout: %s\n", argv[0],
+                        strerror(errno));
+                break;
+            }
+            snapshot_done = false;
+            records = 0;
             continue;
         }
         if (print_record(ev.record) < 0) {

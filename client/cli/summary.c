@@ -27,7 +27,8 @@ const char CLI_SUMMARY_USAGE[] =
     "  --country XX    one country only\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
     "  --timeout SEC   longest daemon silence (default 5)\n"
-    "  --publish EP, --ingest EP, --control EP  accepted for uniformity; not used\n";
+    "  --publish EP, --ingest EP, --control EP  accepted for uniformity; not used\n"
+    CLI_CURVE_USAGE;
 
 /* The summaries read from the snapshot. */
 typedef struct summaries {
@@ -194,7 +195,9 @@ int cmd_summary(int argc, char **argv)
         {"ingest", required_argument, NULL, 'i'}, {"control", required_argument, NULL, 'C'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
+                                         CLI_CURVE_OPTIONS,
                                          {NULL, 0, NULL, 0}};
+    cli_curve_t curve = {0};
     ps_subscriber_options_t opts;
     ps_subscriber_t *s = NULL;
     summaries_t all = {0};
@@ -233,9 +236,17 @@ int cmd_summary(int argc, char **argv)
             break;
         }
         case 'h': fputs(CLI_SUMMARY_USAGE, stdout); return CLI_OK;
-        default: fputs(CLI_SUMMARY_USAGE, stderr); return CLI_USAGE;
+        default:
+            if (cli_curve_option(&curve, c, optarg))
+                break;
+            fputs(CLI_SUMMARY_USAGE, stderr);
+            return CLI_USAGE;
         }
     }
+    if (cli_curve_load(&curve) != CLI_OK)
+        return CLI_USAGE;
+    opts.server_public_key = CLI_CURVE_SERVER(&curve);
+    opts.secret_key = CLI_CURVE_SECRET(&curve);
     if (optind < argc) {
         fprintf(stderr, "parksync summary: unexpected argument '%s'\n%s", argv[optind],
                 CLI_SUMMARY_USAGE);

@@ -1,0 +1,134 @@
+/*
+ * ctl.c - see ctl.h.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "cli.h"
+#include "wire.h"
+
+int ctl_option(ctl_opts_t *o, int c, const char *arg)
+{
+    char *end = NULL;
+
+    switch (c) {
+    case 'C':
+        o->control = arg;
+        return 1;
+    case 't':
+        errno = 0;
+        o->timeout_s = strtol(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || o->timeout_s < 1 ||
+            o->timeout_s > 86400) {
+            fprintf(stderr, "parksync %s: --timeout wants whole seconds 1..86400, got '%s'\n",
+                    o->cmd, arg);
+            return -1;
+        }
+        return 1;
+    case 'i':
+    case 'P':
+    case 'q':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
+            Parksync__V1__ControlReply **out)
+{
+    char endpoint[256];
+    uint8_t buf[WIRE_MAX_CONTROL];
+    void *ctx = NULL, *sock = NULL;
+    int linger = 0, status = CLI_RUNTIME;
+    int64_t maxmsg = WIRE_MAX_MSG;
+    const char *why = NULL;
+    size_t len;
+
+    *out = NULL;
+    if (o->control)
+        snprintf(endpoint, sizeof endpoint, "%s", o->control);
+    else if (wire_control_endpoint_default(endpoint, sizeof endpoint) < 0) {
+        fprintf(stderr, "parksync %s: the default control endpoint is too long; give "
+                        "--control\n", o->cmd);
+        return CLI_USAGE;
+    }
+    q->has_version = q->has_request_id = true;
+    q->version = WIRE_VERSION;
+    q->request_id = 1;
+    if (parksync__v1__control_request__get_packed_size(q) > sizeof buf) {
+        fprintf(stderr, "parksync %s: the request is too large\n", o->cmd);
+        return CLI_USAGE;
+    }
+    len = parksync__v1__control_request__pack(q, buf);
+    cli_signals_install();
+    ctx = zmq_ctx_new();
+    sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+    if (!sock) {
+        fprintf(stderr, "parksync %s: cannot create a socket: %s\n", o->cmd,
+                zmq_strerror(errno));
+        goto out;
+    }
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(sock, endpoint) < 0) {
+        fprintf(stderr, "parksync %s: cannot connect to %s: %s\n", o->cmd, endpoint,
+                zmq_strerror(errno));
+        status = CLI_USAGE;
+        goto out;
+    }
+    if (zmq_send(sock, buf, len, 0) < 0) {
+        fprintf(stderr, "parksync %s: cannot send to %s: %s\n", o->cmd, endpoint,
+                zmq_strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_msg_t m;
+        int n = zmq_poll(&item, 1, o->timeout_s * 1000);
+
+        if (n < 0 && errno == EINTR && !cli_stop)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "parksync %s: no answer from %s within %ld s (is parksyncd "
+                            "running, and is this its control socket?)\n", o->cmd, endpoint,
+                    o->timeout_s);
+            goto out;
+        }
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            goto out;
+        }
+        int rc = wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), out, &why);
+        zmq_msg_close(&m);
+        if (rc < 0) {
+            fprintf(stderr, "parksync %s: undecodable answer: %s\n", o->cmd, why ? why : "?");
+            goto out;
+        }
+        if ((*out)->request_id == q->request_id)
+            break;
+        parksync__v1__control_reply__free_unpacked(*out, NULL); /* a stale answer */
+        *out = NULL;
+    }
+    if ((*out)->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_ERROR) {
+        fprintf(stderr, "parksync %s: the daemon refused: %s\n", o->cmd,
+                (*out)->error->message ? (*out)->error->message : "(no message)");
+        parksync__v1__control_reply__free_unpacked(*out, NULL);
+        *out = NULL;
+        goto out;
+    }
+    status = CLI_OK;
+out:
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return status;
+}

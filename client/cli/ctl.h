@@ -1,0 +1,52 @@
+/*
+ * ctl.h - one request and its reply on parksyncd's control socket, shared
+ * by the operator commands (status, metrics, backup, reload).
+ *
+ * The control socket is ipc:// only; with no --control the CLI finds it by
+ * the rule the daemon used to place it (wire_control_endpoint_default).
+ */
+#ifndef PARKSYNC_CLI_CTL_H
+#define PARKSYNC_CLI_CTL_H
+
+#include <getopt.h>
+
+#include "parksync.pb-c.h"
+
+/* The options every operator command accepts, for getopt_long tables:
+ * --control EP, --timeout SEC, --help, and --ingest/--publish/--query
+ * accepted (and ignored) so one set of endpoint flags fits every command. */
+#define CTL_OPTIONS                                                              \
+    {"control", required_argument, NULL, 'C'},                                   \
+    {"timeout", required_argument, NULL, 't'},                                   \
+    {"ingest", required_argument, NULL, 'i'},                                    \
+    {"publish", required_argument, NULL, 'P'},                                   \
+    {"query", required_argument, NULL, 'q'},                                     \
+    {"help", no_argument, NULL, 'h'}
+
+#define CTL_USAGE                                                                \
+    "  --control EP    daemon's control socket (default: the runtime directory's, as\n" \
+    "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"  \
+    "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"          \
+    "  --timeout SEC   longest wait for the answer\n"                              \
+    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
+
+/* Parsed common options. */
+typedef struct ctl_opts {
+    const char *cmd;     /* command name, for messages */
+    const char *control; /* --control, or NULL: the default rule */
+    long timeout_s;      /* --timeout, seconds */
+} ctl_opts_t;
+
+/* Handles getopt's value c for one of CTL_OPTIONS except 'h'. Returns 1
+ * when handled, 0 when c is not one of them, -1 after printing a usage
+ * error (exit with CLI_USAGE). */
+int ctl_option(ctl_opts_t *o, int c, const char *arg);
+
+/* Sends q (version and request_id are filled in) and waits for the reply.
+ * An Error reply is printed ("parksync CMD: the daemon refused: ...") and
+ * gives CLI_RUNTIME. Returns CLI_OK with *out set (caller frees with
+ * parksync__v1__control_reply__free_unpacked), or the exit status. */
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
+            Parksync__V1__ControlReply **out);
+
+#endif /* PARKSYNC_CLI_CTL_H */

@@ -1,0 +1,175 @@
+/*
+ * ops.c - the operator's one-shot commands on the control socket:
+ * `parksync metrics`, `parksync backup FILE` and `parksync reload`.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ctl.h"
+
+#define METRICS_TIMEOUT_S 5  /* default --timeout of metrics */
+#define BACKUP_TIMEOUT_S 600 /* default --timeout of backup: a large database takes a while */
+#define RELOAD_TIMEOUT_S 30  /* default --timeout of reload */
+
+const char CLI_METRICS_USAGE[] =
+    "usage: parksync metrics [--control EP] [--timeout SEC]\n"
+    "\n"
+    "Prints parksyncd's metrics in the Prometheus text exposition format (0.0.4).\n"
+    "The daemon also serves them on http://HOST:PORT/metrics when [metrics] http\n"
+    "is set (loopback addresses only).\n"
+    "\n" CTL_USAGE "                  (default 5)\n"
+    "\n"
+    "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
+
+const char CLI_BACKUP_USAGE[] =
+    "usage: parksync backup [--control EP] [--timeout SEC] FILE\n"
+    "\n"
+    "Has parksyncd copy its database to FILE with SQLite's online backup API while\n"
+    "it keeps running: the copy is consistent (the database as of one commit), built\n"
+    "in FILE.tmp, fsynced and renamed. FILE must be an absolute path: the daemon\n"
+    "writes it, as its own user, so it must be able to write its directory (under\n"
+    "systemd: the state directory, e.g. /var/lib/parksync/backup.db). Prints\n"
+    "{\"path\":FILE,\"bytes\":N,\"revision\":R} when the copy is complete.\n"
+    "\n" CTL_USAGE "                  (default 600)\n"
+    "\n"
+    "Exit status: 0 done, 1 daemon unreachable or the backup failed, 2 bad arguments.\n";
+
+const char CLI_RELOAD_USAGE[] =
+    "usage: parksync reload [--control EP] [--timeout SEC]\n"
+    "\n"
+    "Has parksyncd re-read its configuration file, as SIGHUP does, and answers once\n"
+    "it is applied, or refused: an invalid file keeps the running configuration and\n"
+    "the message says why (file:line). For ExecReload= in the systemd unit.\n"
+    "\n" CTL_USAGE "                  (default 30)\n"
+    "\n"
+    "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
+    "arguments.\n";
+
+/* Parses the common options; returns -1 to go on, else the exit status.
+ * *rest is the first operand. */
+static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, int *rest)
+{
+    static const struct option LONG[] = {CTL_OPTIONS, {NULL, 0, NULL, 0}};
+    int c, rc;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return CLI_OK;
+        }
+        if ((rc = ctl_option(o, c, optarg)) < 0)
+            return CLI_USAGE;
+        if (rc == 0) {
+            fputs(usage, stderr);
+            return CLI_USAGE;
+        }
+    }
+    *rest = optind;
+    return -1;
+}
+
+int cmd_metrics(int argc, char **argv)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__MetricsRequest mr = PARKSYNC__V1__METRICS_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    ctl_opts_t o = {"metrics", NULL, METRICS_TIMEOUT_S};
+    int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, &rest);
+
+    if (status >= 0)
+        return status;
+    if (rest < argc) {
+        fprintf(stderr, "parksync metrics: unexpected argument '%s'\n%s", argv[rest],
+                CLI_METRICS_USAGE);
+        return CLI_USAGE;
+    }
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_METRICS;
+    q.metrics = &mr;
+    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+        return status;
+    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_METRICS || !r->metrics->text) {
+        fprintf(stderr, "parksync metrics: unexpected answer\n");
+        status = CLI_RUNTIME;
+    } else {
+        fputs(r->metrics->text, stdout);
+        status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
+    }
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__BackupRequest br = PARKSYNC__V1__BACKUP_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    ctl_opts_t o = {"backup", NULL, BACKUP_TIMEOUT_S};
+    int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, &rest);
+
+    if (status >= 0)
+        return status;
+    if (argc - rest != 1) {
+        fprintf(stderr, "parksync backup: one FILE expected\n%s", CLI_BACKUP_USAGE);
+        return CLI_USAGE;
+    }
+    if (argv[rest][0] != '/') {
+        fprintf(stderr, "parksync backup: FILE must be an absolute path (the daemon writes "
+                        "it, in its own working directory otherwise), got '%s'\n", argv[rest]);
+        return CLI_USAGE;
+    }
+    br.path = argv[rest];
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_BACKUP;
+    q.backup = &br;
+    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+        return status;
+    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_BACKUP) {
+        fprintf(stderr, "parksync backup: unexpected answer\n");
+        status = CLI_RUNTIME;
+    } else {
+        printf("{\"path\":\"%s\",\"bytes\":%" PRIu64 ",\"revision\":%" PRIu64 "}\n",
+               r->backup->path ? r->backup->path : br.path, r->backup->bytes,
+               r->backup->revision);
+        status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
+    }
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}
+
+int cmd_reload(int argc, char **argv)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__ReloadRequest rr = PARKSYNC__V1__RELOAD_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    ctl_opts_t o = {"reload", NULL, RELOAD_TIMEOUT_S};
+    int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, &rest);
+
+    if (status >= 0)
+        return status;
+    if (rest < argc) {
+        fprintf(stderr, "parksync reload: unexpected argument '%s'\n%s", argv[rest],
+                CLI_RELOAD_USAGE);
+        return CLI_USAGE;
+    }
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_RELOAD;
+    q.reload = &rr;
+    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+        return status;
+    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_RELOAD) {
+        fprintf(stderr, "parksync reload: unexpected answer\n");
+        status = CLI_RUNTIME;
+    } else if (r->reload->ok) {
+        printf("%s\n", r->reload->message ? r->reload->message : "reloaded");
+        status = CLI_OK;
+    } else {
+        fprintf(stderr, "parksync reload: refused: %s; the daemon keeps running with the "
+                        "previous configuration\n",
+                r->reload->message ? r->reload->message : "(no message)");
+        status = CLI_RUNTIME;
+    }
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}

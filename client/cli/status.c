@@ -1,0 +1,234 @@
+/*
+ * status.c - `parksync status`: what the daemon is doing, from its
+ * control socket, as text or one JSON object.
+ */
+#include <getopt.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "ctl.h"
+
+#define STATUS_TIMEOUT_S 5 /* default --timeout */
+
+const char CLI_STATUS_USAGE[] =
+    "usage: parksync status [--json] [--control EP] [--timeout SEC]\n"
+    "\n"
+    "Prints what parksyncd is doing: version, uptime, head revision, live records\n"
+    "per kind, each producer's last sequence, lag (time since its last update) and\n"
+    "last seen time, connected subscribers, database and WAL size, the conflicts\n"
+    "table by reason, inputs rejected before the store by reason, the loop's\n"
+    "counters and why the last reload failed, if it did.\n"
+    "\n"
+    "  --json          one JSON object instead of text\n" CTL_USAGE
+    "                  (default 5)\n"
+    "\n"
+    "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
+
+/* "2024-05-01T10:00:00Z" for us since 1970, "never" for 0. */
+static const char *when(char *buf, size_t size, int64_t us)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+
+    if (us <= 0 || !gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "never");
+    return buf;
+}
+
+/* "1d02h03m04s" */
+static const char *span(char *buf, size_t size, int64_t us)
+{
+    int64_t s = us > 0 ? us / 1000000 : 0;
+
+    if (s >= 86400)
+        snprintf(buf, size, "%" PRId64 "d%02" PRId64 "h%02" PRId64 "m%02" PRId64 "s", s / 86400,
+                 s / 3600 % 24, s / 60 % 60, s % 60);
+    else if (s >= 3600)
+        snprintf(buf, size, "%" PRId64 "h%02" PRId64 "m%02" PRId64 "s", s / 3600, s / 60 % 60,
+                 s % 60);
+    else if (s >= 60)
+        snprintf(buf, size, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+    else
+        snprintf(buf, size, "%" PRId64 "s", s);
+    return buf;
+}
+
+static const char *bytes(char *buf, size_t size, uint64_t n)
+{
+    if (n >= 1024ULL * 1024 * 1024)
+        snprintf(buf, size, "%.1f GiB", (double)n / (1024.0 * 1024 * 1024));
+    else if (n >= 1024 * 1024)
+        snprintf(buf, size, "%.1f MiB", (double)n / (1024.0 * 1024));
+    else if (n >= 1024)
+        snprintf(buf, size, "%.1f KiB", (double)n / 1024.0);
+    else
+        snprintf(buf, size, "%" PRIu64 " B", n);
+    return buf;
+}
+
+static uint64_t counter(const Parksync__V1__Status *st, const char *name)
+{
+    for (size_t i = 0; i < st->n_counters; i++)
+        if (st->counters[i]->name && strcmp(st->counters[i]->name, name) == 0)
+            return st->counters[i]->value;
+    return 0;
+}
+
+/* The input rejections, by reason, before and in the store. */
+static const char *const REJECTED[] = {"bad_frames", "too_large", "undecodable", "invalid",
+                                       "wrong_topic", "refused", NULL};
+
+static void print_text(const Parksync__V1__Status *st)
+{
+    char a[64], b[64];
+
+    printf("parksyncd %s, up %s (since %s)\n", st->version ? st->version : "?",
+           span(a, sizeof a, st->now_us - st->started_us), when(b, sizeof b, st->started_us));
+    printf("revision %" PRIu64 ", epoch ", st->head_revision);
+    for (size_t i = 0; i < st->epoch.len; i++)
+        printf("%02x", st->epoch.data[i]);
+    printf(", %" PRIu64 " subscribers\n", st->subscribers);
+    printf("database %s, WAL %s\n", bytes(a, sizeof a, st->database_bytes),
+           bytes(b, sizeof b, st->wal_bytes));
+    printf("records:");
+    for (size_t i = 0; i < st->n_records; i++)
+        printf("%s %s %" PRIu64, i ? "," : "", st->records[i]->name ? st->records[i]->name : "?",
+               st->records[i]->value);
+    printf("\nconflicts: %" PRIu64, st->conflicts);
+    for (size_t i = 0; i < st->n_conflicts_by_reason; i++)
+        printf("%s%s %" PRIu64, i ? ", " : " (", st->conflicts_by_reason[i]->name,
+               st->conflicts_by_reason[i]->value);
+    printf("%s\nrejected inputs:", st->n_conflicts_by_reason ? ")" : "");
+    for (int i = 0; REJECTED[i]; i++)
+        printf("%s %s %" PRIu64, i ? "," : "", REJECTED[i], counter(st, REJECTED[i]));
+    printf("\nproducers: %zu\n", st->n_producers);
+    if (st->n_producers)
+        printf("  %-20s %12s %10s %8s %8s %8s  %-20s %s\n", "ID", "LAST_SEQ", "APPLIED", "DUPS",
+               "GAPS", "REJECTED", "LAST_SEEN", "LAG");
+    for (size_t i = 0; i < st->n_producers; i++) {
+        const Parksync__V1__ProducerStatus *p = st->producers[i];
+        printf("  %-20s %12" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+               "  %-20s %s\n", p->producer_id ? p->producer_id : "?", p->last_sequence,
+               p->applied, p->duplicates, p->gaps, p->rejected,
+               when(a, sizeof a, p->last_seen_us),
+               p->last_seen_us > 0 ? span(b, sizeof b, st->now_us - p->last_seen_us) : "-");
+    }
+    printf("counters:");
+    for (size_t i = 0; i < st->n_counters; i++)
+        printf("%s %s %" PRIu64, i ? "," : "", st->counters[i]->name, st->counters[i]->value);
+    printf("\n");
+    if (st->reload_error)
+        printf("last reload failed: %s (running the previous configuration)\n",
+               st->reload_error);
+}
+
+static json_t *counters_json(Parksync__V1__Counter **c, size_t n)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o && i < n; i++)
+        json_object_set_new(o, c[i]->name ? c[i]->name : "?",
+                            json_integer((json_int_t)c[i]->value));
+    return o;
+}
+
+static int print_json(const Parksync__V1__Status *st)
+{
+    json_t *o = json_object(), *producers = json_array(), *rejected = json_object();
+    char epoch[2 * 32 + 1] = "";
+    int rc;
+
+    for (size_t i = 0; i < st->epoch.len && i < 32; i++)
+        snprintf(epoch + 2 * i, 3, "%02x", st->epoch.data[i]);
+    for (int i = 0; REJECTED[i]; i++)
+        json_object_set_new(rejected, REJECTED[i], json_integer((json_int_t)counter(st, REJECTED[i])));
+    for (size_t i = 0; i < st->n_producers; i++) {
+        const Parksync__V1__ProducerStatus *p = st->producers[i];
+        json_array_append_new(
+            producers,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "producer_id",
+                      p->producer_id ? p->producer_id : "", "last_sequence",
+                      (json_int_t)p->last_sequence, "applied", (json_int_t)p->applied,
+                      "duplicates", (json_int_t)p->duplicates, "gaps", (json_int_t)p->gaps,
+                      "rejected", (json_int_t)p->rejected, "last_seen_us",
+                      (json_int_t)p->last_seen_us, "lag_us",
+                      (json_int_t)(p->last_seen_us > 0 ? st->now_us - p->last_seen_us : 0)));
+    }
+    json_object_set_new(o, "version", json_string(st->version ? st->version : ""));
+    json_object_set_new(o, "started_us", json_integer((json_int_t)st->started_us));
+    json_object_set_new(o, "uptime_s", json_integer((json_int_t)((st->now_us - st->started_us) / 1000000)));
+    json_object_set_new(o, "head_revision", json_integer((json_int_t)st->head_revision));
+    json_object_set_new(o, "epoch", json_string(epoch));
+    json_object_set_new(o, "records", counters_json(st->records, st->n_records));
+    json_object_set_new(o, "producers", producers);
+    json_object_set_new(o, "subscribers", json_integer((json_int_t)st->subscribers));
+    json_object_set_new(o, "database_bytes", json_integer((json_int_t)st->database_bytes));
+    json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st->wal_bytes));
+    json_object_set_new(o, "conflicts", json_integer((json_int_t)st->conflicts));
+    json_object_set_new(o, "conflicts_by_reason",
+                        counters_json(st->conflicts_by_reason, st->n_conflicts_by_reason));
+    json_object_set_new(o, "rejected", rejected);
+    json_object_set_new(o, "counters", counters_json(st->counters, st->n_counters));
+    json_object_set_new(o, "reload_error",
+                        st->reload_error ? json_string(st->reload_error) : json_null());
+    rc = json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 || fputc('\n', stdout) == EOF
+             ? -1 : 0;
+    json_decref(o);
+    return rc;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option LONG[] = {{"json", no_argument, NULL, 'j'}, CTL_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    ctl_opts_t o = {"status", NULL, STATUS_TIMEOUT_S};
+    bool json = false;
+    int c, rc, status;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+            continue;
+        }
+        if (c == 'h') {
+            fputs(CLI_STATUS_USAGE, stdout);
+            return CLI_OK;
+        }
+        if ((rc = ctl_option(&o, c, optarg)) < 0)
+            return CLI_USAGE;
+        if (rc == 0) {
+            fputs(CLI_STATUS_USAGE, stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "parksync status: unexpected argument '%s'\n%s", argv[optind],
+                CLI_STATUS_USAGE);
+        return CLI_USAGE;
+    }
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
+    q.status = &sr;
+    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+        return status;
+    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS) {
+        fprintf(stderr, "parksync status: unexpected answer\n");
+        status = CLI_RUNTIME;
+    } else if (json) {
+        status = print_json(r->status) < 0 ? CLI_RUNTIME : CLI_OK;
+    } else {
+        print_text(r->status);
+        status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
+    }
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}

@@ -1,0 +1,406 @@
+/*
+ * metrics.c - see metrics.h.
+ *
+ * Sections: the snapshot; the text format; the HTTP endpoint.
+ */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+#include "wire.h"
+
+#define METRICS_HTTP_CONNECTIONS 16  /* concurrent scrapes */
+#define METRICS_HTTP_TIMEOUT_S 10    /* idle connection timeout, s */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* ---------------------------------------------------------------- the snapshot */
+
+void metrics_snapshot_free(metrics_snapshot_t *m)
+{
+    if (!m)
+        return;
+    free(m->producers);
+    m->producers = NULL;
+    m->n_producers = 0;
+}
+
+/* ---------------------------------------------------------------- the text format */
+
+/* A growing text buffer; `oom` sticks after the first failed allocation. */
+typedef struct text {
+    char *data;  /* NUL-terminated */
+    size_t len;  /* bytes before the NUL */
+    size_t cap;  /* bytes allocated */
+    bool oom;    /* an allocation failed: the text is incomplete */
+} text_t;
+
+__attribute__((format(printf, 2, 3)))
+static void put(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (t->oom)
+        return;
+    for (;;) {
+        size_t room = t->cap - t->len;
+        va_start(ap, fmt);
+        n = vsnprintf(t->data ? t->data + t->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = true;
+            return;
+        }
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 8192;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
+        char *d = realloc(t->data, cap);
+        if (!d) {
+            t->oom = true;
+            return;
+        }
+        t->data = d;
+        t->cap = cap;
+    }
+}
+
+/* The HELP and TYPE lines of a family: once, before its samples. */
+static void family(text_t *t, const char *name, const char *type, const char *help)
+{
+    put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value with \, " and newline escaped as the format requires. */
+static void put_label_value(text_t *t, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            put(t, "\\\\");
+        else if (*v == '"')
+            put(t, "\\\"");
+        else if (*v == '\n')
+            put(t, "\\n");
+        else
+            put(t, "%c", *v);
+    }
+}
+
+static void sample(text_t *t, const char *name, const char *label, const char *value,
+                   uint64_t v)
+{
+    put(t, "%s", name);
+    if (label) {
+        put(t, "{%s=\"", label);
+        put_label_value(t, value);
+        put(t, "\"}");
+    }
+    put(t, " %" PRIu64 "\n", v);
+}
+
+static void counter(text_t *t, const char *name, const char *help, uint64_t v)
+{
+    family(t, name, "counter", help);
+    sample(t, name, NULL, NULL, v);
+}
+
+static void gauge(text_t *t, const char *name, const char *help, uint64_t v)
+{
+    family(t, name, "gauge", help);
+    sample(t, name, NULL, NULL, v);
+}
+
+char *metrics_render(const metrics_snapshot_t *m, size_t *len)
+{
+    const server_counters_t *n = &m->n;
+    text_t t = {0};
+
+    family(&t, "parksync_build_info", "gauge", "Version of parksyncd (always 1).");
+    sample(&t, "parksync_build_info", "version", PARKSYNC_VERSION, 1);
+    family(&t, "parksync_start_time_seconds", "gauge",
+           "Start time of parksyncd, seconds since 1970 UTC.");
+    put(&t, "parksync_start_time_seconds %.6f\n", (double)m->started_us / 1e6);
+    gauge(&t, "parksync_head_revision", "Highest committed revision.", m->head_revision);
+    family(&t, "parksync_records", "gauge", "Live (not deleted) records per kind.");
+    for (int k = 1; k < METRICS_KINDS; k++) {
+        const char *kn = wire_kind_name((Parksync__V1__RecordKind)k);
+        if (kn)
+            sample(&t, "parksync_records", "kind", kn, m->records[k]);
+    }
+    gauge(&t, "parksync_subscribers", "Peers connected to the publish socket.",
+          m->subscribers);
+    gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.",
+          m->database_bytes);
+    gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
+    family(&t, "parksync_conflicts", "gauge",
+           "Rows in the conflicts/audit table by reason class (since the database was made).");
+    for (size_t i = 0; i < m->n_reasons; i++)
+        sample(&t, "parksync_conflicts", "reason", m->reasons[i].name, m->reasons[i].n);
+
+    counter(&t, "parksync_ingest_messages_total", "Messages read on the ingest socket.",
+            n->received);
+    family(&t, "parksync_updates_total", "counter",
+           "Updates that reached the store, by outcome.");
+    sample(&t, "parksync_updates_total", "outcome", "applied", n->applied);
+    sample(&t, "parksync_updates_total", "outcome", "duplicate", n->duplicates);
+    sample(&t, "parksync_updates_total", "outcome", "gap", n->gaps);
+    sample(&t, "parksync_updates_total", "outcome", "refused", n->refused);
+    family(&t, "parksync_ingest_rejected_total", "counter",
+           "Ingest messages dropped before the store, by reason.");
+    sample(&t, "parksync_ingest_rejected_total", "reason", "bad_frames", n->bad_frames);
+    sample(&t, "parksync_ingest_rejected_total", "reason", "too_large", n->too_large);
+    sample(&t, "parksync_ingest_rejected_total", "reason", "undecodable", n->undecodable);
+    sample(&t, "parksync_ingest_rejected_total", "reason", "invalid", n->invalid);
+    sample(&t, "parksync_ingest_rejected_total", "reason", "wrong_topic", n->wrong_topic);
+    counter(&t, "parksync_commits_total", "Batches committed.", n->commits);
+    counter(&t, "parksync_store_errors_total", "Batches rolled back on a storage failure.",
+            n->store_errors);
+    counter(&t, "parksync_published_total", "Records published.", n->published);
+    counter(&t, "parksync_acks_total", "Acks published.", n->acks);
+    counter(&t, "parksync_heartbeats_total", "Heartbeats published.", n->heartbeats);
+    counter(&t, "parksync_queries_total", "Query requests read.", n->queries);
+    counter(&t, "parksync_bad_queries_total", "Query requests dropped or refused as malformed.",
+            n->bad_queries);
+    counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
+    counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
+            n->streams_opened);
+    counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
+
+    family(&t, "parksync_producer_last_sequence", "gauge",
+           "Last sequence applied or rejected per producer.");
+    for (size_t i = 0; i < m->n_producers; i++)
+        sample(&t, "parksync_producer_last_sequence", "producer", m->producers[i].id,
+               m->producers[i].st.last_sequence);
+    family(&t, "parksync_producer_last_seen_seconds", "gauge",
+           "Time of the last update per producer, seconds since 1970 UTC.");
+    for (size_t i = 0; i < m->n_producers; i++) {
+        put(&t, "parksync_producer_last_seen_seconds{producer=\"");
+        put_label_value(&t, m->producers[i].id);
+        put(&t, "\"} %.6f\n", (double)m->producers[i].st.last_seen_us / 1e6);
+    }
+    family(&t, "parksync_producer_updates_total", "counter",
+           "Updates per producer and outcome (since the database was made).");
+    for (size_t i = 0; i < m->n_producers; i++) {
+        static const char *const outcome[4] = {"applied", "duplicate", "gap", "rejected"};
+        const store_producer_stats_t *st = &m->producers[i].st;
+        uint64_t v[4] = {st->applied, st->duplicates, st->gaps, st->rejected};
+        for (int o = 0; o < 4; o++) {
+            put(&t, "parksync_producer_updates_total{producer=\"");
+            put_label_value(&t, m->producers[i].id);
+            put(&t, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome[o], v[o]);
+        }
+    }
+    if (t.oom || !t.data) {
+        free(t.data);
+        return NULL;
+    }
+    *len = t.len;
+    return t.data;
+}
+
+/* ---------------------------------------------------------------- the HTTP endpoint */
+
+struct metrics_http {
+    struct MHD_Daemon *mhd;  /* libmicrohttpd, own polling thread */
+    pthread_mutex_t lock;    /* guards text and len */
+    char *text;              /* last rendering, owned */
+    size_t len;              /* bytes of text */
+};
+
+/* A parsed [metrics] http value. */
+typedef struct listen_addr {
+    struct sockaddr_storage sa; /* address and port */
+    bool v6;                    /* sa is AF_INET6 */
+} listen_addr_t;
+
+static int parse_listen(const char *listen, listen_addr_t *out, char *why, size_t whylen)
+{
+    char host[64];
+    const char *colon, *port_text;
+    char *end = NULL;
+    unsigned long port;
+    size_t hlen;
+
+    memset(out, 0, sizeof *out);
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':') {
+            snprintf(why, whylen, "'%s' is not [IPV6]:PORT", listen);
+            return -EINVAL;
+        }
+        hlen = (size_t)(close - listen - 1);
+        if (hlen >= sizeof host)
+            goto bad_host;
+        memcpy(host, listen + 1, hlen);
+        host[hlen] = '\0';
+        port_text = close + 2;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon) {
+            snprintf(why, whylen, "'%s' is not HOST:PORT (or off)", listen);
+            return -EINVAL;
+        }
+        hlen = (size_t)(colon - listen);
+        if (hlen >= sizeof host)
+            goto bad_host;
+        memcpy(host, listen, hlen);
+        host[hlen] = '\0';
+        port_text = colon + 1;
+    }
+    errno = 0;
+    port = strtoul(port_text, &end, 10);
+    if (errno != 0 || end == port_text || *end != '\0' || port_text[0] == '-' ||
+        port > 65535) {
+        snprintf(why, whylen, "port '%s' is not 0..65535", port_text);
+        return -EINVAL;
+    }
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&out->sa;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->sa;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        if ((ntohl(in4->sin_addr.s_addr) >> 24) != 127)
+            goto not_loopback;
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            goto not_loopback;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        out->v6 = true;
+        return 0;
+    }
+bad_host:
+    snprintf(why, whylen, "'%s': the host must be a loopback address (127.0.0.1, [::1] or "
+             "localhost)", listen);
+    return -EINVAL;
+not_loopback:
+    snprintf(why, whylen, "'%s' is not a loopback address; metrics are served on loopback "
+             "only (put a reverse proxy in front to export them)", listen);
+    return -EINVAL;
+}
+
+int metrics_http_check(const char *listen, char *why, size_t whylen)
+{
+    listen_addr_t a;
+
+    if (strcmp(listen, "off") == 0)
+        return 0;
+    return parse_listen(listen, &a, why, whylen);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    metrics_http_t *h = cls;
+    struct MHD_Response *r;
+    unsigned int status = MHD_HTTP_OK;
+    enum MHD_Result ret;
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static char msg[] = "only GET\n";
+        r = MHD_create_response_from_buffer(sizeof msg - 1, msg, MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if (strcmp(url, "/metrics") != 0 && strcmp(url, "/") != 0) {
+        static char msg[] = "see /metrics\n";
+        r = MHD_create_response_from_buffer(sizeof msg - 1, msg, MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_NOT_FOUND;
+    } else {
+        pthread_mutex_lock(&h->lock);
+        r = MHD_create_response_from_buffer(h->len, h->text ? h->text : (char *)"",
+                                            MHD_RESPMEM_MUST_COPY);
+        pthread_mutex_unlock(&h->lock);
+    }
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            status == MHD_HTTP_OK ? METRICS_CONTENT_TYPE : "text/plain");
+    ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+metrics_http_t *metrics_http_new(const char *listen)
+{
+    metrics_http_t *h;
+    listen_addr_t a;
+    char why[256];
+
+    if (parse_listen(listen, &a, why, sizeof why) < 0) {
+        log_error("[metrics] http: %s; exiting", why);
+        return NULL;
+    }
+    h = calloc(1, sizeof *h);
+    if (!h) {
+        log_error("out of memory for the metrics endpoint; exiting");
+        return NULL;
+    }
+    pthread_mutex_init(&h->lock, NULL);
+    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                                  (a.v6 ? MHD_USE_IPv6 : 0),
+                              0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &a.sa,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_CONNECTIONS,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_TIMEOUT_S,
+                              MHD_OPTION_END);
+    if (!h->mhd) {
+        log_error("cannot serve metrics on http://%s/metrics (address in use?); exiting",
+                  listen);
+        metrics_http_destroy(&h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    log_info("metrics served on http://%s/metrics (port %u)", listen,
+             info ? (unsigned)info->port : 0u);
+    return h;
+}
+
+void metrics_http_update(metrics_http_t *h, const char *text, size_t len)
+{
+    char *copy = malloc(len + 1);
+
+    if (!copy)
+        return; /* keep serving the previous text */
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&h->lock);
+    free(h->text);
+    h->text = copy;
+    h->len = len;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void metrics_http_destroy(metrics_http_t **hp)
+{
+    metrics_http_t *h;
+
+    if (!hp || !*hp)
+        return;
+    h = *hp;
+    if (h->mhd)
+        MHD_stop_daemon(h->mhd); /* joins its thread */
+    pthread_mutex_destroy(&h->lock);
+    free(h->text);
+    free(h);
+    *hp = NULL;
+}

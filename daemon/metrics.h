@@ -1,0 +1,81 @@
+/*
+ * metrics.h - parksyncd's numbers: one snapshot struct that `parksync
+ * status` and `parksync metrics` both read, its rendering in the
+ * Prometheus text exposition format (0.0.4), and the optional loopback
+ * HTTP endpoint ([metrics] http) that serves the last rendering.
+ *
+ * The HTTP endpoint is libmicrohttpd with its own polling thread. That
+ * thread shares exactly one thing with the loop: a mutex-protected copy
+ * of the text, which the loop replaces (metrics_http_update) about once a
+ * second. It never touches the store or the server.
+ */
+#ifndef PARKSYNCD_METRICS_H
+#define PARKSYNCD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+#include "store.h"
+
+#define METRICS_KINDS 6    /* RecordKind values 0..5; [0] unused */
+#define METRICS_REASONS 8  /* conflict reason classes (store_conflict_counts) */
+#define METRICS_REASON_MAX 32 /* bytes of a reason class, with NUL */
+
+/* One producer as the store counts it. */
+typedef struct metrics_producer {
+    char id[WIRE_MAX_ID + 1];   /* producer id */
+    store_producer_stats_t st;  /* its counters */
+} metrics_producer_t;
+
+/* One conflict reason class and its rows. */
+typedef struct metrics_reason {
+    char name[METRICS_REASON_MAX]; /* e.g. "not_authoritative" */
+    uint64_t n;                    /* rows */
+} metrics_reason_t;
+
+/* Everything status and metrics report, taken at one moment between
+ * batches. */
+typedef struct metrics_snapshot {
+    server_counters_t n;              /* the loop's counters since start */
+    int64_t started_us;               /* wall clock at start, us since 1970 UTC */
+    int64_t now_us;                   /* wall clock when taken */
+    uint64_t head_revision;           /* highest revision committed */
+    uint64_t records[METRICS_KINDS];  /* live records per RecordKind */
+    uint64_t subscribers;             /* peers connected to the publish socket */
+    uint64_t database_bytes;          /* size of the database file */
+    uint64_t wal_bytes;               /* size of its -wal file (0: none) */
+    uint64_t conflicts;               /* rows in the conflicts table */
+    metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
+    size_t n_reasons;                 /* entries in reasons */
+    metrics_producer_t *producers;    /* n_producers entries, owned, sorted by id */
+    size_t n_producers;               /* entries in producers */
+} metrics_snapshot_t;
+
+/* Frees what the snapshot owns (not the struct). NULL-safe. */
+void metrics_snapshot_free(metrics_snapshot_t *m);
+
+/* Renders m in the Prometheus text exposition format. Returns the text
+ * (NUL-terminated, length in *len), or NULL when out of memory. Caller
+ * owns the text and must free it with free(). */
+char *metrics_render(const metrics_snapshot_t *m, size_t *len);
+
+typedef struct metrics_http metrics_http_t;
+
+/* Checks an [metrics] http value: "off", or HOST:PORT with HOST a
+ * loopback address (127.x.y.z, [::1], localhost). 0, or -EINVAL with a
+ * reason in why. */
+int metrics_http_check(const char *listen, char *why, size_t whylen);
+
+/* Starts serving GET /metrics on listen (as metrics_http_check accepts;
+ * "off" is not a valid argument). Returns NULL after logging one line
+ * naming the address. */
+metrics_http_t *metrics_http_new(const char *listen);
+
+/* Replaces the text served (copied). */
+void metrics_http_update(metrics_http_t *h, const char *text, size_t len);
+
+/* Stops the server and its thread. NULL-safe; sets *hp = NULL. */
+void metrics_http_destroy(metrics_http_t **hp);
+
+#endif /* PARKSYNCD_METRICS_H */

@@ -1,0 +1,451 @@
+/*
+ * bench_snapshot.c - snapshots of a large picture and live latency. Not a
+ * test: run it by hand from a Release build without sanitizers:
+ *
+ *   cmake -S . -B build-subbench -DCMAKE_BUILD_TYPE=Release
+ *   cmake --build build-subbench -j && build-subbench/tests/bench/bench_snapshot
+ *
+ * 1. Fills a database with N records (default 1,000,000 residents, half
+ *    AZ, half TJ) directly through the store API, then starts the real
+ *    parksyncd on it (through the test harness).
+ * 2. Snapshot: one subscriber (libparksync, this process) takes the whole
+ *    snapshot; records/s, and peak RSS (VmRSS sampled every 10 ms) of the
+ *    daemon and of this process, against their RSS before.
+ * 3. Ingest: INGEST updates from one producer, alone, then again while
+ *    snapshots stream back to back; updates/s of both.
+ * 4. Latency: a live subscriber and a producer sending at 1,000 and at
+ *    20,000 updates/s for LAT_S seconds; each update carries its
+ *    CLOCK_REALTIME send time (in investment_usd_cents); the subscriber
+ *    records receipt - send; p50, p99, p99.9.
+ *
+ * Options: -n RECORDS, -i INGEST updates (default 100000), -t LAT_S seconds
+ * (default 3), -k keep the database directory.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "parksync.h"
+#include "store.h"
+#include "wire.h"
+
+#define FILL_BATCH 20000                 /* updates per fill transaction */
+#define BASE_TIME_US 1600000000000000LL  /* event time of the first fill update */
+#define SAMPLE_MS 10                     /* RSS sampling period */
+#define PAD "Sumgait Chemical Industrial Park resident, petrochemicals and polymers"
+
+static uint64_t n_records = 1000000;
+static uint64_t n_ingest = 100000;
+static int lat_s = 3;
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_us(void)
+{
+    return wire_now_us();
+}
+
+/* VmRSS of a process in KiB, or -1. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long v = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+/* Samples the peak RSS of two processes until stopped. */
+typedef struct sampler {
+    pid_t a, b;
+    volatile int stop;
+    long peak_a, peak_b;
+} sampler_t;
+
+static void *sampler_main(void *arg)
+{
+    sampler_t *s = arg;
+    while (!s->stop) {
+        long a = rss_kib(s->a), b = rss_kib(s->b);
+        if (a > s->peak_a)
+            s->peak_a = a;
+        if (b > s->peak_b)
+            s->peak_b = b;
+        usleep(SAMPLE_MS * 1000);
+    }
+    return NULL;
+}
+
+static void make_resident(Parksync__V1__Update *u, Parksync__V1__Resident *r, char *rid,
+                          size_t ridlen, uint64_t key, int64_t investment, int64_t t)
+{
+    Parksync__V1__Update u0 = PARKSYNC__V1__UPDATE__INIT;
+    Parksync__V1__Resident r0 = PARKSYNC__V1__RESIDENT__INIT;
+    *u = u0;
+    *r = r0;
+    snprintf(rid, ridlen, "R%07" PRIu64, key);
+    r->park_id = key % 2 ? "TJ-DUSHANBE" : "AZ-SUMGAIT-CHEM";
+    r->country = key % 2 ? "TJ" : "AZ";
+    r->resident_id = rid;
+    r->company_name = "Company " PAD;
+    r->has_investment_usd_cents = 1;
+    r->investment_usd_cents = investment;
+    r->has_jobs = 1;
+    r->jobs = (uint32_t)(key % 5000);
+    r->has_status = 1;
+    r->status = PARKSYNC__V1__RESIDENT_STATUS__RESIDENT_STATUS_ACTIVE;
+    r->registered_on = "2020-01-15";
+    u->has_event_time_us = 1;
+    u->event_time_us = t;
+    u->body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+    u->resident = r;
+}
+
+/* ---------------------------------------------------------------- fill */
+
+static int fill(const char *path)
+{
+    store_config_t cfg;
+    char err[512], rid[24];
+    store_config_init(&cfg);
+    cfg.path = path;
+    cfg.synchronous_full = false;
+    store_t *s = store_open(&cfg, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "bench: %s\n", err);
+        return -1;
+    }
+    int64_t t0 = wire_monotonic_ms();
+    for (uint64_t i = 0; i < n_records; i += FILL_BATCH) {
+        if (store_begin(s) < 0)
+            goto fail;
+        for (uint64_t k = i; k < i + FILL_BATCH && k < n_records; k++) {
+            Parksync__V1__Update u;
+            Parksync__V1__Resident r;
+            store_outcome_t out;
+            make_resident(&u, &r, rid, sizeof rid, k, (int64_t)k * 100,
+                          BASE_TIME_US + (int64_t)k);
+            u.has_version = 1;
+            u.version = WIRE_VERSION;
+            u.producer_id = "fill";
+            u.has_sequence = 1;
+            u.sequence = k + 1;
+            if (store_apply(s, &u, &out) < 0 || out != STORE_APPLIED)
+                goto fail;
+        }
+        if (store_commit(s) < 0)
+            goto fail;
+    }
+    if (store_begin(s) < 0 || store_refresh_summaries(s) < 0 || store_commit(s) < 0)
+        goto fail;
+    printf("fill: %" PRIu64 " records in %.1f s (store API, in process)\n", n_records,
+           (double)(wire_monotonic_ms() - t0) / 1000.0);
+    store_close(&s);
+    return 0;
+fail:
+    fprintf(stderr, "bench: fill failed: %s\n", store_errmsg(s));
+    store_close(&s);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+/* Takes one whole snapshot; records, or -1. */
+static int64_t take_snapshot(const harness_t *h, uint64_t *revision)
+{
+    ps_subscriber_options_t o;
+    ps_err_t err;
+    ps_event_t ev;
+    int64_t n = 0;
+    ps_subscriber_options_init(&o);
+    o.publish_endpoint = h->publish;
+    o.query_endpoint = h->query;
+    o.live = false;
+    o.timeout_ms = 30000;
+    ps_subscriber_t *s = ps_subscriber_new(&o, &err);
+    if (!s)
+        return -1;
+    for (;;) {
+        err = ps_subscriber_next(s, &ev, 60000);
+        if (err != PS_OK) {
+            n = -1;
+            break;
+        }
+        if (ev.kind == PS_EVENT_SNAPSHOT_END) {
+            if (revision)
+                *revision = ev.revision;
+            break;
+        }
+        n++;
+    }
+    ps_subscriber_destroy(&s);
+    return n;
+}
+
+typedef struct snapper {
+    const harness_t *h;
+    volatile int stop;
+    int count;
+    int64_t records;
+    int failed;
+} snapper_t;
+
+static void *snapper_main(void *arg)
+{
+    snapper_t *s = arg;
+    while (!s->stop) {
+        int64_t n = take_snapshot(s->h, NULL);
+        if (n < 0) {
+            s->failed = 1;
+            return NULL;
+        }
+        s->records += n;
+        s->count++;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+static ps_producer_t *producer(const harness_t *h, const char *id)
+{
+    ps_producer_options_t o;
+    ps_err_t err;
+    ps_producer_options_init(&o);
+    o.producer_id = id;
+    o.ingest_endpoint = h->ingest;
+    o.publish_endpoint = h->publish;
+    o.query_endpoint = h->query;
+    return ps_producer_new(&o, &err);
+}
+
+/* Sends `count` updates to existing records as fast as the window allows;
+ * updates/s or -1. */
+static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_t offset)
+{
+    char rid[24];
+    ps_producer_t *p = producer(h, id);
+    if (!p)
+        return -1;
+    int64_t t0 = wire_monotonic_ms();
+    for (uint64_t i = 0; i < count; i++) {
+        Parksync__V1__Update u;
+        Parksync__V1__Resident r;
+        make_resident(&u, &r, rid, sizeof rid, (i * 7919 + offset) % n_records,
+                      (int64_t)(i + offset), now_us());
+        if (ps_producer_send(p, &u, NULL, 60000) != PS_OK) {
+            ps_producer_destroy(&p);
+            return -1;
+        }
+    }
+    if (ps_producer_flush(p, 120000) != PS_OK) {
+        ps_producer_destroy(&p);
+        return -1;
+    }
+    int64_t ms = wire_monotonic_ms() - t0;
+    ps_producer_destroy(&p);
+    return (double)count * 1000.0 / (double)(ms > 0 ? ms : 1);
+}
+
+/* ---------------------------------------------------------------- latency */
+
+typedef struct listener {
+    ps_subscriber_t *sub;
+    volatile int stop;
+    int64_t *lat;      /* microseconds */
+    size_t n, cap;
+} listener_t;
+
+static void *listener_main(void *arg)
+{
+    listener_t *l = arg;
+    ps_event_t ev;
+    while (!l->stop) {
+        ps_err_t e = ps_subscriber_next(l->sub, &ev, 100);
+        if (e != PS_OK || ev.kind != PS_EVENT_RECORD || !ev.live ||
+            ev.record->body_case != PARKSYNC__V1__RECORD__BODY_RESIDENT)
+            continue;
+        int64_t sent = ev.record->resident->investment_usd_cents;
+        if (sent < BASE_TIME_US)
+            continue; /* not a latency probe */
+        if (l->n < l->cap)
+            l->lat[l->n++] = now_us() - sent;
+    }
+    return NULL;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void latency(const harness_t *h, int rate)
+{
+    ps_subscriber_options_t o;
+    ps_err_t err;
+    ps_event_t ev;
+    listener_t l = {0};
+    pthread_t t;
+    char rid[24], id[32];
+
+    ps_subscriber_options_init(&o);
+    o.publish_endpoint = h->publish;
+    o.query_endpoint = h->query;
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+    o.country = "AZ";
+    o.timeout_ms = 60000;
+    o.has_from_revision = true; /* no need for a million-record snapshot first */
+    o.from_revision = 0;
+    /* the head: a ping through a one-record-kind snapshot would do too */
+    uint64_t head = 0;
+    {
+        ps_subscriber_options_t q = o;
+        q.has_from_revision = false;
+        q.live = false;
+        q.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY;
+        ps_subscriber_t *s = ps_subscriber_new(&q, &err);
+        while (s && ps_subscriber_next(s, &ev, 30000) == PS_OK)
+            if (ev.kind == PS_EVENT_SNAPSHOT_END) {
+                head = ev.revision;
+                break;
+            }
+        ps_subscriber_destroy(&s);
+    }
+    o.from_revision = head;
+    l.sub = ps_subscriber_new(&o, &err);
+    if (!l.sub) {
+        fprintf(stderr, "bench: latency subscriber: %s\n", ps_strerror(err));
+        return;
+    }
+    while (ps_subscriber_next(l.sub, &ev, 30000) == PS_OK && ev.kind != PS_EVENT_SNAPSHOT_END)
+        ;
+    l.cap = (size_t)rate * (size_t)lat_s + 1000;
+    l.lat = calloc(l.cap, sizeof *l.lat);
+    pthread_create(&t, NULL, listener_main, &l);
+    snprintf(id, sizeof id, "lat-%d", rate);
+    ps_producer_t *p = producer(h, id);
+    uint64_t total = (uint64_t)rate * (uint64_t)lat_s;
+    int64_t period_ns = 1000000000LL / rate;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (uint64_t i = 0; p && i < total; i++) {
+        Parksync__V1__Update u;
+        Parksync__V1__Resident r;
+        int64_t due = (int64_t)i * period_ns;
+        struct timespec ts = start;
+        ts.tv_sec += due / 1000000000LL;
+        ts.tv_nsec += due % 1000000000LL;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        make_resident(&u, &r, rid, sizeof rid, (i * 2) % 20000, now_us(), now_us());
+        ps_producer_send(p, &u, NULL, 60000);
+    }
+    if (p)
+        ps_producer_flush(p, 60000);
+    usleep(300000);
+    l.stop = 1;
+    pthread_join(t, NULL);
+    ps_subscriber_stats_t st;
+    ps_subscriber_stats(l.sub, &st);
+    qsort(l.lat, l.n, sizeof *l.lat, cmp64);
+    if (l.n > 0)
+        printf("latency at %5d updates/s: %zu of %" PRIu64 " received; p50 %.3f ms, p99 %.3f ms,"
+               " p99.9 %.3f ms, max %.3f ms (gaps %" PRIu64 ", resyncs %" PRIu64 ")\n",
+               rate, l.n, total, l.lat[l.n / 2] / 1000.0, l.lat[l.n * 99 / 100] / 1000.0,
+               l.lat[l.n * 999 / 1000] / 1000.0, l.lat[l.n - 1] / 1000.0, st.gaps, st.resyncs);
+    ps_producer_destroy(&p);
+    ps_subscriber_destroy(&l.sub);
+    free(l.lat);
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    harness_t h;
+    int c;
+    bool keep = false;
+
+    while ((c = getopt(argc, argv, "n:i:t:k")) != -1) {
+        switch (c) {
+        case 'n': n_records = strtoull(optarg, NULL, 10); break;
+        case 'i': n_ingest = strtoull(optarg, NULL, 10); break;
+        case 't': lat_s = atoi(optarg); break;
+        case 'k': keep = true; break;
+        default:
+            fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-k]\n");
+            return 2;
+        }
+    }
+    if (n_records == 0 || lat_s <= 0)
+        return 2;
+    if (harness_init(&h, "[store]\nsynchronous = normal\n") < 0)
+        return 1;
+    if (fill(h.db) < 0 || harness_start(&h) < 0) {
+        fprintf(stderr, "bench: cannot start (see %s)\n", h.log);
+        harness_cleanup(&h);
+        return 1;
+    }
+    /* warm the page cache and the daemon once, as a real one would be */
+    take_snapshot(&h, NULL);
+
+    sampler_t smp = {.a = h.pid, .b = getpid()};
+    long d0 = rss_kib(h.pid), c0 = rss_kib(getpid());
+    smp.peak_a = d0;
+    smp.peak_b = c0;
+    pthread_t st;
+    pthread_create(&st, NULL, sampler_main, &smp);
+    uint64_t rev = 0;
+    int64_t t0 = wire_monotonic_ms();
+    int64_t n = take_snapshot(&h, &rev);
+    int64_t ms = wire_monotonic_ms() - t0;
+    smp.stop = 1;
+    pthread_join(st, NULL);
+    printf("snapshot: %" PRId64 " records (expected %" PRIu64 ", complete: %s) in %.2f s: "
+           "%.0f records/s, revision %" PRIu64 "\n",
+           n, n_records, n >= (int64_t)n_records ? "yes" : "NO", (double)ms / 1000.0,
+           (double)n * 1000.0 / (double)(ms > 0 ? ms : 1), rev);
+    printf("rss: daemon %.1f MiB before, peak %.1f MiB during (+%.1f MiB); client %.1f MiB "
+           "before, peak %.1f MiB (+%.1f MiB)\n",
+           d0 / 1024.0, smp.peak_a / 1024.0, (smp.peak_a - d0) / 1024.0, c0 / 1024.0,
+           smp.peak_b / 1024.0, (smp.peak_b - c0) / 1024.0);
+
+    double alone = ingest(&h, "ingest-alone", n_ingest, 0);
+    snapper_t sn = {.h = &h};
+    pthread_t tt;
+    pthread_create(&tt, NULL, snapper_main, &sn);
+    usleep(200000); /* the first snapshot is streaming */
+    double during = ingest(&h, "ingest-during", n_ingest, 1);
+    sn.stop = 1;
+    pthread_join(tt, NULL);
+    printf("ingest: %.0f updates/s alone, %.0f updates/s while snapshots stream (%.0f %%; "
+           "%d snapshots, %" PRId64 " records, failed: %s)\n",
+           alone, during, alone > 0 ? 100.0 * during / alone : 0.0, sn.count, sn.records,
+           sn.failed ? "yes" : "no");
+
+    latency(&h, 1000);
+    latency(&h, 20000);
+
+    harness_stop(&h);
+    if (keep)
+        printf("kept %s\n", h.dir);
+    else
+        harness_cleanup(&h);
+    return 0;
+}
