@@ -27,6 +27,7 @@
 
 #include "control.h"
 #include "keys.h"
+#include "checkpoint.h"
 #include "log.h"
 #include "store.h"
 #include "strmap.h"
@@ -133,6 +134,7 @@ struct server {
     log_ratelimit_t rl[RL_COUNT];
     server_counters_t n;        /* counters */
     zap_t *zap;                 /* ZAP handler thread; NULL when CURVE is off */
+    checkpoint_t *checkpoint;   /* WAL checkpoint thread */
     char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
 };
 
@@ -1420,6 +1422,7 @@ server_t *server_new(const config_t *cfg)
     sc.trade_threshold_pct = cfg->threshold_pct;
     sc.cif_fob_factor = cfg->cif_fob_factor;
     sc.max_future_skew_us = (int64_t)cfg->max_future_skew_s * 1000000;
+    sc.background_checkpoint = true; /* the checkpoint thread does it */
     s->store = store_open(&sc, err, sizeof err);
     if (!s->store) {
         log_error("cannot open the database %s: %s; exiting", cfg->database,
@@ -1433,6 +1436,9 @@ server_t *server_new(const config_t *cfg)
         log_error("cannot create a ZeroMQ context: %s; exiting", zmq_strerror(errno));
         goto fail;
     }
+    s->checkpoint = checkpoint_new(s->zctx, cfg->database);
+    if (!s->checkpoint)
+        goto fail;
     if (start_security(s, cfg) < 0)
         goto fail; /* before any server socket: fail closed */
     s->ingest = make_socket(s, ZMQ_SUB, "ingest", cfg->ingest);
@@ -1586,6 +1592,7 @@ void server_destroy(server_t **sp)
                  " updates dropped for a forged producer or identity", zap_allowed(s->zap),
                  zap_denied(s->zap), s->n.forged);
     zap_destroy(&s->zap); /* its sockets must close before the context ends */
+    checkpoint_destroy(&s->checkpoint);
     if (s->zctx)
         zmq_ctx_term(s->zctx); /* waits at most LINGER_MS for pending sends */
     if (s->store) {

@@ -154,6 +154,8 @@ typedef struct agg_delta {
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
 #define STORE_CACHE_PRAGMA "-32768"
+/* Bytes the WAL file is truncated to after a checkpoint resets it. */
+#define STORE_WAL_LIMIT_PRAGMA "67108864"
 
 struct store {
     store_config_t cfg;                  /* copy of the config (path points at path) */
@@ -876,6 +878,7 @@ void store_config_init(store_config_t *cfg)
         .cif_fob_factor = 1.0,
         .max_future_skew_us = 0,
         .now_us = NULL,
+        .background_checkpoint = false,
     };
 }
 
@@ -1008,7 +1011,10 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
-        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 || migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
+        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 ||
+        exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
+        (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
+        migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
         producers_load(s) < 0 || mark_all_dirty(s) < 0)
         goto fail_msg;
     return s;
@@ -3174,4 +3180,46 @@ int store_backup(store_t *s, const char *path)
         return rc;
     }
     return store_backup_finish(&b, &bytes, &revision);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+struct store_checkpointer {
+    sqlite3 *db; /* connection used for checkpoints only */
+};
+
+store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_t errlen)
+{
+    store_checkpointer_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : "cannot open");
+        store_checkpointer_close(&c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+    return c;
+}
+
+int store_checkpoint(store_checkpointer_t *c)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        return errno_from_sqlite(rc);
+    return log > done ? log - done : 0;
+}
+
+void store_checkpointer_close(store_checkpointer_t **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    sqlite3_close((*cp)->db);
+    free(*cp);
+    *cp = NULL;
 }

@@ -45,6 +45,8 @@ typedef struct store_config {
     double cif_fob_factor;       /* importer's figure is compared with exporter's * this */
     int64_t max_future_skew_us;  /* event times further ahead of now are refused; 0 = off */
     int64_t (*now_us)(void);     /* clock seam, us since 1970 UTC; NULL = wire_now_us */
+    bool background_checkpoint;  /* no automatic checkpoints on the writer: the caller
+                                    runs a store_checkpointer on a thread of its own */
 } store_config_t;
 
 /* What store_apply did with an update. */
@@ -342,5 +344,27 @@ void store_backup_abort(store_backup_t **bp);
 /* The whole backup in one go (start, step all, finish). Returns 0 or a
  * negative errno. */
 int store_backup(store_t *s, const char *path);
+
+/* ---------------------------------------------------------------- checkpoints
+ *
+ * A WAL checkpoint copies committed pages back into the database file and
+ * syncs it; on a large database that takes hundreds of milliseconds, which
+ * SQLite's automatic checkpoint makes the writer wait for after a commit.
+ * With cfg.background_checkpoint the writer never checkpoints; a
+ * checkpointer, on its own connection and its own thread, runs PASSIVE
+ * checkpoints instead, which never block the writer or readers.
+ */
+typedef struct store_checkpointer store_checkpointer_t;
+
+/* Opens a connection for checkpoints of the database at path. Returns it,
+ * or NULL with a message in err. Use it from one thread only. */
+store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_t errlen);
+
+/* Runs one PASSIVE checkpoint. Returns the WAL frames not yet copied back
+ * (readers may hold them) or a negative errno. */
+int store_checkpoint(store_checkpointer_t *c);
+
+/* NULL-safe; sets *cp = NULL. */
+void store_checkpointer_close(store_checkpointer_t **cp);
 
 #endif /* PARKSYNC_STORE_H */
