@@ -42,6 +42,7 @@ struct control {
     server_t *server;            /* borrowed: counters and config */
     char path[256];              /* the socket file, removed on destroy */
     log_ratelimit_t rl;          /* bad requests */
+    uint64_t bad_requests;       /* control requests dropped or refused as malformed */
     int64_t started_us;          /* wall clock at start, us since 1970 UTC */
     void *monitor;               /* PAIR reading the publish socket's connection events */
     uint64_t subscribers;        /* publish peers connected now */
@@ -88,7 +89,7 @@ static int make_dir_of(const char *path)
 control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_t *server)
 {
     control_t *c = calloc(1, sizeof *c);
-    int64_t maxmsg = WIRE_MAX_CONTROL;
+    int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
     int linger = CONTROL_LINGER_MS, zero = 0, rc;
     const config_t *cfg = server_config(server);
     char monitor_ep[64];
@@ -410,6 +411,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
 
     memset(m, 0, sizeof *m);
     m->n = *server_counters(c->server);
+    m->bad_control = c->bad_requests;
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
@@ -451,7 +453,7 @@ static const counter_field_t counter_fields[] = {
     COUNTER(invalid),      COUNTER(wrong_topic), COUNTER(store_errors), COUNTER(commits),
     COUNTER(published),    COUNTER(acks),        COUNTER(heartbeats),  COUNTER(queries),
     COUNTER(bad_queries),  COUNTER(chunks),      COUNTER(streams_opened),
-    COUNTER(streams_dropped),
+    COUNTER(streams_dropped), COUNTER(forged),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
@@ -461,7 +463,7 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
     Parksync__V1__Counter rec[METRICS_KINDS], *recp[METRICS_KINDS];
-    Parksync__V1__Counter cnt[N_COUNTER_FIELDS], *cntp[N_COUNTER_FIELDS];
+    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + 1], *cntp[N_COUNTER_FIELDS + 1];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     metrics_snapshot_t m;
@@ -512,7 +514,13 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         memcpy(&cnt[i].value, (const char *)&m.n + counter_fields[i].offset, sizeof(uint64_t));
         cntp[i] = &cnt[i];
     }
-    st.n_counters = N_COUNTER_FIELDS;
+    /* the control socket's own rejections, counted here rather than in the loop */
+    parksync__v1__counter__init(&cnt[N_COUNTER_FIELDS]);
+    cnt[N_COUNTER_FIELDS].name = "bad_control";
+    cnt[N_COUNTER_FIELDS].has_value = true;
+    cnt[N_COUNTER_FIELDS].value = m.bad_control;
+    cntp[N_COUNTER_FIELDS] = &cnt[N_COUNTER_FIELDS];
+    st.n_counters = N_COUNTER_FIELDS + 1;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.subscribers = m.subscribers;
@@ -711,6 +719,7 @@ static void handle(control_t *c, const zmq_msg_t *id, const zmq_msg_t *body)
                                          zmq_msg_size((zmq_msg_t *)body), &q, &why);
 
     if (rc < 0) {
+        c->bad_requests++;
         log_ratelimited(&c->rl, LOG_LEVEL_WARNING, "dropping a control request (%zu bytes): %s",
                         zmq_msg_size((zmq_msg_t *)body), why ? why : strerror(-rc));
         return;
@@ -732,6 +741,7 @@ static void handle(control_t *c, const zmq_msg_t *id, const zmq_msg_t *body)
         handle_reload(c, id, q->request_id);
         break;
     default:
+        c->bad_requests++;
         send_error(c, id, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                    "this daemon does not answer that control request yet");
         break;
@@ -753,6 +763,7 @@ void control_drain(control_t *c)
         }
         zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
         if (!more) {
+            c->bad_requests++; /* a routing id with no request */
             zmq_msg_close(&id);
             continue;
         }
@@ -768,6 +779,7 @@ void control_drain(control_t *c)
                 zmq_msg_close(&rest);
                 zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
             }
+            c->bad_requests++;
             log_ratelimited(&c->rl, LOG_LEVEL_WARNING,
                             "control message has more than one frame, dropping");
         } else {

@@ -177,6 +177,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     counter(&t, "parksync_queries_total", "Query requests read.", n->queries);
     counter(&t, "parksync_bad_queries_total", "Query requests dropped or refused as malformed.",
             n->bad_queries);
+    counter(&t, "parksync_bad_control_requests_total",
+            "Control requests dropped or refused as malformed.", m->bad_control);
+    counter(&t, "parksync_forged_total",
+            "Updates dropped: producer not the authenticated ministry's.", n->forged);
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);

@@ -38,6 +38,7 @@ typedef struct metrics_reason {
  * batches. */
 typedef struct metrics_snapshot {
     server_counters_t n;              /* the loop's counters since start */
+    uint64_t bad_control;             /* control requests dropped or refused as malformed */
     int64_t started_us;               /* wall clock at start, us since 1970 UTC */
     int64_t now_us;                   /* wall clock when taken */
     uint64_t head_revision;           /* highest revision committed */

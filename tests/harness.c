@@ -256,3 +256,47 @@ void harness_cleanup(harness_t *h)
     if (system(cmd) != 0)
         fprintf(stderr, "harness: could not remove %s\n", h->dir);
 }
+
+int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
+    Parksync__V1__ControlReply *reply = NULL;
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    int64_t value = -1;
+    uint8_t buf[64];
+    size_t len;
+    const char *why;
+
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_connect(s, h->control) != 0)
+        goto out;
+    q.has_version = q.has_request_id = 1;
+    q.version = WIRE_VERSION;
+    q.request_id = 1;
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
+    q.status = &sr;
+    len = parksync__v1__control_request__pack(&q, buf);
+    if (zmq_send(s, buf, len, 0) < 0)
+        goto out;
+    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) == 1) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, 0) >= 0 &&
+            wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0 &&
+            reply->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS)
+            for (size_t i = 0; i < reply->status->n_counters; i++)
+                if (strcmp(reply->status->counters[i]->name, name) == 0)
+                    value = (int64_t)reply->status->counters[i]->value;
+        zmq_msg_close(&m);
+    }
+out:
+    if (reply != NULL)
+        parksync__v1__control_reply__free_unpacked(reply, NULL);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return value;
+}

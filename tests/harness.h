@@ -69,6 +69,12 @@ int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_
  * failure. */
 char *harness_slurp(const char *path);
 
+/* One counter of the daemon's Status (as `parksync status` lists them,
+ * e.g. "bad_frames"), asked on the control socket. Returns its value, or
+ * -1 when the daemon did not answer within timeout_ms or has no such
+ * counter. */
+int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
+
 /* Stops a running daemon (kill) and removes the directory. */
 void harness_cleanup(harness_t *h);
 
