@@ -386,7 +386,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'n': n_records = strtoull(optarg, NULL, 10); break;
         case 'i': n_ingest = strtoull(optarg, NULL, 10); break;
-        case 't': lat_s = atoi(optarg); break;
+        case 't': lat_s = (int)strtol(optarg, NULL, 10); break;
         case 'k': keep = true; break;
         default:
             fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-k]\n");
