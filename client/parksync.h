@@ -128,10 +128,11 @@ typedef struct ps_producer_stats {
     int64_t last_seen_us;   /* when its last update arrived, us since 1970 UTC; 0: never */
 } ps_producer_stats_t;
 
-/* Asks the daemon's query socket (NULL: the default) for producer_id's
- * counters. PS_OK, PS_ERR_INVALID, PS_ERR_TIMEOUT after timeout_ms (<= 0:
- * 5000), or another error. */
-ps_err_t ps_producer_query(const char *query_endpoint, const char *producer_id, int timeout_ms,
+/* Asks the daemon's query socket for the counters of opts->producer_id,
+ * using opts->query_endpoint and, when set, opts' CURVE keys; no producer
+ * is created. PS_OK, PS_ERR_INVALID, PS_ERR_TIMEOUT after timeout_ms
+ * (<= 0: 5000), or another error. */
+ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
                            ps_producer_stats_t *out);
 
 /* Text of the last PS_ERR_INVALID or PS_ERR_REFUSED (static or owned by p). */

@@ -748,9 +748,10 @@ ps_err_t ps_producer_set_note(ps_producer_t *p, const char *key, const char *val
     return PS_OK;
 }
 
-ps_err_t ps_producer_query(const char *query_endpoint, const char *producer_id, int timeout_ms,
+ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
                            ps_producer_stats_t *out)
 {
+    const char *producer_id = opts ? opts->producer_id : NULL;
     char errbuf[256];
     uint64_t next_id = (uint64_t)wire_now_us();
     void *ctx, *query;
@@ -761,8 +762,9 @@ ps_err_t ps_producer_query(const char *query_endpoint, const char *producer_id, 
         return PS_ERR_INVALID;
     if ((ctx = zmq_ctx_new()) == NULL)
         return PS_ERR_SOCKET;
-    query = sock_open(ctx, ZMQ_DEALER, query_endpoint ? query_endpoint : WIRE_DEFAULT_QUERY, 0,
-                      &rc);
+    query = sock_open_curve(ctx, ZMQ_DEALER,
+                            opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
+                            SOCK_CURVE_OF(opts), &rc);
     if (query == NULL) {
         zmq_ctx_term(ctx);
         return PS_ERR_SOCKET;

@@ -376,7 +376,11 @@ Test(reliable, repairs_pubsub_drops, .fini = teardown, .timeout = 300)
     cr_assert_eq(ps_producer_last_acked(p), DROP_UPDATES);
     /* The test must have caused loss, or it proves nothing. */
     cr_assert_gt(ps_producer_resends(p), 0, "no resends: nothing was dropped");
-    cr_assert_eq(ps_producer_query(h.query, "rel-0", 5000, &st), PS_OK);
+    ps_producer_options_t qo;
+    ps_producer_options_init(&qo);
+    qo.producer_id = "rel-0";
+    qo.query_endpoint = h.query;
+    cr_assert_eq(ps_producer_query(&qo, 5000, &st), PS_OK);
     fprintf(stderr, "drop test: %" PRIu64 " resends, daemon saw %" PRIu64 " duplicates and %"
             PRIu64 " gaps\n", ps_producer_resends(p), st.duplicates, st.gaps);
     cr_assert_gt(st.gaps + st.duplicates, 0, "the daemon saw no gap or duplicate");

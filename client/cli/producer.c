@@ -16,7 +16,7 @@
 #define PRODUCER_TIMEOUT_MS 5000 /* ms to wait for the daemon's answer */
 
 const char CLI_PRODUCER_USAGE[] =
-    "usage: parksync producer [--query EP] ID\n"
+    "usage: parksync producer [--query EP] [--server-key FILE --key FILE] ID\n"
     "\n"
     "Prints what parksyncd counted for producer ID as one JSON object:\n"
     "last_sequence (last applied), applied, duplicates (ignored, already\n"
@@ -26,6 +26,7 @@ const char CLI_PRODUCER_USAGE[] =
     "producer itself: `parksync push` prints them.)\n"
     "\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
+    CLI_CURVE_USAGE
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
@@ -34,9 +35,11 @@ int cmd_producer(int argc, char **argv)
     static const struct option LONG[] = {
         {"query", required_argument, NULL, 'q'},   {"ingest", required_argument, NULL, 'i'},
         {"publish", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'C'},
+        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
         {NULL, 0, NULL, 0}};
     const char *query = WIRE_DEFAULT_QUERY;
+    cli_curve_t curve = {0};
+    ps_producer_options_t o;
     ps_producer_stats_t st;
     ps_err_t err;
     int c;
@@ -49,9 +52,15 @@ int cmd_producer(int argc, char **argv)
         case 'C':
         case 'P': break;
         case 'h': fputs(CLI_PRODUCER_USAGE, stdout); return CLI_OK;
-        default: fputs(CLI_PRODUCER_USAGE, stderr); return CLI_USAGE;
+        default:
+            if (cli_curve_option(&curve, c, optarg))
+                break;
+            fputs(CLI_PRODUCER_USAGE, stderr);
+            return CLI_USAGE;
         }
     }
+    if (cli_curve_load(&curve) != CLI_OK)
+        return CLI_USAGE;
     if (argc - optind != 1) {
         fprintf(stderr, "parksync producer: one producer id expected\n%s", CLI_PRODUCER_USAGE);
         return CLI_USAGE;
@@ -61,7 +70,12 @@ int cmd_producer(int argc, char **argv)
                 argv[optind]);
         return CLI_USAGE;
     }
-    err = ps_producer_query(query, argv[optind], PRODUCER_TIMEOUT_MS, &st);
+    ps_producer_options_init(&o);
+    o.producer_id = argv[optind];
+    o.query_endpoint = query;
+    o.server_public_key = CLI_CURVE_SERVER(&curve);
+    o.secret_key = CLI_CURVE_SECRET(&curve);
+    err = ps_producer_query(&o, PRODUCER_TIMEOUT_MS, &st);
     if (err != PS_OK) {
         fprintf(stderr, "parksync producer: asking parksyncd at %s failed: %s\n", query,
                 ps_strerror(err));
