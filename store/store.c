@@ -38,6 +38,7 @@
 #define STORE_MAX_SLOTS 16         /* stamp slots per record: key slot + body fields */
 #define STORE_KEY_SLOT 0           /* slot (and stored field id) of the key stamp */
 #define STORE_STAMPS_VERSION 1     /* first byte of an encoded stamps blob */
+#define STORE_STAMP_CLEARED 0x80   /* vintage byte flag: the stamp is a cell's delete */
 #define STORE_MAX_KEYS 3           /* key columns of a record kind */
 #define STORE_PERIOD_TEXT 32       /* bytes of a period key ("2020-01..10"), with NUL */
 #define STORE_COUNTRIES (26 * 26)  /* ISO alpha-2 codes: size of the dirty set */
@@ -56,6 +57,7 @@ typedef Parksync__V1__RecordKind kind_t;
 /* Who wrote a value and when; compared by stamp_cmp. */
 typedef struct stamp {
     bool set;                       /* false: no write (older than any write) */
+    bool cleared;                   /* the write was a delete of this cell (a trade side) */
     uint8_t vintage;                /* Parksync__V1__Vintage of the write */
     int64_t time_us;                /* source's event time, us since 1970 UTC */
     uint64_t sequence;              /* producer's sequence number */
@@ -353,6 +355,7 @@ static int stamp_cmp(const stamp_t *a, const stamp_t *b)
 static void stamp_of_update(stamp_t *st, const Parksync__V1__Update *u)
 {
     st->set = true;
+    st->cleared = false;
     st->vintage = u->has_vintage ? (uint8_t)u->vintage : 0;
     st->time_us = u->event_time_us;
     st->sequence = u->sequence;
@@ -364,7 +367,7 @@ static size_t stamp_put(uint8_t *p, const stamp_t *st)
     size_t n = 0;
     uint64_t t = (uint64_t)st->time_us;
     size_t plen = strlen(st->producer);
-    p[n++] = st->vintage;
+    p[n++] = (uint8_t)(st->vintage | (st->cleared ? STORE_STAMP_CLEARED : 0));
     for (int i = 7; i >= 0; i--)
         p[n++] = (uint8_t)(t >> (8 * i));
     n += varint_put(p + n, st->sequence);
@@ -378,7 +381,8 @@ static bool stamp_get(const uint8_t *p, size_t len, size_t *at, stamp_t *st)
     if (len - *at < 9)
         return false;
     st->set = true;
-    st->vintage = p[(*at)++];
+    st->cleared = (p[*at] & STORE_STAMP_CLEARED) != 0;
+    st->vintage = p[(*at)++] & (uint8_t)~STORE_STAMP_CLEARED;
     uint64_t t = 0;
     for (int i = 0; i < 8; i++)
         t = (t << 8) | p[(*at)++];
@@ -1789,23 +1793,31 @@ static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_
     size_t cell = exporter_side ? 1 : 2;
     bool took = false;
     if (is_delete) {
-        stamps_delete(&row.stamps, 3, &w);
+        /* A ministry withdraws its own figure only: the delete is a write
+         * of "no value" into its side's cell, compared like any write, so
+         * the other ministry's figure stays and the order of arrival does
+         * not matter. */
+        stamp_t d = w;
+        d.cleared = true;
+        slot_write(&row.stamps, cell, &d, m);
     } else {
         if (t->has_value_usd_cents)
             took = slot_write(&row.stamps, cell, &w, m);
         key_write(&row.stamps, &w, m);
     }
-    bool live = stamps_live(&row.stamps, 3);
+    bool has_exp = row.stamps.slot[1].set && !row.stamps.slot[1].cleared;
+    bool has_imp = row.stamps.slot[2].set && !row.stamps.slot[2].cleared;
+    bool live = has_exp || has_imp;
     flow.exporter = (char *)key->col[0];
     flow.importer = (char *)key->col[1];
     flow.period = t->period;
     if (live) {
-        if (row.stamps.slot[1].set) {
+        if (has_exp) {
             flow.has_exporter_reported_usd_cents = 1;
             flow.exporter_reported_usd_cents =
                 took && cell == 1 ? t->value_usd_cents : old ? old->exporter_reported_usd_cents : 0;
         }
-        if (row.stamps.slot[2].set) {
+        if (has_imp) {
             flow.has_importer_reported_usd_cents = 1;
             flow.importer_reported_usd_cents =
                 took && cell == 2 ? t->value_usd_cents : old ? old->importer_reported_usd_cents : 0;
@@ -2737,7 +2749,7 @@ static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len,
         goto out;
     }
     for (size_t i = 1; i < nslots; i++) {
-        if (!sp.slot[i].set)
+        if (!sp.slot[i].set || sp.slot[i].cleared)
             continue;
         parksync__v1__field_provenance__init(&fp[n]);
         fp[n].field = (char *)names[i];

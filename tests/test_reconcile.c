@@ -289,6 +289,66 @@ Test(reconcile, each_ministry_owns_its_own_side_of_trade)
     store_close(&s);
 }
 
+/* Turns x (a trade report) into the delete of that report. */
+static void as_delete(upd_t *x)
+{
+    x->trade.has_value_usd_cents = 0;
+    x->del.target_case = PARKSYNC__V1__DELETE__TARGET_TRADE;
+    x->del.trade = &x->trade;
+    x->u.body_case = PARKSYNC__V1__UPDATE__BODY_DELETE;
+    x->u.delete_ = &x->del;
+}
+
+/* A ministry that withdraws its report of a flow withdraws its own figure,
+ * not its partner's, in whichever order the updates arrive; the flow is
+ * gone once both figures are. */
+Test(reconcile, deleting_a_trade_report_withdraws_only_that_side)
+{
+    uint8_t digest[2][32];
+
+    for (int order = 0; order < 2; order++) {
+        unlink(dbpath);
+        store_t *s = open_default();
+        upd_t az, tj, del;
+        two_ministries(s, false);
+        upd_init(&az, "AZ-MOE", 1, 100);
+        trade(&az, "AZ", "TJ", EXPORTS, 1720000);
+        upd_init(&tj, "TJ-MINT", 1, 100);
+        trade(&tj, "TJ", "AZ", IMPORTS, 1800000);
+        upd_init(&del, "TJ-MINT", 2, 200);
+        trade(&del, "TJ", "AZ", IMPORTS, 0);
+        as_delete(&del);
+        upd_t *seq[3] = {&az, &tj, &del};
+        if (order == 1) { /* the delete overtakes the AZ report it does not touch */
+            seq[0] = &tj;
+            seq[1] = &del;
+            seq[2] = &az;
+        }
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(apply(s, seq[i]), STORE_APPLIED, "order %d, update %d", order, i);
+
+        Parksync__V1__Record *r = only(s, K_TRADE, NULL, false);
+        cr_assert_not_null(r, "order %d: the flow is gone with AZ's figure in it", order);
+        cr_assert_not(r->deleted);
+        cr_assert(r->trade->has_exporter_reported_usd_cents);
+        cr_assert_eq(r->trade->exporter_reported_usd_cents, 1720000);
+        cr_assert_not(r->trade->has_importer_reported_usd_cents, "TJ's figure is withdrawn");
+        cr_assert_eq(r->trade->value_usd_cents, 1720000, "the exporter's figure is all there is");
+        parksync__v1__record__free_unpacked(r, NULL);
+        cr_assert_eq(store_begin(s), 0);
+        cr_assert_eq(store_digest(s, digest[order]), 0);
+        cr_assert_eq(store_commit(s), 0);
+
+        upd_init(&del, "AZ-MOE", 2, 300);
+        trade(&del, "AZ", "TJ", EXPORTS, 0);
+        as_delete(&del);
+        cr_assert_eq(apply(s, &del), STORE_APPLIED);
+        cr_assert_null(only(s, K_TRADE, NULL, false), "both figures withdrawn: no flow");
+        store_close(&s);
+    }
+    cr_assert_eq(memcmp(digest[0], digest[1], 32), 0, "the order changed the state");
+}
+
 Test(reconcile, no_ministry_means_open_authority)
 {
     store_t *s = open_default();
