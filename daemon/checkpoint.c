@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include <zmq.h>
 
@@ -28,6 +29,7 @@ static void *checkpoint_main(void *arg)
     checkpoint_t *c = arg;
     zmq_pollitem_t item = {c->peer, 0, ZMQ_POLLIN, 0};
 
+    prctl(PR_SET_NAME, "ps-checkpoint"); /* as top -H and perf name the thread */
     for (;;) {
         int n = zmq_poll(&item, 1, CHECKPOINT_PERIOD_MS);
         if (n > 0 || (n < 0 && zmq_errno() != EINTR))

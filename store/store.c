@@ -153,6 +153,33 @@ typedef struct agg_delta {
 } agg_delta_t;
 
 #define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
+
+/*
+ * Rows a batch has read or written, kept in memory until the batch is
+ * flushed (before summaries, digests and the commit). A record changed
+ * several times in one batch is written once and gets one revision: no
+ * one can see the versions in between, since the batch commits whole.
+ */
+#define STORE_PENDING_MAX 8192    /* rows held before an early flush */
+#define STORE_PENDING_KEY 160     /* bytes of a lookup key: kind and key columns */
+
+typedef struct pending {
+    char key[STORE_PENDING_KEY];             /* kind byte, then key columns joined by 0x1f */
+    char col[STORE_MAX_KEYS][WIRE_MAX_ID + 1]; /* key column values */
+    size_t ncols;                            /* key columns used */
+    kind_t kind;                             /* record kind */
+    char country[3];                         /* topic country */
+    char country2[3];                        /* trade: importer; "" otherwise */
+    bool found;                              /* a row exists (stored or to be written) */
+    uint64_t revision;                       /* revision of blob (0: never published) */
+    uint64_t batch_rev;                      /* revision given in this batch; 0: none */
+    buf_t blob;                              /* the record as stored: Record with revision */
+    buf_t stamps;                            /* its stamps (empty for summaries) */
+    buf_t committed;                         /* record before the batch, when published */
+    bool deleted;                            /* blob is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS];            /* extra columns */
+    bool dirty;                              /* the row must be written */
+} pending_t;
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
 #define STORE_CACHE_PRAGMA "-32768"
@@ -188,9 +215,21 @@ struct store {
     store_member_t *members;             /* authority: producer -> ministry, owned */
     size_t n_members;                    /* entries in members */
     agg_delta_t agg[STORE_AGG_DELTAS];   /* resident aggregate changes of the batch */
+    pending_t *pend;                     /* rows of the batch, in first-touched order */
+    size_t n_pend;                       /* entries used in pend */
+    size_t cap_pend;                     /* entries allocated in pend */
+    uint32_t *pend_index;                /* open addressing over pend: index + 1, 0 = empty */
+    size_t cap_index;                    /* slots in pend_index (power of two) */
+    size_t *pend_log;                    /* entries given a revision, in revision order */
+    size_t n_log;                        /* entries used in pend_log */
     size_t n_agg;                        /* entries used in agg */
     char err[256];                       /* message of the last failure */
 };
+
+/* The batch's rows (defined with the row code below). */
+static void pending_clear(store_t *s);
+static void pending_free(store_t *s);
+static int pending_flush(store_t *s);
 
 struct store_cursor {
     sqlite3 *db;                       /* read-only connection of this view */
@@ -1054,6 +1093,7 @@ void store_close(store_t **sp)
     free(s->ministries);
     free(s->members);
     free(s->prod);
+    pending_free(s);
     free(s->path);
     free(s);
     *sp = NULL;
@@ -1154,6 +1194,7 @@ void store_rollback(store_t *s)
     s->oldest = s->oldest_begin;
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
     s->n_agg = 0;
+    pending_clear(s);
     /* the cache holds the batch's sequences: take back the committed ones */
     producers_load(s);
 }
@@ -1179,7 +1220,8 @@ int store_commit(store_t *s)
     int rc;
     if (!s->in_batch)
         return -EINVAL;
-    if ((rc = producers_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
+    if ((rc = pending_flush(s)) < 0 || (rc = producers_flush(s)) < 0 ||
+        (rc = agg_flush(s)) < 0)
         goto fail;
     if (s->head != s->head_begin) {
         sqlite3_stmt *st = s->st[ST_META_SET];
@@ -1207,6 +1249,130 @@ static void bind_key(sqlite3_stmt *st, const rec_key_t *key)
         sqlite3_bind_text(st, (int)i + 1, key->col[i], -1, SQLITE_STATIC);
 }
 
+/* ---------------------------------------------------------------- the batch's rows */
+
+static void pending_clear(store_t *s)
+{
+    for (size_t i = 0; i < s->n_pend; i++) {
+        buf_free(&s->pend[i].blob);
+        buf_free(&s->pend[i].stamps);
+        buf_free(&s->pend[i].committed);
+    }
+    s->n_pend = 0;
+    s->n_log = 0;
+    if (s->pend_index)
+        memset(s->pend_index, 0, s->cap_index * sizeof(*s->pend_index));
+}
+
+static void pending_free(store_t *s)
+{
+    pending_clear(s);
+    free(s->pend);
+    free(s->pend_index);
+    free(s->pend_log);
+}
+
+/* The lookup key of a record: its kind, then its key columns. */
+static bool pending_key(const rec_key_t *key, char *out)
+{
+    size_t n = 0;
+    out[n++] = (char)('0' + key->kind);
+    for (size_t i = 0; i < key->ncols; i++) {
+        size_t l = strlen(key->col[i]);
+        if (n + l + 2 > STORE_PENDING_KEY || l > WIRE_MAX_ID)
+            return false;
+        out[n++] = '\x1f';
+        memcpy(out + n, key->col[i], l);
+        n += l;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* The slot of `k` in the index: where it is, or the empty slot for it. */
+static uint32_t *pending_slot(store_t *s, const char *k)
+{
+    size_t mask = s->cap_index - 1;
+    for (size_t i = (size_t)hash_str(k) & mask;; i = (i + 1) & mask) {
+        uint32_t *slot = &s->pend_index[i];
+        if (*slot == 0 || strcmp(s->pend[*slot - 1].key, k) == 0)
+            return slot;
+    }
+}
+
+static pending_t *pending_find(store_t *s, const char *k)
+{
+    if (s->n_pend == 0)
+        return NULL;
+    uint32_t *slot = pending_slot(s, k);
+    return *slot ? &s->pend[*slot - 1] : NULL;
+}
+
+/* A new entry for key (not in the map), zeroed but for its key. */
+static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
+{
+    if (s->cap_pend == 0) {
+        s->pend = calloc(STORE_PENDING_MAX, sizeof(*s->pend));
+        s->pend_log = calloc(STORE_PENDING_MAX, sizeof(*s->pend_log));
+        s->cap_index = 2 * STORE_PENDING_MAX; /* a power of two, never fuller than half */
+        s->pend_index = calloc(s->cap_index, sizeof(*s->pend_index));
+        if (!s->pend || !s->pend_log || !s->pend_index)
+            return NULL;
+        s->cap_pend = STORE_PENDING_MAX;
+    }
+    pending_t *p = &s->pend[s->n_pend];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->key, sizeof(p->key), "%s", k);
+    p->kind = key->kind;
+    p->ncols = key->ncols;
+    for (size_t i = 0; i < key->ncols; i++)
+        snprintf(p->col[i], sizeof(p->col[i]), "%s", key->col[i]);
+    snprintf(p->country, sizeof(p->country), "%s", key->country ? key->country : "");
+    snprintf(p->country2, sizeof(p->country2), "%s", key->country2 ? key->country2 : "");
+    *pending_slot(s, k) = (uint32_t)++s->n_pend;
+    return p;
+}
+
+/* Writes the batch's rows and change-log entries, in revision order, and
+ * forgets them. */
+static int pending_flush(store_t *s)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < s->n_pend && rc == 0; i++) {
+        pending_t *p = &s->pend[i];
+        if (!p->dirty)
+            continue;
+        sqlite3_stmt *st = s->put[p->kind];
+        for (size_t c = 0; c < p->ncols; c++)
+            sqlite3_bind_text(st, (int)c + 1, p->col[c], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, p->deleted ? 1 : 0);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)p->revision);
+        sqlite3_bind_blob(st, 6, p->blob.data, (int)p->blob.len, SQLITE_STATIC);
+        if (p->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
+            sqlite3_bind_blob(st, 7, p->stamps.data, (int)p->stamps.len, SQLITE_STATIC);
+        for (size_t e = 0; e < kind_sql[p->kind].nextras; e++)
+            if (p->ex[e].set && !p->deleted)
+                sqlite3_bind_int64(st, 8 + (int)e, p->ex[e].v);
+        rc = step_done(s, st);
+    }
+    for (size_t i = 0; i < s->n_log && rc == 0; i++) {
+        pending_t *p = &s->pend[s->pend_log[i]];
+        sqlite3_stmt *st = s->st[ST_LOG_PUT];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)p->batch_rev);
+        sqlite3_bind_int(st, 2, (int)p->kind);
+        sqlite3_bind_text(st, 3, p->country, -1, SQLITE_STATIC);
+        if (p->country2[0])
+            sqlite3_bind_text(st, 4, p->country2, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, p->blob.data, (int)p->blob.len, SQLITE_STATIC);
+        if (p->committed.len > 0)
+            sqlite3_bind_blob(st, 6, p->committed.data, (int)p->committed.len, SQLITE_STATIC);
+        rc = step_done(s, st);
+    }
+    pending_clear(s);
+    return rc;
+}
+
 /* Reads the row of key; row->rec is unpacked (caller frees with row_free)
  * and s->old holds the stored record bytes. */
 static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_t nslots,
@@ -1214,9 +1380,29 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
 {
     sqlite3_stmt *st = s->sel[key->kind];
     int rc, ret = 0;
+    char k[STORE_PENDING_KEY];
+    pending_t *p = NULL;
     memset(row, 0, sizeof(*row));
     s->old.len = 0;
     s->old_stamps.len = 0;
+    if (s->in_batch && pending_key(key, k)) {
+        if ((p = pending_find(s, k)) != NULL) {
+            /* written earlier in this batch: that version, not the table's */
+            if (!p->found)
+                return 0;
+            row->found = true;
+            row->revision = p->revision;
+            if (buf_set(&s->old, p->blob.data, p->blob.len) < 0 ||
+                buf_set(&s->old_stamps, p->stamps.data, p->stamps.len) < 0)
+                return -ENOMEM;
+            st = NULL;
+            goto decode;
+        }
+        if (s->n_pend == STORE_PENDING_MAX && (ret = pending_flush(s)) < 0)
+            return ret;
+        if ((p = pending_add(s, key, k)) == NULL)
+            return -ENOMEM;
+    }
     bind_key(st, key);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
@@ -1235,20 +1421,32 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
         ret = -ENOMEM;
         goto reset;
     }
-    row->rec = parksync__v1__record__unpack(NULL, rlen, s->old.data);
+    if (p != NULL) {
+        p->found = true;
+        p->revision = row->revision;
+        if (buf_set(&p->blob, rec, rlen) < 0 || buf_set(&p->stamps, stp, slen) < 0 ||
+            (row->revision && buf_set(&p->committed, rec, rlen) < 0)) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+    }
+decode:;
+    size_t rlen2 = s->old.len, slen2 = s->old_stamps.len;
+    row->rec = parksync__v1__record__unpack(NULL, rlen2, s->old.data);
     if (!row->rec) {
         snprintf(s->err, sizeof(s->err), "%s: stored record does not decode",
                  kind_sql[key->kind].table);
         ret = -EBADMSG;
         goto reset;
     }
-    if (ids && stamps_decode(&row->stamps, s->old_stamps.data, slen, ids, nslots) < 0) {
+    if (ids && stamps_decode(&row->stamps, s->old_stamps.data, slen2, ids, nslots) < 0) {
         snprintf(s->err, sizeof(s->err), "%s: stored stamps do not decode",
                  kind_sql[key->kind].table);
         ret = -EBADMSG;
     }
 reset:
-    stmt_reset(st);
+    if (st)
+        stmt_reset(st);
     return ret;
 }
 
@@ -1292,6 +1490,8 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
     const uint8_t *blob;
     size_t blen;
     uint64_t revision = row->revision;
+    char k[STORE_PENDING_KEY];
+    pending_t *p = s->in_batch && pending_key(key, k) ? pending_find(s, k) : NULL;
     int rc;
 
     *changed = false;
@@ -1313,7 +1513,7 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
         blob = s->body.data;
         blen = s->body.len;
     } else {
-        revision = s->head + 1;
+        revision = p && p->batch_rev ? p->batch_rev : s->head + 1;
         if (buf_reserve(&s->out, 1 + STORE_VARINT_MAX + s->body.len) < 0)
             return -ENOMEM;
         s->out.data[0] = STORE_TAG_REVISION;
@@ -1324,27 +1524,44 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
         blen = s->out.len;
     }
 
-    sqlite3_stmt *st = s->put[key->kind];
-    bind_key(st, key);
-    sqlite3_bind_int(st, 4, rec->deleted ? 1 : 0);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)revision);
-    sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_STATIC);
-    if (stamps)
-        sqlite3_bind_blob(st, 7, s->stamps.data, (int)s->stamps.len, SQLITE_STATIC);
-    for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
-        if (ex[i].set && !rec->deleted)
-            sqlite3_bind_int64(st, 8 + (int)i, ex[i].v);
-    if ((rc = step_done(s, st)) < 0)
-        return rc;
+    if (p != NULL) {
+        /* the row is written when the batch is flushed */
+        if (buf_set(&p->blob, blob, blen) < 0 ||
+            (stamps && buf_set(&p->stamps, s->stamps.data, s->stamps.len) < 0))
+            return -ENOMEM;
+        p->found = p->dirty = true;
+        p->revision = revision;
+        p->deleted = rec->deleted;
+        for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+            p->ex[i] = ex[i];
+    } else {
+        sqlite3_stmt *st = s->put[key->kind];
+        bind_key(st, key);
+        sqlite3_bind_int(st, 4, rec->deleted ? 1 : 0);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)revision);
+        sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_STATIC);
+        if (stamps)
+            sqlite3_bind_blob(st, 7, s->stamps.data, (int)s->stamps.len, SQLITE_STATIC);
+        for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+            if (ex[i].set && !rec->deleted)
+                sqlite3_bind_int64(st, 8 + (int)i, ex[i].v);
+        if ((rc = step_done(s, st)) < 0)
+            return rc;
+    }
     if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT &&
         (rc = agg_note(s, key->col[0], key->col[1], row->found ? row->rec : NULL, rec)) < 0)
         return rc;
     if (revision == row->revision || revision == 0)
         return 0;
     s->head = revision;
-    if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
-                      row->revision ? s->old.len : 0)) < 0)
+    if (p != NULL) {
+        /* one change-log entry per record and batch, written at the flush */
+        p->batch_rev = revision;
+        s->pend_log[s->n_log++] = (size_t)(p - s->pend);
+    } else if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
+                             row->revision ? s->old.len : 0)) < 0) {
         return rc;
+    }
     if (key->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
         mark_dirty(s, key->country);
         mark_dirty(s, key->country2);
@@ -2438,7 +2655,8 @@ int store_refresh_summaries(store_t *s)
     int count = 0, rc;
     if (!s->in_batch)
         return -EINVAL;
-    if ((rc = agg_flush(s)) < 0)
+    /* the aggregates below read the tables: everything of the batch first */
+    if ((rc = pending_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
         return rc;
     for (int i = 0; i < STORE_COUNTRIES; i++) {
         if (!(s->dirty[i / 8] & (1u << (i % 8))))
@@ -2904,6 +3122,8 @@ int store_digest(store_t *s, uint8_t out[32])
     crypto_generichash_state h;
     int rc;
     if (s->in_batch && store_summaries_dirty(s) && (rc = store_refresh_summaries(s)) < 0)
+        return rc;
+    if (s->in_batch && (rc = pending_flush(s)) < 0)
         return rc;
     crypto_generichash_init(&h, NULL, 0, 32);
     for (int k = 1; k < STORE_KINDS; k++) {

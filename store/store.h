@@ -15,8 +15,13 @@
  *   result does not depend on the order updates arrive in. A delete leaves
  *   a tombstone with its stamp; writes older than the tombstone are
  *   refused, so a late upsert cannot resurrect a record.
- * - Every change of a consolidated record gets the next global revision and
- *   a row in the change log holding the record as published.
+ * - Every record a batch changes gets the next global revision and a row
+ *   in the change log holding the record as published and the version it
+ *   replaced. A record changed several times in one batch gets one
+ *   revision, for its final version: the batch commits whole, so the
+ *   versions in between were never visible. Rows read or written by a
+ *   batch are held in memory and written when it is flushed (before
+ *   summaries, digests and the commit).
  * - Each producer's last applied sequence is stored in the same
  *   transaction as the changes it caused.
  *

@@ -646,8 +646,7 @@ Test(store, changes_cursor_and_callback_and_retention)
     store_config_init(&cfg);
     cfg.changelog_keep = 10;
     store_t *s = open_at(dbpath, &cfg);
-    store_outcome_t out;
-    cr_assert_eq(store_begin(s), 0);
+    /* one batch per update: each commit changes P1, so each gets a revision */
     for (int i = 1; i <= 5; i++) {
         upd_t x;
         char name[16];
@@ -655,9 +654,8 @@ Test(store, changes_cursor_and_callback_and_retention)
         upd_park(&x, "AZ", "P1");
         snprintf(name, sizeof(name), "n%d", i);
         park_name(&x, name);
-        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
     }
-    cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(store_head(s), 5);
 
     seen_t sn = {0};
@@ -688,7 +686,6 @@ Test(store, changes_cursor_and_callback_and_retention)
     cr_assert_eq(rs.n, 0);
 
     /* 30 revisions with keep = 10: old ones are pruned */
-    cr_assert_eq(store_begin(s), 0);
     for (int i = 6; i <= 30; i++) {
         upd_t x;
         char name[16];
@@ -696,9 +693,8 @@ Test(store, changes_cursor_and_callback_and_retention)
         upd_park(&x, "AZ", "P1");
         snprintf(name, sizeof(name), "n%d", i);
         park_name(&x, name);
-        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
     }
-    cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(store_head(s), 30);
     cr_assert_eq(store_oldest(s), 21);
     cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
@@ -716,6 +712,55 @@ Test(store, changes_cursor_and_callback_and_retention)
     c = store_changes_open(s, 30, &f, &err); /* at head: empty, not an error */
     cr_assert_not_null(c);
     store_cursor_close(&c);
+    store_close(&s);
+}
+
+/* A record changed several times in one batch is written once, with one
+ * revision and one change-log entry holding its final version and the
+ * version before the batch; nobody can see the versions in between. */
+Test(store, one_revision_per_record_and_batch)
+{
+    store_t *s = open_at(dbpath, NULL);
+    store_outcome_t out;
+    upd_t x;
+
+    upd_init(&x, "AZ-MOE", 1, 10, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "first");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_head(s), 1);
+
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 2; i <= 6; i++) {
+        char name[16];
+        upd_init(&x, "AZ-MOE", (uint64_t)i, i * 10, PROVISIONAL);
+        upd_park(&x, "AZ", i % 2 ? "P1" : "P2");
+        snprintf(name, sizeof(name), "n%d", i);
+        park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        cr_assert_eq(out, STORE_APPLIED);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_head(s), 3, "P1 and P2 changed in the batch: two revisions");
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 3);
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog WHERE prev IS NOT NULL"), 1,
+                 "only P1 replaced a published version");
+
+    recs_t rs;
+    store_filter_t f = {.kind = K_ALL};
+    int err = 0;
+    store_cursor_t *c = store_changes_open(s, 1, &f, &err);
+    cr_assert_not_null(c, "%d", err);
+    drain(c, &rs);
+    store_cursor_close(&c);
+    cr_assert_eq(rs.n, 2);
+    cr_assert_str_eq(rs.r[0]->park->park_id, "P2", "P2 changed first in the batch");
+    cr_assert_str_eq(rs.r[0]->park->name, "n6", "its final version");
+    cr_assert_eq(rs.r[0]->revision, 2);
+    cr_assert_str_eq(rs.r[1]->park->park_id, "P1");
+    cr_assert_str_eq(rs.r[1]->park->name, "n5");
+    cr_assert_eq(rs.r[1]->revision, 3);
+    recs_free(&rs);
     store_close(&s);
 }
 
