@@ -53,49 +53,60 @@ int harness_init(harness_t *h, const char *extra_ini)
     return fclose(f) == 0 ? 0 : -errno;
 }
 
-bool harness_ping(const harness_t *h, int timeout_ms)
+/* Sends one packed message on a fresh DEALER to endpoint (with the
+ * harness's CURVE keys when curve) and waits up to timeout_ms for one
+ * reply frame, which goes to *reply (caller closes it). True when a reply
+ * came. */
+static bool roundtrip(const harness_t *h, const char *endpoint, bool curve,
+                      const ProtobufCMessage *req, int timeout_ms, zmq_msg_t *reply)
 {
-    Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
-    Parksync__V1__Ping ping = PARKSYNC__V1__PING__INIT;
-    Parksync__V1__QueryReply *reply = NULL;
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_DEALER);
     int linger = 0;
     bool ok = false;
     uint8_t buf[256];
     size_t len;
-    const char *why;
 
+    zmq_msg_init(reply);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    if (h->server_key[0] != '\0' &&
+    if (curve && h->server_key[0] != '\0' &&
         (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, h->server_key, 40) != 0 ||
          zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, h->client_public, 40) != 0 ||
          zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, h->client_secret, 40) != 0))
         goto out;
-    if (zmq_connect(s, h->query) != 0)
+    if (protobuf_c_message_get_packed_size(req) > sizeof(buf) || zmq_connect(s, endpoint) != 0)
         goto out;
+    len = protobuf_c_message_pack(req, buf);
+    if (zmq_send(s, buf, len, 0) < 0)
+        goto out;
+    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
+    ok = zmq_poll(&item, 1, timeout_ms) == 1 && zmq_msg_recv(reply, s, 0) >= 0;
+out:
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return ok;
+}
+
+bool harness_ping(const harness_t *h, int timeout_ms)
+{
+    Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
+    Parksync__V1__Ping ping = PARKSYNC__V1__PING__INIT;
+    Parksync__V1__QueryReply *reply = NULL;
+    bool ok = false;
+    const char *why;
+    zmq_msg_t m;
+
     q.has_version = q.has_request_id = 1;
     q.version = WIRE_VERSION;
     q.request_id = 1;
     q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_PING;
     q.ping = &ping;
-    len = parksync__v1__query_request__pack(&q, buf);
-    if (zmq_send(s, buf, len, 0) < 0)
-        goto out;
-    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, timeout_ms) == 1) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s, 0) >= 0 &&
-            wire_query_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0)
-            ok = reply->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
-        zmq_msg_close(&m);
-    }
-out:
-    if (reply != NULL)
+    if (roundtrip(h, h->query, true, &q.base, timeout_ms, &m) &&
+        wire_query_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0) {
+        ok = reply->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
         parksync__v1__query_reply__free_unpacked(reply, NULL);
-    zmq_close(s);
-    zmq_ctx_term(ctx);
+    }
+    zmq_msg_close(&m);
     return ok;
 }
 
@@ -262,41 +273,23 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *reply = NULL;
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0;
     int64_t value = -1;
-    uint8_t buf[64];
-    size_t len;
     const char *why;
+    zmq_msg_t m;
 
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    if (zmq_connect(s, h->control) != 0)
-        goto out;
     q.has_version = q.has_request_id = 1;
     q.version = WIRE_VERSION;
     q.request_id = 1;
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
     q.status = &sr;
-    len = parksync__v1__control_request__pack(&q, buf);
-    if (zmq_send(s, buf, len, 0) < 0)
-        goto out;
-    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, timeout_ms) == 1) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s, 0) >= 0 &&
-            wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0 &&
-            reply->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS)
+    if (roundtrip(h, h->control, false, &q.base, timeout_ms, &m) &&
+        wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0) {
+        if (reply->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS)
             for (size_t i = 0; i < reply->status->n_counters; i++)
                 if (strcmp(reply->status->counters[i]->name, name) == 0)
                     value = (int64_t)reply->status->counters[i]->value;
-        zmq_msg_close(&m);
-    }
-out:
-    if (reply != NULL)
         parksync__v1__control_reply__free_unpacked(reply, NULL);
-    zmq_close(s);
-    zmq_ctx_term(ctx);
+    }
+    zmq_msg_close(&m);
     return value;
 }
