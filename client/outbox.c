@@ -13,20 +13,20 @@
 #define OUTBOX_BUSY_MS 2000 /* ms to wait for a lock held by another process */
 
 struct outbox {
-    sqlite3 *db;             /* the open database */
-    sqlite3_stmt *put;       /* INSERT OR REPLACE one update */
-    sqlite3_stmt *meta;      /* UPDATE meta.last_sequence */
-    sqlite3_stmt *ack;       /* DELETE up to a sequence */
-    sqlite3_stmt *begin;     /* BEGIN IMMEDIATE */
-    sqlite3_stmt *commit;    /* COMMIT */
-    sqlite3_stmt *rollback;  /* ROLLBACK */
-    sqlite3_stmt *note_get;  /* SELECT a note */
-    sqlite3_stmt *note_put;  /* INSERT OR REPLACE a note */
-    sqlite3_stmt *note_del;  /* DELETE a note */
-    bool in_batch;           /* a batch transaction is open */
-    uint64_t batch_max;      /* highest sequence added to the open batch */
-    uint64_t last_sequence;  /* meta.last_sequence, cached */
-    char errmsg[256];        /* last error, for outbox_errmsg */
+    sqlite3 *db;            /* the open database */
+    sqlite3_stmt *put;      /* INSERT OR REPLACE one update */
+    sqlite3_stmt *meta;     /* UPDATE meta.last_sequence */
+    sqlite3_stmt *ack;      /* DELETE up to a sequence */
+    sqlite3_stmt *begin;    /* BEGIN IMMEDIATE */
+    sqlite3_stmt *commit;   /* COMMIT */
+    sqlite3_stmt *rollback; /* ROLLBACK */
+    sqlite3_stmt *note_get; /* SELECT a note */
+    sqlite3_stmt *note_put; /* INSERT OR REPLACE a note */
+    sqlite3_stmt *note_del; /* DELETE a note */
+    bool in_batch;          /* a batch transaction is open */
+    uint64_t batch_max;     /* highest sequence added to the open batch */
+    uint64_t last_sequence; /* meta.last_sequence, cached */
+    char errmsg[256];       /* last error, for outbox_errmsg */
 };
 
 static const char SCHEMA[] =
@@ -58,8 +58,8 @@ static int meta_init(outbox_t *o, const char *producer_id)
     sqlite3_stmt *st = NULL;
     int rc = -EIO;
 
-    if (sqlite3_prepare_v2(o->db, "SELECT producer_id, last_sequence FROM meta LIMIT 1", -1,
-                           &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(o->db, "SELECT producer_id, last_sequence FROM meta LIMIT 1", -1, &st,
+                           NULL) != SQLITE_OK) {
         db_fail(o, "reading meta");
         goto finalize;
     }
@@ -82,8 +82,8 @@ static int meta_init(outbox_t *o, const char *producer_id)
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(o->db, "INSERT INTO meta(producer_id, last_sequence) VALUES(?, 0)",
-                           -1, &st, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(o->db, "INSERT INTO meta(producer_id, last_sequence) VALUES(?, 0)", -1,
+                           &st, NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, producer_id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_DONE) {
         db_fail(o, "writing meta");
@@ -96,8 +96,7 @@ finalize:
     return rc;
 }
 
-outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *msg,
-                     size_t msglen)
+outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *msg, size_t msglen)
 {
     outbox_t *o = calloc(1, sizeof *o);
     int rc = -EIO;
@@ -123,17 +122,17 @@ outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *
                            -1, &o->put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "UPDATE meta SET last_sequence = max(last_sequence, ?)", -1,
                            &o->meta, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(o->db, "DELETE FROM outbox WHERE sequence <= ?", -1, &o->ack,
-                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(o->db, "DELETE FROM outbox WHERE sequence <= ?", -1, &o->ack, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "BEGIN IMMEDIATE", -1, &o->begin, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "COMMIT", -1, &o->commit, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "ROLLBACK", -1, &o->rollback, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(o->db, "SELECT value FROM note WHERE key = ?", -1, &o->note_get,
-                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(o->db, "SELECT value FROM note WHERE key = ?", -1, &o->note_get, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v2(o->db, "INSERT OR REPLACE INTO note(key, value) VALUES(?, ?)", -1,
                            &o->note_put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(o->db, "DELETE FROM note WHERE key = ?", -1, &o->note_del,
-                           NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(o->db, "DELETE FROM note WHERE key = ?", -1, &o->note_del, NULL) !=
+            SQLITE_OK) {
         db_fail(o, "preparing outbox statements");
         goto fail;
     }
@@ -157,8 +156,8 @@ int outbox_load(outbox_t *o, outbox_row_fn fn, void *arg)
     sqlite3_stmt *st = NULL;
     int rc = 0, s;
 
-    if (sqlite3_prepare_v2(o->db, "SELECT sequence, payload FROM outbox ORDER BY sequence", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(o->db, "SELECT sequence, payload FROM outbox ORDER BY sequence", -1, &st,
+                           NULL) != SQLITE_OK)
         return db_fail(o, "reading the outbox");
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         const void *data = sqlite3_column_blob(st, 1);

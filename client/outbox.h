@@ -31,8 +31,7 @@ typedef int (*outbox_row_fn)(void *arg, uint64_t sequence, const void *payload, 
  * when the file belongs to another producer id, -EIO for SQLite errors.
  * NULL on failure with *err set; msg (when not NULL, size msglen) gets a
  * description. */
-outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *msg,
-                     size_t msglen);
+outbox_t *outbox_new(const char *path, const char *producer_id, int *err, char *msg, size_t msglen);
 
 /* Highest sequence ever committed (meta.last_sequence), 0 when none. */
 uint64_t outbox_last_sequence(const outbox_t *o);

@@ -36,14 +36,14 @@ extern "C" {
 /* Result of every libparksync call. */
 typedef enum ps_err {
     PS_OK = 0,
-    PS_ERR_INVALID,   /* bad argument, or an update that fails validation */
-    PS_ERR_NOMEM,     /* out of memory */
-    PS_ERR_SOCKET,    /* ZeroMQ failure (endpoint syntax, connect) */
-    PS_ERR_TIMEOUT,   /* the deadline passed first */
-    PS_ERR_PROTOCOL,  /* the daemon sent something undecodable or unexpected */
-    PS_ERR_REFUSED,   /* the daemon answered with an error */
-    PS_ERR_OUTBOX,    /* the producer's outbox database failed */
-    PS_ERR_CLOSED,    /* the stream has ended */
+    PS_ERR_INVALID,     /* bad argument, or an update that fails validation */
+    PS_ERR_NOMEM,       /* out of memory */
+    PS_ERR_SOCKET,      /* ZeroMQ failure (endpoint syntax, connect) */
+    PS_ERR_TIMEOUT,     /* the deadline passed first */
+    PS_ERR_PROTOCOL,    /* the daemon sent something undecodable or unexpected */
+    PS_ERR_REFUSED,     /* the daemon answered with an error */
+    PS_ERR_OUTBOX,      /* the producer's outbox database failed */
+    PS_ERR_CLOSED,      /* the stream has ended */
     PS_ERR_INTERRUPTED, /* a signal interrupted the wait */
 } ps_err_t;
 
@@ -58,13 +58,14 @@ typedef struct ps_producer_options {
     const char *producer_id;      /* required: [A-Za-z0-9._-]{1,64}, stable across restarts */
     const char *ingest_endpoint;  /* default WIRE_DEFAULT_INGEST */
     const char *publish_endpoint; /* where acks come from; default WIRE_DEFAULT_PUBLISH */
-    const char *query_endpoint;   /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
-    const char *outbox_path;      /* durable outbox (SQLite); NULL keeps it in memory */
-    unsigned window;              /* most unacknowledged updates in flight; default 1000 */
-    int ack_timeout_ms;           /* first resend after this silence; default 500, doubles to 8 s */
-    int connect_timeout_ms;       /* how long ps_producer_new waits for the daemon; default 5000 */
-    int sndhwm;                   /* ingest send high-water mark; 0: 2 * window + 1024 (tests
-                                     set it small to force drops) */
+    const char
+        *query_endpoint;     /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
+    const char *outbox_path; /* durable outbox (SQLite); NULL keeps it in memory */
+    unsigned window;         /* most unacknowledged updates in flight; default 1000 */
+    int ack_timeout_ms;      /* first resend after this silence; default 500, doubles to 8 s */
+    int connect_timeout_ms;  /* how long ps_producer_new waits for the daemon; default 5000 */
+    int sndhwm;              /* ingest send high-water mark; 0: 2 * window + 1024 (tests
+                                set it small to force drops) */
     /* CURVE (the daemon's [security] curve = on): all NULL = plain. Keys
      * are 40-character Z85 text, as `parksync keygen` writes them. */
     const char *server_public_key; /* the daemon's public key; set: CURVE on every socket */
@@ -94,8 +95,8 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
  * PS_ERR_TIMEOUT, or another error. The assigned sequence goes to *sequence
  * when not NULL. After PS_ERR_OUTBOX the updates of the failed batch are
  * forgotten and ps_producer_last_sent is the last durable one. */
-ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
-                          uint64_t *sequence, int timeout_ms);
+ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, uint64_t *sequence,
+                          int timeout_ms);
 
 /* Waits until every sent update is acknowledged, resending as needed.
  * PS_OK, PS_ERR_TIMEOUT after timeout_ms (-1 = no limit), or an error. */
@@ -148,20 +149,20 @@ void ps_producer_destroy(ps_producer_t **pp);
 typedef struct ps_subscriber ps_subscriber_t;
 
 typedef struct ps_subscriber_options {
-    const char *publish_endpoint;       /* default WIRE_DEFAULT_PUBLISH */
-    const char *query_endpoint;         /* default WIRE_DEFAULT_QUERY */
-    Parksync__V1__RecordKind kind;      /* UNSPECIFIED: every kind */
-    const char *country;                /* NULL: every country */
-    bool live;                          /* after the snapshot, follow live records (default true) */
-    bool provenance;                    /* ask for field provenance in the snapshot */
-    int timeout_ms;                     /* longest silence from the daemon during a snapshot; default 5000 */
-    int rcvhwm;                         /* live messages queued in the SUB before ZeroMQ drops;
-                                           0: 100000 (tests set it small to force loss) */
-    bool has_from_revision;             /* start with the changes after from_revision (then
-                                           live) instead of a snapshot */
+    const char *publish_endpoint;  /* default WIRE_DEFAULT_PUBLISH */
+    const char *query_endpoint;    /* default WIRE_DEFAULT_QUERY */
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: every kind */
+    const char *country;           /* NULL: every country */
+    bool live;                     /* after the snapshot, follow live records (default true) */
+    bool provenance;               /* ask for field provenance in the snapshot */
+    int timeout_ms;         /* longest silence from the daemon during a snapshot; default 5000 */
+    int rcvhwm;             /* live messages queued in the SUB before ZeroMQ drops;
+                               0: 100000 (tests set it small to force loss) */
+    bool has_from_revision; /* start with the changes after from_revision (then
+                               live) instead of a snapshot */
     uint64_t from_revision;
-    bool has_at_revision;               /* the snapshot as of at_revision (history, within the
-                                           daemon's change log); only with live = false */
+    bool has_at_revision; /* the snapshot as of at_revision (history, within the
+                             daemon's change log); only with live = false */
     uint64_t at_revision;
     /* CURVE, as in ps_producer_options_t: all NULL = plain. */
     const char *server_public_key; /* the daemon's public key; set: CURVE on every socket */

@@ -48,17 +48,17 @@
 #include "sock.h"
 #include "wire.h"
 
-#define PRODUCER_DEFAULT_WINDOW 1000      /* updates in flight */
-#define PRODUCER_DEFAULT_ACK_MS 500       /* ms before the first resend */
+#define PRODUCER_DEFAULT_WINDOW     1000  /* updates in flight */
+#define PRODUCER_DEFAULT_ACK_MS     500   /* ms before the first resend */
 #define PRODUCER_DEFAULT_CONNECT_MS 5000  /* ms ps_producer_new waits */
-#define PRODUCER_MAX_TIMEOUT_MS 8000      /* ms: resend timeout ceiling */
-#define PRODUCER_FAST_RESEND_MS 100       /* ms between resends triggered by repeated acks */
-#define PRODUCER_STATE_RETRY_MS 1000      /* ms between ProducerStateRequests at start */
-#define PRODUCER_POLL_SLICE_MS 100        /* ms: longest single wait inside a blocking call */
-#define PRODUCER_DRAIN_BUDGET 10000       /* acks read per pass before doing other work */
-#define PRODUCER_BATCH 256                /* updates per outbox transaction */
-#define PRODUCER_HANDSHAKE_MS 2000        /* ms waited for subscriptions once the state is known */
-#define PRODUCER_MAX_HWM 1000000          /* messages: ceiling of the ingest SNDHWM */
+#define PRODUCER_MAX_TIMEOUT_MS     8000  /* ms: resend timeout ceiling */
+#define PRODUCER_FAST_RESEND_MS     100   /* ms between resends triggered by repeated acks */
+#define PRODUCER_STATE_RETRY_MS     1000  /* ms between ProducerStateRequests at start */
+#define PRODUCER_POLL_SLICE_MS      100   /* ms: longest single wait inside a blocking call */
+#define PRODUCER_DRAIN_BUDGET       10000 /* acks read per pass before doing other work */
+#define PRODUCER_BATCH              256   /* updates per outbox transaction */
+#define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
+#define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
 
 /* One sent, unacknowledged update. */
 typedef struct entry {
@@ -69,32 +69,32 @@ typedef struct entry {
 } entry_t;
 
 struct ps_producer {
-    void *ctx;                       /* ZeroMQ context, owned */
-    void *ingest;                    /* XPUB -> daemon's ingest */
-    void *acks;                      /* SUB <- daemon's publish, ack topic only */
-    void *query;                     /* DEALER -> daemon's query */
-    outbox_t *outbox;                /* durable outbox, NULL when in memory */
+    void *ctx;                         /* ZeroMQ context, owned */
+    void *ingest;                      /* XPUB -> daemon's ingest */
+    void *acks;                        /* SUB <- daemon's publish, ack topic only */
+    void *query;                       /* DEALER -> daemon's query */
+    outbox_t *outbox;                  /* durable outbox, NULL when in memory */
     char producer_id[WIRE_MAX_ID + 1]; /* our id */
-    unsigned window;                 /* most updates in flight */
-    int ack_timeout_ms;              /* ms: base resend timeout */
-    int cur_timeout_ms;              /* ms: current resend timeout (doubles) */
-    int64_t last_progress_ms;        /* monotonic ms of the last ack advance or resend */
-    int64_t last_resend_ms;          /* monotonic ms of the last resend */
-    uint64_t last_sent;              /* highest sequence assigned */
-    uint64_t last_acked;             /* highest sequence acknowledged */
-    uint64_t resends;                /* updates sent again */
-    uint64_t fast_resend_for;        /* last_acked at the last repeated-ack resend */
-    uint64_t outbox_deleted;         /* acked updates deleted from the outbox up to here */
-    bool subscribed;                 /* the daemon's SUB has subscribed to our XPUB */
-    bool heard;                      /* a heartbeat arrived: our ack subscription is live */
-    uint64_t bad_frames;             /* undecodable frames on the ack socket */
-    entry_t *entries;                /* the window: entries[head..tail) */
-    size_t head;                     /* first live entry */
-    size_t sent;                     /* first entry not yet sent (head <= sent <= tail) */
-    size_t tail;                     /* one past the last live entry */
-    size_t cap;                      /* entries allocated */
-    uint64_t next_request_id;        /* request ids on the query socket */
-    char error[256];                 /* text of the last INVALID/REFUSED/OUTBOX error */
+    unsigned window;                   /* most updates in flight */
+    int ack_timeout_ms;                /* ms: base resend timeout */
+    int cur_timeout_ms;                /* ms: current resend timeout (doubles) */
+    int64_t last_progress_ms;          /* monotonic ms of the last ack advance or resend */
+    int64_t last_resend_ms;            /* monotonic ms of the last resend */
+    uint64_t last_sent;                /* highest sequence assigned */
+    uint64_t last_acked;               /* highest sequence acknowledged */
+    uint64_t resends;                  /* updates sent again */
+    uint64_t fast_resend_for;          /* last_acked at the last repeated-ack resend */
+    uint64_t outbox_deleted;           /* acked updates deleted from the outbox up to here */
+    bool subscribed;                   /* the daemon's SUB has subscribed to our XPUB */
+    bool heard;                        /* a heartbeat arrived: our ack subscription is live */
+    uint64_t bad_frames;               /* undecodable frames on the ack socket */
+    entry_t *entries;                  /* the window: entries[head..tail) */
+    size_t head;                       /* first live entry */
+    size_t sent;                       /* first entry not yet sent (head <= sent <= tail) */
+    size_t tail;                       /* one past the last live entry */
+    size_t cap;                        /* entries allocated */
+    uint64_t next_request_id;          /* request ids on the query socket */
+    char error[256];                   /* text of the last INVALID/REFUSED/OUTBOX error */
 };
 
 void ps_producer_options_init(ps_producer_options_t *opts)
@@ -361,9 +361,8 @@ static bool connected(const ps_producer_t *p)
 /* Asks the query socket for a producer's state, retrying until the
  * deadline; request ids come from *next_id. Fills *out. errbuf gets the
  * text of a PS_ERR_REFUSED or PS_ERR_PROTOCOL. */
-static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer_id,
-                            int timeout_ms, ps_producer_stats_t *out, char *errbuf,
-                            size_t errlen)
+static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer_id, int timeout_ms,
+                            ps_producer_stats_t *out, char *errbuf, size_t errlen)
 {
     Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
     Parksync__V1__ProducerStateRequest ps = PARKSYNC__V1__PRODUCER_STATE_REQUEST__INIT;
@@ -444,9 +443,9 @@ static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer
 
 /* Context for restoring the outbox into the window. */
 typedef struct restore {
-    ps_producer_t *p;  /* the producer being restored */
-    uint64_t applied;  /* daemon's last applied sequence: skip up to it */
-    int rc;            /* first failure */
+    ps_producer_t *p; /* the producer being restored */
+    uint64_t applied; /* daemon's last applied sequence: skip up to it */
+    int rc;           /* first failure */
 } restore_t;
 
 static int restore_row(void *arg, uint64_t seq, const void *payload, size_t len)
@@ -494,21 +493,21 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     p->ack_timeout_ms = opts->ack_timeout_ms > 0 ? opts->ack_timeout_ms : PRODUCER_DEFAULT_ACK_MS;
     p->cur_timeout_ms = p->ack_timeout_ms;
     p->next_request_id = 1;
-    int connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                                  : PRODUCER_DEFAULT_CONNECT_MS;
+    int connect_ms =
+        opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : PRODUCER_DEFAULT_CONNECT_MS;
     e = PS_ERR_SOCKET;
     if ((p->ctx = zmq_ctx_new()) == NULL)
         goto fail;
     /* Room for the whole window twice over, so a resend burst is not
      * dropped by our own high-water mark; opts->sndhwm (tests) overrides. */
-    int hwm = opts->sndhwm > 0 ? opts->sndhwm
+    int hwm = opts->sndhwm > 0                            ? opts->sndhwm
               : p->window > (PRODUCER_MAX_HWM - 1024) / 2 ? PRODUCER_MAX_HWM
                                                           : (int)p->window * 2 + 1024;
     p->ingest = sock_open(p->ctx, ZMQ_XPUB, NULL, hwm, &rc);
     if (p->ingest == NULL || sock_apply_curve(p->ingest, &curve) < 0 ||
         zmq_setsockopt(p->ingest, ZMQ_XPUB_VERBOSE, &on, sizeof on) < 0 ||
-        zmq_connect(p->ingest, opts->ingest_endpoint ? opts->ingest_endpoint
-                                                     : WIRE_DEFAULT_INGEST) < 0)
+        zmq_connect(p->ingest,
+                    opts->ingest_endpoint ? opts->ingest_endpoint : WIRE_DEFAULT_INGEST) < 0)
         goto fail;
     p->acks = sock_open(p->ctx, ZMQ_SUB, NULL, 0, &rc);
     if (p->acks == NULL || sock_apply_curve(p->acks, &curve) < 0)
@@ -517,14 +516,14 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
      * then proves both subscriptions are active. */
     if (wire_topic_ack(topic, sizeof topic, p->producer_id) < 0 ||
         zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0 ||
-        zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
-                       strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
-        zmq_connect(p->acks, opts->publish_endpoint ? opts->publish_endpoint
-                                                    : WIRE_DEFAULT_PUBLISH) < 0)
+        zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT, strlen(WIRE_TOPIC_HEARTBEAT)) <
+            0 ||
+        zmq_connect(p->acks,
+                    opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH) < 0)
         goto fail;
     p->query = sock_open_curve(p->ctx, ZMQ_DEALER,
-                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY,
-                               0, &curve, &rc);
+                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
+                               &curve, &rc);
     if (p->query == NULL)
         goto fail;
     if (opts->outbox_path != NULL) {
@@ -588,8 +587,8 @@ static void drop_pending(ps_producer_t *p)
         p->last_sent = outbox_last_sequence(p->outbox);
 }
 
-ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update,
-                          uint64_t *sequence, int timeout_ms)
+ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, uint64_t *sequence,
+                          int timeout_ms)
 {
     Parksync__V1__Update u;
     const char *why = NULL;
@@ -769,8 +768,8 @@ ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
         zmq_ctx_term(ctx);
         return PS_ERR_SOCKET;
     }
-    err = query_state(query, &next_id, producer_id, timeout_ms > 0 ? timeout_ms : 5000, out,
-                      errbuf, sizeof errbuf);
+    err = query_state(query, &next_id, producer_id, timeout_ms > 0 ? timeout_ms : 5000, out, errbuf,
+                      sizeof errbuf);
     sock_close(&query);
     zmq_ctx_term(ctx);
     return err;

@@ -39,8 +39,8 @@ int sock_apply_curve(void *s, const sock_curve_t *c)
 
     if (c == NULL || c->server_key == NULL)
         return 0;
-    if (!keys_z85_valid(c->server_key) || c->secret_key == NULL ||
-        !keys_z85_valid(c->secret_key) || (c->public_key && !keys_z85_valid(c->public_key)))
+    if (!keys_z85_valid(c->server_key) || c->secret_key == NULL || !keys_z85_valid(c->secret_key) ||
+        (c->public_key && !keys_z85_valid(c->public_key)))
         return -EINVAL;
     if (c->public_key)
         memcpy(pub, c->public_key, sizeof pub);
@@ -53,8 +53,8 @@ int sock_apply_curve(void *s, const sock_curve_t *c)
     return 0;
 }
 
-void *sock_open_curve(void *ctx, int type, const char *endpoint, int sndhwm,
-                      const sock_curve_t *c, int *err)
+void *sock_open_curve(void *ctx, int type, const char *endpoint, int sndhwm, const sock_curve_t *c,
+                      int *err)
 {
     void *s = sock_open(ctx, type, NULL, sndhwm, err);
 

@@ -26,9 +26,8 @@ typedef struct sock_curve {
 } sock_curve_t;
 
 /* The keys of a ps_producer_options_t or ps_subscriber_options_t. */
-#define SOCK_CURVE_OF(opts)                                                    \
-    (&(sock_curve_t){(opts)->server_public_key, (opts)->public_key,           \
-                     (opts)->secret_key})
+#define SOCK_CURVE_OF(opts)                                                                        \
+    (&(sock_curve_t){(opts)->server_public_key, (opts)->public_key, (opts)->secret_key})
 
 /* Makes s a CURVE client when c and c->server_key are set (before
  * connecting). 0 (also when plain), -EINVAL when a key is missing or not
@@ -36,8 +35,8 @@ typedef struct sock_curve {
 int sock_apply_curve(void *s, const sock_curve_t *c);
 
 /* sock_open, with sock_apply_curve between creating and connecting. */
-void *sock_open_curve(void *ctx, int type, const char *endpoint, int sndhwm,
-                      const sock_curve_t *c, int *err);
+void *sock_open_curve(void *ctx, int type, const char *endpoint, int sndhwm, const sock_curve_t *c,
+                      int *err);
 
 /* Sets a short linger and closes *sp; NULL-safe, sets *sp = NULL. */
 void sock_close(void **sp);

@@ -45,12 +45,12 @@
 #include "sock.h"
 #include "wire.h"
 
-#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000 /* ms of daemon silence during a stream */
-#define SUBSCRIBER_CREDIT 8                /* chunks granted when a stream starts */
-#define SUBSCRIBER_CHUNK_RECORDS 1024      /* records per chunk asked for */
-#define SUBSCRIBER_RCVHWM 100000           /* live messages queued while a stream runs */
-#define SUBSCRIBER_MAX_PREFIXES 6          /* record subscriptions: one per kind at most */
-#define SUBSCRIBER_ERR_MAX 256             /* bytes of the daemon's last error message */
+#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000   /* ms of daemon silence during a stream */
+#define SUBSCRIBER_CREDIT             8      /* chunks granted when a stream starts */
+#define SUBSCRIBER_CHUNK_RECORDS      1024   /* records per chunk asked for */
+#define SUBSCRIBER_RCVHWM             100000 /* live messages queued while a stream runs */
+#define SUBSCRIBER_MAX_PREFIXES       6      /* record subscriptions: one per kind at most */
+#define SUBSCRIBER_ERR_MAX            256    /* bytes of the daemon's last error message */
 
 /* ---------------------------------------------------------------- state */
 
@@ -69,37 +69,37 @@ typedef struct topic_seq {
 } topic_seq_t;
 
 struct ps_subscriber {
-    void *ctx;                        /* ZeroMQ context, owned */
-    void *sub;                        /* SUB <- daemon's publish */
-    void *query;                      /* DEALER -> daemon's query */
-    Parksync__V1__RecordKind kind;    /* UNSPECIFIED: every kind */
-    char country[3];                  /* "" when every country */
-    bool live;                        /* follow live records after the snapshot */
-    bool provenance;                  /* ask snapshots for provenance */
-    int timeout_ms;                   /* ms of daemon silence allowed during a stream */
-    uint64_t request_id;              /* the running stream's request */
-    sub_state_t state;                /* see sub_state_t */
-    bool recovering;                  /* the running stream recovers (not the first) */
-    bool pending_reset;               /* PS_EVENT_RESET is due before anything else */
-    bool end_after_changes;           /* the catch-up (from_revision) ends with SNAPSHOT_END */
-    bool has_at_revision;             /* the snapshot is history at at_revision */
+    void *ctx;                     /* ZeroMQ context, owned */
+    void *sub;                     /* SUB <- daemon's publish */
+    void *query;                   /* DEALER -> daemon's query */
+    Parksync__V1__RecordKind kind; /* UNSPECIFIED: every kind */
+    char country[3];               /* "" when every country */
+    bool live;                     /* follow live records after the snapshot */
+    bool provenance;               /* ask snapshots for provenance */
+    int timeout_ms;                /* ms of daemon silence allowed during a stream */
+    uint64_t request_id;           /* the running stream's request */
+    sub_state_t state;             /* see sub_state_t */
+    bool recovering;               /* the running stream recovers (not the first) */
+    bool pending_reset;            /* PS_EVENT_RESET is due before anything else */
+    bool end_after_changes;        /* the catch-up (from_revision) ends with SNAPSHOT_END */
+    bool has_at_revision;          /* the snapshot is history at at_revision */
     uint64_t at_revision;
-    Parksync__V1__QueryReply *chunk;  /* the chunk being delivered, owned */
-    size_t pos;                       /* next record in chunk */
-    Parksync__V1__Publication *pub;   /* the live record last delivered, owned */
-    uint64_t revision;                /* every matching change up to here is delivered */
-    int64_t last_heard_ms;            /* monotonic ms of the last stream reply */
+    Parksync__V1__QueryReply *chunk; /* the chunk being delivered, owned */
+    size_t pos;                      /* next record in chunk */
+    Parksync__V1__Publication *pub;  /* the live record last delivered, owned */
+    uint64_t revision;               /* every matching change up to here is delivered */
+    int64_t last_heard_ms;           /* monotonic ms of the last stream reply */
     char prefixes[SUBSCRIBER_MAX_PREFIXES][WIRE_MAX_TOPIC]; /* record subscriptions */
     size_t n_prefixes;
-    topic_seq_t *topics;              /* sequences per subscribed topic, owned */
+    topic_seq_t *topics; /* sequences per subscribed topic, owned */
     size_t n_topics, cap_topics;
-    size_t last_topic;                /* index of the last topic looked up (cache) */
-    bool has_epoch;                   /* epoch is known */
-    uint8_t epoch[WIRE_EPOCH_BYTES];  /* the database's identity */
-    bool has_instance;                /* instance is known */
+    size_t last_topic;                     /* index of the last topic looked up (cache) */
+    bool has_epoch;                        /* epoch is known */
+    uint8_t epoch[WIRE_EPOCH_BYTES];       /* the database's identity */
+    bool has_instance;                     /* instance is known */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* the daemon's start identity */
-    ps_subscriber_stats_t n;          /* counters */
-    char last_error[SUBSCRIBER_ERR_MAX]; /* the daemon's last refusal */
+    ps_subscriber_stats_t n;               /* counters */
+    char last_error[SUBSCRIBER_ERR_MAX];   /* the daemon's last refusal */
 };
 
 void ps_subscriber_options_init(ps_subscriber_options_t *opts)
@@ -764,16 +764,16 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
                 goto fail;
         if (zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
                            strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
-            zmq_connect(s->sub, opts->publish_endpoint ? opts->publish_endpoint
-                                                       : WIRE_DEFAULT_PUBLISH) < 0)
+            zmq_connect(s->sub,
+                        opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH) < 0)
             goto fail;
         if ((e = wait_welcome(s)) != PS_OK)
             goto fail;
         e = PS_ERR_SOCKET;
     }
     s->query = sock_open_curve(s->ctx, ZMQ_DEALER,
-                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY,
-                               0, &curve, &rc);
+                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
+                               &curve, &rc);
     if (s->query == NULL)
         goto fail;
     if (opts->has_from_revision) {

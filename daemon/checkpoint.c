@@ -21,7 +21,7 @@ struct checkpoint {
     void *peer;                  /* PAIR, the thread's end */
     store_checkpointer_t *store; /* the thread's own connection */
     pthread_t thread;
-    char endpoint[64];           /* inproc name of the pipe */
+    char endpoint[64]; /* inproc name of the pipe */
 };
 
 static void *checkpoint_main(void *arg)
@@ -36,8 +36,8 @@ static void *checkpoint_main(void *arg)
             break; /* told to stop, or the context is going away */
         int rc = store_checkpoint(c->store);
         if (rc < 0)
-            log_warning("WAL checkpoint failed (%s); trying again in %d ms",
-                        strerror(-rc), CHECKPOINT_PERIOD_MS);
+            log_warning("WAL checkpoint failed (%s); trying again in %d ms", strerror(-rc),
+                        CHECKPOINT_PERIOD_MS);
     }
     return NULL;
 }

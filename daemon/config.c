@@ -38,24 +38,25 @@ typedef struct config_option {
     const char *section;
     const char *key;
     opt_type_t type;
-    size_t offset;                /* of the field in config_t */
-    size_t size;                  /* of the field, bytes */
-    const char *def;              /* default as the file spells it; NULL: computed */
-    uint64_t umin, umax;          /* OPT_UINT bounds, inclusive */
-    double dmin, dmax;            /* OPT_DOUBLE bounds, inclusive */
-    const opt_choice_t *choices;  /* OPT_ENUM, ended by a NULL name */
+    size_t offset;               /* of the field in config_t */
+    size_t size;                 /* of the field, bytes */
+    const char *def;             /* default as the file spells it; NULL: computed */
+    uint64_t umin, umax;         /* OPT_UINT bounds, inclusive */
+    double dmin, dmax;           /* OPT_DOUBLE bounds, inclusive */
+    const opt_choice_t *choices; /* OPT_ENUM, ended by a NULL name */
     int (*check)(const char *value, char *why, size_t whylen); /* extra rule or NULL */
-    const char *help;             /* one line for --check-config and docs */
+    const char *help; /* one line for --check-config and docs */
 } config_option_t;
 
 static const opt_choice_t log_level_choices[] = {
-    {"error", LOG_LEVEL_ERROR}, {"warning", LOG_LEVEL_WARNING},
-    {"notice", LOG_LEVEL_NOTICE}, {"info", LOG_LEVEL_INFO},
-    {"debug", LOG_LEVEL_DEBUG}, {NULL, 0},
+    {"error", LOG_LEVEL_ERROR}, {"warning", LOG_LEVEL_WARNING}, {"notice", LOG_LEVEL_NOTICE},
+    {"info", LOG_LEVEL_INFO},   {"debug", LOG_LEVEL_DEBUG},     {NULL, 0},
 };
 
 static const opt_choice_t synchronous_choices[] = {
-    {"full", 1}, {"normal", 0}, {NULL, 0},
+    {"full", 1},
+    {"normal", 0},
+    {NULL, 0},
 };
 
 static const opt_choice_t rule_choices[] = {
@@ -66,11 +67,15 @@ static const opt_choice_t rule_choices[] = {
 };
 
 static const opt_choice_t on_off_choices[] = {
-    {"on", 1}, {"off", 0}, {NULL, 0},
+    {"on", 1},
+    {"off", 0},
+    {NULL, 0},
 };
 
 static const opt_choice_t yes_no_choices[] = {
-    {"yes", 1}, {"no", 0}, {NULL, 0},
+    {"yes", 1},
+    {"no", 0},
+    {NULL, 0},
 };
 
 static int check_endpoint(const char *value, char *why, size_t whylen);
@@ -81,18 +86,18 @@ static int check_control(const char *value, char *why, size_t whylen);
 static const config_option_t options[] = {
     {"daemon", "database", OPT_PATH, FIELD(database), NULL, 0, 0, 0, 0, NULL, NULL,
      "SQLite database file; default $STATE_DIRECTORY/parksync.db, else ./parksync.db"},
-    {"daemon", "log_level", OPT_ENUM, FIELD(log_level), "info", 0, 0, 0, 0,
-     log_level_choices, NULL, "error | warning | notice | info | debug"},
-    {"endpoints", "ingest", OPT_ENDPOINT, FIELD(ingest), WIRE_DEFAULT_INGEST, 0, 0, 0, 0,
-     NULL, check_endpoint, "producers connect PUB here (daemon SUB binds)"},
-    {"endpoints", "publish", OPT_ENDPOINT, FIELD(publish), WIRE_DEFAULT_PUBLISH, 0, 0, 0, 0,
-     NULL, check_endpoint, "subscribers connect SUB here (daemon PUB binds)"},
-    {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0,
-     NULL, check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
-    {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL,
-     check_control, "operator CLI connects here, ipc:// only; default $RUNTIME_DIRECTORY/control, "
-                    "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
-                    "else /tmp/parksync-UID/control"},
+    {"daemon", "log_level", OPT_ENUM, FIELD(log_level), "info", 0, 0, 0, 0, log_level_choices, NULL,
+     "error | warning | notice | info | debug"},
+    {"endpoints", "ingest", OPT_ENDPOINT, FIELD(ingest), WIRE_DEFAULT_INGEST, 0, 0, 0, 0, NULL,
+     check_endpoint, "producers connect PUB here (daemon SUB binds)"},
+    {"endpoints", "publish", OPT_ENDPOINT, FIELD(publish), WIRE_DEFAULT_PUBLISH, 0, 0, 0, 0, NULL,
+     check_endpoint, "subscribers connect SUB here (daemon PUB binds)"},
+    {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0, NULL,
+     check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
+    {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL, check_control,
+     "operator CLI connects here, ipc:// only; default $RUNTIME_DIRECTORY/control, "
+     "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
+     "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
      synchronous_choices, NULL, "full | normal (SQLite PRAGMA synchronous)"},
     {"store", "changelog_keep", OPT_UINT, FIELD(changelog_keep), "1000000", 0,
@@ -100,55 +105,56 @@ static const config_option_t options[] = {
     {"store", "max_future_skew_s", OPT_UINT, FIELD(max_future_skew_s), "86400", 0,
      UINT64_C(315360000), 0, 0, NULL, NULL,
      "updates whose event time is further ahead of the clock are refused, s; 0 = off"},
-    {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0,
-     rule_choices, NULL, "importer-first | exporter-first | mean: which mirror figure is chosen"},
-    {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000,
-     NULL, NULL, "a discrepancy above this percentage flags a flow (0..1000)"},
-    {"trade", "cif_fob_factor", OPT_DOUBLE, FIELD(cif_fob_factor), "1.0", 0, 0, 0.5, 2.0,
-     NULL, NULL, "importer's CIF figure is compared with exporter's FOB * this (0.5..2.0)"},
-    {"limits", "batch_max", OPT_UINT, FIELD(batch_max), "4096", 1, 100000, 0, 0, NULL,
-     NULL, "updates per transaction (1..100000)"},
-    {"limits", "summary_interval_ms", OPT_UINT, FIELD(summary_interval_ms), "250", 0, 60000,
-     0, 0, NULL, NULL, "least time between summary refreshes, ms (0..60000)"},
-    {"limits", "heartbeat_ms", OPT_UINT, FIELD(heartbeat_ms), "1000", 100, 60000, 0, 0,
-     NULL, NULL, "heartbeat period on the publish socket, ms (100..60000)"},
-    {"limits", "summary_republish_s", OPT_UINT, FIELD(summary_republish_s), "60", 0, 86400, 0,
-     0, NULL, NULL, "every country summary is published again (repeat) this often, s "
-                    "(0: off, 1..86400)"},
-    {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL,
-     NULL, "concurrent snapshot/changes streams (1..1024)"},
-    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL,
-     NULL, "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
-           "values only for tests)"},
-    {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL,
-     NULL, "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
-           "small values only for tests)"},
+    {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0, rule_choices, NULL,
+     "importer-first | exporter-first | mean: which mirror figure is chosen"},
+    {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000, NULL, NULL,
+     "a discrepancy above this percentage flags a flow (0..1000)"},
+    {"trade", "cif_fob_factor", OPT_DOUBLE, FIELD(cif_fob_factor), "1.0", 0, 0, 0.5, 2.0, NULL,
+     NULL, "importer's CIF figure is compared with exporter's FOB * this (0.5..2.0)"},
+    {"limits", "batch_max", OPT_UINT, FIELD(batch_max), "4096", 1, 100000, 0, 0, NULL, NULL,
+     "updates per transaction (1..100000)"},
+    {"limits", "summary_interval_ms", OPT_UINT, FIELD(summary_interval_ms), "250", 0, 60000, 0, 0,
+     NULL, NULL, "least time between summary refreshes, ms (0..60000)"},
+    {"limits", "heartbeat_ms", OPT_UINT, FIELD(heartbeat_ms), "1000", 100, 60000, 0, 0, NULL, NULL,
+     "heartbeat period on the publish socket, ms (100..60000)"},
+    {"limits", "summary_republish_s", OPT_UINT, FIELD(summary_republish_s), "60", 0, 86400, 0, 0,
+     NULL, NULL,
+     "every country summary is published again (repeat) this often, s "
+     "(0: off, 1..86400)"},
+    {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL, NULL,
+     "concurrent snapshot/changes streams (1..1024)"},
+    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
+     "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
+     "values only for tests)"},
+    {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
+     "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
+     "small values only for tests)"},
     {"security", "curve", OPT_ENUM, FIELD(curve), "off", 0, 0, 0, 0, on_off_choices, NULL,
      "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
-    {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file),
-     "/etc/parksync/daemon.key", 0, 0, 0, 0, NULL, NULL,
-     "the daemon's Z85 secret key (parksync keygen), read when curve = on"},
+    {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file), "/etc/parksync/daemon.key", 0,
+     0, 0, 0, NULL, NULL, "the daemon's Z85 secret key (parksync keygen), read when curve = on"},
     {"security", "subscriber_auth", OPT_ENUM, FIELD(subscriber_auth), "off", 0, 0, 0, 0,
-     on_off_choices, NULL, "on | off: publish and query admit only the keys of [ministry] "
-                           "and [subscriber] sections (needs curve = on)"},
-    {"security", "allow_insecure_remote", OPT_ENUM, FIELD(allow_insecure_remote), "no", 0, 0,
-     0, 0, yes_no_choices, NULL, "yes | no: listen beyond loopback without CURVE (warned at "
-                                 "every start)"},
-    {"metrics", "http", OPT_PATH, FIELD(metrics_http), "off", 0, 0, 0, 0, NULL,
-     metrics_http_check, "off, or a loopback HOST:PORT (127.0.0.1:9464, [::1]:9464) serving "
-                         "Prometheus text on /metrics"},
+     on_off_choices, NULL,
+     "on | off: publish and query admit only the keys of [ministry] "
+     "and [subscriber] sections (needs curve = on)"},
+    {"security", "allow_insecure_remote", OPT_ENUM, FIELD(allow_insecure_remote), "no", 0, 0, 0, 0,
+     yes_no_choices, NULL,
+     "yes | no: listen beyond loopback without CURVE (warned at "
+     "every start)"},
+    {"metrics", "http", OPT_PATH, FIELD(metrics_http), "off", 0, 0, 0, 0, NULL, metrics_http_check,
+     "off, or a loopback HOST:PORT (127.0.0.1:9464, [::1]:9464) serving "
+     "Prometheus text on /metrics"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
-static const char *const sections[] = {"daemon", "endpoints", "store", "trade", "limits",
-                                       "security", "metrics"};
+static const char *const sections[] = {"daemon", "endpoints", "store",  "trade",
+                                       "limits", "security",  "metrics"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
 /* ---------------------------------------------------------------- one value */
 
-__attribute__((format(printf, 3, 4)))
-static void say(char *buf, size_t len, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void say(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
 
@@ -162,20 +168,31 @@ static void say(char *buf, size_t len, const char *fmt, ...)
 static void store_int(void *field, size_t size, uint64_t v)
 {
     switch (size) {
-    case 1: *(bool *)field = v != 0; break;
-    case 4: *(uint32_t *)field = (uint32_t)v; break;
-    case 8: *(uint64_t *)field = v; break;
-    default: abort(); /* a table row with an impossible size */
+    case 1:
+        *(bool *)field = v != 0;
+        break;
+    case 4:
+        *(uint32_t *)field = (uint32_t)v;
+        break;
+    case 8:
+        *(uint64_t *)field = v;
+        break;
+    default:
+        abort(); /* a table row with an impossible size */
     }
 }
 
 static uint64_t load_int(const void *field, size_t size)
 {
     switch (size) {
-    case 1: return *(const bool *)field;
-    case 4: return *(const uint32_t *)field;
-    case 8: return *(const uint64_t *)field;
-    default: abort();
+    case 1:
+        return *(const bool *)field;
+    case 4:
+        return *(const uint32_t *)field;
+    case 8:
+        return *(const uint64_t *)field;
+    default:
+        abort();
     }
 }
 
@@ -229,8 +246,8 @@ static int parse_double(const char *s, double *out)
 }
 
 /* Parses value into cfg's field for opt. why gets "[s] k = v: reason". */
-static int set_option(config_t *cfg, const config_option_t *opt, const char *value,
-                      char *why, size_t whylen)
+static int set_option(config_t *cfg, const config_option_t *opt, const char *value, char *why,
+                      size_t whylen)
 {
     void *field = (char *)cfg + opt->offset;
     char buf[256];
@@ -246,8 +263,8 @@ static int set_option(config_t *cfg, const config_option_t *opt, const char *val
             return -EINVAL;
         }
         if (strlen(value) >= opt->size) {
-            say(why, whylen, "[%s] %s is too long (at most %zu bytes)", opt->section,
-                opt->key, opt->size - 1);
+            say(why, whylen, "[%s] %s is too long (at most %zu bytes)", opt->section, opt->key,
+                opt->size - 1);
             return -EINVAL;
         }
         if (opt->check && opt->check(value, buf, sizeof buf) < 0) {
@@ -272,8 +289,8 @@ static int set_option(config_t *cfg, const config_option_t *opt, const char *val
     case OPT_UINT:
         rc = parse_uint(value, &u);
         if (rc == -EINVAL) {
-            say(why, whylen, "[%s] %s = %s: not a whole number (expected %" PRIu64
-                "..%" PRIu64 ")", opt->section, opt->key, value, opt->umin, opt->umax);
+            say(why, whylen, "[%s] %s = %s: not a whole number (expected %" PRIu64 "..%" PRIu64 ")",
+                opt->section, opt->key, value, opt->umin, opt->umax);
             return -EINVAL;
         }
         if (rc < 0 || u < opt->umin || u > opt->umax) {
@@ -286,13 +303,13 @@ static int set_option(config_t *cfg, const config_option_t *opt, const char *val
     case OPT_DOUBLE:
         rc = parse_double(value, &d);
         if (rc == -EINVAL) {
-            say(why, whylen, "[%s] %s = %s: not a number (expected %g..%g)", opt->section,
-                opt->key, value, opt->dmin, opt->dmax);
+            say(why, whylen, "[%s] %s = %s: not a number (expected %g..%g)", opt->section, opt->key,
+                value, opt->dmin, opt->dmax);
             return -EINVAL;
         }
         if (rc < 0 || d < opt->dmin || d > opt->dmax) {
-            say(why, whylen, "[%s] %s = %s is out of range (%g..%g)", opt->section,
-                opt->key, value, opt->dmin, opt->dmax);
+            say(why, whylen, "[%s] %s = %s is out of range (%g..%g)", opt->section, opt->key, value,
+                opt->dmin, opt->dmax);
             return -EINVAL;
         }
         *(double *)field = d;
@@ -373,9 +390,9 @@ static int remote_problem(const config_t *cfg)
 }
 
 static const char *const remote_names[3] = {"ingest", "publish", "query"};
-#define REMOTE_WHY "not a loopback address, and [security] curve = off: turn CURVE on " \
-                   "(see README, Security) or set [security] allow_insecure_remote = yes"
-
+#define REMOTE_WHY                                                                                 \
+    "not a loopback address, and [security] curve = off: turn CURVE on "                           \
+    "(see README, Security) or set [security] allow_insecure_remote = yes"
 
 /* The control socket is for the local operator only: ipc://, whose file
  * permissions are its access control. */
@@ -431,8 +448,8 @@ void config_init(config_t *cfg)
         snprintf(cfg->control, sizeof cfg->control, "ipc:///tmp/parksync-control");
 }
 
-int config_set(config_t *cfg, const char *section, const char *key, const char *value,
-               char *err, size_t errlen)
+int config_set(config_t *cfg, const char *section, const char *key, const char *value, char *err,
+               size_t errlen)
 {
     const config_option_t *opt = find_option(section, key);
 
@@ -449,15 +466,14 @@ typedef struct parse_ctx {
     const char *path;
     FILE *file;
     config_t *cfg;
-    int line;               /* physical line being parsed, 1-based */
-    bool at_line_start;     /* the next read starts a new physical line */
-    int error_line;         /* line of the first error; 0 when none */
-    char error[512];        /* the first error, without "file:line: " */
-    int seen[N_OPTIONS];    /* line where each option was set; 0: not yet */
+    int line;            /* physical line being parsed, 1-based */
+    bool at_line_start;  /* the next read starts a new physical line */
+    int error_line;      /* line of the first error; 0 when none */
+    char error[512];     /* the first error, without "file:line: " */
+    int seen[N_OPTIONS]; /* line where each option was set; 0: not yet */
 } parse_ctx_t;
 
-__attribute__((format(printf, 2, 3)))
-static void parse_error(parse_ctx_t *p, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void parse_error(parse_ctx_t *p, const char *fmt, ...)
 {
     va_list ap;
 
@@ -547,8 +563,10 @@ static int add_grant(void *arg, const char *text, char *why, size_t whylen)
                 strncmp(grant_kinds[i], text, (size_t)(colon - text)) == 0)
                 break;
         if (!grant_kinds[i]) {
-            say(why, whylen, "grant '%s': expected XX or park:XX, resident:XX, trade:XX, "
-                             "country:XX", text);
+            say(why, whylen,
+                "grant '%s': expected XX or park:XX, resident:XX, trade:XX, "
+                "country:XX",
+                text);
             return -EINVAL;
         }
         g.kind = wire_kind_from_name(grant_kinds[i]);
@@ -666,8 +684,10 @@ static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const
     snprintf(list, sizeof list, "%s", value);
     if (strcmp(key, "country") == 0) {
         if (!wire_country_valid(value)) {
-            parse_error(p, "[ministry %s] country = %s: expected an ISO 3166-1 alpha-2 code "
-                           "such as AZ", name, value);
+            parse_error(p,
+                        "[ministry %s] country = %s: expected an ISO 3166-1 alpha-2 code "
+                        "such as AZ",
+                        name, value);
             return 0;
         }
         if (m->country[0]) {
@@ -685,8 +705,10 @@ static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const
         key_list_t kl = {m->keys, &m->n_keys};
         rc = each_item(list, add_key, &kl, why, sizeof why);
     } else {
-        parse_error(p, "unknown key '%s' in [ministry %s] (keys: country, producers, grants, "
-                       "keys)", key, name);
+        parse_error(p,
+                    "unknown key '%s' in [ministry %s] (keys: country, producers, grants, "
+                    "keys)",
+                    key, name);
         return 0;
     }
     if (rc < 0) {
@@ -712,8 +734,10 @@ static int handler(void *user, const char *section, const char *key, const char 
     if (strncmp(section, SUBSCRIBER_PREFIX, strlen(SUBSCRIBER_PREFIX)) == 0)
         return subscriber_key(p, section + strlen(SUBSCRIBER_PREFIX), key, value);
     if (!known_section(section)) {
-        parse_error(p, "unknown section [%s] (sections: daemon, endpoints, store, trade, "
-                       "limits, security, ministry NAME, subscriber NAME)", section);
+        parse_error(p,
+                    "unknown section [%s] (sections: daemon, endpoints, store, trade, "
+                    "limits, security, ministry NAME, subscriber NAME)",
+                    section);
         return 0;
     }
     opt = find_option(section, key);
@@ -773,8 +797,7 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
             return -EINVAL;
         }
         if (rc > 0) {
-            say(err, errlen, "%s:%d: syntax error: expected [section] or key = value",
-                path, rc);
+            say(err, errlen, "%s:%d: syntax error: expected [section] or key = value", path, rc);
             return -EINVAL;
         }
         if (rc < 0) {
@@ -784,8 +807,8 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
         if ((rc = remote_problem(&cfg)) >= 0) {
             const config_option_t *opt = find_option("endpoints", remote_names[rc]);
             const char *ep = (const char *)&cfg + opt->offset;
-            say(err, errlen, "%s:%d: [endpoints] %s = %s: " REMOTE_WHY, path,
-                p.seen[opt - options], remote_names[rc], ep);
+            say(err, errlen, "%s:%d: [endpoints] %s = %s: " REMOTE_WHY, path, p.seen[opt - options],
+                remote_names[rc], ep);
             return -EINVAL;
         }
     }
@@ -839,8 +862,10 @@ static int validate_security(const config_t *cfg, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->n_subscribers; i++) {
         for (size_t j = 0; j < cfg->n_ministries; j++) {
             if (strcmp(cfg->subscribers[i].name, cfg->ministries[j].name) == 0) {
-                say(err, errlen, "[subscriber %s] has the name of a ministry; names must "
-                    "differ", cfg->subscribers[i].name);
+                say(err, errlen,
+                    "[subscriber %s] has the name of a ministry; names must "
+                    "differ",
+                    cfg->subscribers[i].name);
                 return -EINVAL;
             }
         }
@@ -855,8 +880,10 @@ static int validate_security(const config_t *cfg, char *err, size_t errlen)
                 if (strcmp(m->keys[k], m->keys[k2]) == 0)
                     owner = NULL;
             if (!owner || strcmp(role, "ministry") != 0 || strcmp(owner, m->name) != 0) {
-                say(err, errlen, "key %s is listed twice ([ministry %s] and elsewhere); a "
-                    "key names one ministry or subscriber", m->keys[k], m->name);
+                say(err, errlen,
+                    "key %s is listed twice ([ministry %s] and elsewhere); a "
+                    "key names one ministry or subscriber",
+                    m->keys[k], m->name);
                 return -EINVAL;
             }
         }
@@ -869,8 +896,10 @@ static int validate_security(const config_t *cfg, char *err, size_t errlen)
                 if (strcmp(sub->keys[k], sub->keys[k2]) == 0)
                     owner = NULL;
             if (!owner || strcmp(role, "subscriber") != 0 || strcmp(owner, sub->name) != 0) {
-                say(err, errlen, "key %s is listed twice ([subscriber %s] and elsewhere); a "
-                    "key names one ministry or subscriber", sub->keys[k], sub->name);
+                say(err, errlen,
+                    "key %s is listed twice ([subscriber %s] and elsewhere); a "
+                    "key names one ministry or subscriber",
+                    sub->keys[k], sub->name);
                 return -EINVAL;
             }
         }
@@ -898,7 +927,8 @@ int config_validate(const config_t *cfg, char *err, size_t errlen)
                 const config_ministry_t *o = &cfg->ministries[j];
                 for (size_t b = j == i ? a + 1 : 0; b < o->n_producers; b++) {
                     if (strcmp(m->producers[a], o->producers[b]) == 0) {
-                        say(err, errlen, "producer %s is listed twice ([ministry %s] and "
+                        say(err, errlen,
+                            "producer %s is listed twice ([ministry %s] and "
                             "[ministry %s]); a producer speaks for one ministry",
                             m->producers[a], m->name, o->name);
                         return -EINVAL;
@@ -910,8 +940,8 @@ int config_validate(const config_t *cfg, char *err, size_t errlen)
     for (int i = 0; i < 4; i++) {
         for (int j = i + 1; j < 4; j++) {
             if (strcmp(eps[i], eps[j]) == 0) {
-                say(err, errlen, "[endpoints] %s and %s are both %s; each needs its own",
-                    names[i], names[j], eps[i]);
+                say(err, errlen, "[endpoints] %s and %s are both %s; each needs its own", names[i],
+                    names[j], eps[i]);
                 return -EINVAL;
             }
         }
@@ -974,8 +1004,8 @@ int config_print(const config_t *cfg, FILE *out)
             snprintf(value, sizeof value, "%s", (const char *)field);
             break;
         case OPT_ENUM: {
-            int v = opt->size == sizeof(int) ? *(const int *)field
-                                             : (int)load_int(field, opt->size);
+            int v =
+                opt->size == sizeof(int) ? *(const int *)field : (int)load_int(field, opt->size);
             snprintf(value, sizeof value, "?");
             for (size_t c = 0; opt->choices[c].name; c++)
                 if (opt->choices[c].value == v)
@@ -996,8 +1026,10 @@ int config_print(const config_t *cfg, FILE *out)
                      "write everything\n");
     for (size_t i = 0; i < cfg->n_ministries; i++) {
         const config_ministry_t *m = &cfg->ministries[i];
-        fprintf(out, "\n[ministry %s]\n# owns the parks, residents and country reports of "
-                     "its country and its side of trade\ncountry = %s\n", m->name, m->country);
+        fprintf(out,
+                "\n[ministry %s]\n# owns the parks, residents and country reports of "
+                "its country and its side of trade\ncountry = %s\n",
+                m->name, m->country);
         fprintf(out, "# producer ids that speak for this ministry\nproducers = ");
         for (size_t j = 0; j < m->n_producers; j++)
             fprintf(out, "%s%s", j ? ", " : "", m->producers[j]);
@@ -1007,8 +1039,7 @@ int config_print(const config_t *cfg, FILE *out)
             for (size_t j = 0; j < m->n_grants; j++) {
                 const config_grant_t *g = &m->grants[j];
                 const char *kn = wire_kind_name(g->kind);
-                fprintf(out, "%s%s%s%s", j ? ", " : "", kn ? kn : "", kn ? ":" : "",
-                        g->country);
+                fprintf(out, "%s%s%s%s", j ? ", " : "", kn ? kn : "", kn ? ":" : "", g->country);
             }
             fprintf(out, "\n");
         }

@@ -30,16 +30,16 @@
 #include "log.h"
 #include "parksync.pb-c.h"
 
-#define CONFIG_PATH_MAX 4096    /* bytes of the database path, with NUL */
-#define CONFIG_ENDPOINT_MAX 256 /* bytes of an endpoint, with NUL */
-#define CONFIG_FILE_NAME "parksyncd.conf" /* looked up in $CONFIGURATION_DIRECTORY */
-#define CONFIG_ID_MAX 65        /* bytes of a ministry or producer id, with NUL */
-#define CONFIG_MAX_MINISTRIES 16 /* [ministry NAME] sections */
-#define CONFIG_MAX_PRODUCERS 16 /* producer ids per ministry */
-#define CONFIG_MAX_GRANTS 16    /* grants per ministry */
-#define CONFIG_MAX_KEYS 8       /* CURVE public keys per ministry or subscriber */
-#define CONFIG_MAX_SUBSCRIBERS 64 /* [subscriber NAME] sections */
-#define CONFIG_KEY_LEN 41       /* bytes of a Z85 public key, with NUL */
+#define CONFIG_PATH_MAX        4096             /* bytes of the database path, with NUL */
+#define CONFIG_ENDPOINT_MAX    256              /* bytes of an endpoint, with NUL */
+#define CONFIG_FILE_NAME       "parksyncd.conf" /* looked up in $CONFIGURATION_DIRECTORY */
+#define CONFIG_ID_MAX          65               /* bytes of a ministry or producer id, with NUL */
+#define CONFIG_MAX_MINISTRIES  16               /* [ministry NAME] sections */
+#define CONFIG_MAX_PRODUCERS   16               /* producer ids per ministry */
+#define CONFIG_MAX_GRANTS      16               /* grants per ministry */
+#define CONFIG_MAX_KEYS        8                /* CURVE public keys per ministry or subscriber */
+#define CONFIG_MAX_SUBSCRIBERS 64               /* [subscriber NAME] sections */
+#define CONFIG_KEY_LEN         41               /* bytes of a Z85 public key, with NUL */
 
 /* One extra right of a ministry: records of `kind` (UNSPECIFIED: every
  * kind) whose key country (trade: reporter) is `country`. */
@@ -78,8 +78,8 @@ typedef struct config {
     char query[CONFIG_ENDPOINT_MAX];   /* ROUTER binds here */
     char control[CONFIG_ENDPOINT_MAX]; /* operator ROUTER binds here (ipc only) */
     /* [store] */
-    bool synchronous_full;   /* PRAGMA synchronous FULL (true) or NORMAL */
-    uint64_t changelog_keep; /* revisions kept in the change log; 0 = all */
+    bool synchronous_full;      /* PRAGMA synchronous FULL (true) or NORMAL */
+    uint64_t changelog_keep;    /* revisions kept in the change log; 0 = all */
     uint64_t max_future_skew_s; /* event times further ahead are refused, s; 0 = off */
     /* [trade] */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
@@ -95,15 +95,15 @@ typedef struct config {
     uint32_t publish_hwm;         /* publications queued per subscriber before ZeroMQ drops */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
-    size_t n_ministries;          /* sections used */
+    size_t n_ministries; /* sections used */
     /* [security] */
-    bool curve;                   /* CURVE + ZAP on ingest, publish and query */
+    bool curve;                            /* CURVE + ZAP on ingest, publish and query */
     char secret_key_file[CONFIG_PATH_MAX]; /* the daemon's Z85 secret key (curve on) */
-    bool subscriber_auth;         /* publish and query admit listed keys only */
-    bool allow_insecure_remote;   /* non-loopback endpoints without CURVE (warned) */
+    bool subscriber_auth;                  /* publish and query admit listed keys only */
+    bool allow_insecure_remote;            /* non-loopback endpoints without CURVE (warned) */
     /* [subscriber NAME] */
     config_subscriber_t subscribers[CONFIG_MAX_SUBSCRIBERS];
-    size_t n_subscribers;         /* sections used */
+    size_t n_subscribers; /* sections used */
     /* [metrics] */
     char metrics_http[CONFIG_ENDPOINT_MAX]; /* "off" or loopback HOST:PORT serving /metrics */
 } config_t;
@@ -123,8 +123,8 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen);
 /* Sets one option from its text as the file would (used for command-line
  * overrides). Returns 0, or -EINVAL / -ENOENT (unknown option) with a
  * message "[section] key ..." in err. */
-int config_set(config_t *cfg, const char *section, const char *key,
-               const char *value, char *err, size_t errlen);
+int config_set(config_t *cfg, const char *section, const char *key, const char *value, char *err,
+               size_t errlen);
 
 /* Checks the struct as a whole (what no single option can check). Returns
  * 0 or -EINVAL with a message in err. */

@@ -21,13 +21,13 @@
 #include "metrics.h"
 #include "wire.h"
 
-#define CONTROL_BUDGET 64               /* requests answered per pass */
-#define CONTROL_REPLY_MAX (512 * 1024)  /* bytes of conflicts in one reply, < WIRE_MAX_MSG */
-#define CONTROL_ID_MAX 256              /* bytes of a routing id */
-#define CONTROL_BACKUP_PATH 1024        /* bytes of a backup path, with NUL */
-#define CONTROL_LINGER_MS 200           /* ms pending replies get on close */
-#define CONTROL_WAITERS 8               /* `parksync reload` requests waiting at once */
-#define CONTROL_MESSAGE_MAX 512         /* bytes of a reload message, with NUL */
+#define CONTROL_BUDGET      64           /* requests answered per pass */
+#define CONTROL_REPLY_MAX   (512 * 1024) /* bytes of conflicts in one reply, < WIRE_MAX_MSG */
+#define CONTROL_ID_MAX      256          /* bytes of a routing id */
+#define CONTROL_BACKUP_PATH 1024         /* bytes of a backup path, with NUL */
+#define CONTROL_LINGER_MS   200          /* ms pending replies get on close */
+#define CONTROL_WAITERS     8            /* `parksync reload` requests waiting at once */
+#define CONTROL_MESSAGE_MAX 512          /* bytes of a reload message, with NUL */
 
 /* Who gets a deferred reply. */
 typedef struct waiter {
@@ -37,25 +37,25 @@ typedef struct waiter {
 } waiter_t;
 
 struct control {
-    void *sock;                  /* ROUTER, bound */
-    store_t *store;              /* borrowed */
-    server_t *server;            /* borrowed: counters and config */
-    char path[256];              /* the socket file, removed on destroy */
-    log_ratelimit_t rl;          /* bad requests */
-    uint64_t bad_requests;       /* control requests dropped or refused as malformed */
-    int64_t started_us;          /* wall clock at start, us since 1970 UTC */
-    void *monitor;               /* PAIR reading the publish socket's connection events */
-    uint64_t subscribers;        /* publish peers connected now */
-    bool reload_pending;         /* `parksync reload` waits for main to reload */
+    void *sock;                          /* ROUTER, bound */
+    store_t *store;                      /* borrowed */
+    server_t *server;                    /* borrowed: counters and config */
+    char path[256];                      /* the socket file, removed on destroy */
+    log_ratelimit_t rl;                  /* bad requests */
+    uint64_t bad_requests;               /* control requests dropped or refused as malformed */
+    int64_t started_us;                  /* wall clock at start, us since 1970 UTC */
+    void *monitor;                       /* PAIR reading the publish socket's connection events */
+    uint64_t subscribers;                /* publish peers connected now */
+    bool reload_pending;                 /* `parksync reload` waits for main to reload */
     waiter_t reloaders[CONTROL_WAITERS]; /* who asked for it */
-    size_t n_reloaders;          /* entries in reloaders */
+    size_t n_reloaders;                  /* entries in reloaders */
     char reload_error[CONTROL_MESSAGE_MAX]; /* last reload's failure, "" after a good one */
-    store_backup_t *backup;      /* running backup, or NULL */
-    waiter_t backup_for;         /* who asked for it */
-    char backup_path[CONTROL_BACKUP_PATH]; /* its destination */
-    int64_t next_status_ms;      /* monotonic ms of the next STATUS line */
-    metrics_http_t *http;        /* [metrics] http endpoint, or NULL */
-    int64_t next_http_ms;        /* monotonic ms of the next metrics snapshot */
+    store_backup_t *backup;                 /* running backup, or NULL */
+    waiter_t backup_for;                    /* who asked for it */
+    char backup_path[CONTROL_BACKUP_PATH];  /* its destination */
+    int64_t next_status_ms;                 /* monotonic ms of the next STATUS line */
+    metrics_http_t *http;                   /* [metrics] http endpoint, or NULL */
+    int64_t next_http_ms;                   /* monotonic ms of the next metrics snapshot */
 };
 
 static void reply_backup_error(control_t *c, const char *message);
@@ -105,8 +105,8 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     if (strncmp(endpoint, "ipc://", 6) == 0) {
         snprintf(c->path, sizeof c->path, "%s", endpoint + 6);
         if ((rc = make_dir_of(c->path)) < 0) {
-            log_error("cannot create the directory of the control socket %s: %s; exiting",
-                      endpoint, strerror(-rc));
+            log_error("cannot create the directory of the control socket %s: %s; exiting", endpoint,
+                      strerror(-rc));
             goto fail;
         }
     }
@@ -199,8 +199,7 @@ static void send_reply_to(control_t *c, const void *id, size_t id_len, uint64_t 
 static void send_reply(control_t *c, const zmq_msg_t *id, uint64_t request_id,
                        Parksync__V1__ControlReply *r)
 {
-    send_reply_to(c, zmq_msg_data((zmq_msg_t *)id), zmq_msg_size((zmq_msg_t *)id), request_id,
-                  r);
+    send_reply_to(c, zmq_msg_data((zmq_msg_t *)id), zmq_msg_size((zmq_msg_t *)id), request_id, r);
 }
 
 static void send_error(control_t *c, const zmq_msg_t *id, uint64_t request_id,
@@ -315,7 +314,8 @@ static void handle_conflicts(control_t *c, const zmq_msg_t *id, uint64_t request
     f.since_us = q->has_since_us ? q->since_us : INT64_MIN;
     f.after_id = q->has_after_id ? q->after_id : 0;
     p.limit = !q->has_limit || q->limit == 0 ? CONTROL_DEFAULT_LIMIT
-              : q->limit > CONTROL_MAX_LIMIT ? CONTROL_MAX_LIMIT : q->limit;
+              : q->limit > CONTROL_MAX_LIMIT ? CONTROL_MAX_LIMIT
+                                             : q->limit;
     f.limit = p.limit + 1; /* one more tells whether there is a next page */
     rc = store_conflicts(c->store, &f, on_conflict, &p);
     if (rc < 0 || p.oom) {
@@ -344,7 +344,6 @@ static void handle_conflicts(control_t *c, const zmq_msg_t *id, uint64_t request
 out:
     page_free(&p);
 }
-
 
 /* ---------------------------------------------------------------- status and metrics */
 
@@ -435,8 +434,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
         goto fail;
     return 0;
 fail:
-    log_error("cannot read the database's figures: %s (%s)", strerror(-rc),
-              store_errmsg(c->store));
+    log_error("cannot read the database's figures: %s (%s)", strerror(-rc), store_errmsg(c->store));
     return rc;
 }
 
@@ -446,14 +444,17 @@ typedef struct counter_field {
     size_t offset;    /* of the uint64_t in server_counters_t */
 } counter_field_t;
 
-#define COUNTER(f) {#f, offsetof(server_counters_t, f)}
+#define COUNTER(f)                                                                                 \
+    {                                                                                              \
+#f, offsetof(server_counters_t, f)                                                         \
+    }
 static const counter_field_t counter_fields[] = {
-    COUNTER(received),     COUNTER(applied),     COUNTER(duplicates),  COUNTER(gaps),
-    COUNTER(refused),      COUNTER(bad_frames),  COUNTER(too_large),   COUNTER(undecodable),
-    COUNTER(invalid),      COUNTER(wrong_topic), COUNTER(store_errors), COUNTER(commits),
-    COUNTER(published),    COUNTER(acks),        COUNTER(heartbeats),  COUNTER(queries),
-    COUNTER(bad_queries),  COUNTER(chunks),      COUNTER(streams_opened),
-    COUNTER(streams_dropped), COUNTER(forged),
+    COUNTER(received),    COUNTER(applied),     COUNTER(duplicates),     COUNTER(gaps),
+    COUNTER(refused),     COUNTER(bad_frames),  COUNTER(too_large),      COUNTER(undecodable),
+    COUNTER(invalid),     COUNTER(wrong_topic), COUNTER(store_errors),   COUNTER(commits),
+    COUNTER(published),   COUNTER(acks),        COUNTER(heartbeats),     COUNTER(queries),
+    COUNTER(bad_queries), COUNTER(chunks),      COUNTER(streams_opened), COUNTER(streams_dropped),
+    COUNTER(forged),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
@@ -626,8 +627,8 @@ static void handle_backup(control_t *c, const zmq_msg_t *id, uint64_t request_id
     }
     c->backup = store_backup_start(c->store, q->path, &err);
     if (!c->backup) {
-        snprintf(msg, sizeof msg, "cannot start a backup to %s: %s (%s)", q->path,
-                 strerror(-err), store_errmsg(c->store));
+        snprintf(msg, sizeof msg, "cannot start a backup to %s: %s (%s)", q->path, strerror(-err),
+                 store_errmsg(c->store));
         log_warning("%s", msg);
         send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, msg);
         return;
@@ -659,8 +660,8 @@ static void step_backup(control_t *c)
         reply_backup_error(c, msg);
         return;
     }
-    log_info("backup to %s done: %" PRIu64 " bytes at revision %" PRIu64, c->backup_path,
-             bytes, revision);
+    log_info("backup to %s done: %" PRIu64 " bytes at revision %" PRIu64, c->backup_path, bytes,
+             revision);
     b.path = c->backup_path;
     b.has_bytes = b.has_revision = true;
     b.bytes = bytes;
@@ -702,8 +703,7 @@ void control_reload_done(control_t *c, bool ok, const char *message)
     r.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_RELOAD;
     r.reload = &rl;
     for (size_t i = 0; i < c->n_reloaders; i++)
-        send_reply_to(c, c->reloaders[i].id, c->reloaders[i].len, c->reloaders[i].request_id,
-                      &r);
+        send_reply_to(c, c->reloaders[i].id, c->reloaders[i].len, c->reloaders[i].request_id, &r);
     c->n_reloaders = 0;
     c->reload_pending = false;
     c->next_status_ms = 0; /* say it in STATUS at once */
@@ -825,8 +825,9 @@ static void send_status_line(control_t *c)
     const server_counters_t *n = &m.n;
 
     if (collect(c, &m, true) == 0)
-        sd_notifyf(0, "STATUS=%s%s%srevision %" PRIu64 ", %zu producers, %" PRIu64
-                      " subscribers, %" PRIu64 " updates applied, %" PRIu64 " rejected",
+        sd_notifyf(0,
+                   "STATUS=%s%s%srevision %" PRIu64 ", %zu producers, %" PRIu64
+                   " subscribers, %" PRIu64 " updates applied, %" PRIu64 " rejected",
                    c->reload_error[0] ? "reload failed: " : "", c->reload_error,
                    c->reload_error[0] ? "; running the previous configuration; " : "",
                    m.head_revision, m.n_producers, m.subscribers, n->applied,

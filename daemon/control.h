@@ -24,10 +24,10 @@
 #include "store.h"
 
 #define CONTROL_DEFAULT_LIMIT 100  /* conflicts per page when the request says none */
-#define CONTROL_MAX_LIMIT 1000     /* conflicts per page at most */
-#define CONTROL_STATUS_MS 5000     /* ms between systemd STATUS lines */
-#define CONTROL_HTTP_MS 1000       /* ms between metrics snapshots for [metrics] http */
-#define CONTROL_BACKUP_PAGES 2048  /* database pages copied per loop pass */
+#define CONTROL_MAX_LIMIT     1000 /* conflicts per page at most */
+#define CONTROL_STATUS_MS     5000 /* ms between systemd STATUS lines */
+#define CONTROL_HTTP_MS       1000 /* ms between metrics snapshots for [metrics] http */
+#define CONTROL_BACKUP_PAGES  2048 /* database pages copied per loop pass */
 
 typedef struct control control_t;
 

@@ -15,13 +15,12 @@
 /* Logger settings: the only file-scope state of the daemon besides its
  * signal flags. */
 static log_level_t log_level = LOG_LEVEL_INFO;
-static FILE *log_stream;      /* NULL: stderr */
-static bool log_journal;      /* prefix lines with "<N>" for journald */
+static FILE *log_stream; /* NULL: stderr */
+static bool log_journal; /* prefix lines with "<N>" for journald */
 
 static const char *const level_names[] = {
-    [LOG_LEVEL_ERROR] = "error",   [LOG_LEVEL_WARNING] = "warning",
-    [LOG_LEVEL_NOTICE] = "notice", [LOG_LEVEL_INFO] = "info",
-    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_ERROR] = "error", [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
+    [LOG_LEVEL_INFO] = "info",   [LOG_LEVEL_DEBUG] = "debug",
 };
 
 /* True when fd is the stream systemd connected to the journal: the
@@ -58,9 +57,15 @@ void log_set_level(log_level_t level)
     log_level = level;
 }
 
-log_level_t log_get_level(void) { return log_level; }
+log_level_t log_get_level(void)
+{
+    return log_level;
+}
 
-bool log_enabled(log_level_t level) { return level <= log_level; }
+bool log_enabled(log_level_t level)
+{
+    return level <= log_level;
+}
 
 const char *log_level_name(log_level_t level)
 {
@@ -80,8 +85,8 @@ int log_level_parse(const char *name, log_level_t *level)
     return -EINVAL;
 }
 
-__attribute__((format(printf, 2, 0)))
-static void log_write(log_level_t level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_write(log_level_t level, const char *fmt,
+                                                            va_list ap)
 {
     FILE *f = log_stream ? log_stream : stderr;
     char line[2048];

@@ -42,19 +42,18 @@ const char *log_level_name(log_level_t level);
 int log_level_parse(const char *name, log_level_t *level);
 
 /* Writes one line (a trailing newline is added) when level is enabled. */
-void log_message(log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_message(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_at_(level, ...)                                                   \
-    do {                                                                      \
-        if (log_enabled(level))                                               \
-            log_message((level), __VA_ARGS__);                                \
+#define log_at_(level, ...)                                                                        \
+    do {                                                                                           \
+        if (log_enabled(level))                                                                    \
+            log_message((level), __VA_ARGS__);                                                     \
     } while (0)
-#define log_error(...) log_at_(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_error(...)   log_at_(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_at_(LOG_LEVEL_WARNING, __VA_ARGS__)
-#define log_notice(...) log_at_(LOG_LEVEL_NOTICE, __VA_ARGS__)
-#define log_info(...) log_at_(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...) log_at_(LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define log_notice(...)  log_at_(LOG_LEVEL_NOTICE, __VA_ARGS__)
+#define log_info(...)    log_at_(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)   log_at_(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 /* ---------------------------------------------------------------- rate limit
  *
@@ -63,8 +62,8 @@ void log_message(log_level_t level, const char *fmt, ...)
  * Lines beyond that are counted, and the next line written after the
  * window ends says how many were suppressed. Zero-initialise a limiter.
  */
-#define LOG_RATELIMIT_BURST 5          /* lines per window */
-#define LOG_RATELIMIT_WINDOW_MS 10000  /* window length, milliseconds */
+#define LOG_RATELIMIT_BURST     5     /* lines per window */
+#define LOG_RATELIMIT_WINDOW_MS 10000 /* window length, milliseconds */
 
 typedef struct log_ratelimit {
     int64_t window_start_ms; /* monotonic ms when the current window began */

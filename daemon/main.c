@@ -50,38 +50,38 @@ static int install_signals(void)
 static void usage(FILE *out)
 {
     fprintf(out,
-        "Usage: parksyncd [-c FILE] [-l LEVEL] [--check-config] [--version] [--help]\n"
-        "\n"
-        "Receives ministries' updates about industrial parks, residents and trade on a\n"
-        "ZeroMQ ingest socket, reconciles them in SQLite and republishes the consolidated\n"
-        "picture on a publish socket; clients take snapshots on a query socket.\n"
-        "\n"
-        "Options:\n"
-        "  -c, --config FILE   read the INI configuration FILE. Without -c, the file\n"
-        "                      $CONFIGURATION_DIRECTORY/" CONFIG_FILE_NAME " is read when\n"
-        "                      that variable is set (systemd) and the file exists;\n"
-        "                      otherwise the built-in defaults are used.\n"
-        "  -l, --log-level LEVEL\n"
-        "                      error, warning, notice, info or debug; overrides\n"
-        "                      [daemon] log_level of the file (default: info).\n"
-        "      --check-config  validate the configuration, print every option with its\n"
-        "                      effective value (an INI file) and exit: 0 when valid,\n"
-        "                      2 with the error otherwise.\n"
-        "  -V, --version       print the version and exit.\n"
-        "  -h, --help          print this help and exit.\n"
-        "\n"
-        "Defaults: the database is $STATE_DIRECTORY/parksync.db when STATE_DIRECTORY is\n"
-        "set, else ./parksync.db; endpoints tcp://127.0.0.1:7101 (ingest), :7102\n"
-        "(publish), :7103 (query). --check-config prints all of them.\n"
-        "\n"
-        "Signals: SIGTERM/SIGINT commit what is in hand, publish the last acks and exit 0;\n"
-        "SIGHUP (or `parksync reload`) re-reads the file, checks it as a whole and applies\n"
-        "log_level, the [ministry] sections, batch_max, summary_interval_ms and\n"
-        "heartbeat_ms without dropping connections (other options need a restart); an\n"
-        "invalid file keeps the running configuration and says why in the log and STATUS.\n"
-        "\n"
-        "systemd: Type=notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING). The control\n"
-        "socket answers `parksync status|metrics|backup|reload|conflicts`.\n");
+            "Usage: parksyncd [-c FILE] [-l LEVEL] [--check-config] [--version] [--help]\n"
+            "\n"
+            "Receives ministries' updates about industrial parks, residents and trade on a\n"
+            "ZeroMQ ingest socket, reconciles them in SQLite and republishes the consolidated\n"
+            "picture on a publish socket; clients take snapshots on a query socket.\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE   read the INI configuration FILE. Without -c, the file\n"
+            "                      $CONFIGURATION_DIRECTORY/" CONFIG_FILE_NAME " is read when\n"
+            "                      that variable is set (systemd) and the file exists;\n"
+            "                      otherwise the built-in defaults are used.\n"
+            "  -l, --log-level LEVEL\n"
+            "                      error, warning, notice, info or debug; overrides\n"
+            "                      [daemon] log_level of the file (default: info).\n"
+            "      --check-config  validate the configuration, print every option with its\n"
+            "                      effective value (an INI file) and exit: 0 when valid,\n"
+            "                      2 with the error otherwise.\n"
+            "  -V, --version       print the version and exit.\n"
+            "  -h, --help          print this help and exit.\n"
+            "\n"
+            "Defaults: the database is $STATE_DIRECTORY/parksync.db when STATE_DIRECTORY is\n"
+            "set, else ./parksync.db; endpoints tcp://127.0.0.1:7101 (ingest), :7102\n"
+            "(publish), :7103 (query). --check-config prints all of them.\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT commit what is in hand, publish the last acks and exit 0;\n"
+            "SIGHUP (or `parksync reload`) re-reads the file, checks it as a whole and applies\n"
+            "log_level, the [ministry] sections, batch_max, summary_interval_ms and\n"
+            "heartbeat_ms without dropping connections (other options need a restart); an\n"
+            "invalid file keeps the running configuration and says why in the log and STATUS.\n"
+            "\n"
+            "systemd: Type=notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING). The control\n"
+            "socket answers `parksync status|metrics|backup|reload|conflicts`.\n");
 }
 
 /* The file to read: -c, else the systemd configuration directory's. */
@@ -130,12 +130,9 @@ static void notify_reloading(void)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
+        {"check-config", no_argument, NULL, 'C'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *opt_config = NULL, *opt_level = NULL, *path;
     bool check = false;
@@ -147,12 +144,24 @@ int main(int argc, char **argv)
     log_init(LOG_LEVEL_INFO, stderr);
     while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': opt_config = optarg; break;
-        case 'l': opt_level = optarg; break;
-        case 'C': check = true; break;
-        case 'V': printf("parksyncd %s\n", PARKSYNC_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            opt_config = optarg;
+            break;
+        case 'l':
+            opt_level = optarg;
+            break;
+        case 'C':
+            check = true;
+            break;
+        case 'V':
+            printf("parksyncd %s\n", PARKSYNC_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -195,8 +204,10 @@ int main(int argc, char **argv)
         if (load(path, opt_level, &fresh, err, sizeof err) < 0) {
             /* the file is checked as a whole: nothing of it is applied */
             log_error("reload failed: %s; keeping the running configuration", err);
-            sd_notifyf(0, "READY=1\nSTATUS=reload failed: %s; running the previous "
-                          "configuration", err);
+            sd_notifyf(0,
+                       "READY=1\nSTATUS=reload failed: %s; running the previous "
+                       "configuration",
+                       err);
             server_reload_done(server, false, err);
         } else {
             server_reconfigure(server, &fresh);

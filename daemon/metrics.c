@@ -22,9 +22,9 @@
 #include "log.h"
 #include "wire.h"
 
-#define METRICS_HTTP_CONNECTIONS 16  /* concurrent scrapes */
-#define METRICS_HTTP_TIMEOUT_S 10    /* idle connection timeout, s */
-#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_HTTP_CONNECTIONS 16 /* concurrent scrapes */
+#define METRICS_HTTP_TIMEOUT_S   10 /* idle connection timeout, s */
+#define METRICS_CONTENT_TYPE     "text/plain; version=0.0.4; charset=utf-8"
 
 /* ---------------------------------------------------------------- the snapshot */
 
@@ -41,14 +41,13 @@ void metrics_snapshot_free(metrics_snapshot_t *m)
 
 /* A growing text buffer; `oom` sticks after the first failed allocation. */
 typedef struct text {
-    char *data;  /* NUL-terminated */
-    size_t len;  /* bytes before the NUL */
-    size_t cap;  /* bytes allocated */
-    bool oom;    /* an allocation failed: the text is incomplete */
+    char *data; /* NUL-terminated */
+    size_t len; /* bytes before the NUL */
+    size_t cap; /* bytes allocated */
+    bool oom;   /* an allocation failed: the text is incomplete */
 } text_t;
 
-__attribute__((format(printf, 2, 3)))
-static void put(text_t *t, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void put(text_t *t, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -102,8 +101,7 @@ static void put_label_value(text_t *t, const char *v)
     }
 }
 
-static void sample(text_t *t, const char *name, const char *label, const char *value,
-                   uint64_t v)
+static void sample(text_t *t, const char *name, const char *label, const char *value, uint64_t v)
 {
     put(t, "%s", name);
     if (label) {
@@ -143,10 +141,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
         if (kn)
             sample(&t, "parksync_records", "kind", kn, m->records[k]);
     }
-    gauge(&t, "parksync_subscribers", "Peers connected to the publish socket.",
-          m->subscribers);
-    gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.",
-          m->database_bytes);
+    gauge(&t, "parksync_subscribers", "Peers connected to the publish socket.", m->subscribers);
+    gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
     family(&t, "parksync_conflicts", "gauge",
            "Rows in the conflicts/audit table by reason class (since the database was made).");
@@ -155,8 +151,7 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 
     counter(&t, "parksync_ingest_messages_total", "Messages read on the ingest socket.",
             n->received);
-    family(&t, "parksync_updates_total", "counter",
-           "Updates that reached the store, by outcome.");
+    family(&t, "parksync_updates_total", "counter", "Updates that reached the store, by outcome.");
     sample(&t, "parksync_updates_total", "outcome", "applied", n->applied);
     sample(&t, "parksync_updates_total", "outcome", "duplicate", n->duplicates);
     sample(&t, "parksync_updates_total", "outcome", "gap", n->gaps);
@@ -221,10 +216,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 /* ---------------------------------------------------------------- the HTTP endpoint */
 
 struct metrics_http {
-    struct MHD_Daemon *mhd;  /* libmicrohttpd, own polling thread */
-    pthread_mutex_t lock;    /* guards text and len */
-    char *text;              /* last rendering, owned */
-    size_t len;              /* bytes of text */
+    struct MHD_Daemon *mhd; /* libmicrohttpd, own polling thread */
+    pthread_mutex_t lock;   /* guards text and len */
+    char *text;             /* last rendering, owned */
+    size_t len;             /* bytes of text */
 };
 
 /* A parsed [metrics] http value. */
@@ -269,8 +264,7 @@ static int parse_listen(const char *listen, listen_addr_t *out, char *why, size_
     }
     errno = 0;
     port = strtoul(port_text, &end, 10);
-    if (errno != 0 || end == port_text || *end != '\0' || port_text[0] == '-' ||
-        port > 65535) {
+    if (errno != 0 || end == port_text || *end != '\0' || port_text[0] == '-' || port > 65535) {
         snprintf(why, whylen, "port '%s' is not 0..65535", port_text);
         return -EINVAL;
     }
@@ -294,12 +288,16 @@ static int parse_listen(const char *listen, listen_addr_t *out, char *why, size_
         return 0;
     }
 bad_host:
-    snprintf(why, whylen, "'%s': the host must be a loopback address (127.0.0.1, [::1] or "
-             "localhost)", listen);
+    snprintf(why, whylen,
+             "'%s': the host must be a loopback address (127.0.0.1, [::1] or "
+             "localhost)",
+             listen);
     return -EINVAL;
 not_loopback:
-    snprintf(why, whylen, "'%s' is not a loopback address; metrics are served on loopback "
-             "only (put a reverse proxy in front to export them)", listen);
+    snprintf(why, whylen,
+             "'%s' is not a loopback address; metrics are served on loopback "
+             "only (put a reverse proxy in front to export them)",
+             listen);
     return -EINVAL;
 }
 
@@ -313,9 +311,8 @@ int metrics_http_check(const char *listen, char *why, size_t whylen)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     metrics_http_t *h = cls;
     struct MHD_Response *r;
@@ -361,15 +358,13 @@ metrics_http_t *metrics_http_new(const char *listen)
         return NULL;
     }
     pthread_mutex_init(&h->lock, NULL);
-    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                                  (a.v6 ? MHD_USE_IPv6 : 0),
-                              0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &a.sa,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_CONNECTIONS,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_TIMEOUT_S,
-                              MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | (a.v6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+        on_request, h, MHD_OPTION_SOCK_ADDR, &a.sa, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)METRICS_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)METRICS_HTTP_TIMEOUT_S, MHD_OPTION_END);
     if (!h->mhd) {
-        log_error("cannot serve metrics on http://%s/metrics (address in use?); exiting",
-                  listen);
+        log_error("cannot serve metrics on http://%s/metrics (address in use?); exiting", listen);
         metrics_http_destroy(&h);
         return NULL;
     }

@@ -18,14 +18,14 @@
 #include "server.h"
 #include "store.h"
 
-#define METRICS_KINDS 6    /* RecordKind values 0..5; [0] unused */
-#define METRICS_REASONS 8  /* conflict reason classes (store_conflict_counts) */
+#define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
+#define METRICS_REASONS    8  /* conflict reason classes (store_conflict_counts) */
 #define METRICS_REASON_MAX 32 /* bytes of a reason class, with NUL */
 
 /* One producer as the store counts it. */
 typedef struct metrics_producer {
-    char id[WIRE_MAX_ID + 1];   /* producer id */
-    store_producer_stats_t st;  /* its counters */
+    char id[WIRE_MAX_ID + 1];  /* producer id */
+    store_producer_stats_t st; /* its counters */
 } metrics_producer_t;
 
 /* One conflict reason class and its rows. */
@@ -37,20 +37,20 @@ typedef struct metrics_reason {
 /* Everything status and metrics report, taken at one moment between
  * batches. */
 typedef struct metrics_snapshot {
-    server_counters_t n;              /* the loop's counters since start */
-    uint64_t bad_control;             /* control requests dropped or refused as malformed */
-    int64_t started_us;               /* wall clock at start, us since 1970 UTC */
-    int64_t now_us;                   /* wall clock when taken */
-    uint64_t head_revision;           /* highest revision committed */
-    uint64_t records[METRICS_KINDS];  /* live records per RecordKind */
-    uint64_t subscribers;             /* peers connected to the publish socket */
-    uint64_t database_bytes;          /* size of the database file */
-    uint64_t wal_bytes;               /* size of its -wal file (0: none) */
-    uint64_t conflicts;               /* rows in the conflicts table */
+    server_counters_t n;             /* the loop's counters since start */
+    uint64_t bad_control;            /* control requests dropped or refused as malformed */
+    int64_t started_us;              /* wall clock at start, us since 1970 UTC */
+    int64_t now_us;                  /* wall clock when taken */
+    uint64_t head_revision;          /* highest revision committed */
+    uint64_t records[METRICS_KINDS]; /* live records per RecordKind */
+    uint64_t subscribers;            /* peers connected to the publish socket */
+    uint64_t database_bytes;         /* size of the database file */
+    uint64_t wal_bytes;              /* size of its -wal file (0: none) */
+    uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
-    size_t n_reasons;                 /* entries in reasons */
-    metrics_producer_t *producers;    /* n_producers entries, owned, sorted by id */
-    size_t n_producers;               /* entries in producers */
+    size_t n_reasons;                          /* entries in reasons */
+    metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
+    size_t n_producers;                        /* entries in producers */
 } metrics_snapshot_t;
 
 /* Frees what the snapshot owns (not the struct). NULL-safe. */

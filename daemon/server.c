@@ -42,19 +42,19 @@
 #define ZMQ_ZAP_ENFORCE_DOMAIN 93
 #endif
 
-#define POLL_MAX_MS 500              /* longest sleep: bounds signal latency, ms */
-#define QUERY_BUDGET 256             /* query requests read per pass */
-#define STREAM_CHUNK_BUDGET 8        /* chunks built per pass, all streams together */
-#define STREAM_CHUNKS_EACH 2         /* chunks one stream may get per round */
-#define STREAM_IDLE_MS 60000         /* a stream without credit this long is dropped */
-#define STREAM_DEFAULT_CREDIT 8      /* chunks granted when the request says none */
-#define CHUNK_MAX_BYTES (WIRE_MAX_MSG - 64 * 1024) /* record bytes per chunk, < client's cap */
-#define ROUTING_ID_MAX 256           /* bytes of a ZeroMQ routing id */
-#define LINGER_MS 500                /* on close, pending messages get this long, ms */
-#define INGEST_RCVHWM 100000         /* updates queued in the SUB before ZeroMQ drops */
-#define PUBLISH_SNDHWM 100000        /* publications queued per subscriber */
-#define QUERY_SNDHWM 1000            /* replies queued per query client */
-#define REPLY_MAX 2048               /* bytes of a non-chunk QueryReply */
+#define POLL_MAX_MS           500   /* longest sleep: bounds signal latency, ms */
+#define QUERY_BUDGET          256   /* query requests read per pass */
+#define STREAM_CHUNK_BUDGET   8     /* chunks built per pass, all streams together */
+#define STREAM_CHUNKS_EACH    2     /* chunks one stream may get per round */
+#define STREAM_IDLE_MS        60000 /* a stream without credit this long is dropped */
+#define STREAM_DEFAULT_CREDIT 8     /* chunks granted when the request says none */
+#define CHUNK_MAX_BYTES       (WIRE_MAX_MSG - 64 * 1024) /* record bytes per chunk, < client's cap */
+#define ROUTING_ID_MAX        256                        /* bytes of a ZeroMQ routing id */
+#define LINGER_MS             500    /* on close, pending messages get this long, ms */
+#define INGEST_RCVHWM         100000 /* updates queued in the SUB before ZeroMQ drops */
+#define PUBLISH_SNDHWM        100000 /* publications queued per subscriber */
+#define QUERY_SNDHWM          1000   /* replies queued per query client */
+#define REPLY_MAX             2048   /* bytes of a non-chunk QueryReply */
 
 /* ---------------------------------------------------------------- the context */
 
@@ -83,64 +83,64 @@ typedef struct peer {
 } peer_t;
 
 typedef enum stream_state {
-    STREAM_FREE = 0,  /* slot unused */
-    STREAM_WAITING,   /* asked for; the cursor opens after the next commit */
-    STREAM_RUNNING,   /* cursor open, chunks flow while credit lasts */
+    STREAM_FREE = 0, /* slot unused */
+    STREAM_WAITING,  /* asked for; the cursor opens after the next commit */
+    STREAM_RUNNING,  /* cursor open, chunks flow while credit lasts */
 } stream_state_t;
 
 /* One snapshot or changes stream, keyed by (peer, request_id). */
 typedef struct stream {
     stream_state_t state;
-    bool changes;            /* changes since `since` (else a snapshot) */
-    bool history;            /* snapshot: the state at `since` (at_revision) */
+    bool changes; /* changes since `since` (else a snapshot) */
+    bool history; /* snapshot: the state at `since` (at_revision) */
     peer_t peer;
     uint64_t request_id;
     store_filter_t filter;
-    uint64_t since;          /* changes: revisions > since */
-    uint32_t credit;         /* chunks the client can take now */
-    uint32_t chunk_records;  /* records per chunk */
+    uint64_t since;         /* changes: revisions > since */
+    uint32_t credit;        /* chunks the client can take now */
+    uint32_t chunk_records; /* records per chunk */
     store_cursor_t *cursor;
-    uint64_t revision;       /* the cursor's head revision */
-    wire_buf_t ahead;        /* one record read ahead of the chunk (to know "last") */
-    bool has_ahead;          /* `ahead` holds a record */
-    bool at_end;             /* the cursor is exhausted */
-    int64_t active_ms;       /* monotonic ms of the last request or chunk */
+    uint64_t revision; /* the cursor's head revision */
+    wire_buf_t ahead;  /* one record read ahead of the chunk (to know "last") */
+    bool has_ahead;    /* `ahead` holds a record */
+    bool at_end;       /* the cursor is exhausted */
+    int64_t active_ms; /* monotonic ms of the last request or chunk */
 } stream_t;
 
 struct server {
-    config_t cfg;               /* running configuration */
-    void *zctx;                 /* ZeroMQ context, owned */
-    void *ingest;               /* SUB, bound */
-    void *publish;              /* XPUB, bound: PUB on the wire, subscriptions readable */
-    void *query;                /* ROUTER, bound */
-    control_t *control;         /* operator's control ROUTER (ipc), bound */
+    config_t cfg;       /* running configuration */
+    void *zctx;         /* ZeroMQ context, owned */
+    void *ingest;       /* SUB, bound */
+    void *publish;      /* XPUB, bound: PUB on the wire, subscriptions readable */
+    void *query;        /* ROUTER, bound */
+    control_t *control; /* operator's control ROUTER (ipc), bound */
     store_t *store;
-    bool batch_open;            /* a store batch is open */
-    strmap_t touched;           /* producers with an update in the open batch */
-    strmap_t topic_seq;         /* last stream_sequence sent per publish topic */
-    uint64_t published_rev;     /* highest revision published */
+    bool batch_open;                       /* a store batch is open */
+    strmap_t touched;                      /* producers with an update in the open batch */
+    strmap_t topic_seq;                    /* last stream_sequence sent per publish topic */
+    uint64_t published_rev;                /* highest revision published */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
-    int64_t next_republish_ms;  /* monotonic ms of the next summary republication, 0: off */
-    stream_t *streams;          /* cfg.max_streams slots */
-    uint32_t n_streams;         /* slots allocated */
-    bool streams_waiting;       /* some slot is STREAM_WAITING */
-    uint32_t stream_rr;         /* round-robin start for chunk sending */
-    wire_chunk_t chunk;         /* chunk being built, reused */
-    wire_buf_t pubbuf;          /* record publication being built, reused */
-    int64_t last_refresh_ms;    /* monotonic ms of the last summary refresh */
-    int64_t next_heartbeat_ms;  /* monotonic ms of the next heartbeat */
-    int64_t watchdog_ms;        /* systemd watchdog ping period, 0: none */
-    int64_t next_watchdog_ms;   /* monotonic ms of the next ping */
+    int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
+    stream_t *streams;         /* cfg.max_streams slots */
+    uint32_t n_streams;        /* slots allocated */
+    bool streams_waiting;      /* some slot is STREAM_WAITING */
+    uint32_t stream_rr;        /* round-robin start for chunk sending */
+    wire_chunk_t chunk;        /* chunk being built, reused */
+    wire_buf_t pubbuf;         /* record publication being built, reused */
+    int64_t last_refresh_ms;   /* monotonic ms of the last summary refresh */
+    int64_t next_heartbeat_ms; /* monotonic ms of the next heartbeat */
+    int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
+    int64_t next_watchdog_ms;  /* monotonic ms of the next ping */
     log_ratelimit_t rl[RL_COUNT];
-    server_counters_t n;        /* counters */
-    zap_t *zap;                 /* ZAP handler thread; NULL when CURVE is off */
-    checkpoint_t *checkpoint;   /* WAL checkpoint thread */
+    server_counters_t n;                 /* counters */
+    zap_t *zap;                          /* ZAP handler thread; NULL when CURVE is off */
+    checkpoint_t *checkpoint;            /* WAL checkpoint thread */
     char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
 };
 
-static const char *const ratelimit_names[RL_COUNT] = {"bad frames", "too large",
-    "undecodable", "invalid", "wrong topic", "gap", "bad query", "send", "forged",
-    "refused"};
+static const char *const ratelimit_names[RL_COUNT] = {
+    "bad frames", "too large", "undecodable", "invalid", "wrong topic",
+    "gap",        "bad query", "send",        "forged",  "refused"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -176,7 +176,8 @@ static int make_curve_server(server_t *s, void *sock, int type, const char *name
      * thread is up before any server socket exists in any case. */
     if (zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &on, sizeof on) < 0)
         log_notice("this libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN (%s); relying on the ZAP "
-                   "handler started before the %s socket", zmq_strerror(errno), name);
+                   "handler started before the %s socket",
+                   zmq_strerror(errno), name);
     return 0;
 }
 
@@ -302,8 +303,7 @@ static int send_reply(server_t *s, const peer_t *peer, const void *data, size_t 
 }
 
 /* Packs a small QueryReply (everything but chunks) and sends it. */
-static void reply(server_t *s, const peer_t *peer, uint64_t request_id,
-                  Parksync__V1__QueryReply *r)
+static void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__QueryReply *r)
 {
     uint8_t buf[REPLY_MAX];
     size_t len;
@@ -322,8 +322,8 @@ static void reply(server_t *s, const peer_t *peer, uint64_t request_id,
     rc = send_reply(s, peer, buf, len);
     if (rc < 0)
         log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
-                        "cannot send a reply to request %" PRIu64 ": %s; dropping it",
-                        request_id, zmq_strerror(-rc));
+                        "cannot send a reply to request %" PRIu64 ": %s; dropping it", request_id,
+                        zmq_strerror(-rc));
 }
 
 static void reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
@@ -365,14 +365,16 @@ static void publish_importer_copy(server_t *s, uint64_t revision, const char *ex
 
     if (!r || r->body_case != PARKSYNC__V1__RECORD__BODY_TRADE || !r->trade->importer) {
         log_error("revision %" PRIu64 " is a trade flow without an importer; published on "
-                  "the exporter's topic only", revision);
+                  "the exporter's topic only",
+                  revision);
     } else if (exporter && strcmp(exporter, r->trade->importer) == 0) {
         /* one country: the one topic has it */
     } else if (wire_topic_record(topic, sizeof topic, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE,
                                  r->trade->importer) < 0 ||
                wire_publication_record(&s->pubbuf, next_sequence(s, topic), record, len) < 0) {
         log_error("cannot publish revision %" PRIu64 " on the importer's topic; its "
-                  "subscribers will see a gap", revision);
+                  "subscribers will see a gap",
+                  revision);
     } else {
         publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
@@ -389,10 +391,12 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
 
     if (wire_topic_record(topic, sizeof topic, kind, country) < 0) {
         log_error("revision %" PRIu64 " has no valid topic (kind %d, country %s); "
-                  "not publishing it", revision, (int)kind, country ? country : "-");
+                  "not publishing it",
+                  revision, (int)kind, country ? country : "-");
     } else if (wire_publication_record(&s->pubbuf, next_sequence(s, topic), record, len) < 0) {
         log_error("out of memory publishing revision %" PRIu64 "; subscribers will see "
-                  "a gap", revision);
+                  "a gap",
+                  revision);
     } else {
         publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
@@ -415,8 +419,8 @@ static void publish_changes(server_t *s)
         s->published_rev = store_head(s->store);
     } else if (rc < 0) {
         log_error("cannot read the change log after revision %" PRIu64 ": %s (%s); "
-                  "will retry after the next commit", s->published_rev, strerror(-rc),
-                  store_errmsg(s->store));
+                  "will retry after the next commit",
+                  s->published_rev, strerror(-rc), store_errmsg(s->store));
     }
 }
 
@@ -526,7 +530,8 @@ static void republish_summaries(server_t *s)
     c = store_snapshot_open(s->store, &f, &err);
     if (!c) {
         log_warning("cannot read the summaries to publish them again: %s; retrying at the "
-                    "next interval", strerror(err < 0 ? -err : EIO));
+                    "next interval",
+                    strerror(err < 0 ? -err : EIO));
         return;
     }
     while ((rc = store_cursor_next(c, &rec, &len)) == 1)
@@ -620,8 +625,8 @@ static void batch_finish(server_t *s)
     rc = store_commit(s->store);
     if (rc < 0) {
         log_error("commit failed: %s (%s); batch rolled back, %zu producers not "
-                  "acknowledged and will resend", strerror(-rc), store_errmsg(s->store),
-                  s->touched.count);
+                  "acknowledged and will resend",
+                  strerror(-rc), store_errmsg(s->store), s->touched.count);
         s->batch_open = true;
         batch_abort(s);
         return;
@@ -649,8 +654,8 @@ static void refresh_summaries(server_t *s, int64_t now)
     s->last_refresh_ms = now;
     rc = store_refresh_summaries(s->store);
     if (rc < 0) {
-        log_error("cannot refresh the country summaries: %s (%s); batch rolled back",
-                  strerror(-rc), store_errmsg(s->store));
+        log_error("cannot refresh the country summaries: %s (%s); batch rolled back", strerror(-rc),
+                  store_errmsg(s->store));
         batch_abort(s);
     }
 }
@@ -683,7 +688,8 @@ static const char *authenticated_ministry(server_t *s, zmq_msg_t *payload,
         s->n.forged++;
         log_ratelimited(&s->rl[RL_FORGED], LOG_LEVEL_WARNING,
                         "update %s#%" PRIu64 " comes from '%s', which is no configured "
-                        "ministry; dropping", u->producer_id, u->sequence, user ? user : "?");
+                        "ministry; dropping",
+                        u->producer_id, u->sequence, user ? user : "?");
         return NULL;
     }
     for (size_t i = 0; i < m->n_producers; i++)
@@ -694,11 +700,12 @@ static const char *authenticated_ministry(server_t *s, zmq_msg_t *payload,
                     "ministry %s sent update %s#%" PRIu64 " as producer %s, which is not one "
                     "of its producers; refused, sequence untouched, recorded as a conflict",
                     m->name, u->producer_id, u->sequence, u->producer_id);
-    snprintf(reason, sizeof reason, "not authoritative: %s does not speak for producer %s",
-             m->name, u->producer_id);
+    snprintf(reason, sizeof reason, "not authoritative: %s does not speak for producer %s", m->name,
+             u->producer_id);
     if (batch_begin(s) == 0 && (rc = store_note_conflict(s->store, u, reason)) < 0) {
         log_error("storage failure recording a conflict: %s (%s); rolling back the batch, "
-                  "producers will resend", strerror(-rc), store_errmsg(s->store));
+                  "producers will resend",
+                  strerror(-rc), store_errmsg(s->store));
         batch_abort(s);
     }
     return NULL;
@@ -727,7 +734,8 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
             s->n.invalid++;
             log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
                             "invalid update (%zu bytes): %s; its envelope is unusable, "
-                            "dropping", len, why ? why : "?");
+                            "dropping",
+                            len, why ? why : "?");
         } else {
             s->n.undecodable++;
             log_ratelimited(&s->rl[RL_UNDECODABLE], LOG_LEVEL_WARNING,
@@ -757,12 +765,13 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
         if (n < 0 || tlen != (size_t)n || memcmp(t, expect, tlen) != 0) {
             s->n.wrong_topic++;
             reason = "topic does not match the update's kind";
-            log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
-                            "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
-                            "recording it as rejected", u->producer_id, u->sequence,
-                            printable(shown, sizeof shown, zmq_msg_data(topic),
-                                      zmq_msg_size(topic)),
-                            n < 0 ? "?" : expect);
+            log_ratelimited(
+                &s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
+                "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
+                "recording it as rejected",
+                u->producer_id, u->sequence,
+                printable(shown, sizeof shown, zmq_msg_data(topic), zmq_msg_size(topic)),
+                n < 0 ? "?" : expect);
         }
     }
     if (batch_begin(s) < 0)
@@ -775,28 +784,33 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
         rc = store_apply(s->store, u, &outcome);
     if (rc < 0) {
         log_error("storage failure on update %s#%" PRIu64 ": %s (%s); rolling back the "
-                  "batch, producers will resend", u->producer_id, u->sequence,
-                  strerror(-rc), store_errmsg(s->store));
+                  "batch, producers will resend",
+                  u->producer_id, u->sequence, strerror(-rc), store_errmsg(s->store));
         batch_abort(s);
         goto out;
     }
     switch (outcome) {
-    case STORE_APPLIED: s->n.applied++; break;
-    case STORE_DUPLICATE: s->n.duplicates++; break;
+    case STORE_APPLIED:
+        s->n.applied++;
+        break;
+    case STORE_DUPLICATE:
+        s->n.duplicates++;
+        break;
     case STORE_GAP:
         s->n.gaps++;
         log_ratelimited(&s->rl[RL_GAP], LOG_LEVEL_INFO,
                         "update %s#%" PRIu64 " is beyond the next expected sequence; not "
-                        "applied, acking the last applied one", u->producer_id, u->sequence);
+                        "applied, acking the last applied one",
+                        u->producer_id, u->sequence);
         break;
     case STORE_REJECTED:
         s->n.refused++;
         if (!reason) /* store_reject's reasons were logged above */
             log_ratelimited(&s->rl[RL_REFUSED], LOG_LEVEL_WARNING,
-                        "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
-                        "producer or event time); kept and listed by `parksync conflicts`",
-                        u->producer_id, u->sequence, ministry ? " from ministry " : "",
-                        ministry ? ministry : "");
+                            "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
+                            "producer or event time); kept and listed by `parksync conflicts`",
+                            u->producer_id, u->sequence, ministry ? " from ministry " : "",
+                            ministry ? ministry : "");
         break;
     }
     /* Duplicates and gaps are acked too: that is how a producer learns
@@ -827,7 +841,8 @@ static void drain_ingest(server_t *s)
             s->n.bad_frames++;
             log_ratelimited(&s->rl[RL_BAD_FRAMES], LOG_LEVEL_WARNING,
                             "ingest message has %d frames instead of [topic][update], "
-                            "dropping", total);
+                            "dropping",
+                            total);
         } else {
             handle_update(s, &parts[0], &parts[1]);
         }
@@ -848,8 +863,8 @@ static stream_t *stream_find(server_t *s, const peer_t *peer, uint64_t request_i
 {
     for (uint32_t i = 0; i < s->n_streams; i++) {
         stream_t *st = &s->streams[i];
-        if (st->state != STREAM_FREE && st->request_id == request_id &&
-            st->peer.len == peer->len && memcmp(st->peer.id, peer->id, peer->len) == 0)
+        if (st->state != STREAM_FREE && st->request_id == request_id && st->peer.len == peer->len &&
+            memcmp(st->peer.id, peer->id, peer->len) == 0)
             return st;
     }
     return NULL;
@@ -888,9 +903,10 @@ static void open_waiting_streams(server_t *s, int64_t now)
             continue;
         }
         if (!st->cursor && err == -ERANGE) {
-            snprintf(msg, sizeof msg, "revision %" PRIu64 " is older than the change log "
-                     "keeps (oldest %" PRIu64 "); take a snapshot", st->since,
-                     store_oldest(s->store));
+            snprintf(msg, sizeof msg,
+                     "revision %" PRIu64 " is older than the change log "
+                     "keeps (oldest %" PRIu64 "); take a snapshot",
+                     st->since, store_oldest(s->store));
             stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD, msg);
             continue;
         }
@@ -965,8 +981,8 @@ static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         return;
     }
     last = st->at_end && !st->has_ahead;
-    rc = wire_chunk_finish(c, st->request_id, last, st->revision, store_epoch(s->store),
-                           &msg, &len);
+    rc =
+        wire_chunk_finish(c, st->request_id, last, st->revision, store_epoch(s->store), &msg, &len);
     if (rc == 0)
         rc = send_reply(s, &st->peer, msg, len);
     if (rc < 0) {
@@ -981,8 +997,7 @@ static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
     st->credit--;
     st->active_ms = now;
     if (last) {
-        log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id,
-                  st->revision);
+        log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id, st->revision);
         stream_close(st);
     }
 }
@@ -1009,8 +1024,8 @@ static bool pump_streams(server_t *s, int64_t now)
         stream_t *st = &s->streams[i];
         if (st->state == STREAM_RUNNING && st->credit == 0 &&
             now - st->active_ms > STREAM_IDLE_MS) {
-            log_info("stream %" PRIu64 " had no credit for %d s; dropping it",
-                     st->request_id, STREAM_IDLE_MS / 1000);
+            log_info("stream %" PRIu64 " had no credit for %d s; dropping it", st->request_id,
+                     STREAM_IDLE_MS / 1000);
             s->n.streams_dropped++;
             stream_close(st);
         }
@@ -1029,9 +1044,9 @@ static uint32_t clamp_u32(bool has, uint32_t v, uint32_t def, uint32_t max)
     return v > max ? max : v;
 }
 
-static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id,
-                         bool changes, const Parksync__V1__Filter *filter, uint64_t since,
-                         bool has_credit, uint32_t credit, bool has_chunk, uint32_t chunk)
+static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, bool changes,
+                         const Parksync__V1__Filter *filter, uint64_t since, bool has_credit,
+                         uint32_t credit, bool has_chunk, uint32_t chunk)
 {
     stream_t *st = stream_find(s, peer, request_id);
     char msg[160];
@@ -1058,19 +1073,19 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id,
     st->changes = changes;
     st->peer = *peer;
     st->request_id = request_id;
-    st->filter.kind = filter && filter->has_kind ? filter->kind
-                                                 : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    st->filter.kind = filter && filter->has_kind
+                          ? filter->kind
+                          : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
     if (filter && filter->country)
         memcpy(st->filter.country, filter->country, 3);
     st->since = since;
     st->credit = clamp_u32(has_credit, credit, STREAM_DEFAULT_CREDIT, WIRE_MAX_CREDIT);
-    st->chunk_records = clamp_u32(has_chunk, chunk, WIRE_DEFAULT_CHUNK_RECORDS,
-                                  WIRE_MAX_CHUNK_RECORDS);
+    st->chunk_records =
+        clamp_u32(has_chunk, chunk, WIRE_DEFAULT_CHUNK_RECORDS, WIRE_MAX_CHUNK_RECORDS);
     s->streams_waiting = true;
 }
 
-static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len,
-                         int64_t now)
+static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len, int64_t now)
 {
     Parksync__V1__QueryRequest *q = NULL;
     Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
@@ -1083,8 +1098,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     if (rc < 0) {
         s->n.bad_queries++;
         log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
-                        "dropping a query request (%zu bytes): %s", len,
-                        why ? why : strerror(-rc));
+                        "dropping a query request (%zu bytes): %s", len, why ? why : strerror(-rc));
         if (q)
             parksync__v1__query_request__free_unpacked(q, NULL);
         return;
@@ -1109,8 +1123,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         const char *id = q->producer_state->producer_id;
         if (!id || !wire_id_valid(id)) {
             s->n.bad_queries++;
-            reply_error(s, peer, q->request_id,
-                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+            reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "producer_id must be 1..64 of [A-Za-z0-9._-]");
             break;
         }
@@ -1136,8 +1149,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT: {
         const Parksync__V1__SnapshotRequest *sr = q->snapshot;
         if (sr->has_at_revision && sr->has_provenance && sr->provenance) {
-            reply_error(s, peer, q->request_id,
-                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+            reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
                         "provenance is not kept for history; ask at_revision without it");
             break;
         }
@@ -1154,8 +1166,8 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES: {
         const Parksync__V1__ChangesRequest *cr = q->changes;
         start_stream(s, peer, q->request_id, true, cr->filter,
-                     cr->has_since_revision ? cr->since_revision : 0, cr->has_credit,
-                     cr->credit, cr->has_chunk_records, cr->chunk_records);
+                     cr->has_since_revision ? cr->since_revision : 0, cr->has_credit, cr->credit,
+                     cr->has_chunk_records, cr->chunk_records);
         break;
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
@@ -1216,7 +1228,8 @@ static void drain_queries(server_t *s, int64_t now)
             s->n.bad_queries++;
             log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
                             "query message has %d frames instead of [request] or "
-                            "[\"\"][request], dropping", total - 1);
+                            "[\"\"][request], dropping",
+                            total - 1);
         } else {
             peer.len = zmq_msg_size(&parts[0]);
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
@@ -1247,8 +1260,7 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
     return t < 0 ? 0 : (long)t;
 }
 
-server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop,
-                         volatile sig_atomic_t *reload)
+server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     bool busy = false;
 
@@ -1350,7 +1362,8 @@ static int apply_authority(server_t *s, const config_t *cfg)
                     "producer may write every record");
     else
         log_info("authority: %zu ministries, %zu producers; updates from others are kept "
-                 "as claims and listed by `parksync conflicts`", a.n_ministries, a.n_members);
+                 "as claims and listed by `parksync conflicts`",
+                 a.n_ministries, a.n_members);
     return 0;
 }
 
@@ -1370,7 +1383,8 @@ static int start_security(server_t *s, const config_t *cfg)
             if (!config_endpoint_local(eps[i]))
                 log_warning("INSECURE: %s listens beyond loopback without CURVE "
                             "([security] allow_insecure_remote = yes): anyone who reaches it "
-                            "can read, and write as any producer", eps[i]);
+                            "can read, and write as any producer",
+                            eps[i]);
         return 0;
     }
     if (!zmq_has("curve")) {
@@ -1397,8 +1411,8 @@ static int start_security(server_t *s, const config_t *cfg)
     if (!s->zap)
         return -1;
     log_info("CURVE on: server public key %s; ingest admits ministries' keys, publish and "
-             "query %s", pub, cfg->subscriber_auth ? "ministries' and subscribers' keys"
-                                                   : "any key");
+             "query %s",
+             pub, cfg->subscriber_auth ? "ministries' and subscribers' keys" : "any key");
     return 0;
 }
 
@@ -1476,8 +1490,9 @@ server_t *server_new(const config_t *cfg)
         s->next_watchdog_ms = wire_monotonic_ms();
     }
     log_info("parksyncd %s started: database %s, ingest %s, publish %s, query %s, "
-             "head revision %" PRIu64, PARKSYNC_VERSION, cfg->database, cfg->ingest,
-             cfg->publish, cfg->query, s->published_rev);
+             "head revision %" PRIu64,
+             PARKSYNC_VERSION, cfg->database, cfg->ingest, cfg->publish, cfg->query,
+             s->published_rev);
     return s;
 fail:
     server_destroy(&s);
@@ -1520,11 +1535,10 @@ void server_reconfigure(server_t *s, const config_t *cfg)
 {
     config_t *run = &s->cfg;
 
-#define KEEP(cond, name)                                                              \
-    do {                                                                              \
-        if (cond)                                                                     \
-            log_notice("%s changed in the file; it takes effect at the next restart", \
-                       name);                                                         \
+#define KEEP(cond, name)                                                                           \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            log_notice("%s changed in the file; it takes effect at the next restart", name);       \
     } while (0)
     KEEP(strcmp(run->database, cfg->database) != 0, "[daemon] database");
     KEEP(strcmp(run->ingest, cfg->ingest) != 0, "[endpoints] ingest");
@@ -1568,7 +1582,10 @@ void server_reconfigure(server_t *s, const config_t *cfg)
              run->heartbeat_ms);
 }
 
-const server_counters_t *server_counters(const server_t *s) { return &s->n; }
+const server_counters_t *server_counters(const server_t *s)
+{
+    return &s->n;
+}
 
 void server_destroy(server_t **sp)
 {
@@ -1589,8 +1606,8 @@ void server_destroy(server_t **sp)
     control_destroy(&s->control);
     if (s->zap || s->n.forged > 0)
         log_info("security: %" PRIu64 " handshakes admitted, %" PRIu64 " refused; %" PRIu64
-                 " updates dropped for a forged producer or identity", zap_allowed(s->zap),
-                 zap_denied(s->zap), s->n.forged);
+                 " updates dropped for a forged producer or identity",
+                 zap_allowed(s->zap), zap_denied(s->zap), s->n.forged);
     zap_destroy(&s->zap); /* its sockets must close before the context ends */
     checkpoint_destroy(&s->checkpoint);
     if (s->zctx)
@@ -1599,16 +1616,15 @@ void server_destroy(server_t **sp)
         const server_counters_t *n = &s->n;
         log_info("stopped at revision %" PRIu64 ": received %" PRIu64 ", applied %" PRIu64
                  ", duplicates %" PRIu64 ", gaps %" PRIu64 ", refused by the store %" PRIu64
-                 "; dropped: bad frames %" PRIu64 ", too large %" PRIu64
-                 ", undecodable %" PRIu64 ", invalid %" PRIu64 ", wrong topic %" PRIu64
-                 "; commits %" PRIu64 ", storage failures %" PRIu64 ", published %" PRIu64
-                 ", acks %" PRIu64 ", queries %" PRIu64 " (bad %" PRIu64 "), chunks %" PRIu64
-                 ", streams %" PRIu64 " (dropped %" PRIu64 ")",
-                 store_head(s->store), n->received, n->applied, n->duplicates, n->gaps,
-                 n->refused, n->bad_frames, n->too_large, n->undecodable, n->invalid,
-                 n->wrong_topic, n->commits, n->store_errors, n->published, n->acks,
-                 n->queries, n->bad_queries, n->chunks, n->streams_opened,
-                 n->streams_dropped);
+                 "; dropped: bad frames %" PRIu64 ", too large %" PRIu64 ", undecodable %" PRIu64
+                 ", invalid %" PRIu64 ", wrong topic %" PRIu64 "; commits %" PRIu64
+                 ", storage failures %" PRIu64 ", published %" PRIu64 ", acks %" PRIu64
+                 ", queries %" PRIu64 " (bad %" PRIu64 "), chunks %" PRIu64 ", streams %" PRIu64
+                 " (dropped %" PRIu64 ")",
+                 store_head(s->store), n->received, n->applied, n->duplicates, n->gaps, n->refused,
+                 n->bad_frames, n->too_large, n->undecodable, n->invalid, n->wrong_topic,
+                 n->commits, n->store_errors, n->published, n->acks, n->queries, n->bad_queries,
+                 n->chunks, n->streams_opened, n->streams_dropped);
         for (int i = 0; i < RL_COUNT; i++)
             if (s->rl[i].suppressed > 0)
                 log_info("%" PRIu64 " '%s' messages were suppressed at the end",
@@ -1625,9 +1641,15 @@ void server_destroy(server_t **sp)
 
 /* ---------------------------------------------------------------- for control.c */
 
-const config_t *server_config(const server_t *s) { return &s->cfg; }
+const config_t *server_config(const server_t *s)
+{
+    return &s->cfg;
+}
 
-void *server_publish_socket(const server_t *s) { return s->publish; }
+void *server_publish_socket(const server_t *s)
+{
+    return s->publish;
+}
 
 void server_reload_done(server_t *s, bool ok, const char *message)
 {

@@ -23,34 +23,34 @@
 
 #include "log.h"
 
-#define ZAP_ENDPOINT "inproc://zeromq.zap.01" /* RFC 27: fixed by libzmq */
-#define ZAP_STOP "STOP"                       /* loop -> thread: end */
-#define ZAP_READY "READY"                     /* thread -> loop: bound, answering */
-#define ZAP_FAIL "FAIL"                       /* thread -> loop: could not bind */
-#define ZAP_FRAMES 8                          /* request frames kept; more is malformed */
-#define ZAP_START_TIMEOUT_MS 5000             /* zap_new waits this long for READY */
-#define ZAP_NOTICE_BUDGET 64                  /* notices logged per zap_drain */
-#define ZAP_PIPE_HWM 1000                     /* notices queued before dropping */
+#define ZAP_ENDPOINT         "inproc://zeromq.zap.01" /* RFC 27: fixed by libzmq */
+#define ZAP_STOP             "STOP"                   /* loop -> thread: end */
+#define ZAP_READY            "READY"                  /* thread -> loop: bound, answering */
+#define ZAP_FAIL             "FAIL"                   /* thread -> loop: could not bind */
+#define ZAP_FRAMES           8                        /* request frames kept; more is malformed */
+#define ZAP_START_TIMEOUT_MS 5000                     /* zap_new waits this long for READY */
+#define ZAP_NOTICE_BUDGET    64                       /* notices logged per zap_drain */
+#define ZAP_PIPE_HWM         1000                     /* notices queued before dropping */
 
 /* One refusal, reported to the loop. */
 typedef struct zap_notice {
-    char domain[32];                /* the socket's ZAP domain */
-    char address[64];               /* the peer's IP address */
-    char key[KEYS_Z85_LEN + 1];     /* its public key, Z85; "" when none */
-    char why[64];                   /* the status text sent */
+    char domain[32];            /* the socket's ZAP domain */
+    char address[64];           /* the peer's IP address */
+    char key[KEYS_Z85_LEN + 1]; /* its public key, Z85; "" when none */
+    char why[64];               /* the status text sent */
 } zap_notice_t;
 
 struct zap {
-    void *pipe;                  /* loop's end of the PAIR */
-    void *zctx;                  /* borrowed */
-    char pipe_endpoint[64];      /* inproc://parksync-zap-<address> */
+    void *pipe;             /* loop's end of the PAIR */
+    void *zctx;             /* borrowed */
+    char pipe_endpoint[64]; /* inproc://parksync-zap-<address> */
     pthread_t thread;
-    bool running;                /* the thread was started and not joined */
-    zap_table_t *start_table;    /* handed to the thread at start; once `running`, the
-                                    thread owns it and the loop never touches it */
-    _Atomic uint64_t allowed;    /* handshakes admitted */
-    _Atomic uint64_t denied;     /* handshakes refused */
-    log_ratelimit_t rl;          /* denial lines (loop side) */
+    bool running;             /* the thread was started and not joined */
+    zap_table_t *start_table; /* handed to the thread at start; once `running`, the
+                                 thread owns it and the loop never touches it */
+    _Atomic uint64_t allowed; /* handshakes admitted */
+    _Atomic uint64_t denied;  /* handshakes refused */
+    log_ratelimit_t rl;       /* denial lines (loop side) */
 };
 
 /* ---------------------------------------------------------------- the table */
@@ -76,8 +76,8 @@ void zap_table_from_config(zap_table_t *t, const config_t *cfg)
         add_entries(t, cfg->ministries[i].keys, cfg->ministries[i].n_keys, ZAP_ROLE_MINISTRY,
                     cfg->ministries[i].name);
     for (size_t i = 0; i < cfg->n_subscribers; i++)
-        add_entries(t, cfg->subscribers[i].keys, cfg->subscribers[i].n_keys,
-                    ZAP_ROLE_SUBSCRIBER, cfg->subscribers[i].name);
+        add_entries(t, cfg->subscribers[i].keys, cfg->subscribers[i].n_keys, ZAP_ROLE_SUBSCRIBER,
+                    cfg->subscribers[i].name);
 }
 
 static const zap_entry_t *table_find(const zap_table_t *t, const uint8_t *key)
@@ -302,7 +302,8 @@ zap_t *zap_new(void *zctx, const zap_table_t *table)
     if (n == (int)strlen(ZAP_FAIL))
         zmq_recv(z->pipe, &err, sizeof err, 0);
     log_error("cannot bind the ZAP handler to %s: %s; refusing to start without "
-              "authentication", ZAP_ENDPOINT, err ? zmq_strerror(err) : "no answer");
+              "authentication",
+              ZAP_ENDPOINT, err ? zmq_strerror(err) : "no answer");
 fail:
     zap_destroy(&z);
     return NULL;
@@ -328,10 +329,10 @@ void zap_drain(zap_t *z)
             continue;
         n.domain[sizeof n.domain - 1] = n.address[sizeof n.address - 1] = '\0';
         n.key[KEYS_Z85_LEN] = n.why[sizeof n.why - 1] = '\0';
-        log_ratelimited(&z->rl, LOG_LEVEL_WARNING,
-                        "refused a CURVE handshake on %s from %s: %s (key %s); %" PRIu64
-                        " refused since start", n.domain, n.address[0] ? n.address : "?",
-                        n.why, n.key[0] ? n.key : "-", zap_denied(z));
+        log_ratelimited(
+            &z->rl, LOG_LEVEL_WARNING,
+            "refused a CURVE handshake on %s from %s: %s (key %s); %" PRIu64 " refused since start",
+            n.domain, n.address[0] ? n.address : "?", n.why, n.key[0] ? n.key : "-", zap_denied(z));
     }
 }
 

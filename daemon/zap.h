@@ -35,13 +35,13 @@
 #include "config.h"
 #include "keys.h"
 
-#define ZAP_DOMAIN_INGEST "parksync.ingest"   /* ZMQ_ZAP_DOMAIN of the ingest SUB */
-#define ZAP_DOMAIN_PUBLISH "parksync.publish" /* of the publish XPUB */
-#define ZAP_DOMAIN_QUERY "parksync.query"     /* of the query ROUTER */
-#define ZAP_USER_MINISTRY "ministry:"         /* User-Id prefix of a ministry */
-#define ZAP_USER_SUBSCRIBER "subscriber:"     /* User-Id prefix of a subscriber */
-#define ZAP_USER_ANONYMOUS "anonymous"        /* User-Id of an unlisted reader */
-#define ZAP_MAX_ENTRIES ((CONFIG_MAX_MINISTRIES + CONFIG_MAX_SUBSCRIBERS) * CONFIG_MAX_KEYS)
+#define ZAP_DOMAIN_INGEST   "parksync.ingest"  /* ZMQ_ZAP_DOMAIN of the ingest SUB */
+#define ZAP_DOMAIN_PUBLISH  "parksync.publish" /* of the publish XPUB */
+#define ZAP_DOMAIN_QUERY    "parksync.query"   /* of the query ROUTER */
+#define ZAP_USER_MINISTRY   "ministry:"        /* User-Id prefix of a ministry */
+#define ZAP_USER_SUBSCRIBER "subscriber:"      /* User-Id prefix of a subscriber */
+#define ZAP_USER_ANONYMOUS  "anonymous"        /* User-Id of an unlisted reader */
+#define ZAP_MAX_ENTRIES     ((CONFIG_MAX_MINISTRIES + CONFIG_MAX_SUBSCRIBERS) * CONFIG_MAX_KEYS)
 
 typedef enum zap_role {
     ZAP_ROLE_MINISTRY = 1,   /* may publish updates, read acks and state */
@@ -52,13 +52,13 @@ typedef enum zap_role {
 typedef struct zap_entry {
     uint8_t key[KEYS_BIN_LEN]; /* CURVE public key */
     zap_role_t role;
-    char name[CONFIG_ID_MAX];  /* ministry or subscriber name */
+    char name[CONFIG_ID_MAX]; /* ministry or subscriber name */
 } zap_entry_t;
 
 /* Everything the handler decides with; copied whole into the thread. */
 typedef struct zap_table {
-    bool subscriber_auth;                   /* publish/query admit listed keys only */
-    size_t n;                               /* entries used */
+    bool subscriber_auth; /* publish/query admit listed keys only */
+    size_t n;             /* entries used */
     zap_entry_t entries[ZAP_MAX_ENTRIES];
 } zap_table_t;
 

@@ -14,8 +14,7 @@
 static const char Z85[] = "0123456789abcdefghijklmnopqrstuvwxyz"
                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
-__attribute__((format(printf, 3, 4)))
-static void say(char *buf, size_t len, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void say(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
 
@@ -64,8 +63,8 @@ int keys_z85_decode(const char *z85, uint8_t out[KEYS_BIN_LEN])
 void keys_z85_encode(const uint8_t in[KEYS_BIN_LEN], char out[KEYS_Z85_LEN + 1])
 {
     for (size_t i = 0; i < KEYS_BIN_LEN; i += 4) {
-        uint32_t v = (uint32_t)in[i] << 24 | (uint32_t)in[i + 1] << 16 |
-                     (uint32_t)in[i + 2] << 8 | in[i + 3];
+        uint32_t v = (uint32_t)in[i] << 24 | (uint32_t)in[i + 1] << 16 | (uint32_t)in[i + 2] << 8 |
+                     in[i + 3];
         for (int j = 4; j >= 0; j--) {
             out[i / 4 * 5 + (size_t)j] = Z85[v % 85];
             v /= 85;
@@ -95,8 +94,10 @@ int keys_read_file(const char *path, bool secret, char z85[KEYS_Z85_LEN + 1], ch
         return -EINVAL;
     }
     if (secret && (st.st_mode & S_IRWXO)) {
-        say(err, errlen, "%s: a secret key must not be accessible to others (mode %04o; "
-                         "chmod 600 it)", path, (unsigned)(st.st_mode & 07777));
+        say(err, errlen,
+            "%s: a secret key must not be accessible to others (mode %04o; "
+            "chmod 600 it)",
+            path, (unsigned)(st.st_mode & 07777));
         close(fd);
         return -EPERM;
     }
@@ -121,16 +122,16 @@ int keys_read_file(const char *path, bool secret, char z85[KEYS_Z85_LEN + 1], ch
         while (*line == ' ' || *line == '\t')
             line++;
         len = strlen(line);
-        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' ||
-                           line[len - 1] == '\r'))
+        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r'))
             line[--len] = '\0';
         /* '#' is also a Z85 digit: a line that is a key is a key. */
         if (len == 0 || (line[0] == '#' && !keys_z85_valid(line)))
             continue;
         if (found++ || !keys_z85_valid(line)) {
-            say(err, errlen, "%s: expected one %s key of %d Z85 characters (as `parksync "
-                             "keygen` writes) and comments", path, secret ? "secret" : "public",
-                KEYS_Z85_LEN);
+            say(err, errlen,
+                "%s: expected one %s key of %d Z85 characters (as `parksync "
+                "keygen` writes) and comments",
+                path, secret ? "secret" : "public", KEYS_Z85_LEN);
             return -EINVAL;
         }
         memcpy(z85, line, KEYS_Z85_LEN + 1);

@@ -25,9 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KEYS_BIN_LEN 32      /* bytes of a CURVE key */
-#define KEYS_Z85_LEN 40      /* characters of a key in Z85, without NUL */
-#define KEYS_FILE_MAX 4096   /* bytes of a key file at most */
+#define KEYS_BIN_LEN  32   /* bytes of a CURVE key */
+#define KEYS_Z85_LEN  40   /* characters of a key in Z85, without NUL */
+#define KEYS_FILE_MAX 4096 /* bytes of a key file at most */
 
 /* True when s is exactly KEYS_Z85_LEN Z85 characters (a 32-byte key). */
 bool keys_z85_valid(const char *s);

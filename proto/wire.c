@@ -140,8 +140,7 @@ int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind)
     return topic_join(buf, size, &name, 1);
 }
 
-int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind,
-                      const char *country)
+int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind, const char *country)
 {
     const char *parts[5] = {WIRE_TOPIC_RECORDS};
 
@@ -246,8 +245,7 @@ bool wire_id_valid(const char *s)
 
 bool wire_country_valid(const char *s)
 {
-    return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
-           s[2] == '\0';
+    return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' && s[2] == '\0';
 }
 
 bool wire_period_valid(const Parksync__V1__Period *p)
@@ -261,8 +259,8 @@ int wire_period_key(char *buf, size_t size, const Parksync__V1__Period *p)
 {
     if (!wire_period_valid(p))
         return -EINVAL;
-    int n = snprintf(buf, size, "%04u-%02u..%02u", (unsigned)p->year,
-                     (unsigned)p->first_month, (unsigned)p->last_month);
+    int n = snprintf(buf, size, "%04u-%02u..%02u", (unsigned)p->year, (unsigned)p->first_month,
+                     (unsigned)p->last_month);
 
     if (n < 0)
         return -EINVAL;
@@ -310,10 +308,10 @@ static bool cents_ok(protobuf_c_boolean has, int64_t v)
     return !has || (v >= -WIRE_MAX_CENTS && v <= WIRE_MAX_CENTS);
 }
 
-#define FAIL(reason)                                                                   \
-    do {                                                                               \
-        *why = (reason);                                                               \
-        return -EINVAL;                                                                \
+#define FAIL(reason)                                                                               \
+    do {                                                                                           \
+        *why = (reason);                                                                           \
+        return -EINVAL;                                                                            \
     } while (0)
 
 static int park_validate(const Parksync__V1__Park *p, bool key_only, const char **why)
@@ -337,18 +335,16 @@ static int park_validate(const Parksync__V1__Park *p, bool key_only, const char 
             FAIL("park.specializations: too many");
         for (size_t i = 0; i < p->specializations->n_values; i++)
             if (p->specializations->values[i] == 0 ||
-                !enum_ok(&parksync__v1__specialization__descriptor,
-                         p->specializations->values[i]))
+                !enum_ok(&parksync__v1__specialization__descriptor, p->specializations->values[i]))
                 FAIL("park.specializations: unknown value");
     }
-    if (p->has_status && (p->status == 0 || !enum_ok(&parksync__v1__park_status__descriptor,
-                                                     p->status)))
+    if (p->has_status &&
+        (p->status == 0 || !enum_ok(&parksync__v1__park_status__descriptor, p->status)))
         FAIL("park.status");
     if (p->has_area_ha && !(p->area_ha >= 0.0 && p->area_ha <= 1e7))
         FAIL("park.area_ha"); /* also refuses NaN */
     if (p->has_reported_investment_usd_cents &&
-        (p->reported_investment_usd_cents < 0 ||
-         !cents_ok(true, p->reported_investment_usd_cents)))
+        (p->reported_investment_usd_cents < 0 || !cents_ok(true, p->reported_investment_usd_cents)))
         FAIL("park.reported_investment_usd_cents");
     return 0;
 }
@@ -391,8 +387,9 @@ static int trade_validate(const Parksync__V1__TradeReport *t, bool key_only, con
         FAIL("trade.partner");
     if (strcmp(t->reporter, t->partner) == 0)
         FAIL("trade.partner: same as reporter");
-    if (!t->has_direction || (t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS &&
-                              t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS))
+    if (!t->has_direction ||
+        (t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS &&
+         t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS))
         FAIL("trade.direction");
     if (!wire_period_valid(t->period))
         FAIL("trade.period");
@@ -408,8 +405,7 @@ static int trade_validate(const Parksync__V1__TradeReport *t, bool key_only, con
     return 0;
 }
 
-static int country_validate(const Parksync__V1__CountryReport *c, bool key_only,
-                            const char **why)
+static int country_validate(const Parksync__V1__CountryReport *c, bool key_only, const char **why)
 {
     if (!wire_country_valid(c->country))
         FAIL("country.country");
@@ -548,8 +544,7 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
     return m;
 }
 
-int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out,
-                       const char **why)
+int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why)
 {
     int rc;
     Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack(
@@ -591,14 +586,12 @@ static int query_request_validate(const Parksync__V1__QueryRequest *q, const cha
         if (q->snapshot->has_credit &&
             (q->snapshot->credit == 0 || q->snapshot->credit > WIRE_MAX_CREDIT))
             FAIL("snapshot.credit");
-        if (q->snapshot->has_chunk_records &&
-            (q->snapshot->chunk_records == 0 ||
-             q->snapshot->chunk_records > WIRE_MAX_CHUNK_RECORDS))
+        if (q->snapshot->has_chunk_records && (q->snapshot->chunk_records == 0 ||
+                                               q->snapshot->chunk_records > WIRE_MAX_CHUNK_RECORDS))
             FAIL("snapshot.chunk_records");
         return filter_validate(q->snapshot->filter, why);
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
-        if (!q->credit->has_chunks || q->credit->chunks == 0 ||
-            q->credit->chunks > WIRE_MAX_CREDIT)
+        if (!q->credit->has_chunks || q->credit->chunks == 0 || q->credit->chunks > WIRE_MAX_CREDIT)
             FAIL("credit.chunks");
         return 0;
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES:
@@ -608,8 +601,7 @@ static int query_request_validate(const Parksync__V1__QueryRequest *q, const cha
             (q->changes->credit == 0 || q->changes->credit > WIRE_MAX_CREDIT))
             FAIL("changes.credit");
         if (q->changes->has_chunk_records &&
-            (q->changes->chunk_records == 0 ||
-             q->changes->chunk_records > WIRE_MAX_CHUNK_RECORDS))
+            (q->changes->chunk_records == 0 || q->changes->chunk_records > WIRE_MAX_CHUNK_RECORDS))
             FAIL("changes.chunk_records");
         return filter_validate(q->changes->filter, why);
     case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE:
@@ -736,8 +728,8 @@ int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publicati
     return 0;
 }
 
-int wire_control_request_decode(const void *buf, size_t len,
-                                Parksync__V1__ControlRequest **out, const char **why)
+int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__ControlRequest **out,
+                                const char **why)
 {
     int rc;
     Parksync__V1__ControlRequest *c = (Parksync__V1__ControlRequest *)bounded_unpack(
@@ -804,7 +796,7 @@ ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
 /* ---------------------------------------------------------------- raw builders */
 
 #define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
-#define WIRE_TYPE_LEN 2    /* protobuf wire type of length-delimited fields */
+#define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
 
 void wire_buf_reset(wire_buf_t *b)
 {
@@ -866,17 +858,17 @@ int wire_buf_put_bytes(wire_buf_t *b, uint32_t field, const void *bytes, size_t 
 
 /* Field numbers as in parksync.proto, named once here. */
 enum {
-    F_CHUNK_RECORDS = 1,     /* Chunk.records */
-    F_REPLY_VERSION = 1,     /* QueryReply.version */
-    F_REPLY_REQUEST_ID = 2,  /* QueryReply.request_id */
-    F_REPLY_CHUNK = 11,      /* QueryReply.chunk */
-    F_CHUNK_LAST = 2,        /* Chunk.last */
-    F_CHUNK_REVISION = 3,    /* Chunk.revision */
-    F_CHUNK_EPOCH = 4,       /* Chunk.epoch */
-    F_PUB_VERSION = 1,       /* Publication.version */
-    F_PUB_STREAM_SEQ = 2,    /* Publication.stream_sequence */
-    F_PUB_REPEAT = 3,        /* Publication.repeat */
-    F_PUB_RECORD = 10,       /* Publication.record */
+    F_CHUNK_RECORDS = 1,    /* Chunk.records */
+    F_REPLY_VERSION = 1,    /* QueryReply.version */
+    F_REPLY_REQUEST_ID = 2, /* QueryReply.request_id */
+    F_REPLY_CHUNK = 11,     /* QueryReply.chunk */
+    F_CHUNK_LAST = 2,       /* Chunk.last */
+    F_CHUNK_REVISION = 3,   /* Chunk.revision */
+    F_CHUNK_EPOCH = 4,      /* Chunk.epoch */
+    F_PUB_VERSION = 1,      /* Publication.version */
+    F_PUB_STREAM_SEQ = 2,   /* Publication.stream_sequence */
+    F_PUB_REPEAT = 3,       /* Publication.repeat */
+    F_PUB_RECORD = 10,      /* Publication.record */
 };
 
 void wire_chunk_reset(wire_chunk_t *c)
@@ -902,7 +894,6 @@ int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len)
     return rc;
 }
 
-
 int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,
                       const uint8_t *epoch, const uint8_t **msg, size_t *len)
 {
@@ -923,8 +914,7 @@ int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t 
     return 0;
 }
 
-int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record,
-                            size_t len)
+int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record, size_t len)
 {
     wire_buf_reset(b);
     if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
@@ -934,8 +924,7 @@ int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void 
     return 0;
 }
 
-int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void *record,
-                            size_t len)
+int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void *record, size_t len)
 {
     wire_buf_reset(b);
     if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||

@@ -26,26 +26,26 @@
 
 #define WIRE_VERSION 1 /* value of every envelope's `version` field */
 
-#define WIRE_DEFAULT_INGEST "tcp://127.0.0.1:7101"  /* daemon SUB binds */
+#define WIRE_DEFAULT_INGEST  "tcp://127.0.0.1:7101" /* daemon SUB binds */
 #define WIRE_DEFAULT_PUBLISH "tcp://127.0.0.1:7102" /* daemon PUB binds */
-#define WIRE_DEFAULT_QUERY "tcp://127.0.0.1:7103"   /* daemon ROUTER binds */
+#define WIRE_DEFAULT_QUERY   "tcp://127.0.0.1:7103" /* daemon ROUTER binds */
 
-#define WIRE_MAX_MSG (1024 * 1024)       /* bytes: ZMQ_MAXMSGSIZE on every socket */
-#define WIRE_MAX_UPDATE (16 * 1024)      /* bytes of one encoded Update */
-#define WIRE_MAX_QUERY (4 * 1024)        /* bytes of one encoded QueryRequest */
-#define WIRE_MAX_CONTROL (4 * 1024)      /* bytes of one encoded ControlRequest */
-#define WIRE_MAX_TOPIC 96                /* bytes of a topic frame, with NUL */
-#define WIRE_MAX_ID 64                   /* bytes of an id (producer, park, resident) */
-#define WIRE_MAX_TEXT 256                /* bytes of a name or region, UTF-8 */
-#define WIRE_MAX_SPECIALIZATIONS 16      /* entries in a SpecializationList */
-#define WIRE_MAX_CHUNK_RECORDS 4096      /* records in one snapshot chunk */
-#define WIRE_DEFAULT_CHUNK_RECORDS 512   /* records per chunk when unasked */
-#define WIRE_MAX_CREDIT 64               /* chunks a client may grant at once */
-#define WIRE_EPOCH_BYTES 16              /* size of a database epoch */
-#define WIRE_INSTANCE_BYTES 16           /* size of a daemon instance id (per start) */
-#define WIRE_MAX_HB_TOPICS 8192          /* topic sequences in one heartbeat */
-#define WIRE_MIN_YEAR 1990               /* periods before this are refused */
-#define WIRE_MAX_YEAR 2200
+#define WIRE_MAX_MSG               (1024 * 1024) /* bytes: ZMQ_MAXMSGSIZE on every socket */
+#define WIRE_MAX_UPDATE            (16 * 1024)   /* bytes of one encoded Update */
+#define WIRE_MAX_QUERY             (4 * 1024)    /* bytes of one encoded QueryRequest */
+#define WIRE_MAX_CONTROL           (4 * 1024)    /* bytes of one encoded ControlRequest */
+#define WIRE_MAX_TOPIC             96            /* bytes of a topic frame, with NUL */
+#define WIRE_MAX_ID                64            /* bytes of an id (producer, park, resident) */
+#define WIRE_MAX_TEXT              256           /* bytes of a name or region, UTF-8 */
+#define WIRE_MAX_SPECIALIZATIONS   16            /* entries in a SpecializationList */
+#define WIRE_MAX_CHUNK_RECORDS     4096          /* records in one snapshot chunk */
+#define WIRE_DEFAULT_CHUNK_RECORDS 512           /* records per chunk when unasked */
+#define WIRE_MAX_CREDIT            64            /* chunks a client may grant at once */
+#define WIRE_EPOCH_BYTES           16            /* size of a database epoch */
+#define WIRE_INSTANCE_BYTES        16            /* size of a daemon instance id (per start) */
+#define WIRE_MAX_HB_TOPICS         8192          /* topic sequences in one heartbeat */
+#define WIRE_MIN_YEAR              1990          /* periods before this are refused */
+#define WIRE_MAX_YEAR              2200
 /* Money: |value| <= 10^17 cents (10^15 USD) leaves room to add many. */
 #define WIRE_MAX_CENTS 100000000000000000LL
 
@@ -82,12 +82,11 @@ const char *wire_record_country(const Parksync__V1__Record *r);
  * without the NUL, or -ENOSPC / -EINVAL.
  */
 #define WIRE_TOPIC_HEARTBEAT "hb/"
-#define WIRE_TOPIC_RECORDS "rec/"
+#define WIRE_TOPIC_RECORDS   "rec/"
 
 int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind);
 /* kind UNSPECIFIED gives "rec/"; country NULL gives "rec/<kind>/". */
-int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind,
-                      const char *country);
+int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind, const char *country);
 int wire_topic_ack(char *buf, size_t size, const char *producer_id);
 
 /* ---------------------------------------------------------------- validation */
@@ -133,18 +132,17 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why);
  * producer id, sequence) is sound, so the daemon can consume the sequence
  * and record the rejection; the caller must free it. Otherwise *out is
  * NULL on failure. */
-int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out,
-                       const char **why);
-int wire_query_request_decode(const void *buf, size_t len,
-                              Parksync__V1__QueryRequest **out, const char **why);
-int wire_query_reply_decode(const void *buf, size_t len,
-                            Parksync__V1__QueryReply **out, const char **why);
-int wire_publication_decode(const void *buf, size_t len,
-                            Parksync__V1__Publication **out, const char **why);
-int wire_control_request_decode(const void *buf, size_t len,
-                                Parksync__V1__ControlRequest **out, const char **why);
-int wire_control_reply_decode(const void *buf, size_t len,
-                              Parksync__V1__ControlReply **out, const char **why);
+int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why);
+int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRequest **out,
+                              const char **why);
+int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
+                            const char **why);
+int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
+                            const char **why);
+int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__ControlRequest **out,
+                                const char **why);
+int wire_control_reply_decode(const void *buf, size_t len, Parksync__V1__ControlReply **out,
+                              const char **why);
 
 /* ---------------------------------------------------------------- encoding */
 
@@ -171,8 +169,8 @@ typedef struct wire_buf {
     size_t cap;    /* bytes allocated */
 } wire_buf_t;
 
-void wire_buf_reset(wire_buf_t *b);   /* len = 0, keeps memory */
-void wire_buf_free(wire_buf_t *b);    /* releases memory, zeroes b */
+void wire_buf_reset(wire_buf_t *b); /* len = 0, keeps memory */
+void wire_buf_free(wire_buf_t *b);  /* releases memory, zeroes b */
 
 /* Appends field `field` (wire type LEN) holding bytes[0..len). 0 or -ENOMEM. */
 int wire_buf_put_bytes(wire_buf_t *b, uint32_t field, const void *bytes, size_t len);
@@ -193,18 +191,17 @@ void wire_chunk_free(wire_chunk_t *c);
 int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len);
 /* Returns 0 and points *msg and *len at c->out (valid until the next reset),
  * or -ENOMEM. epoch may be NULL. */
-int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last,
-                      uint64_t revision, const uint8_t *epoch,
-                      const uint8_t **msg, size_t *len);
+int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,
+                      const uint8_t *epoch, const uint8_t **msg, size_t *len);
 
 /* Publication{version, stream_sequence, record: the given bytes} into b
  * (reset first). 0 or -ENOMEM. */
-int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence,
-                            const void *record, size_t len);
+int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record,
+                            size_t len);
 /* The same with Publication.repeat = true: a record published again
  * unchanged (its revision was published before). */
-int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence,
-                            const void *record, size_t len);
+int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void *record,
+                            size_t len);
 
 /* ---------------------------------------------------------------- time */
 

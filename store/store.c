@@ -34,21 +34,21 @@
 
 /* ---------------------------------------------------------------- constants */
 
-#define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
-#define STORE_MAX_SLOTS 16         /* stamp slots per record: key slot + body fields */
-#define STORE_KEY_SLOT 0           /* slot (and stored field id) of the key stamp */
-#define STORE_STAMPS_VERSION 1     /* first byte of an encoded stamps blob */
-#define STORE_STAMP_CLEARED 0x80   /* vintage byte flag: the stamp is a cell's delete */
-#define STORE_MAX_KEYS 3           /* key columns of a record kind */
-#define STORE_PERIOD_TEXT 32       /* bytes of a period key ("2020-01..10"), with NUL */
-#define STORE_COUNTRIES (26 * 26)  /* ISO alpha-2 codes: size of the dirty set */
-#define STORE_KINDS 6              /* RecordKind values 0..5 */
-#define STORE_PRUNE_SLACK 100      /* prune once the log exceeds keep by keep/100 */
-#define STORE_PRODUCERS_MIN 16     /* initial slots of the producer map */
-#define STORE_KEY_TEXT 256         /* bytes of a key as text in a conflict row */
-#define STORE_TAG_REVISION 0x08    /* Record field 1 (revision), wire type VARINT */
-#define STORE_VARINT_MAX 10        /* bytes of the longest varint */
-#define STORE_STAMP_MAX (1 + 1 + 8 + STORE_VARINT_MAX + 1 + WIRE_MAX_ID) /* bytes */
+#define STORE_BUSY_TIMEOUT_MS 5000      /* ms a connection waits for a lock */
+#define STORE_MAX_SLOTS       16        /* stamp slots per record: key slot + body fields */
+#define STORE_KEY_SLOT        0         /* slot (and stored field id) of the key stamp */
+#define STORE_STAMPS_VERSION  1         /* first byte of an encoded stamps blob */
+#define STORE_STAMP_CLEARED   0x80      /* vintage byte flag: the stamp is a cell's delete */
+#define STORE_MAX_KEYS        3         /* key columns of a record kind */
+#define STORE_PERIOD_TEXT     32        /* bytes of a period key ("2020-01..10"), with NUL */
+#define STORE_COUNTRIES       (26 * 26) /* ISO alpha-2 codes: size of the dirty set */
+#define STORE_KINDS           6         /* RecordKind values 0..5 */
+#define STORE_PRUNE_SLACK     100       /* prune once the log exceeds keep by keep/100 */
+#define STORE_PRODUCERS_MIN   16        /* initial slots of the producer map */
+#define STORE_KEY_TEXT        256       /* bytes of a key as text in a conflict row */
+#define STORE_TAG_REVISION    0x08      /* Record field 1 (revision), wire type VARINT */
+#define STORE_VARINT_MAX      10        /* bytes of the longest varint */
+#define STORE_STAMP_MAX       (1 + 1 + 8 + STORE_VARINT_MAX + 1 + WIRE_MAX_ID) /* bytes */
 
 typedef Parksync__V1__RecordKind kind_t;
 
@@ -91,14 +91,14 @@ typedef struct producer {
 
 /* The key of one record, as its table's key columns. */
 typedef struct rec_key {
-    kind_t kind;                       /* record kind */
-    const char *col[STORE_MAX_KEYS];   /* key column values, NUL-terminated */
-    size_t ncols;                      /* key columns used */
-    char period[STORE_PERIOD_TEXT];    /* storage of a period key column */
-    const char *country;               /* topic country (trade: exporter) */
-    const char *country2;              /* trade: importer; else NULL */
-    const char *owner;                 /* key country the update speaks for (trade: reporter) */
-    const char *partner;               /* trade: the reporter's partner; else NULL */
+    kind_t kind;                     /* record kind */
+    const char *col[STORE_MAX_KEYS]; /* key column values, NUL-terminated */
+    size_t ncols;                    /* key columns used */
+    char period[STORE_PERIOD_TEXT];  /* storage of a period key column */
+    const char *country;             /* topic country (trade: exporter) */
+    const char *country2;            /* trade: importer; else NULL */
+    const char *owner;               /* key country the update speaks for (trade: reporter) */
+    const char *partner;             /* trade: the reporter's partner; else NULL */
 } rec_key_t;
 
 /* An optional integer column beside the record blob. */
@@ -160,25 +160,25 @@ typedef struct agg_delta {
  * several times in one batch is written once and gets one revision: no
  * one can see the versions in between, since the batch commits whole.
  */
-#define STORE_PENDING_MAX 8192    /* rows held before an early flush */
-#define STORE_PENDING_KEY 160     /* bytes of a lookup key: kind and key columns */
+#define STORE_PENDING_MAX 8192 /* rows held before an early flush */
+#define STORE_PENDING_KEY 160  /* bytes of a lookup key: kind and key columns */
 
 typedef struct pending {
-    char key[STORE_PENDING_KEY];             /* kind byte, then key columns joined by 0x1f */
+    char key[STORE_PENDING_KEY];               /* kind byte, then key columns joined by 0x1f */
     char col[STORE_MAX_KEYS][WIRE_MAX_ID + 1]; /* key column values */
-    size_t ncols;                            /* key columns used */
-    kind_t kind;                             /* record kind */
-    char country[3];                         /* topic country */
-    char country2[3];                        /* trade: importer; "" otherwise */
-    bool found;                              /* a row exists (stored or to be written) */
-    uint64_t revision;                       /* revision of blob (0: never published) */
-    uint64_t batch_rev;                      /* revision given in this batch; 0: none */
-    buf_t blob;                              /* the record as stored: Record with revision */
-    buf_t stamps;                            /* its stamps (empty for summaries) */
-    buf_t committed;                         /* record before the batch, when published */
-    bool deleted;                            /* blob is a tombstone */
-    extra_t ex[STORE_MAX_EXTRAS];            /* extra columns */
-    bool dirty;                              /* the row must be written */
+    size_t ncols;                              /* key columns used */
+    kind_t kind;                               /* record kind */
+    char country[3];                           /* topic country */
+    char country2[3];                          /* trade: importer; "" otherwise */
+    bool found;                                /* a row exists (stored or to be written) */
+    uint64_t revision;                         /* revision of blob (0: never published) */
+    uint64_t batch_rev;                        /* revision given in this batch; 0: none */
+    buf_t blob;                                /* the record as stored: Record with revision */
+    buf_t stamps;                              /* its stamps (empty for summaries) */
+    buf_t committed;                           /* record before the batch, when published */
+    bool deleted;                              /* blob is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
+    bool dirty;                                /* the row must be written */
 } pending_t;
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
@@ -187,43 +187,43 @@ typedef struct pending {
 #define STORE_WAL_LIMIT_PRAGMA "67108864"
 
 struct store {
-    store_config_t cfg;                  /* copy of the config (path points at path) */
-    char *path;                          /* database file, owned */
-    sqlite3 *db;                         /* the writing connection */
-    sqlite3_stmt *st[ST_COUNT];          /* general statements */
-    sqlite3_stmt *sel[STORE_KINDS];      /* row by key, per kind */
-    sqlite3_stmt *put[STORE_KINDS];      /* row upsert, per kind */
-    sqlite3_stmt *scan[STORE_KINDS];     /* live rows in key order, per kind */
-    uint8_t epoch[WIRE_EPOCH_BYTES];     /* identity of this database's history */
-    uint64_t head;                       /* highest revision handed out */
-    uint64_t head_begin;                 /* head when the batch began */
-    uint64_t oldest;                     /* oldest revision in the change log */
-    uint64_t oldest_begin;               /* oldest when the batch began */
-    bool in_batch;                       /* a write transaction is open */
-    producer_t *prod;                    /* producer map, open addressing */
-    size_t prod_cap;                     /* slots in prod (power of two) */
-    size_t prod_count;                   /* used slots in prod */
+    store_config_t cfg;                           /* copy of the config (path points at path) */
+    char *path;                                   /* database file, owned */
+    sqlite3 *db;                                  /* the writing connection */
+    sqlite3_stmt *st[ST_COUNT];                   /* general statements */
+    sqlite3_stmt *sel[STORE_KINDS];               /* row by key, per kind */
+    sqlite3_stmt *put[STORE_KINDS];               /* row upsert, per kind */
+    sqlite3_stmt *scan[STORE_KINDS];              /* live rows in key order, per kind */
+    uint8_t epoch[WIRE_EPOCH_BYTES];              /* identity of this database's history */
+    uint64_t head;                                /* highest revision handed out */
+    uint64_t head_begin;                          /* head when the batch began */
+    uint64_t oldest;                              /* oldest revision in the change log */
+    uint64_t oldest_begin;                        /* oldest when the batch began */
+    bool in_batch;                                /* a write transaction is open */
+    producer_t *prod;                             /* producer map, open addressing */
+    size_t prod_cap;                              /* slots in prod (power of two) */
+    size_t prod_count;                            /* used slots in prod */
     uint8_t dirty[STORE_COUNTRIES / 8 + 1];       /* countries whose summary is stale */
     uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
-    buf_t body;                          /* encoded Record without revision */
-    buf_t out;                           /* encoded Record with revision */
-    buf_t old;                           /* stored record of the row being merged */
-    buf_t stamps;                        /* encoded stamps of the row being merged */
-    buf_t old_stamps;                    /* stored stamps of the row being merged */
-    store_ministry_t *ministries;         /* authority: ministries, owned; none = open */
-    size_t n_ministries;                 /* entries in ministries */
-    store_member_t *members;             /* authority: producer -> ministry, owned */
-    size_t n_members;                    /* entries in members */
-    agg_delta_t agg[STORE_AGG_DELTAS];   /* resident aggregate changes of the batch */
-    pending_t *pend;                     /* rows of the batch, in first-touched order */
-    size_t n_pend;                       /* entries used in pend */
-    size_t cap_pend;                     /* entries allocated in pend */
-    uint32_t *pend_index;                /* open addressing over pend: index + 1, 0 = empty */
-    size_t cap_index;                    /* slots in pend_index (power of two) */
-    size_t *pend_log;                    /* entries given a revision, in revision order */
-    size_t n_log;                        /* entries used in pend_log */
-    size_t n_agg;                        /* entries used in agg */
-    char err[256];                       /* message of the last failure */
+    buf_t body;                                   /* encoded Record without revision */
+    buf_t out;                                    /* encoded Record with revision */
+    buf_t old;                                    /* stored record of the row being merged */
+    buf_t stamps;                                 /* encoded stamps of the row being merged */
+    buf_t old_stamps;                             /* stored stamps of the row being merged */
+    store_ministry_t *ministries;                 /* authority: ministries, owned; none = open */
+    size_t n_ministries;                          /* entries in ministries */
+    store_member_t *members;                      /* authority: producer -> ministry, owned */
+    size_t n_members;                             /* entries in members */
+    agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
+    pending_t *pend;                              /* rows of the batch, in first-touched order */
+    size_t n_pend;                                /* entries used in pend */
+    size_t cap_pend;                              /* entries allocated in pend */
+    uint32_t *pend_index; /* open addressing over pend: index + 1, 0 = empty */
+    size_t cap_index;     /* slots in pend_index (power of two) */
+    size_t *pend_log;     /* entries given a revision, in revision order */
+    size_t n_log;         /* entries used in pend_log */
+    size_t n_agg;         /* entries used in agg */
+    char err[256];        /* message of the last failure */
 };
 
 /* The batch's rows (defined with the row code below). */
@@ -232,15 +232,15 @@ static void pending_free(store_t *s);
 static int pending_flush(store_t *s);
 
 struct store_cursor {
-    sqlite3 *db;                       /* read-only connection of this view */
-    bool provenance;                   /* fill Record.provenance from column 1 (stamps) */
-    buf_t out;                         /* record re-encoded with its provenance */
-    sqlite3_stmt *stmt[STORE_KINDS];   /* statements stepped one after the other */
-    size_t n;                          /* statements in stmt */
-    size_t at;                         /* statement being stepped */
-    uint64_t revision;                 /* head revision of the view (history: R) */
-    bool history;                      /* state at `revision`, rebuilt from the change log */
-    sqlite3_stmt *prev;                /* history: prev of a change-log row by revision */
+    sqlite3 *db;                     /* read-only connection of this view */
+    bool provenance;                 /* fill Record.provenance from column 1 (stamps) */
+    buf_t out;                       /* record re-encoded with its provenance */
+    sqlite3_stmt *stmt[STORE_KINDS]; /* statements stepped one after the other */
+    size_t n;                        /* statements in stmt */
+    size_t at;                       /* statement being stepped */
+    uint64_t revision;               /* head revision of the view (history: R) */
+    bool history;                    /* state at `revision`, rebuilt from the change log */
+    sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
 };
 
 /* ---------------------------------------------------------------- errors, buffers */
@@ -445,7 +445,8 @@ static bool stamp_get(const uint8_t *p, size_t len, size_t *at, stamp_t *st)
  */
 static int stamps_encode(buf_t *b, const stamps_t *sp, const uint32_t *ids, size_t nslots)
 {
-    if (buf_reserve(b, 2 + STORE_VARINT_MAX + (nslots + 1) * (STORE_VARINT_MAX + STORE_STAMP_MAX)) < 0)
+    if (buf_reserve(b, 2 + STORE_VARINT_MAX + (nslots + 1) * (STORE_VARINT_MAX + STORE_STAMP_MAX)) <
+        0)
         return -ENOMEM;
     uint8_t *p = b->data;
     size_t n = 0, count = 0;
@@ -583,69 +584,66 @@ typedef struct kind_sql {
 } kind_sql_t;
 
 static const kind_sql_t kind_sql[STORE_KINDS] = {
-    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] = {
-        "park",
-        "SELECT revision, record, stamps FROM park WHERE country = ?1 AND park_id = ?2",
-        "INSERT INTO park(country, park_id, deleted, revision, record, stamps,"
-        " reported_residents, reported_investment_cents)"
-        " VALUES (?1, ?2, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (country, park_id) DO UPDATE SET"
-        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
-        " stamps = excluded.stamps, reported_residents = excluded.reported_residents,"
-        " reported_investment_cents = excluded.reported_investment_cents",
-        "SELECT record FROM park WHERE deleted = 0 ORDER BY country, park_id",
-        "SELECT record FROM park WHERE deleted = 0 AND country = ?1 ORDER BY country, park_id",
-        2, 2},
-    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] = {
-        "resident",
-        "SELECT revision, record, stamps FROM resident"
-        " WHERE country = ?1 AND park_id = ?2 AND resident_id = ?3",
-        "INSERT INTO resident(country, park_id, resident_id, deleted, revision, record, stamps,"
-        " investment_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        " ON CONFLICT (country, park_id, resident_id) DO UPDATE SET"
-        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
-        " stamps = excluded.stamps, investment_cents = excluded.investment_cents",
-        "SELECT record FROM resident WHERE deleted = 0 ORDER BY country, park_id, resident_id",
-        "SELECT record FROM resident WHERE deleted = 0 AND country = ?1"
-        " ORDER BY country, park_id, resident_id",
-        3, 1},
-    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE] = {
-        "trade_flow",
-        "SELECT revision, record, stamps FROM trade_flow"
-        " WHERE exporter = ?1 AND importer = ?2 AND period_key = ?3",
-        "INSERT INTO trade_flow(exporter, importer, period_key, deleted, revision, record,"
-        " stamps, exporter_cents, importer_cents, value_cents)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-        " ON CONFLICT (exporter, importer, period_key) DO UPDATE SET"
-        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
-        " stamps = excluded.stamps, exporter_cents = excluded.exporter_cents,"
-        " importer_cents = excluded.importer_cents, value_cents = excluded.value_cents",
-        "SELECT record FROM trade_flow WHERE deleted = 0 ORDER BY exporter, importer, period_key",
-        /* unary + keeps the scan in key order (streaming) rather than an OR
-         * of two index lookups that would need a sorter */
-        "SELECT record FROM trade_flow WHERE deleted = 0 AND (+exporter = ?1 OR +importer = ?1)"
-        " ORDER BY exporter, importer, period_key",
-        3, 3},
-    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] = {
-        "country_report",
-        "SELECT revision, record, stamps FROM country_report"
-        " WHERE country = ?1 AND period_key = ?2",
-        "INSERT INTO country_report(country, period_key, deleted, revision, record, stamps)"
-        " VALUES (?1, ?2, ?4, ?5, ?6, ?7) ON CONFLICT (country, period_key) DO UPDATE SET"
-        " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
-        " stamps = excluded.stamps",
-        "SELECT record FROM country_report WHERE deleted = 0 ORDER BY country, period_key",
-        "SELECT record FROM country_report WHERE deleted = 0 AND country = ?1"
-        " ORDER BY country, period_key",
-        2, 0},
-    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = {
-        "summary",
-        "SELECT revision, record, NULL FROM summary WHERE country = ?1",
-        "INSERT INTO summary(country, deleted, revision, record) VALUES (?1, ?4, ?5, ?6)"
-        " ON CONFLICT (country) DO UPDATE SET deleted = excluded.deleted,"
-        " revision = excluded.revision, record = excluded.record",
-        "SELECT record FROM summary WHERE deleted = 0 ORDER BY country",
-        "SELECT record FROM summary WHERE deleted = 0 AND country = ?1 ORDER BY country",
-        1, 0},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] =
+        {"park", "SELECT revision, record, stamps FROM park WHERE country = ?1 AND park_id = ?2",
+         "INSERT INTO park(country, park_id, deleted, revision, record, stamps,"
+         " reported_residents, reported_investment_cents)"
+         " VALUES (?1, ?2, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (country, park_id) DO UPDATE SET"
+         " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+         " stamps = excluded.stamps, reported_residents = excluded.reported_residents,"
+         " reported_investment_cents = excluded.reported_investment_cents",
+         "SELECT record FROM park WHERE deleted = 0 ORDER BY country, park_id",
+         "SELECT record FROM park WHERE deleted = 0 AND country = ?1 ORDER BY country, park_id", 2,
+         2},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] =
+        {"resident",
+         "SELECT revision, record, stamps FROM resident"
+         " WHERE country = ?1 AND park_id = ?2 AND resident_id = ?3",
+         "INSERT INTO resident(country, park_id, resident_id, deleted, revision, record, stamps,"
+         " investment_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+         " ON CONFLICT (country, park_id, resident_id) DO UPDATE SET"
+         " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+         " stamps = excluded.stamps, investment_cents = excluded.investment_cents",
+         "SELECT record FROM resident WHERE deleted = 0 ORDER BY country, park_id, resident_id",
+         "SELECT record FROM resident WHERE deleted = 0 AND country = ?1"
+         " ORDER BY country, park_id, resident_id",
+         3, 1},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE] =
+        {"trade_flow",
+         "SELECT revision, record, stamps FROM trade_flow"
+         " WHERE exporter = ?1 AND importer = ?2 AND period_key = ?3",
+         "INSERT INTO trade_flow(exporter, importer, period_key, deleted, revision, record,"
+         " stamps, exporter_cents, importer_cents, value_cents)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+         " ON CONFLICT (exporter, importer, period_key) DO UPDATE SET"
+         " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+         " stamps = excluded.stamps, exporter_cents = excluded.exporter_cents,"
+         " importer_cents = excluded.importer_cents, value_cents = excluded.value_cents",
+         "SELECT record FROM trade_flow WHERE deleted = 0 ORDER BY exporter, importer, period_key",
+         /* unary + keeps the scan in key order (streaming) rather than an OR
+          * of two index lookups that would need a sorter */
+         "SELECT record FROM trade_flow WHERE deleted = 0 AND (+exporter = ?1 OR +importer = ?1)"
+         " ORDER BY exporter, importer, period_key",
+         3, 3},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] =
+        {"country_report",
+         "SELECT revision, record, stamps FROM country_report"
+         " WHERE country = ?1 AND period_key = ?2",
+         "INSERT INTO country_report(country, period_key, deleted, revision, record, stamps)"
+         " VALUES (?1, ?2, ?4, ?5, ?6, ?7) ON CONFLICT (country, period_key) DO UPDATE SET"
+         " deleted = excluded.deleted, revision = excluded.revision, record = excluded.record,"
+         " stamps = excluded.stamps",
+         "SELECT record FROM country_report WHERE deleted = 0 ORDER BY country, period_key",
+         "SELECT record FROM country_report WHERE deleted = 0 AND country = ?1"
+         " ORDER BY country, period_key",
+         2, 0},
+    [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] =
+        {"summary", "SELECT revision, record, NULL FROM summary WHERE country = ?1",
+         "INSERT INTO summary(country, deleted, revision, record) VALUES (?1, ?4, ?5, ?6)"
+         " ON CONFLICT (country) DO UPDATE SET deleted = excluded.deleted,"
+         " revision = excluded.revision, record = excluded.record",
+         "SELECT record FROM summary WHERE deleted = 0 ORDER BY country",
+         "SELECT record FROM summary WHERE deleted = 0 AND country = ?1 ORDER BY country", 1, 0},
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -951,8 +949,8 @@ static int migrate(store_t *s)
     if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0)
         return rc;
     if (version > STORE_SCHEMA_VERSION) {
-        snprintf(s->err, sizeof(s->err), "schema version %d is newer than this build's %d",
-                 version, STORE_SCHEMA_VERSION);
+        snprintf(s->err, sizeof(s->err), "schema version %d is newer than this build's %d", version,
+                 STORE_SCHEMA_VERSION);
         return -EPROTO;
     }
     for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
@@ -1204,7 +1202,8 @@ void store_rollback(store_t *s)
 static int prune(store_t *s)
 {
     uint64_t keep = s->cfg.changelog_keep;
-    if (keep == 0 || s->head < s->oldest || s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
+    if (keep == 0 || s->head < s->oldest ||
+        s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
         return 0;
     sqlite3_stmt *st = s->st[ST_LOG_PRUNE];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)(s->head - keep));
@@ -1220,8 +1219,7 @@ int store_commit(store_t *s)
     int rc;
     if (!s->in_batch)
         return -EINVAL;
-    if ((rc = pending_flush(s)) < 0 || (rc = producers_flush(s)) < 0 ||
-        (rc = agg_flush(s)) < 0)
+    if ((rc = pending_flush(s)) < 0 || (rc = producers_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
         goto fail;
     if (s->head != s->head_begin) {
         sqlite3_stmt *st = s->st[ST_META_SET];
@@ -1482,8 +1480,7 @@ static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t 
  * false) changed. *changed tells whether a revision was handed out.
  */
 static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
-                     const Parksync__V1__Record *rec, bool stamps, const extra_t *ex,
-                     bool *changed)
+                     const Parksync__V1__Record *rec, bool stamps, const extra_t *ex, bool *changed)
 {
     const uint8_t *old_body = NULL;
     size_t old_len = 0;
@@ -1499,8 +1496,8 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
         return rc;
     if (row->found)
         record_strip(s->old.data, s->old.len, &old_body, &old_len);
-    bool same = row->found && old_len == s->body.len &&
-                memcmp(old_body, s->body.data, old_len) == 0;
+    bool same =
+        row->found && old_len == s->body.len && memcmp(old_body, s->body.data, old_len) == 0;
     bool same_stamps = !stamps || (row->found && s->old_stamps.len == s->stamps.len &&
                                    memcmp(s->old_stamps.data, s->stamps.data, s->stamps.len) == 0);
     if (same && same_stamps)
@@ -1585,8 +1582,8 @@ static void key_text(const rec_key_t *key, char *out, size_t size)
 /* One conflict row. u (may be NULL) gives the event time; claim tells
  * that the update is kept in the claim table. */
 static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t kind,
-                        const rec_key_t *key, const char *reason,
-                        const Parksync__V1__Update *u, bool claim)
+                        const rec_key_t *key, const char *reason, const Parksync__V1__Update *u,
+                        bool claim)
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CONFLICT_PUT];
@@ -1610,8 +1607,8 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
 }
 
 /* Keeps a refused update as a claim: the encoded Update, who, why. */
-static int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind,
-                     const rec_key_t *key, const char *reason)
+static int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind, const rec_key_t *key,
+                     const char *reason)
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CLAIM_PUT];
@@ -1649,9 +1646,11 @@ typedef struct generic_kind {
 static const generic_kind_t generic_kinds[STORE_KINDS] = {
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] = {&parksync__v1__park__descriptor, {1, 2}, 2},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] = {&parksync__v1__resident__descriptor,
-                                                         {1, 2, 3}, 3},
+                                                         {1, 2, 3},
+                                                         3},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] = {&parksync__v1__country_report__descriptor,
-                                                        {1, 2}, 2},
+                                                        {1, 2},
+                                                        2},
 };
 
 static bool is_key(const generic_kind_t *g, uint32_t id)
@@ -1834,9 +1833,9 @@ static size_t generic_ids(const generic_kind_t *g, uint32_t *ids)
 
 /* Body buffer big enough for any generic body message. */
 typedef union body_storage {
-    Parksync__V1__Park park;                  /* park body */
-    Parksync__V1__Resident resident;          /* resident body */
-    Parksync__V1__CountryReport country;      /* country report body */
+    Parksync__V1__Park park;             /* park body */
+    Parksync__V1__Resident resident;     /* resident body */
+    Parksync__V1__CountryReport country; /* country report body */
 } body_storage_t;
 
 /*
@@ -1913,8 +1912,9 @@ free_row:
 
 static Parksync__V1__Vintage vintage_rank(uint8_t v)
 {
-    return v == PARKSYNC__V1__VINTAGE__VINTAGE_UNSPECIFIED ? PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL
-                                                           : (Parksync__V1__Vintage)v;
+    return v == PARKSYNC__V1__VINTAGE__VINTAGE_UNSPECIFIED
+               ? PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL
+               : (Parksync__V1__Vintage)v;
 }
 
 /* Mean of two amounts, rounded half away from zero. */
@@ -1934,8 +1934,7 @@ static int64_t mean_cents(int64_t a, int64_t b)
  * round(exporter * factor) (half away from zero), its percentage of the
  * larger of importer and exporter * factor, and the flag.
  */
-static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f,
-                         const stamps_t *sp)
+static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f, const stamps_t *sp)
 {
     bool he = f->has_exporter_reported_usd_cents, hi = f->has_importer_reported_usd_cents;
     int64_t e = f->exporter_reported_usd_cents, i = f->importer_reported_usd_cents;
@@ -2031,13 +2030,15 @@ static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_
     if (live) {
         if (has_exp) {
             flow.has_exporter_reported_usd_cents = 1;
-            flow.exporter_reported_usd_cents =
-                took && cell == 1 ? t->value_usd_cents : old ? old->exporter_reported_usd_cents : 0;
+            flow.exporter_reported_usd_cents = took && cell == 1 ? t->value_usd_cents
+                                               : old             ? old->exporter_reported_usd_cents
+                                                                 : 0;
         }
         if (has_imp) {
             flow.has_importer_reported_usd_cents = 1;
-            flow.importer_reported_usd_cents =
-                took && cell == 2 ? t->value_usd_cents : old ? old->importer_reported_usd_cents : 0;
+            flow.importer_reported_usd_cents = took && cell == 2 ? t->value_usd_cents
+                                               : old             ? old->importer_reported_usd_cents
+                                                                 : 0;
         }
         trade_derive(&s->cfg, &flow, &row.stamps);
     } else {
@@ -2257,8 +2258,9 @@ static void refusal(const store_t *s, const char *ministry, const Parksync__V1__
     int64_t now = now_us(s), skew = s->cfg.max_future_skew_us;
     /* event_time > now > 0 first, so the difference cannot overflow */
     if (skew > 0 && u->event_time_us > now && u->event_time_us - now > skew)
-        snprintf(why, size, "event time %" PRId64 " s in the future (max_future_skew_s %" PRId64
-                 ")", (u->event_time_us - now) / 1000000, skew / 1000000);
+        snprintf(why, size,
+                 "event time %" PRId64 " s in the future (max_future_skew_s %" PRId64 ")",
+                 (u->event_time_us - now) / 1000000, skew / 1000000);
 }
 
 int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome)
@@ -2381,17 +2383,17 @@ static bool period_parse(const char *text, Parksync__V1__Period *p)
 
 /* Arrays owned by a summary being built. */
 typedef struct summary_parts {
-    Parksync__V1__PartnerTurnover *turnover;   /* n_turnover entries */
-    Parksync__V1__Period *periods;             /* one per turnover entry */
-    Parksync__V1__PartnerTurnover **tp;        /* pointers into turnover */
-    char (*partners)[3];                       /* partner codes of turnover */
-    Parksync__V1__Record **reports;            /* unpacked country reports */
-    Parksync__V1__CountryReport **ip;          /* their bodies */
-    size_t n_reports;                          /* entries in reports */
-    Parksync__V1__ParkCheck *checks;           /* mismatching parks */
-    Parksync__V1__ParkCheck **cp;              /* pointers into checks */
-    char **park_ids;                           /* owned copies of their park ids */
-    size_t n_checks;                           /* entries in checks */
+    Parksync__V1__PartnerTurnover *turnover; /* n_turnover entries */
+    Parksync__V1__Period *periods;           /* one per turnover entry */
+    Parksync__V1__PartnerTurnover **tp;      /* pointers into turnover */
+    char (*partners)[3];                     /* partner codes of turnover */
+    Parksync__V1__Record **reports;          /* unpacked country reports */
+    Parksync__V1__CountryReport **ip;        /* their bodies */
+    size_t n_reports;                        /* entries in reports */
+    Parksync__V1__ParkCheck *checks;         /* mismatching parks */
+    Parksync__V1__ParkCheck **cp;            /* pointers into checks */
+    char **park_ids;                         /* owned copies of their park ids */
+    size_t n_checks;                         /* entries in checks */
 } summary_parts_t;
 
 static void summary_parts_free(summary_parts_t *sp)
@@ -2830,8 +2832,8 @@ fail:
     return NULL;
 }
 
-store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
-                                       uint64_t revision, int *err)
+store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter, uint64_t revision,
+                                       int *err)
 {
     int dummy;
     bool null;
@@ -2868,8 +2870,8 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
             *err = -EINVAL;
             goto fail;
         }
-        snprintf(at, sizeof(at), "SELECT record, revision, deleted%.*s1%s",
-                 (int)(live - sql - 13), sql + 13, live + strlen("deleted = 0"));
+        snprintf(at, sizeof(at), "SELECT record, revision, deleted%.*s1%s", (int)(live - sql - 13),
+                 sql + 13, live + strlen("deleted = 0"));
         sqlite3_stmt *st = NULL;
         if ((*err = cursor_prepare(c, at, &st)) < 0)
             goto fail;
@@ -2934,8 +2936,8 @@ uint64_t store_cursor_revision(const store_cursor_t *c)
  * stamps: one entry per set field slot (the key slot is not a field),
  * in field order. The result is in c->out.
  */
-static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len,
-                             const uint8_t *stp, size_t slen)
+static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, const uint8_t *stp,
+                             size_t slen)
 {
     static const char *const trade_names[3] = {NULL, "exporter_reported_usd_cents",
                                                "importer_reported_usd_cents"};
@@ -3079,8 +3081,7 @@ static const char *col_text(sqlite3_stmt *st, int col)
     return (const char *)sqlite3_column_text(st, col);
 }
 
-int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn,
-                    void *arg)
+int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn, void *arg)
 {
     sqlite3_stmt *st = s->st[ST_CONFLICT_LIST];
     int rc, ret = 0;
@@ -3180,8 +3181,7 @@ int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n)
     if (kind <= PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED || kind >= STORE_KINDS ||
         !kind_sql[kind].table)
         return -EINVAL;
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0",
-             kind_sql[kind].table);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", kind_sql[kind].table);
     rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         *n = (uint64_t)sqlite3_column_int64(st, 0);
@@ -3242,11 +3242,11 @@ int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void 
 }
 
 struct store_backup {
-    store_t *store;         /* borrowed: the source */
-    sqlite3 *dst;           /* connection to the temporary copy */
-    sqlite3_backup *bk;     /* SQLite's backup handle */
-    char *path;             /* final name, owned */
-    char *tmp;              /* path + ".tmp", owned */
+    store_t *store;     /* borrowed: the source */
+    sqlite3 *dst;       /* connection to the temporary copy */
+    sqlite3_backup *bk; /* SQLite's backup handle */
+    char *path;         /* final name, owned */
+    char *tmp;          /* path + ".tmp", owned */
 };
 
 void store_backup_abort(store_backup_t **bp)
@@ -3320,8 +3320,7 @@ int store_backup_step(store_backup_t *b, int pages)
         return 1;
     if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
         return 0; /* busy/locked: try again on the next step */
-    snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp,
-             sqlite3_errstr(rc));
+    snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp, sqlite3_errstr(rc));
     return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
 }
 

@@ -42,16 +42,16 @@ typedef struct store store_t;
 typedef struct store_cursor store_cursor_t;
 
 typedef struct store_config {
-    const char *path;            /* database file; created when missing */
-    bool synchronous_full;       /* PRAGMA synchronous: FULL (true) or NORMAL */
-    uint64_t changelog_keep;     /* revisions kept in the change log; 0 = all */
+    const char *path;                   /* database file; created when missing */
+    bool synchronous_full;              /* PRAGMA synchronous: FULL (true) or NORMAL */
+    uint64_t changelog_keep;            /* revisions kept in the change log; 0 = all */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
-    double trade_threshold_pct;  /* discrepancy above this flags a flow, percent */
-    double cif_fob_factor;       /* importer's figure is compared with exporter's * this */
-    int64_t max_future_skew_us;  /* event times further ahead of now are refused; 0 = off */
-    int64_t (*now_us)(void);     /* clock seam, us since 1970 UTC; NULL = wire_now_us */
-    bool background_checkpoint;  /* no automatic checkpoints on the writer: the caller
-                                    runs a store_checkpointer on a thread of its own */
+    double trade_threshold_pct;         /* discrepancy above this flags a flow, percent */
+    double cif_fob_factor;              /* importer's figure is compared with exporter's * this */
+    int64_t max_future_skew_us;         /* event times further ahead of now are refused; 0 = off */
+    int64_t (*now_us)(void);            /* clock seam, us since 1970 UTC; NULL = wire_now_us */
+    bool background_checkpoint;         /* no automatic checkpoints on the writer: the caller
+                                           runs a store_checkpointer on a thread of its own */
 } store_config_t;
 
 /* What store_apply did with an update. */
@@ -88,10 +88,10 @@ typedef struct store_grant {
 } store_grant_t;
 
 typedef struct store_ministry {
-    char name[WIRE_MAX_ID + 1];              /* e.g. "AZ-MOE" */
-    char country[3];                         /* the country it speaks for */
-    store_grant_t grants[STORE_MAX_GRANTS];  /* extra rights */
-    size_t n_grants;                         /* grants used */
+    char name[WIRE_MAX_ID + 1];             /* e.g. "AZ-MOE" */
+    char country[3];                        /* the country it speaks for */
+    store_grant_t grants[STORE_MAX_GRANTS]; /* extra rights */
+    size_t n_grants;                        /* grants used */
 } store_ministry_t;
 
 typedef struct store_member {
@@ -102,7 +102,7 @@ typedef struct store_member {
 typedef struct store_authority {
     const store_ministry_t *ministries; /* n_ministries entries; none: authority is open */
     size_t n_ministries;
-    const store_member_t *members;      /* which producer speaks for which ministry */
+    const store_member_t *members; /* which producer speaks for which ministry */
     size_t n_members;
 } store_authority_t;
 
@@ -164,8 +164,8 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
  * sequence advances as for an applied update, nothing else changes, and a
  * conflict with `reason` is recorded. Duplicate and gap rules as for
  * store_apply. Returns 0 or a negative errno. */
-int store_reject(store_t *s, const char *producer_id, uint64_t sequence,
-                 const char *reason, store_outcome_t *outcome);
+int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const char *reason,
+                 store_outcome_t *outcome);
 
 /* Records a conflict about an update without applying it and without
  * touching any producer's sequence: for an update refused before the
@@ -204,9 +204,8 @@ const uint8_t *store_epoch(const store_t *s);
  * published; country is the record's topic country. fn returns 0 to go on,
  * non-zero to stop. Returns 0, -ERANGE when `since` is older than the log
  * keeps (since + 1 < store_oldest), or a negative errno. */
-typedef int (*store_change_fn)(void *arg, uint64_t revision,
-                               Parksync__V1__RecordKind kind, const char *country,
-                               const uint8_t *record, size_t len);
+typedef int (*store_change_fn)(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
+                               const char *country, const uint8_t *record, size_t len);
 int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg);
 
 /* Opens a consistent view of the live records matching filter (deleted
@@ -222,14 +221,14 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
  * with *err = -ERANGE when the change log (or its history, which starts
  * with schema 3) no longer reaches back to revision + 1, -EINVAL when
  * `revision` is beyond the head, or another negative errno. */
-store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
-                                       uint64_t revision, int *err);
+store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter, uint64_t revision,
+                                       int *err);
 
 /* Opens a view of change-log entries with revision > since matching
  * filter, in revision order, on a new read-only connection. NULL with
  * *err = -ERANGE when since is older than the log keeps. */
-store_cursor_t *store_changes_open(store_t *s, uint64_t since,
-                                   const store_filter_t *filter, int *err);
+store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
+                                   int *err);
 
 /* The head revision of the cursor's view. */
 uint64_t store_cursor_revision(const store_cursor_t *c);
@@ -273,8 +272,7 @@ typedef int (*store_conflict_fn)(void *arg, const store_conflict_t *c);
 /* Calls fn for each matching row in id order on the store's connection
  * (between batches or inside one). fn returns 0 to go on, non-zero to
  * stop. Returns 0 or a negative errno. */
-int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn,
-                    void *arg);
+int store_conflicts(store_t *s, const store_conflict_filter_t *f, store_conflict_fn fn, void *arg);
 
 /* BLAKE2b-256 over every live record's body (without revision), in key
  * order: equal digests mean the same consolidated state. Summaries are
@@ -297,7 +295,6 @@ typedef struct store_producer_stats {
 /* Fills *out for producer_id (inside the batch if one is open). Returns 0,
  * or -ENOENT (and zeroes *out) for an unknown producer. */
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out);
-
 
 /* ---------------------------------------------------------------- operations
  * What `parksync status|metrics|backup` read. Call between batches.

@@ -18,7 +18,7 @@
 #include "wire.h"
 
 #define START_TIMEOUT_MS 10000 /* longest wait for the first pong */
-#define STOP_TIMEOUT_MS 10000  /* longest wait for exit after SIGTERM */
+#define STOP_TIMEOUT_MS  10000 /* longest wait for exit after SIGTERM */
 
 static void sleep_ms(int ms)
 {
@@ -208,8 +208,8 @@ char *harness_slurp(const char *path)
     return buf;
 }
 
-int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path,
-                char **out, char **err)
+int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path, char **out,
+                char **err)
 {
     char out_path[HARNESS_PATH + 16], err_path[HARNESS_PATH + 16];
     const char *args[64];

@@ -27,8 +27,8 @@ typedef struct harness {
     pid_t pid;                  /* running daemon, 0 when none */
     /* CURVE for harness_ping (daemon with [security] curve = on): Z85
      * keys, server_key "" = plain. */
-    char server_key[41];        /* the daemon's public key */
-    char client_public[41];     /* the pinging client's key pair */
+    char server_key[41];    /* the daemon's public key */
+    char client_public[41]; /* the pinging client's key pair */
     char client_secret[41];
 } harness_t;
 
@@ -62,8 +62,8 @@ bool harness_ping(const harness_t *h, int timeout_ms);
  * /dev/null); stdout and stderr into files under dir, whose contents are
  * returned in *out and *err when not NULL (caller frees). Returns the exit
  * status or -1. */
-int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path,
-                char **out, char **err);
+int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path, char **out,
+                char **err);
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on
  * failure. */

@@ -92,8 +92,8 @@ Test(config, full_valid_file)
     config_t cfg;
     char err[256] = "";
 
-    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0,
-                 "%s", err);
+    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0, "%s",
+                 err);
     cr_assert_str_eq(cfg.database, "/var/lib/parksync/full.db");
     cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
     cr_assert_str_eq(cfg.ingest, "ipc:///run/parksync/ingest");
@@ -128,18 +128,23 @@ static const struct bad_case {
     {"[limits]\nheartbeat_ms = 99\n", 2, "[limits] heartbeat_ms = 99 is out of range (100..60000)"},
     {"[limits]\nmax_streams = 99999999999999999999999\n", 2,
      "[limits] max_streams = 99999999999999999999999 is out of range (1..1024)"},
-    {"[limits]\nbatch_max = 12x\n", 2, "[limits] batch_max = 12x: not a whole number (expected 1..100000)"},
+    {"[limits]\nbatch_max = 12x\n", 2,
+     "[limits] batch_max = 12x: not a whole number (expected 1..100000)"},
     {"[limits]\nbatch_max = -5\n", 2, "[limits] batch_max = -5: not a whole number"},
     {"[limits]\nbatch_max = 0x10\n", 2, "[limits] batch_max = 0x10: not a whole number"},
     {"[limits]\nbatch_max =\n", 2, "[limits] batch_max = : not a whole number"},
-    {"[trade]\nthreshold_pct = 10%\n", 2, "[trade] threshold_pct = 10%: not a number (expected 0..1000)"},
+    {"[trade]\nthreshold_pct = 10%\n", 2,
+     "[trade] threshold_pct = 10%: not a number (expected 0..1000)"},
     {"[trade]\nthreshold_pct = nan\n", 2, "[trade] threshold_pct = nan: not a number"},
     {"[trade]\ncif_fob_factor = 2.5\n", 2, "[trade] cif_fob_factor = 2.5 is out of range (0.5..2)"},
-    {"[endpoints]\ningest = tcp://0.0.0.0:7101\n", 2, "[endpoints] ingest = tcp://0.0.0.0:7101: not a loopback address"},
-    {"[endpoints]\npublish = udp://127.0.0.1:1\n", 2, "[endpoints] publish = udp://127.0.0.1:1: expected tcp://"},
+    {"[endpoints]\ningest = tcp://0.0.0.0:7101\n", 2,
+     "[endpoints] ingest = tcp://0.0.0.0:7101: not a loopback address"},
+    {"[endpoints]\npublish = udp://127.0.0.1:1\n", 2,
+     "[endpoints] publish = udp://127.0.0.1:1: expected tcp://"},
     {"[endpoints]\nquery = tcp://127.0.0.1:70000\n", 2, "port must be 1..65535"},
     {"[daemon]\ndatabase =\n", 2, "[daemon] database is empty"},
-    {"[limits]\nbatch_max = 1\n\nbatch_max = 2\n", 4, "[limits] batch_max is set twice (first on line 2)"},
+    {"[limits]\nbatch_max = 1\n\nbatch_max = 2\n", 4,
+     "[limits] batch_max is set twice (first on line 2)"},
     {"[daemon]\nthis is not ini\n", 2, "syntax error"},
 };
 
@@ -159,8 +164,7 @@ Test(config, each_error_names_file_line_and_key)
         snprintf(prefix, sizeof prefix, "%s:%d: ", path, bc->line);
         cr_expect(strncmp(err, prefix, strlen(prefix)) == 0,
                   "case %zu: '%s' does not start with '%s'", i, err, prefix);
-        cr_expect(strstr(err, bc->needle) != NULL, "case %zu: '%s' lacks '%s'", i, err,
-                  bc->needle);
+        cr_expect(strstr(err, bc->needle) != NULL, "case %zu: '%s' lacks '%s'", i, err, bc->needle);
         /* The caller's struct is untouched on failure. */
         cr_expect_eq(((unsigned char *)&cfg)[0], 0x5a, "case %zu: output written", i);
     }
@@ -196,7 +200,8 @@ Test(config, overrides_go_through_the_same_checks)
     cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
     cr_assert_eq(config_set(&cfg, "daemon", "log_level", "loud", err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "[daemon] log_level = loud: expected error, warning, notice, "
-                          "info or debug") != NULL, "%s", err);
+                          "info or debug") != NULL,
+              "%s", err);
     cr_assert_eq(config_set(&cfg, "daemon", "colour", "red", err, sizeof err), -ENOENT);
 }
 
@@ -224,8 +229,8 @@ Test(config, check_config_output_reads_back_to_the_same_config)
     char path[64], err[256] = "";
     char *first, *second;
 
-    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0,
-                 "%s", err);
+    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &cfg, err, sizeof err), 0, "%s",
+                 err);
     first = print_to_string(&cfg);
     write_temp(path, first);
     cr_assert_eq(config_load(path, &again, err, sizeof err), 0, "%s", err);
@@ -243,9 +248,10 @@ Test(config, ministry_sections_parse_default_producers_grants_and_print_back)
     char path[64], err[512] = "";
     char *first, *second;
 
-    write_temp(path, "[ministry AZ-MOE]\ncountry = AZ\nproducers = AZ-MOE, AZ-MOE-2\n"
-                     "grants = TJ, park:KZ\n\n[ministry TJ-MINT]\ncountry = TJ\n\n"
-                     "[store]\nmax_future_skew_s = 0\n[endpoints]\ncontrol = ipc:///tmp/x/control\n");
+    write_temp(path,
+               "[ministry AZ-MOE]\ncountry = AZ\nproducers = AZ-MOE, AZ-MOE-2\n"
+               "grants = TJ, park:KZ\n\n[ministry TJ-MINT]\ncountry = TJ\n\n"
+               "[store]\nmax_future_skew_s = 0\n[endpoints]\ncontrol = ipc:///tmp/x/control\n");
     cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
     unlink(path);
     cr_assert_eq(cfg.n_ministries, 2);
@@ -253,7 +259,8 @@ Test(config, ministry_sections_parse_default_producers_grants_and_print_back)
     cr_assert_eq(cfg.ministries[0].n_producers, 2);
     cr_assert_str_eq(cfg.ministries[0].producers[1], "AZ-MOE-2");
     cr_assert_eq(cfg.ministries[0].n_grants, 2);
-    cr_assert_eq(cfg.ministries[0].grants[0].kind, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED);
+    cr_assert_eq(cfg.ministries[0].grants[0].kind,
+                 PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED);
     cr_assert_eq(cfg.ministries[0].grants[1].kind, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK);
     cr_assert_str_eq(cfg.ministries[0].grants[1].country, "KZ");
     cr_assert_str_eq(cfg.ministries[1].producers[0], "TJ-MINT", "default: its own name");

@@ -22,8 +22,7 @@ static harness_t h;
 static void setup(void)
 {
     cr_assert_eq(harness_init(&h, NULL), 0);
-    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s",
-                 harness_slurp(h.log));
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
 }
 
 static void teardown(void)
@@ -66,8 +65,7 @@ static ps_producer_t *producer(const char *id)
     return p;
 }
 
-static ps_subscriber_t *subscriber(Parksync__V1__RecordKind kind, const char *country,
-                                   bool live)
+static ps_subscriber_t *subscriber(Parksync__V1__RecordKind kind, const char *country, bool live)
 {
     ps_subscriber_options_t o;
     ps_subscriber_t *s;
@@ -242,8 +240,9 @@ Test(e2e, demo_files_give_the_consolidated_summary)
         cr_expect_eq(s->reported_investment_usd_cents, 380000000000LL);
         int64_t turnover = 0;
         for (size_t i = 0; i < s->n_turnover; i++)
-            if (strcmp(s->turnover[i]->partner, "TJ") == 0 && s->turnover[i]->period->year == 2020 &&
-                s->turnover[i]->period->first_month == 1 && s->turnover[i]->period->last_month == 10)
+            if (strcmp(s->turnover[i]->partner, "TJ") == 0 &&
+                s->turnover[i]->period->year == 2020 && s->turnover[i]->period->first_month == 1 &&
+                s->turnover[i]->period->last_month == 10)
                 turnover = s->turnover[i]->turnover_usd_cents;
         cr_expect_eq(turnover, 290000000LL, "AZ-TJ turnover Jan-Oct 2020");
     }

@@ -25,16 +25,19 @@
 #include "store.h"
 #include "wire.h"
 
-#define VALID 250            /* valid updates */
-#define INGEST_EACH 33       /* malformed ingest messages per valid update */
-#define QUERY_EACH 6         /* malformed query requests per valid update */
-#define CONTROL_EACH 2       /* malformed control requests per valid update */
-#define HUGE_FRAMES 3        /* frames over ZMQ_MAXMSGSIZE (peer disconnected, uncounted) */
+#define VALID        250 /* valid updates */
+#define INGEST_EACH  33  /* malformed ingest messages per valid update */
+#define QUERY_EACH   6   /* malformed query requests per valid update */
+#define CONTROL_EACH 2   /* malformed control requests per valid update */
+#define HUGE_FRAMES  3   /* frames over ZMQ_MAXMSGSIZE (peer disconnected, uncounted) */
 #define BASE_TIME_US 1600000000000000LL /* event times of the valid updates */
 
 static harness_t h;
 
-static void teardown(void) { harness_cleanup(&h); }
+static void teardown(void)
+{
+    harness_cleanup(&h);
+}
 
 /* ---------------------------------------------------------------- valid updates */
 
@@ -362,8 +365,8 @@ Test(hostile, ten_thousand_malformed_messages_change_nothing, .fini = teardown, 
         bad_c = harness_counter(&h, "bad_control", 2000);
     } while ((counted < k_ingest || bad_q < k_query || bad_c < k_control) &&
              wire_monotonic_ms() < deadline);
-    cr_expect_eq(bad_c, (int64_t)k_control, "control rejections counted %" PRId64 " of %d",
-                 bad_c, k_control);
+    cr_expect_eq(bad_c, (int64_t)k_control, "control rejections counted %" PRId64 " of %d", bad_c,
+                 k_control);
     zmq_close(pub);
     zmq_close(query);
     zmq_close(control);
@@ -375,8 +378,8 @@ Test(hostile, ten_thousand_malformed_messages_change_nothing, .fini = teardown, 
     uint64_t rejected = counter(log, "bad frames") + counter(log, "too large") +
                         counter(log, "undecodable") + counter(log, "invalid") +
                         counter(log, "wrong topic");
-    cr_expect_eq(rejected, (uint64_t)k_ingest, "ingest rejections counted %" PRIu64
-                 " of %d sent", rejected, k_ingest);
+    cr_expect_eq(rejected, (uint64_t)k_ingest, "ingest rejections counted %" PRIu64 " of %d sent",
+                 rejected, k_ingest);
     cr_expect_eq(counter(log, "(bad"), (uint64_t)k_query, "bad queries counted");
     cr_expect_eq(counter(log, "applied"), VALID);
     cr_expect(k_ingest + k_query + k_control >= 10000, "only %d malformed messages",

@@ -74,15 +74,15 @@ Test(json, every_example_line_parses_and_validates)
 
 /* What the demo files add up to. */
 typedef struct totals {
-    unsigned parks;            /* park updates */
-    uint64_t residents;        /* sum of reported_residents */
-    int64_t investment;        /* sum of reported_investment_usd_cents */
-    int64_t az_exports_by_az;  /* AZ -> TJ as AZ reports it */
-    int64_t az_exports_by_tj;  /* AZ -> TJ as TJ reports it (importer) */
-    int64_t tj_exports_by_tj;  /* TJ -> AZ as TJ reports it */
-    int64_t tj_exports_by_az;  /* TJ -> AZ as AZ reports it (importer) */
-    unsigned illustrative;     /* resident records marked illustrative */
-    bool indicators;           /* AZ's CountryReport seen with the published figures */
+    unsigned parks;           /* park updates */
+    uint64_t residents;       /* sum of reported_residents */
+    int64_t investment;       /* sum of reported_investment_usd_cents */
+    int64_t az_exports_by_az; /* AZ -> TJ as AZ reports it */
+    int64_t az_exports_by_tj; /* AZ -> TJ as TJ reports it (importer) */
+    int64_t tj_exports_by_tj; /* TJ -> AZ as TJ reports it */
+    int64_t tj_exports_by_az; /* TJ -> AZ as AZ reports it (importer) */
+    unsigned illustrative;    /* resident records marked illustrative */
+    bool indicators;          /* AZ's CountryReport seen with the published figures */
 } totals_t;
 
 static void add_up(const Parksync__V1__Update *u, void *arg)
@@ -147,12 +147,12 @@ Test(json, demo_files_add_up_to_the_published_figures)
 
 Test(json, fills_fields_enums_money_and_time)
 {
-    Parksync__V1__Update *u = parse_ok(
-        "{\"event_time\":\"2020-10-31T00:00:00Z\",\"vintage\":\"final\",\"park\":{"
-        "\"park_id\":\"AZ-SUMGAIT-CHEM\",\"country\":\"AZ\",\"name\":\"Sumqay\\u0131t\","
-        "\"specializations\":[\"SPECIALIZATION_CHEMISTRY\",\"Light_Industry\"],"
-        "\"status\":\"park_status_operating\",\"area_ha\":511.5,"
-        "\"reported_investment_usd_cents\":\"380000000000\",\"reported_residents\":50}}");
+    Parksync__V1__Update *u =
+        parse_ok("{\"event_time\":\"2020-10-31T00:00:00Z\",\"vintage\":\"final\",\"park\":{"
+                 "\"park_id\":\"AZ-SUMGAIT-CHEM\",\"country\":\"AZ\",\"name\":\"Sumqay\\u0131t\","
+                 "\"specializations\":[\"SPECIALIZATION_CHEMISTRY\",\"Light_Industry\"],"
+                 "\"status\":\"park_status_operating\",\"area_ha\":511.5,"
+                 "\"reported_investment_usd_cents\":\"380000000000\",\"reported_residents\":50}}");
 
     cr_assert_eq(u->body_case, PARKSYNC__V1__UPDATE__BODY_PARK);
     cr_assert(u->has_event_time_us);
@@ -181,8 +181,8 @@ Test(json, fills_fields_enums_money_and_time)
 
 Test(json, partial_update_and_delete_carry_only_what_is_given)
 {
-    Parksync__V1__Update *u = parse_ok(
-        "{\"park\":{\"park_id\":\"AZ-X\",\"country\":\"AZ\",\"specializations\":[]}}");
+    Parksync__V1__Update *u =
+        parse_ok("{\"park\":{\"park_id\":\"AZ-X\",\"country\":\"AZ\",\"specializations\":[]}}");
     cr_assert_not_null(u->park->specializations, "an empty list is a value");
     cr_assert_eq(u->park->specializations->n_values, 0);
     cr_assert(!u->park->has_status);
@@ -225,7 +225,8 @@ typedef struct bad_case {
 } bad_case_t;
 
 static const bad_case_t BAD[] = {
-    {"{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\",\"colour\":\"red\"}}", "unknown field 'colour'"},
+    {"{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\",\"colour\":\"red\"}}",
+     "unknown field 'colour'"},
     {"{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"},\"planet\":1}", "unknown field 'planet'"},
     {"{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"},\"trade\":{\"reporter\":\"AZ\"}}",
      "cannot both be given"},
@@ -270,12 +271,12 @@ static const bad_case_t BAD[] = {
     {"{\"trade\":{\"reporter\":\"AZ\",\"partner\":\"TJ\",\"direction\":\"exports\","
      "\"period\":{\"year\":2020,\"quarter\":1},\"value_usd_cents\":1}}",
      "unknown field 'quarter'"},
-    {"{\"event_time\":\"yesterday\",\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"}}",
-     "RFC 3339"},
+    {"{\"event_time\":\"yesterday\",\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"}}", "RFC 3339"},
     {"{\"event_time\":\"2020-12-23T00:00:00Z\",\"event_time_us\":1,\"park\":{\"park_id\":\"A\","
      "\"country\":\"AZ\"}}",
      "not both"},
-    {"{\"producer_id\":\"X\",\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"}}", "set by the producer"},
+    {"{\"producer_id\":\"X\",\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"}}",
+     "set by the producer"},
     {"{\"sequence\":9,\"park\":{\"park_id\":\"A\",\"country\":\"AZ\"}}", "set by the producer"},
     {"{}", "no body"},
     {"{\"vintage\":\"final\"}", "no body"},
@@ -314,8 +315,8 @@ Test(json, rejects_strings_and_lists_beyond_the_wire_limits)
     cr_assert_eq(json_to_update(line, strlen(line), &u, why, sizeof why), 0, "%s", why);
     parksync__v1__update__free_unpacked(u, NULL);
 
-    size_t n = (size_t)snprintf(line, sizeof line,
-                                "{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\",\"specializations\":[");
+    size_t n = (size_t)snprintf(
+        line, sizeof line, "{\"park\":{\"park_id\":\"A\",\"country\":\"AZ\",\"specializations\":[");
     for (int i = 0; i <= WIRE_MAX_SPECIALIZATIONS; i++)
         n += (size_t)snprintf(line + n, sizeof line - n, "%s\"food\"", i ? "," : "");
     snprintf(line + n, sizeof line - n, "]}}");
@@ -340,8 +341,8 @@ Test(json, validation_catches_what_the_mapping_lets_through)
     for (size_t i = 0; i < sizeof LINES / sizeof LINES[0]; i++) {
         Parksync__V1__Update *u = NULL;
         char why[WHY_MAX];
-        cr_assert_eq(json_to_update(LINES[i], strlen(LINES[i]), &u, why, sizeof why), 0,
-                     "%s: %s", LINES[i], why);
+        cr_assert_eq(json_to_update(LINES[i], strlen(LINES[i]), &u, why, sizeof why), 0, "%s: %s",
+                     LINES[i], why);
         cr_expect_eq(json_update_check(u, "TEST-1", why, sizeof why), -EINVAL, "accepted %s",
                      LINES[i]);
         cr_expect_not_null(strstr(why, "invalid update"), "%s", why);
@@ -414,7 +415,8 @@ Test(json, record_to_json_and_back_keeps_key_fields)
     cr_assert_not_null(j);
     char *text = json_dumps(j, JSON_COMPACT);
     cr_assert_not_null(text);
-    cr_assert_eq(strncmp(text, "{\"revision\":42,\"kind\":\"trade\",\"trade\":{", 39), 0, "%s", text);
+    cr_assert_eq(strncmp(text, "{\"revision\":42,\"kind\":\"trade\",\"trade\":{", 39), 0, "%s",
+                 text);
     cr_assert_null(json_object_get(j, "deleted"), "live records carry no deleted key");
     json_t *t = json_object_get(j, "trade");
     cr_assert_str_eq(json_string_value(json_object_get(t, "exporter")), "AZ");

@@ -36,12 +36,12 @@
 #include "store.h"
 #include "wire.h"
 
-#define WATCHDOG_USEC 2000000   /* WatchdogSec the test pretends: 2 s */
-#define WATCH_MS 3000           /* how long watchdog pings are watched under load */
-#define STOP_LIMIT_MS 5000      /* SIGTERM to exit, at most */
-#define KEYS 200                /* residents the load cycles through */
-#define LOAD_ID "OPS-LOAD"      /* the load's producer id */
-#define BASE_TIME_US 1600000000000000LL /* event time of sequence 0 */
+#define WATCHDOG_USEC 2000000            /* WatchdogSec the test pretends: 2 s */
+#define WATCH_MS      3000               /* how long watchdog pings are watched under load */
+#define STOP_LIMIT_MS 5000               /* SIGTERM to exit, at most */
+#define KEYS          200                /* residents the load cycles through */
+#define LOAD_ID       "OPS-LOAD"         /* the load's producer id */
+#define BASE_TIME_US  1600000000000000LL /* event time of sequence 0 */
 
 static harness_t h;
 
@@ -63,9 +63,9 @@ static void sleep_ms(int ms)
  * thread, until told to stop. */
 typedef struct load {
     pthread_t thread;
-    atomic_bool stop;        /* set by the test */
-    atomic_bool failed;      /* the producer could not start */
-    _Atomic uint64_t acked;  /* highest sequence acknowledged so far */
+    atomic_bool stop;       /* set by the test */
+    atomic_bool failed;     /* the producer could not start */
+    _Atomic uint64_t acked; /* highest sequence acknowledged so far */
 } load_t;
 
 static void *load_main(void *arg)
@@ -136,8 +136,7 @@ static void load_wait_acked(load_t *l, uint64_t n, int timeout_ms)
 {
     int64_t deadline = wire_monotonic_ms() + timeout_ms;
 
-    while (atomic_load(&l->acked) < n && !atomic_load(&l->failed) &&
-           wire_monotonic_ms() < deadline)
+    while (atomic_load(&l->acked) < n && !atomic_load(&l->failed) && wire_monotonic_ms() < deadline)
         sleep_ms(10);
     cr_assert_geq(atomic_load(&l->acked), n, "the load got only %" PRIu64 " acks",
                   (uint64_t)atomic_load(&l->acked));
@@ -210,7 +209,8 @@ static uint64_t db_producer_last(const char *db, const char *id)
 
     cr_assert_eq(sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_prepare_v2(c, "SELECT last_sequence FROM producer WHERE producer_id = ?1",
-                                    -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(c));
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(c));
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         v = (uint64_t)sqlite3_column_int64(st, 0);
@@ -288,8 +288,7 @@ Test(ops, notify_reload_and_stop_under_load, .fini = teardown, .timeout = 120)
     /* SIGHUP with a valid file: RELOADING, then READY. */
     kill(h.pid, SIGHUP);
     notify_expect(fd, "RELOADING=1", "READY=1", buf, sizeof buf, 5000);
-    cr_assert(strstr(buf, "MONOTONIC_USEC=") != NULL, "RELOADING without MONOTONIC_USEC: %s",
-              buf);
+    cr_assert(strstr(buf, "MONOTONIC_USEC=") != NULL, "RELOADING without MONOTONIC_USEC: %s", buf);
     notify_expect(fd, "READY=1", "RELOADING=1", buf, sizeof buf, 5000);
 
     /* An invalid file: refused as a whole, the old config runs on, and the
@@ -347,8 +346,8 @@ Test(ops, notify_reload_and_stop_under_load, .fini = teardown, .timeout = 120)
     acked = load_stop(&load);
     stored = db_producer_last(h.db, LOAD_ID);
     cr_assert_gt(acked, 0);
-    cr_assert_geq(stored, acked, "acknowledged %" PRIu64 " but the database has %" PRIu64,
-                  acked, stored);
+    cr_assert_geq(stored, acked, "acknowledged %" PRIu64 " but the database has %" PRIu64, acked,
+                  stored);
     close(fd);
 }
 
@@ -389,14 +388,14 @@ static bool value_ok(const char *s)
 
 /* What the parser has seen. */
 typedef struct prom {
-    char families[PROM_MAX][256]; /* names with a TYPE */
-    char types[PROM_MAX][16];     /* their types */
-    bool sampled[PROM_MAX];       /* a sample of the family was seen */
-    bool helped[PROM_MAX];        /* a HELP line was seen */
-    size_t n;                     /* families */
+    char families[PROM_MAX][256];   /* names with a TYPE */
+    char types[PROM_MAX][16];       /* their types */
+    bool sampled[PROM_MAX];         /* a sample of the family was seen */
+    bool helped[PROM_MAX];          /* a HELP line was seen */
+    size_t n;                       /* families */
     char series[PROM_MAX * 4][256]; /* name{labels} seen */
     size_t n_series;
-    int current;                  /* family of the last sample, -1: none */
+    int current; /* family of the last sample, -1: none */
 } prom_t;
 
 static int prom_family(prom_t *p, const char *name, size_t n)
@@ -414,12 +413,12 @@ static const char *prom_check(const char *text, char *why, size_t whylen)
     const char *line = text;
     int lineno = 1;
 
-#define BAD(...)                                             \
-    do {                                                     \
-        int at_ = snprintf(why, whylen, "line %d: ", lineno); \
-        snprintf(why + at_, whylen - (size_t)at_, __VA_ARGS__); \
-        free(p);                                             \
-        return why;                                          \
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        int at_ = snprintf(why, whylen, "line %d: ", lineno);                                      \
+        snprintf(why + at_, whylen - (size_t)at_, __VA_ARGS__);                                    \
+        free(p);                                                                                   \
+        return why;                                                                                \
     } while (0)
     cr_assert_not_null(p);
     p->current = -1;
@@ -556,18 +555,18 @@ Test(ops, prometheus_parser_refuses_bad_text)
 {
     char why[256];
 
-    cr_assert_null(prom_check("# HELP a_total x\n# TYPE a_total counter\na_total 1\n", why,
+    cr_assert_null(
+        prom_check("# HELP a_total x\n# TYPE a_total counter\na_total 1\n", why, sizeof why));
+    cr_assert_null(prom_check("# TYPE b gauge\nb{x=\"a\\\"b\",y=\"\"} -1.5e3 1700000000000\n", why,
                               sizeof why));
-    cr_assert_null(prom_check("# TYPE b gauge\nb{x=\"a\\\"b\",y=\"\"} -1.5e3 1700000000000\n",
-                              why, sizeof why));
-    cr_assert_not_null(prom_check("a 1\n", why, sizeof why));                      /* no TYPE */
-    cr_assert_not_null(prom_check("# TYPE a gauge\na 1", why, sizeof why));        /* no \n */
+    cr_assert_not_null(prom_check("a 1\n", why, sizeof why));               /* no TYPE */
+    cr_assert_not_null(prom_check("# TYPE a gauge\na 1", why, sizeof why)); /* no \n */
     cr_assert_not_null(prom_check("# TYPE a gauge\n# TYPE a gauge\n", why, sizeof why));
     cr_assert_not_null(prom_check("# TYPE a gauge\na 1\na 2\n", why, sizeof why)); /* dup */
     cr_assert_not_null(prom_check("# TYPE a gauge\na{1x=\"v\"} 1\n", why, sizeof why));
     cr_assert_not_null(prom_check("# TYPE a gauge\na one\n", why, sizeof why));
-    cr_assert_not_null(prom_check("# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x=\"y\"} 2\n",
-                                  why, sizeof why)); /* a's samples split */
+    cr_assert_not_null(prom_check("# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x=\"y\"} 2\n", why,
+                                  sizeof why)); /* a's samples split */
     cr_assert_not_null(prom_check("# TYPE 9a gauge\n", why, sizeof why));
 }
 
@@ -607,15 +606,15 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     rc = harness_cli(&h, (const char *const[]){"metrics", NULL}, NULL, &out, &err);
     cr_assert_eq(rc, 0, "metrics: %s", err);
     cr_assert_null(prom_check(out, why, sizeof why), "metrics text: %s", why);
-    cr_assert(strstr(out, "parksync_producer_last_sequence{producer=\"" LOAD_ID "\"}"), "%s",
-              out);
+    cr_assert(strstr(out, "parksync_producer_last_sequence{producer=\"" LOAD_ID "\"}"), "%s", out);
     cr_assert(strstr(out, "parksync_records{kind=\"resident\"}"), "%s", out);
     free(out);
     free(err);
     rc = harness_cli(&h, (const char *const[]){"status", "--json", NULL}, NULL, &out, &err);
     cr_assert_eq(rc, 0, "status: %s", err);
     cr_assert(strstr(out, "\"producer_id\":\"" LOAD_ID "\"") && strstr(out, "\"lag_us\":") &&
-              strstr(out, "\"database_bytes\":") && strstr(out, "\"rejected\":"), "%s", out);
+                  strstr(out, "\"database_bytes\":") && strstr(out, "\"rejected\":"),
+              "%s", out);
     free(out);
     free(err);
 
@@ -658,11 +657,16 @@ static bool have(const char *prog)
 Test(ops, installed_unit_verifies_and_is_hardened, .fini = teardown, .timeout = 300)
 {
     char dest[HARNESS_PATH + 16], cmd[4096], path[HARNESS_PATH + 128];
-    static const char *const installed[] = {
-        "usr/bin/parksyncd", "usr/bin/parksync", "usr/lib/systemd/system/parksyncd.service",
-        "usr/lib/sysusers.d/parksync.conf", "usr/lib/tmpfiles.d/parksync.conf",
-        "usr/share/man/man8/parksyncd.8", "usr/share/man/man5/parksyncd.conf.5",
-        "usr/share/man/man1/parksync.1", "usr/include/parksync/parksync.h", NULL};
+    static const char *const installed[] = {"usr/bin/parksyncd",
+                                            "usr/bin/parksync",
+                                            "usr/lib/systemd/system/parksyncd.service",
+                                            "usr/lib/sysusers.d/parksync.conf",
+                                            "usr/lib/tmpfiles.d/parksync.conf",
+                                            "usr/share/man/man8/parksyncd.8",
+                                            "usr/share/man/man5/parksyncd.conf.5",
+                                            "usr/share/man/man1/parksync.1",
+                                            "usr/include/parksync/parksync.h",
+                                            NULL};
     char *err;
     struct stat st;
 
@@ -671,8 +675,9 @@ Test(ops, installed_unit_verifies_and_is_hardened, .fini = teardown, .timeout = 
     cr_assert_eq(harness_init(&h, NULL), 0);
     snprintf(dest, sizeof dest, "%s/dest", h.dir);
     /* DESTDIR only: nothing of the real system is touched */
-    snprintf(cmd, sizeof cmd, "DESTDIR='%s' cmake --install '%s' --prefix /usr >'%s/install.log' 2>&1",
-             dest, PARKSYNC_BUILD_DIR, h.dir);
+    snprintf(cmd, sizeof cmd,
+             "DESTDIR='%s' cmake --install '%s' --prefix /usr >'%s/install.log' 2>&1", dest,
+             PARKSYNC_BUILD_DIR, h.dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     for (int i = 0; installed[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dest, installed[i]);
@@ -694,7 +699,7 @@ Test(ops, installed_unit_verifies_and_is_hardened, .fini = teardown, .timeout = 
     /* exposure 2.0 or lower (the threshold counts tenths) */
     snprintf(cmd, sizeof cmd,
              "systemd-analyze security --offline=yes --root='%s' --threshold=20 "
-             "parksyncd.service >'%s/security.out' 2>&1", dest, h.dir);
-    cr_assert_eq(system(cmd), 0, "systemd-analyze security: exposure above 2.0 (see %s)",
-                 h.dir);
+             "parksyncd.service >'%s/security.out' 2>&1",
+             dest, h.dir);
+    cr_assert_eq(system(cmd), 0, "systemd-analyze security: exposure above 2.0 (see %s)", h.dir);
 }

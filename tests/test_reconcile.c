@@ -17,14 +17,14 @@
 #include "harness.h"
 #include "store.h"
 
-#define K_PARK PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK   /* shorthand */
-#define K_TRADE PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE /* shorthand */
-#define K_SUMMARY PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY /* shorthand */
-#define EXPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS /* shorthand */
-#define IMPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS /* shorthand */
-#define FINAL PARKSYNC__V1__VINTAGE__VINTAGE_FINAL             /* shorthand */
-#define PROVISIONAL PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL /* shorthand */
-#define NOW_US 1700000000000000LL /* the fixed clock of these tests */
+#define K_PARK      PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK            /* shorthand */
+#define K_TRADE     PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE           /* shorthand */
+#define K_SUMMARY   PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY         /* shorthand */
+#define EXPORTS     PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS /* shorthand */
+#define IMPORTS     PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS /* shorthand */
+#define FINAL       PARKSYNC__V1__VINTAGE__VINTAGE_FINAL                   /* shorthand */
+#define PROVISIONAL PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL             /* shorthand */
+#define NOW_US      1700000000000000LL /* the fixed clock of these tests */
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -113,8 +113,8 @@ static void upd_init(upd_t *x, const char *producer, uint64_t seq, int64_t t)
     x->u.event_time_us = t;
 }
 
-static void park(upd_t *x, const char *country, const char *id, const char *name,
-                 int residents, int64_t investment)
+static void park(upd_t *x, const char *country, const char *id, const char *name, int residents,
+                 int64_t investment)
 {
     x->park.country = (char *)country;
     x->park.park_id = (char *)id;
@@ -180,11 +180,11 @@ static Parksync__V1__Record *only(store_t *s, Parksync__V1__RecordKind kind, con
 
 /* Collects conflict rows. */
 typedef struct rows {
-    char reason[8][160];   /* reasons */
-    char producer[8][65];  /* producers */
-    bool claim[8];         /* claim kept */
-    uint64_t id[8];        /* ids */
-    size_t n;              /* rows */
+    char reason[8][160];  /* reasons */
+    char producer[8][65]; /* producers */
+    bool claim[8];        /* claim kept */
+    uint64_t id[8];       /* ids */
+    size_t n;             /* rows */
 } rows_t;
 
 static int collect(void *arg, const store_conflict_t *c)
@@ -411,8 +411,7 @@ Test(reconcile, equal_event_times_are_broken_by_producer_then_sequence)
     char a[32], b[32];
     cr_assert_str_eq(name_after("AZ-A", 5, 100, "AZ-B", 1, 100, a, sizeof a), "AZ-B");
     cr_assert_str_eq(name_after("AZ-B", 1, 100, "AZ-A", 5, 100, b, sizeof b), "AZ-B");
-    cr_assert_str_eq(name_after("AZ-B", 1, 200, "AZ-A", 5, 100, b, sizeof b), "AZ-B",
-                     "time first");
+    cr_assert_str_eq(name_after("AZ-B", 1, 200, "AZ-A", 5, 100, b, sizeof b), "AZ-B", "time first");
 }
 
 Test(reconcile, delete_tombstone_refuses_older_upsert_with_a_stale_conflict)
@@ -674,8 +673,8 @@ Test(reconcile_e2e, non_owner_push_shows_in_conflicts_and_leaves_the_record)
     cr_assert_eq(harness_cli(&h, snap, NULL, &out, &err), 0, "%s", err);
     cr_assert(strstr(out, "\"name\":\"Sumgait\"") != NULL, "record changed: %s", out);
     cr_assert(strstr(out, "Renamed") == NULL, "%s", out);
-    cr_assert(strstr(out, "\"provenance\"") != NULL && strstr(out, "\"AZ-MOE\"") != NULL,
-              "%s", out);
+    cr_assert(strstr(out, "\"provenance\"") != NULL && strstr(out, "\"AZ-MOE\"") != NULL, "%s",
+              out);
     free(out);
     free(err);
 

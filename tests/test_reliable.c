@@ -36,13 +36,13 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define PRODUCERS 3              /* producer processes in the crash test */
-#define UPDATES 20000            /* updates per producer */
-#define KEYS 300                 /* residents per producer */
-#define DAEMON_KILLS 5           /* least SIGKILLs of parksyncd */
-#define RUN_DEADLINE_MS 240000   /* the crash test gives up after this */
-#define BASE_TIME_US 1600000000000000LL /* event time of sequence 0 */
-#define DROP_UPDATES 2000        /* updates in the drop test */
+#define PRODUCERS       3                  /* producer processes in the crash test */
+#define UPDATES         20000              /* updates per producer */
+#define KEYS            300                /* residents per producer */
+#define DAEMON_KILLS    5                  /* least SIGKILLs of parksyncd */
+#define RUN_DEADLINE_MS 240000             /* the crash test gives up after this */
+#define BASE_TIME_US    1600000000000000LL /* event time of sequence 0 */
+#define DROP_UPDATES    2000               /* updates in the drop test */
 
 static harness_t h;
 
@@ -105,8 +105,8 @@ static uint64_t last_writer(uint64_t key, uint64_t total)
 
 /* ---------------------------------------------------------------- producer process */
 
-static ps_producer_t *producer_open(const char *id, const char *outbox, unsigned window,
-                                    int sndhwm, int ack_ms, ps_err_t *err)
+static ps_producer_t *producer_open(const char *id, const char *outbox, unsigned window, int sndhwm,
+                                    int ack_ms, ps_err_t *err)
 {
     ps_producer_options_t o;
 
@@ -155,8 +155,7 @@ static void producer_main(int k, uint64_t total)
             _exit(4);
         }
     }
-    while ((err = ps_producer_flush(p, 1000)) == PS_ERR_TIMEOUT &&
-           wire_monotonic_ms() < deadline)
+    while ((err = ps_producer_flush(p, 1000)) == PS_ERR_TIMEOUT && wire_monotonic_ms() < deadline)
         ;
     if (err != PS_OK) {
         fprintf(stderr, "producer %s: flush: %s\n", id, ps_strerror(err));
@@ -281,16 +280,17 @@ Test(reliable, survives_daemon_and_producer_crashes, .fini = teardown, .timeout 
     fprintf(stderr, "reliable crash test: seed %u (PARKSYNC_TEST_SEED replays it)\n", seed);
     srand(seed);
     cr_assert_eq(harness_init(&h, "[store]\nsynchronous = full\n"), 0);
-    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s",
-                 harness_slurp(h.log));
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
     /* The producers are processes: no ZeroMQ context is alive here now
      * (harness_start's ping closes its own). */
     for (int k = 0; k < PRODUCERS; k++)
         pids[k] = producer_spawn(k, UPDATES);
 
     while (finished < PRODUCERS) {
-        cr_assert_lt(wire_monotonic_ms(), deadline, "the producers did not finish in time "
-                     "(seed %u, %d daemon kills)", seed, kills);
+        cr_assert_lt(wire_monotonic_ms(), deadline,
+                     "the producers did not finish in time "
+                     "(seed %u, %d daemon kills)",
+                     seed, kills);
         sleep_ms(150 + rand() % 500);
         for (int k = 0; k < PRODUCERS; k++) {
             int status;
@@ -320,8 +320,10 @@ Test(reliable, survives_daemon_and_producer_crashes, .fini = teardown, .timeout 
     }
     fprintf(stderr, "reliable crash test: %d daemon kills, %d producer kill\n", kills,
             producer_kills);
-    cr_assert_geq(kills, DAEMON_KILLS, "only %d daemon kills happened before the producers "
-                  "finished (seed %u)", kills, seed);
+    cr_assert_geq(kills, DAEMON_KILLS,
+                  "only %d daemon kills happened before the producers "
+                  "finished (seed %u)",
+                  kills, seed);
     cr_assert_eq(producer_kills, 1);
     cr_assert_eq(harness_stop(&h), 0);
 
@@ -345,8 +347,7 @@ Test(reliable, repairs_pubsub_drops, .fini = teardown, .timeout = 300)
     gen_t g;
 
     cr_assert_eq(harness_init(&h, "[limits]\ningest_hwm = 10\nbatch_max = 16\n"), 0);
-    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s",
-                 harness_slurp(h.log));
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
     /* Pauses the daemon 150 ms out of every 400 until killed: its tiny
      * ingest queue overflows and the producer's acks stop meanwhile. */
     pid_t parent = getpid();
@@ -381,8 +382,10 @@ Test(reliable, repairs_pubsub_drops, .fini = teardown, .timeout = 300)
     qo.producer_id = "rel-0";
     qo.query_endpoint = h.query;
     cr_assert_eq(ps_producer_query(&qo, 5000, &st), PS_OK);
-    fprintf(stderr, "drop test: %" PRIu64 " resends, daemon saw %" PRIu64 " duplicates and %"
-            PRIu64 " gaps\n", ps_producer_resends(p), st.duplicates, st.gaps);
+    fprintf(stderr,
+            "drop test: %" PRIu64 " resends, daemon saw %" PRIu64 " duplicates and %" PRIu64
+            " gaps\n",
+            ps_producer_resends(p), st.duplicates, st.gaps);
     cr_assert_gt(st.gaps + st.duplicates, 0, "the daemon saw no gap or duplicate");
     cr_assert_eq(st.last_sequence, DROP_UPDATES);
     cr_assert_eq(st.applied, DROP_UPDATES);

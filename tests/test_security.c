@@ -31,7 +31,7 @@ typedef struct pair {
 } pair_t;
 
 static harness_t h;
-static char keydir[64];              /* the daemon's secret key lives here */
+static char keydir[64]; /* the daemon's secret key lives here */
 static pair_t daemon_k, az, tj, dash, rogue;
 
 static void make_pair(pair_t *p)
@@ -244,7 +244,7 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
     cr_assert_not_null(p, "%s", ps_strerror(err));
     park(&pu, "TJ-DUSHANBE", "TJ"); /* AZ writes a TJ park */
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
-    park(&pu, "AZ-ALAT", "AZ");     /* and its own */
+    park(&pu, "AZ-ALAT", "AZ"); /* and its own */
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
     ps_producer_destroy(&p);
@@ -269,7 +269,7 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
     cr_expect(strstr(log, "is not one of its producers") != NULL, "forgery not logged");
     /* go-back-N resends it: each copy is refused and counted */
     cr_expect(strstr(log, "updates dropped for a forged producer") != NULL &&
-              strstr(log, " 0 updates dropped for a forged producer") == NULL,
+                  strstr(log, " 0 updates dropped for a forged producer") == NULL,
               "forgery not counted");
     free(log);
 
@@ -284,8 +284,8 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
     store_conflict_filter_t cf = {0};
     cr_assert_eq(store_conflicts(s, &cf, collect, &f), 0);
     cr_expect_geq(f.n, 2, "conflicts: %s", f.reasons);
-    cr_expect(strstr(f.reasons, "not authoritative: AZ-MOE does not own park TJ") != NULL,
-              "%s", f.reasons);
+    cr_expect(strstr(f.reasons, "not authoritative: AZ-MOE does not own park TJ") != NULL, "%s",
+              f.reasons);
     cr_expect(strstr(f.reasons, "AZ-MOE does not speak for producer TJ-MIT") != NULL, "%s",
               f.reasons);
     store_close(&s);
@@ -382,9 +382,11 @@ Test(security, remote_endpoints_need_curve_or_an_explicit_insecure_setting)
 {
     cr_expect_neq(check_config("[endpoints]\ningest = tcp://0.0.0.0:7101\n"), 0);
     cr_expect_eq(check_config("[endpoints]\ningest = tcp://0.0.0.0:7101\n"
-                              "[security]\nallow_insecure_remote = yes\n"), 0);
+                              "[security]\nallow_insecure_remote = yes\n"),
+                 0);
     cr_expect_eq(check_config("[endpoints]\ningest = tcp://0.0.0.0:7101\n"
-                              "[security]\ncurve = on\n"), 0);
+                              "[security]\ncurve = on\n"),
+                 0);
     cr_expect_eq(check_config("[endpoints]\ningest = tcp://127.0.0.1:7101\n"), 0);
     cr_expect_neq(check_config("[security]\nsubscriber_auth = on\n"), 0);
     cr_expect_neq(check_config("[ministry AZ]\ncountry = AZ\nkeys = not-a-key\n"), 0);

@@ -17,18 +17,18 @@
 
 #include "store.h"
 
-#define FINAL PARKSYNC__V1__VINTAGE__VINTAGE_FINAL             /* shorthand */
-#define PROVISIONAL PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL /* shorthand */
-#define K_PARK PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK     /* shorthand */
-#define K_TRADE PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE   /* shorthand */
-#define K_SUMMARY PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY /* shorthand */
-#define K_ALL PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED /* shorthand */
-#define EXPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS /* shorthand */
-#define IMPORTS PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS /* shorthand */
+#define FINAL       PARKSYNC__V1__VINTAGE__VINTAGE_FINAL                   /* shorthand */
+#define PROVISIONAL PARKSYNC__V1__VINTAGE__VINTAGE_PROVISIONAL             /* shorthand */
+#define K_PARK      PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK            /* shorthand */
+#define K_TRADE     PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE           /* shorthand */
+#define K_SUMMARY   PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY         /* shorthand */
+#define K_ALL       PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED     /* shorthand */
+#define EXPORTS     PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS /* shorthand */
+#define IMPORTS     PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS /* shorthand */
 
 /* ---------------------------------------------------------------- fixture */
 
-static char dir[64];   /* this test's temporary directory */
+static char dir[64];    /* this test's temporary directory */
 static char dbpath[96]; /* the database file in it */
 
 static void setup(void)
@@ -78,17 +78,17 @@ static store_t *open_db(void)
 /* ---------------------------------------------------------------- building updates */
 
 typedef struct upd {
-    Parksync__V1__Update u;               /* the update */
-    Parksync__V1__Park park;              /* park body or delete target */
-    Parksync__V1__Resident resident;      /* resident body or delete target */
-    Parksync__V1__TradeReport trade;      /* trade body or delete target */
-    Parksync__V1__CountryReport country;  /* country body or delete target */
-    Parksync__V1__Delete del;             /* delete body */
-    Parksync__V1__Period period;          /* period of trade or country */
-    Parksync__V1__SpecializationList specs; /* park specializations */
+    Parksync__V1__Update u;                      /* the update */
+    Parksync__V1__Park park;                     /* park body or delete target */
+    Parksync__V1__Resident resident;             /* resident body or delete target */
+    Parksync__V1__TradeReport trade;             /* trade body or delete target */
+    Parksync__V1__CountryReport country;         /* country body or delete target */
+    Parksync__V1__Delete del;                    /* delete body */
+    Parksync__V1__Period period;                 /* period of trade or country */
+    Parksync__V1__SpecializationList specs;      /* park specializations */
     Parksync__V1__Specialization spec_values[2]; /* their values */
-    char producer[WIRE_MAX_ID + 1];       /* producer id storage */
-    char name[32];                        /* name storage */
+    char producer[WIRE_MAX_ID + 1];              /* producer id storage */
+    char name[32];                               /* name storage */
 } upd_t;
 
 static void upd_init(upd_t *x, const char *producer, uint64_t seq, int64_t t,
@@ -216,8 +216,8 @@ static store_outcome_t apply1(store_t *s, const upd_t *x)
 
 typedef struct recs {
     Parksync__V1__Record *r[64]; /* decoded records */
-    size_t n;                     /* records in r */
-    uint64_t revision;            /* cursor's head */
+    size_t n;                    /* records in r */
+    uint64_t revision;           /* cursor's head */
 } recs_t;
 
 static void recs_free(recs_t *rs)
@@ -1005,8 +1005,8 @@ static unsigned rnd(uint64_t *st, unsigned n)
     return (unsigned)(rng_next(st) % n);
 }
 
-#define PROP_UPDATES 200   /* updates per set */
-#define PROP_ORDERS 200    /* delivery orders compared */
+#define PROP_UPDATES   200 /* updates per set */
+#define PROP_ORDERS    200 /* delivery orders compared */
 #define PROP_PRODUCERS 3   /* producers in the interleaving variant */
 
 /* two ministries that own AZ and TJ, and KZ's, which owns neither: its
@@ -1086,8 +1086,8 @@ static void prop_update(upd_t *x, uint64_t *st, const char *producer, uint64_t s
 }
 
 /* Applies ups[order[i]] in batches of random size and returns the digest. */
-static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[32],
-                     uint64_t seed, int variant)
+static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[32], uint64_t seed,
+                     int variant)
 {
     store_config_t cfg;
     store_config_init(&cfg);
@@ -1104,8 +1104,8 @@ static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[
             store_outcome_t o;
             cr_assert_eq(store_apply(s, &ups[order[i]].u, &o), 0, "seed %" PRIu64, seed);
             cr_assert(o == STORE_APPLIED || o == STORE_REJECTED,
-                      "seed %" PRIu64 " variant %d: update %zu outcome %d", seed, variant,
-                      order[i], (int)o);
+                      "seed %" PRIu64 " variant %d: update %zu outcome %d", seed, variant, order[i],
+                      (int)o);
         }
         if (rnd(st, 2))
             cr_assert_geq(store_refresh_summaries(s), 0);
@@ -1211,7 +1211,8 @@ Test(store, same_updates_in_any_order_give_same_digest)
             }
             cr_assert_eq(memcmp(first, got, 32), 0,
                          "seed %" PRIu64 " variant %d: order %d gives another digest "
-                         "(replay: STORE_PROP_SEED=%" PRIu64 ")", seed, variant, o, seed);
+                         "(replay: STORE_PROP_SEED=%" PRIu64 ")",
+                         seed, variant, o, seed);
         }
     }
     cr_log_info("order independence: 2 variants x %d orders x %d updates in %" PRId64 " ms",

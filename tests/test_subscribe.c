@@ -20,8 +20,8 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define DEADLINE_MS 20000     /* longest wait for anything a test expects */
-#define MAP_CAP (1u << 15)    /* slots of a record map: > 2 x the keys of any test */
+#define DEADLINE_MS  20000              /* longest wait for anything a test expects */
+#define MAP_CAP      (1u << 15)         /* slots of a record map: > 2 x the keys of any test */
 #define BASE_TIME_US 1600000000000000LL /* event time of the first update */
 
 static harness_t h;
@@ -50,8 +50,8 @@ typedef struct entry {
 } entry_t;
 
 typedef struct map {
-    entry_t *e;    /* MAP_CAP slots */
-    size_t live;   /* keys present and not deleted */
+    entry_t *e;  /* MAP_CAP slots */
+    size_t live; /* keys present and not deleted */
 } map_t;
 
 static void map_init(map_t *m)
@@ -108,9 +108,8 @@ static void record_key(const Parksync__V1__Record *r, char *buf, size_t size)
                  r->trade->period->last_month);
         break;
     case PARKSYNC__V1__RECORD__BODY_COUNTRY:
-        snprintf(buf, size, "country/%s/%u-%u-%u", r->country->country,
-                 r->country->period->year, r->country->period->first_month,
-                 r->country->period->last_month);
+        snprintf(buf, size, "country/%s/%u-%u-%u", r->country->country, r->country->period->year,
+                 r->country->period->first_month, r->country->period->last_month);
         break;
     case PARKSYNC__V1__RECORD__BODY_SUMMARY:
         snprintf(buf, size, "summary/%s", r->summary->country);
@@ -199,10 +198,10 @@ static ps_subscriber_t *subscriber(const ps_subscriber_options_t *o)
 typedef struct view {
     ps_subscriber_t *sub;
     map_t map;
-    bool snapshot_done;  /* SNAPSHOT_END seen */
-    uint64_t last_live;  /* revision of the last record delivered after the snapshot */
-    uint64_t records;    /* records delivered */
-    uint64_t resets;     /* PS_EVENT_RESET seen */
+    bool snapshot_done; /* SNAPSHOT_END seen */
+    uint64_t last_live; /* revision of the last record delivered after the snapshot */
+    uint64_t records;   /* records delivered */
+    uint64_t resets;    /* PS_EVENT_RESET seen */
 } view_t;
 
 /* Takes one event, waiting up to timeout_ms. False on timeout. Asserts
@@ -220,8 +219,9 @@ static bool view_step(view_t *v, int timeout_ms)
     case PS_EVENT_RECORD:
         v->records++;
         if (v->snapshot_done) {
-            cr_assert_gt(ev.revision, v->last_live, "revision %" PRIu64 " after %" PRIu64
-                         ": a record twice or out of order", ev.revision, v->last_live);
+            cr_assert_gt(ev.revision, v->last_live,
+                         "revision %" PRIu64 " after %" PRIu64 ": a record twice or out of order",
+                         ev.revision, v->last_live);
             v->last_live = ev.revision;
             map_apply(&v->map, ev.record, false);
         } else {
@@ -261,8 +261,9 @@ static void view_catch_up(view_t *v, uint64_t revision)
 {
     int64_t deadline = wire_monotonic_ms() + DEADLINE_MS;
     while (!v->snapshot_done || ps_subscriber_revision(v->sub) < revision) {
-        cr_assert_lt(wire_monotonic_ms(), deadline, "subscriber stuck at revision %" PRIu64
-                     " of %" PRIu64, ps_subscriber_revision(v->sub), revision);
+        cr_assert_lt(wire_monotonic_ms(), deadline,
+                     "subscriber stuck at revision %" PRIu64 " of %" PRIu64,
+                     ps_subscriber_revision(v->sub), revision);
         view_step(v, 200);
     }
 }
@@ -440,7 +441,8 @@ Test(subscribe, late_joiner_in_a_50000_update_stream_ends_equal_to_a_snapshot)
     ps_subscriber_stats(all.sub, &st);
     cr_expect_gt(st.duplicates, 0, "the importer's copy of a trade flow should be dropped");
     cr_log_info("all: %" PRIu64 " records, gaps %" PRIu64 ", resyncs %" PRIu64
-                ", duplicates %" PRIu64, all.records, st.gaps, st.resyncs, st.duplicates);
+                ", duplicates %" PRIu64,
+                all.records, st.gaps, st.resyncs, st.duplicates);
 
     snapshot_into(&snap, 0, "TJ", false, 0);
     view_catch_up(&tj, head);
@@ -626,8 +628,8 @@ Test(subscribe, snapshot_at_revision_shows_the_past)
     const char *argv[] = {"snapshot", "--kind", "park", "--at-revision", rev, NULL};
     char *out = NULL;
     cr_assert_eq(harness_cli(&h, argv, NULL, &out, NULL), 0);
-    cr_expect(strstr(out, "A middle") && strstr(out, "C before") && !strstr(out, "A last"),
-              "%s", out);
+    cr_expect(strstr(out, "A middle") && strstr(out, "C before") && !strstr(out, "A last"), "%s",
+              out);
     free(out);
     map_free(&m);
 }

@@ -50,20 +50,20 @@ Test(wire, utf8_accepts_valid_and_refuses_malformed)
     } cases[] = {
         {"plain", 5, true},
         {"Sumqayıt", 9, true},
-        {"\xe2\x82\xac", 3, true},          /* euro sign */
-        {"\xf0\x9f\x8f\xad", 4, true},      /* U+1F3ED factory */
-        {"\xc0\xaf", 2, false},             /* overlong '/' */
-        {"\xe0\x80\xaf", 3, false},         /* overlong, 3 bytes */
-        {"\xed\xa0\x80", 3, false},         /* surrogate U+D800 */
-        {"\xf4\x90\x80\x80", 4, false},     /* above U+10FFFF */
-        {"\x80", 1, false},                 /* lone continuation */
-        {"\xe2\x82", 2, false},             /* truncated */
-        {"a\0b", 3, false},                 /* embedded NUL */
+        {"\xe2\x82\xac", 3, true},      /* euro sign */
+        {"\xf0\x9f\x8f\xad", 4, true},  /* U+1F3ED factory */
+        {"\xc0\xaf", 2, false},         /* overlong '/' */
+        {"\xe0\x80\xaf", 3, false},     /* overlong, 3 bytes */
+        {"\xed\xa0\x80", 3, false},     /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, false}, /* above U+10FFFF */
+        {"\x80", 1, false},             /* lone continuation */
+        {"\xe2\x82", 2, false},         /* truncated */
+        {"a\0b", 3, false},             /* embedded NUL */
         {"\xff", 1, false},
         /* long enough for the 8-byte ASCII path */
         {"Sumgait Chemical Industrial Park", 32, true},
         {"Sumgait Chemical Industrial Park, Sumqay\xc4\xb1t", 42, true},
-        {"Sumgait \0hemical Industrial Park", 32, false},  /* NUL inside a word */
+        {"Sumgait \0hemical Industrial Park", 32, false},   /* NUL inside a word */
         {"Sumgait Chemical Industrial Par\xc4", 32, false}, /* truncated at the end */
         {"Sumgait Chemical\xed\xa0\x80 Industrial Park", 35, false},
     };
@@ -176,15 +176,43 @@ Test(wire, invalid_updates_are_refused_with_a_reason)
 
         fixture_init(&f);
         switch (c) {
-        case 0: f.u.version = 2; expect = "version"; break;
-        case 1: f.u.producer_id = "AZ MOE"; expect = "producer_id"; break;
-        case 2: f.u.sequence = 0; expect = "sequence"; break;
-        case 3: f.u.has_event_time_us = 0; expect = "event_time_us"; break;
-        case 4: f.park.name = (char *)bad_utf8; expect = "park.name"; break;
-        case 5: f.park.name = too_long; expect = "park.name"; break;
-        case 6: f.park.country = "Azerbaijan"; expect = "park.country"; break;
-        case 7: f.park.has_status = 1; f.park.status = 99; expect = "park.status"; break;
-        case 8: f.spec_values[0] = 42; expect = "park.specializations: unknown value"; break;
+        case 0:
+            f.u.version = 2;
+            expect = "version";
+            break;
+        case 1:
+            f.u.producer_id = "AZ MOE";
+            expect = "producer_id";
+            break;
+        case 2:
+            f.u.sequence = 0;
+            expect = "sequence";
+            break;
+        case 3:
+            f.u.has_event_time_us = 0;
+            expect = "event_time_us";
+            break;
+        case 4:
+            f.park.name = (char *)bad_utf8;
+            expect = "park.name";
+            break;
+        case 5:
+            f.park.name = too_long;
+            expect = "park.name";
+            break;
+        case 6:
+            f.park.country = "Azerbaijan";
+            expect = "park.country";
+            break;
+        case 7:
+            f.park.has_status = 1;
+            f.park.status = 99;
+            expect = "park.status";
+            break;
+        case 8:
+            f.spec_values[0] = 42;
+            expect = "park.specializations: unknown value";
+            break;
         case 9:
             f.specs.values = many;
             f.specs.n_values = sizeof(many) / sizeof(many[0]);
@@ -195,7 +223,10 @@ Test(wire, invalid_updates_are_refused_with_a_reason)
             f.park.reported_investment_usd_cents = -1;
             expect = "park.reported_investment_usd_cents";
             break;
-        case 11: f.u.body_case = PARKSYNC__V1__UPDATE__BODY__NOT_SET; expect = "body: none"; break;
+        case 11:
+            f.u.body_case = PARKSYNC__V1__UPDATE__BODY__NOT_SET;
+            expect = "body: none";
+            break;
         }
         why = NULL;
         cr_expect_eq(wire_update_validate(&f.u, &why), -EINVAL, "case %d accepted", c);

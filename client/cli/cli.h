@@ -11,9 +11,9 @@
 
 #include <signal.h>
 
-#define CLI_OK 0      /* exit status: success */
+#define CLI_OK      0 /* exit status: success */
 #define CLI_RUNTIME 1 /* exit status: daemon unreachable, timeout, runtime failure */
-#define CLI_USAGE 2   /* exit status: usage or input error */
+#define CLI_USAGE   2 /* exit status: usage or input error */
 
 /* Set by SIGINT/SIGTERM once cli_signals_install ran. */
 extern volatile sig_atomic_t cli_stop;
@@ -55,11 +55,13 @@ typedef struct cli_curve {
 } cli_curve_t;
 
 /* The options every networked command takes, for getopt_long tables. */
-#define CLI_CURVE_OPTIONS                                        \
-    {"server-key", required_argument, NULL, 0x5301},             \
-    {"key", required_argument, NULL, 0x5302}
-#define CLI_CURVE_USAGE                                                           \
-    "  --server-key FILE  the daemon's public key file (NAME.pub): use CURVE\n"  \
+#define CLI_CURVE_OPTIONS                                                                          \
+    {"server-key", required_argument, NULL, 0x5301},                                               \
+    {                                                                                              \
+        "key", required_argument, NULL, 0x5302                                                     \
+    }
+#define CLI_CURVE_USAGE                                                                            \
+    "  --server-key FILE  the daemon's public key file (NAME.pub): use CURVE\n"                    \
     "  --key FILE         our secret key file (NAME.key), with --server-key\n"
 
 /* Handles getopt's value c when it is one of CLI_CURVE_OPTIONS (records

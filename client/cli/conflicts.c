@@ -15,8 +15,8 @@
 #include "json.h"
 #include "wire.h"
 
-#define CONFLICTS_DEFAULT_TIMEOUT_S 5 /* s to wait for each reply */
-#define CONFLICTS_PAGE 500            /* entries asked per request */
+#define CONFLICTS_DEFAULT_TIMEOUT_S 5   /* s to wait for each reply */
+#define CONFLICTS_PAGE              500 /* entries asked per request */
 
 const char CLI_CONFLICTS_USAGE[] =
     "usage: parksync conflicts [--kind KIND] [--country XX] [--since TIME] [--limit N]\n"
@@ -62,8 +62,8 @@ static int print_conflict(const Parksync__V1__Conflict *c)
         return -ENOMEM;
     if (json_object_set_new(o, "id", json_integer((json_int_t)c->id)) < 0 ||
         json_object_set_new(o, "recorded_us", json_integer((json_int_t)c->recorded_us)) < 0 ||
-        json_object_set_new(o, "producer_id", c->producer_id ? json_string(c->producer_id)
-                                                              : json_null()) < 0 ||
+        json_object_set_new(o, "producer_id",
+                            c->producer_id ? json_string(c->producer_id) : json_null()) < 0 ||
         json_object_set_new(o, "sequence", json_integer((json_int_t)c->sequence)) < 0 ||
         json_object_set_new(o, "kind", kind ? json_string(kind) : json_null()) < 0 ||
         (c->key && json_object_set_new(o, "key", json_string(c->key)) < 0) ||
@@ -75,7 +75,8 @@ static int print_conflict(const Parksync__V1__Conflict *c)
         json_object_set_new(o, "claim_kept", json_boolean(c->has_claim_kept && c->claim_kept)) < 0)
         goto out;
     rc = json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 || fputc('\n', stdout) == EOF
-             ? -EIO : 0;
+             ? -EIO
+             : 0;
 out:
     json_decref(o);
     return rc;
@@ -100,9 +101,10 @@ static int ask(void *sock, Parksync__V1__ControlRequest *q, int timeout_ms,
         if (n < 0 && errno == EINTR && !cli_stop)
             continue;
         if (n <= 0) {
-            fprintf(stderr, "parksync conflicts: no answer from %s within %d s (is parksyncd "
-                            "running, and is this its control socket?)\n", endpoint,
-                    timeout_ms / 1000);
+            fprintf(stderr,
+                    "parksync conflicts: no answer from %s within %d s (is parksyncd "
+                    "running, and is this its control socket?)\n",
+                    endpoint, timeout_ms / 1000);
             return CLI_RUNTIME;
         }
         zmq_msg_t m;
@@ -126,13 +128,17 @@ static int ask(void *sock, Parksync__V1__ControlRequest *q, int timeout_ms,
 
 int cmd_conflicts(int argc, char **argv)
 {
-    static const struct option LONG[] = {
-        {"kind", required_argument, NULL, 'k'},    {"country", required_argument, NULL, 'c'},
-        {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
-        {"control", required_argument, NULL, 'C'}, {"timeout", required_argument, NULL, 't'},
-        {"ingest", required_argument, NULL, 'i'},  {"publish", required_argument, NULL, 'P'},
-        {"query", required_argument, NULL, 'q'},   {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {{"kind", required_argument, NULL, 'k'},
+                                         {"country", required_argument, NULL, 'c'},
+                                         {"since", required_argument, NULL, 's'},
+                                         {"limit", required_argument, NULL, 'n'},
+                                         {"control", required_argument, NULL, 'C'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"ingest", required_argument, NULL, 'i'},
+                                         {"publish", required_argument, NULL, 'P'},
+                                         {"query", required_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     Parksync__V1__ConflictsRequest cr = PARKSYNC__V1__CONFLICTS_REQUEST__INIT;
     char endpoint[256] = "";
     const char *control = NULL;
@@ -148,24 +154,30 @@ int cmd_conflicts(int argc, char **argv)
             cr.kind = wire_kind_from_name(optarg);
             if (cr.kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED ||
                 cr.kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
-                fprintf(stderr, "parksync conflicts: unknown --kind '%s' (expected park, "
-                                "resident, trade or country)\n", optarg);
+                fprintf(stderr,
+                        "parksync conflicts: unknown --kind '%s' (expected park, "
+                        "resident, trade or country)\n",
+                        optarg);
                 return CLI_USAGE;
             }
             cr.has_kind = true;
             break;
         case 'c':
             if (!wire_country_valid(optarg)) {
-                fprintf(stderr, "parksync conflicts: --country wants an ISO 3166-1 alpha-2 "
-                                "code such as AZ, got '%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync conflicts: --country wants an ISO 3166-1 alpha-2 "
+                        "code such as AZ, got '%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             cr.country = optarg;
             break;
         case 's':
             if (parse_since(optarg, &cr.since_us) < 0) {
-                fprintf(stderr, "parksync conflicts: --since wants RFC 3339 "
-                                "(2020-10-31T00:00:00Z) or @SECONDS, got '%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync conflicts: --since wants RFC 3339 "
+                        "(2020-10-31T00:00:00Z) or @SECONDS, got '%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             cr.has_since_us = true;
@@ -174,26 +186,37 @@ int cmd_conflicts(int argc, char **argv)
             errno = 0;
             limit = strtoull(optarg, &end, 10);
             if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || limit == 0) {
-                fprintf(stderr, "parksync conflicts: --limit wants a whole number >= 1, got "
-                                "'%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync conflicts: --limit wants a whole number >= 1, got "
+                        "'%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             break;
-        case 'C': control = optarg; break;
+        case 'C':
+            control = optarg;
+            break;
         case 't':
             errno = 0;
             timeout_s = strtol(optarg, &end, 10);
             if (errno != 0 || end == optarg || *end != '\0' || timeout_s < 1 || timeout_s > 3600) {
-                fprintf(stderr, "parksync conflicts: --timeout wants whole seconds 1..3600, "
-                                "got '%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync conflicts: --timeout wants whole seconds 1..3600, "
+                        "got '%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             break;
         case 'i':
         case 'P':
-        case 'q': break; /* accepted so one set of endpoint flags fits every command */
-        case 'h': fputs(CLI_CONFLICTS_USAGE, stdout); return CLI_OK;
-        default: fputs(CLI_CONFLICTS_USAGE, stderr); return CLI_USAGE;
+        case 'q':
+            break; /* accepted so one set of endpoint flags fits every command */
+        case 'h':
+            fputs(CLI_CONFLICTS_USAGE, stdout);
+            return CLI_OK;
+        default:
+            fputs(CLI_CONFLICTS_USAGE, stderr);
+            return CLI_USAGE;
         }
     }
     if (optind < argc) {

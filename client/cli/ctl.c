@@ -24,8 +24,7 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg)
     case 't':
         errno = 0;
         o->timeout_s = strtol(arg, &end, 10);
-        if (errno != 0 || end == arg || *end != '\0' || o->timeout_s < 1 ||
-            o->timeout_s > 86400) {
+        if (errno != 0 || end == arg || *end != '\0' || o->timeout_s < 1 || o->timeout_s > 86400) {
             fprintf(stderr, "parksync %s: --timeout wants whole seconds 1..86400, got '%s'\n",
                     o->cmd, arg);
             return -1;
@@ -40,8 +39,7 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg)
     }
 }
 
-int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
-            Parksync__V1__ControlReply **out)
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__ControlReply **out)
 {
     char endpoint[256];
     uint8_t buf[WIRE_MAX_CONTROL];
@@ -55,8 +53,10 @@ int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
     if (o->control)
         snprintf(endpoint, sizeof endpoint, "%s", o->control);
     else if (wire_control_endpoint_default(endpoint, sizeof endpoint) < 0) {
-        fprintf(stderr, "parksync %s: the default control endpoint is too long; give "
-                        "--control\n", o->cmd);
+        fprintf(stderr,
+                "parksync %s: the default control endpoint is too long; give "
+                "--control\n",
+                o->cmd);
         return CLI_USAGE;
     }
     q->has_version = q->has_request_id = true;
@@ -71,8 +71,7 @@ int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
     ctx = zmq_ctx_new();
     sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
     if (!sock) {
-        fprintf(stderr, "parksync %s: cannot create a socket: %s\n", o->cmd,
-                zmq_strerror(errno));
+        fprintf(stderr, "parksync %s: cannot create a socket: %s\n", o->cmd, zmq_strerror(errno));
         goto out;
     }
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
@@ -96,9 +95,10 @@ int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
         if (n < 0 && errno == EINTR && !cli_stop)
             continue;
         if (n <= 0) {
-            fprintf(stderr, "parksync %s: no answer from %s within %ld s (is parksyncd "
-                            "running, and is this its control socket?)\n", o->cmd, endpoint,
-                    o->timeout_s);
+            fprintf(stderr,
+                    "parksync %s: no answer from %s within %ld s (is parksyncd "
+                    "running, and is this its control socket?)\n",
+                    o->cmd, endpoint, o->timeout_s);
             goto out;
         }
         zmq_msg_init(&m);

@@ -15,19 +15,19 @@
 /* The options every operator command accepts, for getopt_long tables:
  * --control EP, --timeout SEC, --help, and --ingest/--publish/--query
  * accepted (and ignored) so one set of endpoint flags fits every command. */
-#define CTL_OPTIONS                                                              \
-    {"control", required_argument, NULL, 'C'},                                   \
-    {"timeout", required_argument, NULL, 't'},                                   \
-    {"ingest", required_argument, NULL, 'i'},                                    \
-    {"publish", required_argument, NULL, 'P'},                                   \
-    {"query", required_argument, NULL, 'q'},                                     \
-    {"help", no_argument, NULL, 'h'}
+#define CTL_OPTIONS                                                                                \
+    {"control", required_argument, NULL, 'C'}, {"timeout", required_argument, NULL, 't'},          \
+        {"ingest", required_argument, NULL, 'i'}, {"publish", required_argument, NULL, 'P'},       \
+        {"query", required_argument, NULL, 'q'},                                                   \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 
-#define CTL_USAGE                                                                \
-    "  --control EP    daemon's control socket (default: the runtime directory's, as\n" \
-    "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"  \
-    "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"          \
-    "  --timeout SEC   longest wait for the answer\n"                              \
+#define CTL_USAGE                                                                                  \
+    "  --control EP    daemon's control socket (default: the runtime directory's, as\n"            \
+    "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"                 \
+    "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"                            \
+    "  --timeout SEC   longest wait for the answer\n"                                              \
     "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
 
 /* Parsed common options. */
@@ -46,7 +46,6 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg);
  * An Error reply is printed ("parksync CMD: the daemon refused: ...") and
  * gives CLI_RUNTIME. Returns CLI_OK with *out set (caller frees with
  * parksync__v1__control_reply__free_unpacked), or the exit status. */
-int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
-            Parksync__V1__ControlReply **out);
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__ControlReply **out);
 
 #endif /* PARKSYNC_CLI_CTL_H */

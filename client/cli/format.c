@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const MONTHS[12] = {"January", "February", "March",     "April",
-                                       "May",     "June",     "July",      "August",
-                                       "September", "October", "November", "December"};
+static const char *const MONTHS[12] = {"January",   "February", "March",    "April",
+                                       "May",       "June",     "July",     "August",
+                                       "September", "October",  "November", "December"};
 
 char *fmt_money(char *buf, size_t size, int64_t cents)
 {
@@ -38,8 +38,10 @@ char *fmt_money_short(char *buf, size_t size, int64_t cents)
     static const struct {
         uint64_t scale;   /* dollars per unit */
         const char *word; /* its name */
-    } UNITS[] = {{1000000000000ULL, "trillion"}, {1000000000ULL, "billion"},
-                 {1000000ULL, "million"},        {1000ULL, "thousand"}};
+    } UNITS[] = {{1000000000000ULL, "trillion"},
+                 {1000000000ULL, "billion"},
+                 {1000000ULL, "million"},
+                 {1000ULL, "thousand"}};
     uint64_t mag = cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
 
     for (size_t i = 0; i < sizeof UNITS / sizeof UNITS[0]; i++) {
@@ -54,8 +56,8 @@ char *fmt_money_short(char *buf, size_t size, int64_t cents)
             snprintf(buf, size, "%s%" PRIu64 " %s", cents < 0 ? "-" : "", tenths / 10,
                      UNITS[i].word);
         else
-            snprintf(buf, size, "%s%" PRIu64 ".%" PRIu64 " %s", cents < 0 ? "-" : "",
-                     tenths / 10, tenths % 10, UNITS[i].word);
+            snprintf(buf, size, "%s%" PRIu64 ".%" PRIu64 " %s", cents < 0 ? "-" : "", tenths / 10,
+                     tenths % 10, UNITS[i].word);
         return buf;
     }
     return fmt_money(buf, size, cents);
@@ -75,8 +77,8 @@ char *fmt_period(char *buf, size_t size, const Parksync__V1__Period *p)
     } else if (p->first_month == p->last_month) {
         snprintf(buf, size, "%s %" PRIu32, MONTHS[p->first_month - 1], p->year);
     } else {
-        snprintf(buf, size, "%s-%s %" PRIu32, MONTHS[p->first_month - 1],
-                 MONTHS[p->last_month - 1], p->year);
+        snprintf(buf, size, "%s-%s %" PRIu32, MONTHS[p->first_month - 1], MONTHS[p->last_month - 1],
+                 p->year);
     }
     return buf;
 }

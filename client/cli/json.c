@@ -28,8 +28,8 @@ typedef struct conv {
 
 /* ---------------------------------------------------------------- reasons */
 
-__attribute__((format(printf, 3, 4))) static int fail(conv_t *c, const char *path,
-                                                      const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(conv_t *c, const char *path, const char *fmt,
+                                                      ...)
 {
     if (c->whylen == 0)
         return -EINVAL;
@@ -56,14 +56,21 @@ static void path_join(char *out, size_t size, const char *path, const char *name
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "something else";
 }
@@ -89,8 +96,7 @@ static size_t enum_prefix_len(const ProtobufCEnumDescriptor *d)
     return len;
 }
 
-const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d,
-                                           const char *name)
+const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d, const char *name)
 {
     size_t plen = enum_prefix_len(d);
     for (unsigned i = 0; i < d->n_values; i++) {
@@ -101,8 +107,7 @@ const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d,
     return NULL;
 }
 
-static int enum_fail(conv_t *c, const char *path, const ProtobufCEnumDescriptor *d,
-                     const char *got)
+static int enum_fail(conv_t *c, const char *path, const ProtobufCEnumDescriptor *d, const char *got)
 {
     char list[512] = "";
     size_t plen = enum_prefix_len(d), used = 0;
@@ -123,8 +128,8 @@ static int enum_fail(conv_t *c, const char *path, const ProtobufCEnumDescriptor 
 
 /* ---------------------------------------------------------------- JSON -> message */
 
-static int fill_message(conv_t *c, ProtobufCMessage *msg, const json_t *obj,
-                        int depth, const char *path);
+static int fill_message(conv_t *c, ProtobufCMessage *msg, const json_t *obj, int depth,
+                        const char *path);
 
 static bool single_repeated(const ProtobufCMessageDescriptor *d)
 {
@@ -138,28 +143,37 @@ static size_t type_size(ProtobufCType t)
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: return 4;
+    case PROTOBUF_C_TYPE_FIXED32:
+        return 4;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return 8;
-    case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
-    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+    case PROTOBUF_C_TYPE_FIXED64:
+        return 8;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return sizeof(float);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM:
+        return sizeof(int);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(ProtobufCMessage *);
     }
     return 0;
 }
 
 /* An integer from a JSON integer or a string of decimal digits, within
  * [min, max] (signed) or [0, umax] (unsigned). */
-static int get_int(conv_t *c, const char *path, const json_t *v, bool is_signed,
-                   long long min, long long max, unsigned long long umax,
-                   long long *sval, unsigned long long *uval)
+static int get_int(conv_t *c, const char *path, const json_t *v, bool is_signed, long long min,
+                   long long max, unsigned long long umax, long long *sval,
+                   unsigned long long *uval)
 {
     if (json_is_integer(v)) {
         long long x = json_integer_value(v);
@@ -183,7 +197,8 @@ static int get_int(conv_t *c, const char *path, const json_t *v, bool is_signed,
         return fail(c, path, "expected an integer or a string of decimal digits");
     for (size_t k = i; k < len; k++)
         if (!isdigit((unsigned char)s[k]))
-            return fail(c, path, "expected an integer (or a string of decimal digits), got '%.32s'", s);
+            return fail(c, path, "expected an integer (or a string of decimal digits), got '%.32s'",
+                        s);
     errno = 0;
     char *end = NULL;
     if (is_signed) {
@@ -215,8 +230,8 @@ static int hexval(int ch)
 /* Stores one JSON value into member (the field's storage, or one array
  * element) according to f's type. Strings and messages it allocates are
  * owned by the enclosing message from then on. */
-static int set_value(conv_t *c, const ProtobufCFieldDescriptor *f, void *member,
-                     const json_t *v, int depth, const char *path)
+static int set_value(conv_t *c, const ProtobufCFieldDescriptor *f, void *member, const json_t *v,
+                     int depth, const char *path)
 {
     long long s = 0;
     unsigned long long u = 0;
@@ -267,8 +282,7 @@ static int set_value(conv_t *c, const ProtobufCFieldDescriptor *f, void *member,
         return 0;
     case PROTOBUF_C_TYPE_ENUM: {
         if (!json_is_string(v))
-            return fail(c, path, "expected an enum name (a string), got %s",
-                        json_type_name(v));
+            return fail(c, path, "expected an enum name (a string), got %s", json_type_name(v));
         const ProtobufCEnumDescriptor *ed = f->descriptor;
         const ProtobufCEnumValue *ev = json_enum_lookup(ed, json_string_value(v));
         if (ev == NULL)
@@ -281,8 +295,7 @@ static int set_value(conv_t *c, const ProtobufCFieldDescriptor *f, void *member,
             return fail(c, path, "expected a string, got %s", json_type_name(v));
         size_t len = json_string_length(v);
         if (len > WIRE_MAX_TEXT)
-            return fail(c, path, "string too long (%zu bytes, at most %d)", len,
-                        WIRE_MAX_TEXT);
+            return fail(c, path, "string too long (%zu bytes, at most %d)", len, WIRE_MAX_TEXT);
         if (memchr(json_string_value(v), '\0', len) != NULL)
             return fail(c, path, "string contains a NUL character");
         char *copy = strdup(json_string_value(v));
@@ -345,9 +358,12 @@ static bool holds_allocation(const ProtobufCFieldDescriptor *f, const void *memb
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return *(void *const *)member != NULL;
-    case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)member)->data != NULL;
-    default: return false;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return *(void *const *)member != NULL;
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)member)->data != NULL;
+    default:
+        return false;
     }
 }
 
@@ -357,18 +373,18 @@ static int unknown_field(conv_t *c, const char *path, const ProtobufCMessageDesc
     char list[512] = "";
     size_t used = 0;
     for (unsigned i = 0; i < d->n_fields && used < sizeof list; i++) {
-        int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
-                         d->fields[i].name);
+        int n =
+            snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", d->fields[i].name);
         if (n < 0)
             break;
         used += (size_t)n;
     }
-    return fail(c, path, "unknown field '%.64s' in %s (expected one of: %s)", key,
-                d->short_name, list);
+    return fail(c, path, "unknown field '%.64s' in %s (expected one of: %s)", key, d->short_name,
+                list);
 }
 
-static int fill_message(conv_t *c, ProtobufCMessage *msg, const json_t *obj,
-                        int depth, const char *path)
+static int fill_message(conv_t *c, ProtobufCMessage *msg, const json_t *obj, int depth,
+                        const char *path)
 {
     const ProtobufCMessageDescriptor *d = msg->descriptor;
     const char *key;
@@ -376,7 +392,8 @@ static int fill_message(conv_t *c, ProtobufCMessage *msg, const json_t *obj,
     char sub[JSON_PATH_MAX];
     int rc;
 
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
         if (f == NULL)
             return unknown_field(c, path, d, key);
@@ -467,8 +484,8 @@ int json_to_message(const json_t *obj, const ProtobufCMessageDescriptor *desc,
 
 /* ---------------------------------------------------------------- the Update envelope */
 
-int json_to_update(const char *line, size_t len, Parksync__V1__Update **out,
-                   char *why, size_t whylen)
+int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, char *why,
+                   size_t whylen)
 {
     conv_t c = {.why = why, .whylen = whylen};
     json_error_t jerr;
@@ -502,17 +519,20 @@ int json_to_update(const char *line, size_t len, Parksync__V1__Update **out,
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (strcmp(key, "event_time") == 0) {
             if (!json_is_string(v)) {
-                fail(&c, "event_time", "expected an RFC 3339 string such as "
-                                       "\"2020-10-31T00:00:00Z\", got %s",
+                fail(&c, "event_time",
+                     "expected an RFC 3339 string such as "
+                     "\"2020-10-31T00:00:00Z\", got %s",
                      json_type_name(v));
                 goto out;
             }
             if (json_parse_time(json_string_value(v), &event_us) < 0) {
-                fail(&c, "event_time", "'%.40s' is not an RFC 3339 time such as "
-                                       "\"2020-10-31T00:00:00Z\"",
+                fail(&c, "event_time",
+                     "'%.40s' is not an RFC 3339 time such as "
+                     "\"2020-10-31T00:00:00Z\"",
                      json_string_value(v));
                 goto out;
             }
@@ -537,8 +557,9 @@ int json_to_update(const char *line, size_t len, Parksync__V1__Update **out,
     msg = NULL;
     rc = -EINVAL;
     if (u->body_case == PARKSYNC__V1__UPDATE__BODY__NOT_SET) {
-        fail(&c, NULL, "no body: expected one of \"park\", \"resident\", \"trade\", "
-                       "\"country\", \"delete\"");
+        fail(&c, NULL,
+             "no body: expected one of \"park\", \"resident\", \"trade\", "
+             "\"country\", \"delete\"");
         goto out;
     }
     if (have_time) {
@@ -556,8 +577,7 @@ out:
     return rc;
 }
 
-int json_update_check(Parksync__V1__Update *u, const char *producer_id, char *why,
-                      size_t whylen)
+int json_update_check(Parksync__V1__Update *u, const char *producer_id, char *why, size_t whylen)
 {
     const char *reason = NULL;
     char *copy = strdup(producer_id != NULL ? producer_id : "");
@@ -611,12 +631,15 @@ static json_t *value_out(const ProtobufCFieldDescriptor *f, const void *member)
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: return json_integer(*(const int32_t *)member);
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)member);
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: return json_integer(*(const uint32_t *)member);
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)member);
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: return json_integer(*(const int64_t *)member);
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_integer(*(const int64_t *)member);
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64: {
         uint64_t x = *(const uint64_t *)member;
@@ -634,7 +657,8 @@ static json_t *value_out(const ProtobufCFieldDescriptor *f, const void *member)
         json_t *j = json_real(*(const double *)member);
         return j != NULL ? j : json_null();
     }
-    case PROTOBUF_C_TYPE_BOOL: return json_boolean(*(const protobuf_c_boolean *)member);
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)member);
     case PROTOBUF_C_TYPE_ENUM: {
         int x = *(const int *)member;
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, x);
@@ -729,12 +753,14 @@ json_t *json_from_record(const Parksync__V1__Record *r)
 
     if (full == NULL || o == NULL)
         goto fail;
-    if (json_object_set_new(o, "revision", json_integer(r->has_revision ? (json_int_t)r->revision : 0)) < 0 ||
+    if (json_object_set_new(o, "revision",
+                            json_integer(r->has_revision ? (json_int_t)r->revision : 0)) < 0 ||
         json_object_set_new(o, "kind", kind != NULL ? json_string(kind) : json_null()) < 0)
         goto fail;
     if (r->has_deleted && r->deleted && json_object_set_new(o, "deleted", json_true()) < 0)
         goto fail;
-    json_object_foreach(full, key, v) {
+    json_object_foreach(full, key, v)
+    {
         if (strcmp(key, "revision") == 0 || strcmp(key, "deleted") == 0)
             continue;
         if (json_object_set(o, key, v) < 0)
@@ -778,10 +804,10 @@ int json_parse_time(const char *s, int64_t *us)
     int y, mo, d, h, mi, sec, oh = 0, om = 0;
     static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
-    if (s == NULL || strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' ||
-        !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
-        (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) || s[13] != ':' ||
-        !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
+    if (s == NULL || strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec))
         return -EINVAL;
     if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
         return -EINVAL;

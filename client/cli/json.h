@@ -39,15 +39,14 @@
  * owns it; free with parksync__v1__update__free_unpacked(*out, NULL)), or
  * -EINVAL with a reason in why (always NUL-terminated when whylen > 0)
  * and *out = NULL. */
-int json_to_update(const char *line, size_t len, Parksync__V1__Update **out,
-                   char *why, size_t whylen);
+int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, char *why,
+                   size_t whylen);
 
 /* Fills the envelope as the producer will (version, producer_id, sequence
  * 1, event time now when absent) and runs wire_update_validate. Returns 0
  * or -EINVAL with the reason in why, -ENOMEM. u keeps the filled fields
  * (producer_id is a copy owned by u). */
-int json_update_check(Parksync__V1__Update *u, const char *producer_id,
-                      char *why, size_t whylen);
+int json_update_check(Parksync__V1__Update *u, const char *producer_id, char *why, size_t whylen);
 
 /* Generic message -> JSON object (every present field). Returns a new
  * reference, or NULL when out of memory. */
@@ -69,7 +68,6 @@ int json_parse_time(const char *s, int64_t *us);
 /* Enum value by full proto name or by the name without the enum's prefix,
  * case-insensitive ("SPECIALIZATION_CHEMISTRY", "chemistry"). NULL when
  * unknown. */
-const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d,
-                                           const char *name);
+const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d, const char *name);
 
 #endif /* PARKSYNC_CLI_JSON_H */

@@ -100,9 +100,15 @@ int cmd_keygen(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
-        case 'c': comment = optarg; break;
-        case 'h': fputs(CLI_KEYGEN_USAGE, stdout); return CLI_OK;
-        default: fputs(CLI_KEYGEN_USAGE, stderr); return CLI_USAGE;
+        case 'c':
+            comment = optarg;
+            break;
+        case 'h':
+            fputs(CLI_KEYGEN_USAGE, stdout);
+            return CLI_OK;
+        default:
+            fputs(CLI_KEYGEN_USAGE, stderr);
+            return CLI_USAGE;
         }
     }
     if (optind != argc - 1 || argv[optind][0] == '\0') {
@@ -127,12 +133,11 @@ int cmd_keygen(int argc, char **argv)
         return CLI_USAGE;
     }
     if (zmq_curve_keypair(pub, sec) < 0) {
-        fprintf(stderr, "parksync keygen: cannot make a key pair: %s\n",
-                zmq_strerror(zmq_errno()));
+        fprintf(stderr, "parksync keygen: cannot make a key pair: %s\n", zmq_strerror(zmq_errno()));
         return CLI_RUNTIME;
     }
-    snprintf(text, sizeof text,
-             "# parksync CURVE secret key (Z85) of %s: keep it private\n%s\n", comment, sec);
+    snprintf(text, sizeof text, "# parksync CURVE secret key (Z85) of %s: keep it private\n%s\n",
+             comment, sec);
     if (write_new(sec_path, text, 0600) < 0)
         return CLI_RUNTIME;
     snprintf(text, sizeof text, "# parksync CURVE public key (Z85) of %s\n%s\n", comment, pub);
@@ -143,7 +148,7 @@ int cmd_keygen(int argc, char **argv)
     memset(sec, 0, sizeof sec);
     memset(text, 0, sizeof text);
     printf("%s\n", pub);
-    fprintf(stderr, "parksync keygen: wrote %s (secret, 0600) and %s (public, 0644)\n",
-            sec_path, pub_path);
+    fprintf(stderr, "parksync keygen: wrote %s (secret, 0600) and %s (public, 0644)\n", sec_path,
+            pub_path);
     return CLI_OK;
 }

@@ -8,9 +8,9 @@
 
 /* One verb. */
 typedef struct command {
-    const char *name;                 /* as typed */
+    const char *name;                  /* as typed */
     int (*run)(int argc, char **argv); /* entry point, argv[0] = name */
-    const char *summary;              /* one line for --help */
+    const char *summary;               /* one line for --help */
 } command_t;
 
 static const command_t COMMANDS[] = {

@@ -10,9 +10,9 @@
 #include "cli.h"
 #include "ctl.h"
 
-#define METRICS_TIMEOUT_S 5  /* default --timeout of metrics */
-#define BACKUP_TIMEOUT_S 600 /* default --timeout of backup: a large database takes a while */
-#define RELOAD_TIMEOUT_S 30  /* default --timeout of reload */
+#define METRICS_TIMEOUT_S 5   /* default --timeout of metrics */
+#define BACKUP_TIMEOUT_S  600 /* default --timeout of backup: a large database takes a while */
+#define RELOAD_TIMEOUT_S  30  /* default --timeout of reload */
 
 const char CLI_METRICS_USAGE[] =
     "usage: parksync metrics [--control EP] [--timeout SEC]\n"
@@ -117,8 +117,10 @@ int cmd_backup(int argc, char **argv)
         return CLI_USAGE;
     }
     if (argv[rest][0] != '/') {
-        fprintf(stderr, "parksync backup: FILE must be an absolute path (the daemon writes "
-                        "it, in its own working directory otherwise), got '%s'\n", argv[rest]);
+        fprintf(stderr,
+                "parksync backup: FILE must be an absolute path (the daemon writes "
+                "it, in its own working directory otherwise), got '%s'\n",
+                argv[rest]);
         return CLI_USAGE;
     }
     br.path = argv[rest];
@@ -131,8 +133,7 @@ int cmd_backup(int argc, char **argv)
         status = CLI_RUNTIME;
     } else {
         printf("{\"path\":\"%s\",\"bytes\":%" PRIu64 ",\"revision\":%" PRIu64 "}\n",
-               r->backup->path ? r->backup->path : br.path, r->backup->bytes,
-               r->backup->revision);
+               r->backup->path ? r->backup->path : br.path, r->backup->bytes, r->backup->revision);
         status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
     }
     parksync__v1__control_reply__free_unpacked(r, NULL);
@@ -165,8 +166,9 @@ int cmd_reload(int argc, char **argv)
         printf("%s\n", r->reload->message ? r->reload->message : "reloaded");
         status = CLI_OK;
     } else {
-        fprintf(stderr, "parksync reload: refused: %s; the daemon keeps running with the "
-                        "previous configuration\n",
+        fprintf(stderr,
+                "parksync reload: refused: %s; the daemon keeps running with the "
+                "previous configuration\n",
                 r->reload->message ? r->reload->message : "(no message)");
         status = CLI_RUNTIME;
     }

@@ -25,18 +25,19 @@ const char CLI_PRODUCER_USAGE[] =
     "never heard from has last_sequence 0. (Resends are counted by the\n"
     "producer itself: `parksync push` prints them.)\n"
     "\n"
-    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
-    CLI_CURVE_USAGE
+    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n" CLI_CURVE_USAGE
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
 int cmd_producer(int argc, char **argv)
 {
-    static const struct option LONG[] = {
-        {"query", required_argument, NULL, 'q'},   {"ingest", required_argument, NULL, 'i'},
-        {"publish", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
-        {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {{"query", required_argument, NULL, 'q'},
+                                         {"ingest", required_argument, NULL, 'i'},
+                                         {"publish", required_argument, NULL, 'P'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"control", required_argument, NULL, 'C'},
+                                         CLI_CURVE_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
     const char *query = WIRE_DEFAULT_QUERY;
     cli_curve_t curve = {0};
     ps_producer_options_t o;
@@ -47,11 +48,16 @@ int cmd_producer(int argc, char **argv)
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
-        case 'q': query = optarg; break;
+        case 'q':
+            query = optarg;
+            break;
         case 'i': /* accepted for symmetry with the other commands; unused */
         case 'C':
-        case 'P': break;
-        case 'h': fputs(CLI_PRODUCER_USAGE, stdout); return CLI_OK;
+        case 'P':
+            break;
+        case 'h':
+            fputs(CLI_PRODUCER_USAGE, stdout);
+            return CLI_OK;
         default:
             if (cli_curve_option(&curve, c, optarg))
                 break;

@@ -27,14 +27,14 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define PUSH_DEFAULT_TIMEOUT_S 30   /* s to wait for every ack */
-#define PUSH_MAX_TIMEOUT_S 86400    /* s: longest --timeout accepted */
-#define PUSH_MAX_LINE (256 * 1024)  /* bytes of one input line */
-#define PUSH_MAX_WINDOW 1000000     /* most --window accepted */
-#define PUSH_NOTE_INPUT "push.input" /* outbox note: identity of the input */
-#define PUSH_NOTE_NAME "push.name"   /* outbox note: the input's name, for messages */
-#define PUSH_NOTE_BASE "push.base"   /* outbox note: sequence before the input's first update */
-#define PUSH_NOTE_COUNT "push.count" /* outbox note: updates in the input */
+#define PUSH_DEFAULT_TIMEOUT_S 30           /* s to wait for every ack */
+#define PUSH_MAX_TIMEOUT_S     86400        /* s: longest --timeout accepted */
+#define PUSH_MAX_LINE          (256 * 1024) /* bytes of one input line */
+#define PUSH_MAX_WINDOW        1000000      /* most --window accepted */
+#define PUSH_NOTE_INPUT        "push.input" /* outbox note: identity of the input */
+#define PUSH_NOTE_NAME         "push.name"  /* outbox note: the input's name, for messages */
+#define PUSH_NOTE_BASE         "push.base" /* outbox note: sequence before the input's first update */
+#define PUSH_NOTE_COUNT        "push.count" /* outbox note: updates in the input */
 
 const char CLI_PUSH_USAGE[] =
     "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
@@ -52,9 +52,7 @@ const char CLI_PUSH_USAGE[] =
     "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
     "                  and the same push run again resumes after what was enqueued\n"
     "  --window N      most unacknowledged updates in flight (default 1000)\n"
-    "  --timeout SEC   give up after SEC seconds (default 30)\n"
-    CLI_CURVE_USAGE
-    "\n"
+    "  --timeout SEC   give up after SEC seconds (default 30)\n" CLI_CURVE_USAGE "\n"
     "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input\n"
     "(or an outbox holding another input's unfinished push).\n";
 
@@ -184,16 +182,19 @@ static long resume_point(ps_producer_t *p, const char *outbox, const char *name,
             done = count;
         if (strcmp(have, identity) == 0 && count == b->count) {
             if (done > 0)
-                fprintf(stderr, "resuming %s after line %ld (%" PRIu64 " of %zu updates were "
-                                "already enqueued)\n", name, b->lines[done - 1], done, b->count);
+                fprintf(stderr,
+                        "resuming %s after line %ld (%" PRIu64 " of %zu updates were "
+                        "already enqueued)\n",
+                        name, b->lines[done - 1], done, b->count);
             return (long)done;
         }
         if (ps_producer_last_acked(p) < base + count) {
             ps_producer_note(p, PUSH_NOTE_NAME, prev, sizeof prev);
-            fprintf(stderr, "parksync push: the outbox %s holds the unfinished push of another "
-                            "input (%s: %" PRIu64 " of %" PRIu64 " updates enqueued, "
-                            "acknowledged up to sequence %" PRIu64 "); finish that push with "
-                            "its own input first, or use another outbox; nothing was sent\n",
+            fprintf(stderr,
+                    "parksync push: the outbox %s holds the unfinished push of another "
+                    "input (%s: %" PRIu64 " of %" PRIu64 " updates enqueued, "
+                    "acknowledged up to sequence %" PRIu64 "); finish that push with "
+                    "its own input first, or use another outbox; nothing was sent\n",
                     outbox, prev, done, count, ps_producer_last_acked(p));
             return -1;
         }
@@ -217,13 +218,17 @@ static int64_t remaining_ms(int64_t deadline)
 
 int cmd_push(int argc, char **argv)
 {
-    static const struct option LONG[] = {
-        {"producer", required_argument, NULL, 'p'}, {"ingest", required_argument, NULL, 'i'},
-        {"publish", required_argument, NULL, 'P'},  {"query", required_argument, NULL, 'q'},
-        {"outbox", required_argument, NULL, 'o'},   {"timeout", required_argument, NULL, 't'},
-        {"window", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
-        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
-        {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {{"producer", required_argument, NULL, 'p'},
+                                         {"ingest", required_argument, NULL, 'i'},
+                                         {"publish", required_argument, NULL, 'P'},
+                                         {"query", required_argument, NULL, 'q'},
+                                         {"outbox", required_argument, NULL, 'o'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"window", required_argument, NULL, 'w'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"control", required_argument, NULL, 'C'},
+                                         CLI_CURVE_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
     cli_curve_t curve = {0};
     ps_producer_options_t opts;
     ps_producer_t *p = NULL;
@@ -242,12 +247,23 @@ int cmd_push(int argc, char **argv)
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
-        case 'p': opts.producer_id = optarg; break;
-        case 'i': opts.ingest_endpoint = optarg; break;
-        case 'P': opts.publish_endpoint = optarg; break;
-        case 'q': opts.query_endpoint = optarg; break;
-        case 'o': opts.outbox_path = optarg; break;
-        case 'C': break; /* accepted so one set of endpoint flags fits every command */
+        case 'p':
+            opts.producer_id = optarg;
+            break;
+        case 'i':
+            opts.ingest_endpoint = optarg;
+            break;
+        case 'P':
+            opts.publish_endpoint = optarg;
+            break;
+        case 'q':
+            opts.query_endpoint = optarg;
+            break;
+        case 'o':
+            opts.outbox_path = optarg;
+            break;
+        case 'C':
+            break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;
@@ -272,7 +288,9 @@ int cmd_push(int argc, char **argv)
             opts.window = (unsigned)w;
             break;
         }
-        case 'h': fputs(CLI_PUSH_USAGE, stdout); return CLI_OK;
+        case 'h':
+            fputs(CLI_PUSH_USAGE, stdout);
+            return CLI_OK;
         default:
             if (cli_curve_option(&curve, c, optarg))
                 break;
@@ -294,8 +312,10 @@ int cmd_push(int argc, char **argv)
         return CLI_USAGE;
     }
     if (!wire_id_valid(opts.producer_id)) {
-        fprintf(stderr, "parksync push: producer id '%s' is not 1..64 characters of "
-                        "[A-Za-z0-9._-]; nothing was sent\n", opts.producer_id);
+        fprintf(stderr,
+                "parksync push: producer id '%s' is not 1..64 characters of "
+                "[A-Za-z0-9._-]; nothing was sent\n",
+                opts.producer_id);
         return CLI_USAGE;
     }
     if (optind < argc && strcmp(argv[optind], "-") != 0) {
@@ -325,11 +345,14 @@ int cmd_push(int argc, char **argv)
     p = ps_producer_new(&opts, &err);
     if (p == NULL) {
         if (err == PS_ERR_TIMEOUT)
-            fprintf(stderr, "parksync push: parksyncd did not answer at %s within %ld s; "
-                            "nothing was sent\n", opts.query_endpoint, timeout_s);
+            fprintf(stderr,
+                    "parksync push: parksyncd did not answer at %s within %ld s; "
+                    "nothing was sent\n",
+                    opts.query_endpoint, timeout_s);
         else if (err == PS_ERR_OUTBOX)
-            fprintf(stderr, "parksync push: cannot use the outbox %s (unreadable, or kept by "
-                            "another producer id than %s); nothing was sent\n",
+            fprintf(stderr,
+                    "parksync push: cannot use the outbox %s (unreadable, or kept by "
+                    "another producer id than %s); nothing was sent\n",
                     opts.outbox_path, opts.producer_id);
         else
             fprintf(stderr, "parksync push: cannot start producer %s: %s; nothing was sent\n",
@@ -346,16 +369,19 @@ int cmd_push(int argc, char **argv)
             goto destroy;
         }
         if (first < 0) {
-            fprintf(stderr, "parksync push: cannot write to the outbox %s: %s; nothing was "
-                            "sent\n", opts.outbox_path, ps_producer_last_error(p));
+            fprintf(stderr,
+                    "parksync push: cannot write to the outbox %s: %s; nothing was "
+                    "sent\n",
+                    opts.outbox_path, ps_producer_last_error(p));
             goto destroy;
         }
     }
     for (size_t i = (size_t)first; i < batch.count; i++) {
         err = ps_producer_send(p, batch.items[i], NULL, (int)remaining_ms(deadline));
         if (err != PS_OK) {
-            fprintf(stderr, "parksync push: sending update %zu of %zu failed: %s%s%s; "
-                            "%" PRIu64 " acknowledged so far%s\n",
+            fprintf(stderr,
+                    "parksync push: sending update %zu of %zu failed: %s%s%s; "
+                    "%" PRIu64 " acknowledged so far%s\n",
                     i + 1, batch.count, ps_strerror(err), err == PS_ERR_INVALID ? ": " : "",
                     err == PS_ERR_INVALID ? ps_producer_last_error(p) : "",
                     ps_producer_last_acked(p),
@@ -365,21 +391,24 @@ int cmd_push(int argc, char **argv)
     }
     err = ps_producer_flush(p, (int)remaining_ms(deadline));
     if (err != PS_OK) {
-        fprintf(stderr, "parksync push: %s waiting for acknowledgements: last sequence sent %" PRIu64
-                        ", last acknowledged %" PRIu64 "%s\n",
+        fprintf(stderr,
+                "parksync push: %s waiting for acknowledgements: last sequence sent %" PRIu64
+                ", last acknowledged %" PRIu64 "%s\n",
                 ps_strerror(err), ps_producer_last_sent(p), ps_producer_last_acked(p),
-                opts.outbox_path ? "; unacknowledged updates stay in the outbox and are resent "
-                                   "by the next push with it"
-                                 : "; running the push again re-sends the same values, which is harmless");
+                opts.outbox_path
+                    ? "; unacknowledged updates stay in the outbox and are resent "
+                      "by the next push with it"
+                    : "; running the push again re-sends the same values, which is harmless");
         goto destroy;
     }
-    if (opts.outbox_path != NULL &&
-        (ps_producer_set_note(p, PUSH_NOTE_INPUT, NULL) != PS_OK ||
-         ps_producer_set_note(p, PUSH_NOTE_NAME, NULL) != PS_OK ||
-         ps_producer_set_note(p, PUSH_NOTE_BASE, NULL) != PS_OK ||
-         ps_producer_set_note(p, PUSH_NOTE_COUNT, NULL) != PS_OK))
-        fprintf(stderr, "parksync push: every update is acknowledged, but clearing the "
-                        "outbox notes failed: %s\n", ps_producer_last_error(p));
+    if (opts.outbox_path != NULL && (ps_producer_set_note(p, PUSH_NOTE_INPUT, NULL) != PS_OK ||
+                                     ps_producer_set_note(p, PUSH_NOTE_NAME, NULL) != PS_OK ||
+                                     ps_producer_set_note(p, PUSH_NOTE_BASE, NULL) != PS_OK ||
+                                     ps_producer_set_note(p, PUSH_NOTE_COUNT, NULL) != PS_OK))
+        fprintf(stderr,
+                "parksync push: every update is acknowledged, but clearing the "
+                "outbox notes failed: %s\n",
+                ps_producer_last_error(p));
     fprintf(stderr, "pushed %zu update%s, last sequence %" PRIu64 ", %" PRIu64 " resent\n",
             batch.count, batch.count == 1 ? "" : "s", ps_producer_last_sent(p),
             ps_producer_resends(p));

@@ -17,15 +17,14 @@
 
 #define WATCH_SLICE_MS 500 /* ms between checks for a stop signal while watching */
 
-#define FILTER_HELP                                                                     \
-    "  --kind KIND     park, resident, trade, country or summary (default: every kind)\n" \
-    "  --country XX    records of one country (trade: flows it exports or imports)\n"    \
-    "  --provenance    include where each field's value came from\n"                    \
-    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"          \
-    "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"      \
-    "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"       \
-    "  --ingest EP, --control EP  accepted for uniformity; not used\n"             \
-    CLI_CURVE_USAGE
+#define FILTER_HELP                                                                                \
+    "  --kind KIND     park, resident, trade, country or summary (default: every kind)\n"          \
+    "  --country XX    records of one country (trade: flows it exports or imports)\n"              \
+    "  --provenance    include where each field's value came from\n"                               \
+    "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"                 \
+    "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"             \
+    "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"                   \
+    "  --ingest EP, --control EP  accepted for uniformity; not used\n" CLI_CURVE_USAGE
 
 const char CLI_SNAPSHOT_USAGE[] =
     "usage: parksync snapshot [--kind KIND] [--country XX] [--provenance]\n"
@@ -73,15 +72,19 @@ static int parse_revision(const char *cmd, const char *flag, const char *arg, ui
 static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_options_t *opts,
                         bool *done)
 {
-    static const struct option LONG[] = {
-        {"at-revision", required_argument, NULL, 'A'},
-        {"from-revision", required_argument, NULL, 'F'},
-        {"kind", required_argument, NULL, 'k'},  {"country", required_argument, NULL, 'c'},
-        {"provenance", no_argument, NULL, 'v'},  {"query", required_argument, NULL, 'q'},
-        {"publish", required_argument, NULL, 'P'},
-        {"ingest", required_argument, NULL, 'i'}, {"timeout", required_argument, NULL, 't'},
-        {"control", required_argument, NULL, 'C'}, CLI_CURVE_OPTIONS,
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {{"at-revision", required_argument, NULL, 'A'},
+                                         {"from-revision", required_argument, NULL, 'F'},
+                                         {"kind", required_argument, NULL, 'k'},
+                                         {"country", required_argument, NULL, 'c'},
+                                         {"provenance", no_argument, NULL, 'v'},
+                                         {"query", required_argument, NULL, 'q'},
+                                         {"publish", required_argument, NULL, 'P'},
+                                         {"ingest", required_argument, NULL, 'i'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"control", required_argument, NULL, 'C'},
+                                         CLI_CURVE_OPTIONS,
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     /* The keys must outlive this call (opts points into them); one
      * command runs per process. */
     static cli_curve_t curve;
@@ -94,20 +97,26 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
         case 'k':
             opts->kind = wire_kind_from_name(optarg);
             if (opts->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED) {
-                fprintf(stderr, "parksync %s: unknown --kind '%s' (expected park, resident, trade, "
-                                "country or summary)\n", argv[0], optarg);
+                fprintf(stderr,
+                        "parksync %s: unknown --kind '%s' (expected park, resident, trade, "
+                        "country or summary)\n",
+                        argv[0], optarg);
                 return CLI_USAGE;
             }
             break;
         case 'c':
             if (!wire_country_valid(optarg)) {
-                fprintf(stderr, "parksync %s: --country wants an ISO 3166-1 alpha-2 code such as AZ, "
-                                "got '%s'\n", argv[0], optarg);
+                fprintf(stderr,
+                        "parksync %s: --country wants an ISO 3166-1 alpha-2 code such as AZ, "
+                        "got '%s'\n",
+                        argv[0], optarg);
                 return CLI_USAGE;
             }
             opts->country = optarg;
             break;
-        case 'v': opts->provenance = true; break;
+        case 'v':
+            opts->provenance = true;
+            break;
         case 'A':
             if (usage != CLI_SNAPSHOT_USAGE) {
                 fprintf(stderr, "parksync %s: --at-revision is for `parksync snapshot`\n", argv[0]);
@@ -126,17 +135,22 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
                 return CLI_USAGE;
             opts->has_from_revision = true;
             break;
-        case 'q': opts->query_endpoint = optarg; break;
-        case 'P': opts->publish_endpoint = optarg; break;
+        case 'q':
+            opts->query_endpoint = optarg;
+            break;
+        case 'P':
+            opts->publish_endpoint = optarg;
+            break;
         case 'i':
-        case 'C': break; /* accepted so one set of endpoint flags fits every command */
+        case 'C':
+            break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;
             long s = strtol(optarg, &end, 10);
             if (errno != 0 || end == optarg || *end != '\0' || s < 1 || s > 3600) {
-                fprintf(stderr, "parksync %s: --timeout wants whole seconds 1..3600, got '%s'\n", argv[0],
-                        optarg);
+                fprintf(stderr, "parksync %s: --timeout wants whole seconds 1..3600, got '%s'\n",
+                        argv[0], optarg);
                 return CLI_USAGE;
             }
             opts->timeout_ms = (int)s * 1000;
@@ -162,8 +176,10 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
     opts->server_public_key = CLI_CURVE_SERVER(&curve);
     opts->secret_key = CLI_CURVE_SECRET(&curve);
     if (opts->has_at_revision && opts->provenance) {
-        fprintf(stderr, "parksync %s: --at-revision and --provenance do not go together: "
-                        "provenance is kept for the current picture only\n", argv[0]);
+        fprintf(stderr,
+                "parksync %s: --at-revision and --provenance do not go together: "
+                "provenance is kept for the current picture only\n",
+                argv[0]);
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -229,8 +245,9 @@ static int run(int argc, char **argv, bool live)
         if (ev.kind == PS_EVENT_SNAPSHOT_END) {
             snapshot_done = true;
             if (live)
-                fprintf(stderr, "parksync %s: %s at revision %" PRIu64
-                                " (%" PRIu64 " records); following live changes\n",
+                fprintf(stderr,
+                        "parksync %s: %s at revision %" PRIu64 " (%" PRIu64
+                        " records); following live changes\n",
                         argv[0], opts.has_from_revision ? "caught up" : "snapshot complete",
                         ev.revision, records);
             continue;

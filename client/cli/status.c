@@ -81,8 +81,8 @@ static uint64_t counter(const Parksync__V1__Status *st, const char *name)
 }
 
 /* The input rejections, by reason, before and in the store. */
-static const char *const REJECTED[] = {"bad_frames", "too_large", "undecodable", "invalid",
-                                       "wrong_topic", "refused", NULL};
+static const char *const REJECTED[] = {"bad_frames",  "too_large", "undecodable", "invalid",
+                                       "wrong_topic", "refused",   NULL};
 
 static void print_text(const Parksync__V1__Status *st)
 {
@@ -114,9 +114,9 @@ static void print_text(const Parksync__V1__Status *st)
     for (size_t i = 0; i < st->n_producers; i++) {
         const Parksync__V1__ProducerStatus *p = st->producers[i];
         printf("  %-20s %12" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-               "  %-20s %s\n", p->producer_id ? p->producer_id : "?", p->last_sequence,
-               p->applied, p->duplicates, p->gaps, p->rejected,
-               when(a, sizeof a, p->last_seen_us),
+               "  %-20s %s\n",
+               p->producer_id ? p->producer_id : "?", p->last_sequence, p->applied, p->duplicates,
+               p->gaps, p->rejected, when(a, sizeof a, p->last_seen_us),
                p->last_seen_us > 0 ? span(b, sizeof b, st->now_us - p->last_seen_us) : "-");
     }
     printf("counters:");
@@ -124,8 +124,7 @@ static void print_text(const Parksync__V1__Status *st)
         printf("%s %s %" PRIu64, i ? "," : "", st->counters[i]->name, st->counters[i]->value);
     printf("\n");
     if (st->reload_error)
-        printf("last reload failed: %s (running the previous configuration)\n",
-               st->reload_error);
+        printf("last reload failed: %s (running the previous configuration)\n", st->reload_error);
 }
 
 static json_t *counters_json(Parksync__V1__Counter **c, size_t n)
@@ -147,22 +146,24 @@ static int print_json(const Parksync__V1__Status *st)
     for (size_t i = 0; i < st->epoch.len && i < 32; i++)
         snprintf(epoch + 2 * i, 3, "%02x", st->epoch.data[i]);
     for (int i = 0; REJECTED[i]; i++)
-        json_object_set_new(rejected, REJECTED[i], json_integer((json_int_t)counter(st, REJECTED[i])));
+        json_object_set_new(rejected, REJECTED[i],
+                            json_integer((json_int_t)counter(st, REJECTED[i])));
     for (size_t i = 0; i < st->n_producers; i++) {
         const Parksync__V1__ProducerStatus *p = st->producers[i];
         json_array_append_new(
             producers,
             json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "producer_id",
                       p->producer_id ? p->producer_id : "", "last_sequence",
-                      (json_int_t)p->last_sequence, "applied", (json_int_t)p->applied,
-                      "duplicates", (json_int_t)p->duplicates, "gaps", (json_int_t)p->gaps,
-                      "rejected", (json_int_t)p->rejected, "last_seen_us",
-                      (json_int_t)p->last_seen_us, "lag_us",
+                      (json_int_t)p->last_sequence, "applied", (json_int_t)p->applied, "duplicates",
+                      (json_int_t)p->duplicates, "gaps", (json_int_t)p->gaps, "rejected",
+                      (json_int_t)p->rejected, "last_seen_us", (json_int_t)p->last_seen_us,
+                      "lag_us",
                       (json_int_t)(p->last_seen_us > 0 ? st->now_us - p->last_seen_us : 0)));
     }
     json_object_set_new(o, "version", json_string(st->version ? st->version : ""));
     json_object_set_new(o, "started_us", json_integer((json_int_t)st->started_us));
-    json_object_set_new(o, "uptime_s", json_integer((json_int_t)((st->now_us - st->started_us) / 1000000)));
+    json_object_set_new(o, "uptime_s",
+                        json_integer((json_int_t)((st->now_us - st->started_us) / 1000000)));
     json_object_set_new(o, "head_revision", json_integer((json_int_t)st->head_revision));
     json_object_set_new(o, "epoch", json_string(epoch));
     json_object_set_new(o, "records", counters_json(st->records, st->n_records));
@@ -178,15 +179,16 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "reload_error",
                         st->reload_error ? json_string(st->reload_error) : json_null());
     rc = json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 || fputc('\n', stdout) == EOF
-             ? -1 : 0;
+             ? -1
+             : 0;
     json_decref(o);
     return rc;
 }
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option LONG[] = {{"json", no_argument, NULL, 'j'}, CTL_OPTIONS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {
+        {"json", no_argument, NULL, 'j'}, CTL_OPTIONS, {NULL, 0, NULL, 0}};
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;

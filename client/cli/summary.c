@@ -27,8 +27,8 @@ const char CLI_SUMMARY_USAGE[] =
     "  --country XX    one country only\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
     "  --timeout SEC   longest daemon silence (default 5)\n"
-    "  --publish EP, --ingest EP, --control EP  accepted for uniformity; not used\n"
-    CLI_CURVE_USAGE;
+    "  --publish EP, --ingest EP, --control EP  accepted for uniformity; not "
+    "used\n" CLI_CURVE_USAGE;
 
 /* The summaries read from the snapshot. */
 typedef struct summaries {
@@ -176,14 +176,15 @@ static void print_summary(const Parksync__V1__CountrySummary *cs)
     for (size_t i = 0; i < cs->n_mismatches; i++) {
         const Parksync__V1__ParkCheck *m = cs->mismatches[i];
         char a[FMT_MONEY_MAX], b[FMT_MONEY_MAX];
-        printf("    %s: %" PRIu32 " residents reported, %" PRIu32
-               " known; investment USD %s reported, USD %s known\n",
-               m->park_id ? m->park_id : "??", m->has_reported_residents ? m->reported_residents : 0,
-               m->has_known_residents ? m->known_residents : 0,
-               fmt_money(a, sizeof a,
-                         m->has_reported_investment_usd_cents ? m->reported_investment_usd_cents : 0),
-               fmt_money(b, sizeof b,
-                         m->has_known_investment_usd_cents ? m->known_investment_usd_cents : 0));
+        printf(
+            "    %s: %" PRIu32 " residents reported, %" PRIu32
+            " known; investment USD %s reported, USD %s known\n",
+            m->park_id ? m->park_id : "??", m->has_reported_residents ? m->reported_residents : 0,
+            m->has_known_residents ? m->known_residents : 0,
+            fmt_money(a, sizeof a,
+                      m->has_reported_investment_usd_cents ? m->reported_investment_usd_cents : 0),
+            fmt_money(b, sizeof b,
+                      m->has_known_investment_usd_cents ? m->known_investment_usd_cents : 0));
     }
 }
 
@@ -192,7 +193,8 @@ int cmd_summary(int argc, char **argv)
     static const struct option LONG[] = {{"country", required_argument, NULL, 'c'},
                                          {"query", required_argument, NULL, 'q'},
                                          {"publish", required_argument, NULL, 'P'},
-        {"ingest", required_argument, NULL, 'i'}, {"control", required_argument, NULL, 'C'},
+                                         {"ingest", required_argument, NULL, 'i'},
+                                         {"control", required_argument, NULL, 'C'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          CLI_CURVE_OPTIONS,
@@ -213,29 +215,40 @@ int cmd_summary(int argc, char **argv)
         switch (c) {
         case 'c':
             if (!wire_country_valid(optarg)) {
-                fprintf(stderr, "parksync summary: --country wants an ISO 3166-1 alpha-2 code "
-                                "such as AZ, got '%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync summary: --country wants an ISO 3166-1 alpha-2 code "
+                        "such as AZ, got '%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             opts.country = optarg;
             break;
-        case 'q': opts.query_endpoint = optarg; break;
-        case 'P': opts.publish_endpoint = optarg; break;
+        case 'q':
+            opts.query_endpoint = optarg;
+            break;
+        case 'P':
+            opts.publish_endpoint = optarg;
+            break;
         case 'i':
-        case 'C': break; /* accepted so one set of endpoint flags fits every command */
+        case 'C':
+            break; /* accepted so one set of endpoint flags fits every command */
         case 't': {
             char *end = NULL;
             errno = 0;
             long sec = strtol(optarg, &end, 10);
             if (errno != 0 || end == optarg || *end != '\0' || sec < 1 || sec > 3600) {
-                fprintf(stderr, "parksync summary: --timeout wants whole seconds 1..3600, "
-                                "got '%s'\n", optarg);
+                fprintf(stderr,
+                        "parksync summary: --timeout wants whole seconds 1..3600, "
+                        "got '%s'\n",
+                        optarg);
                 return CLI_USAGE;
             }
             opts.timeout_ms = (int)sec * 1000;
             break;
         }
-        case 'h': fputs(CLI_SUMMARY_USAGE, stdout); return CLI_OK;
+        case 'h':
+            fputs(CLI_SUMMARY_USAGE, stdout);
+            return CLI_OK;
         default:
             if (cli_curve_option(&curve, c, optarg))
                 break;

@@ -36,14 +36,14 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define MAX_PRODUCERS 8          /* largest producer count of the matrix */
-#define MAX_RUNS 9               /* most runs per cell */
-#define BASE_TIME_US 1600000000000000LL /* event time of the first update */
-#define RAW_BATCH 1000           /* rows per transaction in the baseline */
-#define PAD 120                  /* bytes of company-name padding: ~200-byte updates */
+#define MAX_PRODUCERS 8                  /* largest producer count of the matrix */
+#define MAX_RUNS      9                  /* most runs per cell */
+#define BASE_TIME_US  1600000000000000LL /* event time of the first update */
+#define RAW_BATCH     1000               /* rows per transaction in the baseline */
+#define PAD           120                /* bytes of company-name padding: ~200-byte updates */
 
-static unsigned bench_window;  /* -w: producer window, 0 = library default */
-static bool bench_no_outbox;   /* -m: producers keep unacknowledged updates in memory only */
+static unsigned bench_window; /* -w: producer window, 0 = library default */
+static bool bench_no_outbox;  /* -m: producers keep unacknowledged updates in memory only */
 
 /* One benchmark producer thread. */
 typedef struct worker {
@@ -137,8 +137,8 @@ out:
 }
 
 /* One end-to-end run: updates/s, or -1. */
-static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total,
-                         unsigned seed, uint64_t *resends)
+static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total, unsigned seed,
+                         uint64_t *resends)
 {
     harness_t h;
     worker_t w[MAX_PRODUCERS];
@@ -154,8 +154,11 @@ static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total
         return -1;
     }
     for (int i = 0; i < producers; i++) {
-        w[i] = (worker_t){.h = &h, .index = i, .count = total / (uint64_t)producers,
-                          .keys = keys, .seed = seed * 131u + (unsigned)i};
+        w[i] = (worker_t){.h = &h,
+                          .index = i,
+                          .count = total / (uint64_t)producers,
+                          .keys = keys,
+                          .seed = seed * 131u + (unsigned)i};
         pthread_create(&t[i], NULL, worker_main, &w[i]);
     }
     *resends = 0;
@@ -198,8 +201,9 @@ static double run_raw(bool full, uint32_t keys, uint64_t total, unsigned seed)
     snprintf(path, sizeof path, "%s/raw.db", dir);
     if (sqlite3_open(path, &db) != SQLITE_OK)
         goto out;
-    if (sqlite3_exec(db, full ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    if (sqlite3_exec(db,
+                     full ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                          : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                      NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db,
                      "CREATE TABLE resident(country TEXT NOT NULL, park_id TEXT NOT NULL,"
@@ -274,11 +278,21 @@ int main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "n:r:qw:m")) != -1) {
         switch (c) {
-        case 'n': total = strtoull(optarg, NULL, 10); break;
-        case 'r': runs = (int)strtol(optarg, NULL, 10); break;
-        case 'q': quick = true; break;
-        case 'w': bench_window = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'm': bench_no_outbox = true; break;
+        case 'n':
+            total = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            runs = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'q':
+            quick = true;
+            break;
+        case 'w':
+            bench_window = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            bench_no_outbox = true;
+            break;
         default:
             fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m]\n");
             return 2;
@@ -288,10 +302,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ingest: -r 1..%d, -n >= 1000\n", MAX_RUNS);
         return 2;
     }
-    printf("ingest benchmark: %" PRIu64 " updates per cell, median of %d runs, %ld CPUs\n\n",
-           total, runs, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("%-7s %-20s %14s %10s %12s %7s %9s\n", "sync", "workload", "raw upserts/s",
-           "producers", "ingest/s", "ratio", "resends");
+    printf("ingest benchmark: %" PRIu64 " updates per cell, median of %d runs, %ld CPUs\n\n", total,
+           runs, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("%-7s %-20s %14s %10s %12s %7s %9s\n", "sync", "workload", "raw upserts/s", "producers",
+           "ingest/s", "ratio", "resends");
     for (int s = 0; s < 2; s++) {
         bool full = s == 1;
         if (quick && full)
@@ -306,8 +320,7 @@ int main(int argc, char **argv)
             for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
                 uint64_t resends = 0, rs;
                 for (int i = 0; i < runs; i++) {
-                    v[i] = run_ingest(full, loads[l].keys, counts[k], total, 7u + (unsigned)i,
-                                      &rs);
+                    v[i] = run_ingest(full, loads[l].keys, counts[k], total, 7u + (unsigned)i, &rs);
                     resends += rs;
                 }
                 double rate = median(v, runs);

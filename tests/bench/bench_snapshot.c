@@ -35,10 +35,10 @@
 #include "store.h"
 #include "wire.h"
 
-#define FILL_BATCH 20000                 /* updates per fill transaction */
-#define BASE_TIME_US 1600000000000000LL  /* event time of the first fill update */
-#define SAMPLE_MS 10                     /* RSS sampling period */
-#define PAD "Sumgait Chemical Industrial Park resident, petrochemicals and polymers"
+#define FILL_BATCH   20000              /* updates per fill transaction */
+#define BASE_TIME_US 1600000000000000LL /* event time of the first fill update */
+#define SAMPLE_MS    10                 /* RSS sampling period */
+#define PAD          "Sumgait Chemical Industrial Park resident, petrochemicals and polymers"
 
 static uint64_t n_records = 1000000;
 static uint64_t n_ingest = 100000;
@@ -135,8 +135,7 @@ static int fill(const char *path)
             Parksync__V1__Update u;
             Parksync__V1__Resident r;
             store_outcome_t out;
-            make_resident(&u, &r, rid, sizeof rid, k, (int64_t)k * 100,
-                          BASE_TIME_US + (int64_t)k);
+            make_resident(&u, &r, rid, sizeof rid, k, (int64_t)k * 100, BASE_TIME_US + (int64_t)k);
             u.has_version = 1;
             u.version = WIRE_VERSION;
             u.producer_id = "fill";
@@ -264,7 +263,7 @@ static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_
 typedef struct listener {
     ps_subscriber_t *sub;
     volatile int stop;
-    int64_t *lat;      /* microseconds */
+    int64_t *lat; /* microseconds */
     size_t n, cap;
 } listener_t;
 
@@ -384,10 +383,18 @@ int main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "n:i:t:k")) != -1) {
         switch (c) {
-        case 'n': n_records = strtoull(optarg, NULL, 10); break;
-        case 'i': n_ingest = strtoull(optarg, NULL, 10); break;
-        case 't': lat_s = (int)strtol(optarg, NULL, 10); break;
-        case 'k': keep = true; break;
+        case 'n':
+            n_records = strtoull(optarg, NULL, 10);
+            break;
+        case 'i':
+            n_ingest = strtoull(optarg, NULL, 10);
+            break;
+        case 't':
+            lat_s = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'k':
+            keep = true;
+            break;
         default:
             fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-k]\n");
             return 2;

@@ -22,13 +22,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                               \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond, __FILE__,      \
-                    __LINE__);                                                         \
-            abort();                                                                   \
-        }                                                                              \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* A wire_*_decode with its typed out-parameter widened to the message base,
@@ -96,8 +95,8 @@ static inline void fuzz_check_verdict(int rc, const ProtobufCMessage *out, const
 /* Decodes data, checks the verdict and, when a message came back, the
  * round trip. Returns the verdict; *out is the caller's to free with
  * protobuf_c_message_free_unpacked(*out, NULL) (NULL when none). */
-static inline int fuzz_decode(fuzz_decode_fn decode, const uint8_t *data, size_t size,
-                              size_t max, bool out_on_einval, ProtobufCMessage **out)
+static inline int fuzz_decode(fuzz_decode_fn decode, const uint8_t *data, size_t size, size_t max,
+                              bool out_on_einval, ProtobufCMessage **out)
 {
     const char *why = NULL;
     int rc = decode(data, size, out, &why);

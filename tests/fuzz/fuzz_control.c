@@ -5,8 +5,7 @@
  */
 #include "fuzz.h"
 
-static int decode_request(const void *buf, size_t len, ProtobufCMessage **out,
-                          const char **why)
+static int decode_request(const void *buf, size_t len, ProtobufCMessage **out, const char **why)
 {
     Parksync__V1__ControlRequest *c = NULL;
     int rc = wire_control_request_decode(buf, len, &c, why);

@@ -6,8 +6,7 @@
 #include "fuzz.h"
 #include "json.h"
 
-static int decode_publication(const void *buf, size_t len, ProtobufCMessage **out,
-                              const char **why)
+static int decode_publication(const void *buf, size_t len, ProtobufCMessage **out, const char **why)
 {
     Parksync__V1__Publication *p = NULL;
     int rc = wire_publication_decode(buf, len, &p, why);

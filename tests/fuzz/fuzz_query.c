@@ -6,8 +6,7 @@
 #include "fuzz.h"
 #include "json.h"
 
-static int decode_request(const void *buf, size_t len, ProtobufCMessage **out,
-                          const char **why)
+static int decode_request(const void *buf, size_t len, ProtobufCMessage **out, const char **why)
 {
     Parksync__V1__QueryRequest *q = NULL;
     int rc = wire_query_request_decode(buf, len, &q, why);
@@ -37,8 +36,8 @@ static void render_record(const Parksync__V1__Record *r)
     FUZZ_CHECK(text != NULL);
     free(text);
     json_decref(j);
-    FUZZ_CHECK(wire_topic_record(topic, sizeof topic, wire_record_kind(r),
-                                 wire_record_country(r)) > 0);
+    FUZZ_CHECK(wire_topic_record(topic, sizeof topic, wire_record_kind(r), wire_record_country(r)) >
+               0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

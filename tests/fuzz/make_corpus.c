@@ -332,8 +332,8 @@ static void query_requests(void)
 
 static void query_replies(void)
 {
-    static const uint8_t epoch[WIRE_EPOCH_BYTES] = {0x5e, 0xc1, 0xbb, 0x50, 1, 2, 3, 4,
-                                                   5, 6, 7, 8, 9, 10, 11, 12};
+    static const uint8_t epoch[WIRE_EPOCH_BYTES] = {0x5e, 0xc1, 0xbb, 0x50, 1, 2,  3,  4,
+                                                    5,    6,    7,    8,    9, 10, 11, 12};
     Parksync__V1__QueryReply q = PARKSYNC__V1__QUERY_REPLY__INIT;
     Parksync__V1__Pong pong = PARKSYNC__V1__PONG__INIT;
     Parksync__V1__ProducerState ps = PARKSYNC__V1__PRODUCER_STATE__INIT;
