@@ -251,26 +251,16 @@ static void drain_subscriptions(ps_producer_t *p, int64_t now)
 static ps_err_t drain_acks(ps_producer_t *p)
 {
     for (int i = 0; i < PRODUCER_DRAIN_BUDGET; i++) {
-        zmq_msg_t msg;
-        int rc = sock_recv_last(p->acks, 2, &msg);
+        Parksync__V1__Publication *pub;
+        int rc = sock_recv_publication(p->acks, NULL, 0, &pub);
         if (rc == -EAGAIN)
             return PS_OK;
-        if (rc == -EINTR)
-            return PS_ERR_INTERRUPTED;
         if (rc == -EPROTO) {
             p->bad_frames++;
             continue;
         }
         if (rc < 0)
-            return PS_ERR_SOCKET;
-        Parksync__V1__Publication *pub = NULL;
-        const char *why = NULL;
-        rc = wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &pub, &why);
-        zmq_msg_close(&msg);
-        if (rc < 0) {
-            p->bad_frames++;
-            continue;
-        }
+            return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
         ps_err_t err = PS_OK;
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_ACK &&
             strcmp(pub->ack->producer_id, p->producer_id) == 0)
@@ -402,18 +392,12 @@ static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer
         }
         if (!(item.revents & ZMQ_POLLIN))
             continue;
-        zmq_msg_t msg;
-        int rc = sock_recv_last(query, 1, &msg);
+        Parksync__V1__QueryReply *rep;
+        int rc = sock_recv_reply(query, &rep);
         if (rc == -EAGAIN || rc == -EPROTO)
             continue;
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        Parksync__V1__QueryReply *rep = NULL;
-        const char *why = NULL;
-        rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &rep, &why);
-        zmq_msg_close(&msg);
-        if (rc < 0)
-            continue;
         ps_err_t err = PS_ERR_PROTOCOL;
         if (rep->request_id < first_id || rep->request_id >= *next_id) {
             parksync__v1__query_reply__free_unpacked(rep, NULL); /* not ours */

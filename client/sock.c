@@ -93,7 +93,12 @@ int sock_send(void *s, const char *topic, const void *payload, size_t len)
     return 0;
 }
 
-int sock_recv_last(void *s, int frames, void *msgp)
+/* Receives one whole multipart message without blocking and keeps its
+ * last frame, which every parksync message carries the protobuf in.
+ * Returns 0 and fills *msgp (caller closes it), -EAGAIN when nothing is
+ * waiting, -EPROTO when the frame count is not `frames` (the message is
+ * consumed), or another -errno. */
+static int sock_recv_last(void *s, int frames, void *msgp)
 {
     zmq_msg_t *msg = msgp;
     int count = 0;
@@ -120,4 +125,55 @@ int sock_recv_last(void *s, int frames, void *msgp)
         return -EPROTO;
     }
     return 0;
+}
+
+int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publication **out)
+{
+    zmq_msg_t msg;
+    const char *why;
+    int frames = 1, rc;
+
+    *out = NULL;
+    zmq_msg_init(&msg);
+    if (zmq_msg_recv(&msg, s, ZMQ_DONTWAIT) < 0) {
+        rc = -zmq_errno();
+        zmq_msg_close(&msg);
+        return rc;
+    }
+    size_t tlen = zmq_msg_size(&msg);
+    bool ok = zmq_msg_more(&msg) && (topic == NULL || tlen < size);
+    if (ok && topic != NULL) {
+        memcpy(topic, zmq_msg_data(&msg), tlen);
+        topic[tlen] = '\0';
+    }
+    while (zmq_msg_more(&msg)) {
+        /* parts arrive atomically: the rest is there */
+        zmq_msg_close(&msg);
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s, 0) < 0) {
+            rc = -zmq_errno();
+            zmq_msg_close(&msg);
+            return rc;
+        }
+        frames++;
+    }
+    rc = ok && frames == 2
+             ? wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why)
+             : -EPROTO;
+    zmq_msg_close(&msg);
+    return rc < 0 && rc != -EPROTO ? -EPROTO : rc;
+}
+
+int sock_recv_reply(void *s, Parksync__V1__QueryReply **out)
+{
+    zmq_msg_t msg;
+    const char *why;
+    int rc = sock_recv_last(s, 1, &msg);
+
+    *out = NULL;
+    if (rc < 0)
+        return rc;
+    rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why);
+    zmq_msg_close(&msg);
+    return rc < 0 ? -EPROTO : 0;
 }

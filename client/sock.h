@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parksync.pb-c.h"
+
 #define SOCK_LINGER_MS 200 /* ms a closing socket may spend flushing */
 
 /* Opens a socket of ZeroMQ type `type`, caps incoming messages at
@@ -45,12 +47,15 @@ void sock_close(void **sp);
  * 0 or -errno. */
 int sock_send(void *s, const char *topic, const void *payload, size_t len);
 
-/* Receives one whole multipart message without blocking and keeps its
- * last frame, which every parksync message carries the protobuf in.
- * Frames beyond `frames` mark the message malformed.
- * Returns 0 and fills *msg (caller closes it with zmq_msg_close), -EAGAIN
- * when nothing is waiting, -EPROTO when the frame count is not `frames`
- * (the message is consumed), or another -errno. */
-int sock_recv_last(void *s, int frames, void *msg);
+/* Receives one [topic][Publication] message without blocking, copies the
+ * topic into topic (size bytes, NUL-terminated; NULL: not wanted) and
+ * decodes the payload with wire_publication_decode. Returns 0 with *out
+ * (caller frees it), -EAGAIN when nothing is waiting, -EPROTO for a
+ * malformed message (frame count, topic size, or a payload that does not
+ * decode; consumed), or another -errno. */
+int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publication **out);
+
+/* The same for one [QueryReply] frame on a DEALER. */
+int sock_recv_reply(void *s, Parksync__V1__QueryReply **out);
 
 #endif /* PARKSYNC_CLIENT_SOCK_H */

@@ -378,41 +378,6 @@ static ps_err_t live_heartbeat(ps_subscriber_t *s, const Parksync__V1__Heartbeat
 
 /* ---------------------------------------------------------------- receiving */
 
-/* Receives [topic][publication] without blocking. 0 with the topic in
- * topic and the payload in *msg (caller closes it), -EAGAIN, -EPROTO (a
- * malformed message, consumed), or another -errno. */
-static int recv_publication(void *sock, char *topic, size_t size, zmq_msg_t *msg)
-{
-    zmq_msg_init(msg);
-    if (zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) < 0) {
-        int err = zmq_errno();
-        zmq_msg_close(msg);
-        return -err;
-    }
-    size_t tlen = zmq_msg_size(msg);
-    bool ok = tlen < size && zmq_msg_more(msg);
-    if (ok) {
-        memcpy(topic, zmq_msg_data(msg), tlen);
-        topic[tlen] = '\0';
-    }
-    int frames = 1;
-    while (zmq_msg_more(msg)) {
-        zmq_msg_close(msg);
-        zmq_msg_init(msg);
-        if (zmq_msg_recv(msg, sock, 0) < 0) {
-            int err = zmq_errno();
-            zmq_msg_close(msg);
-            return -err;
-        }
-        frames++;
-    }
-    if (!ok || frames != 2) {
-        zmq_msg_close(msg);
-        return -EPROTO;
-    }
-    return 0;
-}
-
 /* Waits up to timeout_ms for the welcome heartbeat on the SUB (see the
  * top). Records before it are covered by the coming snapshot. A daemon
  * that stays silent is not an error here; the stream request times out. */
@@ -421,9 +386,8 @@ static ps_err_t wait_welcome(ps_subscriber_t *s)
     int64_t deadline = wire_monotonic_ms() + s->timeout_ms;
 
     for (;;) {
-        zmq_msg_t msg;
-        char topic[WIRE_MAX_TOPIC];
-        int rc = recv_publication(s->sub, topic, sizeof topic, &msg);
+        Parksync__V1__Publication *pub;
+        int rc = sock_recv_publication(s->sub, NULL, 0, &pub);
         if (rc == -EAGAIN) {
             int64_t left = deadline - wire_monotonic_ms();
             if (left <= 0)
@@ -437,12 +401,6 @@ static ps_err_t wait_welcome(ps_subscriber_t *s)
             continue;
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        Parksync__V1__Publication *pub = NULL;
-        const char *why = NULL;
-        rc = wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &pub, &why);
-        zmq_msg_close(&msg);
-        if (rc < 0)
-            continue;
         bool hb = pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
         if (hb) {
             adopt_identity(s, pub->heartbeat);
@@ -506,8 +464,8 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
             return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
         if (!(item.revents & ZMQ_POLLIN))
             continue;
-        zmq_msg_t msg;
-        int rc = sock_recv_last(s->query, 1, &msg);
+        Parksync__V1__QueryReply *rep;
+        int rc = sock_recv_reply(s->query, &rep);
         if (rc == -EAGAIN)
             continue;
         if (rc == -EPROTO) {
@@ -516,14 +474,6 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         }
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        Parksync__V1__QueryReply *rep = NULL;
-        const char *why = NULL;
-        rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &rep, &why);
-        zmq_msg_close(&msg);
-        if (rc < 0) {
-            s->n.bad_frames++;
-            continue;
-        }
         if (rep->request_id != s->request_id) {
             parksync__v1__query_reply__free_unpacked(rep, NULL);
             continue; /* a stream we gave up */
@@ -645,9 +595,9 @@ static bool sequence_ok(ps_subscriber_t *s, const char *topic, const Parksync__V
 static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
 {
     for (;;) {
-        zmq_msg_t msg;
+        Parksync__V1__Publication *pub;
         char topic[WIRE_MAX_TOPIC];
-        int rc = recv_publication(s->sub, topic, sizeof topic, &msg);
+        int rc = sock_recv_publication(s->sub, topic, sizeof topic, &pub);
         if (rc == -EAGAIN) {
             long w = wait_ms(deadline, -1);
             if (w == 0)
@@ -663,14 +613,6 @@ static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
         }
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        Parksync__V1__Publication *pub = NULL;
-        const char *why = NULL;
-        rc = wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &pub, &why);
-        zmq_msg_close(&msg);
-        if (rc < 0) {
-            s->n.bad_frames++;
-            continue;
-        }
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT) {
             ps_err_t e = live_heartbeat(s, pub->heartbeat);
             parksync__v1__publication__free_unpacked(pub, NULL);
