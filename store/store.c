@@ -115,6 +115,7 @@ typedef struct row {
     uint64_t revision;         /* its revision (0: never published) */
     Parksync__V1__Record *rec; /* its record, unpacked; NULL when none */
     stamps_t stamps;           /* its stamps */
+    size_t pend;               /* its entry in the batch's rows, + 1; 0: none */
 } row_t;
 
 /* Statements on the store's connection, prepared once at open. */
@@ -1386,6 +1387,7 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
     if (s->in_batch && pending_key(key, k)) {
         if ((p = pending_find(s, k)) != NULL) {
             /* written earlier in this batch: that version, not the table's */
+            row->pend = (size_t)(p - s->pend) + 1;
             if (!p->found)
                 return 0;
             row->found = true;
@@ -1400,6 +1402,7 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
             return ret;
         if ((p = pending_add(s, key, k)) == NULL)
             return -ENOMEM;
+        row->pend = (size_t)(p - s->pend) + 1;
     }
     bind_key(st, key);
     rc = sqlite3_step(st);
@@ -1487,8 +1490,7 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
     const uint8_t *blob;
     size_t blen;
     uint64_t revision = row->revision;
-    char k[STORE_PENDING_KEY];
-    pending_t *p = s->in_batch && pending_key(key, k) ? pending_find(s, k) : NULL;
+    pending_t *p = row->pend ? &s->pend[row->pend - 1] : NULL;
     int rc;
 
     *changed = false;
