@@ -40,6 +40,7 @@
 #define UPDATES         20000              /* updates per producer */
 #define KEYS            300                /* residents per producer */
 #define DAEMON_KILLS    5                  /* least SIGKILLs of parksyncd */
+#define KILL_POINTS     7                  /* SIGKILLs planned, at random points of progress */
 #define RUN_DEADLINE_MS 240000             /* the crash test gives up after this */
 #define BASE_TIME_US    1600000000000000LL /* event time of sequence 0 */
 #define DROP_UPDATES    2000               /* updates in the drop test */
@@ -267,6 +268,36 @@ static void check_records(sqlite3 *db, int k, uint64_t total)
 
 /* ---------------------------------------------------------------- crash */
 
+/* Updates the database holds as applied, all producers together; -1
+ * while it cannot be read (the daemon is being restarted). */
+static int64_t applied_total(void)
+{
+    sqlite3 *db = NULL;
+    int64_t n = -1;
+
+    if (sqlite3_open_v2(h.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 1000);
+        n = db_int(db, "SELECT coalesce(sum(last_sequence), 0) FROM producer", NULL);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+/* True when some child (a producer, or the daemon) has exited; it is left
+ * for its own waitpid to collect. */
+static bool child_exited(void)
+{
+    siginfo_t info = {0};
+
+    return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 Test(reliable, survives_daemon_and_producer_crashes, .fini = teardown, .timeout = 400)
 {
     unsigned seed = (unsigned)time(NULL);
@@ -274,11 +305,17 @@ Test(reliable, survives_daemon_and_producer_crashes, .fini = teardown, .timeout 
     bool done[PRODUCERS] = {false};
     int finished = 0, kills = 0, producer_kills = 0;
     int64_t deadline = wire_monotonic_ms() + RUN_DEADLINE_MS;
+    int64_t points[KILL_POINTS];
 
     if (getenv("PARKSYNC_TEST_SEED") != NULL)
         seed = (unsigned)strtoul(getenv("PARKSYNC_TEST_SEED"), NULL, 10);
     fprintf(stderr, "reliable crash test: seed %u (PARKSYNC_TEST_SEED replays it)\n", seed);
     srand(seed);
+    /* Kill moments are points of progress (updates applied), not times, so
+     * the kills land inside the run however fast this machine ingests. */
+    for (int i = 0; i < KILL_POINTS; i++)
+        points[i] = (int64_t)PRODUCERS * UPDATES * (5 + rand() % 85) / 100;
+    qsort(points, KILL_POINTS, sizeof points[0], cmp_i64);
     cr_assert_eq(harness_init(&h, "[store]\nsynchronous = full\n"), 0);
     cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
     /* The producers are processes: no ZeroMQ context is alive here now
@@ -291,7 +328,13 @@ Test(reliable, survives_daemon_and_producer_crashes, .fini = teardown, .timeout 
                      "the producers did not finish in time "
                      "(seed %u, %d daemon kills)",
                      seed, kills);
-        sleep_ms(150 + rand() % 500);
+        if (kills < KILL_POINTS) {
+            while (applied_total() < points[kills] && wire_monotonic_ms() < deadline &&
+                   !child_exited())
+                sleep_ms(5); /* a poll of the database's progress, not a synchronisation */
+        } else {
+            sleep_ms(100 + rand() % 200);
+        }
         for (int k = 0; k < PRODUCERS; k++) {
             int status;
             if (done[k] || waitpid(pids[k], &status, WNOHANG) != pids[k])
