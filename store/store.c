@@ -156,12 +156,18 @@ typedef struct agg_delta {
 #define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
 
 /*
- * Rows a batch has read or written, kept in memory until the batch is
- * flushed (before summaries, digests and the commit). A record changed
- * several times in one batch is written once and gets one revision: no
- * one can see the versions in between, since the batch commits whole.
+ * The row cache: rows read or written recently, as stored, so a record
+ * updated again is merged without a read from SQLite. The rows a batch
+ * changed are dirty until the batch is flushed (before summaries,
+ * digests and the commit); a record changed several times between two
+ * flushes is written once and gets one revision: no one can see the
+ * versions in between, since the batch commits whole. Clean rows stay
+ * after the commit, as the committed state; a rollback forgets them all,
+ * and so does a batch that needs a row when the cache is full (after
+ * writing its dirty rows). Only the cache writes record rows, so a
+ * cached row is never older than its table row.
  */
-#define STORE_PENDING_MAX 8192 /* rows held before an early flush */
+#define STORE_PENDING_MAX 8192 /* rows cached; when full, the cache is flushed and emptied */
 #define STORE_PENDING_KEY 160  /* bytes of a lookup key: kind and key columns */
 
 typedef struct pending {
@@ -176,7 +182,7 @@ typedef struct pending {
     uint64_t batch_rev;                        /* revision given in this batch; 0: none */
     buf_t blob;                                /* the record as stored: Record with revision */
     buf_t stamps;                              /* its stamps (empty for summaries) */
-    buf_t committed;                           /* record before the batch, when published */
+    buf_t committed;                           /* record at the last flush, when published */
     bool deleted;                              /* blob is a tombstone */
     extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
     bool dirty;                                /* the row must be written */
@@ -216,8 +222,10 @@ struct store {
     store_member_t *members;                      /* authority: producer -> ministry, owned */
     size_t n_members;                             /* entries in members */
     agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
-    pending_t *pend;                              /* rows of the batch, in first-touched order */
+    pending_t *pend;                              /* the row cache, in first-touched order */
     size_t n_pend;                                /* entries used in pend */
+    size_t *pend_dirty; /* entries changed since the last flush, in first-changed order */
+    size_t n_dirty;     /* entries used in pend_dirty */
     size_t cap_pend;                              /* entries allocated in pend */
     uint32_t *pend_index; /* open addressing over pend: index + 1, 0 = empty */
     size_t cap_index;     /* slots in pend_index (power of two) */
@@ -1259,6 +1267,7 @@ static void pending_clear(store_t *s)
     }
     s->n_pend = 0;
     s->n_log = 0;
+    s->n_dirty = 0;
     if (s->pend_index)
         memset(s->pend_index, 0, s->cap_index * sizeof(*s->pend_index));
 }
@@ -1269,6 +1278,7 @@ static void pending_free(store_t *s)
     free(s->pend);
     free(s->pend_index);
     free(s->pend_log);
+    free(s->pend_dirty);
 }
 
 /* The lookup key of a record: its kind, then its key columns. */
@@ -1313,9 +1323,10 @@ static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
     if (s->cap_pend == 0) {
         s->pend = calloc(STORE_PENDING_MAX, sizeof(*s->pend));
         s->pend_log = calloc(STORE_PENDING_MAX, sizeof(*s->pend_log));
+        s->pend_dirty = calloc(STORE_PENDING_MAX, sizeof(*s->pend_dirty));
         s->cap_index = 2 * STORE_PENDING_MAX; /* a power of two, never fuller than half */
         s->pend_index = calloc(s->cap_index, sizeof(*s->pend_index));
-        if (!s->pend || !s->pend_log || !s->pend_index)
+        if (!s->pend || !s->pend_log || !s->pend_dirty || !s->pend_index)
             return NULL;
         s->cap_pend = STORE_PENDING_MAX;
     }
@@ -1332,16 +1343,14 @@ static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
     return p;
 }
 
-/* Writes the batch's rows and change-log entries, in revision order, and
- * forgets them. */
+/* Writes the rows changed since the last flush and their change-log
+ * entries, in revision order; the rows stay cached, clean. */
 static int pending_flush(store_t *s)
 {
     int rc = 0;
 
-    for (size_t i = 0; i < s->n_pend && rc == 0; i++) {
-        pending_t *p = &s->pend[i];
-        if (!p->dirty)
-            continue;
+    for (size_t i = 0; i < s->n_dirty && rc == 0; i++) {
+        pending_t *p = &s->pend[s->pend_dirty[i]];
         sqlite3_stmt *st = s->put[p->kind];
         for (size_t c = 0; c < p->ncols; c++)
             sqlite3_bind_text(st, (int)c + 1, p->col[c], -1, SQLITE_STATIC);
@@ -1368,8 +1377,18 @@ static int pending_flush(store_t *s)
             sqlite3_bind_blob(st, 6, p->committed.data, (int)p->committed.len, SQLITE_STATIC);
         rc = step_done(s, st);
     }
-    pending_clear(s);
-    return rc;
+    if (rc < 0) {
+        pending_clear(s); /* the transaction rolls back: forget what it held */
+        return rc;
+    }
+    for (size_t i = 0; i < s->n_dirty; i++) {
+        pending_t *p = &s->pend[s->pend_dirty[i]];
+        p->dirty = false;
+        p->batch_rev = 0;
+    }
+    s->n_dirty = 0;
+    s->n_log = 0;
+    return 0;
 }
 
 /* Reads the row of key; row->rec is unpacked (caller frees with row_free)
@@ -1386,7 +1405,7 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
     s->old_stamps.len = 0;
     if (s->in_batch && pending_key(key, k)) {
         if ((p = pending_find(s, k)) != NULL) {
-            /* written earlier in this batch: that version, not the table's */
+            /* cached: the version last read or written, not older than the table's */
             row->pend = (size_t)(p - s->pend) + 1;
             if (!p->found)
                 return 0;
@@ -1398,8 +1417,11 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
             st = NULL;
             goto decode;
         }
-        if (s->n_pend == STORE_PENDING_MAX && (ret = pending_flush(s)) < 0)
-            return ret;
+        if (s->n_pend == STORE_PENDING_MAX) {
+            if ((ret = pending_flush(s)) < 0)
+                return ret;
+            pending_clear(s);
+        }
         if ((p = pending_add(s, key, k)) == NULL)
             return -ENOMEM;
         row->pend = (size_t)(p - s->pend) + 1;
@@ -1425,8 +1447,7 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
     if (p != NULL) {
         p->found = true;
         p->revision = row->revision;
-        if (buf_set(&p->blob, rec, rlen) < 0 || buf_set(&p->stamps, stp, slen) < 0 ||
-            (row->revision && buf_set(&p->committed, rec, rlen) < 0)) {
+        if (buf_set(&p->blob, rec, rlen) < 0 || buf_set(&p->stamps, stp, slen) < 0) {
             ret = -ENOMEM;
             goto reset;
         }
@@ -1524,11 +1545,21 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
     }
 
     if (p != NULL) {
-        /* the row is written when the batch is flushed */
+        /* the row is written when the batch is flushed; the change log
+         * keeps the version it replaces, the one the last flush left */
+        if (revision != row->revision && revision != 0 && p->batch_rev == 0) {
+            p->committed.len = 0;
+            if (row->revision && buf_set(&p->committed, s->old.data, s->old.len) < 0)
+                return -ENOMEM;
+        }
+        if (!p->dirty) {
+            p->dirty = true;
+            s->pend_dirty[s->n_dirty++] = (size_t)(p - s->pend);
+        }
         if (buf_set(&p->blob, blob, blen) < 0 ||
             (stamps && buf_set(&p->stamps, s->stamps.data, s->stamps.len) < 0))
             return -ENOMEM;
-        p->found = p->dirty = true;
+        p->found = true;
         p->revision = revision;
         p->deleted = rec->deleted;
         for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)

@@ -595,6 +595,85 @@ Test(store, rollback_leaves_nothing)
     store_close(&s);
 }
 
+/* The store keeps recently merged rows in memory across batches; a
+ * rolled-back batch must not leave its versions there. */
+Test(store, rollback_forgets_cached_rows)
+{
+    upd_t x;
+    store_outcome_t out;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "Sumgait");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+
+    cr_assert_eq(store_begin(s), 0);
+    upd_init(&x, "AZ-MOE", 2, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "rolled back");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    store_rollback(s);
+
+    /* a later update of another field merges with the committed name */
+    upd_init(&x, "AZ-MOE", 2, 300, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    x.park.has_reported_residents = 1;
+    x.park.reported_residents = 7;
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    Parksync__V1__Record *r = get_park(s, "AZ", "P1");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(r->park->name, "Sumgait");
+    cr_assert_eq(r->park->reported_residents, 7);
+    parksync__v1__record__free_unpacked(r, NULL);
+    store_close(&s);
+}
+
+/* Each change keeps the version it replaced, also when the replaced one
+ * came from the in-memory rows of an earlier batch or of the same batch
+ * before a flush: the state at every revision rebuilds exactly. */
+Test(store, history_through_cached_rows)
+{
+    static const char *const names[] = {"A", "B", "C", "D"};
+    uint64_t rev[4];
+    uint8_t digest[32];
+    upd_t x;
+    store_outcome_t out;
+    store_t *s = open_db();
+    for (int i = 0; i < 2; i++) {
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100 * (i + 1), PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        park_name(&x, names[i]);
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+        rev[i] = store_head(s);
+    }
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 2; i < 4; i++) {
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100 * (i + 1), PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        park_name(&x, names[i]);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        cr_assert_eq(out, STORE_APPLIED);
+        rev[i] = store_head(s);
+        cr_assert_eq(store_digest(s, digest), 0); /* flushes the batch's rows */
+    }
+    cr_assert_eq(store_commit(s), 0);
+    for (int i = 0; i < 4; i++) {
+        store_filter_t f = {.kind = K_PARK};
+        recs_t rs = {0};
+        int err = 1;
+        if (i > 0)
+            cr_assert_gt(rev[i], rev[i - 1], "every change has its own revision");
+        store_cursor_t *c = store_snapshot_at_open(s, &f, rev[i], &err);
+        cr_assert_not_null(c, "at %" PRIu64 ": %d", rev[i], err);
+        drain(c, &rs);
+        store_cursor_close(&c);
+        cr_assert_eq(rs.n, 1);
+        cr_assert_str_eq(rs.r[0]->park->name, names[i], "at revision %" PRIu64, rev[i]);
+        recs_free(&rs);
+    }
+    store_close(&s);
+}
+
 /* ---------------------------------------------------------------- revisions, change log */
 
 Test(store, revisions_increase_and_unchanged_updates_make_none)
