@@ -57,6 +57,10 @@
 #define PRODUCER_POLL_SLICE_MS      100   /* ms: longest single wait inside a blocking call */
 #define PRODUCER_DRAIN_BUDGET       10000 /* acks read per pass before doing other work */
 #define PRODUCER_BATCH              256   /* updates per outbox transaction */
+/* Sends between two reads of acks and subscriptions. A read that finds
+ * nothing costs libzmq a poll(2) and a getpid(2); acks come a batch at a
+ * time, so reading them after every send would mostly find nothing. */
+#define PRODUCER_SERVICE_EVERY 64
 #define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
 #define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
 
@@ -88,6 +92,7 @@ struct ps_producer {
     bool subscribed;                   /* the daemon's SUB has subscribed to our XPUB */
     bool heard;                        /* a heartbeat arrived: our ack subscription is live */
     uint64_t bad_frames;               /* undecodable frames on the ack socket */
+    unsigned unserviced;               /* sends since acks were last read */
     entry_t *entries;                  /* the window: entries[head..tail) */
     size_t head;                       /* first live entry */
     size_t sent;                       /* first entry not yet sent (head <= sent <= tail) */
@@ -277,6 +282,7 @@ static ps_err_t drain_acks(ps_producer_t *p)
 /* Reads acks and subscriptions without blocking, then resends when due. */
 static ps_err_t service(ps_producer_t *p)
 {
+    p->unserviced = 0;
     ps_err_t err = drain_acks(p);
     if (err != PS_OK)
         return err;
@@ -645,7 +651,8 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
             goto free_buf;
         }
     }
-    err = service(p);
+    if (++p->unserviced >= PRODUCER_SERVICE_EVERY || !window_has_room(p))
+        err = service(p);
 free_buf:
     free(buf);
     return err;
