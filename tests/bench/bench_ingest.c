@@ -20,8 +20,13 @@
  * ROWID table in WAL mode with the daemon's pragmas, one prepared
  * statement, transactions of 1,000.
  *
+ * Besides the rates it reports the producers' resends and the updates the
+ * daemon applied per commit (its group-commit batch), summed over runs.
+ *
  * Options: -n UPDATES (total per cell, default 60000), -r RUNS (default
- * 3), -q (only workload a, NORMAL: a quick look).
+ * 3), -q (only workload a, NORMAL: a quick look), -p N (only N
+ * producers), -w WINDOW (producer window; default the library's), -m
+ * (producers without an outbox, to see what the outbox costs).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -136,9 +141,10 @@ out:
     return NULL;
 }
 
-/* One end-to-end run: updates/s, or -1. */
+/* One end-to-end run: updates/s, or -1; adds the producers' resends and
+ * the daemon's commits to *resends and *commits. */
 static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total, unsigned seed,
-                         uint64_t *resends)
+                         uint64_t *resends, uint64_t *commits)
 {
     harness_t h;
     worker_t w[MAX_PRODUCERS];
@@ -161,7 +167,6 @@ static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total
                           .seed = seed * 131u + (unsigned)i};
         pthread_create(&t[i], NULL, worker_main, &w[i]);
     }
-    *resends = 0;
     for (int i = 0; i < producers; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < producers; i++) {
@@ -178,6 +183,9 @@ static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total
     }
     rate = (double)(total / (uint64_t)producers * (uint64_t)producers) * 1000.0 /
            (double)(end > start ? end - start : 1);
+    int64_t n = harness_counter(&h, "commits", 2000);
+    if (n > 0)
+        *commits += (uint64_t)n;
 out:
     harness_stop(&h);
     harness_cleanup(&h);
@@ -275,8 +283,9 @@ int main(int argc, char **argv)
     uint64_t total = 60000;
     int runs = 3, c;
     bool quick = false;
+    int only_producers = 0; /* -p: run only this producer count */
 
-    while ((c = getopt(argc, argv, "n:r:qw:m")) != -1) {
+    while ((c = getopt(argc, argv, "n:r:qw:mp:")) != -1) {
         switch (c) {
         case 'n':
             total = strtoull(optarg, NULL, 10);
@@ -293,8 +302,12 @@ int main(int argc, char **argv)
         case 'm':
             bench_no_outbox = true;
             break;
+        case 'p':
+            only_producers = (int)strtol(optarg, NULL, 10);
+            break;
         default:
-            fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m]\n");
+            fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m] [-p "
+                            "PRODUCERS]\n");
             return 2;
         }
     }
@@ -304,8 +317,8 @@ int main(int argc, char **argv)
     }
     printf("ingest benchmark: %" PRIu64 " updates per cell, median of %d runs, %ld CPUs\n\n", total,
            runs, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("%-7s %-20s %14s %10s %12s %7s %9s\n", "sync", "workload", "raw upserts/s", "producers",
-           "ingest/s", "ratio", "resends");
+    printf("%-7s %-20s %14s %10s %12s %7s %9s %11s\n", "sync", "workload", "raw upserts/s",
+           "producers", "ingest/s", "ratio", "resends", "per commit");
     for (int s = 0; s < 2; s++) {
         bool full = s == 1;
         if (quick && full)
@@ -318,15 +331,18 @@ int main(int argc, char **argv)
                 v[i] = run_raw(full, loads[l].keys, total, 7u + (unsigned)i);
             raw = median(v, runs);
             for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
-                uint64_t resends = 0, rs;
+                uint64_t resends = 0, commits = 0;
+                if (only_producers > 0 && counts[k] != only_producers)
+                    continue;
                 for (int i = 0; i < runs; i++) {
-                    v[i] = run_ingest(full, loads[l].keys, counts[k], total, 7u + (unsigned)i, &rs);
-                    resends += rs;
+                    v[i] = run_ingest(full, loads[l].keys, counts[k], total, 7u + (unsigned)i,
+                                      &resends, &commits);
                 }
                 double rate = median(v, runs);
-                printf("%-7s %-20s %14.0f %10d %12.0f %6.0f%% %9" PRIu64 "\n",
+                printf("%-7s %-20s %14.0f %10d %12.0f %6.0f%% %9" PRIu64 " %11.0f\n",
                        full ? "FULL" : "NORMAL", loads[l].name, raw, counts[k], rate,
-                       raw > 0 ? 100.0 * rate / raw : 0.0, resends);
+                       raw > 0 ? 100.0 * rate / raw : 0.0, resends,
+                       commits > 0 ? (double)(total * (uint64_t)runs) / (double)commits : 0.0);
                 fflush(stdout);
             }
         }
