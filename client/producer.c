@@ -48,7 +48,7 @@
 #include "sock.h"
 #include "wire.h"
 
-#define PRODUCER_DEFAULT_WINDOW     1000  /* updates in flight */
+#define PRODUCER_DEFAULT_WINDOW     4096  /* updates in flight */
 #define PRODUCER_DEFAULT_ACK_MS     500   /* ms before the first resend */
 #define PRODUCER_DEFAULT_CONNECT_MS 5000  /* ms ps_producer_new waits */
 #define PRODUCER_MAX_TIMEOUT_MS     8000  /* ms: resend timeout ceiling */
@@ -57,12 +57,13 @@
 #define PRODUCER_POLL_SLICE_MS      100   /* ms: longest single wait inside a blocking call */
 #define PRODUCER_DRAIN_BUDGET       10000 /* acks read per pass before doing other work */
 #define PRODUCER_BATCH              256   /* updates per outbox transaction */
+#define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
+#define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
+
 /* Sends between two reads of acks and subscriptions. A read that finds
  * nothing costs libzmq a poll(2) and a getpid(2); acks come a batch at a
  * time, so reading them after every send would mostly find nothing. */
 #define PRODUCER_SERVICE_EVERY 64
-#define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
-#define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
 
 /* One sent, unacknowledged update. */
 typedef struct entry {
