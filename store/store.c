@@ -37,7 +37,8 @@
 #define STORE_BUSY_TIMEOUT_MS 5000      /* ms a connection waits for a lock */
 #define STORE_MAX_SLOTS       16        /* stamp slots per record: key slot + body fields */
 #define STORE_KEY_SLOT        0         /* slot (and stored field id) of the key stamp */
-#define STORE_STAMPS_VERSION  1         /* first byte of an encoded stamps blob */
+#define STORE_STAMPS_V1       1         /* first byte of a stamps blob: a stamp per slot */
+#define STORE_STAMPS_VERSION  2         /* first byte of a stamps blob: shared stamps */
 #define STORE_STAMP_CLEARED   0x80      /* vintage byte flag: the stamp is a cell's delete */
 #define STORE_MAX_KEYS        3         /* key columns of a record kind */
 #define STORE_PERIOD_TEXT     32        /* bytes of a period key ("2020-01..10"), with NUL */
@@ -224,9 +225,9 @@ struct store {
     agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
     pending_t *pend;                              /* the row cache, in first-touched order */
     size_t n_pend;                                /* entries used in pend */
-    size_t *pend_dirty; /* entries changed since the last flush, in first-changed order */
-    size_t n_dirty;     /* entries used in pend_dirty */
-    size_t cap_pend;                              /* entries allocated in pend */
+    size_t *pend_dirty;   /* entries changed since the last flush, in first-changed order */
+    size_t n_dirty;       /* entries used in pend_dirty */
+    size_t cap_pend;      /* entries allocated in pend */
     uint32_t *pend_index; /* open addressing over pend: index + 1, 0 = empty */
     size_t cap_index;     /* slots in pend_index (power of two) */
     size_t *pend_log;     /* entries given a revision, in revision order */
@@ -446,59 +447,114 @@ static bool stamp_get(const uint8_t *p, size_t len, size_t *at, stamp_t *st)
     return true;
 }
 
+static bool stamp_eq(const stamp_t *a, const stamp_t *b)
+{
+    return a->set == b->set && a->cleared == b->cleared && a->vintage == b->vintage &&
+           a->time_us == b->time_us && a->sequence == b->sequence &&
+           strcmp(a->producer, b->producer) == 0;
+}
+
 /*
- * Stamps blob: version byte; tombstone flag byte (1: a stamp follows);
- * count varint; per set slot: field id varint (0 = key slot) and a stamp.
- * A stamp: vintage byte, event time as 8 bytes big-endian, sequence varint,
- * producer id length byte and bytes. ids[slot] gives each slot's field id.
+ * Stamps blob, version 2: version byte; tombstone flag byte (1: a stamp
+ * follows); the distinct stamps of the set slots, as a count varint and
+ * the stamps in the order of their first slot; then the set slots, as a
+ * count varint and per slot its field id varint (0 = key slot) and the
+ * index of its stamp varint. A stamp: vintage byte, event time as 8 bytes
+ * big-endian, sequence varint, producer id length byte and bytes.
+ * ids[slot] gives each slot's field id.
+ *
+ * An update usually sets every field it carries with one stamp, so a
+ * record mostly has one or two distinct stamps: kept once, they make the
+ * blob about a fifth of version 1, which repeated the stamp in every
+ * slot. Version 1 blobs are still read; a row is rewritten in version 2
+ * when it next changes.
  */
 static int stamps_encode(buf_t *b, const stamps_t *sp, const uint32_t *ids, size_t nslots)
 {
-    if (buf_reserve(b, 2 + STORE_VARINT_MAX + (nslots + 1) * (STORE_VARINT_MAX + STORE_STAMP_MAX)) <
-        0)
-        return -ENOMEM;
+    size_t uniq[STORE_MAX_SLOTS], nuniq = 0, which[STORE_MAX_SLOTS], count = 0;
+
+    if (nslots > STORE_MAX_SLOTS ||
+        buf_reserve(b, 2 + 2 * STORE_VARINT_MAX +
+                           (nslots + 1) * (3 * STORE_VARINT_MAX + STORE_STAMP_MAX)) < 0)
+        return nslots > STORE_MAX_SLOTS ? -EINVAL : -ENOMEM;
+    for (size_t i = 0; i < nslots; i++) {
+        if (!sp->slot[i].set)
+            continue;
+        size_t u = 0;
+        while (u < nuniq && !stamp_eq(&sp->slot[uniq[u]], &sp->slot[i]))
+            u++;
+        if (u == nuniq)
+            uniq[nuniq++] = i;
+        which[i] = u;
+        count++;
+    }
     uint8_t *p = b->data;
-    size_t n = 0, count = 0;
+    size_t n = 0;
     p[n++] = STORE_STAMPS_VERSION;
     p[n++] = sp->tomb.set ? 1 : 0;
     if (sp->tomb.set)
         n += stamp_put(p + n, &sp->tomb);
-    for (size_t i = 0; i < nslots; i++)
-        count += sp->slot[i].set;
+    n += varint_put(p + n, nuniq);
+    for (size_t u = 0; u < nuniq; u++)
+        n += stamp_put(p + n, &sp->slot[uniq[u]]);
     n += varint_put(p + n, count);
     for (size_t i = 0; i < nslots; i++) {
         if (!sp->slot[i].set)
             continue;
         n += varint_put(p + n, ids[i]);
-        n += stamp_put(p + n, &sp->slot[i]);
+        n += varint_put(p + n, which[i]);
     }
     b->len = n;
     return 0;
 }
 
+/* The slot of field `id`, or nslots when the kind has no such field. */
+static size_t slot_of(const uint32_t *ids, size_t nslots, uint64_t id)
+{
+    size_t i = 0;
+    while (i < nslots && ids[i] != id)
+        i++;
+    return i;
+}
+
 static int stamps_decode(stamps_t *sp, const uint8_t *p, size_t len, const uint32_t *ids,
                          size_t nslots)
 {
-    size_t at = 2;
-    uint64_t count, id;
+    stamp_t uniq[STORE_MAX_SLOTS];
+    size_t at = 2, i;
+    uint64_t count, id, nuniq = 0, u;
     memset(sp, 0, sizeof(*sp));
     if (len == 0)
         return 0;
-    if (len < 2 || p[0] != STORE_STAMPS_VERSION)
+    if (len < 2 || (p[0] != STORE_STAMPS_VERSION && p[0] != STORE_STAMPS_V1))
         return -EBADMSG;
     if (p[1] && !stamp_get(p, len, &at, &sp->tomb))
         return -EBADMSG;
+    if (p[0] == STORE_STAMPS_VERSION) {
+        if (!varint_get(p, len, &at, &nuniq) || nuniq > STORE_MAX_SLOTS)
+            return -EBADMSG;
+        for (u = 0; u < nuniq; u++) {
+            memset(&uniq[u], 0, sizeof(uniq[u]));
+            if (!stamp_get(p, len, &at, &uniq[u]))
+                return -EBADMSG;
+        }
+    }
     if (!varint_get(p, len, &at, &count))
         return -EBADMSG;
     for (uint64_t c = 0; c < count; c++) {
         stamp_t st = {0};
-        if (!varint_get(p, len, &at, &id) || !stamp_get(p, len, &at, &st))
+        if (!varint_get(p, len, &at, &id))
             return -EBADMSG;
-        for (size_t i = 0; i < nslots; i++) {
-            if (ids[i] == id) {
+        if (p[0] == STORE_STAMPS_V1) {
+            if (!stamp_get(p, len, &at, &st))
+                return -EBADMSG;
+            if ((i = slot_of(ids, nslots, id)) < nslots)
                 sp->slot[i] = st;
-                break;
-            }
+        } else {
+            if (!varint_get(p, len, &at, &u) || u >= nuniq)
+                return -EBADMSG;
+            if ((i = slot_of(ids, nslots, id)) < nslots)
+                sp->slot[i] = uniq[u];
         }
     }
     return 0;

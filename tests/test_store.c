@@ -674,6 +674,73 @@ Test(store, history_through_cached_rows)
     store_close(&s);
 }
 
+/* Appends a version-1 stamp (one per slot, as databases written before
+ * shared stamps hold them) for field `id` to b. */
+static size_t v1_slot(uint8_t *b, uint8_t id, int64_t t, const char *producer, uint8_t seq)
+{
+    size_t n = 0, plen = strlen(producer);
+    b[n++] = id;
+    b[n++] = (uint8_t)PROVISIONAL;
+    for (int i = 7; i >= 0; i--)
+        b[n++] = (uint8_t)((uint64_t)t >> (8 * i));
+    b[n++] = seq;
+    b[n++] = (uint8_t)plen;
+    memcpy(b + n, producer, plen);
+    return n + plen;
+}
+
+/* Rows written with the first stamps encoding still merge by their
+ * stamps, and are rewritten in the current one when they change. */
+Test(store, reads_version_1_stamps)
+{
+    uint8_t blob[128];
+    size_t n = 0;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    upd_t x;
+    store_t *s = open_db();
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "Old");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    store_close(&s);
+
+    /* key slot and name (field 3) stamped at 500 by AZ-MOE#1, no tombstone */
+    blob[n++] = 1;
+    blob[n++] = 0;
+    blob[n++] = 2;
+    n += v1_slot(blob + n, 0, 500, "AZ-MOE", 1);
+    n += v1_slot(blob + n, 3, 500, "AZ-MOE", 1);
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE park SET stamps = ?1 WHERE park_id = 'P1'", -1, &st,
+                                    NULL),
+                 SQLITE_OK);
+    sqlite3_bind_blob(st, 1, blob, (int)n, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    s = open_db();
+    upd_init(&x, "AZ-MOE", 2, 400, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "Older");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    Parksync__V1__Record *r = get_park(s, "AZ", "P1");
+    cr_assert_str_eq(r->park->name, "Old", "the stored stamp (500) is newer than 400");
+    parksync__v1__record__free_unpacked(r, NULL);
+    upd_init(&x, "AZ-MOE", 3, 600, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    park_name(&x, "New");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    r = get_park(s, "AZ", "P1");
+    cr_assert_str_eq(r->park->name, "New");
+    parksync__v1__record__free_unpacked(r, NULL);
+    store_close(&s);
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict WHERE sequence = 2"), 1);
+    cr_assert_eq(sql_int("SELECT unicode(stamps) FROM park WHERE park_id = 'P1'"), 2);
+    cr_assert_lt(sql_int("SELECT length(stamps) FROM park WHERE park_id = 'P1'"), (int64_t)n);
+}
+
 /* ---------------------------------------------------------------- revisions, change log */
 
 Test(store, revisions_increase_and_unchanged_updates_make_none)
