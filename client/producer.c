@@ -121,8 +121,9 @@ static size_t in_flight(const ps_producer_t *p)
     return p->tail - p->head;
 }
 
-static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t len,
-                       const char *topic)
+/* Appends an update to the window, which takes `data` (malloc'd) over
+ * when this succeeds. */
+static int window_take(ps_producer_t *p, uint64_t seq, uint8_t *data, size_t len, const char *topic)
 {
     if (p->tail == p->cap) {
         if (p->head > 0) {
@@ -141,14 +142,28 @@ static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t 
         }
     }
     entry_t *e = &p->entries[p->tail];
-    e->data = malloc(len > 0 ? len : 1);
-    if (e->data == NULL)
-        return -ENOMEM;
-    memcpy(e->data, data, len);
+    size_t tlen = strnlen(topic, sizeof e->topic - 1);
+    e->data = data;
     e->len = len;
     e->sequence = seq;
-    snprintf(e->topic, sizeof e->topic, "%s", topic);
+    memcpy(e->topic, topic, tlen);
+    e->topic[tlen] = '\0';
     p->tail++;
+    return 0;
+}
+
+/* Appends a copy of an update to the window. */
+static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t len,
+                       const char *topic)
+{
+    uint8_t *copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, data, len);
+    if (window_take(p, seq, copy, len, topic) < 0) {
+        free(copy);
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -638,10 +653,11 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
             goto free_buf;
         }
     }
-    if (window_push(p, u.sequence, buf, len, topic) < 0) {
+    if (window_take(p, u.sequence, buf, len, topic) < 0) {
         err = PS_ERR_NOMEM;
         goto free_buf;
     }
+    buf = NULL; /* the window's now */
     p->last_sent = u.sequence;
     if (sequence != NULL)
         *sequence = u.sequence;
