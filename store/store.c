@@ -1656,16 +1656,18 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
     return 0;
 }
 
+/* The key columns joined by '/', truncated to size - 1 bytes. */
 static void key_text(const rec_key_t *key, char *out, size_t size)
 {
     size_t n = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < key->ncols && n < size; i++) {
-        int w = snprintf(out + n, size - n, "%s%s", i ? "/" : "", key->col[i]);
-        if (w < 0)
-            break;
-        n += (size_t)w;
+    for (size_t i = 0; i < key->ncols && n + 1 < size; i++) {
+        if (i > 0)
+            out[n++] = '/';
+        size_t l = strnlen(key->col[i], size - 1 - n);
+        memcpy(out + n, key->col[i], l);
+        n += l;
     }
+    out[n] = '\0';
 }
 
 /* One conflict row. u (may be NULL) gives the event time; claim tells
@@ -1682,9 +1684,10 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
     sqlite3_bind_text(st, 2, producer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
     sqlite3_bind_int(st, 4, (int)kind);
+    /* text and reason outlive the step: no copies */
     if (key)
-        sqlite3_bind_text(st, 5, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, reason, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, reason, -1, SQLITE_STATIC);
     if (key && key->owner)
         sqlite3_bind_text(st, 7, key->owner, -1, SQLITE_STATIC);
     if (key && key->partner)
