@@ -64,6 +64,8 @@
  * nothing costs libzmq a poll(2) and a getpid(2); acks come a batch at a
  * time, so reading them after every send would mostly find nothing. */
 #define PRODUCER_SERVICE_EVERY 64
+/* Updates in one UpdateBatch message: an outbox batch at most. */
+#define PRODUCER_BATCH_UPDATES 256
 
 /* One sent, unacknowledged update. */
 typedef struct entry {
@@ -94,6 +96,7 @@ struct ps_producer {
     bool heard;                        /* a heartbeat arrived: our ack subscription is live */
     uint64_t bad_frames;               /* undecodable frames on the ack socket */
     unsigned unserviced;               /* sends since acks were last read */
+    wire_buf_t batch;                  /* UpdateBatch being built by send_entries */
     entry_t *entries;                  /* the window: entries[head..tail) */
     size_t head;                       /* first live entry */
     size_t sent;                       /* first entry not yet sent (head <= sent <= tail) */
@@ -167,22 +170,39 @@ static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t 
     return 0;
 }
 
-static void entry_send(ps_producer_t *p, const entry_t *e)
+/* Sends entries[from..to): runs of updates as UpdateBatch messages (one
+ * message costs both ends' ZeroMQ threads about as much as a whole
+ * batch's bytes), a lone update as itself. Never blocks: past the
+ * high-water mark a message is dropped, and go-back-N sends again what
+ * the daemon did not acknowledge. The high-water mark is sized above the
+ * window, so in normal operation it drops nothing. */
+static void send_entries(ps_producer_t *p, size_t from, size_t to)
 {
-    /* Never blocks: past the high-water mark the message is dropped, and
-     * go-back-N sends again what the daemon did not acknowledge. The
-     * high-water mark is sized above the window, so in normal operation
-     * it drops nothing. */
-    sock_send(p->ingest, e->topic, e->data, e->len);
+    while (from < to) {
+        const entry_t *e = &p->entries[from];
+        size_t n = 0;
+
+        wire_buf_reset(&p->batch);
+        while (from + n < to && n < PRODUCER_BATCH_UPDATES &&
+               p->batch.len + p->entries[from + n].len + 8 <= WIRE_MAX_BATCH_BYTES &&
+               wire_buf_put_bytes(&p->batch, 1, p->entries[from + n].data,
+                                  p->entries[from + n].len) == 0)
+            n++;
+        if (n <= 1) {
+            sock_send(p->ingest, e->topic, e->data, e->len);
+            n = 1;
+        } else {
+            sock_send(p->ingest, WIRE_TOPIC_BATCH, p->batch.data, p->batch.len);
+        }
+        from += n;
+    }
 }
 
 /* Sends again everything on the wire and unacknowledged. */
 static void resend_all(ps_producer_t *p, int64_t now)
 {
-    for (size_t i = p->head; i < p->sent; i++) {
-        entry_send(p, &p->entries[i]);
-        p->resends++;
-    }
+    send_entries(p, p->head, p->sent);
+    p->resends += p->sent - p->head;
     p->last_resend_ms = now;
     p->last_progress_ms = now;
 }
@@ -199,8 +219,8 @@ static ps_err_t flush_pending(ps_producer_t *p)
         return PS_OK;
     if (p->sent == p->head)
         p->last_progress_ms = wire_monotonic_ms(); /* the resend timer starts now */
-    for (; p->sent < p->tail; p->sent++)
-        entry_send(p, &p->entries[p->sent]);
+    send_entries(p, p->sent, p->tail);
+    p->sent = p->tail;
     return PS_OK;
 }
 
@@ -798,6 +818,7 @@ void ps_producer_destroy(ps_producer_t **pp)
     for (size_t i = p->head; i < p->tail; i++)
         free(p->entries[i].data);
     free(p->entries);
+    wire_buf_free(&p->batch);
     outbox_destroy(&p->outbox);
     sock_close(&p->ingest);
     sock_close(&p->acks);

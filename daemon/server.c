@@ -711,10 +711,12 @@ static const char *authenticated_ministry(server_t *s, zmq_msg_t *payload,
     return NULL;
 }
 
-static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
+/* One encoded update, from its own message (topic: the message's topic
+ * frame, which must name the update's kind) or from an UpdateBatch (topic
+ * NULL). payload is the message's frame, which tells who sent it. */
+static void handle_update(server_t *s, const char *topic, size_t tlen, const void *data, size_t len,
+                          zmq_msg_t *payload)
 {
-    const void *data = zmq_msg_data(payload);
-    size_t len = zmq_msg_size(payload);
     Parksync__V1__Update *u = NULL;
     const char *why = NULL, *reason = NULL, *ministry = NULL;
     char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC];
@@ -754,24 +756,17 @@ static void handle_update(server_t *s, zmq_msg_t *topic, zmq_msg_t *payload)
         log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
                         "invalid update %s#%" PRIu64 ": %s; recording it as rejected",
                         u->producer_id, u->sequence, reason);
-    } else {
+    } else if (topic != NULL) {
         int n = wire_topic_ingest(expect, sizeof expect, wire_update_kind(u));
-        size_t tlen = zmq_msg_size(topic);
-        const char *t = zmq_msg_data(topic);
 
-        /* A trailing NUL on the topic frame is tolerated. */
-        if (tlen > 0 && t[tlen - 1] == '\0')
-            tlen--;
-        if (n < 0 || tlen != (size_t)n || memcmp(t, expect, tlen) != 0) {
+        if (n < 0 || tlen != (size_t)n || memcmp(topic, expect, tlen) != 0) {
             s->n.wrong_topic++;
             reason = "topic does not match the update's kind";
-            log_ratelimited(
-                &s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
-                "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
-                "recording it as rejected",
-                u->producer_id, u->sequence,
-                printable(shown, sizeof shown, zmq_msg_data(topic), zmq_msg_size(topic)),
-                n < 0 ? "?" : expect);
+            log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
+                            "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
+                            "recording it as rejected",
+                            u->producer_id, u->sequence,
+                            printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
         }
     }
     if (batch_begin(s) < 0)
@@ -822,10 +817,51 @@ out:
     parksync__v1__update__free_unpacked(u, NULL);
 }
 
-/* Reads up to batch_max ingest messages into the batch. */
+/* An UpdateBatch: every update in it, in order, as if each had come in
+ * its own message. Broken framing or too many updates drop the whole
+ * message before any of it is applied. Returns the updates handled. */
+static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
+{
+    const void *data = zmq_msg_data(payload), *update;
+    size_t len = zmq_msg_size(payload), at = 0, ulen;
+    unsigned count = 0;
+    int rc;
+
+    if (len > WIRE_MAX_BATCH_BYTES) {
+        s->n.too_large++;
+        log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
+                        "update batch of %zu bytes is over the %d-byte limit, dropping", len,
+                        WIRE_MAX_BATCH_BYTES);
+        return 0;
+    }
+    while ((rc = wire_batch_next(data, len, &at, &update, &ulen)) == 1)
+        count++;
+    if (rc < 0) {
+        s->n.undecodable++;
+        log_ratelimited(&s->rl[RL_UNDECODABLE], LOG_LEVEL_WARNING,
+                        "update batch of %zu bytes is not a valid UpdateBatch encoding at byte "
+                        "%zu, dropping all of it",
+                        len, at);
+        return 0;
+    }
+    if (count > WIRE_MAX_BATCH) {
+        s->n.too_large++;
+        log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
+                        "update batch holds %u updates, over the limit of %d, dropping all of it",
+                        count, WIRE_MAX_BATCH);
+        return 0;
+    }
+    at = 0;
+    while (wire_batch_next(data, len, &at, &update, &ulen) == 1)
+        handle_update(s, NULL, 0, update, ulen, payload);
+    return count;
+}
+
+/* Reads ingest messages into the batch until about batch_max updates
+ * (a message of an UpdateBatch counts its updates). */
 static void drain_ingest(server_t *s)
 {
-    for (uint32_t i = 0; i < s->cfg.batch_max; i++) {
+    for (uint32_t n = 0; n < s->cfg.batch_max;) {
         zmq_msg_t parts[2];
         int kept, total, rc;
 
@@ -844,8 +880,19 @@ static void drain_ingest(server_t *s)
                             "dropping",
                             total);
         } else {
-            handle_update(s, &parts[0], &parts[1]);
+            const char *topic = zmq_msg_data(&parts[0]);
+            size_t tlen = zmq_msg_size(&parts[0]);
+
+            /* A trailing NUL on the topic frame is tolerated. */
+            if (tlen > 0 && topic[tlen - 1] == '\0')
+                tlen--;
+            if (tlen == strlen(WIRE_TOPIC_BATCH) && memcmp(topic, WIRE_TOPIC_BATCH, tlen) == 0)
+                n += handle_batch(s, &parts[1]);
+            else
+                handle_update(s, topic, tlen, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
+                              &parts[1]);
         }
+        n++;
         close_parts(parts, kept);
     }
 }

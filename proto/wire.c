@@ -797,6 +797,8 @@ ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
 
 #define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
 #define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
+#define WIRE_TYPE_I64    1 /* protobuf wire type of 64-bit fixed fields */
+#define WIRE_TYPE_I32    5 /* protobuf wire type of 32-bit fixed fields */
 
 void wire_buf_reset(wire_buf_t *b)
 {
@@ -859,6 +861,7 @@ int wire_buf_put_bytes(wire_buf_t *b, uint32_t field, const void *bytes, size_t 
 /* Field numbers as in parksync.proto, named once here. */
 enum {
     F_CHUNK_RECORDS = 1,    /* Chunk.records */
+    F_BATCH_UPDATES = 1,    /* UpdateBatch.updates */
     F_REPLY_VERSION = 1,    /* QueryReply.version */
     F_REPLY_REQUEST_ID = 2, /* QueryReply.request_id */
     F_REPLY_CHUNK = 11,     /* QueryReply.chunk */
@@ -870,6 +873,59 @@ enum {
     F_PUB_REPEAT = 3,       /* Publication.repeat */
     F_PUB_RECORD = 10,      /* Publication.record */
 };
+
+/* Reads a varint at buf[*at..size); false when it is cut short or longer
+ * than 10 bytes. */
+static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 70 && *at < size; shift += 7) {
+        uint8_t b = buf[(*at)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80)
+            return true;
+    }
+    return false;
+}
+
+int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len)
+{
+    const uint8_t *p = buf;
+
+    while (*at < size) {
+        uint64_t key, n;
+        if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+            return -EBADMSG;
+        switch (key & 7) {
+        case WIRE_TYPE_VARINT:
+            if (!get_varint(p, size, at, &n))
+                return -EBADMSG;
+            break;
+        case WIRE_TYPE_I64:
+        case WIRE_TYPE_I32:
+            n = (key & 7) == WIRE_TYPE_I64 ? 8 : 4;
+            if (size - *at < n)
+                return -EBADMSG;
+            *at += n;
+            break;
+        case WIRE_TYPE_LEN:
+            if (!get_varint(p, size, at, &n) || n > size - *at)
+                return -EBADMSG;
+            *at += n;
+            if (key >> 3 == F_BATCH_UPDATES) {
+                *update = p + *at - n;
+                *len = (size_t)n;
+                return 1;
+            }
+            break;
+        default: /* groups, and wire types that do not exist */
+            return -EBADMSG;
+        }
+        if (key >> 3 == F_BATCH_UPDATES)
+            return -EBADMSG; /* updates are messages: length-delimited */
+    }
+    return 0;
+}
 
 void wire_chunk_reset(wire_chunk_t *c)
 {

@@ -32,6 +32,8 @@
 
 #define WIRE_MAX_MSG               (1024 * 1024) /* bytes: ZMQ_MAXMSGSIZE on every socket */
 #define WIRE_MAX_UPDATE            (16 * 1024)   /* bytes of one encoded Update */
+#define WIRE_MAX_BATCH             1024          /* updates in one UpdateBatch */
+#define WIRE_MAX_BATCH_BYTES       (256 * 1024)  /* bytes of one encoded UpdateBatch */
 #define WIRE_MAX_QUERY             (4 * 1024)    /* bytes of one encoded QueryRequest */
 #define WIRE_MAX_CONTROL           (4 * 1024)    /* bytes of one encoded ControlRequest */
 #define WIRE_MAX_TOPIC             96            /* bytes of a topic frame, with NUL */
@@ -83,6 +85,7 @@ const char *wire_record_country(const Parksync__V1__Record *r);
  */
 #define WIRE_TOPIC_HEARTBEAT "hb/"
 #define WIRE_TOPIC_RECORDS   "rec/"
+#define WIRE_TOPIC_BATCH     "batch" /* ingest: an UpdateBatch of any kinds */
 
 int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind);
 /* kind UNSPECIFIED gives "rec/"; country NULL gives "rec/<kind>/". */
@@ -135,6 +138,13 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why);
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why);
 int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRequest **out,
                               const char **why);
+
+/* Walks an encoded UpdateBatch without unpacking it, so that each update
+ * goes through wire_update_decode on its own. Start with *at = 0. Returns
+ * 1 with the next update's bytes in *update and *len, 0 at the end, or
+ * -EBADMSG when the framing is broken (nothing after *at is usable).
+ * Unknown fields are skipped, as protobuf decoders do. */
+int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len);
 int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
                             const char **why);
 int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,

@@ -4,7 +4,8 @@
  * From raw ZeroMQ sockets to every endpoint (ingest, query, control),
  * more than 10,000 malformed messages: random bytes, truncated updates,
  * oversized frames, wrong frame counts, valid protobuf of the wrong type,
- * out-of-range enums, invalid UTF-8, huge repeated fields, wrong topics;
+ * out-of-range enums, invalid UTF-8, huge repeated fields, wrong topics,
+ * UpdateBatches with broken framing, too many updates or a bad update;
  * interleaved with valid updates from a libparksync producer. Then: the
  * daemon is still up, every valid update is applied, the database's
  * digest equals the digest of the valid updates alone applied to a fresh
@@ -133,7 +134,7 @@ static void bad_ingest(void *pub, int k)
     char name[32] = "Hostile";
     size_t len;
 
-    switch (k % 10) {
+    switch (k % 13) {
     case 0: /* random bytes */
         len = 1 + rnd() % 2000;
         fill(buf, len);
@@ -201,6 +202,36 @@ static void bad_ingest(void *pub, int k)
         len = parksync__v1__update__pack(&u, buf);
         send2(pub, rnd() % 2 ? "trade" : "nonsense-topic", buf, len);
         break;
+    case 10: { /* an UpdateBatch whose framing breaks after a sound update */
+        Parksync__V1__Update *one = &u;
+        Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
+        hostile_envelope(&u, &p, name);
+        b.n_updates = 1;
+        b.updates = &one;
+        len = parksync__v1__update_batch__pack(&b, buf);
+        buf[len++] = 0x0a;
+        buf[len++] = 0x7f; /* an update of 127 bytes that is not there */
+        send2(pub, WIRE_TOPIC_BATCH, buf, len);
+        break;
+    }
+    case 11: /* an UpdateBatch of more updates than allowed */
+        for (len = 0; len < 2 * (WIRE_MAX_BATCH + 1); len += 2) {
+            buf[len] = 0x0a;
+            buf[len + 1] = 0x00;
+        }
+        send2(pub, WIRE_TOPIC_BATCH, buf, len);
+        break;
+    case 12: { /* an UpdateBatch holding one update with invalid UTF-8 */
+        Parksync__V1__Update *one = &u;
+        Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
+        name[1] = (char)0xff;
+        hostile_envelope(&u, &p, name);
+        b.n_updates = 1;
+        b.updates = &one;
+        len = parksync__v1__update_batch__pack(&b, buf);
+        send2(pub, WIRE_TOPIC_BATCH, buf, len);
+        break;
+    }
     default: /* envelope without producer id, or version 2 */
         hostile_envelope(&u, &p, name);
         if (rnd() % 2)

@@ -447,3 +447,74 @@ Test(wire, field_number_zero_is_refused)
     cr_expect_null(out);
     cr_expect_str_eq(why, "undecodable");
 }
+
+/* An UpdateBatch packed by protobuf-c walks update by update, each
+ * decodable on its own; unknown fields are skipped. */
+Test(wire, batch_walks_the_updates_of_an_update_batch)
+{
+    fixture_t f[3];
+    Parksync__V1__Update *ups[3];
+    Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
+    uint8_t *buf, *more;
+    size_t len, at = 0, ulen;
+    const void *upd;
+    int n = 0;
+
+    for (int i = 0; i < 3; i++) {
+        fixture_init(&f[i]);
+        f[i].u.sequence = 10 + (uint64_t)i;
+        ups[i] = &f[i].u;
+    }
+    b.n_updates = 3;
+    b.updates = ups;
+    buf = wire_pack(&b.base, &len);
+    cr_assert_not_null(buf);
+    /* an unknown varint field (2) and an unknown fixed32 field (3) after them */
+    more = malloc(len + 7);
+    memcpy(more, buf, len);
+    memcpy(more + len, "\x10\x2a\x1d\x01\x02\x03\x04", 7);
+    while (wire_batch_next(more, len + 7, &at, &upd, &ulen) == 1) {
+        Parksync__V1__Update *u = NULL;
+        const char *why = NULL;
+        cr_assert_eq(wire_update_decode(upd, ulen, &u, &why), 0, "update %d: %s", n, why);
+        cr_expect_eq(u->sequence, 10 + (uint64_t)n);
+        parksync__v1__update__free_unpacked(u, NULL);
+        n++;
+    }
+    cr_expect_eq(n, 3);
+    cr_expect_eq(at, len + 7, "stopped at %zu of %zu", at, len + 7);
+    at = 0;
+    cr_expect_eq(wire_batch_next(more, 0, &at, &upd, &ulen), 0, "an empty batch has no updates");
+    free(more);
+    free(buf);
+}
+
+/* Broken framing ends the walk with -EBADMSG, never past the buffer. */
+Test(wire, batch_refuses_broken_framing)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *what;
+    } bad[] = {
+        {"\x0a\x05"
+         "abc",
+         5, "length beyond the end"},
+        {"\x0a", 1, "length cut off"},
+        {"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12, "varint of 11 bytes"},
+        {"\x08\x01", 2, "updates as a varint"},
+        {"\x02\x00", 2, "field number 0"},
+        {"\x0b\x0c", 2, "a group"},
+        {"\x0f", 1, "wire type 7"},
+        {"\x11\x01\x02", 3, "fixed64 cut off"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t at = 0, ulen;
+        const void *upd;
+        int rc;
+        while ((rc = wire_batch_next(bad[i].bytes, bad[i].len, &at, &upd, &ulen)) == 1)
+            cr_assert_leq(at, bad[i].len);
+        cr_expect_eq(rc, -EBADMSG, "%s: %d", bad[i].what, rc);
+        cr_expect_leq(at, bad[i].len, "%s", bad[i].what);
+    }
+}

@@ -1,6 +1,8 @@
 /*
  * fuzz_update.c - the daemon's ingest socket: wire_update_decode on
- * arbitrary bytes, its contract, re-validation and the encode round trip.
+ * arbitrary bytes, its contract, re-validation and the encode round trip;
+ * and the same bytes as an UpdateBatch, walked by wire_batch_next with
+ * each update decoded as the daemon does.
  */
 #include "fuzz.h"
 
@@ -13,6 +15,28 @@ static int decode_update(const void *buf, size_t len, ProtobufCMessage **out, co
     return rc;
 }
 
+/* The daemon's handle_batch: walk, then decode every update. */
+static void walk_batch(const uint8_t *data, size_t size)
+{
+    size_t at = 0, len, n = 0;
+    const void *update;
+    int rc;
+
+    while ((rc = wire_batch_next(data, size, &at, &update, &len)) == 1) {
+        Parksync__V1__Update *u = NULL;
+        const char *why = NULL;
+        FUZZ_CHECK(at <= size && (const uint8_t *)update >= data &&
+                   (const uint8_t *)update + len == data + at);
+        (void)wire_update_decode(update, len, &u, &why);
+        if (u != NULL)
+            parksync__v1__update__free_unpacked(u, NULL);
+        n++;
+    }
+    FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
+    FUZZ_CHECK(at <= size);
+    FUZZ_CHECK(n <= size / 2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ProtobufCMessage *m = NULL;
@@ -22,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
     char topic[WIRE_MAX_TOPIC];
 
+    walk_batch(data, size);
     if (u == NULL)
         return 0;
     /* What the daemon does next with it: validate, name the kind, route. */

@@ -183,6 +183,20 @@ static void updates(void)
     u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
     u.park = &bad;
     write_msg("fuzz_update", "invalid-body", &u.base);
+
+    /* An UpdateBatch of a resident and a deleted park. */
+    Parksync__V1__Update u2 = u, *both[2] = {&u, &u2};
+    Parksync__V1__UpdateBatch batch = PARKSYNC__V1__UPDATE_BATCH__INIT;
+    u.body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+    u.resident = &resident;
+    u2.sequence = 8;
+    u2.body_case = PARKSYNC__V1__UPDATE__BODY_DELETE;
+    u2.delete_ = &d;
+    d.target_case = PARKSYNC__V1__DELETE__TARGET_PARK;
+    d.park = &park_key;
+    batch.n_updates = 2;
+    batch.updates = both;
+    write_msg("fuzz_update", "batch", &batch.base);
 }
 
 /* ---------------------------------------------------------------- records */
