@@ -161,6 +161,19 @@ int harness_start(harness_t *h)
     return -1;
 }
 
+/* After a failed stop: the end of the daemon's log, which the cleanup
+ * is about to delete, on stderr. */
+static void log_tail(const harness_t *h, int rc)
+{
+    char *log = harness_slurp(h->log);
+    size_t len = log ? strlen(log) : 0, from = len > 4000 ? len - 4000 : 0;
+
+    fprintf(stderr, "harness: parksyncd %s %d; the end of %s:\n%s\n",
+            rc < 0 ? "did not stop, killed; status" : "exited with status", rc, h->log,
+            log ? log + from : "(unreadable)");
+    free(log);
+}
+
 int harness_stop(harness_t *h)
 {
     int64_t deadline = wire_monotonic_ms() + STOP_TIMEOUT_MS;
@@ -172,13 +185,15 @@ int harness_stop(harness_t *h)
     while (wire_monotonic_ms() < deadline) {
         if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
             h->pid = 0;
-            if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-            return 128 + WTERMSIG(status);
+            int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            if (rc != 0)
+                log_tail(h, rc);
+            return rc;
         }
         sleep_ms(5);
     }
     harness_kill(h);
+    log_tail(h, -1);
     return -1;
 }
 
