@@ -61,7 +61,7 @@ typedef struct ps_producer_options {
     const char
         *query_endpoint;     /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
     const char *outbox_path; /* durable outbox (SQLite); NULL keeps it in memory */
-    unsigned window;         /* most unacknowledged updates in flight; default 4096 */
+    unsigned window;         /* most unacknowledged updates in flight; default 8192 */
     int ack_timeout_ms;      /* first resend after this silence; default 500, doubles to 8 s */
     int connect_timeout_ms;  /* how long ps_producer_new waits for the daemon; default 5000 */
     int sndhwm;              /* ingest send high-water mark; 0: 2 * window + 1024 (tests

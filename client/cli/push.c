@@ -51,7 +51,7 @@ const char CLI_PUSH_USAGE[] =
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
     "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
     "                  and the same push run again resumes after what was enqueued\n"
-    "  --window N      most unacknowledged updates in flight (default 4096)\n"
+    "  --window N      most unacknowledged updates in flight (default 8192)\n"
     "  --timeout SEC   give up after SEC seconds (default 30)\n" CLI_CURVE_USAGE "\n"
     "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input\n"
     "(or an outbox holding another input's unfinished push).\n";
