@@ -628,6 +628,10 @@ static const char *const migrations[] = {
     "INSERT INTO resident_agg(country, park_id, residents, investment_cents)"
     " SELECT country, park_id, count(*), coalesce(sum(investment_cents), 0) FROM resident"
     " WHERE deleted = 0 GROUP BY country, park_id;",
+    /* 5: no query reads conflicts by recorded_us (listing pages by id and
+     * filters the time on the way), so its index only cost every conflict
+     * row a second b-tree insert */
+    "DROP INDEX conflict_recorded;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -304,7 +304,8 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 4);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 5);
+    cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     s = open_db();
     cr_assert_eq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "epoch changed on reopen");
     cr_assert_eq(store_head(s), 1);
@@ -712,9 +713,9 @@ Test(store, reads_version_1_stamps)
     n += v1_slot(blob + n, 0, 500, "AZ-MOE", 1);
     n += v1_slot(blob + n, 3, 500, "AZ-MOE", 1);
     cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE park SET stamps = ?1 WHERE park_id = 'P1'", -1, &st,
-                                    NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db, "UPDATE park SET stamps = ?1 WHERE park_id = 'P1'", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(st, 1, blob, (int)n, SQLITE_STATIC);
     cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
