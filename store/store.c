@@ -112,11 +112,13 @@ typedef struct extra {
 
 /* A record row as read before a merge. */
 typedef struct row {
-    bool found;                /* a row exists */
-    uint64_t revision;         /* its revision (0: never published) */
-    Parksync__V1__Record *rec; /* its record, unpacked; NULL when none */
-    stamps_t stamps;           /* its stamps */
-    size_t pend;               /* its entry in the batch's rows, + 1; 0: none */
+    bool found;                   /* a row exists */
+    uint64_t revision;            /* its revision (0: never published) */
+    bool deleted;                 /* its record is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS]; /* its extra columns (set: not NULL) */
+    Parksync__V1__Record *rec;    /* its record once row_unpack ran; NULL before, or none */
+    stamps_t stamps;              /* its stamps */
+    size_t pend;                  /* its entry in the batch's rows, + 1; 0: none */
 } row_t;
 
 /* Statements on the store's connection, prepared once at open. */
@@ -644,7 +646,7 @@ static const char *const migrations[] = {
  */
 typedef struct kind_sql {
     const char *table;        /* table name */
-    const char *select;       /* revision, record, stamps of a row by key */
+    const char *select;       /* revision, record, stamps, deleted, extras of a row by key */
     const char *upsert;       /* insert or replace a row */
     const char *scan;         /* live records in key order */
     const char *scan_country; /* live records of country ?1 in key order */
@@ -654,7 +656,9 @@ typedef struct kind_sql {
 
 static const kind_sql_t kind_sql[STORE_KINDS] = {
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK] =
-        {"park", "SELECT revision, record, stamps FROM park WHERE country = ?1 AND park_id = ?2",
+        {"park",
+         "SELECT revision, record, stamps, deleted, reported_residents, reported_investment_cents"
+         " FROM park WHERE country = ?1 AND park_id = ?2",
          "INSERT INTO park(country, park_id, deleted, revision, record, stamps,"
          " reported_residents, reported_investment_cents)"
          " VALUES (?1, ?2, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (country, park_id) DO UPDATE SET"
@@ -666,7 +670,7 @@ static const kind_sql_t kind_sql[STORE_KINDS] = {
          2},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT] =
         {"resident",
-         "SELECT revision, record, stamps FROM resident"
+         "SELECT revision, record, stamps, deleted, investment_cents FROM resident"
          " WHERE country = ?1 AND park_id = ?2 AND resident_id = ?3",
          "INSERT INTO resident(country, park_id, resident_id, deleted, revision, record, stamps,"
          " investment_cents) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -679,8 +683,8 @@ static const kind_sql_t kind_sql[STORE_KINDS] = {
          3, 1},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE] =
         {"trade_flow",
-         "SELECT revision, record, stamps FROM trade_flow"
-         " WHERE exporter = ?1 AND importer = ?2 AND period_key = ?3",
+         "SELECT revision, record, stamps, deleted, exporter_cents, importer_cents, value_cents"
+         " FROM trade_flow WHERE exporter = ?1 AND importer = ?2 AND period_key = ?3",
          "INSERT INTO trade_flow(exporter, importer, period_key, deleted, revision, record,"
          " stamps, exporter_cents, importer_cents, value_cents)"
          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
@@ -696,7 +700,7 @@ static const kind_sql_t kind_sql[STORE_KINDS] = {
          3, 3},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY] =
         {"country_report",
-         "SELECT revision, record, stamps FROM country_report"
+         "SELECT revision, record, stamps, deleted FROM country_report"
          " WHERE country = ?1 AND period_key = ?2",
          "INSERT INTO country_report(country, period_key, deleted, revision, record, stamps)"
          " VALUES (?1, ?2, ?4, ?5, ?6, ?7) ON CONFLICT (country, period_key) DO UPDATE SET"
@@ -707,7 +711,7 @@ static const kind_sql_t kind_sql[STORE_KINDS] = {
          " ORDER BY country, period_key",
          2, 0},
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] =
-        {"summary", "SELECT revision, record, NULL FROM summary WHERE country = ?1",
+        {"summary", "SELECT revision, record, NULL, deleted FROM summary WHERE country = ?1",
          "INSERT INTO summary(country, deleted, revision, record) VALUES (?1, ?4, ?5, ?6)"
          " ON CONFLICT (country) DO UPDATE SET deleted = excluded.deleted,"
          " revision = excluded.revision, record = excluded.record",
@@ -1222,15 +1226,19 @@ static void resident_part(const Parksync__V1__Record *r, int64_t *count, int64_t
         *cents = r->resident->investment_usd_cents;
 }
 
-/* Notes that a resident of (country, park) went from `old` to `now`. */
-static int agg_note(store_t *s, const char *country, const char *park_id,
-                    const Parksync__V1__Record *old, const Parksync__V1__Record *now)
+/* Notes that a resident of (country, park) went from `old` (its stored
+ * row: live unless deleted, investment_cents in ex[0]) to `now`. */
+static int agg_note(store_t *s, const char *country, const char *park_id, const row_t *old,
+                    const Parksync__V1__Record *now)
 {
-    int64_t oc, oi, nc, ni;
+    int64_t oc = 0, oi = 0, nc, ni;
     agg_delta_t *d = NULL;
     int rc;
 
-    resident_part(old, &oc, &oi);
+    if (old->found && !old->deleted) {
+        oc = 1;
+        oi = old->ex[0].set ? old->ex[0].v : 0;
+    }
     resident_part(now, &nc, &ni);
     if (oc == nc && oi == ni)
         return 0;
@@ -1451,8 +1459,10 @@ static int pending_flush(store_t *s)
     return 0;
 }
 
-/* Reads the row of key; row->rec is unpacked (caller frees with row_free)
- * and s->old holds the stored record bytes. */
+/* Reads the row of key: s->old holds the stored record bytes, row->stamps
+ * their stamps (when ids), row->deleted and row->ex its columns; the
+ * record itself is unpacked by row_unpack, only when a merge needs it.
+ * The caller frees the row with row_free. */
 static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_t nslots,
                     row_t *row)
 {
@@ -1471,6 +1481,8 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
                 return 0;
             row->found = true;
             row->revision = p->revision;
+            row->deleted = p->deleted;
+            memcpy(row->ex, p->ex, sizeof(row->ex));
             if (buf_set(&s->old, p->blob.data, p->blob.len) < 0 ||
                 buf_set(&s->old_stamps, p->stamps.data, p->stamps.len) < 0)
                 return -ENOMEM;
@@ -1496,6 +1508,10 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
     }
     row->found = true;
     row->revision = (uint64_t)sqlite3_column_int64(st, 0);
+    row->deleted = sqlite3_column_int(st, 3) != 0;
+    for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+        if (sqlite3_column_type(st, 4 + (int)i) != SQLITE_NULL)
+            row->ex[i] = (extra_t){true, sqlite3_column_int64(st, 4 + (int)i)};
     const void *rec = sqlite3_column_blob(st, 1);
     size_t rlen = (size_t)sqlite3_column_bytes(st, 1);
     const void *stp = sqlite3_column_blob(st, 2);
@@ -1507,21 +1523,16 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
     if (p != NULL) {
         p->found = true;
         p->revision = row->revision;
+        p->deleted = row->deleted;
+        memcpy(p->ex, row->ex, sizeof(p->ex));
         if (buf_set(&p->blob, rec, rlen) < 0 || buf_set(&p->stamps, stp, slen) < 0) {
             ret = -ENOMEM;
             goto reset;
         }
     }
-decode:;
-    size_t rlen2 = s->old.len, slen2 = s->old_stamps.len;
-    row->rec = parksync__v1__record__unpack(NULL, rlen2, s->old.data);
-    if (!row->rec) {
-        snprintf(s->err, sizeof(s->err), "%s: stored record does not decode",
-                 kind_sql[key->kind].table);
-        ret = -EBADMSG;
-        goto reset;
-    }
-    if (ids && stamps_decode(&row->stamps, s->old_stamps.data, slen2, ids, nslots) < 0) {
+decode:
+    if (ids &&
+        stamps_decode(&row->stamps, s->old_stamps.data, s->old_stamps.len, ids, nslots) < 0) {
         snprintf(s->err, sizeof(s->err), "%s: stored stamps do not decode",
                  kind_sql[key->kind].table);
         ret = -EBADMSG;
@@ -1530,6 +1541,20 @@ reset:
     if (st)
         stmt_reset(st);
     return ret;
+}
+
+/* Unpacks the record row_load read (s->old), once; none is no error. */
+static int row_unpack(store_t *s, const rec_key_t *key, row_t *row)
+{
+    if (!row->found || row->rec)
+        return 0;
+    row->rec = parksync__v1__record__unpack(NULL, s->old.len, s->old.data);
+    if (!row->rec) {
+        snprintf(s->err, sizeof(s->err), "%s: stored record does not decode",
+                 kind_sql[key->kind].table);
+        return -EBADMSG;
+    }
+    return 0;
 }
 
 static void row_free(row_t *row)
@@ -1639,7 +1664,7 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
             return rc;
     }
     if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT &&
-        (rc = agg_note(s, key->col[0], key->col[1], row->found ? row->rec : NULL, rec)) < 0)
+        (rc = agg_note(s, key->col[0], key->col[1], row, rec)) < 0)
         return rc;
     if (revision == row->revision || revision == 0)
         return 0;
@@ -1957,9 +1982,6 @@ static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_ke
     stamp_of_update(&w, u);
     if ((rc = row_load(s, key, ids, nslots, &row)) < 0)
         goto free_row;
-    const ProtobufCMessage *old = record_body(row.rec);
-    if (old && old->descriptor != g->desc)
-        old = NULL;
     protobuf_c_message_init(g->desc, out);
 
     if (is_delete) {
@@ -1973,6 +1995,17 @@ static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_ke
         key_write(&row.stamps, &w, m);
     }
     bool live = stamps_live(&row.stamps, nslots);
+    /* The stored record is unpacked only for a field whose value is not
+     * this update's: an update that sets every field never needs it. */
+    bool need_old = false;
+    for (unsigned i = 0; live && !need_old && i + 1 < nslots; i++)
+        need_old = !is_key(g, g->desc->fields[i].id) && row.stamps.slot[i + 1].set &&
+                   (is_delete || stamp_cmp(&row.stamps.slot[i + 1], &w) != 0);
+    if (need_old && (rc = row_unpack(s, key, &row)) < 0)
+        goto free_row;
+    const ProtobufCMessage *old = record_body(row.rec);
+    if (old && old->descriptor != g->desc)
+        old = NULL;
     for (unsigned i = 0; i + 1 < nslots; i++) {
         const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
         if (is_key(g, f->id))
@@ -2098,7 +2131,7 @@ static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_
     int rc;
 
     stamp_of_update(&w, u);
-    if ((rc = row_load(s, key, ids, 3, &row)) < 0)
+    if ((rc = row_load(s, key, ids, 3, &row)) < 0 || (rc = row_unpack(s, key, &row)) < 0)
         goto free_row;
     if (row.rec && row.rec->body_case == PARKSYNC__V1__RECORD__BODY_TRADE)
         old = row.rec->trade;
