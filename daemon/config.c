@@ -111,7 +111,7 @@ static const config_option_t options[] = {
      "a discrepancy above this percentage flags a flow (0..1000)"},
     {"trade", "cif_fob_factor", OPT_DOUBLE, FIELD(cif_fob_factor), "1.0", 0, 0, 0.5, 2.0, NULL,
      NULL, "importer's CIF figure is compared with exporter's FOB * this (0.5..2.0)"},
-    {"limits", "batch_max", OPT_UINT, FIELD(batch_max), "4096", 1, 100000, 0, 0, NULL, NULL,
+    {"limits", "batch_max", OPT_UINT, FIELD(batch_max), "8192", 1, 100000, 0, 0, NULL, NULL,
      "updates per transaction (1..100000)"},
     {"limits", "summary_interval_ms", OPT_UINT, FIELD(summary_interval_ms), "250", 0, 60000, 0, 0,
      NULL, NULL, "least time between summary refreshes, ms (0..60000)"},

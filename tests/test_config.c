@@ -71,7 +71,7 @@ Test(config, defaults_without_file)
     cr_assert_eq(cfg.trade_rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST);
     cr_assert_float_eq(cfg.threshold_pct, 10.0, 1e-12);
     cr_assert_float_eq(cfg.cif_fob_factor, 1.0, 1e-12);
-    cr_assert_eq(cfg.batch_max, 4096);
+    cr_assert_eq(cfg.batch_max, 8192);
     cr_assert_eq(cfg.summary_interval_ms, 250);
     cr_assert_eq(cfg.heartbeat_ms, 1000);
     cr_assert_eq(cfg.max_streams, 16);
