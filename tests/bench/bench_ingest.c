@@ -27,8 +27,9 @@
  *
  * Options: -n UPDATES (total per cell, default 60000), -r RUNS (default
  * 3), -q (only workload a, NORMAL: a quick look), -p N (only N
- * producers), -w WINDOW (producer window; default the library's), -m
- * (producers without an outbox, to see what the outbox costs).
+ * producers), -s normal|full and -l a|b (only that setting, workload),
+ * -b N (the daemon's batch_max), -w WINDOW (producer window;
+ * default the library's), -m (producers without an outbox, to see what the outbox costs).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,8 +53,9 @@
 #define RAW_PRAGMAS "PRAGMA cache_size=-32768; PRAGMA journal_size_limit=67108864;"
 #define PAD         120 /* bytes of company-name padding: ~200-byte updates */
 
-static unsigned bench_window; /* -w: producer window, 0 = library default */
-static bool bench_no_outbox;  /* -m: producers keep unacknowledged updates in memory only */
+static unsigned bench_window;    /* -w: producer window, 0 = library default */
+static bool bench_no_outbox;     /* -m: producers keep unacknowledged updates in memory only */
+static unsigned bench_batch_max; /* -b: the daemon's batch_max, 0 = its default */
 
 /* One benchmark producer thread. */
 typedef struct worker {
@@ -158,8 +160,10 @@ static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total
     int64_t start = INT64_MAX, end = 0;
     double rate = -1;
 
-    snprintf(ini, sizeof ini, "[store]\nsynchronous = %s\n%s", full ? "full" : "normal",
-             getenv("BENCH_INI") ? getenv("BENCH_INI") : "");
+    snprintf(ini, sizeof ini, "[store]\nsynchronous = %s\n", full ? "full" : "normal");
+    if (bench_batch_max > 0)
+        snprintf(ini + strlen(ini), sizeof ini - strlen(ini), "[limits]\nbatch_max = %u\n",
+                 bench_batch_max);
     if (harness_init(&h, ini) < 0 || harness_start(&h) < 0) {
         fprintf(stderr, "bench: parksyncd did not start (see %s)\n", h.log);
         harness_cleanup(&h);
@@ -290,8 +294,10 @@ int main(int argc, char **argv)
     int runs = 3, c;
     bool quick = false;
     int only_producers = 0; /* -p: run only this producer count */
+    int only_sync = 0;      /* -s: 1 NORMAL only, 2 FULL only */
+    int only_load = 0;      /* -l: 1 workload a only, 2 workload b only */
 
-    while ((c = getopt(argc, argv, "n:r:qw:mp:")) != -1) {
+    while ((c = getopt(argc, argv, "n:r:qw:mp:s:l:b:")) != -1) {
         switch (c) {
         case 'n':
             total = strtoull(optarg, NULL, 10);
@@ -311,9 +317,18 @@ int main(int argc, char **argv)
         case 'p':
             only_producers = (int)strtol(optarg, NULL, 10);
             break;
+        case 'b':
+            bench_batch_max = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 's':
+            only_sync = strcmp(optarg, "full") == 0 ? 2 : strcmp(optarg, "normal") == 0 ? 1 : 0;
+            break;
+        case 'l':
+            only_load = strcmp(optarg, "b") == 0 ? 2 : strcmp(optarg, "a") == 0 ? 1 : 0;
+            break;
         default:
             fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m] [-p "
-                            "PRODUCERS]\n");
+                            "PRODUCERS] [-s normal|full] [-l a|b] [-b BATCH_MAX]\n");
             return 2;
         }
     }
@@ -327,11 +342,11 @@ int main(int argc, char **argv)
            "producers", "ingest/s", "ratio", "resends", "per commit");
     for (int s = 0; s < 2; s++) {
         bool full = s == 1;
-        if (quick && full)
-            break;
+        if ((quick && full) || (only_sync > 0 && only_sync != s + 1))
+            continue;
         for (size_t l = 0; l < sizeof loads / sizeof loads[0]; l++) {
-            if (quick && l > 0)
-                break;
+            if ((quick && l > 0) || (only_load > 0 && only_load != (int)l + 1))
+                continue;
             for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
                 double raw[MAX_RUNS], rate[MAX_RUNS], ratio[MAX_RUNS];
                 uint64_t resends = 0, commits = 0;
