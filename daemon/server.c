@@ -127,6 +127,10 @@ struct server {
     uint32_t stream_rr;        /* round-robin start for chunk sending */
     wire_chunk_t chunk;        /* chunk being built, reused */
     wire_buf_t pubbuf;         /* record publication being built, reused */
+    struct {
+        const void *data;      /* an update of the UpdateBatch being handled */
+        size_t len;            /* its bytes */
+    } batch[WIRE_MAX_BATCH];   /* handle_batch: the updates, found in one walk */
     int64_t last_refresh_ms;   /* monotonic ms of the last summary refresh */
     int64_t next_heartbeat_ms; /* monotonic ms of the next heartbeat */
     int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
@@ -834,8 +838,17 @@ static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
                         WIRE_MAX_BATCH_BYTES);
         return 0;
     }
-    while ((rc = wire_batch_next(data, len, &at, &update, &ulen)) == 1)
-        count++;
+    while ((rc = wire_batch_next(data, len, &at, &update, &ulen)) == 1) {
+        if (count == WIRE_MAX_BATCH) {
+            s->n.too_large++;
+            log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
+                            "update batch holds more than %d updates, dropping all of it",
+                            WIRE_MAX_BATCH);
+            return 0;
+        }
+        s->batch[count].data = update;
+        s->batch[count++].len = ulen;
+    }
     if (rc < 0) {
         s->n.undecodable++;
         log_ratelimited(&s->rl[RL_UNDECODABLE], LOG_LEVEL_WARNING,
@@ -844,16 +857,8 @@ static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
                         len, at);
         return 0;
     }
-    if (count > WIRE_MAX_BATCH) {
-        s->n.too_large++;
-        log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
-                        "update batch holds %u updates, over the limit of %d, dropping all of it",
-                        count, WIRE_MAX_BATCH);
-        return 0;
-    }
-    at = 0;
-    while (wire_batch_next(data, len, &at, &update, &ulen) == 1)
-        handle_update(s, NULL, 0, update, ulen, payload);
+    for (unsigned i = 0; i < count; i++)
+        handle_update(s, NULL, 0, s->batch[i].data, s->batch[i].len, payload);
     return count;
 }
 
