@@ -183,7 +183,7 @@ static void send_entries(ps_producer_t *p, size_t from, size_t to)
         size_t n = 0;
 
         wire_buf_reset(&p->batch);
-        while (from + n < to && n < PRODUCER_BATCH_UPDATES &&
+        while (to - from > 1 && from + n < to && n < PRODUCER_BATCH_UPDATES &&
                p->batch.len + p->entries[from + n].len + 8 <= WIRE_MAX_BATCH_BYTES &&
                wire_buf_put_bytes(&p->batch, 1, p->entries[from + n].data,
                                   p->entries[from + n].len) == 0)
