@@ -451,3 +451,67 @@ Test(hostile, ten_thousand_malformed_messages_change_nothing, .fini = teardown, 
     store_close(&s);
     cr_expect_arr_eq(got, want, 32, "the daemon's digest differs from the valid updates'");
 }
+
+/* Waits until the daemon's counter `name` is at least `want`; its value. */
+static int64_t counter_at_least(const char *name, int64_t want)
+{
+    int64_t deadline = wire_monotonic_ms() + 10000, v;
+    while ((v = harness_counter(&h, name, 2000)) < want && wire_monotonic_ms() < deadline)
+        ;
+    return v;
+}
+
+/* An UpdateBatch is handled update by update, each counted and sequenced
+ * on its own, or not at all when its framing breaks anywhere in it. */
+Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
+{
+    static uint8_t buf[4096];
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_XPUB);
+    Parksync__V1__Update u[3], *ups[3] = {&u[0], &u[1], &u[2]};
+    Parksync__V1__Park p[3];
+    Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
+    char names[3][16] = {"First", "Bad\xff", "Third"};
+    int zero = 0, rcvtimeo = 5000;
+    uint8_t sub[64];
+    ps_producer_options_t o;
+    ps_producer_stats_t st;
+    size_t len;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(pub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    cr_assert_eq(zmq_connect(pub, h.ingest), 0);
+    cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
+    for (int i = 0; i < 3; i++) {
+        hostile_envelope(&u[i], &p[i], names[i]);
+        u[i].producer_id = (char *)"BATCHER";
+        u[i].sequence = (uint64_t)i + 1;
+    }
+    b.n_updates = 3;
+    b.updates = ups;
+
+    /* three updates, then framing that breaks: none of them is applied */
+    len = parksync__v1__update_batch__pack(&b, buf);
+    buf[len] = 0x0a;
+    buf[len + 1] = 0x7f;
+    send2(pub, WIRE_TOPIC_BATCH, buf, len + 2);
+    cr_assert_eq(counter_at_least("undecodable", 1), 1);
+    cr_assert_eq(harness_counter(&h, "applied", 2000), 0, "a broken batch was partly applied");
+
+    /* the same three, well framed: two applied, the bad one refused */
+    send2(pub, WIRE_TOPIC_BATCH, buf, len);
+    cr_assert_eq(counter_at_least("applied", 2), 2);
+    cr_assert_eq(harness_counter(&h, "invalid", 2000), 1);
+    ps_producer_options_init(&o);
+    o.producer_id = "BATCHER";
+    o.query_endpoint = h.query;
+    cr_assert_eq(ps_producer_query(&o, 5000, &st), PS_OK);
+    cr_assert_eq(st.last_sequence, 3, "each update of the batch is sequenced on its own");
+    cr_assert_eq(st.applied, 2);
+    cr_assert_eq(st.rejected, 1);
+
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+}
