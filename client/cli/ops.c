@@ -48,9 +48,11 @@ const char CLI_RELOAD_USAGE[] =
     "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
     "arguments.\n";
 
-/* Parses the common options; returns -1 to go on, else the exit status.
- * *rest is the first operand. */
-static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, int *rest)
+/* Parses the common options and checks the operands: none when operand
+ * is NULL, else exactly one, named so in the message. Returns -1 to go on,
+ * else the exit status. *rest is the first operand. */
+static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, const char *operand,
+                 int *rest)
 {
     static const struct option LONG[] = {CTL_OPTIONS, {NULL, 0, NULL, 0}};
     int c, rc;
@@ -69,6 +71,14 @@ static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, int *r
         }
     }
     *rest = optind;
+    if (!operand && optind < argc) {
+        fprintf(stderr, "parksync %s: unexpected argument '%s'\n%s", o->cmd, argv[optind], usage);
+        return CLI_USAGE;
+    }
+    if (operand && argc - optind != 1) {
+        fprintf(stderr, "parksync %s: one %s expected\n%s", o->cmd, operand, usage);
+        return CLI_USAGE;
+    }
     return -1;
 }
 
@@ -78,15 +88,10 @@ int cmd_metrics(int argc, char **argv)
     Parksync__V1__MetricsRequest mr = PARKSYNC__V1__METRICS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"metrics", NULL, METRICS_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, NULL, &rest);
 
     if (status >= 0)
         return status;
-    if (rest < argc) {
-        fprintf(stderr, "parksync metrics: unexpected argument '%s'\n%s", argv[rest],
-                CLI_METRICS_USAGE);
-        return CLI_USAGE;
-    }
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_METRICS;
     q.metrics = &mr;
     if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
@@ -108,14 +113,10 @@ int cmd_backup(int argc, char **argv)
     Parksync__V1__BackupRequest br = PARKSYNC__V1__BACKUP_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"backup", NULL, BACKUP_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, "FILE", &rest);
 
     if (status >= 0)
         return status;
-    if (argc - rest != 1) {
-        fprintf(stderr, "parksync backup: one FILE expected\n%s", CLI_BACKUP_USAGE);
-        return CLI_USAGE;
-    }
     if (argv[rest][0] != '/') {
         fprintf(stderr,
                 "parksync backup: FILE must be an absolute path (the daemon writes "
@@ -146,15 +147,10 @@ int cmd_reload(int argc, char **argv)
     Parksync__V1__ReloadRequest rr = PARKSYNC__V1__RELOAD_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"reload", NULL, RELOAD_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, NULL, &rest);
 
     if (status >= 0)
         return status;
-    if (rest < argc) {
-        fprintf(stderr, "parksync reload: unexpected argument '%s'\n%s", argv[rest],
-                CLI_RELOAD_USAGE);
-        return CLI_USAGE;
-    }
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_RELOAD;
     q.reload = &rr;
     if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
