@@ -471,6 +471,10 @@ static void publish_heartbeat(server_t *s)
     size_t n = 0, len;
     uint8_t *buf;
 
+    /* The heartbeat's own sequence first: taking it may insert "hb/" and
+     * move the table, and the topic list below points into that table. */
+    p.has_stream_sequence = true;
+    p.stream_sequence = next_sequence(s, WIRE_TOPIC_HEARTBEAT);
     if (s->topic_seq.count > 0) {
         ts = calloc(s->topic_seq.count, sizeof *ts);
         tsp = calloc(s->topic_seq.count, sizeof *tsp);
@@ -502,8 +506,6 @@ static void publish_heartbeat(server_t *s)
     p.heartbeat = &hb;
     p.has_version = true;
     p.version = WIRE_VERSION;
-    p.has_stream_sequence = true;
-    p.stream_sequence = next_sequence(s, WIRE_TOPIC_HEARTBEAT);
     len = protobuf_c_message_get_packed_size(&p.base);
     if (len <= WIRE_MAX_MSG && (buf = malloc(len)) != NULL) {
         protobuf_c_message_pack(&p.base, buf);

@@ -49,14 +49,17 @@ uint64_t *strmap_upsert(strmap_t *m, const char *key)
 
     if (len == 0 || len >= STRMAP_KEY_MAX)
         return NULL;
+    if (m->cap > 0) {
+        e = probe(m->slots, m->cap, key);
+        if (e->key[0] != '\0')
+            return &e->value; /* present: the table must not move */
+    }
     if ((m->count + 1) * 2 > m->cap && grow(m) < 0)
         return NULL;
     e = probe(m->slots, m->cap, key);
-    if (e->key[0] == '\0') {
-        memcpy(e->key, key, len + 1);
-        e->value = 0;
-        m->count++;
-    }
+    memcpy(e->key, key, len + 1);
+    e->value = 0;
+    m->count++;
     return &e->value;
 }
 

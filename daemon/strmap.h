@@ -26,7 +26,9 @@ typedef struct strmap {
 
 /* Returns a pointer to key's value, inserting it with value 0 when
  * missing; NULL when out of memory or the key is empty or too long. The
- * pointer is valid until the next insertion. */
+ * pointer, and every key and value in slots, stay valid until the next
+ * insertion of a new key: an upsert of a present key never moves the
+ * table. */
 uint64_t *strmap_upsert(strmap_t *m, const char *key);
 
 /* Returns key's value or NULL. */
