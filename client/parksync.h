@@ -195,8 +195,11 @@ typedef struct ps_event {
 ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t *err);
 
 /* Delivers the next event: snapshot records, then PS_EVENT_SNAPSHOT_END,
- * then (when live) live records newer than the snapshot, each revision
- * once and in order; after a PS_EVENT_RESET, a fresh snapshot again.
+ * then (when live) every matching change newer than the snapshot, each
+ * revision exactly once. A record's revisions ascend; across records
+ * they ascend too, except after a loss: the recovered records come after
+ * newer records of other topics that had already been delivered. After a
+ * PS_EVENT_RESET, a fresh snapshot again.
  * Returns PS_OK, PS_ERR_TIMEOUT when nothing came within timeout_ms (-1 =
  * no limit), PS_ERR_CLOSED after the snapshot end when not live,
  * PS_ERR_REFUSED when the daemon refused the request (see
@@ -212,8 +215,11 @@ typedef int (*ps_subscriber_fn)(void *arg, const ps_event_t *ev);
  * limit). */
 ps_err_t ps_subscriber_run(ps_subscriber_t *s, ps_subscriber_fn fn, void *arg, int timeout_ms);
 
-/* Revision of the newest record applied so far (the snapshot's at first):
- * every matching change up to it has been delivered. */
+/* The subscriber's watermark: every matching change up to this revision
+ * has been delivered (the snapshot's revision at first), so it is where
+ * to resume (from_revision) after a restart. It moves at heartbeats that
+ * prove nothing was lost and at the end of a recovery, so it may trail
+ * the newest record delivered by up to one heartbeat interval. */
 uint64_t ps_subscriber_revision(const ps_subscriber_t *s);
 
 /* What a subscriber counted since it was made. */

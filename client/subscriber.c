@@ -25,13 +25,18 @@
  *
  * Loss. Each record topic carries stream_sequence 1, 2, 3, ... per daemon
  * instance, and every heartbeat lists the last sequence of every record
- * topic. A record whose sequence is not the next one, or a heartbeat
- * ahead of what arrived, is a loss: the subscriber asks for the changes
- * since its revision with its filter and delivers them before going on
- * live. A heartbeat with a new instance id (a restart: sequences begin
- * again) also triggers that resync. TOO_OLD (the change log no longer
- * reaches back) or a new database epoch: PS_EVENT_RESET, then a fresh
- * snapshot.
+ * topic. A loss on one topic may show only at the next heartbeat, after
+ * records of other topics with higher revisions were delivered. So the
+ * subscriber keeps a watermark V (every matching change up to V is
+ * delivered) apart from the revisions delivered live above it (D), and
+ * moves V only where the stream proves nothing was lost: at a heartbeat
+ * whose sequences all match (V = its head revision) and at the end of a
+ * stream. A loss that may lie above V is recovered with the changes since
+ * V, delivering only what is not in D. A heartbeat with a new instance id
+ * (a restart: sequences begin again) also triggers that resync. TOO_OLD
+ * (the change log no longer reaches back) or a new database epoch:
+ * PS_EVENT_RESET, then a fresh snapshot. proto/README.md, "Subscribers",
+ * has the rules; the functions below follow them by number.
  */
 #include "parksync.h"
 
@@ -45,12 +50,13 @@
 #include "sock.h"
 #include "wire.h"
 
-#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000   /* ms of daemon silence during a stream */
-#define SUBSCRIBER_CREDIT             8      /* chunks granted when a stream starts */
-#define SUBSCRIBER_CHUNK_RECORDS      1024   /* records per chunk asked for */
-#define SUBSCRIBER_RCVHWM             100000 /* live messages queued while a stream runs */
-#define SUBSCRIBER_MAX_PREFIXES       6      /* record subscriptions: one per kind at most */
-#define SUBSCRIBER_ERR_MAX            256    /* bytes of the daemon's last error message */
+#define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000       /* ms of daemon silence during a stream */
+#define SUBSCRIBER_CREDIT             8          /* chunks granted when a stream starts */
+#define SUBSCRIBER_CHUNK_RECORDS      1024       /* records per chunk asked for */
+#define SUBSCRIBER_RCVHWM             100000     /* live messages queued while a stream runs */
+#define SUBSCRIBER_MAX_PREFIXES       6          /* record subscriptions: one per kind at most */
+#define SUBSCRIBER_ERR_MAX            256        /* bytes of the daemon's last error message */
+#define SUBSCRIBER_DELIVERED_MAX      (1u << 20) /* revisions delivered above V before a resync */
 
 /* ---------------------------------------------------------------- state */
 
@@ -87,8 +93,10 @@ struct ps_subscriber {
     Parksync__V1__QueryReply *chunk; /* the chunk being delivered, owned */
     size_t pos;                      /* next record in chunk */
     Parksync__V1__Publication *pub;  /* the live record last delivered, owned */
-    uint64_t revision;               /* every matching change up to here is delivered */
-    int64_t last_heard_ms;           /* monotonic ms of the last stream reply */
+    uint64_t revision;               /* V: every matching change up to here is delivered */
+    uint64_t *delivered;             /* D: revisions delivered live above V, ascending, owned */
+    size_t n_delivered, cap_delivered;
+    int64_t last_heard_ms; /* monotonic ms of the last stream reply */
     char prefixes[SUBSCRIBER_MAX_PREFIXES][WIRE_MAX_TOPIC]; /* record subscriptions */
     size_t n_prefixes;
     topic_seq_t *topics; /* sequences per subscribed topic, owned */
@@ -278,7 +286,57 @@ static ps_err_t ask_changes(ps_subscriber_t *s)
     return send_request(s, &req);
 }
 
-/* Recovery after a loss or a restart: the changes since our revision. */
+/* ---------------------------------------------------------------- delivered above V */
+
+/* True when revision was delivered: at or below V, or in D. */
+static bool delivered(const ps_subscriber_t *s, uint64_t revision)
+{
+    size_t lo = 0, hi = s->n_delivered;
+
+    if (revision <= s->revision)
+        return true;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->delivered[mid] < revision)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_delivered && s->delivered[lo] == revision;
+}
+
+/* Appends a live revision to D (live records come in revision order).
+ * False when D is full or out of memory: the caller recovers instead. */
+static bool note_delivered(ps_subscriber_t *s, uint64_t revision)
+{
+    if (s->n_delivered == s->cap_delivered) {
+        size_t cap = s->cap_delivered ? 2 * s->cap_delivered : 1024;
+        if (cap > SUBSCRIBER_DELIVERED_MAX)
+            return false;
+        uint64_t *d = realloc(s->delivered, cap * sizeof *d);
+        if (d == NULL)
+            return false;
+        s->delivered = d;
+        s->cap_delivered = cap;
+    }
+    s->delivered[s->n_delivered++] = revision;
+    return true;
+}
+
+/* V moves to revision (never back); D keeps only what lies above it. */
+static void advance_watermark(ps_subscriber_t *s, uint64_t revision)
+{
+    size_t keep = 0;
+
+    if (revision > s->revision)
+        s->revision = revision;
+    for (size_t i = 0; i < s->n_delivered; i++)
+        if (s->delivered[i] > s->revision)
+            s->delivered[keep++] = s->delivered[i];
+    s->n_delivered = keep;
+}
+
+/* Recovery (rule 4) after a loss or a restart: the changes since V. */
 static ps_err_t resync(ps_subscriber_t *s)
 {
     s->n.resyncs++;
@@ -292,6 +350,7 @@ static ps_err_t restart_snapshot(ps_subscriber_t *s)
     s->pending_reset = true;
     s->recovering = true;
     s->revision = 0;
+    s->n_delivered = 0;
     return ask_snapshot(s);
 }
 
@@ -335,8 +394,11 @@ static void adopt_identity(ps_subscriber_t *s, const Parksync__V1__Heartbeat *hb
     }
 }
 
-/* A heartbeat while live: a new epoch means a new history (reset), a new
- * instance a restart (resync), a topic ahead of us a loss (resync). */
+/* A heartbeat while live (rules 3, 5, 6): a new epoch means a new history
+ * (reset), a new instance a restart (resync). Otherwise it proves, when
+ * every subscribed topic is where we are, that nothing published before
+ * it was lost: V moves to its head. A topic ahead of us is a loss of
+ * records at or below its head: covered when that is at or below V. */
 static ps_err_t live_heartbeat(ps_subscriber_t *s, const Parksync__V1__Heartbeat *hb)
 {
     if (hb->has_epoch && hb->epoch.len == WIRE_EPOCH_BYTES && s->has_epoch &&
@@ -370,9 +432,14 @@ static ps_err_t live_heartbeat(ps_subscriber_t *s, const Parksync__V1__Heartbeat
             lost = true;
         }
     }
-    if (!lost)
+    uint64_t head = hb->has_head_revision ? hb->head_revision : 0;
+    if (!lost) {
+        advance_watermark(s, head);
         return PS_OK;
+    }
     s->n.gaps++;
+    if (hb->has_head_revision && head <= s->revision)
+        return PS_OK; /* everything lost lies at or below V: delivered already */
     return resync(s);
 }
 
@@ -542,11 +609,8 @@ static ps_err_t stream_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline
             Parksync__V1__Record *r = c->records[s->pos++];
             if (!record_matches(s, r))
                 continue;
-            if (changes) {
-                if (r->revision <= s->revision)
-                    continue;
-                s->revision = r->revision;
-            }
+            if (changes && delivered(s, r->revision))
+                continue;
             deliver(ev, PS_EVENT_RECORD, r, r->revision, false);
             return PS_OK;
         }
@@ -564,12 +628,12 @@ static ps_err_t stream_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline
         s->state = s->live ? SUB_LIVE : SUB_CLOSED;
         if (!changes) {
             s->revision = revision;
+            s->n_delivered = 0;
             deliver(ev, PS_EVENT_SNAPSHOT_END, NULL, revision, false);
             return PS_OK;
         }
         /* every matching change up to the stream's head is delivered */
-        if (revision > s->revision)
-            s->revision = revision;
+        advance_watermark(s, revision);
         if (s->end_after_changes) {
             s->end_after_changes = false;
             deliver(ev, PS_EVENT_SNAPSHOT_END, NULL, s->revision, false);
@@ -581,7 +645,7 @@ static ps_err_t stream_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline
 
 /* Checks a record's stream sequence on its topic. True when it follows
  * the last one; false when something was lost in between (or the daemon
- * restarted), after which the caller resyncs. */
+ * restarted). */
 static bool sequence_ok(ps_subscriber_t *s, const char *topic, const Parksync__V1__Publication *p)
 {
     uint64_t *seq = topic_slot(s, topic);
@@ -627,24 +691,35 @@ static ps_err_t live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadline)
             continue;
         }
         if (!sequence_ok(s, topic, pub)) {
-            /* this record and what was lost before it come in the changes */
-            parksync__v1__publication__free_unpacked(pub, NULL);
             s->n.gaps++;
-            return resync(s);
+            if (pub->record->revision > s->revision) {
+                /* rule 2: what was lost lies below this record, maybe
+                 * above V; this record and the lost ones come in the
+                 * changes since V */
+                parksync__v1__publication__free_unpacked(pub, NULL);
+                return resync(s);
+            }
+            /* lost below this record, at or below V: delivered already */
         }
         if (pub->has_repeat && pub->repeat) {
             s->n.repeats++;
             parksync__v1__publication__free_unpacked(pub, NULL);
             continue;
         }
-        if (pub->record->revision <= s->revision || !record_matches(s, pub->record)) {
-            if (pub->record->revision <= s->revision)
+        bool dup = delivered(s, pub->record->revision);
+        if (dup || !record_matches(s, pub->record)) {
+            if (dup)
                 s->n.duplicates++;
             parksync__v1__publication__free_unpacked(pub, NULL);
             continue;
         }
+        if (!note_delivered(s, pub->record->revision)) {
+            /* D is full (no clean heartbeat for a long while): recover,
+             * which moves V past everything delivered */
+            parksync__v1__publication__free_unpacked(pub, NULL);
+            return resync(s);
+        }
         s->pub = pub;
-        s->revision = pub->record->revision;
         deliver(ev, PS_EVENT_RECORD, pub->record, pub->record->revision, true);
         return PS_OK;
     }
@@ -810,6 +885,7 @@ void ps_subscriber_destroy(ps_subscriber_t **sp)
     if (s->ctx != NULL)
         zmq_ctx_term(s->ctx);
     free(s->topics);
+    free(s->delivered);
     free(s);
     *sp = NULL;
 }

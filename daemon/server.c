@@ -411,6 +411,19 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
     return 0;
 }
 
+/* Revisions that can no longer be published must not pass silently:
+ * every record topic skips one stream sequence, so each subscriber sees a
+ * loss at its next record or heartbeat and recovers from the change log
+ * (TOO_OLD when it no longer reaches back). */
+static void announce_loss(server_t *s)
+{
+    size_t rec = strlen(WIRE_TOPIC_RECORDS);
+
+    for (size_t i = 0; i < s->topic_seq.cap; i++)
+        if (strncmp(s->topic_seq.slots[i].key, WIRE_TOPIC_RECORDS, rec) == 0)
+            s->topic_seq.slots[i].value++;
+}
+
 /* Publishes every committed change not yet published. */
 static void publish_changes(server_t *s)
 {
@@ -418,9 +431,11 @@ static void publish_changes(server_t *s)
 
     if (rc == -ERANGE) {
         log_warning("changes after revision %" PRIu64 " left the change log before they "
-                    "were published; skipping to revision %" PRIu64,
+                    "were published; skipping to revision %" PRIu64 " and announcing a "
+                    "loss on every topic",
                     s->published_rev, store_head(s->store));
         s->published_rev = store_head(s->store);
+        announce_loss(s);
     } else if (rc < 0) {
         log_error("cannot read the change log after revision %" PRIu64 ": %s (%s); "
                   "will retry after the next commit",
@@ -498,8 +513,11 @@ static void publish_heartbeat(server_t *s)
     hb.has_epoch = true;
     hb.epoch.data = (uint8_t *)store_epoch(s->store);
     hb.epoch.len = WIRE_EPOCH_BYTES;
+    /* What was published, not what was committed: a subscriber whose
+     * topics are all complete at this heartbeat has every revision up to
+     * head_revision (proto/README.md, Subscribers, rule 3). */
     hb.has_head_revision = true;
-    hb.head_revision = store_head(s->store);
+    hb.head_revision = s->published_rev;
     hb.has_time_us = true;
     hb.time_us = wire_now_us();
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;

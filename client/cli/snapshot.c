@@ -50,6 +50,9 @@ const char CLI_WATCH_USAGE[] =
     "kept (the change log no longer reaches back, or the database was\n"
     "replaced) it prints {\"reset\":true}: drop everything read so far, a\n"
     "fresh snapshot follows.\n"
+    "When stopped it says up to which revision every change was printed (a\n"
+    "lost message's recovery can print a record below the last one printed):\n"
+    "resume from there.\n"
     "  --from-revision R  instead of a snapshot, the changes after revision R\n"
     "                     (a reset and a snapshot when the log no longer has them)\n"
     "\n" FILTER_HELP;
@@ -271,8 +274,14 @@ static int run(int argc, char **argv, bool live)
         }
         records++;
     }
-    if (cli_stop && live)
+    if (cli_stop && live) {
         status = CLI_OK;
+        if (snapshot_done)
+            fprintf(stderr,
+                    "parksync %s: stopped; every change up to revision %" PRIu64
+                    " was printed (resume with --from-revision %" PRIu64 ")\n",
+                    argv[0], ps_subscriber_revision(s), ps_subscriber_revision(s));
+    }
     ps_subscriber_destroy(&s);
     return status;
 }
