@@ -1096,6 +1096,28 @@ static uint32_t clamp_u32(bool has, uint32_t v, uint32_t def, uint32_t max)
     return v > max ? max : v;
 }
 
+/* Cancel: ends the stream with a final chunk, `last` and no records,
+ * so the client knows nothing more of it follows and may reuse the
+ * request_id. */
+static void end_stream(server_t *s, stream_t *st)
+{
+    uint64_t revision = st->state == STREAM_RUNNING ? st->revision : store_head(s->store);
+    const uint8_t *msg;
+    size_t len;
+    int rc;
+
+    wire_chunk_reset(&s->chunk);
+    rc = wire_chunk_finish(&s->chunk, st->request_id, true, revision, store_epoch(s->store), &msg,
+                           &len);
+    if (rc == 0)
+        rc = send_reply(s, &st->peer, msg, len);
+    if (rc < 0)
+        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                        "cannot send the end of cancelled stream %" PRIu64 ": %s", st->request_id,
+                        rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
+    stream_close(st);
+}
+
 static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, bool changes,
                          const Parksync__V1__Filter *filter, uint64_t since, bool has_credit,
                          uint32_t credit, bool has_chunk, uint32_t chunk)
@@ -1137,6 +1159,17 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, b
     s->streams_waiting = true;
 }
 
+/* Answers a request that cannot be served with BAD_REQUEST: why names
+ * the field and the rule. Counted and logged (rate-limited). */
+static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, size_t len,
+                         const char *why)
+{
+    s->n.bad_queries++;
+    log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
+                    "refusing query request %" PRIu64 " (%zu bytes): %s", request_id, len, why);
+    reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
+}
+
 static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len, int64_t now)
 {
     Parksync__V1__QueryRequest *q = NULL;
@@ -1148,11 +1181,16 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     s->n.queries++;
     rc = wire_query_request_decode(data, len, &q, &why);
     if (rc < 0) {
-        s->n.bad_queries++;
-        log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
-                        "dropping a query request (%zu bytes): %s", len, why ? why : strerror(-rc));
-        if (q)
-            parksync__v1__query_request__free_unpacked(q, NULL);
+        uint64_t id;
+        /* Never silence: a client must tell "refused" or "unsupported"
+         * from "daemon down", so even what does not decode is answered,
+         * with the request_id when one can be read. */
+        if (rc == -EMSGSIZE)
+            why = "request: larger than 4096 bytes";
+        else if (rc != -EINVAL)
+            why = "request: not a valid QueryRequest encoding";
+        wire_query_request_id(data, len, &id);
+        refuse_query(s, peer, id, len, why ? why : "request: invalid");
         return;
     }
     switch (q->body_case) {
@@ -1244,7 +1282,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
                         "no stream is running for this request_id");
             break;
         }
-        stream_close(st);
+        end_stream(s, st);
         break;
     default:
         s->n.bad_queries++;
@@ -1275,18 +1313,21 @@ static void drain_queries(server_t *s, int64_t now)
             body = &parts[1];
         else if (total == 3 && zmq_msg_size(&parts[1]) == 0)
             body = &parts[2];
-        if (!body || zmq_msg_size(&parts[0]) > ROUTING_ID_MAX) {
+        if (zmq_msg_size(&parts[0]) > ROUTING_ID_MAX) {
+            /* cannot happen: ZeroMQ routing ids are at most 255 bytes */
             s->n.queries++;
             s->n.bad_queries++;
-            log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
-                            "query message has %d frames instead of [request] or "
-                            "[\"\"][request], dropping",
-                            total - 1);
         } else {
             peer.len = zmq_msg_size(&parts[0]);
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
-            peer.delimiter = total == 3;
-            handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+            peer.delimiter = body && total == 3;
+            if (body) {
+                handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+            } else {
+                s->n.queries++;
+                refuse_query(s, &peer, 0, 0,
+                             "request: must be one frame, [request] or [\"\"][request]");
+            }
         }
         close_parts(parts, kept);
     }
