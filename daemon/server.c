@@ -722,8 +722,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
                           zmq_msg_t *payload)
 {
     Parksync__V1__Update *u = NULL;
-    const char *why = NULL, *reason = NULL, *ministry = NULL;
-    char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC];
+    const char *why = NULL, *ministry = NULL;
+    char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC], reason[WIRE_MAX_TOPIC * 2 + 128] = "";
     store_outcome_t outcome;
     int rc;
 
@@ -756,27 +756,27 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         /* Sound envelope, bad body: consume the sequence so the producer
          * is acked and moves on, and record why. */
         s->n.invalid++;
-        reason = why ? why : "invalid update";
+        snprintf(reason, sizeof reason, "invalid: %s", why ? why : "?");
         log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
-                        "invalid update %s#%" PRIu64 ": %s; recording it as rejected",
-                        u->producer_id, u->sequence, reason);
+                        "%s#%" PRIu64 " %s; recording it as rejected", u->producer_id, u->sequence,
+                        reason);
     } else if (topic != NULL) {
         int n = wire_topic_ingest(expect, sizeof expect, wire_update_kind(u));
 
         if (n < 0 || tlen != (size_t)n || memcmp(topic, expect, tlen) != 0) {
             s->n.wrong_topic++;
-            reason = "topic does not match the update's kind";
+            snprintf(reason, sizeof reason,
+                     "invalid: topic: '%s' for an update that belongs on '%s'",
+                     printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
             log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
-                            "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
-                            "recording it as rejected",
-                            u->producer_id, u->sequence,
-                            printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
+                            "update %s#%" PRIu64 ": %s; recording it as rejected", u->producer_id,
+                            u->sequence, reason);
         }
     }
     if (batch_begin(s) < 0)
         goto out; /* not applied, not acked: the producer resends */
-    if (reason)
-        rc = store_reject(s->store, u->producer_id, u->sequence, reason, &outcome);
+    if (reason[0])
+        rc = store_reject(s->store, u, reason, &outcome);
     else if (ministry)
         rc = store_apply_as(s->store, ministry, u, &outcome);
     else
@@ -804,7 +804,7 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         break;
     case STORE_REJECTED:
         s->n.refused++;
-        if (!reason) /* store_reject's reasons were logged above */
+        if (!reason[0]) /* store_reject's reasons were logged above */
             log_ratelimited(&s->rl[RL_REFUSED], LOG_LEVEL_WARNING,
                             "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
                             "producer or event time); kept and listed by `parksync conflicts`",
