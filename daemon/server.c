@@ -584,8 +584,10 @@ static void drain_subscriptions(server_t *s)
         if (n > (int)sizeof buf)
             n = (int)sizeof buf; /* truncated: a long topic, not ours */
         size_t tlen = (size_t)n - 1;
-        size_t cmp = tlen < hb ? tlen : hb;
-        if (memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, cmp) == 0)
+        /* Only a prefix of "hb/" ("", "h", "hb", "hb/") receives
+         * heartbeats; "hb/x" matches none, so it gets no welcome (each
+         * would be a broadcast of up to 8192 topic sequences). */
+        if (tlen <= hb && memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, tlen) == 0)
             publish_heartbeat(s);
     }
 }

@@ -577,3 +577,40 @@ Test(hostile, invalid_and_wrong_topic_updates_are_listed_as_invalid, .fini = tea
     zmq_ctx_term(ctx);
     cr_assert_eq(harness_stop(&h), 0);
 }
+
+/* A welcome heartbeat answers only a subscription that receives
+ * heartbeats (a prefix of "hb/"), not one that merely starts with "hb/":
+ * each is a broadcast to every subscriber. */
+Test(hostile, only_subscriptions_covering_hb_get_a_welcome_heartbeat, .fini = teardown,
+     .timeout = 60)
+{
+    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0, rcvtimeo = 5000;
+    int64_t before, after;
+    uint8_t buf[4096];
+
+    /* no periodic heartbeat while the test runs */
+    cr_assert_eq(harness_init(&h, "[limits]\nheartbeat_ms = 60000\n"), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    before = harness_counter(&h, "heartbeats", 2000);
+    cr_assert_geq(before, 0);
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    /* connected first, so the subscriptions go out in the order made */
+    cr_assert_eq(zmq_connect(sub, h.publish), 0);
+    for (int i = 0; i < 20; i++) {
+        char topic[16];
+        snprintf(topic, sizeof topic, "hb/x%d", i);
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, topic, strlen(topic));
+    }
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT, strlen(WIRE_TOPIC_HEARTBEAT));
+    /* the daemon reads one connection's subscriptions in order: when the
+     * welcome for the last one arrives, the others have been seen */
+    cr_assert(zmq_recv(sub, buf, sizeof buf, 0) >= 0, "no welcome heartbeat");
+    after = harness_counter(&h, "heartbeats", 2000);
+    cr_expect_eq(after, before + 1, "%" PRId64 " heartbeats for one welcome", after - before);
+
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+}
