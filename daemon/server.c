@@ -604,8 +604,10 @@ static void drain_subscriptions(server_t *s)
         if (n > (int)sizeof buf)
             n = (int)sizeof buf; /* truncated: a long topic, not ours */
         size_t tlen = (size_t)n - 1;
-        size_t cmp = tlen < hb ? tlen : hb;
-        if (memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, cmp) == 0)
+        /* Only a prefix of "hb/" ("", "h", "hb", "hb/") receives
+         * heartbeats; "hb/x" matches none, so it gets no welcome (each
+         * would be a broadcast of up to 8192 topic sequences). */
+        if (tlen <= hb && memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, tlen) == 0)
             publish_heartbeat(s);
     }
 }
@@ -742,8 +744,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
                           zmq_msg_t *payload)
 {
     Parksync__V1__Update *u = NULL;
-    const char *why = NULL, *reason = NULL, *ministry = NULL;
-    char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC];
+    const char *why = NULL, *ministry = NULL;
+    char expect[WIRE_MAX_TOPIC], shown[WIRE_MAX_TOPIC], reason[WIRE_MAX_TOPIC * 2 + 128] = "";
     store_outcome_t outcome;
     int rc;
 
@@ -776,27 +778,27 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         /* Sound envelope, bad body: consume the sequence so the producer
          * is acked and moves on, and record why. */
         s->n.invalid++;
-        reason = why ? why : "invalid update";
+        snprintf(reason, sizeof reason, "invalid: %s", why ? why : "?");
         log_ratelimited(&s->rl[RL_INVALID], LOG_LEVEL_WARNING,
-                        "invalid update %s#%" PRIu64 ": %s; recording it as rejected",
-                        u->producer_id, u->sequence, reason);
+                        "%s#%" PRIu64 " %s; recording it as rejected", u->producer_id, u->sequence,
+                        reason);
     } else if (topic != NULL) {
         int n = wire_topic_ingest(expect, sizeof expect, wire_update_kind(u));
 
         if (n < 0 || tlen != (size_t)n || memcmp(topic, expect, tlen) != 0) {
             s->n.wrong_topic++;
-            reason = "topic does not match the update's kind";
+            snprintf(reason, sizeof reason,
+                     "invalid: topic: '%s' for an update that belongs on '%s'",
+                     printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
             log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
-                            "update %s#%" PRIu64 " came on topic '%s' but belongs on '%s'; "
-                            "recording it as rejected",
-                            u->producer_id, u->sequence,
-                            printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
+                            "update %s#%" PRIu64 ": %s; recording it as rejected", u->producer_id,
+                            u->sequence, reason);
         }
     }
     if (batch_begin(s) < 0)
         goto out; /* not applied, not acked: the producer resends */
-    if (reason)
-        rc = store_reject(s->store, u->producer_id, u->sequence, reason, &outcome);
+    if (reason[0])
+        rc = store_reject(s->store, u, reason, &outcome);
     else if (ministry)
         rc = store_apply_as(s->store, ministry, u, &outcome);
     else
@@ -824,7 +826,7 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         break;
     case STORE_REJECTED:
         s->n.refused++;
-        if (!reason) /* store_reject's reasons were logged above */
+        if (!reason[0]) /* store_reject's reasons were logged above */
             log_ratelimited(&s->rl[RL_REFUSED], LOG_LEVEL_WARNING,
                             "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
                             "producer or event time); kept and listed by `parksync conflicts`",
@@ -1116,6 +1118,28 @@ static uint32_t clamp_u32(bool has, uint32_t v, uint32_t def, uint32_t max)
     return v > max ? max : v;
 }
 
+/* Cancel: ends the stream with a final chunk, `last` and no records,
+ * so the client knows nothing more of it follows and may reuse the
+ * request_id. */
+static void end_stream(server_t *s, stream_t *st)
+{
+    uint64_t revision = st->state == STREAM_RUNNING ? st->revision : store_head(s->store);
+    const uint8_t *msg;
+    size_t len;
+    int rc;
+
+    wire_chunk_reset(&s->chunk);
+    rc = wire_chunk_finish(&s->chunk, st->request_id, true, revision, store_epoch(s->store), &msg,
+                           &len);
+    if (rc == 0)
+        rc = send_reply(s, &st->peer, msg, len);
+    if (rc < 0)
+        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                        "cannot send the end of cancelled stream %" PRIu64 ": %s", st->request_id,
+                        rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
+    stream_close(st);
+}
+
 static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, bool changes,
                          const Parksync__V1__Filter *filter, uint64_t since, bool has_credit,
                          uint32_t credit, bool has_chunk, uint32_t chunk)
@@ -1157,6 +1181,17 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, b
     s->streams_waiting = true;
 }
 
+/* Answers a request that cannot be served with BAD_REQUEST: why names
+ * the field and the rule. Counted and logged (rate-limited). */
+static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, size_t len,
+                         const char *why)
+{
+    s->n.bad_queries++;
+    log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
+                    "refusing query request %" PRIu64 " (%zu bytes): %s", request_id, len, why);
+    reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
+}
+
 static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len, int64_t now)
 {
     Parksync__V1__QueryRequest *q = NULL;
@@ -1168,11 +1203,16 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     s->n.queries++;
     rc = wire_query_request_decode(data, len, &q, &why);
     if (rc < 0) {
-        s->n.bad_queries++;
-        log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
-                        "dropping a query request (%zu bytes): %s", len, why ? why : strerror(-rc));
-        if (q)
-            parksync__v1__query_request__free_unpacked(q, NULL);
+        uint64_t id;
+        /* Never silence: a client must tell "refused" or "unsupported"
+         * from "daemon down", so even what does not decode is answered,
+         * with the request_id when one can be read. */
+        if (rc == -EMSGSIZE)
+            why = "request: larger than 4096 bytes";
+        else if (rc != -EINVAL)
+            why = "request: not a valid QueryRequest encoding";
+        wire_query_request_id(data, len, &id);
+        refuse_query(s, peer, id, len, why ? why : "request: invalid");
         return;
     }
     switch (q->body_case) {
@@ -1264,7 +1304,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
                         "no stream is running for this request_id");
             break;
         }
-        stream_close(st);
+        end_stream(s, st);
         break;
     default:
         s->n.bad_queries++;
@@ -1295,18 +1335,21 @@ static void drain_queries(server_t *s, int64_t now)
             body = &parts[1];
         else if (total == 3 && zmq_msg_size(&parts[1]) == 0)
             body = &parts[2];
-        if (!body || zmq_msg_size(&parts[0]) > ROUTING_ID_MAX) {
+        if (zmq_msg_size(&parts[0]) > ROUTING_ID_MAX) {
+            /* cannot happen: ZeroMQ routing ids are at most 255 bytes */
             s->n.queries++;
             s->n.bad_queries++;
-            log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
-                            "query message has %d frames instead of [request] or "
-                            "[\"\"][request], dropping",
-                            total - 1);
         } else {
             peer.len = zmq_msg_size(&parts[0]);
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
-            peer.delimiter = total == 3;
-            handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+            peer.delimiter = body && total == 3;
+            if (body) {
+                handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+            } else {
+                s->n.queries++;
+                refuse_query(s, &peer, 0, 0,
+                             "request: must be one frame, [request] or [\"\"][request]");
+            }
         }
         close_parts(parts, kept);
     }

@@ -308,6 +308,15 @@ static bool cents_ok(protobuf_c_boolean has, int64_t v)
     return !has || (v >= -WIRE_MAX_CENTS && v <= WIRE_MAX_CENTS);
 }
 
+/* Why a field is refused; every reason reads "FIELD: WHY". */
+#define WHY_ID      "must be 1..64 bytes of [A-Za-z0-9._-]"
+#define WHY_COUNTRY "must be two upper-case letters (ISO 3166-1 alpha-2)"
+#define WHY_TEXT    "must be 1..256 bytes of UTF-8 without NUL"
+#define WHY_ENUM    "unknown value"
+#define WHY_CENTS   "must be 0..10^17 cents"
+#define WHY_PERIOD  "missing, or not a year 1990..2200 with months first..last in 1..12"
+#define WHY_BP      "must be 0..10000 basis points"
+
 #define FAIL(reason)                                                                               \
     do {                                                                                           \
         *why = (reason);                                                                           \
@@ -317,9 +326,9 @@ static bool cents_ok(protobuf_c_boolean has, int64_t v)
 static int park_validate(const Parksync__V1__Park *p, bool key_only, const char **why)
 {
     if (!wire_id_valid(p->park_id))
-        FAIL("park.park_id");
+        FAIL("park.park_id: " WHY_ID);
     if (!wire_country_valid(p->country))
-        FAIL("park.country");
+        FAIL("park.country: " WHY_COUNTRY);
     if (key_only) {
         if (p->name || p->region || p->specializations || p->has_status || p->has_area_ha ||
             p->has_reported_residents || p->has_reported_investment_usd_cents)
@@ -327,36 +336,36 @@ static int park_validate(const Parksync__V1__Park *p, bool key_only, const char 
         return 0;
     }
     if (!text_ok(p->name, WIRE_MAX_TEXT))
-        FAIL("park.name");
+        FAIL("park.name: " WHY_TEXT);
     if (!text_ok(p->region, WIRE_MAX_TEXT))
-        FAIL("park.region");
+        FAIL("park.region: " WHY_TEXT);
     if (p->specializations) {
         if (p->specializations->n_values > WIRE_MAX_SPECIALIZATIONS)
-            FAIL("park.specializations: too many");
+            FAIL("park.specializations: more than 16");
         for (size_t i = 0; i < p->specializations->n_values; i++)
             if (p->specializations->values[i] == 0 ||
                 !enum_ok(&parksync__v1__specialization__descriptor, p->specializations->values[i]))
-                FAIL("park.specializations: unknown value");
+                FAIL("park.specializations: " WHY_ENUM);
     }
     if (p->has_status &&
         (p->status == 0 || !enum_ok(&parksync__v1__park_status__descriptor, p->status)))
-        FAIL("park.status");
+        FAIL("park.status: " WHY_ENUM);
     if (p->has_area_ha && !(p->area_ha >= 0.0 && p->area_ha <= 1e7))
-        FAIL("park.area_ha"); /* also refuses NaN */
+        FAIL("park.area_ha: must be 0..10^7"); /* also refuses NaN */
     if (p->has_reported_investment_usd_cents &&
         (p->reported_investment_usd_cents < 0 || !cents_ok(true, p->reported_investment_usd_cents)))
-        FAIL("park.reported_investment_usd_cents");
+        FAIL("park.reported_investment_usd_cents: " WHY_CENTS);
     return 0;
 }
 
 static int resident_validate(const Parksync__V1__Resident *r, bool key_only, const char **why)
 {
     if (!wire_id_valid(r->park_id))
-        FAIL("resident.park_id");
+        FAIL("resident.park_id: " WHY_ID);
     if (!wire_id_valid(r->resident_id))
-        FAIL("resident.resident_id");
+        FAIL("resident.resident_id: " WHY_ID);
     if (!wire_country_valid(r->country))
-        FAIL("resident.country");
+        FAIL("resident.country: " WHY_COUNTRY);
     if (key_only) {
         if (r->company_name || r->has_sector || r->has_investment_usd_cents || r->has_jobs ||
             r->has_status || r->registered_on || r->has_illustrative)
@@ -364,35 +373,35 @@ static int resident_validate(const Parksync__V1__Resident *r, bool key_only, con
         return 0;
     }
     if (!text_ok(r->company_name, WIRE_MAX_TEXT))
-        FAIL("resident.company_name");
+        FAIL("resident.company_name: " WHY_TEXT);
     if (r->has_sector &&
         (r->sector == 0 || !enum_ok(&parksync__v1__specialization__descriptor, r->sector)))
-        FAIL("resident.sector");
+        FAIL("resident.sector: " WHY_ENUM);
     if (r->has_investment_usd_cents &&
         (r->investment_usd_cents < 0 || !cents_ok(true, r->investment_usd_cents)))
-        FAIL("resident.investment_usd_cents");
+        FAIL("resident.investment_usd_cents: " WHY_CENTS);
     if (r->has_status &&
         (r->status == 0 || !enum_ok(&parksync__v1__resident_status__descriptor, r->status)))
-        FAIL("resident.status");
+        FAIL("resident.status: " WHY_ENUM);
     if (r->registered_on && !wire_date_valid(r->registered_on))
-        FAIL("resident.registered_on");
+        FAIL("resident.registered_on: must be a date YYYY-MM-DD");
     return 0;
 }
 
 static int trade_validate(const Parksync__V1__TradeReport *t, bool key_only, const char **why)
 {
     if (!wire_country_valid(t->reporter))
-        FAIL("trade.reporter");
+        FAIL("trade.reporter: " WHY_COUNTRY);
     if (!wire_country_valid(t->partner))
-        FAIL("trade.partner");
+        FAIL("trade.partner: " WHY_COUNTRY);
     if (strcmp(t->reporter, t->partner) == 0)
         FAIL("trade.partner: same as reporter");
     if (!t->has_direction ||
         (t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS &&
          t->direction != PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_IMPORTS))
-        FAIL("trade.direction");
+        FAIL("trade.direction: missing or " WHY_ENUM);
     if (!wire_period_valid(t->period))
-        FAIL("trade.period");
+        FAIL("trade.period: " WHY_PERIOD);
     if (key_only) {
         if (t->has_value_usd_cents)
             FAIL("delete.trade: non-key field");
@@ -401,25 +410,25 @@ static int trade_validate(const Parksync__V1__TradeReport *t, bool key_only, con
     if (!t->has_value_usd_cents)
         FAIL("trade.value_usd_cents: missing");
     if (t->value_usd_cents < 0 || !cents_ok(true, t->value_usd_cents))
-        FAIL("trade.value_usd_cents");
+        FAIL("trade.value_usd_cents: " WHY_CENTS);
     return 0;
 }
 
 static int country_validate(const Parksync__V1__CountryReport *c, bool key_only, const char **why)
 {
     if (!wire_country_valid(c->country))
-        FAIL("country.country");
+        FAIL("country.country: " WHY_COUNTRY);
     if (!wire_period_valid(c->period))
-        FAIL("country.period");
+        FAIL("country.period: " WHY_PERIOD);
     if (key_only) {
         if (c->has_parks_non_oil_production_share_bp || c->has_parks_export_share_bp)
             FAIL("delete.country: non-key field");
         return 0;
     }
     if (c->has_parks_non_oil_production_share_bp && c->parks_non_oil_production_share_bp > 10000)
-        FAIL("country.parks_non_oil_production_share_bp");
+        FAIL("country.parks_non_oil_production_share_bp: " WHY_BP);
     if (c->has_parks_export_share_bp && c->parks_export_share_bp > 10000)
-        FAIL("country.parks_export_share_bp");
+        FAIL("country.parks_export_share_bp: " WHY_BP);
     return 0;
 }
 
@@ -427,11 +436,11 @@ static int country_validate(const Parksync__V1__CountryReport *c, bool key_only,
 static int envelope_validate(const Parksync__V1__Update *u, const char **why)
 {
     if (!u->has_version || u->version != WIRE_VERSION)
-        FAIL("version");
+        FAIL("version: missing or not 1 (unsupported)");
     if (!wire_id_valid(u->producer_id))
-        FAIL("producer_id");
+        FAIL("producer_id: " WHY_ID);
     if (!u->has_sequence || u->sequence == 0)
-        FAIL("sequence");
+        FAIL("sequence: missing or 0");
     return 0;
 }
 
@@ -440,9 +449,9 @@ static int body_validate(const Parksync__V1__Update *u, const char **why)
     const Parksync__V1__Delete *d;
 
     if (!u->has_event_time_us || u->event_time_us <= 0)
-        FAIL("event_time_us");
+        FAIL("event_time_us: missing or not positive");
     if (u->has_vintage && !enum_ok(&parksync__v1__vintage__descriptor, u->vintage))
-        FAIL("vintage");
+        FAIL("vintage: " WHY_ENUM);
     switch (u->body_case) {
     case PARKSYNC__V1__UPDATE__BODY_PARK:
         return park_validate(u->park, false, why);
@@ -467,7 +476,9 @@ static int body_validate(const Parksync__V1__Update *u, const char **why)
             FAIL("delete: no target");
         }
     default:
-        FAIL("body: none");
+        /* a newer producer's body is kept as an unknown field */
+        FAIL(u->base.n_unknown_fields > 0 ? "body: unsupported: a kind this daemon does not know"
+                                          : "body: missing");
     }
 }
 
@@ -566,18 +577,23 @@ static int filter_validate(const Parksync__V1__Filter *f, const char **why)
     if (f == NULL)
         return 0;
     if (f->has_kind && !enum_ok(&parksync__v1__record_kind__descriptor, f->kind))
-        FAIL("filter.kind");
+        FAIL("filter.kind: " WHY_ENUM);
     if (f->country && !wire_country_valid(f->country))
-        FAIL("filter.country");
+        FAIL("filter.country: " WHY_COUNTRY);
     return 0;
 }
 
+#define WHY_CREDIT "must be 1..64 chunks"
+#define WHY_CHUNK  "must be 1..4096 records"
+
 static int query_request_validate(const Parksync__V1__QueryRequest *q, const char **why)
 {
-    if (!q->has_version || q->version != WIRE_VERSION)
-        FAIL("version");
+    if (!q->has_version)
+        FAIL("version: missing");
+    if (q->version != WIRE_VERSION)
+        FAIL("version: unsupported request: this daemon speaks version 1");
     if (!q->has_request_id)
-        FAIL("request_id");
+        FAIL("request_id: missing");
     switch (q->body_case) {
     case PARKSYNC__V1__QUERY_REQUEST__BODY_PING:
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CANCEL:
@@ -585,31 +601,34 @@ static int query_request_validate(const Parksync__V1__QueryRequest *q, const cha
     case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT:
         if (q->snapshot->has_credit &&
             (q->snapshot->credit == 0 || q->snapshot->credit > WIRE_MAX_CREDIT))
-            FAIL("snapshot.credit");
+            FAIL("snapshot.credit: " WHY_CREDIT);
         if (q->snapshot->has_chunk_records && (q->snapshot->chunk_records == 0 ||
                                                q->snapshot->chunk_records > WIRE_MAX_CHUNK_RECORDS))
-            FAIL("snapshot.chunk_records");
+            FAIL("snapshot.chunk_records: " WHY_CHUNK);
         return filter_validate(q->snapshot->filter, why);
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
         if (!q->credit->has_chunks || q->credit->chunks == 0 || q->credit->chunks > WIRE_MAX_CREDIT)
-            FAIL("credit.chunks");
+            FAIL("credit.chunks: missing or not 1..64");
         return 0;
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CHANGES:
         if (!q->changes->has_since_revision)
-            FAIL("changes.since_revision");
+            FAIL("changes.since_revision: missing (0 asks for the whole change log)");
         if (q->changes->has_credit &&
             (q->changes->credit == 0 || q->changes->credit > WIRE_MAX_CREDIT))
-            FAIL("changes.credit");
+            FAIL("changes.credit: " WHY_CREDIT);
         if (q->changes->has_chunk_records &&
             (q->changes->chunk_records == 0 || q->changes->chunk_records > WIRE_MAX_CHUNK_RECORDS))
-            FAIL("changes.chunk_records");
+            FAIL("changes.chunk_records: " WHY_CHUNK);
         return filter_validate(q->changes->filter, why);
     case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE:
         if (!wire_id_valid(q->producer_state->producer_id))
-            FAIL("producer_state.producer_id");
+            FAIL("producer_state.producer_id: " WHY_ID);
         return 0;
     default:
-        FAIL("body: none");
+        /* a newer client's request: its body is kept as an unknown field */
+        FAIL(q->base.n_unknown_fields > 0 ? "body: unsupported request: a body this daemon "
+                                            "does not know"
+                                          : "body: missing");
     }
 }
 
@@ -860,18 +879,19 @@ int wire_buf_put_bytes(wire_buf_t *b, uint32_t field, const void *bytes, size_t 
 
 /* Field numbers as in parksync.proto, named once here. */
 enum {
-    F_CHUNK_RECORDS = 1,    /* Chunk.records */
-    F_BATCH_UPDATES = 1,    /* UpdateBatch.updates */
-    F_REPLY_VERSION = 1,    /* QueryReply.version */
-    F_REPLY_REQUEST_ID = 2, /* QueryReply.request_id */
-    F_REPLY_CHUNK = 11,     /* QueryReply.chunk */
-    F_CHUNK_LAST = 2,       /* Chunk.last */
-    F_CHUNK_REVISION = 3,   /* Chunk.revision */
-    F_CHUNK_EPOCH = 4,      /* Chunk.epoch */
-    F_PUB_VERSION = 1,      /* Publication.version */
-    F_PUB_STREAM_SEQ = 2,   /* Publication.stream_sequence */
-    F_PUB_REPEAT = 3,       /* Publication.repeat */
-    F_PUB_RECORD = 10,      /* Publication.record */
+    F_CHUNK_RECORDS = 1,      /* Chunk.records */
+    F_BATCH_UPDATES = 1,      /* UpdateBatch.updates */
+    F_REPLY_VERSION = 1,      /* QueryReply.version */
+    F_REPLY_REQUEST_ID = 2,   /* QueryReply.request_id */
+    F_REQUEST_REQUEST_ID = 2, /* QueryRequest.request_id */
+    F_REPLY_CHUNK = 11,       /* QueryReply.chunk */
+    F_CHUNK_LAST = 2,         /* Chunk.last */
+    F_CHUNK_REVISION = 3,     /* Chunk.revision */
+    F_CHUNK_EPOCH = 4,        /* Chunk.epoch */
+    F_PUB_VERSION = 1,        /* Publication.version */
+    F_PUB_STREAM_SEQ = 2,     /* Publication.stream_sequence */
+    F_PUB_REPEAT = 3,         /* Publication.repeat */
+    F_PUB_RECORD = 10,        /* Publication.record */
 };
 
 /* Reads a varint at buf[*at..size); false when it is cut short or longer
@@ -888,43 +908,77 @@ static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
     return false;
 }
 
+/* Reads the field at buf[*at..size): its number, and for a varint its
+ * value, for a length-delimited field its bytes. 1 read, 0 at the end,
+ * -EBADMSG when the framing is broken. */
+static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field, unsigned *type,
+                      uint64_t *value, const uint8_t **bytes)
+{
+    uint64_t key, n;
+
+    if (*at >= size)
+        return 0;
+    if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+        return -EBADMSG;
+    *field = key >> 3;
+    *type = (unsigned)(key & 7);
+    switch (*type) {
+    case WIRE_TYPE_VARINT:
+        return get_varint(p, size, at, value) ? 1 : -EBADMSG;
+    case WIRE_TYPE_I64:
+    case WIRE_TYPE_I32:
+        n = *type == WIRE_TYPE_I64 ? 8 : 4;
+        break;
+    case WIRE_TYPE_LEN:
+        if (!get_varint(p, size, at, &n))
+            return -EBADMSG;
+        break;
+    default: /* groups, and wire types that do not exist */
+        return -EBADMSG;
+    }
+    if (n > size - *at)
+        return -EBADMSG;
+    *bytes = p + *at;
+    *value = n;
+    *at += n;
+    return 1;
+}
+
 int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len)
 {
-    const uint8_t *p = buf;
+    const uint8_t *bytes;
+    uint64_t field, value;
+    unsigned type;
+    int rc;
 
-    while (*at < size) {
-        uint64_t key, n;
-        if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
-            return -EBADMSG;
-        switch (key & 7) {
-        case WIRE_TYPE_VARINT:
-            if (!get_varint(p, size, at, &n))
-                return -EBADMSG;
-            break;
-        case WIRE_TYPE_I64:
-        case WIRE_TYPE_I32:
-            n = (key & 7) == WIRE_TYPE_I64 ? 8 : 4;
-            if (size - *at < n)
-                return -EBADMSG;
-            *at += n;
-            break;
-        case WIRE_TYPE_LEN:
-            if (!get_varint(p, size, at, &n) || n > size - *at)
-                return -EBADMSG;
-            *at += n;
-            if (key >> 3 == F_BATCH_UPDATES) {
-                *update = p + *at - n;
-                *len = (size_t)n;
-                return 1;
-            }
-            break;
-        default: /* groups, and wire types that do not exist */
-            return -EBADMSG;
-        }
-        if (key >> 3 == F_BATCH_UPDATES)
+    while ((rc = field_next(buf, size, at, &field, &type, &value, &bytes)) == 1) {
+        if (field != F_BATCH_UPDATES)
+            continue;
+        if (type != WIRE_TYPE_LEN)
             return -EBADMSG; /* updates are messages: length-delimited */
+        *update = bytes;
+        *len = (size_t)value;
+        return 1;
     }
-    return 0;
+    return rc;
+}
+
+bool wire_query_request_id(const void *buf, size_t size, uint64_t *request_id)
+{
+    const uint8_t *bytes;
+    uint64_t field, value;
+    unsigned type;
+    size_t at = 0;
+    bool found = false;
+
+    *request_id = 0;
+    /* the last occurrence wins, as in protobuf's own decoding */
+    while (field_next(buf, size, &at, &field, &type, &value, &bytes) == 1)
+        if (field == F_REQUEST_REQUEST_ID && type == WIRE_TYPE_VARINT) {
+            *request_id = value;
+            found = true;
+        }
+    return found;
 }
 
 void wire_chunk_reset(wire_chunk_t *c)

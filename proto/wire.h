@@ -145,6 +145,14 @@ int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRe
  * -EBADMSG when the framing is broken (nothing after *at is usable).
  * Unknown fields are skipped, as protobuf decoders do. */
 int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len);
+
+/* The request_id of an encoded QueryRequest, read field by field without
+ * decoding the rest, so that even a request that is too large, does not
+ * decode or is invalid gets an error reply the client can match. Reads up
+ * to where the framing breaks. True and *request_id set when found; false
+ * and *request_id = 0 otherwise. */
+bool wire_query_request_id(const void *buf, size_t size, uint64_t *request_id);
+
 int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
                             const char **why);
 int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,

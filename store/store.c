@@ -2456,22 +2456,30 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
     return 0;
 }
 
-int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const char *reason,
+int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
                  store_outcome_t *outcome)
 {
     producer_t *p;
+    rec_key_t key;
+    kind_t kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    bool is_delete, exporter_side = false, keyed;
+    const void *body;
     int rc;
-    if (!s->in_batch || !outcome)
+    if (!s->in_batch || !u || !u->producer_id || !outcome)
         return -EINVAL;
-    if ((rc = producer_check(s, producer_id, sequence, &p, outcome)) < 0)
+    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
         return rc;
     if (*outcome != STORE_APPLIED)
         return 0;
-    rc = conflict_put(s, producer_id, sequence, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED,
-                      NULL, reason ? reason : "rejected", NULL, false);
+    /* the record it names, when its key fields are sound, so that
+     * `parksync conflicts` can filter and show it */
+    body = update_target(u, &kind, &is_delete);
+    keyed = body && key_of(&key, kind, body, &exporter_side);
+    rc = conflict_put(s, u->producer_id, u->sequence, kind, keyed ? &key : NULL,
+                      reason ? reason : "rejected", u, false);
     if (rc < 0)
         return rc;
-    p->last_sequence = sequence;
+    p->last_sequence = u->sequence;
     p->rejected++;
     *outcome = STORE_REJECTED;
     return 0;

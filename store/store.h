@@ -160,11 +160,13 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
 int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update *u,
                    store_outcome_t *outcome);
 
-/* Consumes a sequence whose update failed validation: the producer's last
- * sequence advances as for an applied update, nothing else changes, and a
- * conflict with `reason` is recorded. Duplicate and gap rules as for
+/* Consumes the sequence of an update that failed validation (its
+ * envelope is sound): the producer's last sequence advances as for an
+ * applied update, nothing else changes, and a conflict with `reason` is
+ * recorded, with the update's kind, its event time and, when its key
+ * fields are well-formed, its key. Duplicate and gap rules as for
  * store_apply. Returns 0 or a negative errno. */
-int store_reject(store_t *s, const char *producer_id, uint64_t sequence, const char *reason,
+int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
                  store_outcome_t *outcome);
 
 /* Records a conflict about an update without applying it and without

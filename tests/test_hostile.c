@@ -461,6 +461,21 @@ static int64_t counter_at_least(const char *name, int64_t want)
     return v;
 }
 
+/* Starts the daemon and connects pub (an XPUB) to its ingest; returns
+ * once the daemon's SUB has subscribed, so nothing sent is lost. */
+static void start_raw_ingest(void *pub)
+{
+    int zero = 0, rcvtimeo = 5000;
+    uint8_t sub[64];
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(pub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    cr_assert_eq(zmq_connect(pub, h.ingest), 0);
+    cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
+}
+
 /* An UpdateBatch is handled update by update, each counted and sequenced
  * on its own, or not at all when its framing breaks anywhere in it. */
 Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
@@ -471,18 +486,11 @@ Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
     Parksync__V1__Park p[3];
     Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
     char names[3][16] = {"First", "Bad\xff", "Third"};
-    int zero = 0, rcvtimeo = 5000;
-    uint8_t sub[64];
     ps_producer_options_t o;
     ps_producer_stats_t st;
     size_t len;
 
-    cr_assert_eq(harness_init(&h, NULL), 0);
-    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
-    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(pub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
-    cr_assert_eq(zmq_connect(pub, h.ingest), 0);
-    cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
+    start_raw_ingest(pub);
     for (int i = 0; i < 3; i++) {
         hostile_envelope(&u[i], &p[i], names[i]);
         u[i].producer_id = (char *)"BATCHER";
@@ -512,6 +520,97 @@ Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
     cr_assert_eq(st.rejected, 1);
 
     zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+}
+
+/* An invalid update and one on the wrong topic consume their sequences,
+ * are counted (invalid, wrong_topic) and listed by `parksync conflicts`
+ * with the record they name and reason "invalid: FIELD: why", in the
+ * "invalid" class of conflicts_by_reason. */
+Test(hostile, invalid_and_wrong_topic_updates_are_listed_as_invalid, .fini = teardown,
+     .timeout = 60)
+{
+    static uint8_t buf[4096];
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_XPUB);
+    const char *conflicts[] = {"conflicts", NULL};
+    const char *status[] = {"status", NULL};
+    Parksync__V1__Update u;
+    Parksync__V1__Park p;
+    char bad[] = "Bad\xff", good[] = "Good";
+    char *out = NULL, *err = NULL;
+    size_t len;
+
+    start_raw_ingest(pub);
+
+    hostile_envelope(&u, &p, bad);
+    u.sequence = 1;
+    len = parksync__v1__update__pack(&u, buf);
+    send2(pub, "park", buf, len);
+    hostile_envelope(&u, &p, good);
+    u.sequence = 2;
+    len = parksync__v1__update__pack(&u, buf);
+    send2(pub, "resident", buf, len);
+    cr_assert_eq(counter_at_least("invalid", 1), 1);
+    cr_assert_eq(counter_at_least("wrong_topic", 1), 1);
+    cr_assert_eq(harness_counter(&h, "applied", 2000), 0);
+
+    cr_assert_eq(harness_cli(&h, conflicts, NULL, &out, &err), 0, "%s", err);
+    cr_expect_not_null(strstr(out, "\"sequence\":1,\"kind\":\"park\",\"key\":\"AZ/AZ-HOSTILE\""),
+                       "%s", out);
+    cr_expect_not_null(
+        strstr(out, "\"reason\":\"invalid: park.name: must be 1..256 bytes of UTF-8 without NUL\""),
+        "%s", out);
+    cr_expect_not_null(strstr(out, "\"sequence\":2,\"kind\":\"park\",\"key\":\"AZ/AZ-HOSTILE\""),
+                       "%s", out);
+    cr_expect_not_null(strstr(out, "\"reason\":\"invalid: topic: 'resident' for an update that "
+                                   "belongs on 'park'\""),
+                       "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(harness_cli(&h, status, NULL, &out, &err), 0, "%s", err);
+    cr_expect_not_null(strstr(out, "conflicts: 2 (invalid 2)"), "%s", out);
+    free(out);
+    free(err);
+
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+}
+
+/* A welcome heartbeat answers only a subscription that receives
+ * heartbeats (a prefix of "hb/"), not one that merely starts with "hb/":
+ * each is a broadcast to every subscriber. */
+Test(hostile, only_subscriptions_covering_hb_get_a_welcome_heartbeat, .fini = teardown,
+     .timeout = 60)
+{
+    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0, rcvtimeo = 5000;
+    int64_t before, after;
+    uint8_t buf[4096];
+
+    /* no periodic heartbeat while the test runs */
+    cr_assert_eq(harness_init(&h, "[limits]\nheartbeat_ms = 60000\n"), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    before = harness_counter(&h, "heartbeats", 2000);
+    cr_assert_geq(before, 0);
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    /* connected first, so the subscriptions go out in the order made */
+    cr_assert_eq(zmq_connect(sub, h.publish), 0);
+    for (int i = 0; i < 20; i++) {
+        char topic[16];
+        snprintf(topic, sizeof topic, "hb/x%d", i);
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, topic, strlen(topic));
+    }
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT, strlen(WIRE_TOPIC_HEARTBEAT));
+    /* the daemon reads one connection's subscriptions in order: when the
+     * welcome for the last one arrives, the others have been seen */
+    cr_assert(zmq_recv(sub, buf, sizeof buf, 0) >= 0, "no welcome heartbeat");
+    after = harness_counter(&h, "heartbeats", 2000);
+    cr_expect_eq(after, before + 1, "%" PRId64 " heartbeats for one welcome", after - before);
+
+    zmq_close(sub);
     zmq_ctx_term(ctx);
     cr_assert_eq(harness_stop(&h), 0);
 }

@@ -535,12 +535,14 @@ Test(store, duplicate_gap_reject_and_sequence_survive_reopen)
 
     cr_assert_eq(store_begin(s), 0);
     cr_assert_eq(store_begin(s), -EBUSY);
-    cr_assert_eq(store_reject(s, "AZ-MOE", 2, "invalid: park.name", &out), 0);
+    x.u.sequence = 2;
+    cr_assert_eq(store_reject(s, &x.u, "invalid: park.name", &out), 0);
     cr_assert_eq(out, STORE_REJECTED);
     cr_assert_eq(store_producer_last(s, "AZ-MOE"), 2);
-    cr_assert_eq(store_reject(s, "AZ-MOE", 2, "again", &out), 0);
+    cr_assert_eq(store_reject(s, &x.u, "again", &out), 0);
     cr_assert_eq(out, STORE_DUPLICATE);
     cr_assert_eq(store_commit(s), 0);
+    x.u.sequence = 3;
     cr_assert_eq(apply1(s, &x), STORE_APPLIED); /* sequence 3 now follows */
     cr_assert_eq(store_producer_last(s, "nobody"), 0);
     store_close(&s);
@@ -556,6 +558,10 @@ Test(store, duplicate_gap_reject_and_sequence_survive_reopen)
     cr_assert_eq(sql_int("SELECT rejected FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
     cr_assert_eq(sql_int("SELECT count(*) FROM conflict WHERE reason = 'invalid: park.name'"
                          " AND sequence = 2"),
+                 1);
+    /* the rejection names the record its update named */
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict WHERE sequence = 2 AND kind = 1"
+                         " AND key = 'AZ/P1' AND country = 'AZ' AND event_time_us = 100"),
                  1);
 }
 

@@ -171,43 +171,50 @@ Test(wire, invalid_updates_are_refused_with_a_reason)
     for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++)
         many[i] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_FOOD;
 
-    for (int c = 0; c < 12; c++) {
+    static uint8_t empty[] = {0};
+    ProtobufCMessageUnknownField newer = {/* body field 15 of a newer schema, empty */
+                                          .tag = 15,
+                                          .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                          .len = 1,
+                                          .data = empty};
+
+    for (int c = 0; c < 14; c++) {
         const char *expect = NULL;
 
         fixture_init(&f);
         switch (c) {
         case 0:
             f.u.version = 2;
-            expect = "version";
+            expect = "version: missing or not 1 (unsupported)";
             break;
         case 1:
             f.u.producer_id = "AZ MOE";
-            expect = "producer_id";
+            expect = "producer_id: must be 1..64 bytes of [A-Za-z0-9._-]";
             break;
         case 2:
             f.u.sequence = 0;
-            expect = "sequence";
+            expect = "sequence: missing or 0";
             break;
         case 3:
             f.u.has_event_time_us = 0;
-            expect = "event_time_us";
+            expect = "event_time_us: missing or not positive";
             break;
         case 4:
             f.park.name = (char *)bad_utf8;
-            expect = "park.name";
+            expect = "park.name: must be 1..256 bytes of UTF-8 without NUL";
             break;
         case 5:
             f.park.name = too_long;
-            expect = "park.name";
+            expect = "park.name: must be 1..256 bytes of UTF-8 without NUL";
             break;
         case 6:
             f.park.country = "Azerbaijan";
-            expect = "park.country";
+            expect = "park.country: must be two upper-case letters (ISO 3166-1 alpha-2)";
             break;
         case 7:
             f.park.has_status = 1;
             f.park.status = 99;
-            expect = "park.status";
+            expect = "park.status: unknown value";
             break;
         case 8:
             f.spec_values[0] = 42;
@@ -216,16 +223,27 @@ Test(wire, invalid_updates_are_refused_with_a_reason)
         case 9:
             f.specs.values = many;
             f.specs.n_values = sizeof(many) / sizeof(many[0]);
-            expect = "park.specializations: too many";
+            expect = "park.specializations: more than 16";
             break;
         case 10:
             f.park.has_reported_investment_usd_cents = 1;
             f.park.reported_investment_usd_cents = -1;
-            expect = "park.reported_investment_usd_cents";
+            expect = "park.reported_investment_usd_cents: must be 0..10^17 cents";
             break;
         case 11:
             f.u.body_case = PARKSYNC__V1__UPDATE__BODY__NOT_SET;
-            expect = "body: none";
+            expect = "body: missing";
+            break;
+        case 12:
+            f.u.body_case = PARKSYNC__V1__UPDATE__BODY__NOT_SET;
+            f.u.base.n_unknown_fields = 1;
+            f.u.base.unknown_fields = &newer;
+            expect = "body: unsupported: a kind this daemon does not know";
+            break;
+        case 13:
+            f.u.has_vintage = 1;
+            f.u.vintage = 7;
+            expect = "vintage: unknown value";
             break;
         }
         why = NULL;
@@ -345,7 +363,7 @@ Test(wire, query_request_limits)
     s.credit = WIRE_MAX_CREDIT + 1;
     buf = wire_pack(&q.base, &len);
     cr_expect_eq(wire_query_request_decode(buf, len, &out, &why), -EINVAL);
-    cr_expect_str_eq(why, "snapshot.credit");
+    cr_expect_str_eq(why, "snapshot.credit: must be 1..64 chunks");
     free(buf);
     s.credit = 4;
     buf = wire_pack(&q.base, &len);
@@ -517,4 +535,120 @@ Test(wire, batch_refuses_broken_framing)
         cr_expect_eq(rc, -EBADMSG, "%s: %d", bad[i].what, rc);
         cr_expect_leq(at, bad[i].len, "%s", bad[i].what);
     }
+}
+
+/* A trade report of the fixture's producer; value in cents. */
+static void trade_init(Parksync__V1__Update *u, Parksync__V1__TradeReport *t,
+                       Parksync__V1__Period *p, int64_t value)
+{
+    parksync__v1__update__init(u);
+    parksync__v1__trade_report__init(t);
+    parksync__v1__period__init(p);
+    u->has_version = u->has_sequence = u->has_event_time_us = 1;
+    u->version = WIRE_VERSION;
+    u->producer_id = "AZ-MOE";
+    u->sequence = 1;
+    u->event_time_us = 1608681600000000;
+    u->body_case = PARKSYNC__V1__UPDATE__BODY_TRADE;
+    u->trade = t;
+    t->reporter = "AZ";
+    t->partner = "TJ";
+    t->has_direction = 1;
+    t->direction = PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS;
+    t->period = p;
+    p->has_year = p->has_first_month = p->has_last_month = 1;
+    p->year = 2020;
+    p->first_month = 1;
+    p->last_month = 10;
+    t->has_value_usd_cents = 1;
+    t->value_usd_cents = value;
+}
+
+/* Every money field an update carries is 0..10^17: trade values and
+ * investments are amounts, never negative (only derived figures such as
+ * TradeFlow.discrepancy_usd_cents are signed). */
+Test(wire, money_in_updates_is_zero_to_ten_to_the_seventeen)
+{
+    static const int64_t ok[] = {0, 5, WIRE_MAX_CENTS};
+    static const int64_t bad[] = {-5, -1, WIRE_MAX_CENTS + 1, INT64_MIN};
+    Parksync__V1__Update u;
+    Parksync__V1__TradeReport t;
+    Parksync__V1__Period p;
+    fixture_t f;
+    const char *why = NULL;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        trade_init(&u, &t, &p, ok[i]);
+        cr_expect_eq(wire_update_validate(&u, &why), 0, "%lld refused: %s", (long long)ok[i], why);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        trade_init(&u, &t, &p, bad[i]);
+        cr_expect_eq(wire_update_validate(&u, &why), -EINVAL, "%lld accepted", (long long)bad[i]);
+        cr_expect_str_eq(why, "trade.value_usd_cents: must be 0..10^17 cents");
+    }
+    Parksync__V1__Resident r = PARKSYNC__V1__RESIDENT__INIT;
+    fixture_init(&f);
+    f.u.body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+    f.u.resident = &r;
+    r.park_id = "AZ-X";
+    r.resident_id = "R1";
+    r.country = "AZ";
+    r.has_investment_usd_cents = 1;
+    r.investment_usd_cents = -5;
+    cr_expect_eq(wire_update_validate(&f.u, &why), -EINVAL);
+    cr_expect_str_eq(why, "resident.investment_usd_cents: must be 0..10^17 cents");
+}
+
+/* proto2 enums are closed: other implementations turn a value they do
+ * not know into an unknown field (the field then reads as absent), but
+ * protobuf-c keeps the number, so a newer producer's vintage 7 is not
+ * taken for "no vintage" (PROVISIONAL) nor direction 9 for "missing":
+ * both are refused by name. */
+Test(wire, unknown_enum_values_are_refused_not_defaulted)
+{
+    Parksync__V1__Update u, *out = NULL;
+    Parksync__V1__TradeReport t;
+    Parksync__V1__Period p;
+    const char *why = NULL;
+    uint8_t *buf;
+    size_t len;
+
+    trade_init(&u, &t, &p, 5);
+    u.has_vintage = 1;
+    u.vintage = 7;
+    buf = wire_pack(&u.base, &len);
+    cr_assert_eq(wire_update_decode(buf, len, &out, &why), -EINVAL);
+    cr_expect_str_eq(why, "vintage: unknown value");
+    cr_assert_not_null(out);
+    cr_expect(out->has_vintage && out->vintage == 7, "protobuf-c kept the number");
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(buf);
+
+    trade_init(&u, &t, &p, 5);
+    t.direction = 9;
+    buf = wire_pack(&u.base, &len);
+    cr_assert_eq(wire_update_decode(buf, len, &out, &why), -EINVAL);
+    cr_expect_str_eq(why, "trade.direction: missing or unknown value");
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(buf);
+}
+
+/* The request_id of a request the daemon cannot decode is still read, so
+ * the refusal can be matched; up to where the framing breaks. */
+Test(wire, query_request_id_is_read_from_undecodable_requests)
+{
+    static const uint8_t cut[] = {0x08, 0x01, 0x10, 0x2a, 0x52, 0x7f}; /* LEN field cut short */
+    static const uint8_t twice[] = {0x10, 0x01, 0x10, 0x96, 0x01};     /* last wins: 150 */
+    static const uint8_t none[] = {0x08, 0x01};
+    static const uint8_t garbage[] = {0x07, 0x10, 0x05}; /* wire type 7 first */
+    uint64_t id = 99;
+
+    cr_expect(wire_query_request_id(cut, sizeof cut, &id));
+    cr_expect_eq(id, 42);
+    cr_expect(wire_query_request_id(twice, sizeof twice, &id));
+    cr_expect_eq(id, 150);
+    cr_expect_not(wire_query_request_id(none, sizeof none, &id));
+    cr_expect_eq(id, 0);
+    cr_expect_not(wire_query_request_id(garbage, sizeof garbage, &id));
+    cr_expect_eq(id, 0);
 }
