@@ -948,6 +948,16 @@ static void open_waiting_streams(server_t *s, int64_t now)
             st->cursor = store_snapshot_at_open(s->store, &st->filter, st->since, &err);
         else
             st->cursor = store_snapshot_open(s->store, &st->filter, &err);
+        if (!st->cursor && err == -EINVAL && st->changes) {
+            /* a revision of another history (a restored backup, a
+             * recreated database): nothing here continues it */
+            snprintf(msg, sizeof msg,
+                     "revision %" PRIu64 " is beyond this database's head (%" PRIu64
+                     "): it belongs to another history; take a snapshot",
+                     st->since, store_head(s->store));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD, msg);
+            continue;
+        }
         if (!st->cursor && err == -EINVAL && st->history) {
             snprintf(msg, sizeof msg, "revision %" PRIu64 " is beyond the head (%" PRIu64 ")",
                      st->since, store_head(s->store));
@@ -1495,6 +1505,10 @@ server_t *server_new(const config_t *cfg)
                   err[0] ? err : "unknown error");
         goto fail;
     }
+    if (store_epoch_is_new(s->store))
+        log_notice("the database %s is a restored backup (head revision %" PRIu64
+                   "): it starts a new history with a new epoch; subscribers resync",
+                   cfg->database, store_head(s->store));
     if (apply_authority(s, cfg) < 0)
         goto fail;
     s->zctx = zmq_ctx_new();
