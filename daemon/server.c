@@ -27,6 +27,7 @@
 
 #include "control.h"
 #include "keys.h"
+#include "ahead.h"
 #include "checkpoint.h"
 #include "log.h"
 #include "store.h"
@@ -118,6 +119,7 @@ struct server {
     bool batch_open;                       /* a store batch is open */
     strmap_t touched;                      /* producers with an update in the open batch */
     strmap_t topic_seq;                    /* last stream_sequence sent per publish topic */
+    ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
     int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
@@ -788,6 +790,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         batch_abort(s);
         goto out;
     }
+    if (outcome == STORE_APPLIED || outcome == STORE_REJECTED)
+        ahead_clear(&s->ahead, u->producer_id); /* its sequence moved */
     switch (outcome) {
     case STORE_APPLIED:
         s->n.applied++;
@@ -801,6 +805,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
                         "update %s#%" PRIu64 " is beyond the next expected sequence; not "
                         "applied, acking the last applied one",
                         u->producer_id, u->sequence);
+        ahead_gap(&s->ahead, u->producer_id, store_producer_last(s->store, u->producer_id),
+                  u->sequence, wire_monotonic_ms());
         break;
     case STORE_REJECTED:
         s->n.refused++;
@@ -1304,6 +1310,16 @@ static void drain_queries(server_t *s, int64_t now)
 
 /* ---------------------------------------------------------------- the loop */
 
+static void warn_ahead(void *arg, const char *id, uint64_t from, uint64_t to)
+{
+    (void)arg;
+    log_warning("producer %s is ahead of this database: sequences %" PRIu64 "..%" PRIu64
+                " are missing (acknowledged by an earlier database? restored backup?) and "
+                "its later updates are not applied; re-push them from the source, or reset "
+                "the producer (a new outbox: see parksync(1))",
+                id, from, to);
+}
+
 static long poll_timeout(server_t *s, int64_t now, bool busy)
 {
     int64_t t = POLL_MAX_MS;
@@ -1376,6 +1392,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             s->next_republish_ms = now + (int64_t)s->cfg.summary_republish_s * 1000;
         }
         zap_drain(s->zap); /* log refused handshakes, rate-limited */
+        ahead_due(&s->ahead, now, warn_ahead, s);
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
             sd_notify(0, "WATCHDOG=1");
             s->next_watchdog_ms = now + s->watchdog_ms;
@@ -1699,6 +1716,7 @@ void server_destroy(server_t **sp)
     store_close(&s->store);
     strmap_free(&s->touched);
     strmap_free(&s->topic_seq);
+    ahead_free(&s->ahead);
     wire_chunk_free(&s->chunk);
     wire_buf_free(&s->pubbuf);
     free(s);
@@ -1706,6 +1724,11 @@ void server_destroy(server_t **sp)
 }
 
 /* ---------------------------------------------------------------- for control.c */
+
+const ahead_t *server_ahead(const server_t *s)
+{
+    return &s->ahead;
+}
 
 const config_t *server_config(const server_t *s)
 {
