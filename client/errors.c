@@ -26,6 +26,8 @@ const char *ps_strerror(ps_err_t err)
         return "the stream has ended";
     case PS_ERR_INTERRUPTED:
         return "interrupted by a signal";
+    case PS_ERR_AHEAD:
+        return "the producer is ahead of parksyncd's database (sequences are missing there)";
     }
     return "unknown error";
 }

@@ -45,6 +45,8 @@ typedef enum ps_err {
     PS_ERR_OUTBOX,      /* the producer's outbox database failed */
     PS_ERR_CLOSED,      /* the stream has ended */
     PS_ERR_INTERRUPTED, /* a signal interrupted the wait */
+    PS_ERR_AHEAD,       /* the producer is ahead of the daemon's database: sequences it no
+                           longer holds are missing there (a restored backup) */
 } ps_err_t;
 
 /* A static English description of err. */
@@ -79,7 +81,15 @@ void ps_producer_options_init(ps_producer_options_t *opts);
 /* Connects to the daemon and learns where this producer's sequence stands
  * (from the daemon's query socket, and from the outbox when there is one).
  * Returns the producer, or NULL with *err set (PS_ERR_TIMEOUT when the
- * daemon did not answer within connect_timeout_ms). */
+ * daemon did not answer within connect_timeout_ms).
+ * When the daemon's last sequence is below the outbox's oldest update
+ * minus one, the sequences in between were acknowledged (by an earlier
+ * database: a restored backup) and deleted, so the daemon can never apply
+ * the outbox: the producer is ahead. It is still returned (the outbox is
+ * sent once, so the daemon sees it too), and every later send, flush and
+ * poll returns PS_ERR_AHEAD with the producer and the missing range in
+ * ps_producer_last_error and ps_producer_missing. The same happens when
+ * the daemon's acks go back below what it acknowledged before. */
 ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err);
 
 /* Sends one update. The library fills version, producer_id and sequence;
@@ -136,7 +146,11 @@ typedef struct ps_producer_stats {
 ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
                            ps_producer_stats_t *out);
 
-/* Text of the last PS_ERR_INVALID or PS_ERR_REFUSED (static or owned by p). */
+/* After PS_ERR_AHEAD: true, with the sequences the daemon misses and the
+ * producer no longer holds in *from..*to. False otherwise. */
+bool ps_producer_missing(const ps_producer_t *p, uint64_t *from, uint64_t *to);
+
+/* Text of the last PS_ERR_INVALID, PS_ERR_REFUSED or PS_ERR_AHEAD (static or owned by p). */
 const char *ps_producer_last_error(const ps_producer_t *p);
 
 /* Closes sockets and the outbox. Unacknowledged updates stay in a durable

@@ -34,10 +34,18 @@
  * repeats the same ack for every queued gap does not set off a storm.
  * At most `window` updates are unacknowledged: a full window blocks the
  * sender, which is how a producer slows down to the daemon's pace.
+ *
+ * Ahead of the database: the daemon's last sequence below the oldest
+ * update we still hold minus one (at start, or an ack that goes back and
+ * is repeated) means those sequences were acknowledged, by an earlier
+ * database (a restored backup), and deleted here. Nothing can fill that
+ * gap, so instead of resending until a timeout every call fails with
+ * PS_ERR_AHEAD naming the range.
  */
 #include "parksync.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +111,9 @@ struct ps_producer {
     size_t tail;                       /* one past the last live entry */
     size_t cap;                        /* entries allocated */
     uint64_t next_request_id;          /* request ids on the query socket */
+    uint64_t missing_from;             /* ahead: the daemon misses missing_from..missing_to, */
+    uint64_t missing_to;               /* which we no longer hold; 0: not ahead */
+    uint64_t back_ack;                 /* last ack below last_acked, 0: none */
     char error[256];                   /* text of the last INVALID/REFUSED/OUTBOX error */
 };
 
@@ -243,8 +254,29 @@ static ps_err_t outbox_trim(ps_producer_t *p, bool force)
 
 /* ---------------------------------------------------------------- acks */
 
+/* Marks the producer ahead of the daemon's database: from..to are gone. */
+static ps_err_t set_ahead(ps_producer_t *p, uint64_t from, uint64_t to)
+{
+    p->missing_from = from;
+    p->missing_to = to;
+    snprintf(p->error, sizeof p->error,
+             "producer %s is ahead of parksyncd's database: sequences %" PRIu64 "..%" PRIu64
+             " are missing there (a restored backup?) and no longer held here",
+             p->producer_id, from, to);
+    return PS_ERR_AHEAD;
+}
+
 static ps_err_t on_ack(ps_producer_t *p, uint64_t acked, int64_t now)
 {
+    if (acked < p->last_acked) {
+        /* The daemon went back (its database was replaced); once is
+         * perhaps an old ack still on the way, twice the same is its
+         * answer to our resends. */
+        if (acked == p->back_ack)
+            return set_ahead(p, acked + 1, p->last_acked);
+        p->back_ack = acked;
+        return PS_OK;
+    }
     if (acked > p->last_acked) {
         /* The daemon is ahead of us only if another process used our id;
          * numbering must continue after what it applied. */
@@ -589,6 +621,9 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
         p->sent = p->tail;
         if (in_flight(p) > 0)
             resend_all(p, wire_monotonic_ms());
+        uint64_t oldest = in_flight(p) > 0 ? p->entries[p->head].sequence : p->last_sent + 1;
+        if (oldest > state.last_sequence + 1)
+            set_ahead(p, state.last_sequence + 1, oldest - 1);
     }
     p->last_progress_ms = wire_monotonic_ms();
     *err = PS_OK;
@@ -628,6 +663,8 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
             snprintf(p->error, sizeof p->error, "no update given");
         return PS_ERR_INVALID;
     }
+    if (p->missing_to > 0)
+        return PS_ERR_AHEAD;
     /* A shallow copy with our envelope: the caller's update is untouched. */
     u = *update;
     u.has_version = 1;
@@ -701,6 +738,8 @@ ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms)
 
     if (p == NULL)
         return PS_ERR_INVALID;
+    if (p->missing_to > 0)
+        return PS_ERR_AHEAD;
     err = wait_until(p, all_acked, timeout_ms);
     if (err == PS_OK)
         err = outbox_trim(p, true);
@@ -715,6 +754,8 @@ ps_err_t ps_producer_poll(ps_producer_t *p)
 
     if (p == NULL)
         return PS_ERR_INVALID;
+    if (p->missing_to > 0)
+        return PS_ERR_AHEAD;
     err = pump(p, 0);
     if (err == PS_ERR_OUTBOX)
         drop_pending(p);
@@ -734,6 +775,15 @@ uint64_t ps_producer_last_acked(const ps_producer_t *p)
 uint64_t ps_producer_resends(const ps_producer_t *p)
 {
     return p->resends;
+}
+
+bool ps_producer_missing(const ps_producer_t *p, uint64_t *from, uint64_t *to)
+{
+    if (p == NULL || p->missing_to == 0)
+        return false;
+    *from = p->missing_from;
+    *to = p->missing_to;
+    return true;
 }
 
 const char *ps_producer_last_error(const ps_producer_t *p)

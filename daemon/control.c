@@ -504,6 +504,8 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         ps[i].gaps = s->gaps;
         ps[i].rejected = s->rejected;
         ps[i].last_seen_us = s->last_seen_us;
+        ps[i].has_missing_from = ps[i].has_missing_to = ahead_missing(
+            server_ahead(c->server), ps[i].producer_id, &ps[i].missing_from, &ps[i].missing_to);
         psp[i] = &ps[i];
     }
     st.n_producers = m.n_producers;

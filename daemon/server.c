@@ -27,6 +27,7 @@
 
 #include "control.h"
 #include "keys.h"
+#include "ahead.h"
 #include "checkpoint.h"
 #include "log.h"
 #include "store.h"
@@ -118,6 +119,7 @@ struct server {
     bool batch_open;                       /* a store batch is open */
     strmap_t touched;                      /* producers with an update in the open batch */
     strmap_t topic_seq;                    /* last stream_sequence sent per publish topic */
+    ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
     int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
@@ -810,6 +812,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         batch_abort(s);
         goto out;
     }
+    if (outcome == STORE_APPLIED || outcome == STORE_REJECTED)
+        ahead_clear(&s->ahead, u->producer_id); /* its sequence moved */
     switch (outcome) {
     case STORE_APPLIED:
         s->n.applied++;
@@ -823,6 +827,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
                         "update %s#%" PRIu64 " is beyond the next expected sequence; not "
                         "applied, acking the last applied one",
                         u->producer_id, u->sequence);
+        ahead_gap(&s->ahead, u->producer_id, store_producer_last(s->store, u->producer_id),
+                  u->sequence, wire_monotonic_ms());
         break;
     case STORE_REJECTED:
         s->n.refused++;
@@ -970,6 +976,16 @@ static void open_waiting_streams(server_t *s, int64_t now)
             st->cursor = store_snapshot_at_open(s->store, &st->filter, st->since, &err);
         else
             st->cursor = store_snapshot_open(s->store, &st->filter, &err);
+        if (!st->cursor && err == -EINVAL && st->changes) {
+            /* a revision of another history (a restored backup, a
+             * recreated database): nothing here continues it */
+            snprintf(msg, sizeof msg,
+                     "revision %" PRIu64 " is beyond this database's head (%" PRIu64
+                     "): it belongs to another history; take a snapshot",
+                     st->since, store_head(s->store));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_TOO_OLD, msg);
+            continue;
+        }
         if (!st->cursor && err == -EINVAL && st->history) {
             snprintf(msg, sizeof msg, "revision %" PRIu64 " is beyond the head (%" PRIu64 ")",
                      st->since, store_head(s->store));
@@ -1357,6 +1373,16 @@ static void drain_queries(server_t *s, int64_t now)
 
 /* ---------------------------------------------------------------- the loop */
 
+static void warn_ahead(void *arg, const char *id, uint64_t from, uint64_t to)
+{
+    (void)arg;
+    log_warning("producer %s is ahead of this database: sequences %" PRIu64 "..%" PRIu64
+                " are missing (acknowledged by an earlier database? restored backup?) and "
+                "its later updates are not applied; re-push them from the source, or reset "
+                "the producer (a new outbox: see parksync(1))",
+                id, from, to);
+}
+
 static long poll_timeout(server_t *s, int64_t now, bool busy)
 {
     int64_t t = POLL_MAX_MS;
@@ -1429,6 +1455,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             s->next_republish_ms = now + (int64_t)s->cfg.summary_republish_s * 1000;
         }
         zap_drain(s->zap); /* log refused handshakes, rate-limited */
+        ahead_due(&s->ahead, now, warn_ahead, s);
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
             sd_notify(0, "WATCHDOG=1");
             s->next_watchdog_ms = now + s->watchdog_ms;
@@ -1558,6 +1585,10 @@ server_t *server_new(const config_t *cfg)
                   err[0] ? err : "unknown error");
         goto fail;
     }
+    if (store_epoch_is_new(s->store))
+        log_notice("the database %s is a restored backup (head revision %" PRIu64
+                   "): it starts a new history with a new epoch; subscribers resync",
+                   cfg->database, store_head(s->store));
     if (apply_authority(s, cfg) < 0)
         goto fail;
     s->zctx = zmq_ctx_new();
@@ -1748,6 +1779,7 @@ void server_destroy(server_t **sp)
     store_close(&s->store);
     strmap_free(&s->touched);
     strmap_free(&s->topic_seq);
+    ahead_free(&s->ahead);
     wire_chunk_free(&s->chunk);
     wire_buf_free(&s->pubbuf);
     free(s);
@@ -1755,6 +1787,11 @@ void server_destroy(server_t **sp)
 }
 
 /* ---------------------------------------------------------------- for control.c */
+
+const ahead_t *server_ahead(const server_t *s)
+{
+    return &s->ahead;
+}
 
 const config_t *server_config(const server_t *s)
 {

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "ahead.h"
 #include "config.h"
 
 typedef struct server server_t;
@@ -81,6 +82,9 @@ void server_destroy(server_t **sp);
 
 /* The running configuration (valid until the next server_reconfigure). */
 const config_t *server_config(const server_t *s);
+
+/* Producers whose gap does not close (ahead of the database), for status. */
+const ahead_t *server_ahead(const server_t *s);
 
 /* The publish socket (XPUB), for the control socket's connection monitor. */
 void *server_publish_socket(const server_t *s);

@@ -195,6 +195,10 @@ typedef struct pending {
 #define STORE_CACHE_PRAGMA "-32768"
 /* Bytes the WAL file is truncated to after a checkpoint resets it. */
 #define STORE_WAL_LIMIT_PRAGMA "67108864"
+/* WIRE_EPOCH_BYTES as SQL text, for randomblob() */
+#define STORE_EPOCH_SQL_BYTES "16"
+/* meta key of the marker a backup leaves in its copy (see claim_copy) */
+#define META_COPY "copy"
 
 struct store {
     store_config_t cfg;                           /* copy of the config (path points at path) */
@@ -205,6 +209,7 @@ struct store {
     sqlite3_stmt *put[STORE_KINDS];               /* row upsert, per kind */
     sqlite3_stmt *scan[STORE_KINDS];              /* live rows in key order, per kind */
     uint8_t epoch[WIRE_EPOCH_BYTES];              /* identity of this database's history */
+    bool new_epoch;                               /* a backup's copy: store_open renewed epoch */
     uint64_t head;                                /* highest revision handed out */
     uint64_t head_begin;                          /* head when the batch began */
     uint64_t oldest;                              /* oldest revision in the change log */
@@ -1016,6 +1021,17 @@ static int pragma_int(store_t *s, const char *sql, int *out)
     return ret;
 }
 
+/* Rolls back a transaction of store_open after a failure, keeping the
+ * failure's message. Returns rc. */
+static int rollback_open(store_t *s, int rc)
+{
+    char keep[sizeof(s->err)];
+    memcpy(keep, s->err, sizeof(keep));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    memcpy(s->err, keep, sizeof(keep));
+    return rc;
+}
+
 static int migrate(store_t *s)
 {
     int version = 0, rc;
@@ -1031,16 +1047,37 @@ static int migrate(store_t *s)
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
         if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
             return rc;
-        if ((rc = exec(s, migrations[v])) < 0 || (rc = exec(s, bump)) < 0) {
-            char keep[sizeof(s->err)];
-            memcpy(keep, s->err, sizeof(keep));
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            memcpy(s->err, keep, sizeof(keep));
-            return rc;
-        }
+        if ((rc = exec(s, migrations[v])) < 0 || (rc = exec(s, bump)) < 0)
+            return rollback_open(s, rc);
         if ((rc = exec(s, "COMMIT")) < 0)
             return rc;
     }
+    return 0;
+}
+
+/*
+ * A file store_backup_finish made carries the META_COPY marker. Opened as
+ * a live database it starts another history (whatever the original did
+ * after the backup is not in it), so it gets a new epoch and loses the
+ * marker, in one transaction: each restore of one backup is a history of
+ * its own, and a subscriber holding revisions of another sees the change.
+ */
+static int claim_copy(store_t *s)
+{
+    static const char sql[] = "UPDATE meta SET value = randomblob(" STORE_EPOCH_SQL_BYTES ")"
+                              " WHERE key = 'epoch' AND EXISTS"
+                              " (SELECT 1 FROM meta WHERE key = '" META_COPY "');"
+                              "DELETE FROM meta WHERE key = '" META_COPY "';";
+    int before, rc;
+
+    if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+        return rc;
+    before = sqlite3_total_changes(s->db);
+    if ((rc = exec(s, sql)) < 0)
+        return rollback_open(s, rc);
+    if ((rc = exec(s, "COMMIT")) < 0)
+        return rc;
+    s->new_epoch = sqlite3_total_changes(s->db) != before;
     return 0;
 }
 
@@ -1128,8 +1165,8 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
         exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 ||
         exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
-        migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
-        producers_load(s) < 0 || mark_all_dirty(s) < 0)
+        migrate(s) < 0 || claim_copy(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 ||
+        load_oldest(s) < 0 || producers_load(s) < 0 || mark_all_dirty(s) < 0)
         goto fail_msg;
     return s;
 
@@ -2841,6 +2878,11 @@ const uint8_t *store_epoch(const store_t *s)
     return s->epoch;
 }
 
+bool store_epoch_is_new(const store_t *s)
+{
+    return s->new_epoch;
+}
+
 int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg)
 {
     sqlite3_stmt *st = s->st[ST_LOG_SINCE];
@@ -3040,6 +3082,10 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
         return NULL;
     if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
         goto fail;
+    if (since > c->revision) {
+        *err = -EINVAL;
+        goto fail;
+    }
     if (null)
         oldest = (int64_t)c->revision + 1;
     if (since < c->revision && since + 1 < (uint64_t)oldest) {
@@ -3487,6 +3533,11 @@ int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision
     *revision = store_head(b->store);
     rc = sqlite3_backup_finish(b->bk);
     b->bk = NULL;
+    /* marks the copy: restored, it is another history (see claim_copy) */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(b->dst,
+                          "INSERT OR REPLACE INTO meta(key, value) VALUES ('" META_COPY "', 1)",
+                          NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(b->dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {

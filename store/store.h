@@ -197,8 +197,12 @@ uint64_t store_head(const store_t *s);
 uint64_t store_oldest(store_t *s);
 
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
- * database was created; a restored or recreated database has another. */
+ * database was created; a recreated database has another, and so has a
+ * backup's copy opened by store_open (each time it is restored). */
 const uint8_t *store_epoch(const store_t *s);
+
+/* True when store_open found a backup's copy and gave it a new epoch. */
+bool store_epoch_is_new(const store_t *s);
 
 /* Calls fn for each change-log entry with revision > since, in revision
  * order, on the store's own connection (use between batches, e.g. to
@@ -228,7 +232,8 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
 
 /* Opens a view of change-log entries with revision > since matching
  * filter, in revision order, on a new read-only connection. NULL with
- * *err = -ERANGE when since is older than the log keeps. */
+ * *err = -ERANGE when since is older than the log keeps, -EINVAL when
+ * since is beyond the head (a revision of another history). */
 store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
                                    int *err);
 
@@ -335,8 +340,9 @@ store_backup_t *store_backup_start(store_t *s, const char *path, int *err);
  * when the copy is complete, 0 when pages remain, or a negative errno. */
 int store_backup_step(store_backup_t *b, int pages);
 
-/* Completes a backup whose last step returned 1: switches the copy to a
- * rollback journal (one self-contained file), fsyncs it, renames it to
+/* Completes a backup whose last step returned 1: marks the copy as a
+ * copy (store_open gives it a new epoch when it is restored), switches it
+ * to a rollback journal (one self-contained file), fsyncs it, renames it to
  * path and fsyncs the directory. Sets *bytes to its size and *revision
  * to the head revision it holds. Returns 0 or a negative errno (the
  * temporary file is then removed). Frees the backup and sets *bp = NULL. */

@@ -453,3 +453,112 @@ Test(reliable, repairs_pubsub_drops, .fini = teardown, .timeout = 300)
     check_integrity(db);
     sqlite3_close(db);
 }
+
+/* Counts the occurrences of needle in the file at path. */
+static int count_in_file(const char *path, const char *needle)
+{
+    char *text = harness_slurp(path);
+    int n = 0;
+
+    cr_assert_not_null(text, "cannot read %s", path);
+    for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* Issue 11, defect 3: a producer whose outbox is past the database's
+ * sequence (the database was restored from a backup taken at 20, the
+ * outbox had 21..49 acknowledged by the old database and deleted, and
+ * holds 50..60) must not stall in silence. `parksync push` fails at once
+ * naming the lost range and the remedy, `parksync status` shows the range,
+ * and the daemon warns once. */
+Test(reliable, producer_ahead_of_a_restored_database_is_reported, .fini = teardown, .timeout = 120)
+{
+    char outbox[HARNESS_PATH + 16], copy[HARNESS_PATH + 16], input[HARNESS_PATH + 16];
+    char cmd[6 * HARNESS_PATH];
+    char *out = NULL, *err = NULL;
+    ps_producer_t *p;
+    ps_err_t perr = PS_OK;
+    gen_t g;
+    FILE *f;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+    snprintf(outbox, sizeof outbox, "%s/outbox.db", h.dir);
+    snprintf(copy, sizeof copy, "%s/backup.db", h.dir);
+    p = producer_open("AZ-MOE", outbox, 0, 0, 100, &perr);
+    cr_assert_not_null(p, "producer: %s", ps_strerror(perr));
+    for (uint64_t i = 1; i <= 20; i++) {
+        gen_update(&g, 0, i);
+        cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+    }
+    cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
+    const char *backup[] = {"backup", copy, NULL};
+    cr_assert_eq(harness_cli(&h, backup, NULL, &out, &err), 0, "backup: %s", err);
+    free(out);
+    free(err);
+    for (uint64_t i = 21; i <= 49; i++) {
+        gen_update(&g, 0, i);
+        cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+    }
+    cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
+    /* 50..60 stay in the outbox's batch: committed by destroy, never sent */
+    for (uint64_t i = 50; i <= 60; i++) {
+        gen_update(&g, 0, i);
+        cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+    }
+    cr_assert_eq(ps_producer_last_acked(p), 49);
+    ps_producer_destroy(&p);
+
+    /* restore the backup taken at 20 */
+    cr_assert_eq(harness_stop(&h), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && rm -f '%s-wal' '%s-shm'", copy, h.db, h.db, h.db);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+
+    snprintf(input, sizeof input, "%s/more.jsonl", h.dir);
+    f = fopen(input, "w");
+    cr_assert_not_null(f);
+    fputs("{\"event_time\": \"2020-12-23T09:00:00Z\", \"park\": {\"park_id\": \"AZ-NEW\", "
+          "\"country\": \"AZ\", \"name\": \"New park\"}}\n",
+          f);
+    fclose(f);
+    const char *push[] = {"push",      "--producer", "AZ-MOE", "--outbox", outbox,
+                          "--timeout", "20",         input,    NULL};
+    for (int run = 0; run < 2; run++) {
+        int64_t t0 = wire_monotonic_ms();
+        int rc = harness_cli(&h, push, NULL, &out, &err);
+        int64_t took = wire_monotonic_ms() - t0;
+        cr_expect_eq(rc, 1, "push #%d: exit %d, stderr: %s", run + 1, rc, err);
+        cr_expect_lt(took, 5000, "push #%d took %" PRId64 " ms: it waited for its timeout", run + 1,
+                     took);
+        cr_expect(err && strstr(err, "AZ-MOE") && strstr(err, "21..49") &&
+                      strstr(err, "new outbox"),
+                  "push #%d stderr: %s", run + 1, err);
+        free(out);
+        free(err);
+    }
+
+    /* the daemon's status shows the range; its log says it once */
+    int64_t deadline = wire_monotonic_ms() + 20000;
+    const char *status[] = {"status", "--json", NULL};
+    bool shown = false;
+    while (!shown && wire_monotonic_ms() < deadline) {
+        cr_assert_eq(harness_cli(&h, status, NULL, &out, &err), 0, "status: %s", err);
+        shown = strstr(out, "\"missing_from\":21") && strstr(out, "\"missing_to\":49");
+        if (!shown)
+            sleep_ms(200);
+        free(out);
+        free(err);
+    }
+    cr_expect(shown, "status never showed the missing range 21..49");
+    const char *plain[] = {"status", NULL};
+    cr_assert_eq(harness_cli(&h, plain, NULL, &out, &err), 0, "status: %s", err);
+    cr_expect(strstr(out, "missing 21..49"), "status: %s", out);
+    free(out);
+    free(err);
+    cr_expect_eq(count_in_file(h.log, "producer AZ-MOE is ahead of this database"), 1, "log:\n%s",
+                 harness_slurp(h.log));
+    cr_expect_eq(count_in_file(h.log, "sequences 21..49 are missing"), 1);
+}

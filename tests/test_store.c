@@ -323,6 +323,51 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     remove_db(other);
 }
 
+/* A backup's copy opened as a database is another history: a new epoch
+ * each time it is restored, the original's kept; the copy's marker is
+ * gone from the live file, so reopening it keeps its epoch. */
+Test(store, a_restored_backup_gets_a_new_epoch_each_time)
+{
+    uint8_t epoch[WIRE_EPOCH_BYTES], first[WIRE_EPOCH_BYTES];
+    char copy[128], live[128], cmd[512];
+    upd_t x;
+    store_t *s = open_db();
+
+    memcpy(epoch, store_epoch(s), sizeof(epoch));
+    cr_assert_not(store_epoch_is_new(s));
+    upd_init(&x, "AZ-MOE", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-SUMGAIT-CHEM");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    snprintf(copy, sizeof(copy), "%s/copy.db", dir);
+    snprintf(live, sizeof(live), "%s/live.db", dir);
+    cr_assert_eq(store_backup(s, copy), 0, "%s", store_errmsg(s));
+    store_close(&s);
+    s = open_db();
+    cr_assert_eq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "the original's epoch changed");
+    store_close(&s);
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", copy, live);
+        cr_assert_eq(system(cmd), 0);
+        s = open_at(live, NULL);
+        cr_assert(store_epoch_is_new(s));
+        cr_assert_eq(store_head(s), 1);
+        cr_assert_neq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "restore %d kept the epoch",
+                      i + 1);
+        if (i > 0)
+            cr_assert_neq(memcmp(store_epoch(s), first, sizeof(first)), 0,
+                          "two restores of one backup share an epoch");
+        memcpy(first, store_epoch(s), sizeof(first));
+        store_close(&s);
+        s = open_at(live, NULL);
+        cr_assert_not(store_epoch_is_new(s));
+        cr_assert_eq(memcmp(store_epoch(s), first, sizeof(first)), 0, "reopening changed it");
+        store_close(&s);
+        remove_db(live);
+    }
+    remove_db(copy);
+}
+
 Test(store, open_reports_path_and_message)
 {
     store_config_t cfg;
@@ -865,6 +910,8 @@ Test(store, changes_cursor_and_callback_and_retention)
     c = store_changes_open(s, 30, &f, &err); /* at head: empty, not an error */
     cr_assert_not_null(c);
     store_cursor_close(&c);
+    cr_assert_null(store_changes_open(s, 35, &f, &err)); /* beyond: another history */
+    cr_assert_eq(err, -EINVAL);
     store_close(&s);
 }
 

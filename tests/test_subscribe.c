@@ -728,3 +728,129 @@ Test(subscribe, summaries_are_republished_as_repeats)
     cr_expect_eq(v.records, 1, "a repeat was delivered as a change");
     view_close(&v);
 }
+
+/* ---------------------------------------------------------------- restored backups */
+
+/* The epoch `parksync status --json` reports, as hex text. */
+static void status_epoch(char *buf, size_t size)
+{
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {"status", "--json", NULL};
+    cr_assert_eq(harness_cli(&h, argv, NULL, &out, &err), 0, "status: %s", err);
+    const char *at = strstr(out, "\"epoch\":\"");
+    cr_assert_not_null(at, "%s", out);
+    at += strlen("\"epoch\":\"");
+    size_t n = strcspn(at, "\"");
+    cr_assert(n > 0 && n < size, "%s", out);
+    memcpy(buf, at, n);
+    buf[n] = '\0';
+    free(out);
+    free(err);
+}
+
+/* What an operator does to restore a backup: stop the daemon, copy the
+ * backup over the database (its WAL files go), start the daemon. */
+static void restore(const char *backup)
+{
+    char cmd[6 * HARNESS_PATH];
+    cr_assert_eq(harness_stop(&h), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && rm -f '%s-wal' '%s-shm'", backup, h.db, h.db, h.db);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+}
+
+/* Issue 11, defect 3: a restored backup is another history. It gets a
+ * new epoch (each restore its own), and a subscriber resuming from a
+ * revision of the old history beyond the new head is told so (TOO_OLD:
+ * reset, fresh snapshot) instead of getting an empty stream. */
+Test(subscribe, a_restored_backup_is_a_new_history)
+{
+    char copy[HARNESS_PATH + 16], name[16], e1[64], e2[64], e3[64];
+    char *out = NULL, *err = NULL;
+    ps_subscriber_options_t o;
+    view_t v;
+    map_t snap;
+
+    start(NULL);
+    ps_producer_t *p = producer("AZ-MOE");
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "OLD-%d", i);
+        send_park(p, name, "before the backup", false);
+    }
+    snprintf(copy, sizeof copy, "%s/backup.db", h.dir);
+    const char *backup[] = {"backup", copy, NULL};
+    cr_assert_eq(harness_cli(&h, backup, NULL, &out, &err), 0, "backup: %s", err);
+    free(out);
+    free(err);
+    for (int i = 4; i < 20; i++) {
+        snprintf(name, sizeof name, "OLD-%d", i);
+        send_park(p, name, "after the backup", false);
+    }
+    ps_producer_destroy(&p);
+    map_init(&snap);
+    uint64_t old_head = snapshot_into(&snap, 0, NULL, false, 0);
+    status_epoch(e1, sizeof e1);
+
+    restore(copy);
+    status_epoch(e2, sizeof e2);
+    cr_expect_str_neq(e1, e2, "the restored database kept the epoch %s", e1);
+    p = producer("AZ-MOE");
+    send_park(p, "NEW-1", "after the restore", false);
+    ps_producer_destroy(&p);
+    uint64_t new_head = snapshot_into(&snap, 0, NULL, false, 0);
+    cr_assert_lt(new_head, old_head, "the test needs the old head beyond the new one");
+    cr_expect_not_null(park_name(&snap, "NEW-1"));
+    cr_expect_null(park_name(&snap, "OLD-10"), "a park of the lost history is back");
+
+    /* a subscriber that followed the old history up to its head */
+    sub_options(&o);
+    o.has_from_revision = true;
+    o.from_revision = old_head;
+    view_open(&v, &o);
+    cr_assert(view_step(&v, DEADLINE_MS));
+    cr_expect_eq(v.resets, 1, "resuming beyond the head must start with a reset");
+    cr_expect(strstr(ps_subscriber_last_error(v.sub), "beyond") != NULL, "daemon said: %s",
+              ps_subscriber_last_error(v.sub));
+    view_catch_up(&v, new_head);
+    map_expect_equal(&v.map, &snap, "after the reset");
+    view_close(&v);
+
+    /* the same backup restored again is yet another history */
+    restore(copy);
+    status_epoch(e3, sizeof e3);
+    cr_expect_str_neq(e3, e2, "two restores of one backup share the epoch %s", e3);
+    cr_expect_str_neq(e3, e1, "the second restore has the original epoch %s", e3);
+    map_free(&snap);
+}
+
+/* changes{since_revision} beyond the head: TOO_OLD (another history),
+ * not an empty stream that looks like "caught up". */
+Test(subscribe, resume_beyond_the_head_gets_too_old_and_a_snapshot)
+{
+    ps_subscriber_options_t o;
+    ps_subscriber_stats_t st;
+    view_t v;
+    map_t snap;
+
+    start(NULL);
+    ps_producer_t *p = producer("AZ-MOE");
+    push_range(p, 0, 50);
+    ps_producer_destroy(&p);
+    map_init(&snap);
+    uint64_t head = snapshot_into(&snap, 0, NULL, false, 0);
+
+    sub_options(&o);
+    o.has_from_revision = true;
+    o.from_revision = head + 5;
+    view_open(&v, &o);
+    cr_assert(view_step(&v, DEADLINE_MS));
+    cr_expect_eq(v.resets, 1, "the first event is a reset");
+    ps_subscriber_stats(v.sub, &st);
+    cr_expect_eq(st.too_old, 1);
+    cr_expect(strstr(ps_subscriber_last_error(v.sub), "beyond") != NULL, "daemon said: %s",
+              ps_subscriber_last_error(v.sub));
+    view_catch_up(&v, head);
+    map_expect_equal(&v.map, &snap, "after the fresh snapshot");
+    view_close(&v);
+    map_free(&snap);
+}

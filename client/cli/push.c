@@ -53,7 +53,8 @@ const char CLI_PUSH_USAGE[] =
     "                  and the same push run again resumes after what was enqueued\n"
     "  --window N      most unacknowledged updates in flight (default 8192)\n"
     "  --timeout SEC   give up after SEC seconds (default 30)\n" CLI_CURVE_USAGE "\n"
-    "Exit status: 0 all acknowledged, 1 daemon unreachable or timeout, 2 bad input\n"
+    "Exit status: 0 all acknowledged, 1 daemon unreachable, timeout, or the producer\n"
+    "ahead of the daemon's database (see parksync(1)), 2 bad input\n"
     "(or an outbox holding another input's unfinished push).\n";
 
 /* The validated updates of one input. */
@@ -210,6 +211,28 @@ static long resume_point(ps_producer_t *p, const char *outbox, const char *name,
     return 0;
 }
 
+/* The producer is ahead of the daemon's database (it was restored from a
+ * backup): its lost sequences can only come from the source again. */
+static void report_ahead(ps_producer_t *p, const char *outbox)
+{
+    uint64_t from = 0, to = 0;
+
+    ps_producer_missing(p, &from, &to);
+    fprintf(stderr, "parksync push: %s\n", ps_producer_last_error(p));
+    if (outbox != NULL)
+        fprintf(stderr,
+                "parksync push: the outbox %s holds only updates after sequence %" PRIu64
+                ", which the daemon will never apply; move it aside and push the data again "
+                "from its source (what was pushed since the backup) with a new outbox: "
+                "numbering then resumes at %" PRIu64 "; nothing more was sent\n",
+                outbox, to, from);
+    else
+        fprintf(stderr,
+                "parksync push: push the data of sequences %" PRIu64 "..%" PRIu64
+                " again from its source; a new push numbers after what the daemon holds\n",
+                from, to);
+}
+
 static int64_t remaining_ms(int64_t deadline)
 {
     int64_t left = deadline - wire_monotonic_ms();
@@ -361,6 +384,10 @@ int cmd_push(int argc, char **argv)
         goto close_input;
     }
     status = CLI_RUNTIME;
+    if (ps_producer_missing(p, &(uint64_t){0}, &(uint64_t){0})) {
+        report_ahead(p, opts.outbox_path);
+        goto destroy;
+    }
     if (opts.outbox_path != NULL) {
         snprintf(identity, sizeof identity, "fnv1a64:%016" PRIx64 ":%" PRIu64, hash, bytes);
         first = resume_point(p, opts.outbox_path, name, identity, &batch);
@@ -378,6 +405,10 @@ int cmd_push(int argc, char **argv)
     }
     for (size_t i = (size_t)first; i < batch.count; i++) {
         err = ps_producer_send(p, batch.items[i], NULL, (int)remaining_ms(deadline));
+        if (err == PS_ERR_AHEAD) {
+            report_ahead(p, opts.outbox_path);
+            goto destroy;
+        }
         if (err != PS_OK) {
             fprintf(stderr,
                     "parksync push: sending update %zu of %zu failed: %s%s%s; "
@@ -390,6 +421,10 @@ int cmd_push(int argc, char **argv)
         }
     }
     err = ps_producer_flush(p, (int)remaining_ms(deadline));
+    if (err == PS_ERR_AHEAD) {
+        report_ahead(p, opts.outbox_path);
+        goto destroy;
+    }
     if (err != PS_OK) {
         fprintf(stderr,
                 "parksync push: %s waiting for acknowledgements: last sequence sent %" PRIu64

@@ -206,7 +206,7 @@ static int run(int argc, char **argv, bool live)
     ps_subscriber_t *s = NULL;
     ps_event_t ev;
     ps_err_t err;
-    bool done, snapshot_done = false;
+    bool done, snapshot_done = false, reset = false;
     uint64_t records = 0;
     int status;
 
@@ -251,7 +251,8 @@ static int run(int argc, char **argv, bool live)
                 fprintf(stderr,
                         "parksync %s: %s at revision %" PRIu64 " (%" PRIu64
                         " records); following live changes\n",
-                        argv[0], opts.has_from_revision ? "caught up" : "snapshot complete",
+                        argv[0],
+                        opts.has_from_revision && !reset ? "caught up" : "snapshot complete",
                         ev.revision, records);
             continue;
         }
@@ -265,6 +266,7 @@ static int run(int argc, char **argv, bool live)
                 break;
             }
             snapshot_done = false;
+            reset = true; /* what follows is a snapshot, not the changes asked for */
             records = 0;
             continue;
         }

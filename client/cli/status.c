@@ -118,6 +118,10 @@ static void print_text(const Parksync__V1__Status *st)
                p->producer_id ? p->producer_id : "?", p->last_sequence, p->applied, p->duplicates,
                p->gaps, p->rejected, when(a, sizeof a, p->last_seen_us),
                p->last_seen_us > 0 ? span(b, sizeof b, st->now_us - p->last_seen_us) : "-");
+        if (p->has_missing_from && p->has_missing_to)
+            printf("  %-20s ahead of this database: missing %" PRIu64 "..%" PRIu64
+                   ", later updates not applied (a restored backup? see parksync(1))\n",
+                   "", p->missing_from, p->missing_to);
     }
     printf("counters:");
     for (size_t i = 0; i < st->n_counters; i++)
@@ -150,15 +154,20 @@ static int print_json(const Parksync__V1__Status *st)
                             json_integer((json_int_t)counter(st, REJECTED[i])));
     for (size_t i = 0; i < st->n_producers; i++) {
         const Parksync__V1__ProducerStatus *p = st->producers[i];
-        json_array_append_new(
-            producers,
-            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "producer_id",
-                      p->producer_id ? p->producer_id : "", "last_sequence",
-                      (json_int_t)p->last_sequence, "applied", (json_int_t)p->applied, "duplicates",
-                      (json_int_t)p->duplicates, "gaps", (json_int_t)p->gaps, "rejected",
-                      (json_int_t)p->rejected, "last_seen_us", (json_int_t)p->last_seen_us,
-                      "lag_us",
-                      (json_int_t)(p->last_seen_us > 0 ? st->now_us - p->last_seen_us : 0)));
+        bool ahead = p->has_missing_from && p->has_missing_to;
+        json_t *po = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "producer_id",
+            p->producer_id ? p->producer_id : "", "last_sequence", (json_int_t)p->last_sequence,
+            "applied", (json_int_t)p->applied, "duplicates", (json_int_t)p->duplicates, "gaps",
+            (json_int_t)p->gaps, "rejected", (json_int_t)p->rejected, "last_seen_us",
+            (json_int_t)p->last_seen_us, "lag_us",
+            (json_int_t)(p->last_seen_us > 0 ? st->now_us - p->last_seen_us : 0));
+        /* null unless the producer is ahead of the database (see parksync(1)) */
+        json_object_set_new(po, "missing_from",
+                            ahead ? json_integer((json_int_t)p->missing_from) : json_null());
+        json_object_set_new(po, "missing_to",
+                            ahead ? json_integer((json_int_t)p->missing_to) : json_null());
+        json_array_append_new(producers, po);
     }
     json_object_set_new(o, "version", json_string(st->version ? st->version : ""));
     json_object_set_new(o, "started_us", json_integer((json_int_t)st->started_us));
