@@ -793,7 +793,9 @@ def main():
     start = time.time()
     prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+    # A test with failing subtests counts once.
+    bad = {getattr(t, "test_case", t).id() for t, _ in r.failures + r.errors}
+    failed = len(bad) + len(r.unexpectedSuccesses)
     passed = r.testsRun - failed - len(r.skipped)
     print("%.1f s" % (time.time() - start))
     print("%d passed, %d failed" % (passed, failed))
