@@ -443,6 +443,8 @@ static void publish_changes(server_t *s)
                   "will retry after the next commit",
                   s->published_rev, strerror(-rc), store_errmsg(s->store));
     }
+    /* what is not published yet stays in the change log */
+    store_pin_changes(s->store, s->published_rev);
 }
 
 static void publish_small(server_t *s, const char *topic, Parksync__V1__Publication *p)
@@ -1620,6 +1622,7 @@ server_t *server_new(const config_t *cfg)
         goto fail;
     }
     s->published_rev = store_head(s->store);
+    store_pin_changes(s->store, s->published_rev);
     if (getrandom(s->instance, sizeof s->instance, 0) != (ssize_t)sizeof s->instance) {
         /* not secret, only distinct per start: time and pid will do */
         int64_t t = wire_now_us();

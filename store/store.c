@@ -214,6 +214,7 @@ struct store {
     uint64_t head_begin;                          /* head when the batch began */
     uint64_t oldest;                              /* oldest revision in the change log */
     uint64_t oldest_begin;                        /* oldest when the batch began */
+    uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
     bool in_batch;                                /* a write transaction is open */
     producer_t *prod;                             /* producer map, open addressing */
     size_t prod_cap;                              /* slots in prod (power of two) */
@@ -1148,6 +1149,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     }
     s->cfg = *cfg;
     s->cfg.path = s->path;
+    s->pinned = UINT64_MAX;
     rc = sqlite3_open_v2(s->path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -1319,13 +1321,23 @@ static int prune(store_t *s)
     if (keep == 0 || s->head < s->oldest ||
         s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
         return 0;
+    uint64_t cut = s->head - keep; /* the last revision to go */
+    if (cut > s->pinned)
+        cut = s->pinned;
+    if (cut < s->oldest)
+        return 0;
     sqlite3_stmt *st = s->st[ST_LOG_PRUNE];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)(s->head - keep));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)cut);
     int rc = step_done(s, st);
     if (rc < 0)
         return rc;
-    s->oldest = s->head - keep + 1;
+    s->oldest = cut + 1;
     return 0;
+}
+
+void store_pin_changes(store_t *s, uint64_t revision)
+{
+    s->pinned = revision;
 }
 
 int store_commit(store_t *s)

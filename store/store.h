@@ -196,6 +196,13 @@ uint64_t store_head(const store_t *s);
 /* Oldest revision the change log still holds (head + 1 when empty). */
 uint64_t store_oldest(store_t *s);
 
+/* Keeps every revision above `revision` in the change log, whatever
+ * changelog_keep says, until pinned again: the daemon pins what it has
+ * not published yet, so a batch larger than the change log cannot lose
+ * changes before subscribers see them. UINT64_MAX (the default) pins
+ * nothing. */
+void store_pin_changes(store_t *s, uint64_t revision);
+
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
  * database was created; a recreated database has another, and so has a
  * backup's copy opened by store_open (each time it is restored). */

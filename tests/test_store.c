@@ -1418,3 +1418,37 @@ Test(store, same_updates_in_any_order_give_same_digest)
     cr_log_info("order independence: 2 variants x %d orders x %d updates in %" PRId64 " ms",
                 PROP_ORDERS, PROP_UPDATES, wire_monotonic_ms() - started);
 }
+
+/* A batch larger than the change log: nothing of it is pruned while it is
+ * pinned as unpublished; once pinned past it, the next commit prunes down
+ * to changelog_keep. */
+Test(store, pinned_changes_outlive_changelog_keep)
+{
+    store_config_t cfg;
+    store_config_init(&cfg);
+    cfg.changelog_keep = 10;
+    store_t *s = open_at(dbpath, &cfg);
+    store_pin_changes(s, 0); /* nothing published yet */
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 1; i <= 40; i++) {
+        upd_t x;
+        char id[16];
+        store_outcome_t out;
+        snprintf(id, sizeof(id), "P%d", i);
+        upd_init(&x, "AZ-MOE", (uint64_t)i, i * 10, PROVISIONAL);
+        upd_park(&x, "AZ", id);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_head(s), 40);
+    cr_assert_eq(store_oldest(s), 1, "unpublished revisions were pruned");
+
+    store_pin_changes(s, 40); /* all published */
+    upd_t x;
+    upd_init(&x, "AZ-MOE", 41, 410, PROVISIONAL);
+    upd_park(&x, "AZ", "P41");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_oldest(s), 32);
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
+    store_close(&s);
+}
