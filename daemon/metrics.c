@@ -166,6 +166,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     counter(&t, "parksync_commits_total", "Batches committed.", n->commits);
     counter(&t, "parksync_store_errors_total", "Batches rolled back on a storage failure.",
             n->store_errors);
+    counter(&t, "parksync_summary_failures_total",
+            "Country summaries not refreshed; the old one was kept.", n->summary_failures);
     counter(&t, "parksync_published_total", "Records published.", n->published);
     counter(&t, "parksync_acks_total", "Acks published.", n->acks);
     counter(&t, "parksync_heartbeats_total", "Heartbeats published.", n->heartbeats);

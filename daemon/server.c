@@ -71,6 +71,7 @@ enum {
     RL_SEND,
     RL_FORGED,
     RL_REFUSED,
+    RL_SUMMARY,
     RL_COUNT,
 };
 
@@ -145,8 +146,8 @@ struct server {
 };
 
 static const char *const ratelimit_names[RL_COUNT] = {
-    "bad frames", "too large", "undecodable", "invalid", "wrong topic",
-    "gap",        "bad query", "send",        "forged",  "refused"};
+    "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",
+    "bad query",  "send",      "forged",      "refused", "summary"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -675,14 +676,29 @@ static bool summaries_due(server_t *s, int64_t now)
            now - s->last_refresh_ms >= (int64_t)s->cfg.summary_interval_ms;
 }
 
+/* Refreshes the summaries of the countries that changed, in the open
+ * batch. A country whose summary fails keeps its old one and the others
+ * go on (the store refreshes each apart): counted and logged, never a
+ * rollback of the updates in hand. Only a storage failure of the batch
+ * itself rolls it back. */
 static void refresh_summaries(server_t *s, int64_t now)
 {
+    uint64_t failed = store_summary_failures(s->store);
     int rc;
 
     if (batch_begin(s) < 0)
         return;
     s->last_refresh_ms = now;
     rc = store_refresh_summaries(s->store);
+    if (store_summary_failures(s->store) != failed) {
+        uint64_t n = store_summary_failures(s->store) - failed;
+        s->n.summary_failures += n;
+        log_ratelimited(&s->rl[RL_SUMMARY], LOG_LEVEL_WARNING,
+                        "%" PRIu64 " country summar%s kept as %s, refreshed again when the "
+                        "country next changes; the last: %s",
+                        n, n == 1 ? "y" : "ies", n == 1 ? "it was" : "they were",
+                        store_summary_error(s->store));
+    }
     if (rc < 0) {
         log_error("cannot refresh the country summaries: %s (%s); batch rolled back", strerror(-rc),
                   store_errmsg(s->store));

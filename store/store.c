@@ -53,6 +53,22 @@
 
 typedef Parksync__V1__RecordKind kind_t;
 
+/*
+ * Exact sums of money. Each amount is an int64 (|value| <= 10^17 once
+ * validated), but a total over many parks or residents is not bounded:
+ * totals are kept in 128 bits, which no count of rows a database can hold
+ * overflows (2^127 cents is 10^19 rows of 2^63), and clamped to a field's
+ * range only where a summary publishes them (wide_clamp).
+ */
+__extension__ typedef __int128 wide_t;
+__extension__ typedef unsigned __int128 uwide_t;
+
+#define WIDE_MAX       ((wide_t)(((uwide_t)1 << 127) - 1)) /* greatest wide_t */
+#define WIDE_MIN       (-WIDE_MAX - 1)                     /* least wide_t */
+#define WIDE_INT64_MIN ((wide_t)INT64_MIN)                 /* bounds of an int64 field */
+#define WIDE_INT64_MAX ((wide_t)INT64_MAX)
+#define AGG_CARRY_UNIT 1000000000000000000LL /* cents one resident_agg.investment_carry is */
+
 /* ---------------------------------------------------------------- types */
 
 /* Who wrote a value and when; compared by stamp_cmp. */
@@ -137,13 +153,16 @@ enum stmt_id {
     ST_LOG_OLDEST,     /* oldest revision in the change log */
     ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
     ST_LOG_SINCE,      /* change-log rows after a revision */
-    ST_SUM_PARKS,      /* park aggregates of a country */
-    ST_SUM_RESIDENTS,  /* resident aggregates of a country */
+    ST_SUM_PARKS,      /* live parks of a country with their resident aggregates */
+    ST_SUM_RESIDENTS,  /* resident aggregates of a country, per park */
     ST_SUM_TRADE,      /* turnover per partner and period of a country */
     ST_SUM_INDICATORS, /* live country reports of a country */
-    ST_SUM_MISMATCHES, /* parks with reported figures and their residents */
     ST_DIRTY_ALL,      /* every country with records (marked dirty at open) */
-    ST_AGG_ADD,        /* adds a batch's deltas to a park's resident aggregates */
+    ST_AGG_GET,        /* a park's resident aggregates */
+    ST_AGG_PUT,        /* sets a park's resident aggregates */
+    ST_SAVEPOINT,      /* opens the savepoint of one country's summary */
+    ST_RELEASE,        /* ends it, keeping what it did */
+    ST_ROLLBACK_TO,    /* undoes what it did (RELEASE must follow) */
     ST_COUNT           /* number of statements */
 };
 
@@ -153,7 +172,7 @@ typedef struct agg_delta {
     char country[3];               /* the park's country */
     char park_id[WIRE_MAX_ID + 1]; /* the park */
     int64_t residents;             /* change in live residents */
-    int64_t investment;            /* change in their investment, USD cents */
+    wide_t investment;             /* change in their investment, USD cents (exact) */
 } agg_delta_t;
 
 #define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
@@ -233,15 +252,17 @@ struct store {
     agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
     pending_t *pend;                              /* the row cache, in first-touched order */
     size_t n_pend;                                /* entries used in pend */
-    size_t *pend_dirty;   /* entries changed since the last flush, in first-changed order */
-    size_t n_dirty;       /* entries used in pend_dirty */
-    size_t cap_pend;      /* entries allocated in pend */
-    uint32_t *pend_index; /* open addressing over pend: index + 1, 0 = empty */
-    size_t cap_index;     /* slots in pend_index (power of two) */
-    size_t *pend_log;     /* entries given a revision, in revision order */
-    size_t n_log;         /* entries used in pend_log */
-    size_t n_agg;         /* entries used in agg */
-    char err[256];        /* message of the last failure */
+    size_t *pend_dirty;        /* entries changed since the last flush, in first-changed order */
+    size_t n_dirty;            /* entries used in pend_dirty */
+    size_t cap_pend;           /* entries allocated in pend */
+    uint32_t *pend_index;      /* open addressing over pend: index + 1, 0 = empty */
+    size_t cap_index;          /* slots in pend_index (power of two) */
+    size_t *pend_log;          /* entries given a revision, in revision order */
+    size_t n_log;              /* entries used in pend_log */
+    size_t n_agg;              /* entries used in agg */
+    uint64_t summary_failures; /* country summaries that could not be refreshed */
+    char summary_err[256];     /* why the last of them failed */
+    char err[256];             /* message of the last failure */
 };
 
 /* The batch's rows (defined with the row code below). */
@@ -385,6 +406,51 @@ static void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, s
     }
     *body = rec + at;
     *blen = len - at;
+}
+
+/* ---------------------------------------------------------------- exact sums */
+
+/* a + b, saturating at the ends of wide_t: no count of valid amounts
+ * comes near them, only the values of a corrupt database could */
+static wide_t wide_add(wide_t a, wide_t b)
+{
+    wide_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? WIDE_MAX : WIDE_MIN;
+    return r;
+}
+
+/* v clamped to [lo, hi]; sets *clamped when it was outside */
+static wide_t wide_clamp(wide_t v, wide_t lo, wide_t hi, bool *clamped)
+{
+    if (v >= lo && v <= hi)
+        return v;
+    *clamped = true;
+    return v < lo ? lo : hi;
+}
+
+/* A park's residents' investment from resident_agg's two columns:
+ * investment_cents + investment_carry * 10^18 (at most 2^123 in size). */
+static wide_t agg_compose(int64_t cents, int64_t carry)
+{
+    return (wide_t)carry * AGG_CARRY_UNIT + cents;
+}
+
+/* The columns of an exact investment v. A total within int64 is
+ * investment_cents alone (carry 0), so the column reads as the total in
+ * every ordinary case; a larger one keeps its remainder modulo 10^18
+ * there. The carry is clamped only beyond 9 * 10^36 cents, which would
+ * take 10^20 residents of 10^17: more rows than SQLite can store. */
+static void agg_split(wide_t v, int64_t *cents, int64_t *carry)
+{
+    bool clamped = false;
+    if (v >= WIDE_INT64_MIN && v <= WIDE_INT64_MAX) {
+        *cents = (int64_t)v;
+        *carry = 0;
+        return;
+    }
+    *cents = (int64_t)(v % AGG_CARRY_UNIT);
+    *carry = (int64_t)wide_clamp(v / AGG_CARRY_UNIT, WIDE_INT64_MIN, WIDE_INT64_MAX, &clamped);
 }
 
 /* ---------------------------------------------------------------- stamps */
@@ -629,20 +695,33 @@ static const char *const migrations[] = {
     " WHERE key = 'head';",
     /* 4: live residents and their investment per park, kept up to date by
      * every resident change, so a country summary costs a few rows rather
-     * than a scan of all its residents */
+     * than a scan of all its residents. It used to fill the table with
+     * SQLite's sum(), which fails ("integer overflow") on a park whose
+     * residents' investment exceeds int64 and so stopped the database from
+     * opening; migration 6 fills it exactly instead, so it is left empty
+     * here (every database that ran the old text is rebuilt by 6 too). */
     "CREATE TABLE resident_agg("
     " country TEXT NOT NULL, park_id TEXT NOT NULL, residents INTEGER NOT NULL,"
-    " investment_cents INTEGER NOT NULL, PRIMARY KEY (country, park_id)) WITHOUT ROWID;"
-    "INSERT INTO resident_agg(country, park_id, residents, investment_cents)"
-    " SELECT country, park_id, count(*), coalesce(sum(investment_cents), 0) FROM resident"
-    " WHERE deleted = 0 GROUP BY country, park_id;",
+    " investment_cents INTEGER NOT NULL, PRIMARY KEY (country, park_id)) WITHOUT ROWID;",
     /* 5: no query reads conflicts by recorded_us (listing pages by id and
      * filters the time on the way), so its index only cost every conflict
      * row a second b-tree insert */
     "DROP INDEX conflict_recorded;",
+    /* 6: a park's residents' investment is exact beyond int64: it is
+     * investment_cents + investment_carry * 10^18 (agg_split). The table
+     * is rebuilt from the live residents (migration_fns[5]): SQLite's +
+     * turned an overflowing total into an inexact REAL. */
+    "ALTER TABLE resident_agg ADD COLUMN investment_carry INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static int rebuild_resident_agg(store_t *s);
+
+/* Work of migration i done in C after its SQL, in the same transaction. */
+static int (*const migration_fns[STORE_SCHEMA_VERSION])(store_t *s) = {
+    [5] = rebuild_resident_agg,
+};
 
 /* ---------------------------------------------------------------- statements */
 
@@ -755,33 +834,42 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOG_PRUNE] = "DELETE FROM changelog WHERE revision <= ?1",
     [ST_LOG_SINCE] = "SELECT revision, kind, country, record FROM changelog"
                      " WHERE revision > ?1 ORDER BY revision",
-    [ST_SUM_PARKS] = "SELECT count(*), sum(reported_residents), sum(reported_investment_cents)"
-                     " FROM park WHERE country = ?1 AND deleted = 0",
-    [ST_SUM_RESIDENTS] = "SELECT sum(residents), sum(investment_cents) FROM resident_agg"
+    /* Summaries add money in C (wide_t): SQLite's sum() fails with
+     * "integer overflow" past int64, which 93 parks of 10^17 cents reach. */
+    [ST_SUM_PARKS] =
+        "SELECT p.park_id, p.reported_residents, p.reported_investment_cents,"
+        " coalesce(a.residents, 0), coalesce(a.investment_cents, 0),"
+        " coalesce(a.investment_carry, 0)"
+        " FROM park p LEFT JOIN resident_agg a ON a.country = p.country AND a.park_id = p.park_id"
+        " WHERE p.country = ?1 AND p.deleted = 0 ORDER BY p.park_id",
+    [ST_SUM_RESIDENTS] = "SELECT residents, investment_cents, investment_carry FROM resident_agg"
                          " WHERE country = ?1",
+    /* A group (partner, period) holds at most the flow country -> partner
+     * and the flow partner -> country (the primary key), so each CASE
+     * picks one row at most: max() is that row's value, and nothing is
+     * added that could overflow. */
     [ST_SUM_TRADE] =
         "SELECT CASE WHEN exporter = ?1 THEN importer ELSE exporter END AS partner, period_key,"
-        " sum(CASE WHEN exporter = ?1 THEN value_cents END),"
-        " sum(CASE WHEN importer = ?1 THEN value_cents END),"
-        " sum(CASE WHEN exporter = ?1 THEN exporter_cents END),"
-        " sum(CASE WHEN exporter = ?1 THEN importer_cents END),"
-        " sum(CASE WHEN importer = ?1 THEN importer_cents END),"
-        " sum(CASE WHEN importer = ?1 THEN exporter_cents END)"
+        " max(CASE WHEN exporter = ?1 THEN value_cents END),"
+        " max(CASE WHEN importer = ?1 THEN value_cents END),"
+        " max(CASE WHEN exporter = ?1 THEN exporter_cents END),"
+        " max(CASE WHEN exporter = ?1 THEN importer_cents END),"
+        " max(CASE WHEN importer = ?1 THEN importer_cents END),"
+        " max(CASE WHEN importer = ?1 THEN exporter_cents END)"
         " FROM trade_flow WHERE deleted = 0 AND (exporter = ?1 OR importer = ?1)"
         " AND exporter <> importer GROUP BY partner, period_key ORDER BY partner, period_key",
     [ST_SUM_INDICATORS] = "SELECT record FROM country_report WHERE country = ?1 AND deleted = 0"
                           " ORDER BY period_key",
-    [ST_SUM_MISMATCHES] =
-        "SELECT p.park_id, p.reported_residents, p.reported_investment_cents,"
-        " coalesce(a.residents, 0), coalesce(a.investment_cents, 0)"
-        " FROM park p LEFT JOIN resident_agg a ON a.country = p.country AND a.park_id = p.park_id"
-        " WHERE p.country = ?1 AND p.deleted = 0"
-        " AND (p.reported_residents IS NOT NULL OR p.reported_investment_cents IS NOT NULL)"
-        " ORDER BY p.park_id",
-    [ST_AGG_ADD] = "INSERT INTO resident_agg(country, park_id, residents, investment_cents)"
-                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (country, park_id) DO UPDATE SET"
-                   " residents = residents + excluded.residents,"
-                   " investment_cents = investment_cents + excluded.investment_cents",
+    [ST_AGG_GET] = "SELECT residents, investment_cents, investment_carry FROM resident_agg"
+                   " WHERE country = ?1 AND park_id = ?2",
+    [ST_AGG_PUT] = "INSERT INTO resident_agg(country, park_id, residents, investment_cents,"
+                   " investment_carry) VALUES (?1, ?2, ?3, ?4, ?5)"
+                   " ON CONFLICT (country, park_id) DO UPDATE SET residents = excluded.residents,"
+                   " investment_cents = excluded.investment_cents,"
+                   " investment_carry = excluded.investment_carry",
+    [ST_SAVEPOINT] = "SAVEPOINT summary",
+    [ST_RELEASE] = "RELEASE summary",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO summary",
     [ST_DIRTY_ALL] = "SELECT country FROM park UNION SELECT country FROM resident_agg"
                      " UNION SELECT exporter FROM trade_flow UNION SELECT importer FROM trade_flow"
                      " UNION SELECT country FROM country_report UNION SELECT country FROM summary",
@@ -1033,6 +1121,77 @@ static int rollback_open(store_t *s, int rc)
     return rc;
 }
 
+/* Writes one park's row of resident_agg (rebuild_resident_agg). */
+static int agg_row_put(store_t *s, sqlite3_stmt *st, const char *country, const char *park_id,
+                       int64_t residents, wide_t investment)
+{
+    int64_t cents, carry;
+    agg_split(investment, &cents, &carry);
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, park_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, residents);
+    sqlite3_bind_int64(st, 4, cents);
+    sqlite3_bind_int64(st, 5, carry);
+    return step_done(s, st);
+}
+
+/* Migration 6: resident_agg again from the live residents, summed in C
+ * (exact), one park after the other in key order. */
+static int rebuild_resident_agg(store_t *s)
+{
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    char *country = NULL, *park_id = NULL;
+    int64_t residents = 0;
+    wide_t investment = 0;
+    int rc;
+
+    if ((rc = exec(s, "DELETE FROM resident_agg")) < 0 ||
+        (rc = sqlite3_prepare_v2(s->db,
+                                 "SELECT country, park_id, investment_cents FROM resident"
+                                 " WHERE deleted = 0 ORDER BY country, park_id",
+                                 -1, &rd, NULL)) != SQLITE_OK ||
+        (rc = sqlite3_prepare_v2(s->db,
+                                 "INSERT INTO resident_agg(country, park_id, residents,"
+                                 " investment_cents, investment_carry) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                 -1, &wr, NULL)) != SQLITE_OK) {
+        rc = rc < 0 ? rc : db_fail(s, rc);
+        goto out;
+    }
+    while ((rc = sqlite3_step(rd)) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(rd, 0);
+        const char *p = (const char *)sqlite3_column_text(rd, 1);
+        c = c ? c : "";
+        p = p ? p : "";
+        if (!country || strcmp(country, c) != 0 || strcmp(park_id, p) != 0) {
+            if (country && (rc = agg_row_put(s, wr, country, park_id, residents, investment)) < 0)
+                goto out;
+            free(country);
+            free(park_id);
+            country = strdup(c);
+            park_id = strdup(p);
+            if (!country || !park_id) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            residents = 0;
+            investment = 0;
+        }
+        residents++;
+        investment = wide_add(investment, sqlite3_column_int64(rd, 2));
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_fail(s, rc);
+        goto out;
+    }
+    rc = country ? agg_row_put(s, wr, country, park_id, residents, investment) : 0;
+out:
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    free(country);
+    free(park_id);
+    return rc;
+}
+
 static int migrate(store_t *s)
 {
     int version = 0, rc;
@@ -1048,7 +1207,8 @@ static int migrate(store_t *s)
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
         if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
             return rc;
-        if ((rc = exec(s, migrations[v])) < 0 || (rc = exec(s, bump)) < 0)
+        if ((rc = exec(s, migrations[v])) < 0 ||
+            (migration_fns[v] && (rc = migration_fns[v](s)) < 0) || (rc = exec(s, bump)) < 0)
             return rollback_open(s, rc);
         if ((rc = exec(s, "COMMIT")) < 0)
             return rc;
@@ -1232,21 +1392,42 @@ int store_begin(store_t *s)
 
 /* ---------------------------------------------------------------- resident aggregates */
 
-/* Writes the batch's pending deltas into resident_agg. */
+/* Adds the batch's pending deltas to resident_agg, exactly: each park's
+ * row is read, added to in C and written back (SQLite's + would turn a
+ * total beyond int64 into an inexact REAL). */
 static int agg_flush(store_t *s)
 {
-    sqlite3_stmt *st = s->st[ST_AGG_ADD];
+    sqlite3_stmt *get = s->st[ST_AGG_GET], *put = s->st[ST_AGG_PUT];
     int rc;
 
     for (size_t i = 0; i < s->n_agg; i++) {
         const agg_delta_t *d = &s->agg[i];
+        wide_t residents = d->residents, investment = d->investment;
+        int64_t cents, carry;
+        bool clamped = false;
         if (d->residents == 0 && d->investment == 0)
             continue;
-        sqlite3_bind_text(st, 1, d->country, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, d->park_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, d->residents);
-        sqlite3_bind_int64(st, 4, d->investment);
-        if ((rc = step_done(s, st)) < 0)
+        sqlite3_bind_text(get, 1, d->country, -1, SQLITE_STATIC);
+        sqlite3_bind_text(get, 2, d->park_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(get);
+        if (rc == SQLITE_ROW) {
+            residents = wide_add(residents, sqlite3_column_int64(get, 0));
+            investment = wide_add(investment, agg_compose(sqlite3_column_int64(get, 1),
+                                                          sqlite3_column_int64(get, 2)));
+        } else if (rc != SQLITE_DONE) {
+            rc = db_fail(s, rc);
+            stmt_reset(get);
+            return rc;
+        }
+        stmt_reset(get);
+        agg_split(investment, &cents, &carry);
+        sqlite3_bind_text(put, 1, d->country, -1, SQLITE_STATIC);
+        sqlite3_bind_text(put, 2, d->park_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(
+            put, 3, (int64_t)wide_clamp(residents, WIDE_INT64_MIN, WIDE_INT64_MAX, &clamped));
+        sqlite3_bind_int64(put, 4, cents);
+        sqlite3_bind_int64(put, 5, carry);
+        if ((rc = step_done(s, put)) < 0)
             return rc;
     }
     s->n_agg = 0;
@@ -1292,8 +1473,8 @@ static int agg_note(store_t *s, const char *country, const char *park_id, const 
         snprintf(d->country, sizeof(d->country), "%s", country);
         snprintf(d->park_id, sizeof(d->park_id), "%s", park_id);
     }
-    d->residents += nc - oc;
-    d->investment += ni - oi;
+    d->residents += nc - oc; /* at most one per update of the batch */
+    d->investment = wide_add(d->investment, (wide_t)ni - oi);
     return 0;
 }
 
@@ -1899,6 +2080,44 @@ static void field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
         memcpy(d + f->quantifier_offset, sp + f->quantifier_offset, sizeof(protobuf_c_boolean));
 }
 
+/* Storage for a body's sub-messages, copied without unknown fields. */
+typedef union sub_storage {
+    Parksync__V1__Period period;                      /* a period */
+    Parksync__V1__SpecializationList specializations; /* a park's specializations */
+} sub_storage_t;
+
+/*
+ * field_copy of known fields only: a sub-message is copied into `sub`
+ * with its fields (shallowly) and none of its unknown fields, so nothing
+ * an update carried beyond the schema reaches a stored record and the
+ * record's bytes depend on the known values alone. Body sub-messages are
+ * flat (Period, SpecializationList), and bodies have no repeated message
+ * fields, so no unknown field hides further down. false when the
+ * sub-message does not fit sub_storage_t (a schema change this code does
+ * not know yet).
+ */
+static bool field_copy_known(ProtobufCMessage *dst, const ProtobufCMessage *src,
+                             const ProtobufCFieldDescriptor *f, sub_storage_t *sub)
+{
+    field_copy(dst, src, f);
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return true;
+    void **slot = (void **)(void *)((char *)dst + f->offset);
+    const ProtobufCMessage *m = *slot;
+    const ProtobufCMessageDescriptor *md = f->descriptor;
+    if (m == NULL)
+        return true;
+    if (md->sizeof_message > sizeof(*sub))
+        return false;
+    memcpy(sub, m, md->sizeof_message);
+    ((ProtobufCMessage *)(void *)sub)->n_unknown_fields = 0;
+    ((ProtobufCMessage *)(void *)sub)->unknown_fields = NULL;
+    *slot = sub;
+    return true;
+}
+
+static bool period_parse(const char *text, Parksync__V1__Period *p);
+
 /* The body of a Record of a generic kind, or NULL. */
 static const ProtobufCMessage *record_body(const Parksync__V1__Record *r)
 {
@@ -2020,7 +2239,10 @@ static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_ke
     uint32_t ids[STORE_MAX_SLOTS];
     size_t nslots = generic_ids(g, ids);
     body_storage_t storage;
+    sub_storage_t sub[STORE_MAX_SLOTS];
+    Parksync__V1__Period period;
     ProtobufCMessage *out = (ProtobufCMessage *)&storage;
+    bool known = true;
     Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
     row_t row;
     stamp_t w;
@@ -2055,16 +2277,33 @@ static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_ke
     const ProtobufCMessage *old = record_body(row.rec);
     if (old && old->descriptor != g->desc)
         old = NULL;
+    /* known fields only, from this update or the stored record: the
+     * record keeps no unknown field of any update */
     for (unsigned i = 0; i + 1 < nslots; i++) {
         const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
         if (is_key(g, f->id))
-            field_copy(out, in, f);
+            known &= field_copy_known(out, in, f, &sub[i]);
         else if (!live || !row.stamps.slot[i + 1].set)
             continue;
         else if (!is_delete && stamp_cmp(&row.stamps.slot[i + 1], &w) == 0)
-            field_copy(out, in, f);
+            known &= field_copy_known(out, in, f, &sub[i]);
         else if (old)
-            field_copy(out, old, f);
+            known &= field_copy_known(out, old, f, &sub[i]);
+    }
+    if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY) {
+        /* the key's period as the key says it, whichever update brought it */
+        if (!period_parse(key->period, &period)) {
+            snprintf(s->err, sizeof(s->err), "country_report: unreadable period key");
+            rc = -EBADMSG;
+            goto free_row;
+        }
+        ((Parksync__V1__CountryReport *)out)->period = &period;
+    }
+    if (!known) {
+        snprintf(s->err, sizeof(s->err), "%s: a sub-message has no storage",
+                 kind_sql[key->kind].table);
+        rc = -EPROTO;
+        goto free_row;
     }
     if (!live) {
         rec.has_deleted = 1;
@@ -2095,14 +2334,15 @@ static Parksync__V1__Vintage vintage_rank(uint8_t v)
                : (Parksync__V1__Vintage)v;
 }
 
-/* Mean of two amounts, rounded half away from zero. */
+/* Mean of two amounts, rounded half away from zero (within int64 for
+ * any two int64 amounts). */
 static int64_t mean_cents(int64_t a, int64_t b)
 {
-    int64_t sum = a + b; /* |a|, |b| <= WIRE_MAX_CENTS: no overflow */
-    int64_t q = sum / 2;
+    wide_t sum = (wide_t)a + b; /* no overflow, whatever the amounts */
+    wide_t q = sum / 2;
     if (sum % 2 != 0)
         q += sum > 0 ? 1 : -1;
-    return q;
+    return (int64_t)q;
 }
 
 /*
@@ -2150,9 +2390,18 @@ static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f, 
     f->has_vintage = 1;
     f->vintage = v;
     if (he && hi) {
-        /* long double holds every cent of |e| <= WIRE_MAX_CENTS exactly */
+        /* long double holds every cent of |e| <= WIRE_MAX_CENTS exactly;
+         * amounts beyond the wire's bounds (the store does not check
+         * them) are clamped rather than overflow */
         long double adj = (long double)e * (long double)cfg->cif_fob_factor;
-        int64_t disc = i - (int64_t)(adj >= 0 ? adj + 0.5L : adj - 0.5L);
+        bool clamped = false;
+        if (!(adj < 0x1p100L))
+            adj = 0x1p100L;
+        if (!(adj > -0x1p100L))
+            adj = -0x1p100L;
+        wide_t rounded = (wide_t)(adj >= 0 ? adj + 0.5L : adj - 0.5L);
+        int64_t disc =
+            (int64_t)wide_clamp((wide_t)i - rounded, WIDE_INT64_MIN, WIDE_INT64_MAX, &clamped);
         long double larger = (long double)i > adj ? (long double)i : adj;
         long double mag = disc < 0 ? -(long double)disc : (long double)disc;
         f->has_discrepancy_usd_cents = 1;
@@ -2172,6 +2421,7 @@ static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_
     static const uint32_t ids[3] = {STORE_KEY_SLOT, 4, 5}; /* key, exporter, importer cells */
     Parksync__V1__TradeFlow flow = PARKSYNC__V1__TRADE_FLOW__INIT;
     Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
+    Parksync__V1__Period period;
     const Parksync__V1__TradeFlow *old = NULL;
     extra_t ex[STORE_MAX_EXTRAS] = {{0}};
     row_t row;
@@ -2204,7 +2454,14 @@ static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_
     bool live = has_exp || has_imp;
     flow.exporter = (char *)key->col[0];
     flow.importer = (char *)key->col[1];
-    flow.period = t->period;
+    /* the key's period as the key says it: never the update's Period with
+     * whatever unknown fields it carried */
+    if (!period_parse(key->period, &period)) {
+        snprintf(s->err, sizeof(s->err), "trade_flow: unreadable period key");
+        rc = -EBADMSG;
+        goto free_row;
+    }
+    flow.period = &period;
     if (live) {
         if (has_exp) {
             flow.has_exporter_reported_usd_cents = 1;
@@ -2574,13 +2831,25 @@ typedef struct summary_parts {
     Parksync__V1__PartnerTurnover **tp;      /* pointers into turnover */
     char (*partners)[3];                     /* partner codes of turnover */
     Parksync__V1__Record **reports;          /* unpacked country reports */
-    Parksync__V1__CountryReport **ip;        /* their bodies */
+    Parksync__V1__CountryReport *ind;        /* their known fields: the indicators */
+    sub_storage_t *ind_sub;                  /* their sub-messages, one per field */
+    Parksync__V1__CountryReport **ip;        /* pointers into ind */
     size_t n_reports;                        /* entries in reports */
     Parksync__V1__ParkCheck *checks;         /* mismatching parks */
     Parksync__V1__ParkCheck **cp;            /* pointers into checks */
     char **park_ids;                         /* owned copies of their park ids */
     size_t n_checks;                         /* entries in checks */
+    bool saturated;                          /* some total was clamped to its field's range */
 } summary_parts_t;
+
+/* Exact totals of one country's parks and residents. */
+typedef struct summary_totals {
+    wide_t parks;               /* live parks */
+    wide_t reported_residents;  /* the parks' reported residents */
+    wide_t reported_investment; /* the parks' reported investment, USD cents */
+    wide_t known_residents;     /* live resident records */
+    wide_t known_investment;    /* their investment, USD cents */
+} summary_totals_t;
 
 static void summary_parts_free(summary_parts_t *sp)
 {
@@ -2593,6 +2862,8 @@ static void summary_parts_free(summary_parts_t *sp)
     free(sp->tp);
     free(sp->partners);
     free(sp->reports);
+    free(sp->ind);
+    free(sp->ind_sub);
     free(sp->ip);
     free(sp->checks);
     free(sp->cp);
@@ -2617,6 +2888,19 @@ static void col_money(sqlite3_stmt *st, int col, protobuf_c_boolean *has, int64_
 {
     *has = sqlite3_column_type(st, col) != SQLITE_NULL;
     *v = *has ? sqlite3_column_int64(st, col) : 0;
+}
+
+/* v as an int64 field: clamped, and the summary marked saturated, when
+ * the exact value is beyond int64 */
+static int64_t summary_int64(wide_t v, summary_parts_t *sp)
+{
+    return (int64_t)wide_clamp(v, WIDE_INT64_MIN, WIDE_INT64_MAX, &sp->saturated);
+}
+
+/* v as a count field of at most `max`: clamped likewise */
+static uint64_t summary_count(wide_t v, uint64_t max, summary_parts_t *sp)
+{
+    return (uint64_t)wide_clamp(v, 0, (wide_t)max, &sp->saturated);
 }
 
 static int summary_turnover(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
@@ -2653,7 +2937,8 @@ static int summary_turnover(store_t *s, const char *country, Parksync__V1__Count
         col_money(st, 7, &t->has_imports_reported_by_partner_usd_cents,
                   &t->imports_reported_by_partner_usd_cents);
         t->has_turnover_usd_cents = 1;
-        t->turnover_usd_cents = t->exports_usd_cents + t->imports_usd_cents;
+        t->turnover_usd_cents =
+            summary_int64((wide_t)t->exports_usd_cents + t->imports_usd_cents, sp);
         n++;
     }
     if (rc != SQLITE_DONE) {
@@ -2680,16 +2965,20 @@ reset:
     return ret;
 }
 
+/* The live country reports, as indicators: their known fields only (a
+ * report stored before merges dropped unknown fields may still hold
+ * some). */
 static int summary_indicators(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
                               summary_parts_t *sp)
 {
+    const ProtobufCMessageDescriptor *d = &parksync__v1__country_report__descriptor;
     sqlite3_stmt *st = s->st[ST_SUM_INDICATORS];
     int rc, ret = 0;
+    size_t n;
     sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t n = sp->n_reports;
-        if (grow((void **)&sp->reports, sizeof(*sp->reports), n) < 0 ||
-            grow((void **)&sp->ip, sizeof(*sp->ip), n) < 0) {
+        n = sp->n_reports;
+        if (grow((void **)&sp->reports, sizeof(*sp->reports), n) < 0) {
             ret = -ENOMEM;
             goto reset;
         }
@@ -2703,29 +2992,61 @@ static int summary_indicators(store_t *s, const char *country, Parksync__V1__Cou
             goto reset;
         }
         sp->reports[n] = r;
-        sp->ip[n] = r->country;
         sp->n_reports++;
     }
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
         ret = db_fail(s, rc);
-    sum->n_indicators = sp->n_reports;
+        goto reset;
+    }
+    n = sp->n_reports;
+    if (n) {
+        sp->ind = calloc(n, sizeof(*sp->ind));
+        sp->ind_sub = calloc(n * d->n_fields, sizeof(*sp->ind_sub));
+        sp->ip = calloc(n, sizeof(*sp->ip));
+        if (!sp->ind || !sp->ind_sub || !sp->ip) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+        for (size_t i = 0; i < n; i++) {
+            parksync__v1__country_report__init(&sp->ind[i]);
+            for (unsigned f = 0; f < d->n_fields; f++) {
+                if (!field_copy_known(&sp->ind[i].base, &sp->reports[i]->country->base,
+                                      &d->fields[f], &sp->ind_sub[i * d->n_fields + f])) {
+                    snprintf(s->err, sizeof(s->err),
+                             "country_report: a sub-message has no storage");
+                    ret = -EPROTO;
+                    goto reset;
+                }
+            }
+            sp->ip[i] = &sp->ind[i];
+        }
+    }
+    sum->n_indicators = n;
     sum->indicators = sp->ip;
 reset:
     stmt_reset(st);
     return ret;
 }
 
-static int summary_mismatches(store_t *s, const char *country, Parksync__V1__CountrySummary *sum,
-                              summary_parts_t *sp)
+/* The live parks of a country: their exact totals, and the parks whose
+ * reported figures disagree with their resident records (mismatches). */
+static int summary_parks(store_t *s, const char *country, summary_totals_t *tot,
+                         Parksync__V1__CountrySummary *sum, summary_parts_t *sp)
 {
-    sqlite3_stmt *st = s->st[ST_SUM_MISMATCHES];
+    sqlite3_stmt *st = s->st[ST_SUM_PARKS];
     int rc, ret = 0;
     sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         bool has_rr = sqlite3_column_type(st, 1) != SQLITE_NULL;
         bool has_ri = sqlite3_column_type(st, 2) != SQLITE_NULL;
         int64_t rr = sqlite3_column_int64(st, 1), ri = sqlite3_column_int64(st, 2);
-        int64_t kr = sqlite3_column_int64(st, 3), ki = sqlite3_column_int64(st, 4);
+        wide_t kr = sqlite3_column_int64(st, 3);
+        wide_t ki = agg_compose(sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+        tot->parks = wide_add(tot->parks, 1);
+        if (has_rr)
+            tot->reported_residents = wide_add(tot->reported_residents, rr);
+        if (has_ri)
+            tot->reported_investment = wide_add(tot->reported_investment, ri);
         if (!(has_rr && rr != kr) && !(has_ri && ri != ki))
             continue;
         size_t n = sp->n_checks;
@@ -2743,13 +3064,13 @@ static int summary_mismatches(store_t *s, const char *country, Parksync__V1__Cou
         parksync__v1__park_check__init(c);
         sp->park_ids[n] = id;
         c->has_reported_residents = has_rr;
-        c->reported_residents = (uint32_t)rr;
+        c->reported_residents = (uint32_t)summary_count(rr, UINT32_MAX, sp);
         c->has_known_residents = 1;
-        c->known_residents = (uint32_t)kr;
+        c->known_residents = (uint32_t)summary_count(kr, UINT32_MAX, sp);
         c->has_reported_investment_usd_cents = has_ri;
         c->reported_investment_usd_cents = ri;
         c->has_known_investment_usd_cents = 1;
-        c->known_investment_usd_cents = ki;
+        c->known_investment_usd_cents = summary_int64(ki, sp);
         sp->n_checks++;
     }
     if (rc != SQLITE_DONE) {
@@ -2774,15 +3095,20 @@ reset:
     return ret;
 }
 
-/* Two-column aggregate of a country: count and a sum (NULL sums as 0). */
-static int aggregate(store_t *s, enum stmt_id id, const char *country, int64_t *v, int nv)
+/* The resident aggregates of a country's parks, summed exactly. */
+static int summary_residents(store_t *s, const char *country, summary_totals_t *tot)
 {
-    sqlite3_stmt *st = s->st[id];
+    sqlite3_stmt *st = s->st[ST_SUM_RESIDENTS];
+    int rc, ret = 0;
     sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = rc == SQLITE_ROW ? 0 : db_fail(s, rc);
-    for (int i = 0; i < nv && rc == SQLITE_ROW; i++)
-        v[i] = sqlite3_column_int64(st, i);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        tot->known_residents = wide_add(tot->known_residents, sqlite3_column_int64(st, 0));
+        tot->known_investment =
+            wide_add(tot->known_investment,
+                     agg_compose(sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)));
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
     stmt_reset(st);
     return ret;
 }
@@ -2793,7 +3119,7 @@ static int summary_refresh(store_t *s, const char *country, bool *changed)
     Parksync__V1__CountrySummary sum = PARKSYNC__V1__COUNTRY_SUMMARY__INIT;
     Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
     summary_parts_t parts = {0};
-    int64_t pv[3] = {0}, rv[2] = {0};
+    summary_totals_t tot = {0};
     rec_key_t key = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY,
                      .col = {country},
                      .ncols = 1,
@@ -2802,22 +3128,25 @@ static int summary_refresh(store_t *s, const char *country, bool *changed)
     int rc;
 
     *changed = false;
-    if ((rc = aggregate(s, ST_SUM_PARKS, country, pv, 3)) < 0 ||
-        (rc = aggregate(s, ST_SUM_RESIDENTS, country, rv, 2)) < 0 ||
+    if ((rc = summary_parks(s, country, &tot, &sum, &parts)) < 0 ||
+        (rc = summary_residents(s, country, &tot)) < 0 ||
         (rc = summary_turnover(s, country, &sum, &parts)) < 0 ||
-        (rc = summary_indicators(s, country, &sum, &parts)) < 0 ||
-        (rc = summary_mismatches(s, country, &sum, &parts)) < 0)
+        (rc = summary_indicators(s, country, &sum, &parts)) < 0)
         goto free_parts;
     sum.country = (char *)country;
-    bool empty = pv[0] == 0 && rv[0] == 0 && sum.n_turnover == 0 && sum.n_indicators == 0;
+    bool empty =
+        tot.parks == 0 && tot.known_residents == 0 && sum.n_turnover == 0 && sum.n_indicators == 0;
     if (!empty) {
         sum.has_parks = sum.has_reported_residents = sum.has_known_residents = 1;
         sum.has_reported_investment_usd_cents = sum.has_known_investment_usd_cents = 1;
-        sum.parks = (uint32_t)pv[0];
-        sum.reported_residents = (uint64_t)pv[1];
-        sum.reported_investment_usd_cents = pv[2];
-        sum.known_residents = (uint64_t)rv[0];
-        sum.known_investment_usd_cents = rv[1];
+        sum.parks = (uint32_t)summary_count(tot.parks, UINT32_MAX, &parts);
+        sum.reported_residents = summary_count(tot.reported_residents, UINT64_MAX, &parts);
+        sum.reported_investment_usd_cents = summary_int64(tot.reported_investment, &parts);
+        sum.known_residents = summary_count(tot.known_residents, UINT64_MAX, &parts);
+        sum.known_investment_usd_cents = summary_int64(tot.known_investment, &parts);
+        /* absent unless set: summaries within range keep their bytes */
+        if (parts.saturated)
+            sum.has_saturated = sum.saturated = 1;
     } else {
         /* nothing left in this country: the summary is gone too, so the
          * state does not depend on whether one was ever computed */
@@ -2838,12 +3167,50 @@ free_parts:
     return rc;
 }
 
+/*
+ * Refreshes one country's summary apart from the others: inside a
+ * savepoint, written with its change-log entry before the savepoint ends.
+ * When anything fails, what this country did is undone (in SQLite and in
+ * memory), its old summary stays, the failure is counted and described
+ * in summary_err, and 0 is returned: the other countries and the batch's
+ * updates go on. A negative errno only when the undoing itself fails,
+ * which loses the transaction anyway.
+ */
+static int summary_refresh_apart(store_t *s, const char *country, bool *changed)
+{
+    uint64_t head = s->head;
+    int rc;
+
+    *changed = false;
+    if ((rc = step_done(s, s->st[ST_SAVEPOINT])) < 0)
+        return rc;
+    rc = summary_refresh(s, country, changed);
+    if (rc == 0)
+        rc = pending_flush(s);
+    if (rc == 0)
+        return step_done(s, s->st[ST_RELEASE]);
+    s->summary_failures++;
+    snprintf(s->summary_err, sizeof(s->summary_err), "summary of %s not refreshed: %s (%.160s)",
+             country, strerror(-rc), s->err);
+    *changed = false;
+    /* everything else the row cache held was flushed before the
+     * savepoint, so forgetting it all forgets only this country's rows */
+    pending_clear(s);
+    s->head = head;
+    if ((rc = step_done(s, s->st[ST_ROLLBACK_TO])) < 0 ||
+        (rc = step_done(s, s->st[ST_RELEASE])) < 0)
+        return rc;
+    return 0;
+}
+
 int store_refresh_summaries(store_t *s)
 {
     int count = 0, rc;
     if (!s->in_batch)
         return -EINVAL;
-    /* the aggregates below read the tables: everything of the batch first */
+    /* the aggregates below read the tables: everything of the batch
+     * first (a failure here is the batch's own: its updates cannot be
+     * written) */
     if ((rc = pending_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
         return rc;
     for (int i = 0; i < STORE_COUNTRIES; i++) {
@@ -2851,12 +3218,24 @@ int store_refresh_summaries(store_t *s)
             continue;
         char country[3] = {(char)('A' + i / 26), (char)('A' + i % 26), '\0'};
         bool changed;
-        if ((rc = summary_refresh(s, country, &changed)) < 0)
+        if ((rc = summary_refresh_apart(s, country, &changed)) < 0)
             return rc;
+        /* refreshed, or failed and counted: tried again when the country
+         * next changes (or the store is opened again) */
         s->dirty[i / 8] &= (uint8_t) ~(1u << (i % 8));
         count += changed;
     }
     return count;
+}
+
+uint64_t store_summary_failures(const store_t *s)
+{
+    return s->summary_failures;
+}
+
+const char *store_summary_error(const store_t *s)
+{
+    return s->summary_err;
 }
 
 bool store_summaries_dirty(const store_t *s)

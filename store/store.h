@@ -15,6 +15,10 @@
  *   result does not depend on the order updates arrive in. A delete leaves
  *   a tombstone with its stamp; writes older than the tombstone are
  *   refused, so a late upsert cannot resurrect a record.
+ * - A merge copies known fields only: keys are rebuilt from the key (a
+ *   Period holds year and months, nothing else) and no unknown field of an
+ *   update reaches a record, so a record's bytes depend only on the set of
+ *   updates applied.
  * - Every record a batch changes gets the next global revision and a row
  *   in the change log holding the record as published and the version it
  *   replaced. A record changed several times in one batch gets one
@@ -178,8 +182,22 @@ int store_note_conflict(store_t *s, const Parksync__V1__Update *u, const char *r
 
 /* Recomputes the summaries of countries touched since the last refresh,
  * inside the open batch; a summary that changed gets a revision like any
- * record. Returns the number of summaries that changed or a negative errno. */
+ * record. Totals are exact; one beyond its field's range is clamped to it
+ * and the summary marked `saturated` (proto/README.md, Bounds). Each
+ * country is refreshed apart (a savepoint): when one fails, what it did
+ * is undone, its old summary stays, store_summary_failures counts it and
+ * store_summary_error says why, and the others and the batch's updates
+ * go on; it is tried again when the country next changes. Returns the
+ * number of summaries that changed, or a negative errno when the batch's
+ * own rows cannot be written (the batch must then be rolled back). */
 int store_refresh_summaries(store_t *s);
+
+/* Country summaries store_refresh_summaries could not refresh, since the
+ * store was opened. */
+uint64_t store_summary_failures(const store_t *s);
+
+/* Why the last of them failed ("summary of AZ not refreshed: ..."), or "". */
+const char *store_summary_error(const store_t *s);
 
 /* True when some country's summary is out of date. */
 bool store_summaries_dirty(const store_t *s);

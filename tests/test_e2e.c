@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "harness.h"
@@ -328,6 +329,138 @@ Test(e2e, garbage_on_ingest_is_dropped_and_valid_updates_still_apply)
     cr_expect(harness_ping(&h, 2000));
     cr_expect_eq(db_int("SELECT count(*) FROM park"), 1);
     ps_producer_destroy(&prod);
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_expect_eq(harness_stop(&h), 0);
+}
+
+/* ---------------------------------------------------------------- money at the bounds */
+
+/* A country's summary as a snapshot has it; false when it has none. */
+static bool summary_of(const char *country, uint32_t *parks, int64_t *reported, bool *saturated)
+{
+    ps_subscriber_t *sub =
+        subscriber(PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY, country, false);
+    bool found = false;
+    for (;;) {
+        ps_event_t ev;
+        cr_assert_eq(ps_subscriber_next(sub, &ev, DEADLINE_MS), PS_OK);
+        if (ev.kind == PS_EVENT_SNAPSHOT_END)
+            break;
+        const Parksync__V1__CountrySummary *s = ev.record->summary;
+        found = true;
+        *parks = s->parks;
+        *reported = s->reported_investment_usd_cents;
+        *saturated = s->has_saturated && s->saturated;
+    }
+    ps_subscriber_destroy(&sub);
+    return found;
+}
+
+/* The daemon's last sequence of a producer, once it reaches `want` (or
+ * the deadline passes). */
+static uint64_t last_sequence_at_least(const char *producer_id, uint64_t want)
+{
+    ps_producer_options_t o;
+    ps_producer_stats_t st = {0};
+    int64_t deadline = wire_monotonic_ms() + DEADLINE_MS;
+
+    ps_producer_options_init(&o);
+    o.producer_id = producer_id;
+    o.query_endpoint = h.query;
+    for (;;) {
+        cr_assert_eq(ps_producer_query(&o, DEADLINE_MS, &st), PS_OK);
+        if (st.last_sequence >= want || wire_monotonic_ms() >= deadline)
+            break;
+        usleep(20 * 1000);
+    }
+    return st.last_sequence;
+}
+
+/* Issue 11, defect 4: one UpdateBatch of 100 parks of 10^17 cents each
+ * (10^19 together, beyond int64) and a park of another country. It is
+ * acknowledged (committed), AZ's summary shows the bound and `saturated`,
+ * and the other country's summary follows its updates, then and later.
+ * (Summing with SQLite's sum() failed here: the batch rolled back, was
+ * never acknowledged, and a producer would have resent it for ever.) */
+Test(e2e, update_batch_of_money_beyond_int64_is_acked_and_summaries_follow)
+{
+    enum { PARKS = 100 };
+    static Parksync__V1__Update u[PARKS + 2];
+    static Parksync__V1__Park p[PARKS + 2];
+    static Parksync__V1__Update *ups[PARKS + 1];
+    static char ids[PARKS + 2][16];
+    static uint8_t buf[WIRE_MAX_BATCH_BYTES];
+    Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_XPUB);
+    int zero = 0, rcvtimeo = DEADLINE_MS;
+    uint8_t sub[64];
+    uint32_t parks = 0;
+    int64_t reported = 0;
+    bool saturated = false;
+    size_t len;
+
+    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(pub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    cr_assert_eq(zmq_connect(pub, h.ingest), 0);
+    cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
+    for (int i = 0; i < PARKS + 2; i++) {
+        bool tj = i >= PARKS;
+        parksync__v1__update__init(&u[i]);
+        parksync__v1__park__init(&p[i]);
+        snprintf(ids[i], sizeof ids[i], tj ? "TJ-P%d" : "AZ-P%03d", tj ? i - PARKS + 1 : i);
+        p[i].park_id = ids[i];
+        p[i].country = tj ? "TJ" : "AZ";
+        p[i].has_reported_investment_usd_cents = 1;
+        p[i].reported_investment_usd_cents = tj ? 500 : WIRE_MAX_CENTS;
+        u[i].has_version = u[i].has_sequence = u[i].has_event_time_us = 1;
+        u[i].version = WIRE_VERSION;
+        u[i].producer_id = tj ? "TJ-MINT" : "AZ-MOE";
+        u[i].sequence = tj ? (uint64_t)(i - PARKS + 1) : (uint64_t)i + 1;
+        u[i].event_time_us = wire_now_us();
+        u[i].body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+        u[i].park = &p[i];
+        if (i <= PARKS)
+            ups[i] = &u[i];
+    }
+    b.n_updates = PARKS + 1;
+    b.updates = ups;
+    len = parksync__v1__update_batch__pack(&b, buf);
+    cr_assert_leq(len, sizeof buf);
+    cr_assert_eq(zmq_send(pub, WIRE_TOPIC_BATCH, strlen(WIRE_TOPIC_BATCH), ZMQ_SNDMORE),
+                 (int)strlen(WIRE_TOPIC_BATCH));
+    cr_assert_eq(zmq_send(pub, buf, len, 0), (int)len);
+
+    cr_assert_eq(last_sequence_at_least("AZ-MOE", PARKS), PARKS,
+                 "the batch was never acknowledged; log:\n%s", harness_slurp(h.log));
+    cr_assert_eq(last_sequence_at_least("TJ-MINT", 1), 1);
+    cr_assert(summary_of("AZ", &parks, &reported, &saturated), "no AZ summary");
+    cr_expect_eq(parks, PARKS);
+    cr_expect_eq(reported, INT64_MAX, "10^19 shows the bound");
+    cr_expect(saturated);
+    cr_assert(summary_of("TJ", &parks, &reported, &saturated), "no TJ summary");
+    cr_expect_eq(parks, 1);
+    cr_expect_eq(reported, 500);
+    cr_expect_not(saturated);
+
+    /* later: another TJ update, alone; TJ's summary follows it */
+    size_t n = parksync__v1__update__pack(&u[PARKS + 1], buf);
+    cr_assert_eq(zmq_send(pub, "park", 4, ZMQ_SNDMORE), 4);
+    cr_assert_eq(zmq_send(pub, buf, n, 0), (int)n);
+    cr_assert_eq(last_sequence_at_least("TJ-MINT", 2), 2);
+    int64_t deadline = wire_monotonic_ms() + DEADLINE_MS;
+    for (;;) {
+        cr_assert(summary_of("TJ", &parks, &reported, &saturated));
+        if (parks == 2 || wire_monotonic_ms() >= deadline)
+            break;
+        usleep(50 * 1000);
+    }
+    cr_expect_eq(parks, 2, "TJ's summary did not follow its update");
+    cr_expect_eq(reported, 1000);
+    cr_expect_eq(harness_counter(&h, "store_errors", 2000), 0);
+    cr_expect_eq(harness_counter(&h, "summary_failures", 2000), 0);
+    cr_expect(harness_ping(&h, 2000), "the daemon stopped answering");
+
     zmq_close(pub);
     zmq_ctx_term(ctx);
     cr_expect_eq(harness_stop(&h), 0);

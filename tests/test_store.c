@@ -77,18 +77,24 @@ static store_t *open_db(void)
 
 /* ---------------------------------------------------------------- building updates */
 
+#define UPD_UNKNOWN 8 /* messages of an update that may carry an unknown field */
+
 typedef struct upd {
-    Parksync__V1__Update u;                      /* the update */
-    Parksync__V1__Park park;                     /* park body or delete target */
-    Parksync__V1__Resident resident;             /* resident body or delete target */
-    Parksync__V1__TradeReport trade;             /* trade body or delete target */
-    Parksync__V1__CountryReport country;         /* country body or delete target */
-    Parksync__V1__Delete del;                    /* delete body */
-    Parksync__V1__Period period;                 /* period of trade or country */
-    Parksync__V1__SpecializationList specs;      /* park specializations */
-    Parksync__V1__Specialization spec_values[2]; /* their values */
-    char producer[WIRE_MAX_ID + 1];              /* producer id storage */
-    char name[32];                               /* name storage */
+    Parksync__V1__Update u;                        /* the update */
+    Parksync__V1__Park park;                       /* park body or delete target */
+    Parksync__V1__Resident resident;               /* resident body or delete target */
+    Parksync__V1__TradeReport trade;               /* trade body or delete target */
+    Parksync__V1__CountryReport country;           /* country body or delete target */
+    Parksync__V1__Delete del;                      /* delete body */
+    Parksync__V1__Period period;                   /* period of trade or country */
+    Parksync__V1__SpecializationList specs;        /* park specializations */
+    Parksync__V1__Specialization spec_values[2];   /* their values */
+    char producer[WIRE_MAX_ID + 1];                /* producer id storage */
+    char name[32];                                 /* name storage */
+    ProtobufCMessageUnknownField unk[UPD_UNKNOWN]; /* unknown fields (upd_unknowns) */
+    uint8_t unk_data[UPD_UNKNOWN][8];              /* their bytes */
+    ProtobufCMessage *unk_in[UPD_UNKNOWN];         /* the message each one is in */
+    size_t n_unk;                                  /* entries used */
 } upd_t;
 
 static void upd_init(upd_t *x, const char *producer, uint64_t seq, int64_t t,
@@ -201,6 +207,34 @@ static void park_name(upd_t *x, const char *name)
     x->park.name = x->name;
 }
 
+/* Gives message m of update x one unknown field: a field number the
+ * schema does not know (900..999), length-delimited, with random bytes,
+ * as a newer producer's update would carry. */
+static void upd_unknown(upd_t *x, ProtobufCMessage *m, uint64_t r)
+{
+    cr_assert_lt(x->n_unk, UPD_UNKNOWN);
+    ProtobufCMessageUnknownField *f = &x->unk[x->n_unk];
+    uint8_t *d = x->unk_data[x->n_unk];
+    f->tag = 900 + (uint32_t)(r % 100);
+    f->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    /* protobuf-c keeps what follows the tag: the length, then the bytes */
+    d[0] = (uint8_t)(1 + (r >> 8) % 7);
+    for (size_t i = 0; i < d[0]; i++)
+        d[1 + i] = (uint8_t)(r >> (16 + 5 * i));
+    f->len = 1 + (size_t)d[0];
+    f->data = d;
+    x->unk_in[x->n_unk++] = m;
+    m->n_unknown_fields = 1;
+    m->unknown_fields = f;
+}
+
+/* Turns the unknown fields upd_unknown gave x on or off. */
+static void upd_unknowns(upd_t *x, bool on)
+{
+    for (size_t i = 0; i < x->n_unk; i++)
+        x->unk_in[i]->n_unknown_fields = on ? 1 : 0;
+}
+
 /* Applies one update in its own batch and returns the outcome. */
 static store_outcome_t apply1(store_t *s, const upd_t *x)
 {
@@ -304,7 +338,7 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 5);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 6);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     s = open_db();
     cr_assert_eq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "epoch changed on reopen");
@@ -1123,6 +1157,324 @@ Test(store, summary_of_demo_data)
     store_close(&s);
 }
 
+/* ---------------------------------------------------------------- unknown fields */
+
+/* Issue 11, defect 5: a record keeps no unknown field of any update. An
+ * older figure for a flow whose Period carries other unknown fields loses
+ * and changes nothing (no revision); the stored key, specializations and
+ * bodies hold known fields only. */
+Test(store, unknown_fields_reach_no_record_and_make_no_revision)
+{
+    store_t *s = open_db();
+    recs_t rs;
+    upd_t x;
+
+    upd_init(&x, "AZ-MOE", 1, 200, PROVISIONAL);
+    Parksync__V1__TradeReport *t = upd_trade(&x, "AZ", "TJ", EXPORTS, 2020, 1, 10);
+    t->has_value_usd_cents = 1;
+    t->value_usd_cents = 100;
+    upd_unknown(&x, &x.period.base, 0x123456789ULL);
+    upd_unknown(&x, &x.trade.base, 0x2345678ULL);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    uint64_t head = store_head(s);
+    upd_init(&x, "AZ-MOE", 2, 100, PROVISIONAL);
+    t = upd_trade(&x, "AZ", "TJ", EXPORTS, 2020, 1, 10);
+    t->has_value_usd_cents = 1;
+    t->value_usd_cents = 50;
+    upd_unknown(&x, &x.period.base, 0xabcdefULL);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_head(s), head, "an update that lost every field made a revision");
+
+    upd_init(&x, "AZ-MOE", 3, 100, PROVISIONAL);
+    Parksync__V1__CountryReport *cr = upd_country(&x, "AZ", 2020, 1, 9);
+    cr->has_parks_export_share_bp = 1;
+    cr->parks_export_share_bp = 2030;
+    upd_unknown(&x, &x.period.base, 0x3456ULL);
+    upd_unknown(&x, &x.country.base, 0x4567ULL);
+    upd_unknown(&x, &x.u.base, 0x5678ULL);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    upd_init(&x, "AZ-MOE", 4, 100, PROVISIONAL);
+    Parksync__V1__Park *p = upd_park(&x, "AZ", "AZ-P1");
+    x.specs.n_values = 1;
+    x.specs.values = x.spec_values;
+    x.spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+    p->specializations = &x.specs;
+    upd_unknown(&x, &x.specs.base, 0x6789ULL);
+    upd_unknown(&x, &x.park.base, 0x789aULL);
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+
+    snapshot(s, K_ALL, NULL, &rs);
+    cr_assert_eq(rs.n, 3, "park, trade flow, country report");
+    for (size_t i = 0; i < rs.n; i++) {
+        const Parksync__V1__Record *r = rs.r[i];
+        cr_assert_eq(r->base.n_unknown_fields, 0);
+        if (r->body_case == PARKSYNC__V1__RECORD__BODY_TRADE) {
+            cr_assert_eq(r->trade->value_usd_cents, 100);
+            cr_assert_eq(r->trade->base.n_unknown_fields, 0);
+            cr_assert_eq(r->trade->period->base.n_unknown_fields, 0, "the key's Period");
+        } else if (r->body_case == PARKSYNC__V1__RECORD__BODY_COUNTRY) {
+            cr_assert_eq(r->country->base.n_unknown_fields, 0);
+            cr_assert_eq(r->country->period->base.n_unknown_fields, 0, "the key's Period");
+        } else {
+            cr_assert_eq(r->park->base.n_unknown_fields, 0);
+            cr_assert_eq(r->park->specializations->n_values, 1);
+            cr_assert_eq(r->park->specializations->base.n_unknown_fields, 0);
+        }
+    }
+    recs_free(&rs);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- money at the bounds */
+
+#define CENTS_MAX 100000000000000000LL /* 10^17: the largest amount an update may carry */
+
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db;
+    char *err = NULL;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK, "%s: %s", sql, err);
+    sqlite3_close(db);
+}
+
+static void apply_in_batch(store_t *s, const upd_t *x)
+{
+    store_outcome_t out = STORE_GAP;
+    int rc = store_apply(s, &x->u, &out);
+    cr_assert_eq(rc, 0, "apply: %d %s", rc, store_errmsg(s));
+    cr_assert_eq(out, STORE_APPLIED);
+}
+
+/* A park of `country` with reported figures, in the open batch. */
+static void money_park(store_t *s, const char *producer, uint64_t seq, const char *country,
+                       const char *id, uint32_t residents, int64_t cents)
+{
+    upd_t x;
+    upd_init(&x, producer, seq, 100, PROVISIONAL);
+    Parksync__V1__Park *p = upd_park(&x, country, id);
+    p->has_reported_residents = 1;
+    p->reported_residents = residents;
+    p->has_reported_investment_usd_cents = 1;
+    p->reported_investment_usd_cents = cents;
+    apply_in_batch(s, &x);
+}
+
+/* A resident with an investment, in the open batch. */
+static void money_resident(store_t *s, const char *producer, uint64_t seq, const char *country,
+                           const char *park, const char *id, int64_t cents)
+{
+    upd_t x;
+    upd_init(&x, producer, seq, 100, PROVISIONAL);
+    Parksync__V1__Resident *r = upd_resident(&x, country, park, id);
+    r->has_investment_usd_cents = 1;
+    r->investment_usd_cents = cents;
+    apply_in_batch(s, &x);
+}
+
+/* Issue 11, defect 4: 120 parks of 10^17 cents and parks whose residents
+ * hold 100 * 10^17 and 100 * -10^17 (the store takes any int64; the wire
+ * refuses negative money), all in one batch with another country's
+ * updates: the batch commits, both countries' summaries refresh in it,
+ * totals are exact and one beyond int64 shows the bound with `saturated`. */
+Test(store, summaries_are_exact_beyond_int64_and_every_country_refreshes)
+{
+    char parks[120][16], rids[100][8];
+    uint64_t seq = 0;
+    store_t *s = open_db();
+
+    for (int i = 0; i < 100; i++)
+        snprintf(rids[i], sizeof(rids[i]), "R%03d", i);
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i < 120; i++) {
+        snprintf(parks[i], sizeof(parks[i]), "AZ-P%03d", i);
+        money_park(s, "AZ-MOE", ++seq, "AZ", parks[i], 1, CENTS_MAX);
+    }
+    for (int i = 0; i < 100; i++) {
+        money_resident(s, "AZ-MOE", ++seq, "AZ", parks[0], rids[i], CENTS_MAX);
+        money_resident(s, "AZ-MOE", ++seq, "AZ", parks[1], rids[i], -CENTS_MAX);
+    }
+    money_park(s, "TJ-MINT", 1, "TJ", "TJ-P1", 1, 5);
+    money_resident(s, "TJ-MINT", 2, "TJ", "TJ-P1", "R1", 7);
+    cr_assert_eq(store_refresh_summaries(s), 2, "AZ's and TJ's, in the batch: %s", store_errmsg(s));
+    cr_assert_eq(store_summary_failures(s), 0, "%s", store_summary_error(s));
+    cr_assert_eq(store_commit(s), 0, "the batch was not committed: %s", store_errmsg(s));
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), seq);
+    cr_assert_eq(sql_int("SELECT count(*) FROM park WHERE deleted = 0"), 121);
+
+    Parksync__V1__Record *rec = get_summary(s, "AZ");
+    const Parksync__V1__CountrySummary *sum = rec->summary;
+    cr_assert_eq(sum->parks, 120);
+    cr_assert_eq(sum->reported_residents, 120);
+    cr_assert_eq(sum->reported_investment_usd_cents, INT64_MAX, "1.2 * 10^19 shows the bound");
+    cr_assert(sum->has_saturated && sum->saturated);
+    cr_assert_eq(sum->known_residents, 200);
+    cr_assert_eq(sum->known_investment_usd_cents, 0, "10^19 - 10^19, exactly");
+    cr_assert_eq(sum->n_mismatches, 120, "every park reports 1 resident");
+    cr_assert_str_eq(sum->mismatches[0]->park_id, "AZ-P000");
+    cr_assert_eq(sum->mismatches[0]->known_residents, 100);
+    cr_assert_eq(sum->mismatches[0]->reported_investment_usd_cents, CENTS_MAX);
+    cr_assert_eq(sum->mismatches[0]->known_investment_usd_cents, INT64_MAX);
+    cr_assert_str_eq(sum->mismatches[1]->park_id, "AZ-P001");
+    cr_assert_eq(sum->mismatches[1]->known_investment_usd_cents, INT64_MIN);
+    cr_assert_eq(sum->mismatches[2]->known_investment_usd_cents, 0);
+    parksync__v1__record__free_unpacked(rec, NULL);
+
+    rec = get_summary(s, "TJ");
+    cr_assert_eq(rec->summary->parks, 1);
+    cr_assert_eq(rec->summary->reported_investment_usd_cents, 5);
+    cr_assert_eq(rec->summary->known_investment_usd_cents, 7);
+    cr_assert_not(rec->summary->has_saturated, "within range: no flag");
+    parksync__v1__record__free_unpacked(rec, NULL);
+
+    /* the park aggregates keep exact totals: 10^19 is 10 * 10^18 + 0 */
+    cr_assert_eq(sql_int("SELECT investment_carry FROM resident_agg WHERE park_id = 'AZ-P000'"),
+                 10);
+    cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P000'"), 0);
+    cr_assert_eq(sql_int("SELECT investment_carry FROM resident_agg WHERE park_id = 'AZ-P001'"),
+                 -10);
+
+    /* 30 parks deleted and 91 residents of each side: 9 * 10^18 reported
+     * and 9 * 10^17 known in either park, back within range and exact;
+     * TJ's summary still follows its own changes */
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 90; i < 120; i++) {
+        upd_t x;
+        upd_init(&x, "AZ-MOE", ++seq, 200, PROVISIONAL);
+        upd_park(&x, "AZ", parks[i]);
+        upd_make_delete(&x);
+        apply_in_batch(s, &x);
+    }
+    for (int i = 0; i < 91; i++)
+        for (int side = 0; side < 2; side++) {
+            upd_t x;
+            upd_init(&x, "AZ-MOE", ++seq, 200, PROVISIONAL);
+            upd_resident(&x, "AZ", parks[side], rids[i]);
+            upd_make_delete(&x);
+            apply_in_batch(s, &x);
+        }
+    money_park(s, "TJ-MINT", 3, "TJ", "TJ-P2", 1, 11);
+    cr_assert_eq(store_refresh_summaries(s), 2);
+    cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+    rec = get_summary(s, "AZ");
+    sum = rec->summary;
+    cr_assert_eq(sum->parks, 90);
+    cr_assert_eq(sum->reported_investment_usd_cents, 9000000000000000000LL);
+    cr_assert_eq(sum->known_residents, 18);
+    cr_assert_eq(sum->mismatches[0]->known_investment_usd_cents, 900000000000000000LL);
+    cr_assert_eq(sum->mismatches[1]->known_investment_usd_cents, -900000000000000000LL);
+    cr_assert_not(sum->has_saturated, "every total within range again");
+    parksync__v1__record__free_unpacked(rec, NULL);
+    rec = get_summary(s, "TJ");
+    cr_assert_eq(rec->summary->parks, 2);
+    cr_assert_eq(rec->summary->reported_investment_usd_cents, 16);
+    parksync__v1__record__free_unpacked(rec, NULL);
+    cr_assert_eq(sql_int("SELECT investment_carry FROM resident_agg WHERE park_id = 'AZ-P000'"), 0);
+    store_close(&s);
+}
+
+/* A country whose summary cannot be computed (here a damaged stored
+ * record) keeps its old summary; the batch's updates commit, the other
+ * countries refresh, the failure is counted, and the revisions stay
+ * without holes. */
+Test(store, a_failing_summary_keeps_its_old_one_and_stops_nothing)
+{
+    store_t *s = open_db();
+    upd_t x;
+
+    cr_assert_eq(store_begin(s), 0);
+    money_park(s, "AZ-MOE", 1, "AZ", "AZ-P1", 1, 100);
+    upd_init(&x, "AZ-MOE", 2, 100, PROVISIONAL);
+    Parksync__V1__CountryReport *cr = upd_country(&x, "AZ", 2020, 1, 9);
+    cr->has_parks_export_share_bp = 1;
+    cr->parks_export_share_bp = 2030;
+    apply_in_batch(s, &x);
+    money_park(s, "TJ-MINT", 1, "TJ", "TJ-P1", 1, 100);
+    cr_assert_eq(store_refresh_summaries(s), 2);
+    cr_assert_eq(store_commit(s), 0);
+
+    sql_exec("UPDATE country_report SET record = x'ffff' WHERE country = 'AZ'");
+    cr_assert_eq(store_begin(s), 0);
+    money_park(s, "AZ-MOE", 3, "AZ", "AZ-P2", 1, 100);
+    money_park(s, "TJ-MINT", 2, "TJ", "TJ-P2", 1, 100);
+    cr_assert_eq(store_refresh_summaries(s), 1, "TJ's changed, though AZ's failed: %s",
+                 store_errmsg(s));
+    cr_assert_eq(store_summary_failures(s), 1);
+    cr_assert_not_null(strstr(store_summary_error(s), "summary of AZ"), "%s",
+                       store_summary_error(s));
+    cr_assert_not(store_summaries_dirty(s), "tried again when AZ next changes");
+    cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+
+    Parksync__V1__Record *rec = get_park(s, "AZ", "AZ-P2");
+    cr_assert_not_null(rec, "the update was rolled back with the summary");
+    parksync__v1__record__free_unpacked(rec, NULL);
+    rec = get_summary(s, "TJ");
+    cr_assert_eq(rec->summary->parks, 2);
+    parksync__v1__record__free_unpacked(rec, NULL);
+    rec = get_summary(s, "AZ");
+    cr_assert_eq(rec->summary->parks, 1, "AZ's old summary stays");
+    parksync__v1__record__free_unpacked(rec, NULL);
+    cr_assert_eq(sql_int("SELECT max(revision) FROM changelog"), (int64_t)store_head(s));
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), (int64_t)store_head(s),
+                 "a hole in the revisions");
+    store_close(&s);
+}
+
+/* The resident aggregates are rebuilt exactly when a database is
+ * migrated: from before they existed (schema 3; the old migration 4 used
+ * sum(), which failed with "integer overflow" and kept the database from
+ * opening) and from schema 5, whose SQL additions turned an overflowing
+ * total into an inexact REAL. */
+Test(store, migration_sums_resident_aggregates_exactly)
+{
+    char rid[16];
+    uint64_t seq = 0;
+    store_t *s = open_db();
+    for (int b = 0; b < 2; b++) {
+        cr_assert_eq(store_begin(s), 0);
+        for (int i = 0; i < 50; i++) {
+            snprintf(rid, sizeof(rid), "R%03d", b * 50 + i);
+            money_resident(s, "AZ-MOE", ++seq, "AZ", "AZ-P1", rid, CENTS_MAX);
+        }
+        cr_assert_eq(store_commit(s), 0);
+    }
+    cr_assert_eq(store_begin(s), 0);
+    money_park(s, "TJ-MINT", 1, "TJ", "TJ-P1", 1, 5);
+    cr_assert_eq(store_commit(s), 0);
+    store_close(&s);
+
+    for (int from = 3; from <= 5; from += 2) {
+        if (from == 3)
+            sql_exec("DROP TABLE resident_agg;"
+                     " CREATE INDEX conflict_recorded ON conflict(recorded_us);"
+                     " PRAGMA user_version = 3");
+        else
+            sql_exec("ALTER TABLE resident_agg DROP COLUMN investment_carry;"
+                     " UPDATE resident_agg SET investment_cents = 1e19;"
+                     " PRAGMA user_version = 5");
+        s = open_db();
+        cr_assert_eq(sql_int("PRAGMA user_version"), 6);
+        cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'AZ-P1'"), 100);
+        cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P1'"),
+                     0, "from schema %d", from);
+        cr_assert_eq(sql_int("SELECT investment_carry FROM resident_agg WHERE park_id = 'AZ-P1'"),
+                     10, "from schema %d", from);
+        cr_assert_eq(sql_int("SELECT typeof(investment_cents) = 'integer' FROM resident_agg"
+                             " WHERE park_id = 'AZ-P1'"),
+                     1);
+        cr_assert_eq(store_begin(s), 0);
+        cr_assert_geq(store_refresh_summaries(s), 0);
+        cr_assert_eq(store_commit(s), 0);
+        Parksync__V1__Record *rec = get_summary(s, "AZ");
+        cr_assert_eq(rec->summary->known_residents, 100);
+        cr_assert_eq(rec->summary->known_investment_usd_cents, INT64_MAX);
+        cr_assert(rec->summary->saturated);
+        parksync__v1__record__free_unpacked(rec, NULL);
+        store_close(&s);
+    }
+}
+
 /* ---------------------------------------------------------------- filters */
 
 Test(store, snapshot_filters_by_kind_and_country)
@@ -1223,6 +1575,36 @@ static const char *const prop_countries[2] = {"AZ", "TJ"};
 static const char *const prop_ids[3] = {"P1", "P2", "P3"};
 static const char *const prop_names[4] = {"alpha", "beta", "gamma", "delta"};
 
+/* Unknown fields, as a newer producer's updates carry them: in the
+ * envelope, the body (or the delete and its target), the key's Period and
+ * the specializations, each update its own. None may reach a stored
+ * record: the same updates without them must give the same bytes. */
+static void prop_unknowns(upd_t *x, uint64_t *st)
+{
+    bool del = x->u.body_case == PARKSYNC__V1__UPDATE__BODY_DELETE;
+    ProtobufCMessage *body = &x->country.base;
+
+    if (x->u.body_case == PARKSYNC__V1__UPDATE__BODY_PARK ||
+        (del && x->del.target_case == PARKSYNC__V1__DELETE__TARGET_PARK))
+        body = &x->park.base;
+    else if (x->u.body_case == PARKSYNC__V1__UPDATE__BODY_RESIDENT ||
+             (del && x->del.target_case == PARKSYNC__V1__DELETE__TARGET_RESIDENT))
+        body = &x->resident.base;
+    else if (x->u.body_case == PARKSYNC__V1__UPDATE__BODY_TRADE ||
+             (del && x->del.target_case == PARKSYNC__V1__DELETE__TARGET_TRADE))
+        body = &x->trade.base;
+    if (rnd(st, 4))
+        upd_unknown(x, &x->u.base, rng_next(st));
+    if (rnd(st, 4))
+        upd_unknown(x, body, rng_next(st));
+    if (del && rnd(st, 4))
+        upd_unknown(x, &x->del.base, rng_next(st));
+    if ((body == &x->trade.base || body == &x->country.base) && rnd(st, 4))
+        upd_unknown(x, &x->period.base, rng_next(st));
+    if (body == &x->park.base && x->park.specializations && rnd(st, 4))
+        upd_unknown(x, &x->specs.base, rng_next(st));
+}
+
 /* One random update on a small key space so that writes overlap. */
 static void prop_update(upd_t *x, uint64_t *st, const char *producer, uint64_t seq)
 {
@@ -1283,16 +1665,78 @@ static void prop_update(upd_t *x, uint64_t *st, const char *producer, uint64_t s
     }
     if (rnd(st, 5) == 0)
         upd_make_delete(x);
+    prop_unknowns(x, st);
 }
 
-/* Applies ups[order[i]] in batches of random size and returns the digest. */
-static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[32], uint64_t seed,
-                     int variant)
+/* What one run left: compared across orders (digest, rows) and with the
+ * same run without unknown fields (all of it). */
+typedef struct prop_result {
+    uint8_t digest[32]; /* store_digest: the live records */
+    uint64_t rows;      /* every record row, tombstones too, without its revision */
+    uint64_t stored;    /* every record row and change-log entry as stored */
+    uint64_t head;      /* revisions handed out */
+} prop_result_t;
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL; /* FNV-1a */
+    return h;
+}
+
+/* Hashes the records of the database at dbpath as stored. */
+static void prop_hash_rows(prop_result_t *r)
+{
+    /* tombstones of summaries depend on when summaries were refreshed
+     * (a country may never have had one), so only live ones count in
+     * `rows`; everything counts in `stored` */
+    static const char *const sql[] = {
+        "SELECT record, 1 FROM park ORDER BY country, park_id",
+        "SELECT record, 1 FROM resident ORDER BY country, park_id, resident_id",
+        "SELECT record, 1 FROM trade_flow ORDER BY exporter, importer, period_key",
+        "SELECT record, 1 FROM country_report ORDER BY country, period_key",
+        "SELECT record, deleted = 0 FROM summary ORDER BY country",
+        "SELECT record, 0 FROM changelog ORDER BY revision",
+        "SELECT prev, 0 FROM changelog ORDER BY revision",
+    };
+    sqlite3 *db;
+    r->rows = r->stored = 1469598103934665603ULL;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    for (size_t q = 0; q < sizeof(sql) / sizeof(sql[0]); q++) {
+        sqlite3_stmt *st;
+        cr_assert_eq(sqlite3_prepare_v2(db, sql[q], -1, &st, NULL), SQLITE_OK, "%s",
+                     sqlite3_errmsg(db));
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const uint8_t *b = sqlite3_column_blob(st, 0);
+            size_t n = (size_t)sqlite3_column_bytes(st, 0), at = 0;
+            r->stored = fnv(r->stored, &n, sizeof(n));
+            r->stored = fnv(r->stored, b, n);
+            if (!sqlite3_column_int(st, 1))
+                continue;
+            if (n > 0 && b[0] == 0x08) /* the revision, field 1, first */
+                for (at = 1; at < n && (b[at++] & 0x80);)
+                    ;
+            n -= at;
+            r->rows = fnv(r->rows, &n, sizeof(n));
+            r->rows = fnv(r->rows, b + at, n);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+}
+
+/* Applies ups[order[i]] in batches of random size, with or without their
+ * unknown fields, and says what it left. */
+static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, prop_result_t *out,
+                     uint64_t seed, int variant, bool unknowns)
 {
     store_config_t cfg;
     store_config_init(&cfg);
     cfg.synchronous_full = false;
     remove_db(dbpath);
+    for (size_t i = 0; i < PROP_UPDATES; i++)
+        upd_unknowns(&ups[i], unknowns);
     store_t *s = open_at(dbpath, &cfg);
     store_authority_t auth = {prop_ministries, PROP_PRODUCERS, prop_members, prop_n_members};
     cr_assert_eq(store_set_authority(s, &auth), 0);
@@ -1312,8 +1756,9 @@ static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[
         cr_assert_eq(store_commit(s), 0);
     }
     cr_assert_eq(store_begin(s), 0);
-    cr_assert_eq(store_digest(s, out), 0);
+    cr_assert_eq(store_digest(s, out->digest), 0);
     cr_assert_eq(store_commit(s), 0);
+    out->head = store_head(s);
     /* the per-park resident aggregates, kept by deltas, equal a recount */
     static const char recount[] =
         "SELECT country, park_id, count(*), coalesce(sum(investment_cents), 0)"
@@ -1326,6 +1771,7 @@ static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, uint8_t out[
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM (%s EXCEPT %s)", kept, recount);
     cr_assert_eq(sql_int(sql), 0, "seed %" PRIu64 ": resident_agg has a wrong row", seed);
     store_close(&s);
+    prop_hash_rows(out);
 }
 
 static void shuffle(size_t *a, size_t n, uint64_t *st)
@@ -1338,6 +1784,12 @@ static void shuffle(size_t *a, size_t n, uint64_t *st)
     }
 }
 
+/* The same set of updates in any order (interleavings of three
+ * producers, or any order of one-update producers), in batches of random
+ * size, gives the same digest and the same stored bytes; the updates
+ * carry unknown fields (envelope, bodies, Period, specializations), and
+ * each order run again without them gives the same revisions and bytes,
+ * change log included: unknown fields reach no stored record. */
 Test(store, same_updates_in_any_order_give_same_digest)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -1352,7 +1804,8 @@ Test(store, same_updates_in_any_order_give_same_digest)
     static upd_t ups[PROP_UPDATES];
     size_t order[PROP_UPDATES], by_producer[PROP_PRODUCERS][PROP_UPDATES];
     size_t count[PROP_PRODUCERS] = {0};
-    uint8_t first[32], got[32], empty[32];
+    uint8_t empty[32];
+    prop_result_t first, got, plain;
 
     /* an empty store's digest, to show the sets leave a real state */
     {
@@ -1404,13 +1857,30 @@ Test(store, same_updates_in_any_order_give_same_digest)
             } else if (o > 0) {
                 shuffle(order, PROP_UPDATES, &st);
             }
-            prop_run(ups, order, &st, o == 0 ? first : got, seed, variant);
+            /* the same order and batches without the unknown fields */
+            uint64_t again = st;
+            prop_run(ups, order, &again, &plain, seed, variant, false);
+            prop_run(ups, order, &st, o == 0 ? &first : &got, seed, variant, true);
+            prop_result_t *r = o == 0 ? &first : &got;
+            cr_assert_eq(r->head, plain.head,
+                         "seed %" PRIu64 " variant %d: order %d: unknown fields changed the "
+                         "revisions handed out (%" PRIu64 " against %" PRIu64 ")",
+                         seed, variant, o, r->head, plain.head);
+            cr_assert_eq(r->stored, plain.stored,
+                         "seed %" PRIu64 " variant %d: order %d: unknown fields reached the "
+                         "stored records (replay: STORE_PROP_SEED=%" PRIu64 ")",
+                         seed, variant, o, seed);
             if (o == 0) {
-                cr_assert_neq(memcmp(first, empty, 32), 0, "seed %" PRIu64 ": empty state", seed);
+                cr_assert_neq(memcmp(first.digest, empty, 32), 0, "seed %" PRIu64 ": empty state",
+                              seed);
                 continue;
             }
-            cr_assert_eq(memcmp(first, got, 32), 0,
+            cr_assert_eq(memcmp(first.digest, got.digest, 32), 0,
                          "seed %" PRIu64 " variant %d: order %d gives another digest "
+                         "(replay: STORE_PROP_SEED=%" PRIu64 ")",
+                         seed, variant, o, seed);
+            cr_assert_eq(first.rows, got.rows,
+                         "seed %" PRIu64 " variant %d: order %d stores other bytes "
                          "(replay: STORE_PROP_SEED=%" PRIu64 ")",
                          seed, variant, o, seed);
         }

@@ -127,6 +127,9 @@ static void print_summary(const Parksync__V1__CountrySummary *cs)
     printf("                        %s in resident records\n",
            usd(buf, sizeof buf,
                cs->has_known_investment_usd_cents ? cs->known_investment_usd_cents : 0));
+    if (cs->has_saturated && cs->saturated)
+        printf("  (a total beyond what its field holds shows the field's limit: read it as "
+               "\"at least\")\n");
 
     printf("  Indicators:\n");
     if (cs->n_indicators == 0)
