@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@
 #define STORE_TAG_REVISION    0x08      /* Record field 1 (revision), wire type VARINT */
 #define STORE_VARINT_MAX      10        /* bytes of the longest varint */
 #define STORE_STAMP_MAX       (1 + 1 + 8 + STORE_VARINT_MAX + 1 + WIRE_MAX_ID) /* bytes */
+#define STORE_REASONS         7 /* conflict reason classes (reason_classes) */
 
 typedef Parksync__V1__RecordKind kind_t;
 
@@ -235,7 +237,14 @@ struct store {
     size_t *pend_log;     /* entries given a revision, in revision order */
     size_t n_log;         /* entries used in pend_log */
     size_t n_agg;         /* entries used in agg */
-    char err[256];        /* message of the last failure */
+    /* What status and metrics read every second, kept as rows change so
+     * reading them scans nothing: counted at open, then moved by
+     * row_store and conflict_put, and put back by a rollback. */
+    uint64_t live[STORE_KINDS];            /* live (not deleted) records per kind */
+    uint64_t live_begin[STORE_KINDS];      /* live when the batch began */
+    uint64_t reasons[STORE_REASONS];       /* conflict rows per reason class */
+    uint64_t reasons_begin[STORE_REASONS]; /* reasons when the batch began */
+    char err[256];                         /* message of the last failure */
 };
 
 /* The batch's rows (defined with the row code below). */
@@ -292,6 +301,30 @@ static int db_fail(store_t *s, int rc)
 {
     snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
     return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* The test seams' work counter, as SQLite's progress handler. */
+static int seam_vm(void *arg)
+{
+    const store_seams_t *t = arg;
+    t->vm(t->arg);
+    return 0; /* never interrupts */
+}
+
+/* Counts the work of connection db through the test seams, when asked. */
+static void seam_watch(const store_t *s, sqlite3 *db)
+{
+    if (s->cfg.seams && s->cfg.seams->vm)
+        sqlite3_progress_handler(db, 1, seam_vm, (void *)s->cfg.seams);
+}
+
+/* A fault the test seams inject before reading `what`: 0 or a negative errno. */
+static int seam_fault(store_t *s, const char *what)
+{
+    int rc = s->cfg.seams && s->cfg.seams->fault ? s->cfg.seams->fault(s->cfg.seams->arg, what) : 0;
+    if (rc < 0)
+        snprintf(s->err, sizeof(s->err), "%s: injected fault", what);
+    return rc;
 }
 
 /* The store's clock: the config's seam, else the wall clock. */
@@ -880,6 +913,8 @@ static int producers_load(store_t *s)
     if (s->prod)
         memset(s->prod, 0, s->prod_cap * sizeof(*s->prod));
     s->prod_count = 0;
+    if ((ret = seam_fault(s, "producers")) < 0)
+        return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         if (!id || strlen(id) > WIRE_MAX_ID)
@@ -976,6 +1011,68 @@ static int mark_all_dirty(store_t *s)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         mark_dirty(s, (const char *)sqlite3_column_text(st, 0));
     sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
+}
+
+/* ---------------------------------------------------------------- operations figures */
+
+/* Conflict reasons by class: the prefixes of the reasons this file and the
+ * daemon write (see store_apply_as), in the order of their class names. */
+static const struct reason_class {
+    const char *name;   /* class as store_conflict_counts reports it */
+    const char *prefix; /* reasons starting with this (ASCII case ignored); NULL: the rest */
+} reason_classes[STORE_REASONS] = {
+    {"future_event_time", "event time"},
+    {"invalid", "invalid"},
+    {"not_authoritative", "not authoritative"},
+    {"other", NULL},
+    {"overridden", "overridden"},
+    {"stale", "stale"},
+    {"unknown_producer", "unknown producer"},
+};
+
+static size_t reason_class_of(const char *reason)
+{
+    size_t other = 0;
+    for (size_t i = 0; i < STORE_REASONS; i++) {
+        const char *p = reason_classes[i].prefix;
+        if (!p)
+            other = i;
+        else if (reason && strncasecmp(reason, p, strlen(p)) == 0)
+            return i;
+    }
+    return other;
+}
+
+/* Counts the live records and the conflicts once, at open; from then on
+ * the batches keep the counts. */
+static int figures_load(store_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    char sql[96];
+    int rc = SQLITE_OK;
+
+    memset(s->live, 0, sizeof(s->live));
+    memset(s->reasons, 0, sizeof(s->reasons));
+    for (int k = 1; k < STORE_KINDS && rc == SQLITE_OK; k++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", kind_sql[k].table);
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            s->live[k] = (uint64_t)sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc);
+    rc = sqlite3_prepare_v2(s->db, "SELECT reason, count(*) FROM conflict GROUP BY reason", -1, &st,
+                            NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        s->reasons[reason_class_of((const char *)sqlite3_column_text(st, 0))] +=
+            (uint64_t)sqlite3_column_int64(st, 1);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
 }
 
@@ -1122,6 +1219,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     }
     sqlite3_extended_result_codes(s->db, 0);
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    seam_watch(s, s->db);
     if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
@@ -1129,7 +1227,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
         exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
         migrate(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 || load_oldest(s) < 0 ||
-        producers_load(s) < 0 || mark_all_dirty(s) < 0)
+        producers_load(s) < 0 || mark_all_dirty(s) < 0 || figures_load(s) < 0)
         goto fail_msg;
     return s;
 
@@ -1188,6 +1286,8 @@ int store_begin(store_t *s)
     s->head_begin = s->head;
     s->oldest_begin = s->oldest;
     memcpy(s->dirty_begin, s->dirty, sizeof(s->dirty));
+    memcpy(s->live_begin, s->live, sizeof(s->live));
+    memcpy(s->reasons_begin, s->reasons, sizeof(s->reasons));
     return 0;
 }
 
@@ -1268,6 +1368,8 @@ void store_rollback(store_t *s)
     s->head = s->head_begin;
     s->oldest = s->oldest_begin;
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
+    memcpy(s->live, s->live_begin, sizeof(s->live));
+    memcpy(s->reasons, s->reasons_begin, sizeof(s->reasons));
     s->n_agg = 0;
     pending_clear(s);
     /* the cache holds the batch's sequences: take back the committed ones */
@@ -1610,6 +1712,11 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
                                    memcmp(s->old_stamps.data, s->stamps.data, s->stamps.len) == 0);
     if (same && same_stamps)
         return 0;
+    /* the row is written: a rollback puts the count back with the row */
+    if (row->found && !row->deleted && rec->deleted)
+        s->live[key->kind]--;
+    else if (!(row->found && !row->deleted) && !rec->deleted)
+        s->live[key->kind]++;
     if (same) {
         blob = s->old.data;
         blen = s->old.len;
@@ -1724,7 +1831,10 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
     if (u && u->has_event_time_us)
         sqlite3_bind_int64(st, 9, u->event_time_us);
     sqlite3_bind_int(st, 10, claim ? 1 : 0);
-    return step_done(s, st);
+    int rc = step_done(s, st);
+    if (rc == 0)
+        s->reasons[reason_class_of(reason)]++;
+    return rc;
 }
 
 /* Keeps a refused update as a claim: the encoded Update, who, why. */
@@ -2902,6 +3012,7 @@ static store_cursor_t *cursor_new(store_t *s, int *err)
     rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+        seam_watch(s, c->db);
         rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
@@ -3302,22 +3413,12 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
 
 int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n)
 {
-    char sql[96];
-    sqlite3_stmt *st = NULL;
-    int rc;
-
     *n = 0;
     if (kind <= PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED || kind >= STORE_KINDS ||
         !kind_sql[kind].table)
         return -EINVAL;
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", kind_sql[kind].table);
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *n = (uint64_t)sqlite3_column_int64(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc);
+    *n = s->live[kind];
+    return 0;
 }
 
 int store_producers(store_t *s, store_producer_fn fn, void *arg)
@@ -3342,32 +3443,16 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg)
 
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg)
 {
-    /* the classes follow the reasons this file writes (see store_apply_as) */
-    static const char sql[] =
-        "SELECT CASE"
-        " WHEN reason LIKE 'not authoritative%' THEN 'not_authoritative'"
-        " WHEN reason LIKE 'unknown producer%' THEN 'unknown_producer'"
-        " WHEN reason LIKE 'event time%' THEN 'future_event_time'"
-        " WHEN reason LIKE 'stale%' THEN 'stale'"
-        " WHEN reason LIKE 'overridden%' THEN 'overridden'"
-        " WHEN reason LIKE 'invalid%' THEN 'invalid'"
-        " ELSE 'other' END AS class, count(*) FROM conflict GROUP BY class ORDER BY class";
-    sqlite3_stmt *st = NULL;
-    int rc;
+    bool go_on = fn != NULL;
 
     *total = 0;
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+    for (size_t i = 0; i < STORE_REASONS; i++) {
+        uint64_t n = s->reasons[i];
         *total += n;
-        if (fn && fn(arg, (const char *)sqlite3_column_text(st, 0), n) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-        rc = SQLITE_OK;
+        if (n > 0 && go_on && fn(arg, reason_classes[i].name, n) != 0)
+            go_on = false;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE || rc == SQLITE_OK ? 0 : db_fail(s, rc);
+    return 0;
 }
 
 struct store_backup {

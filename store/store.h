@@ -41,6 +41,21 @@
 typedef struct store store_t;
 typedef struct store_cursor store_cursor_t;
 
+/* Hooks for tests, behind one small table as SQLite's os_unix.c keeps its
+ * system calls: production passes none. The table is borrowed and must
+ * outlive the store and its cursors. */
+typedef struct store_seams {
+    void *arg; /* passed to every hook */
+    /* SQLite's progress handler (period 1) on the writer's connection and
+     * on every cursor's: called about once per virtual machine loop step,
+     * a measure of work that does not depend on the machine. NULL: off. */
+    void (*vm)(void *arg);
+    /* Fault injection: called where the store is about to read `what`
+     * ("producers"); a negative errno makes that read fail as a storage
+     * error would. NULL: no faults. */
+    int (*fault)(void *arg, const char *what);
+} store_seams_t;
+
 typedef struct store_config {
     const char *path;                   /* database file; created when missing */
     bool synchronous_full;              /* PRAGMA synchronous: FULL (true) or NORMAL */
@@ -52,6 +67,7 @@ typedef struct store_config {
     int64_t (*now_us)(void);            /* clock seam, us since 1970 UTC; NULL = wire_now_us */
     bool background_checkpoint;         /* no automatic checkpoints on the writer: the caller
                                            runs a store_checkpointer on a thread of its own */
+    const store_seams_t *seams;         /* test hooks (borrowed); NULL in production */
 } store_config_t;
 
 /* What store_apply did with an update. */
@@ -301,7 +317,9 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
  */
 
 /* Sets *n to the number of live (not deleted) records of kind (PARK ..
- * SUMMARY). Returns 0, -EINVAL for another kind, or a negative errno. */
+ * SUMMARY), inside the batch if one is open. The store keeps the count as
+ * rows change (a rollback restores it), so this reads no table. Returns
+ * 0, or -EINVAL for another kind. */
 int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n);
 
 /* Calls fn for every known producer (in no particular order) with its
@@ -313,8 +331,10 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg);
 
 /* Counts the conflicts/audit table by reason class: "not_authoritative",
  * "unknown_producer", "future_event_time", "invalid", "stale",
- * "overridden", "other" (classes without rows are left out). Sets *total
- * to all rows. Returns 0 or a negative errno. */
+ * "overridden", "other" (classes without rows are left out), in the
+ * order of their names; fn may be NULL. Sets *total to all rows. Kept as
+ * conflicts are recorded, like store_count_records: reads no table.
+ * Returns 0. */
 typedef int (*store_reason_fn)(void *arg, const char *reason_class, uint64_t n);
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg);
 
