@@ -212,6 +212,7 @@ struct store {
     uint64_t oldest;                              /* oldest revision in the change log */
     uint64_t oldest_begin;                        /* oldest when the batch began */
     bool in_batch;                                /* a write transaction is open */
+    bool producers_lost;                          /* a reload failed: positions unknown */
     producer_t *prod;                             /* producer map, open addressing */
     size_t prod_cap;                              /* slots in prod (power of two) */
     size_t prod_count;                            /* used slots in prod */
@@ -938,6 +939,29 @@ reset:
     return ret;
 }
 
+/* Reloads the producers after a rollback, or retries a reload that
+ * failed. Until one succeeds their positions are unknown, and a batch
+ * begun then would take every producer for new and could commit its
+ * position as 0: store_begin refuses. */
+static int producers_reload(store_t *s)
+{
+    int rc = producers_load(s);
+    s->producers_lost = rc < 0;
+    if (rc < 0) {
+        char why[sizeof(s->err)];
+        memcpy(why, s->err, sizeof(why));
+        snprintf(s->err, sizeof(s->err),
+                 "cannot reload the producers' positions (%.160s); no batch until they load", why);
+    }
+    return rc;
+}
+
+/* False while the producers' positions are unknown and cannot be reloaded. */
+static bool producers_ready(store_t *s)
+{
+    return !s->producers_lost || producers_reload(s) == 0;
+}
+
 static int producers_flush(store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_PRODUCER_PUT];
@@ -1279,6 +1303,8 @@ int store_begin(store_t *s)
 {
     if (s->in_batch)
         return -EBUSY;
+    if (!producers_ready(s))
+        return -EIO;
     int rc = step_done(s, s->st[ST_BEGIN]);
     if (rc < 0)
         return rc;
@@ -1373,7 +1399,7 @@ void store_rollback(store_t *s)
     s->n_agg = 0;
     pending_clear(s);
     /* the cache holds the batch's sequences: take back the committed ones */
-    producers_load(s);
+    producers_reload(s);
 }
 
 /* Drops change-log rows beyond changelog_keep, once the excess is worth a
@@ -2924,7 +2950,7 @@ bool store_summaries_dirty(const store_t *s)
 
 uint64_t store_producer_last(store_t *s, const char *producer_id)
 {
-    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+    const producer_t *p = producer_id && producers_ready(s) ? producer_find(s, producer_id) : NULL;
     return p ? p->last_sequence : 0;
 }
 
@@ -3393,7 +3419,7 @@ int store_digest(store_t *s, uint8_t out[32])
 
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out)
 {
-    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+    const producer_t *p = producer_id && producers_ready(s) ? producer_find(s, producer_id) : NULL;
 
     memset(out, 0, sizeof(*out));
     if (!p)
@@ -3423,6 +3449,8 @@ int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n)
 
 int store_producers(store_t *s, store_producer_fn fn, void *arg)
 {
+    if (!producers_ready(s))
+        return -EIO;
     for (size_t i = 0; i < s->prod_cap; i++) {
         const producer_t *p = &s->prod[i];
         store_producer_stats_t st;

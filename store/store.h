@@ -147,14 +147,19 @@ bool store_authority_on(const store_t *s);
 
 /* ---------------------------------------------------------------- batches */
 
-/* Starts a batch: one write transaction. -EBUSY if one is open. */
+/* Starts a batch: one write transaction. -EBUSY if one is open; -EIO
+ * (with store_errmsg saying so) while the producers' positions are
+ * unknown because reloading them after a rollback failed: each begin
+ * retries the reload, and no batch runs until it succeeds, so a position
+ * never goes backwards. */
 int store_begin(store_t *s);
 
 /* Commits the batch. Returns 0 or a negative errno; on failure the batch
  * is rolled back and nothing of it is kept (the caller must not ack). */
 int store_commit(store_t *s);
 
-/* Abandons the batch. NULL-safe on a store without one. */
+/* Abandons the batch and reloads the producers' committed positions
+ * (when that fails, see store_begin). NULL-safe on a store without one. */
 void store_rollback(store_t *s);
 
 /* Applies one update inside the open batch. The update must have passed
@@ -201,7 +206,8 @@ bool store_summaries_dirty(const store_t *s);
 /* ---------------------------------------------------------------- reading */
 
 /* Last applied sequence of a producer (inside the batch if one is open);
- * 0 for an unknown producer. */
+ * 0 for an unknown producer, or while the positions cannot be reloaded
+ * (see store_begin). */
 uint64_t store_producer_last(store_t *s, const char *producer_id);
 
 /* Highest revision given out (committed, or inside the open batch). */
@@ -309,7 +315,8 @@ typedef struct store_producer_stats {
 } store_producer_stats_t;
 
 /* Fills *out for producer_id (inside the batch if one is open). Returns 0,
- * or -ENOENT (and zeroes *out) for an unknown producer. */
+ * or -ENOENT (and zeroes *out) for an unknown producer or while the
+ * positions cannot be reloaded (see store_begin). */
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out);
 
 /* ---------------------------------------------------------------- operations
@@ -324,7 +331,8 @@ int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n);
 
 /* Calls fn for every known producer (in no particular order) with its
  * counters; id and stats are valid during the call. fn returns 0 to go
- * on, non-zero to stop. Returns 0. */
+ * on, non-zero to stop. Returns 0, or -EIO while the positions cannot be
+ * reloaded (see store_begin). */
 typedef int (*store_producer_fn)(void *arg, const char *producer_id,
                                  const store_producer_stats_t *stats);
 int store_producers(store_t *s, store_producer_fn fn, void *arg);

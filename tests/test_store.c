@@ -1540,3 +1540,73 @@ Test(store, figures_do_not_scan_the_tables)
                   large, small);
     store_close(&s);
 }
+
+/* ---------------------------------------------------------------- faults */
+
+/* Fails every read of `what` while armed. */
+typedef struct fault {
+    const char *what; /* which read fails */
+    bool armed;       /* fail it now */
+    int hits;         /* reads failed */
+} fault_t;
+
+static int inject(void *arg, const char *what)
+{
+    fault_t *f = arg;
+    if (!f->armed || strcmp(what, f->what) != 0)
+        return 0;
+    f->hits++;
+    return -EIO;
+}
+
+/* A rollback reloads the producers' positions from the database; when
+ * that read fails the store must not go on from empty positions (a batch
+ * would then commit a producer's position as 0): it refuses batches until
+ * a reload succeeds. */
+Test(store, failed_producer_reload_refuses_batches_until_it_loads)
+{
+    fault_t f = {.what = "producers"};
+    store_seams_t seams = {.arg = &f, .fault = inject};
+    store_config_t cfg;
+    store_outcome_t out;
+    upd_t x;
+
+    store_config_init(&cfg);
+    cfg.seams = &seams;
+    store_t *s = open_at(dbpath, &cfg);
+    for (uint64_t q = 1; q <= 3; q++) {
+        upd_init(&x, "AZ-MOE", q, 100 * (int64_t)q, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    }
+    cr_assert_eq(store_begin(s), 0);
+    upd_init(&x, "AZ-MOE", 4, 400, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    f.armed = true;
+    store_rollback(s);
+    cr_assert_eq(f.hits, 1);
+
+    /* still failing: no batch, and the message says why */
+    int rc = store_begin(s);
+    cr_assert_lt(rc, 0, "a batch began with unknown producer positions");
+    cr_assert_not_null(strstr(store_errmsg(s), "producer"), "errmsg: %s", store_errmsg(s));
+    cr_assert_eq(f.hits, 2, "begin did not retry the reload");
+
+    /* the read works again: the next begin reloads, and the position
+     * goes on from 3 */
+    f.armed = false;
+    upd_init(&x, "AZ-MOE", 5, 500, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    cr_assert_eq(store_begin(s), 0, "begin: %s", store_errmsg(s));
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(out, STORE_GAP, "sequence 5 after 3 is a gap");
+    cr_assert_eq(store_commit(s), 0);
+    int64_t kept = sql_int("SELECT last_sequence FROM producer WHERE producer_id = 'AZ-MOE'");
+    cr_assert_eq(kept, 3, "a producer's position went backwards: 3, then %" PRId64 " committed",
+                 kept);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 3);
+    x.u.sequence = 4;
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    store_close(&s);
+}
