@@ -263,6 +263,8 @@ struct store_cursor {
     uint64_t revision;               /* head revision of the view (history: R) */
     bool history;                    /* state at `revision`, rebuilt from the change log */
     sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
+    uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
+    uint32_t steps;                  /* history: work since store_cursor_next last yielded */
 };
 
 /* ---------------------------------------------------------------- errors, buffers */
@@ -3258,66 +3260,96 @@ out:
 }
 
 /*
- * History: the version at c->revision of a record whose row is at
- * `revision` (> c->revision), found by following the change log's prev
- * links back. 1 with the record in c->out when it was live then, 0 when
- * it did not exist or was deleted, or a negative errno.
+ * History: the version at c->revision of the record whose row (or a later
+ * version of it) is at revision c->chain (> c->revision), found by
+ * following the change log's prev links back, one lookup a step. 1 with
+ * the record in c->out when it was live then, 0 when it did not exist or
+ * was deleted, -EAGAIN when the cursor's steps are spent (c->chain is
+ * where to go on), or a negative errno. c->chain is 0 unless -EAGAIN.
  */
-static int cursor_history(store_cursor_t *c, uint64_t revision)
+static int cursor_history(store_cursor_t *c)
 {
-    while (revision > c->revision) {
+    int ret = 0;
+    while (c->chain > c->revision) {
+        if (c->steps >= STORE_CURSOR_STEPS)
+            return -EAGAIN;
+        c->steps++;
         sqlite3_stmt *st = c->prev;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)revision);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->chain);
         int rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
             sqlite3_reset(st);
             /* the view was checked to hold every revision > c->revision */
-            return rc == SQLITE_DONE ? -EPROTO
-                                     : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+            ret = rc == SQLITE_DONE ? -EPROTO
+                                    : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+            break;
         }
         if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
             sqlite3_reset(st);
-            return 0;
+            break;
         }
         rc = buf_set(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
         sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) {
+            ret = rc;
+            break;
+        }
         Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, c->out.len, c->out.data);
-        if (!r)
-            return -EBADMSG;
+        if (!r) {
+            ret = -EBADMSG;
+            break;
+        }
         bool deleted = r->deleted;
         uint64_t prev_rev = r->revision;
         parksync__v1__record__free_unpacked(r, NULL);
-        if (prev_rev >= revision)
-            return -EPROTO; /* links must go back */
-        if (prev_rev <= c->revision)
-            return deleted ? 0 : 1;
-        revision = prev_rev;
+        if (prev_rev >= c->chain) {
+            ret = -EPROTO; /* links must go back */
+            break;
+        }
+        if (prev_rev <= c->revision) {
+            ret = deleted ? 0 : 1;
+            break;
+        }
+        c->chain = prev_rev;
     }
-    return 0;
+    c->chain = 0;
+    return ret;
 }
 
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     while (c->at < c->n) {
-        int rc = sqlite3_step(c->stmt[c->at]);
-        if (rc == SQLITE_ROW && c->history) {
-            sqlite3_stmt *st = c->stmt[c->at];
-            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
-            if (rev <= c->revision) {
-                if (sqlite3_column_int(st, 2) != 0)
-                    continue; /* deleted at or before R */
-                *record = sqlite3_column_blob(st, 0);
-                *len = (size_t)sqlite3_column_bytes(st, 0);
-                return 1;
-            }
-            if ((rc = cursor_history(c, rev)) < 0)
+        int rc;
+        if (c->history && c->steps >= STORE_CURSOR_STEPS) {
+            c->steps = 0; /* spent: yield; the next call has a fresh share */
+            return -EAGAIN;
+        }
+        if (c->history && c->chain) {
+            /* the history of the row the scan stands on, begun or to go on */
+            if ((rc = cursor_history(c)) == -EAGAIN)
+                continue;
+            if (rc < 0)
                 return rc;
             if (rc == 0)
                 continue;
             *record = c->out.data;
             *len = c->out.len;
+            return 1;
+        }
+        rc = sqlite3_step(c->stmt[c->at]);
+        if (rc == SQLITE_ROW && c->history) {
+            sqlite3_stmt *st = c->stmt[c->at];
+            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
+            if (rev > c->revision) {
+                c->chain = rev; /* changed since R: its history, next round */
+                continue;
+            }
+            if (sqlite3_column_int(st, 2) != 0) {
+                c->steps++; /* deleted at or before R: skipped, work all the same */
+                continue;
+            }
+            *record = sqlite3_column_blob(st, 0);
+            *len = (size_t)sqlite3_column_bytes(st, 0);
             return 1;
         }
         if (rc == SQLITE_ROW) {

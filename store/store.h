@@ -255,8 +255,17 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
 /* The head revision of the cursor's view. */
 uint64_t store_cursor_revision(const store_cursor_t *c);
 
+/* Work a history cursor (store_snapshot_at_open) does between two
+ * -EAGAIN returns of store_cursor_next: change-log lookups, and rows read
+ * but left out. An old revision of a much-changed record would otherwise
+ * cost one lookup per change in one call. */
+#define STORE_CURSOR_STEPS 256
+
 /* Steps the cursor. Returns 1 and points *record and *len at the next encoded
- * Record (valid until the next call), 0 at the end, or a negative errno. */
+ * Record (valid until the next call), 0 at the end, -EAGAIN when a history
+ * cursor has done STORE_CURSOR_STEPS steps since it last returned -EAGAIN
+ * (nothing is lost: call again, e.g. on the next turn of a loop), or
+ * another negative errno. */
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len);
 
 /* Ends the view and closes its connection. NULL-safe; sets *cp = NULL. */

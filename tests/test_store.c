@@ -234,7 +234,9 @@ static void drain(store_cursor_t *c, recs_t *rs)
     int rc;
     rs->n = 0;
     rs->revision = store_cursor_revision(c);
-    while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+    while ((rc = store_cursor_next(c, &rec, &len)) == 1 || rc == -EAGAIN) {
+        if (rc == -EAGAIN)
+            continue; /* a history cursor's share of work is spent: go on */
         cr_assert_lt(rs->n, 64);
         rs->r[rs->n] = parksync__v1__record__unpack(NULL, len, rec);
         cr_assert_not_null(rs->r[rs->n]);
@@ -1608,5 +1610,89 @@ Test(store, failed_producer_reload_refuses_batches_until_it_loads)
     cr_assert_eq(store_producer_last(s, "AZ-MOE"), 3);
     x.u.sequence = 4;
     cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- history work */
+
+#define HISTORY_CHANGES 3000 /* versions of one park after the one looked at */
+
+/* A snapshot at an old revision follows each changed record's links back
+ * through the change log, one lookup per change; the daemon's loop reads
+ * it a record at a time, so no one call of store_cursor_next may do all
+ * of a long history: it stops after its share of lookups with -EAGAIN
+ * and goes on where it stopped. */
+Test(store, history_cursor_does_bounded_work_per_call)
+{
+    uint64_t vm = 0, seq = 0, first;
+    store_seams_t seams = {.arg = &vm, .vm = count_vm};
+    store_config_t cfg;
+    store_outcome_t out;
+    upd_t x;
+    char name[32];
+
+    store_config_init(&cfg);
+    cfg.synchronous_full = false;
+    cfg.seams = &seams;
+    store_t *s = open_at(dbpath, &cfg);
+    upd_init(&x, "AZ-MOE", ++seq, 1, PROVISIONAL);
+    upd_park(&x, "AZ", "P0"); /* a park with no history, before and after */
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i <= HISTORY_CHANGES; i++) {
+        uint8_t digest[32];
+        upd_init(&x, "AZ-MOE", ++seq, 100 + i, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        snprintf(name, sizeof(name), "v%d", i);
+        park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        if (i == 0)
+            first = store_head(s);
+        if (i % 500 == 499) {
+            cr_assert_eq(store_commit(s), 0);
+            cr_assert_eq(store_begin(s), 0);
+        } else {
+            cr_assert_eq(store_digest(s, digest), 0); /* a flush: a revision per change */
+        }
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_geq(store_head(s), first + HISTORY_CHANGES); /* summaries have some too */
+
+    store_filter_t f = {.kind = K_PARK};
+    int err = 1, rc, yields = 0, got = 0;
+    const uint8_t *rec;
+    size_t len;
+    store_cursor_t *c = store_snapshot_at_open(s, &f, first, &err);
+    cr_assert_not_null(c, "at %" PRIu64 ": %d", first, err);
+    uint64_t total = 0, most = 0;
+    do {
+        uint64_t before = vm;
+        rc = store_cursor_next(c, &rec, &len);
+        uint64_t work = vm - before;
+        total += work;
+        most = work > most ? work : most;
+        if (rc == -EAGAIN) {
+            yields++;
+        } else if (rc == 1) {
+            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+            cr_assert_not_null(r);
+            if (strcmp(r->park->park_id, "P1") == 0)
+                cr_assert_str_eq(r->park->name, "v0");
+            parksync__v1__record__free_unpacked(r, NULL);
+            got++;
+        }
+    } while (rc == 1 || rc == -EAGAIN);
+    cr_assert_eq(rc, 0, "cursor: %d", rc);
+    store_cursor_close(&c);
+    cr_assert_eq(got, 2);
+    cr_log_info("history of %d changes: %" PRIu64 " steps in all, at most %" PRIu64
+                " in one call, %d yields",
+                HISTORY_CHANGES, total, most, yields);
+    /* STORE_CURSOR_STEPS lookups of the 3,000 are under a tenth of the
+     * work: a fifth leaves room for the scan around them */
+    cr_assert_leq(most, total / 5,
+                  "one call did %" PRIu64 " of the %" PRIu64 " steps of a %d-change history", most,
+                  total, HISTORY_CHANGES);
+    cr_assert_geq(yields, HISTORY_CHANGES / STORE_CURSOR_STEPS - 1);
     store_close(&s);
 }
