@@ -533,15 +533,15 @@ static void republish_summaries(server_t *s)
 
     c = store_snapshot_open(s->store, &f, &err);
     if (!c) {
-        log_warning("cannot read the summaries to publish them again: %s; retrying at the "
+        log_warning("cannot read the summaries to publish them again: %s (%s); retrying at the "
                     "next interval",
-                    strerror(err < 0 ? -err : EIO));
+                    strerror(err < 0 ? -err : EIO), store_errmsg(s->store));
         return;
     }
     while ((rc = store_cursor_next(c, &rec, &len)) == 1)
         on_summary(s, 0, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY, NULL, rec, len);
     if (rc < 0)
-        log_warning("reading the summaries failed: %s", strerror(-rc));
+        log_warning("reading the summaries failed: %s (%s)", strerror(-rc), store_cursor_errmsg(c));
     store_cursor_close(&c);
 }
 
@@ -1038,7 +1038,10 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
             return yielded;
     }
     if (rc < 0) {
-        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id, strerror(-rc));
+        /* SQLite's words when it failed: "Input/output error" says little */
+        const char *why = store_cursor_errmsg(st->cursor);
+        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id,
+                  why[0] ? why : strerror(-rc));
         stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
                     "reading the store failed; see the daemon's log");
         return false;

@@ -265,6 +265,7 @@ struct store_cursor {
     sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
     uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
     uint32_t steps;                  /* history: work since store_cursor_next last yielded */
+    char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
 /* ---------------------------------------------------------------- errors, buffers */
@@ -3012,18 +3013,35 @@ void store_cursor_close(store_cursor_t **cp)
     *cp = NULL;
 }
 
+/* Keeps SQLite's message for store_cursor_errmsg and returns the errno. */
+static int cursor_fail(store_cursor_t *c, int rc)
+{
+    snprintf(c->err, sizeof(c->err), "%s", c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* A cursor that could not be opened: its message becomes the store's
+ * (store_errmsg), then it is closed. */
+static void cursor_abandon(store_t *s, store_cursor_t **cp)
+{
+    if (*cp && (*cp)->err[0])
+        snprintf(s->err, sizeof(s->err), "%s", (*cp)->err);
+    store_cursor_close(cp);
+}
+
 /* Reads one integer with a one-off statement on a cursor's connection. */
-static int cursor_int(sqlite3 *db, const char *sql, bool *null, int64_t *v)
+static int cursor_int(store_cursor_t *c, const char *sql, bool *null, int64_t *v)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         *null = sqlite3_column_type(st, 0) == SQLITE_NULL;
         *v = sqlite3_column_int64(st, 0);
         rc = SQLITE_OK;
     }
+    int ret = rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+    return ret;
 }
 
 /* A read-only connection inside a read transaction, and its head. */
@@ -3044,23 +3062,23 @@ static store_cursor_t *cursor_new(store_t *s, int *err)
         rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
-        *err = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        *err = cursor_fail(c, rc);
         goto fail;
     }
     /* the first read starts the view; the head is read inside it */
-    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
         goto fail;
     c->revision = (uint64_t)head;
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
 static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out)
 {
     int rc = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
-    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+    return rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
 }
 
 store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
@@ -3096,7 +3114,7 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
     }
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
@@ -3116,12 +3134,12 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
         *err = -EINVAL;
         goto fail;
     }
-    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
         goto fail;
     if (null)
         oldest = (int64_t)c->revision + 1;
-    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'history_from'", &null,
-                           &from)) < 0)
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'history_from'", &null, &from)) <
+        0)
         goto fail;
     if (!null && from > oldest)
         oldest = from;
@@ -3154,7 +3172,7 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
     c->revision = revision;
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
@@ -3169,7 +3187,7 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
     store_cursor_t *c = cursor_new(s, err);
     if (!c)
         return NULL;
-    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
         goto fail;
     if (null)
         oldest = (int64_t)c->revision + 1;
@@ -3190,13 +3208,18 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
     sqlite3_bind_text(c->stmt[0], 3, filter ? filter->country : "", -1, SQLITE_TRANSIENT);
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
 uint64_t store_cursor_revision(const store_cursor_t *c)
 {
     return c->revision;
+}
+
+const char *store_cursor_errmsg(const store_cursor_t *c)
+{
+    return c ? c->err : "no cursor";
 }
 
 /*
@@ -3280,8 +3303,7 @@ static int cursor_history(store_cursor_t *c)
         if (rc != SQLITE_ROW) {
             sqlite3_reset(st);
             /* the view was checked to hold every revision > c->revision */
-            ret = rc == SQLITE_DONE ? -EPROTO
-                                    : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+            ret = rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc);
             break;
         }
         if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
@@ -3366,7 +3388,7 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             return 1;
         }
         if (rc != SQLITE_DONE)
-            return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+            return cursor_fail(c, rc);
         c->at++;
     }
     return 0;
@@ -3690,7 +3712,8 @@ int store_backup(store_t *s, const char *path)
 /* ---------------------------------------------------------------- checkpoints */
 
 struct store_checkpointer {
-    sqlite3 *db; /* connection used for checkpoints only */
+    sqlite3 *db;   /* connection used for checkpoints only */
+    char err[256]; /* SQLite's message for the last failure */
 };
 
 store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_t errlen)
@@ -3715,9 +3738,16 @@ int store_checkpoint(store_checkpointer_t *c)
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-        return errno_from_sqlite(rc);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
+        return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+    }
     return log > done ? log - done : 0;
+}
+
+const char *store_checkpointer_errmsg(const store_checkpointer_t *c)
+{
+    return c ? c->err : "no checkpointer";
 }
 
 void store_checkpointer_close(store_checkpointer_t **cp)

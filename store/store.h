@@ -252,6 +252,11 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
 store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
                                    int *err);
 
+/* SQLite's message for the cursor's last failure ("database disk image
+ * is malformed", ...); "" when none. A cursor that cannot be opened
+ * leaves its message in store_errmsg instead. */
+const char *store_cursor_errmsg(const store_cursor_t *c);
+
 /* The head revision of the cursor's view. */
 uint64_t store_cursor_revision(const store_cursor_t *c);
 
@@ -402,6 +407,9 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
 /* Runs one PASSIVE checkpoint. Returns the WAL frames not yet copied back
  * (readers may hold them) or a negative errno. */
 int store_checkpoint(store_checkpointer_t *c);
+
+/* SQLite's message for the last failed checkpoint. */
+const char *store_checkpointer_errmsg(const store_checkpointer_t *c);
 
 /* NULL-safe; sets *cp = NULL. */
 void store_checkpointer_close(store_checkpointer_t **cp);

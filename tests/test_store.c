@@ -1696,3 +1696,67 @@ Test(store, history_cursor_does_bounded_work_per_call)
     cr_assert_geq(yields, HISTORY_CHANGES / STORE_CURSOR_STEPS - 1);
     store_close(&s);
 }
+
+/* ---------------------------------------------------------------- SQLite's words */
+
+/* A cursor that SQLite refuses to open (here: its table was renamed
+ * behind the store's back) leaves SQLite's message in store_errmsg, not
+ * just an errno that reads "Input/output error". */
+Test(store, failed_cursor_open_keeps_sqlite_message)
+{
+    sqlite3 *db;
+    int err = 0;
+    store_t *s = open_db();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "ALTER TABLE country_report RENAME TO country_report_gone", 0, 0, 0),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    store_filter_t f = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY};
+    cr_assert_null(store_snapshot_open(s, &f, &err));
+    cr_assert_lt(err, 0);
+    cr_assert_not_null(strstr(store_errmsg(s), "no such table: country_report"), "errmsg: '%s'",
+                       store_errmsg(s));
+    store_close(&s);
+}
+
+/* A cursor step that meets a damaged page says what SQLite said. */
+Test(store, failed_cursor_step_keeps_sqlite_message)
+{
+    upd_t x;
+    store_outcome_t out;
+    char id[16];
+    store_t *s = open_db();
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i < 500; i++) {
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100, PROVISIONAL);
+        snprintf(id, sizeof(id), "R%d", i);
+        upd_resident(&x, "AZ", "P1", id);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    store_close(&s); /* the last connection folds the WAL into the file */
+    s = open_db();
+
+    /* break the page type of the resident table's root page */
+    int64_t root = sql_int("SELECT rootpage FROM sqlite_schema WHERE name = 'resident'");
+    int64_t size = sql_int("PRAGMA page_size");
+    cr_assert_gt(root, 1);
+    FILE *f = fopen(dbpath, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)((root - 1) * size), SEEK_SET), 0);
+    cr_assert_eq(fputc(0x01, f), 0x01);
+    cr_assert_eq(fclose(f), 0);
+
+    store_filter_t filter = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT};
+    const uint8_t *rec;
+    size_t len;
+    int err = 0;
+    store_cursor_t *c = store_snapshot_open(s, &filter, &err);
+    cr_assert_not_null(c, "open: %d %s", err, store_errmsg(s));
+    cr_assert_lt(store_cursor_next(c, &rec, &len), 0);
+    cr_assert_not_null(strstr(store_cursor_errmsg(c), "malformed"), "errmsg: '%s'",
+                       store_cursor_errmsg(c));
+    store_cursor_close(&c);
+    store_close(&s);
+}
