@@ -36,8 +36,8 @@ static void *checkpoint_main(void *arg)
             break; /* told to stop, or the context is going away */
         int rc = store_checkpoint(c->store);
         if (rc < 0)
-            log_warning("WAL checkpoint failed (%s); trying again in %d ms", strerror(-rc),
-                        CHECKPOINT_PERIOD_MS);
+            log_warning("WAL checkpoint failed: %s (%s); trying again in %d ms", strerror(-rc),
+                        store_checkpointer_errmsg(c->store), CHECKPOINT_PERIOD_MS);
     }
     return NULL;
 }

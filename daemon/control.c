@@ -399,9 +399,9 @@ static uint64_t file_size(const char *path, const char *suffix)
     return stat(name, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-/* Takes a snapshot between batches; `light` skips the SQL (records and
- * conflicts) for the periodic STATUS line. Returns 0 or a negative errno
- * (logged); the snapshot must be freed either way. */
+/* Takes a snapshot between batches; `light` skips the file sizes and the
+ * store's figures (records and conflicts) for the periodic STATUS line. Returns 0 or a negative
+ * errno (logged); the snapshot must be freed either way. */
 static int collect(control_t *c, metrics_snapshot_t *m, bool light)
 {
     const config_t *cfg = server_config(c->server);

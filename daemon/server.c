@@ -558,15 +558,15 @@ static void republish_summaries(server_t *s)
 
     c = store_snapshot_open(s->store, &f, &err);
     if (!c) {
-        log_warning("cannot read the summaries to publish them again: %s; retrying at the "
+        log_warning("cannot read the summaries to publish them again: %s (%s); retrying at the "
                     "next interval",
-                    strerror(err < 0 ? -err : EIO));
+                    strerror(err < 0 ? -err : EIO), store_errmsg(s->store));
         return;
     }
     while ((rc = store_cursor_next(c, &rec, &len)) == 1)
         on_summary(s, 0, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY, NULL, rec, len);
     if (rc < 0)
-        log_warning("reading the summaries failed: %s", strerror(-rc));
+        log_warning("reading the summaries failed: %s (%s)", strerror(-rc), store_cursor_errmsg(c));
     store_cursor_close(&c);
 }
 
@@ -1035,7 +1035,8 @@ static void open_waiting_streams(server_t *s, int64_t now)
 }
 
 /* Steps the cursor, keeping the record read in st->ahead. 1 read, 0 end,
- * or a negative errno. */
+ * -EAGAIN when the cursor has done its share of work for this turn, or a
+ * negative errno. */
 static int stream_read_ahead(stream_t *st)
 {
     const uint8_t *rec;
@@ -1061,13 +1062,16 @@ static int stream_read_ahead(stream_t *st)
     return 1;
 }
 
-/* Builds and sends the stream's next chunk. */
-static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
+/* Builds and sends the stream's next chunk. Returns true when the cursor
+ * yielded (a history snapshot spent its share of work): the chunk holds
+ * what was read by then, or is not sent when empty, and the stream's turn
+ * is over until the loop has gone round. */
+static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
 {
     wire_chunk_t *c = &s->chunk;
     const uint8_t *msg;
     size_t len;
-    bool last;
+    bool last, yielded = false;
     int rc = 0;
 
     wire_chunk_reset(c);
@@ -1082,11 +1086,21 @@ static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         st->has_ahead = false;
         rc = stream_read_ahead(st);
     }
+    if (rc == -EAGAIN) {
+        /* ingest and the other streams go first; the cursor goes on later */
+        yielded = true;
+        rc = 0;
+        if (c->count == 0)
+            return yielded;
+    }
     if (rc < 0) {
-        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id, strerror(-rc));
+        /* SQLite's words when it failed: "Input/output error" says little */
+        const char *why = store_cursor_errmsg(st->cursor);
+        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id,
+                  why[0] ? why : strerror(-rc));
         stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
                     "reading the store failed; see the daemon's log");
-        return;
+        return false;
     }
     last = st->at_end && !st->has_ahead;
     rc =
@@ -1099,7 +1113,7 @@ static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
                         st->request_id, rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
         s->n.streams_dropped++;
         stream_close(st);
-        return;
+        return false;
     }
     s->n.chunks++;
     st->credit--;
@@ -1108,6 +1122,7 @@ static void stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id, st->revision);
         stream_close(st);
     }
+    return yielded;
 }
 
 /* Sends chunks to streams with credit, round-robin, at most
@@ -1123,8 +1138,9 @@ static bool pump_streams(server_t *s, int64_t now)
         for (int j = 0; j < STREAM_CHUNKS_EACH && budget > 0; j++) {
             if (st->state != STREAM_RUNNING || st->credit == 0)
                 break;
-            stream_send_chunk(s, st, now);
             budget--;
+            if (stream_send_chunk(s, st, now))
+                break;
         }
     }
     s->stream_rr = s->n_streams ? (s->stream_rr + 1) % s->n_streams : 0;

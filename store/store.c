@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@
 #define STORE_TAG_REVISION    0x08      /* Record field 1 (revision), wire type VARINT */
 #define STORE_VARINT_MAX      10        /* bytes of the longest varint */
 #define STORE_STAMP_MAX       (1 + 1 + 8 + STORE_VARINT_MAX + 1 + WIRE_MAX_ID) /* bytes */
+#define STORE_REASONS         7 /* conflict reason classes (reason_classes) */
 
 typedef Parksync__V1__RecordKind kind_t;
 
@@ -235,6 +237,7 @@ struct store {
     uint64_t oldest_begin;                        /* oldest when the batch began */
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
     bool in_batch;                                /* a write transaction is open */
+    bool producers_lost;                          /* a reload failed: positions unknown */
     producer_t *prod;                             /* producer map, open addressing */
     size_t prod_cap;                              /* slots in prod (power of two) */
     size_t prod_count;                            /* used slots in prod */
@@ -262,7 +265,14 @@ struct store {
     size_t n_agg;              /* entries used in agg */
     uint64_t summary_failures; /* country summaries that could not be refreshed */
     char summary_err[256];     /* why the last of them failed */
-    char err[256];             /* message of the last failure */
+    /* What status and metrics read every second, kept as rows change so
+     * reading them scans nothing: counted at open, then moved by
+     * row_store and conflict_put, and put back by a rollback. */
+    uint64_t live[STORE_KINDS];            /* live (not deleted) records per kind */
+    uint64_t live_begin[STORE_KINDS];      /* live when the batch began */
+    uint64_t reasons[STORE_REASONS];       /* conflict rows per reason class */
+    uint64_t reasons_begin[STORE_REASONS]; /* reasons when the batch began */
+    char err[256];                         /* message of the last failure */
 };
 
 /* The batch's rows (defined with the row code below). */
@@ -280,6 +290,9 @@ struct store_cursor {
     uint64_t revision;               /* head revision of the view (history: R) */
     bool history;                    /* state at `revision`, rebuilt from the change log */
     sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
+    uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
+    uint32_t steps;                  /* history: work since store_cursor_next last yielded */
+    char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
 /* ---------------------------------------------------------------- errors, buffers */
@@ -319,6 +332,30 @@ static int db_fail(store_t *s, int rc)
 {
     snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
     return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* The test seams' work counter, as SQLite's progress handler. */
+static int seam_vm(void *arg)
+{
+    const store_seams_t *t = arg;
+    t->vm(t->arg);
+    return 0; /* never interrupts */
+}
+
+/* Counts the work of connection db through the test seams, when asked. */
+static void seam_watch(const store_t *s, sqlite3 *db)
+{
+    if (s->cfg.seams && s->cfg.seams->vm)
+        sqlite3_progress_handler(db, 1, seam_vm, (void *)s->cfg.seams);
+}
+
+/* A fault the test seams inject before reading `what`: 0 or a negative errno. */
+static int seam_fault(store_t *s, const char *what)
+{
+    int rc = s->cfg.seams && s->cfg.seams->fault ? s->cfg.seams->fault(s->cfg.seams->arg, what) : 0;
+    if (rc < 0)
+        snprintf(s->err, sizeof(s->err), "%s: injected fault", what);
+    return rc;
 }
 
 /* The store's clock: the config's seam, else the wall clock. */
@@ -974,6 +1011,8 @@ static int producers_load(store_t *s)
     if (s->prod)
         memset(s->prod, 0, s->prod_cap * sizeof(*s->prod));
     s->prod_count = 0;
+    if ((ret = seam_fault(s, "producers")) < 0)
+        return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         if (!id || strlen(id) > WIRE_MAX_ID)
@@ -995,6 +1034,29 @@ static int producers_load(store_t *s)
 reset:
     sqlite3_reset(st);
     return ret;
+}
+
+/* Reloads the producers after a rollback, or retries a reload that
+ * failed. Until one succeeds their positions are unknown, and a batch
+ * begun then would take every producer for new and could commit its
+ * position as 0: store_begin refuses. */
+static int producers_reload(store_t *s)
+{
+    int rc = producers_load(s);
+    s->producers_lost = rc < 0;
+    if (rc < 0) {
+        char why[sizeof(s->err)];
+        memcpy(why, s->err, sizeof(why));
+        snprintf(s->err, sizeof(s->err),
+                 "cannot reload the producers' positions (%.160s); no batch until they load", why);
+    }
+    return rc;
+}
+
+/* False while the producers' positions are unknown and cannot be reloaded. */
+static bool producers_ready(store_t *s)
+{
+    return !s->producers_lost || producers_reload(s) == 0;
 }
 
 static int producers_flush(store_t *s)
@@ -1070,6 +1132,68 @@ static int mark_all_dirty(store_t *s)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         mark_dirty(s, (const char *)sqlite3_column_text(st, 0));
     sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
+}
+
+/* ---------------------------------------------------------------- operations figures */
+
+/* Conflict reasons by class: the prefixes of the reasons this file and the
+ * daemon write (see store_apply_as), in the order of their class names. */
+static const struct reason_class {
+    const char *name;   /* class as store_conflict_counts reports it */
+    const char *prefix; /* reasons starting with this (ASCII case ignored); NULL: the rest */
+} reason_classes[STORE_REASONS] = {
+    {"future_event_time", "event time"},
+    {"invalid", "invalid"},
+    {"not_authoritative", "not authoritative"},
+    {"other", NULL},
+    {"overridden", "overridden"},
+    {"stale", "stale"},
+    {"unknown_producer", "unknown producer"},
+};
+
+static size_t reason_class_of(const char *reason)
+{
+    size_t other = 0;
+    for (size_t i = 0; i < STORE_REASONS; i++) {
+        const char *p = reason_classes[i].prefix;
+        if (!p)
+            other = i;
+        else if (reason && strncasecmp(reason, p, strlen(p)) == 0)
+            return i;
+    }
+    return other;
+}
+
+/* Counts the live records and the conflicts once, at open; from then on
+ * the batches keep the counts. */
+static int figures_load(store_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    char sql[96];
+    int rc = SQLITE_OK;
+
+    memset(s->live, 0, sizeof(s->live));
+    memset(s->reasons, 0, sizeof(s->reasons));
+    for (int k = 1; k < STORE_KINDS && rc == SQLITE_OK; k++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", kind_sql[k].table);
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            s->live[k] = (uint64_t)sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc);
+    rc = sqlite3_prepare_v2(s->db, "SELECT reason, count(*) FROM conflict GROUP BY reason", -1, &st,
+                            NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        s->reasons[reason_class_of((const char *)sqlite3_column_text(st, 0))] +=
+            (uint64_t)sqlite3_column_int64(st, 1);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
 }
 
@@ -1321,6 +1445,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     }
     sqlite3_extended_result_codes(s->db, 0);
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    seam_watch(s, s->db);
     if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
@@ -1328,7 +1453,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
         exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
         migrate(s) < 0 || claim_copy(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 ||
-        load_oldest(s) < 0 || producers_load(s) < 0 || mark_all_dirty(s) < 0)
+        load_oldest(s) < 0 || producers_load(s) < 0 || mark_all_dirty(s) < 0 || figures_load(s) < 0)
         goto fail_msg;
     return s;
 
@@ -1380,6 +1505,8 @@ int store_begin(store_t *s)
 {
     if (s->in_batch)
         return -EBUSY;
+    if (!producers_ready(s))
+        return -EIO;
     int rc = step_done(s, s->st[ST_BEGIN]);
     if (rc < 0)
         return rc;
@@ -1387,6 +1514,8 @@ int store_begin(store_t *s)
     s->head_begin = s->head;
     s->oldest_begin = s->oldest;
     memcpy(s->dirty_begin, s->dirty, sizeof(s->dirty));
+    memcpy(s->live_begin, s->live, sizeof(s->live));
+    memcpy(s->reasons_begin, s->reasons, sizeof(s->reasons));
     return 0;
 }
 
@@ -1488,10 +1617,12 @@ void store_rollback(store_t *s)
     s->head = s->head_begin;
     s->oldest = s->oldest_begin;
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
+    memcpy(s->live, s->live_begin, sizeof(s->live));
+    memcpy(s->reasons, s->reasons_begin, sizeof(s->reasons));
     s->n_agg = 0;
     pending_clear(s);
     /* the cache holds the batch's sequences: take back the committed ones */
-    producers_load(s);
+    producers_reload(s);
 }
 
 /* Drops change-log rows beyond changelog_keep, once the excess is worth a
@@ -1840,6 +1971,11 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
                                    memcmp(s->old_stamps.data, s->stamps.data, s->stamps.len) == 0);
     if (same && same_stamps)
         return 0;
+    /* the row is written: a rollback puts the count back with the row */
+    if (row->found && !row->deleted && rec->deleted)
+        s->live[key->kind]--;
+    else if (!(row->found && !row->deleted) && !rec->deleted)
+        s->live[key->kind]++;
     if (same) {
         blob = s->old.data;
         blen = s->old.len;
@@ -1954,7 +2090,10 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
     if (u && u->has_event_time_us)
         sqlite3_bind_int64(st, 9, u->event_time_us);
     sqlite3_bind_int(st, 10, claim ? 1 : 0);
-    return step_done(s, st);
+    int rc = step_done(s, st);
+    if (rc == 0)
+        s->reasons[reason_class_of(reason)]++;
+    return rc;
 }
 
 /* Keeps a refused update as a claim: the encoded Update, who, why. */
@@ -3250,7 +3389,7 @@ bool store_summaries_dirty(const store_t *s)
 
 uint64_t store_producer_last(store_t *s, const char *producer_id)
 {
-    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+    const producer_t *p = producer_id && producers_ready(s) ? producer_find(s, producer_id) : NULL;
     return p ? p->last_sequence : 0;
 }
 
@@ -3315,18 +3454,35 @@ void store_cursor_close(store_cursor_t **cp)
     *cp = NULL;
 }
 
+/* Keeps SQLite's message for store_cursor_errmsg and returns the errno. */
+static int cursor_fail(store_cursor_t *c, int rc)
+{
+    snprintf(c->err, sizeof(c->err), "%s", c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* A cursor that could not be opened: its message becomes the store's
+ * (store_errmsg), then it is closed. */
+static void cursor_abandon(store_t *s, store_cursor_t **cp)
+{
+    if (*cp && (*cp)->err[0])
+        snprintf(s->err, sizeof(s->err), "%s", (*cp)->err);
+    store_cursor_close(cp);
+}
+
 /* Reads one integer with a one-off statement on a cursor's connection. */
-static int cursor_int(sqlite3 *db, const char *sql, bool *null, int64_t *v)
+static int cursor_int(store_cursor_t *c, const char *sql, bool *null, int64_t *v)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         *null = sqlite3_column_type(st, 0) == SQLITE_NULL;
         *v = sqlite3_column_int64(st, 0);
         rc = SQLITE_OK;
     }
+    int ret = rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+    return ret;
 }
 
 /* A read-only connection inside a read transaction, and its head. */
@@ -3343,26 +3499,27 @@ static store_cursor_t *cursor_new(store_t *s, int *err)
     rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+        seam_watch(s, c->db);
         rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
-        *err = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        *err = cursor_fail(c, rc);
         goto fail;
     }
     /* the first read starts the view; the head is read inside it */
-    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
         goto fail;
     c->revision = (uint64_t)head;
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
 static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out)
 {
     int rc = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
-    return rc == SQLITE_OK ? 0 : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+    return rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
 }
 
 store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
@@ -3398,7 +3555,7 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
     }
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
@@ -3418,12 +3575,12 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
         *err = -EINVAL;
         goto fail;
     }
-    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
         goto fail;
     if (null)
         oldest = (int64_t)c->revision + 1;
-    if ((*err = cursor_int(c->db, "SELECT value FROM meta WHERE key = 'history_from'", &null,
-                           &from)) < 0)
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'history_from'", &null, &from)) <
+        0)
         goto fail;
     if (!null && from > oldest)
         oldest = from;
@@ -3456,7 +3613,7 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
     c->revision = revision;
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
@@ -3471,7 +3628,7 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
     store_cursor_t *c = cursor_new(s, err);
     if (!c)
         return NULL;
-    if ((*err = cursor_int(c->db, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
         goto fail;
     if (since > c->revision) {
         *err = -EINVAL;
@@ -3496,13 +3653,18 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
     sqlite3_bind_text(c->stmt[0], 3, filter ? filter->country : "", -1, SQLITE_TRANSIENT);
     return c;
 fail:
-    store_cursor_close(&c);
+    cursor_abandon(s, &c);
     return NULL;
 }
 
 uint64_t store_cursor_revision(const store_cursor_t *c)
 {
     return c->revision;
+}
+
+const char *store_cursor_errmsg(const store_cursor_t *c)
+{
+    return c ? c->err : "no cursor";
 }
 
 /*
@@ -3566,66 +3728,95 @@ out:
 }
 
 /*
- * History: the version at c->revision of a record whose row is at
- * `revision` (> c->revision), found by following the change log's prev
- * links back. 1 with the record in c->out when it was live then, 0 when
- * it did not exist or was deleted, or a negative errno.
+ * History: the version at c->revision of the record whose row (or a later
+ * version of it) is at revision c->chain (> c->revision), found by
+ * following the change log's prev links back, one lookup a step. 1 with
+ * the record in c->out when it was live then, 0 when it did not exist or
+ * was deleted, -EAGAIN when the cursor's steps are spent (c->chain is
+ * where to go on), or a negative errno. c->chain is 0 unless -EAGAIN.
  */
-static int cursor_history(store_cursor_t *c, uint64_t revision)
+static int cursor_history(store_cursor_t *c)
 {
-    while (revision > c->revision) {
+    int ret = 0;
+    while (c->chain > c->revision) {
+        if (c->steps >= STORE_CURSOR_STEPS)
+            return -EAGAIN;
+        c->steps++;
         sqlite3_stmt *st = c->prev;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)revision);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->chain);
         int rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
             sqlite3_reset(st);
             /* the view was checked to hold every revision > c->revision */
-            return rc == SQLITE_DONE ? -EPROTO
-                                     : (errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO);
+            ret = rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc);
+            break;
         }
         if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
             sqlite3_reset(st);
-            return 0;
+            break;
         }
         rc = buf_set(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
         sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) {
+            ret = rc;
+            break;
+        }
         Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, c->out.len, c->out.data);
-        if (!r)
-            return -EBADMSG;
+        if (!r) {
+            ret = -EBADMSG;
+            break;
+        }
         bool deleted = r->deleted;
         uint64_t prev_rev = r->revision;
         parksync__v1__record__free_unpacked(r, NULL);
-        if (prev_rev >= revision)
-            return -EPROTO; /* links must go back */
-        if (prev_rev <= c->revision)
-            return deleted ? 0 : 1;
-        revision = prev_rev;
+        if (prev_rev >= c->chain) {
+            ret = -EPROTO; /* links must go back */
+            break;
+        }
+        if (prev_rev <= c->revision) {
+            ret = deleted ? 0 : 1;
+            break;
+        }
+        c->chain = prev_rev;
     }
-    return 0;
+    c->chain = 0;
+    return ret;
 }
 
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     while (c->at < c->n) {
-        int rc = sqlite3_step(c->stmt[c->at]);
-        if (rc == SQLITE_ROW && c->history) {
-            sqlite3_stmt *st = c->stmt[c->at];
-            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
-            if (rev <= c->revision) {
-                if (sqlite3_column_int(st, 2) != 0)
-                    continue; /* deleted at or before R */
-                *record = sqlite3_column_blob(st, 0);
-                *len = (size_t)sqlite3_column_bytes(st, 0);
-                return 1;
-            }
-            if ((rc = cursor_history(c, rev)) < 0)
+        int rc;
+        if (c->history && c->steps >= STORE_CURSOR_STEPS) {
+            c->steps = 0; /* spent: yield; the next call has a fresh share */
+            return -EAGAIN;
+        }
+        if (c->history && c->chain) {
+            /* the history of the row the scan stands on, begun or to go on */
+            if ((rc = cursor_history(c)) == -EAGAIN)
+                continue;
+            if (rc < 0)
                 return rc;
             if (rc == 0)
                 continue;
             *record = c->out.data;
             *len = c->out.len;
+            return 1;
+        }
+        rc = sqlite3_step(c->stmt[c->at]);
+        if (rc == SQLITE_ROW && c->history) {
+            sqlite3_stmt *st = c->stmt[c->at];
+            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
+            if (rev > c->revision) {
+                c->chain = rev; /* changed since R: its history, next round */
+                continue;
+            }
+            if (sqlite3_column_int(st, 2) != 0) {
+                c->steps++; /* deleted at or before R: skipped, work all the same */
+                continue;
+            }
+            *record = sqlite3_column_blob(st, 0);
+            *len = (size_t)sqlite3_column_bytes(st, 0);
             return 1;
         }
         if (rc == SQLITE_ROW) {
@@ -3642,7 +3833,7 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             return 1;
         }
         if (rc != SQLITE_DONE)
-            return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+            return cursor_fail(c, rc);
         c->at++;
     }
     return 0;
@@ -3727,7 +3918,7 @@ int store_digest(store_t *s, uint8_t out[32])
 
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out)
 {
-    const producer_t *p = producer_id ? producer_find(s, producer_id) : NULL;
+    const producer_t *p = producer_id && producers_ready(s) ? producer_find(s, producer_id) : NULL;
 
     memset(out, 0, sizeof(*out));
     if (!p)
@@ -3747,26 +3938,18 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
 
 int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n)
 {
-    char sql[96];
-    sqlite3_stmt *st = NULL;
-    int rc;
-
     *n = 0;
     if (kind <= PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED || kind >= STORE_KINDS ||
         !kind_sql[kind].table)
         return -EINVAL;
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", kind_sql[kind].table);
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *n = (uint64_t)sqlite3_column_int64(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : db_fail(s, rc);
+    *n = s->live[kind];
+    return 0;
 }
 
 int store_producers(store_t *s, store_producer_fn fn, void *arg)
 {
+    if (!producers_ready(s))
+        return -EIO;
     for (size_t i = 0; i < s->prod_cap; i++) {
         const producer_t *p = &s->prod[i];
         store_producer_stats_t st;
@@ -3787,32 +3970,16 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg)
 
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg)
 {
-    /* the classes follow the reasons this file writes (see store_apply_as) */
-    static const char sql[] =
-        "SELECT CASE"
-        " WHEN reason LIKE 'not authoritative%' THEN 'not_authoritative'"
-        " WHEN reason LIKE 'unknown producer%' THEN 'unknown_producer'"
-        " WHEN reason LIKE 'event time%' THEN 'future_event_time'"
-        " WHEN reason LIKE 'stale%' THEN 'stale'"
-        " WHEN reason LIKE 'overridden%' THEN 'overridden'"
-        " WHEN reason LIKE 'invalid%' THEN 'invalid'"
-        " ELSE 'other' END AS class, count(*) FROM conflict GROUP BY class ORDER BY class";
-    sqlite3_stmt *st = NULL;
-    int rc;
+    bool go_on = fn != NULL;
 
     *total = 0;
-    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+    for (size_t i = 0; i < STORE_REASONS; i++) {
+        uint64_t n = s->reasons[i];
         *total += n;
-        if (fn && fn(arg, (const char *)sqlite3_column_text(st, 0), n) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-        rc = SQLITE_OK;
+        if (n > 0 && go_on && fn(arg, reason_classes[i].name, n) != 0)
+            go_on = false;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE || rc == SQLITE_OK ? 0 : db_fail(s, rc);
+    return 0;
 }
 
 struct store_backup {
@@ -3995,7 +4162,8 @@ int store_backup(store_t *s, const char *path)
 /* ---------------------------------------------------------------- checkpoints */
 
 struct store_checkpointer {
-    sqlite3 *db; /* connection used for checkpoints only */
+    sqlite3 *db;   /* connection used for checkpoints only */
+    char err[256]; /* SQLite's message for the last failure */
 };
 
 store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_t errlen)
@@ -4020,9 +4188,16 @@ int store_checkpoint(store_checkpointer_t *c)
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-        return errno_from_sqlite(rc);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
+        return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+    }
     return log > done ? log - done : 0;
+}
+
+const char *store_checkpointer_errmsg(const store_checkpointer_t *c)
+{
+    return c ? c->err : "no checkpointer";
 }
 
 void store_checkpointer_close(store_checkpointer_t **cp)

@@ -45,6 +45,21 @@
 typedef struct store store_t;
 typedef struct store_cursor store_cursor_t;
 
+/* Hooks for tests, behind one small table as SQLite's os_unix.c keeps its
+ * system calls: production passes none. The table is borrowed and must
+ * outlive the store and its cursors. */
+typedef struct store_seams {
+    void *arg; /* passed to every hook */
+    /* SQLite's progress handler (period 1) on the writer's connection and
+     * on every cursor's: called about once per virtual machine loop step,
+     * a measure of work that does not depend on the machine. NULL: off. */
+    void (*vm)(void *arg);
+    /* Fault injection: called where the store is about to read `what`
+     * ("producers"); a negative errno makes that read fail as a storage
+     * error would. NULL: no faults. */
+    int (*fault)(void *arg, const char *what);
+} store_seams_t;
+
 typedef struct store_config {
     const char *path;                   /* database file; created when missing */
     bool synchronous_full;              /* PRAGMA synchronous: FULL (true) or NORMAL */
@@ -56,6 +71,7 @@ typedef struct store_config {
     int64_t (*now_us)(void);            /* clock seam, us since 1970 UTC; NULL = wire_now_us */
     bool background_checkpoint;         /* no automatic checkpoints on the writer: the caller
                                            runs a store_checkpointer on a thread of its own */
+    const store_seams_t *seams;         /* test hooks (borrowed); NULL in production */
 } store_config_t;
 
 /* What store_apply did with an update. */
@@ -135,14 +151,19 @@ bool store_authority_on(const store_t *s);
 
 /* ---------------------------------------------------------------- batches */
 
-/* Starts a batch: one write transaction. -EBUSY if one is open. */
+/* Starts a batch: one write transaction. -EBUSY if one is open; -EIO
+ * (with store_errmsg saying so) while the producers' positions are
+ * unknown because reloading them after a rollback failed: each begin
+ * retries the reload, and no batch runs until it succeeds, so a position
+ * never goes backwards. */
 int store_begin(store_t *s);
 
 /* Commits the batch. Returns 0 or a negative errno; on failure the batch
  * is rolled back and nothing of it is kept (the caller must not ack). */
 int store_commit(store_t *s);
 
-/* Abandons the batch. NULL-safe on a store without one. */
+/* Abandons the batch and reloads the producers' committed positions
+ * (when that fails, see store_begin). NULL-safe on a store without one. */
 void store_rollback(store_t *s);
 
 /* Applies one update inside the open batch. The update must have passed
@@ -205,7 +226,8 @@ bool store_summaries_dirty(const store_t *s);
 /* ---------------------------------------------------------------- reading */
 
 /* Last applied sequence of a producer (inside the batch if one is open);
- * 0 for an unknown producer. */
+ * 0 for an unknown producer, or while the positions cannot be reloaded
+ * (see store_begin). */
 uint64_t store_producer_last(store_t *s, const char *producer_id);
 
 /* Highest revision given out (committed, or inside the open batch). */
@@ -262,11 +284,25 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
 store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
                                    int *err);
 
+/* SQLite's message for the cursor's last failure ("database disk image
+ * is malformed", ...); "" when none. A cursor that cannot be opened
+ * leaves its message in store_errmsg instead. */
+const char *store_cursor_errmsg(const store_cursor_t *c);
+
 /* The head revision of the cursor's view. */
 uint64_t store_cursor_revision(const store_cursor_t *c);
 
+/* Work a history cursor (store_snapshot_at_open) does between two
+ * -EAGAIN returns of store_cursor_next: change-log lookups, and rows read
+ * but left out. An old revision of a much-changed record would otherwise
+ * cost one lookup per change in one call. */
+#define STORE_CURSOR_STEPS 256
+
 /* Steps the cursor. Returns 1 and points *record and *len at the next encoded
- * Record (valid until the next call), 0 at the end, or a negative errno. */
+ * Record (valid until the next call), 0 at the end, -EAGAIN when a history
+ * cursor has done STORE_CURSOR_STEPS steps since it last returned -EAGAIN
+ * (nothing is lost: call again, e.g. on the next turn of a loop), or
+ * another negative errno. */
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len);
 
 /* Ends the view and closes its connection. NULL-safe; sets *cp = NULL. */
@@ -325,7 +361,8 @@ typedef struct store_producer_stats {
 } store_producer_stats_t;
 
 /* Fills *out for producer_id (inside the batch if one is open). Returns 0,
- * or -ENOENT (and zeroes *out) for an unknown producer. */
+ * or -ENOENT (and zeroes *out) for an unknown producer or while the
+ * positions cannot be reloaded (see store_begin). */
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out);
 
 /* ---------------------------------------------------------------- operations
@@ -333,20 +370,25 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
  */
 
 /* Sets *n to the number of live (not deleted) records of kind (PARK ..
- * SUMMARY). Returns 0, -EINVAL for another kind, or a negative errno. */
+ * SUMMARY), inside the batch if one is open. The store keeps the count as
+ * rows change (a rollback restores it), so this reads no table. Returns
+ * 0, or -EINVAL for another kind. */
 int store_count_records(store_t *s, Parksync__V1__RecordKind kind, uint64_t *n);
 
 /* Calls fn for every known producer (in no particular order) with its
  * counters; id and stats are valid during the call. fn returns 0 to go
- * on, non-zero to stop. Returns 0. */
+ * on, non-zero to stop. Returns 0, or -EIO while the positions cannot be
+ * reloaded (see store_begin). */
 typedef int (*store_producer_fn)(void *arg, const char *producer_id,
                                  const store_producer_stats_t *stats);
 int store_producers(store_t *s, store_producer_fn fn, void *arg);
 
 /* Counts the conflicts/audit table by reason class: "not_authoritative",
  * "unknown_producer", "future_event_time", "invalid", "stale",
- * "overridden", "other" (classes without rows are left out). Sets *total
- * to all rows. Returns 0 or a negative errno. */
+ * "overridden", "other" (classes without rows are left out), in the
+ * order of their names; fn may be NULL. Sets *total to all rows. Kept as
+ * conflicts are recorded, like store_count_records: reads no table.
+ * Returns 0. */
 typedef int (*store_reason_fn)(void *arg, const char *reason_class, uint64_t n);
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg);
 
@@ -398,6 +440,9 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
 /* Runs one PASSIVE checkpoint. Returns the WAL frames not yet copied back
  * (readers may hold them) or a negative errno. */
 int store_checkpoint(store_checkpointer_t *c);
+
+/* SQLite's message for the last failed checkpoint. */
+const char *store_checkpointer_errmsg(const store_checkpointer_t *c);
 
 /* NULL-safe; sets *cp = NULL. */
 void store_checkpointer_close(store_checkpointer_t **cp);

@@ -29,8 +29,6 @@ static void sleep_ms(int ms)
 
 int harness_init(harness_t *h, const char *extra_ini)
 {
-    FILE *f;
-
     memset(h, 0, sizeof(*h));
     snprintf(h->dir, sizeof(h->dir), "/tmp/parksync-test-XXXXXX");
     if (mkdtemp(h->dir) == NULL)
@@ -44,6 +42,13 @@ int harness_init(harness_t *h, const char *extra_ini)
     snprintf(h->control, sizeof(h->control), "ipc://%s/control", h->dir);
     if (extra_ini != NULL)
         snprintf(h->extra, sizeof(h->extra), "%s", extra_ini);
+    return harness_write_config(h);
+}
+
+int harness_write_config(const harness_t *h)
+{
+    FILE *f;
+
     if ((f = fopen(h->config, "w")) == NULL)
         return -errno;
     fprintf(f,

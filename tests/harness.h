@@ -36,6 +36,10 @@ typedef struct harness {
  * appended and may add sections). Does not start the daemon. 0 or -errno. */
 int harness_init(harness_t *h, const char *extra_ini);
 
+/* Writes the config again, with h->extra as it is now (e.g. to restart
+ * the daemon on the same database with other settings). 0 or -errno. */
+int harness_write_config(const harness_t *h);
+
 /* Starts parksyncd and waits (up to 10 s) until its query socket answers a
  * ping. 0, or -1 when it exited or never answered (see h->log). */
 int harness_start(harness_t *h);

@@ -268,7 +268,9 @@ static void drain(store_cursor_t *c, recs_t *rs)
     int rc;
     rs->n = 0;
     rs->revision = store_cursor_revision(c);
-    while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+    while ((rc = store_cursor_next(c, &rec, &len)) == 1 || rc == -EAGAIN) {
+        if (rc == -EAGAIN)
+            continue; /* a history cursor's share of work is spent: go on */
         cr_assert_lt(rs->n, 64);
         rs->r[rs->n] = parksync__v1__record__unpack(NULL, len, rec);
         cr_assert_not_null(rs->r[rs->n]);
@@ -1920,5 +1922,403 @@ Test(store, pinned_changes_outlive_changelog_keep)
     cr_assert_eq(apply1(s, &x), STORE_APPLIED);
     cr_assert_eq(store_oldest(s), 32);
     cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- operations figures */
+
+/* The conflicts by reason class as `parksync status` shows them. */
+typedef struct reasons {
+    char name[8][32]; /* class names, in the order given */
+    uint64_t n[8];    /* their rows */
+    size_t count;     /* classes given */
+} reasons_t;
+
+static int on_reason(void *arg, const char *reason_class, uint64_t n)
+{
+    reasons_t *r = arg;
+    cr_assert_lt(r->count, 8);
+    snprintf(r->name[r->count], sizeof(r->name[0]), "%s", reason_class);
+    r->n[r->count++] = n;
+    return 0;
+}
+
+/* The store's figures equal what counting the tables gives. */
+static void check_figures(store_t *s, const char *when)
+{
+    static const char *const tables[] = {NULL,         "park",           "resident",
+                                         "trade_flow", "country_report", "summary"};
+    /* the classes as store.h defines them, counted the slow way */
+    static const char classes[] =
+        "SELECT CASE"
+        " WHEN reason LIKE 'not authoritative%' THEN 'not_authoritative'"
+        " WHEN reason LIKE 'unknown producer%' THEN 'unknown_producer'"
+        " WHEN reason LIKE 'event time%' THEN 'future_event_time'"
+        " WHEN reason LIKE 'stale%' THEN 'stale'"
+        " WHEN reason LIKE 'overridden%' THEN 'overridden'"
+        " WHEN reason LIKE 'invalid%' THEN 'invalid'"
+        " ELSE 'other' END AS class, count(*) FROM conflict GROUP BY class ORDER BY class";
+    char sql[96];
+    reasons_t got = {0};
+    uint64_t n, total;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    size_t i = 0;
+
+    for (int k = 1; k < 6; k++) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", tables[k]);
+        cr_assert_eq(store_count_records(s, (Parksync__V1__RecordKind)k, &n), 0);
+        cr_assert_eq((int64_t)n, sql_int(sql), "%s: %s: store says %" PRIu64 ", the table %" PRId64,
+                     when, tables[k], n, sql_int(sql));
+    }
+    cr_assert_eq(store_conflict_counts(s, &total, on_reason, &got), 0);
+    cr_assert_eq((int64_t)total, sql_int("SELECT count(*) FROM conflict"), "%s: conflicts", when);
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, classes, -1, &st, NULL), SQLITE_OK);
+    for (; sqlite3_step(st) == SQLITE_ROW; i++) {
+        cr_assert_lt(i, got.count, "%s: class %s missing", when, sqlite3_column_text(st, 0));
+        cr_assert_str_eq(got.name[i], (const char *)sqlite3_column_text(st, 0), "%s", when);
+        cr_assert_eq((int64_t)got.n[i], sqlite3_column_int64(st, 1), "%s: %s", when, got.name[i]);
+    }
+    cr_assert_eq(i, got.count, "%s: extra classes", when);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Applies `n` random updates (deletes and refusals among them) in one batch. */
+static void random_batch(store_t *s, uint64_t *st, uint64_t *seq, size_t n)
+{
+    upd_t x;
+    store_outcome_t out;
+    cr_assert_eq(store_begin(s), 0);
+    for (size_t i = 0; i < n; i++) {
+        unsigned p = rnd(st, PROP_PRODUCERS + 1);
+        if (p == PROP_PRODUCERS) {
+            /* refused before the merge: the classes "invalid" and "other" */
+            upd_t bad;
+            upd_init(&bad, "AZ-MOE", ++seq[0], 1, PROVISIONAL);
+            upd_park(&bad, "AZ", "P-BAD");
+            cr_assert_eq(
+                store_reject(s, &bad.u, rnd(st, 2) ? "invalid: park.name" : "topic mismatch", &out),
+                0);
+            continue;
+        }
+        prop_update(&x, st, prop_producers[p], ++seq[p]);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0, "apply: %s", store_errmsg(s));
+    }
+    cr_assert_geq(store_refresh_summaries(s), 0);
+}
+
+/* Live records per kind and conflicts per reason are kept as the batches
+ * go: after applies, deletes, a rollback and a reopen they equal what
+ * counting the tables gives. */
+Test(store, figures_equal_the_tables)
+{
+    uint64_t st = 7, seq[PROP_PRODUCERS] = {0};
+    store_authority_t auth = {prop_ministries, PROP_PRODUCERS, prop_members, 1};
+    snprintf(prop_members[0].producer, sizeof(prop_members[0].producer), "AZ-MOE");
+    prop_members[0].ministry = 0;
+    store_t *s = open_db();
+    cr_assert_eq(store_set_authority(s, &auth), 0);
+    check_figures(s, "empty");
+    for (int b = 0; b < 20; b++) {
+        random_batch(s, &st, seq, 1 + rnd(&st, 60));
+        cr_assert_eq(store_commit(s), 0, "commit: %s", store_errmsg(s));
+        check_figures(s, "after a commit");
+    }
+
+    uint64_t kept[PROP_PRODUCERS];
+    memcpy(kept, seq, sizeof(kept));
+    random_batch(s, &st, seq, 200);
+    store_rollback(s);
+    memcpy(seq, kept, sizeof(seq));
+    check_figures(s, "after a rollback");
+
+    random_batch(s, &st, seq, 100);
+    cr_assert_eq(store_commit(s), 0, "commit: %s", store_errmsg(s));
+    store_close(&s);
+    s = open_db();
+    check_figures(s, "after a reopen");
+    cr_assert_eq(store_set_authority(s, &auth), 0);
+    random_batch(s, &st, seq, 100);
+    cr_assert_eq(store_commit(s), 0, "commit: %s", store_errmsg(s));
+    check_figures(s, "after a commit on the reopened store");
+    store_close(&s);
+}
+
+static void count_vm(void *arg)
+{
+    (*(uint64_t *)arg)++;
+}
+
+/* Work SQLite does for the store's figures, in virtual machine steps. */
+static uint64_t figures_work(store_t *s, const uint64_t *vm)
+{
+    uint64_t n, total, before = *vm;
+    for (int k = 1; k < 6; k++)
+        cr_assert_eq(store_count_records(s, (Parksync__V1__RecordKind)k, &n), 0);
+    cr_assert_eq(store_conflict_counts(s, &total, NULL, NULL), 0);
+    return *vm - before;
+}
+
+/* `parksync status` and the metrics endpoint read these figures every
+ * second on the writer's connection: they must cost the same whatever
+ * the size of the tables, not a scan of every row. */
+Test(store, figures_do_not_scan_the_tables)
+{
+    uint64_t vm = 0, seq = 0;
+    store_seams_t seams = {.arg = &vm, .vm = count_vm};
+    store_config_t cfg;
+    store_outcome_t out;
+    upd_t x;
+    char id[16];
+    uint64_t small, large;
+
+    store_config_init(&cfg);
+    cfg.synchronous_full = false;
+    cfg.seams = &seams;
+    store_t *s = open_at(dbpath, &cfg);
+    for (int round = 0; round < 2; round++) {
+        /* round 0: 10 residents and conflicts; round 1: 2,000 more */
+        int n = round == 0 ? 10 : 2000;
+        cr_assert_eq(store_begin(s), 0);
+        for (int i = 0; i < n; i++) {
+            upd_init(&x, "AZ-MOE", ++seq, 100, PROVISIONAL);
+            snprintf(id, sizeof(id), "R%d-%d", round, i);
+            upd_resident(&x, "AZ", "P1", id);
+            cr_assert_eq(store_apply(s, &x.u, &out), 0);
+            upd_init(&x, "AZ-MOE", ++seq, 100, PROVISIONAL);
+            upd_resident(&x, "AZ", "P1", id);
+            cr_assert_eq(store_reject(s, &x.u, "invalid: test", &out), 0);
+        }
+        cr_assert_eq(store_commit(s), 0);
+        if (round == 0)
+            small = figures_work(s, &vm);
+        else
+            large = figures_work(s, &vm);
+    }
+    cr_log_info("figures: %" PRIu64 " steps at 10 rows, %" PRIu64 " at 2,010", small, large);
+    cr_assert_leq(large, small + 16,
+                  "the figures cost %" PRIu64 " steps at 2,010 rows against %" PRIu64
+                  " at 10: they scan the tables",
+                  large, small);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- faults */
+
+/* Fails every read of `what` while armed. */
+typedef struct fault {
+    const char *what; /* which read fails */
+    bool armed;       /* fail it now */
+    int hits;         /* reads failed */
+} fault_t;
+
+static int inject(void *arg, const char *what)
+{
+    fault_t *f = arg;
+    if (!f->armed || strcmp(what, f->what) != 0)
+        return 0;
+    f->hits++;
+    return -EIO;
+}
+
+/* A rollback reloads the producers' positions from the database; when
+ * that read fails the store must not go on from empty positions (a batch
+ * would then commit a producer's position as 0): it refuses batches until
+ * a reload succeeds. */
+Test(store, failed_producer_reload_refuses_batches_until_it_loads)
+{
+    fault_t f = {.what = "producers"};
+    store_seams_t seams = {.arg = &f, .fault = inject};
+    store_config_t cfg;
+    store_outcome_t out;
+    upd_t x;
+
+    store_config_init(&cfg);
+    cfg.seams = &seams;
+    store_t *s = open_at(dbpath, &cfg);
+    for (uint64_t q = 1; q <= 3; q++) {
+        upd_init(&x, "AZ-MOE", q, 100 * (int64_t)q, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    }
+    cr_assert_eq(store_begin(s), 0);
+    upd_init(&x, "AZ-MOE", 4, 400, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    f.armed = true;
+    store_rollback(s);
+    cr_assert_eq(f.hits, 1);
+
+    /* still failing: no batch, and the message says why */
+    int rc = store_begin(s);
+    cr_assert_lt(rc, 0, "a batch began with unknown producer positions");
+    cr_assert_not_null(strstr(store_errmsg(s), "producer"), "errmsg: %s", store_errmsg(s));
+    cr_assert_eq(f.hits, 2, "begin did not retry the reload");
+
+    /* the read works again: the next begin reloads, and the position
+     * goes on from 3 */
+    f.armed = false;
+    upd_init(&x, "AZ-MOE", 5, 500, PROVISIONAL);
+    upd_park(&x, "AZ", "P1");
+    cr_assert_eq(store_begin(s), 0, "begin: %s", store_errmsg(s));
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(out, STORE_GAP, "sequence 5 after 3 is a gap");
+    cr_assert_eq(store_commit(s), 0);
+    int64_t kept = sql_int("SELECT last_sequence FROM producer WHERE producer_id = 'AZ-MOE'");
+    cr_assert_eq(kept, 3, "a producer's position went backwards: 3, then %" PRId64 " committed",
+                 kept);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 3);
+    x.u.sequence = 4;
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- history work */
+
+#define HISTORY_CHANGES 3000 /* versions of one park after the one looked at */
+
+/* A snapshot at an old revision follows each changed record's links back
+ * through the change log, one lookup per change; the daemon's loop reads
+ * it a record at a time, so no one call of store_cursor_next may do all
+ * of a long history: it stops after its share of lookups with -EAGAIN
+ * and goes on where it stopped. */
+Test(store, history_cursor_does_bounded_work_per_call)
+{
+    uint64_t vm = 0, seq = 0, first;
+    store_seams_t seams = {.arg = &vm, .vm = count_vm};
+    store_config_t cfg;
+    store_outcome_t out;
+    upd_t x;
+    char name[32];
+
+    store_config_init(&cfg);
+    cfg.synchronous_full = false;
+    cfg.seams = &seams;
+    store_t *s = open_at(dbpath, &cfg);
+    upd_init(&x, "AZ-MOE", ++seq, 1, PROVISIONAL);
+    upd_park(&x, "AZ", "P0"); /* a park with no history, before and after */
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i <= HISTORY_CHANGES; i++) {
+        uint8_t digest[32];
+        upd_init(&x, "AZ-MOE", ++seq, 100 + i, PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        snprintf(name, sizeof(name), "v%d", i);
+        park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        if (i == 0)
+            first = store_head(s);
+        if (i % 500 == 499) {
+            cr_assert_eq(store_commit(s), 0);
+            cr_assert_eq(store_begin(s), 0);
+        } else {
+            cr_assert_eq(store_digest(s, digest), 0); /* a flush: a revision per change */
+        }
+    }
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_geq(store_head(s), first + HISTORY_CHANGES); /* summaries have some too */
+
+    store_filter_t f = {.kind = K_PARK};
+    int err = 1, rc, yields = 0, got = 0;
+    const uint8_t *rec;
+    size_t len;
+    store_cursor_t *c = store_snapshot_at_open(s, &f, first, &err);
+    cr_assert_not_null(c, "at %" PRIu64 ": %d", first, err);
+    uint64_t total = 0, most = 0;
+    do {
+        uint64_t before = vm;
+        rc = store_cursor_next(c, &rec, &len);
+        uint64_t work = vm - before;
+        total += work;
+        most = work > most ? work : most;
+        if (rc == -EAGAIN) {
+            yields++;
+        } else if (rc == 1) {
+            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+            cr_assert_not_null(r);
+            if (strcmp(r->park->park_id, "P1") == 0)
+                cr_assert_str_eq(r->park->name, "v0");
+            parksync__v1__record__free_unpacked(r, NULL);
+            got++;
+        }
+    } while (rc == 1 || rc == -EAGAIN);
+    cr_assert_eq(rc, 0, "cursor: %d", rc);
+    store_cursor_close(&c);
+    cr_assert_eq(got, 2);
+    cr_log_info("history of %d changes: %" PRIu64 " steps in all, at most %" PRIu64
+                " in one call, %d yields",
+                HISTORY_CHANGES, total, most, yields);
+    /* STORE_CURSOR_STEPS lookups of the 3,000 are under a tenth of the
+     * work: a fifth leaves room for the scan around them */
+    cr_assert_leq(most, total / 5,
+                  "one call did %" PRIu64 " of the %" PRIu64 " steps of a %d-change history", most,
+                  total, HISTORY_CHANGES);
+    cr_assert_geq(yields, HISTORY_CHANGES / STORE_CURSOR_STEPS - 1);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- SQLite's words */
+
+/* A cursor that SQLite refuses to open (here: its table was renamed
+ * behind the store's back) leaves SQLite's message in store_errmsg, not
+ * just an errno that reads "Input/output error". */
+Test(store, failed_cursor_open_keeps_sqlite_message)
+{
+    sqlite3 *db;
+    int err = 0;
+    store_t *s = open_db();
+    cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "ALTER TABLE country_report RENAME TO country_report_gone", 0, 0, 0),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    store_filter_t f = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY};
+    cr_assert_null(store_snapshot_open(s, &f, &err));
+    cr_assert_lt(err, 0);
+    cr_assert_not_null(strstr(store_errmsg(s), "no such table: country_report"), "errmsg: '%s'",
+                       store_errmsg(s));
+    store_close(&s);
+}
+
+/* A cursor step that meets a damaged page says what SQLite said. */
+Test(store, failed_cursor_step_keeps_sqlite_message)
+{
+    upd_t x;
+    store_outcome_t out;
+    char id[16];
+    store_t *s = open_db();
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 0; i < 500; i++) {
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100, PROVISIONAL);
+        snprintf(id, sizeof(id), "R%d", i);
+        upd_resident(&x, "AZ", "P1", id);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+    store_close(&s); /* the last connection folds the WAL into the file */
+    s = open_db();
+
+    /* break the page type of the resident table's root page */
+    int64_t root = sql_int("SELECT rootpage FROM sqlite_schema WHERE name = 'resident'");
+    int64_t size = sql_int("PRAGMA page_size");
+    cr_assert_gt(root, 1);
+    FILE *f = fopen(dbpath, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)((root - 1) * size), SEEK_SET), 0);
+    cr_assert_eq(fputc(0x01, f), 0x01);
+    cr_assert_eq(fclose(f), 0);
+
+    store_filter_t filter = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT};
+    const uint8_t *rec;
+    size_t len;
+    int err = 0;
+    store_cursor_t *c = store_snapshot_open(s, &filter, &err);
+    cr_assert_not_null(c, "open: %d %s", err, store_errmsg(s));
+    cr_assert_lt(store_cursor_next(c, &rec, &len), 0);
+    cr_assert_not_null(strstr(store_cursor_errmsg(c), "malformed"), "errmsg: '%s'",
+                       store_cursor_errmsg(c));
+    store_cursor_close(&c);
     store_close(&s);
 }

@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "parksync.h"
+#include "store.h"
 #include "wire.h"
 
 #define DEADLINE_MS  20000              /* longest wait for anything a test expects */
@@ -853,4 +854,113 @@ Test(subscribe, resume_beyond_the_head_gets_too_old_and_a_snapshot)
     map_expect_equal(&v.map, &snap, "after the fresh snapshot");
     view_close(&v);
     map_free(&snap);
+}
+
+/* ---------------------------------------------------------------- history and ingest */
+
+#define HISTORY_CHANGES 30000 /* versions of park AZ-P1 after the one looked at */
+
+/* Writes park AZ-P0 and then HISTORY_CHANGES + 1 versions of park AZ-P1,
+ * each with its own revision, straight into the database at path.
+ * Returns the revision of AZ-P1's first version. */
+static uint64_t fill_history(const char *path)
+{
+    Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
+    Parksync__V1__Park park = PARKSYNC__V1__PARK__INIT;
+    store_config_t cfg;
+    store_outcome_t out;
+    char err[256], name[32];
+    uint8_t digest[32];
+    uint64_t first = 0;
+
+    store_config_init(&cfg);
+    cfg.path = path;
+    cfg.synchronous_full = false;
+    store_t *s = store_open(&cfg, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    u.producer_id = "AZ-FILL";
+    u.has_sequence = u.has_event_time_us = 1;
+    u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    u.park = &park;
+    park.country = "AZ";
+    park.name = name;
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = -1; i <= HISTORY_CHANGES; i++) {
+        u.sequence = (uint64_t)(i + 2);
+        u.event_time_us = BASE_TIME_US + i + 1;
+        park.park_id = i < 0 ? "AZ-P0" : "AZ-P1";
+        snprintf(name, sizeof name, "v%d", i);
+        cr_assert_eq(store_apply(s, &u, &out), 0, "%s", store_errmsg(s));
+        cr_assert_eq(out, STORE_APPLIED);
+        if (i == 0)
+            first = store_head(s);
+        cr_assert_eq(store_digest(s, digest), 0); /* a flush: a revision per change */
+        if (i % 1000 == 999) {
+            cr_assert_eq(store_commit(s), 0);
+            cr_assert_eq(store_begin(s), 0);
+        }
+    }
+    cr_assert_eq(store_commit(s), 0);
+    store_close(&s);
+    return first;
+}
+
+/* A snapshot at a revision far back follows AZ-P1's 30,000 changes through
+ * the change log. The daemon does that work a share at a time between
+ * turns of its loop, so an update sent while the snapshot streams is
+ * acknowledged before the snapshot ends; done in one go, the loop would
+ * hold the update until the whole history was read. */
+Test(subscribe, history_snapshot_leaves_ingest_flowing)
+{
+    ps_subscriber_options_t o;
+    view_t v;
+    uint64_t seq = 0;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    uint64_t first = fill_history(h.db);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+    ps_producer_t *p = producer("AZ-MOE");
+
+    sub_options(&o);
+    o.live = false;
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+    o.has_at_revision = true;
+    o.at_revision = first;
+    view_open(&v, &o);
+    /* AZ-P0, first in key order, comes before AZ-P1's history is read */
+    int64_t deadline = wire_monotonic_ms() + DEADLINE_MS;
+    while (v.records == 0 && !v.snapshot_done) {
+        cr_assert_lt(wire_monotonic_ms(), deadline, "no snapshot record");
+        view_step(&v, 100);
+    }
+
+    Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
+    Parksync__V1__Park park = PARKSYNC__V1__PARK__INIT;
+    park.park_id = "AZ-LIVE";
+    park.country = "AZ";
+    park.name = "sent during the snapshot";
+    u.has_event_time_us = 1;
+    u.event_time_us = wire_now_us();
+    u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    u.park = &park;
+    cr_assert_eq(ps_producer_send(p, &u, &seq, DEADLINE_MS), PS_OK);
+    while (ps_producer_last_acked(p) < seq) {
+        cr_assert_lt(wire_monotonic_ms(), deadline, "the update was never acknowledged");
+        cr_assert_eq(ps_producer_poll(p), PS_OK);
+        if (!v.snapshot_done)
+            view_step(&v, 1);
+    }
+    while (!v.snapshot_done && view_step(&v, 0))
+        ; /* whatever had arrived with the ack */
+    cr_assert_not(v.snapshot_done,
+                  "the snapshot of %d changes ended before an update sent during it was "
+                  "acknowledged: reading the history held the loop",
+                  HISTORY_CHANGES);
+
+    while (!v.snapshot_done)
+        cr_assert(view_step(&v, DEADLINE_MS), "snapshot timed out");
+    cr_assert_eq(v.map.live, 2);
+    cr_assert_str_eq(park_name(&v.map, "AZ-P1"), "v0");
+    view_close(&v);
+    ps_producer_destroy(&p);
 }

@@ -18,8 +18,15 @@
  *    CLOCK_REALTIME send time (in investment_usd_cents); the subscriber
  *    records receipt - send; p50, p99, p99.9.
  *
+ * 5. With -M ROUNDS, instead of 2-4: latency at 1,000 updates/s with the
+ *    metrics endpoint ([metrics] http) on and off, ROUNDS rounds of each,
+ *    interleaved (off, on, on, off, off, on, ...: neither side always
+ *    runs on a warmer cache), the daemon restarted on the same database
+ *    for each; the median of each side's p99. With the endpoint on, the
+ *    loop renders the metrics once a second, reading the store's figures.
+ *
  * Options: -n RECORDS, -i INGEST updates (default 100000), -t LAT_S seconds
- * (default 3), -k keep the database directory.
+ * (default 3), -M ROUNDS, -k keep the database directory.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +50,7 @@
 static uint64_t n_records = 1000000;
 static uint64_t n_ingest = 100000;
 static int lat_s = 3;
+static int metrics_rounds = 0;
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -291,7 +299,9 @@ static int cmp64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void latency(const harness_t *h, int rate)
+/* Live latency at `rate` updates/s for lat_s seconds; prints it and
+ * returns the p99 in ms, or -1. */
+static double latency(const harness_t *h, int rate)
 {
     ps_subscriber_options_t o;
     ps_err_t err;
@@ -327,7 +337,7 @@ static void latency(const harness_t *h, int rate)
     l.sub = ps_subscriber_new(&o, &err);
     if (!l.sub) {
         fprintf(stderr, "bench: latency subscriber: %s\n", ps_strerror(err));
-        return;
+        return -1;
     }
     while (ps_subscriber_next(l.sub, &ev, 30000) == PS_OK && ev.kind != PS_EVENT_SNAPSHOT_END)
         ;
@@ -363,6 +373,7 @@ static void latency(const harness_t *h, int rate)
     ps_subscriber_stats_t st;
     ps_subscriber_stats(l.sub, &st);
     qsort(l.lat, l.n, sizeof *l.lat, cmp64);
+    double p99 = l.n > 0 ? l.lat[l.n * 99 / 100] / 1000.0 : -1;
     if (l.n > 0)
         printf("latency at %5d updates/s: %zu of %" PRIu64 " received; p50 %.3f ms, p99 %.3f ms,"
                " p99.9 %.3f ms, max %.3f ms (gaps %" PRIu64 ", resyncs %" PRIu64 ")\n",
@@ -371,6 +382,52 @@ static void latency(const harness_t *h, int rate)
     ps_producer_destroy(&p);
     ps_subscriber_destroy(&l.sub);
     free(l.lat);
+    return p99;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Latency at 1,000 updates/s with the metrics endpoint on and off,
+ * metrics_rounds rounds of each, interleaved; the daemon is restarted on
+ * the same database for every round. Returns 0 or -1. */
+static int metrics_latency(harness_t *h)
+{
+    double on[64], off[64];
+    int n_on = 0, n_off = 0;
+
+    for (int r = 0; r < 2 * metrics_rounds && r < 128; r++) {
+        bool http = (r + r / 2) % 2 == 1; /* off, on, on, off, off, on, ... */
+        if (harness_stop(h) < 0)
+            return -1;
+        snprintf(h->extra, sizeof h->extra,
+                 "[store]\nsynchronous = normal\n\n[metrics]\nhttp = %s\n",
+                 http ? "127.0.0.1:19464" : "off");
+        if (harness_write_config(h) < 0 || harness_start(h) < 0)
+            return -1;
+        printf("round %d, metrics http %s: ", r + 1, http ? "on " : "off");
+        fflush(stdout);
+        double p99 = latency(h, 1000);
+        if (p99 < 0)
+            return -1;
+        if (http)
+            on[n_on++] = p99;
+        else
+            off[n_off++] = p99;
+    }
+    printf("metrics: p99 at 1,000 updates/s over %d rounds each: median %.3f ms with the "
+           "endpoint off, %.3f ms with it on\n",
+           metrics_rounds, median(off, n_off), median(on, n_on));
+    return 0;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -381,7 +438,7 @@ int main(int argc, char **argv)
     int c;
     bool keep = false;
 
-    while ((c = getopt(argc, argv, "n:i:t:k")) != -1) {
+    while ((c = getopt(argc, argv, "n:i:t:M:k")) != -1) {
         switch (c) {
         case 'n':
             n_records = strtoull(optarg, NULL, 10);
@@ -392,15 +449,19 @@ int main(int argc, char **argv)
         case 't':
             lat_s = (int)strtol(optarg, NULL, 10);
             break;
+        case 'M':
+            metrics_rounds = (int)strtol(optarg, NULL, 10);
+            break;
         case 'k':
             keep = true;
             break;
         default:
-            fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-k]\n");
+            fprintf(stderr,
+                    "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-M ROUNDS] [-k]\n");
             return 2;
         }
     }
-    if (n_records == 0 || lat_s <= 0)
+    if (n_records == 0 || lat_s <= 0 || metrics_rounds < 0 || metrics_rounds > 64)
         return 2;
     if (harness_init(&h, "[store]\nsynchronous = normal\n") < 0)
         return 1;
@@ -411,6 +472,15 @@ int main(int argc, char **argv)
     }
     /* warm the page cache and the daemon once, as a real one would be */
     take_snapshot(&h, NULL);
+    if (metrics_rounds > 0) {
+        int rc = metrics_latency(&h);
+        harness_stop(&h);
+        if (keep)
+            printf("kept %s\n", h.dir);
+        else
+            harness_cleanup(&h);
+        return rc < 0 ? 1 : 0;
+    }
 
     sampler_t smp = {.a = h.pid, .b = getpid()};
     long d0 = rss_kib(h.pid), c0 = rss_kib(getpid());
