@@ -489,6 +489,63 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why)
     return rc < 0 ? rc : body_validate(u, why);
 }
 
+/* ---------------------------------------------------------------- reading the wire */
+
+#define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
+#define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
+#define WIRE_TYPE_I64    1 /* protobuf wire type of 64-bit fixed fields */
+#define WIRE_TYPE_I32    5 /* protobuf wire type of 32-bit fixed fields */
+
+/* Reads a varint at buf[*at..size); false when it is cut short or longer
+ * than 10 bytes. */
+static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 70 && *at < size; shift += 7) {
+        uint8_t b = buf[(*at)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80)
+            return true;
+    }
+    return false;
+}
+
+/* Reads the field at buf[*at..size): its number, and for a varint its
+ * value, for a length-delimited field its bytes. 1 read, 0 at the end,
+ * -EBADMSG when the framing is broken. */
+static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field, unsigned *type,
+                      uint64_t *value, const uint8_t **bytes)
+{
+    uint64_t key, n;
+
+    if (*at >= size)
+        return 0;
+    if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+        return -EBADMSG;
+    *field = key >> 3;
+    *type = (unsigned)(key & 7);
+    switch (*type) {
+    case WIRE_TYPE_VARINT:
+        return get_varint(p, size, at, value) ? 1 : -EBADMSG;
+    case WIRE_TYPE_I64:
+    case WIRE_TYPE_I32:
+        n = *type == WIRE_TYPE_I64 ? 8 : 4;
+        break;
+    case WIRE_TYPE_LEN:
+        if (!get_varint(p, size, at, &n))
+            return -EBADMSG;
+        break;
+    default: /* groups, and wire types that do not exist */
+        return -EBADMSG;
+    }
+    if (n > size - *at)
+        return -EBADMSG;
+    *bytes = p + *at;
+    *value = n;
+    *at += n;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- decoding */
 
 /* True when m or a message inside it kept an unknown field numbered 0.
@@ -814,11 +871,6 @@ ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
 
 /* ---------------------------------------------------------------- raw builders */
 
-#define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
-#define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
-#define WIRE_TYPE_I64    1 /* protobuf wire type of 64-bit fixed fields */
-#define WIRE_TYPE_I32    5 /* protobuf wire type of 32-bit fixed fields */
-
 void wire_buf_reset(wire_buf_t *b)
 {
     b->len = 0;
@@ -893,56 +945,6 @@ enum {
     F_PUB_REPEAT = 3,         /* Publication.repeat */
     F_PUB_RECORD = 10,        /* Publication.record */
 };
-
-/* Reads a varint at buf[*at..size); false when it is cut short or longer
- * than 10 bytes. */
-static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 70 && *at < size; shift += 7) {
-        uint8_t b = buf[(*at)++];
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (b < 0x80)
-            return true;
-    }
-    return false;
-}
-
-/* Reads the field at buf[*at..size): its number, and for a varint its
- * value, for a length-delimited field its bytes. 1 read, 0 at the end,
- * -EBADMSG when the framing is broken. */
-static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field, unsigned *type,
-                      uint64_t *value, const uint8_t **bytes)
-{
-    uint64_t key, n;
-
-    if (*at >= size)
-        return 0;
-    if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
-        return -EBADMSG;
-    *field = key >> 3;
-    *type = (unsigned)(key & 7);
-    switch (*type) {
-    case WIRE_TYPE_VARINT:
-        return get_varint(p, size, at, value) ? 1 : -EBADMSG;
-    case WIRE_TYPE_I64:
-    case WIRE_TYPE_I32:
-        n = *type == WIRE_TYPE_I64 ? 8 : 4;
-        break;
-    case WIRE_TYPE_LEN:
-        if (!get_varint(p, size, at, &n))
-            return -EBADMSG;
-        break;
-    default: /* groups, and wire types that do not exist */
-        return -EBADMSG;
-    }
-    if (n > size - *at)
-        return -EBADMSG;
-    *bytes = p + *at;
-    *value = n;
-    *at += n;
-    return 1;
-}
 
 int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len)
 {
