@@ -587,10 +587,126 @@ static bool has_field_zero(const ProtobufCMessage *m)
     return false;
 }
 
-/* Size check and unpack, shared by every decoder. */
-static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
-                                        size_t len, size_t max, int *rc, const char **why)
+#define WIRE_MAX_DEPTH 16 /* message nesting the NUL walk follows; the schema needs 4 */
+#define WHY_NUL        "contains a NUL byte"
+
+/* A string field holding a NUL byte, as found on the wire. */
+typedef struct nul_at {
+    const ProtobufCMessageDescriptor *msg; /* message type holding the field; NULL: none found */
+    const ProtobufCFieldDescriptor *field; /* the string field */
+} nul_at_t;
+
+/* protobuf-c hands a string field over as a C string, which ends at its
+ * first NUL: "nul\0here" would be validated and stored as "nul", and a
+ * producer id "AZ-MOE\0xyz" taken for AZ-MOE. Only the wire still knows
+ * the length, so every string field is checked there: p[0..len) is walked
+ * as a message of type d, into every known message field; unknown fields
+ * are skipped, since nothing reads them as text. A NUL directly in d wins
+ * over one nested deeper, so an Update's producer_id is always found
+ * before its body's names. Returns 0 when no string holds a NUL, 1 with
+ * *at set, or -EBADMSG when the framing is broken or nests deeper than
+ * WIRE_MAX_DEPTH. */
+static int nul_find(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int depth,
+                    nul_at_t *at)
 {
+    const ProtobufCFieldDescriptor *f;
+    const uint8_t *bytes;
+    uint64_t field, value;
+    unsigned type;
+    size_t pos = 0;
+    int rc, found = 0;
+
+    if (depth > WIRE_MAX_DEPTH)
+        return -EBADMSG;
+    while ((rc = field_next(p, len, &pos, &field, &type, &value, &bytes)) == 1) {
+        if (type != WIRE_TYPE_LEN ||
+            (f = protobuf_c_message_descriptor_get_field(d, (unsigned)field)) == NULL)
+            continue;
+        if (f->type == PROTOBUF_C_TYPE_STRING && memchr(bytes, 0, (size_t)value) != NULL) {
+            at->msg = d;
+            at->field = f;
+            return 1;
+        }
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE && !found) {
+            found = nul_find(f->descriptor, bytes, (size_t)value, depth + 1, at);
+            if (found < 0)
+                return found;
+        }
+    }
+    return rc < 0 ? rc : found;
+}
+
+#define NUL_REASON(type, field, name)                                                              \
+    {                                                                                              \
+        &parksync__v1__##type##__descriptor, #field, name ": " WHY_NUL                             \
+    }
+
+/* Every string field of the schema, named as the validators name fields,
+ * so a NUL is refused as "FIELD: contains a NUL byte" (tests/test_wire.c
+ * checks that none is missing). */
+static const struct nul_reason {
+    const ProtobufCMessageDescriptor *msg; /* message type */
+    const char *field;                     /* field name in parksync.proto */
+    const char *why;                       /* the refusal */
+} nul_reasons[] = {
+    NUL_REASON(update, producer_id, "producer_id"),
+    NUL_REASON(park, park_id, "park.park_id"),
+    NUL_REASON(park, country, "park.country"),
+    NUL_REASON(park, name, "park.name"),
+    NUL_REASON(park, region, "park.region"),
+    NUL_REASON(resident, park_id, "resident.park_id"),
+    NUL_REASON(resident, resident_id, "resident.resident_id"),
+    NUL_REASON(resident, country, "resident.country"),
+    NUL_REASON(resident, company_name, "resident.company_name"),
+    NUL_REASON(resident, registered_on, "resident.registered_on"),
+    NUL_REASON(trade_report, reporter, "trade.reporter"),
+    NUL_REASON(trade_report, partner, "trade.partner"),
+    NUL_REASON(country_report, country, "country.country"),
+    NUL_REASON(filter, country, "filter.country"),
+    NUL_REASON(producer_state_request, producer_id, "producer_state.producer_id"),
+    NUL_REASON(conflicts_request, country, "conflicts.country"),
+    NUL_REASON(backup_request, path, "backup.path"),
+    NUL_REASON(trade_flow, exporter, "trade.exporter"),
+    NUL_REASON(trade_flow, importer, "trade.importer"),
+    NUL_REASON(partner_turnover, partner, "turnover.partner"),
+    NUL_REASON(park_check, park_id, "mismatches.park_id"),
+    NUL_REASON(country_summary, country, "summary.country"),
+    NUL_REASON(field_provenance, field, "provenance.field"),
+    NUL_REASON(field_provenance, producer_id, "provenance.producer_id"),
+    NUL_REASON(ack, producer_id, "ack.producer_id"),
+    NUL_REASON(topic_sequence, topic, "heartbeat.topics.topic"),
+    NUL_REASON(producer_state, producer_id, "producer_state.producer_id"),
+    NUL_REASON(error, message, "error.message"),
+    NUL_REASON(producer_status, producer_id, "status.producers.producer_id"),
+    NUL_REASON(counter, name, "counter.name"),
+    NUL_REASON(status, version, "status.version"),
+    NUL_REASON(status, reload_error, "status.reload_error"),
+    NUL_REASON(metrics, text, "metrics.text"),
+    NUL_REASON(backup, path, "backup.path"),
+    NUL_REASON(reload, message, "reload.message"),
+    NUL_REASON(conflict, producer_id, "conflicts.producer_id"),
+    NUL_REASON(conflict, key, "conflicts.key"),
+    NUL_REASON(conflict, country, "conflicts.country"),
+    NUL_REASON(conflict, partner, "conflicts.partner"),
+    NUL_REASON(conflict, reason, "conflicts.reason"),
+};
+
+static const char *nul_why(const nul_at_t *at)
+{
+    for (size_t i = 0; i < sizeof nul_reasons / sizeof nul_reasons[0]; i++)
+        if (nul_reasons[i].msg == at->msg && strcmp(nul_reasons[i].field, at->field->name) == 0)
+            return nul_reasons[i].why;
+    return "text: " WHY_NUL; /* a string field added to the schema, not to nul_reasons */
+}
+
+/* Size check, unpack and the NUL walk, shared by every decoder. A NUL in a
+ * string field is refused here (-EINVAL) when nul is NULL; otherwise it is
+ * left in *nul (msg NULL when none) for the caller to refuse in its place. */
+static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
+                                        size_t len, size_t max, int *rc, const char **why,
+                                        nul_at_t *nul)
+{
+    nul_at_t here = {NULL, NULL};
     ProtobufCMessage *m;
 
     if (len > max) {
@@ -599,13 +715,21 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
         return NULL;
     }
     m = protobuf_c_message_unpack(d, NULL, len, buf);
-    if (m != NULL && has_field_zero(m)) {
+    if (m != NULL && (has_field_zero(m) || nul_find(d, buf, len, 0, &here) < 0)) {
         protobuf_c_message_free_unpacked(m, NULL);
         m = NULL;
     }
     if (m == NULL) {
         *rc = -EBADMSG;
         *why = "undecodable";
+        return NULL;
+    }
+    if (nul != NULL) {
+        *nul = here;
+    } else if (here.msg != NULL) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        *rc = -EINVAL;
+        *why = nul_why(&here);
         return NULL;
     }
     *rc = 0;
@@ -615,17 +739,29 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why)
 {
     int rc;
+    nul_at_t nul;
     Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack(
-        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why);
+        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why, &nul);
 
     *out = NULL;
     if (u == NULL)
         return rc;
-    if ((rc = envelope_validate(u, why)) < 0) {
+    rc = envelope_validate(u, why);
+    /* a NUL in producer_id leaves no id whose sequence could be consumed */
+    if (rc == 0 && nul.msg == &parksync__v1__update__descriptor &&
+        strcmp(nul.field->name, "producer_id") == 0) {
+        *why = nul_why(&nul);
+        rc = -EINVAL;
+    }
+    if (rc < 0) {
         parksync__v1__update__free_unpacked(u, NULL);
         return rc;
     }
     *out = u; /* sound envelope: handed over even when the body is invalid */
+    if (nul.msg != NULL) {
+        *why = nul_why(&nul);
+        return -EINVAL;
+    }
     return body_validate(u, why);
 }
 
@@ -694,7 +830,7 @@ int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRe
 {
     int rc;
     Parksync__V1__QueryRequest *q = (Parksync__V1__QueryRequest *)bounded_unpack(
-        &parksync__v1__query_request__descriptor, buf, len, WIRE_MAX_QUERY, &rc, why);
+        &parksync__v1__query_request__descriptor, buf, len, WIRE_MAX_QUERY, &rc, why, NULL);
 
     *out = NULL;
     if (q == NULL)
@@ -748,7 +884,7 @@ int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryRepl
 {
     int rc;
     Parksync__V1__QueryReply *q = (Parksync__V1__QueryReply *)bounded_unpack(
-        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (q == NULL)
@@ -791,7 +927,7 @@ int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publicati
 {
     int rc;
     Parksync__V1__Publication *p = (Parksync__V1__Publication *)bounded_unpack(
-        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (p == NULL)
@@ -809,7 +945,7 @@ int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__Contr
 {
     int rc;
     Parksync__V1__ControlRequest *c = (Parksync__V1__ControlRequest *)bounded_unpack(
-        &parksync__v1__control_request__descriptor, buf, len, WIRE_MAX_CONTROL, &rc, why);
+        &parksync__v1__control_request__descriptor, buf, len, WIRE_MAX_CONTROL, &rc, why, NULL);
 
     *out = NULL;
     if (c == NULL)
@@ -829,7 +965,7 @@ int wire_control_reply_decode(const void *buf, size_t len, Parksync__V1__Control
 {
     int rc;
     Parksync__V1__ControlReply *c = (Parksync__V1__ControlReply *)bounded_unpack(
-        &parksync__v1__control_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__control_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (c == NULL)
