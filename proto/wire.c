@@ -489,6 +489,63 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why)
     return rc < 0 ? rc : body_validate(u, why);
 }
 
+/* ---------------------------------------------------------------- reading the wire */
+
+#define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
+#define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
+#define WIRE_TYPE_I64    1 /* protobuf wire type of 64-bit fixed fields */
+#define WIRE_TYPE_I32    5 /* protobuf wire type of 32-bit fixed fields */
+
+/* Reads a varint at buf[*at..size); false when it is cut short or longer
+ * than 10 bytes. */
+static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 70 && *at < size; shift += 7) {
+        uint8_t b = buf[(*at)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80)
+            return true;
+    }
+    return false;
+}
+
+/* Reads the field at buf[*at..size): its number, and for a varint its
+ * value, for a length-delimited field its bytes. 1 read, 0 at the end,
+ * -EBADMSG when the framing is broken. */
+static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field, unsigned *type,
+                      uint64_t *value, const uint8_t **bytes)
+{
+    uint64_t key, n;
+
+    if (*at >= size)
+        return 0;
+    if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
+        return -EBADMSG;
+    *field = key >> 3;
+    *type = (unsigned)(key & 7);
+    switch (*type) {
+    case WIRE_TYPE_VARINT:
+        return get_varint(p, size, at, value) ? 1 : -EBADMSG;
+    case WIRE_TYPE_I64:
+    case WIRE_TYPE_I32:
+        n = *type == WIRE_TYPE_I64 ? 8 : 4;
+        break;
+    case WIRE_TYPE_LEN:
+        if (!get_varint(p, size, at, &n))
+            return -EBADMSG;
+        break;
+    default: /* groups, and wire types that do not exist */
+        return -EBADMSG;
+    }
+    if (n > size - *at)
+        return -EBADMSG;
+    *bytes = p + *at;
+    *value = n;
+    *at += n;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- decoding */
 
 /* True when m or a message inside it kept an unknown field numbered 0.
@@ -530,10 +587,126 @@ static bool has_field_zero(const ProtobufCMessage *m)
     return false;
 }
 
-/* Size check and unpack, shared by every decoder. */
-static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
-                                        size_t len, size_t max, int *rc, const char **why)
+#define WIRE_MAX_DEPTH 16 /* message nesting the NUL walk follows; the schema needs 4 */
+#define WHY_NUL        "contains a NUL byte"
+
+/* A string field holding a NUL byte, as found on the wire. */
+typedef struct nul_at {
+    const ProtobufCMessageDescriptor *msg; /* message type holding the field; NULL: none found */
+    const ProtobufCFieldDescriptor *field; /* the string field */
+} nul_at_t;
+
+/* protobuf-c hands a string field over as a C string, which ends at its
+ * first NUL: "nul\0here" would be validated and stored as "nul", and a
+ * producer id "AZ-MOE\0xyz" taken for AZ-MOE. Only the wire still knows
+ * the length, so every string field is checked there: p[0..len) is walked
+ * as a message of type d, into every known message field; unknown fields
+ * are skipped, since nothing reads them as text. A NUL directly in d wins
+ * over one nested deeper, so an Update's producer_id is always found
+ * before its body's names. Returns 0 when no string holds a NUL, 1 with
+ * *at set, or -EBADMSG when the framing is broken or nests deeper than
+ * WIRE_MAX_DEPTH. */
+static int nul_find(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, int depth,
+                    nul_at_t *at)
 {
+    const ProtobufCFieldDescriptor *f;
+    const uint8_t *bytes;
+    uint64_t field, value;
+    unsigned type;
+    size_t pos = 0;
+    int rc, found = 0;
+
+    if (depth > WIRE_MAX_DEPTH)
+        return -EBADMSG;
+    while ((rc = field_next(p, len, &pos, &field, &type, &value, &bytes)) == 1) {
+        if (type != WIRE_TYPE_LEN ||
+            (f = protobuf_c_message_descriptor_get_field(d, (unsigned)field)) == NULL)
+            continue;
+        if (f->type == PROTOBUF_C_TYPE_STRING && memchr(bytes, 0, (size_t)value) != NULL) {
+            at->msg = d;
+            at->field = f;
+            return 1;
+        }
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE && !found) {
+            found = nul_find(f->descriptor, bytes, (size_t)value, depth + 1, at);
+            if (found < 0)
+                return found;
+        }
+    }
+    return rc < 0 ? rc : found;
+}
+
+#define NUL_REASON(type, field, name)                                                              \
+    {                                                                                              \
+        &parksync__v1__##type##__descriptor, #field, name ": " WHY_NUL                             \
+    }
+
+/* Every string field of the schema, named as the validators name fields,
+ * so a NUL is refused as "FIELD: contains a NUL byte" (tests/test_wire.c
+ * checks that none is missing). */
+static const struct nul_reason {
+    const ProtobufCMessageDescriptor *msg; /* message type */
+    const char *field;                     /* field name in parksync.proto */
+    const char *why;                       /* the refusal */
+} nul_reasons[] = {
+    NUL_REASON(update, producer_id, "producer_id"),
+    NUL_REASON(park, park_id, "park.park_id"),
+    NUL_REASON(park, country, "park.country"),
+    NUL_REASON(park, name, "park.name"),
+    NUL_REASON(park, region, "park.region"),
+    NUL_REASON(resident, park_id, "resident.park_id"),
+    NUL_REASON(resident, resident_id, "resident.resident_id"),
+    NUL_REASON(resident, country, "resident.country"),
+    NUL_REASON(resident, company_name, "resident.company_name"),
+    NUL_REASON(resident, registered_on, "resident.registered_on"),
+    NUL_REASON(trade_report, reporter, "trade.reporter"),
+    NUL_REASON(trade_report, partner, "trade.partner"),
+    NUL_REASON(country_report, country, "country.country"),
+    NUL_REASON(filter, country, "filter.country"),
+    NUL_REASON(producer_state_request, producer_id, "producer_state.producer_id"),
+    NUL_REASON(conflicts_request, country, "conflicts.country"),
+    NUL_REASON(backup_request, path, "backup.path"),
+    NUL_REASON(trade_flow, exporter, "trade.exporter"),
+    NUL_REASON(trade_flow, importer, "trade.importer"),
+    NUL_REASON(partner_turnover, partner, "turnover.partner"),
+    NUL_REASON(park_check, park_id, "mismatches.park_id"),
+    NUL_REASON(country_summary, country, "summary.country"),
+    NUL_REASON(field_provenance, field, "provenance.field"),
+    NUL_REASON(field_provenance, producer_id, "provenance.producer_id"),
+    NUL_REASON(ack, producer_id, "ack.producer_id"),
+    NUL_REASON(topic_sequence, topic, "heartbeat.topics.topic"),
+    NUL_REASON(producer_state, producer_id, "producer_state.producer_id"),
+    NUL_REASON(error, message, "error.message"),
+    NUL_REASON(producer_status, producer_id, "status.producers.producer_id"),
+    NUL_REASON(counter, name, "counter.name"),
+    NUL_REASON(status, version, "status.version"),
+    NUL_REASON(status, reload_error, "status.reload_error"),
+    NUL_REASON(metrics, text, "metrics.text"),
+    NUL_REASON(backup, path, "backup.path"),
+    NUL_REASON(reload, message, "reload.message"),
+    NUL_REASON(conflict, producer_id, "conflicts.producer_id"),
+    NUL_REASON(conflict, key, "conflicts.key"),
+    NUL_REASON(conflict, country, "conflicts.country"),
+    NUL_REASON(conflict, partner, "conflicts.partner"),
+    NUL_REASON(conflict, reason, "conflicts.reason"),
+};
+
+static const char *nul_why(const nul_at_t *at)
+{
+    for (size_t i = 0; i < sizeof nul_reasons / sizeof nul_reasons[0]; i++)
+        if (nul_reasons[i].msg == at->msg && strcmp(nul_reasons[i].field, at->field->name) == 0)
+            return nul_reasons[i].why;
+    return "text: " WHY_NUL; /* a string field added to the schema, not to nul_reasons */
+}
+
+/* Size check, unpack and the NUL walk, shared by every decoder. A NUL in a
+ * string field is refused here (-EINVAL) when nul is NULL; otherwise it is
+ * left in *nul (msg NULL when none) for the caller to refuse in its place. */
+static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
+                                        size_t len, size_t max, int *rc, const char **why,
+                                        nul_at_t *nul)
+{
+    nul_at_t here = {NULL, NULL};
     ProtobufCMessage *m;
 
     if (len > max) {
@@ -542,13 +715,21 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
         return NULL;
     }
     m = protobuf_c_message_unpack(d, NULL, len, buf);
-    if (m != NULL && has_field_zero(m)) {
+    if (m != NULL && (has_field_zero(m) || nul_find(d, buf, len, 0, &here) < 0)) {
         protobuf_c_message_free_unpacked(m, NULL);
         m = NULL;
     }
     if (m == NULL) {
         *rc = -EBADMSG;
         *why = "undecodable";
+        return NULL;
+    }
+    if (nul != NULL) {
+        *nul = here;
+    } else if (here.msg != NULL) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        *rc = -EINVAL;
+        *why = nul_why(&here);
         return NULL;
     }
     *rc = 0;
@@ -558,17 +739,29 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why)
 {
     int rc;
+    nul_at_t nul;
     Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack(
-        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why);
+        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why, &nul);
 
     *out = NULL;
     if (u == NULL)
         return rc;
-    if ((rc = envelope_validate(u, why)) < 0) {
+    rc = envelope_validate(u, why);
+    /* a NUL in producer_id leaves no id whose sequence could be consumed */
+    if (rc == 0 && nul.msg == &parksync__v1__update__descriptor &&
+        strcmp(nul.field->name, "producer_id") == 0) {
+        *why = nul_why(&nul);
+        rc = -EINVAL;
+    }
+    if (rc < 0) {
         parksync__v1__update__free_unpacked(u, NULL);
         return rc;
     }
     *out = u; /* sound envelope: handed over even when the body is invalid */
+    if (nul.msg != NULL) {
+        *why = nul_why(&nul);
+        return -EINVAL;
+    }
     return body_validate(u, why);
 }
 
@@ -637,7 +830,7 @@ int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRe
 {
     int rc;
     Parksync__V1__QueryRequest *q = (Parksync__V1__QueryRequest *)bounded_unpack(
-        &parksync__v1__query_request__descriptor, buf, len, WIRE_MAX_QUERY, &rc, why);
+        &parksync__v1__query_request__descriptor, buf, len, WIRE_MAX_QUERY, &rc, why, NULL);
 
     *out = NULL;
     if (q == NULL)
@@ -691,7 +884,7 @@ int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryRepl
 {
     int rc;
     Parksync__V1__QueryReply *q = (Parksync__V1__QueryReply *)bounded_unpack(
-        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (q == NULL)
@@ -734,7 +927,7 @@ int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publicati
 {
     int rc;
     Parksync__V1__Publication *p = (Parksync__V1__Publication *)bounded_unpack(
-        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (p == NULL)
@@ -752,7 +945,7 @@ int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__Contr
 {
     int rc;
     Parksync__V1__ControlRequest *c = (Parksync__V1__ControlRequest *)bounded_unpack(
-        &parksync__v1__control_request__descriptor, buf, len, WIRE_MAX_CONTROL, &rc, why);
+        &parksync__v1__control_request__descriptor, buf, len, WIRE_MAX_CONTROL, &rc, why, NULL);
 
     *out = NULL;
     if (c == NULL)
@@ -772,7 +965,7 @@ int wire_control_reply_decode(const void *buf, size_t len, Parksync__V1__Control
 {
     int rc;
     Parksync__V1__ControlReply *c = (Parksync__V1__ControlReply *)bounded_unpack(
-        &parksync__v1__control_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why);
+        &parksync__v1__control_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (c == NULL)
@@ -813,11 +1006,6 @@ ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
 }
 
 /* ---------------------------------------------------------------- raw builders */
-
-#define WIRE_TYPE_VARINT 0 /* protobuf wire type of varints */
-#define WIRE_TYPE_LEN    2 /* protobuf wire type of length-delimited fields */
-#define WIRE_TYPE_I64    1 /* protobuf wire type of 64-bit fixed fields */
-#define WIRE_TYPE_I32    5 /* protobuf wire type of 32-bit fixed fields */
 
 void wire_buf_reset(wire_buf_t *b)
 {
@@ -893,56 +1081,6 @@ enum {
     F_PUB_REPEAT = 3,         /* Publication.repeat */
     F_PUB_RECORD = 10,        /* Publication.record */
 };
-
-/* Reads a varint at buf[*at..size); false when it is cut short or longer
- * than 10 bytes. */
-static bool get_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 70 && *at < size; shift += 7) {
-        uint8_t b = buf[(*at)++];
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (b < 0x80)
-            return true;
-    }
-    return false;
-}
-
-/* Reads the field at buf[*at..size): its number, and for a varint its
- * value, for a length-delimited field its bytes. 1 read, 0 at the end,
- * -EBADMSG when the framing is broken. */
-static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field, unsigned *type,
-                      uint64_t *value, const uint8_t **bytes)
-{
-    uint64_t key, n;
-
-    if (*at >= size)
-        return 0;
-    if (!get_varint(p, size, at, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
-        return -EBADMSG;
-    *field = key >> 3;
-    *type = (unsigned)(key & 7);
-    switch (*type) {
-    case WIRE_TYPE_VARINT:
-        return get_varint(p, size, at, value) ? 1 : -EBADMSG;
-    case WIRE_TYPE_I64:
-    case WIRE_TYPE_I32:
-        n = *type == WIRE_TYPE_I64 ? 8 : 4;
-        break;
-    case WIRE_TYPE_LEN:
-        if (!get_varint(p, size, at, &n))
-            return -EBADMSG;
-        break;
-    default: /* groups, and wire types that do not exist */
-        return -EBADMSG;
-    }
-    if (n > size - *at)
-        return -EBADMSG;
-    *bytes = p + *at;
-    *value = n;
-    *at += n;
-    return 1;
-}
 
 int wire_batch_next(const void *buf, size_t size, size_t *at, const void **update, size_t *len)
 {

@@ -128,13 +128,15 @@ int wire_update_validate(const Parksync__V1__Update *u, const char **why);
  * caller owns it (free with the type's __free_unpacked(msg, NULL)).
  * Errors: -EMSGSIZE (larger than the limit), -EBADMSG (not a valid
  * encoding of the type), -EINVAL (decoded but invalid; see below).
- * *why is always set on failure.
+ * *why is always set on failure. A NUL byte in any known string field,
+ * at any depth, is invalid ("FIELD: contains a NUL byte"): protobuf-c
+ * would end the C string there; unknown fields are not looked into.
  */
 
 /* On -EINVAL *out is still set when the envelope itself (version,
  * producer id, sequence) is sound, so the daemon can consume the sequence
  * and record the rejection; the caller must free it. Otherwise *out is
- * NULL on failure. */
+ * NULL on failure. A NUL in producer_id leaves the envelope unsound. */
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why);
 int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRequest **out,
                               const char **why);

@@ -476,6 +476,17 @@ static void start_raw_ingest(void *pub)
     cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
 }
 
+/* What the daemon counted for producer id, asked on its query socket. */
+static void producer_stats(const char *id, ps_producer_stats_t *st)
+{
+    ps_producer_options_t o;
+
+    ps_producer_options_init(&o);
+    o.producer_id = id;
+    o.query_endpoint = h.query;
+    cr_assert_eq(ps_producer_query(&o, 5000, st), PS_OK);
+}
+
 /* An UpdateBatch is handled update by update, each counted and sequenced
  * on its own, or not at all when its framing breaks anywhere in it. */
 Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
@@ -486,7 +497,6 @@ Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
     Parksync__V1__Park p[3];
     Parksync__V1__UpdateBatch b = PARKSYNC__V1__UPDATE_BATCH__INIT;
     char names[3][16] = {"First", "Bad\xff", "Third"};
-    ps_producer_options_t o;
     ps_producer_stats_t st;
     size_t len;
 
@@ -511,10 +521,7 @@ Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
     send2(pub, WIRE_TOPIC_BATCH, buf, len);
     cr_assert_eq(counter_at_least("applied", 2), 2);
     cr_assert_eq(harness_counter(&h, "invalid", 2000), 1);
-    ps_producer_options_init(&o);
-    o.producer_id = "BATCHER";
-    o.query_endpoint = h.query;
-    cr_assert_eq(ps_producer_query(&o, 5000, &st), PS_OK);
+    producer_stats("BATCHER", &st);
     cr_assert_eq(st.last_sequence, 3, "each update of the batch is sequenced on its own");
     cr_assert_eq(st.applied, 2);
     cr_assert_eq(st.rejected, 1);
@@ -576,6 +583,74 @@ Test(hostile, invalid_and_wrong_topic_updates_are_listed_as_invalid, .fini = tea
     zmq_close(pub);
     zmq_ctx_term(ctx);
     cr_assert_eq(harness_stop(&h), 0);
+}
+
+/* A park named "nul\0here" from a raw producer: protobuf-c alone would
+ * store it as "nul". It is an invalid update instead: not stored, counted
+ * (invalid), its sequence consumed so the next one applies, and listed by
+ * `parksync conflicts` as "invalid: park.name: contains a NUL byte". */
+Test(hostile, text_with_a_nul_byte_is_an_invalid_update, .fini = teardown, .timeout = 60)
+{
+    static uint8_t buf[4096];
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_XPUB);
+    const char *conflicts[] = {"conflicts", NULL};
+    Parksync__V1__Update u;
+    Parksync__V1__Park p;
+    char nul[] = "nul#here", good[] = "Good";
+    char *out = NULL, *err = NULL, *hash;
+    ps_producer_stats_t st;
+    store_config_t cfg;
+    char err_text[256];
+    store_t *s;
+    uint64_t parks = 0;
+    int64_t applied;
+    size_t len;
+
+    start_raw_ingest(pub);
+    hostile_envelope(&u, &p, nul);
+    u.producer_id = (char *)"RAW-NUL";
+    u.sequence = 1;
+    len = parksync__v1__update__pack(&u, buf);
+    /* packed with a placeholder: protobuf-c packs C strings */
+    hash = memchr(buf, '#', len);
+    cr_assert_not_null(hash);
+    *hash = '\0';
+    send2(pub, "park", buf, len);
+    hostile_envelope(&u, &p, good);
+    u.producer_id = (char *)"RAW-NUL";
+    u.sequence = 2;
+    p.park_id = (char *)"AZ-GOOD";
+    len = parksync__v1__update__pack(&u, buf);
+    send2(pub, "park", buf, len);
+
+    applied = counter_at_least("applied", 1);
+    cr_assert_geq(applied, 1, "the next sequence was not applied");
+    cr_expect_eq(applied, 1, "the park named with a NUL was applied too");
+    cr_expect_eq(harness_counter(&h, "invalid", 2000), 1);
+    producer_stats("RAW-NUL", &st);
+    cr_expect_eq(st.last_sequence, 2, "the NUL update's sequence was not consumed");
+    cr_expect_eq(st.applied, 1);
+    cr_expect_eq(st.rejected, 1);
+
+    cr_assert_eq(harness_cli(&h, conflicts, NULL, &out, &err), 0, "%s", err);
+    cr_expect_not_null(strstr(out, "\"sequence\":1,\"kind\":\"park\",\"key\":\"AZ/AZ-HOSTILE\""),
+                       "%s", out);
+    cr_expect_not_null(strstr(out, "\"reason\":\"invalid: park.name: contains a NUL byte\""), "%s",
+                       out);
+    free(out);
+    free(err);
+
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+
+    store_config_init(&cfg);
+    cfg.path = h.db;
+    s = store_open(&cfg, err_text, sizeof err_text);
+    cr_assert_not_null(s, "%s", err_text);
+    cr_expect_eq(store_count_records(s, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK, &parks), 0);
+    cr_expect_eq(parks, 1, "the park named with a NUL was stored");
+    store_close(&s);
 }
 
 /* A welcome heartbeat answers only a subscription that receives

@@ -345,6 +345,16 @@ Test(wire, decode_refuses_oversized_truncated_and_random_input)
     }
 }
 
+/* q: a snapshot request (id 9) whose body is s. */
+static void snapshot_request(Parksync__V1__QueryRequest *q, Parksync__V1__SnapshotRequest *s)
+{
+    q->has_version = q->has_request_id = 1;
+    q->version = WIRE_VERSION;
+    q->request_id = 9;
+    q->body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT;
+    q->snapshot = s;
+}
+
 Test(wire, query_request_limits)
 {
     Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
@@ -354,11 +364,7 @@ Test(wire, query_request_limits)
     size_t len;
     uint8_t *buf;
 
-    q.has_version = q.has_request_id = 1;
-    q.version = WIRE_VERSION;
-    q.request_id = 9;
-    q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT;
-    q.snapshot = &s;
+    snapshot_request(&q, &s);
     s.has_credit = 1;
     s.credit = WIRE_MAX_CREDIT + 1;
     buf = wire_pack(&q.base, &len);
@@ -651,4 +657,295 @@ Test(wire, query_request_id_is_read_from_undecodable_requests)
     cr_expect_eq(id, 0);
     cr_expect_not(wire_query_request_id(garbage, sizeof garbage, &id));
     cr_expect_eq(id, 0);
+}
+
+/* ---------------------------------------------------------------- NUL in strings
+ *
+ * protobuf-c ends a decoded string at its first NUL, so these build the
+ * wire bytes by packing '#' where the NUL goes and replacing it after. */
+
+/* Packs m and turns the '#' in the encoding into a NUL byte. Caller
+ * frees the result. Exactly one '#' is expected. */
+static uint8_t *pack_with_nul(const ProtobufCMessage *m, size_t *len)
+{
+    uint8_t *buf = wire_pack(m, len);
+    int n = 0;
+
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < *len; i++)
+        if (buf[i] == '#') {
+            buf[i] = '\0';
+            n++;
+        }
+    cr_assert_eq(n, 1, "a '#' byte that is not the placeholder");
+    return buf;
+}
+
+/* Decodes an update whose '#' bytes became NULs; returns the result and
+ * the reason, and whether the envelope was handed back. */
+static int decode_with_nul(const Parksync__V1__Update *u, const char **why, bool *kept)
+{
+    Parksync__V1__Update *out = NULL;
+    size_t len;
+    uint8_t *buf = pack_with_nul(&u->base, &len);
+    int rc = wire_update_decode(buf, len, &out, why);
+
+    *kept = out != NULL;
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(buf);
+    return rc;
+}
+
+/* A NUL in a body's text is an invalid update whose envelope is still
+ * handed back, so the daemon consumes the sequence and records why. */
+Test(wire, nul_in_body_text_is_an_invalid_update)
+{
+    Parksync__V1__Resident r = PARKSYNC__V1__RESIDENT__INIT;
+    Parksync__V1__Delete d = PARKSYNC__V1__DELETE__INIT;
+    Parksync__V1__Park key = PARKSYNC__V1__PARK__INIT;
+    const char *why = NULL;
+    bool kept = false;
+    fixture_t f;
+
+    fixture_init(&f);
+    f.park.name = "nul#here";
+    cr_expect_eq(decode_with_nul(&f.u, &why, &kept), -EINVAL);
+    cr_expect_str_eq(why, "park.name: contains a NUL byte");
+    cr_expect(kept, "a sound envelope is handed back");
+
+    fixture_init(&f);
+    r.park_id = "AZ-SUMGAIT-CHEM";
+    r.resident_id = "R1";
+    r.country = "AZ";
+    r.company_name = "Azerkimya#";
+    f.u.body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+    f.u.resident = &r;
+    cr_expect_eq(decode_with_nul(&f.u, &why, &kept), -EINVAL);
+    cr_expect_str_eq(why, "resident.company_name: contains a NUL byte");
+    cr_expect(kept);
+
+    /* a key inside a delete: the walk follows nested messages */
+    fixture_init(&f);
+    key.park_id = "AZ-SUMGAIT#X";
+    key.country = "AZ";
+    d.target_case = PARKSYNC__V1__DELETE__TARGET_PARK;
+    d.park = &key;
+    f.u.body_case = PARKSYNC__V1__UPDATE__BODY_DELETE;
+    f.u.delete_ = &d;
+    cr_expect_eq(decode_with_nul(&f.u, &why, &kept), -EINVAL);
+    cr_expect_str_eq(why, "park.park_id: contains a NUL byte");
+    cr_expect(kept);
+}
+
+/* A NUL in producer_id makes the envelope unsound: nothing is handed back,
+ * even when the body also holds a NUL and comes first on the wire. */
+Test(wire, nul_in_producer_id_is_an_unusable_envelope)
+{
+    static const uint8_t id[] = {0x12, 10, 'A', 'Z', '-', 'M', 'O', 'E', 0, 'x', 'y', 'z'};
+    Parksync__V1__Update *out = (void *)1;
+    const char *why = NULL;
+    bool kept = true;
+    fixture_t f;
+    size_t len;
+    uint8_t *buf, *more;
+
+    fixture_init(&f);
+    f.u.producer_id = "AZ-MOE#xyz";
+    cr_expect_eq(decode_with_nul(&f.u, &why, &kept), -EINVAL);
+    cr_expect_str_eq(why, "producer_id: contains a NUL byte");
+    cr_expect_not(kept, "no envelope is handed back");
+
+    /* producer_id again after the body's NUL (field 10): protobuf-c keeps
+     * the last one, and the envelope's NUL wins over the body's */
+    fixture_init(&f);
+    f.park.name = "nul#here";
+    buf = pack_with_nul(&f.u.base, &len);
+    more = malloc(len + sizeof id);
+    memcpy(more, buf, len);
+    memcpy(more + len, id, sizeof id);
+    cr_expect_eq(wire_update_decode(more, len + sizeof id, &out, &why), -EINVAL);
+    cr_expect_str_eq(why, "producer_id: contains a NUL byte");
+    cr_expect_null(out);
+    free(more);
+    free(buf);
+}
+
+/* A query request's filter country "AZ\0" would otherwise read as "AZ". */
+Test(wire, nul_in_query_filter_is_refused)
+{
+    Parksync__V1__QueryRequest q = PARKSYNC__V1__QUERY_REQUEST__INIT;
+    Parksync__V1__SnapshotRequest s = PARKSYNC__V1__SNAPSHOT_REQUEST__INIT;
+    Parksync__V1__Filter filter = PARKSYNC__V1__FILTER__INIT;
+    Parksync__V1__QueryRequest *out = (void *)1;
+    const char *why = NULL;
+    size_t len;
+    uint8_t *buf;
+
+    snapshot_request(&q, &s);
+    s.filter = &filter;
+    filter.country = "AZ#";
+    buf = pack_with_nul(&q.base, &len);
+    cr_expect_eq(wire_query_request_decode(buf, len, &out, &why), -EINVAL);
+    cr_expect_str_eq(why, "filter.country: contains a NUL byte");
+    cr_expect_null(out);
+    free(buf);
+}
+
+/* NUL bytes elsewhere are fine: in varints and doubles, and inside unknown
+ * fields, which nothing reads as text. Broken framing stays undecodable. */
+Test(wire, nul_bytes_outside_known_strings_pass)
+{
+    /* unknown field 99 (LEN) holding "a\0b", and an unknown field 15 in the park */
+    static const uint8_t unknown[] = {0x9a, 0x06, 3, 'a', 0, 'b'};
+    Parksync__V1__Update *out = NULL;
+    const char *why = NULL;
+    fixture_t f;
+    size_t len;
+    uint8_t *buf, *more;
+
+    fixture_init(&f);
+    f.park.has_area_ha = 1;
+    f.park.area_ha = 256.0; /* 0x4070000000000000: six zero bytes */
+    f.park.has_reported_residents = 1;
+    f.park.reported_residents = 0;
+    f.u.event_time_us = 1608681600000000;
+    buf = wire_pack(&f.u.base, &len);
+    cr_assert_not_null(memchr(buf, 0, len), "the encoding holds NUL bytes");
+    cr_assert_eq(wire_update_decode(buf, len, &out, &why), 0, "%s", why);
+    cr_expect_str_eq(out->park->name, f.park.name);
+    parksync__v1__update__free_unpacked(out, NULL);
+
+    more = malloc(len + sizeof unknown);
+    memcpy(more, buf, len);
+    memcpy(more + len, unknown, sizeof unknown);
+    cr_expect_eq(wire_update_decode(more, len + sizeof unknown, &out, &why), 0, "%s", why);
+    parksync__v1__update__free_unpacked(out, NULL);
+    free(more);
+    free(buf);
+
+    /* the unknown field inside the park: its length grows by 3 + 3 */
+    parksync__v1__park__init(&f.park);
+    f.park.park_id = "P";
+    f.park.country = "AZ";
+    buf = wire_pack(&f.u.base, &len);
+    cr_assert_eq(buf[len - 9], 0x52, "the park is the last field");
+    cr_assert_eq(buf[len - 8], 7);
+    more = malloc(len + 6);
+    memcpy(more, buf, len);
+    more[len - 8] = 13;
+    memcpy(more + len, "\x7a\x04x\0y\0", 6); /* field 15, "x\0y\0" */
+    cr_expect_eq(wire_update_decode(more, len + 6, &out, &why), 0, "%s", why);
+    parksync__v1__update__free_unpacked(out, NULL);
+
+    /* a string cut short where the NUL is: framing, not text */
+    f.park.name = "nul#here";
+    free(buf);
+    buf = pack_with_nul(&f.u.base, &len);
+    cr_expect_eq(wire_update_decode(buf, len - 2, &out, &why), -EBADMSG);
+    cr_expect_null(out);
+    free(more);
+    free(buf);
+}
+
+typedef int (*decode_fn)(const void *buf, size_t len, const char **why);
+
+#define DECODE_AND_FREE(type, Type)                                                                \
+    static int decode_##type(const void *buf, size_t len, const char **why)                        \
+    {                                                                                              \
+        Parksync__V1__##Type *out = NULL;                                                          \
+        int rc = wire_##type##_decode(buf, len, &out, why);                                        \
+        parksync__v1__##type##__free_unpacked(out, NULL);                                          \
+        return rc;                                                                                 \
+    }
+DECODE_AND_FREE(update, Update)
+DECODE_AND_FREE(query_request, QueryRequest)
+DECODE_AND_FREE(query_reply, QueryReply)
+DECODE_AND_FREE(publication, Publication)
+DECODE_AND_FREE(control_request, ControlRequest)
+DECODE_AND_FREE(control_reply, ControlReply)
+
+/* Decodes prefix followed by "x\0y" in field path[depth], inside field
+ * path[depth - 1], ... inside field path[0]. */
+static int decode_nul_at(decode_fn decode, const uint8_t *prefix, size_t plen,
+                         const ProtobufCFieldDescriptor *const *path, int depth, const char **why)
+{
+    wire_buf_t in = {0}, out = {0}, t;
+    uint8_t *all;
+    int rc;
+
+    cr_assert_eq(wire_buf_put_bytes(&in, path[depth]->id, "x\0y", 3), 0);
+    for (int k = depth - 1; k >= 0; k--) {
+        wire_buf_reset(&out);
+        cr_assert_eq(wire_buf_put_bytes(&out, path[k]->id, in.data, in.len), 0);
+        t = in;
+        in = out;
+        out = t;
+    }
+    all = malloc(plen + in.len);
+    cr_assert_not_null(all);
+    if (plen > 0)
+        memcpy(all, prefix, plen);
+    memcpy(all + plen, in.data, in.len);
+    rc = decode(all, plen + in.len, why);
+    free(all);
+    wire_buf_free(&in);
+    wire_buf_free(&out);
+    return rc;
+}
+
+/* Walks every string field reachable from a decoder's message type. */
+static void each_string_field(decode_fn decode, const uint8_t *prefix, size_t plen,
+                              const ProtobufCMessageDescriptor *d,
+                              const ProtobufCFieldDescriptor **path, int depth, unsigned *seen)
+{
+    cr_assert_lt(depth, 8, "the schema nests deeper than expected");
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *why = NULL;
+        int rc;
+
+        path[depth] = f;
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+            each_string_field(decode, prefix, plen, f->descriptor, path, depth + 1, seen);
+        if (f->type != PROTOBUF_C_TYPE_STRING)
+            continue;
+        (*seen)++;
+        rc = decode_nul_at(decode, prefix, plen, path, depth, &why);
+        cr_expect_eq(rc, -EINVAL, "%s.%s: %d", d->short_name, f->name, rc);
+        if (why == NULL)
+            continue;
+        cr_expect_not_null(strstr(why, f->name), "%s.%s: %s", d->short_name, f->name, why);
+        cr_expect(strncmp(why, "text: ", 6) != 0, "%s.%s has no name in nul_reasons", d->short_name,
+                  f->name);
+        cr_expect(strlen(why) > 21 && strcmp(why + strlen(why) - 21, ": contains a NUL byte") == 0,
+                  "%s.%s: %s", d->short_name, f->name, why);
+    }
+}
+
+/* Every string field of every message type a peer can send, at any depth,
+ * is refused with a NUL in it, by its own name. */
+Test(wire, nul_in_any_string_field_is_refused_by_name)
+{
+    /* a sound envelope, so an Update reaches its body: version 1,
+     * producer_id "P", sequence 1 */
+    static const uint8_t envelope[] = {0x08, 0x01, 0x12, 0x01, 'P', 0x18, 0x01};
+    static const struct {
+        const ProtobufCMessageDescriptor *d;
+        decode_fn decode;
+        bool envelope;
+    } tops[] = {
+        {&parksync__v1__update__descriptor, decode_update, true},
+        {&parksync__v1__query_request__descriptor, decode_query_request, false},
+        {&parksync__v1__query_reply__descriptor, decode_query_reply, false},
+        {&parksync__v1__publication__descriptor, decode_publication, false},
+        {&parksync__v1__control_request__descriptor, decode_control_request, false},
+        {&parksync__v1__control_reply__descriptor, decode_control_reply, false},
+    };
+    const ProtobufCFieldDescriptor *path[8];
+    unsigned seen = 0;
+
+    for (size_t i = 0; i < sizeof tops / sizeof tops[0]; i++)
+        each_string_field(tops[i].decode, envelope, tops[i].envelope ? sizeof envelope : 0,
+                          tops[i].d, path, 0, &seen);
+    cr_expect_geq(seen, 40, "only %u string fields reached", seen);
 }

@@ -304,7 +304,7 @@ class ValidationTests(DaemonCase):
             (name("Sumqayıt kimya sənaye parkı"), True),
         ])
 
-    def test_disagreement_text_with_nul_refused(self):
+    def test_text_with_nul_refused(self):
         # README "Values": text is valid UTF-8 *without NUL*.
         def name(v):
             return lambda u: setattr(u.park, "name", v)
