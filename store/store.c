@@ -236,6 +236,7 @@ struct store {
     uint64_t oldest;                              /* oldest revision in the change log */
     uint64_t oldest_begin;                        /* oldest when the batch began */
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
+    bool prune_held;                              /* the last prune stopped at the pin */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */
     producer_t *prod;                             /* producer map, open addressing */
@@ -1634,6 +1635,7 @@ static int prune(store_t *s)
         s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
         return 0;
     uint64_t cut = s->head - keep; /* the last revision to go */
+    s->prune_held = cut > s->pinned;
     if (cut > s->pinned)
         cut = s->pinned;
     if (cut < s->oldest)
@@ -1650,6 +1652,11 @@ static int prune(store_t *s)
 void store_pin_changes(store_t *s, uint64_t revision)
 {
     s->pinned = revision;
+}
+
+bool store_prune_held(const store_t *s)
+{
+    return s->prune_held && !s->in_batch && s->pinned > s->oldest;
 }
 
 int store_commit(store_t *s)

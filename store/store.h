@@ -243,6 +243,11 @@ uint64_t store_oldest(store_t *s);
  * nothing. */
 void store_pin_changes(store_t *s, uint64_t revision);
 
+/* True when the last commit left revisions beyond changelog_keep in the
+ * log only because they were pinned, and the pin has moved since: an
+ * empty batch (begin, commit) now prunes them. */
+bool store_prune_held(const store_t *s);
+
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
  * database was created; a recreated database has another, and so has a
  * backup's copy opened by store_open (each time it is restored). */
