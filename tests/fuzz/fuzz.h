@@ -108,8 +108,12 @@ static inline int fuzz_decode(fuzz_decode_fn decode, const uint8_t *data, size_t
     size_t len;
     uint8_t *buf = fuzz_pack(*out, &len);
     /* Re-encoding may grow (a 5-byte negative enum becomes 10 bytes); past
-     * the limit the second decode is rightly refused, so stop there. */
-    if (len <= max) {
+     * the limit the second decode is rightly refused, so stop there. A
+     * NUL inside a string is found on the wire, and the decoded string
+     * ends at it: the re-encoding has lost the NUL, so its verdict is
+     * another one by design. */
+    bool nul = rc != 0 && why != NULL && strstr(why, "contains a NUL byte") != NULL;
+    if (len <= max && !nul) {
         ProtobufCMessage *again = NULL;
         const char *why2 = NULL;
         int rc2 = decode(buf, len, &again, &why2);
