@@ -618,6 +618,10 @@ static int nul_find(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_
 
     if (depth > WIRE_MAX_DEPTH)
         return -EBADMSG;
+    /* no zero byte at all, no NUL in any string: most sub-messages end
+     * here, at memchr's speed, and the walk below is for the rest */
+    if (memchr(p, 0, len) == NULL)
+        return 0;
     while ((rc = field_next(p, len, &pos, &field, &type, &value, &bytes)) == 1) {
         if (type != WIRE_TYPE_LEN ||
             (f = protobuf_c_message_descriptor_get_field(d, (unsigned)field)) == NULL)
