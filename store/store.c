@@ -3324,7 +3324,7 @@ free_parts:
  */
 static int summary_refresh_apart(store_t *s, const char *country, bool *changed)
 {
-    uint64_t head = s->head;
+    uint64_t head = s->head, live = s->live[PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY];
     int rc;
 
     *changed = false;
@@ -3343,6 +3343,7 @@ static int summary_refresh_apart(store_t *s, const char *country, bool *changed)
      * savepoint, so forgetting it all forgets only this country's rows */
     pending_clear(s);
     s->head = head;
+    s->live[PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = live; /* as the row went back */
     if ((rc = step_done(s, s->st[ST_ROLLBACK_TO])) < 0 ||
         (rc = step_done(s, s->st[ST_RELEASE])) < 0)
         return rc;
