@@ -313,3 +313,19 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
     zmq_msg_close(&m);
     return value;
 }
+
+void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id)
+{
+    ps_producer_options_init(o);
+    o->producer_id = id;
+    o->ingest_endpoint = h->ingest;
+    o->publish_endpoint = h->publish;
+    o->query_endpoint = h->query;
+}
+
+void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o)
+{
+    ps_subscriber_options_init(o);
+    o->publish_endpoint = h->publish;
+    o->query_endpoint = h->query;
+}

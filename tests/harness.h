@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "parksync.h"
+
 #define HARNESS_PATH 256 /* bytes of every path and endpoint below */
 
 typedef struct harness {
@@ -78,6 +80,11 @@ char *harness_slurp(const char *path);
  * -1 when the daemon did not answer within timeout_ms or has no such
  * counter. */
 int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
+
+/* libparksync options for this daemon: ps_producer_options_init (or
+ * ps_subscriber_options_init), then its endpoints, and the producer id. */
+void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);
+void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o);
 
 /* Stops a running daemon (kill) and removes the directory. */
 void harness_cleanup(harness_t *h);

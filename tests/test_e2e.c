@@ -56,11 +56,7 @@ static ps_producer_t *producer(const char *id)
     ps_producer_t *p;
     ps_err_t err = PS_OK;
 
-    ps_producer_options_init(&o);
-    o.producer_id = id;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, id);
     p = ps_producer_new(&o, &err);
     cr_assert_not_null(p, "producer: %s", ps_strerror(err));
     return p;
@@ -72,9 +68,7 @@ static ps_subscriber_t *subscriber(Parksync__V1__RecordKind kind, const char *co
     ps_subscriber_t *s;
     ps_err_t err = PS_OK;
 
-    ps_subscriber_options_init(&o);
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_subscriber_options(&h, &o);
     o.kind = kind;
     o.country = country;
     o.live = live;

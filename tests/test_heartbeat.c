@@ -49,11 +49,7 @@ static void produce(int i)
     snprintf(id, sizeof id, "P-%02d", i);
     snprintf(park, sizeof park, "PARK-%02d", i);
     country(i, cc);
-    ps_producer_options_init(&o);
-    o.producer_id = id;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, id);
     ps_producer_t *pr = ps_producer_new(&o, &err);
     cr_assert_not_null(pr, "producer %s: %s", id, ps_strerror(err));
     p.park_id = park;

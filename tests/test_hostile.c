@@ -339,11 +339,7 @@ Test(hostile, ten_thousand_malformed_messages_change_nothing, .fini = teardown, 
     zmq_setsockopt(pub, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
     cr_assert(zmq_recv(pub, sub, sizeof sub, 0) >= 1, "the daemon never subscribed");
 
-    ps_producer_options_init(&o);
-    o.producer_id = "VALID";
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, "VALID");
     p = ps_producer_new(&o, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
 

@@ -72,11 +72,7 @@ static void *pusher_main(void *arg)
     ps_err_t err;
     uint64_t st = w->seed;
 
-    ps_producer_options_init(&o);
-    o.producer_id = "LOSS-PRODUCER";
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, "LOSS-PRODUCER");
     ps_producer_t *p = ps_producer_new(&o, &err);
     if (p == NULL) {
         w->failed = 1;
@@ -265,9 +261,7 @@ static void reader_open(reader_t *r, const char *country, uint64_t seed)
     r->key_hash = calloc(KEYS_CAP, sizeof *r->key_hash);
     r->key_rev = calloc(KEYS_CAP, sizeof *r->key_rev);
     cr_assert(r->count && r->key_hash && r->key_rev);
-    ps_subscriber_options_init(&o);
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_subscriber_options(&h, &o);
     o.country = country;
     o.rcvhwm = 5;
     o.timeout_ms = 10000;

@@ -76,11 +76,7 @@ static void *load_main(void *arg)
     ps_err_t err;
     char resident[16], company[32];
 
-    ps_producer_options_init(&o);
-    o.producer_id = LOAD_ID;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, LOAD_ID);
     o.connect_timeout_ms = 5000;
     o.ack_timeout_ms = 200;
     p = ps_producer_new(&o, &err);

@@ -112,11 +112,7 @@ static ps_producer_t *producer_open(const char *id, const char *outbox, unsigned
 {
     ps_producer_options_t o;
 
-    ps_producer_options_init(&o);
-    o.producer_id = id;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, id);
     o.outbox_path = outbox;
     o.connect_timeout_ms = 2000;
     o.ack_timeout_ms = ack_ms;

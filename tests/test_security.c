@@ -102,11 +102,7 @@ static ps_producer_t *producer(const char *id, const pair_t *k, int timeout_ms, 
 {
     ps_producer_options_t o;
 
-    ps_producer_options_init(&o);
-    o.producer_id = id;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, id);
     o.connect_timeout_ms = timeout_ms;
     o.ack_timeout_ms = 200;
     if (k) {
@@ -299,9 +295,7 @@ static ps_err_t subscribe(const pair_t *k, int *records)
     ps_event_t ev;
     ps_err_t err;
 
-    ps_subscriber_options_init(&o);
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_subscriber_options(&h, &o);
     o.live = false;
     o.timeout_ms = 1500;
     o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;

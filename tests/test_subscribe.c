@@ -173,11 +173,7 @@ static ps_producer_t *producer(const char *id)
 {
     ps_producer_options_t o;
     ps_err_t err = PS_OK;
-    ps_producer_options_init(&o);
-    o.producer_id = id;
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, id);
     ps_producer_t *p = ps_producer_new(&o, &err);
     cr_assert_not_null(p, "producer: %s", ps_strerror(err));
     return p;
@@ -185,9 +181,7 @@ static ps_producer_t *producer(const char *id)
 
 static void sub_options(ps_subscriber_options_t *o)
 {
-    ps_subscriber_options_init(o);
-    o->publish_endpoint = h.publish;
-    o->query_endpoint = h.query;
+    harness_subscriber_options(&h, o);
     o->timeout_ms = DEADLINE_MS;
 }
 
@@ -384,11 +378,7 @@ static void *pusher_main(void *arg)
     ps_err_t err;
     char id[16];
 
-    ps_producer_options_init(&o);
-    o.producer_id = "AZ-MOE";
-    o.ingest_endpoint = h.ingest;
-    o.publish_endpoint = h.publish;
-    o.query_endpoint = h.query;
+    harness_producer_options(&h, &o, "AZ-MOE");
     ps_producer_t *p = ps_producer_new(&o, &err);
     if (p == NULL) {
         w->failed = 1;
