@@ -1214,12 +1214,8 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, b
         reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, msg);
         return;
     }
-    if (filter && filter->country && !wire_country_valid(filter->country)) {
-        s->n.bad_queries++;
-        reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                    "filter.country must be two upper-case letters");
-        return;
-    }
+    /* wire_query_request_decode validated the filter: country is NULL or
+     * two letters */
     memset(st, 0, sizeof *st);
     st->state = STREAM_WAITING;
     st->changes = changes;
@@ -1288,13 +1284,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE: {
         Parksync__V1__ProducerState ps = PARKSYNC__V1__PRODUCER_STATE__INIT;
-        const char *id = q->producer_state->producer_id;
-        if (!id || !wire_id_valid(id)) {
-            s->n.bad_queries++;
-            reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                        "producer_id must be 1..64 of [A-Za-z0-9._-]");
-            break;
-        }
+        const char *id = q->producer_state->producer_id; /* validated by the decode */
         /* No batch is open here: the answer is what is committed. */
         ps.producer_id = (char *)id;
         ps.has_last_sequence = true;
