@@ -145,8 +145,8 @@ def _recv(sock, timeout):
     return sock.recv_multipart()
 
 
-class Query:
-    """A DEALER on the query socket: one frame out, one frame per reply."""
+class _Dealer:
+    """A DEALER to one of the daemon's ROUTERs, with request ids 1, 2, ..."""
 
     def __init__(self, endpoint):
         self.sock = _socket(zmq.DEALER)
@@ -160,6 +160,10 @@ class Query:
         rid = self.next_id
         self.next_id += 1
         return rid
+
+
+class Query(_Dealer):
+    """The query socket: one frame out, one frame per reply."""
 
     def send(self, req):
         if not req.HasField("version"):
@@ -249,20 +253,11 @@ class Query:
         return self.stream("changes", since_revision=since, **kw)
 
 
-class Control:
-    """A DEALER on the control socket (ipc only)."""
-
-    def __init__(self, endpoint):
-        self.sock = _socket(zmq.DEALER)
-        self.sock.connect(endpoint)
-        self.next_id = 1
-
-    def close(self):
-        self.sock.close()
+class Control(_Dealer):
+    """The control socket (ipc only)."""
 
     def call(self, timeout=10.0, **body):
-        rid = self.next_id
-        self.next_id += 1
+        rid = self.new_id()
         req = pb.ControlRequest(version=1, request_id=rid, **body)
         self.sock.send(req.SerializeToString())
         deadline = time.time() + timeout
@@ -316,6 +311,20 @@ def park_update(producer, seq, country, park_id, **fields):
     u.park.country = country
     for k, v in fields.items():
         setattr(u.park, k, v)
+    return u
+
+
+def trade_update(producer, seq, reporter, partner, direction, period, cents,
+                 **envelope):
+    """A trade report; period is (year, first_month, last_month)."""
+    u = pb.Update(version=1, producer_id=producer, sequence=seq,
+                  event_time_us=envelope.pop("event_time_us", now_us()))
+    u.trade.reporter = reporter
+    u.trade.partner = partner
+    u.trade.direction = direction
+    (u.trade.period.year, u.trade.period.first_month,
+     u.trade.period.last_month) = period
+    u.trade.value_usd_cents = cents
     return u
 
 

@@ -167,15 +167,8 @@ class ProducerTests(DaemonCase):
         r.resident.resident_id = "R1"
         r.resident.country = "AZ"
         r.resident.company_name = "Co"
-        tr = pb.Update(version=1, producer_id="AZ-MOE", sequence=3,
-                       event_time_us=t)
-        tr.trade.reporter = "AZ"
-        tr.trade.partner = "KZ"
-        tr.trade.direction = pb.TRADE_DIRECTION_EXPORTS
-        tr.trade.period.year = 2020
-        tr.trade.period.first_month = 1
-        tr.trade.period.last_month = 10
-        tr.trade.value_usd_cents = 12345
+        tr = c.trade_update("AZ-MOE", 3, "AZ", "KZ", pb.TRADE_DIRECTION_EXPORTS,
+                            (2020, 1, 10), 12345, event_time_us=t)
         ups += [r, tr]
         p.send_batch(ups)
         self.assertEqual(p.wait_ack(3), 3)
@@ -589,15 +582,8 @@ class SubscriberTests(SubscriberBase):
         s = self.subscriber(kind="trade")
         s.start()
         p = self.producer()
-        u = pb.Update(version=1, producer_id="AZ-MOE", sequence=1,
-                      event_time_us=c.now_us())
-        u.trade.reporter = "AZ"
-        u.trade.partner = "KZ"
-        u.trade.direction = pb.TRADE_DIRECTION_EXPORTS
-        u.trade.period.year = 2021
-        u.trade.period.first_month = 1
-        u.trade.period.last_month = 12
-        u.trade.value_usd_cents = 100
+        u = c.trade_update("AZ-MOE", 1, "AZ", "KZ", pb.TRADE_DIRECTION_EXPORTS,
+                           (2021, 1, 12), 100)
         p.send(u)
         p.wait_ack(1)
         s.run_until(self.q.ping().head_revision)
