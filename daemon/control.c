@@ -150,6 +150,8 @@ void *control_socket(const control_t *c)
     return c->sock;
 }
 
+static void drain_monitor(control_t *c);
+
 void control_destroy(control_t **cp)
 {
     control_t *c;
@@ -163,8 +165,14 @@ void control_destroy(control_t **cp)
         reply_backup_error(c, "the daemon stopped before the backup was complete");
     }
     metrics_http_destroy(&c->http);
-    if (c->monitor)
+    if (c->monitor) {
+        /* Stop the events before their reader goes, and read what is
+         * queued: an event sent to a reader already closed stays in
+         * libzmq's pipe, never freed. */
+        zmq_socket_monitor(server_publish_socket(c->server), NULL, 0);
+        drain_monitor(c);
         zmq_close(c->monitor);
+    }
     if (c->sock)
         zmq_close(c->sock);
     if (c->path[0])

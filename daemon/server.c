@@ -1774,13 +1774,13 @@ void server_destroy(server_t **sp)
     for (uint32_t i = 0; s->streams && i < s->n_streams; i++)
         stream_close(&s->streams[i]);
     free(s->streams);
+    control_destroy(&s->control); /* first: it monitors the publish socket */
     if (s->ingest)
         zmq_close(s->ingest);
     if (s->publish)
         zmq_close(s->publish);
     if (s->query)
         zmq_close(s->query);
-    control_destroy(&s->control);
     if (s->zap || s->n.forged > 0)
         log_info("security: %" PRIu64 " handshakes admitted, %" PRIu64 " refused; %" PRIu64
                  " updates dropped for a forged producer or identity",
