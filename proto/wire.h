@@ -175,6 +175,16 @@ uint8_t *wire_pack(const ProtobufCMessage *msg, size_t *len);
  * of memory. */
 ProtobufCMessage *wire_copy(const ProtobufCMessage *msg);
 
+/* True when msg or any message inside it holds an unknown field (one the
+ * schema does not know, kept by protobuf-c's decoder). */
+bool wire_has_unknown(const ProtobufCMessage *msg);
+
+/* wire_copy without the unknown fields of msg and of every message
+ * inside it: what a receiver keeps of a newer peer's message, its bytes
+ * bounded by the schema this build knows. Caller owns the copy (free with
+ * protobuf_c_message_free_unpacked(copy, NULL)); NULL when out of memory. */
+ProtobufCMessage *wire_copy_known(const ProtobufCMessage *msg);
+
 /* ---------------------------------------------------------------- raw builders
  *
  * The store keeps every record as its encoded Record. Embedded messages

@@ -2103,14 +2103,26 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
     return rc;
 }
 
-/* Keeps a refused update as a claim: the encoded Update, who, why. */
+/* Keeps a refused update as a claim: the encoded Update, who, why. Its
+ * known fields only, as a merge keeps of an applied one: a refused update
+ * padded with fields the schema does not know would otherwise cost the
+ * database its whole size (up to WIRE_MAX_UPDATE) for every refusal. */
 static int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind, const rec_key_t *key,
                      const char *reason)
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CLAIM_PUT];
     int rc;
-    if ((rc = buf_pack(&s->body, &u->base)) < 0)
+    if (wire_has_unknown(&u->base)) {
+        ProtobufCMessage *known = wire_copy_known(&u->base);
+        if (!known)
+            return -ENOMEM;
+        rc = buf_pack(&s->body, known);
+        protobuf_c_message_free_unpacked(known, NULL);
+    } else {
+        rc = buf_pack(&s->body, &u->base);
+    }
+    if (rc < 0)
         return rc;
     key_text(key, text, sizeof(text));
     sqlite3_bind_text(st, 1, u->producer_id, -1, SQLITE_STATIC);

@@ -18,7 +18,9 @@
  * - A merge copies known fields only: keys are rebuilt from the key (a
  *   Period holds year and months, nothing else) and no unknown field of an
  *   update reaches a record, so a record's bytes depend only on the set of
- *   updates applied.
+ *   updates applied. A refused update kept as a claim keeps its known
+ *   fields only too: nothing the store keeps holds a field the schema
+ *   does not know.
  * - Every record a batch changes gets the next global revision and a row
  *   in the change log holding the record as published and the version it
  *   replaced. A record changed several times in one batch gets one
@@ -174,7 +176,8 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
 /* store_apply for an update whose ministry is known from authentication:
  * `ministry` names a configured ministry and replaces the producer-id
  * lookup; NULL behaves as store_apply. Refusals (STORE_REJECTED, the
- * sequence consumed, a conflict row, the update kept as a claim):
+ * sequence consumed, a conflict row, the update's known fields kept as a
+ * claim):
  * - authority on and the producer (or ministry) unknown: "unknown producer";
  * - the ministry does not own the record: "not authoritative: <ministry>
  *   does not own <kind> <country>";

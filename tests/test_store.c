@@ -2349,3 +2349,55 @@ Test(store, failed_cursor_step_keeps_sqlite_message)
     store_cursor_close(&c);
     store_close(&s);
 }
+
+/* ---------------------------------------------------------------- claims, retention */
+
+/* AZ-MOE owns AZ, TJ-MINT owns TJ: TJ-MINT's parks of AZ are refused
+ * and kept as claims. */
+static void az_tj(store_t *s)
+{
+    static const store_ministry_t m[2] = {{.name = "AZ-MOE", .country = "AZ"},
+                                          {.name = "TJ-MINT", .country = "TJ"}};
+    static const store_member_t mem[2] = {{"AZ-MOE", 0}, {"TJ-MINT", 1}};
+    store_authority_t a = {m, 2, mem, 2};
+    cr_assert_eq(store_set_authority(s, &a), 0);
+}
+
+/* A refused update padded with fields the schema does not know, in its
+ * envelope, body and specializations, is kept as a claim with its known
+ * fields only: the bytes the same update without them packs to. */
+Test(store, a_claim_keeps_known_fields_only)
+{
+    store_t *s = open_db();
+    upd_t x;
+
+    az_tj(s);
+    upd_init(&x, "TJ-MINT", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-P1");
+    park_name(&x, "Sumgait");
+    x.specs.n_values = 1;
+    x.specs.values = x.spec_values;
+    x.spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+    x.park.specializations = &x.specs;
+    upd_unknown(&x, &x.u.base, 0x11111111ULL);
+    upd_unknown(&x, &x.park.base, 0x22222222ULL);
+    upd_unknown(&x, &x.specs.base, 0x33333333ULL);
+    cr_assert(wire_has_unknown(&x.u.base));
+    cr_assert_eq(apply1(s, &x), STORE_REJECTED);
+    store_close(&s);
+
+    upd_unknowns(&x, false);
+    size_t len;
+    uint8_t *want = wire_pack(&x.u.base, &len);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT update_pb FROM claim", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    size_t got = (size_t)sqlite3_column_bytes(st, 0);
+    bool same = got == len && memcmp(sqlite3_column_blob(st, 0), want, len) == 0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(want);
+    cr_assert(same, "the claim holds %zu bytes, not the %zu of its known fields", got, len);
+}
