@@ -21,6 +21,9 @@
  *   updates applied. A refused update kept as a claim keeps its known
  *   fields only too: nothing the store keeps holds a field the schema
  *   does not know.
+ * - The conflicts table (and the claims its rows list) is bounded by
+ *   conflicts_keep rows and conflicts_keep_us of age; each commit drops a
+ *   bounded step of what is beyond (store_prune_due).
  * - Every record a batch changes gets the next global revision and a row
  *   in the change log holding the record as published and the version it
  *   replaced. A record changed several times in one batch gets one
@@ -66,6 +69,9 @@ typedef struct store_config {
     const char *path;                   /* database file; created when missing */
     bool synchronous_full;              /* PRAGMA synchronous: FULL (true) or NORMAL */
     uint64_t changelog_keep;            /* revisions kept in the change log; 0 = all */
+    uint64_t conflicts_keep;            /* newest conflict rows kept, with their claims; 0 = all */
+    int64_t conflicts_keep_us;          /* conflict rows (and claims) older than this go, us;
+                                           0 = kept whatever their age */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double trade_threshold_pct;         /* discrepancy above this flags a flow, percent */
     double cif_fob_factor;              /* importer's figure is compared with exporter's * this */
@@ -128,8 +134,9 @@ typedef struct store_authority {
     size_t n_members;
 } store_authority_t;
 
-/* Defaults: synchronous FULL, keep 1,000,000 revisions, importer first,
- * threshold 10 %, factor 1.0. path is left NULL. */
+/* Defaults: synchronous FULL, keep 1,000,000 revisions, 1,000,000
+ * conflict rows for at most 365 days, importer first, threshold 10 %,
+ * factor 1.0. path is left NULL. */
 void store_config_init(store_config_t *cfg);
 
 /* Opens (creating and migrating as needed) the database at cfg->path in
@@ -394,11 +401,29 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg);
 /* Counts the conflicts/audit table by reason class: "not_authoritative",
  * "unknown_producer", "future_event_time", "invalid", "stale",
  * "overridden", "other" (classes without rows are left out), in the
- * order of their names; fn may be NULL. Sets *total to all rows. Kept as
- * conflicts are recorded, like store_count_records: reads no table.
+ * order of their names; fn may be NULL. Sets *total to all rows. These
+ * are the rows stored now: retention takes the rows it drops out of
+ * them (store_pruned_counts counts those). Kept as conflicts are
+ * recorded and dropped, like store_count_records: reads no table.
  * Returns 0. */
 typedef int (*store_reason_fn)(void *arg, const char *reason_class, uint64_t n);
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg);
+
+/* What retention dropped. */
+typedef struct store_pruned {
+    uint64_t conflicts; /* conflict rows beyond conflicts_keep or older than conflicts_keep_us */
+    uint64_t claims;    /* claims listed by those rows */
+} store_pruned_t;
+
+/* Fills *out with what retention dropped since the store was opened (by
+ * committed batches). */
+void store_pruned_counts(const store_t *s, store_pruned_t *out);
+
+/* True, between batches, when conflict rows beyond the retention limits
+ * remain because a commit drops a bounded step of them at a time (a
+ * limit lowered, a burst of rows grown old): an empty batch (begin,
+ * commit) drops the next step. Reads no table. */
+bool store_prune_due(store_t *s);
 
 /* An online backup in progress (SQLite's backup API on the store's own
  * connection: pages the store writes while it runs are copied into it
