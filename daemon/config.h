@@ -10,7 +10,8 @@
  * The file (README.md documents it):
  *   [daemon]    database, log_level
  *   [endpoints] ingest, publish, query, control
- *   [store]     synchronous, changelog_keep, max_future_skew_s
+ *   [store]     synchronous, changelog_keep, max_future_skew_s, conflicts_keep,
+ *               conflicts_keep_days
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
  *               max_streams, publish_hwm, ingest_hwm
@@ -78,9 +79,11 @@ typedef struct config {
     char query[CONFIG_ENDPOINT_MAX];   /* ROUTER binds here */
     char control[CONFIG_ENDPOINT_MAX]; /* operator ROUTER binds here (ipc only) */
     /* [store] */
-    bool synchronous_full;      /* PRAGMA synchronous FULL (true) or NORMAL */
-    uint64_t changelog_keep;    /* revisions kept in the change log; 0 = all */
-    uint64_t max_future_skew_s; /* event times further ahead are refused, s; 0 = off */
+    bool synchronous_full;        /* PRAGMA synchronous FULL (true) or NORMAL */
+    uint64_t changelog_keep;      /* revisions kept in the change log; 0 = all */
+    uint64_t max_future_skew_s;   /* event times further ahead are refused, s; 0 = off */
+    uint64_t conflicts_keep;      /* newest conflict rows kept, with their claims; 0 = all */
+    uint32_t conflicts_keep_days; /* older conflict rows (and claims) are dropped, days; 0 = off */
     /* [trade] */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double threshold_pct;               /* discrepancy flag threshold, percent */

@@ -440,6 +440,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     rc = store_conflict_counts(c->store, &m->conflicts, on_reason, m);
     if (rc < 0)
         goto fail;
+    store_pruned_counts(c->store, &m->pruned);
     return 0;
 fail:
     log_error("cannot read the database's figures: %s (%s)", strerror(-rc), store_errmsg(c->store));
@@ -468,13 +469,15 @@ static const counter_field_t counter_fields[] = {
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
+#define N_OWN_COUNTERS   3 /* Status counters not in server_counters_t (handle_status) */
 
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
     Parksync__V1__Counter rec[METRICS_KINDS], *recp[METRICS_KINDS];
-    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + 1], *cntp[N_COUNTER_FIELDS + 1];
+    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + N_OWN_COUNTERS];
+    Parksync__V1__Counter *cntp[N_COUNTER_FIELDS + N_OWN_COUNTERS];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     metrics_snapshot_t m;
@@ -527,13 +530,23 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         memcpy(&cnt[i].value, (const char *)&m.n + counter_fields[i].offset, sizeof(uint64_t));
         cntp[i] = &cnt[i];
     }
-    /* the control socket's own rejections, counted here rather than in the loop */
-    parksync__v1__counter__init(&cnt[N_COUNTER_FIELDS]);
-    cnt[N_COUNTER_FIELDS].name = "bad_control";
-    cnt[N_COUNTER_FIELDS].has_value = true;
-    cnt[N_COUNTER_FIELDS].value = m.bad_control;
-    cntp[N_COUNTER_FIELDS] = &cnt[N_COUNTER_FIELDS];
-    st.n_counters = N_COUNTER_FIELDS + 1;
+    /* counted outside the loop: the control socket's own rejections, and
+     * what the store's retention dropped */
+    const struct {
+        const char *name;
+        uint64_t value;
+    } own[N_OWN_COUNTERS] = {{"bad_control", m.bad_control},
+                             {"pruned_conflicts", m.pruned.conflicts},
+                             {"pruned_claims", m.pruned.claims}};
+    for (size_t i = 0; i < N_OWN_COUNTERS; i++) {
+        Parksync__V1__Counter *k = &cnt[N_COUNTER_FIELDS + i];
+        parksync__v1__counter__init(k);
+        k->name = (char *)own[i].name;
+        k->has_value = true;
+        k->value = own[i].value;
+        cntp[N_COUNTER_FIELDS + i] = k;
+    }
+    st.n_counters = N_COUNTER_FIELDS + N_OWN_COUNTERS;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.subscribers = m.subscribers;

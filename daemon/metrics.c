@@ -145,7 +145,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
     family(&t, "parksync_conflicts", "gauge",
-           "Rows in the conflicts/audit table by reason class (since the database was made).");
+           "Rows in the conflicts/audit table by reason class (rows kept now; see "
+           "parksync_pruned_total).");
     for (size_t i = 0; i < m->n_reasons; i++)
         sample(&t, "parksync_conflicts", "reason", m->reasons[i].name, m->reasons[i].n);
 
@@ -178,6 +179,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Control requests dropped or refused as malformed.", m->bad_control);
     counter(&t, "parksync_forged_total",
             "Updates dropped: producer not the authenticated ministry's.", n->forged);
+    family(&t, "parksync_pruned_total", "counter",
+           "Rows dropped by retention ([store] conflicts_keep, conflicts_keep_days), by table.");
+    sample(&t, "parksync_pruned_total", "table", "conflict", m->pruned.conflicts);
+    sample(&t, "parksync_pruned_total", "table", "claim", m->pruned.claims);
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);

@@ -48,6 +48,7 @@ typedef struct metrics_snapshot {
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
+    store_pruned_t pruned;                     /* rows retention dropped since start */
     size_t n_reasons;                          /* entries in reasons */
     metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
     size_t n_producers;                        /* entries in producers */

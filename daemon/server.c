@@ -676,6 +676,20 @@ static void batch_finish(server_t *s)
         batch_finish(s);
 }
 
+/* One step of retention in an empty batch, when commits left conflict
+ * rows beyond the limits (store_prune_due). True when it committed and
+ * more remain: the loop then goes on without sleeping, a step a pass,
+ * between the passes that ingest and answer. */
+static bool prune_step(server_t *s)
+{
+    uint64_t errors = s->n.store_errors;
+
+    if (s->batch_open || !store_prune_due(s->store) || batch_begin(s) < 0)
+        return false;
+    batch_finish(s);
+    return s->n.store_errors == errors && store_prune_due(s->store);
+}
+
 static bool summaries_due(server_t *s, int64_t now)
 {
     return store_summaries_dirty(s->store) &&
@@ -1433,7 +1447,7 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
 
 server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-    bool busy = false;
+    bool busy = false, pruning;
 
     while (!*stop) {
         zmq_pollitem_t items[4] = {
@@ -1462,6 +1476,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         if (summaries_due(s, now))
             refresh_summaries(s, now);
         batch_finish(s);
+        pruning = prune_step(s);
         if (items[1].revents & ZMQ_POLLIN)
             drain_queries(s, now);
         if (items[2].revents & ZMQ_POLLIN)
@@ -1475,7 +1490,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             batch_finish(s);
             open_waiting_streams(s, now);
         }
-        busy = pump_streams(s, now);
+        busy = pump_streams(s, now) || pruning;
         if (now >= s->next_heartbeat_ms) {
             publish_heartbeat(s);
             s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
@@ -1604,6 +1619,8 @@ server_t *server_new(const config_t *cfg)
     sc.path = cfg->database;
     sc.synchronous_full = cfg->synchronous_full;
     sc.changelog_keep = cfg->changelog_keep;
+    sc.conflicts_keep = cfg->conflicts_keep;
+    sc.conflicts_keep_us = (int64_t)cfg->conflicts_keep_days * 86400 * 1000000;
     sc.trade_rule = cfg->trade_rule;
     sc.trade_threshold_pct = cfg->threshold_pct;
     sc.cif_fob_factor = cfg->cif_fob_factor;
@@ -1723,6 +1740,8 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(strcmp(run->query, cfg->query) != 0, "[endpoints] query");
     KEEP(run->synchronous_full != cfg->synchronous_full, "[store] synchronous");
     KEEP(run->changelog_keep != cfg->changelog_keep, "[store] changelog_keep");
+    KEEP(run->conflicts_keep != cfg->conflicts_keep, "[store] conflicts_keep");
+    KEEP(run->conflicts_keep_days != cfg->conflicts_keep_days, "[store] conflicts_keep_days");
     KEEP(run->trade_rule != cfg->trade_rule, "[trade] rule");
     KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
     KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");
