@@ -137,6 +137,10 @@ static const config_option_t options[] = {
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
      "small values only for tests)"},
+    {"limits", "max_producers", OPT_UINT, FIELD(max_producers), "1000", 0, 1000000, 0, 0, NULL,
+     NULL,
+     "with no [ministry] (authority off): producer ids the database takes; updates of a new id "
+     "beyond are not applied, kept or acknowledged (0: no limit, 1..1000000)"},
     {"security", "curve", OPT_ENUM, FIELD(curve), "off", 0, 0, 0, 0, on_off_choices, NULL,
      "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
     {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file), "/etc/parksync/daemon.key", 0,

@@ -14,7 +14,7 @@
  *               conflicts_keep_days
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
- *               max_streams, publish_hwm, ingest_hwm
+ *               max_streams, publish_hwm, ingest_hwm, max_producers
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -96,6 +96,7 @@ typedef struct config {
     uint32_t max_streams;         /* concurrent snapshot/changes streams */
     uint32_t ingest_hwm;          /* updates queued in the ingest SUB before ZeroMQ drops */
     uint32_t publish_hwm;         /* publications queued per subscriber before ZeroMQ drops */
+    uint32_t max_producers;       /* authority off: producer ids the database takes; 0 = any */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries; /* sections used */

@@ -465,7 +465,7 @@ static const counter_field_t counter_fields[] = {
     COUNTER(commits),     COUNTER(published),      COUNTER(acks),
     COUNTER(heartbeats),  COUNTER(queries),        COUNTER(bad_queries),
     COUNTER(chunks),      COUNTER(streams_opened), COUNTER(streams_dropped),
-    COUNTER(forged),
+    COUNTER(forged),      COUNTER(unadmitted),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])

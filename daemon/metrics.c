@@ -157,6 +157,7 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     sample(&t, "parksync_updates_total", "outcome", "duplicate", n->duplicates);
     sample(&t, "parksync_updates_total", "outcome", "gap", n->gaps);
     sample(&t, "parksync_updates_total", "outcome", "refused", n->refused);
+    sample(&t, "parksync_updates_total", "outcome", "unadmitted", n->unadmitted);
     family(&t, "parksync_ingest_rejected_total", "counter",
            "Ingest messages dropped before the store, by reason.");
     sample(&t, "parksync_ingest_rejected_total", "reason", "bad_frames", n->bad_frames);

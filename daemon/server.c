@@ -72,6 +72,7 @@ enum {
     RL_FORGED,
     RL_REFUSED,
     RL_SUMMARY,
+    RL_UNADMITTED,
     RL_COUNT,
 };
 
@@ -147,7 +148,7 @@ struct server {
 
 static const char *const ratelimit_names[RL_COUNT] = {
     "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",
-    "bad query",  "send",      "forged",      "refused", "summary"};
+    "bad query",  "send",      "forged",      "refused", "summary",     "unadmitted"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -868,6 +869,16 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         ahead_gap(&s->ahead, u->producer_id, store_producer_last(s->store, u->producer_id),
                   u->sequence, wire_monotonic_ms());
         break;
+    case STORE_UNADMITTED:
+        s->n.unadmitted++;
+        log_ratelimited(&s->rl[RL_UNADMITTED], LOG_LEVEL_WARNING,
+                        "update %s#%" PRIu64 " comes from a producer %s; not applied, nothing "
+                        "kept, not acknowledged",
+                        u->producer_id, u->sequence,
+                        store_authority_on(s->store)
+                            ? "no [ministry] lists (add it to producers = and reload)"
+                            : "beyond [limits] max_producers (authority is off)");
+        goto out; /* no ack: it would cost an ack topic, and nothing moved */
     case STORE_REJECTED:
         s->n.refused++;
         if (!reason[0]) /* store_reject's reasons were logged above */
@@ -1621,6 +1632,7 @@ server_t *server_new(const config_t *cfg)
     sc.changelog_keep = cfg->changelog_keep;
     sc.conflicts_keep = cfg->conflicts_keep;
     sc.conflicts_keep_us = (int64_t)cfg->conflicts_keep_days * 86400 * 1000000;
+    sc.max_producers = cfg->max_producers;
     sc.trade_rule = cfg->trade_rule;
     sc.trade_threshold_pct = cfg->threshold_pct;
     sc.cif_fob_factor = cfg->cif_fob_factor;
@@ -1751,6 +1763,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
     KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
+    KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
 #undef KEEP
     run->log_level = cfg->log_level;
     log_set_level(cfg->log_level);

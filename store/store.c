@@ -1100,16 +1100,34 @@ static int producers_flush(store_t *s)
     return 0;
 }
 
+static const store_ministry_t *ministry_of(const store_t *s, const char *producer);
+
+/* Whether an update of producer id may cost anything durable (see
+ * store_apply_as): a producer authority lists, or the ministry named;
+ * with authority off, one known, or a new one within max_producers. */
+static bool producer_admitted(const store_t *s, const char *ministry, const char *id)
+{
+    if (s->n_ministries > 0)
+        return ministry != NULL || ministry_of(s, id) != NULL;
+    return s->cfg.max_producers == 0 || s->prod_count < s->cfg.max_producers ||
+           producer_find(s, id) != NULL;
+}
+
 /*
- * The sequence rules shared by store_apply and store_reject. Returns 0 with
- * *outcome APPLIED when the caller should go on (and then call
- * producer_consume), DUPLICATE or GAP when it must stop.
+ * The admission and sequence rules shared by store_apply and
+ * store_reject. Returns 0 with *outcome APPLIED when the caller should go
+ * on (and then call producer_consume), UNADMITTED, DUPLICATE or GAP when
+ * it must stop.
  */
-static int producer_check(store_t *s, const char *id, uint64_t seq, producer_t **pp,
-                          store_outcome_t *outcome)
+static int producer_check(store_t *s, const char *ministry, const char *id, uint64_t seq,
+                          producer_t **pp, store_outcome_t *outcome)
 {
     if (!id || !id[0] || strlen(id) > WIRE_MAX_ID)
         return -EINVAL;
+    if (!producer_admitted(s, ministry, id)) {
+        *outcome = STORE_UNADMITTED;
+        return 0;
+    }
     producer_t *p = producer_get(s, id);
     if (!p)
         return -ENOMEM;
@@ -1243,6 +1261,7 @@ void store_config_init(store_config_t *cfg)
         .changelog_keep = 1000000,
         .conflicts_keep = 1000000,
         .conflicts_keep_us = INT64_C(365) * 86400 * 1000000,
+        .max_producers = 1000,
         .trade_rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST,
         .trade_threshold_pct = 10.0,
         .cif_fob_factor = 1.0,
@@ -3016,7 +3035,7 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
 
     if (!s->in_batch || !u || !u->has_sequence || !outcome)
         return -EINVAL;
-    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
+    if ((rc = producer_check(s, ministry, u->producer_id, u->sequence, &p, outcome)) < 0)
         return rc;
     if (*outcome != STORE_APPLIED)
         return 0;
@@ -3073,7 +3092,7 @@ int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
     int rc;
     if (!s->in_batch || !u || !u->producer_id || !outcome)
         return -EINVAL;
-    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
+    if ((rc = producer_check(s, NULL, u->producer_id, u->sequence, &p, outcome)) < 0)
         return rc;
     if (*outcome != STORE_APPLIED)
         return 0;

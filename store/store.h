@@ -72,6 +72,8 @@ typedef struct store_config {
     uint64_t conflicts_keep;            /* newest conflict rows kept, with their claims; 0 = all */
     int64_t conflicts_keep_us;          /* conflict rows (and claims) older than this go, us;
                                            0 = kept whatever their age */
+    uint64_t max_producers;             /* authority off: producers known at most (a new id
+                                           beyond is not admitted); 0 = no limit */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double trade_threshold_pct;         /* discrepancy above this flags a flow, percent */
     double cif_fob_factor;              /* importer's figure is compared with exporter's * this */
@@ -88,6 +90,8 @@ typedef enum store_outcome {
     STORE_DUPLICATE,   /* sequence <= last applied: ignored, nothing changed */
     STORE_GAP,         /* sequence > last applied + 1: not applied */
     STORE_REJECTED,    /* sequence consumed, update refused and recorded as a conflict */
+    STORE_UNADMITTED,  /* a producer the store does not admit (store_apply_as): nothing
+                          changed and nothing kept, its sequence included */
 } store_outcome_t;
 
 /* Which records a cursor returns. kind UNSPECIFIED = all kinds; country
@@ -135,8 +139,8 @@ typedef struct store_authority {
 } store_authority_t;
 
 /* Defaults: synchronous FULL, keep 1,000,000 revisions, 1,000,000
- * conflict rows for at most 365 days, importer first, threshold 10 %,
- * factor 1.0. path is left NULL. */
+ * conflict rows for at most 365 days, 1,000 producers, importer first,
+ * threshold 10 %, factor 1.0. path is left NULL. */
 void store_config_init(store_config_t *cfg);
 
 /* Opens (creating and migrating as needed) the database at cfg->path in
@@ -182,10 +186,18 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
 
 /* store_apply for an update whose ministry is known from authentication:
  * `ministry` names a configured ministry and replaces the producer-id
- * lookup; NULL behaves as store_apply. Refusals (STORE_REJECTED, the
- * sequence consumed, a conflict row, the update's known fields kept as a
- * claim):
- * - authority on and the producer (or ministry) unknown: "unknown producer";
+ * lookup; NULL behaves as store_apply.
+ *
+ * A producer costs nothing durable until it is admitted: with authority
+ * on, an update whose producer no ministry lists (and no ministry is
+ * named) is STORE_UNADMITTED; with authority off, so is one from a new
+ * producer id while max_producers are known. Nothing of it is kept,
+ * not even its sequence: once admitted (a reload that lists it), the
+ * producer's updates apply from where it stands.
+ *
+ * Refusals (STORE_REJECTED, the sequence consumed, a conflict row, the
+ * update's known fields kept as a claim):
+ * - authority on and the ministry named unknown: "unknown producer";
  * - the ministry does not own the record: "not authoritative: <ministry>
  *   does not own <kind> <country>";
  * - event time more than max_future_skew_us ahead of the clock:
@@ -199,8 +211,8 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
  * envelope is sound): the producer's last sequence advances as for an
  * applied update, nothing else changes, and a conflict with `reason` is
  * recorded, with the update's kind, its event time and, when its key
- * fields are well-formed, its key. Duplicate and gap rules as for
- * store_apply. Returns 0 or a negative errno. */
+ * fields are well-formed, its key. Duplicate, gap and admission rules as
+ * for store_apply. Returns 0 or a negative errno. */
 int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
                  store_outcome_t *outcome);
 

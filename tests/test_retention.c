@@ -277,3 +277,61 @@ Test(retention, conflicts_and_claims_are_kept_by_count_and_by_age)
     sqlite3_close(db);
     cr_assert_eq(harness_stop(&h), 0);
 }
+
+#define STRANGERS      1000 /* updates from producer ids no ministry lists */
+
+/* One update of producer `id` (sequence 1): a park of AZ. */
+static void send_from(void *pub, const char *id)
+{
+    Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
+    Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
+    uint8_t buf[512];
+    size_t len;
+
+    u.has_version = u.has_sequence = u.has_event_time_us = true;
+    u.version = WIRE_VERSION;
+    u.producer_id = (char *)id;
+    u.sequence = 1;
+    u.event_time_us = BASE_TIME_US;
+    p.park_id = (char *)"AZ-SUMGAIT-CHEM";
+    p.country = (char *)"AZ";
+    p.name = (char *)"Sumgait";
+    u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    u.park = &p;
+    len = parksync__v1__update__pack(&u, buf);
+    cr_assert(zmq_send(pub, "park", 4, ZMQ_SNDMORE) >= 0);
+    cr_assert(zmq_send(pub, buf, len, 0) >= 0);
+}
+
+/*
+ * (c) Authority on: updates from producer ids no [ministry] lists cost
+ * nothing durable: no producer row, no claim, no conflict row, no ack;
+ * they are counted (unadmitted), and a listed producer goes on.
+ */
+Test(retention, unlisted_producers_cost_nothing_durable)
+{
+    void *ctx = zmq_ctx_new(), *pub;
+    char id[32];
+    sqlite3 *db;
+
+    cr_assert_eq(harness_init(&h, MINISTRIES), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    pub = raw_ingest(ctx);
+    for (int i = 0; i < STRANGERS; i++) {
+        snprintf(id, sizeof id, "STRANGER-%05d", i);
+        send_from(pub, id);
+    }
+    send_from(pub, "AZ-MOE");
+    cr_assert_eq(counter_at_least("applied", 1), 1, "see %s", h.log); /* AZ-MOE's, sent last */
+    cr_expect_eq(harness_counter(&h, "unadmitted", 2000), STRANGERS);
+    cr_expect_eq(harness_counter(&h, "acks", 2000), 1, "only AZ-MOE is acknowledged");
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+
+    db = db_open();
+    cr_expect_eq(db_int(db, "SELECT count(*) FROM producer"), 1);
+    cr_expect_eq(db_int(db, "SELECT count(*) FROM conflict"), 0);
+    cr_expect_eq(db_int(db, "SELECT count(*) FROM claim"), 0);
+    sqlite3_close(db);
+}

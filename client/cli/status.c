@@ -82,7 +82,7 @@ static uint64_t counter(const Parksync__V1__Status *st, const char *name)
 
 /* The input rejections, by reason, before and in the store. */
 static const char *const REJECTED[] = {"bad_frames",  "too_large", "undecodable", "invalid",
-                                       "wrong_topic", "refused",   NULL};
+                                       "wrong_topic", "refused",   "unadmitted",  NULL};
 
 static void print_text(const Parksync__V1__Status *st)
 {
