@@ -56,6 +56,7 @@
 #define PUBLISH_SNDHWM        100000 /* publications queued per subscriber */
 #define QUERY_SNDHWM          1000   /* replies queued per query client */
 #define REPLY_MAX             2048   /* bytes of a non-chunk QueryReply */
+#define ACK_IDLE_MS           600000 /* an ack topic unused 10..20 min is forgotten, ms */
 
 /* ---------------------------------------------------------------- the context */
 
@@ -120,7 +121,9 @@ struct server {
     store_t *store;
     bool batch_open;                       /* a store batch is open */
     strmap_t touched;                      /* producers with an update in the open batch */
-    strmap_t topic_seq;                    /* last stream_sequence sent per publish topic */
+    strmap_t topic_seq;                    /* last stream_sequence per record topic, hb/ */
+    strmap_t ack_seq[2];                   /* per ack topic: [0] this period, [1] the last */
+    int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
     ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
@@ -362,6 +365,39 @@ static uint64_t next_sequence(server_t *s, const char *topic)
     return ++*seq;
 }
 
+/* Next stream_sequence of an ack topic. Acks are not counted in
+ * topic_seq, which no heartbeat lists them from and which would keep
+ * one entry for every producer ever acknowledged: they live in two
+ * generations instead, and a topic acknowledged in neither of the last
+ * two ACK_IDLE_MS periods is forgotten (its sequence starts again at 1,
+ * as after a restart; the ack's last_sequence is what a producer reads). */
+static uint64_t next_ack_sequence(server_t *s, const char *topic)
+{
+    uint64_t *seq = strmap_find(&s->ack_seq[0], topic), *old;
+
+    if (seq)
+        return ++*seq;
+    old = strmap_find(&s->ack_seq[1], topic);
+    seq = strmap_upsert(&s->ack_seq[0], topic);
+    if (!seq) {
+        log_error("out of memory tracking topic %s; sending stream sequence 0", topic);
+        return 0;
+    }
+    *seq = old ? *old : 0;
+    return ++*seq;
+}
+
+/* Once per ACK_IDLE_MS: the older generation of ack topics goes. */
+static void age_ack_topics(server_t *s, int64_t now)
+{
+    if (now < s->next_ack_age_ms)
+        return;
+    strmap_free(&s->ack_seq[1]);
+    s->ack_seq[1] = s->ack_seq[0];
+    s->ack_seq[0] = (strmap_t){0};
+    s->next_ack_age_ms = now + ACK_IDLE_MS;
+}
+
 /* A trade flow concerns two countries: it goes out on the exporter's
  * topic and, with the same revision, on the importer's, so that a
  * country's subscriber needs nothing but prefix filtering. */
@@ -449,7 +485,8 @@ static void publish_changes(server_t *s)
     store_pin_changes(s->store, s->published_rev);
 }
 
-static void publish_small(server_t *s, const char *topic, Parksync__V1__Publication *p)
+static void publish_small(server_t *s, const char *topic, uint64_t sequence,
+                          Parksync__V1__Publication *p)
 {
     uint8_t buf[REPLY_MAX];
     size_t len;
@@ -457,7 +494,7 @@ static void publish_small(server_t *s, const char *topic, Parksync__V1__Publicat
     p->has_version = true;
     p->version = WIRE_VERSION;
     p->has_stream_sequence = true;
-    p->stream_sequence = next_sequence(s, topic);
+    p->stream_sequence = sequence;
     if (protobuf_c_message_get_packed_size(&p->base) > sizeof buf)
         return; /* cannot happen: ids are at most WIRE_MAX_ID bytes */
     len = protobuf_c_message_pack(&p->base, buf);
@@ -477,7 +514,7 @@ static void publish_ack(server_t *s, const char *producer_id)
     ack.last_sequence = store_producer_last(s->store, producer_id);
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_ACK;
     p.ack = &ack;
-    publish_small(s, topic, &p);
+    publish_small(s, topic, next_ack_sequence(s, topic), &p);
     s->n.acks++;
 }
 
@@ -1512,6 +1549,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         }
         zap_drain(s->zap); /* log refused handshakes, rate-limited */
         ahead_due(&s->ahead, now, warn_ahead, s);
+        age_ack_topics(s, now);
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
             sd_notify(0, "WATCHDOG=1");
             s->next_watchdog_ms = now + s->watchdog_ms;
@@ -1688,6 +1726,7 @@ server_t *server_new(const config_t *cfg)
         memcpy(s->instance + sizeof t, &pid, sizeof pid);
     }
     s->next_heartbeat_ms = wire_monotonic_ms();
+    s->next_ack_age_ms = wire_monotonic_ms() + ACK_IDLE_MS;
     if (cfg->summary_republish_s > 0)
         s->next_republish_ms = wire_monotonic_ms() + (int64_t)cfg->summary_republish_s * 1000;
     if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
@@ -1842,6 +1881,8 @@ void server_destroy(server_t **sp)
     store_close(&s->store);
     strmap_free(&s->touched);
     strmap_free(&s->topic_seq);
+    strmap_free(&s->ack_seq[0]);
+    strmap_free(&s->ack_seq[1]);
     ahead_free(&s->ahead);
     wire_chunk_free(&s->chunk);
     wire_buf_free(&s->pubbuf);
