@@ -189,6 +189,12 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             n->streams_opened);
     counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
 
+    /* one series per producer would let whoever makes up producer ids
+     * make the page as large as they like: the first by id, then a count */
+    gauge(&t, "parksync_producers",
+          "Producers the database knows; the per-producer series list the first ones by id "
+          "(parksync status --producers-after pages through all).",
+          m->producers_total);
     family(&t, "parksync_producer_last_sequence", "gauge",
            "Last sequence applied or rejected per producer.");
     for (size_t i = 0; i < m->n_producers; i++)

@@ -21,6 +21,8 @@
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
 #define METRICS_REASONS    8  /* conflict reason classes (store_conflict_counts) */
 #define METRICS_REASON_MAX 32 /* bytes of a reason class, with NUL */
+/* producers listed one by one in status and metrics; the rest are only counted */
+#define METRICS_PRODUCERS WIRE_MAX_STATUS_PRODUCERS
 
 /* One producer as the store counts it. */
 typedef struct metrics_producer {
@@ -51,7 +53,9 @@ typedef struct metrics_snapshot {
     store_pruned_t pruned;                     /* rows retention dropped since start */
     size_t n_reasons;                          /* entries in reasons */
     metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
-    size_t n_producers;                        /* entries in producers */
+    size_t n_producers;                        /* entries in producers, METRICS_PRODUCERS at most:
+                                                  the first ids (after a status page's last) */
+    uint64_t producers_total;                  /* producers the store knows, listed or not */
 } metrics_snapshot_t;
 
 /* Frees what the snapshot owns (not the struct). NULL-safe. */

@@ -43,6 +43,7 @@
 #define WIRE_MAX_CHUNK_RECORDS     4096          /* records in one snapshot chunk */
 #define WIRE_DEFAULT_CHUNK_RECORDS 512           /* records per chunk when unasked */
 #define WIRE_MAX_CREDIT            64            /* chunks a client may grant at once */
+#define WIRE_MAX_STATUS_PRODUCERS  256           /* producers one Status lists */
 #define WIRE_EPOCH_BYTES           16            /* size of a database epoch */
 #define WIRE_INSTANCE_BYTES        16            /* size of a daemon instance id (per start) */
 #define WIRE_MAX_HB_TOPICS         8192          /* topic sequences in one heartbeat */

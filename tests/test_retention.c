@@ -1,7 +1,7 @@
 /*
  * test_retention.c - what a connection may make the daemon keep: refused
  * updates padded with unknown fields, the conflicts table and its claims
- * by count and by age.
+ * by count and by age, producer ids (rows, status and metrics).
  *
  * The real parksyncd over ipc://, fed by a raw XPUB (the padding is
  * something no libparksync producer sends), read back through its
@@ -279,6 +279,9 @@ Test(retention, conflicts_and_claims_are_kept_by_count_and_by_age)
 }
 
 #define STRANGERS      1000 /* updates from producer ids no ministry lists */
+#define NEW_IDS        2000 /* producer ids made up with authority off */
+#define MAX_PRODUCERS  300  /* [limits] max_producers of that test */
+#define METRICS_MAX_KB 256  /* KiB the metrics text may take with them */
 
 /* One update of producer `id` (sequence 1): a park of AZ. */
 static void send_from(void *pub, const char *id)
@@ -301,6 +304,14 @@ static void send_from(void *pub, const char *id)
     len = parksync__v1__update__pack(&u, buf);
     cr_assert(zmq_send(pub, "park", 4, ZMQ_SNDMORE) >= 0);
     cr_assert(zmq_send(pub, buf, len, 0) >= 0);
+}
+
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
 }
 
 /*
@@ -334,4 +345,66 @@ Test(retention, unlisted_producers_cost_nothing_durable)
     cr_expect_eq(db_int(db, "SELECT count(*) FROM conflict"), 0);
     cr_expect_eq(db_int(db, "SELECT count(*) FROM claim"), 0);
     sqlite3_close(db);
+}
+
+/*
+ * (c) Authority off: [limits] max_producers bounds the producer ids the
+ * database takes (the rest are unadmitted); status lists the first 256
+ * by id and counts all, --producers-after gives the next, and metrics
+ * lists the same 256 with a total.
+ */
+Test(retention, many_producer_ids_are_bounded_listed_in_pages_and_counted)
+{
+    const char *status[] = {"status", "--json", NULL};
+    const char *metrics[] = {"metrics", NULL};
+    char *out = NULL, *err = NULL, id[32], extra[64];
+    void *ctx = zmq_ctx_new(), *pub;
+    size_t listed;
+
+    snprintf(extra, sizeof extra, "[limits]\nmax_producers = %d\n", MAX_PRODUCERS);
+    cr_assert_eq(harness_init(&h, extra), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    pub = raw_ingest(ctx);
+    for (int i = 0; i < NEW_IDS; i++) {
+        snprintf(id, sizeof id, "P%05d", i);
+        send_from(pub, id);
+    }
+    cr_assert_eq(counter_at_least("applied", MAX_PRODUCERS) +
+                     counter_at_least("unadmitted", NEW_IDS - MAX_PRODUCERS),
+                 NEW_IDS, "see %s", h.log);
+    cr_expect_eq(harness_counter(&h, "applied", 2000), MAX_PRODUCERS);
+
+    cr_assert_eq(harness_cli(&h, status, NULL, &out, &err), 0, "%s", err);
+    listed = count_of(out, "\"producer_id\":");
+    cr_expect_eq(listed, WIRE_MAX_STATUS_PRODUCERS);
+    cr_expect_not_null(strstr(out, "\"producers_total\":300"), "%.300s", out);
+    cr_expect_not_null(strstr(out, "\"producer_id\":\"P00000\""));
+    cr_expect_not_null(strstr(out, "\"producer_id\":\"P00255\""));
+    cr_expect_null(strstr(out, "\"producer_id\":\"P00256\""), "the 257th is on the next page");
+    free(out);
+    free(err);
+
+    const char *next[] = {"status", "--json", "--producers-after", "P00255", NULL};
+    cr_assert_eq(harness_cli(&h, next, NULL, &out, &err), 0, "%s", err);
+    cr_expect_eq(count_of(out, "\"producer_id\":"), MAX_PRODUCERS - WIRE_MAX_STATUS_PRODUCERS);
+    cr_expect_not_null(strstr(out, "\"producer_id\":\"P00256\""));
+    cr_expect_not_null(strstr(out, "\"producer_id\":\"P00299\""));
+    free(out);
+    free(err);
+
+    const char *bad[] = {"status", "--producers-after", "bad id!", NULL};
+    cr_expect_neq(harness_cli(&h, bad, NULL, &out, &err), 0, "a page after no id: %s", out);
+    free(out);
+    free(err);
+
+    cr_assert_eq(harness_cli(&h, metrics, NULL, &out, &err), 0, "%s", err);
+    cr_expect_eq(count_of(out, "parksync_producer_last_sequence{"), WIRE_MAX_STATUS_PRODUCERS);
+    cr_expect_not_null(strstr(out, "\nparksync_producers 300\n"));
+    cr_expect_lt(strlen(out), METRICS_MAX_KB * 1024, "metrics of %zu bytes", strlen(out));
+    free(out);
+    free(err);
+
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
 }
