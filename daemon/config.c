@@ -129,6 +129,14 @@ static const config_option_t options[] = {
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
      "small values only for tests)"},
+    {"limits", "max_connections", OPT_UINT, FIELD(max_connections), "1024", 1, 1000000, 0, 0, NULL,
+     NULL,
+     "connections open at once on each of ingest, publish and query; a newer one is closed "
+     "at once (1..1000000; LimitNOFILE must hold 3 times this)"},
+    {"limits", "handshake_timeout_ms", OPT_UINT, FIELD(handshake_timeout_ms), "10000", 100, 600000,
+     0, 0, NULL, NULL,
+     "a connection that has not finished its ZeroMQ/CURVE handshake this long is closed, "
+     "ms (100..600000)"},
     {"security", "curve", OPT_ENUM, FIELD(curve), "off", 0, 0, 0, 0, on_off_choices, NULL,
      "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
     {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file), "/etc/parksync/daemon.key", 0,

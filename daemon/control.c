@@ -37,18 +37,16 @@ typedef struct waiter {
 } waiter_t;
 
 struct control {
-    void *sock;                          /* ROUTER, bound */
-    store_t *store;                      /* borrowed */
-    server_t *server;                    /* borrowed: counters and config */
-    char path[256];                      /* the socket file, removed on destroy */
-    log_ratelimit_t rl;                  /* bad requests */
-    uint64_t bad_requests;               /* control requests dropped or refused as malformed */
-    int64_t started_us;                  /* wall clock at start, us since 1970 UTC */
-    void *monitor;                       /* PAIR reading the publish socket's connection events */
-    uint64_t subscribers;                /* publish peers connected now */
-    bool reload_pending;                 /* `parksync reload` waits for main to reload */
-    waiter_t reloaders[CONTROL_WAITERS]; /* who asked for it */
-    size_t n_reloaders;                  /* entries in reloaders */
+    void *sock;                             /* ROUTER, bound */
+    store_t *store;                         /* borrowed */
+    server_t *server;                       /* borrowed: counters and config */
+    char path[256];                         /* the socket file, removed on destroy */
+    log_ratelimit_t rl;                     /* bad requests */
+    uint64_t bad_requests;                  /* control requests dropped or refused as malformed */
+    int64_t started_us;                     /* wall clock at start, us since 1970 UTC */
+    bool reload_pending;                    /* `parksync reload` waits for main to reload */
+    waiter_t reloaders[CONTROL_WAITERS];    /* who asked for it */
+    size_t n_reloaders;                     /* entries in reloaders */
     char reload_error[CONTROL_MESSAGE_MAX]; /* last reload's failure, "" after a good one */
     store_backup_t *backup;                 /* running backup, or NULL */
     waiter_t backup_for;                    /* who asked for it */
@@ -92,7 +90,6 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
     int linger = CONTROL_LINGER_MS, zero = 0, rc;
     const config_t *cfg = server_config(server);
-    char monitor_ep[64];
 
     if (!c) {
         log_error("out of memory for the control socket; exiting");
@@ -126,13 +123,6 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     /* operator only: the socket file is the access control */
     if (c->path[0] && chmod(c->path, 0600) < 0)
         log_warning("cannot make the control socket %s private: %s", c->path, strerror(errno));
-    /* subscribers = connections accepted minus connections lost on publish */
-    snprintf(monitor_ep, sizeof monitor_ep, "inproc://parksync-publish-monitor-%p", (void *)c);
-    if (zmq_socket_monitor(server_publish_socket(server), monitor_ep,
-                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
-        !(c->monitor = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(c->monitor, monitor_ep) < 0)
-        log_warning("cannot monitor the publish socket: %s; status will show 0 subscribers",
-                    zmq_strerror(errno));
     if (strcmp(cfg->metrics_http, "off") != 0) {
         c->http = metrics_http_new(cfg->metrics_http);
         if (!c->http)
@@ -150,8 +140,6 @@ void *control_socket(const control_t *c)
     return c->sock;
 }
 
-static void drain_monitor(control_t *c);
-
 void control_destroy(control_t **cp)
 {
     control_t *c;
@@ -165,14 +153,6 @@ void control_destroy(control_t **cp)
         reply_backup_error(c, "the daemon stopped before the backup was complete");
     }
     metrics_http_destroy(&c->http);
-    if (c->monitor) {
-        /* Stop the events before their reader goes, and read what is
-         * queued: an event sent to a reader already closed stays in
-         * libzmq's pipe, never freed. */
-        zmq_socket_monitor(server_publish_socket(c->server), NULL, 0);
-        drain_monitor(c);
-        zmq_close(c->monitor);
-    }
     if (c->sock)
         zmq_close(c->sock);
     if (c->path[0])
@@ -422,7 +402,12 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
-    m->subscribers = c->subscribers;
+    for (int i = 0; i < CONNS_SOCKETS; i++) {
+        const conns_stats_t *cs = server_conns(c->server, i);
+        if (cs)
+            m->conns[i] = *cs;
+    }
+    m->subscribers = m->conns[1].open;
     store_producers(c->store, on_producer, &g);
     if (g.oom)
         return -ENOMEM;
@@ -469,6 +454,48 @@ static const counter_field_t counter_fields[] = {
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
 
+/* Fills one name = value pair of a Status and points *cp at it. */
+static void set_counter(Parksync__V1__Counter *c, Parksync__V1__Counter **cp, const char *name,
+                        uint64_t value)
+{
+    parksync__v1__counter__init(c);
+    c->name = (char *)name;
+    c->has_value = true;
+    c->value = value;
+    *cp = c;
+}
+
+/* Status.connections: one entry per socket, handshake failures by reason. */
+typedef struct status_conns {
+    Parksync__V1__SocketConnections sc[CONNS_SOCKETS], *scp[CONNS_SOCKETS];
+    Parksync__V1__Counter why[CONNS_SOCKETS][CONNS_REASONS];
+    Parksync__V1__Counter *whyp[CONNS_SOCKETS][CONNS_REASONS];
+} status_conns_t;
+
+static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync__V1__Status *st)
+{
+    for (int i = 0; i < CONNS_SOCKETS; i++) {
+        Parksync__V1__SocketConnections *sc = &o->sc[i];
+        const conns_stats_t *cs = &m->conns[i];
+
+        parksync__v1__socket_connections__init(sc);
+        sc->socket = (char *)metrics_socket_names[i];
+        sc->has_open = sc->has_accepted = sc->has_refused = sc->has_accept_failed = true;
+        sc->open = cs->open;
+        sc->accepted = cs->accepted;
+        sc->refused = cs->refused;
+        sc->accept_failed = cs->accept_failed;
+        for (int r = 0; r < CONNS_REASONS; r++)
+            set_counter(&o->why[i][r], &o->whyp[i][r], conns_reason_name((conns_reason_t)r),
+                        cs->handshakes_failed[r]);
+        sc->n_handshakes_failed = CONNS_REASONS;
+        sc->handshakes_failed = o->whyp[i];
+        o->scp[i] = sc;
+    }
+    st->n_connections = CONNS_SOCKETS;
+    st->connections = o->scp;
+}
+
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
@@ -477,6 +504,7 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     Parksync__V1__Counter cnt[N_COUNTER_FIELDS + 1], *cntp[N_COUNTER_FIELDS + 1];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
+    status_conns_t conns;
     metrics_snapshot_t m;
 
     if (collect(c, &m, false) < 0 ||
@@ -493,14 +521,9 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.head_revision = m.head_revision;
     st.epoch.data = (uint8_t *)store_epoch(c->store);
     st.epoch.len = WIRE_EPOCH_BYTES;
-    for (int k = 1; k < METRICS_KINDS; k++) {
-        parksync__v1__counter__init(&rec[st.n_records]);
-        rec[st.n_records].name = (char *)wire_kind_name((Parksync__V1__RecordKind)k);
-        rec[st.n_records].has_value = true;
-        rec[st.n_records].value = m.records[k];
-        recp[st.n_records] = &rec[st.n_records];
-        st.n_records++;
-    }
+    for (int k = 1; k < METRICS_KINDS; k++, st.n_records++)
+        set_counter(&rec[st.n_records], &recp[st.n_records],
+                    wire_kind_name((Parksync__V1__RecordKind)k), m.records[k]);
     st.records = recp;
     for (size_t i = 0; i < m.n_producers; i++) {
         const store_producer_stats_t *s = &m.producers[i].st;
@@ -521,18 +544,12 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.n_producers = m.n_producers;
     st.producers = psp;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
-        parksync__v1__counter__init(&cnt[i]);
-        cnt[i].name = (char *)counter_fields[i].name;
-        cnt[i].has_value = true;
-        memcpy(&cnt[i].value, (const char *)&m.n + counter_fields[i].offset, sizeof(uint64_t));
-        cntp[i] = &cnt[i];
+        uint64_t v;
+        memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
+        set_counter(&cnt[i], &cntp[i], counter_fields[i].name, v);
     }
     /* the control socket's own rejections, counted here rather than in the loop */
-    parksync__v1__counter__init(&cnt[N_COUNTER_FIELDS]);
-    cnt[N_COUNTER_FIELDS].name = "bad_control";
-    cnt[N_COUNTER_FIELDS].has_value = true;
-    cnt[N_COUNTER_FIELDS].value = m.bad_control;
-    cntp[N_COUNTER_FIELDS] = &cnt[N_COUNTER_FIELDS];
+    set_counter(&cnt[N_COUNTER_FIELDS], &cntp[N_COUNTER_FIELDS], "bad_control", m.bad_control);
     st.n_counters = N_COUNTER_FIELDS + 1;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
@@ -540,13 +557,9 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.database_bytes = m.database_bytes;
     st.wal_bytes = m.wal_bytes;
     st.conflicts = m.conflicts;
-    for (size_t i = 0; i < m.n_reasons; i++) {
-        parksync__v1__counter__init(&why[i]);
-        why[i].name = m.reasons[i].name;
-        why[i].has_value = true;
-        why[i].value = m.reasons[i].n;
-        whyp[i] = &why[i];
-    }
+    for (size_t i = 0; i < m.n_reasons; i++)
+        set_counter(&why[i], &whyp[i], m.reasons[i].name, m.reasons[i].n);
+    fill_conns(&conns, &m, &st);
     st.n_conflicts_by_reason = m.n_reasons;
     st.conflicts_by_reason = whyp;
     if (c->reload_error[0])
@@ -804,33 +817,6 @@ void control_drain(control_t *c)
 
 /* ---------------------------------------------------------------- deferred work */
 
-/* Counts publish connections from the monitor's events: [event+value][address]. */
-static void drain_monitor(control_t *c)
-{
-    for (int i = 0; i < CONTROL_BUDGET && c->monitor; i++) {
-        zmq_msg_t ev, addr;
-        uint16_t event = 0;
-
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        if (zmq_msg_size(&ev) >= sizeof event)
-            memcpy(&event, zmq_msg_data(&ev), sizeof event);
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, c->monitor, 0);
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
-        if (event == ZMQ_EVENT_ACCEPTED)
-            c->subscribers++;
-        else if (event == ZMQ_EVENT_DISCONNECTED && c->subscribers > 0)
-            c->subscribers--;
-    }
-}
-
 static void send_status_line(control_t *c)
 {
     metrics_snapshot_t m;
@@ -850,7 +836,6 @@ static void send_status_line(control_t *c)
 
 bool control_tick(control_t *c, int64_t now)
 {
-    drain_monitor(c);
     if (c->backup)
         step_backup(c);
     if (now >= c->next_status_ms) {

@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "conns.h"
 #include "log.h"
 #include "server.h"
 
@@ -191,6 +192,7 @@ int main(int argc, char **argv)
         log_error("cannot install signal handlers: %s; exiting", strerror(-rc));
         return 1;
     }
+    conns_fit_nofile(&cfg.max_connections); /* never let libzmq see EMFILE */
     server = server_new(&cfg);
     if (!server)
         return 1;
@@ -210,6 +212,7 @@ int main(int argc, char **argv)
                        err);
             server_reload_done(server, false, err);
         } else {
+            conns_fit_nofile(&fresh.max_connections);
             server_reconfigure(server, &fresh);
             snprintf(err, sizeof err, "configuration reloaded from %.900s",
                      path ? path : "the built-in defaults");

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,44 @@ static void gauge(text_t *t, const char *name, const char *help, uint64_t v)
     sample(t, name, NULL, NULL, v);
 }
 
+const char *const metrics_socket_names[CONNS_SOCKETS] = {"ingest", "publish", "query"};
+
+/* Connections per socket, and failed handshakes per socket and reason. */
+static void render_conns(text_t *t, const metrics_snapshot_t *m)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } per_socket[] = {
+        {"parksync_connections", "gauge", "Connections open per socket.",
+         offsetof(conns_stats_t, open)},
+        {"parksync_connections_accepted_total", "counter", "Connections accepted per socket.",
+         offsetof(conns_stats_t, accepted)},
+        {"parksync_connections_refused_total", "counter",
+         "Connections closed at once, over [limits] max_connections.",
+         offsetof(conns_stats_t, refused)},
+        {"parksync_accept_failures_total", "counter",
+         "Connections the kernel could not hand over (out of descriptors, ...).",
+         offsetof(conns_stats_t, accept_failed)},
+    };
+
+    for (size_t f = 0; f < sizeof per_socket / sizeof per_socket[0]; f++) {
+        family(t, per_socket[f].name, per_socket[f].type, per_socket[f].help);
+        for (int i = 0; i < CONNS_SOCKETS; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&m->conns[i] + per_socket[f].offset, sizeof v);
+            sample(t, per_socket[f].name, "socket", metrics_socket_names[i], v);
+        }
+    }
+    family(t, "parksync_handshakes_failed_total", "counter",
+           "Handshakes that failed, per socket and reason.");
+    for (int i = 0; i < CONNS_SOCKETS; i++)
+        for (int r = 0; r < CONNS_REASONS; r++)
+            put(t, "parksync_handshakes_failed_total{socket=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                metrics_socket_names[i], conns_reason_name((conns_reason_t)r),
+                m->conns[i].handshakes_failed[r]);
+}
+
 char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 {
     const server_counters_t *n = &m->n;
@@ -182,6 +221,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);
     counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
+
+    render_conns(&t, m);
 
     family(&t, "parksync_producer_last_sequence", "gauge",
            "Last sequence applied or rejected per producer.");

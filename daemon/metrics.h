@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conns.h"
 #include "server.h"
 #include "store.h"
 
@@ -43,15 +44,19 @@ typedef struct metrics_snapshot {
     int64_t now_us;                  /* wall clock when taken */
     uint64_t head_revision;          /* highest revision committed */
     uint64_t records[METRICS_KINDS]; /* live records per RecordKind */
-    uint64_t subscribers;            /* peers connected to the publish socket */
+    uint64_t subscribers;            /* peers connected to the publish socket (conns[1].open) */
     uint64_t database_bytes;         /* size of the database file */
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
     size_t n_reasons;                          /* entries in reasons */
+    conns_stats_t conns[CONNS_SOCKETS];        /* ingest, publish, query connections */
     metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
     size_t n_producers;                        /* entries in producers */
 } metrics_snapshot_t;
+
+/* Names of the sockets of metrics_snapshot_t.conns: "ingest", "publish", "query". */
+extern const char *const metrics_socket_names[CONNS_SOCKETS];
 
 /* Frees what the snapshot owns (not the struct). NULL-safe. */
 void metrics_snapshot_free(metrics_snapshot_t *m);

@@ -88,6 +88,18 @@ static const zap_entry_t *table_find(const zap_table_t *t, const uint8_t *key)
     return NULL;
 }
 
+bool zap_table_revokes(const zap_table_t *old, const zap_table_t *now)
+{
+    if (!old->subscriber_auth && now->subscriber_auth)
+        return true; /* anonymous readers are no longer admitted */
+    for (size_t i = 0; i < old->n; i++) {
+        const zap_entry_t *e = table_find(now, old->entries[i].key);
+        if (!e || e->role != old->entries[i].role || strcmp(e->name, old->entries[i].name) != 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- the handler thread */
 
 static bool frame_is(zmq_msg_t *m, const char *text)

@@ -62,6 +62,11 @@ typedef struct zap_table {
     zap_entry_t entries[ZAP_MAX_ENTRIES];
 } zap_table_t;
 
+/* True when a connection admitted under `old` might not be admitted
+ * under `now`: a key removed or given another role or name, or
+ * subscriber_auth turned on. */
+bool zap_table_revokes(const zap_table_t *old, const zap_table_t *now);
+
 typedef struct zap zap_t;
 
 /* Builds the table from the [ministry] and [subscriber] keys. */

@@ -288,12 +288,11 @@ void harness_cleanup(harness_t *h)
         fprintf(stderr, "harness: could not remove %s\n", h->dir);
 }
 
-int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
+Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *reply = NULL;
-    int64_t value = -1;
     const char *why;
     zmq_msg_t m;
 
@@ -303,14 +302,25 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
     q.status = &sr;
     if (roundtrip(h, h->control, false, &q.base, timeout_ms, &m) &&
-        wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0) {
-        if (reply->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS)
-            for (size_t i = 0; i < reply->status->n_counters; i++)
-                if (strcmp(reply->status->counters[i]->name, name) == 0)
-                    value = (int64_t)reply->status->counters[i]->value;
+        wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0 &&
+        reply->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS) {
         parksync__v1__control_reply__free_unpacked(reply, NULL);
+        reply = NULL;
     }
     zmq_msg_close(&m);
+    return reply;
+}
+
+int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
+{
+    Parksync__V1__ControlReply *reply = harness_status(h, timeout_ms);
+    int64_t value = -1;
+
+    for (size_t i = 0; reply && i < reply->status->n_counters; i++)
+        if (strcmp(reply->status->counters[i]->name, name) == 0)
+            value = (int64_t)reply->status->counters[i]->value;
+    if (reply)
+        parksync__v1__control_reply__free_unpacked(reply, NULL);
     return value;
 }
 
@@ -328,4 +338,15 @@ void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o)
     ps_subscriber_options_init(o);
     o->publish_endpoint = h->publish;
     o->query_endpoint = h->query;
+}
+
+void harness_park(harness_park_t *pu, const char *id, const char *cc)
+{
+    parksync__v1__update__init(&pu->u);
+    parksync__v1__park__init(&pu->p);
+    pu->p.park_id = (char *)id;
+    pu->p.country = (char *)cc;
+    pu->p.name = (char *)"Test park";
+    pu->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    pu->u.park = &pu->p;
 }
