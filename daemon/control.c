@@ -7,6 +7,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "rundir.h"
 #include "wire.h"
 
 #define CONTROL_BUDGET      64           /* requests answered per pass */
@@ -28,6 +30,7 @@
 #define CONTROL_LINGER_MS   200          /* ms pending replies get on close */
 #define CONTROL_WAITERS     8            /* `parksync reload` requests waiting at once */
 #define CONTROL_MESSAGE_MAX 512          /* bytes of a reload message, with NUL */
+#define CONTROL_PATH_MAX    256          /* bytes of the socket's directory or name, with NUL */
 
 /* Who gets a deferred reply. */
 typedef struct waiter {
@@ -40,7 +43,8 @@ struct control {
     void *sock;                          /* ROUTER, bound */
     store_t *store;                      /* borrowed */
     server_t *server;                    /* borrowed: counters and config */
-    char path[256];                      /* the socket file, removed on destroy */
+    int dirfd;                           /* the checked directory of the socket, or -1 */
+    char name[CONTROL_PATH_MAX];         /* the socket's file name in it; "": not ours */
     log_ratelimit_t rl;                  /* bad requests */
     uint64_t bad_requests;               /* control requests dropped or refused as malformed */
     int64_t started_us;                  /* wall clock at start, us since 1970 UTC */
@@ -62,27 +66,48 @@ static void reply_backup_error(control_t *c, const char *message);
 
 /* ---------------------------------------------------------------- the socket */
 
-/* mkdir -p of path's directory, the last level 0700. */
-static int make_dir_of(const char *path)
+/* Binds the control socket into its directory as checked through a
+ * descriptor (rundir.h), not merely into whatever the path names by then. */
+static int bind_private(control_t *c, const char *endpoint)
 {
-    char dir[256];
-    char *slash;
+    char dir[CONTROL_PATH_MAX], why[1024];
+    struct stat st;
 
-    snprintf(dir, sizeof dir, "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
+    if (rundir_split(endpoint, dir, sizeof dir, c->name, sizeof c->name) < 0) {
+        log_error("[endpoints] control = %s: expected ipc://DIRECTORY/NAME; exiting", endpoint);
+        return -EINVAL;
     }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    c->dirfd = rundir_open_private(dir, why, sizeof why);
+    if (c->dirfd < 0) {
+        log_error("refusing to start: the control socket %s: %s", endpoint, why);
+        return c->dirfd;
+    }
+    /* A socket a crash left behind goes first: libzmq unlinks it too, but by
+     * path, and then the check after binding would find the old one. */
+    if (unlinkat(c->dirfd, c->name, 0) < 0 && errno != ENOENT) {
+        log_error("cannot remove the old control socket %s/%s: %s; exiting", dir, c->name,
+                  strerror(errno));
         return -errno;
+    }
+    if (zmq_bind(c->sock, endpoint) < 0) {
+        int err = zmq_errno();
+        log_error("cannot bind the control socket to %s: %s; exiting", endpoint, zmq_strerror(err));
+        c->name[0] = '\0'; /* not ours to remove */
+        return -err;
+    }
+    /* Only this user (and root) can make an entry in the directory: if the
+     * socket is not there, the path led elsewhere while binding. */
+    if (fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+        st.st_uid != geteuid()) {
+        log_error("refusing to start: the control socket %s did not appear in the directory "
+                  "%s that was checked (was the path changed while binding?)",
+                  endpoint, dir);
+        c->name[0] = '\0';
+        return -EPERM;
+    }
+    /* operator only: the socket file is the access control */
+    if (fchmodat(c->dirfd, c->name, 0600, 0) < 0)
+        log_warning("cannot make the control socket %s private: %s", endpoint, strerror(errno));
     return 0;
 }
 
@@ -90,7 +115,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
 {
     control_t *c = calloc(1, sizeof *c);
     int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
-    int linger = CONTROL_LINGER_MS, zero = 0, rc;
+    int linger = CONTROL_LINGER_MS, zero = 0;
     const config_t *cfg = server_config(server);
     char monitor_ep[64];
 
@@ -102,14 +127,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     c->server = server;
     c->started_us = wire_now_us();
     c->next_status_ms = wire_monotonic_ms() + 1000; /* the first live STATUS soon after READY */
-    if (strncmp(endpoint, "ipc://", 6) == 0) {
-        snprintf(c->path, sizeof c->path, "%s", endpoint + 6);
-        if ((rc = make_dir_of(c->path)) < 0) {
-            log_error("cannot create the directory of the control socket %s: %s; exiting", endpoint,
-                      strerror(-rc));
-            goto fail;
-        }
-    }
+    c->dirfd = -1;
     c->sock = zmq_socket(zctx, ZMQ_ROUTER);
     if (!c->sock) {
         log_error("cannot create the control socket: %s; exiting", zmq_strerror(errno));
@@ -118,14 +136,8 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
-    if (zmq_bind(c->sock, endpoint) < 0) {
-        log_error("cannot bind the control socket to %s: %s; exiting", endpoint,
-                  zmq_strerror(errno));
+    if (bind_private(c, endpoint) < 0)
         goto fail;
-    }
-    /* operator only: the socket file is the access control */
-    if (c->path[0] && chmod(c->path, 0600) < 0)
-        log_warning("cannot make the control socket %s private: %s", c->path, strerror(errno));
     /* subscribers = connections accepted minus connections lost on publish */
     snprintf(monitor_ep, sizeof monitor_ep, "inproc://parksync-publish-monitor-%p", (void *)c);
     if (zmq_socket_monitor(server_publish_socket(server), monitor_ep,
@@ -140,7 +152,6 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     }
     return c;
 fail:
-    c->path[0] = '\0'; /* not ours to remove */
     control_destroy(&c);
     return NULL;
 }
@@ -175,8 +186,11 @@ void control_destroy(control_t **cp)
     }
     if (c->sock)
         zmq_close(c->sock);
-    if (c->path[0])
-        unlink(c->path);
+    if (c->dirfd >= 0) {
+        if (c->name[0])
+            unlinkat(c->dirfd, c->name, 0);
+        close(c->dirfd);
+    }
     free(c);
     *cp = NULL;
 }
