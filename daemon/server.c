@@ -1695,6 +1695,10 @@ static void reconfigure_keys(server_t *s, const config_t *cfg)
         return;
     }
     zap_table_from_config(t, cfg);
+    /* A file that turns CURVE off defaults subscriber_auth to off too; while
+     * CURVE still runs until the restart, readers stay as restricted as they are. */
+    if (run->curve != cfg->curve)
+        t->subscriber_auth = run->subscriber_auth;
     rc = zap_update(s->zap, t);
     if (rc < 0) {
         log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
@@ -1702,7 +1706,7 @@ static void reconfigure_keys(server_t *s, const config_t *cfg)
     } else {
         memcpy(run->subscribers, cfg->subscribers, sizeof run->subscribers);
         run->n_subscribers = cfg->n_subscribers;
-        run->subscriber_auth = cfg->subscriber_auth;
+        run->subscriber_auth = t->subscriber_auth;
         log_info("keys reloaded: %zu keys admitted", t->n);
     }
     free(t);
