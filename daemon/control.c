@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "rundir.h"
 #include "wire.h"
+#include "zap.h"
 
 #define CONTROL_BUDGET      64           /* requests answered per pass */
 #define CONTROL_REPLY_MAX   (512 * 1024) /* bytes of conflicts in one reply, < WIRE_MAX_MSG */
@@ -60,6 +61,8 @@ struct control {
     int64_t next_status_ms;                 /* monotonic ms of the next STATUS line */
     metrics_http_t *http;                   /* [metrics] http endpoint, or NULL */
     int64_t next_http_ms;                   /* monotonic ms of the next metrics snapshot */
+    uint64_t http_dropped;                  /* metrics HTTP drops already logged */
+    log_ratelimit_t http_rl;                /* lines about them */
 };
 
 static void reply_backup_error(control_t *c, const char *message);
@@ -433,6 +436,9 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     memset(m, 0, sizeof *m);
     m->n = *server_counters(c->server);
     m->bad_control = c->bad_requests;
+    m->http_dropped = metrics_http_dropped(c->http);
+    m->handshakes_admitted = zap_allowed(server_zap(c->server));
+    m->handshakes_refused = zap_denied(server_zap(c->server));
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
@@ -483,12 +489,20 @@ static const counter_field_t counter_fields[] = {
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
 
+/* A counter kept outside server_counters_t. */
+typedef struct counter_value {
+    const char *name; /* as listed in Status.counters */
+    uint64_t value;
+} counter_value_t;
+#define N_EXTRA_COUNTERS 4 /* bad_control, handshakes admitted and refused, HTTP drops */
+
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
     Parksync__V1__Counter rec[METRICS_KINDS], *recp[METRICS_KINDS];
-    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + 1], *cntp[N_COUNTER_FIELDS + 1];
+    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
+    Parksync__V1__Counter *cntp[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     metrics_snapshot_t m;
@@ -541,13 +555,23 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         memcpy(&cnt[i].value, (const char *)&m.n + counter_fields[i].offset, sizeof(uint64_t));
         cntp[i] = &cnt[i];
     }
-    /* the control socket's own rejections, counted here rather than in the loop */
-    parksync__v1__counter__init(&cnt[N_COUNTER_FIELDS]);
-    cnt[N_COUNTER_FIELDS].name = "bad_control";
-    cnt[N_COUNTER_FIELDS].has_value = true;
-    cnt[N_COUNTER_FIELDS].value = m.bad_control;
-    cntp[N_COUNTER_FIELDS] = &cnt[N_COUNTER_FIELDS];
-    st.n_counters = N_COUNTER_FIELDS + 1;
+    /* counted outside the loop: by the control socket, the ZAP handler's
+     * thread and the metrics HTTP thread */
+    const counter_value_t extra[N_EXTRA_COUNTERS] = {
+        {"bad_control", m.bad_control},
+        {"handshakes_admitted", m.handshakes_admitted},
+        {"handshakes_refused", m.handshakes_refused},
+        {"metrics_http_dropped", m.http_dropped},
+    };
+    for (size_t i = 0; i < N_EXTRA_COUNTERS; i++) {
+        Parksync__V1__Counter *k = &cnt[N_COUNTER_FIELDS + i];
+        parksync__v1__counter__init(k);
+        k->name = (char *)extra[i].name;
+        k->has_value = true;
+        k->value = extra[i].value;
+        cntp[N_COUNTER_FIELDS + i] = k;
+    }
+    st.n_counters = N_COUNTER_FIELDS + N_EXTRA_COUNTERS;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.subscribers = m.subscribers;
@@ -877,6 +901,13 @@ bool control_tick(control_t *c, int64_t now)
         if (text)
             metrics_http_update(c->http, text, len);
         free(text);
+        uint64_t dropped = metrics_http_dropped(c->http);
+        if (dropped > c->http_dropped)
+            log_ratelimited(&c->http_rl, LOG_LEVEL_WARNING,
+                            "metrics HTTP: closed %" PRIu64 " connections before a whole "
+                            "request (silent too long, or malformed); %" PRIu64 " since start",
+                            dropped - c->http_dropped, dropped);
+        c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
     return c->backup != NULL;

@@ -1823,6 +1823,11 @@ void server_destroy(server_t **sp)
 
 /* ---------------------------------------------------------------- for control.c */
 
+const zap_t *server_zap(const server_t *s)
+{
+    return s->zap;
+}
+
 const ahead_t *server_ahead(const server_t *s)
 {
     return &s->ahead;

@@ -21,6 +21,7 @@
 
 #include "ahead.h"
 #include "config.h"
+#include "zap.h"
 
 typedef struct server server_t;
 
@@ -86,6 +87,9 @@ const config_t *server_config(const server_t *s);
 
 /* Producers whose gap does not close (ahead of the database), for status. */
 const ahead_t *server_ahead(const server_t *s);
+
+/* The ZAP handler, for its counters; NULL when CURVE is off. */
+const zap_t *server_zap(const server_t *s);
 
 /* The publish socket (XPUB), for the control socket's connection monitor. */
 void *server_publish_socket(const server_t *s);
