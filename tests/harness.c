@@ -329,3 +329,28 @@ void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o)
     o->publish_endpoint = h->publish;
     o->query_endpoint = h->query;
 }
+
+ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, const char *server_key,
+                          const char *secret_key, int timeout_ms, int *records)
+{
+    ps_subscriber_options_t o;
+    ps_subscriber_t *s;
+    ps_event_t ev;
+    ps_err_t err;
+
+    harness_subscriber_options(h, &o);
+    o.live = false;
+    o.timeout_ms = timeout_ms;
+    o.kind = kind;
+    o.server_public_key = server_key;
+    o.secret_key = server_key ? secret_key : NULL;
+    *records = 0;
+    s = ps_subscriber_new(&o, &err);
+    if (!s)
+        return err;
+    while ((err = ps_subscriber_next(s, &ev, 2 * timeout_ms)) == PS_OK)
+        if (ev.kind == PS_EVENT_RECORD)
+            (*records)++;
+    ps_subscriber_destroy(&s);
+    return err == PS_ERR_CLOSED ? PS_OK : err;
+}
