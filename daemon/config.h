@@ -102,7 +102,8 @@ typedef struct config {
     /* [security] */
     bool curve;                            /* CURVE + ZAP on ingest, publish and query */
     char secret_key_file[CONFIG_PATH_MAX]; /* the daemon's Z85 secret key (curve on) */
-    bool subscriber_auth;                  /* publish and query admit listed keys only */
+    bool subscriber_auth;                  /* publish and query admit listed keys only;
+                                              unless the file says, = curve */
     bool allow_insecure_remote;            /* non-loopback endpoints without CURVE (warned) */
     /* [subscriber NAME] */
     config_subscriber_t subscribers[CONFIG_MAX_SUBSCRIBERS];

@@ -7,6 +7,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,9 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "rundir.h"
 #include "wire.h"
+#include "zap.h"
 
 #define CONTROL_BUDGET      64           /* requests answered per pass */
 #define CONTROL_REPLY_MAX   (512 * 1024) /* bytes of conflicts in one reply, < WIRE_MAX_MSG */
@@ -28,6 +31,7 @@
 #define CONTROL_LINGER_MS   200          /* ms pending replies get on close */
 #define CONTROL_WAITERS     8            /* `parksync reload` requests waiting at once */
 #define CONTROL_MESSAGE_MAX 512          /* bytes of a reload message, with NUL */
+#define CONTROL_PATH_MAX    256          /* bytes of the socket's directory or name, with NUL */
 
 /* Who gets a deferred reply. */
 typedef struct waiter {
@@ -40,7 +44,8 @@ struct control {
     void *sock;                             /* ROUTER, bound */
     store_t *store;                         /* borrowed */
     server_t *server;                       /* borrowed: counters and config */
-    char path[256];                         /* the socket file, removed on destroy */
+    int dirfd;                              /* the checked directory of the socket, or -1 */
+    char name[CONTROL_PATH_MAX];            /* the socket's file name in it; "": not ours */
     log_ratelimit_t rl;                     /* bad requests */
     uint64_t bad_requests;                  /* control requests dropped or refused as malformed */
     int64_t started_us;                     /* wall clock at start, us since 1970 UTC */
@@ -54,33 +59,56 @@ struct control {
     int64_t next_status_ms;                 /* monotonic ms of the next STATUS line */
     metrics_http_t *http;                   /* [metrics] http endpoint, or NULL */
     int64_t next_http_ms;                   /* monotonic ms of the next metrics snapshot */
+    uint64_t http_dropped;                  /* metrics HTTP drops already logged */
+    log_ratelimit_t http_rl;                /* lines about them */
 };
 
 static void reply_backup_error(control_t *c, const char *message);
 
 /* ---------------------------------------------------------------- the socket */
 
-/* mkdir -p of path's directory, the last level 0700. */
-static int make_dir_of(const char *path)
+/* Binds the control socket into its directory as checked through a
+ * descriptor (rundir.h), not merely into whatever the path names by then. */
+static int bind_private(control_t *c, const char *endpoint)
 {
-    char dir[256];
-    char *slash;
+    char dir[CONTROL_PATH_MAX], why[1024];
+    struct stat st;
 
-    snprintf(dir, sizeof dir, "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
+    if (rundir_split(endpoint, dir, sizeof dir, c->name, sizeof c->name) < 0) {
+        log_error("[endpoints] control = %s: expected ipc://DIRECTORY/NAME; exiting", endpoint);
+        return -EINVAL;
     }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    c->dirfd = rundir_open_private(dir, why, sizeof why);
+    if (c->dirfd < 0) {
+        log_error("refusing to start: the control socket %s: %s", endpoint, why);
+        return c->dirfd;
+    }
+    /* A socket a crash left behind goes first: libzmq unlinks it too, but by
+     * path, and then the check after binding would find the old one. */
+    if (unlinkat(c->dirfd, c->name, 0) < 0 && errno != ENOENT) {
+        log_error("cannot remove the old control socket %s/%s: %s; exiting", dir, c->name,
+                  strerror(errno));
         return -errno;
+    }
+    if (zmq_bind(c->sock, endpoint) < 0) {
+        int err = zmq_errno();
+        log_error("cannot bind the control socket to %s: %s; exiting", endpoint, zmq_strerror(err));
+        c->name[0] = '\0'; /* not ours to remove */
+        return -err;
+    }
+    /* Only this user (and root) can make an entry in the directory: if the
+     * socket is not there, the path led elsewhere while binding. */
+    if (fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+        st.st_uid != geteuid()) {
+        log_error("refusing to start: the control socket %s did not appear in the directory "
+                  "%s that was checked (was the path changed while binding?)",
+                  endpoint, dir);
+        c->name[0] = '\0';
+        return -EPERM;
+    }
+    /* operator only: the socket file is the access control */
+    if (fchmodat(c->dirfd, c->name, 0600, 0) < 0)
+        log_warning("cannot make the control socket %s private: %s", endpoint, strerror(errno));
     return 0;
 }
 
@@ -88,7 +116,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
 {
     control_t *c = calloc(1, sizeof *c);
     int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
-    int linger = CONTROL_LINGER_MS, zero = 0, rc;
+    int linger = CONTROL_LINGER_MS, zero = 0;
     const config_t *cfg = server_config(server);
 
     if (!c) {
@@ -99,14 +127,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     c->server = server;
     c->started_us = wire_now_us();
     c->next_status_ms = wire_monotonic_ms() + 1000; /* the first live STATUS soon after READY */
-    if (strncmp(endpoint, "ipc://", 6) == 0) {
-        snprintf(c->path, sizeof c->path, "%s", endpoint + 6);
-        if ((rc = make_dir_of(c->path)) < 0) {
-            log_error("cannot create the directory of the control socket %s: %s; exiting", endpoint,
-                      strerror(-rc));
-            goto fail;
-        }
-    }
+    c->dirfd = -1;
     c->sock = zmq_socket(zctx, ZMQ_ROUTER);
     if (!c->sock) {
         log_error("cannot create the control socket: %s; exiting", zmq_strerror(errno));
@@ -115,14 +136,8 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
-    if (zmq_bind(c->sock, endpoint) < 0) {
-        log_error("cannot bind the control socket to %s: %s; exiting", endpoint,
-                  zmq_strerror(errno));
+    if (bind_private(c, endpoint) < 0)
         goto fail;
-    }
-    /* operator only: the socket file is the access control */
-    if (c->path[0] && chmod(c->path, 0600) < 0)
-        log_warning("cannot make the control socket %s private: %s", c->path, strerror(errno));
     if (strcmp(cfg->metrics_http, "off") != 0) {
         c->http = metrics_http_new(cfg->metrics_http);
         if (!c->http)
@@ -130,7 +145,6 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     }
     return c;
 fail:
-    c->path[0] = '\0'; /* not ours to remove */
     control_destroy(&c);
     return NULL;
 }
@@ -155,8 +169,11 @@ void control_destroy(control_t **cp)
     metrics_http_destroy(&c->http);
     if (c->sock)
         zmq_close(c->sock);
-    if (c->path[0])
-        unlink(c->path);
+    if (c->dirfd >= 0) {
+        if (c->name[0])
+            unlinkat(c->dirfd, c->name, 0);
+        close(c->dirfd);
+    }
     free(c);
     *cp = NULL;
 }
@@ -399,6 +416,9 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     memset(m, 0, sizeof *m);
     m->n = *server_counters(c->server);
     m->bad_control = c->bad_requests;
+    m->http_dropped = metrics_http_dropped(c->http);
+    m->handshakes_admitted = zap_allowed(server_zap(c->server));
+    m->handshakes_refused = zap_denied(server_zap(c->server));
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
@@ -496,12 +516,20 @@ static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync_
     st->connections = o->scp;
 }
 
+/* A counter kept outside server_counters_t. */
+typedef struct counter_value {
+    const char *name; /* as listed in Status.counters */
+    uint64_t value;
+} counter_value_t;
+#define N_EXTRA_COUNTERS 4 /* bad_control, handshakes admitted and refused, HTTP drops */
+
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
     Parksync__V1__Counter rec[METRICS_KINDS], *recp[METRICS_KINDS];
-    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + 1], *cntp[N_COUNTER_FIELDS + 1];
+    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
+    Parksync__V1__Counter *cntp[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     status_conns_t conns;
@@ -548,9 +576,18 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
         set_counter(&cnt[i], &cntp[i], counter_fields[i].name, v);
     }
-    /* the control socket's own rejections, counted here rather than in the loop */
-    set_counter(&cnt[N_COUNTER_FIELDS], &cntp[N_COUNTER_FIELDS], "bad_control", m.bad_control);
-    st.n_counters = N_COUNTER_FIELDS + 1;
+    /* counted outside the loop: by the control socket, the ZAP handler's
+     * thread and the metrics HTTP thread */
+    const counter_value_t extra[N_EXTRA_COUNTERS] = {
+        {"bad_control", m.bad_control},
+        {"handshakes_admitted", m.handshakes_admitted},
+        {"handshakes_refused", m.handshakes_refused},
+        {"metrics_http_dropped", m.http_dropped},
+    };
+    for (size_t i = 0; i < N_EXTRA_COUNTERS; i++)
+        set_counter(&cnt[N_COUNTER_FIELDS + i], &cntp[N_COUNTER_FIELDS + i], extra[i].name,
+                    extra[i].value);
+    st.n_counters = N_COUNTER_FIELDS + N_EXTRA_COUNTERS;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.subscribers = m.subscribers;
@@ -848,6 +885,13 @@ bool control_tick(control_t *c, int64_t now)
         if (text)
             metrics_http_update(c->http, text, len);
         free(text);
+        uint64_t dropped = metrics_http_dropped(c->http);
+        if (dropped > c->http_dropped)
+            log_ratelimited(&c->http_rl, LOG_LEVEL_WARNING,
+                            "metrics HTTP: closed %" PRIu64 " connections before a whole "
+                            "request (silent too long, or malformed); %" PRIu64 " since start",
+                            dropped - c->http_dropped, dropped);
+        c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
     return c->backup != NULL;

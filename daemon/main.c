@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,6 +144,10 @@ int main(int argc, char **argv)
     int c, rc;
 
     log_init(LOG_LEVEL_INFO, stderr);
+    /* The database, its -wal and -shm, backups and ipc sockets are this
+     * user's alone whatever umask we were started with: SQLite creates
+     * files 0644 less the umask, and -wal and -shm copy the database's mode. */
+    umask(077);
     while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':

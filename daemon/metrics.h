@@ -7,7 +7,12 @@
  * The HTTP endpoint is libmicrohttpd with its own polling thread. That
  * thread shares exactly one thing with the loop: a mutex-protected copy
  * of the text, which the loop replaces (metrics_http_update) about once a
- * second. It never touches the store or the server.
+ * second, and an atomic count of the connections it dropped. It never
+ * touches the store or the server.
+ *
+ * Bound: 128 connections at once, 16 KiB each; a connection that sends
+ * nothing for 3 s is closed (metrics.c says why that keeps scrapes
+ * answered).
  */
 #ifndef PARKSYNCD_METRICS_H
 #define PARKSYNCD_METRICS_H
@@ -40,6 +45,9 @@ typedef struct metrics_reason {
 typedef struct metrics_snapshot {
     server_counters_t n;             /* the loop's counters since start */
     uint64_t bad_control;            /* control requests dropped or refused as malformed */
+    uint64_t http_dropped;           /* metrics HTTP connections closed before a request */
+    uint64_t handshakes_admitted;    /* CURVE handshakes the ZAP handler admitted */
+    uint64_t handshakes_refused;     /* and refused (unlisted key, wrong role) */
     int64_t started_us;              /* wall clock at start, us since 1970 UTC */
     int64_t now_us;                  /* wall clock when taken */
     uint64_t head_revision;          /* highest revision committed */
@@ -80,6 +88,10 @@ metrics_http_t *metrics_http_new(const char *listen);
 
 /* Replaces the text served (copied). */
 void metrics_http_update(metrics_http_t *h, const char *text, size_t len);
+
+/* Connections closed before they sent one whole request (silent for
+ * the timeout, or malformed) since start; 0 for NULL. Any thread. */
+uint64_t metrics_http_dropped(const metrics_http_t *h);
 
 /* Stops the server and its thread. NULL-safe; sets *hp = NULL. */
 void metrics_http_destroy(metrics_http_t **hp);

@@ -1735,6 +1735,10 @@ static void reconfigure_keys(server_t *s, const config_t *old, const config_t *c
         return;
     }
     zap_table_from_config(t, cfg);
+    /* A file that turns CURVE off defaults subscriber_auth to off too; while
+     * CURVE still runs until the restart, readers stay as restricted as they are. */
+    if (run->curve != cfg->curve)
+        t->subscriber_auth = run->subscriber_auth;
     rc = zap_update(s->zap, t);
     if (rc < 0) {
         log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
@@ -1742,7 +1746,7 @@ static void reconfigure_keys(server_t *s, const config_t *old, const config_t *c
     } else {
         memcpy(run->subscribers, cfg->subscribers, sizeof run->subscribers);
         run->n_subscribers = cfg->n_subscribers;
-        run->subscriber_auth = cfg->subscriber_auth;
+        run->subscriber_auth = t->subscriber_auth;
         log_info("keys reloaded: %zu keys admitted", t->n);
         if ((was = malloc(sizeof *was)) != NULL) {
             zap_table_from_config(was, old);
@@ -1889,6 +1893,11 @@ void server_destroy(server_t **sp)
 }
 
 /* ---------------------------------------------------------------- for control.c */
+
+const zap_t *server_zap(const server_t *s)
+{
+    return s->zap;
+}
 
 const ahead_t *server_ahead(const server_t *s)
 {

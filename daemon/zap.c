@@ -275,6 +275,15 @@ out:
 
 /* ---------------------------------------------------------------- the loop's side */
 
+/* An operator who wrote subscriber_auth = off hears, at every start and
+ * reload, that CURVE then encrypts reads without restricting them. */
+static void warn_open_readers(const zap_table_t *t)
+{
+    if (!t->subscriber_auth)
+        log_warning("[security] subscriber_auth = off: any CURVE key may read publish and "
+                    "query (snapshots, changes, live records); only ingest checks keys");
+}
+
 zap_t *zap_new(void *zctx, const zap_table_t *table)
 {
     zap_t *z = calloc(1, sizeof *z);
@@ -308,6 +317,7 @@ zap_t *zap_new(void *zctx, const zap_table_t *table)
         zmq_setsockopt(z->pipe, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
         log_info("ZAP handler bound to %s: %zu keys admitted%s", ZAP_ENDPOINT, table->n,
                  table->subscriber_auth ? ", subscribers authenticated" : "");
+        warn_open_readers(table);
         return z;
     }
     err = 0;
@@ -325,6 +335,7 @@ int zap_update(zap_t *z, const zap_table_t *table)
 {
     if (zmq_send(z->pipe, table, sizeof *table, ZMQ_DONTWAIT) < 0)
         return -zmq_errno();
+    warn_open_readers(table);
     return 0;
 }
 

@@ -10,7 +10,8 @@
  *   "ministry:AZ-MOE"   a key of [ministry AZ-MOE]
  *   "subscriber:dash1"  a key of [subscriber dash1]
  *   "anonymous"         any other key, on publish and query only, when
- *                       subscriber_auth = off
+ *                       the config says subscriber_auth = off (the default
+ *                       with CURVE is on; off is warned at start and reload)
  * Domains, one per server socket (ZMQ_ZAP_DOMAIN), carry the role rules:
  *   parksync.ingest     ministries only
  *   parksync.publish    ministries (acks) and subscribers

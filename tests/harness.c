@@ -350,3 +350,28 @@ void harness_park(harness_park_t *pu, const char *id, const char *cc)
     pu->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
     pu->u.park = &pu->p;
 }
+
+ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, const char *server_key,
+                          const char *secret_key, int timeout_ms, int *records)
+{
+    ps_subscriber_options_t o;
+    ps_subscriber_t *s;
+    ps_event_t ev;
+    ps_err_t err;
+
+    harness_subscriber_options(h, &o);
+    o.live = false;
+    o.timeout_ms = timeout_ms;
+    o.kind = kind;
+    o.server_public_key = server_key;
+    o.secret_key = server_key ? secret_key : NULL;
+    *records = 0;
+    s = ps_subscriber_new(&o, &err);
+    if (!s)
+        return err;
+    while ((err = ps_subscriber_next(s, &ev, 2 * timeout_ms)) == PS_OK)
+        if (ev.kind == PS_EVENT_RECORD)
+            (*records)++;
+    ps_subscriber_destroy(&s);
+    return err == PS_ERR_CLOSED ? PS_OK : err;
+}

@@ -91,6 +91,14 @@ Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms);
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);
 void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o);
 
+/* Takes one snapshot of kind (no live records) from this daemon, over
+ * CURVE with these Z85 keys when server_key is not NULL, and counts its
+ * records in *records. Returns PS_OK once the snapshot ended, or the
+ * library's error (PS_ERR_TIMEOUT: no answer within timeout_ms, as for
+ * a key the daemon refuses). */
+ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, const char *server_key,
+                          const char *secret_key, int timeout_ms, int *records);
+
 /* Stops a running daemon (kill) and removes the directory. */
 /* A park update of country cc (sequence and producer left to the
  * producer); the pointers inside point into *pu. */

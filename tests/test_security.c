@@ -270,31 +270,11 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
     store_close(&s);
 }
 
-/* Opens a subscriber with key k (NULL: plain); returns its error. */
+/* Takes a snapshot of parks with key k (NULL: plain); returns its error. */
 static ps_err_t subscribe(const pair_t *k, int *records)
 {
-    ps_subscriber_options_t o;
-    ps_subscriber_t *s;
-    ps_event_t ev;
-    ps_err_t err;
-
-    harness_subscriber_options(&h, &o);
-    o.live = false;
-    o.timeout_ms = 1500;
-    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
-    if (k) {
-        o.server_public_key = daemon_k.pub;
-        o.secret_key = k->sec;
-    }
-    *records = 0;
-    s = ps_subscriber_new(&o, &err);
-    if (!s)
-        return err;
-    while ((err = ps_subscriber_next(s, &ev, 3000)) == PS_OK)
-        if (ev.kind == PS_EVENT_RECORD)
-            (*records)++;
-    ps_subscriber_destroy(&s);
-    return err == PS_ERR_CLOSED ? PS_OK : err;
+    return harness_snapshot(&h, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK,
+                            k ? daemon_k.pub : NULL, k ? k->sec : NULL, 1500, records);
 }
 
 Test(security, subscriber_without_an_allowed_key_gets_nothing, .fini = teardown, .timeout = 60)
