@@ -95,7 +95,7 @@ static const config_option_t options[] = {
     {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0, NULL,
      check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
     {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL, check_control,
-     "operator CLI connects here, ipc:// only; default $RUNTIME_DIRECTORY/control, "
+     "operator CLI connects here (ipc://, directory 0700); default $RUNTIME_DIRECTORY/control, "
      "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
      "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
@@ -137,6 +137,14 @@ static const config_option_t options[] = {
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
      "small values only for tests)"},
+    {"limits", "max_connections", OPT_UINT, FIELD(max_connections), "1024", 1, 1000000, 0, 0, NULL,
+     NULL,
+     "connections open at once on each of ingest, publish and query; a newer one is closed "
+     "at once (1..1000000; LimitNOFILE must hold 3 times this)"},
+    {"limits", "handshake_timeout_ms", OPT_UINT, FIELD(handshake_timeout_ms), "10000", 100, 600000,
+     0, 0, NULL, NULL,
+     "a connection that has not finished its ZeroMQ/CURVE handshake this long is closed, "
+     "ms (100..600000)"},
     {"limits", "max_producers", OPT_UINT, FIELD(max_producers), "1000", 0, 1000000, 0, 0, NULL,
      NULL,
      "with no [ministry] (authority off): producer ids the database takes; updates of a new id "
@@ -145,10 +153,10 @@ static const config_option_t options[] = {
      "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
     {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file), "/etc/parksync/daemon.key", 0,
      0, 0, 0, NULL, NULL, "the daemon's Z85 secret key (parksync keygen), read when curve = on"},
-    {"security", "subscriber_auth", OPT_ENUM, FIELD(subscriber_auth), "off", 0, 0, 0, 0,
+    {"security", "subscriber_auth", OPT_ENUM, FIELD(subscriber_auth), NULL, 0, 0, 0, 0,
      on_off_choices, NULL,
-     "on | off: publish and query admit only the keys of [ministry] "
-     "and [subscriber] sections (needs curve = on)"},
+     "on | off: publish and query admit only [ministry] and [subscriber] keys; default "
+     "on when curve = on (off lets any CURVE key read, warned), else off"},
     {"security", "allow_insecure_remote", OPT_ENUM, FIELD(allow_insecure_remote), "no", 0, 0, 0, 0,
      yes_no_choices, NULL,
      "yes | no: listen beyond loopback without CURVE (warned at "
@@ -786,8 +794,8 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
     int rc;
 
     config_init(&cfg);
+    memset(&p, 0, sizeof p);
     if (path) {
-        memset(&p, 0, sizeof p);
         p.path = path;
         p.cfg = &cfg;
         p.at_line_start = true;
@@ -824,6 +832,8 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
             return -EINVAL;
         }
     }
+    if (p.seen[find_option("security", "subscriber_auth") - options] == 0)
+        cfg.subscriber_auth = cfg.curve; /* with CURVE, listed readers only unless told */
     for (size_t i = 0; i < cfg.n_ministries; i++) {
         /* a ministry without producers = speaks through a producer of its own name */
         config_ministry_t *m = &cfg.ministries[i];

@@ -7,6 +7,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,9 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "rundir.h"
 #include "wire.h"
+#include "zap.h"
 
 #define CONTROL_BUDGET      64           /* requests answered per pass */
 #define CONTROL_REPLY_MAX   (512 * 1024) /* bytes of conflicts in one reply, < WIRE_MAX_MSG */
@@ -28,6 +31,7 @@
 #define CONTROL_LINGER_MS   200          /* ms pending replies get on close */
 #define CONTROL_WAITERS     8            /* `parksync reload` requests waiting at once */
 #define CONTROL_MESSAGE_MAX 512          /* bytes of a reload message, with NUL */
+#define CONTROL_PATH_MAX    256          /* bytes of the socket's directory or name, with NUL */
 
 /* Who gets a deferred reply. */
 typedef struct waiter {
@@ -37,18 +41,17 @@ typedef struct waiter {
 } waiter_t;
 
 struct control {
-    void *sock;                          /* ROUTER, bound */
-    store_t *store;                      /* borrowed */
-    server_t *server;                    /* borrowed: counters and config */
-    char path[256];                      /* the socket file, removed on destroy */
-    log_ratelimit_t rl;                  /* bad requests */
-    uint64_t bad_requests;               /* control requests dropped or refused as malformed */
-    int64_t started_us;                  /* wall clock at start, us since 1970 UTC */
-    void *monitor;                       /* PAIR reading the publish socket's connection events */
-    uint64_t subscribers;                /* publish peers connected now */
-    bool reload_pending;                 /* `parksync reload` waits for main to reload */
-    waiter_t reloaders[CONTROL_WAITERS]; /* who asked for it */
-    size_t n_reloaders;                  /* entries in reloaders */
+    void *sock;                             /* ROUTER, bound */
+    store_t *store;                         /* borrowed */
+    server_t *server;                       /* borrowed: counters and config */
+    int dirfd;                              /* the checked directory of the socket, or -1 */
+    char name[CONTROL_PATH_MAX];            /* the socket's file name in it; "": not ours */
+    log_ratelimit_t rl;                     /* bad requests */
+    uint64_t bad_requests;                  /* control requests dropped or refused as malformed */
+    int64_t started_us;                     /* wall clock at start, us since 1970 UTC */
+    bool reload_pending;                    /* `parksync reload` waits for main to reload */
+    waiter_t reloaders[CONTROL_WAITERS];    /* who asked for it */
+    size_t n_reloaders;                     /* entries in reloaders */
     char reload_error[CONTROL_MESSAGE_MAX]; /* last reload's failure, "" after a good one */
     store_backup_t *backup;                 /* running backup, or NULL */
     waiter_t backup_for;                    /* who asked for it */
@@ -56,33 +59,56 @@ struct control {
     int64_t next_status_ms;                 /* monotonic ms of the next STATUS line */
     metrics_http_t *http;                   /* [metrics] http endpoint, or NULL */
     int64_t next_http_ms;                   /* monotonic ms of the next metrics snapshot */
+    uint64_t http_dropped;                  /* metrics HTTP drops already logged */
+    log_ratelimit_t http_rl;                /* lines about them */
 };
 
 static void reply_backup_error(control_t *c, const char *message);
 
 /* ---------------------------------------------------------------- the socket */
 
-/* mkdir -p of path's directory, the last level 0700. */
-static int make_dir_of(const char *path)
+/* Binds the control socket into its directory as checked through a
+ * descriptor (rundir.h), not merely into whatever the path names by then. */
+static int bind_private(control_t *c, const char *endpoint)
 {
-    char dir[256];
-    char *slash;
+    char dir[CONTROL_PATH_MAX], why[1024];
+    struct stat st;
 
-    snprintf(dir, sizeof dir, "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
+    if (rundir_split(endpoint, dir, sizeof dir, c->name, sizeof c->name) < 0) {
+        log_error("[endpoints] control = %s: expected ipc://DIRECTORY/NAME; exiting", endpoint);
+        return -EINVAL;
     }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    c->dirfd = rundir_open_private(dir, why, sizeof why);
+    if (c->dirfd < 0) {
+        log_error("refusing to start: the control socket %s: %s", endpoint, why);
+        return c->dirfd;
+    }
+    /* A socket a crash left behind goes first: libzmq unlinks it too, but by
+     * path, and then the check after binding would find the old one. */
+    if (unlinkat(c->dirfd, c->name, 0) < 0 && errno != ENOENT) {
+        log_error("cannot remove the old control socket %s/%s: %s; exiting", dir, c->name,
+                  strerror(errno));
         return -errno;
+    }
+    if (zmq_bind(c->sock, endpoint) < 0) {
+        int err = zmq_errno();
+        log_error("cannot bind the control socket to %s: %s; exiting", endpoint, zmq_strerror(err));
+        c->name[0] = '\0'; /* not ours to remove */
+        return -err;
+    }
+    /* Only this user (and root) can make an entry in the directory: if the
+     * socket is not there, the path led elsewhere while binding. */
+    if (fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+        st.st_uid != geteuid()) {
+        log_error("refusing to start: the control socket %s did not appear in the directory "
+                  "%s that was checked (was the path changed while binding?)",
+                  endpoint, dir);
+        c->name[0] = '\0';
+        return -EPERM;
+    }
+    /* operator only: the socket file is the access control */
+    if (fchmodat(c->dirfd, c->name, 0600, 0) < 0)
+        log_warning("cannot make the control socket %s private: %s", endpoint, strerror(errno));
     return 0;
 }
 
@@ -90,9 +116,8 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
 {
     control_t *c = calloc(1, sizeof *c);
     int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
-    int linger = CONTROL_LINGER_MS, zero = 0, rc;
+    int linger = CONTROL_LINGER_MS, zero = 0;
     const config_t *cfg = server_config(server);
-    char monitor_ep[64];
 
     if (!c) {
         log_error("out of memory for the control socket; exiting");
@@ -102,14 +127,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     c->server = server;
     c->started_us = wire_now_us();
     c->next_status_ms = wire_monotonic_ms() + 1000; /* the first live STATUS soon after READY */
-    if (strncmp(endpoint, "ipc://", 6) == 0) {
-        snprintf(c->path, sizeof c->path, "%s", endpoint + 6);
-        if ((rc = make_dir_of(c->path)) < 0) {
-            log_error("cannot create the directory of the control socket %s: %s; exiting", endpoint,
-                      strerror(-rc));
-            goto fail;
-        }
-    }
+    c->dirfd = -1;
     c->sock = zmq_socket(zctx, ZMQ_ROUTER);
     if (!c->sock) {
         log_error("cannot create the control socket: %s; exiting", zmq_strerror(errno));
@@ -118,21 +136,8 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
-    if (zmq_bind(c->sock, endpoint) < 0) {
-        log_error("cannot bind the control socket to %s: %s; exiting", endpoint,
-                  zmq_strerror(errno));
+    if (bind_private(c, endpoint) < 0)
         goto fail;
-    }
-    /* operator only: the socket file is the access control */
-    if (c->path[0] && chmod(c->path, 0600) < 0)
-        log_warning("cannot make the control socket %s private: %s", c->path, strerror(errno));
-    /* subscribers = connections accepted minus connections lost on publish */
-    snprintf(monitor_ep, sizeof monitor_ep, "inproc://parksync-publish-monitor-%p", (void *)c);
-    if (zmq_socket_monitor(server_publish_socket(server), monitor_ep,
-                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
-        !(c->monitor = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(c->monitor, monitor_ep) < 0)
-        log_warning("cannot monitor the publish socket: %s; status will show 0 subscribers",
-                    zmq_strerror(errno));
     if (strcmp(cfg->metrics_http, "off") != 0) {
         c->http = metrics_http_new(cfg->metrics_http);
         if (!c->http)
@@ -140,7 +145,6 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_
     }
     return c;
 fail:
-    c->path[0] = '\0'; /* not ours to remove */
     control_destroy(&c);
     return NULL;
 }
@@ -149,8 +153,6 @@ void *control_socket(const control_t *c)
 {
     return c->sock;
 }
-
-static void drain_monitor(control_t *c);
 
 void control_destroy(control_t **cp)
 {
@@ -165,18 +167,13 @@ void control_destroy(control_t **cp)
         reply_backup_error(c, "the daemon stopped before the backup was complete");
     }
     metrics_http_destroy(&c->http);
-    if (c->monitor) {
-        /* Stop the events before their reader goes, and read what is
-         * queued: an event sent to a reader already closed stays in
-         * libzmq's pipe, never freed. */
-        zmq_socket_monitor(server_publish_socket(c->server), NULL, 0);
-        drain_monitor(c);
-        zmq_close(c->monitor);
-    }
     if (c->sock)
         zmq_close(c->sock);
-    if (c->path[0])
-        unlink(c->path);
+    if (c->dirfd >= 0) {
+        if (c->name[0])
+            unlinkat(c->dirfd, c->name, 0);
+        close(c->dirfd);
+    }
     free(c);
     *cp = NULL;
 }
@@ -459,10 +456,18 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *
     }
     m->n = *server_counters(c->server);
     m->bad_control = c->bad_requests;
+    m->http_dropped = metrics_http_dropped(c->http);
+    m->handshakes_admitted = zap_allowed(server_zap(c->server));
+    m->handshakes_refused = zap_denied(server_zap(c->server));
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
-    m->subscribers = c->subscribers;
+    for (int i = 0; i < CONNS_SOCKETS; i++) {
+        const conns_stats_t *cs = server_conns(c->server, i);
+        if (cs)
+            m->conns[i] = *cs;
+    }
+    m->subscribers = m->conns[1].open;
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -507,7 +512,57 @@ static const counter_field_t counter_fields[] = {
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
-#define N_OWN_COUNTERS   3 /* Status counters not in server_counters_t (handle_status) */
+
+/* Fills one name = value pair of a Status and points *cp at it. */
+static void set_counter(Parksync__V1__Counter *c, Parksync__V1__Counter **cp, const char *name,
+                        uint64_t value)
+{
+    parksync__v1__counter__init(c);
+    c->name = (char *)name;
+    c->has_value = true;
+    c->value = value;
+    *cp = c;
+}
+
+/* Status.connections: one entry per socket, handshake failures by reason. */
+typedef struct status_conns {
+    Parksync__V1__SocketConnections sc[CONNS_SOCKETS], *scp[CONNS_SOCKETS];
+    Parksync__V1__Counter why[CONNS_SOCKETS][CONNS_REASONS];
+    Parksync__V1__Counter *whyp[CONNS_SOCKETS][CONNS_REASONS];
+} status_conns_t;
+
+static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync__V1__Status *st)
+{
+    for (int i = 0; i < CONNS_SOCKETS; i++) {
+        Parksync__V1__SocketConnections *sc = &o->sc[i];
+        const conns_stats_t *cs = &m->conns[i];
+
+        parksync__v1__socket_connections__init(sc);
+        sc->socket = (char *)metrics_socket_names[i];
+        sc->has_open = sc->has_accepted = sc->has_refused = sc->has_accept_failed = true;
+        sc->open = cs->open;
+        sc->accepted = cs->accepted;
+        sc->refused = cs->refused;
+        sc->accept_failed = cs->accept_failed;
+        for (int r = 0; r < CONNS_REASONS; r++)
+            set_counter(&o->why[i][r], &o->whyp[i][r], conns_reason_name((conns_reason_t)r),
+                        cs->handshakes_failed[r]);
+        sc->n_handshakes_failed = CONNS_REASONS;
+        sc->handshakes_failed = o->whyp[i];
+        o->scp[i] = sc;
+    }
+    st->n_connections = CONNS_SOCKETS;
+    st->connections = o->scp;
+}
+
+/* A counter kept outside server_counters_t. */
+typedef struct counter_value {
+    const char *name; /* as listed in Status.counters */
+    uint64_t value;
+} counter_value_t;
+#define N_EXTRA_COUNTERS                                                                           \
+    6 /* bad_control, handshakes admitted and refused, HTTP drops,                                 \
+             rows retention dropped */
 
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id,
                           const Parksync__V1__StatusRequest *q)
@@ -515,10 +570,11 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
     Parksync__V1__Counter rec[METRICS_KINDS], *recp[METRICS_KINDS];
-    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + N_OWN_COUNTERS];
-    Parksync__V1__Counter *cntp[N_COUNTER_FIELDS + N_OWN_COUNTERS];
+    Parksync__V1__Counter cnt[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
+    Parksync__V1__Counter *cntp[N_COUNTER_FIELDS + N_EXTRA_COUNTERS];
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
+    status_conns_t conns;
     metrics_snapshot_t m;
     const char *after = q->producers_after && q->producers_after[0] ? q->producers_after : NULL;
 
@@ -542,14 +598,9 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.head_revision = m.head_revision;
     st.epoch.data = (uint8_t *)store_epoch(c->store);
     st.epoch.len = WIRE_EPOCH_BYTES;
-    for (int k = 1; k < METRICS_KINDS; k++) {
-        parksync__v1__counter__init(&rec[st.n_records]);
-        rec[st.n_records].name = (char *)wire_kind_name((Parksync__V1__RecordKind)k);
-        rec[st.n_records].has_value = true;
-        rec[st.n_records].value = m.records[k];
-        recp[st.n_records] = &rec[st.n_records];
-        st.n_records++;
-    }
+    for (int k = 1; k < METRICS_KINDS; k++, st.n_records++)
+        set_counter(&rec[st.n_records], &recp[st.n_records],
+                    wire_kind_name((Parksync__V1__RecordKind)k), m.records[k]);
     st.records = recp;
     for (size_t i = 0; i < m.n_producers; i++) {
         const store_producer_stats_t *s = &m.producers[i].st;
@@ -572,42 +623,33 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.has_producers_total = true;
     st.producers_total = m.producers_total;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
-        parksync__v1__counter__init(&cnt[i]);
-        cnt[i].name = (char *)counter_fields[i].name;
-        cnt[i].has_value = true;
-        memcpy(&cnt[i].value, (const char *)&m.n + counter_fields[i].offset, sizeof(uint64_t));
-        cntp[i] = &cnt[i];
+        uint64_t v;
+        memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
+        set_counter(&cnt[i], &cntp[i], counter_fields[i].name, v);
     }
-    /* counted outside the loop: the control socket's own rejections, and
-     * what the store's retention dropped */
-    const struct {
-        const char *name;
-        uint64_t value;
-    } own[N_OWN_COUNTERS] = {{"bad_control", m.bad_control},
-                             {"pruned_conflicts", m.pruned.conflicts},
-                             {"pruned_claims", m.pruned.claims}};
-    for (size_t i = 0; i < N_OWN_COUNTERS; i++) {
-        Parksync__V1__Counter *k = &cnt[N_COUNTER_FIELDS + i];
-        parksync__v1__counter__init(k);
-        k->name = (char *)own[i].name;
-        k->has_value = true;
-        k->value = own[i].value;
-        cntp[N_COUNTER_FIELDS + i] = k;
-    }
-    st.n_counters = N_COUNTER_FIELDS + N_OWN_COUNTERS;
+    /* counted outside the loop: by the control socket, the ZAP handler's
+     * thread, the metrics HTTP thread and the store's retention */
+    const counter_value_t extra[N_EXTRA_COUNTERS] = {
+        {"bad_control", m.bad_control},
+        {"handshakes_admitted", m.handshakes_admitted},
+        {"handshakes_refused", m.handshakes_refused},
+        {"metrics_http_dropped", m.http_dropped},
+        {"pruned_conflicts", m.pruned.conflicts},
+        {"pruned_claims", m.pruned.claims},
+    };
+    for (size_t i = 0; i < N_EXTRA_COUNTERS; i++)
+        set_counter(&cnt[N_COUNTER_FIELDS + i], &cntp[N_COUNTER_FIELDS + i], extra[i].name,
+                    extra[i].value);
+    st.n_counters = N_COUNTER_FIELDS + N_EXTRA_COUNTERS;
     st.counters = cntp;
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.subscribers = m.subscribers;
     st.database_bytes = m.database_bytes;
     st.wal_bytes = m.wal_bytes;
     st.conflicts = m.conflicts;
-    for (size_t i = 0; i < m.n_reasons; i++) {
-        parksync__v1__counter__init(&why[i]);
-        why[i].name = m.reasons[i].name;
-        why[i].has_value = true;
-        why[i].value = m.reasons[i].n;
-        whyp[i] = &why[i];
-    }
+    for (size_t i = 0; i < m.n_reasons; i++)
+        set_counter(&why[i], &whyp[i], m.reasons[i].name, m.reasons[i].n);
+    fill_conns(&conns, &m, &st);
     st.n_conflicts_by_reason = m.n_reasons;
     st.conflicts_by_reason = whyp;
     if (c->reload_error[0])
@@ -865,33 +907,6 @@ void control_drain(control_t *c)
 
 /* ---------------------------------------------------------------- deferred work */
 
-/* Counts publish connections from the monitor's events: [event+value][address]. */
-static void drain_monitor(control_t *c)
-{
-    for (int i = 0; i < CONTROL_BUDGET && c->monitor; i++) {
-        zmq_msg_t ev, addr;
-        uint16_t event = 0;
-
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        if (zmq_msg_size(&ev) >= sizeof event)
-            memcpy(&event, zmq_msg_data(&ev), sizeof event);
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, c->monitor, 0);
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
-        if (event == ZMQ_EVENT_ACCEPTED)
-            c->subscribers++;
-        else if (event == ZMQ_EVENT_DISCONNECTED && c->subscribers > 0)
-            c->subscribers--;
-    }
-}
-
 static void send_status_line(control_t *c)
 {
     metrics_snapshot_t m;
@@ -911,7 +926,6 @@ static void send_status_line(control_t *c)
 
 bool control_tick(control_t *c, int64_t now)
 {
-    drain_monitor(c);
     if (c->backup)
         step_backup(c);
     if (now >= c->next_status_ms) {
@@ -924,6 +938,13 @@ bool control_tick(control_t *c, int64_t now)
         if (text)
             metrics_http_update(c->http, text, len);
         free(text);
+        uint64_t dropped = metrics_http_dropped(c->http);
+        if (dropped > c->http_dropped)
+            log_ratelimited(&c->http_rl, LOG_LEVEL_WARNING,
+                            "metrics HTTP: closed %" PRIu64 " connections before a whole "
+                            "request (silent too long, or malformed); %" PRIu64 " since start",
+                            dropped - c->http_dropped, dropped);
+        c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
     return c->backup != NULL;

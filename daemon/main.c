@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "conns.h"
 #include "log.h"
 #include "server.h"
 
@@ -142,6 +144,10 @@ int main(int argc, char **argv)
     int c, rc;
 
     log_init(LOG_LEVEL_INFO, stderr);
+    /* The database, its -wal and -shm, backups and ipc sockets are this
+     * user's alone whatever umask we were started with: SQLite creates
+     * files 0644 less the umask, and -wal and -shm copy the database's mode. */
+    umask(077);
     while ((c = getopt_long(argc, argv, "c:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -191,6 +197,7 @@ int main(int argc, char **argv)
         log_error("cannot install signal handlers: %s; exiting", strerror(-rc));
         return 1;
     }
+    conns_fit_nofile(&cfg.max_connections); /* never let libzmq see EMFILE */
     server = server_new(&cfg);
     if (!server)
         return 1;
@@ -210,6 +217,7 @@ int main(int argc, char **argv)
                        err);
             server_reload_done(server, false, err);
         } else {
+            conns_fit_nofile(&fresh.max_connections);
             server_reconfigure(server, &fresh);
             snprintf(err, sizeof err, "configuration reloaded from %.900s",
                      path ? path : "the built-in defaults");

@@ -11,7 +11,9 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +24,16 @@
 #include "log.h"
 #include "wire.h"
 
-#define METRICS_HTTP_CONNECTIONS 16 /* concurrent scrapes */
-#define METRICS_HTTP_TIMEOUT_S   10 /* idle connection timeout, s */
+/* The bound on what HTTP peers may hold: METRICS_HTTP_CONNECTIONS sockets
+ * and METRICS_HTTP_MEMORY bytes each (2 MiB in all). A connection that
+ * sends nothing for METRICS_HTTP_TIMEOUT_S is closed, so peers that open
+ * a connection, send half a request and wait hold their slot 3 s; one
+ * scraper needs one slot, so a scrape is served at once unless a peer
+ * keeps more than 127 connections busy, which no per-address limit would
+ * prevent either: every peer of a loopback port is 127.0.0.1. */
+#define METRICS_HTTP_CONNECTIONS 128         /* connections at once */
+#define METRICS_HTTP_TIMEOUT_S   3           /* a connection silent this long is closed, s */
+#define METRICS_HTTP_MEMORY      (16 * 1024) /* bytes per connection: request, reply headers */
 #define METRICS_CONTENT_TYPE     "text/plain; version=0.0.4; charset=utf-8"
 
 /* ---------------------------------------------------------------- the snapshot */
@@ -124,6 +134,44 @@ static void gauge(text_t *t, const char *name, const char *help, uint64_t v)
     sample(t, name, NULL, NULL, v);
 }
 
+const char *const metrics_socket_names[CONNS_SOCKETS] = {"ingest", "publish", "query"};
+
+/* Connections per socket, and failed handshakes per socket and reason. */
+static void render_conns(text_t *t, const metrics_snapshot_t *m)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } per_socket[] = {
+        {"parksync_connections", "gauge", "Connections open per socket.",
+         offsetof(conns_stats_t, open)},
+        {"parksync_connections_accepted_total", "counter", "Connections accepted per socket.",
+         offsetof(conns_stats_t, accepted)},
+        {"parksync_connections_refused_total", "counter",
+         "Connections closed at once, over [limits] max_connections.",
+         offsetof(conns_stats_t, refused)},
+        {"parksync_accept_failures_total", "counter",
+         "Connections the kernel could not hand over (out of descriptors, ...).",
+         offsetof(conns_stats_t, accept_failed)},
+    };
+
+    for (size_t f = 0; f < sizeof per_socket / sizeof per_socket[0]; f++) {
+        family(t, per_socket[f].name, per_socket[f].type, per_socket[f].help);
+        for (int i = 0; i < CONNS_SOCKETS; i++) {
+            uint64_t v;
+            memcpy(&v, (const char *)&m->conns[i] + per_socket[f].offset, sizeof v);
+            sample(t, per_socket[f].name, "socket", metrics_socket_names[i], v);
+        }
+    }
+    family(t, "parksync_handshakes_failed_total", "counter",
+           "Handshakes that failed, per socket and reason.");
+    for (int i = 0; i < CONNS_SOCKETS; i++)
+        for (int r = 0; r < CONNS_REASONS; r++)
+            put(t, "parksync_handshakes_failed_total{socket=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                metrics_socket_names[i], conns_reason_name((conns_reason_t)r),
+                m->conns[i].handshakes_failed[r]);
+}
+
 char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 {
     const server_counters_t *n = &m->n;
@@ -188,6 +236,15 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);
     counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
+    family(&t, "parksync_handshakes_total", "counter",
+           "CURVE handshakes on ingest, publish and query, by the ZAP handler's answer.");
+    sample(&t, "parksync_handshakes_total", "outcome", "admitted", m->handshakes_admitted);
+    sample(&t, "parksync_handshakes_total", "outcome", "refused", m->handshakes_refused);
+    counter(&t, "parksync_metrics_http_dropped_total",
+            "Metrics HTTP connections closed before a whole request (slow, idle, malformed).",
+            m->http_dropped);
+
+    render_conns(&t, m);
 
     /* one series per producer would let whoever makes up producer ids
      * make the page as large as they like: the first by id, then a count */
@@ -230,11 +287,17 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 /* ---------------------------------------------------------------- the HTTP endpoint */
 
 struct metrics_http {
-    struct MHD_Daemon *mhd; /* libmicrohttpd, own polling thread */
-    pthread_mutex_t lock;   /* guards text and len */
-    char *text;             /* last rendering, owned */
-    size_t len;             /* bytes of text */
+    struct MHD_Daemon *mhd;   /* libmicrohttpd, own polling thread */
+    pthread_mutex_t lock;     /* guards text and len */
+    char *text;               /* last rendering, owned */
+    size_t len;               /* bytes of text */
+    _Atomic uint64_t dropped; /* connections closed before one whole request */
 };
+
+/* What the HTTP thread knows of one connection (its socket context). */
+typedef struct http_conn {
+    bool answered; /* a whole request reached on_request */
+} http_conn_t;
 
 /* A parsed [metrics] http value. */
 typedef struct listen_addr {
@@ -329,9 +392,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_data_size, void **con_cls)
 {
     metrics_http_t *h = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct MHD_Response *r;
     unsigned int status = MHD_HTTP_OK;
     enum MHD_Result ret;
+
+    if (ci && ci->socket_context)
+        ((http_conn_t *)ci->socket_context)->answered = true;
 
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         static char msg[] = "only GET\n";
@@ -356,6 +424,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* Counts connections that end without a whole request: slow, idle or
+ * malformed peers (the loop logs them, rate-limited). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    metrics_http_t *h = cls;
+    http_conn_t *hc = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(http_conn_t)); /* NULL: not counted */
+        return;
+    }
+    if (hc && !hc->answered)
+        atomic_fetch_add(&h->dropped, 1);
+    free(hc);
+    *socket_context = NULL;
+}
+
 metrics_http_t *metrics_http_new(const char *listen)
 {
     metrics_http_t *h;
@@ -372,11 +458,15 @@ metrics_http_t *metrics_http_new(const char *listen)
         return NULL;
     }
     pthread_mutex_init(&h->lock, NULL);
-    h->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | (a.v6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
-        on_request, h, MHD_OPTION_SOCK_ADDR, &a.sa, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)METRICS_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)METRICS_HTTP_TIMEOUT_S, MHD_OPTION_END);
+    /* One polling thread serves every connection as its bytes arrive, so a
+     * slow peer delays nobody else; the options bound what peers hold. */
+    h->mhd =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | (a.v6 ? MHD_USE_IPv6 : 0),
+                         0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &a.sa,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_CONNECTIONS,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_HTTP_MEMORY,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (!h->mhd) {
         log_error("cannot serve metrics on http://%s/metrics (address in use?); exiting", listen);
         metrics_http_destroy(&h);
@@ -401,6 +491,11 @@ void metrics_http_update(metrics_http_t *h, const char *text, size_t len)
     h->text = copy;
     h->len = len;
     pthread_mutex_unlock(&h->lock);
+}
+
+uint64_t metrics_http_dropped(const metrics_http_t *h)
+{
+    return h ? atomic_load(&((metrics_http_t *)h)->dropped) : 0;
 }
 
 void metrics_http_destroy(metrics_http_t **hp)

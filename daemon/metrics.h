@@ -7,7 +7,12 @@
  * The HTTP endpoint is libmicrohttpd with its own polling thread. That
  * thread shares exactly one thing with the loop: a mutex-protected copy
  * of the text, which the loop replaces (metrics_http_update) about once a
- * second. It never touches the store or the server.
+ * second, and an atomic count of the connections it dropped. It never
+ * touches the store or the server.
+ *
+ * Bound: 128 connections at once, 16 KiB each; a connection that sends
+ * nothing for 3 s is closed (metrics.c says why that keeps scrapes
+ * answered).
  */
 #ifndef PARKSYNCD_METRICS_H
 #define PARKSYNCD_METRICS_H
@@ -15,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conns.h"
 #include "server.h"
 #include "store.h"
 
@@ -41,22 +47,29 @@ typedef struct metrics_reason {
 typedef struct metrics_snapshot {
     server_counters_t n;             /* the loop's counters since start */
     uint64_t bad_control;            /* control requests dropped or refused as malformed */
+    uint64_t http_dropped;           /* metrics HTTP connections closed before a request */
+    uint64_t handshakes_admitted;    /* CURVE handshakes the ZAP handler admitted */
+    uint64_t handshakes_refused;     /* and refused (unlisted key, wrong role) */
     int64_t started_us;              /* wall clock at start, us since 1970 UTC */
     int64_t now_us;                  /* wall clock when taken */
     uint64_t head_revision;          /* highest revision committed */
     uint64_t records[METRICS_KINDS]; /* live records per RecordKind */
-    uint64_t subscribers;            /* peers connected to the publish socket */
+    uint64_t subscribers;            /* peers connected to the publish socket (conns[1].open) */
     uint64_t database_bytes;         /* size of the database file */
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
     store_pruned_t pruned;                     /* rows retention dropped since start */
     size_t n_reasons;                          /* entries in reasons */
+    conns_stats_t conns[CONNS_SOCKETS];        /* ingest, publish, query connections */
     metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
     size_t n_producers;                        /* entries in producers, METRICS_PRODUCERS at most:
                                                   the first ids (after a status page's last) */
     uint64_t producers_total;                  /* producers the store knows, listed or not */
 } metrics_snapshot_t;
+
+/* Names of the sockets of metrics_snapshot_t.conns: "ingest", "publish", "query". */
+extern const char *const metrics_socket_names[CONNS_SOCKETS];
 
 /* Frees what the snapshot owns (not the struct). NULL-safe. */
 void metrics_snapshot_free(metrics_snapshot_t *m);
@@ -80,6 +93,10 @@ metrics_http_t *metrics_http_new(const char *listen);
 
 /* Replaces the text served (copied). */
 void metrics_http_update(metrics_http_t *h, const char *text, size_t len);
+
+/* Connections closed before they sent one whole request (silent for
+ * the timeout, or malformed) since start; 0 for NULL. Any thread. */
+uint64_t metrics_http_dropped(const metrics_http_t *h);
 
 /* Stops the server and its thread. NULL-safe; sets *hp = NULL. */
 void metrics_http_destroy(metrics_http_t **hp);

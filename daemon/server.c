@@ -25,6 +25,7 @@
 #include <systemd/sd-daemon.h>
 #include <zmq.h>
 
+#include "conns.h"
 #include "control.h"
 #include "keys.h"
 #include "ahead.h"
@@ -118,6 +119,9 @@ struct server {
     void *publish;      /* XPUB, bound: PUB on the wire, subscriptions readable */
     void *query;        /* ROUTER, bound */
     control_t *control; /* operator's control ROUTER (ipc), bound */
+
+    conns_t *conns[CONNS_SOCKETS]; /* connections of ingest, publish, query; NULL: unmonitored */
+
     store_t *store;
     bool batch_open;                       /* a store batch is open */
     strmap_t touched;                      /* producers with an update in the open batch */
@@ -192,11 +196,18 @@ static int make_curve_server(server_t *s, void *sock, int type, const char *name
     return 0;
 }
 
+/* Which of s->conns watches the socket of this type. */
+static int conns_index(int type)
+{
+    return type == ZMQ_SUB ? 0 : type == ZMQ_XPUB ? 1 : 2;
+}
+
 static void *make_socket(server_t *s, int type, const char *name, const char *endpoint)
 {
     void *sock = zmq_socket(s->zctx, type);
     int64_t maxmsg = WIRE_MAX_MSG;
     int linger = LINGER_MS;
+    int handshake = (int)s->cfg.handshake_timeout_ms;
     int hwm;
 
     if (!sock) {
@@ -205,6 +216,8 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
     }
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    /* a connection that never finishes its handshake holds a descriptor */
+    zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake);
     if (strchr(endpoint, '[')) {
         int on = 1;
         zmq_setsockopt(sock, ZMQ_IPV6, &on, sizeof on);
@@ -240,9 +253,12 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
         zmq_close(sock);
         return NULL;
     }
+    /* watched before it listens: every connection is seen accepted */
+    s->conns[conns_index(type)] = conns_new(s->zctx, sock, name, s->cfg.max_connections);
     if (zmq_bind(sock, endpoint) < 0) {
         log_error("cannot bind the %s socket to %s: %s; exiting", name, endpoint,
                   zmq_strerror(errno));
+        conns_destroy(&s->conns[conns_index(type)]);
         zmq_close(sock);
         return NULL;
     }
@@ -1498,20 +1514,26 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
     bool busy = false, pruning;
 
     while (!*stop) {
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[4 + CONNS_SOCKETS] = {
             {s->ingest, 0, ZMQ_POLLIN, 0},
             {s->query, 0, ZMQ_POLLIN, 0},
             {s->publish, 0, ZMQ_POLLIN, 0},
             {control_socket(s->control), 0, ZMQ_POLLIN, 0},
         };
+        int n_items = 4;
         int64_t now;
+
+        /* first in the pass: a connection over the budget goes at once */
+        for (int i = 0; i < CONNS_SOCKETS; i++)
+            if (s->conns[i])
+                items[n_items++] = (zmq_pollitem_t){conns_socket(s->conns[i]), 0, ZMQ_POLLIN, 0};
 
         if (*reload || control_reload_pending(s->control)) {
             *reload = 0;
             return SERVER_EXIT_RELOAD;
         }
         now = wire_monotonic_ms();
-        if (zmq_poll(items, 4, poll_timeout(s, now, busy)) < 0) {
+        if (zmq_poll(items, n_items, poll_timeout(s, now, busy)) < 0) {
             if (errno != EINTR)
                 log_error("zmq_poll failed: %s", zmq_strerror(errno));
             continue; /* a signal: the flags are checked at the top */
@@ -1519,6 +1541,8 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         if (*stop)
             break; /* stop taking input */
         now = wire_monotonic_ms();
+        for (int i = 0; i < CONNS_SOCKETS; i++)
+            conns_drain(s->conns[i]);
         if (items[0].revents & ZMQ_POLLIN)
             drain_ingest(s);
         if (summaries_due(s, now))
@@ -1744,13 +1768,29 @@ fail:
     return NULL;
 }
 
-/* Hands the reloaded keys to the ZAP handler: new handshakes use them,
- * open connections keep the identity they have (a removed ministry's
- * updates are then dropped by authenticated_ministry). */
-static void reconfigure_keys(server_t *s, const config_t *cfg)
+/* Closes every connection of the three sockets: each client reconnects
+ * at once and its key is judged again by the table now in force. libzmq
+ * cannot close one peer's connection, nor tell which descriptor carries
+ * which key, so a revocation costs every client one reconnection. */
+static void revoke_connections(server_t *s)
+{
+    uint32_t n = 0;
+
+    for (int i = 0; i < CONNS_SOCKETS; i++)
+        n += conns_close_all(s->conns[i]);
+    log_notice("keys were removed: closed %" PRIu32 " connections; their clients reconnect and "
+               "are admitted by the new keys",
+               n);
+}
+
+/* Hands the reloaded keys to the ZAP handler: new handshakes use them.
+ * When a key lost its admission, open connections are closed before the
+ * reload is answered (revoke_connections); updates already queued from
+ * a removed ministry are still dropped by authenticated_ministry. */
+static void reconfigure_keys(server_t *s, const config_t *old, const config_t *cfg)
 {
     config_t *run = &s->cfg;
-    zap_table_t *t;
+    zap_table_t *t, *was;
     int rc;
 
     if (run->curve != cfg->curve || strcmp(run->secret_key_file, cfg->secret_key_file) != 0)
@@ -1763,6 +1803,10 @@ static void reconfigure_keys(server_t *s, const config_t *cfg)
         return;
     }
     zap_table_from_config(t, cfg);
+    /* A file that turns CURVE off defaults subscriber_auth to off too; while
+     * CURVE still runs until the restart, readers stay as restricted as they are. */
+    if (run->curve != cfg->curve)
+        t->subscriber_auth = run->subscriber_auth;
     rc = zap_update(s->zap, t);
     if (rc < 0) {
         log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
@@ -1770,15 +1814,40 @@ static void reconfigure_keys(server_t *s, const config_t *cfg)
     } else {
         memcpy(run->subscribers, cfg->subscribers, sizeof run->subscribers);
         run->n_subscribers = cfg->n_subscribers;
-        run->subscriber_auth = cfg->subscriber_auth;
+        run->subscriber_auth = t->subscriber_auth;
         log_info("keys reloaded: %zu keys admitted", t->n);
+        if ((was = malloc(sizeof *was)) != NULL) {
+            zap_table_from_config(was, old);
+            if (zap_table_revokes(was, t))
+                revoke_connections(s);
+            free(was);
+        } else {
+            revoke_connections(s); /* cannot tell: fail closed */
+        }
     }
     free(t);
+}
+
+/* The connection budget and the handshake timeout; both apply to the
+ * connections that arrive from now on. */
+static void reconfigure_connections(server_t *s, const config_t *cfg)
+{
+    void *socks[CONNS_SOCKETS] = {s->ingest, s->publish, s->query};
+    int ivl = (int)cfg->handshake_timeout_ms;
+
+    s->cfg.max_connections = cfg->max_connections;
+    s->cfg.handshake_timeout_ms = cfg->handshake_timeout_ms;
+    for (int i = 0; i < CONNS_SOCKETS; i++) {
+        zmq_setsockopt(socks[i], ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl);
+        if (s->conns[i])
+            conns_set_max(s->conns[i], cfg->max_connections);
+    }
 }
 
 void server_reconfigure(server_t *s, const config_t *cfg)
 {
     config_t *run = &s->cfg;
+    config_t *old = malloc(sizeof *old); /* the keys in force until now */
 
 #define KEEP(cond, name)                                                                           \
     do {                                                                                           \
@@ -1804,6 +1873,8 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
     KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
 #undef KEEP
+    if (old)
+        *old = *run;
     run->log_level = cfg->log_level;
     log_set_level(cfg->log_level);
     /* authority applies from the next update on; a failure keeps the old rules */
@@ -1811,7 +1882,9 @@ void server_reconfigure(server_t *s, const config_t *cfg)
         memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
         run->n_ministries = cfg->n_ministries;
     }
-    reconfigure_keys(s, cfg);
+    reconfigure_keys(s, old ? old : run, cfg);
+    free(old);
+    reconfigure_connections(s, cfg);
     run->batch_max = cfg->batch_max;
     run->summary_interval_ms = cfg->summary_interval_ms;
     if (run->summary_republish_s != cfg->summary_republish_s) {
@@ -1845,7 +1918,9 @@ void server_destroy(server_t **sp)
     for (uint32_t i = 0; s->streams && i < s->n_streams; i++)
         stream_close(&s->streams[i]);
     free(s->streams);
-    control_destroy(&s->control); /* first: it monitors the publish socket */
+    control_destroy(&s->control);
+    for (int i = 0; i < CONNS_SOCKETS; i++)
+        conns_destroy(&s->conns[i]); /* before the sockets they monitor */
     if (s->ingest)
         zmq_close(s->ingest);
     if (s->publish)
@@ -1892,6 +1967,11 @@ void server_destroy(server_t **sp)
 
 /* ---------------------------------------------------------------- for control.c */
 
+const zap_t *server_zap(const server_t *s)
+{
+    return s->zap;
+}
+
 const ahead_t *server_ahead(const server_t *s)
 {
     return &s->ahead;
@@ -1902,9 +1982,9 @@ const config_t *server_config(const server_t *s)
     return &s->cfg;
 }
 
-void *server_publish_socket(const server_t *s)
+const conns_stats_t *server_conns(const server_t *s, int i)
 {
-    return s->publish;
+    return i >= 0 && i < CONNS_SOCKETS && s->conns[i] ? conns_stats(s->conns[i]) : NULL;
 }
 
 void server_reload_done(server_t *s, bool ok, const char *message)

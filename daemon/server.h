@@ -21,6 +21,8 @@
 
 #include "ahead.h"
 #include "config.h"
+#include "conns.h"
+#include "zap.h"
 
 typedef struct server server_t;
 
@@ -89,8 +91,12 @@ const config_t *server_config(const server_t *s);
 /* Producers whose gap does not close (ahead of the database), for status. */
 const ahead_t *server_ahead(const server_t *s);
 
-/* The publish socket (XPUB), for the control socket's connection monitor. */
-void *server_publish_socket(const server_t *s);
+/* The connections of ingest (0), publish (1) or query (2); NULL when
+ * that socket is not monitored. */
+const conns_stats_t *server_conns(const server_t *s, int socket);
+
+/* The ZAP handler, for its counters; NULL when CURVE is off. */
+const zap_t *server_zap(const server_t *s);
 
 /* Tells the operators who asked for this reload (`parksync reload`) how it
  * went and keeps a failure's message for STATUS and `parksync status`.

@@ -88,6 +88,18 @@ static const zap_entry_t *table_find(const zap_table_t *t, const uint8_t *key)
     return NULL;
 }
 
+bool zap_table_revokes(const zap_table_t *old, const zap_table_t *now)
+{
+    if (!old->subscriber_auth && now->subscriber_auth)
+        return true; /* anonymous readers are no longer admitted */
+    for (size_t i = 0; i < old->n; i++) {
+        const zap_entry_t *e = table_find(now, old->entries[i].key);
+        if (!e || e->role != old->entries[i].role || strcmp(e->name, old->entries[i].name) != 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- the handler thread */
 
 static bool frame_is(zmq_msg_t *m, const char *text)
@@ -263,6 +275,15 @@ out:
 
 /* ---------------------------------------------------------------- the loop's side */
 
+/* An operator who wrote subscriber_auth = off hears, at every start and
+ * reload, that CURVE then encrypts reads without restricting them. */
+static void warn_open_readers(const zap_table_t *t)
+{
+    if (!t->subscriber_auth)
+        log_warning("[security] subscriber_auth = off: any CURVE key may read publish and "
+                    "query (snapshots, changes, live records); only ingest checks keys");
+}
+
 zap_t *zap_new(void *zctx, const zap_table_t *table)
 {
     zap_t *z = calloc(1, sizeof *z);
@@ -296,6 +317,7 @@ zap_t *zap_new(void *zctx, const zap_table_t *table)
         zmq_setsockopt(z->pipe, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
         log_info("ZAP handler bound to %s: %zu keys admitted%s", ZAP_ENDPOINT, table->n,
                  table->subscriber_auth ? ", subscribers authenticated" : "");
+        warn_open_readers(table);
         return z;
     }
     err = 0;
@@ -313,6 +335,7 @@ int zap_update(zap_t *z, const zap_table_t *table)
 {
     if (zmq_send(z->pipe, table, sizeof *table, ZMQ_DONTWAIT) < 0)
         return -zmq_errno();
+    warn_open_readers(table);
     return 0;
 }
 

@@ -10,7 +10,8 @@
  *   "ministry:AZ-MOE"   a key of [ministry AZ-MOE]
  *   "subscriber:dash1"  a key of [subscriber dash1]
  *   "anonymous"         any other key, on publish and query only, when
- *                       subscriber_auth = off
+ *                       the config says subscriber_auth = off (the default
+ *                       with CURVE is on; off is warned at start and reload)
  * Domains, one per server socket (ZMQ_ZAP_DOMAIN), carry the role rules:
  *   parksync.ingest     ministries only
  *   parksync.publish    ministries (acks) and subscribers
@@ -61,6 +62,11 @@ typedef struct zap_table {
     size_t n;             /* entries used */
     zap_entry_t entries[ZAP_MAX_ENTRIES];
 } zap_table_t;
+
+/* True when a connection admitted under `old` might not be admitted
+ * under `now`: a key removed or given another role or name, or
+ * subscriber_auth turned on. */
+bool zap_table_revokes(const zap_table_t *old, const zap_table_t *now);
 
 typedef struct zap zap_t;
 

@@ -4361,6 +4361,14 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
         return NULL;
     }
     sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+    /* A connection learns that the file is in WAL mode only when it
+     * first reads it; until then a checkpoint is a no-op that reports
+     * success (log and done -1), and the WAL grows without end. */
+    if (sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(c->db));
+        store_checkpointer_close(&c);
+        return NULL;
+    }
     return c;
 }
 
@@ -4372,6 +4380,10 @@ int store_checkpoint(store_checkpointer_t *c)
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
         return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+    }
+    if (rc == SQLITE_OK && log < 0) {
+        snprintf(c->err, sizeof(c->err), "the database is not in WAL mode");
+        return -EINVAL;
     }
     return log > done ? log - done : 0;
 }

@@ -288,12 +288,11 @@ void harness_cleanup(harness_t *h)
         fprintf(stderr, "harness: could not remove %s\n", h->dir);
 }
 
-int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
+Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *reply = NULL;
-    int64_t value = -1;
     const char *why;
     zmq_msg_t m;
 
@@ -303,14 +302,25 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
     q.status = &sr;
     if (roundtrip(h, h->control, false, &q.base, timeout_ms, &m) &&
-        wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0) {
-        if (reply->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS)
-            for (size_t i = 0; i < reply->status->n_counters; i++)
-                if (strcmp(reply->status->counters[i]->name, name) == 0)
-                    value = (int64_t)reply->status->counters[i]->value;
+        wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0 &&
+        reply->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS) {
         parksync__v1__control_reply__free_unpacked(reply, NULL);
+        reply = NULL;
     }
     zmq_msg_close(&m);
+    return reply;
+}
+
+int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
+{
+    Parksync__V1__ControlReply *reply = harness_status(h, timeout_ms);
+    int64_t value = -1;
+
+    for (size_t i = 0; reply && i < reply->status->n_counters; i++)
+        if (strcmp(reply->status->counters[i]->name, name) == 0)
+            value = (int64_t)reply->status->counters[i]->value;
+    if (reply)
+        parksync__v1__control_reply__free_unpacked(reply, NULL);
     return value;
 }
 
@@ -328,4 +338,40 @@ void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o)
     ps_subscriber_options_init(o);
     o->publish_endpoint = h->publish;
     o->query_endpoint = h->query;
+}
+
+void harness_park(harness_park_t *pu, const char *id, const char *cc)
+{
+    parksync__v1__update__init(&pu->u);
+    parksync__v1__park__init(&pu->p);
+    pu->p.park_id = (char *)id;
+    pu->p.country = (char *)cc;
+    pu->p.name = (char *)"Test park";
+    pu->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
+    pu->u.park = &pu->p;
+}
+
+ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, const char *server_key,
+                          const char *secret_key, int timeout_ms, int *records)
+{
+    ps_subscriber_options_t o;
+    ps_subscriber_t *s;
+    ps_event_t ev;
+    ps_err_t err;
+
+    harness_subscriber_options(h, &o);
+    o.live = false;
+    o.timeout_ms = timeout_ms;
+    o.kind = kind;
+    o.server_public_key = server_key;
+    o.secret_key = server_key ? secret_key : NULL;
+    *records = 0;
+    s = ps_subscriber_new(&o, &err);
+    if (!s)
+        return err;
+    while ((err = ps_subscriber_next(s, &ev, 2 * timeout_ms)) == PS_OK)
+        if (ev.kind == PS_EVENT_RECORD)
+            (*records)++;
+    ps_subscriber_destroy(&s);
+    return err == PS_ERR_CLOSED ? PS_OK : err;
 }

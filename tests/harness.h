@@ -81,12 +81,33 @@ char *harness_slurp(const char *path);
  * counter. */
 int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
 
+/* The daemon's whole status (reply->status), or NULL when it does not
+ * answer within timeout_ms. Free with
+ * parksync__v1__control_reply__free_unpacked(reply, NULL). */
+Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms);
+
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);
 void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o);
 
+/* Takes one snapshot of kind (no live records) from this daemon, over
+ * CURVE with these Z85 keys when server_key is not NULL, and counts its
+ * records in *records. Returns PS_OK once the snapshot ended, or the
+ * library's error (PS_ERR_TIMEOUT: no answer within timeout_ms, as for
+ * a key the daemon refuses). */
+ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, const char *server_key,
+                          const char *secret_key, int timeout_ms, int *records);
+
 /* Stops a running daemon (kill) and removes the directory. */
+/* A park update of country cc (sequence and producer left to the
+ * producer); the pointers inside point into *pu. */
+typedef struct harness_park {
+    Parksync__V1__Update u;
+    Parksync__V1__Park p;
+} harness_park_t;
+void harness_park(harness_park_t *pu, const char *id, const char *cc);
+
 void harness_cleanup(harness_t *h);
 
 #endif /* PARKSYNC_TEST_HARNESS_H */

@@ -112,23 +112,6 @@ static ps_producer_t *producer(const char *id, const pair_t *k, int timeout_ms, 
     return ps_producer_new(&o, err);
 }
 
-/* A park update of country cc. */
-typedef struct park_update {
-    Parksync__V1__Update u;
-    Parksync__V1__Park p;
-} park_update_t;
-
-static void park(park_update_t *pu, const char *id, const char *cc)
-{
-    parksync__v1__update__init(&pu->u);
-    parksync__v1__park__init(&pu->p);
-    pu->p.park_id = (char *)id;
-    pu->p.country = (char *)cc;
-    pu->p.name = (char *)"Test park";
-    pu->u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
-    pu->u.park = &pu->p;
-}
-
 static store_t *open_db(void)
 {
     store_config_t cfg;
@@ -162,7 +145,7 @@ Test(security, unknown_key_is_refused_and_nothing_reaches_the_store, .fini = tea
      .timeout = 60)
 {
     ps_producer_t *p;
-    park_update_t pu;
+    harness_park_t pu;
     ps_err_t err;
     store_producer_stats_t st;
 
@@ -171,7 +154,7 @@ Test(security, unknown_key_is_refused_and_nothing_reaches_the_store, .fini = tea
      * its updates never reach the daemon: no ack ever comes. */
     p = producer("ROGUE", &rogue, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
-    park(&pu, "AZ-ROGUE", "AZ");
+    harness_park(&pu, "AZ-ROGUE", "AZ");
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_expect_eq(ps_producer_flush(p, 1500), PS_ERR_TIMEOUT);
     ps_producer_destroy(&p);
@@ -186,7 +169,7 @@ Test(security, unknown_key_is_refused_and_nothing_reaches_the_store, .fini = tea
         zmq_setsockopt(pub, ZMQ_CURVE_PUBLICKEY, rogue.pub, 40);
         zmq_setsockopt(pub, ZMQ_CURVE_SECRETKEY, rogue.sec, 40);
         cr_assert_eq(zmq_connect(pub, h.ingest), 0);
-        park(&pu, "AZ-ROGUE", "AZ");
+        harness_park(&pu, "AZ-ROGUE", "AZ");
         pu.u.has_version = pu.u.has_sequence = pu.u.has_event_time_us = true;
         pu.u.version = 1;
         pu.u.producer_id = (char *)"AZ-MOE"; /* claims to be the real ministry */
@@ -206,7 +189,7 @@ Test(security, unknown_key_is_refused_and_nothing_reaches_the_store, .fini = tea
     p = producer("AZ-MOE", &az, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
     cr_assert_eq(ps_producer_last_acked(p), 0);
-    park(&pu, "AZ-SUMGAIT-CHEM", "AZ");
+    harness_park(&pu, "AZ-SUMGAIT-CHEM", "AZ");
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
     ps_producer_destroy(&p);
@@ -231,30 +214,30 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
      .timeout = 60)
 {
     ps_producer_t *p;
-    park_update_t pu;
+    harness_park_t pu;
     ps_err_t err;
     store_producer_stats_t st;
 
     start_secure(false);
     p = producer("AZ-MOE", &az, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
-    park(&pu, "TJ-DUSHANBE", "TJ"); /* AZ writes a TJ park */
+    harness_park(&pu, "TJ-DUSHANBE", "TJ"); /* AZ writes a TJ park */
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
-    park(&pu, "AZ-ALAT", "AZ"); /* and its own */
+    harness_park(&pu, "AZ-ALAT", "AZ"); /* and its own */
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
     ps_producer_destroy(&p);
     /* AZ's key, TJ's producer id: refused without touching TJ-MIT's sequence. */
     p = producer("TJ-MIT", &az, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
-    park(&pu, "AZ-FORGED", "AZ");
+    harness_park(&pu, "AZ-FORGED", "AZ");
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_expect_eq(ps_producer_flush(p, 1500), PS_ERR_TIMEOUT);
     ps_producer_destroy(&p);
     /* TJ-MIT itself then starts at 1 as if nothing happened. */
     p = producer("TJ-MIT", &tj, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
-    park(&pu, "TJ-DUSHANBE", "TJ");
+    harness_park(&pu, "TJ-DUSHANBE", "TJ");
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
     ps_producer_destroy(&p);
@@ -287,37 +270,17 @@ Test(security, ministry_cannot_write_for_another_country_or_producer, .fini = te
     store_close(&s);
 }
 
-/* Opens a subscriber with key k (NULL: plain); returns its error. */
+/* Takes a snapshot of parks with key k (NULL: plain); returns its error. */
 static ps_err_t subscribe(const pair_t *k, int *records)
 {
-    ps_subscriber_options_t o;
-    ps_subscriber_t *s;
-    ps_event_t ev;
-    ps_err_t err;
-
-    harness_subscriber_options(&h, &o);
-    o.live = false;
-    o.timeout_ms = 1500;
-    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
-    if (k) {
-        o.server_public_key = daemon_k.pub;
-        o.secret_key = k->sec;
-    }
-    *records = 0;
-    s = ps_subscriber_new(&o, &err);
-    if (!s)
-        return err;
-    while ((err = ps_subscriber_next(s, &ev, 3000)) == PS_OK)
-        if (ev.kind == PS_EVENT_RECORD)
-            (*records)++;
-    ps_subscriber_destroy(&s);
-    return err == PS_ERR_CLOSED ? PS_OK : err;
+    return harness_snapshot(&h, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK,
+                            k ? daemon_k.pub : NULL, k ? k->sec : NULL, 1500, records);
 }
 
 Test(security, subscriber_without_an_allowed_key_gets_nothing, .fini = teardown, .timeout = 60)
 {
     ps_producer_t *p;
-    park_update_t pu;
+    harness_park_t pu;
     ps_err_t err;
     int n = 0;
 
@@ -334,7 +297,7 @@ Test(security, subscriber_without_an_allowed_key_gets_nothing, .fini = teardown,
 
     p = producer("AZ-MOE", &az, 5000, &err);
     cr_assert_not_null(p, "%s", ps_strerror(err));
-    park(&pu, "AZ-SUMGAIT-CHEM", "AZ");
+    harness_park(&pu, "AZ-SUMGAIT-CHEM", "AZ");
     cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
     cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
     ps_producer_destroy(&p);

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "ctl.h"
 #include "json.h"
 #include "wire.h"
 
@@ -224,13 +225,9 @@ int cmd_conflicts(int argc, char **argv)
                 CLI_CONFLICTS_USAGE);
         return CLI_USAGE;
     }
-    if (control)
-        snprintf(endpoint, sizeof endpoint, "%s", control);
-    else if (wire_control_endpoint_default(endpoint, sizeof endpoint) < 0) {
-        fprintf(stderr, "parksync conflicts: the default control endpoint is too long; "
-                        "give --control\n");
-        return CLI_USAGE;
-    }
+    if ((status = ctl_endpoint("conflicts", control, endpoint, sizeof endpoint)) != CLI_OK)
+        return status;
+    status = CLI_RUNTIME;
 
     cli_signals_install();
     void *ctx = zmq_ctx_new();

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "rundir.h"
 #include "wire.h"
 
 int ctl_option(ctl_opts_t *o, int c, const char *arg)
@@ -39,6 +40,32 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg)
     }
 }
 
+int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size)
+{
+    char dir[256], name[256], why[1024];
+    int rc;
+
+    if (control) {
+        snprintf(buf, size, "%s", control); /* the operator's choice, taken as given */
+        return CLI_OK;
+    }
+    if (wire_control_endpoint_default(buf, size) < 0 ||
+        rundir_split(buf, dir, sizeof dir, name, sizeof name) < 0) {
+        fprintf(stderr, "parksync %s: the default control endpoint is too long; give --control\n",
+                cmd);
+        return CLI_USAGE;
+    }
+    /* A socket found by the rule must be the daemon's, not one another
+     * local user put in a directory they made first. */
+    rc = rundir_check_trusted(dir, why, sizeof why);
+    if (rc < 0) {
+        fprintf(stderr, "parksync %s: %s %s: %s\n", cmd,
+                rc == -ENOENT ? "no control socket at" : "will not use", buf, why);
+        return CLI_RUNTIME;
+    }
+    return CLI_OK;
+}
+
 int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__ControlReply **out)
 {
     char endpoint[256];
@@ -50,15 +77,9 @@ int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__
     size_t len;
 
     *out = NULL;
-    if (o->control)
-        snprintf(endpoint, sizeof endpoint, "%s", o->control);
-    else if (wire_control_endpoint_default(endpoint, sizeof endpoint) < 0) {
-        fprintf(stderr,
-                "parksync %s: the default control endpoint is too long; give "
-                "--control\n",
-                o->cmd);
-        return CLI_USAGE;
-    }
+    if ((status = ctl_endpoint(o->cmd, o->control, endpoint, sizeof endpoint)) != CLI_OK)
+        return status;
+    status = CLI_RUNTIME;
     q->has_version = q->has_request_id = true;
     q->version = WIRE_VERSION;
     q->request_id = 1;

@@ -3,12 +3,14 @@
  * by the operator commands (status, metrics, backup, reload).
  *
  * The control socket is ipc:// only; with no --control the CLI finds it by
- * the rule the daemon used to place it (wire_control_endpoint_default).
+ * the rule the daemon used to place it (wire_control_endpoint_default),
+ * and uses it only in a directory it can trust (rundir.h).
  */
 #ifndef PARKSYNC_CLI_CTL_H
 #define PARKSYNC_CLI_CTL_H
 
 #include <getopt.h>
+#include <stddef.h>
 
 #include "parksync.pb-c.h"
 
@@ -41,6 +43,12 @@ typedef struct ctl_opts {
  * when handled, 0 when c is not one of them, -1 after printing a usage
  * error (exit with CLI_USAGE). */
 int ctl_option(ctl_opts_t *o, int c, const char *arg);
+
+/* The control endpoint for command cmd into buf: control (--control) as
+ * given, else the default rule's, whose directory must be trusted
+ * (rundir_check_trusted). Returns CLI_OK, or the exit status after
+ * printing why ("parksync status: will not use ipc:///tmp/...: ..."). */
+int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size);
 
 /* Sends q (version and request_id are filled in) and waits for the reply.
  * An Error reply is printed ("parksync CMD: the daemon refused: ...") and

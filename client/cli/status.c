@@ -132,6 +132,18 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
                    ", later updates not applied (a restored backup? see parksync(1))\n",
                    "", p->missing_from, p->missing_to);
     }
+    for (size_t i = 0; i < st->n_connections; i++) {
+        const Parksync__V1__SocketConnections *sc = st->connections[i];
+        printf("%s %s %" PRIu64 " open (%" PRIu64 " accepted, %" PRIu64
+               " refused over the budget, %" PRIu64 " accept failures; handshakes failed:",
+               i ? "," : "connections:", sc->socket ? sc->socket : "?", sc->open, sc->accepted,
+               sc->refused, sc->accept_failed);
+        for (size_t r = 0; r < sc->n_handshakes_failed; r++)
+            printf(" %s %" PRIu64, sc->handshakes_failed[r]->name, sc->handshakes_failed[r]->value);
+        printf(")");
+    }
+    if (st->n_connections)
+        printf("\n");
     printf("counters:");
     for (size_t i = 0; i < st->n_counters; i++)
         printf("%s %s %" PRIu64, i ? "," : "", st->counters[i]->name, st->counters[i]->value);
@@ -147,6 +159,23 @@ static json_t *counters_json(Parksync__V1__Counter **c, size_t n)
     for (size_t i = 0; o && i < n; i++)
         json_object_set_new(o, c[i]->name ? c[i]->name : "?",
                             json_integer((json_int_t)c[i]->value));
+    return o;
+}
+
+/* {"ingest": {"open": N, ..., "handshakes_failed": {"mechanism": N, ...}}, ...} */
+static json_t *connections_json(const Parksync__V1__Status *st)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o && i < st->n_connections; i++) {
+        const Parksync__V1__SocketConnections *sc = st->connections[i];
+        json_object_set_new(
+            o, sc->socket ? sc->socket : "?",
+            json_pack("{s:I, s:I, s:I, s:I, s:o}", "open", (json_int_t)sc->open, "accepted",
+                      (json_int_t)sc->accepted, "refused", (json_int_t)sc->refused, "accept_failed",
+                      (json_int_t)sc->accept_failed, "handshakes_failed",
+                      counters_json(sc->handshakes_failed, sc->n_handshakes_failed)));
+    }
     return o;
 }
 
@@ -195,6 +224,7 @@ static int print_json(const Parksync__V1__Status *st)
                         counters_json(st->conflicts_by_reason, st->n_conflicts_by_reason));
     json_object_set_new(o, "rejected", rejected);
     json_object_set_new(o, "counters", counters_json(st->counters, st->n_counters));
+    json_object_set_new(o, "connections", connections_json(st));
     json_object_set_new(o, "reload_error",
                         st->reload_error ? json_string(st->reload_error) : json_null());
     rc = json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 || fputc('\n', stdout) == EOF
