@@ -717,6 +717,8 @@ static const struct nul_reason {
     NUL_REASON(counter, name, "counter.name"),
     NUL_REASON(status, version, "status.version"),
     NUL_REASON(status, reload_error, "status.reload_error"),
+    NUL_REASON(status_request, producers_after, "status.producers_after"),
+    NUL_REASON(socket_connections, socket, "status.connections.socket"),
     NUL_REASON(metrics, text, "metrics.text"),
     NUL_REASON(backup, path, "backup.path"),
     NUL_REASON(reload, message, "reload.message"),
