@@ -81,10 +81,10 @@ static void *raw_ingest(void *ctx)
     return pub;
 }
 
-/* TJ-MINT's update #seq of a park of AZ, which TJ-MINT does not own: the
- * daemon refuses it and keeps it as a claim. With pad, the update is
- * filled up to WIRE_MAX_UPDATE with an unknown field. Returns its bytes. */
-static size_t refused_update(uint8_t *buf, uint64_t seq, bool pad)
+/* Producer id's update #seq, of a park of AZ, packed into buf (at least
+ * WIRE_MAX_UPDATE bytes). With pad, it is filled up to WIRE_MAX_UPDATE
+ * with an unknown field. Returns its bytes. */
+static size_t park_update(uint8_t *buf, const char *id, uint64_t seq, bool pad)
 {
     Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
     Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
@@ -92,7 +92,7 @@ static size_t refused_update(uint8_t *buf, uint64_t seq, bool pad)
 
     u.has_version = u.has_sequence = u.has_event_time_us = true;
     u.version = WIRE_VERSION;
-    u.producer_id = (char *)"TJ-MINT";
+    u.producer_id = (char *)id;
     u.sequence = seq;
     u.event_time_us = BASE_TIME_US + (int64_t)seq;
     p.park_id = (char *)"AZ-SUMGAIT-CHEM";
@@ -112,19 +112,25 @@ static size_t refused_update(uint8_t *buf, uint64_t seq, bool pad)
         for (size_t i = 0; i < n; i++)
             buf[len++] = (uint8_t)(seq * 31 + i);
     }
+    cr_assert_leq(len, WIRE_MAX_UPDATE);
     return len;
 }
 
-static void send_refused(void *pub, uint64_t first, uint64_t n, bool pad)
+static void send_park(void *pub, const char *id, uint64_t seq, bool pad)
 {
     static uint8_t buf[WIRE_MAX_UPDATE];
+    size_t len = park_update(buf, id, seq, pad);
 
-    for (uint64_t seq = first; seq < first + n; seq++) {
-        size_t len = refused_update(buf, seq, pad);
-        cr_assert_leq(len, WIRE_MAX_UPDATE);
-        cr_assert(zmq_send(pub, "park", 4, ZMQ_SNDMORE) >= 0);
-        cr_assert(zmq_send(pub, buf, len, 0) >= 0);
-    }
+    cr_assert(zmq_send(pub, "park", 4, ZMQ_SNDMORE) >= 0);
+    cr_assert(zmq_send(pub, buf, len, 0) >= 0);
+}
+
+/* TJ-MINT's updates first .. first + n - 1: parks of AZ, which TJ-MINT
+ * does not own, so the daemon refuses them and keeps them as claims. */
+static void send_refused(void *pub, uint64_t first, uint64_t n, bool pad)
+{
+    for (uint64_t seq = first; seq < first + n; seq++)
+        send_park(pub, "TJ-MINT", seq, pad);
 }
 
 static sqlite3 *db_open(void)
@@ -283,29 +289,6 @@ Test(retention, conflicts_and_claims_are_kept_by_count_and_by_age)
 #define MAX_PRODUCERS  300  /* [limits] max_producers of that test */
 #define METRICS_MAX_KB 256  /* KiB the metrics text may take with them */
 
-/* One update of producer `id` (sequence 1): a park of AZ. */
-static void send_from(void *pub, const char *id)
-{
-    Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
-    Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
-    uint8_t buf[512];
-    size_t len;
-
-    u.has_version = u.has_sequence = u.has_event_time_us = true;
-    u.version = WIRE_VERSION;
-    u.producer_id = (char *)id;
-    u.sequence = 1;
-    u.event_time_us = BASE_TIME_US;
-    p.park_id = (char *)"AZ-SUMGAIT-CHEM";
-    p.country = (char *)"AZ";
-    p.name = (char *)"Sumgait";
-    u.body_case = PARKSYNC__V1__UPDATE__BODY_PARK;
-    u.park = &p;
-    len = parksync__v1__update__pack(&u, buf);
-    cr_assert(zmq_send(pub, "park", 4, ZMQ_SNDMORE) >= 0);
-    cr_assert(zmq_send(pub, buf, len, 0) >= 0);
-}
-
 static size_t count_of(const char *text, const char *what)
 {
     size_t n = 0;
@@ -330,9 +313,9 @@ Test(retention, unlisted_producers_cost_nothing_durable)
     pub = raw_ingest(ctx);
     for (int i = 0; i < STRANGERS; i++) {
         snprintf(id, sizeof id, "STRANGER-%05d", i);
-        send_from(pub, id);
+        send_park(pub, id, 1, false);
     }
-    send_from(pub, "AZ-MOE");
+    send_park(pub, "AZ-MOE", 1, false);
     cr_assert_eq(counter_at_least("applied", 1), 1, "see %s", h.log); /* AZ-MOE's, sent last */
     cr_expect_eq(harness_counter(&h, "unadmitted", 2000), STRANGERS);
     cr_expect_eq(harness_counter(&h, "acks", 2000), 1, "only AZ-MOE is acknowledged");
@@ -367,7 +350,7 @@ Test(retention, many_producer_ids_are_bounded_listed_in_pages_and_counted)
     pub = raw_ingest(ctx);
     for (int i = 0; i < NEW_IDS; i++) {
         snprintf(id, sizeof id, "P%05d", i);
-        send_from(pub, id);
+        send_park(pub, id, 1, false);
     }
     cr_assert_eq(counter_at_least("applied", MAX_PRODUCERS) +
                      counter_at_least("unadmitted", NEW_IDS - MAX_PRODUCERS),
