@@ -131,6 +131,10 @@ static const config_option_t options[] = {
      "(0: off, 1..86400)"},
     {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL, NULL,
      "concurrent snapshot/changes streams (1..1024)"},
+    {"limits", "max_streams_per_client", OPT_UINT, FIELD(max_streams_per_client), "4", 1, 1024, 0,
+     0, NULL, NULL,
+     "concurrent streams of one query connection (1..1024; at most max_streams - 1 "
+     "whatever is set, so one client never holds every stream)"},
     {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
      "values only for tests)"},

@@ -14,8 +14,8 @@
  *               conflicts_keep_days
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
- *               max_streams, publish_hwm, ingest_hwm, max_connections,
- *               handshake_timeout_ms, max_producers
+ *               max_streams, max_streams_per_client, publish_hwm, ingest_hwm,
+ *               max_connections, handshake_timeout_ms, max_producers
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -90,16 +90,17 @@ typedef struct config {
     double threshold_pct;               /* discrepancy flag threshold, percent */
     double cif_fob_factor;              /* importer's figure vs exporter's * this */
     /* [limits] */
-    uint32_t batch_max;            /* updates per transaction */
-    uint32_t summary_interval_ms;  /* least time between summary refreshes, ms */
-    uint32_t heartbeat_ms;         /* heartbeat period, ms */
-    uint32_t summary_republish_s;  /* summaries published again this often, s; 0 = off */
-    uint32_t max_streams;          /* concurrent snapshot/changes streams */
-    uint32_t ingest_hwm;           /* updates queued in the ingest SUB before ZeroMQ drops */
-    uint32_t publish_hwm;          /* publications queued per subscriber before ZeroMQ drops */
-    uint32_t max_connections;      /* open connections per data socket */
-    uint32_t handshake_timeout_ms; /* ZMQ_HANDSHAKE_IVL of the data sockets, ms */
-    uint32_t max_producers;        /* authority off: producer ids the database takes; 0 = any */
+    uint32_t batch_max;              /* updates per transaction */
+    uint32_t summary_interval_ms;    /* least time between summary refreshes, ms */
+    uint32_t heartbeat_ms;           /* heartbeat period, ms */
+    uint32_t summary_republish_s;    /* summaries published again this often, s; 0 = off */
+    uint32_t max_streams;            /* concurrent snapshot/changes streams */
+    uint32_t max_streams_per_client; /* streams of one query connection (<= max_streams - 1) */
+    uint32_t ingest_hwm;             /* updates queued in the ingest SUB before ZeroMQ drops */
+    uint32_t publish_hwm;            /* publications queued per subscriber before ZeroMQ drops */
+    uint32_t max_connections;        /* open connections per data socket */
+    uint32_t handshake_timeout_ms;   /* ZMQ_HANDSHAKE_IVL of the data sockets, ms */
+    uint32_t max_producers;          /* authority off: producer ids the database takes; 0 = any */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries; /* sections used */

@@ -501,14 +501,14 @@ typedef struct counter_field {
 #f, offsetof(server_counters_t, f)                                                         \
     }
 static const counter_field_t counter_fields[] = {
-    COUNTER(received),    COUNTER(applied),        COUNTER(duplicates),
-    COUNTER(gaps),        COUNTER(refused),        COUNTER(bad_frames),
-    COUNTER(too_large),   COUNTER(undecodable),    COUNTER(invalid),
-    COUNTER(wrong_topic), COUNTER(store_errors),   COUNTER(summary_failures),
-    COUNTER(commits),     COUNTER(published),      COUNTER(acks),
-    COUNTER(heartbeats),  COUNTER(queries),        COUNTER(bad_queries),
-    COUNTER(chunks),      COUNTER(streams_opened), COUNTER(streams_dropped),
-    COUNTER(forged),      COUNTER(unadmitted),
+    COUNTER(received),    COUNTER(applied),         COUNTER(duplicates),
+    COUNTER(gaps),        COUNTER(refused),         COUNTER(bad_frames),
+    COUNTER(too_large),   COUNTER(undecodable),     COUNTER(invalid),
+    COUNTER(wrong_topic), COUNTER(store_errors),    COUNTER(summary_failures),
+    COUNTER(commits),     COUNTER(published),       COUNTER(acks),
+    COUNTER(heartbeats),  COUNTER(queries),         COUNTER(bad_queries),
+    COUNTER(chunks),      COUNTER(streams_opened),  COUNTER(streams_refused),
+    COUNTER(forged),      COUNTER(streams_dropped), COUNTER(unadmitted),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])

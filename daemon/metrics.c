@@ -235,6 +235,9 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);
+    counter(&t, "parksync_streams_refused_total",
+            "Stream requests answered BUSY (max_streams or max_streams_per_client).",
+            n->streams_refused);
     counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
     family(&t, "parksync_handshakes_total", "counter",
            "CURVE handshakes on ingest, publish and query, by the ZAP handler's answer.");

@@ -75,6 +75,7 @@ enum {
     RL_REFUSED,
     RL_SUMMARY,
     RL_UNADMITTED,
+    RL_STREAM_BUSY,
     RL_COUNT,
 };
 
@@ -154,8 +155,8 @@ struct server {
 };
 
 static const char *const ratelimit_names[RL_COUNT] = {
-    "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",
-    "bad query",  "send",      "forged",      "refused", "summary",     "unadmitted"};
+    "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",        "bad query",
+    "send",       "forged",    "refused",     "summary", "unadmitted",  "stream busy"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -1274,22 +1275,67 @@ static void end_stream(server_t *s, stream_t *st)
     stream_close(st);
 }
 
+/* One connection's share of the streams: never every slot, so one client
+ * alone cannot leave the others BUSY (unless max_streams is 1). */
+static uint32_t streams_per_client(const server_t *s)
+{
+    uint32_t cap = s->n_streams > 1 ? s->n_streams - 1 : 1;
+
+    return s->cfg.max_streams_per_client < cap ? s->cfg.max_streams_per_client : cap;
+}
+
+static uint32_t streams_of(const server_t *s, const peer_t *peer)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < s->n_streams; i++) {
+        const stream_t *st = &s->streams[i];
+        if (st->state != STREAM_FREE && st->peer.len == peer->len &&
+            memcmp(st->peer.id, peer->id, peer->len) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* Answers a stream request that finds no room with BUSY: message names
+ * the limit. Counted and logged (rate-limited). */
+static void refuse_stream(server_t *s, const peer_t *peer, uint64_t request_id, const char *message)
+{
+    s->n.streams_refused++;
+    log_ratelimited(&s->rl[RL_STREAM_BUSY], LOG_LEVEL_WARNING,
+                    "refusing stream request %" PRIu64 ": %s", request_id, message);
+    reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, message);
+}
+
 static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, bool changes,
                          const Parksync__V1__Filter *filter, uint64_t since, bool has_credit,
                          uint32_t credit, bool has_chunk, uint32_t chunk)
 {
     stream_t *st = stream_find(s, peer, request_id);
+    uint32_t mine;
     char msg[160];
 
     if (st) /* the same request again: it replaces the old stream */
         stream_close(st);
+    /* The routing id is the connection (ZeroMQ gives each its own), so
+     * this bounds a connection, not a key: many connections are bounded
+     * by max_streams. */
+    mine = streams_of(s, peer);
+    if (mine >= streams_per_client(s)) {
+        snprintf(msg, sizeof msg,
+                 "this connection runs %" PRIu32 " streams (max_streams_per_client); retry when "
+                 "one ends",
+                 mine);
+        refuse_stream(s, peer, request_id, msg);
+        return;
+    }
     for (uint32_t i = 0; !st && i < s->n_streams; i++)
         if (s->streams[i].state == STREAM_FREE)
             st = &s->streams[i];
     if (!st) {
         snprintf(msg, sizeof msg, "%" PRIu32 " streams are running (max_streams); retry later",
                  s->n_streams);
-        reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, msg);
+        refuse_stream(s, peer, request_id, msg);
         return;
     }
     /* wire_query_request_decode validated the filter: country is NULL or
@@ -1740,6 +1786,11 @@ server_t *server_new(const config_t *cfg)
         log_error("out of memory for %" PRIu32 " streams; exiting", s->n_streams);
         goto fail;
     }
+    if (cfg->max_streams_per_client > streams_per_client(s))
+        log_notice("[limits] max_streams_per_client = %" PRIu32 " is more than max_streams - 1; "
+                   "serving at most %" PRIu32 " streams per connection, so that one client "
+                   "cannot take them all",
+                   cfg->max_streams_per_client, streams_per_client(s));
     s->published_rev = store_head(s->store);
     store_pin_changes(s->store, s->published_rev);
     if (getrandom(s->instance, sizeof s->instance, 0) != (ssize_t)sizeof s->instance) {
@@ -1886,6 +1937,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     free(old);
     reconfigure_connections(s, cfg);
     run->batch_max = cfg->batch_max;
+    run->max_streams_per_client = cfg->max_streams_per_client; /* new streams from now on */
     run->summary_interval_ms = cfg->summary_interval_ms;
     if (run->summary_republish_s != cfg->summary_republish_s) {
         run->summary_republish_s = cfg->summary_republish_s;
@@ -1943,11 +1995,11 @@ void server_destroy(server_t **sp)
                  ", invalid %" PRIu64 ", wrong topic %" PRIu64 "; commits %" PRIu64
                  ", storage failures %" PRIu64 ", published %" PRIu64 ", acks %" PRIu64
                  ", queries %" PRIu64 " (bad %" PRIu64 "), chunks %" PRIu64 ", streams %" PRIu64
-                 " (dropped %" PRIu64 ")",
+                 " (refused %" PRIu64 ", dropped %" PRIu64 ")",
                  store_head(s->store), n->received, n->applied, n->duplicates, n->gaps, n->refused,
                  n->bad_frames, n->too_large, n->undecodable, n->invalid, n->wrong_topic,
                  n->commits, n->store_errors, n->published, n->acks, n->queries, n->bad_queries,
-                 n->chunks, n->streams_opened, n->streams_dropped);
+                 n->chunks, n->streams_opened, n->streams_refused, n->streams_dropped);
         for (int i = 0; i < RL_COUNT; i++)
             if (s->rl[i].suppressed > 0)
                 log_info("%" PRIu64 " '%s' messages were suppressed at the end",

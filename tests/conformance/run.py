@@ -436,20 +436,41 @@ class QueryTests(DaemonCase):
                 self.assertEqual(self.error_of(rep),
                                  pb.ERROR_CODE_UNKNOWN_REQUEST)
 
+    def open_stream(self, q):
+        """Starts a snapshot of one record per chunk, credit 1: it runs
+        until cancelled."""
+        rid = q.new_id()
+        q.send(pb.QueryRequest(
+            version=1, request_id=rid,
+            snapshot=pb.SnapshotRequest(credit=1, chunk_records=1)))
+        self.assertEqual(q.recv_for(rid).WhichOneof("body"), "chunk")
+        return rid
+
     def test_busy_over_max_streams(self):
+        # max_streams = 2, so each connection may run one (never all)
         self.load(20)
-        rids = []
-        for _ in range(2):
-            rid = self.q.new_id()
-            self.q.send(pb.QueryRequest(
-                version=1, request_id=rid,
-                snapshot=pb.SnapshotRequest(credit=1, chunk_records=1)))
-            self.assertEqual(self.q.recv_for(rid).WhichOneof("body"), "chunk")
-            rids.append(rid)
+        others = [c.Query(self.daemon.query) for _ in range(2)]
+        self.closers += others
+        self.open_stream(self.q)
+        self.open_stream(others[0])
+        _, err = others[1].snapshot(credit=1, chunk_records=1)
+        self.assertEqual(err.code, pb.ERROR_CODE_BUSY)
+        self.assertIn("(max_streams)", err.message)
+        _, err = others[1].changes(0, credit=1, chunk_records=1)
+        self.assertEqual(err.code, pb.ERROR_CODE_BUSY)
+
+    def test_busy_over_streams_per_client(self):
+        self.load(20)
+        self.open_stream(self.q)
         _, err = self.q.snapshot(credit=1, chunk_records=1)
         self.assertEqual(err.code, pb.ERROR_CODE_BUSY)
-        _, err = self.q.changes(0, credit=1, chunk_records=1)
-        self.assertEqual(err.code, pb.ERROR_CODE_BUSY)
+        self.assertIn("max_streams_per_client", err.message)
+        # another connection still gets the stream this one could not
+        other = c.Query(self.daemon.query)
+        self.closers.append(other)
+        chunks, err = other.snapshot(credit=8, chunk_records=100)
+        self.assertIsNone(err)
+        self.assertTrue(chunks[-1].last)
 
     # -- BAD_REQUEST: every invalid request gets an error reply
     def bad(self, req_bytes_or_msg, rid):
