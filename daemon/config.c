@@ -135,6 +135,12 @@ static const config_option_t options[] = {
      0, NULL, NULL,
      "concurrent streams of one query connection (1..1024; at most max_streams - 1 "
      "whatever is set, so one client never holds every stream)"},
+    {"limits", "stream_idle_ms", OPT_UINT, FIELD(stream_idle_ms), "60000", 100, 3600000, 0, 0, NULL,
+     NULL,
+     "a stream that delivers nothing this long (no credit, or its client does not read) "
+     "is dropped, ms (100..3600000)"},
+    {"limits", "query_hwm", OPT_UINT, FIELD(query_hwm), "128", 16, 10000, 0, 0, NULL, NULL,
+     "replies queued per query connection, a chunk at most 32 KiB of records (16..10000)"},
     {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
      "values only for tests)"},

@@ -14,8 +14,9 @@
  *               conflicts_keep_days
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
- *               max_streams, max_streams_per_client, publish_hwm, ingest_hwm,
- *               max_connections, handshake_timeout_ms, max_producers
+ *               max_streams, max_streams_per_client, stream_idle_ms, query_hwm,
+ *               publish_hwm, ingest_hwm, max_connections, handshake_timeout_ms,
+ *               max_producers
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -96,6 +97,8 @@ typedef struct config {
     uint32_t summary_republish_s;    /* summaries published again this often, s; 0 = off */
     uint32_t max_streams;            /* concurrent snapshot/changes streams */
     uint32_t max_streams_per_client; /* streams of one query connection (<= max_streams - 1) */
+    uint32_t stream_idle_ms;         /* a stream delivering nothing this long is dropped, ms */
+    uint32_t query_hwm;              /* replies queued per query connection (ZMQ_SNDHWM) */
     uint32_t ingest_hwm;             /* updates queued in the ingest SUB before ZeroMQ drops */
     uint32_t publish_hwm;            /* publications queued per subscriber before ZeroMQ drops */
     uint32_t max_connections;        /* open connections per data socket */

@@ -508,7 +508,8 @@ static const counter_field_t counter_fields[] = {
     COUNTER(commits),     COUNTER(published),       COUNTER(acks),
     COUNTER(heartbeats),  COUNTER(queries),         COUNTER(bad_queries),
     COUNTER(chunks),      COUNTER(streams_opened),  COUNTER(streams_refused),
-    COUNTER(forged),      COUNTER(streams_dropped), COUNTER(unadmitted),
+    COUNTER(forged),      COUNTER(streams_dropped), COUNTER(streams_stalled),
+    COUNTER(unadmitted),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])

@@ -239,6 +239,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Stream requests answered BUSY (max_streams or max_streams_per_client).",
             n->streams_refused);
     counter(&t, "parksync_streams_dropped_total", "Streams ended early.", n->streams_dropped);
+    counter(&t, "parksync_streams_stalled_total",
+            "Streams dropped for delivering nothing for stream_idle_ms.", n->streams_stalled);
     family(&t, "parksync_handshakes_total", "counter",
            "CURVE handshakes on ingest, publish and query, by the ZAP handler's answer.");
     sample(&t, "parksync_handshakes_total", "outcome", "admitted", m->handshakes_admitted);

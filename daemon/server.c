@@ -7,11 +7,21 @@
  * Slow clients never block the loop: every send is ZMQ_DONTWAIT. The PUB
  * socket drops at its high-water mark (subscribers detect the gap from
  * stream sequences and heartbeats and recover with a changes request).
- * The query ROUTER runs without ZMQ_ROUTER_MANDATORY, so replies to a
- * vanished client are dropped silently; chunk streams are paced by the
- * client's credit (at most WIRE_MAX_CREDIT chunks outstanding per stream),
- * which keeps each peer's queue far below QUERY_SNDHWM. A send that fails
- * anyway ends the stream: the client times out and asks again.
+ *
+ * The query ROUTER runs with ZMQ_ROUTER_MANDATORY and a high-water mark
+ * of [limits] query_hwm replies per connection: credit says what a client
+ * asks for, not what it reads, so only the transport can tell a client
+ * that does not read. A chunk for a client whose queue is full is refused
+ * with EAGAIN, kept by its stream and sent first once the client has
+ * read; a stream that delivers nothing for stream_idle_ms, for lack of
+ * credit or of a reader, is dropped with its read transaction. So a
+ * client holds at most query_hwm chunks queued plus one held per stream,
+ * in at most max_streams_per_client streams. The mark counts messages,
+ * not bytes, and must leave room for the answers to a burst of pipelined
+ * requests, so the chunks are what is kept small (CHUNK_MAX_BYTES): 32 KiB
+ * streamed a million records as fast as the old 1 MiB chunks did, 16 KiB
+ * a quarter slower (more passes and credits per record). A send to a
+ * vanished client fails with EHOSTUNREACH and ends its stream at once.
  */
 #include "server.h"
 
@@ -44,20 +54,19 @@
 #define ZMQ_ZAP_ENFORCE_DOMAIN 93
 #endif
 
-#define POLL_MAX_MS           500   /* longest sleep: bounds signal latency, ms */
-#define QUERY_BUDGET          256   /* query requests read per pass */
-#define STREAM_CHUNK_BUDGET   8     /* chunks built per pass, all streams together */
-#define STREAM_CHUNKS_EACH    2     /* chunks one stream may get per round */
-#define STREAM_IDLE_MS        60000 /* a stream without credit this long is dropped */
-#define STREAM_DEFAULT_CREDIT 8     /* chunks granted when the request says none */
-#define CHUNK_MAX_BYTES       (WIRE_MAX_MSG - 64 * 1024) /* record bytes per chunk, < client's cap */
-#define ROUTING_ID_MAX        256                        /* bytes of a ZeroMQ routing id */
-#define LINGER_MS             500    /* on close, pending messages get this long, ms */
-#define INGEST_RCVHWM         100000 /* updates queued in the SUB before ZeroMQ drops */
-#define PUBLISH_SNDHWM        100000 /* publications queued per subscriber */
-#define QUERY_SNDHWM          1000   /* replies queued per query client */
-#define REPLY_MAX             2048   /* bytes of a non-chunk QueryReply */
-#define ACK_IDLE_MS           600000 /* an ack topic unused 10..20 min is forgotten, ms */
+#define POLL_MAX_MS           500         /* longest sleep: bounds signal latency, ms */
+#define QUERY_BUDGET          256         /* query requests read per pass */
+#define STREAM_CHUNK_BUDGET   32          /* chunks built per pass, all streams (1 MiB) */
+#define STREAM_CHUNKS_EACH    8           /* chunks one stream may get per round */
+#define STREAM_RETRY_MS       5           /* a held chunk is offered again this often, ms */
+#define STREAM_DEFAULT_CREDIT 8           /* chunks granted when the request says none */
+#define CHUNK_MAX_BYTES       (32 * 1024) /* record bytes per chunk, or one record */
+#define ROUTING_ID_MAX        256         /* bytes of a ZeroMQ routing id */
+#define LINGER_MS             500         /* on close, pending messages get this long, ms */
+#define INGEST_RCVHWM         100000      /* updates queued in the SUB before ZeroMQ drops */
+#define PUBLISH_SNDHWM        100000      /* publications queued per subscriber */
+#define REPLY_MAX             2048        /* bytes of a non-chunk QueryReply */
+#define ACK_IDLE_MS           600000      /* an ack topic unused 10..20 min is forgotten, ms */
 
 /* ---------------------------------------------------------------- the context */
 
@@ -76,6 +85,7 @@ enum {
     RL_SUMMARY,
     RL_UNADMITTED,
     RL_STREAM_BUSY,
+    RL_STREAM_STALLED,
     RL_COUNT,
 };
 
@@ -110,7 +120,9 @@ typedef struct stream {
     wire_buf_t ahead;  /* one record read ahead of the chunk (to know "last") */
     bool has_ahead;    /* `ahead` holds a record */
     bool at_end;       /* the cursor is exhausted */
-    int64_t active_ms; /* monotonic ms of the last request or chunk */
+    wire_buf_t held;   /* a finished chunk the client's full queue refused; len 0: none */
+    bool held_last;    /* `held` is the stream's last chunk */
+    int64_t active_ms; /* monotonic ms of the last progress: opened, chunk queued, cursor step */
 } stream_t;
 
 struct server {
@@ -136,6 +148,7 @@ struct server {
     stream_t *streams;         /* cfg.max_streams slots */
     uint32_t n_streams;        /* slots allocated */
     bool streams_waiting;      /* some slot is STREAM_WAITING */
+    bool streams_held;         /* some stream with credit holds a chunk its client refused */
     uint32_t stream_rr;        /* round-robin start for chunk sending */
     wire_chunk_t chunk;        /* chunk being built, reused */
     wire_buf_t pubbuf;         /* record publication being built, reused */
@@ -155,8 +168,9 @@ struct server {
 };
 
 static const char *const ratelimit_names[RL_COUNT] = {
-    "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",        "bad query",
-    "send",       "forged",    "refused",     "summary", "unadmitted",  "stream busy"};
+    "bad frames", "too large",  "undecodable", "invalid",       "wrong topic",
+    "gap",        "bad query",  "send",        "forged",        "refused",
+    "summary",    "unadmitted", "stream busy", "stream stalled"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -241,10 +255,13 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
         break;
     }
     case ZMQ_ROUTER: {
-        int zero = 0;
-        hwm = QUERY_SNDHWM;
+        /* Mandatory: a full queue answers EAGAIN rather than dropping,
+         * which is how a stream learns its client does not read. */
+        int zero = 0, on = 1;
+        hwm = (int)s->cfg.query_hwm;
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(sock, ZMQ_SNDTIMEO, &zero, sizeof zero);
+        zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
         break;
     }
     default:
@@ -318,7 +335,10 @@ static void publish(server_t *s, const char *topic, const void *data, size_t len
                         zmq_strerror(errno));
 }
 
-/* Sends [id][""][reply] (or [id][reply]) to a query client. 0 or -errno. */
+/* Sends [id][""][reply] (or [id][reply]) to a query client. 0 or -errno:
+ * -EAGAIN when the client's queue is full (nothing was queued: ZeroMQ
+ * checks the mark at the first frame and counts whole messages),
+ * -EHOSTUNREACH when it has gone. */
 static int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len)
 {
     if (zmq_send(s->query, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
@@ -328,6 +348,16 @@ static int send_reply(server_t *s, const peer_t *peer, const void *data, size_t 
     if (zmq_send(s->query, data, len, ZMQ_DONTWAIT) < 0)
         return -errno;
     return 0;
+}
+
+/* Why send_reply failed, for a log line. */
+static const char *send_failure(int rc)
+{
+    if (rc == -EAGAIN)
+        return "the client's queue is full (query_hwm), it does not read";
+    if (rc == -EHOSTUNREACH)
+        return "the client has gone";
+    return rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc);
 }
 
 /* Packs a small QueryReply (everything but chunks) and sends it. */
@@ -351,7 +381,7 @@ static void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync
     if (rc < 0)
         log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
                         "cannot send a reply to request %" PRIu64 ": %s; dropping it", request_id,
-                        zmq_strerror(-rc));
+                        send_failure(rc));
 }
 
 static void reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
@@ -1039,6 +1069,7 @@ static void stream_close(stream_t *st)
 {
     store_cursor_close(&st->cursor);
     wire_buf_free(&st->ahead);
+    wire_buf_free(&st->held);
     memset(st, 0, sizeof *st);
 }
 
@@ -1147,10 +1178,56 @@ static int stream_read_ahead(stream_t *st)
     return 1;
 }
 
-/* Builds and sends the stream's next chunk. Returns true when the cursor
- * yielded (a history snapshot spent its share of work): the chunk holds
- * what was read by then, or is not sent when empty, and the stream's turn
- * is over until the loop has gone round. */
+/* Ends a stream whose chunk could not be built or queued: counted and
+ * logged; its client, if still there, times out and asks again. */
+static void stream_abort(server_t *s, stream_t *st, int rc)
+{
+    log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
+                    "cannot send a chunk of stream %" PRIu64 ": %s; ending the stream",
+                    st->request_id, send_failure(rc));
+    s->n.streams_dropped++;
+    stream_close(st);
+}
+
+/* Hands a finished chunk (in buf) to ZeroMQ for the stream's client.
+ * When the client's queue is full the chunk stays with the stream, in
+ * st->held (buffers are swapped, not copied), and goes first at its next
+ * turn: nothing is lost or sent twice, and credit is spent only on what
+ * was queued. Returns true when the chunk is held; false when it was
+ * queued or the stream has ended (complete, or its client is gone). */
+static bool stream_deliver(server_t *s, stream_t *st, wire_buf_t *buf, bool last, int64_t now)
+{
+    int rc = send_reply(s, &st->peer, buf->data, buf->len);
+
+    if (rc == -EAGAIN) {
+        if (buf != &st->held) {
+            wire_buf_t spare = st->held;
+            st->held = *buf;
+            *buf = spare;
+        }
+        st->held_last = last;
+        return true;
+    }
+    if (rc < 0) {
+        stream_abort(s, st, rc);
+        return false;
+    }
+    wire_buf_reset(&st->held);
+    s->n.chunks++;
+    st->credit--;
+    st->active_ms = now;
+    if (last) {
+        log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id, st->revision);
+        stream_close(st);
+    }
+    return false;
+}
+
+/* Builds and sends the stream's next chunk, or offers the held one
+ * again. Returns true when the stream's turn is over until the loop has
+ * gone round: its client's queue is full, or the cursor yielded (a
+ * history snapshot spent its share of work; the chunk holds what was read
+ * by then, or is not sent when empty). */
 static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
 {
     wire_chunk_t *c = &s->chunk;
@@ -1159,6 +1236,8 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
     bool last, yielded = false;
     int rc = 0;
 
+    if (st->held.len > 0)
+        return stream_deliver(s, st, &st->held, st->held_last, now);
     wire_chunk_reset(c);
     if (!st->has_ahead && !st->at_end)
         rc = stream_read_ahead(st);
@@ -1175,8 +1254,10 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         /* ingest and the other streams go first; the cursor goes on later */
         yielded = true;
         rc = 0;
-        if (c->count == 0)
+        if (c->count == 0) {
+            st->active_ms = now; /* working through the change log is progress */
             return yielded;
+        }
     }
     if (rc < 0) {
         /* SQLite's words when it failed: "Input/output error" says little */
@@ -1190,29 +1271,32 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
     last = st->at_end && !st->has_ahead;
     rc =
         wire_chunk_finish(c, st->request_id, last, st->revision, store_epoch(s->store), &msg, &len);
-    if (rc == 0)
-        rc = send_reply(s, &st->peer, msg, len);
     if (rc < 0) {
-        log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
-                        "cannot send a chunk of stream %" PRIu64 ": %s; ending the stream",
-                        st->request_id, rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
-        s->n.streams_dropped++;
-        stream_close(st);
+        stream_abort(s, st, rc);
         return false;
     }
-    s->n.chunks++;
-    st->credit--;
-    st->active_ms = now;
-    if (last) {
-        log_debug("stream %" PRIu64 " complete at revision %" PRIu64, st->request_id, st->revision);
-        stream_close(st);
-    }
-    return yielded;
+    return stream_deliver(s, st, &c->out, last, now) || yielded;
+}
+
+/* Drops a stream that has delivered nothing for stream_idle_ms, which
+ * also ends its read transaction (it pins the WAL). The client hears
+ * nothing; a credit it sends later gets UNKNOWN_REQUEST. */
+static void stream_stalled(server_t *s, stream_t *st)
+{
+    log_ratelimited(&s->rl[RL_STREAM_STALLED], LOG_LEVEL_WARNING,
+                    "stream %" PRIu64 " delivered nothing for %" PRIu32 " ms (stream_idle_ms): %s; "
+                    "dropping it",
+                    st->request_id, s->cfg.stream_idle_ms,
+                    st->held.len > 0 ? "its client does not read" : "its client grants no credit");
+    s->n.streams_stalled++;
+    s->n.streams_dropped++;
+    stream_close(st);
 }
 
 /* Sends chunks to streams with credit, round-robin, at most
- * STREAM_CHUNK_BUDGET per pass so ingest is never starved. Returns true
- * when some stream could take more right away. */
+ * STREAM_CHUNK_BUDGET per pass so ingest is never starved, and drops the
+ * stalled ones. Returns true when some stream could take more right
+ * away; s->streams_held says whether one waits for its client to read. */
 static bool pump_streams(server_t *s, int64_t now)
 {
     uint32_t budget = STREAM_CHUNK_BUDGET;
@@ -1229,16 +1313,18 @@ static bool pump_streams(server_t *s, int64_t now)
         }
     }
     s->stream_rr = s->n_streams ? (s->stream_rr + 1) % s->n_streams : 0;
+    s->streams_held = false;
     for (uint32_t i = 0; i < s->n_streams; i++) {
         stream_t *st = &s->streams[i];
-        if (st->state == STREAM_RUNNING && st->credit == 0 &&
-            now - st->active_ms > STREAM_IDLE_MS) {
-            log_info("stream %" PRIu64 " had no credit for %d s; dropping it", st->request_id,
-                     STREAM_IDLE_MS / 1000);
-            s->n.streams_dropped++;
-            stream_close(st);
+        if (st->state != STREAM_RUNNING)
+            continue;
+        if (now - st->active_ms > (int64_t)s->cfg.stream_idle_ms) {
+            stream_stalled(s, st);
+            continue;
         }
-        if (st->state == STREAM_RUNNING && st->credit > 0)
+        if (st->credit > 0 && st->held.len > 0)
+            s->streams_held = true;
+        else if (st->credit > 0)
             more = true;
     }
     return more;
@@ -1271,7 +1357,7 @@ static void end_stream(server_t *s, stream_t *st)
     if (rc < 0)
         log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
                         "cannot send the end of cancelled stream %" PRIu64 ": %s", st->request_id,
-                        rc == -ENOMEM ? "out of memory" : zmq_strerror(-rc));
+                        send_failure(rc));
     stream_close(st);
 }
 
@@ -1368,7 +1454,7 @@ static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, s
     reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
 }
 
-static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len, int64_t now)
+static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len)
 {
     Parksync__V1__QueryRequest *q = NULL;
     Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
@@ -1460,11 +1546,11 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
                         "no stream is running for this request_id");
             break;
         }
+        /* Not progress: a client may grant credit and never read. */
         if (q->credit->has_chunks) {
             uint64_t c = (uint64_t)st->credit + q->credit->chunks;
             st->credit = c > WIRE_MAX_CREDIT ? WIRE_MAX_CREDIT : (uint32_t)c;
         }
-        st->active_ms = now;
         break;
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CANCEL:
         st = stream_find(s, peer, q->request_id);
@@ -1485,7 +1571,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     parksync__v1__query_request__free_unpacked(q, NULL);
 }
 
-static void drain_queries(server_t *s, int64_t now)
+static void drain_queries(server_t *s)
 {
     for (int i = 0; i < QUERY_BUDGET; i++) {
         zmq_msg_t parts[3];
@@ -1514,7 +1600,7 @@ static void drain_queries(server_t *s, int64_t now)
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
             peer.delimiter = body && total == 3;
             if (body) {
-                handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body), now);
+                handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body));
             } else {
                 s->n.queries++;
                 refuse_query(s, &peer, 0, 0,
@@ -1547,6 +1633,8 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
         t = s->next_heartbeat_ms - now;
     if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
         t = s->next_watchdog_ms - now;
+    if (s->streams_held && STREAM_RETRY_MS < t)
+        t = STREAM_RETRY_MS; /* ZeroMQ cannot say when one client's queue has room */
     if (s->next_republish_ms > 0 && s->next_republish_ms - now < t)
         t = s->next_republish_ms - now;
     if (store_summaries_dirty(s->store) &&
@@ -1596,7 +1684,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         batch_finish(s);
         pruning = prune_step(s);
         if (items[1].revents & ZMQ_POLLIN)
-            drain_queries(s, now);
+            drain_queries(s);
         if (items[2].revents & ZMQ_POLLIN)
             drain_subscriptions(s);
         if (items[3].revents & ZMQ_POLLIN)
@@ -1923,6 +2011,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
     KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
+    KEEP(run->query_hwm != cfg->query_hwm, "[limits] query_hwm");
 #undef KEEP
     if (old)
         *old = *run;
@@ -1938,6 +2027,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     reconfigure_connections(s, cfg);
     run->batch_max = cfg->batch_max;
     run->max_streams_per_client = cfg->max_streams_per_client; /* new streams from now on */
+    run->stream_idle_ms = cfg->stream_idle_ms;
     run->summary_interval_ms = cfg->summary_interval_ms;
     if (run->summary_republish_s != cfg->summary_republish_s) {
         run->summary_republish_s = cfg->summary_republish_s;
@@ -1995,11 +2085,12 @@ void server_destroy(server_t **sp)
                  ", invalid %" PRIu64 ", wrong topic %" PRIu64 "; commits %" PRIu64
                  ", storage failures %" PRIu64 ", published %" PRIu64 ", acks %" PRIu64
                  ", queries %" PRIu64 " (bad %" PRIu64 "), chunks %" PRIu64 ", streams %" PRIu64
-                 " (refused %" PRIu64 ", dropped %" PRIu64 ")",
+                 " (refused %" PRIu64 ", dropped %" PRIu64 ", of them stalled %" PRIu64 ")",
                  store_head(s->store), n->received, n->applied, n->duplicates, n->gaps, n->refused,
                  n->bad_frames, n->too_large, n->undecodable, n->invalid, n->wrong_topic,
                  n->commits, n->store_errors, n->published, n->acks, n->queries, n->bad_queries,
-                 n->chunks, n->streams_opened, n->streams_refused, n->streams_dropped);
+                 n->chunks, n->streams_opened, n->streams_refused, n->streams_dropped,
+                 n->streams_stalled);
         for (int i = 0; i < RL_COUNT; i++)
             if (s->rl[i].suppressed > 0)
                 log_info("%" PRIu64 " '%s' messages were suppressed at the end",

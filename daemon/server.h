@@ -51,7 +51,8 @@ typedef struct server_counters {
     uint64_t chunks;           /* stream chunks sent */
     uint64_t streams_opened;   /* snapshot and changes streams started */
     uint64_t streams_refused;  /* stream requests answered BUSY (either stream limit) */
-    uint64_t streams_dropped;  /* streams ended early (idle, cancel, send failure) */
+    uint64_t streams_dropped;  /* streams ended early (stalled, client gone, failure) */
+    uint64_t streams_stalled;  /* of those, dropped for delivering nothing for stream_idle_ms */
     uint64_t forged;           /* CURVE on: updates whose producer is not the authenticated
                                   ministry's (or with no ministry identity), dropped */
 } server_counters_t;
