@@ -375,3 +375,19 @@ ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, con
     ps_subscriber_destroy(&s);
     return err == PS_ERR_CLOSED ? PS_OK : err;
 }
+
+long harness_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long v = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}

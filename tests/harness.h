@@ -86,6 +86,10 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
  * parksync__v1__control_reply__free_unpacked(reply, NULL). */
 Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms);
 
+/* VmRSS of a process (the daemon: h->pid) from /proc, KiB; -1 when
+ * unreadable. */
+long harness_rss_kib(pid_t pid);
+
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);
