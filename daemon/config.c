@@ -95,7 +95,7 @@ static const config_option_t options[] = {
     {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0, NULL,
      check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
     {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL, check_control,
-     "operator CLI connects here (ipc://, directory 0700); default $RUNTIME_DIRECTORY/control, "
+     "operator CLI connects here (ipc:// only); default $RUNTIME_DIRECTORY/control, "
      "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
      "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
