@@ -13,7 +13,7 @@
 
 DEB_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev \
                 libzmq3-dev libsqlite3-dev libsodium-dev libinih-dev libjansson-dev \
-                libsystemd-dev libcriterion-dev sqlite3 libmicrohttpd-dev dpkg-dev \
+                libsystemd-dev libcriterion-dev sqlite3 libmicrohttpd-dev dpkg-dev file \
                 python3 python3-zmq python3-protobuf protobuf-compiler
 
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
