@@ -25,11 +25,13 @@
         "help", no_argument, NULL, 'h'                                                             \
     }
 
-#define CTL_USAGE                                                                                  \
+/* The options' help; timeout is the command's default --timeout, a
+ * string literal ("5"), so it is said under --timeout. */
+#define CTL_USAGE(timeout)                                                                         \
     "  --control EP    daemon's control socket (default: the runtime directory's, as\n"            \
     "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"                 \
     "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"                            \
-    "  --timeout SEC   longest wait for the answer\n"                                              \
+    "  --timeout SEC   longest wait for the answer (default " timeout ")\n"                        \
     "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
 
 /* Parsed common options. */

@@ -25,8 +25,7 @@ const char CLI_STATUS_USAGE[] =
     "table by reason, inputs rejected before the store by reason, the loop's\n"
     "counters and why the last reload failed, if it did.\n"
     "\n"
-    "  --json          one JSON object instead of text\n" CTL_USAGE
-    "                  (default 5)\n"
+    "  --json          one JSON object instead of text\n" CTL_USAGE("5")
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
