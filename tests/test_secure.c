@@ -276,13 +276,28 @@ Test(secure, check_config_prints_the_effective_subscriber_auth, .fini = teardown
         {"[security]\ncurve = on\nsubscriber_auth = off\n", 0, "\nsubscriber_auth = off\n"},
         {"[security]\ncurve = off\n", 0, "\nsubscriber_auth = off\n"},
         {"[security]\nsubscriber_auth = on\n", 2, "subscriber_auth = on needs curve = on"},
+        /* what start would fail on is caught by the check too */
+        {"[security]\ncurve = on\nsecret_key_file = /nonexistent/daemon.key\n", 2,
+         "[security] secret_key_file: "},
+        {"[daemon]\ndatabase = /nonexistent/dir/parksync.db\n", 2,
+         "the folder /nonexistent/dir does not exist"},
     };
-    char path[300], *out;
+    char path[300], key[300], text[600], line[48], *out;
 
     cr_assert_eq(harness_init(&h, NULL), 0);
     snprintf(path, sizeof path, "%s/check.conf", h.dir);
+    snprintf(key, sizeof key, "%s/daemon.key", h.dir);
+    cr_assert_eq(zmq_curve_keypair(daemon_k.pub, daemon_k.sec), 0);
+    snprintf(line, sizeof line, "%s\n", daemon_k.sec);
+    write_file(key, line, 0600);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        write_file(path, cases[i].ini, 0600);
+        /* a key file the check can read, unless the case names its own */
+        snprintf(text, sizeof text, "%s%s%s\n", cases[i].ini,
+                 strstr(cases[i].ini, "secret_key_file") ? "" : "secret_key_file = ",
+                 strstr(cases[i].ini, "secret_key_file") ? "" : key);
+        if (!strstr(cases[i].ini, "[security]"))
+            snprintf(text, sizeof text, "%s", cases[i].ini);
+        write_file(path, text, 0600);
         cr_expect_eq(check_config(path, &out), cases[i].status, "case %zu: %s", i, out);
         cr_expect(strstr(out, cases[i].has) != NULL, "case %zu: no '%s' in:\n%s", i, cases[i].has,
                   out);
