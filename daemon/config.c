@@ -108,6 +108,14 @@ static const config_option_t options[] = {
     {"store", "max_future_skew_s", OPT_UINT, FIELD(max_future_skew_s), "86400", 0,
      UINT64_C(315360000), 0, 0, NULL, NULL,
      "updates whose event time is further ahead of the clock are refused, s; 0 = off"},
+    {"store", "conflicts_keep", OPT_UINT, FIELD(conflicts_keep), "1000000", 0,
+     UINT64_C(1000000000000), 0, 0, NULL, NULL,
+     "newest rows kept in the conflicts table, with the refused updates (claims) they list; "
+     "0 = all"},
+    {"store", "conflicts_keep_days", OPT_UINT, FIELD(conflicts_keep_days), "365", 0, 36500, 0, 0,
+     NULL, NULL,
+     "conflict rows and their claims older than this are dropped, days (0: kept whatever their "
+     "age, 1..36500)"},
     {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0, rule_choices, NULL,
      "importer-first | exporter-first | mean: which mirror figure is chosen"},
     {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000, NULL, NULL,
@@ -140,6 +148,10 @@ static const config_option_t options[] = {
      0, 0, NULL, NULL,
      "a connection that has not finished its ZeroMQ/CURVE handshake this long is closed, "
      "ms (100..600000)"},
+    {"limits", "max_producers", OPT_UINT, FIELD(max_producers), "1000", 0, 1000000, 0, 0, NULL,
+     NULL,
+     "with no [ministry] (authority off): producer ids the database takes; updates of a new id "
+     "beyond are not applied, kept or acknowledged (0: no limit, 1..1000000)"},
     {"security", "curve", OPT_ENUM, FIELD(curve), "off", 0, 0, 0, 0, on_off_choices, NULL,
      "on | off: CURVE encryption and ZAP authentication on ingest, publish and query"},
     {"security", "secret_key_file", OPT_PATH, FIELD(secret_key_file), "/etc/parksync/daemon.key", 0,

@@ -10,11 +10,12 @@
  * The file (README.md documents it):
  *   [daemon]    database, log_level
  *   [endpoints] ingest, publish, query, control
- *   [store]     synchronous, changelog_keep, max_future_skew_s
+ *   [store]     synchronous, changelog_keep, max_future_skew_s, conflicts_keep,
+ *               conflicts_keep_days
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
  *               max_streams, publish_hwm, ingest_hwm, max_connections,
- *               handshake_timeout_ms
+ *               handshake_timeout_ms, max_producers
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -79,23 +80,26 @@ typedef struct config {
     char query[CONFIG_ENDPOINT_MAX];   /* ROUTER binds here */
     char control[CONFIG_ENDPOINT_MAX]; /* operator ROUTER binds here (ipc only) */
     /* [store] */
-    bool synchronous_full;      /* PRAGMA synchronous FULL (true) or NORMAL */
-    uint64_t changelog_keep;    /* revisions kept in the change log; 0 = all */
-    uint64_t max_future_skew_s; /* event times further ahead are refused, s; 0 = off */
+    bool synchronous_full;        /* PRAGMA synchronous FULL (true) or NORMAL */
+    uint64_t changelog_keep;      /* revisions kept in the change log; 0 = all */
+    uint64_t max_future_skew_s;   /* event times further ahead are refused, s; 0 = off */
+    uint64_t conflicts_keep;      /* newest conflict rows kept, with their claims; 0 = all */
+    uint32_t conflicts_keep_days; /* older conflict rows (and claims) are dropped, days; 0 = off */
     /* [trade] */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double threshold_pct;               /* discrepancy flag threshold, percent */
     double cif_fob_factor;              /* importer's figure vs exporter's * this */
     /* [limits] */
-    uint32_t batch_max;           /* updates per transaction */
-    uint32_t summary_interval_ms; /* least time between summary refreshes, ms */
-    uint32_t heartbeat_ms;        /* heartbeat period, ms */
-    uint32_t summary_republish_s; /* summaries published again this often, s; 0 = off */
-    uint32_t max_streams;         /* concurrent snapshot/changes streams */
-    uint32_t ingest_hwm;          /* updates queued in the ingest SUB before ZeroMQ drops */
-    uint32_t publish_hwm;         /* publications queued per subscriber before ZeroMQ drops */
-    uint32_t max_connections;     /* open connections per data socket */
+    uint32_t batch_max;            /* updates per transaction */
+    uint32_t summary_interval_ms;  /* least time between summary refreshes, ms */
+    uint32_t heartbeat_ms;         /* heartbeat period, ms */
+    uint32_t summary_republish_s;  /* summaries published again this often, s; 0 = off */
+    uint32_t max_streams;          /* concurrent snapshot/changes streams */
+    uint32_t ingest_hwm;           /* updates queued in the ingest SUB before ZeroMQ drops */
+    uint32_t publish_hwm;          /* publications queued per subscriber before ZeroMQ drops */
+    uint32_t max_connections;      /* open connections per data socket */
     uint32_t handshake_timeout_ms; /* ZMQ_HANDSHAKE_IVL of the data sockets, ms */
+    uint32_t max_producers;        /* authority off: producer ids the database takes; 0 = any */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries; /* sections used */

@@ -354,30 +354,64 @@ out:
 
 /* ---------------------------------------------------------------- status and metrics */
 
-/* Producers being gathered from the store. */
+/*
+ * Producers being gathered from the store: however many it knows (a
+ * database that took every id a producer made up), status and metrics
+ * list the METRICS_PRODUCERS first by id and count the rest. The store
+ * gives them in no order, so m->producers is a max-heap by id while they
+ * come: a smaller id than its top replaces it.
+ */
 typedef struct gather {
     metrics_snapshot_t *m; /* where they go */
-    size_t cap;            /* allocated entries */
-    bool oom;              /* out of memory */
+    const char *after;     /* only ids sorting after this; NULL: from the first */
 } gather_t;
+
+static void producer_swap(metrics_producer_t *a, metrics_producer_t *b)
+{
+    metrics_producer_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void heap_up(metrics_producer_t *h, size_t i)
+{
+    for (; i > 0 && strcmp(h[(i - 1) / 2].id, h[i].id) < 0; i = (i - 1) / 2)
+        producer_swap(&h[(i - 1) / 2], &h[i]);
+}
+
+static void heap_down(metrics_producer_t *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t top = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && strcmp(h[l].id, h[top].id) > 0)
+            top = l;
+        if (r < n && strcmp(h[r].id, h[top].id) > 0)
+            top = r;
+        if (top == i)
+            return;
+        producer_swap(&h[i], &h[top]);
+        i = top;
+    }
+}
 
 static int on_producer(void *arg, const char *id, const store_producer_stats_t *st)
 {
     gather_t *g = arg;
     metrics_snapshot_t *m = g->m;
+    metrics_producer_t *h = m->producers;
 
-    if (m->n_producers == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 16;
-        metrics_producer_t *n = realloc(m->producers, cap * sizeof *n);
-        if (!n) {
-            g->oom = true;
-            return 1;
-        }
-        m->producers = n;
-        g->cap = cap;
+    m->producers_total++;
+    if (g->after && strcmp(id, g->after) <= 0)
+        return 0;
+    if (m->n_producers < METRICS_PRODUCERS) {
+        snprintf(h[m->n_producers].id, sizeof h->id, "%s", id);
+        h[m->n_producers].st = *st;
+        heap_up(h, m->n_producers++);
+    } else if (strcmp(id, h[0].id) < 0) {
+        snprintf(h[0].id, sizeof h->id, "%s", id);
+        h[0].st = *st;
+        heap_down(h, m->n_producers, 0);
     }
-    snprintf(m->producers[m->n_producers].id, sizeof m->producers[0].id, "%s", id);
-    m->producers[m->n_producers++].st = *st;
     return 0;
 }
 
@@ -406,16 +440,22 @@ static uint64_t file_size(const char *path, const char *suffix)
     return stat(name, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-/* Takes a snapshot between batches; `light` skips the file sizes and the
- * store's figures (records and conflicts) for the periodic STATUS line. Returns 0 or a negative
- * errno (logged); the snapshot must be freed either way. */
-static int collect(control_t *c, metrics_snapshot_t *m, bool light)
+/* Takes a snapshot between batches, listing the producers after
+ * producers_after (NULL: from the first); `light` skips the file sizes
+ * and the store's figures (records and conflicts) for the periodic STATUS
+ * line. Returns 0 or a negative errno (logged); the snapshot must be
+ * freed either way. */
+static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *producers_after)
 {
     const config_t *cfg = server_config(c->server);
-    gather_t g = {m, 0, false};
+    gather_t g = {m, producers_after};
     int rc;
 
     memset(m, 0, sizeof *m);
+    if (!(m->producers = calloc(METRICS_PRODUCERS, sizeof *m->producers))) {
+        log_error("out of memory listing the producers");
+        return -ENOMEM;
+    }
     m->n = *server_counters(c->server);
     m->bad_control = c->bad_requests;
     m->http_dropped = metrics_http_dropped(c->http);
@@ -431,8 +471,6 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     }
     m->subscribers = m->conns[1].open;
     store_producers(c->store, on_producer, &g);
-    if (g.oom)
-        return -ENOMEM;
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
     if (light)
@@ -447,6 +485,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     rc = store_conflict_counts(c->store, &m->conflicts, on_reason, m);
     if (rc < 0)
         goto fail;
+    store_pruned_counts(c->store, &m->pruned);
     return 0;
 fail:
     log_error("cannot read the database's figures: %s (%s)", strerror(-rc), store_errmsg(c->store));
@@ -471,7 +510,7 @@ static const counter_field_t counter_fields[] = {
     COUNTER(commits),     COUNTER(published),      COUNTER(acks),
     COUNTER(heartbeats),  COUNTER(queries),        COUNTER(bad_queries),
     COUNTER(chunks),      COUNTER(streams_opened), COUNTER(streams_dropped),
-    COUNTER(forged),
+    COUNTER(forged),      COUNTER(unadmitted),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])
@@ -523,9 +562,12 @@ typedef struct counter_value {
     const char *name; /* as listed in Status.counters */
     uint64_t value;
 } counter_value_t;
-#define N_EXTRA_COUNTERS 4 /* bad_control, handshakes admitted and refused, HTTP drops */
+#define N_EXTRA_COUNTERS                                                                           \
+    6 /* bad_control, handshakes admitted and refused, HTTP drops,                                 \
+             rows retention dropped */
 
-static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id)
+static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id,
+                          const Parksync__V1__StatusRequest *q)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Status st = PARKSYNC__V1__STATUS__INIT;
@@ -536,8 +578,15 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     status_conns_t conns;
     metrics_snapshot_t m;
+    const char *after = q->producers_after && q->producers_after[0] ? q->producers_after : NULL;
 
-    if (collect(c, &m, false) < 0 ||
+    if (after && !wire_id_valid(after)) {
+        c->bad_requests++;
+        send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                   "producers_after must be a producer id");
+        return;
+    }
+    if (collect(c, &m, false, after) < 0 ||
         (m.n_producers && (!(ps = calloc(m.n_producers, sizeof *ps)) ||
                            !(psp = calloc(m.n_producers, sizeof *psp))))) {
         send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
@@ -573,18 +622,22 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     }
     st.n_producers = m.n_producers;
     st.producers = psp;
+    st.has_producers_total = true;
+    st.producers_total = m.producers_total;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
         set_counter(&cnt[i], &cntp[i], counter_fields[i].name, v);
     }
     /* counted outside the loop: by the control socket, the ZAP handler's
-     * thread and the metrics HTTP thread */
+     * thread, the metrics HTTP thread and the store's retention */
     const counter_value_t extra[N_EXTRA_COUNTERS] = {
         {"bad_control", m.bad_control},
         {"handshakes_admitted", m.handshakes_admitted},
         {"handshakes_refused", m.handshakes_refused},
         {"metrics_http_dropped", m.http_dropped},
+        {"pruned_conflicts", m.pruned.conflicts},
+        {"pruned_claims", m.pruned.claims},
     };
     for (size_t i = 0; i < N_EXTRA_COUNTERS; i++)
         set_counter(&cnt[N_COUNTER_FIELDS + i], &cntp[N_COUNTER_FIELDS + i], extra[i].name,
@@ -618,7 +671,7 @@ static char *render_now(control_t *c, size_t *len)
     metrics_snapshot_t m;
     char *text = NULL;
 
-    if (collect(c, &m, false) == 0 && !(text = metrics_render(&m, len)))
+    if (collect(c, &m, false, NULL) == 0 && !(text = metrics_render(&m, len)))
         log_error("out of memory rendering the metrics");
     metrics_snapshot_free(&m);
     return text;
@@ -793,7 +846,7 @@ static void handle(control_t *c, const zmq_msg_t *id, const zmq_msg_t *body)
         handle_conflicts(c, id, q->request_id, q->conflicts);
         break;
     case PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS:
-        handle_status(c, id, q->request_id);
+        handle_status(c, id, q->request_id, q->status);
         break;
     case PARKSYNC__V1__CONTROL_REQUEST__BODY_METRICS:
         handle_metrics(c, id, q->request_id);
@@ -861,13 +914,13 @@ static void send_status_line(control_t *c)
     metrics_snapshot_t m;
     const server_counters_t *n = &m.n;
 
-    if (collect(c, &m, true) == 0)
+    if (collect(c, &m, true, NULL) == 0)
         sd_notifyf(0,
-                   "STATUS=%s%s%srevision %" PRIu64 ", %zu producers, %" PRIu64
+                   "STATUS=%s%s%srevision %" PRIu64 ", %" PRIu64 " producers, %" PRIu64
                    " subscribers, %" PRIu64 " updates applied, %" PRIu64 " rejected",
                    c->reload_error[0] ? "reload failed: " : "", c->reload_error,
                    c->reload_error[0] ? "; running the previous configuration; " : "",
-                   m.head_revision, m.n_producers, m.subscribers, n->applied,
+                   m.head_revision, m.producers_total, m.subscribers, n->applied,
                    n->refused + n->invalid + n->undecodable + n->too_large + n->bad_frames +
                        n->wrong_topic);
     metrics_snapshot_free(&m);

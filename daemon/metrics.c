@@ -193,7 +193,8 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
     family(&t, "parksync_conflicts", "gauge",
-           "Rows in the conflicts/audit table by reason class (since the database was made).");
+           "Rows in the conflicts/audit table by reason class (rows kept now; see "
+           "parksync_pruned_total).");
     for (size_t i = 0; i < m->n_reasons; i++)
         sample(&t, "parksync_conflicts", "reason", m->reasons[i].name, m->reasons[i].n);
 
@@ -204,6 +205,7 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     sample(&t, "parksync_updates_total", "outcome", "duplicate", n->duplicates);
     sample(&t, "parksync_updates_total", "outcome", "gap", n->gaps);
     sample(&t, "parksync_updates_total", "outcome", "refused", n->refused);
+    sample(&t, "parksync_updates_total", "outcome", "unadmitted", n->unadmitted);
     family(&t, "parksync_ingest_rejected_total", "counter",
            "Ingest messages dropped before the store, by reason.");
     sample(&t, "parksync_ingest_rejected_total", "reason", "bad_frames", n->bad_frames);
@@ -226,6 +228,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Control requests dropped or refused as malformed.", m->bad_control);
     counter(&t, "parksync_forged_total",
             "Updates dropped: producer not the authenticated ministry's.", n->forged);
+    family(&t, "parksync_pruned_total", "counter",
+           "Rows dropped by retention ([store] conflicts_keep, conflicts_keep_days), by table.");
+    sample(&t, "parksync_pruned_total", "table", "conflict", m->pruned.conflicts);
+    sample(&t, "parksync_pruned_total", "table", "claim", m->pruned.claims);
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);
@@ -240,6 +246,12 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
 
     render_conns(&t, m);
 
+    /* one series per producer would let whoever makes up producer ids
+     * make the page as large as they like: the first by id, then a count */
+    gauge(&t, "parksync_producers",
+          "Producers the database knows; the per-producer series list the first ones by id "
+          "(parksync status --producers-after pages through all).",
+          m->producers_total);
     family(&t, "parksync_producer_last_sequence", "gauge",
            "Last sequence applied or rejected per producer.");
     for (size_t i = 0; i < m->n_producers; i++)

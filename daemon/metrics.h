@@ -27,6 +27,8 @@
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
 #define METRICS_REASONS    8  /* conflict reason classes (store_conflict_counts) */
 #define METRICS_REASON_MAX 32 /* bytes of a reason class, with NUL */
+/* producers listed one by one in status and metrics; the rest are only counted */
+#define METRICS_PRODUCERS WIRE_MAX_STATUS_PRODUCERS
 
 /* One producer as the store counts it. */
 typedef struct metrics_producer {
@@ -57,10 +59,13 @@ typedef struct metrics_snapshot {
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */
+    store_pruned_t pruned;                     /* rows retention dropped since start */
     size_t n_reasons;                          /* entries in reasons */
     conns_stats_t conns[CONNS_SOCKETS];        /* ingest, publish, query connections */
     metrics_producer_t *producers;             /* n_producers entries, owned, sorted by id */
-    size_t n_producers;                        /* entries in producers */
+    size_t n_producers;                        /* entries in producers, METRICS_PRODUCERS at most:
+                                                  the first ids (after a status page's last) */
+    uint64_t producers_total;                  /* producers the store knows, listed or not */
 } metrics_snapshot_t;
 
 /* Names of the sockets of metrics_snapshot_t.conns: "ingest", "publish", "query". */

@@ -57,6 +57,7 @@
 #define PUBLISH_SNDHWM        100000 /* publications queued per subscriber */
 #define QUERY_SNDHWM          1000   /* replies queued per query client */
 #define REPLY_MAX             2048   /* bytes of a non-chunk QueryReply */
+#define ACK_IDLE_MS           600000 /* an ack topic unused 10..20 min is forgotten, ms */
 
 /* ---------------------------------------------------------------- the context */
 
@@ -73,6 +74,7 @@ enum {
     RL_FORGED,
     RL_REFUSED,
     RL_SUMMARY,
+    RL_UNADMITTED,
     RL_COUNT,
 };
 
@@ -123,7 +125,9 @@ struct server {
     store_t *store;
     bool batch_open;                       /* a store batch is open */
     strmap_t touched;                      /* producers with an update in the open batch */
-    strmap_t topic_seq;                    /* last stream_sequence sent per publish topic */
+    strmap_t topic_seq;                    /* last stream_sequence per record topic, hb/ */
+    strmap_t ack_seq[2];                   /* per ack topic: [0] this period, [1] the last */
+    int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
     ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
@@ -151,7 +155,7 @@ struct server {
 
 static const char *const ratelimit_names[RL_COUNT] = {
     "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",
-    "bad query",  "send",      "forged",      "refused", "summary"};
+    "bad query",  "send",      "forged",      "refused", "summary",     "unadmitted"};
 
 /* A printable copy of peer-controlled bytes for a log line. */
 static const char *printable(char *buf, size_t size, const void *data, size_t len)
@@ -377,6 +381,39 @@ static uint64_t next_sequence(server_t *s, const char *topic)
     return ++*seq;
 }
 
+/* Next stream_sequence of an ack topic. Acks are not counted in
+ * topic_seq, which no heartbeat lists them from and which would keep
+ * one entry for every producer ever acknowledged: they live in two
+ * generations instead, and a topic acknowledged in neither of the last
+ * two ACK_IDLE_MS periods is forgotten (its sequence starts again at 1,
+ * as after a restart; the ack's last_sequence is what a producer reads). */
+static uint64_t next_ack_sequence(server_t *s, const char *topic)
+{
+    uint64_t *seq = strmap_find(&s->ack_seq[0], topic), *old;
+
+    if (seq)
+        return ++*seq;
+    old = strmap_find(&s->ack_seq[1], topic);
+    seq = strmap_upsert(&s->ack_seq[0], topic);
+    if (!seq) {
+        log_error("out of memory tracking topic %s; sending stream sequence 0", topic);
+        return 0;
+    }
+    *seq = old ? *old : 0;
+    return ++*seq;
+}
+
+/* Once per ACK_IDLE_MS: the older generation of ack topics goes. */
+static void age_ack_topics(server_t *s, int64_t now)
+{
+    if (now < s->next_ack_age_ms)
+        return;
+    strmap_free(&s->ack_seq[1]);
+    s->ack_seq[1] = s->ack_seq[0];
+    s->ack_seq[0] = (strmap_t){0};
+    s->next_ack_age_ms = now + ACK_IDLE_MS;
+}
+
 /* A trade flow concerns two countries: it goes out on the exporter's
  * topic and, with the same revision, on the importer's, so that a
  * country's subscriber needs nothing but prefix filtering. */
@@ -464,7 +501,8 @@ static void publish_changes(server_t *s)
     store_pin_changes(s->store, s->published_rev);
 }
 
-static void publish_small(server_t *s, const char *topic, Parksync__V1__Publication *p)
+static void publish_small(server_t *s, const char *topic, uint64_t sequence,
+                          Parksync__V1__Publication *p)
 {
     uint8_t buf[REPLY_MAX];
     size_t len;
@@ -472,7 +510,7 @@ static void publish_small(server_t *s, const char *topic, Parksync__V1__Publicat
     p->has_version = true;
     p->version = WIRE_VERSION;
     p->has_stream_sequence = true;
-    p->stream_sequence = next_sequence(s, topic);
+    p->stream_sequence = sequence;
     if (protobuf_c_message_get_packed_size(&p->base) > sizeof buf)
         return; /* cannot happen: ids are at most WIRE_MAX_ID bytes */
     len = protobuf_c_message_pack(&p->base, buf);
@@ -492,7 +530,7 @@ static void publish_ack(server_t *s, const char *producer_id)
     ack.last_sequence = store_producer_last(s->store, producer_id);
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_ACK;
     p.ack = &ack;
-    publish_small(s, topic, &p);
+    publish_small(s, topic, next_ack_sequence(s, topic), &p);
     s->n.acks++;
 }
 
@@ -692,6 +730,20 @@ static void batch_finish(server_t *s)
         batch_finish(s);
 }
 
+/* One step of retention in an empty batch, when commits left conflict
+ * rows beyond the limits (store_prune_due). True when it committed and
+ * more remain: the loop then goes on without sleeping, a step a pass,
+ * between the passes that ingest and answer. */
+static bool prune_step(server_t *s)
+{
+    uint64_t errors = s->n.store_errors;
+
+    if (s->batch_open || !store_prune_due(s->store) || batch_begin(s) < 0)
+        return false;
+    batch_finish(s);
+    return s->n.store_errors == errors && store_prune_due(s->store);
+}
+
 static bool summaries_due(server_t *s, int64_t now)
 {
     return store_summaries_dirty(s->store) &&
@@ -870,6 +922,16 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         ahead_gap(&s->ahead, u->producer_id, store_producer_last(s->store, u->producer_id),
                   u->sequence, wire_monotonic_ms());
         break;
+    case STORE_UNADMITTED:
+        s->n.unadmitted++;
+        log_ratelimited(&s->rl[RL_UNADMITTED], LOG_LEVEL_WARNING,
+                        "update %s#%" PRIu64 " comes from a producer %s; not applied, nothing "
+                        "kept, not acknowledged",
+                        u->producer_id, u->sequence,
+                        store_authority_on(s->store)
+                            ? "no [ministry] lists (add it to producers = and reload)"
+                            : "beyond [limits] max_producers (authority is off)");
+        goto out; /* no ack: it would cost an ack topic, and nothing moved */
     case STORE_REJECTED:
         s->n.refused++;
         if (!reason[0]) /* store_reject's reasons were logged above */
@@ -1449,7 +1511,7 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
 
 server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
-    bool busy = false;
+    bool busy = false, pruning;
 
     while (!*stop) {
         zmq_pollitem_t items[4 + CONNS_SOCKETS] = {
@@ -1486,6 +1548,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         if (summaries_due(s, now))
             refresh_summaries(s, now);
         batch_finish(s);
+        pruning = prune_step(s);
         if (items[1].revents & ZMQ_POLLIN)
             drain_queries(s, now);
         if (items[2].revents & ZMQ_POLLIN)
@@ -1499,7 +1562,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             batch_finish(s);
             open_waiting_streams(s, now);
         }
-        busy = pump_streams(s, now);
+        busy = pump_streams(s, now) || pruning;
         if (now >= s->next_heartbeat_ms) {
             publish_heartbeat(s);
             s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
@@ -1510,6 +1573,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         }
         zap_drain(s->zap); /* log refused handshakes, rate-limited */
         ahead_due(&s->ahead, now, warn_ahead, s);
+        age_ack_topics(s, now);
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
             sd_notify(0, "WATCHDOG=1");
             s->next_watchdog_ms = now + s->watchdog_ms;
@@ -1628,6 +1692,9 @@ server_t *server_new(const config_t *cfg)
     sc.path = cfg->database;
     sc.synchronous_full = cfg->synchronous_full;
     sc.changelog_keep = cfg->changelog_keep;
+    sc.conflicts_keep = cfg->conflicts_keep;
+    sc.conflicts_keep_us = (int64_t)cfg->conflicts_keep_days * 86400 * 1000000;
+    sc.max_producers = cfg->max_producers;
     sc.trade_rule = cfg->trade_rule;
     sc.trade_threshold_pct = cfg->threshold_pct;
     sc.cif_fob_factor = cfg->cif_fob_factor;
@@ -1683,6 +1750,7 @@ server_t *server_new(const config_t *cfg)
         memcpy(s->instance + sizeof t, &pid, sizeof pid);
     }
     s->next_heartbeat_ms = wire_monotonic_ms();
+    s->next_ack_age_ms = wire_monotonic_ms() + ACK_IDLE_MS;
     if (cfg->summary_republish_s > 0)
         s->next_republish_ms = wire_monotonic_ms() + (int64_t)cfg->summary_republish_s * 1000;
     if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
@@ -1792,6 +1860,8 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(strcmp(run->query, cfg->query) != 0, "[endpoints] query");
     KEEP(run->synchronous_full != cfg->synchronous_full, "[store] synchronous");
     KEEP(run->changelog_keep != cfg->changelog_keep, "[store] changelog_keep");
+    KEEP(run->conflicts_keep != cfg->conflicts_keep, "[store] conflicts_keep");
+    KEEP(run->conflicts_keep_days != cfg->conflicts_keep_days, "[store] conflicts_keep_days");
     KEEP(run->trade_rule != cfg->trade_rule, "[trade] rule");
     KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
     KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");
@@ -1801,6 +1871,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
     KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
+    KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
 #undef KEEP
     if (old)
         *old = *run;
@@ -1885,6 +1956,8 @@ void server_destroy(server_t **sp)
     store_close(&s->store);
     strmap_free(&s->touched);
     strmap_free(&s->topic_seq);
+    strmap_free(&s->ack_seq[0]);
+    strmap_free(&s->ack_seq[1]);
     ahead_free(&s->ahead);
     wire_chunk_free(&s->chunk);
     wire_buf_free(&s->pubbuf);

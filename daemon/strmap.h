@@ -1,8 +1,10 @@
 /*
  * strmap.h - a small open-addressing hash map from short strings to uint64.
  *
- * The daemon keeps two: the next stream sequence of every publish topic,
- * and the set of producers touched by the current batch. Keys are copied
+ * The daemon keeps them for the last stream sequence of every record
+ * topic, of every ack topic acknowledged lately (two generations, see
+ * server.c) and for the set of producers touched by the current batch.
+ * There is no removal: a map that must forget is dropped whole. Keys are copied
  * (at most STRMAP_KEY_MAX - 1 bytes); the table grows as needed.
  */
 #ifndef PARKSYNCD_STRMAP_H

@@ -548,20 +548,16 @@ static int field_next(const uint8_t *p, size_t size, size_t *at, uint64_t *field
 
 /* ---------------------------------------------------------------- decoding */
 
-/* True when m or a message inside it kept an unknown field numbered 0.
- * protobuf-c 1.4 refuses field 0 in a one-byte tag but accepts it spelled
- * in more bytes (0x80 0x00) and keeps it as an unknown field, which then
- * re-encodes as the one-byte tag it refuses: a message that decodes but
- * whose round trip does not (found by tests/fuzz). Field 0 is not valid
- * protobuf. The schema has no recursive messages, so the depth is bounded. */
-static bool has_field_zero(const ProtobufCMessage *m)
+/* Calls visit with m and then every message inside it, depth first,
+ * until a call returns true; true when one did. The schema has no
+ * recursive messages, so the depth is bounded. */
+static bool walk(ProtobufCMessage *m, bool (*visit)(ProtobufCMessage *m))
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
+    char *base = (char *)m;
 
-    for (unsigned i = 0; i < m->n_unknown_fields; i++)
-        if (m->unknown_fields[i].tag == 0)
-            return true;
+    if (visit(m))
+        return true;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
 
@@ -569,10 +565,10 @@ static bool has_field_zero(const ProtobufCMessage *m)
             continue;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
-            ProtobufCMessage *const *subs = *(ProtobufCMessage *const *const *)(base + f->offset);
+            ProtobufCMessage **subs = *(ProtobufCMessage ***)(base + f->offset);
 
             for (size_t k = 0; k < n; k++)
-                if (has_field_zero(subs[k]))
+                if (walk(subs[k], visit))
                     return true;
             continue;
         }
@@ -580,11 +576,47 @@ static bool has_field_zero(const ProtobufCMessage *m)
         if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
             *(const uint32_t *)(base + f->quantifier_offset) != f->id)
             continue;
-        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
-        if (sub != NULL && has_field_zero(sub))
+        ProtobufCMessage *sub = *(ProtobufCMessage **)(base + f->offset);
+        if (sub != NULL && walk(sub, visit))
             return true;
     }
     return false;
+}
+
+static bool keeps_field_zero(ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    return false;
+}
+
+static bool keeps_unknown(ProtobufCMessage *m)
+{
+    return m->n_unknown_fields > 0;
+}
+
+/* Frees m's unknown fields as protobuf_c_message_free_unpacked would with
+ * the default allocator; never stops the walk. */
+static bool drop_unknown(ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        free(m->unknown_fields[i].data);
+    free(m->unknown_fields);
+    m->unknown_fields = NULL;
+    m->n_unknown_fields = 0;
+    return false;
+}
+
+/* True when m or a message inside it kept an unknown field numbered 0.
+ * protobuf-c 1.4 refuses field 0 in a one-byte tag but accepts it spelled
+ * in more bytes (0x80 0x00) and keeps it as an unknown field, which then
+ * re-encodes as the one-byte tag it refuses: a message that decodes but
+ * whose round trip does not (found by tests/fuzz). Field 0 is not valid
+ * protobuf. (The cast is sound: keeps_field_zero only reads.) */
+static bool has_field_zero(const ProtobufCMessage *m)
+{
+    return walk((ProtobufCMessage *)m, keeps_field_zero);
 }
 
 #define WIRE_MAX_DEPTH 16 /* message nesting the NUL walk follows; the schema needs 4 */
@@ -685,6 +717,8 @@ static const struct nul_reason {
     NUL_REASON(counter, name, "counter.name"),
     NUL_REASON(status, version, "status.version"),
     NUL_REASON(status, reload_error, "status.reload_error"),
+    NUL_REASON(status_request, producers_after, "status.producers_after"),
+    NUL_REASON(socket_connections, socket, "status.connections.socket"),
     NUL_REASON(metrics, text, "metrics.text"),
     NUL_REASON(backup, path, "backup.path"),
     NUL_REASON(reload, message, "reload.message"),
@@ -1006,6 +1040,20 @@ ProtobufCMessage *wire_copy(const ProtobufCMessage *msg)
         return NULL;
     copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
     free(buf);
+    return copy;
+}
+
+bool wire_has_unknown(const ProtobufCMessage *msg)
+{
+    return walk((ProtobufCMessage *)msg, keeps_unknown); /* keeps_unknown only reads */
+}
+
+ProtobufCMessage *wire_copy_known(const ProtobufCMessage *msg)
+{
+    ProtobufCMessage *copy = wire_copy(msg);
+
+    if (copy != NULL)
+        walk(copy, drop_unknown);
     return copy;
 }
 

@@ -43,6 +43,7 @@
 #define WIRE_MAX_CHUNK_RECORDS     4096          /* records in one snapshot chunk */
 #define WIRE_DEFAULT_CHUNK_RECORDS 512           /* records per chunk when unasked */
 #define WIRE_MAX_CREDIT            64            /* chunks a client may grant at once */
+#define WIRE_MAX_STATUS_PRODUCERS  256           /* producers one Status lists */
 #define WIRE_EPOCH_BYTES           16            /* size of a database epoch */
 #define WIRE_INSTANCE_BYTES        16            /* size of a daemon instance id (per start) */
 #define WIRE_MAX_HB_TOPICS         8192          /* topic sequences in one heartbeat */
@@ -174,6 +175,16 @@ uint8_t *wire_pack(const ProtobufCMessage *msg, size_t *len);
  * (free with protobuf_c_message_free_unpacked(copy, NULL)); NULL when out
  * of memory. */
 ProtobufCMessage *wire_copy(const ProtobufCMessage *msg);
+
+/* True when msg or any message inside it holds an unknown field (one the
+ * schema does not know, kept by protobuf-c's decoder). */
+bool wire_has_unknown(const ProtobufCMessage *msg);
+
+/* wire_copy without the unknown fields of msg and of every message
+ * inside it: what a receiver keeps of a newer peer's message, its bytes
+ * bounded by the schema this build knows. Caller owns the copy (free with
+ * protobuf_c_message_free_unpacked(copy, NULL)); NULL when out of memory. */
+ProtobufCMessage *wire_copy_known(const ProtobufCMessage *msg);
 
 /* ---------------------------------------------------------------- raw builders
  *

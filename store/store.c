@@ -46,6 +46,7 @@
 #define STORE_COUNTRIES       (26 * 26) /* ISO alpha-2 codes: size of the dirty set */
 #define STORE_KINDS           6         /* RecordKind values 0..5 */
 #define STORE_PRUNE_SLACK     100       /* prune once the log exceeds keep by keep/100 */
+#define STORE_PRUNE_STEP      1024      /* conflict rows a commit drops beyond those it added */
 #define STORE_PRODUCERS_MIN   16        /* initial slots of the producer map */
 #define STORE_KEY_TEXT        256       /* bytes of a key as text in a conflict row */
 #define STORE_TAG_REVISION    0x08      /* Record field 1 (revision), wire type VARINT */
@@ -150,7 +151,10 @@ enum stmt_id {
     ST_PRODUCER_PUT,   /* upsert of a producer */
     ST_CONFLICT_PUT,   /* new conflict row */
     ST_CONFLICT_LIST,  /* conflict rows by filter, in id order */
+    ST_CONFLICT_PRUNE, /* drops the oldest conflict rows recorded before a time */
+    ST_CONFLICT_FIRST, /* recorded_us of the oldest conflict row */
     ST_CLAIM_PUT,      /* a refused update kept as a claim */
+    ST_CLAIM_DROP,     /* drops one claim */
     ST_LOG_PUT,        /* new change-log row */
     ST_LOG_OLDEST,     /* oldest revision in the change log */
     ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
@@ -273,7 +277,13 @@ struct store {
     uint64_t live_begin[STORE_KINDS];      /* live when the batch began */
     uint64_t reasons[STORE_REASONS];       /* conflict rows per reason class */
     uint64_t reasons_begin[STORE_REASONS]; /* reasons when the batch began */
-    char err[256];                         /* message of the last failure */
+    /* Retention of the conflicts table (conflicts_prune). */
+    int64_t conflict_oldest_us;    /* recorded_us of its oldest row; INT64_MAX: empty */
+    int64_t conflict_oldest_begin; /* conflict_oldest_us when the batch began */
+    uint64_t conflicts_added;      /* rows the open batch recorded */
+    store_pruned_t pruned;         /* rows retention dropped since open (committed) */
+    store_pruned_t pruned_batch;   /* rows the open batch's commit drops */
+    char err[256];                 /* message of the last failure */
 };
 
 /* The batch's rows (defined with the row code below). */
@@ -864,8 +874,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " WHERE id > ?1 AND (?2 = 0 OR kind = ?2)"
                          " AND (?3 = '' OR country = ?3 OR partner = ?3)"
                          " AND recorded_us >= ?4 ORDER BY id LIMIT ?5",
+    /* ids grow with every row, so the oldest rows are a range of the
+     * primary key: the subquery reads ?1 rows at most, and each row goes
+     * by its rowid. RETURNING hands the counts and claims their rows. */
+    [ST_CONFLICT_PRUNE] = "DELETE FROM conflict WHERE id IN"
+                          " (SELECT id FROM conflict ORDER BY id LIMIT ?1) AND recorded_us < ?2"
+                          " RETURNING reason, claim, producer_id, sequence",
+    [ST_CONFLICT_FIRST] = "SELECT recorded_us FROM conflict ORDER BY id LIMIT 1",
     [ST_CLAIM_PUT] = "INSERT OR REPLACE INTO claim(producer_id, sequence, recorded_us, kind, key,"
                      " country, reason, update_pb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_CLAIM_DROP] = "DELETE FROM claim WHERE producer_id = ?1 AND sequence = ?2",
     [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record, prev)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_LOG_OLDEST] = "SELECT min(revision) FROM changelog",
@@ -1082,16 +1100,34 @@ static int producers_flush(store_t *s)
     return 0;
 }
 
+static const store_ministry_t *ministry_of(const store_t *s, const char *producer);
+
+/* Whether an update of producer id may cost anything durable (see
+ * store_apply_as): a producer authority lists, or the ministry named;
+ * with authority off, one known, or a new one within max_producers. */
+static bool producer_admitted(const store_t *s, const char *ministry, const char *id)
+{
+    if (s->n_ministries > 0)
+        return ministry != NULL || ministry_of(s, id) != NULL;
+    return s->cfg.max_producers == 0 || s->prod_count < s->cfg.max_producers ||
+           producer_find(s, id) != NULL;
+}
+
 /*
- * The sequence rules shared by store_apply and store_reject. Returns 0 with
- * *outcome APPLIED when the caller should go on (and then call
- * producer_consume), DUPLICATE or GAP when it must stop.
+ * The admission and sequence rules shared by store_apply and
+ * store_reject. Returns 0 with *outcome APPLIED when the caller should go
+ * on (and then call producer_consume), UNADMITTED, DUPLICATE or GAP when
+ * it must stop.
  */
-static int producer_check(store_t *s, const char *id, uint64_t seq, producer_t **pp,
-                          store_outcome_t *outcome)
+static int producer_check(store_t *s, const char *ministry, const char *id, uint64_t seq,
+                          producer_t **pp, store_outcome_t *outcome)
 {
     if (!id || !id[0] || strlen(id) > WIRE_MAX_ID)
         return -EINVAL;
+    if (!producer_admitted(s, ministry, id)) {
+        *outcome = STORE_UNADMITTED;
+        return 0;
+    }
     producer_t *p = producer_get(s, id);
     if (!p)
         return -ENOMEM;
@@ -1166,6 +1202,21 @@ static size_t reason_class_of(const char *reason)
     return other;
 }
 
+/* Reads when the oldest conflict row was recorded (at open, after a prune). */
+static int conflict_oldest_load(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_CONFLICT_FIRST];
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW)
+        s->conflict_oldest_us = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        s->conflict_oldest_us = INT64_MAX;
+    else
+        ret = db_fail(s, rc);
+    sqlite3_reset(st);
+    return ret;
+}
+
 /* Counts the live records and the conflicts once, at open; from then on
  * the batches keep the counts. */
 static int figures_load(store_t *s)
@@ -1195,7 +1246,9 @@ static int figures_load(store_t *s)
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, rc);
+    return conflict_oldest_load(s);
 }
 
 /* ---------------------------------------------------------------- open, close */
@@ -1206,6 +1259,9 @@ void store_config_init(store_config_t *cfg)
         .path = NULL,
         .synchronous_full = true,
         .changelog_keep = 1000000,
+        .conflicts_keep = 1000000,
+        .conflicts_keep_us = INT64_C(365) * 86400 * 1000000,
+        .max_producers = 1000,
         .trade_rule = PARKSYNC__V1__TRADE_RULE__TRADE_RULE_IMPORTER_FIRST,
         .trade_threshold_pct = 10.0,
         .cif_fob_factor = 1.0,
@@ -1517,6 +1573,9 @@ int store_begin(store_t *s)
     memcpy(s->dirty_begin, s->dirty, sizeof(s->dirty));
     memcpy(s->live_begin, s->live, sizeof(s->live));
     memcpy(s->reasons_begin, s->reasons, sizeof(s->reasons));
+    s->conflict_oldest_begin = s->conflict_oldest_us;
+    s->conflicts_added = 0;
+    s->pruned_batch = (store_pruned_t){0};
     return 0;
 }
 
@@ -1620,6 +1679,7 @@ void store_rollback(store_t *s)
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
     memcpy(s->live, s->live_begin, sizeof(s->live));
     memcpy(s->reasons, s->reasons_begin, sizeof(s->reasons));
+    s->conflict_oldest_us = s->conflict_oldest_begin;
     s->n_agg = 0;
     pending_clear(s);
     /* the cache holds the batch's sequences: take back the committed ones */
@@ -1659,6 +1719,100 @@ bool store_prune_held(const store_t *s)
     return s->prune_held && !s->in_batch && s->pinned > s->oldest;
 }
 
+static uint64_t conflict_rows(const store_t *s)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < STORE_REASONS; i++)
+        n += s->reasons[i];
+    return n;
+}
+
+/* Conflict rows beyond conflicts_keep. */
+static uint64_t conflicts_over(const store_t *s)
+{
+    uint64_t n = conflict_rows(s), keep = s->cfg.conflicts_keep;
+    return keep > 0 && n > keep ? n - keep : 0;
+}
+
+/* Rows recorded before this are older than conflicts_keep_us; INT64_MIN
+ * when age keeps every row. */
+static int64_t conflicts_horizon(const store_t *s)
+{
+    return s->cfg.conflicts_keep_us > 0 ? now_us(s) - s->cfg.conflicts_keep_us : INT64_MIN;
+}
+
+/* Drops the oldest conflict rows, `limit` at most, of those recorded
+ * before `before_us`, with the claims they list, and takes them out of
+ * the counts. Returns the rows dropped or a negative errno. */
+static int64_t conflicts_drop(store_t *s, uint64_t limit, int64_t before_us)
+{
+    sqlite3_stmt *st = s->st[ST_CONFLICT_PRUNE], *claim = s->st[ST_CLAIM_DROP];
+    int64_t n = 0;
+    int rc;
+
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)limit);
+    sqlite3_bind_int64(st, 2, before_us);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t c = reason_class_of((const char *)sqlite3_column_text(st, 0));
+        if (s->reasons[c] > 0)
+            s->reasons[c]--;
+        n++;
+        if (sqlite3_column_int(st, 1) == 0)
+            continue;
+        sqlite3_bind_text(claim, 1, (const char *)sqlite3_column_text(st, 2), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(claim, 2, sqlite3_column_int64(st, 3));
+        if ((rc = step_done(s, claim)) < 0) {
+            stmt_reset(st);
+            return rc;
+        }
+        s->pruned_batch.claims += (uint64_t)sqlite3_changes(s->db);
+    }
+    stmt_reset(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, rc);
+    s->pruned_batch.conflicts += (uint64_t)n;
+    return n;
+}
+
+/*
+ * Retention of the conflicts table: the oldest rows beyond conflicts_keep
+ * and those older than conflicts_keep_us go, with the claims they list.
+ * A commit drops at most STORE_PRUNE_STEP rows more than its batch
+ * recorded, so retention keeps pace with any ingest, yet no commit waits
+ * for a large backlog (a lowered limit, a burst growing old): what
+ * remains is due (store_prune_due) and goes with the next commits.
+ */
+static int conflicts_prune(store_t *s)
+{
+    uint64_t step = STORE_PRUNE_STEP + s->conflicts_added, over = conflicts_over(s);
+    int64_t horizon = conflicts_horizon(s), n;
+    uint64_t done = 0;
+
+    if (over > 0) {
+        if ((n = conflicts_drop(s, over < step ? over : step, INT64_MAX)) < 0)
+            return (int)n;
+        done = (uint64_t)n;
+    }
+    if (s->conflict_oldest_us < horizon && done < step) {
+        if ((n = conflicts_drop(s, step - done, horizon)) < 0)
+            return (int)n;
+        done += (uint64_t)n;
+    }
+    return done > 0 ? conflict_oldest_load(s) : 0;
+}
+
+bool store_prune_due(store_t *s)
+{
+    if (s->in_batch)
+        return false;
+    return conflicts_over(s) > 0 || s->conflict_oldest_us < conflicts_horizon(s);
+}
+
+void store_pruned_counts(const store_t *s, store_pruned_t *out)
+{
+    *out = s->pruned;
+}
+
 int store_commit(store_t *s)
 {
     int rc;
@@ -1673,11 +1827,13 @@ int store_commit(store_t *s)
         if ((rc = step_done(s, st)) < 0)
             goto fail;
     }
-    if ((rc = prune(s)) < 0)
+    if ((rc = prune(s)) < 0 || (rc = conflicts_prune(s)) < 0)
         goto fail;
     if ((rc = step_done(s, s->st[ST_COMMIT])) < 0)
         goto fail;
     s->in_batch = false;
+    s->pruned.conflicts += s->pruned_batch.conflicts;
+    s->pruned.claims += s->pruned_batch.claims;
     return 0;
 fail:
     store_rollback(s);
@@ -2080,9 +2236,10 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CONFLICT_PUT];
+    int64_t now = now_us(s);
     if (key)
         key_text(key, text, sizeof(text));
-    sqlite3_bind_int64(st, 1, now_us(s));
+    sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_text(st, 2, producer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
     sqlite3_bind_int(st, 4, (int)kind);
@@ -2098,19 +2255,35 @@ static int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t k
         sqlite3_bind_int64(st, 9, u->event_time_us);
     sqlite3_bind_int(st, 10, claim ? 1 : 0);
     int rc = step_done(s, st);
-    if (rc == 0)
+    if (rc == 0) {
         s->reasons[reason_class_of(reason)]++;
+        s->conflicts_added++;
+        if (s->conflict_oldest_us == INT64_MAX)
+            s->conflict_oldest_us = now;
+    }
     return rc;
 }
 
-/* Keeps a refused update as a claim: the encoded Update, who, why. */
+/* Keeps a refused update as a claim: the encoded Update, who, why. Its
+ * known fields only, as a merge keeps of an applied one: a refused update
+ * padded with fields the schema does not know would otherwise cost the
+ * database its whole size (up to WIRE_MAX_UPDATE) for every refusal. */
 static int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind, const rec_key_t *key,
                      const char *reason)
 {
     char text[STORE_KEY_TEXT] = "";
     sqlite3_stmt *st = s->st[ST_CLAIM_PUT];
     int rc;
-    if ((rc = buf_pack(&s->body, &u->base)) < 0)
+    if (wire_has_unknown(&u->base)) {
+        ProtobufCMessage *known = wire_copy_known(&u->base);
+        if (!known)
+            return -ENOMEM;
+        rc = buf_pack(&s->body, known);
+        protobuf_c_message_free_unpacked(known, NULL);
+    } else {
+        rc = buf_pack(&s->body, &u->base);
+    }
+    if (rc < 0)
         return rc;
     key_text(key, text, sizeof(text));
     sqlite3_bind_text(st, 1, u->producer_id, -1, SQLITE_STATIC);
@@ -2862,7 +3035,7 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
 
     if (!s->in_batch || !u || !u->has_sequence || !outcome)
         return -EINVAL;
-    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
+    if ((rc = producer_check(s, ministry, u->producer_id, u->sequence, &p, outcome)) < 0)
         return rc;
     if (*outcome != STORE_APPLIED)
         return 0;
@@ -2919,7 +3092,7 @@ int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
     int rc;
     if (!s->in_batch || !u || !u->producer_id || !outcome)
         return -EINVAL;
-    if ((rc = producer_check(s, u->producer_id, u->sequence, &p, outcome)) < 0)
+    if ((rc = producer_check(s, NULL, u->producer_id, u->sequence, &p, outcome)) < 0)
         return rc;
     if (*outcome != STORE_APPLIED)
         return 0;

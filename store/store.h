@@ -18,7 +18,12 @@
  * - A merge copies known fields only: keys are rebuilt from the key (a
  *   Period holds year and months, nothing else) and no unknown field of an
  *   update reaches a record, so a record's bytes depend only on the set of
- *   updates applied.
+ *   updates applied. A refused update kept as a claim keeps its known
+ *   fields only too: nothing the store keeps holds a field the schema
+ *   does not know.
+ * - The conflicts table (and the claims its rows list) is bounded by
+ *   conflicts_keep rows and conflicts_keep_us of age; each commit drops a
+ *   bounded step of what is beyond (store_prune_due).
  * - Every record a batch changes gets the next global revision and a row
  *   in the change log holding the record as published and the version it
  *   replaced. A record changed several times in one batch gets one
@@ -64,6 +69,11 @@ typedef struct store_config {
     const char *path;                   /* database file; created when missing */
     bool synchronous_full;              /* PRAGMA synchronous: FULL (true) or NORMAL */
     uint64_t changelog_keep;            /* revisions kept in the change log; 0 = all */
+    uint64_t conflicts_keep;            /* newest conflict rows kept, with their claims; 0 = all */
+    int64_t conflicts_keep_us;          /* conflict rows (and claims) older than this go, us;
+                                           0 = kept whatever their age */
+    uint64_t max_producers;             /* authority off: producers known at most (a new id
+                                           beyond is not admitted); 0 = no limit */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double trade_threshold_pct;         /* discrepancy above this flags a flow, percent */
     double cif_fob_factor;              /* importer's figure is compared with exporter's * this */
@@ -80,6 +90,8 @@ typedef enum store_outcome {
     STORE_DUPLICATE,   /* sequence <= last applied: ignored, nothing changed */
     STORE_GAP,         /* sequence > last applied + 1: not applied */
     STORE_REJECTED,    /* sequence consumed, update refused and recorded as a conflict */
+    STORE_UNADMITTED,  /* a producer the store does not admit (store_apply_as): nothing
+                          changed and nothing kept, its sequence included */
 } store_outcome_t;
 
 /* Which records a cursor returns. kind UNSPECIFIED = all kinds; country
@@ -126,7 +138,8 @@ typedef struct store_authority {
     size_t n_members;
 } store_authority_t;
 
-/* Defaults: synchronous FULL, keep 1,000,000 revisions, importer first,
+/* Defaults: synchronous FULL, keep 1,000,000 revisions, 1,000,000
+ * conflict rows for at most 365 days, 1,000 producers, importer first,
  * threshold 10 %, factor 1.0. path is left NULL. */
 void store_config_init(store_config_t *cfg);
 
@@ -173,9 +186,18 @@ int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outc
 
 /* store_apply for an update whose ministry is known from authentication:
  * `ministry` names a configured ministry and replaces the producer-id
- * lookup; NULL behaves as store_apply. Refusals (STORE_REJECTED, the
- * sequence consumed, a conflict row, the update kept as a claim):
- * - authority on and the producer (or ministry) unknown: "unknown producer";
+ * lookup; NULL behaves as store_apply.
+ *
+ * A producer costs nothing durable until it is admitted: with authority
+ * on, an update whose producer no ministry lists (and no ministry is
+ * named) is STORE_UNADMITTED; with authority off, so is one from a new
+ * producer id while max_producers are known. Nothing of it is kept,
+ * not even its sequence: once admitted (a reload that lists it), the
+ * producer's updates apply from where it stands.
+ *
+ * Refusals (STORE_REJECTED, the sequence consumed, a conflict row, the
+ * update's known fields kept as a claim):
+ * - authority on and the ministry named unknown: "unknown producer";
  * - the ministry does not own the record: "not authoritative: <ministry>
  *   does not own <kind> <country>";
  * - event time more than max_future_skew_us ahead of the clock:
@@ -189,8 +211,8 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
  * envelope is sound): the producer's last sequence advances as for an
  * applied update, nothing else changes, and a conflict with `reason` is
  * recorded, with the update's kind, its event time and, when its key
- * fields are well-formed, its key. Duplicate and gap rules as for
- * store_apply. Returns 0 or a negative errno. */
+ * fields are well-formed, its key. Duplicate, gap and admission rules as
+ * for store_apply. Returns 0 or a negative errno. */
 int store_reject(store_t *s, const Parksync__V1__Update *u, const char *reason,
                  store_outcome_t *outcome);
 
@@ -391,11 +413,29 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg);
 /* Counts the conflicts/audit table by reason class: "not_authoritative",
  * "unknown_producer", "future_event_time", "invalid", "stale",
  * "overridden", "other" (classes without rows are left out), in the
- * order of their names; fn may be NULL. Sets *total to all rows. Kept as
- * conflicts are recorded, like store_count_records: reads no table.
+ * order of their names; fn may be NULL. Sets *total to all rows. These
+ * are the rows stored now: retention takes the rows it drops out of
+ * them (store_pruned_counts counts those). Kept as conflicts are
+ * recorded and dropped, like store_count_records: reads no table.
  * Returns 0. */
 typedef int (*store_reason_fn)(void *arg, const char *reason_class, uint64_t n);
 int store_conflict_counts(store_t *s, uint64_t *total, store_reason_fn fn, void *arg);
+
+/* What retention dropped. */
+typedef struct store_pruned {
+    uint64_t conflicts; /* conflict rows beyond conflicts_keep or older than conflicts_keep_us */
+    uint64_t claims;    /* claims listed by those rows */
+} store_pruned_t;
+
+/* Fills *out with what retention dropped since the store was opened (by
+ * committed batches). */
+void store_pruned_counts(const store_t *s, store_pruned_t *out);
+
+/* True, between batches, when conflict rows beyond the retention limits
+ * remain because a commit drops a bounded step of them at a time (a
+ * limit lowered, a burst of rows grown old): an empty batch (begin,
+ * commit) drops the next step. Reads no table. */
+bool store_prune_due(store_t *s);
 
 /* An online backup in progress (SQLite's backup API on the store's own
  * connection: pages the store writes while it runs are copied into it

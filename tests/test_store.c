@@ -1774,7 +1774,8 @@ static void prop_run(upd_t *ups, const size_t *order, uint64_t *st, prop_result_
         for (size_t j = 0; j < batch && i < PROP_UPDATES; j++, i++) {
             store_outcome_t o;
             cr_assert_eq(store_apply(s, &ups[order[i]].u, &o), 0, "seed %" PRIu64, seed);
-            cr_assert(o == STORE_APPLIED || o == STORE_REJECTED,
+            /* an unlisted producer is not admitted, whatever the order */
+            cr_assert(o == STORE_APPLIED || o == STORE_REJECTED || o == STORE_UNADMITTED,
                       "seed %" PRIu64 " variant %d: update %zu outcome %d", seed, variant, order[i],
                       (int)o);
         }
@@ -1860,7 +1861,8 @@ Test(store, same_updates_in_any_order_give_same_digest)
                 }
             } else {
                 /* one producer per update, each speaking for one of the
-                 * three ministries; one in ten is listed nowhere */
+                 * three ministries; one in ten is listed nowhere (not
+                 * admitted) */
                 char id[16];
                 snprintf(id, sizeof(id), "P%03zu", i);
                 prop_update(&ups[i], &st, id, 1);
@@ -2347,5 +2349,229 @@ Test(store, failed_cursor_step_keeps_sqlite_message)
     cr_assert_not_null(strstr(store_cursor_errmsg(c), "malformed"), "errmsg: '%s'",
                        store_cursor_errmsg(c));
     store_cursor_close(&c);
+    store_close(&s);
+}
+
+/* ---------------------------------------------------------------- claims, retention */
+
+static int64_t retention_now; /* the store's clock in the retention tests, us */
+
+static int64_t retention_clock(void)
+{
+    return retention_now;
+}
+
+/* AZ-MOE owns AZ, TJ-MINT owns TJ: TJ-MINT's parks of AZ are refused
+ * and kept as claims. */
+static void az_tj(store_t *s)
+{
+    static const store_ministry_t m[2] = {{.name = "AZ-MOE", .country = "AZ"},
+                                          {.name = "TJ-MINT", .country = "TJ"}};
+    static const store_member_t mem[2] = {{"AZ-MOE", 0}, {"TJ-MINT", 1}};
+    store_authority_t a = {m, 2, mem, 2};
+    cr_assert_eq(store_set_authority(s, &a), 0);
+}
+
+/* n refusals by TJ-MINT from sequence *seq + 1 on, in one batch: each a
+ * conflict row and a claim. */
+static void refusals(store_t *s, uint64_t *seq, size_t n)
+{
+    store_outcome_t out;
+    upd_t x;
+    cr_assert_eq(store_begin(s), 0);
+    for (size_t i = 0; i < n; i++) {
+        upd_init(&x, "TJ-MINT", ++*seq, 100, PROVISIONAL);
+        upd_park(&x, "AZ", "AZ-P1");
+        cr_assert_eq(store_apply(s, &x.u, &out), 0, "%s", store_errmsg(s));
+        cr_assert_eq(out, STORE_REJECTED);
+    }
+    cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+}
+
+static void empty_batch(store_t *s)
+{
+    cr_assert_eq(store_begin(s), 0);
+    cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+}
+
+/* A refused update padded with fields the schema does not know, in its
+ * envelope, body and specializations, is kept as a claim with its known
+ * fields only: the bytes the same update without them packs to. */
+Test(store, a_claim_keeps_known_fields_only)
+{
+    store_t *s = open_db();
+    upd_t x;
+
+    az_tj(s);
+    upd_init(&x, "TJ-MINT", 1, 100, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-P1");
+    park_name(&x, "Sumgait");
+    x.specs.n_values = 1;
+    x.specs.values = x.spec_values;
+    x.spec_values[0] = PARKSYNC__V1__SPECIALIZATION__SPECIALIZATION_CHEMISTRY;
+    x.park.specializations = &x.specs;
+    upd_unknown(&x, &x.u.base, 0x11111111ULL);
+    upd_unknown(&x, &x.park.base, 0x22222222ULL);
+    upd_unknown(&x, &x.specs.base, 0x33333333ULL);
+    cr_assert(wire_has_unknown(&x.u.base));
+    cr_assert_eq(apply1(s, &x), STORE_REJECTED);
+    store_close(&s);
+
+    upd_unknowns(&x, false);
+    size_t len;
+    uint8_t *want = wire_pack(&x.u.base, &len);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT update_pb FROM claim", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    size_t got = (size_t)sqlite3_column_bytes(st, 0);
+    bool same = got == len && memcmp(sqlite3_column_blob(st, 0), want, len) == 0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(want);
+    cr_assert(same, "the claim holds %zu bytes, not the %zu of its known fields", got, len);
+}
+
+/* [store] conflicts_keep: each commit leaves the newest rows, and the
+ * claims of the rows it drops go with them; the counts follow. */
+Test(store, retention_keeps_the_newest_conflicts_and_their_claims)
+{
+    store_config_t cfg;
+    store_pruned_t p;
+    uint64_t seq = 0, total;
+    store_config_init(&cfg);
+    cfg.conflicts_keep = 10;
+    store_t *s = open_at(dbpath, &cfg);
+
+    az_tj(s);
+    for (int b = 0; b < 25; b++) {
+        refusals(s, &seq, 1);
+        cr_assert_eq(sql_int("SELECT count(*) FROM conflict"), b < 10 ? b + 1 : 10);
+        cr_assert_eq(sql_int("SELECT count(*) FROM claim"), b < 10 ? b + 1 : 10);
+        cr_assert_not(store_prune_due(s));
+    }
+    cr_assert_eq(sql_int("SELECT min(sequence) FROM conflict"), 16, "the newest are kept");
+    cr_assert_eq(sql_int("SELECT min(sequence) FROM claim"), 16);
+    cr_assert_eq(sql_int("SELECT count(*) FROM claim JOIN conflict USING (producer_id, sequence)"),
+                 10, "each claim left is listed by a conflict row left");
+    cr_assert_eq(store_conflict_counts(s, &total, NULL, NULL), 0);
+    cr_assert_eq(total, 10);
+    check_figures(s, "after retention");
+    store_pruned_counts(s, &p);
+    cr_assert_eq(p.conflicts, 15);
+    cr_assert_eq(p.claims, 15);
+
+    /* a rolled-back prune is not counted and leaves the rows */
+    cr_assert_eq(store_begin(s), 0);
+    store_rollback(s);
+    store_pruned_counts(s, &p);
+    cr_assert_eq(p.conflicts, 15);
+    store_close(&s);
+    s = open_at(dbpath, &cfg);
+    check_figures(s, "after a reopen");
+    store_close(&s);
+}
+
+/* [store] conflicts_keep_days: rows older than the horizon go at the
+ * next commit, an empty one included; younger rows stay. */
+Test(store, retention_drops_conflicts_by_age)
+{
+    store_config_t cfg;
+    store_pruned_t p;
+    uint64_t seq = 0;
+    store_config_init(&cfg);
+    cfg.now_us = retention_clock;
+    cfg.conflicts_keep_us = 100 * INT64_C(1000000);
+    retention_now = 1000 * INT64_C(1000000);
+    store_t *s = open_at(dbpath, &cfg);
+
+    az_tj(s);
+    refusals(s, &seq, 5);
+    retention_now += 50 * INT64_C(1000000);
+    refusals(s, &seq, 5);
+    cr_assert_not(store_prune_due(s));
+    retention_now += 70 * INT64_C(1000000); /* the first five are 120 s old */
+    cr_assert(store_prune_due(s));
+    empty_batch(s);
+    cr_assert_not(store_prune_due(s));
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict"), 5);
+    cr_assert_eq(sql_int("SELECT min(sequence) FROM claim"), 6);
+    check_figures(s, "after the first five aged");
+
+    /* the age is the store's clock at open too */
+    store_close(&s);
+    retention_now += 60 * INT64_C(1000000);
+    s = open_at(dbpath, &cfg);
+    cr_assert(store_prune_due(s));
+    empty_batch(s);
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict"), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM claim"), 0);
+    cr_assert_not(store_prune_due(s));
+    store_pruned_counts(s, &p);
+    cr_assert_eq(p.conflicts, 5, "counted since this open");
+    check_figures(s, "all aged");
+    store_close(&s);
+}
+
+/* A backlog goes STORE_PRUNE_STEP (1024) rows a commit, so no commit
+ * waits for it, while a batch that records many rows drops as many as it
+ * recorded: retention keeps pace with ingest. */
+Test(store, retention_goes_in_bounded_steps)
+{
+    store_config_t cfg;
+    uint64_t seq = 0;
+    store_config_init(&cfg);
+    cfg.conflicts_keep = 0;
+    store_t *s = open_at(dbpath, &cfg);
+    az_tj(s);
+    refusals(s, &seq, 3000);
+    store_close(&s);
+
+    cfg.conflicts_keep = 100;
+    s = open_at(dbpath, &cfg);
+    az_tj(s);
+    const int64_t left[] = {3000 - 1024, 3000 - 2048, 100};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert(store_prune_due(s));
+        empty_batch(s);
+        cr_assert_eq(sql_int("SELECT count(*) FROM conflict"), left[i], "step %zu", i);
+        cr_assert_eq(sql_int("SELECT count(*) FROM claim"), left[i], "step %zu", i);
+    }
+    cr_assert_not(store_prune_due(s));
+
+    refusals(s, &seq, 2000);
+    cr_assert_not(store_prune_due(s), "a batch drops at least what it recorded");
+    cr_assert_eq(sql_int("SELECT count(*) FROM conflict"), 100);
+    cr_assert_eq(sql_int("SELECT min(sequence) FROM conflict"), 3000 + 2000 - 99);
+    check_figures(s, "after steps");
+    store_close(&s);
+}
+
+/* With authority off, max_producers bounds the producers the database
+ * takes: a new id beyond it is not admitted and leaves nothing, while
+ * the known ones go on, across a reopen too. */
+Test(store, max_producers_admits_no_new_id_beyond_it)
+{
+    static const char *const ids[4] = {"P-A", "P-B", "P-C", "P-D"};
+    store_config_t cfg;
+    store_producer_stats_t ps;
+    upd_t x;
+    store_config_init(&cfg);
+    cfg.max_producers = 3;
+    store_t *s = open_at(dbpath, &cfg);
+
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < 4; i++) {
+            upd_init(&x, ids[i], 1 + (uint64_t)round, 100, PROVISIONAL);
+            upd_park(&x, "AZ", "AZ-P1");
+            cr_assert_eq(apply1(s, &x), i < 3 ? STORE_APPLIED : STORE_UNADMITTED, "%s round %d",
+                         ids[i], round);
+        }
+        cr_assert_eq(store_producer_stats(s, "P-D", &ps), -ENOENT);
+        cr_assert_eq(sql_int("SELECT count(*) FROM producer"), 3);
+        store_close(&s);
+        s = open_at(dbpath, &cfg);
+    }
     store_close(&s);
 }

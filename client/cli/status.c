@@ -17,7 +17,7 @@
 #define STATUS_TIMEOUT_S 5 /* default --timeout */
 
 const char CLI_STATUS_USAGE[] =
-    "usage: parksync status [--json] [--control EP] [--timeout SEC]\n"
+    "usage: parksync status [--json] [--producers-after ID] [--control EP] [--timeout SEC]\n"
     "\n"
     "Prints what parksyncd is doing: version, uptime, head revision, live records\n"
     "per kind, each producer's last sequence, lag (time since its last update) and\n"
@@ -25,7 +25,11 @@ const char CLI_STATUS_USAGE[] =
     "table by reason, inputs rejected before the store by reason, the loop's\n"
     "counters and why the last reload failed, if it did.\n"
     "\n"
-    "  --json          one JSON object instead of text\n" CTL_USAGE("5")
+    "Producers are listed by id, at most 256 of them, and all are counted; with\n"
+    "more, --producers-after the last id listed gives the next ones.\n"
+    "\n"
+    "  --json          one JSON object instead of text\n"
+    "  --producers-after ID  list the producers whose id sorts after ID\n" CTL_USAGE("5")
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
@@ -81,9 +85,9 @@ static uint64_t counter(const Parksync__V1__Status *st, const char *name)
 
 /* The input rejections, by reason, before and in the store. */
 static const char *const REJECTED[] = {"bad_frames",  "too_large", "undecodable", "invalid",
-                                       "wrong_topic", "refused",   NULL};
+                                       "wrong_topic", "refused",   "unadmitted",  NULL};
 
-static void print_text(const Parksync__V1__Status *st)
+static void print_text(const Parksync__V1__Status *st, const char *after)
 {
     char a[64], b[64];
 
@@ -106,7 +110,12 @@ static void print_text(const Parksync__V1__Status *st)
     printf("%s\nrejected inputs:", st->n_conflicts_by_reason ? ")" : "");
     for (int i = 0; REJECTED[i]; i++)
         printf("%s %s %" PRIu64, i ? "," : "", REJECTED[i], counter(st, REJECTED[i]));
-    printf("\nproducers: %zu\n", st->n_producers);
+    printf("\nproducers: %" PRIu64, st->producers_total);
+    if (st->n_producers < st->producers_total)
+        printf(" (listing %zu%s%s; the next: parksync status --producers-after %s)",
+               st->n_producers, after ? " after " : "", after ? after : "",
+               st->n_producers ? st->producers[st->n_producers - 1]->producer_id : "LAST-ID");
+    printf("\n");
     if (st->n_producers)
         printf("  %-20s %12s %10s %8s %8s %8s  %-20s %s\n", "ID", "LAST_SEQ", "APPLIED", "DUPS",
                "GAPS", "REJECTED", "LAST_SEEN", "LAG");
@@ -205,6 +214,7 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "epoch", json_string(epoch));
     json_object_set_new(o, "records", counters_json(st->records, st->n_records));
     json_object_set_new(o, "producers", producers);
+    json_object_set_new(o, "producers_total", json_integer((json_int_t)st->producers_total));
     json_object_set_new(o, "subscribers", json_integer((json_int_t)st->subscribers));
     json_object_set_new(o, "database_bytes", json_integer((json_int_t)st->database_bytes));
     json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st->wal_bytes));
@@ -225,8 +235,10 @@ static int print_json(const Parksync__V1__Status *st)
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option LONG[] = {
-        {"json", no_argument, NULL, 'j'}, CTL_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option LONG[] = {{"json", no_argument, NULL, 'j'},
+                                         {"producers-after", required_argument, NULL, 'a'},
+                                         CTL_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
@@ -238,6 +250,10 @@ int cmd_status(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         if (c == 'j') {
             json = true;
+            continue;
+        }
+        if (c == 'a') {
+            sr.producers_after = optarg;
             continue;
         }
         if (c == 'h') {
@@ -266,7 +282,7 @@ int cmd_status(int argc, char **argv)
     } else if (json) {
         status = print_json(r->status) < 0 ? CLI_RUNTIME : CLI_OK;
     } else {
-        print_text(r->status);
+        print_text(r->status, sr.producers_after);
         status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
     }
     parksync__v1__control_reply__free_unpacked(r, NULL);
