@@ -1,7 +1,8 @@
 # The README's two commands. Both install what is missing (Debian packages,
 # by name), configure and build with CMake, then run.
 #
-#   make demo   build, start parksyncd on its embedded defaults, push the two
+#   make demo   build (no tests), start parksyncd on its embedded defaults with
+#               endpoints of its own in a temporary folder, push the two
 #               ministries' example updates, print the consolidated summary
 #   make test   build with AddressSanitizer + UndefinedBehaviorSanitizer and
 #               -Werror, then run every test through ctest
@@ -11,9 +12,14 @@
 #               build-fuzz and run each for FUZZ_SECONDS (default 60)
 #               against tests/fuzz/corpus; see tests/fuzz/README.md
 
-DEB_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev \
-                libzmq3-dev libsqlite3-dev libsodium-dev libinih-dev libjansson-dev \
-                libsystemd-dev libcriterion-dev sqlite3 libmicrohttpd-dev dpkg-dev \
+# What building parksync needs (make build, make demo).
+BUILD_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev \
+                  libzmq3-dev libsqlite3-dev libsodium-dev libinih-dev libjansson-dev \
+                  libsystemd-dev libmicrohttpd-dev
+
+# What the tests need besides (make test, and the .deb the system test
+# builds: dpkg-dev and file for cpack).
+DEB_PACKAGES := $(BUILD_PACKAGES) libcriterion-dev sqlite3 dpkg-dev file \
                 python3 python3-zmq python3-protobuf protobuf-compiler
 
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
@@ -26,7 +32,7 @@ FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO       := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all demo test deps build clean fuzz fuzz-deps
+.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps
 
 all: build
 
@@ -41,8 +47,13 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARKSYNC_SANITIZE=OFF
+build-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BUILD_PACKAGES)"
+
+# no test framework: the demo needs the daemon and the CLI only
+build: build-deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARKSYNC_SANITIZE=OFF \
+	  -DPARKSYNC_TESTS=OFF
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build

@@ -6,8 +6,11 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <net/if.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -95,7 +98,7 @@ static const config_option_t options[] = {
     {"endpoints", "query", OPT_ENDPOINT, FIELD(query), WIRE_DEFAULT_QUERY, 0, 0, 0, 0, NULL,
      check_endpoint, "clients connect DEALER here (daemon ROUTER binds)"},
     {"endpoints", "control", OPT_ENDPOINT, FIELD(control), NULL, 0, 0, 0, 0, NULL, check_control,
-     "operator CLI connects here (ipc://, directory 0700); default $RUNTIME_DIRECTORY/control, "
+     "operator CLI connects here (ipc:// only); default $RUNTIME_DIRECTORY/control, "
      "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
      "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
@@ -348,6 +351,28 @@ static int set_option(config_t *cfg, const config_option_t *opt, const char *val
     abort();
 }
 
+/* True when libzmq can bind to host (len bytes): '*', an IPv4 or a
+ * bracketed IPv6 address, or the name of an interface of this machine. It
+ * resolves no host names when binding, so tcp://localhost:P would pass a
+ * syntax check and then fail at start. */
+static bool bindable_host(const char *host, size_t len)
+{
+    char name[INET6_ADDRSTRLEN + 2];
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (len == 0 || len >= sizeof name)
+        return false;
+    memcpy(name, host, len);
+    name[len] = '\0';
+    if (strcmp(name, "*") == 0 || inet_pton(AF_INET, name, addr) == 1)
+        return true;
+    if (len > 2 && name[0] == '[' && name[len - 1] == ']') {
+        name[len - 1] = '\0';
+        return inet_pton(AF_INET6, name + 1, addr) == 1;
+    }
+    return if_nametoindex(name) != 0;
+}
+
 /* The syntax of an endpoint the daemon may bind: tcp://HOST:PORT, ipc or
  * inproc. Whether a tcp endpoint may be beyond loopback depends on
  * [security] (remote_problem). */
@@ -379,6 +404,13 @@ static int check_endpoint(const char *value, char *why, size_t whylen)
             return -EINVAL;
         }
     }
+    if (!bindable_host(host, (size_t)(colon - host))) {
+        say(why, whylen,
+            "%.*s is neither an address nor an interface of this machine; libzmq binds to "
+            "those, not to host names (for localhost write 127.0.0.1)",
+            (int)(colon - host), host);
+        return -EINVAL;
+    }
     /* Beyond loopback needs CURVE or an explicit insecure setting: a rule
      * of the whole config (remote_problem). */
     return 0;
@@ -399,7 +431,6 @@ bool config_endpoint_local(const char *value)
         return false;
     hostlen = (size_t)(colon - host);
     return (hostlen >= 4 && strncmp(host, "127.", 4) == 0) ||
-           (hostlen == 9 && strncmp(host, "localhost", 9) == 0) ||
            (hostlen == 5 && strncmp(host, "[::1]", 5) == 0) ||
            (hostlen == 2 && strncmp(host, "lo", 2) == 0);
 }
@@ -498,6 +529,7 @@ typedef struct parse_ctx {
     config_t *cfg;
     int line;            /* physical line being parsed, 1-based */
     bool at_line_start;  /* the next read starts a new physical line */
+    bool indented;       /* that line starts with blanks before text: a continuation to inih */
     int error_line;      /* line of the first error; 0 when none */
     char error[512];     /* the first error, without "file:line: " */
     int seen[N_OPTIONS]; /* line where each option was set; 0: not yet */
@@ -525,8 +557,10 @@ static char *reader(char *str, int num, void *stream)
 
     if (!s)
         return NULL;
-    if (p->at_line_start)
+    if (p->at_line_start) {
         p->line++;
+        p->indented = (s[0] == ' ' || s[0] == '\t') && s[strspn(s, " \t\r\n")] != '\0';
+    }
     len = strlen(s);
     p->at_line_start = len > 0 && s[len - 1] == '\n';
     if (!p->at_line_start && !feof(p->file)) {
@@ -755,6 +789,24 @@ static int handler(void *user, const char *section, const char *key, const char 
     char why[400];
     size_t idx;
 
+    /* inih reads an indented line as more of the value above and hands
+     * it over under the same key: say that, not "set twice". */
+    if (p->indented) {
+        parse_error(p,
+                    "the line is indented; remove the indentation (an indented line "
+                    "continues the value above it: here %s's)",
+                    key);
+        return 0;
+    }
+    /* inih knows ';' after a value as a comment, not '#': refused by name
+     * rather than read as part of the value */
+    if (strstr(value, " #") || strstr(value, "\t#")) {
+        parse_error(p,
+                    "%s = %s: '#' starts a comment only at the start of a line; after a "
+                    "value, write '; comment'",
+                    key, value);
+        return 0;
+    }
     if (section[0] == '\0') {
         parse_error(p, "%s = %s is outside of any [section]", key, value);
         return 0;
@@ -800,6 +852,7 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
 {
     parse_ctx_t p;
     config_t cfg;
+    struct stat st;
     char why[512];
     int rc;
 
@@ -814,6 +867,12 @@ int config_load(const char *path, config_t *out, char *err, size_t errlen)
             rc = -errno;
             say(err, errlen, "%s: cannot open: %s", path, strerror(errno));
             return rc;
+        }
+        if (fstat(fileno(p.file), &st) == 0 && S_ISDIR(st.st_mode)) {
+            say(err, errlen, "%s is a directory; -c wants the config file (e.g. %s/parksyncd.conf)",
+                path, path);
+            fclose(p.file);
+            return -EISDIR;
         }
         rc = ini_parse_stream(reader, &p, handler, &p);
         if (ferror(p.file)) {

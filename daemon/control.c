@@ -106,9 +106,11 @@ static int bind_private(control_t *c, const char *endpoint)
         c->name[0] = '\0';
         return -EPERM;
     }
-    /* operator only: the socket file is the access control */
-    if (fchmodat(c->dirfd, c->name, 0600, 0) < 0)
-        log_warning("cannot make the control socket %s private: %s", endpoint, strerror(errno));
+    /* The daemon's user and its group, the operators': the directory
+     * decides whether the group reaches it at all (0700 or 0750, rundir.h). */
+    if (fchmodat(c->dirfd, c->name, 0660, 0) < 0)
+        log_warning("cannot set the control socket %s to mode 0660: %s", endpoint,
+                    strerror(errno));
     return 0;
 }
 

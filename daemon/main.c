@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "conns.h"
+#include "keys.h"
 #include "log.h"
 #include "server.h"
 
@@ -68,7 +69,9 @@ static void usage(FILE *out)
             "                      [daemon] log_level of the file (default: info).\n"
             "      --check-config  validate the configuration, print every option with its\n"
             "                      effective value (an INI file) and exit: 0 when valid,\n"
-            "                      2 with the error otherwise.\n"
+            "                      2 with the error otherwise. Also checks, as the user\n"
+            "                      running it, what start needs: the secret key file (CURVE)\n"
+            "                      and a writable folder for the database.\n"
             "  -V, --version       print the version and exit.\n"
             "  -h, --help          print this help and exit.\n"
             "\n"
@@ -116,6 +119,40 @@ static int load(const char *path, const char *level, config_t *cfg, char *err, s
         }
     }
     *cfg = fresh;
+    return 0;
+}
+
+/* What start would fail on that the file's syntax cannot tell: the secret
+ * key file (with CURVE on) and the database's folder, checked as the user
+ * running the check (under systemd the daemon runs as parksync). Returns
+ * 0, or a negative errno with one line in err. */
+static int preflight(const config_t *cfg, char *err, size_t len)
+{
+    char z85[KEYS_Z85_LEN + 1], why[512], dir[CONFIG_PATH_MAX];
+    char *slash;
+    int rc;
+
+    if (cfg->curve) {
+        rc = keys_read_file(cfg->secret_key_file, true, z85, why, sizeof why);
+        explicit_bzero(z85, sizeof z85);
+        if (rc < 0) {
+            snprintf(err, len, "[security] secret_key_file: %s", why);
+            return rc;
+        }
+    }
+    snprintf(dir, sizeof dir, "%s", cfg->database);
+    slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    if (access(dir, W_OK | X_OK) < 0) {
+        rc = -errno;
+        snprintf(err, len, "[daemon] database = %.400s: the folder %.400s %s", cfg->database, dir,
+                 rc == -ENOENT ? "does not exist" : rc == -EACCES ? "is not writable by this user"
+                                                                  : strerror(-rc));
+        return rc;
+    }
     return 0;
 }
 
@@ -182,6 +219,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
+        if (preflight(&cfg, err, sizeof err) < 0) {
+            log_error("%s", err);
+            return 2;
+        }
         if (config_print(&cfg, stdout) < 0) {
             log_error("cannot write the configuration to stdout");
             return 2;

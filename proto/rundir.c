@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +25,21 @@ static void owner_text(uid_t uid, char *buf, size_t len)
         snprintf(buf, len, "uid %u (%s)", (unsigned)uid, found->pw_name);
     else
         snprintf(buf, len, "uid %u", (unsigned)uid);
+}
+
+/* "gid 998 (parksync)", or "gid 998" when the name is unknown; with
+ * name_only, "parksync" (or "998"). */
+static void group_text(gid_t gid, bool name_only, char *buf, size_t len)
+{
+    struct group gr, *found = NULL;
+    char scratch[1024];
+
+    if (getgrgid_r(gid, &gr, scratch, sizeof scratch, &found) != 0 || !found)
+        snprintf(buf, len, name_only ? "%u" : "gid %u", (unsigned)gid);
+    else if (name_only)
+        snprintf(buf, len, "%s", found->gr_name);
+    else
+        snprintf(buf, len, "gid %u (%s)", (unsigned)gid, found->gr_name);
 }
 
 /* Splits path at its last '/': dir gets what is before ("." when none,
@@ -95,9 +111,21 @@ static int open_dir(int at, const char *name, const char *shown, struct stat *st
     return fd;
 }
 
+/* The daemon's rule on a directory it opened: its own, nothing for others,
+ * no write for the group, and the group, when it may enter, the daemon's
+ * own (the operators'): only they then reach the socket, and nobody but
+ * the daemon can put an entry there. */
+static bool private_enough(const struct stat *st)
+{
+    if (st->st_uid != geteuid() || (st->st_mode & 027) != 0)
+        return false;
+    return (st->st_mode & 070) == 0 || st->st_gid == getegid();
+}
+
 int rundir_open_private(const char *dir, char *why, size_t whylen)
 {
-    char owner[96], me[96];
+    char owner[96], me[96], group[96], mygroup[96];
+    const char *fix;
     struct stat st;
     int fd, rc;
 
@@ -108,18 +136,23 @@ int rundir_open_private(const char *dir, char *why, size_t whylen)
     fd = open_dir(AT_FDCWD, dir, dir, &st, why, whylen);
     if (fd < 0)
         return fd;
-    if (st.st_uid == geteuid() && (st.st_mode & 077) == 0)
+    if (private_enough(&st))
         return fd;
     owner_text(st.st_uid, owner, sizeof owner);
     owner_text(geteuid(), me, sizeof me);
+    group_text(st.st_gid, false, group, sizeof group);
+    group_text(getegid(), false, mygroup, sizeof mygroup);
+    if (st.st_uid != geteuid())
+        fix = "remove it (or set [endpoints] control elsewhere) and start again";
+    else if ((st.st_mode & 027) != 0)
+        fix = "chmod 0750 it (under systemd: RuntimeDirectoryMode=0750) and start again";
+    else
+        fix = "chgrp it to the daemon's group (or chmod 0700 it) and start again";
     snprintf(why, whylen,
-             "%s belongs to %s with mode %04o, but the control socket's directory must "
-             "belong to the daemon's user, %s, with mode 0700, or another local user could "
-             "swap the socket; %s",
-             dir, owner, (unsigned)(st.st_mode & 07777), me,
-             st.st_uid != geteuid()
-                 ? "remove it (or set [endpoints] control elsewhere) and start again"
-                 : "chmod 0700 it (under systemd: RuntimeDirectoryMode=0700) and start again");
+             "%s belongs to %s with mode %04o, group %s, but the control socket's directory "
+             "must belong to the daemon's user, %s, with mode 0700, or 0750 when its group is "
+             "the daemon's, %s, or another local user could swap the socket or reach it; %s",
+             dir, owner, (unsigned)(st.st_mode & 07777), group, me, mygroup, fix);
     close(fd);
     return -EPERM;
 }
@@ -177,6 +210,49 @@ int rundir_check_trusted(const char *dir, char *why, size_t whylen)
              dir, owner, (unsigned)(st.st_mode & 07777), parent, (unsigned)pst.st_uid,
              (unsigned)(pst.st_mode & 07777));
     return -EPERM;
+}
+
+int rundir_check_access(const char *dir, const char *name, char *why, size_t whylen)
+{
+    char path[2 * RUNDIR_PATH_MAX], group[96], owner[96];
+    struct stat st;
+    bool sock_seen;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    /* connect(2) on a unix socket needs write permission on it and search
+     * permission on every directory above it: what access(2) checks, with
+     * the real ids the CLI runs under. */
+    if (access(path, W_OK) == 0)
+        return 0;
+    if (errno == ENOENT) {
+        snprintf(why, whylen, "%s does not exist (is parksyncd running? it makes it)", path);
+        return -ENOENT;
+    }
+    if (errno != EACCES && errno != EPERM) {
+        int err = errno;
+        snprintf(why, whylen, "cannot use %s: %s", path, strerror(err));
+        return -err;
+    }
+    /* Who could use it: the group that may enter the directory (or write
+     * the socket, when the directory can be entered). */
+    sock_seen = stat(path, &st) == 0;
+    if (!sock_seen && stat(dir, &st) < 0) {
+        snprintf(why, whylen, "permission denied on %s: run as root or as the daemon's user", path);
+        return -EACCES;
+    }
+    group_text(st.st_gid, true, group, sizeof group);
+    owner_text(st.st_uid, owner, sizeof owner);
+    if ((st.st_mode & (sock_seen ? 020 : 010)) != 0)
+        snprintf(why, whylen,
+                 "permission denied on %s: run as root or join group %s (and log in again)", path,
+                 group);
+    else
+        snprintf(why, whylen,
+                 "permission denied on %s: run as root or as the daemon's user, %s (its %s %s "
+                 "has mode %04o: no group may use it)",
+                 path, owner, sock_seen ? "socket" : "directory", sock_seen ? path : dir,
+                 (unsigned)(st.st_mode & 07777));
+    return -EACCES;
 }
 
 int rundir_split(const char *endpoint, char *dir, size_t dirlen, char *name, size_t namelen)

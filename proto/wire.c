@@ -1263,9 +1263,7 @@ int wire_control_endpoint_default(char *buf, size_t size)
 
     if (rt && rt[0] != '\0')
         n = snprintf(buf, size, "ipc://%.*s/" WIRE_CONTROL_NAME, (int)strcspn(rt, ":"), rt);
-    else if (access("/run/parksync/" WIRE_CONTROL_NAME, F_OK) == 0 ||
-             access("/run/parksync", W_OK) == 0 ||
-             (access("/run/parksync", F_OK) != 0 && access("/run", W_OK) == 0))
+    else if (access("/run/parksync", F_OK) == 0 || access("/run", W_OK) == 0)
         n = snprintf(buf, size, "ipc:///run/parksync/" WIRE_CONTROL_NAME);
     else if (xdg && xdg[0] != '\0')
         n = snprintf(buf, size, "ipc://%s/parksync/" WIRE_CONTROL_NAME, xdg);

@@ -246,12 +246,14 @@ int64_t wire_monotonic_ms(void); /* monotonic clock, milliseconds */
  * directories:
  *   1. ipc://$RUNTIME_DIRECTORY/control when RUNTIME_DIRECTORY is set
  *      (systemd; the first directory of the list);
- *   2. ipc:///run/parksync/control when that socket exists (a daemon
- *      under systemd, seen from an operator's shell), or /run/parksync is
- *      a writable directory, or it does not exist and /run is writable;
+ *   2. ipc:///run/parksync/control when /run/parksync exists (the
+ *      package makes it: an operator who may not enter it is then told so,
+ *      not sent to a folder no daemon uses), or it does not exist and /run
+ *      is writable;
  *   3. ipc://$XDG_RUNTIME_DIR/parksync/control when XDG_RUNTIME_DIR is set;
  *   4. ipc:///tmp/parksync-$UID/control.
- * Nothing is created here: the daemon makes the directory (mode 0700).
+ * Nothing is created here: the daemon makes the directory (mode 0700;
+ * systemd's 0750 lets the daemon's group in).
  * Returns the length written, or -ENOSPC. */
 #define WIRE_CONTROL_NAME "control" /* file name of the control socket */
 int wire_control_endpoint_default(char *buf, size_t size);

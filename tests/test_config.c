@@ -98,7 +98,7 @@ Test(config, full_valid_file)
     cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
     cr_assert_str_eq(cfg.ingest, "ipc:///run/parksync/ingest");
     cr_assert_str_eq(cfg.publish, "tcp://127.0.0.1:8102");
-    cr_assert_str_eq(cfg.query, "tcp://localhost:8103");
+    cr_assert_str_eq(cfg.query, "tcp://lo:8103");
     cr_assert(!cfg.synchronous_full);
     cr_assert_eq(cfg.changelog_keep, 0);
     cr_assert_eq(cfg.trade_rule, PARKSYNC__V1__TRADE_RULE__TRADE_RULE_MEAN);
@@ -146,6 +146,14 @@ static const struct bad_case {
     {"[limits]\nbatch_max = 1\n\nbatch_max = 2\n", 4,
      "[limits] batch_max is set twice (first on line 2)"},
     {"[daemon]\nthis is not ini\n", 2, "syntax error"},
+    /* what would pass a syntax check and then fail at start or mislead */
+    {"[endpoints]\nquery = tcp://localhost:7103\n", 2,
+     "localhost is neither an address nor an interface of this machine"},
+    {"[endpoints]\nquery = tcp://no-such-if0:7103\n", 2, "for localhost write 127.0.0.1"},
+    {"[limits]\nbatch_max = 5\n  heartbeat_ms = 100\n", 3,
+     "the line is indented; remove the indentation"},
+    {"[limits]\nbatch_max = 5 # five\n", 2,
+     "batch_max = 5 # five: '#' starts a comment only at the start of a line"},
 };
 
 Test(config, each_error_names_file_line_and_key)
@@ -188,6 +196,15 @@ Test(config, missing_file_is_an_error)
 
     cr_assert_eq(config_load("/nonexistent/parksyncd.conf", &cfg, err, sizeof err), -ENOENT);
     cr_assert(strstr(err, "/nonexistent/parksyncd.conf: cannot open") != NULL, "%s", err);
+}
+
+Test(config, a_directory_is_not_a_config_file)
+{
+    char err[512] = "";
+    config_t cfg;
+
+    cr_assert_eq(config_load(TEST_DATA_DIR, &cfg, err, sizeof err), -EISDIR);
+    cr_assert(strstr(err, "is a directory; -c wants the config file") != NULL, "%s", err);
 }
 
 Test(config, overrides_go_through_the_same_checks)

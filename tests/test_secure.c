@@ -1,8 +1,9 @@
 /*
  * test_secure.c - secure by default, against the real daemon and CLI:
  * with CURVE on only listed keys read; the control socket's directory
- * must be private to the daemon's user (and the CLI trusts only such a
- * directory); the database, its -wal and -shm and backups are 0600
+ * must be the daemon's user's, open at most to its own group (0750), and
+ * the CLI trusts only such a directory and says at once when it may not
+ * use the socket; the database, its -wal and -shm and backups are 0600
  * whatever the umask; slow connections to the metrics HTTP port do not
  * keep scrapes waiting.
  *
@@ -13,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -274,13 +276,28 @@ Test(secure, check_config_prints_the_effective_subscriber_auth, .fini = teardown
         {"[security]\ncurve = on\nsubscriber_auth = off\n", 0, "\nsubscriber_auth = off\n"},
         {"[security]\ncurve = off\n", 0, "\nsubscriber_auth = off\n"},
         {"[security]\nsubscriber_auth = on\n", 2, "subscriber_auth = on needs curve = on"},
+        /* what start would fail on is caught by the check too */
+        {"[security]\ncurve = on\nsecret_key_file = /nonexistent/daemon.key\n", 2,
+         "[security] secret_key_file: "},
+        {"[daemon]\ndatabase = /nonexistent/dir/parksync.db\n", 2,
+         "the folder /nonexistent/dir does not exist"},
     };
-    char path[300], *out;
+    char path[300], key[300], text[600], line[48], *out;
 
     cr_assert_eq(harness_init(&h, NULL), 0);
     snprintf(path, sizeof path, "%s/check.conf", h.dir);
+    snprintf(key, sizeof key, "%s/daemon.key", h.dir);
+    cr_assert_eq(zmq_curve_keypair(daemon_k.pub, daemon_k.sec), 0);
+    snprintf(line, sizeof line, "%s\n", daemon_k.sec);
+    write_file(key, line, 0600);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        write_file(path, cases[i].ini, 0600);
+        /* a key file the check can read, unless the case names its own */
+        snprintf(text, sizeof text, "%s%s%s\n", cases[i].ini,
+                 strstr(cases[i].ini, "secret_key_file") ? "" : "secret_key_file = ",
+                 strstr(cases[i].ini, "secret_key_file") ? "" : key);
+        if (!strstr(cases[i].ini, "[security]"))
+            snprintf(text, sizeof text, "%s", cases[i].ini);
+        write_file(path, text, 0600);
         cr_expect_eq(check_config(path, &out), cases[i].status, "case %zu: %s", i, out);
         cr_expect(strstr(out, cases[i].has) != NULL, "case %zu: no '%s' in:\n%s", i, cases[i].has,
                   out);
@@ -309,19 +326,25 @@ static int start_with_control_dir(const char *dir, char **log)
 
 Test(secure, daemon_refuses_a_control_directory_others_can_enter, .fini = teardown, .timeout = 60)
 {
-    char dir[128], *log;
+    /* others may enter, the group may write, or both: another local user
+     * could reach or swap the socket */
+    static const mode_t modes[] = {0777, 0770, 0705, 0755, 0730};
+    char dir[128], shown[32], *log;
     int rc;
 
     cr_assert_eq(harness_init(&h, NULL), 0);
     snprintf(dir, sizeof dir, "%s/ctl", h.dir);
     cr_assert_eq(mkdir(dir, 0700), 0);
-    cr_assert_eq(chmod(dir, 0777), 0); /* as another user's /tmp/parksync-UID would be */
-    rc = start_with_control_dir(dir, &log);
-    cr_expect_eq(rc, 1, "exit status %d; log:\n%s", rc, log);
-    cr_expect(strstr(log, "refusing to start: the control socket") != NULL, "%s", log);
-    cr_expect(strstr(log, "with mode 0777") != NULL && strstr(log, dir) != NULL, "%s", log);
-    cr_expect(strstr(log, "chmod 0700") != NULL, "no remedy named:\n%s", log);
-    free(log);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        cr_assert_eq(chmod(dir, modes[i]), 0); /* 0777: as another user's /tmp/parksync-UID */
+        rc = start_with_control_dir(dir, &log);
+        cr_expect_eq(rc, 1, "mode %04o: exit status %d; log:\n%s", (unsigned)modes[i], rc, log);
+        cr_expect(strstr(log, "refusing to start: the control socket") != NULL, "%s", log);
+        snprintf(shown, sizeof shown, "with mode %04o", (unsigned)modes[i]);
+        cr_expect(strstr(log, shown) != NULL && strstr(log, dir) != NULL, "%s", log);
+        cr_expect(strstr(log, "chmod 0750") != NULL, "no remedy named:\n%s", log);
+        free(log);
+    }
 
     /* a symlink to a private directory is refused too: it can be re-pointed */
     char link[160];
@@ -331,6 +354,37 @@ Test(secure, daemon_refuses_a_control_directory_others_can_enter, .fini = teardo
     rc = start_with_control_dir(link, &log);
     cr_expect_eq(rc, 1, "exit status %d; log:\n%s", rc, log);
     cr_expect(strstr(log, "is a symlink or not a directory") != NULL, "%s", log);
+    free(log);
+}
+
+Test(secure, daemon_lets_only_its_own_group_into_a_0750_control_directory, .fini = teardown,
+     .timeout = 60)
+{
+    char dir[128], *log;
+    int rc;
+
+    /* its own group: the operators' (systemd's RuntimeDirectoryMode=0750) */
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    snprintf(dir, sizeof dir, "%s/ctl", h.dir);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(chown(dir, geteuid(), getegid()), 0);
+    cr_assert_eq(chmod(dir, 0750), 0);
+    snprintf(h.control, sizeof h.control, "ipc://%s/control", dir);
+    cr_assert_eq(harness_write_config(&h), 0);
+    cr_assert_eq(harness_start(&h), 0, "daemon refused a 0750 directory of its group; see %s",
+                 h.log);
+    cr_expect(harness_counter(&h, "bad_frames", 3000) >= 0, "control socket does not answer");
+    cr_expect_eq(harness_stop(&h), 0);
+
+    /* another group would let its members in */
+    if (geteuid() != 0)
+        cr_skip_test("needs root to give a directory to another group");
+    cr_assert_eq(chown(dir, geteuid(), (gid_t)stranger()), 0);
+    cr_assert_eq(chmod(dir, 0750), 0); /* chown cleared nothing, but be plain */
+    rc = start_with_control_dir(dir, &log);
+    cr_expect_eq(rc, 1, "exit status %d; log:\n%s", rc, log);
+    cr_expect(strstr(log, "with mode 0750, group gid") != NULL, "%s", log);
+    cr_expect(strstr(log, "chgrp") != NULL, "no remedy named:\n%s", log);
     free(log);
 }
 
@@ -490,6 +544,94 @@ Test(secure, cli_trusts_only_a_private_control_directory, .fini = teardown, .tim
     cr_expect_eq(harness_stop(&h), 0);
 }
 
+/* Runs `parksync status ARGS...` (argv ends with NULL) as uid with gid
+ * and, when in_group, the supplementary group group; RUNTIME_DIRECTORY is
+ * rundir when not NULL. Returns the exit status, stderr in *err (caller
+ * frees) and the time it took in *ms. */
+static int status_as(uid_t uid, gid_t gid, const gid_t *group, const char *rundir,
+                     const char *const argv[], char **err, int64_t *ms)
+{
+    char err_path[300], env[300];
+    const char *args[8] = {"parksync", "status", "--timeout", "5"};
+    int64_t start = wire_monotonic_ms();
+    size_t n = 4;
+    int st;
+    pid_t pid;
+
+    for (; argv && *argv && n < 7; argv++)
+        args[n++] = *argv;
+    snprintf(err_path, sizeof err_path, "%s/status-as.err", h.dir);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        int o = open("/dev/null", O_WRONLY);
+        if (e < 0 || o < 0 || fchown(e, uid, gid) < 0)
+            _exit(126);
+        dup2(o, STDOUT_FILENO);
+        dup2(e, STDERR_FILENO);
+        unsetenv("RUNTIME_DIRECTORY");
+        if (rundir) {
+            snprintf(env, sizeof env, "RUNTIME_DIRECTORY=%s", rundir);
+            putenv(env);
+        }
+        if (setgroups(group ? 1 : 0, group) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+            _exit(125);
+        execv(PARKSYNC_BIN, (char *const *)args);
+        _exit(127);
+    }
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *ms = wire_monotonic_ms() - start;
+    *err = harness_slurp(err_path);
+    cr_assert_not_null(*err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(secure, cli_says_who_may_use_the_control_socket_instead_of_waiting, .fini = teardown,
+     .timeout = 60)
+{
+    char dir[128], want[300], *err;
+    const char *given[] = {"--control", h.control, NULL};
+    gid_t group = getegid();
+    uid_t uid;
+    int64_t ms;
+    int rc;
+
+    if (geteuid() != 0)
+        cr_skip_test("needs root to run the CLI as another user");
+    uid = stranger();
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(chmod(h.dir, 0755), 0); /* anyone may look in, as in /run */
+    snprintf(dir, sizeof dir, "%s/ctl", h.dir);
+    cr_assert_eq(mkdir(dir, 0750), 0);
+    cr_assert_eq(chmod(dir, 0750), 0);
+    snprintf(h.control, sizeof h.control, "ipc://%s/control", dir);
+    cr_assert_eq(harness_write_config(&h), 0);
+    cr_assert_eq(harness_start(&h), 0, "daemon did not start; see %s", h.log);
+    snprintf(want, sizeof want, "permission denied on %s/control: run as root or join group ",
+             dir);
+
+    /* not in the daemon's group: told at once, by --control or by the rule */
+    rc = status_as(uid, uid, NULL, NULL, given, &err, &ms);
+    cr_expect_eq(rc, 1, "%s", err);
+    cr_expect(strstr(err, want) != NULL, "no '%s' in: %s", want, err);
+    cr_expect_lt(ms, 2000, "took %" PRId64 " ms: waited for an answer", ms);
+    free(err);
+    rc = status_as(uid, uid, NULL, dir, NULL, &err, &ms);
+    cr_expect_eq(rc, 1, "%s", err);
+    cr_expect(strstr(err, want) != NULL, "no '%s' in: %s", want, err);
+    free(err);
+
+    /* a member of the daemon's group is an operator */
+    rc = status_as(uid, uid, &group, NULL, given, &err, &ms);
+    cr_expect_eq(rc, 0, "%s", err);
+    free(err);
+    rc = status_as(uid, uid, &group, dir, NULL, &err, &ms);
+    cr_expect_eq(rc, 0, "a member of the group, by the default rule: %s", err);
+    free(err);
+    cr_expect_eq(harness_stop(&h), 0);
+}
+
 /* ---------------------------------------------------------------- file modes */
 
 static mode_t mode_of(const char *path, const char *suffix)
@@ -517,7 +659,9 @@ Test(secure, database_wal_shm_and_backups_are_private_whatever_the_umask, .fini 
     cr_expect_eq(mode_of(h.db, ""), 0600, "database %o", mode_of(h.db, ""));
     cr_expect_eq(mode_of(h.db, "-wal"), 0600, "-wal %o", mode_of(h.db, "-wal"));
     cr_expect_eq(mode_of(h.db, "-shm"), 0600, "-shm %o", mode_of(h.db, "-shm"));
-    cr_expect_eq(mode_of(h.control + 6, ""), 0600, "control socket %o", mode_of(h.control + 6, ""));
+    /* the socket is the operators' group's too; its directory (0700 here)
+     * decides whether the group gets that far */
+    cr_expect_eq(mode_of(h.control + 6, ""), 0660, "control socket %o", mode_of(h.control + 6, ""));
     snprintf(backup, sizeof backup, "%s/backup.db", h.dir);
     rc = harness_cli(&h, (const char *const[]){"backup", backup, NULL}, NULL, NULL, &err);
     cr_expect_eq(rc, 0, "backup: %s", err);

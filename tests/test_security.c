@@ -319,18 +319,26 @@ Test(security, subscriber_without_an_allowed_key_gets_nothing, .fini = teardown,
     free(log);
 }
 
-/* Runs the daemon's --check-config on text; returns its exit status. */
+/* Runs the daemon's --check-config on text, with a secret key file at
+ * hand (the check reads it when CURVE is on); returns its exit status. */
 static int check_config(const char *text)
 {
-    char dir[] = "/tmp/parksync-cc-XXXXXX", path[64], cmd[256];
+    char dir[] = "/tmp/parksync-cc-XXXXXX", path[64], key[64], cmd[256], full[1024];
+    char pub[41], sec[41], line[48];
     int rc;
 
     cr_assert_not_null(mkdtemp(dir));
+    snprintf(key, sizeof key, "%s/daemon.key", dir);
+    cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+    snprintf(line, sizeof line, "%s\n", sec);
+    write_file(key, line, 0600);
     snprintf(path, sizeof path, "%s/c.conf", dir);
-    write_file(path, text, 0644);
+    snprintf(full, sizeof full, "%s\n[security]\nsecret_key_file = %s\n", text, key);
+    write_file(path, full, 0644);
     snprintf(cmd, sizeof cmd, "%s --check-config -c %s >/dev/null 2>&1", PARKSYNCD_BIN, path);
     rc = system(cmd);
     unlink(path);
+    unlink(key);
     rmdir(dir);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

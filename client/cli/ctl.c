@@ -4,6 +4,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,24 +44,43 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg)
 int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size)
 {
     char dir[256], name[256], why[1024];
+    bool given = control != NULL;
     int rc;
 
-    if (control) {
+    if (given) {
         snprintf(buf, size, "%s", control); /* the operator's choice, taken as given */
-        return CLI_OK;
-    }
-    if (wire_control_endpoint_default(buf, size) < 0 ||
-        rundir_split(buf, dir, sizeof dir, name, sizeof name) < 0) {
+    } else if (wire_control_endpoint_default(buf, size) < 0) {
         fprintf(stderr, "parksync %s: the default control endpoint is too long; give --control\n",
                 cmd);
         return CLI_USAGE;
     }
+    if (rundir_split(buf, dir, sizeof dir, name, sizeof name) < 0) {
+        if (!given) {
+            fprintf(stderr, "parksync %s: the default control endpoint is too long; give "
+                            "--control\n", cmd);
+            return CLI_USAGE;
+        }
+        return CLI_OK; /* not ipc: libzmq says what it makes of it */
+    }
     /* A socket found by the rule must be the daemon's, not one another
      * local user put in a directory they made first. */
-    rc = rundir_check_trusted(dir, why, sizeof why);
+    rc = given ? 0 : rundir_check_trusted(dir, why, sizeof why);
     if (rc < 0) {
-        fprintf(stderr, "parksync %s: %s %s: %s\n", cmd,
-                rc == -ENOENT ? "no control socket at" : "will not use", buf, why);
+        char denied[1024];
+        /* a directory this user may not enter: say who may */
+        if (rc == -EACCES && rundir_check_access(dir, name, denied, sizeof denied) == -EACCES)
+            fprintf(stderr, "parksync %s: %s\n", cmd, denied);
+        else
+            fprintf(stderr, "parksync %s: %s %s: %s\n", cmd,
+                    rc == -ENOENT ? "no control socket at" : "will not use", buf, why);
+        return CLI_RUNTIME;
+    }
+    /* A socket this user may not connect to would only time out: say who
+     * may. A given endpoint may still be on its way (a daemon starting). */
+    rc = rundir_check_access(dir, name, why, sizeof why);
+    if (rc == -EACCES || (rc < 0 && !given)) {
+        fprintf(stderr, "parksync %s: %s%s\n", cmd, rc == -EACCES ? "" : "no control socket: ",
+                why);
         return CLI_RUNTIME;
     }
     return CLI_OK;

@@ -25,11 +25,13 @@
         "help", no_argument, NULL, 'h'                                                             \
     }
 
-#define CTL_USAGE                                                                                  \
+/* The options' help; timeout is the command's default --timeout, a
+ * string literal ("5"), so it is said under --timeout. */
+#define CTL_USAGE(timeout)                                                                         \
     "  --control EP    daemon's control socket (default: the runtime directory's, as\n"            \
     "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"                 \
     "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"                            \
-    "  --timeout SEC   longest wait for the answer\n"                                              \
+    "  --timeout SEC   longest wait for the answer (default " timeout ")\n"                        \
     "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
 
 /* Parsed common options. */
@@ -46,8 +48,11 @@ int ctl_option(ctl_opts_t *o, int c, const char *arg);
 
 /* The control endpoint for command cmd into buf: control (--control) as
  * given, else the default rule's, whose directory must be trusted
- * (rundir_check_trusted). Returns CLI_OK, or the exit status after
- * printing why ("parksync status: will not use ipc:///tmp/...: ..."). */
+ * (rundir_check_trusted) and hold the socket. Either way an ipc:// socket
+ * this user may not connect to is refused at once (rundir_check_access).
+ * Returns CLI_OK, or the exit status after printing why ("parksync status:
+ * will not use ipc:///tmp/...: ...", "parksync status: permission denied
+ * on /run/parksync/control: run as root or join group parksync ..."). */
 int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size);
 
 /* Sends q (version and request_id are filled in) and waits for the reply.

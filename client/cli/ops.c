@@ -20,7 +20,7 @@ const char CLI_METRICS_USAGE[] =
     "Prints parksyncd's metrics in the Prometheus text exposition format (0.0.4).\n"
     "The daemon also serves them on http://HOST:PORT/metrics when [metrics] http\n"
     "is set (loopback addresses only).\n"
-    "\n" CTL_USAGE "                  (default 5)\n"
+    "\n" CTL_USAGE("5")
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
@@ -33,7 +33,7 @@ const char CLI_BACKUP_USAGE[] =
     "writes it, as its own user, so it must be able to write its directory (under\n"
     "systemd: the state directory, e.g. /var/lib/parksync/backup.db). Prints\n"
     "{\"path\":FILE,\"bytes\":N,\"revision\":R} when the copy is complete.\n"
-    "\n" CTL_USAGE "                  (default 600)\n"
+    "\n" CTL_USAGE("600")
     "\n"
     "Exit status: 0 done, 1 daemon unreachable or the backup failed, 2 bad arguments.\n";
 
@@ -43,7 +43,7 @@ const char CLI_RELOAD_USAGE[] =
     "Has parksyncd re-read its configuration file, as SIGHUP does, and answers once\n"
     "it is applied, or refused: an invalid file keeps the running configuration and\n"
     "the message says why (file:line). For ExecReload= in the systemd unit.\n"
-    "\n" CTL_USAGE "                  (default 30)\n"
+    "\n" CTL_USAGE("30")
     "\n"
     "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
     "arguments.\n";

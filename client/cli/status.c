@@ -29,8 +29,7 @@ const char CLI_STATUS_USAGE[] =
     "more, --producers-after the last id listed gives the next ones.\n"
     "\n"
     "  --json          one JSON object instead of text\n"
-    "  --producers-after ID  list the producers whose id sorts after ID\n" CTL_USAGE
-    "                  (default 5)\n"
+    "  --producers-after ID  list the producers whose id sorts after ID\n" CTL_USAGE("5")
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
