@@ -1,9 +1,10 @@
 /*
  * strmap.h - a small open-addressing hash map from short strings to uint64.
  *
- * The daemon keeps two: the next stream sequence of every publish topic,
- * and the set of producers touched by the current batch. Keys are copied
- * (at most STRMAP_KEY_MAX - 1 bytes); the table grows as needed.
+ * The daemon keeps: the next stream sequence of every publish topic, the
+ * set of producers touched by the current batch, and each publish
+ * connection's subscriptions. Keys are copied (at most STRMAP_KEY_MAX - 1
+ * bytes); the table grows as needed.
  */
 #ifndef PARKSYNCD_STRMAP_H
 #define PARKSYNCD_STRMAP_H
@@ -33,6 +34,10 @@ uint64_t *strmap_upsert(strmap_t *m, const char *key);
 
 /* Returns key's value or NULL. */
 uint64_t *strmap_find(const strmap_t *m, const char *key);
+
+/* Removes key when present. Entries after it in its probe run move up, so
+ * pointers into the table are invalid afterwards. */
+void strmap_remove(strmap_t *m, const char *key);
 
 /* Removes every key, keeping the memory. */
 void strmap_clear(strmap_t *m);
