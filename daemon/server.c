@@ -149,18 +149,6 @@ static const char *const ratelimit_names[RL_COUNT] = {
     "bad frames", "too large", "undecodable", "invalid", "wrong topic", "gap",
     "bad query",  "send",      "forged",      "refused", "summary"};
 
-/* A printable copy of peer-controlled bytes for a log line. */
-static const char *printable(char *buf, size_t size, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    size_t i;
-
-    for (i = 0; i < len && i + 1 < size; i++)
-        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    buf[i] = '\0';
-    return buf;
-}
-
 /* ---------------------------------------------------------------- sockets */
 
 /* Makes sock a CURVE server whose handshakes the ZAP handler decides, in
@@ -815,7 +803,7 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
             s->n.wrong_topic++;
             snprintf(reason, sizeof reason,
                      "invalid: topic: '%s' for an update that belongs on '%s'",
-                     printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
+                     log_printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
             log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
                             "update %s#%" PRIu64 ": %s; recording it as rejected", u->producer_id,
                             u->sequence, reason);
