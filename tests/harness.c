@@ -276,6 +276,22 @@ int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+long harness_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
 void harness_cleanup(harness_t *h)
 {
     char cmd[HARNESS_PATH + 16];

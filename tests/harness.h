@@ -81,6 +81,9 @@ char *harness_slurp(const char *path);
  * counter. */
 int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
 
+/* The resident memory (VmRSS) of process pid in kB, or -1 when it is gone. */
+long harness_rss_kb(pid_t pid);
+
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);

@@ -59,22 +59,6 @@ static int64_t now_us(void)
     return wire_now_us();
 }
 
-/* VmRSS of a process in KiB, or -1. */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long v = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
-            break;
-    fclose(f);
-    return v;
-}
-
 /* Samples the peak RSS of two processes until stopped. */
 typedef struct sampler {
     pid_t a, b;
@@ -86,7 +70,7 @@ static void *sampler_main(void *arg)
 {
     sampler_t *s = arg;
     while (!s->stop) {
-        long a = rss_kib(s->a), b = rss_kib(s->b);
+        long a = harness_rss_kb(s->a), b = harness_rss_kb(s->b);
         if (a > s->peak_a)
             s->peak_a = a;
         if (b > s->peak_b)
@@ -483,7 +467,7 @@ int main(int argc, char **argv)
     }
 
     sampler_t smp = {.a = h.pid, .b = getpid()};
-    long d0 = rss_kib(h.pid), c0 = rss_kib(getpid());
+    long d0 = harness_rss_kb(h.pid), c0 = harness_rss_kb(getpid());
     smp.peak_a = d0;
     smp.peak_b = c0;
     pthread_t st;
