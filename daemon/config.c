@@ -126,6 +126,10 @@ static const config_option_t options[] = {
     {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
      "values only for tests)"},
+    {"limits", "max_subscriptions", OPT_UINT, FIELD(max_subscriptions), "4096", 1, 1000000, 0, 0,
+     NULL, NULL,
+     "subscriptions applied on the publish socket, all connections together; a connection "
+     "asking beyond is closed (1..1000000)"},
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
      "small values only for tests)"},

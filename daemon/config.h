@@ -13,7 +13,7 @@
  *   [store]     synchronous, changelog_keep, max_future_skew_s
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
- *               max_streams, publish_hwm, ingest_hwm
+ *               max_streams, publish_hwm, ingest_hwm, max_subscriptions
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -93,6 +93,7 @@ typedef struct config {
     uint32_t max_streams;         /* concurrent snapshot/changes streams */
     uint32_t ingest_hwm;          /* updates queued in the ingest SUB before ZeroMQ drops */
     uint32_t publish_hwm;         /* publications queued per subscriber before ZeroMQ drops */
+    uint32_t max_subscriptions;   /* (connection, topic) pairs applied on publish, daemon-wide */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries; /* sections used */

@@ -423,6 +423,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light)
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
     m->subscribers = c->subscribers;
+    m->subscriptions = server_subscriptions(c->server);
     store_producers(c->store, on_producer, &g);
     if (g.oom)
         return -ENOMEM;
@@ -457,14 +458,30 @@ typedef struct counter_field {
 #f, offsetof(server_counters_t, f)                                                         \
     }
 static const counter_field_t counter_fields[] = {
-    COUNTER(received),    COUNTER(applied),        COUNTER(duplicates),
-    COUNTER(gaps),        COUNTER(refused),        COUNTER(bad_frames),
-    COUNTER(too_large),   COUNTER(undecodable),    COUNTER(invalid),
-    COUNTER(wrong_topic), COUNTER(store_errors),   COUNTER(summary_failures),
-    COUNTER(commits),     COUNTER(published),      COUNTER(acks),
-    COUNTER(heartbeats),  COUNTER(queries),        COUNTER(bad_queries),
-    COUNTER(chunks),      COUNTER(streams_opened), COUNTER(streams_dropped),
+    COUNTER(received),
+    COUNTER(applied),
+    COUNTER(duplicates),
+    COUNTER(gaps),
+    COUNTER(refused),
+    COUNTER(bad_frames),
+    COUNTER(too_large),
+    COUNTER(undecodable),
+    COUNTER(invalid),
+    COUNTER(wrong_topic),
+    COUNTER(store_errors),
+    COUNTER(summary_failures),
+    COUNTER(commits),
+    COUNTER(published),
+    COUNTER(acks),
+    COUNTER(heartbeats),
+    COUNTER(queries),
+    COUNTER(bad_queries),
+    COUNTER(chunks),
+    COUNTER(streams_opened),
+    COUNTER(streams_dropped),
     COUNTER(forged),
+    COUNTER(subscriptions_refused),
+    COUNTER(subscribers_dropped),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])

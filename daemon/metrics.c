@@ -142,6 +142,9 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             sample(&t, "parksync_records", "kind", kn, m->records[k]);
     }
     gauge(&t, "parksync_subscribers", "Peers connected to the publish socket.", m->subscribers);
+    gauge(&t, "parksync_subscriptions",
+          "Subscriptions applied on the publish socket (of [limits] max_subscriptions).",
+          m->subscriptions);
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
     family(&t, "parksync_conflicts", "gauge",
@@ -178,6 +181,11 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Control requests dropped or refused as malformed.", m->bad_control);
     counter(&t, "parksync_forged_total",
             "Updates dropped: producer not the authenticated ministry's.", n->forged);
+    counter(&t, "parksync_subscriptions_refused_total",
+            "Publish messages refused: no topic prefix, over max_subscriptions, no subscription.",
+            n->subscriptions_refused);
+    counter(&t, "parksync_subscribers_dropped_total",
+            "Publish connections closed for a refused message.", n->subscribers_dropped);
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);

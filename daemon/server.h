@@ -26,29 +26,32 @@ typedef struct server server_t;
 
 /* Counters, all since start. */
 typedef struct server_counters {
-    uint64_t received;         /* ingest messages read */
-    uint64_t applied;          /* updates merged (STORE_APPLIED) */
-    uint64_t duplicates;       /* updates at or below the producer's last sequence */
-    uint64_t gaps;             /* updates beyond last sequence + 1, not applied */
-    uint64_t refused;          /* updates consumed but refused by the store (authority, ...) */
-    uint64_t bad_frames;       /* ingest messages not exactly [topic][payload] */
-    uint64_t too_large;        /* payloads over WIRE_MAX_UPDATE */
-    uint64_t undecodable;      /* payloads that are not an Update */
-    uint64_t invalid;          /* Updates failing validation */
-    uint64_t wrong_topic;      /* Updates whose topic is not their kind's */
-    uint64_t store_errors;     /* batches rolled back on a storage failure */
-    uint64_t summary_failures; /* country summaries not refreshed (the old one kept) */
-    uint64_t commits;          /* batches committed */
-    uint64_t published;        /* records published */
-    uint64_t acks;             /* acks published */
-    uint64_t heartbeats;       /* heartbeats published */
-    uint64_t queries;          /* query requests read */
-    uint64_t bad_queries;      /* query requests dropped or refused as malformed */
-    uint64_t chunks;           /* stream chunks sent */
-    uint64_t streams_opened;   /* snapshot and changes streams started */
-    uint64_t streams_dropped;  /* streams ended early (idle, cancel, send failure) */
-    uint64_t forged;           /* CURVE on: updates whose producer is not the authenticated
-                                  ministry's (or with no ministry identity), dropped */
+    uint64_t received;              /* ingest messages read */
+    uint64_t applied;               /* updates merged (STORE_APPLIED) */
+    uint64_t duplicates;            /* updates at or below the producer's last sequence */
+    uint64_t gaps;                  /* updates beyond last sequence + 1, not applied */
+    uint64_t refused;               /* updates consumed but refused by the store (authority, ...) */
+    uint64_t bad_frames;            /* ingest messages not exactly [topic][payload] */
+    uint64_t too_large;             /* payloads over WIRE_MAX_UPDATE */
+    uint64_t undecodable;           /* payloads that are not an Update */
+    uint64_t invalid;               /* Updates failing validation */
+    uint64_t wrong_topic;           /* Updates whose topic is not their kind's */
+    uint64_t store_errors;          /* batches rolled back on a storage failure */
+    uint64_t summary_failures;      /* country summaries not refreshed (the old one kept) */
+    uint64_t commits;               /* batches committed */
+    uint64_t published;             /* records published */
+    uint64_t acks;                  /* acks published */
+    uint64_t heartbeats;            /* heartbeats published */
+    uint64_t queries;               /* query requests read */
+    uint64_t bad_queries;           /* query requests dropped or refused as malformed */
+    uint64_t chunks;                /* stream chunks sent */
+    uint64_t streams_opened;        /* snapshot and changes streams started */
+    uint64_t streams_dropped;       /* streams ended early (idle, cancel, send failure) */
+    uint64_t forged;                /* CURVE on: updates whose producer is not the authenticated
+                                       ministry's (or with no ministry identity), dropped */
+    uint64_t subscriptions_refused; /* publish messages refused: no topic prefix, over
+                                       max_subscriptions, no subscription (subscriptions.h) */
+    uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
 } server_counters_t;
 
 /* Opens the store and binds every socket. Returns the server, or NULL
@@ -68,8 +71,8 @@ typedef enum server_exit {
 server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 /* Applies what can change without a restart (log level, batch_max,
- * summary_interval_ms, heartbeat_ms) and logs a notice for every other
- * changed option, which keeps its running value. */
+ * summary_interval_ms, heartbeat_ms, max_subscriptions, ...) and logs a
+ * notice for every other changed option, which keeps its running value. */
 void server_reconfigure(server_t *s, const config_t *cfg);
 
 /* The counters so far. */
@@ -89,6 +92,9 @@ const ahead_t *server_ahead(const server_t *s);
 
 /* The publish socket (XPUB), for the control socket's connection monitor. */
 void *server_publish_socket(const server_t *s);
+
+/* (connection, topic) pairs applied on the publish socket now. */
+uint64_t server_subscriptions(const server_t *s);
 
 /* Tells the operators who asked for this reload (`parksync reload`) how it
  * went and keeps a failure's message for STATUS and `parksync status`.
