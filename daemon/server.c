@@ -73,6 +73,7 @@
  * (the peer's send buffer on ipc). */
 #define PUBLISH_RCVHWM 16
 #define PUBLISH_RCVBUF (64 * 1024) /* bytes: a subscription is at most 105 */
+#define WELCOME_MIN_MS 100         /* least time between a heartbeat and a welcome, ms */
 #define QUERY_SNDHWM   1000        /* replies queued per query client */
 #define REPLY_MAX      2048        /* bytes of a non-chunk QueryReply */
 
@@ -156,6 +157,8 @@ struct server {
     } batch[WIRE_MAX_BATCH];   /* handle_batch: the updates, found in one walk */
     int64_t last_refresh_ms;   /* monotonic ms of the last summary refresh */
     int64_t next_heartbeat_ms; /* monotonic ms of the next heartbeat */
+    int64_t last_heartbeat_ms; /* monotonic ms of the last heartbeat sent */
+    bool welcome_wanted;       /* a subscription covering "hb/" awaits a heartbeat */
     bool subs_backlog;         /* the last drain left subscriptions waiting */
     int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
     int64_t next_watchdog_ms;  /* monotonic ms of the next ping */
@@ -604,22 +607,32 @@ static int on_summary(void *arg, uint64_t revision, Parksync__V1__RecordKind kin
     return 0;
 }
 
-/* Counts (or refuses) the subscriptions waiting on the publish XPUB. A
- * subscription that covers "hb/" gets a heartbeat at once: ZeroMQ
- * applies one peer's subscriptions in order, so a client that subscribes
- * to "hb/" last knows, when this welcome heartbeat arrives, that all its
- * earlier subscriptions are active (no slow joiner). */
+/* Applies (or refuses) the subscriptions waiting on the publish XPUB. A
+ * subscription that covers "hb/" asks for a welcome heartbeat: ZeroMQ
+ * hands over one peer's subscriptions in order, so a client that
+ * subscribes to "hb/" last knows, when a heartbeat arrives after it, that
+ * all its earlier subscriptions are active (no slow joiner). Any
+ * heartbeat sent once the drain has caught up will do, so welcomes are
+ * coalesced: at most one per WELCOME_MIN_MS however many subscriptions
+ * ask (each is a broadcast of every record topic's sequence). A SUB that
+ * subscribed before connecting sends its subscriptions in byte order,
+ * "hb/" before "rec/...", all at once: waiting until nothing is left
+ * waiting covers those too. */
 static void drain_subscriptions(server_t *s)
 {
     const subscriptions_stats_t *st;
     bool welcome = false;
 
     s->subs_backlog = subscriptions_drain(s->subs, SUBSCRIPTION_BUDGET, &welcome) == 0;
-    if (welcome)
-        publish_heartbeat(s);
+    s->welcome_wanted |= welcome;
     st = subscriptions_stats(s->subs);
     s->n.subscriptions_refused = st->refused;
     s->n.subscribers_dropped = st->cut;
+}
+
+static bool welcome_due(const server_t *s, int64_t now)
+{
+    return s->welcome_wanted && !s->subs_backlog && now >= s->last_heartbeat_ms + WELCOME_MIN_MS;
 }
 
 /* ---------------------------------------------------------------- the batch */
@@ -1426,6 +1439,8 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
         return 0;
     if (s->next_heartbeat_ms - now < t)
         t = s->next_heartbeat_ms - now;
+    if (s->welcome_wanted && s->last_heartbeat_ms + WELCOME_MIN_MS - now < t)
+        t = s->last_heartbeat_ms + WELCOME_MIN_MS - now;
     if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
         t = s->next_watchdog_ms - now;
     if (s->next_republish_ms > 0 && s->next_republish_ms - now < t)
@@ -1481,10 +1496,15 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             open_waiting_streams(s, now);
         }
         busy = pump_streams(s, now);
-        if (now >= s->next_heartbeat_ms) {
+        if (now >= s->next_heartbeat_ms || welcome_due(s, now)) {
             publish_heartbeat(s);
-            s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
-            subscriptions_sweep(s->subs); /* connections whose end it missed */
+            s->last_heartbeat_ms = now;
+            if (!s->subs_backlog)
+                s->welcome_wanted = false;
+            if (now >= s->next_heartbeat_ms) {
+                s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
+                subscriptions_sweep(s->subs); /* connections whose end it missed */
+            }
         }
         if (s->next_republish_ms > 0 && now >= s->next_republish_ms) {
             republish_summaries(s);

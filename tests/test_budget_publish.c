@@ -1,7 +1,7 @@
 /*
  * test_budget_publish.c - what a peer of the publish socket can make the
- * daemon hold: subscriptions, bounded in length, number, rate and
- * grammar.
+ * daemon hold: subscriptions (bounded in length, number and grammar) and
+ * welcome heartbeats (coalesced).
  *
  * Each attack runs in a child process with raw libzmq sockets for a few
  * seconds while, in the test process, a libparksync producer pushes an
@@ -44,11 +44,15 @@
  * good standing holds at most 256 subscriptions of at most 69 bytes; one
  * that is being cut still brings what libzmq had taken in of it before
  * (up to 16 messages of at most 512 bytes and an 8 KB read), 32 bytes of
- * trie per topic byte. Measured for the floods below (3 s, three
- * attacking sockets that reconnect every 100 ms): +7 to +28 MB in a
- * release build, +24 to +54 MB with the sanitizer, against gigabytes
- * before the bounds. */
-#define FLOOD_GROWTH_MAX_KB (96 * 1024)
+ * trie per topic byte; a subscriber that never reads holds what was
+ * published to it meanwhile: here at most 10 heartbeats a second.
+ * Measured for the floods below (3 s, three attacking sockets that
+ * reconnect every 100 ms): +7 to +28 MB in a release build, +24 to
+ * +54 MB with the sanitizer, against gigabytes before the bounds; and
+ * +3 MB for the welcome flood. */
+#define FLOOD_GROWTH_MAX_KB   (96 * 1024)
+#define WELCOME_GROWTH_MAX_KB (16 * 1024)
+#define WELCOME_MIN_MS        100 /* the daemon's least time between a heartbeat and a welcome */
 
 static harness_t h;
 
@@ -283,6 +287,20 @@ static void attack_subscriptions(void *ctx, const char *endpoint, int64_t until_
     zmq_close(many);
 }
 
+/* An XSUB that subscribes to "hb/" again and again and never reads:
+ * without coalescing each one made a welcome heartbeat for every
+ * subscriber, queued towards this one until the high-water mark. */
+static void attack_welcomes(void *ctx, const char *endpoint, int64_t until_ms)
+{
+    void *s = xsub(ctx, endpoint);
+    const char sub[] = "\001hb/";
+
+    while (now_ms() < until_ms)
+        for (int k = 0; k < 1000; k++)
+            zmq_send(s, sub, sizeof sub - 1, ZMQ_DONTWAIT);
+    zmq_close(s);
+}
+
 /* ---------------------------------------------------------------- the grammar */
 
 Test(budget_publish, only_prefixes_of_publish_topics_are_subscriptions)
@@ -356,6 +374,37 @@ Test(budget_publish, subscription_floods_stay_within_the_bound, .fini = teardown
                 refused, dropped);
     cr_expect_gt(refused, 0, "no refusal counted");
     cr_expect_gt(dropped, 0, "no connection closed");
+    cr_assert_eq(harness_stop(&h), 0);
+}
+
+/* "hb/" over and over from one connection that never reads: welcome
+ * heartbeats are coalesced, so the heartbeats counter grows by at most
+ * one per WELCOME_MIN_MS besides the periodic ones. */
+Test(budget_publish, welcome_heartbeats_are_coalesced, .fini = teardown, .timeout = 120)
+{
+    service_t sv;
+    pid_t child;
+    int64_t before, after, t0, elapsed, most;
+
+    start("[limits]\nheartbeat_ms = 1000\n");
+    service_start(&sv);
+    before = harness_counter(&h, "heartbeats", 2000);
+    cr_assert_geq(before, 0);
+    t0 = now_ms();
+    child = spawn_attack(attack_welcomes);
+    service_during(&sv, child, WELCOME_GROWTH_MAX_KB);
+    after = harness_counter(&h, "heartbeats", 2000);
+    elapsed = now_ms() - t0;
+    /* + the welcomes of the service's own subscriptions and one periodic
+     * heartbeat either side */
+    most = elapsed / WELCOME_MIN_MS + elapsed / 1000 + 3;
+    cr_log_info("welcome flood: %" PRId64 " heartbeats in %" PRId64 " ms (%.1f/s, at most %" PRId64
+                "); RSS %ld kB -> peak %ld kB (+%ld kB); %d pushes, slowest ack %" PRId64 " ms",
+                after - before, elapsed, (double)(after - before) * 1000.0 / (double)elapsed, most,
+                sv.base_kb, sv.peak_kb, sv.peak_kb - sv.base_kb, sv.pushed, sv.worst_ack_ms);
+    cr_expect_leq(after - before, most, "%" PRId64 " heartbeats in %" PRId64 " ms", after - before,
+                  elapsed);
+    service_finish(&sv);
     cr_assert_eq(harness_stop(&h), 0);
 }
 
