@@ -123,9 +123,9 @@ static const config_option_t options[] = {
      "(0: off, 1..86400)"},
     {"limits", "max_streams", OPT_UINT, FIELD(max_streams), "16", 1, 1024, 0, 0, NULL, NULL,
      "concurrent snapshot/changes streams (1..1024)"},
-    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
-     "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
-     "values only for tests)"},
+    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "10000", 1, 10000000, 0, 0, NULL, NULL,
+     "publications queued per subscriber before ZeroMQ drops: what a subscriber that stops "
+     "reading can hold (1..10000000)"},
     {"limits", "max_subscriptions", OPT_UINT, FIELD(max_subscriptions), "4096", 1, 1000000, 0, 0,
      NULL, NULL,
      "subscriptions applied on the publish socket, all connections together; a connection "

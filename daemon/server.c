@@ -54,7 +54,7 @@
 #define ROUTING_ID_MAX        256                        /* bytes of a ZeroMQ routing id */
 #define LINGER_MS             500    /* on close, pending messages get this long, ms */
 #define INGEST_RCVHWM         100000 /* updates queued in the SUB before ZeroMQ drops */
-#define PUBLISH_SNDHWM        100000 /* publications queued per subscriber */
+#define PUBLISH_SNDHWM        10000  /* publications queued per subscriber */
 /* Bytes of a frame a publish peer may send: its handshake (a CURVE
  * INITIATE is about 280 bytes, measured: 272 refused, 280 admitted) and
  * its subscriptions, which are at most 10 + 95 bytes (a ZMTP 3.1
