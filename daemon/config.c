@@ -144,9 +144,13 @@ static const config_option_t options[] = {
      "is dropped, ms (100..3600000)"},
     {"limits", "query_hwm", OPT_UINT, FIELD(query_hwm), "128", 16, 10000, 0, 0, NULL, NULL,
      "replies queued per query connection, a chunk at most 32 KiB of records (16..10000)"},
-    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
-     "publications queued per subscriber before ZeroMQ drops (1..10000000; small "
-     "values only for tests)"},
+    {"limits", "publish_hwm", OPT_UINT, FIELD(publish_hwm), "10000", 1, 10000000, 0, 0, NULL, NULL,
+     "publications queued per subscriber before ZeroMQ drops: what a subscriber that stops "
+     "reading can hold (1..10000000)"},
+    {"limits", "max_subscriptions", OPT_UINT, FIELD(max_subscriptions), "4096", 1, 1000000, 0, 0,
+     NULL, NULL,
+     "subscriptions applied on the publish socket, all connections together; a connection "
+     "asking beyond is closed (1..1000000)"},
     {"limits", "ingest_hwm", OPT_UINT, FIELD(ingest_hwm), "100000", 1, 10000000, 0, 0, NULL, NULL,
      "updates queued on the ingest socket before ZeroMQ drops (1..10000000; "
      "small values only for tests)"},

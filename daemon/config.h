@@ -16,7 +16,7 @@
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
  *               max_streams, max_streams_per_client, stream_idle_ms, query_hwm,
  *               publish_hwm, ingest_hwm, max_connections, handshake_timeout_ms,
- *               max_producers
+ *               max_producers, max_subscriptions
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
  *   [subscriber NAME] keys                        (any number; CURVE clients that
@@ -104,6 +104,7 @@ typedef struct config {
     uint32_t max_connections;        /* open connections per data socket */
     uint32_t handshake_timeout_ms;   /* ZMQ_HANDSHAKE_IVL of the data sockets, ms */
     uint32_t max_producers;          /* authority off: producer ids the database takes; 0 = any */
+    uint32_t max_subscriptions;      /* (connection, topic) pairs applied on publish, daemon-wide */
     /* [ministry NAME]; none: authority is off (every producer writes everything) */
     config_ministry_t ministries[CONFIG_MAX_MINISTRIES];
     size_t n_ministries; /* sections used */

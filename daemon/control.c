@@ -109,8 +109,7 @@ static int bind_private(control_t *c, const char *endpoint)
     /* The daemon's user and its group, the operators': the directory
      * decides whether the group reaches it at all (0700 or 0750, rundir.h). */
     if (fchmodat(c->dirfd, c->name, 0660, 0) < 0)
-        log_warning("cannot set the control socket %s to mode 0660: %s", endpoint,
-                    strerror(errno));
+        log_warning("cannot set the control socket %s to mode 0660: %s", endpoint, strerror(errno));
     return 0;
 }
 
@@ -470,6 +469,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *
             m->conns[i] = *cs;
     }
     m->subscribers = m->conns[1].open;
+    m->subscriptions = server_subscriptions(c->server);
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -503,15 +503,33 @@ typedef struct counter_field {
 #f, offsetof(server_counters_t, f)                                                         \
     }
 static const counter_field_t counter_fields[] = {
-    COUNTER(received),    COUNTER(applied),         COUNTER(duplicates),
-    COUNTER(gaps),        COUNTER(refused),         COUNTER(bad_frames),
-    COUNTER(too_large),   COUNTER(undecodable),     COUNTER(invalid),
-    COUNTER(wrong_topic), COUNTER(store_errors),    COUNTER(summary_failures),
-    COUNTER(commits),     COUNTER(published),       COUNTER(acks),
-    COUNTER(heartbeats),  COUNTER(queries),         COUNTER(bad_queries),
-    COUNTER(chunks),      COUNTER(streams_opened),  COUNTER(streams_refused),
-    COUNTER(forged),      COUNTER(streams_dropped), COUNTER(streams_stalled),
+    COUNTER(received),
+    COUNTER(applied),
+    COUNTER(duplicates),
+    COUNTER(gaps),
+    COUNTER(refused),
+    COUNTER(bad_frames),
+    COUNTER(too_large),
+    COUNTER(undecodable),
+    COUNTER(invalid),
+    COUNTER(wrong_topic),
+    COUNTER(store_errors),
+    COUNTER(summary_failures),
+    COUNTER(commits),
+    COUNTER(published),
+    COUNTER(acks),
+    COUNTER(heartbeats),
+    COUNTER(queries),
+    COUNTER(bad_queries),
+    COUNTER(chunks),
+    COUNTER(streams_opened),
+    COUNTER(streams_refused),
+    COUNTER(forged),
+    COUNTER(streams_dropped),
+    COUNTER(streams_stalled),
     COUNTER(unadmitted),
+    COUNTER(subscriptions_refused),
+    COUNTER(subscribers_dropped),
 };
 #undef COUNTER
 #define N_COUNTER_FIELDS (sizeof counter_fields / sizeof counter_fields[0])

@@ -154,3 +154,14 @@ void log_ratelimited(log_ratelimit_t *rl, log_level_t level, const char *fmt, ..
     }
     errno = saved;
 }
+
+const char *log_printable(char *buf, size_t size, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t i;
+
+    for (i = 0; i < len && i + 1 < size; i++)
+        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}

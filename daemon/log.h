@@ -13,6 +13,7 @@
 #define PARKSYNCD_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -73,5 +74,10 @@ typedef struct log_ratelimit {
 
 void log_ratelimited(log_ratelimit_t *rl, log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A printable copy of peer-controlled bytes for a log line: at most size
+ * - 1 of them, every byte outside ASCII 0x20..0x7e shown as '?'. Returns
+ * buf. */
+const char *log_printable(char *buf, size_t size, const void *data, size_t len);
 
 #endif /* PARKSYNCD_LOG_H */

@@ -190,6 +190,9 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             sample(&t, "parksync_records", "kind", kn, m->records[k]);
     }
     gauge(&t, "parksync_subscribers", "Peers connected to the publish socket.", m->subscribers);
+    gauge(&t, "parksync_subscriptions",
+          "Subscriptions applied on the publish socket (of [limits] max_subscriptions).",
+          m->subscriptions);
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
     family(&t, "parksync_conflicts", "gauge",
@@ -232,6 +235,11 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
            "Rows dropped by retention ([store] conflicts_keep, conflicts_keep_days), by table.");
     sample(&t, "parksync_pruned_total", "table", "conflict", m->pruned.conflicts);
     sample(&t, "parksync_pruned_total", "table", "claim", m->pruned.claims);
+    counter(&t, "parksync_subscriptions_refused_total",
+            "Publish messages refused: no topic prefix, over max_subscriptions, no subscription.",
+            n->subscriptions_refused);
+    counter(&t, "parksync_subscribers_dropped_total",
+            "Publish connections closed for a refused message.", n->subscribers_dropped);
     counter(&t, "parksync_chunks_total", "Snapshot and changes chunks sent.", n->chunks);
     counter(&t, "parksync_streams_opened_total", "Snapshot and changes streams started.",
             n->streams_opened);

@@ -55,6 +55,7 @@ typedef struct metrics_snapshot {
     uint64_t head_revision;          /* highest revision committed */
     uint64_t records[METRICS_KINDS]; /* live records per RecordKind */
     uint64_t subscribers;            /* peers connected to the publish socket (conns[1].open) */
+    uint64_t subscriptions;          /* (connection, topic) pairs applied on publish */
     uint64_t database_bytes;         /* size of the database file */
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t conflicts;              /* rows in the conflicts table */

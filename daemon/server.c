@@ -43,6 +43,7 @@
 #include "log.h"
 #include "store.h"
 #include "strmap.h"
+#include "subscriptions.h"
 #include "wire.h"
 #include "zap.h"
 
@@ -64,9 +65,28 @@
 #define ROUTING_ID_MAX        256         /* bytes of a ZeroMQ routing id */
 #define LINGER_MS             500         /* on close, pending messages get this long, ms */
 #define INGEST_RCVHWM         100000      /* updates queued in the SUB before ZeroMQ drops */
-#define PUBLISH_SNDHWM        100000      /* publications queued per subscriber */
+#define PUBLISH_SNDHWM        10000       /* publications queued per subscriber */
 #define REPLY_MAX             2048        /* bytes of a non-chunk QueryReply */
 #define ACK_IDLE_MS           600000      /* an ack topic unused 10..20 min is forgotten, ms */
+/* Bytes of a frame a publish peer may send: its handshake (a CURVE
+ * INITIATE is about 280 bytes, measured: 272 refused, 280 admitted) and
+ * its subscriptions, which are at most 10 + 95 bytes (a ZMTP 3.1
+ * SUBSCRIBE command, what libzmq 4.3.4's SUB sends, carries 10 bytes
+ * besides the topic). libzmq closes the connection of a peer that sends
+ * more; subscriptions_drain refuses anything longer than a topic. */
+#define PUBLISH_MAXMSG      512
+#define SUBSCRIPTION_BUDGET 1024 /* subscription messages read per pass */
+/* Messages libzmq takes from one publish connection before the daemon has
+ * read them. libzmq moves a connection's messages to the socket, and its
+ * subscriptions into the trie, in one loop that runs for as long as its
+ * I/O thread keeps it fed, inside whichever call the daemon made. Under a
+ * flood of 200-byte subscriptions one zmq_msg_recv took, in 5 runs, up to
+ * 1259 ms and 282 MB with the default 1000; up to 37 ms with 256; 1 ms
+ * with 64. The rest waits in the kernel, within PUBLISH_RCVBUF on tcp
+ * (the peer's send buffer on ipc). */
+#define PUBLISH_RCVHWM 16
+#define PUBLISH_RCVBUF (64 * 1024) /* bytes: a subscription is at most 105 */
+#define WELCOME_MIN_MS 100         /* least time between a heartbeat and a welcome, ms */
 
 /* ---------------------------------------------------------------- the context */
 
@@ -126,12 +146,13 @@ typedef struct stream {
 } stream_t;
 
 struct server {
-    config_t cfg;       /* running configuration */
-    void *zctx;         /* ZeroMQ context, owned */
-    void *ingest;       /* SUB, bound */
-    void *publish;      /* XPUB, bound: PUB on the wire, subscriptions readable */
-    void *query;        /* ROUTER, bound */
-    control_t *control; /* operator's control ROUTER (ipc), bound */
+    config_t cfg;          /* running configuration */
+    void *zctx;            /* ZeroMQ context, owned */
+    void *ingest;          /* SUB, bound */
+    void *publish;         /* XPUB, bound: PUB on the wire, subscriptions readable */
+    subscriptions_t *subs; /* what publish's peers may subscribe to */
+    void *query;           /* ROUTER, bound */
+    control_t *control;    /* operator's control ROUTER (ipc), bound */
 
     conns_t *conns[CONNS_SOCKETS]; /* connections of ingest, publish, query; NULL: unmonitored */
 
@@ -158,6 +179,9 @@ struct server {
     } batch[WIRE_MAX_BATCH];   /* handle_batch: the updates, found in one walk */
     int64_t last_refresh_ms;   /* monotonic ms of the last summary refresh */
     int64_t next_heartbeat_ms; /* monotonic ms of the next heartbeat */
+    int64_t last_heartbeat_ms; /* monotonic ms of the last heartbeat sent */
+    bool welcome_wanted;       /* a subscription covering "hb/" awaits a heartbeat */
+    bool subs_backlog;         /* the last drain left subscriptions waiting */
     int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
     int64_t next_watchdog_ms;  /* monotonic ms of the next ping */
     log_ratelimit_t rl[RL_COUNT];
@@ -171,18 +195,6 @@ static const char *const ratelimit_names[RL_COUNT] = {
     "bad frames", "too large",  "undecodable", "invalid",       "wrong topic",
     "gap",        "bad query",  "send",        "forged",        "refused",
     "summary",    "unadmitted", "stream busy", "stream stalled"};
-
-/* A printable copy of peer-controlled bytes for a log line. */
-static const char *printable(char *buf, size_t size, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    size_t i;
-
-    for (i = 0; i < len && i + 1 < size; i++)
-        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    buf[i] = '\0';
-    return buf;
-}
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -229,6 +241,8 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
         log_error("cannot create the %s socket: %s; exiting", name, zmq_strerror(errno));
         return NULL;
     }
+    if (type == ZMQ_XPUB)
+        maxmsg = PUBLISH_MAXMSG;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     /* a connection that never finishes its handshake holds a descriptor */
@@ -245,13 +259,16 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
         zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0);
         break;
     case ZMQ_XPUB: {
-        /* XPUB is PUB on the wire; verbose, it hands us every
-         * subscription, so a new "hb/" subscriber gets a welcome
-         * heartbeat (see drain_subscriptions). */
-        int on = 1;
+        /* XPUB is PUB on the wire. VERBOSER hands us every subscription
+         * and unsubscription, repeats included, so that each is checked
+         * and counted (subscriptions.h) and a new "hb/" subscriber gets a
+         * welcome heartbeat (see drain_subscriptions). */
+        int on = 1, rcvhwm = PUBLISH_RCVHWM, rcvbuf = PUBLISH_RCVBUF;
         hwm = s->cfg.publish_hwm > 0 ? (int)s->cfg.publish_hwm : PUBLISH_SNDHWM;
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-        zmq_setsockopt(sock, ZMQ_XPUB_VERBOSE, &on, sizeof on);
+        zmq_setsockopt(sock, ZMQ_XPUB_VERBOSER, &on, sizeof on);
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+        zmq_setsockopt(sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
         break;
     }
     case ZMQ_ROUTER: {
@@ -675,31 +692,32 @@ static int on_summary(void *arg, uint64_t revision, Parksync__V1__RecordKind kin
     return 0;
 }
 
-/* Reads subscriptions from the publish XPUB. A subscription that covers
- * "hb/" gets a heartbeat at once: ZeroMQ applies one peer's
- * subscriptions in order, so a client that subscribes to "hb/" last
- * knows, when this welcome heartbeat arrives, that all its earlier
- * subscriptions are active (no slow joiner). */
+/* Applies (or refuses) the subscriptions waiting on the publish XPUB. A
+ * subscription that covers "hb/" asks for a welcome heartbeat: ZeroMQ
+ * hands over one peer's subscriptions in order, so a client that
+ * subscribes to "hb/" last knows, when a heartbeat arrives after it, that
+ * all its earlier subscriptions are active (no slow joiner). Any
+ * heartbeat sent once the drain has caught up will do, so welcomes are
+ * coalesced: at most one per WELCOME_MIN_MS however many subscriptions
+ * ask (each is a broadcast of every record topic's sequence). A SUB that
+ * subscribed before connecting sends its subscriptions in byte order,
+ * "hb/" before "rec/...", all at once: waiting until nothing is left
+ * waiting covers those too. */
 static void drain_subscriptions(server_t *s)
 {
-    for (int i = 0; i < QUERY_BUDGET; i++) {
-        uint8_t buf[WIRE_MAX_TOPIC + 1];
-        size_t hb = strlen(WIRE_TOPIC_HEARTBEAT);
-        int n = zmq_recv(s->publish, buf, sizeof buf, ZMQ_DONTWAIT);
+    const subscriptions_stats_t *st;
+    bool welcome = false;
 
-        if (n < 0)
-            return;
-        if (n < 1 || buf[0] != 1)
-            continue; /* an unsubscription */
-        if (n > (int)sizeof buf)
-            n = (int)sizeof buf; /* truncated: a long topic, not ours */
-        size_t tlen = (size_t)n - 1;
-        /* Only a prefix of "hb/" ("", "h", "hb", "hb/") receives
-         * heartbeats; "hb/x" matches none, so it gets no welcome (each
-         * would be a broadcast of up to 8192 topic sequences). */
-        if (tlen <= hb && memcmp(buf + 1, WIRE_TOPIC_HEARTBEAT, tlen) == 0)
-            publish_heartbeat(s);
-    }
+    s->subs_backlog = subscriptions_drain(s->subs, SUBSCRIPTION_BUDGET, &welcome) == 0;
+    s->welcome_wanted |= welcome;
+    st = subscriptions_stats(s->subs);
+    s->n.subscriptions_refused = st->refused;
+    s->n.subscribers_dropped = st->cut;
+}
+
+static bool welcome_due(const server_t *s, int64_t now)
+{
+    return s->welcome_wanted && !s->subs_backlog && now >= s->last_heartbeat_ms + WELCOME_MIN_MS;
 }
 
 /* ---------------------------------------------------------------- the batch */
@@ -914,7 +932,7 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
             s->n.wrong_topic++;
             snprintf(reason, sizeof reason,
                      "invalid: topic: '%s' for an update that belongs on '%s'",
-                     printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
+                     log_printable(shown, sizeof shown, topic, tlen), n < 0 ? "?" : expect);
             log_ratelimited(&s->rl[RL_WRONG_TOPIC], LOG_LEVEL_WARNING,
                             "update %s#%" PRIu64 ": %s; recording it as rejected", u->producer_id,
                             u->sequence, reason);
@@ -1627,10 +1645,12 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
 {
     int64_t t = POLL_MAX_MS;
 
-    if (busy)
+    if (busy || s->subs_backlog)
         return 0;
     if (s->next_heartbeat_ms - now < t)
         t = s->next_heartbeat_ms - now;
+    if (s->welcome_wanted && s->last_heartbeat_ms + WELCOME_MIN_MS - now < t)
+        t = s->last_heartbeat_ms + WELCOME_MIN_MS - now;
     if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
         t = s->next_watchdog_ms - now;
     if (s->streams_held && STREAM_RETRY_MS < t)
@@ -1685,7 +1705,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         pruning = prune_step(s);
         if (items[1].revents & ZMQ_POLLIN)
             drain_queries(s);
-        if (items[2].revents & ZMQ_POLLIN)
+        if ((items[2].revents & ZMQ_POLLIN) || s->subs_backlog)
             drain_subscriptions(s);
         if (items[3].revents & ZMQ_POLLIN)
             control_drain(s->control); /* between batches: reads what is committed */
@@ -1697,9 +1717,15 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             open_waiting_streams(s, now);
         }
         busy = pump_streams(s, now) || pruning;
-        if (now >= s->next_heartbeat_ms) {
+        if (now >= s->next_heartbeat_ms || welcome_due(s, now)) {
             publish_heartbeat(s);
-            s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
+            s->last_heartbeat_ms = now;
+            if (!s->subs_backlog)
+                s->welcome_wanted = false;
+            if (now >= s->next_heartbeat_ms) {
+                s->next_heartbeat_ms = now + s->cfg.heartbeat_ms;
+                subscriptions_sweep(s->subs); /* connections whose end it missed */
+            }
         }
         if (s->next_republish_ms > 0 && now >= s->next_republish_ms) {
             republish_summaries(s);
@@ -1862,6 +1888,11 @@ server_t *server_new(const config_t *cfg)
     s->publish = make_socket(s, ZMQ_XPUB, "publish", cfg->publish);
     if (!s->publish)
         goto fail;
+    s->subs = subscriptions_new(s->publish, cfg->max_subscriptions);
+    if (!s->subs) {
+        log_error("out of memory for the subscription ledger; exiting");
+        goto fail;
+    }
     s->query = make_socket(s, ZMQ_ROUTER, "query", cfg->query);
     if (!s->query)
         goto fail;
@@ -2029,6 +2060,8 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     run->max_streams_per_client = cfg->max_streams_per_client; /* new streams from now on */
     run->stream_idle_ms = cfg->stream_idle_ms;
     run->summary_interval_ms = cfg->summary_interval_ms;
+    run->max_subscriptions = cfg->max_subscriptions;
+    subscriptions_set_max(s->subs, cfg->max_subscriptions);
     if (run->summary_republish_s != cfg->summary_republish_s) {
         run->summary_republish_s = cfg->summary_republish_s;
         s->next_republish_ms = cfg->summary_republish_s > 0
@@ -2040,9 +2073,10 @@ void server_reconfigure(server_t *s, const config_t *cfg)
         s->next_heartbeat_ms = wire_monotonic_ms();
     }
     log_info("configuration reloaded: log_level %s, batch_max %" PRIu32
-             ", summary_interval_ms %" PRIu32 ", heartbeat_ms %" PRIu32,
+             ", summary_interval_ms %" PRIu32 ", heartbeat_ms %" PRIu32
+             ", max_subscriptions %" PRIu32,
              log_level_name(run->log_level), run->batch_max, run->summary_interval_ms,
-             run->heartbeat_ms);
+             run->heartbeat_ms, run->max_subscriptions);
 }
 
 const server_counters_t *server_counters(const server_t *s)
@@ -2065,6 +2099,7 @@ void server_destroy(server_t **sp)
         conns_destroy(&s->conns[i]); /* before the sockets they monitor */
     if (s->ingest)
         zmq_close(s->ingest);
+    subscriptions_destroy(&s->subs); /* its kept messages, before the context ends */
     if (s->publish)
         zmq_close(s->publish);
     if (s->query)
@@ -2128,6 +2163,11 @@ const config_t *server_config(const server_t *s)
 const conns_stats_t *server_conns(const server_t *s, int i)
 {
     return i >= 0 && i < CONNS_SOCKETS && s->conns[i] ? conns_stats(s->conns[i]) : NULL;
+}
+
+uint64_t server_subscriptions(const server_t *s)
+{
+    return subscriptions_stats(s->subs)->in_use;
 }
 
 void server_reload_done(server_t *s, bool ok, const char *message)

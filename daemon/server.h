@@ -55,6 +55,9 @@ typedef struct server_counters {
     uint64_t streams_stalled;  /* of those, dropped for delivering nothing for stream_idle_ms */
     uint64_t forged;           /* CURVE on: updates whose producer is not the authenticated
                                   ministry's (or with no ministry identity), dropped */
+    uint64_t subscriptions_refused; /* publish messages refused: no topic prefix, over
+                                       max_subscriptions, no subscription (subscriptions.h) */
+    uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
 } server_counters_t;
 
 /* Opens the store and binds every socket. Returns the server, or NULL
@@ -74,8 +77,8 @@ typedef enum server_exit {
 server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 /* Applies what can change without a restart (log level, batch_max,
- * summary_interval_ms, heartbeat_ms) and logs a notice for every other
- * changed option, which keeps its running value. */
+ * summary_interval_ms, heartbeat_ms, max_subscriptions, ...) and logs a
+ * notice for every other changed option, which keeps its running value. */
 void server_reconfigure(server_t *s, const config_t *cfg);
 
 /* The counters so far. */
@@ -99,6 +102,9 @@ const conns_stats_t *server_conns(const server_t *s, int socket);
 
 /* The ZAP handler, for its counters; NULL when CURVE is off. */
 const zap_t *server_zap(const server_t *s);
+
+/* (connection, topic) pairs applied on the publish socket now. */
+uint64_t server_subscriptions(const server_t *s);
 
 /* Tells the operators who asked for this reload (`parksync reload`) how it
  * went and keeps a failure's message for STATUS and `parksync status`.

@@ -73,6 +73,28 @@ uint64_t *strmap_find(const strmap_t *m, const char *key)
     return e->key[0] != '\0' ? &e->value : NULL;
 }
 
+void strmap_remove(strmap_t *m, const char *key)
+{
+    strmap_entry_t *e = strmap_find(m, key) ? probe(m->slots, m->cap, key) : NULL;
+    size_t hole, i;
+
+    if (!e)
+        return;
+    /* Backward-shift deletion: linear probing has no tombstones, so every
+     * entry of the run after the hole that may live there moves into it. */
+    hole = (size_t)(e - m->slots);
+    for (i = (hole + 1) & (m->cap - 1); m->slots[i].key[0] != '\0'; i = (i + 1) & (m->cap - 1)) {
+        size_t home = (size_t)hash(m->slots[i].key) & (m->cap - 1);
+        /* slot i may move to the hole when its home is not in (hole, i] */
+        if (((i - home) & (m->cap - 1)) >= ((i - hole) & (m->cap - 1))) {
+            m->slots[hole] = m->slots[i];
+            hole = i;
+        }
+    }
+    m->slots[hole].key[0] = '\0';
+    m->count--;
+}
+
 void strmap_clear(strmap_t *m)
 {
     if (m->count == 0)

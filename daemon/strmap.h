@@ -3,9 +3,9 @@
  *
  * The daemon keeps them for the last stream sequence of every record
  * topic, of every ack topic acknowledged lately (two generations, see
- * server.c) and for the set of producers touched by the current batch.
- * There is no removal: a map that must forget is dropped whole. Keys are copied
- * (at most STRMAP_KEY_MAX - 1 bytes); the table grows as needed.
+ * server.c), for the set of producers touched by the current batch, and
+ * for each publish connection's subscriptions. Keys are copied (at most
+ * STRMAP_KEY_MAX - 1 bytes); the table grows as needed.
  */
 #ifndef PARKSYNCD_STRMAP_H
 #define PARKSYNCD_STRMAP_H
@@ -35,6 +35,10 @@ uint64_t *strmap_upsert(strmap_t *m, const char *key);
 
 /* Returns key's value or NULL. */
 uint64_t *strmap_find(const strmap_t *m, const char *key);
+
+/* Removes key when present. Entries after it in its probe run move up, so
+ * pointers into the table are invalid afterwards. */
+void strmap_remove(strmap_t *m, const char *key);
 
 /* Removes every key, keeping the memory. */
 void strmap_clear(strmap_t *m);

@@ -167,6 +167,65 @@ int wire_topic_ack(char *buf, size_t size, const char *producer_id)
     return topic_join(buf, size, parts, 3);
 }
 
+/* True when s[0..len) is lit or a prefix of it. */
+static bool prefix_of(const char *s, size_t len, const char *lit)
+{
+    return len <= strlen(lit) && memcmp(s, lit, len) == 0;
+}
+
+static bool id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+/* What follows "ack/": "<id>/" or a prefix of it. */
+static bool ack_tail_valid(const char *s, size_t len)
+{
+    size_t n = 0;
+
+    while (n < len && id_char(s[n]))
+        n++;
+    if (n > WIRE_MAX_ID)
+        return false;
+    return n == len || (n > 0 && n + 1 == len && s[n] == '/');
+}
+
+/* What follows "rec/": "<kind>/<CC>/" or a prefix of it. */
+static bool rec_tail_valid(const char *s, size_t len)
+{
+    const char *slash = memchr(s, '/', len);
+    size_t k = slash ? (size_t)(slash - s) : len;
+    bool known = false;
+
+    for (size_t i = 0; i < KIND_COUNT && !known; i++)
+        known = kind_names[i] != NULL &&
+                (slash ? strlen(kind_names[i]) == k && memcmp(s, kind_names[i], k) == 0
+                       : prefix_of(s, k, kind_names[i]));
+    if (!known || !slash)
+        return known;
+    s += k + 1;
+    len -= k + 1;
+    for (size_t i = 0; i < len; i++)
+        if (i < 2 ? !(s[i] >= 'A' && s[i] <= 'Z') : i > 2 || s[i] != '/')
+            return false;
+    return true;
+}
+
+bool wire_subscription_valid(const void *topic, size_t len)
+{
+    const char *s = topic;
+
+    if (prefix_of(s, len, WIRE_TOPIC_HEARTBEAT) || prefix_of(s, len, "ack/") ||
+        prefix_of(s, len, WIRE_TOPIC_RECORDS))
+        return true;
+    if (len > 4 && memcmp(s, "ack/", 4) == 0)
+        return ack_tail_valid(s + 4, len - 4);
+    if (len > 4 && memcmp(s, WIRE_TOPIC_RECORDS, 4) == 0)
+        return rec_tail_valid(s + 4, len - 4);
+    return false;
+}
+
 /* ---------------------------------------------------------------- validation */
 
 bool wire_utf8_valid(const char *s, size_t len)
@@ -233,11 +292,7 @@ bool wire_id_valid(const char *s)
     if (s == NULL)
         return false;
     for (; s[n] != '\0'; n++) {
-        char c = s[n];
-        if (n >= WIRE_MAX_ID)
-            return false;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
+        if (n >= WIRE_MAX_ID || !id_char(s[n]))
             return false;
     }
     return n > 0;

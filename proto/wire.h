@@ -93,6 +93,12 @@ int wire_topic_ingest(char *buf, size_t size, Parksync__V1__RecordKind kind);
 int wire_topic_record(char *buf, size_t size, Parksync__V1__RecordKind kind, const char *country);
 int wire_topic_ack(char *buf, size_t size, const char *producer_id);
 
+/* True when topic[0..len) is a prefix of some publish topic above
+ * ("", "rec/par", "rec/park/AZ/", "ack/AZ-MOE/", "hb/"): the only
+ * subscriptions that can ever match what the daemon publishes. A valid
+ * topic is at most 69 bytes ("ack/" + 64-byte id + "/"). */
+bool wire_subscription_valid(const void *topic, size_t len);
+
 /* ---------------------------------------------------------------- validation */
 
 /* True when s[0..len) is well-formed UTF-8 without NUL bytes, overlong

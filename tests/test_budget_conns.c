@@ -97,13 +97,19 @@ static void wait_conns(const char *socket, conns_pred_t want, uint64_t arg, int 
         sc = conns_of(&reply, socket);
         bool ok = want(sc, arg);
         uint64_t open = sc->open, accepted = sc->accepted, refused = sc->refused;
+        uint64_t mech = handshakes_failed(sc, "mechanism"),
+                 crypto = handshakes_failed(sc, "crypto"), denied = handshakes_failed(sc, "denied"),
+                 malformed = handshakes_failed(sc, "malformed"),
+                 incomplete = handshakes_failed(sc, "incomplete");
         parksync__v1__control_reply__free_unpacked(reply, NULL);
         if (ok)
             return;
         cr_assert(wire_monotonic_ms() < deadline,
                   "%s: %s not reached within %d ms (open %" PRIu64 ", accepted %" PRIu64
-                  ", refused %" PRIu64 ")",
-                  socket, what, timeout_ms, open, accepted, refused);
+                  ", refused %" PRIu64 "; handshakes failed: mechanism %" PRIu64 ", crypto %" PRIu64
+                  ", denied %" PRIu64 ", malformed %" PRIu64 ", incomplete %" PRIu64 ")",
+                  socket, what, timeout_ms, open, accepted, refused, mech, crypto, denied,
+                  malformed, incomplete);
         usleep(20000);
     }
 }
@@ -327,6 +333,19 @@ static void start_secure(void)
     cr_assert_eq(harness_start(&h), 0, "daemon did not start; see %s", h.log);
 }
 
+/* A raw connection that sends a ZMTP 3.0 greeting offering mechanism
+ * (RFC 23: signature, version 3.0, mechanism name padded to 20 bytes,
+ * as-server 0, filler) and then waits. */
+static int greet_raw(const char *endpoint, const char *mechanism)
+{
+    uint8_t g[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0};
+    int fd = connect_raw(endpoint);
+
+    memcpy(g + 12, mechanism, strlen(mechanism));
+    cr_assert_eq(write(fd, g, sizeof g), (ssize_t)sizeof g);
+    return fd;
+}
+
 /* A ZMQ_PUB to ingest with the given security, which tries to handshake. */
 static void *attacker(void *ctx, int mechanism, const char *server_key, const pair_t *k)
 {
@@ -334,10 +353,7 @@ static void *attacker(void *ctx, int mechanism, const char *server_key, const pa
     int zero = 0;
 
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    if (mechanism == ZMQ_PLAIN) {
-        zmq_setsockopt(s, ZMQ_PLAIN_USERNAME, "admin", 5);
-        zmq_setsockopt(s, ZMQ_PLAIN_PASSWORD, "admin", 5);
-    } else if (mechanism == ZMQ_CURVE) {
+    if (mechanism == ZMQ_CURVE) {
         zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_key, 40);
         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, k->pub, 40);
         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, k->sec, 40);
@@ -370,13 +386,16 @@ Test(conns, refused_handshakes_are_counted_by_reason, .fini = teardown, .timeout
     const char *metrics[] = {"metrics", NULL};
 
     start_secure();
-    s[0] = attacker(ctx, ZMQ_NULL, NULL, NULL);
-    s[1] = attacker(ctx, ZMQ_PLAIN, NULL, NULL);
+    /* raw greetings: a libzmq client that sees the mismatch first would
+     * hang up, and the daemon would count an incomplete handshake */
+    attack[n_attack++] = greet_raw(h.ingest, "NULL");
+    attack[n_attack++] = greet_raw(h.ingest, "PLAIN");
+    s[0] = s[1] = NULL;
     s[2] = attacker(ctx, ZMQ_CURVE, rogue.pub, &az); /* not the daemon's key */
     s[3] = attacker(ctx, ZMQ_CURVE, daemon_k.pub, &rogue);
     wait_conns("ingest", reasons_reached, (uint64_t)(uintptr_t)&want, 10000,
                "mechanism >= 2, crypto >= 1, denied >= 1");
-    for (int i = 0; i < 4; i++)
+    for (int i = 2; i < 4; i++)
         zmq_close(s[i]);
     zmq_ctx_term(ctx);
 

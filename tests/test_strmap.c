@@ -1,9 +1,10 @@
 /*
- * test_strmap.c - the daemon's string map: lookups, growth, and the
+ * test_strmap.c - the daemon's string map: lookups, growth, removal, and the
  * promise that an upsert of a present key never moves the table (the
  * heartbeat points into it while it takes its own sequence).
  */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,4 +71,40 @@ Test(strmap, upsert_of_a_present_key_never_moves_the_table)
         }
     }
     strmap_free(&m);
+}
+
+/* Removal keeps every other key findable: a model (present[]) against the
+ * map through random inserts and removals, with keys that collide in
+ * small tables, so that backward shifts cross the end of the table. */
+Test(strmap, remove_keeps_every_other_key)
+{
+    strmap_t m = {0};
+    bool present[300] = {false};
+    size_t count = 0;
+    unsigned seed = 7;
+    char key[32];
+
+    for (int step = 0; step < 20000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 8) % 300);
+        snprintf(key, sizeof key, "ack/%d/", k);
+        if ((seed >> 20) & 1) {
+            cr_assert_not_null(strmap_upsert(&m, key));
+            count += !present[k];
+            present[k] = true;
+        } else {
+            strmap_remove(&m, key);
+            count -= present[k];
+            present[k] = false;
+        }
+        cr_assert_eq(m.count, count);
+    }
+    for (int k = 0; k < 300; k++) {
+        snprintf(key, sizeof key, "ack/%d/", k);
+        cr_assert_eq(strmap_find(&m, key) != NULL, present[k], "%s", key);
+    }
+    strmap_remove(&m, "ack/absent/");
+    cr_assert_eq(m.count, count);
+    strmap_free(&m);
+    strmap_remove(&m, "ack/1/"); /* an empty map */
 }
