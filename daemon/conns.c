@@ -33,12 +33,16 @@
 enum { RL_REFUSED, RL_ACCEPT, RL_HANDSHAKE, RL_COUNT };
 
 struct conns {
-    char name[16]; /* "ingest", "publish", "query" */
-    void *sock;    /* monitored, borrowed */
-    void *monitor; /* PAIR reading its events */
-    uint32_t max;  /* open connections allowed, 0: any */
-    uint8_t *open; /* bitmap: descriptors open now */
-    uint32_t nfds; /* descriptors the bitmap covers */
+    char name[16];           /* "ingest", "publish", "query" */
+    void *sock;              /* monitored, borrowed */
+    void *monitor;           /* PAIR reading its events */
+    uint32_t max;            /* open connections allowed, 0: any */
+    uint8_t *open;           /* bitmap: descriptors open now */
+    uint32_t nfds;           /* descriptors the bitmap covers */
+    uint32_t *number;        /* accept number per open descriptor (conns_on_close), or NULL */
+    uint32_t accepts;        /* the last accept number given */
+    conns_close_fn on_close; /* told of every end, or NULL */
+    void *on_close_arg;
     conns_stats_t st;
     log_ratelimit_t rl[RL_COUNT];
 };
@@ -128,6 +132,22 @@ const conns_stats_t *conns_stats(const conns_t *c)
     return &c->st;
 }
 
+static bool is_open(const conns_t *c, int fd);
+
+int conns_on_close(conns_t *c, conns_close_fn fn, void *arg)
+{
+    if (!c->number && !(c->number = calloc(c->nfds, sizeof *c->number)))
+        return -ENOMEM;
+    c->on_close = fn;
+    c->on_close_arg = arg;
+    return 0;
+}
+
+uint32_t conns_number(const conns_t *c, int fd)
+{
+    return c && c->number && is_open(c, fd) ? c->number[fd] : 0;
+}
+
 static bool is_open(const conns_t *c, int fd)
 {
     return fd >= 0 && (uint32_t)fd < c->nfds && (c->open[fd / 8] & (1u << (fd % 8)));
@@ -183,6 +203,11 @@ static void on_accepted(conns_t *c, int fd, const char *endpoint)
         set_open(c, fd, true);
         c->st.open++;
     }
+    if (c->number && is_open(c, fd)) {
+        if (++c->accepts == 0)
+            c->accepts = 1; /* 0 means unknown */
+        c->number[fd] = c->accepts;
+    }
     if (c->max == 0 || c->st.open <= c->max)
         return;
     if (shut(fd, endpoint)) {
@@ -235,6 +260,8 @@ static void handle(conns_t *c, const zmq_msg_t *ev, const char *endpoint)
         if (is_open(c, (int)value)) {
             set_open(c, (int)value, false);
             c->st.open--;
+            if (c->on_close)
+                c->on_close(c->on_close_arg, (int)value, c->number[value]);
         }
         break;
     case ZMQ_EVENT_ACCEPT_FAILED:
@@ -303,6 +330,7 @@ void conns_destroy(conns_t **cp)
         zmq_close(c->monitor);
     }
     free(c->open);
+    free(c->number);
     free(c);
     *cp = NULL;
 }

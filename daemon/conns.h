@@ -75,6 +75,18 @@ void conns_set_max(conns_t *c, uint32_t max);
  * reconnect and are authenticated again. */
 uint32_t conns_close_all(conns_t *c);
 
+/* Called when the connection on fd ends; conn is its accept number. */
+typedef void (*conns_close_fn)(void *arg, int fd, uint32_t conn);
+
+/* Tells fn about every connection that ends from now on, and starts
+ * numbering accepted connections (conns_number). Returns 0 or -ENOMEM. */
+int conns_on_close(conns_t *c, conns_close_fn fn, void *arg);
+
+/* The accept number of the connection open on fd (a descriptor from
+ * ZMQ_SRCFD), which no later connection on the same descriptor shares;
+ * 0 when unknown. With conns_on_close only. */
+uint32_t conns_number(const conns_t *c, int fd);
+
 /* The counters so far. */
 const conns_stats_t *conns_stats(const conns_t *c);
 

@@ -116,6 +116,8 @@ typedef struct peer {
     uint8_t id[ROUTING_ID_MAX]; /* routing id bytes */
     size_t len;                 /* bytes of id */
     bool delimiter;             /* send an empty frame after the id */
+    int fd;                     /* its connection's descriptor (ZMQ_SRCFD), -1: unknown */
+    uint32_t conn;              /* that connection's accept number (conns_number), 0: unknown */
 } peer_t;
 
 typedef enum stream_state {
@@ -1091,6 +1093,21 @@ static void stream_close(stream_t *st)
     memset(st, 0, sizeof *st);
 }
 
+/* A query connection ended: its streams go at once, so a client that
+ * asks and hangs up holds no stream slot until stream_idle_ms. */
+static void on_query_closed(void *arg, int fd, uint32_t conn)
+{
+    server_t *s = arg;
+
+    for (uint32_t i = 0; conn != 0 && i < s->n_streams; i++) {
+        stream_t *st = &s->streams[i];
+        if (st->state != STREAM_FREE && st->peer.fd == fd && st->peer.conn == conn) {
+            stream_close(st);
+            s->n.streams_dropped++;
+        }
+    }
+}
+
 static stream_t *stream_find(server_t *s, const peer_t *peer, uint64_t request_id)
 {
     for (uint32_t i = 0; i < s->n_streams; i++) {
@@ -1617,6 +1634,8 @@ static void drain_queries(server_t *s)
             peer.len = zmq_msg_size(&parts[0]);
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
             peer.delimiter = body && total == 3;
+            peer.fd = zmq_msg_get(&parts[kept - 1], ZMQ_SRCFD);
+            peer.conn = conns_number(s->conns[2], peer.fd);
             if (body) {
                 handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body));
             } else {
@@ -1896,6 +1915,9 @@ server_t *server_new(const config_t *cfg)
     s->query = make_socket(s, ZMQ_ROUTER, "query", cfg->query);
     if (!s->query)
         goto fail;
+    if (s->conns[2] && conns_on_close(s->conns[2], on_query_closed, s) < 0)
+        log_warning("out of memory for query connection numbers; a client that hangs up keeps "
+                    "its streams until stream_idle_ms");
     s->control = control_new(s->zctx, cfg->control, s->store, s);
     if (!s->control)
         goto fail;

@@ -509,3 +509,36 @@ Test(budget_streams, a_stream_whose_client_does_not_read_is_dropped_whatever_the
         truncated = wal_truncates();
     cr_expect(truncated, "the WAL is still pinned after the stream was dropped");
 }
+
+/* A client that asks and hangs up leaves no stream behind: the daemon
+ * learns of the closed connection and frees its slots at once, not after
+ * stream_idle_ms. Four clients in turn each get all of their share of a
+ * daemon with room for one such client only. */
+Test(budget_streams, a_client_that_hangs_up_frees_its_streams_at_once, .fini = teardown,
+     .timeout = 60)
+{
+    start("[limits]\nmax_streams = 4\nmax_streams_per_client = 3\n", SMALL_RESIDENTS);
+    for (int round = 1; round <= 4; round++) {
+        void *d = zmq_socket(ctx, ZMQ_DEALER);
+        int zero = 0, running = 0, answered = 0;
+
+        cr_assert_not_null(d);
+        zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+        cr_assert_eq(zmq_connect(d, h.query), 0);
+        for (uint64_t rid = 1; rid <= 3; rid++)
+            ask_snapshot(d, rid, 1, 1);
+        while (answered < 3) {
+            Parksync__V1__QueryReply *r = next_reply(d, DEADLINE_MS);
+            if (!r)
+                break;
+            answered++;
+            running += r->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK;
+            parksync__v1__query_reply__free_unpacked(r, NULL);
+        }
+        zmq_close(d);
+        cr_assert_eq(running, 3, "round %d: the client got %d of its 3 streams", round, running);
+        cr_assert_geq(counter_reaches("streams_dropped", 3 * round, DEADLINE_MS), 3 * round,
+                      "round %d: the streams of a closed connection still hold their slots", round);
+        cr_expect_geq(legit_snapshot(PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK), N_PARKS);
+    }
+}

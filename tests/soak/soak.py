@@ -27,7 +27,7 @@ daemon's RSS is sampled every second.
 
 Prints one JSON object with the figures; exits 1 when the daemon died,
 its RSS passed the bound, or a canary lost service (an ack over 1 s or
-missing, a canary park not delivered, a snapshot failed).
+missing, a canary park not delivered, a snapshot failed or refused BUSY).
 """
 
 import argparse
@@ -443,7 +443,8 @@ def main():
               or figures.get("canary_ack_missing", 0) > 0
               or out["canary_ack_ms"]["over_1s"] > 0
               or missed
-              or figures.get("snapshot_failed", 0) > 0)
+              or figures.get("snapshot_failed", 0) > 0
+              or figures.get("snapshot_refused", 0) > 0)
     if not failed:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
