@@ -326,6 +326,7 @@ void conns_destroy(conns_t **cp)
          * queued: an event sent to a reader already closed stays in
          * libzmq's pipe, never freed. */
         zmq_socket_monitor(c->sock, NULL, 0);
+        c->on_close = NULL; /* its owner is going away */
         conns_drain(c);
         zmq_close(c->monitor);
     }

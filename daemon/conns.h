@@ -99,8 +99,9 @@ const char *conns_reason_name(conns_reason_t r);
  * Returns the soft limit in force. */
 uint64_t conns_fit_nofile(uint32_t *max);
 
-/* Stops the monitor, reads what it queued, closes it. Call before the
- * monitored socket is closed. NULL-safe; sets *cp = NULL. */
+/* Stops the monitor, reads what it queued (telling no conns_on_close
+ * callback), closes it. Call before the monitored socket is closed.
+ * NULL-safe; sets *cp = NULL. */
 void conns_destroy(conns_t **cp);
 
 #endif /* PARKSYNCD_CONNS_H */

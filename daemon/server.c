@@ -2116,6 +2116,8 @@ void server_destroy(server_t **sp)
     for (uint32_t i = 0; s->streams && i < s->n_streams; i++)
         stream_close(&s->streams[i]);
     free(s->streams);
+    s->streams = NULL;
+    s->n_streams = 0;
     control_destroy(&s->control);
     for (int i = 0; i < CONNS_SOCKETS; i++)
         conns_destroy(&s->conns[i]); /* before the sockets they monitor */
