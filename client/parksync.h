@@ -217,7 +217,10 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
  * Returns PS_OK, PS_ERR_TIMEOUT when nothing came within timeout_ms (-1 =
  * no limit), PS_ERR_CLOSED after the snapshot end when not live,
  * PS_ERR_REFUSED when the daemon refused the request (see
- * ps_subscriber_last_error), or an error. */
+ * ps_subscriber_last_error), or an error. A request answered BUSY (every
+ * stream slot taken) is not a refusal: it is asked again after 25..50 ms,
+ * then twice as long each time up to 1..2 s, with jitter, while
+ * ps_subscriber_next is called. */
 ps_err_t ps_subscriber_next(ps_subscriber_t *s, ps_event_t *ev, int timeout_ms);
 
 /* Called by ps_subscriber_run for each event; non-zero stops the run. */

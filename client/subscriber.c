@@ -41,9 +41,11 @@
 #include "parksync.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "keys.h"
@@ -57,6 +59,8 @@
 #define SUBSCRIBER_MAX_PREFIXES       6          /* record subscriptions: one per kind at most */
 #define SUBSCRIBER_ERR_MAX            256        /* bytes of the daemon's last error message */
 #define SUBSCRIBER_DELIVERED_MAX      (1u << 20) /* revisions delivered above V before a resync */
+#define SUBSCRIBER_BUSY_MIN_MS        50         /* first wait after a BUSY reply, ms */
+#define SUBSCRIBER_BUSY_MAX_MS        2000       /* longest wait between two asks, ms */
 
 /* ---------------------------------------------------------------- state */
 
@@ -97,6 +101,9 @@ struct ps_subscriber {
     uint64_t *delivered;             /* D: revisions delivered live above V, ascending, owned */
     size_t n_delivered, cap_delivered;
     int64_t last_heard_ms; /* monotonic ms of the last stream reply */
+    int64_t retry_at_ms;   /* a stream refused BUSY is asked again then; 0: none */
+    int busy_wait_ms;      /* the wait before that, doubled at each BUSY; 0 after a chunk */
+    uint64_t rng;          /* xorshift64 state for the jitter of those waits */
     char prefixes[SUBSCRIBER_MAX_PREFIXES][WIRE_MAX_TOPIC]; /* record subscriptions */
     size_t n_prefixes;
     topic_seq_t *topics; /* sequences per subscribed topic, owned */
@@ -502,10 +509,29 @@ static ps_err_t stream_error(ps_subscriber_t *s, const Parksync__V1__Error *e)
         s->end_after_changes = false;
         return restart_snapshot(s);
     }
-    if (e->code == PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY && s->recovering)
-        return s->state == SUB_CHANGES ? ask_changes(s) : ask_snapshot(s);
+    if (e->code == PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY) {
+        /* Every stream slot is taken: ask again later, waiting longer
+         * each time, with jitter, so that many clients started at once
+         * (or a daemon just restarted) spread out instead of failing or
+         * asking in a tight loop. */
+        s->busy_wait_ms = s->busy_wait_ms == 0                           ? SUBSCRIBER_BUSY_MIN_MS
+                          : s->busy_wait_ms * 2 > SUBSCRIBER_BUSY_MAX_MS ? SUBSCRIBER_BUSY_MAX_MS
+                                                                         : s->busy_wait_ms * 2;
+        s->rng ^= s->rng << 13;
+        s->rng ^= s->rng >> 7;
+        s->rng ^= s->rng << 17;
+        s->retry_at_ms = wire_monotonic_ms() + s->busy_wait_ms / 2 +
+                         (int64_t)(s->rng % (uint64_t)(s->busy_wait_ms / 2 + 1));
+        return PS_OK;
+    }
     s->state = SUB_CLOSED;
     return PS_ERR_REFUSED;
+}
+
+/* Asks the daemon again for the running stream (a new request). */
+static ps_err_t ask_again(ps_subscriber_t *s)
+{
+    return s->state == SUB_CHANGES ? ask_changes(s) : ask_snapshot(s);
 }
 
 /* Waits for the next reply of the running stream; PS_OK with s->chunk
@@ -514,17 +540,25 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
 {
     for (;;) {
         int64_t now = wire_monotonic_ms(), silence = s->last_heard_ms + s->timeout_ms;
-        if (now >= silence) {
-            if (!s->recovering)
+        bool waiting = s->retry_at_ms > 0; /* after BUSY: no request out */
+        if (waiting ? now >= s->retry_at_ms : now >= silence) {
+            if (!waiting && !s->recovering)
                 return PS_ERR_TIMEOUT;
-            /* the daemon may have restarted and forgotten the stream: ask again */
-            ps_err_t e = s->state == SUB_CHANGES ? ask_changes(s) : ask_snapshot(s);
+            /* the BUSY wait is over, or the daemon may have restarted
+             * and forgotten the stream: ask again */
+            s->retry_at_ms = 0;
+            ps_err_t e = ask_again(s);
             if (e != PS_OK)
                 return e;
             continue;
         }
         if (deadline >= 0 && now >= deadline)
             return PS_ERR_TIMEOUT;
+        if (waiting) {
+            if (zmq_poll(NULL, 0, wait_ms(deadline, s->retry_at_ms)) < 0 && zmq_errno() == EINTR)
+                return PS_ERR_INTERRUPTED;
+            continue;
+        }
         long w = wait_ms(deadline, silence);
         zmq_pollitem_t item = {.socket = s->query, .events = ZMQ_POLLIN};
         if (zmq_poll(&item, 1, w) < 0)
@@ -562,6 +596,7 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
             }
             s->chunk = rep;
             s->pos = 0;
+            s->busy_wait_ms = 0;
             return PS_OK;
         }
         if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_ERROR) {
@@ -751,6 +786,10 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
     e = PS_ERR_NOMEM;
     if ((s = calloc(1, sizeof *s)) == NULL)
         goto fail;
+    /* distinct per client, not secret: it only spreads retries */
+    s->rng = (uint64_t)wire_now_us() ^ ((uint64_t)(uintptr_t)s << 16) ^ (uint64_t)getpid();
+    if (s->rng == 0)
+        s->rng = 1;
     s->kind = opts->kind;
     if (opts->country != NULL)
         snprintf(s->country, sizeof s->country, "%s", opts->country);

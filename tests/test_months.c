@@ -62,3 +62,70 @@ Test(months, the_wal_is_checkpointed_while_the_daemon_runs, .fini = teardown, .t
     ps_producer_destroy(&p);
     cr_assert_eq(harness_stop(&h), 0);
 }
+
+/* Many subscribers started at once against a daemon with few stream
+ * slots: each first snapshot answered BUSY is asked again later (backoff
+ * with jitter), and every one of them completes. (Before, only a
+ * recovery retried BUSY: 30-40 % of 200 `watch` processes started
+ * together exited with "streams are running (max_streams)".) */
+#define WATCHERS 200
+
+Test(months, watchers_started_at_once_all_complete, .fini = teardown, .timeout = 120)
+{
+    ps_producer_options_t o;
+    ps_subscriber_options_t so;
+    ps_producer_t *p;
+    ps_subscriber_t *subs[WATCHERS];
+    bool done[WATCHERS] = {false};
+    int complete = 0;
+    ps_err_t err;
+    harness_park_t pu;
+    char id[32];
+    int64_t deadline;
+
+    cr_assert_eq(harness_init(&h, "[limits]\nmax_streams = 2\nmax_streams_per_client = 1\n"), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    harness_producer_options(&h, &o, "AZ-MOE");
+    p = ps_producer_new(&o, &err);
+    cr_assert_not_null(p, "%s", ps_strerror(err));
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof id, "AZ-W-%d", i);
+        harness_park(&pu, id, "AZ");
+        cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
+    }
+    cr_assert_eq(ps_producer_flush(p, 30000), PS_OK);
+    ps_producer_destroy(&p);
+
+    harness_subscriber_options(&h, &so);
+    so.live = false;
+    for (int i = 0; i < WATCHERS; i++) {
+        subs[i] = ps_subscriber_new(&so, &err);
+        cr_assert_not_null(subs[i], "%s", ps_strerror(err));
+    }
+    deadline = wire_monotonic_ms() + 60000;
+    while (complete < WATCHERS && wire_monotonic_ms() < deadline) {
+        for (int i = 0; i < WATCHERS; i++) {
+            ps_event_t ev;
+            ps_err_t rc;
+            if (done[i])
+                continue;
+            /* 1 ms, not 0: a zero timeout returns before reading */
+            while ((rc = ps_subscriber_next(subs[i], &ev, 1)) == PS_OK &&
+                   ev.kind != PS_EVENT_SNAPSHOT_END)
+                ;
+            if (rc == PS_OK) {
+                done[i] = true;
+                complete++;
+            } else {
+                cr_assert_eq(rc, PS_ERR_TIMEOUT, "watcher %d: %s (%s)", i, ps_strerror(rc),
+                             ps_subscriber_last_error(subs[i]));
+            }
+        }
+    }
+    cr_expect_eq(complete, WATCHERS, "%d of %d watchers completed their snapshot", complete,
+                 WATCHERS);
+    cr_expect_gt(harness_counter(&h, "streams_refused", 2000), 0, "no BUSY was ever answered");
+    for (int i = 0; i < WATCHERS; i++)
+        ps_subscriber_destroy(&subs[i]);
+    cr_assert_eq(harness_stop(&h), 0);
+}
