@@ -15,13 +15,16 @@
 
 #include "log.h"
 #include "store.h"
+#include "wire.h"
 
 struct checkpoint {
     void *pipe;                  /* PAIR, the loop's end; a message means stop */
     void *peer;                  /* PAIR, the thread's end */
     store_checkpointer_t *store; /* the thread's own connection */
     pthread_t thread;
-    char endpoint[64]; /* inproc name of the pipe */
+    char endpoint[64];                /* inproc name of the pipe */
+    _Atomic int64_t last_complete_us; /* see checkpoint_last_complete_us */
+    _Atomic uint64_t failures;        /* checkpoints that failed */
 };
 
 static void *checkpoint_main(void *arg)
@@ -35,9 +38,13 @@ static void *checkpoint_main(void *arg)
         if (n > 0 || (n < 0 && zmq_errno() != EINTR))
             break; /* told to stop, or the context is going away */
         int rc = store_checkpoint(c->store);
-        if (rc < 0)
+        if (rc == 0) {
+            c->last_complete_us = wire_now_us();
+        } else if (rc < 0) {
+            c->failures++;
             log_warning("WAL checkpoint failed: %s (%s); trying again in %d ms", strerror(-rc),
                         store_checkpointer_errmsg(c->store), CHECKPOINT_PERIOD_MS);
+        }
     }
     return NULL;
 }
@@ -80,6 +87,16 @@ fail:
     store_checkpointer_close(&c->store);
     free(c);
     return NULL;
+}
+
+int64_t checkpoint_last_complete_us(const checkpoint_t *c)
+{
+    return c ? c->last_complete_us : 0;
+}
+
+uint64_t checkpoint_failures(const checkpoint_t *c)
+{
+    return c ? c->failures : 0;
 }
 
 void checkpoint_destroy(checkpoint_t **cp)

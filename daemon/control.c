@@ -459,6 +459,8 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *
     m->bad_control = c->bad_requests;
     m->http_dropped = metrics_http_dropped(c->http);
     m->handshakes_admitted = zap_allowed(server_zap(c->server));
+    m->last_checkpoint_us = checkpoint_last_complete_us(server_checkpoint(c->server));
+    m->checkpoint_failures = checkpoint_failures(server_checkpoint(c->server));
     m->handshakes_refused = zap_denied(server_zap(c->server));
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
@@ -581,9 +583,9 @@ typedef struct counter_value {
     const char *name; /* as listed in Status.counters */
     uint64_t value;
 } counter_value_t;
-#define N_EXTRA_COUNTERS                                                                           \
-    6 /* bad_control, handshakes admitted and refused, HTTP drops,                                 \
-             rows retention dropped */
+/* bad_control, handshakes admitted and refused, HTTP drops, rows retention
+ * dropped, failed checkpoints */
+#define N_EXTRA_COUNTERS 7
 
 static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id,
                           const Parksync__V1__StatusRequest *q)
@@ -643,6 +645,8 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.producers = psp;
     st.has_producers_total = true;
     st.producers_total = m.producers_total;
+    st.has_last_checkpoint_us = m.last_checkpoint_us > 0;
+    st.last_checkpoint_us = m.last_checkpoint_us;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
@@ -657,6 +661,7 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         {"metrics_http_dropped", m.http_dropped},
         {"pruned_conflicts", m.pruned.conflicts},
         {"pruned_claims", m.pruned.claims},
+        {"checkpoint_failures", m.checkpoint_failures},
     };
     for (size_t i = 0; i < N_EXTRA_COUNTERS; i++)
         set_counter(&cnt[N_COUNTER_FIELDS + i], &cntp[N_COUNTER_FIELDS + i], extra[i].name,

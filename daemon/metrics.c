@@ -253,6 +253,12 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
            "CURVE handshakes on ingest, publish and query, by the ZAP handler's answer.");
     sample(&t, "parksync_handshakes_total", "outcome", "admitted", m->handshakes_admitted);
     sample(&t, "parksync_handshakes_total", "outcome", "refused", m->handshakes_refused);
+    family(&t, "parksync_last_checkpoint_seconds", "gauge",
+           "Time of the last WAL checkpoint that copied the whole log back, seconds since "
+           "1970 UTC (0: none yet).");
+    put(&t, "parksync_last_checkpoint_seconds %.6f\n", (double)m->last_checkpoint_us / 1e6);
+    counter(&t, "parksync_checkpoint_failures_total", "WAL checkpoints that failed.",
+            m->checkpoint_failures);
     counter(&t, "parksync_metrics_http_dropped_total",
             "Metrics HTTP connections closed before a whole request (slow, idle, malformed).",
             m->http_dropped);

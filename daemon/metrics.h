@@ -50,6 +50,8 @@ typedef struct metrics_snapshot {
     uint64_t http_dropped;           /* metrics HTTP connections closed before a request */
     uint64_t handshakes_admitted;    /* CURVE handshakes the ZAP handler admitted */
     uint64_t handshakes_refused;     /* and refused (unlisted key, wrong role) */
+    int64_t last_checkpoint_us;      /* last complete WAL checkpoint, us since 1970; 0: none */
+    uint64_t checkpoint_failures;    /* WAL checkpoints that failed */
     int64_t started_us;              /* wall clock at start, us since 1970 UTC */
     int64_t now_us;                  /* wall clock when taken */
     uint64_t head_revision;          /* highest revision committed */

@@ -2174,6 +2174,11 @@ const zap_t *server_zap(const server_t *s)
     return s->zap;
 }
 
+const checkpoint_t *server_checkpoint(const server_t *s)
+{
+    return s->checkpoint;
+}
+
 const ahead_t *server_ahead(const server_t *s)
 {
     return &s->ahead;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "ahead.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "conns.h"
 #include "zap.h"
@@ -102,6 +103,9 @@ const conns_stats_t *server_conns(const server_t *s, int socket);
 
 /* The ZAP handler, for its counters; NULL when CURVE is off. */
 const zap_t *server_zap(const server_t *s);
+
+/* The WAL checkpoint thread, for its figures. */
+const checkpoint_t *server_checkpoint(const server_t *s);
 
 /* (connection, topic) pairs applied on the publish socket now. */
 uint64_t server_subscriptions(const server_t *s);

@@ -59,6 +59,16 @@ Test(months, the_wal_is_checkpointed_while_the_daemon_runs, .fini = teardown, .t
                   "the database file is %" PRId64 " bytes while the daemon runs: nothing was "
                   "checkpointed",
                   db);
+    /* and status says when the last complete checkpoint was */
+    {
+        Parksync__V1__ControlReply *r = harness_status(&h, 5000);
+        cr_assert_not_null(r);
+        cr_expect(r->status->has_last_checkpoint_us, "status has no last checkpoint");
+        cr_expect_leq(wire_now_us() - r->status->last_checkpoint_us, 10 * 1000000LL,
+                      "the last complete checkpoint is %" PRId64 " us old",
+                      wire_now_us() - r->status->last_checkpoint_us);
+        parksync__v1__control_reply__free_unpacked(r, NULL);
+    }
     ps_producer_destroy(&p);
     cr_assert_eq(harness_stop(&h), 0);
 }

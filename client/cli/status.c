@@ -29,9 +29,9 @@ const char CLI_STATUS_USAGE[] =
     "more, --producers-after the last id listed gives the next ones.\n"
     "\n"
     "  --json          one JSON object instead of text\n"
-    "  --producers-after ID  list the producers whose id sorts after ID\n" CTL_USAGE("5")
-    "\n"
-    "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
+    "  --producers-after ID  list the producers whose id sorts after ID\n" CTL_USAGE(
+        "5") "\n"
+             "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
 /* "2024-05-01T10:00:00Z" for us since 1970, "never" for 0. */
 static const char *when(char *buf, size_t size, int64_t us)
@@ -89,7 +89,7 @@ static const char *const REJECTED[] = {"bad_frames",  "too_large", "undecodable"
 
 static void print_text(const Parksync__V1__Status *st, const char *after)
 {
-    char a[64], b[64];
+    char a[64], b[64], c[64];
 
     printf("parksyncd %s, up %s (since %s)\n", st->version ? st->version : "?",
            span(a, sizeof a, st->now_us - st->started_us), when(b, sizeof b, st->started_us));
@@ -97,8 +97,9 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
     for (size_t i = 0; i < st->epoch.len; i++)
         printf("%02x", st->epoch.data[i]);
     printf(", %" PRIu64 " subscribers\n", st->subscribers);
-    printf("database %s, WAL %s\n", bytes(a, sizeof a, st->database_bytes),
-           bytes(b, sizeof b, st->wal_bytes));
+    printf("database %s, WAL %s, last complete checkpoint %s\n",
+           bytes(a, sizeof a, st->database_bytes), bytes(b, sizeof b, st->wal_bytes),
+           st->has_last_checkpoint_us ? when(c, sizeof c, st->last_checkpoint_us) : "none yet");
     printf("records:");
     for (size_t i = 0; i < st->n_records; i++)
         printf("%s %s %" PRIu64, i ? "," : "", st->records[i]->name ? st->records[i]->name : "?",
@@ -218,6 +219,10 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "subscribers", json_integer((json_int_t)st->subscribers));
     json_object_set_new(o, "database_bytes", json_integer((json_int_t)st->database_bytes));
     json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st->wal_bytes));
+    json_object_set_new(o, "last_checkpoint_us",
+                        st->has_last_checkpoint_us
+                            ? json_integer((json_int_t)st->last_checkpoint_us)
+                            : json_null());
     json_object_set_new(o, "conflicts", json_integer((json_int_t)st->conflicts));
     json_object_set_new(o, "conflicts_by_reason",
                         counters_json(st->conflicts_by_reason, st->n_conflicts_by_reason));
