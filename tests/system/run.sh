@@ -25,6 +25,8 @@
 #   DEB                 a .deb to test instead of building one
 #   KEEP=1              leave the container's root for a post-mortem
 set -euo pipefail
+# (grep -q quits at its first match; with pipefail the writer's SIGPIPE then
+# fails the pipeline, so checks read all of their input: grep PATTERN >/dev/null)
 
 cd "$(dirname "$0")/../.."
 SRC=$PWD
@@ -264,7 +266,7 @@ CONF=/etc/parksync/parksyncd.conf
 t_install() {
     ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$PKG" \
         >"$WORK/install.log" 2>&1 || { tail -30 "$WORK/install.log"; return 1; }
-    ct dpkg-query -W -f='${Status}\n' parksync | grep -qx 'install ok installed' ||
+    ct dpkg-query -W -f='${Status}\n' parksync | grep -x 'install ok installed' >/dev/null ||
         fail "dpkg says: $(ct dpkg-query -W -f='${Status}' parksync)"
     [ "$(prop parksyncd ActiveState)" = active ] || fail "parksyncd is $(prop parksyncd ActiveState)"
     [ "$(ct systemctl is-enabled parksyncd)" = enabled ] || fail "parksyncd is not enabled"
@@ -332,7 +334,7 @@ t_cli_operator() {
     t=$(date +%s%N)
     err=$(as outsider parksync status 2>&1) || rc=$?
     [ "$rc" -eq 1 ] || fail "outsider: exit $rc: $err"
-    echo "$err" | grep -q 'permission denied on /run/parksync/control: run as root or join group parksync' ||
+    echo "$err" | grep 'permission denied on /run/parksync/control: run as root or join group parksync' >/dev/null ||
         fail "outsider was told: $err"
     note "outsider: exit 1 in $(elapsed_since "$t") s: $err"
 }
@@ -345,7 +347,7 @@ t_reload() {
     ct systemctl reload parksyncd
     [ "$(prop parksyncd StatusText)" = "running: configuration reloaded" ] ||
         fail "status after a good reload: $(prop parksyncd StatusText)"
-    ct journalctl -u parksyncd --no-pager | grep -q 'configuration reloaded: log_level debug' ||
+    ct journalctl -u parksyncd --no-pager | grep 'configuration reloaded: log_level debug' >/dev/null ||
         fail "no 'configuration reloaded: log_level debug' in the journal"
     note "good file: $(prop parksyncd StatusText)"
     # a typo: refused whole, the old configuration runs on, and says why
@@ -355,10 +357,10 @@ t_reload() {
     [ "$(prop parksyncd ActiveState)" = active ] || fail "not active after a bad reload"
     [ "$(prop parksyncd MainPID)" = "$pid" ] || fail "the daemon was restarted by a bad reload"
     before=$(prop parksyncd StatusText)
-    echo "$before" | grep -q "reload failed: .*parksyncd.conf:[0-9]*.*batch_max" ||
+    echo "$before" | grep "reload failed: .*parksyncd.conf:[0-9]*.*batch_max" >/dev/null ||
         fail "systemctl status does not say why: $before"
-    ct systemctl status parksyncd --no-pager | grep -q 'reload failed' || fail "not in systemctl status"
-    ct parksync status | grep -q 'last reload failed' || fail "not in parksync status"
+    ct systemctl status parksyncd --no-pager | grep 'reload failed' >/dev/null || fail "not in systemctl status"
+    ct parksync status | grep 'last reload failed' >/dev/null || fail "not in parksync status"
     note "bad file: exit 1, pid $pid kept, status: $before"
     ct cp /root/reloaded.conf $CONF
     ct systemctl reload parksyncd
@@ -378,7 +380,7 @@ t_watchdog() {
         [ \"\$(nsenter -t $CT -a systemctl show -p ActiveState --value parksyncd)\" = active ]" ||
         fail "not restarted within 40 s of SIGSTOP"
     new=$(prop parksyncd MainPID)
-    ct journalctl -u parksyncd --no-pager | grep -q 'Watchdog timeout' || fail "no watchdog timeout logged"
+    ct journalctl -u parksyncd --no-pager | grep 'Watchdog timeout' >/dev/null || fail "no watchdog timeout logged"
     note "SIGSTOP pid $pid: watchdog timeout, restarted as pid $new (NRestarts $restarts -> $(prop parksyncd NRestarts))"
     ct rm -r /run/systemd/system/parksyncd.service.d
     ct systemctl daemon-reload
@@ -401,7 +403,7 @@ t_stop_under_load() {
     note "stop with the push in flight (last_sequence $acked of $LOAD at stop): $(elapsed_since "$t") s"
     [ "$(prop parksyncd Result)" = success ] || fail "stop result: $(prop parksyncd Result)"
     [ "$(prop parksyncd ExecMainStatus)" = 0 ] || fail "exit status $(prop parksyncd ExecMainStatus)"
-    ct journalctl -u parksyncd -n 20 --no-pager | grep -q 'stopped at revision' || fail "no clean stop line"
+    ct journalctl -u parksyncd -n 20 --no-pager | grep 'stopped at revision' >/dev/null || fail "no clean stop line"
     # the first push gives up (as after a timeout), its outbox kept
     ct kill -TERM "$(ct cat /root/push1.pid)" 2>/dev/null || true
     wait "$push_pid" 2>/dev/null || true
