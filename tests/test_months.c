@@ -139,3 +139,47 @@ Test(months, watchers_started_at_once_all_complete, .fini = teardown, .timeout =
         ps_subscriber_destroy(&subs[i]);
     cr_assert_eq(harness_stop(&h), 0);
 }
+
+/* A finished push run again with the same outbox sends nothing and says
+ * so; --force sends it again, as new updates. (Before, the rerun applied
+ * every line again: 100 lines, 200 applied.) */
+Test(months, a_finished_push_run_again_sends_nothing, .fini = teardown, .timeout = 120)
+{
+    char input[HARNESS_PATH + 16], outbox[HARNESS_PATH + 16];
+    const char *push[] = {"push", "--producer", "AZ-MOE", "--outbox", outbox, input, NULL};
+    const char *force[] = {"push", "--producer", "AZ-MOE", "--outbox",
+                           outbox, "--force",    input,    NULL};
+    char *out = NULL, *err = NULL;
+    FILE *f;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
+    snprintf(input, sizeof input, "%s/parks.jsonl", h.dir);
+    snprintf(outbox, sizeof outbox, "%s/outbox.db", h.dir);
+    f = fopen(input, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 100; i++)
+        fprintf(f,
+                "{\"park\": {\"park_id\": \"AZ-RERUN-%d\", \"country\": \"AZ\", \"name\": "
+                "\"rerun\"}}\n",
+                i);
+    fclose(f);
+
+    cr_assert_eq(harness_cli(&h, push, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(harness_counter(&h, "applied", 2000), 100);
+
+    cr_assert_eq(harness_cli(&h, push, NULL, &out, &err), 0, "%s", err);
+    cr_expect_not_null(strstr(err, "already pushed"), "the rerun did not say so: %s", err);
+    cr_expect_not_null(strstr(err, "nothing was sent"), "%s", err);
+    free(out);
+    free(err);
+    cr_expect_eq(harness_counter(&h, "applied", 2000), 100, "the rerun sent the lines again");
+
+    cr_assert_eq(harness_cli(&h, force, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    cr_expect_eq(harness_counter(&h, "applied", 2000), 200, "--force did not send again");
+    cr_assert_eq(harness_stop(&h), 0);
+}

@@ -11,8 +11,11 @@
  * Update k of the input then has sequence base + k, so a restarted push
  * skips the updates whose sequence the outbox already holds (they are
  * resent by the library if unacknowledged) and enqueues the rest. When
- * every update is acknowledged the notes are removed. An outbox holding
- * another input's unfinished progress is refused.
+ * every update is acknowledged the notes are removed, and a note
+ * "push.done:IDENTITY" remembers that this input went through: the same
+ * input pushed again with the same outbox sends nothing and says so
+ * (--force sends it again, as new updates). An outbox holding another
+ * input's unfinished progress is refused.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +38,7 @@
 #define PUSH_NOTE_NAME         "push.name"  /* outbox note: the input's name, for messages */
 #define PUSH_NOTE_BASE         "push.base" /* outbox note: sequence before the input's first update */
 #define PUSH_NOTE_COUNT        "push.count" /* outbox note: updates in the input */
+#define PUSH_NOTE_DONE         "push.done:" /* outbox note prefix: an input pushed whole */
 
 const char CLI_PUSH_USAGE[] =
     "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
@@ -52,7 +56,9 @@ const char CLI_PUSH_USAGE[] =
     "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
     "                  and the same push run again resumes after what was enqueued\n"
     "  --window N      most unacknowledged updates in flight (default 8192)\n"
-    "  --timeout SEC   give up after SEC seconds (default 30)\n" CLI_CURVE_USAGE "\n"
+    "  --timeout SEC   give up after SEC seconds (default 30)\n"
+    "  --force         send an input the outbox has already pushed whole once more, as\n"
+    "                  new updates (without it, such a rerun sends nothing)\n" CLI_CURVE_USAGE "\n"
     "Exit status: 0 all acknowledged, 1 daemon unreachable, timeout, or the producer\n"
     "ahead of the daemon's database (see parksync(1)), 2 bad input\n"
     "(or an outbox holding another input's unfinished push).\n";
@@ -233,6 +239,40 @@ static void report_ahead(ps_producer_t *p, const char *outbox)
                 from, to);
 }
 
+/* True when the outbox remembers this input as pushed whole; says so. */
+static bool already_pushed(ps_producer_t *p, const char *outbox, const char *name,
+                           const char *identity)
+{
+    char key[192], what[320];
+
+    if (ps_producer_note(p, PUSH_NOTE_INPUT, what, sizeof what) == PS_OK &&
+        strcmp(what, identity) == 0)
+        return false; /* a push of it (--force) was cut short: it resumes */
+    snprintf(key, sizeof key, "%s%s", PUSH_NOTE_DONE, identity);
+    if (ps_producer_note(p, key, what, sizeof what) != PS_OK)
+        return false;
+    fprintf(stderr,
+            "parksync push: %s is already pushed, whole, with the outbox %s (%s); nothing "
+            "was sent (--force sends it again as new updates)\n",
+            name, outbox, what);
+    return true;
+}
+
+/* Remembers in the outbox that this input went through, whole. */
+static void remember_pushed(ps_producer_t *p, const char *name, const char *identity, uint64_t base,
+                            uint64_t last)
+{
+    char key[192], what[320];
+
+    snprintf(key, sizeof key, "%s%s", PUSH_NOTE_DONE, identity);
+    snprintf(what, sizeof what, "as %s, sequences %" PRIu64 "..%" PRIu64, name, base + 1, last);
+    if (ps_producer_set_note(p, key, what) != PS_OK)
+        fprintf(stderr,
+                "parksync push: every update is acknowledged, but the outbox could not "
+                "remember it: %s; running this push again would send it again\n",
+                ps_producer_last_error(p));
+}
+
 static int64_t remaining_ms(int64_t deadline)
 {
     int64_t left = deadline - wire_monotonic_ms();
@@ -248,6 +288,7 @@ int cmd_push(int argc, char **argv)
                                          {"outbox", required_argument, NULL, 'o'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"window", required_argument, NULL, 'w'},
+                                         {"force", no_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"control", required_argument, NULL, 'C'},
                                          CLI_CURVE_OPTIONS,
@@ -263,6 +304,8 @@ int cmd_push(int argc, char **argv)
     uint64_t hash = 0, bytes = 0;
     long first = 0;
     char identity[64];
+    bool force = false;
+    uint64_t base = 0;
     ps_err_t err;
 
     ps_producer_options_init(&opts);
@@ -299,6 +342,9 @@ int cmd_push(int argc, char **argv)
             }
             break;
         }
+        case 'f':
+            force = true;
+            break;
         case 'w': {
             char *end = NULL;
             errno = 0;
@@ -390,6 +436,10 @@ int cmd_push(int argc, char **argv)
     }
     if (opts.outbox_path != NULL) {
         snprintf(identity, sizeof identity, "fnv1a64:%016" PRIx64 ":%" PRIu64, hash, bytes);
+        if (!force && already_pushed(p, opts.outbox_path, name, identity)) {
+            status = CLI_OK;
+            goto destroy;
+        }
         first = resume_point(p, opts.outbox_path, name, identity, &batch);
         if (first == -1) {
             status = CLI_USAGE;
@@ -435,6 +485,10 @@ int cmd_push(int argc, char **argv)
                       "by the next push with it"
                     : "; running the push again re-sends the same values, which is harmless");
         goto destroy;
+    }
+    if (opts.outbox_path != NULL) {
+        note_u64(p, PUSH_NOTE_BASE, &base);
+        remember_pushed(p, name, identity, base, ps_producer_last_sent(p));
     }
     if (opts.outbox_path != NULL && (ps_producer_set_note(p, PUSH_NOTE_INPUT, NULL) != PS_OK ||
                                      ps_producer_set_note(p, PUSH_NOTE_NAME, NULL) != PS_OK ||
