@@ -1978,7 +1978,9 @@ static void revoke_connections(server_t *s)
 /* Hands the reloaded keys to the ZAP handler: new handshakes use them.
  * When a key lost its admission, open connections are closed before the
  * reload is answered (revoke_connections); updates already queued from
- * a removed ministry are still dropped by authenticated_ministry. */
+ * a removed ministry are still dropped by authenticated_ministry. old is
+ * the configuration before this reload; NULL when it could not be kept
+ * (out of memory), and then every connection is closed. */
 static void reconfigure_keys(server_t *s, const config_t *old, const config_t *cfg)
 {
     config_t *run = &s->cfg;
@@ -2008,7 +2010,7 @@ static void reconfigure_keys(server_t *s, const config_t *old, const config_t *c
         run->n_subscribers = cfg->n_subscribers;
         run->subscriber_auth = t->subscriber_auth;
         log_info("keys reloaded: %zu keys admitted", t->n);
-        if ((was = malloc(sizeof *was)) != NULL) {
+        if (old && (was = malloc(sizeof *was)) != NULL) {
             zap_table_from_config(was, old);
             if (zap_table_revokes(was, t))
                 revoke_connections(s);
@@ -2075,7 +2077,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
         memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
         run->n_ministries = cfg->n_ministries;
     }
-    reconfigure_keys(s, old ? old : run, cfg);
+    reconfigure_keys(s, old, cfg); /* NULL: the old keys are unknown, revoke */
     free(old);
     reconfigure_connections(s, cfg);
     run->batch_max = cfg->batch_max;
