@@ -26,6 +26,28 @@ static int64_t file_bytes(const char *path)
     return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
+/* A producer AZ-MOE that has pushed n parks PREFIX-0.. and seen every
+ * ack; the caller destroys it. */
+static ps_producer_t *pushed(int n, const char *prefix)
+{
+    ps_producer_options_t o;
+    ps_producer_t *p;
+    ps_err_t err;
+    harness_park_t pu;
+    char id[32];
+
+    harness_producer_options(&h, &o, "AZ-MOE");
+    p = ps_producer_new(&o, &err);
+    cr_assert_not_null(p, "%s", ps_strerror(err));
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        harness_park(&pu, id, "AZ");
+        cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
+    }
+    cr_assert_eq(ps_producer_flush(p, 30000), PS_OK);
+    return p;
+}
+
 /* The checkpoint thread copies committed pages into the database file
  * while the daemon runs: the main file grows with the data, not only at
  * shutdown. (Its connection once never read the file, so SQLite did
@@ -33,24 +55,12 @@ static int64_t file_bytes(const char *path)
  * the main file stayed at 4 KiB and the WAL took 5.4 KiB per update.) */
 Test(months, the_wal_is_checkpointed_while_the_daemon_runs, .fini = teardown, .timeout = 120)
 {
-    ps_producer_options_t o;
     ps_producer_t *p;
-    ps_err_t err;
-    harness_park_t pu;
-    char id[32];
     int64_t db = -1, deadline;
 
     cr_assert_eq(harness_init(&h, NULL), 0);
     cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
-    harness_producer_options(&h, &o, "AZ-MOE");
-    p = ps_producer_new(&o, &err);
-    cr_assert_not_null(p, "%s", ps_strerror(err));
-    for (int i = 0; i < 3000; i++) {
-        snprintf(id, sizeof id, "AZ-WAL-%d", i);
-        harness_park(&pu, id, "AZ");
-        cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
-    }
-    cr_assert_eq(ps_producer_flush(p, 30000), PS_OK);
+    p = pushed(3000, "AZ-WAL");
     /* 3,000 parks and their change log take several hundred KiB */
     deadline = wire_monotonic_ms() + 10000;
     while (wire_monotonic_ms() < deadline && (db = file_bytes(h.db)) < 256 * 1024)
@@ -82,28 +92,17 @@ Test(months, the_wal_is_checkpointed_while_the_daemon_runs, .fini = teardown, .t
 
 Test(months, watchers_started_at_once_all_complete, .fini = teardown, .timeout = 120)
 {
-    ps_producer_options_t o;
     ps_subscriber_options_t so;
     ps_producer_t *p;
     ps_subscriber_t *subs[WATCHERS];
     bool done[WATCHERS] = {false};
     int complete = 0;
     ps_err_t err;
-    harness_park_t pu;
-    char id[32];
     int64_t deadline;
 
     cr_assert_eq(harness_init(&h, "[limits]\nmax_streams = 2\nmax_streams_per_client = 1\n"), 0);
     cr_assert_eq(harness_start(&h), 0, "see %s", h.log);
-    harness_producer_options(&h, &o, "AZ-MOE");
-    p = ps_producer_new(&o, &err);
-    cr_assert_not_null(p, "%s", ps_strerror(err));
-    for (int i = 0; i < 2000; i++) {
-        snprintf(id, sizeof id, "AZ-W-%d", i);
-        harness_park(&pu, id, "AZ");
-        cr_assert_eq(ps_producer_send(p, &pu.u, NULL, 5000), PS_OK);
-    }
-    cr_assert_eq(ps_producer_flush(p, 30000), PS_OK);
+    p = pushed(2000, "AZ-W");
     ps_producer_destroy(&p);
 
     harness_subscriber_options(&h, &so);
