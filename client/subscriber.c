@@ -552,19 +552,23 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
                 return e;
             continue;
         }
-        if (deadline >= 0 && now >= deadline)
-            return PS_ERR_TIMEOUT;
         if (waiting) {
+            if (deadline >= 0 && now >= deadline)
+                return PS_ERR_TIMEOUT;
             if (zmq_poll(NULL, 0, wait_ms(deadline, s->retry_at_ms)) < 0 && zmq_errno() == EINTR)
                 return PS_ERR_INTERRUPTED;
             continue;
         }
+        /* look before giving up: a timeout of 0 still takes what is there */
         long w = wait_ms(deadline, silence);
         zmq_pollitem_t item = {.socket = s->query, .events = ZMQ_POLLIN};
         if (zmq_poll(&item, 1, w) < 0)
             return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        if (!(item.revents & ZMQ_POLLIN))
+        if (!(item.revents & ZMQ_POLLIN)) {
+            if (deadline >= 0 && wire_monotonic_ms() >= deadline)
+                return PS_ERR_TIMEOUT;
             continue;
+        }
         Parksync__V1__QueryReply *rep;
         int rc = sock_recv_reply(s->query, &rep);
         if (rc == -EAGAIN)
