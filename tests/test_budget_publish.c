@@ -95,8 +95,8 @@ static void service_drain(service_t *sv)
     ps_event_t ev;
     ps_err_t rc;
 
-    /* 1 ms, not 0: libparksync returns at once for 0 without reading */
-    while ((rc = ps_subscriber_next(sv->sub, &ev, 1)) == PS_OK)
+    /* what is there, without waiting */
+    while ((rc = ps_subscriber_next(sv->sub, &ev, 0)) == PS_OK)
         if (ev.kind == PS_EVENT_RECORD && ev.record->body_case == PARKSYNC__V1__RECORD__BODY_PARK) {
             int i = -1;
             if (sscanf(ev.record->park->park_id, "PARK-%d", &i) == 1 && i >= 0 && i < MAX_PUSHES)
