@@ -222,6 +222,11 @@ typedef struct pending {
 #define STORE_WAL_LIMIT_PRAGMA "67108864"
 /* WIRE_EPOCH_BYTES as SQL text, for randomblob() */
 #define STORE_EPOCH_SQL_BYTES "16"
+/* PRAGMA application_id of a parksync database ("PSNC"), and as SQL text */
+#define STORE_APPLICATION_ID     0x50534e43
+#define STORE_APPLICATION_ID_SQL "1347636803"
+/* findings of a quick_check kept for the message */
+#define STORE_CHECK_FINDINGS "8"
 /* meta key of the marker a backup leaves in its copy (see claim_copy) */
 #define META_COPY "copy"
 
@@ -333,9 +338,17 @@ static int errno_from_sqlite(int rc)
     case SQLITE_MISMATCH:
     case SQLITE_RANGE:
         return -EINVAL;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return -EUCLEAN;
     default:
         return -EIO;
     }
+}
+
+const char *store_strerror(int err)
+{
+    return err == -EUCLEAN ? "database malformed" : strerror(err < 0 ? -err : err);
 }
 
 /* Keeps SQLite's message for store_errmsg and returns the errno. */
@@ -1373,6 +1386,46 @@ out:
     return rc;
 }
 
+/*
+ * Whose file this is, decided before anything is written to it: SQLite's
+ * header holds an application id. Ours: go on. Zero in a file without a
+ * schema: a new database, stamped now. Zero with a schema: a parksync
+ * database made before the id was set (a user_version this build knows
+ * and a meta table) is stamped too; anything else belongs to another
+ * application and is refused rather than taken over.
+ */
+static int check_owner(store_t *s)
+{
+    int id = 0, version = 0, objects = 0, meta = 0, rc;
+
+    if ((rc = pragma_int(s, "PRAGMA application_id", &id)) < 0)
+        return rc;
+    if (id == STORE_APPLICATION_ID)
+        return 0;
+    if (id != 0) {
+        snprintf(s->err, sizeof(s->err),
+                 "not a parksync database: its application_id is 0x%08x, parksync's is 0x%08x; "
+                 "refusing to take it over (give [daemon] database another path)",
+                 (unsigned)id, (unsigned)STORE_APPLICATION_ID);
+        return -EPROTO;
+    }
+    if ((rc = pragma_int(s, "PRAGMA user_version", &version)) < 0 ||
+        (rc = pragma_int(s, "SELECT count(*) FROM sqlite_master", &objects)) < 0 ||
+        (rc = pragma_int(
+             s, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+             &meta)) < 0)
+        return rc;
+    if (objects > 0 && (version < 1 || version > STORE_SCHEMA_VERSION || meta == 0)) {
+        snprintf(s->err, sizeof(s->err),
+                 "not a parksync database: it holds %d schema objects of another application "
+                 "(application_id 0, user_version %d); refusing to take it over (give [daemon] "
+                 "database another path)",
+                 objects, version);
+        return -EPROTO;
+    }
+    return exec(s, "PRAGMA application_id = " STORE_APPLICATION_ID_SQL);
+}
+
 static int migrate(store_t *s)
 {
     int version = 0, rc;
@@ -1503,7 +1556,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     sqlite3_extended_result_codes(s->db, 0);
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
     seam_watch(s, s->db);
-    if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
+    if (check_owner(s) < 0 || exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
         exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 ||
@@ -4169,6 +4222,8 @@ struct store_backup {
     sqlite3_backup *bk; /* SQLite's backup handle */
     char *path;         /* final name, owned */
     char *tmp;          /* path + ".tmp", owned */
+    uint64_t revision;  /* head revision the copy holds (store_backup_seal) */
+    bool sealed;        /* the copy is complete and closed */
 };
 
 void store_backup_abort(store_backup_t **bp)
@@ -4260,16 +4315,13 @@ static int fsync_path(const char *path, int flags)
     return rc;
 }
 
-int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision)
+int store_backup_seal(store_backup_t *b)
 {
-    store_backup_t *b = *bp;
-    char dir[BACKUP_PATH_MAX];
-    struct stat sb;
-    char *slash;
     int rc;
 
-    *bytes = 0;
-    *revision = store_head(b->store);
+    if (b->sealed)
+        return 0;
+    b->revision = store_head(b->store);
     rc = sqlite3_backup_finish(b->bk);
     b->bk = NULL;
     /* marks the copy: restored, it is another history (see claim_copy) */
@@ -4282,15 +4334,37 @@ int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision
     if (rc != SQLITE_OK) {
         snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp,
                  sqlite3_errmsg(b->dst));
-        rc = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
-        goto fail;
+        return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
     }
     rc = sqlite3_close(b->dst);
     b->dst = NULL;
     if (rc != SQLITE_OK) {
-        rc = -EIO;
-        goto fail;
+        snprintf(b->store->err, sizeof(b->store->err), "backup to %s: %s", b->tmp,
+                 sqlite3_errstr(rc));
+        return -EIO;
     }
+    b->sealed = true;
+    return 0;
+}
+
+const char *store_backup_copy_path(const store_backup_t *b)
+{
+    return b->tmp;
+}
+
+int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision)
+{
+    store_backup_t *b = *bp;
+    char dir[BACKUP_PATH_MAX];
+    struct stat sb;
+    char *slash;
+    int rc;
+
+    *bytes = 0;
+    *revision = 0;
+    if ((rc = store_backup_seal(b)) < 0)
+        goto fail;
+    *revision = b->revision;
     /* durability: the copy's bytes, then its name, then the directory entry */
     if ((rc = fsync_path(b->tmp, O_RDONLY)) < 0)
         goto fail_errno;
@@ -4326,6 +4400,7 @@ fail:
 int store_backup(store_t *s, const char *path)
 {
     uint64_t bytes, revision;
+    char findings[200] = "";
     int err = 0, rc;
     store_backup_t *b = store_backup_start(s, path, &err);
 
@@ -4333,11 +4408,59 @@ int store_backup(store_t *s, const char *path)
         return err;
     while ((rc = store_backup_step(b, -1)) == 0)
         ;
-    if (rc < 0) {
+    if (rc < 0 || (rc = store_backup_seal(b)) < 0 ||
+        (rc = store_check_file(b->tmp, findings, sizeof findings)) < 0) {
+        if (findings[0])
+            snprintf(s->err, sizeof(s->err), "the copy fails its check: %s", findings);
         store_backup_abort(&b);
         return rc;
     }
     return store_backup_finish(&b, &bytes, &revision);
+}
+
+/* ---------------------------------------------------------------- checks */
+
+/* PRAGMA quick_check on db: 0 when it finds nothing; -EUCLEAN with its
+ * first findings in msg; another negative errno, with SQLite's message in
+ * msg, when it cannot run. */
+static int quick_check(sqlite3 *db, char *msg, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    size_t at = 0;
+    int rc, ret = 0;
+
+    msg[0] = '\0';
+    rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(" STORE_CHECK_FINDINGS ")", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            if (t && strcmp(t, "ok") == 0)
+                continue;
+            ret = -EUCLEAN;
+            if (at < len)
+                at += (size_t)snprintf(msg + at, len - at, "%s%s", at ? "; " : "", t ? t : "?");
+        }
+    if (rc != SQLITE_DONE) {
+        snprintf(msg, len, "%s", sqlite3_errmsg(db));
+        ret = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int store_check_file(const char *path, char *msg, size_t len)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+    if (rc != SQLITE_OK) {
+        snprintf(msg, len, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+    }
+    rc = quick_check(db, msg, len);
+    sqlite3_close(db);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -4386,6 +4509,11 @@ int store_checkpoint(store_checkpointer_t *c)
         return -EINVAL;
     }
     return log > done ? log - done : 0;
+}
+
+int store_checkpointer_check(store_checkpointer_t *c, char *msg, size_t len)
+{
+    return quick_check(c->db, msg, len);
 }
 
 const char *store_checkpointer_errmsg(const store_checkpointer_t *c)

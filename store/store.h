@@ -452,20 +452,47 @@ store_backup_t *store_backup_start(store_t *s, const char *path, int *err);
  * when the copy is complete, 0 when pages remain, or a negative errno. */
 int store_backup_step(store_backup_t *b, int pages);
 
-/* Completes a backup whose last step returned 1: marks the copy as a
- * copy (store_open gives it a new epoch when it is restored), switches it
- * to a rollback journal (one self-contained file), fsyncs it, renames it to
- * path and fsyncs the directory. Sets *bytes to its size and *revision
- * to the head revision it holds. Returns 0 or a negative errno (the
- * temporary file is then removed). Frees the backup and sets *bp = NULL. */
+/* Completes the copy of a backup whose last step returned 1, in
+ * "path.tmp": marks it as a copy (store_open gives it a new epoch when it
+ * is restored), switches it to a rollback journal (one self-contained
+ * file) and closes it, so that it can be checked (store_check_file on
+ * store_backup_copy_path) before it takes the final name. Returns 0 or a
+ * negative errno (with store_errmsg set). Idempotent. */
+int store_backup_seal(store_backup_t *b);
+
+/* The temporary file the copy is built in ("path.tmp"). */
+const char *store_backup_copy_path(const store_backup_t *b);
+
+/* Seals the copy if that is not done yet, fsyncs it, renames it to path
+ * and fsyncs the directory. Sets *bytes to its size and *revision to the
+ * head revision it holds. Returns 0 or a negative errno (the temporary
+ * file is then removed). Frees the backup and sets *bp = NULL. */
 int store_backup_finish(store_backup_t **bp, uint64_t *bytes, uint64_t *revision);
 
 /* Abandons a backup and removes its temporary file. NULL-safe; sets *bp = NULL. */
 void store_backup_abort(store_backup_t **bp);
 
-/* The whole backup in one go (start, step all, finish). Returns 0 or a
- * negative errno. */
+/* The whole backup in one go (start, step all, seal, check, finish).
+ * Returns 0 or a negative errno: -EUCLEAN when the copy fails its check
+ * (nothing is left at path). */
 int store_backup(store_t *s, const char *path);
+
+/* ---------------------------------------------------------------- checks
+ *
+ * SQLite's PRAGMA quick_check: every page of every table and index is
+ * read and its structure verified (not the contents of indexes against
+ * their tables), O(size of the file). Corruption anywhere a store call
+ * reads surfaces as -EUCLEAN, which store_strerror calls "database
+ * malformed".
+ */
+
+/* Checks the database file at path, opened read-only. Returns 0 when
+ * quick_check finds nothing, -EUCLEAN with its first findings in msg, or
+ * another negative errno with SQLite's message in msg. */
+int store_check_file(const char *path, char *msg, size_t len);
+
+/* strerror for the store's errors: "database malformed" for -EUCLEAN. */
+const char *store_strerror(int err);
 
 /* ---------------------------------------------------------------- checkpoints
  *
@@ -485,6 +512,10 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
 /* Runs one PASSIVE checkpoint. Returns the WAL frames not yet copied back
  * (readers may hold them) or a negative errno. */
 int store_checkpoint(store_checkpointer_t *c);
+
+/* quick_check of the live database on the checkpointer's connection, as
+ * store_check_file. */
+int store_checkpointer_check(store_checkpointer_t *c, char *msg, size_t len);
 
 /* SQLite's message for the last failed checkpoint. */
 const char *store_checkpointer_errmsg(const store_checkpointer_t *c);
