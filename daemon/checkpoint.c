@@ -18,33 +18,87 @@
 #include "wire.h"
 
 struct checkpoint {
-    void *pipe;                  /* PAIR, the loop's end; a message means stop */
+    void *pipe;                  /* PAIR, the loop's end */
     void *peer;                  /* PAIR, the thread's end */
     store_checkpointer_t *store; /* the thread's own connection */
     pthread_t thread;
     char endpoint[64];                /* inproc name of the pipe */
     _Atomic int64_t last_complete_us; /* see checkpoint_last_complete_us */
     _Atomic uint64_t failures;        /* checkpoints that failed */
+    _Atomic int64_t failing_since_us; /* see checkpoint_failing */
+    _Atomic int failing_errno;        /* the last failure's errno while failing */
+    uint64_t failures_before;         /* the thread's: failures when the run began */
+    bool checking;                    /* the loop's: a check was asked, its result not read */
 };
+
+/* One quick_check the loop asked for: "L" the live database, "F" + path
+ * a file. The answer is a check_result_t on the pipe. */
+static void run_check(checkpoint_t *c, const char *ask, size_t len)
+{
+    check_result_t r = {0};
+    char path[CHECK_PATH_MAX];
+
+    if (len >= 1 && ask[0] == 'L') {
+        r.rc = store_checkpointer_check(c->store, r.message, sizeof r.message);
+    } else if (len >= 2 && len - 1 < sizeof path && ask[0] == 'F') {
+        memcpy(path, ask + 1, len - 1);
+        path[len - 1] = '\0';
+        r.rc = store_check_file(path, r.message, sizeof r.message);
+    } else {
+        r.rc = -EINVAL;
+        snprintf(r.message, sizeof r.message, "malformed check request");
+    }
+    zmq_send(c->peer, &r, sizeof r, 0);
+}
+
+/* One checkpoint; a run of failures is logged when it starts and ends,
+ * and rate-limited between (every 200 ms while a disk is full). */
+static void run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
+{
+    int rc = store_checkpoint(c->store);
+
+    if (rc >= 0 && c->failing_since_us != 0) {
+        log_notice("WAL checkpoints work again after %" PRIu64 " failures in a row",
+                   c->failures - c->failures_before);
+        c->failing_since_us = 0;
+    }
+    if (rc == 0) {
+        c->last_complete_us = wire_now_us();
+    } else if (rc < 0) {
+        if (c->failing_since_us == 0) {
+            c->failures_before = c->failures;
+            c->failing_since_us = wire_now_us();
+        }
+        c->failing_errno = -rc;
+        c->failures++;
+        log_ratelimited(
+            rl, LOG_LEVEL_WARNING, "WAL checkpoint failed: %s (%s); trying again every %d ms",
+            store_strerror(rc), store_checkpointer_errmsg(c->store), CHECKPOINT_PERIOD_MS);
+    }
+}
 
 static void *checkpoint_main(void *arg)
 {
     checkpoint_t *c = arg;
     zmq_pollitem_t item = {c->peer, 0, ZMQ_POLLIN, 0};
+    log_ratelimit_t rl = {0};
 
     prctl(PR_SET_NAME, "ps-checkpoint"); /* as top -H and perf name the thread */
     for (;;) {
         int n = zmq_poll(&item, 1, CHECKPOINT_PERIOD_MS);
-        if (n > 0 || (n < 0 && zmq_errno() != EINTR))
-            break; /* told to stop, or the context is going away */
-        int rc = store_checkpoint(c->store);
-        if (rc == 0) {
-            c->last_complete_us = wire_now_us();
-        } else if (rc < 0) {
-            c->failures++;
-            log_warning("WAL checkpoint failed: %s (%s); trying again in %d ms", strerror(-rc),
-                        store_checkpointer_errmsg(c->store), CHECKPOINT_PERIOD_MS);
+        if (n < 0 && zmq_errno() != EINTR)
+            break; /* the context is going away */
+        if (n > 0) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, c->peer, 0) < 0 || zmq_msg_size(&m) == 0) {
+                zmq_msg_close(&m);
+                break; /* told to stop */
+            }
+            run_check(c, zmq_msg_data(&m), zmq_msg_size(&m));
+            zmq_msg_close(&m);
         }
+        run_checkpoint(c, &rl);
     }
     return NULL;
 }
@@ -97,6 +151,62 @@ int64_t checkpoint_last_complete_us(const checkpoint_t *c)
 uint64_t checkpoint_failures(const checkpoint_t *c)
 {
     return c ? c->failures : 0;
+}
+
+int64_t checkpoint_failing(const checkpoint_t *c, int *err)
+{
+    if (c == NULL || c->failing_since_us == 0)
+        return 0;
+    *err = c->failing_errno;
+    return c->failing_since_us;
+}
+
+int checkpoint_check(checkpoint_t *c, const char *path)
+{
+    char ask[CHECK_PATH_MAX + 1];
+    size_t len;
+
+    if (c->checking)
+        return -EBUSY;
+    if (path == NULL) {
+        ask[0] = 'L';
+        len = 1;
+    } else {
+        len = strlen(path);
+        if (len == 0 || len >= CHECK_PATH_MAX)
+            return -EINVAL;
+        ask[0] = 'F';
+        memcpy(ask + 1, path, len);
+        len++;
+    }
+    if (zmq_send(c->pipe, ask, len, 0) < 0)
+        return -zmq_errno();
+    c->checking = true;
+    return 0;
+}
+
+void *checkpoint_socket(checkpoint_t *c)
+{
+    return c->pipe;
+}
+
+bool checkpoint_checking(const checkpoint_t *c)
+{
+    return c != NULL && c->checking;
+}
+
+bool checkpoint_check_result(checkpoint_t *c, check_result_t *r)
+{
+    int n;
+
+    if (!c->checking)
+        return false;
+    n = zmq_recv(c->pipe, r, sizeof *r, ZMQ_DONTWAIT);
+    if (n != (int)sizeof *r)
+        return false;
+    r->message[sizeof r->message - 1] = '\0';
+    c->checking = false;
+    return true;
 }
 
 void checkpoint_destroy(checkpoint_t **cp)

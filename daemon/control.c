@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -54,16 +55,21 @@ struct control {
     size_t n_reloaders;                     /* entries in reloaders */
     char reload_error[CONTROL_MESSAGE_MAX]; /* last reload's failure, "" after a good one */
     store_backup_t *backup;                 /* running backup, or NULL */
+    bool backup_sealed;                     /* its copy is complete: checked, then renamed */
     waiter_t backup_for;                    /* who asked for it */
     char backup_path[CONTROL_BACKUP_PATH];  /* its destination */
-    int64_t next_status_ms;                 /* monotonic ms of the next STATUS line */
-    metrics_http_t *http;                   /* [metrics] http endpoint, or NULL */
-    int64_t next_http_ms;                   /* monotonic ms of the next metrics snapshot */
-    uint64_t http_dropped;                  /* metrics HTTP drops already logged */
-    log_ratelimit_t http_rl;                /* lines about them */
+    enum { CHECK_NONE, CHECK_LIVE, CHECK_COPY } checking; /* what the thread checks */
+    waiter_t check_for;                                   /* who asked for the live check */
+    int64_t check_started_ms;                             /* monotonic ms it began */
+    int64_t next_status_ms;                               /* monotonic ms of the next STATUS line */
+    metrics_http_t *http;                                 /* [metrics] http endpoint, or NULL */
+    int64_t next_http_ms;    /* monotonic ms of the next metrics snapshot */
+    uint64_t http_dropped;   /* metrics HTTP drops already logged */
+    log_ratelimit_t http_rl; /* lines about them */
 };
 
 static void reply_backup_error(control_t *c, const char *message);
+static void reply_error_to(control_t *c, const waiter_t *w, const char *message);
 
 /* ---------------------------------------------------------------- the socket */
 
@@ -167,6 +173,8 @@ void control_destroy(control_t **cp)
         log_warning("backup to %s abandoned: the daemon is stopping", c->backup_path);
         reply_backup_error(c, "the daemon stopped before the backup was complete");
     }
+    if (c->checking == CHECK_LIVE)
+        reply_error_to(c, &c->check_for, "the daemon stopped before the check was complete");
     metrics_http_destroy(&c->http);
     if (c->sock)
         zmq_close(c->sock);
@@ -461,6 +469,7 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *
     m->handshakes_admitted = zap_allowed(server_zap(c->server));
     m->last_checkpoint_us = checkpoint_last_complete_us(server_checkpoint(c->server));
     m->checkpoint_failures = checkpoint_failures(server_checkpoint(c->server));
+    m->health = *server_health_state(c->server);
     m->handshakes_refused = zap_denied(server_zap(c->server));
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
@@ -599,6 +608,8 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     status_conns_t conns;
     metrics_snapshot_t m;
+    Parksync__V1__Health health;
+    char reason[HEALTH_REASON * HEALTH_CONDITIONS];
     const char *after = q->producers_after && q->producers_after[0] ? q->producers_after : NULL;
 
     if (after && !wire_id_valid(after)) {
@@ -647,6 +658,8 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.producers_total = m.producers_total;
     st.has_last_checkpoint_us = m.last_checkpoint_us > 0;
     st.last_checkpoint_us = m.last_checkpoint_us;
+    server_health(c->server, &health, reason, sizeof reason);
+    st.health = &health;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&m.n + counter_fields[i].offset, sizeof v);
@@ -731,7 +744,7 @@ static void keep_waiter(waiter_t *w, const zmq_msg_t *id, uint64_t request_id)
     w->request_id = request_id;
 }
 
-static void reply_backup_error(control_t *c, const char *message)
+static void reply_error_to(control_t *c, const waiter_t *w, const char *message)
 {
     Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Error e = PARKSYNC__V1__ERROR__INIT;
@@ -741,7 +754,12 @@ static void reply_backup_error(control_t *c, const char *message)
     e.message = (char *)message;
     r.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_ERROR;
     r.error = &e;
-    send_reply_to(c, c->backup_for.id, c->backup_for.len, c->backup_for.request_id, &r);
+    send_reply_to(c, w->id, w->len, w->request_id, &r);
+}
+
+static void reply_backup_error(control_t *c, const char *message)
+{
+    reply_error_to(c, &c->backup_for, message);
 }
 
 static void handle_backup(control_t *c, const zmq_msg_t *id, uint64_t request_id,
@@ -768,48 +786,184 @@ static void handle_backup(control_t *c, const zmq_msg_t *id, uint64_t request_id
     }
     c->backup = store_backup_start(c->store, q->path, &err);
     if (!c->backup) {
-        snprintf(msg, sizeof msg, "cannot start a backup to %s: %s (%s)", q->path, strerror(-err),
-                 store_errmsg(c->store));
+        snprintf(msg, sizeof msg, "cannot start a backup to %s: %s (%s)", q->path,
+                 store_strerror(err), store_errmsg(c->store));
         log_warning("%s", msg);
         send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, msg);
         return;
     }
+    c->backup_sealed = false;
     snprintf(c->backup_path, sizeof c->backup_path, "%s", q->path);
     keep_waiter(&c->backup_for, id, request_id);
     log_info("backup to %s started", c->backup_path);
 }
 
-/* Copies the next pages of the running backup; answers when done. */
+/* Ends the running backup without a file: its temporary copy goes. */
+static void backup_failed(control_t *c, const char *why)
+{
+    char msg[CONTROL_BACKUP_PATH + 600];
+
+    store_backup_abort(&c->backup);
+    snprintf(msg, sizeof msg, "backup to %s failed: %s; nothing was written there", c->backup_path,
+             why);
+    log_error("%s", msg);
+    reply_backup_error(c, msg);
+}
+
+/* The copy is complete: the checkpoint thread checks it before it takes
+ * its name, unless a live check runs (then control_check_done asks). */
+static void check_copy(control_t *c)
+{
+    char why[300];
+    int rc;
+
+    if (c->checking != CHECK_NONE)
+        return;
+    rc = checkpoint_check(server_checkpoint(c->server), store_backup_copy_path(c->backup));
+    if (rc < 0) {
+        snprintf(why, sizeof why, "cannot check the copy: %s", strerror(-rc));
+        backup_failed(c, why);
+        return;
+    }
+    c->checking = CHECK_COPY;
+}
+
+/* Copies the next pages of the running backup; once the copy is whole,
+ * seals it and has it checked. */
 static void step_backup(control_t *c)
 {
-    Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
-    Parksync__V1__Backup b = PARKSYNC__V1__BACKUP__INIT;
-    char msg[CONTROL_BACKUP_PATH + 256];
-    uint64_t bytes = 0, revision = 0;
+    char why[300];
     int rc = store_backup_step(c->backup, CONTROL_BACKUP_PAGES);
 
     if (rc == 0)
         return;
     if (rc > 0)
-        rc = store_backup_finish(&c->backup, &bytes, &revision);
-    else
-        store_backup_abort(&c->backup);
+        rc = store_backup_seal(c->backup);
     if (rc < 0) {
-        snprintf(msg, sizeof msg, "backup to %s failed: %s (%s); nothing was written there",
-                 c->backup_path, strerror(-rc), store_errmsg(c->store));
-        log_error("%s", msg);
-        reply_backup_error(c, msg);
+        snprintf(why, sizeof why, "%s (%s)", store_strerror(rc), store_errmsg(c->store));
+        backup_failed(c, why);
         return;
     }
-    log_info("backup to %s done: %" PRIu64 " bytes at revision %" PRIu64, c->backup_path, bytes,
-             revision);
+    c->backup_sealed = true;
+    check_copy(c);
+}
+
+/* The copy's check answered: a sound copy takes its name, a malformed
+ * one goes, and says what that means for the live database. */
+static void copy_checked(control_t *c, const check_result_t *r)
+{
+    Parksync__V1__ControlReply reply = PARKSYNC__V1__CONTROL_REPLY__INIT;
+    Parksync__V1__Backup b = PARKSYNC__V1__BACKUP__INIT;
+    char why[600];
+    uint64_t bytes = 0, revision = 0;
+    int rc;
+
+    if (r->rc == -EUCLEAN) {
+        server_check_done(c->server, false, true, r->message);
+        snprintf(why, sizeof why,
+                 "the copy is malformed (quick_check: %.400s), and so is the live database, "
+                 "most likely: run `parksync check`",
+                 r->message);
+        backup_failed(c, why);
+        return;
+    }
+    if (r->rc < 0) {
+        snprintf(why, sizeof why, "cannot check the copy: %s (%.400s)", strerror(-r->rc),
+                 r->message);
+        backup_failed(c, why);
+        return;
+    }
+    rc = store_backup_finish(&c->backup, &bytes, &revision);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "%s (%s)", store_strerror(rc), store_errmsg(c->store));
+        backup_failed(c, why);
+        return;
+    }
+    log_info("backup to %s done: %" PRIu64 " bytes at revision %" PRIu64 ", quick_check ok",
+             c->backup_path, bytes, revision);
     b.path = c->backup_path;
     b.has_bytes = b.has_revision = true;
     b.bytes = bytes;
     b.revision = revision;
-    r.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_BACKUP;
-    r.backup = &b;
-    send_reply_to(c, c->backup_for.id, c->backup_for.len, c->backup_for.request_id, &r);
+    reply.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_BACKUP;
+    reply.backup = &b;
+    send_reply_to(c, c->backup_for.id, c->backup_for.len, c->backup_for.request_id, &reply);
+}
+
+/* ---------------------------------------------------------------- check */
+
+static void handle_check(control_t *c, const zmq_msg_t *id, uint64_t request_id)
+{
+    int rc;
+
+    if (c->checking != CHECK_NONE) {
+        send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY,
+                   c->checking == CHECK_LIVE ? "a check of the database is running; try again "
+                                               "when it is done"
+                                             : "a backup's copy is being checked; try again in "
+                                               "a moment");
+        return;
+    }
+    rc = checkpoint_check(server_checkpoint(c->server), NULL);
+    if (rc < 0) {
+        send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+                   "cannot start the check; see the daemon's log");
+        log_error("cannot start a check of the database: %s", strerror(-rc));
+        return;
+    }
+    c->checking = CHECK_LIVE;
+    c->check_started_ms = wire_monotonic_ms();
+    keep_waiter(&c->check_for, id, request_id);
+    log_info("check of the database started (quick_check, on the checkpoint thread)");
+}
+
+static void live_checked(control_t *c, const check_result_t *r)
+{
+    Parksync__V1__ControlReply reply = PARKSYNC__V1__CONTROL_REPLY__INIT;
+    Parksync__V1__Check k = PARKSYNC__V1__CHECK__INIT;
+    const config_t *cfg = server_config(c->server);
+    int64_t took_ms = wire_monotonic_ms() - c->check_started_ms;
+    char msg[sizeof r->message + 64];
+    struct stat sb;
+
+    if (r->rc < 0 && r->rc != -EUCLEAN) {
+        snprintf(msg, sizeof msg, "cannot check the database: %s", r->message);
+        log_error("%s", msg);
+        reply_error_to(c, &c->check_for, msg);
+        return;
+    }
+    server_check_done(c->server, r->rc == 0, r->rc == -EUCLEAN, r->message);
+    if (r->rc == 0)
+        log_notice("check of the database: quick_check found nothing wrong in %.1f s",
+                   (double)took_ms / 1000);
+    k.has_ok = k.has_took_us = true;
+    k.ok = r->rc == 0;
+    k.took_us = took_ms * 1000;
+    if (r->rc != 0)
+        k.findings = (char *)r->message;
+    if (stat(cfg->database, &sb) == 0) {
+        k.has_bytes = true;
+        k.bytes = (uint64_t)sb.st_size;
+    }
+    reply.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_CHECK;
+    reply.check = &k;
+    send_reply_to(c, c->check_for.id, c->check_for.len, c->check_for.request_id, &reply);
+}
+
+void control_check_done(control_t *c)
+{
+    check_result_t r;
+    int what = c->checking;
+
+    if (!checkpoint_check_result(server_checkpoint(c->server), &r))
+        return;
+    c->checking = CHECK_NONE;
+    if (what == CHECK_COPY && c->backup)
+        copy_checked(c, &r);
+    else if (what == CHECK_LIVE)
+        live_checked(c, &r);
+    if (c->backup && c->backup_sealed)
+        check_copy(c); /* it waited for the live check */
 }
 
 static void handle_reload(control_t *c, const zmq_msg_t *id, uint64_t request_id)
@@ -881,6 +1035,9 @@ static void handle(control_t *c, const zmq_msg_t *id, const zmq_msg_t *body)
     case PARKSYNC__V1__CONTROL_REQUEST__BODY_RELOAD:
         handle_reload(c, id, q->request_id);
         break;
+    case PARKSYNC__V1__CONTROL_REQUEST__BODY_CHECK:
+        handle_check(c, id, q->request_id);
+        break;
     default:
         c->bad_requests++;
         send_error(c, id, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
@@ -937,12 +1094,21 @@ static void send_status_line(control_t *c)
 {
     metrics_snapshot_t m;
     const server_counters_t *n = &m.n;
+    char health[HEALTH_REASON * HEALTH_CONDITIONS], since[32] = "";
+    int64_t since_us = health_report(server_health_state(c->server), health, sizeof health);
 
+    if (since_us != 0) {
+        time_t t = (time_t)(since_us / 1000000);
+        struct tm tm;
+        strftime(since, sizeof since, " since %Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+    }
     if (collect(c, &m, true, NULL) == 0)
         sd_notifyf(0,
-                   "STATUS=%s%s%srevision %" PRIu64 ", %" PRIu64 " producers, %" PRIu64
+                   "STATUS=%s%s%s%s%s%s%s%srevision %" PRIu64 ", %" PRIu64 " producers, %" PRIu64
                    " subscribers, %" PRIu64 " updates applied, %" PRIu64 " rejected",
-                   c->reload_error[0] ? "reload failed: " : "", c->reload_error,
+                   since_us ? "DEGRADED" : "", since, since_us ? ": " : "", since_us ? health : "",
+                   since_us ? "; " : "", c->reload_error[0] ? "reload failed: " : "",
+                   c->reload_error,
                    c->reload_error[0] ? "; running the previous configuration; " : "",
                    m.head_revision, m.producers_total, m.subscribers, n->applied,
                    n->refused + n->invalid + n->undecodable + n->too_large + n->bad_frames +
@@ -952,7 +1118,7 @@ static void send_status_line(control_t *c)
 
 bool control_tick(control_t *c, int64_t now)
 {
-    if (c->backup)
+    if (c->backup && !c->backup_sealed)
         step_backup(c);
     if (now >= c->next_status_ms) {
         send_status_line(c);
@@ -973,5 +1139,5 @@ bool control_tick(control_t *c, int64_t now)
         c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
-    return c->backup != NULL;
+    return c->backup != NULL && !c->backup_sealed; /* copying: no sleep between steps */
 }

@@ -53,6 +53,11 @@ void control_drain(control_t *c);
  * running (the loop should not sleep). */
 bool control_tick(control_t *c, int64_t now);
 
+/* The checkpoint thread answered a check (its socket is readable): the
+ * backup whose copy it checked, or the `parksync check` that asked for
+ * it, gets its reply. */
+void control_check_done(control_t *c);
+
 /* True when `parksync reload` asked for a reload that has not been done:
  * the loop returns SERVER_EXIT_RELOAD as for SIGHUP. */
 bool control_reload_pending(const control_t *c);

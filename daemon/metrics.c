@@ -259,6 +259,20 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     put(&t, "parksync_last_checkpoint_seconds %.6f\n", (double)m->last_checkpoint_us / 1e6);
     counter(&t, "parksync_checkpoint_failures_total", "WAL checkpoints that failed.",
             m->checkpoint_failures);
+    family(&t, "parksync_degraded", "gauge",
+           "1 while the condition degrades the daemon (parksync status says why), else 0.");
+    for (int c = 0; c < HEALTH_CONDITIONS; c++)
+        sample(&t, "parksync_degraded", "condition", health_names[c],
+               m->health.cond[c].since_us != 0);
+    family(&t, "parksync_degraded_since_seconds", "gauge",
+           "When the condition began, seconds since 1970 UTC; 0 while it is not raised.");
+    for (int c = 0; c < HEALTH_CONDITIONS; c++)
+        put(&t, "parksync_degraded_since_seconds{condition=\"%s\"} %.6f\n", health_names[c],
+            (double)m->health.cond[c].since_us / 1e6);
+    family(&t, "parksync_last_commit_seconds", "gauge",
+           "Time of the last commit that applied updates, seconds since 1970 UTC (0: none "
+           "since start).");
+    put(&t, "parksync_last_commit_seconds %.6f\n", (double)m->health.last_commit_us / 1e6);
     counter(&t, "parksync_metrics_http_dropped_total",
             "Metrics HTTP connections closed before a whole request (slow, idle, malformed).",
             m->http_dropped);

@@ -52,6 +52,7 @@ typedef struct metrics_snapshot {
     uint64_t handshakes_refused;     /* and refused (unlisted key, wrong role) */
     int64_t last_checkpoint_us;      /* last complete WAL checkpoint, us since 1970; 0: none */
     uint64_t checkpoint_failures;    /* WAL checkpoints that failed */
+    health_t health;                 /* conditions that degrade the daemon, last commit */
     int64_t started_us;              /* wall clock at start, us since 1970 UTC */
     int64_t now_us;                  /* wall clock when taken */
     uint64_t head_revision;          /* highest revision committed */

@@ -40,6 +40,7 @@
 #include "keys.h"
 #include "ahead.h"
 #include "checkpoint.h"
+#include "health.h"
 #include "log.h"
 #include "store.h"
 #include "strmap.h"
@@ -106,6 +107,7 @@ enum {
     RL_UNADMITTED,
     RL_STREAM_BUSY,
     RL_STREAM_STALLED,
+    RL_STORAGE,
     RL_COUNT,
 };
 
@@ -187,16 +189,22 @@ struct server {
     int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
     int64_t next_watchdog_ms;  /* monotonic ms of the next ping */
     log_ratelimit_t rl[RL_COUNT];
-    server_counters_t n;                 /* counters */
+    server_counters_t n;                             /* counters */
+    struct {                                         /* the open batch's outcomes, counted in n */
+        uint64_t applied, duplicates, gaps, refused; /* when it commits */
+    } pend;
+    health_t health;                     /* ok, or what degrades the daemon */
     zap_t *zap;                          /* ZAP handler thread; NULL when CURVE is off */
     checkpoint_t *checkpoint;            /* WAL checkpoint thread */
     char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
 };
 
+static void store_trouble(server_t *s, int rc, bool write, const char *what, const char *errmsg);
+
 static const char *const ratelimit_names[RL_COUNT] = {
-    "bad frames", "too large",  "undecodable", "invalid",       "wrong topic",
-    "gap",        "bad query",  "send",        "forged",        "refused",
-    "summary",    "unadmitted", "stream busy", "stream stalled"};
+    "bad frames", "too large",  "undecodable", "invalid",        "wrong topic",
+    "gap",        "bad query",  "send",        "forged",         "refused",
+    "summary",    "unadmitted", "stream busy", "stream stalled", "storage"};
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -543,9 +551,11 @@ static void publish_changes(server_t *s)
         s->published_rev = store_head(s->store);
         announce_loss(s);
     } else if (rc < 0) {
-        log_error("cannot read the change log after revision %" PRIu64 ": %s (%s); "
-                  "will retry after the next commit",
-                  s->published_rev, strerror(-rc), store_errmsg(s->store));
+        char what[96];
+        snprintf(what, sizeof what,
+                 "cannot read the change log after revision %" PRIu64 " to publish it",
+                 s->published_rev);
+        store_trouble(s, rc, false, what, store_errmsg(s->store));
     }
     /* what is not published yet stays in the change log */
     store_pin_changes(s->store, s->published_rev);
@@ -587,10 +597,54 @@ static void publish_ack(server_t *s, const char *producer_id)
 /* The heartbeat carries the epoch, the head, this start's instance id and
  * the last stream sequence of every record topic, so a subscriber can
  * tell a lost record even on a topic that has gone quiet. */
+void server_health(const server_t *s, Parksync__V1__Health *h, char *buf, size_t size)
+{
+    int64_t since = health_report(&s->health, buf, size);
+
+    parksync__v1__health__init(h);
+    if (since != 0) {
+        h->has_degraded = h->degraded = true;
+        h->reason = buf;
+        h->has_since_us = true;
+        h->since_us = since;
+    }
+    if (s->health.last_commit_us != 0) {
+        h->has_last_commit_us = true;
+        h->last_commit_us = s->health.last_commit_us;
+    }
+}
+
+const health_t *server_health_state(const server_t *s)
+{
+    return &s->health;
+}
+
+void server_check_done(server_t *s, bool ok, bool malformed, const char *findings)
+{
+    if (ok)
+        health_clear(&s->health, HEALTH_MALFORMED);
+    else if (malformed)
+        health_raise(&s->health, HEALTH_MALFORMED, "quick_check: %s", findings);
+}
+
+/* The checkpoint thread's failures, as a condition of the health. */
+static void health_of_checkpoints(server_t *s)
+{
+    int err = 0;
+
+    if (checkpoint_failing(s->checkpoint, &err) == 0)
+        health_clear(&s->health, HEALTH_CHECKPOINT);
+    else if (s->health.cond[HEALTH_CHECKPOINT].since_us == 0)
+        health_raise(&s->health, HEALTH_CHECKPOINT, "%s; the WAL grows until one works",
+                     store_strerror(-err));
+}
+
 static void publish_heartbeat(server_t *s)
 {
     Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
     Parksync__V1__Heartbeat hb = PARKSYNC__V1__HEARTBEAT__INIT;
+    Parksync__V1__Health health;
+    char reason[HEALTH_REASON * HEALTH_CONDITIONS];
     Parksync__V1__TopicSequence *ts = NULL, **tsp = NULL;
     size_t n = 0, len;
     uint8_t *buf;
@@ -629,6 +683,10 @@ static void publish_heartbeat(server_t *s)
     hb.head_revision = s->published_rev;
     hb.has_time_us = true;
     hb.time_us = wire_now_us();
+    if (health_degraded(&s->health)) { /* producers waiting for acks learn why */
+        server_health(s, &health, reason, sizeof reason);
+        hb.health = &health;
+    }
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
     p.heartbeat = &hb;
     p.has_version = true;
@@ -724,6 +782,25 @@ static bool welcome_due(const server_t *s, int64_t now)
 
 /* ---------------------------------------------------------------- the batch */
 
+/*
+ * A store call failed; what says what the daemon was doing, and errmsg
+ * is SQLite's message. Logged (rate-limited: under a full disk every
+ * resend fails again), and the health says so: a malformed database until
+ * a check passes, a failure to write (write) until a batch commits.
+ */
+static void store_trouble(server_t *s, int rc, bool write, const char *what, const char *errmsg)
+{
+    if (rc == -EUCLEAN)
+        health_raise(&s->health, HEALTH_MALFORMED, "%s: %s", what, errmsg);
+    else if (write)
+        health_raise(&s->health, HEALTH_COMMIT, "%s: %s", what, errmsg[0] ? errmsg : strerror(-rc));
+    log_ratelimited(&s->rl[RL_STORAGE], LOG_LEVEL_ERROR, "%s: %s (%s)%s", what, store_strerror(rc),
+                    errmsg,
+                    write ? "; the batch is rolled back and nothing of it acknowledged: producers "
+                            "resend"
+                          : "");
+}
+
 static int batch_begin(server_t *s)
 {
     int rc;
@@ -732,20 +809,22 @@ static int batch_begin(server_t *s)
         return 0;
     rc = store_begin(s->store);
     if (rc < 0) {
-        log_error("cannot start a transaction: %s (%s)", strerror(-rc), store_errmsg(s->store));
+        store_trouble(s, rc, true, "cannot start a transaction", store_errmsg(s->store));
         return rc;
     }
     s->batch_open = true;
     return 0;
 }
 
-/* Abandons the batch after a storage failure: nothing of it is kept and
- * nothing is acked, so the producers resend. */
-static void batch_abort(server_t *s)
+/* Abandons the batch after a storage failure: nothing of it is kept,
+ * counted or acked, so the producers resend. */
+static void batch_abort(server_t *s, int rc, const char *what)
 {
+    store_trouble(s, rc, true, what, store_errmsg(s->store));
     store_rollback(s->store);
     s->batch_open = false;
     strmap_clear(&s->touched);
+    memset(&s->pend, 0, sizeof s->pend);
     s->n.store_errors++;
 }
 
@@ -760,14 +839,20 @@ static void batch_finish(server_t *s)
     s->batch_open = false;
     rc = store_commit(s->store);
     if (rc < 0) {
-        log_error("commit failed: %s (%s); batch rolled back, %zu producers not "
-                  "acknowledged and will resend",
-                  strerror(-rc), store_errmsg(s->store), s->touched.count);
         s->batch_open = true;
-        batch_abort(s);
+        batch_abort(s, rc, "commit failed");
         return;
     }
     s->n.commits++;
+    s->n.applied += s->pend.applied;
+    s->n.duplicates += s->pend.duplicates;
+    s->n.gaps += s->pend.gaps;
+    s->n.refused += s->pend.refused;
+    memset(&s->pend, 0, sizeof s->pend);
+    if (s->touched.count > 0) { /* a batch that moved producers: ingest works */
+        s->health.last_commit_us = wire_now_us();
+        health_clear(&s->health, HEALTH_COMMIT);
+    }
     publish_changes(s);
     for (size_t i = 0; i < s->touched.cap; i++)
         if (s->touched.slots[i].key[0] != '\0')
@@ -824,11 +909,8 @@ static void refresh_summaries(server_t *s, int64_t now)
                         n, n == 1 ? "y" : "ies", n == 1 ? "it was" : "they were",
                         store_summary_error(s->store));
     }
-    if (rc < 0) {
-        log_error("cannot refresh the country summaries: %s (%s); batch rolled back", strerror(-rc),
-                  store_errmsg(s->store));
-        batch_abort(s);
-    }
+    if (rc < 0)
+        batch_abort(s, rc, "cannot refresh the country summaries");
 }
 
 /* ---------------------------------------------------------------- ingest */
@@ -873,12 +955,8 @@ static const char *authenticated_ministry(server_t *s, zmq_msg_t *payload,
                     m->name, u->producer_id, u->sequence, u->producer_id);
     snprintf(reason, sizeof reason, "not authoritative: %s does not speak for producer %s", m->name,
              u->producer_id);
-    if (batch_begin(s) == 0 && (rc = store_note_conflict(s->store, u, reason)) < 0) {
-        log_error("storage failure recording a conflict: %s (%s); rolling back the batch, "
-                  "producers will resend",
-                  strerror(-rc), store_errmsg(s->store));
-        batch_abort(s);
-    }
+    if (batch_begin(s) == 0 && (rc = store_note_conflict(s->store, u, reason)) < 0)
+        batch_abort(s, rc, "cannot record a conflict");
     return NULL;
 }
 
@@ -949,23 +1027,20 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
     else
         rc = store_apply(s->store, u, &outcome);
     if (rc < 0) {
-        log_error("storage failure on update %s#%" PRIu64 ": %s (%s); rolling back the "
-                  "batch, producers will resend",
-                  u->producer_id, u->sequence, strerror(-rc), store_errmsg(s->store));
-        batch_abort(s);
+        batch_abort(s, rc, "cannot apply an update");
         goto out;
     }
     if (outcome == STORE_APPLIED || outcome == STORE_REJECTED)
         ahead_clear(&s->ahead, u->producer_id); /* its sequence moved */
     switch (outcome) {
     case STORE_APPLIED:
-        s->n.applied++;
+        s->pend.applied++;
         break;
     case STORE_DUPLICATE:
-        s->n.duplicates++;
+        s->pend.duplicates++;
         break;
     case STORE_GAP:
-        s->n.gaps++;
+        s->pend.gaps++;
         log_ratelimited(&s->rl[RL_GAP], LOG_LEVEL_INFO,
                         "update %s#%" PRIu64 " is beyond the next expected sequence; not "
                         "applied, acking the last applied one",
@@ -984,7 +1059,7 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
                             : "beyond [limits] max_producers (authority is off)");
         goto out; /* no ack: it would cost an ack topic, and nothing moved */
     case STORE_REJECTED:
-        s->n.refused++;
+        s->pend.refused++;
         if (!reason[0]) /* store_reject's reasons were logged above */
             log_ratelimited(&s->rl[RL_REFUSED], LOG_LEVEL_WARNING,
                             "update %s#%" PRIu64 "%s%s refused by the store (authority, unknown "
@@ -1170,10 +1245,14 @@ static void open_waiting_streams(server_t *s, int64_t now)
             continue;
         }
         if (!st->cursor) {
-            log_error("cannot open a %s cursor: %s (%s)", st->changes ? "changes" : "snapshot",
-                      strerror(err < 0 ? -err : EIO), store_errmsg(s->store));
-            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                        "cannot open a cursor; see the daemon's log");
+            err = err < 0 ? err : -EIO;
+            store_trouble(s, err, false,
+                          st->changes ? "cannot open a changes cursor"
+                                      : "cannot open a snapshot cursor",
+                          store_errmsg(s->store));
+            snprintf(msg, sizeof msg, "cannot read the store: %s; see the daemon's log",
+                     store_strerror(err));
+            stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, msg);
             continue;
         }
         st->revision = store_cursor_revision(st->cursor);
@@ -1295,12 +1374,12 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         }
     }
     if (rc < 0) {
-        /* SQLite's words when it failed: "Input/output error" says little */
-        const char *why = store_cursor_errmsg(st->cursor);
-        log_error("stream %" PRIu64 " failed: %s; ending it", st->request_id,
-                  why[0] ? why : strerror(-rc));
-        stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
-                    "reading the store failed; see the daemon's log");
+        char what[64], why[128];
+        snprintf(what, sizeof what, "stream %" PRIu64 " failed, ending it", st->request_id);
+        store_trouble(s, rc, false, what, store_cursor_errmsg(st->cursor));
+        snprintf(why, sizeof why, "reading the store failed: %s; see the daemon's log",
+                 store_strerror(rc));
+        stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, why);
         return false;
     }
     last = st->at_end && !st->has_ahead;
@@ -1493,6 +1572,8 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
 {
     Parksync__V1__QueryRequest *q = NULL;
     Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
+    Parksync__V1__Health health;
+    char reason[HEALTH_REASON * HEALTH_CONDITIONS];
     const char *why = NULL;
     stream_t *st;
     int rc;
@@ -1522,6 +1603,8 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         pong.head_revision = store_head(s->store);
         pong.has_time_us = true;
         pong.time_us = wire_now_us();
+        server_health(s, &health, reason, sizeof reason);
+        pong.health = &health;
         r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
         r.pong = &pong;
         reply(s, peer, q->request_id, &r);
@@ -1687,15 +1770,18 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
     bool busy = false, pruning;
 
     while (!*stop) {
-        zmq_pollitem_t items[4 + CONNS_SOCKETS] = {
+        zmq_pollitem_t items[5 + CONNS_SOCKETS] = {
             {s->ingest, 0, ZMQ_POLLIN, 0},
             {s->query, 0, ZMQ_POLLIN, 0},
             {s->publish, 0, ZMQ_POLLIN, 0},
             {control_socket(s->control), 0, ZMQ_POLLIN, 0},
+            {checkpoint_socket(s->checkpoint), 0, 0, 0}, /* a check's answer */
         };
-        int n_items = 4;
+        int n_items = 5;
         int64_t now;
 
+        if (checkpoint_checking(s->checkpoint))
+            items[4].events = ZMQ_POLLIN;
         /* first in the pass: a connection over the budget goes at once */
         for (int i = 0; i < CONNS_SOCKETS; i++)
             if (s->conns[i])
@@ -1728,6 +1814,8 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             drain_subscriptions(s);
         if (items[3].revents & ZMQ_POLLIN)
             control_drain(s->control); /* between batches: reads what is committed */
+        if (items[4].revents & ZMQ_POLLIN)
+            control_check_done(s->control);
         if (s->streams_waiting) {
             /* A snapshot includes fresh summaries and everything published. */
             if (store_summaries_dirty(s->store))
@@ -1751,6 +1839,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             s->next_republish_ms = now + (int64_t)s->cfg.summary_republish_s * 1000;
         }
         zap_drain(s->zap); /* log refused handshakes, rate-limited */
+        health_of_checkpoints(s);
         ahead_due(&s->ahead, now, warn_ahead, s);
         age_ack_topics(s, now);
         if (s->watchdog_ms > 0 && now >= s->next_watchdog_ms) {
@@ -2176,7 +2265,7 @@ const zap_t *server_zap(const server_t *s)
     return s->zap;
 }
 
-const checkpoint_t *server_checkpoint(const server_t *s)
+checkpoint_t *server_checkpoint(const server_t *s)
 {
     return s->checkpoint;
 }

@@ -23,6 +23,8 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "conns.h"
+#include "health.h"
+#include "parksync.pb-c.h"
 #include "zap.h"
 
 typedef struct server server_t;
@@ -104,8 +106,19 @@ const conns_stats_t *server_conns(const server_t *s, int socket);
 /* The ZAP handler, for its counters; NULL when CURVE is off. */
 const zap_t *server_zap(const server_t *s);
 
-/* The WAL checkpoint thread, for its figures. */
-const checkpoint_t *server_checkpoint(const server_t *s);
+/* The WAL checkpoint thread, for its figures and checks. */
+checkpoint_t *server_checkpoint(const server_t *s);
+
+/* The daemon's health as the protocol reports it (proto Health); the
+ * reason points into buf. */
+void server_health(const server_t *s, Parksync__V1__Health *h, char *buf, size_t size);
+
+/* The health itself (conditions, last commit). */
+const health_t *server_health_state(const server_t *s);
+
+/* A quick_check of the live database ended: ok clears a malformed
+ * database's condition; malformed raises it with the findings. */
+void server_check_done(server_t *s, bool ok, bool malformed, const char *findings);
 
 /* (connection, topic) pairs applied on the publish socket now. */
 uint64_t server_subscriptions(const server_t *s);

@@ -777,6 +777,8 @@ static const struct nul_reason {
     NUL_REASON(metrics, text, "metrics.text"),
     NUL_REASON(backup, path, "backup.path"),
     NUL_REASON(reload, message, "reload.message"),
+    NUL_REASON(health, reason, "health.reason"),
+    NUL_REASON(check, findings, "check.findings"),
     NUL_REASON(conflict, producer_id, "conflicts.producer_id"),
     NUL_REASON(conflict, key, "conflicts.key"),
     NUL_REASON(conflict, country, "conflicts.country"),
