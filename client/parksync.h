@@ -150,6 +150,13 @@ ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
  * producer no longer holds in *from..*to. False otherwise. */
 bool ps_producer_missing(const ps_producer_t *p, uint64_t *from, uint64_t *to);
 
+/* What the daemon's last heartbeat said degrades it (e.g. "ingest
+ * stalled: commit failed: database or disk is full"), with when that
+ * began in *since_us (us since 1970 UTC; since_us may be NULL); NULL when
+ * it reported itself ok. Owned by p, valid until its next call. Acks do
+ * not come while the daemon cannot commit: this says why. */
+const char *ps_producer_daemon_health(const ps_producer_t *p, int64_t *since_us);
+
 /* Text of the last PS_ERR_INVALID, PS_ERR_REFUSED or PS_ERR_AHEAD (static or owned by p). */
 const char *ps_producer_last_error(const ps_producer_t *p);
 

@@ -115,6 +115,8 @@ struct ps_producer {
     uint64_t missing_to;               /* which we no longer hold; 0: not ahead */
     uint64_t back_ack;                 /* last ack below last_acked, 0: none */
     char error[256];                   /* text of the last INVALID/REFUSED/OUTBOX error */
+    char health[512];                  /* the last heartbeat's degraded reason; "": ok */
+    int64_t health_since_us;           /* degraded since, per that heartbeat */
 };
 
 void ps_producer_options_init(ps_producer_options_t *opts)
@@ -320,6 +322,22 @@ static void drain_subscriptions(ps_producer_t *p, int64_t now)
     }
 }
 
+/* A heartbeat: our ack subscription is live, and it says whether the
+ * daemon is degraded (why acks may not come). */
+static void on_heartbeat(ps_producer_t *p, const Parksync__V1__Heartbeat *hb)
+{
+    const Parksync__V1__Health *h = hb->health;
+
+    p->heard = true;
+    if (h && h->degraded) {
+        snprintf(p->health, sizeof p->health, "%s", h->reason ? h->reason : "(no reason given)");
+        p->health_since_us = h->since_us;
+    } else {
+        p->health[0] = '\0';
+        p->health_since_us = 0;
+    }
+}
+
 /* Reads every waiting ack without blocking. */
 static ps_err_t drain_acks(ps_producer_t *p)
 {
@@ -339,7 +357,7 @@ static ps_err_t drain_acks(ps_producer_t *p)
             strcmp(pub->ack->producer_id, p->producer_id) == 0)
             err = on_ack(p, pub->ack->last_sequence, wire_monotonic_ms());
         else if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT)
-            p->heard = true;
+            on_heartbeat(p, pub->heartbeat);
         parksync__v1__publication__free_unpacked(pub, NULL);
         if (err != PS_OK)
             return err;
@@ -784,6 +802,13 @@ bool ps_producer_missing(const ps_producer_t *p, uint64_t *from, uint64_t *to)
     *from = p->missing_from;
     *to = p->missing_to;
     return true;
+}
+
+const char *ps_producer_daemon_health(const ps_producer_t *p, int64_t *since_us)
+{
+    if (since_us)
+        *since_us = p->health_since_us;
+    return p->health[0] ? p->health : NULL;
 }
 
 const char *ps_producer_last_error(const ps_producer_t *p)

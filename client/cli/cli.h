@@ -32,6 +32,7 @@ int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 /* Usage text of each command, for `parksync COMMAND --help` and errors. */
 extern const char CLI_PUSH_USAGE[];
@@ -45,6 +46,7 @@ extern const char CLI_STATUS_USAGE[];
 extern const char CLI_METRICS_USAGE[];
 extern const char CLI_BACKUP_USAGE[];
 extern const char CLI_RELOAD_USAGE[];
+extern const char CLI_CHECK_USAGE[];
 
 /* CURVE keys read from the files of --server-key and --key (curve.c). */
 typedef struct cli_curve {

@@ -56,8 +56,10 @@ int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size)
     }
     if (rundir_split(buf, dir, sizeof dir, name, sizeof name) < 0) {
         if (!given) {
-            fprintf(stderr, "parksync %s: the default control endpoint is too long; give "
-                            "--control\n", cmd);
+            fprintf(stderr,
+                    "parksync %s: the default control endpoint is too long; give "
+                    "--control\n",
+                    cmd);
             return CLI_USAGE;
         }
         return CLI_OK; /* not ipc: libzmq says what it makes of it */
@@ -79,14 +81,15 @@ int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size)
      * may. A given endpoint may still be on its way (a daemon starting). */
     rc = rundir_check_access(dir, name, why, sizeof why);
     if (rc == -EACCES || (rc < 0 && !given)) {
-        fprintf(stderr, "parksync %s: %s%s\n", cmd, rc == -EACCES ? "" : "no control socket: ",
-                why);
+        fprintf(stderr, "parksync %s: %s%s\n", cmd,
+                rc == -EACCES ? "" : "no control socket: ", why);
         return CLI_RUNTIME;
     }
     return CLI_OK;
 }
 
-int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__ControlReply **out)
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
+            Parksync__V1__ControlReply__BodyCase want, Parksync__V1__ControlReply **out)
 {
     char endpoint[256];
     uint8_t buf[WIRE_MAX_CONTROL];
@@ -161,6 +164,12 @@ int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__
     if ((*out)->body_case == PARKSYNC__V1__CONTROL_REPLY__BODY_ERROR) {
         fprintf(stderr, "parksync %s: the daemon refused: %s\n", o->cmd,
                 (*out)->error->message ? (*out)->error->message : "(no message)");
+        parksync__v1__control_reply__free_unpacked(*out, NULL);
+        *out = NULL;
+        goto out;
+    }
+    if ((*out)->body_case != want) {
+        fprintf(stderr, "parksync %s: unexpected answer from %s\n", o->cmd, endpoint);
         parksync__v1__control_reply__free_unpacked(*out, NULL);
         *out = NULL;
         goto out;

@@ -57,8 +57,10 @@ int ctl_endpoint(const char *cmd, const char *control, char *buf, size_t size);
 
 /* Sends q (version and request_id are filled in) and waits for the reply.
  * An Error reply is printed ("parksync CMD: the daemon refused: ...") and
- * gives CLI_RUNTIME. Returns CLI_OK with *out set (caller frees with
+ * gives CLI_RUNTIME, and so does a reply of another kind than want.
+ * Returns CLI_OK with *out set (caller frees with
  * parksync__v1__control_reply__free_unpacked), or the exit status. */
-int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q, Parksync__V1__ControlReply **out);
+int ctl_ask(const ctl_opts_t *o, Parksync__V1__ControlRequest *q,
+            Parksync__V1__ControlReply__BodyCase want, Parksync__V1__ControlReply **out);
 
 #endif /* PARKSYNC_CLI_CTL_H */

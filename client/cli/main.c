@@ -23,7 +23,8 @@ static const command_t COMMANDS[] = {
     {"keygen", cmd_keygen, "write a CURVE key pair (NAME.key, NAME.pub) for [security] curve"},
     {"status", cmd_status, "print what parksyncd is doing (producers, subscribers, sizes, ...)"},
     {"metrics", cmd_metrics, "print parksyncd's metrics in the Prometheus text format"},
-    {"backup", cmd_backup, "copy the live database to FILE (SQLite online backup)"},
+    {"backup", cmd_backup, "copy the live database to FILE (SQLite online backup, checked)"},
+    {"check", cmd_check, "have parksyncd check its live database (SQLite quick_check)"},
     {"reload", cmd_reload, "re-read parksyncd's configuration and wait until it is applied"},
 };
 

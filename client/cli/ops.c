@@ -1,11 +1,14 @@
 /*
  * ops.c - the operator's one-shot commands on the control socket:
- * `parksync metrics`, `parksync backup FILE` and `parksync reload`.
+ * `parksync metrics`, `parksync backup FILE`, `parksync check` and
+ * `parksync reload`.
  */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "cli.h"
 #include "ctl.h"
@@ -13,6 +16,7 @@
 #define METRICS_TIMEOUT_S 5   /* default --timeout of metrics */
 #define BACKUP_TIMEOUT_S  600 /* default --timeout of backup: a large database takes a while */
 #define RELOAD_TIMEOUT_S  30  /* default --timeout of reload */
+#define CHECK_TIMEOUT_S   600 /* default --timeout of check: it reads the whole file */
 
 const char CLI_METRICS_USAGE[] =
     "usage: parksync metrics [--control EP] [--timeout SEC]\n"
@@ -20,9 +24,8 @@ const char CLI_METRICS_USAGE[] =
     "Prints parksyncd's metrics in the Prometheus text exposition format (0.0.4).\n"
     "The daemon also serves them on http://HOST:PORT/metrics when [metrics] http\n"
     "is set (loopback addresses only).\n"
-    "\n" CTL_USAGE("5")
-    "\n"
-    "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
+    "\n" CTL_USAGE("5") "\n"
+                        "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
 const char CLI_BACKUP_USAGE[] =
     "usage: parksync backup [--control EP] [--timeout SEC] FILE\n"
@@ -33,9 +36,32 @@ const char CLI_BACKUP_USAGE[] =
     "writes it, as its own user, so it must be able to write its directory (under\n"
     "systemd: the state directory, e.g. /var/lib/parksync/backup.db). Prints\n"
     "{\"path\":FILE,\"bytes\":N,\"revision\":R} when the copy is complete.\n"
-    "\n" CTL_USAGE("600")
     "\n"
-    "Exit status: 0 done, 1 daemon unreachable or the backup failed, 2 bad arguments.\n";
+    "Before the copy takes its name the daemon runs SQLite's quick_check on it: a\n"
+    "malformed copy (the live database is then malformed too) is removed, nothing\n"
+    "is left at FILE, and the command fails saying what quick_check found.\n"
+    "\n" CTL_USAGE(
+        "600") "\n"
+               "Exit status: 0 done, 1 daemon unreachable or the backup failed, 2 bad arguments.\n";
+
+const char CLI_CHECK_USAGE[] =
+    "usage: parksync check [--control EP] [--timeout SEC]\n"
+    "\n"
+    "Has parksyncd run SQLite's quick_check on its live database: every page of\n"
+    "every table and index is read and its structure verified. It runs on a thread\n"
+    "of the daemon's own, so ingest and queries go on; it takes about as long as\n"
+    "reading the file. Prints {\"ok\":true,\"bytes\":N,\"seconds\":S} when nothing is\n"
+    "wrong.\n"
+    "\n"
+    "A malformed database: the findings go to stderr, the exit status is 1, and the\n"
+    "daemon reports itself degraded (`parksync status`, STATUS=, metrics) until a\n"
+    "check passes. Stop it, restore the last good backup (each `parksync backup`\n"
+    "is checked), start it, and push again from the producers' sources what came\n"
+    "after that backup.\n"
+    "\n" CTL_USAGE(
+        "600") "\n"
+               "Exit status: 0 sound, 1 malformed, daemon unreachable or the check could not\n"
+               "run, 2 bad arguments.\n";
 
 const char CLI_RELOAD_USAGE[] =
     "usage: parksync reload [--control EP] [--timeout SEC]\n"
@@ -43,10 +69,10 @@ const char CLI_RELOAD_USAGE[] =
     "Has parksyncd re-read its configuration file, as SIGHUP does, and answers once\n"
     "it is applied, or refused: an invalid file keeps the running configuration and\n"
     "the message says why (file:line). For ExecReload= in the systemd unit.\n"
-    "\n" CTL_USAGE("30")
-    "\n"
-    "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
-    "arguments.\n";
+    "\n" CTL_USAGE(
+        "30") "\n"
+              "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
+              "arguments.\n";
 
 /* Parses the common options and checks the operands: none when operand
  * is NULL, else exactly one, named so in the message. Returns -1 to go on,
@@ -82,6 +108,19 @@ static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, const 
     return -1;
 }
 
+/* Prints j on one line and frees it. */
+static int print_json(json_t *j)
+{
+    int rc = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+
+    json_decref(j);
+    if (rc < 0 || putchar('\n') == EOF || fflush(stdout) != 0) {
+        fprintf(stderr, "parksync: cannot write the answer\n");
+        return CLI_RUNTIME;
+    }
+    return CLI_OK;
+}
+
 int cmd_metrics(int argc, char **argv)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
@@ -94,9 +133,9 @@ int cmd_metrics(int argc, char **argv)
         return status;
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_METRICS;
     q.metrics = &mr;
-    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_METRICS, &r)) != CLI_OK)
         return status;
-    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_METRICS || !r->metrics->text) {
+    if (!r->metrics->text) {
         fprintf(stderr, "parksync metrics: unexpected answer\n");
         status = CLI_RUNTIME;
     } else {
@@ -127,15 +166,41 @@ int cmd_backup(int argc, char **argv)
     br.path = argv[rest];
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_BACKUP;
     q.backup = &br;
-    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_BACKUP, &r)) != CLI_OK)
         return status;
-    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_BACKUP) {
-        fprintf(stderr, "parksync backup: unexpected answer\n");
+    status = print_json(
+        json_pack("{s:s, s:I, s:I}", "path", r->backup->path ? r->backup->path : br.path, "bytes",
+                  (json_int_t)r->backup->bytes, "revision", (json_int_t)r->backup->revision));
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__CheckRequest cr = PARKSYNC__V1__CHECK_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    ctl_opts_t o = {"check", NULL, CHECK_TIMEOUT_S};
+    int rest, status = parse(argc, argv, &o, CLI_CHECK_USAGE, NULL, &rest);
+
+    if (status >= 0)
+        return status;
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_CHECK;
+    q.check = &cr;
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_CHECK, &r)) != CLI_OK)
+        return status;
+    if (!r->check->ok) {
+        fprintf(stderr,
+                "parksync check: database malformed: %s\n"
+                "parksync check: parksyncd reports itself degraded until a check passes; stop "
+                "it, restore the last good backup, start it, and push again what came after "
+                "that backup\n",
+                r->check->findings ? r->check->findings : "(no findings)");
         status = CLI_RUNTIME;
     } else {
-        printf("{\"path\":\"%s\",\"bytes\":%" PRIu64 ",\"revision\":%" PRIu64 "}\n",
-               r->backup->path ? r->backup->path : br.path, r->backup->bytes, r->backup->revision);
-        status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
+        status =
+            print_json(json_pack("{s:b, s:I, s:f}", "ok", 1, "bytes", (json_int_t)r->check->bytes,
+                                 "seconds", (double)r->check->took_us / 1e6));
     }
     parksync__v1__control_reply__free_unpacked(r, NULL);
     return status;
@@ -153,12 +218,9 @@ int cmd_reload(int argc, char **argv)
         return status;
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_RELOAD;
     q.reload = &rr;
-    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_RELOAD, &r)) != CLI_OK)
         return status;
-    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_RELOAD) {
-        fprintf(stderr, "parksync reload: unexpected answer\n");
-        status = CLI_RUNTIME;
-    } else if (r->reload->ok) {
+    if (r->reload->ok) {
         printf("%s\n", r->reload->message ? r->reload->message : "reloaded");
         status = CLI_OK;
     } else {

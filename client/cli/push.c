@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "json.h"
@@ -217,6 +218,24 @@ static long resume_point(ps_producer_t *p, const char *outbox, const char *name,
     return 0;
 }
 
+/* Why acknowledgements did not come, when the daemon's heartbeats said
+ * it is degraded: "; parksyncd reports: REASON (since T)", else "". */
+static const char *daemon_says(const ps_producer_t *p, char *buf, size_t size)
+{
+    int64_t since_us = 0;
+    const char *why = ps_producer_daemon_health(p, &since_us);
+    time_t t = (time_t)(since_us / 1000000);
+    char when[32] = "?";
+    struct tm tm;
+
+    if (why == NULL)
+        return "";
+    if (since_us > 0 && gmtime_r(&t, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(buf, size, "; parksyncd reports itself degraded since %s: %s", when, why);
+    return buf;
+}
+
 /* The producer is ahead of the daemon's database (it was restored from a
  * backup): its lost sequences can only come from the source again. */
 static void report_ahead(ps_producer_t *p, const char *outbox)
@@ -303,7 +322,7 @@ int cmd_push(int argc, char **argv)
     int status = CLI_USAGE, c;
     uint64_t hash = 0, bytes = 0;
     long first = 0;
-    char identity[64];
+    char identity[64], says[640];
     bool force = false;
     uint64_t base = 0;
     ps_err_t err;
@@ -461,11 +480,11 @@ int cmd_push(int argc, char **argv)
         }
         if (err != PS_OK) {
             fprintf(stderr,
-                    "parksync push: sending update %zu of %zu failed: %s%s%s; "
+                    "parksync push: sending update %zu of %zu failed: %s%s%s%s; "
                     "%" PRIu64 " acknowledged so far%s\n",
                     i + 1, batch.count, ps_strerror(err), err == PS_ERR_INVALID ? ": " : "",
                     err == PS_ERR_INVALID ? ps_producer_last_error(p) : "",
-                    ps_producer_last_acked(p),
+                    daemon_says(p, says, sizeof says), ps_producer_last_acked(p),
                     opts.outbox_path ? ", the rest stays in the outbox" : "");
             goto destroy;
         }
@@ -477,9 +496,10 @@ int cmd_push(int argc, char **argv)
     }
     if (err != PS_OK) {
         fprintf(stderr,
-                "parksync push: %s waiting for acknowledgements: last sequence sent %" PRIu64
+                "parksync push: waiting for acknowledgements: %s%s; last sequence sent %" PRIu64
                 ", last acknowledged %" PRIu64 "%s\n",
-                ps_strerror(err), ps_producer_last_sent(p), ps_producer_last_acked(p),
+                ps_strerror(err), daemon_says(p, says, sizeof says), ps_producer_last_sent(p),
+                ps_producer_last_acked(p),
                 opts.outbox_path
                     ? "; unacknowledged updates stay in the outbox and are resent "
                       "by the next push with it"

@@ -19,7 +19,9 @@
 const char CLI_STATUS_USAGE[] =
     "usage: parksync status [--json] [--producers-after ID] [--control EP] [--timeout SEC]\n"
     "\n"
-    "Prints what parksyncd is doing: version, uptime, head revision, live records\n"
+    "Prints what parksyncd is doing: its health (ok, or degraded: why and since\n"
+    "when, and the last commit that applied updates), version, uptime, head\n"
+    "revision, live records\n"
     "per kind, each producer's last sequence, lag (time since its last update) and\n"
     "last seen time, connected subscribers, database and WAL size, the conflicts\n"
     "table by reason, inputs rejected before the store by reason, the loop's\n"
@@ -91,8 +93,21 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
 {
     char a[64], b[64], c[64];
 
+    const Parksync__V1__Health *h = st->health;
+
     printf("parksyncd %s, up %s (since %s)\n", st->version ? st->version : "?",
            span(a, sizeof a, st->now_us - st->started_us), when(b, sizeof b, st->started_us));
+    if (h && h->degraded)
+        printf("health: DEGRADED for %s (since %s): %s\n",
+               span(a, sizeof a, st->now_us - h->since_us), when(b, sizeof b, h->since_us),
+               h->reason ? h->reason : "?");
+    else
+        printf("health: ok\n");
+    printf("last commit: %s%s%s%s\n",
+           h && h->has_last_commit_us ? when(a, sizeof a, h->last_commit_us) : "none since start",
+           h && h->has_last_commit_us ? " (" : "",
+           h && h->has_last_commit_us ? span(b, sizeof b, st->now_us - h->last_commit_us) : "",
+           h && h->has_last_commit_us ? " ago)" : "");
     printf("revision %" PRIu64 ", epoch ", st->head_revision);
     for (size_t i = 0; i < st->epoch.len; i++)
         printf("%02x", st->epoch.data[i]);
@@ -179,6 +194,19 @@ static json_t *connections_json(const Parksync__V1__Status *st)
     return o;
 }
 
+/* {"state": "ok"|"degraded", "reason": ..., "since_us": ..., "last_commit_us": ...};
+ * reason and since_us null when ok, last_commit_us null before the first. */
+static json_t *health_json(const Parksync__V1__Health *h)
+{
+    bool bad = h && h->degraded;
+
+    return json_pack("{s:s, s:o, s:o, s:o}", "state", bad ? "degraded" : "ok", "reason",
+                     bad && h->reason ? json_string(h->reason) : json_null(), "since_us",
+                     bad ? json_integer((json_int_t)h->since_us) : json_null(), "last_commit_us",
+                     h && h->has_last_commit_us ? json_integer((json_int_t)h->last_commit_us)
+                                                : json_null());
+}
+
 static int print_json(const Parksync__V1__Status *st)
 {
     json_t *o = json_object(), *producers = json_array(), *rejected = json_object();
@@ -208,6 +236,7 @@ static int print_json(const Parksync__V1__Status *st)
         json_array_append_new(producers, po);
     }
     json_object_set_new(o, "version", json_string(st->version ? st->version : ""));
+    json_object_set_new(o, "health", health_json(st->health));
     json_object_set_new(o, "started_us", json_integer((json_int_t)st->started_us));
     json_object_set_new(o, "uptime_s",
                         json_integer((json_int_t)((st->now_us - st->started_us) / 1000000)));
@@ -279,12 +308,9 @@ int cmd_status(int argc, char **argv)
     }
     q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
     q.status = &sr;
-    if ((status = ctl_ask(&o, &q, &r)) != CLI_OK)
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS, &r)) != CLI_OK)
         return status;
-    if (r->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS) {
-        fprintf(stderr, "parksync status: unexpected answer\n");
-        status = CLI_RUNTIME;
-    } else if (json) {
+    if (json) {
         status = print_json(r->status) < 0 ? CLI_RUNTIME : CLI_OK;
     } else {
         print_text(r->status, sr.producers_after);

@@ -329,6 +329,10 @@ class QueryTests(DaemonCase):
         self.assertEqual(len(pong.epoch), 16)
         self.assertEqual(pong.head_revision, 0)
         self.assertGreater(pong.time_us, 0)
+        # a sound daemon: Health present, not degraded, no commit yet
+        self.assertTrue(pong.HasField("health"))
+        self.assertFalse(pong.health.degraded)
+        self.assertFalse(pong.health.HasField("last_commit_us"))
 
     def test_reply_echoes_request_id_and_version(self):
         req = pb.QueryRequest(version=1, request_id=424242, ping=pb.Ping())
