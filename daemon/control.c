@@ -44,7 +44,7 @@ typedef struct waiter {
 struct control {
     void *sock;                             /* ROUTER, bound */
     store_t *store;                         /* borrowed */
-    server_t *server;                       /* borrowed: counters and config */
+    control_view_t view;                    /* the daemon's state it reads (control.h) */
     int dirfd;                              /* the checked directory of the socket, or -1 */
     char name[CONTROL_PATH_MAX];            /* the socket's file name in it; "": not ours */
     log_ratelimit_t rl;                     /* bad requests */
@@ -70,6 +70,7 @@ struct control {
 
 static void reply_backup_error(control_t *c, const char *message);
 static void reply_error_to(control_t *c, const waiter_t *w, const char *message);
+static void check_done(control_t *c, bool ok, bool malformed, const char *findings);
 
 /* ---------------------------------------------------------------- the socket */
 
@@ -119,19 +120,19 @@ static int bind_private(control_t *c, const char *endpoint)
     return 0;
 }
 
-control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_t *server)
+control_t *control_new(void *zctx, const char *endpoint, store_t *store, const control_view_t *view)
 {
     control_t *c = calloc(1, sizeof *c);
     int64_t maxmsg = WIRE_MAX_MSG; /* as every socket; the decoder caps requests lower */
     int linger = CONTROL_LINGER_MS, zero = 0;
-    const config_t *cfg = server_config(server);
+    const config_t *cfg = view->cfg;
 
     if (!c) {
         log_error("out of memory for the control socket; exiting");
         return NULL;
     }
     c->store = store;
-    c->server = server;
+    c->view = *view;
     c->started_us = wire_now_us();
     c->next_status_ms = wire_monotonic_ms() + 1000; /* the first live STATUS soon after READY */
     c->dirfd = -1;
@@ -454,7 +455,7 @@ static uint64_t file_size(const char *path, const char *suffix)
  * freed either way. */
 static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *producers_after)
 {
-    const config_t *cfg = server_config(c->server);
+    const config_t *cfg = c->view.cfg;
     gather_t g = {m, producers_after};
     int rc;
 
@@ -463,24 +464,24 @@ static int collect(control_t *c, metrics_snapshot_t *m, bool light, const char *
         log_error("out of memory listing the producers");
         return -ENOMEM;
     }
-    m->n = *server_counters(c->server);
+    m->n = *c->view.counters;
     m->bad_control = c->bad_requests;
     m->http_dropped = metrics_http_dropped(c->http);
-    m->handshakes_admitted = zap_allowed(server_zap(c->server));
-    m->last_checkpoint_us = checkpoint_last_complete_us(server_checkpoint(c->server));
-    m->checkpoint_failures = checkpoint_failures(server_checkpoint(c->server));
-    m->health = *server_health_state(c->server);
-    m->handshakes_refused = zap_denied(server_zap(c->server));
+    m->handshakes_admitted = zap_allowed(c->view.zap);
+    m->last_checkpoint_us = checkpoint_last_complete_us(c->view.checkpoint);
+    m->checkpoint_failures = checkpoint_failures(c->view.checkpoint);
+    m->health = *c->view.health;
+    m->handshakes_refused = zap_denied(c->view.zap);
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
     m->head_revision = store_head(c->store);
     for (int i = 0; i < CONNS_SOCKETS; i++) {
-        const conns_stats_t *cs = server_conns(c->server, i);
+        const conns_stats_t *cs = c->view.conns[i] ? conns_stats(c->view.conns[i]) : NULL;
         if (cs)
             m->conns[i] = *cs;
     }
     m->subscribers = m->conns[1].open;
-    m->subscriptions = server_subscriptions(c->server);
+    m->subscriptions = subscriptions_stats(c->view.subs)->in_use;
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -648,8 +649,8 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
         ps[i].gaps = s->gaps;
         ps[i].rejected = s->rejected;
         ps[i].last_seen_us = s->last_seen_us;
-        ps[i].has_missing_from = ps[i].has_missing_to = ahead_missing(
-            server_ahead(c->server), ps[i].producer_id, &ps[i].missing_from, &ps[i].missing_to);
+        ps[i].has_missing_from = ps[i].has_missing_to =
+            ahead_missing(c->view.ahead, ps[i].producer_id, &ps[i].missing_from, &ps[i].missing_to);
         psp[i] = &ps[i];
     }
     st.n_producers = m.n_producers;
@@ -658,7 +659,7 @@ static void handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id
     st.producers_total = m.producers_total;
     st.has_last_checkpoint_us = m.last_checkpoint_us > 0;
     st.last_checkpoint_us = m.last_checkpoint_us;
-    server_health(c->server, &health, reason, sizeof reason);
+    health_to_proto(c->view.health, &health, reason, sizeof reason);
     st.health = &health;
     for (size_t i = 0; i < N_COUNTER_FIELDS; i++) {
         uint64_t v;
@@ -819,7 +820,7 @@ static void check_copy(control_t *c)
 
     if (c->checking != CHECK_NONE)
         return;
-    rc = checkpoint_check(server_checkpoint(c->server), store_backup_copy_path(c->backup));
+    rc = checkpoint_check(c->view.checkpoint, store_backup_copy_path(c->backup));
     if (rc < 0) {
         snprintf(why, sizeof why, "cannot check the copy: %s", strerror(-rc));
         backup_failed(c, why);
@@ -859,7 +860,7 @@ static void copy_checked(control_t *c, const check_result_t *r)
     int rc;
 
     if (r->rc == -EUCLEAN) {
-        server_check_done(c->server, false, true, r->message);
+        check_done(c, false, true, r->message);
         snprintf(why, sizeof why,
                  "the copy is malformed (quick_check: %.400s), and so is the live database, "
                  "most likely: run `parksync check`",
@@ -892,6 +893,16 @@ static void copy_checked(control_t *c, const check_result_t *r)
 
 /* ---------------------------------------------------------------- check */
 
+/* A quick_check ended: a pass clears a malformed database's condition, a
+ * finding raises it. */
+static void check_done(control_t *c, bool ok, bool malformed, const char *findings)
+{
+    if (ok)
+        health_clear(c->view.health, HEALTH_MALFORMED);
+    else if (malformed)
+        health_raise(c->view.health, HEALTH_MALFORMED, "quick_check: %s", findings);
+}
+
 static void handle_check(control_t *c, const zmq_msg_t *id, uint64_t request_id)
 {
     int rc;
@@ -904,7 +915,7 @@ static void handle_check(control_t *c, const zmq_msg_t *id, uint64_t request_id)
                                                "a moment");
         return;
     }
-    rc = checkpoint_check(server_checkpoint(c->server), NULL);
+    rc = checkpoint_check(c->view.checkpoint, NULL);
     if (rc < 0) {
         send_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
                    "cannot start the check; see the daemon's log");
@@ -921,7 +932,7 @@ static void live_checked(control_t *c, const check_result_t *r)
 {
     Parksync__V1__ControlReply reply = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Check k = PARKSYNC__V1__CHECK__INIT;
-    const config_t *cfg = server_config(c->server);
+    const config_t *cfg = c->view.cfg;
     int64_t took_ms = wire_monotonic_ms() - c->check_started_ms;
     char msg[sizeof r->message + 64];
     struct stat sb;
@@ -932,7 +943,7 @@ static void live_checked(control_t *c, const check_result_t *r)
         reply_error_to(c, &c->check_for, msg);
         return;
     }
-    server_check_done(c->server, r->rc == 0, r->rc == -EUCLEAN, r->message);
+    check_done(c, r->rc == 0, r->rc == -EUCLEAN, r->message);
     if (r->rc == 0)
         log_notice("check of the database: quick_check found nothing wrong in %.1f s",
                    (double)took_ms / 1000);
@@ -955,7 +966,7 @@ void control_check_done(control_t *c)
     check_result_t r;
     int what = c->checking;
 
-    if (!checkpoint_check_result(server_checkpoint(c->server), &r))
+    if (!checkpoint_check_result(c->view.checkpoint, &r))
         return;
     c->checking = CHECK_NONE;
     if (what == CHECK_COPY && c->backup)
@@ -1095,7 +1106,7 @@ static void send_status_line(control_t *c)
     metrics_snapshot_t m;
     const server_counters_t *n = &m.n;
     char health[HEALTH_REASON * HEALTH_CONDITIONS], since[32] = "";
-    int64_t since_us = health_report(server_health_state(c->server), health, sizeof health);
+    int64_t since_us = health_report(c->view.health, health, sizeof health);
 
     if (since_us != 0) {
         time_t t = (time_t)(since_us / 1000000);

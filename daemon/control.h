@@ -20,8 +20,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server.h"
+#include "ahead.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "conns.h"
+#include "counters.h"
+#include "health.h"
 #include "store.h"
+#include "subscriptions.h"
+#include "zap.h"
 
 #define CONTROL_DEFAULT_LIMIT 100  /* conflicts per page when the request says none */
 #define CONTROL_MAX_LIMIT     1000 /* conflicts per page at most */
@@ -31,14 +38,27 @@
 
 typedef struct control control_t;
 
+/* What the control socket reads and touches of the running daemon,
+ * handed over by the loop's owner: control never sees the server. Every
+ * pointer is the owner's and outlives the control socket. */
+typedef struct control_view {
+    const config_t *cfg;               /* running configuration, updated in place on reload */
+    const server_counters_t *counters; /* the loop's counters */
+    health_t *health;                  /* checks raise and clear its conditions too */
+    const ahead_t *ahead;              /* producers ahead of the database */
+    const zap_t *zap;                  /* the ZAP handler; NULL when CURVE is off */
+    checkpoint_t *checkpoint;          /* the thread that runs the checks */
+    conns_t *const *conns;             /* CONNS_SOCKETS entries; NULL: not monitored */
+    const subscriptions_t *subs;       /* subscriptions applied on the publish socket */
+} control_view_t;
+
 /* Creates the ROUTER in zctx and binds it to endpoint (an ipc:// path
- * whose directory is created 0700 when missing), monitors the server's
- * publish socket and starts the [metrics] http endpoint when configured.
- * The store and the server are borrowed for the lifetime of the control
- * socket (the server may still be under construction: only its publish
- * socket and config are read here). Returns NULL after logging one line
- * naming the endpoint. */
-control_t *control_new(void *zctx, const char *endpoint, store_t *store, server_t *server);
+ * whose directory is created 0700 when missing) and starts the [metrics]
+ * http endpoint when configured. The store and what view points to are
+ * borrowed for the lifetime of the control socket; view is copied.
+ * Returns NULL after logging one line naming the endpoint. */
+control_t *control_new(void *zctx, const char *endpoint, store_t *store,
+                       const control_view_t *view);
 
 /* The ZeroMQ socket, for zmq_poll. */
 void *control_socket(const control_t *c);

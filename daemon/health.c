@@ -57,6 +57,23 @@ bool health_degraded(const health_t *h)
     return false;
 }
 
+void health_to_proto(const health_t *h, Parksync__V1__Health *out, char *buf, size_t size)
+{
+    int64_t since = health_report(h, buf, size);
+
+    parksync__v1__health__init(out);
+    if (since != 0) {
+        out->has_degraded = out->degraded = true;
+        out->reason = buf;
+        out->has_since_us = true;
+        out->since_us = since;
+    }
+    if (h->last_commit_us != 0) {
+        out->has_last_commit_us = true;
+        out->last_commit_us = h->last_commit_us;
+    }
+}
+
 int64_t health_report(const health_t *h, char *buf, size_t size)
 {
     int64_t since = 0;

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parksync.pb-c.h"
+
 /* Conditions, most severe first: a report names them in this order. */
 typedef enum health_cond {
     HEALTH_MALFORMED,  /* SQLite found the database malformed; until a check passes */
@@ -53,5 +55,9 @@ bool health_degraded(const health_t *h);
  * "; " (most severe first), in buf. Returns the earliest since_us of
  * them (0 when ok). */
 int64_t health_report(const health_t *h, char *buf, size_t size);
+
+/* The report as the protocol carries it (proto Health); out->reason
+ * points into buf. */
+void health_to_proto(const health_t *h, Parksync__V1__Health *out, char *buf, size_t size);
 
 #endif /* PARKSYNCD_HEALTH_H */

@@ -151,8 +151,9 @@ static int preflight(const config_t *cfg, char *err, size_t len)
     if (access(dir, W_OK | X_OK) < 0) {
         rc = -errno;
         snprintf(err, len, "[daemon] database = %.400s: the folder %.400s %s", cfg->database, dir,
-                 rc == -ENOENT ? "does not exist" : rc == -EACCES ? "is not writable by this user"
-                                                                  : strerror(-rc));
+                 rc == -ENOENT   ? "does not exist"
+                 : rc == -EACCES ? "is not writable by this user"
+                                 : strerror(-rc));
         return rc;
     }
     return 0;

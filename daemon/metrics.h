@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 #include "conns.h"
-#include "server.h"
+#include "counters.h"
+#include "health.h"
 #include "store.h"
 
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */

@@ -597,36 +597,6 @@ static void publish_ack(server_t *s, const char *producer_id)
 /* The heartbeat carries the epoch, the head, this start's instance id and
  * the last stream sequence of every record topic, so a subscriber can
  * tell a lost record even on a topic that has gone quiet. */
-void server_health(const server_t *s, Parksync__V1__Health *h, char *buf, size_t size)
-{
-    int64_t since = health_report(&s->health, buf, size);
-
-    parksync__v1__health__init(h);
-    if (since != 0) {
-        h->has_degraded = h->degraded = true;
-        h->reason = buf;
-        h->has_since_us = true;
-        h->since_us = since;
-    }
-    if (s->health.last_commit_us != 0) {
-        h->has_last_commit_us = true;
-        h->last_commit_us = s->health.last_commit_us;
-    }
-}
-
-const health_t *server_health_state(const server_t *s)
-{
-    return &s->health;
-}
-
-void server_check_done(server_t *s, bool ok, bool malformed, const char *findings)
-{
-    if (ok)
-        health_clear(&s->health, HEALTH_MALFORMED);
-    else if (malformed)
-        health_raise(&s->health, HEALTH_MALFORMED, "quick_check: %s", findings);
-}
-
 /* The checkpoint thread's failures, as a condition of the health. */
 static void health_of_checkpoints(server_t *s)
 {
@@ -684,7 +654,7 @@ static void publish_heartbeat(server_t *s)
     hb.has_time_us = true;
     hb.time_us = wire_now_us();
     if (health_degraded(&s->health)) { /* producers waiting for acks learn why */
-        server_health(s, &health, reason, sizeof reason);
+        health_to_proto(&s->health, &health, reason, sizeof reason);
         hb.health = &health;
     }
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
@@ -1603,7 +1573,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         pong.head_revision = store_head(s->store);
         pong.has_time_us = true;
         pong.time_us = wire_now_us();
-        server_health(s, &health, reason, sizeof reason);
+        health_to_proto(&s->health, &health, reason, sizeof reason);
         pong.health = &health;
         r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
         r.pong = &pong;
@@ -2007,7 +1977,17 @@ server_t *server_new(const config_t *cfg)
     if (s->conns[2] && conns_on_close(s->conns[2], on_query_closed, s) < 0)
         log_warning("out of memory for query connection numbers; a client that hangs up keeps "
                     "its streams until stream_idle_ms");
-    s->control = control_new(s->zctx, cfg->control, s->store, s);
+    control_view_t view = {
+        .cfg = &s->cfg,
+        .counters = &s->n,
+        .health = &s->health,
+        .ahead = &s->ahead,
+        .zap = s->zap,
+        .checkpoint = s->checkpoint,
+        .conns = s->conns,
+        .subs = s->subs,
+    };
+    s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)
         goto fail;
     s->n_streams = cfg->max_streams;
@@ -2256,38 +2236,6 @@ void server_destroy(server_t **sp)
     wire_buf_free(&s->pubbuf);
     free(s);
     *sp = NULL;
-}
-
-/* ---------------------------------------------------------------- for control.c */
-
-const zap_t *server_zap(const server_t *s)
-{
-    return s->zap;
-}
-
-checkpoint_t *server_checkpoint(const server_t *s)
-{
-    return s->checkpoint;
-}
-
-const ahead_t *server_ahead(const server_t *s)
-{
-    return &s->ahead;
-}
-
-const config_t *server_config(const server_t *s)
-{
-    return &s->cfg;
-}
-
-const conns_stats_t *server_conns(const server_t *s, int i)
-{
-    return i >= 0 && i < CONNS_SOCKETS && s->conns[i] ? conns_stats(s->conns[i]) : NULL;
-}
-
-uint64_t server_subscriptions(const server_t *s)
-{
-    return subscriptions_stats(s->subs)->in_use;
 }
 
 void server_reload_done(server_t *s, bool ok, const char *message)

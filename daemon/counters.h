@@ -1,0 +1,44 @@
+/*
+ * counters.h - what the loop counts, since start: read by the control
+ * socket (status, metrics, STATUS=) and logged when the daemon stops.
+ */
+#ifndef PARKSYNCD_COUNTERS_H
+#define PARKSYNCD_COUNTERS_H
+
+#include <stdint.h>
+
+/* Counters, all since start. */
+typedef struct server_counters {
+    uint64_t received;         /* ingest messages read */
+    uint64_t applied;          /* updates merged (STORE_APPLIED) */
+    uint64_t duplicates;       /* updates at or below the producer's last sequence */
+    uint64_t gaps;             /* updates beyond last sequence + 1, not applied */
+    uint64_t refused;          /* updates consumed but refused by the store (authority, ...) */
+    uint64_t unadmitted;       /* updates of producers not admitted (not listed by authority,
+                                  or beyond max_producers): nothing kept, not acked */
+    uint64_t bad_frames;       /* ingest messages not exactly [topic][payload] */
+    uint64_t too_large;        /* payloads over WIRE_MAX_UPDATE */
+    uint64_t undecodable;      /* payloads that are not an Update */
+    uint64_t invalid;          /* Updates failing validation */
+    uint64_t wrong_topic;      /* Updates whose topic is not their kind's */
+    uint64_t store_errors;     /* batches rolled back on a storage failure */
+    uint64_t summary_failures; /* country summaries not refreshed (the old one kept) */
+    uint64_t commits;          /* batches committed */
+    uint64_t published;        /* records published */
+    uint64_t acks;             /* acks published */
+    uint64_t heartbeats;       /* heartbeats published */
+    uint64_t queries;          /* query requests read */
+    uint64_t bad_queries;      /* query requests dropped or refused as malformed */
+    uint64_t chunks;           /* stream chunks sent */
+    uint64_t streams_opened;   /* snapshot and changes streams started */
+    uint64_t streams_refused;  /* stream requests answered BUSY (either stream limit) */
+    uint64_t streams_dropped;  /* streams ended early (stalled, client gone, failure) */
+    uint64_t streams_stalled;  /* of those, dropped for delivering nothing for stream_idle_ms */
+    uint64_t forged;           /* CURVE on: updates whose producer is not the authenticated
+                                  ministry's (or with no ministry identity), dropped */
+    uint64_t subscriptions_refused; /* publish messages refused: no topic prefix, over
+                                       max_subscriptions, no subscription (subscriptions.h) */
+    uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
+} server_counters_t;
+
+#endif /* PARKSYNCD_COUNTERS_H */
