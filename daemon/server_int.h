@@ -1,0 +1,250 @@
+/*
+ * server_int.h - what the files of parksyncd's loop share: the context
+ * struct (server_t), the streams and the functions one file calls in
+ * another. Only server.c, ingest.c, publish.c and streams.c include it.
+ *
+ *   server.c   the sockets and sending, the loop, life cycle, reload
+ *   ingest.c   the batch (begin, commit, roll back) and the ingest socket
+ *   publish.c  topics and stream sequences, changes, acks, heartbeats,
+ *              summaries republished, subscriptions on the publish socket
+ *   streams.c  the query socket: requests, snapshot and changes streams
+ */
+#ifndef PARKSYNCD_SERVER_INT_H
+#define PARKSYNCD_SERVER_INT_H
+
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "conns.h"
+#include "control.h"
+#include "keys.h"
+#include "ahead.h"
+#include "checkpoint.h"
+#include "health.h"
+#include "log.h"
+#include "store.h"
+#include "strmap.h"
+#include "subscriptions.h"
+#include "wire.h"
+#include "zap.h"
+
+/* ZMQ_ZAP_ENFORCE_DOMAIN is a draft option in libzmq 4.3's header, but
+ * the stable 4.3.4 library honours it (measured: a CURVE server with a
+ * ZAP domain and this option refuses every client when no handler is
+ * bound; without it, it admits any key). */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
+
+#define POLL_MAX_MS           500         /* longest sleep: bounds signal latency, ms */
+#define QUERY_BUDGET          256         /* query requests read per pass */
+#define STREAM_CHUNK_BUDGET   32          /* chunks built per pass, all streams (1 MiB) */
+#define STREAM_CHUNKS_EACH    8           /* chunks one stream may get per round */
+#define STREAM_RETRY_MS       5           /* a held chunk is offered again this often, ms */
+#define STREAM_DEFAULT_CREDIT 8           /* chunks granted when the request says none */
+#define CHUNK_MAX_BYTES       (32 * 1024) /* record bytes per chunk, or one record */
+#define ROUTING_ID_MAX        256         /* bytes of a ZeroMQ routing id */
+#define LINGER_MS             500         /* on close, pending messages get this long, ms */
+#define INGEST_RCVHWM         100000      /* updates queued in the SUB before ZeroMQ drops */
+#define PUBLISH_SNDHWM        10000       /* publications queued per subscriber */
+#define REPLY_MAX             2048        /* bytes of a non-chunk QueryReply */
+#define ACK_IDLE_MS           600000      /* an ack topic unused 10..20 min is forgotten, ms */
+/* Bytes of a frame a publish peer may send: its handshake (a CURVE
+ * INITIATE is about 280 bytes, measured: 272 refused, 280 admitted) and
+ * its subscriptions, which are at most 10 + 95 bytes (a ZMTP 3.1
+ * SUBSCRIBE command, what libzmq 4.3.4's SUB sends, carries 10 bytes
+ * besides the topic). libzmq closes the connection of a peer that sends
+ * more; subscriptions_drain refuses anything longer than a topic. */
+#define PUBLISH_MAXMSG      512
+#define SUBSCRIPTION_BUDGET 1024 /* subscription messages read per pass */
+/* Messages libzmq takes from one publish connection before the daemon has
+ * read them. libzmq moves a connection's messages to the socket, and its
+ * subscriptions into the trie, in one loop that runs for as long as its
+ * I/O thread keeps it fed, inside whichever call the daemon made. Under a
+ * flood of 200-byte subscriptions one zmq_msg_recv took, in 5 runs, up to
+ * 1259 ms and 282 MB with the default 1000; up to 37 ms with 256; 1 ms
+ * with 64. The rest waits in the kernel, within PUBLISH_RCVBUF on tcp
+ * (the peer's send buffer on ipc). */
+#define PUBLISH_RCVHWM 16
+#define PUBLISH_RCVBUF (64 * 1024) /* bytes: a subscription is at most 105 */
+#define WELCOME_MIN_MS 100         /* least time between a heartbeat and a welcome, ms */
+
+/* ---------------------------------------------------------------- the context */
+
+/* Which rate limiter a log line about peer input uses. */
+enum {
+    RL_BAD_FRAMES,
+    RL_TOO_LARGE,
+    RL_UNDECODABLE,
+    RL_INVALID,
+    RL_WRONG_TOPIC,
+    RL_GAP,
+    RL_BAD_QUERY,
+    RL_SEND,
+    RL_FORGED,
+    RL_REFUSED,
+    RL_SUMMARY,
+    RL_UNADMITTED,
+    RL_STREAM_BUSY,
+    RL_STREAM_STALLED,
+    RL_STORAGE,
+    RL_COUNT,
+};
+
+/* Where a query reply goes: the ROUTER routing id, and whether the client
+ * put an empty delimiter frame before its request (REQ-style), which the
+ * reply mirrors. */
+typedef struct peer {
+    uint8_t id[ROUTING_ID_MAX]; /* routing id bytes */
+    size_t len;                 /* bytes of id */
+    bool delimiter;             /* send an empty frame after the id */
+    int fd;                     /* its connection's descriptor (ZMQ_SRCFD), -1: unknown */
+    uint32_t conn;              /* that connection's accept number (conns_number), 0: unknown */
+} peer_t;
+
+typedef enum stream_state {
+    STREAM_FREE = 0, /* slot unused */
+    STREAM_WAITING,  /* asked for; the cursor opens after the next commit */
+    STREAM_RUNNING,  /* cursor open, chunks flow while credit lasts */
+} stream_state_t;
+
+/* One snapshot or changes stream, keyed by (peer, request_id). */
+typedef struct stream {
+    stream_state_t state;
+    bool changes; /* changes since `since` (else a snapshot) */
+    bool history; /* snapshot: the state at `since` (at_revision) */
+    peer_t peer;
+    uint64_t request_id;
+    store_filter_t filter;
+    uint64_t since;         /* changes: revisions > since */
+    uint32_t credit;        /* chunks the client can take now */
+    uint32_t chunk_records; /* records per chunk */
+    store_cursor_t *cursor;
+    uint64_t revision; /* the cursor's head revision */
+    wire_buf_t ahead;  /* one record read ahead of the chunk (to know "last") */
+    bool has_ahead;    /* `ahead` holds a record */
+    bool at_end;       /* the cursor is exhausted */
+    wire_buf_t held;   /* a finished chunk the client's full queue refused; len 0: none */
+    bool held_last;    /* `held` is the stream's last chunk */
+    int64_t active_ms; /* monotonic ms of the last progress: opened, chunk queued, cursor step */
+} stream_t;
+
+struct server {
+    config_t cfg;          /* running configuration */
+    void *zctx;            /* ZeroMQ context, owned */
+    void *ingest;          /* SUB, bound */
+    void *publish;         /* XPUB, bound: PUB on the wire, subscriptions readable */
+    subscriptions_t *subs; /* what publish's peers may subscribe to */
+    void *query;           /* ROUTER, bound */
+    control_t *control;    /* operator's control ROUTER (ipc), bound */
+
+    conns_t *conns[CONNS_SOCKETS]; /* connections of ingest, publish, query; NULL: unmonitored */
+
+    store_t *store;
+    bool batch_open;                       /* a store batch is open */
+    strmap_t touched;                      /* producers with an update in the open batch */
+    strmap_t topic_seq;                    /* last stream_sequence per record topic, hb/ */
+    strmap_t ack_seq[2];                   /* per ack topic: [0] this period, [1] the last */
+    int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
+    ahead_t ahead;                         /* producers whose gap does not close */
+    uint64_t published_rev;                /* highest revision published */
+    uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
+    int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
+    stream_t *streams;         /* cfg.max_streams slots */
+    uint32_t n_streams;        /* slots allocated */
+    bool streams_waiting;      /* some slot is STREAM_WAITING */
+    bool streams_held;         /* some stream with credit holds a chunk its client refused */
+    uint32_t stream_rr;        /* round-robin start for chunk sending */
+    wire_chunk_t chunk;        /* chunk being built, reused */
+    wire_buf_t pubbuf;         /* record publication being built, reused */
+    struct {
+        const void *data;      /* an update of the UpdateBatch being handled */
+        size_t len;            /* its bytes */
+    } batch[WIRE_MAX_BATCH];   /* handle_batch: the updates, found in one walk */
+    int64_t last_refresh_ms;   /* monotonic ms of the last summary refresh */
+    int64_t next_heartbeat_ms; /* monotonic ms of the next heartbeat */
+    int64_t last_heartbeat_ms; /* monotonic ms of the last heartbeat sent */
+    bool welcome_wanted;       /* a subscription covering "hb/" awaits a heartbeat */
+    bool subs_backlog;         /* the last drain left subscriptions waiting */
+    int64_t watchdog_ms;       /* systemd watchdog ping period, 0: none */
+    int64_t next_watchdog_ms;  /* monotonic ms of the next ping */
+    log_ratelimit_t rl[RL_COUNT];
+    server_counters_t n;                             /* counters */
+    struct {                                         /* the open batch's outcomes, counted in n */
+        uint64_t applied, duplicates, gaps, refused; /* when it commits */
+    } pend;
+    health_t health;                     /* ok, or what degrades the daemon */
+    zap_t *zap;                          /* ZAP handler thread; NULL when CURVE is off */
+    checkpoint_t *checkpoint;            /* WAL checkpoint thread */
+    char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
+};
+
+/* ---- server.c: sockets and sending (every send is ZMQ_DONTWAIT) */
+
+/* Receives one message of up to max parts (the rest are read and
+ * dropped): 0 with *kept parts in parts and *total counted, or -errno. */
+int recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total);
+void close_parts(zmq_msg_t *parts, int n);
+/* Sends [topic][data] on the publish socket. */
+void publish(server_t *s, const char *topic, const void *data, size_t len);
+/* Sends data to a query peer: 0 or -errno (-EAGAIN: its queue is full). */
+int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len);
+/* Words for a failed send_reply, for the log. */
+const char *send_failure(int rc);
+/* Packs and sends a QueryReply (version and request_id filled in). */
+void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__QueryReply *r);
+void reply_error(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__ErrorCode code,
+                 const char *message);
+
+/* ---- ingest.c: the batch and the ingest socket */
+
+/* A store call failed: logged (rate-limited), and the health raised. */
+void store_trouble(server_t *s, int rc, bool write, const char *what, const char *errmsg);
+/* Commits the open batch, publishes what it changed, acks its producers. */
+void batch_finish(server_t *s);
+/* One step of conflict retention in an empty batch; true when more remain. */
+bool prune_step(server_t *s);
+bool summaries_due(server_t *s, int64_t now);
+void refresh_summaries(server_t *s, int64_t now);
+/* Reads ingest messages into the batch until about batch_max updates. */
+void drain_ingest(server_t *s);
+
+/* ---- publish.c: the publish socket */
+
+/* Forgets ack topics unused for ACK_IDLE_MS. */
+void age_ack_topics(server_t *s, int64_t now);
+/* Publishes every committed change after published_rev. */
+void publish_changes(server_t *s);
+void publish_ack(server_t *s, const char *producer_id);
+/* The checkpoint thread's failures, as a condition of the health. */
+void health_of_checkpoints(server_t *s);
+void publish_heartbeat(server_t *s);
+void republish_summaries(server_t *s);
+/* Applies (or refuses) what peers of the publish socket sent. */
+void drain_subscriptions(server_t *s);
+/* A subscription covering "hb/" waits for its welcome heartbeat. */
+bool welcome_due(const server_t *s, int64_t now);
+
+/* ---- streams.c: the query socket */
+
+void stream_close(stream_t *st);
+/* conns_on_close callback: a query connection went; its streams end. */
+void on_query_closed(void *arg, int fd, uint32_t conn);
+/* Opens the cursors of waiting streams (after a commit). */
+void open_waiting_streams(server_t *s, int64_t now);
+/* Sends chunks within the pass's budget; true when there is more to do. */
+bool pump_streams(server_t *s, int64_t now);
+/* Streams one client may run: max_streams_per_client, at most max_streams - 1. */
+uint32_t streams_per_client(const server_t *s);
+/* Answers the query requests waiting, up to QUERY_BUDGET. */
+void drain_queries(server_t *s);
+
+#endif /* PARKSYNCD_SERVER_INT_H */
