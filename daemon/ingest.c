@@ -14,7 +14,7 @@
  * resend fails again), and the health says so: a malformed database until
  * a check passes, a failure to write (write) until a batch commits.
  */
-void store_trouble(server_t *s, int rc, bool write, const char *what, const char *errmsg)
+void server_store_failed(server_t *s, int rc, bool write, const char *what, const char *errmsg)
 {
     if (rc == -EUCLEAN)
         health_raise(&s->health, HEALTH_MALFORMED, "%s: %s", what, errmsg);
@@ -35,7 +35,7 @@ static int batch_begin(server_t *s)
         return 0;
     rc = store_begin(s->store);
     if (rc < 0) {
-        store_trouble(s, rc, true, "cannot start a transaction", store_errmsg(s->store));
+        server_store_failed(s, rc, true, "cannot start a transaction", store_errmsg(s->store));
         return rc;
     }
     s->batch_open = true;
@@ -46,7 +46,7 @@ static int batch_begin(server_t *s)
  * counted or acked, so the producers resend. */
 static void batch_abort(server_t *s, int rc, const char *what)
 {
-    store_trouble(s, rc, true, what, store_errmsg(s->store));
+    server_store_failed(s, rc, true, what, store_errmsg(s->store));
     store_rollback(s->store);
     s->batch_open = false;
     strmap_clear(&s->touched);
@@ -352,7 +352,7 @@ void drain_ingest(server_t *s)
         zmq_msg_t parts[2];
         int kept, total, rc;
 
-        rc = recv_parts(s->ingest, parts, 2, &kept, &total);
+        rc = server_recv_parts(s->ingest, parts, 2, &kept, &total);
         if (rc == -EAGAIN || rc == -EINTR)
             return;
         if (rc < 0) {
@@ -380,6 +380,6 @@ void drain_ingest(server_t *s)
                               &parts[1]);
         }
         n++;
-        close_parts(parts, kept);
+        server_close_parts(parts, kept);
     }
 }

@@ -75,7 +75,7 @@ static void publish_importer_copy(server_t *s, uint64_t revision, const char *ex
                   "subscribers will see a gap",
                   revision);
     } else {
-        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        server_publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
     }
     if (r)
@@ -97,7 +97,7 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
                   "a gap",
                   revision);
     } else {
-        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        server_publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
         if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
             publish_importer_copy(s, revision, country, record, len);
@@ -136,7 +136,7 @@ void publish_changes(server_t *s)
         snprintf(what, sizeof what,
                  "cannot read the change log after revision %" PRIu64 " to publish it",
                  s->published_rev);
-        store_trouble(s, rc, false, what, store_errmsg(s->store));
+        server_store_failed(s, rc, false, what, store_errmsg(s->store));
     }
     /* what is not published yet stays in the change log */
     store_pin_changes(s->store, s->published_rev);
@@ -155,7 +155,7 @@ static void publish_small(server_t *s, const char *topic, uint64_t sequence,
     if (protobuf_c_message_get_packed_size(&p->base) > sizeof buf)
         return; /* cannot happen: ids are at most WIRE_MAX_ID bytes */
     len = protobuf_c_message_pack(&p->base, buf);
-    publish(s, topic, buf, len);
+    server_publish(s, topic, buf, len);
 }
 
 void publish_ack(server_t *s, const char *producer_id)
@@ -245,7 +245,7 @@ void publish_heartbeat(server_t *s)
     len = protobuf_c_message_get_packed_size(&p.base);
     if (len <= WIRE_MAX_MSG && (buf = malloc(len)) != NULL) {
         protobuf_c_message_pack(&p.base, buf);
-        publish(s, WIRE_TOPIC_HEARTBEAT, buf, len);
+        server_publish(s, WIRE_TOPIC_HEARTBEAT, buf, len);
         free(buf);
         s->n.heartbeats++;
     } else {
@@ -295,7 +295,7 @@ static int on_summary(void *arg, uint64_t revision, Parksync__V1__RecordKind kin
     if (r && r->body_case == PARKSYNC__V1__RECORD__BODY_SUMMARY &&
         wire_topic_record(topic, sizeof topic, kind, r->summary->country) >= 0 &&
         wire_publication_repeat(&s->pubbuf, next_sequence(s, topic), record, len) == 0) {
-        publish(s, topic, s->pubbuf.data, s->pubbuf.len);
+        server_publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
     }
     if (r)

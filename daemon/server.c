@@ -126,7 +126,7 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
  * `max` parts in parts[] (initialised here; the caller closes *kept of
  * them) and discards the rest; *total counts every part. Returns 0,
  * -EAGAIN when nothing is waiting, or a negative errno. */
-int recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total)
+int server_recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total)
 {
     int more = 1;
     size_t more_len = sizeof more;
@@ -158,14 +158,14 @@ int recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total)
     return 0;
 }
 
-void close_parts(zmq_msg_t *parts, int n)
+void server_close_parts(zmq_msg_t *parts, int n)
 {
     for (int i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);
 }
 
 /* Sends [topic][payload] on the PUB socket. PUB drops rather than block. */
-void publish(server_t *s, const char *topic, const void *data, size_t len)
+void server_publish(server_t *s, const char *topic, const void *data, size_t len)
 {
     if (zmq_send(s->publish, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(s->publish, data, len, ZMQ_DONTWAIT) < 0)
@@ -178,7 +178,7 @@ void publish(server_t *s, const char *topic, const void *data, size_t len)
  * -EAGAIN when the client's queue is full (nothing was queued: ZeroMQ
  * checks the mark at the first frame and counts whole messages),
  * -EHOSTUNREACH when it has gone. */
-int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len)
+int server_send_reply(server_t *s, const peer_t *peer, const void *data, size_t len)
 {
     if (zmq_send(s->query, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return -errno;
@@ -189,8 +189,8 @@ int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len)
     return 0;
 }
 
-/* Why send_reply failed, for a log line. */
-const char *send_failure(int rc)
+/* Why server_send_reply failed, for a log line. */
+const char *server_send_failure(int rc)
 {
     if (rc == -EAGAIN)
         return "the client's queue is full (query_hwm), it does not read";
@@ -200,7 +200,7 @@ const char *send_failure(int rc)
 }
 
 /* Packs a small QueryReply (everything but chunks) and sends it. */
-void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__QueryReply *r)
+void server_reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__QueryReply *r)
 {
     uint8_t buf[REPLY_MAX];
     size_t len;
@@ -216,15 +216,15 @@ void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__Q
         return;
     }
     len = protobuf_c_message_pack(&r->base, buf);
-    rc = send_reply(s, peer, buf, len);
+    rc = server_send_reply(s, peer, buf, len);
     if (rc < 0)
         log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
                         "cannot send a reply to request %" PRIu64 ": %s; dropping it", request_id,
-                        send_failure(rc));
+                        server_send_failure(rc));
 }
 
-void reply_error(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__ErrorCode code,
-                 const char *message)
+void server_reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
+                        Parksync__V1__ErrorCode code, const char *message)
 {
     Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
     Parksync__V1__Error e = PARKSYNC__V1__ERROR__INIT;
@@ -234,7 +234,7 @@ void reply_error(server_t *s, const peer_t *peer, uint64_t request_id, Parksync_
     e.message = (char *)message;
     r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_ERROR;
     r.error = &e;
-    reply(s, peer, request_id, &r);
+    server_reply(s, peer, request_id, &r);
 }
 
 /* ---------------------------------------------------------------- the loop */

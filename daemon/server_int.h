@@ -191,23 +191,24 @@ struct server {
 
 /* Receives one message of up to max parts (the rest are read and
  * dropped): 0 with *kept parts in parts and *total counted, or -errno. */
-int recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total);
-void close_parts(zmq_msg_t *parts, int n);
+int server_recv_parts(void *sock, zmq_msg_t *parts, int max, int *kept, int *total);
+void server_close_parts(zmq_msg_t *parts, int n);
 /* Sends [topic][data] on the publish socket. */
-void publish(server_t *s, const char *topic, const void *data, size_t len);
+void server_publish(server_t *s, const char *topic, const void *data, size_t len);
 /* Sends data to a query peer: 0 or -errno (-EAGAIN: its queue is full). */
-int send_reply(server_t *s, const peer_t *peer, const void *data, size_t len);
-/* Words for a failed send_reply, for the log. */
-const char *send_failure(int rc);
+int server_send_reply(server_t *s, const peer_t *peer, const void *data, size_t len);
+/* Words for a failed server_send_reply, for the log. */
+const char *server_send_failure(int rc);
 /* Packs and sends a QueryReply (version and request_id filled in). */
-void reply(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__QueryReply *r);
-void reply_error(server_t *s, const peer_t *peer, uint64_t request_id, Parksync__V1__ErrorCode code,
-                 const char *message);
+void server_reply(server_t *s, const peer_t *peer, uint64_t request_id,
+                  Parksync__V1__QueryReply *r);
+void server_reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
+                        Parksync__V1__ErrorCode code, const char *message);
 
 /* ---- ingest.c: the batch and the ingest socket */
 
 /* A store call failed: logged (rate-limited), and the health raised. */
-void store_trouble(server_t *s, int rc, bool write, const char *what, const char *errmsg);
+void server_store_failed(server_t *s, int rc, bool write, const char *what, const char *errmsg);
 /* Commits the open batch, publishes what it changed, acks its producers. */
 void batch_finish(server_t *s);
 /* One step of conflict retention in an empty batch; true when more remain. */

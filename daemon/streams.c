@@ -58,7 +58,7 @@ static stream_t *stream_find(server_t *s, const peer_t *peer, uint64_t request_i
 static void stream_fail(server_t *s, stream_t *st, Parksync__V1__ErrorCode code,
                         const char *message)
 {
-    reply_error(s, &st->peer, st->request_id, code, message);
+    server_reply_error(s, &st->peer, st->request_id, code, message);
     s->n.streams_dropped++;
     stream_close(st);
 }
@@ -107,10 +107,10 @@ void open_waiting_streams(server_t *s, int64_t now)
         }
         if (!st->cursor) {
             err = err < 0 ? err : -EIO;
-            store_trouble(s, err, false,
-                          st->changes ? "cannot open a changes cursor"
-                                      : "cannot open a snapshot cursor",
-                          store_errmsg(s->store));
+            server_store_failed(s, err, false,
+                                st->changes ? "cannot open a changes cursor"
+                                            : "cannot open a snapshot cursor",
+                                store_errmsg(s->store));
             snprintf(msg, sizeof msg, "cannot read the store: %s; see the daemon's log",
                      store_strerror(err));
             stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, msg);
@@ -159,7 +159,7 @@ static void stream_abort(server_t *s, stream_t *st, int rc)
 {
     log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
                     "cannot send a chunk of stream %" PRIu64 ": %s; ending the stream",
-                    st->request_id, send_failure(rc));
+                    st->request_id, server_send_failure(rc));
     s->n.streams_dropped++;
     stream_close(st);
 }
@@ -172,7 +172,7 @@ static void stream_abort(server_t *s, stream_t *st, int rc)
  * queued or the stream has ended (complete, or its client is gone). */
 static bool stream_deliver(server_t *s, stream_t *st, wire_buf_t *buf, bool last, int64_t now)
 {
-    int rc = send_reply(s, &st->peer, buf->data, buf->len);
+    int rc = server_send_reply(s, &st->peer, buf->data, buf->len);
 
     if (rc == -EAGAIN) {
         if (buf != &st->held) {
@@ -237,7 +237,7 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
     if (rc < 0) {
         char what[64], why[128];
         snprintf(what, sizeof what, "stream %" PRIu64 " failed, ending it", st->request_id);
-        store_trouble(s, rc, false, what, store_cursor_errmsg(st->cursor));
+        server_store_failed(s, rc, false, what, store_cursor_errmsg(st->cursor));
         snprintf(why, sizeof why, "reading the store failed: %s; see the daemon's log",
                  store_strerror(rc));
         stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL, why);
@@ -328,11 +328,11 @@ static void end_stream(server_t *s, stream_t *st)
     rc = wire_chunk_finish(&s->chunk, st->request_id, true, revision, store_epoch(s->store), &msg,
                            &len);
     if (rc == 0)
-        rc = send_reply(s, &st->peer, msg, len);
+        rc = server_send_reply(s, &st->peer, msg, len);
     if (rc < 0)
         log_ratelimited(&s->rl[RL_SEND], LOG_LEVEL_WARNING,
                         "cannot send the end of cancelled stream %" PRIu64 ": %s", st->request_id,
-                        send_failure(rc));
+                        server_send_failure(rc));
     stream_close(st);
 }
 
@@ -365,7 +365,7 @@ static void refuse_stream(server_t *s, const peer_t *peer, uint64_t request_id, 
     s->n.streams_refused++;
     log_ratelimited(&s->rl[RL_STREAM_BUSY], LOG_LEVEL_WARNING,
                     "refusing stream request %" PRIu64 ": %s", request_id, message);
-    reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, message);
+    server_reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BUSY, message);
 }
 
 static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, bool changes,
@@ -426,7 +426,7 @@ static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, s
     s->n.bad_queries++;
     log_ratelimited(&s->rl[RL_BAD_QUERY], LOG_LEVEL_WARNING,
                     "refusing query request %" PRIu64 " (%zu bytes): %s", request_id, len, why);
-    reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
+    server_reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
 }
 
 static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len)
@@ -468,7 +468,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         pong.health = &health;
         r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PONG;
         r.pong = &pong;
-        reply(s, peer, q->request_id, &r);
+        server_reply(s, peer, q->request_id, &r);
         break;
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE: {
@@ -490,14 +490,15 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         }
         r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_PRODUCER_STATE;
         r.producer_state = &ps;
-        reply(s, peer, q->request_id, &r);
+        server_reply(s, peer, q->request_id, &r);
         break;
     }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_SNAPSHOT: {
         const Parksync__V1__SnapshotRequest *sr = q->snapshot;
         if (sr->has_at_revision && sr->has_provenance && sr->provenance) {
-            reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                        "provenance is not kept for history; ask at_revision without it");
+            server_reply_error(s, peer, q->request_id,
+                               PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                               "provenance is not kept for history; ask at_revision without it");
             break;
         }
         start_stream(s, peer, q->request_id, false, sr->filter,
@@ -520,9 +521,9 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
         st = stream_find(s, peer, q->request_id);
         if (!st) {
-            reply_error(s, peer, q->request_id,
-                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
-                        "no stream is running for this request_id");
+            server_reply_error(s, peer, q->request_id,
+                               PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
+                               "no stream is running for this request_id");
             break;
         }
         /* Not progress: a client may grant credit and never read. */
@@ -534,17 +535,17 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CANCEL:
         st = stream_find(s, peer, q->request_id);
         if (!st) {
-            reply_error(s, peer, q->request_id,
-                        PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
-                        "no stream is running for this request_id");
+            server_reply_error(s, peer, q->request_id,
+                               PARKSYNC__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
+                               "no stream is running for this request_id");
             break;
         }
         end_stream(s, st);
         break;
     default:
         s->n.bad_queries++;
-        reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
-                    "the request has no body this daemon knows");
+        server_reply_error(s, peer, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,
+                           "the request has no body this daemon knows");
         break;
     }
     parksync__v1__query_request__free_unpacked(q, NULL);
@@ -558,7 +559,7 @@ void drain_queries(server_t *s)
         peer_t peer;
         zmq_msg_t *body = NULL;
 
-        rc = recv_parts(s->query, parts, 3, &kept, &total);
+        rc = server_recv_parts(s->query, parts, 3, &kept, &total);
         if (rc == -EAGAIN || rc == -EINTR)
             return;
         if (rc < 0) {
@@ -588,6 +589,6 @@ void drain_queries(server_t *s)
                              "request: must be one frame, [request] or [\"\"][request]");
             }
         }
-        close_parts(parts, kept);
+        server_close_parts(parts, kept);
     }
 }
