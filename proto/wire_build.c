@@ -115,23 +115,25 @@ int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t 
     return 0;
 }
 
-int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record, size_t len)
+/* Publication{version, stream_sequence, repeat when asked, record}. */
+static int publication(wire_buf_t *b, uint64_t stream_sequence, bool repeat, const void *record,
+                       size_t len)
 {
     wire_buf_reset(b);
     if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
         wire_buf_put_varint(b, F_PUB_STREAM_SEQ, stream_sequence) < 0 ||
+        (repeat && wire_buf_put_varint(b, F_PUB_REPEAT, 1) < 0) ||
         wire_buf_put_bytes(b, F_PUB_RECORD, record, len) < 0)
         return -ENOMEM;
     return 0;
 }
 
+int wire_publication_record(wire_buf_t *b, uint64_t stream_sequence, const void *record, size_t len)
+{
+    return publication(b, stream_sequence, false, record, len);
+}
+
 int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void *record, size_t len)
 {
-    wire_buf_reset(b);
-    if (wire_buf_put_varint(b, F_PUB_VERSION, WIRE_VERSION) < 0 ||
-        wire_buf_put_varint(b, F_PUB_STREAM_SEQ, stream_sequence) < 0 ||
-        wire_buf_put_varint(b, F_PUB_REPEAT, 1) < 0 ||
-        wire_buf_put_bytes(b, F_PUB_RECORD, record, len) < 0)
-        return -ENOMEM;
-    return 0;
+    return publication(b, stream_sequence, true, record, len);
 }
