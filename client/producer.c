@@ -41,6 +41,10 @@
  * database (a restored backup), and deleted here. Nothing can fill that
  * gap, so instead of resending until a timeout every call fails with
  * PS_ERR_AHEAD naming the range.
+ *
+ * Files: producer.c (this one: starting, sending, the public calls),
+ * producer_window.c (the window, acks, resends and the pump that waits
+ * for them); producer_int.h holds the state they share.
  */
 #include "parksync.h"
 
@@ -53,71 +57,9 @@
 
 #include "keys.h"
 #include "outbox.h"
+#include "producer_int.h"
 #include "sock.h"
 #include "wire.h"
-
-#define PRODUCER_DEFAULT_WINDOW     8192  /* updates in flight */
-#define PRODUCER_DEFAULT_ACK_MS     500   /* ms before the first resend */
-#define PRODUCER_DEFAULT_CONNECT_MS 5000  /* ms ps_producer_new waits */
-#define PRODUCER_MAX_TIMEOUT_MS     8000  /* ms: resend timeout ceiling */
-#define PRODUCER_FAST_RESEND_MS     100   /* ms between resends triggered by repeated acks */
-#define PRODUCER_STATE_RETRY_MS     1000  /* ms between ProducerStateRequests at start */
-#define PRODUCER_POLL_SLICE_MS      100   /* ms: longest single wait inside a blocking call */
-#define PRODUCER_DRAIN_BUDGET       10000 /* acks read per pass before doing other work */
-#define PRODUCER_BATCH              256   /* updates per outbox transaction */
-#define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
-#define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
-
-/* Sends between two reads of acks and subscriptions. A read that finds
- * nothing costs libzmq a poll(2) and a getpid(2); acks come a batch at a
- * time, so reading them after every send would mostly find nothing. */
-#define PRODUCER_SERVICE_EVERY 64
-/* Updates in one UpdateBatch message: an outbox batch at most. */
-#define PRODUCER_BATCH_UPDATES 256
-
-/* One sent, unacknowledged update. */
-typedef struct entry {
-    uint64_t sequence; /* its sequence number */
-    uint8_t *data;     /* encoded Update, owned */
-    size_t len;        /* bytes of data */
-    char topic[16];    /* ingest topic: the kind of the update */
-} entry_t;
-
-struct ps_producer {
-    void *ctx;                         /* ZeroMQ context, owned */
-    void *ingest;                      /* XPUB -> daemon's ingest */
-    void *acks;                        /* SUB <- daemon's publish, ack topic only */
-    void *query;                       /* DEALER -> daemon's query */
-    outbox_t *outbox;                  /* durable outbox, NULL when in memory */
-    char producer_id[WIRE_MAX_ID + 1]; /* our id */
-    unsigned window;                   /* most updates in flight */
-    int ack_timeout_ms;                /* ms: base resend timeout */
-    int cur_timeout_ms;                /* ms: current resend timeout (doubles) */
-    int64_t last_progress_ms;          /* monotonic ms of the last ack advance or resend */
-    int64_t last_resend_ms;            /* monotonic ms of the last resend */
-    uint64_t last_sent;                /* highest sequence assigned */
-    uint64_t last_acked;               /* highest sequence acknowledged */
-    uint64_t resends;                  /* updates sent again */
-    uint64_t fast_resend_for;          /* last_acked at the last repeated-ack resend */
-    uint64_t outbox_deleted;           /* acked updates deleted from the outbox up to here */
-    bool subscribed;                   /* the daemon's SUB has subscribed to our XPUB */
-    bool heard;                        /* a heartbeat arrived: our ack subscription is live */
-    uint64_t bad_frames;               /* undecodable frames on the ack socket */
-    unsigned unserviced;               /* sends since acks were last read */
-    wire_buf_t batch;                  /* UpdateBatch being built by send_entries */
-    entry_t *entries;                  /* the window: entries[head..tail) */
-    size_t head;                       /* first live entry */
-    size_t sent;                       /* first entry not yet sent (head <= sent <= tail) */
-    size_t tail;                       /* one past the last live entry */
-    size_t cap;                        /* entries allocated */
-    uint64_t next_request_id;          /* request ids on the query socket */
-    uint64_t missing_from;             /* ahead: the daemon misses missing_from..missing_to, */
-    uint64_t missing_to;               /* which we no longer hold; 0: not ahead */
-    uint64_t back_ack;                 /* last ack below last_acked, 0: none */
-    char error[256];                   /* text of the last INVALID/REFUSED/OUTBOX error */
-    char health[512];                  /* the last heartbeat's degraded reason; "": ok */
-    int64_t health_since_us;           /* degraded since, per that heartbeat */
-};
 
 void ps_producer_options_init(ps_producer_options_t *opts)
 {
@@ -128,314 +70,6 @@ void ps_producer_options_init(ps_producer_options_t *opts)
     opts->window = PRODUCER_DEFAULT_WINDOW;
     opts->ack_timeout_ms = PRODUCER_DEFAULT_ACK_MS;
     opts->connect_timeout_ms = PRODUCER_DEFAULT_CONNECT_MS;
-}
-
-/* ---------------------------------------------------------------- window */
-
-static size_t in_flight(const ps_producer_t *p)
-{
-    return p->tail - p->head;
-}
-
-/* Appends an update to the window, which takes `data` (malloc'd) over
- * when this succeeds. */
-static int window_take(ps_producer_t *p, uint64_t seq, uint8_t *data, size_t len, const char *topic)
-{
-    if (p->tail == p->cap) {
-        if (p->head > 0) {
-            memmove(p->entries, p->entries + p->head, in_flight(p) * sizeof *p->entries);
-            p->tail -= p->head;
-            p->sent -= p->head;
-            p->head = 0;
-        }
-        if (p->tail == p->cap) {
-            size_t ncap = p->cap ? p->cap * 2 : 64;
-            entry_t *n = realloc(p->entries, ncap * sizeof *n);
-            if (n == NULL)
-                return -ENOMEM;
-            p->entries = n;
-            p->cap = ncap;
-        }
-    }
-    entry_t *e = &p->entries[p->tail];
-    size_t tlen = strnlen(topic, sizeof e->topic - 1);
-    e->data = data;
-    e->len = len;
-    e->sequence = seq;
-    memcpy(e->topic, topic, tlen);
-    e->topic[tlen] = '\0';
-    p->tail++;
-    return 0;
-}
-
-/* Appends a copy of an update to the window. */
-static int window_push(ps_producer_t *p, uint64_t seq, const void *data, size_t len,
-                       const char *topic)
-{
-    uint8_t *copy = malloc(len > 0 ? len : 1);
-    if (copy == NULL)
-        return -ENOMEM;
-    memcpy(copy, data, len);
-    if (window_take(p, seq, copy, len, topic) < 0) {
-        free(copy);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-/* Sends entries[from..to): runs of updates as UpdateBatch messages (one
- * message costs both ends' ZeroMQ threads about as much as a whole
- * batch's bytes), a lone update as itself. Never blocks: past the
- * high-water mark a message is dropped, and go-back-N sends again what
- * the daemon did not acknowledge. The high-water mark is sized above the
- * window, so in normal operation it drops nothing. */
-static void send_entries(ps_producer_t *p, size_t from, size_t to)
-{
-    while (from < to) {
-        const entry_t *e = &p->entries[from];
-        size_t n = 0;
-
-        wire_buf_reset(&p->batch);
-        while (to - from > 1 && from + n < to && n < PRODUCER_BATCH_UPDATES &&
-               p->batch.len + p->entries[from + n].len + 8 <= WIRE_MAX_BATCH_BYTES &&
-               wire_buf_put_bytes(&p->batch, 1, p->entries[from + n].data,
-                                  p->entries[from + n].len) == 0)
-            n++;
-        if (n <= 1) {
-            sock_send(p->ingest, e->topic, e->data, e->len);
-            n = 1;
-        } else {
-            sock_send(p->ingest, WIRE_TOPIC_BATCH, p->batch.data, p->batch.len);
-        }
-        from += n;
-    }
-}
-
-/* Sends again everything on the wire and unacknowledged. */
-static void resend_all(ps_producer_t *p, int64_t now)
-{
-    send_entries(p, p->head, p->sent);
-    p->resends += p->sent - p->head;
-    p->last_resend_ms = now;
-    p->last_progress_ms = now;
-}
-
-/* Commits the outbox batch, then sends what it held: durable before it is
- * on the wire. */
-static ps_err_t flush_pending(ps_producer_t *p)
-{
-    if (p->outbox != NULL && outbox_in_batch(p->outbox) && outbox_commit(p->outbox) < 0) {
-        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
-        return PS_ERR_OUTBOX;
-    }
-    if (p->sent == p->tail)
-        return PS_OK;
-    if (p->sent == p->head)
-        p->last_progress_ms = wire_monotonic_ms(); /* the resend timer starts now */
-    send_entries(p, p->sent, p->tail);
-    p->sent = p->tail;
-    return PS_OK;
-}
-
-/* Deletes acknowledged updates from the outbox: inside the open batch when
- * there is one, else when enough have piled up or all are acked. */
-static ps_err_t outbox_trim(ps_producer_t *p, bool force)
-{
-    if (p->outbox == NULL || p->last_acked <= p->outbox_deleted)
-        return PS_OK;
-    if (!force && !outbox_in_batch(p->outbox) &&
-        p->last_acked - p->outbox_deleted < PRODUCER_BATCH && p->last_acked < p->last_sent)
-        return PS_OK;
-    if (outbox_ack(p->outbox, p->last_acked) < 0) {
-        snprintf(p->error, sizeof p->error, "%s", outbox_errmsg(p->outbox));
-        return PS_ERR_OUTBOX;
-    }
-    p->outbox_deleted = p->last_acked;
-    return PS_OK;
-}
-
-/* ---------------------------------------------------------------- acks */
-
-/* Marks the producer ahead of the daemon's database: from..to are gone. */
-static ps_err_t set_ahead(ps_producer_t *p, uint64_t from, uint64_t to)
-{
-    p->missing_from = from;
-    p->missing_to = to;
-    snprintf(p->error, sizeof p->error,
-             "producer %s is ahead of parksyncd's database: sequences %" PRIu64 "..%" PRIu64
-             " are missing there (a restored backup?) and no longer held here",
-             p->producer_id, from, to);
-    return PS_ERR_AHEAD;
-}
-
-static ps_err_t on_ack(ps_producer_t *p, uint64_t acked, int64_t now)
-{
-    if (acked < p->last_acked) {
-        /* The daemon went back (its database was replaced); once is
-         * perhaps an old ack still on the way, twice the same is its
-         * answer to our resends. */
-        if (acked == p->back_ack)
-            return set_ahead(p, acked + 1, p->last_acked);
-        p->back_ack = acked;
-        return PS_OK;
-    }
-    if (acked > p->last_acked) {
-        /* The daemon is ahead of us only if another process used our id;
-         * numbering must continue after what it applied. */
-        if (acked > p->last_sent)
-            p->last_sent = acked;
-        while (p->head < p->sent && p->entries[p->head].sequence <= acked) {
-            free(p->entries[p->head].data);
-            p->head++;
-        }
-        if (p->head == p->tail)
-            p->head = p->sent = p->tail = 0;
-        p->last_acked = acked;
-        p->cur_timeout_ms = p->ack_timeout_ms;
-        p->last_progress_ms = now;
-        return outbox_trim(p, false);
-    }
-    if (acked == p->last_acked && p->sent > p->head && p->fast_resend_for != acked + 1 &&
-        now - p->last_resend_ms >= PRODUCER_FAST_RESEND_MS) {
-        /* A gap at the daemon: the next one was lost. Once per position;
-         * the timeout covers a resend that is lost too. */
-        p->fast_resend_for = acked + 1;
-        resend_all(p, now);
-    }
-    return PS_OK;
-}
-
-/* Reads the daemon's (un)subscriptions from the XPUB. A subscription after
- * the first means a new connection: what the old one held is gone. */
-static void drain_subscriptions(ps_producer_t *p, int64_t now)
-{
-    for (int i = 0; i < PRODUCER_DRAIN_BUDGET; i++) {
-        uint8_t buf[WIRE_MAX_TOPIC];
-        int n = zmq_recv(p->ingest, buf, sizeof buf, ZMQ_DONTWAIT);
-        if (n < 0)
-            return;
-        if (n < 1 || buf[0] != 1)
-            continue; /* an unsubscription: the connection went away */
-        if (p->subscribed && p->sent > p->head)
-            resend_all(p, now);
-        p->subscribed = true;
-    }
-}
-
-/* A heartbeat: our ack subscription is live, and it says whether the
- * daemon is degraded (why acks may not come). */
-static void on_heartbeat(ps_producer_t *p, const Parksync__V1__Heartbeat *hb)
-{
-    const Parksync__V1__Health *h = hb->health;
-
-    p->heard = true;
-    if (h && h->degraded) {
-        snprintf(p->health, sizeof p->health, "%s", h->reason ? h->reason : "(no reason given)");
-        p->health_since_us = h->since_us;
-    } else {
-        p->health[0] = '\0';
-        p->health_since_us = 0;
-    }
-}
-
-/* Reads every waiting ack without blocking. */
-static ps_err_t drain_acks(ps_producer_t *p)
-{
-    for (int i = 0; i < PRODUCER_DRAIN_BUDGET; i++) {
-        Parksync__V1__Publication *pub;
-        int rc = sock_recv_publication(p->acks, NULL, 0, &pub);
-        if (rc == -EAGAIN)
-            return PS_OK;
-        if (rc == -EPROTO) {
-            p->bad_frames++;
-            continue;
-        }
-        if (rc < 0)
-            return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        ps_err_t err = PS_OK;
-        if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_ACK &&
-            strcmp(pub->ack->producer_id, p->producer_id) == 0)
-            err = on_ack(p, pub->ack->last_sequence, wire_monotonic_ms());
-        else if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT)
-            on_heartbeat(p, pub->heartbeat);
-        parksync__v1__publication__free_unpacked(pub, NULL);
-        if (err != PS_OK)
-            return err;
-    }
-    return PS_OK;
-}
-
-/* Reads acks and subscriptions without blocking, then resends when due. */
-static ps_err_t service(ps_producer_t *p)
-{
-    p->unserviced = 0;
-    ps_err_t err = drain_acks(p);
-    if (err != PS_OK)
-        return err;
-    int64_t now = wire_monotonic_ms();
-    drain_subscriptions(p, now);
-    if (p->sent > p->head && now - p->last_progress_ms >= p->cur_timeout_ms) {
-        resend_all(p, now);
-        p->cur_timeout_ms = p->cur_timeout_ms * 2 > PRODUCER_MAX_TIMEOUT_MS
-                                ? PRODUCER_MAX_TIMEOUT_MS
-                                : p->cur_timeout_ms * 2;
-    }
-    return PS_OK;
-}
-
-/* One pass: commit and send the outbox batch, wait up to wait_ms (or the
- * resend deadline) for acks, read them, resend when due. */
-static ps_err_t pump(ps_producer_t *p, int wait_ms)
-{
-    ps_err_t err = flush_pending(p);
-    if (err != PS_OK)
-        return err;
-    int64_t now = wire_monotonic_ms();
-    if (p->sent > p->head) {
-        int64_t due = p->last_progress_ms + p->cur_timeout_ms - now;
-        if (due < wait_ms)
-            wait_ms = due < 0 ? 0 : (int)due;
-    }
-    zmq_pollitem_t items[2] = {{.socket = p->acks, .events = ZMQ_POLLIN},
-                               {.socket = p->ingest, .events = ZMQ_POLLIN}};
-    if (zmq_poll(items, 2, wait_ms) < 0)
-        return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-    return service(p);
-}
-
-/* Pumps until done(p) or the deadline (-1: none). */
-static ps_err_t wait_until(ps_producer_t *p, bool (*done)(const ps_producer_t *), int timeout_ms)
-{
-    int64_t deadline = timeout_ms < 0 ? -1 : wire_monotonic_ms() + timeout_ms;
-    ps_err_t err = pump(p, 0);
-
-    while (err == PS_OK && !done(p)) {
-        int slice = PRODUCER_POLL_SLICE_MS;
-        if (deadline >= 0) {
-            int64_t left = deadline - wire_monotonic_ms();
-            if (left <= 0)
-                return PS_ERR_TIMEOUT;
-            if (left < slice)
-                slice = (int)left;
-        }
-        err = pump(p, slice);
-    }
-    return err;
-}
-
-static bool window_has_room(const ps_producer_t *p)
-{
-    return in_flight(p) < p->window;
-}
-
-static bool all_acked(const ps_producer_t *p)
-{
-    return p->last_acked >= p->last_sent;
-}
-
-static bool connected(const ps_producer_t *p)
-{
-    return p->subscribed && p->heard;
 }
 
 /* ---------------------------------------------------------------- start */
@@ -540,7 +174,7 @@ static int restore_row(void *arg, uint64_t seq, const void *payload, size_t len)
     }
     if (u != NULL)
         parksync__v1__update__free_unpacked(u, NULL);
-    if ((r->rc = window_push(r->p, seq, payload, len, topic)) < 0)
+    if ((r->rc = producer_window_push(r->p, seq, payload, len, topic)) < 0)
         return 1;
     return 0;
 }
@@ -615,7 +249,8 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     /* The daemon is up; give the subscriptions a moment so the first
      * updates and acks are not lost to the slow joiner. Go-back-N covers
      * the rest, so this wait is bounded and not an error. */
-    if ((e = wait_until(p, connected, PRODUCER_HANDSHAKE_MS)) != PS_OK && e != PS_ERR_TIMEOUT)
+    if ((e = producer_wait_until(p, producer_connected, PRODUCER_HANDSHAKE_MS)) != PS_OK &&
+        e != PS_ERR_TIMEOUT)
         goto fail;
 
     p->last_acked = state.last_sequence;
@@ -637,11 +272,12 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
         if (outbox_last_sequence(p->outbox) > p->last_sent)
             p->last_sent = outbox_last_sequence(p->outbox);
         p->sent = p->tail;
-        if (in_flight(p) > 0)
-            resend_all(p, wire_monotonic_ms());
-        uint64_t oldest = in_flight(p) > 0 ? p->entries[p->head].sequence : p->last_sent + 1;
+        if (producer_in_flight(p) > 0)
+            producer_resend_all(p, wire_monotonic_ms());
+        uint64_t oldest =
+            producer_in_flight(p) > 0 ? p->entries[p->head].sequence : p->last_sent + 1;
         if (oldest > state.last_sequence + 1)
-            set_ahead(p, state.last_sequence + 1, oldest - 1);
+            producer_set_ahead(p, state.last_sequence + 1, oldest - 1);
     }
     p->last_progress_ms = wire_monotonic_ms();
     *err = PS_OK;
@@ -702,7 +338,8 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
         snprintf(p->error, sizeof p->error, "invalid update: no body");
         return PS_ERR_INVALID;
     }
-    if (!window_has_room(p) && (err = wait_until(p, window_has_room, timeout_ms)) != PS_OK) {
+    if (!producer_window_has_room(p) &&
+        (err = producer_wait_until(p, producer_window_has_room, timeout_ms)) != PS_OK) {
         if (err == PS_ERR_OUTBOX)
             drop_pending(p);
         return err;
@@ -728,7 +365,7 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
             goto free_buf;
         }
     }
-    if (window_take(p, u.sequence, buf, len, topic) < 0) {
+    if (producer_window_take(p, u.sequence, buf, len, topic) < 0) {
         err = PS_ERR_NOMEM;
         goto free_buf;
     }
@@ -737,14 +374,14 @@ ps_err_t ps_producer_send(ps_producer_t *p, const Parksync__V1__Update *update, 
     if (sequence != NULL)
         *sequence = u.sequence;
     err = PS_OK;
-    if (p->outbox == NULL || p->tail - p->sent >= PRODUCER_BATCH || !window_has_room(p)) {
-        if ((err = flush_pending(p)) != PS_OK) {
+    if (p->outbox == NULL || p->tail - p->sent >= PRODUCER_BATCH || !producer_window_has_room(p)) {
+        if ((err = producer_flush_pending(p)) != PS_OK) {
             drop_pending(p);
             goto free_buf;
         }
     }
-    if (++p->unserviced >= PRODUCER_SERVICE_EVERY || !window_has_room(p))
-        err = service(p);
+    if (++p->unserviced >= PRODUCER_SERVICE_EVERY || !producer_window_has_room(p))
+        err = producer_service(p);
 free_buf:
     free(buf);
     return err;
@@ -758,9 +395,9 @@ ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms)
         return PS_ERR_INVALID;
     if (p->missing_to > 0)
         return PS_ERR_AHEAD;
-    err = wait_until(p, all_acked, timeout_ms);
+    err = producer_wait_until(p, producer_all_acked, timeout_ms);
     if (err == PS_OK)
-        err = outbox_trim(p, true);
+        err = producer_outbox_trim(p, true);
     else if (err == PS_ERR_OUTBOX)
         drop_pending(p);
     return err;
@@ -774,7 +411,7 @@ ps_err_t ps_producer_poll(ps_producer_t *p)
         return PS_ERR_INVALID;
     if (p->missing_to > 0)
         return PS_ERR_AHEAD;
-    err = pump(p, 0);
+    err = producer_pump(p, 0);
     if (err == PS_ERR_OUTBOX)
         drop_pending(p);
     return err;
@@ -838,7 +475,7 @@ ps_err_t ps_producer_set_note(ps_producer_t *p, const char *key, const char *val
     if (p == NULL || key == NULL || p->outbox == NULL)
         return PS_ERR_INVALID;
     /* Pending updates first, so a note never claims more than is durable. */
-    ps_err_t err = flush_pending(p);
+    ps_err_t err = producer_flush_pending(p);
     if (err != PS_OK) {
         drop_pending(p);
         return err;
@@ -888,7 +525,7 @@ void ps_producer_destroy(ps_producer_t **pp)
     if (p->outbox != NULL) {
         if (outbox_commit(p->outbox) < 0)
             outbox_rollback(p->outbox);
-        outbox_trim(p, true);
+        producer_outbox_trim(p, true);
     }
     for (size_t i = p->head; i < p->tail; i++)
         free(p->entries[i].data);

@@ -60,7 +60,7 @@ static void add_entries(zap_table_t *t, const char (*keys)[CONFIG_KEY_LEN], size
 {
     for (size_t k = 0; k < n && t->n < ZAP_MAX_ENTRIES; k++) {
         zap_entry_t *e = &t->entries[t->n];
-        if (keys_z85_decode(keys[k], e->key) < 0)
+        if (!keys_z85_valid(keys[k]) || zmq_z85_decode(e->key, keys[k]) == NULL)
             continue; /* cannot happen: config checked it */
         e->role = role;
         snprintf(e->name, sizeof e->name, "%s", name);
@@ -212,7 +212,7 @@ static void handle_request(zap_t *z, void *rep, void *pipe, const zap_table_t *t
         if (kept > 3)
             frame_text(n.address, sizeof n.address, &f[3]);
         if (kept > 6 && zmq_msg_size(&f[6]) == KEYS_BIN_LEN)
-            keys_z85_encode(zmq_msg_data(&f[6]), n.key);
+            zmq_z85_encode(n.key, zmq_msg_data(&f[6]), KEYS_BIN_LEN);
         snprintf(n.why, sizeof n.why, "%s", why);
         zmq_send(pipe, &n, sizeof n, ZMQ_DONTWAIT); /* dropped when the loop lags */
     }

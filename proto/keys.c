@@ -35,42 +35,20 @@ static int z85_value(char c)
 
 bool keys_z85_valid(const char *s)
 {
-    uint8_t scratch[KEYS_BIN_LEN];
-
-    return s && keys_z85_decode(s, scratch) == 0;
-}
-
-int keys_z85_decode(const char *z85, uint8_t out[KEYS_BIN_LEN])
-{
-    if (!z85 || strnlen(z85, KEYS_Z85_LEN + 1) != KEYS_Z85_LEN)
-        return -EINVAL;
+    if (!s || strnlen(s, KEYS_Z85_LEN + 1) != KEYS_Z85_LEN)
+        return false;
     for (size_t i = 0; i < KEYS_Z85_LEN; i += 5) {
         uint64_t v = 0;
         for (size_t j = 0; j < 5; j++) {
-            int d = z85_value(z85[i + j]);
+            int d = z85_value(s[i + j]);
             if (d < 0)
-                return -EINVAL;
+                return false;
             v = v * 85 + (uint64_t)d;
         }
         if (v > UINT32_MAX)
-            return -EINVAL; /* "#####" and friends: not the encoding of 4 bytes */
-        for (size_t j = 0; j < 4; j++)
-            out[i / 5 * 4 + j] = (uint8_t)(v >> (24 - 8 * j));
+            return false; /* "#####" and friends: not the encoding of 4 bytes */
     }
-    return 0;
-}
-
-void keys_z85_encode(const uint8_t in[KEYS_BIN_LEN], char out[KEYS_Z85_LEN + 1])
-{
-    for (size_t i = 0; i < KEYS_BIN_LEN; i += 4) {
-        uint32_t v = (uint32_t)in[i] << 24 | (uint32_t)in[i + 1] << 16 | (uint32_t)in[i + 2] << 8 |
-                     in[i + 3];
-        for (int j = 4; j >= 0; j--) {
-            out[i / 4 * 5 + (size_t)j] = Z85[v % 85];
-            v /= 85;
-        }
-    }
-    out[KEYS_Z85_LEN] = '\0';
+    return true;
 }
 
 int keys_read_file(const char *path, bool secret, char z85[KEYS_Z85_LEN + 1], char *err,

@@ -4,10 +4,11 @@
  * Both sides need this: the daemon reads its secret key and the public
  * keys its config lists, the client library and the CLI read a client's
  * secret key and the daemon's public key. proto/ must not depend on
- * ZeroMQ (wire.h), so Z85 is implemented here (forty lines, the RFC's
- * reference algorithm) rather than borrowed from zmq_z85_decode; deriving
- * a public key from a secret one (zmq_curve_public) is left to the
- * callers, which link ZeroMQ anyway.
+ * ZeroMQ (wire.h), yet reading a key file means telling a key from a
+ * comment, so the Z85 check is here (the RFC's alphabet and group
+ * bound, no codec). Turning keys into bytes and back (zmq_z85_decode,
+ * zmq_z85_encode) and deriving a public key from a secret one
+ * (zmq_curve_public) are left to the callers, which link ZeroMQ anyway.
  *
  * Key file format, written by `parksync keygen`: UTF-8 text; blank lines
  * and lines starting with '#' are ignored (unless the line is itself a
@@ -29,14 +30,11 @@
 #define KEYS_Z85_LEN  40   /* characters of a key in Z85, without NUL */
 #define KEYS_FILE_MAX 4096 /* bytes of a key file at most */
 
-/* True when s is exactly KEYS_Z85_LEN Z85 characters (a 32-byte key). */
+/* True when s is exactly KEYS_Z85_LEN Z85 characters that decode to a
+ * 32-byte key (each group of five at most 2^32 - 1). A string that passes
+ * is safe to hand to zmq_z85_decode with a KEYS_BIN_LEN buffer, which
+ * checks neither the length nor that the buffer is large enough. */
 bool keys_z85_valid(const char *s);
-
-/* Decodes a 40-character Z85 key into out. 0 or -EINVAL. */
-int keys_z85_decode(const char *z85, uint8_t out[KEYS_BIN_LEN]);
-
-/* Encodes a 32-byte key as 40 Z85 characters plus NUL. */
-void keys_z85_encode(const uint8_t in[KEYS_BIN_LEN], char out[KEYS_Z85_LEN + 1]);
 
 /* Reads a key file into z85 (NUL-terminated). With `secret`, the file
  * must not be accessible to others (no o+rwx bits; group access is the

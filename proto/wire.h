@@ -7,7 +7,10 @@
  *
  * Sections: constants and limits; record kinds; topics; validation;
  * decoding (size check + unpack + validation); encoding; raw builders for
- * chunks and publications; time.
+ * chunks and publications; time. They are implemented in wire.c (kinds,
+ * topics, field shapes, time, control socket), wire_validate.c (message
+ * rules), wire_decode.c (decoding and encoding) and wire_build.c (raw
+ * builders).
  *
  * Conventions: int functions return 0 (or a length) on success and a
  * negative errno on failure; `why` out-parameters receive a static string
