@@ -37,7 +37,7 @@ from __future__ import annotations
 import collections
 import re
 import time
-from typing import Any, Deque, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Deque, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
 
 import zmq
 from google.protobuf import json_format
@@ -501,6 +501,17 @@ class Producer:
         except OutboxError:
             self._drop_pending()
             raise
+
+    def push(self, updates: Iterable[UpdateLike], timeout: Optional[float] = None) -> int:
+        """Sends every update of an iterable, then waits until all are
+        acknowledged: ``send`` each, then ``flush``. ``timeout`` (seconds,
+        None: no limit) bounds the whole call. Returns the last sequence
+        assigned. Raises as send and flush do."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for u in updates:
+            self.send(u, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self.last_sent
 
     def poll(self) -> None:
         """Commits and sends the outbox batch, reads whatever acks have
