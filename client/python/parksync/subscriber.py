@@ -26,7 +26,7 @@ import bisect
 import enum
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
 
 import zmq
