@@ -12,15 +12,17 @@
 #               build-fuzz and run each for FUZZ_SECONDS (default 60)
 #               against tests/fuzz/corpus; see tests/fuzz/README.md
 
-# What building parksync needs (make build, make demo).
+# What building parksync needs (make build, make demo); protoc generates
+# the Python client's protobuf module.
 BUILD_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev \
                   libzmq3-dev libsqlite3-dev libsodium-dev libinih-dev libjansson-dev \
-                  libsystemd-dev libmicrohttpd-dev
+                  libsystemd-dev libmicrohttpd-dev protobuf-compiler
 
 # What the tests need besides (make test, and the .deb the system test
-# builds: dpkg-dev and file for cpack).
+# builds: dpkg-dev and file for cpack; python3-venv for the pip install
+# test of the Python client).
 DEB_PACKAGES := $(BUILD_PACKAGES) libcriterion-dev sqlite3 dpkg-dev file \
-                python3 python3-zmq python3-protobuf protobuf-compiler
+                python3 python3-zmq python3-protobuf python3-venv
 
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14

@@ -83,20 +83,24 @@ class Daemon:
                                      stderr=subprocess.STDOUT, env=env)
         logf.close()
         deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("parksyncd exited with %s; log:\n%s"
+                                   % (self.proc.returncode, self.tail()))
+            if self.answers(timeout=0.5):
+                return
+        raise RuntimeError("parksyncd did not answer ping; log:\n"
+                           + self.tail())
+
+    def answers(self, timeout):
+        """True when the daemon answers a ping within timeout seconds.
+        (Other clients of this class, tests/python, ping their own way.)"""
         q = Query(self.query)
         try:
-            while time.time() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("parksyncd exited with %s; log:\n%s"
-                                       % (self.proc.returncode, self.tail()))
-                try:
-                    q.ping(timeout=0.5)
-                    return
-                except TimeoutError:
-                    q.close()
-                    q = Query(self.query)
-            raise RuntimeError("parksyncd did not answer ping; log:\n"
-                               + self.tail())
+            q.ping(timeout=timeout)
+            return True
+        except TimeoutError:
+            return False
         finally:
             q.close()
 
