@@ -136,9 +136,14 @@ typedef struct row {
     bool deleted;                 /* its record is a tombstone */
     extra_t ex[STORE_MAX_EXTRAS]; /* its extra columns (set: not NULL) */
     Parksync__V1__Record *rec;    /* its record once row_unpack ran; NULL before, or none */
-    stamps_t stamps;              /* its stamps */
     size_t pend;                  /* its entry in the batch's rows, + 1; 0: none */
 } row_t;
+
+/* What the row cache tells its watcher after it stored a row: the row as
+ * it was (old), the record now, and whether it got a revision. Returns 0
+ * or a negative errno (the batch must then be rolled back). */
+typedef int (*row_change_fn)(store_t *s, const rec_key_t *key, const row_t *old,
+                             const Parksync__V1__Record *now, bool published);
 
 /* Statements on the store's connection, prepared once at open. */
 enum stmt_id {
@@ -264,6 +269,7 @@ struct store {
     size_t n_members;                             /* entries in members */
     agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
     pending_t *pend;                              /* the row cache, in first-touched order */
+    row_change_fn on_change;                      /* told of every row the cache stores */
     size_t n_pend;                                /* entries used in pend */
     size_t *pend_dirty;        /* entries changed since the last flush, in first-changed order */
     size_t n_dirty;            /* entries used in pend_dirty */
@@ -290,6 +296,9 @@ struct store {
     store_pruned_t pruned_batch;   /* rows the open batch's commit drops */
     char err[256];                 /* message of the last failure */
 };
+
+static int summary_on_change(store_t *s, const rec_key_t *key, const row_t *old,
+                             const Parksync__V1__Record *now, bool published);
 
 /* The batch's rows (defined with the row code below). */
 static void pending_clear(store_t *s);
@@ -1544,6 +1553,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     s->cfg.path = s->path;
     s->pinned = UINT64_MAX;
+    s->on_change = summary_on_change;
     rc = sqlite3_open_v2(s->path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -1690,6 +1700,26 @@ static void resident_part(const Parksync__V1__Record *r, int64_t *count, int64_t
 
 /* Notes that a resident of (country, park) went from `old` (its stored
  * row: live unless deleted, investment_cents in ex[0]) to `now`. */
+static int agg_note(store_t *s, const char *country, const char *park_id, const row_t *old,
+                    const Parksync__V1__Record *now);
+
+/* The summaries' watch on the row cache: a resident's change moves its
+ * park's aggregates; a published change makes its countries' summaries
+ * stale. */
+static int summary_on_change(store_t *s, const rec_key_t *key, const row_t *old,
+                             const Parksync__V1__Record *now, bool published)
+{
+    int rc;
+    if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT &&
+        (rc = agg_note(s, key->col[0], key->col[1], old, now)) < 0)
+        return rc;
+    if (published && key->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
+        mark_dirty(s, key->country);
+        mark_dirty(s, key->country2);
+    }
+    return 0;
+}
+
 static int agg_note(store_t *s, const char *country, const char *park_id, const row_t *old,
                     const Parksync__V1__Record *now)
 {
@@ -2036,12 +2066,11 @@ static int pending_flush(store_t *s)
     return 0;
 }
 
-/* Reads the row of key: s->old holds the stored record bytes, row->stamps
- * their stamps (when ids), row->deleted and row->ex its columns; the
+/* Reads the row of key: s->old holds the stored record bytes and
+ * s->old_stamps their stamps, row->deleted and row->ex its columns; the
  * record itself is unpacked by row_unpack, only when a merge needs it.
  * The caller frees the row with row_free. */
-static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_t nslots,
-                    row_t *row)
+static int row_load(store_t *s, const rec_key_t *key, row_t *row)
 {
     sqlite3_stmt *st = s->sel[key->kind];
     int rc, ret = 0;
@@ -2063,8 +2092,7 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
             if (buf_set(&s->old, p->blob.data, p->blob.len) < 0 ||
                 buf_set(&s->old_stamps, p->stamps.data, p->stamps.len) < 0)
                 return -ENOMEM;
-            st = NULL;
-            goto decode;
+            return 0;
         }
         if (s->n_pend == STORE_PENDING_MAX) {
             if ((ret = pending_flush(s)) < 0)
@@ -2107,16 +2135,8 @@ static int row_load(store_t *s, const rec_key_t *key, const uint32_t *ids, size_
             goto reset;
         }
     }
-decode:
-    if (ids &&
-        stamps_decode(&row->stamps, s->old_stamps.data, s->old_stamps.len, ids, nslots) < 0) {
-        snprintf(s->err, sizeof(s->err), "%s: stored stamps do not decode",
-                 kind_sql[key->kind].table);
-        ret = -EBADMSG;
-    }
 reset:
-    if (st)
-        stmt_reset(st);
+    stmt_reset(st);
     return ret;
 }
 
@@ -2160,10 +2180,11 @@ static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t 
 /*
  * Stores the merged record `rec` (its revision unset) of `row`. When its
  * bytes differ from the stored record it gets the next revision and a
- * change-log row and its countries become dirty; a record that never
- * existed and is born deleted stays unpublished (revision 0). The row is
- * written when the record or the stamps (in s->stamps, unless stamps is
- * false) changed. *changed tells whether a revision was handed out.
+ * change-log row; a record that never existed and is born deleted stays
+ * unpublished (revision 0). The row is written when the record or the
+ * stamps (in s->stamps, unless stamps is false) changed, and then the
+ * watcher (s->on_change) hears of it. *changed tells whether a revision
+ * was handed out.
  */
 static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
                      const Parksync__V1__Record *rec, bool stamps, const extra_t *ex, bool *changed)
@@ -2245,26 +2266,20 @@ static int row_store(store_t *s, const rec_key_t *key, const row_t *row,
         if ((rc = step_done(s, st)) < 0)
             return rc;
     }
-    if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT &&
-        (rc = agg_note(s, key->col[0], key->col[1], row, rec)) < 0)
-        return rc;
-    if (revision == row->revision || revision == 0)
-        return 0;
-    s->head = revision;
-    if (p != NULL) {
-        /* one change-log entry per record and batch, written at the flush */
-        p->batch_rev = revision;
-        s->pend_log[s->n_log++] = (size_t)(p - s->pend);
-    } else if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
-                             row->revision ? s->old.len : 0)) < 0) {
-        return rc;
+    bool published = revision != row->revision && revision != 0;
+    if (published) {
+        s->head = revision;
+        if (p != NULL) {
+            /* one change-log entry per record and batch, written at the flush */
+            p->batch_rev = revision;
+            s->pend_log[s->n_log++] = (size_t)(p - s->pend);
+        } else if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
+                                 row->revision ? s->old.len : 0)) < 0) {
+            return rc;
+        }
     }
-    if (key->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY) {
-        mark_dirty(s, key->country);
-        mark_dirty(s, key->country2);
-    }
-    *changed = true;
-    return 0;
+    *changed = published;
+    return s->on_change ? s->on_change(s, key, row, rec, published) : 0;
 }
 
 /* The key columns joined by '/', truncated to size - 1 bytes. */
@@ -2592,111 +2607,173 @@ static size_t generic_ids(const generic_kind_t *g, uint32_t *ids)
     return g->desc->n_fields + 1 < STORE_MAX_SLOTS ? g->desc->n_fields + 1 : STORE_MAX_SLOTS;
 }
 
-/* Body buffer big enough for any generic body message. */
+/* Body buffer big enough for any record body the merge builds. */
 typedef union body_storage {
     Parksync__V1__Park park;             /* park body */
     Parksync__V1__Resident resident;     /* resident body */
     Parksync__V1__CountryReport country; /* country report body */
+    Parksync__V1__TradeFlow flow;        /* trade flow body */
 } body_storage_t;
 
-/*
- * Merges `in` (an update body, or a delete target when is_delete) into the
- * record of a generic kind. The merged body is built shallowly in
- * `storage` from the stored record and `in`, packed, and dropped.
- */
-static int merge_generic(store_t *s, const Parksync__V1__Update *u, const rec_key_t *key,
-                         const ProtobufCMessage *in, bool is_delete, merge_t *m)
+/* One update as the merge sees it. */
+typedef struct merge_update {
+    const rec_key_t *key; /* the record it names */
+    stamp_t stamp;        /* its stamp (stamp_of_update) */
+    const void *body;     /* its body, or its delete's target */
+    bool is_delete;       /* a delete */
+    bool exporter_side;   /* trade: it speaks for the exporter's cell */
+} merge_update_t;
+
+/* A merged record, built shallowly: it points into itself, the update
+ * and the stored record, so pack it before either is freed. */
+typedef struct merge_out {
+    Parksync__V1__Record rec;           /* the record, revision unset */
+    body_storage_t body;                /* its body */
+    sub_storage_t sub[STORE_MAX_SLOTS]; /* the body's sub-messages, known fields only */
+    Parksync__V1__Period period;        /* the key's period (trade, country report) */
+    extra_t ex[STORE_MAX_EXTRAS];       /* the kind's extra columns */
+    const char *why;                    /* on failure: what is wrong */
+} merge_out_t;
+
+static const uint32_t trade_ids[3] = {STORE_KEY_SLOT, 4, 5}; /* key, exporter, importer cells */
+
+/* The field ids of a kind's stamp slots, in ids; returns how many (0 for
+ * a kind without stamps: summaries). */
+static size_t merge_slots(kind_t kind, uint32_t *ids)
 {
-    const generic_kind_t *g = &generic_kinds[key->kind];
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE) {
+        memcpy(ids, trade_ids, sizeof(trade_ids));
+        return 3;
+    }
+    if (kind > 0 && kind < STORE_KINDS && generic_kinds[kind].desc)
+        return generic_ids(&generic_kinds[kind], ids);
+    return 0;
+}
+
+/* The name of the field a slot stamps, or NULL (the key slot). */
+static const char *merge_slot_name(kind_t kind, size_t slot)
+{
+    static const char *const trade_names[3] = {NULL, "exporter_reported_usd_cents",
+                                               "importer_reported_usd_cents"};
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
+        return slot < 3 ? trade_names[slot] : NULL;
+    if (slot == 0 || kind <= 0 || kind >= STORE_KINDS || !generic_kinds[kind].desc ||
+        slot > generic_kinds[kind].desc->n_fields)
+        return NULL;
+    return generic_kinds[kind].desc->fields[slot - 1].name;
+}
+
+/*
+ * The first step of a merge: the update's write goes into the stamps
+ * (sp, the stored record's, updated in place) under the order-independent
+ * rules, and m says what lost. Returns true when the second step needs
+ * the stored record: some field's value is not this update's.
+ */
+static bool merge_stamps(const merge_update_t *up, stamps_t *sp, merge_t *m)
+{
+    kind_t kind = up->key->kind;
+    const stamp_t *w = &up->stamp;
+
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE) {
+        const Parksync__V1__TradeReport *t = up->body;
+        size_t cell = up->exporter_side ? 1 : 2;
+        if (up->is_delete) {
+            /* A ministry withdraws its own figure only: the delete is a
+             * write of "no value" into its side's cell, compared like any
+             * write, so the other ministry's figure stays and the order
+             * of arrival does not matter. */
+            stamp_t d = *w;
+            d.cleared = true;
+            slot_write(sp, cell, &d, m);
+        } else {
+            if (t->has_value_usd_cents)
+                slot_write(sp, cell, w, m);
+            key_write(sp, w, m);
+        }
+        return true;
+    }
+    const generic_kind_t *g = &generic_kinds[kind];
     uint32_t ids[STORE_MAX_SLOTS];
     size_t nslots = generic_ids(g, ids);
-    body_storage_t storage;
-    sub_storage_t sub[STORE_MAX_SLOTS];
-    Parksync__V1__Period period;
-    ProtobufCMessage *out = (ProtobufCMessage *)&storage;
-    bool known = true;
-    Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
-    row_t row;
-    stamp_t w;
-    extra_t ex[STORE_MAX_EXTRAS] = {{0}};
-    bool changed;
-    int rc;
-
-    stamp_of_update(&w, u);
-    if ((rc = row_load(s, key, ids, nslots, &row)) < 0)
-        goto free_row;
-    protobuf_c_message_init(g->desc, out);
-
-    if (is_delete) {
-        stamps_delete(&row.stamps, nslots, &w);
+    if (up->is_delete) {
+        stamps_delete(sp, nslots, w);
     } else {
         for (unsigned i = 0; i + 1 < nslots; i++) {
             const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
-            if (!is_key(g, f->id) && field_present(in, f))
-                slot_write(&row.stamps, i + 1, &w, m);
+            if (!is_key(g, f->id) && field_present(up->body, f))
+                slot_write(sp, i + 1, w, m);
         }
-        key_write(&row.stamps, &w, m);
+        key_write(sp, w, m);
     }
-    bool live = stamps_live(&row.stamps, nslots);
-    /* The stored record is unpacked only for a field whose value is not
-     * this update's: an update that sets every field never needs it. */
-    bool need_old = false;
-    for (unsigned i = 0; live && !need_old && i + 1 < nslots; i++)
-        need_old = !is_key(g, g->desc->fields[i].id) && row.stamps.slot[i + 1].set &&
-                   (is_delete || stamp_cmp(&row.stamps.slot[i + 1], &w) != 0);
-    if (need_old && (rc = row_unpack(s, key, &row)) < 0)
-        goto free_row;
-    const ProtobufCMessage *old = record_body(row.rec);
+    /* an update that sets every field never needs the stored record */
+    bool live = stamps_live(sp, nslots);
+    for (unsigned i = 0; live && i + 1 < nslots; i++)
+        if (!is_key(g, g->desc->fields[i].id) && sp->slot[i + 1].set &&
+            (up->is_delete || stamp_cmp(&sp->slot[i + 1], w) != 0))
+            return true;
+    return false;
+}
+
+/*
+ * The record of a generic kind from its merged stamps: each field the
+ * value of the write its slot holds, from this update or the stored
+ * record (known fields only: the record keeps no unknown field of any
+ * update); keys rebuilt from the key.
+ */
+static int merge_generic(const merge_update_t *up, const stamps_t *sp,
+                         const Parksync__V1__Record *stored, merge_out_t *out)
+{
+    const rec_key_t *key = up->key;
+    const generic_kind_t *g = &generic_kinds[key->kind];
+    uint32_t ids[STORE_MAX_SLOTS];
+    size_t nslots = generic_ids(g, ids);
+    ProtobufCMessage *body = (ProtobufCMessage *)(void *)&out->body;
+    const ProtobufCMessage *in = up->body;
+    bool known = true;
+
+    protobuf_c_message_init(g->desc, body);
+    bool live = stamps_live(sp, nslots);
+    const ProtobufCMessage *old = record_body(stored);
     if (old && old->descriptor != g->desc)
         old = NULL;
-    /* known fields only, from this update or the stored record: the
-     * record keeps no unknown field of any update */
     for (unsigned i = 0; i + 1 < nslots; i++) {
         const ProtobufCFieldDescriptor *f = &g->desc->fields[i];
         if (is_key(g, f->id))
-            known &= field_copy_known(out, in, f, &sub[i]);
-        else if (!live || !row.stamps.slot[i + 1].set)
+            known &= field_copy_known(body, in, f, &out->sub[i]);
+        else if (!live || !sp->slot[i + 1].set)
             continue;
-        else if (!is_delete && stamp_cmp(&row.stamps.slot[i + 1], &w) == 0)
-            known &= field_copy_known(out, in, f, &sub[i]);
+        else if (!up->is_delete && stamp_cmp(&sp->slot[i + 1], &up->stamp) == 0)
+            known &= field_copy_known(body, in, f, &out->sub[i]);
         else if (old)
-            known &= field_copy_known(out, old, f, &sub[i]);
+            known &= field_copy_known(body, old, f, &out->sub[i]);
     }
     if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY) {
         /* the key's period as the key says it, whichever update brought it */
-        if (!period_parse(key->period, &period)) {
-            snprintf(s->err, sizeof(s->err), "country_report: unreadable period key");
-            rc = -EBADMSG;
-            goto free_row;
+        if (!period_parse(key->period, &out->period)) {
+            out->why = "unreadable period key";
+            return -EBADMSG;
         }
-        ((Parksync__V1__CountryReport *)out)->period = &period;
+        ((Parksync__V1__CountryReport *)body)->period = &out->period;
     }
     if (!known) {
-        snprintf(s->err, sizeof(s->err), "%s: a sub-message has no storage",
-                 kind_sql[key->kind].table);
-        rc = -EPROTO;
-        goto free_row;
+        out->why = "a sub-message has no storage";
+        return -EPROTO;
     }
     if (!live) {
-        rec.has_deleted = 1;
-        rec.deleted = 1;
+        out->rec.has_deleted = 1;
+        out->rec.deleted = 1;
     }
-    record_set_body(&rec, key->kind, out);
-
+    record_set_body(&out->rec, key->kind, body);
     if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK) {
-        const Parksync__V1__Park *p = (const Parksync__V1__Park *)out;
-        ex[0] = (extra_t){p->has_reported_residents, p->reported_residents};
-        ex[1] = (extra_t){p->has_reported_investment_usd_cents, p->reported_investment_usd_cents};
+        const Parksync__V1__Park *p = &out->body.park;
+        out->ex[0] = (extra_t){p->has_reported_residents, p->reported_residents};
+        out->ex[1] =
+            (extra_t){p->has_reported_investment_usd_cents, p->reported_investment_usd_cents};
     } else if (key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT) {
-        const Parksync__V1__Resident *r = (const Parksync__V1__Resident *)out;
-        ex[0] = (extra_t){r->has_investment_usd_cents, r->investment_usd_cents};
+        const Parksync__V1__Resident *r = &out->body.resident;
+        out->ex[0] = (extra_t){r->has_investment_usd_cents, r->investment_usd_cents};
     }
-    if ((rc = stamps_encode(&s->stamps, &row.stamps, ids, nslots)) < 0)
-        goto free_row;
-    rc = row_store(s, key, &row, &rec, true, ex, &changed);
-free_row:
-    row_free(&row);
-    return rc;
+    return 0;
 }
 
 static Parksync__V1__Vintage vintage_rank(uint8_t v)
@@ -2784,84 +2861,75 @@ static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f, 
         f->flagged = f->discrepancy_pct > cfg->trade_threshold_pct;
     }
 }
-
-/* Merges a trade report (or a delete naming one) into its flow. */
-static int merge_trade(store_t *s, const Parksync__V1__Update *u, const rec_key_t *key,
-                       const Parksync__V1__TradeReport *t, bool exporter_side, bool is_delete,
-                       merge_t *m)
+/* The flow from its merged stamps: each cell the figure of the write it
+ * holds, from this update or the stored flow; then the derived fields. */
+static int merge_trade(const store_config_t *cfg, const merge_update_t *up, const stamps_t *sp,
+                       const Parksync__V1__Record *stored, merge_out_t *out)
 {
-    static const uint32_t ids[3] = {STORE_KEY_SLOT, 4, 5}; /* key, exporter, importer cells */
-    Parksync__V1__TradeFlow flow = PARKSYNC__V1__TRADE_FLOW__INIT;
-    Parksync__V1__Record rec = PARKSYNC__V1__RECORD__INIT;
-    Parksync__V1__Period period;
+    const rec_key_t *key = up->key;
+    const Parksync__V1__TradeReport *t = up->body;
     const Parksync__V1__TradeFlow *old = NULL;
-    extra_t ex[STORE_MAX_EXTRAS] = {{0}};
-    row_t row;
-    stamp_t w;
-    bool changed;
-    int rc;
+    Parksync__V1__TradeFlow *flow = &out->body.flow;
+    size_t cell = up->exporter_side ? 1 : 2;
 
-    stamp_of_update(&w, u);
-    if ((rc = row_load(s, key, ids, 3, &row)) < 0 || (rc = row_unpack(s, key, &row)) < 0)
-        goto free_row;
-    if (row.rec && row.rec->body_case == PARKSYNC__V1__RECORD__BODY_TRADE)
-        old = row.rec->trade;
-    size_t cell = exporter_side ? 1 : 2;
-    bool took = false;
-    if (is_delete) {
-        /* A ministry withdraws its own figure only: the delete is a write
-         * of "no value" into its side's cell, compared like any write, so
-         * the other ministry's figure stays and the order of arrival does
-         * not matter. */
-        stamp_t d = w;
-        d.cleared = true;
-        slot_write(&row.stamps, cell, &d, m);
-    } else {
-        if (t->has_value_usd_cents)
-            took = slot_write(&row.stamps, cell, &w, m);
-        key_write(&row.stamps, &w, m);
-    }
-    bool has_exp = row.stamps.slot[1].set && !row.stamps.slot[1].cleared;
-    bool has_imp = row.stamps.slot[2].set && !row.stamps.slot[2].cleared;
+    if (stored && stored->body_case == PARKSYNC__V1__RECORD__BODY_TRADE)
+        old = stored->trade;
+    bool took =
+        !up->is_delete && t->has_value_usd_cents && stamp_cmp(&sp->slot[cell], &up->stamp) == 0;
+    bool has_exp = sp->slot[1].set && !sp->slot[1].cleared;
+    bool has_imp = sp->slot[2].set && !sp->slot[2].cleared;
     bool live = has_exp || has_imp;
-    flow.exporter = (char *)key->col[0];
-    flow.importer = (char *)key->col[1];
+    parksync__v1__trade_flow__init(flow);
+    flow->exporter = (char *)key->col[0];
+    flow->importer = (char *)key->col[1];
     /* the key's period as the key says it: never the update's Period with
      * whatever unknown fields it carried */
-    if (!period_parse(key->period, &period)) {
-        snprintf(s->err, sizeof(s->err), "trade_flow: unreadable period key");
-        rc = -EBADMSG;
-        goto free_row;
+    if (!period_parse(key->period, &out->period)) {
+        out->why = "unreadable period key";
+        return -EBADMSG;
     }
-    flow.period = &period;
+    flow->period = &out->period;
     if (live) {
         if (has_exp) {
-            flow.has_exporter_reported_usd_cents = 1;
-            flow.exporter_reported_usd_cents = took && cell == 1 ? t->value_usd_cents
-                                               : old             ? old->exporter_reported_usd_cents
-                                                                 : 0;
+            flow->has_exporter_reported_usd_cents = 1;
+            flow->exporter_reported_usd_cents = took && cell == 1 ? t->value_usd_cents
+                                                : old             ? old->exporter_reported_usd_cents
+                                                                  : 0;
         }
         if (has_imp) {
-            flow.has_importer_reported_usd_cents = 1;
-            flow.importer_reported_usd_cents = took && cell == 2 ? t->value_usd_cents
-                                               : old             ? old->importer_reported_usd_cents
-                                                                 : 0;
+            flow->has_importer_reported_usd_cents = 1;
+            flow->importer_reported_usd_cents = took && cell == 2 ? t->value_usd_cents
+                                                : old             ? old->importer_reported_usd_cents
+                                                                  : 0;
         }
-        trade_derive(&s->cfg, &flow, &row.stamps);
+        trade_derive(cfg, flow, sp);
     } else {
-        rec.has_deleted = 1;
-        rec.deleted = 1;
+        out->rec.has_deleted = 1;
+        out->rec.deleted = 1;
     }
-    record_set_body(&rec, key->kind, &flow.base);
-    ex[0] = (extra_t){flow.has_exporter_reported_usd_cents, flow.exporter_reported_usd_cents};
-    ex[1] = (extra_t){flow.has_importer_reported_usd_cents, flow.importer_reported_usd_cents};
-    ex[2] = (extra_t){flow.has_value_usd_cents, flow.value_usd_cents};
-    if ((rc = stamps_encode(&s->stamps, &row.stamps, ids, 3)) < 0)
-        goto free_row;
-    rc = row_store(s, key, &row, &rec, true, ex, &changed);
-free_row:
-    row_free(&row);
-    return rc;
+    record_set_body(&out->rec, key->kind, &flow->base);
+    out->ex[0] =
+        (extra_t){flow->has_exporter_reported_usd_cents, flow->exporter_reported_usd_cents};
+    out->ex[1] =
+        (extra_t){flow->has_importer_reported_usd_cents, flow->importer_reported_usd_cents};
+    out->ex[2] = (extra_t){flow->has_value_usd_cents, flow->value_usd_cents};
+    return 0;
+}
+
+/*
+ * The second step of a merge: the record `up` leaves, from the stamps
+ * merge_stamps made, the update and the stored record (NULL: none, or
+ * not needed). Returns 0, or -EBADMSG / -EPROTO with out->why.
+ */
+static int merge_record(const store_config_t *cfg, const merge_update_t *up, const stamps_t *sp,
+                        const Parksync__V1__Record *stored, merge_out_t *out)
+{
+    parksync__v1__record__init(&out->rec);
+    memset(out->ex, 0, sizeof(out->ex));
+    out->why = NULL;
+    if (up->key->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
+        return merge_trade(cfg, up, sp, stored, out);
+    return merge_generic(up, sp, stored, out);
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -3070,6 +3138,45 @@ static void refusal(const store_t *s, const char *ministry, const Parksync__V1__
                  (u->event_time_us - now) / 1000000, skew / 1000000);
 }
 
+/*
+ * One update's way through the store: the row cache loads the record's
+ * row, the merge (pure) decides its stamps and its record, and the row
+ * cache stores the result, telling its watcher (the summaries) what
+ * changed.
+ */
+static int apply_merge(store_t *s, const merge_update_t *up, merge_t *m)
+{
+    const rec_key_t *key = up->key;
+    uint32_t ids[STORE_MAX_SLOTS];
+    size_t nslots = merge_slots(key->kind, ids);
+    merge_out_t out;
+    stamps_t sp;
+    row_t row;
+    bool changed;
+    int rc;
+
+    if ((rc = row_load(s, key, &row)) < 0)
+        goto free_row;
+    if (stamps_decode(&sp, s->old_stamps.data, s->old_stamps.len, ids, nslots) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s: stored stamps do not decode",
+                 kind_sql[key->kind].table);
+        rc = -EBADMSG;
+        goto free_row;
+    }
+    if (merge_stamps(up, &sp, m) && (rc = row_unpack(s, key, &row)) < 0)
+        goto free_row;
+    if ((rc = merge_record(&s->cfg, up, &sp, row.rec, &out)) < 0) {
+        snprintf(s->err, sizeof(s->err), "%s: %s", kind_sql[key->kind].table, out.why);
+        goto free_row;
+    }
+    if ((rc = stamps_encode(&s->stamps, &sp, ids, nslots)) < 0)
+        goto free_row;
+    rc = row_store(s, key, &row, &out.rec, true, out.ex, &changed);
+free_row:
+    row_free(&row);
+    return rc;
+}
+
 int store_apply(store_t *s, const Parksync__V1__Update *u, store_outcome_t *outcome)
 {
     return store_apply_as(s, NULL, u, outcome);
@@ -3115,11 +3222,10 @@ int store_apply_as(store_t *s, const char *ministry, const Parksync__V1__Update 
         *outcome = STORE_REJECTED;
         return 0;
     }
-    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
-        rc = merge_trade(s, u, &key, body, exporter_side, is_delete, &m);
-    else
-        rc = merge_generic(s, u, &key, body, is_delete, &m);
-    if (rc < 0)
+    merge_update_t up = {
+        .key = &key, .body = body, .is_delete = is_delete, .exporter_side = exporter_side};
+    stamp_of_update(&up.stamp, u);
+    if ((rc = apply_merge(s, &up, &m)) < 0)
         return rc;
     if (m.stale || m.overridden) {
         rc = conflict_put(s, u->producer_id, u->sequence, kind, &key,
@@ -3527,7 +3633,7 @@ static int summary_refresh(store_t *s, const char *country, bool *changed)
         rec.deleted = 1;
     }
     record_set_body(&rec, key.kind, &sum.base);
-    if ((rc = row_load(s, &key, NULL, 0, &row)) < 0)
+    if ((rc = row_load(s, &key, &row)) < 0)
         goto free_row;
     if (!row.found && empty)
         goto free_row;
@@ -3909,14 +4015,10 @@ const char *store_cursor_errmsg(const store_cursor_t *c)
 static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, const uint8_t *stp,
                              size_t slen)
 {
-    static const char *const trade_names[3] = {NULL, "exporter_reported_usd_cents",
-                                               "importer_reported_usd_cents"};
-    static const uint32_t trade_ids[3] = {STORE_KEY_SLOT, 4, 5};
     Parksync__V1__FieldProvenance fp[STORE_MAX_SLOTS];
     Parksync__V1__FieldProvenance *pp[STORE_MAX_SLOTS];
     uint32_t ids[STORE_MAX_SLOTS];
-    const char *names[STORE_MAX_SLOTS] = {NULL};
-    size_t nslots = 0, n = 0;
+    size_t nslots, n = 0;
     stamps_t sp;
     int rc = 0;
 
@@ -3924,16 +4026,7 @@ static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, 
     if (!r)
         return -EBADMSG;
     kind_t kind = wire_record_kind(r);
-    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE) {
-        nslots = 3;
-        memcpy(ids, trade_ids, sizeof(trade_ids));
-        memcpy(names, trade_names, sizeof(trade_names));
-    } else if (kind < STORE_KINDS && generic_kinds[kind].desc) {
-        const generic_kind_t *g = &generic_kinds[kind];
-        nslots = generic_ids(g, ids);
-        for (size_t i = 1; i < nslots; i++)
-            names[i] = g->desc->fields[i - 1].name;
-    }
+    nslots = merge_slots(kind, ids);
     if (nslots && stamps_decode(&sp, stp, slen, ids, nslots) < 0) {
         rc = -EBADMSG;
         goto out;
@@ -3942,7 +4035,7 @@ static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, 
         if (!sp.slot[i].set || sp.slot[i].cleared)
             continue;
         parksync__v1__field_provenance__init(&fp[n]);
-        fp[n].field = (char *)names[i];
+        fp[n].field = (char *)merge_slot_name(kind, i);
         fp[n].producer_id = sp.slot[i].producer;
         fp[n].has_sequence = fp[n].has_event_time_us = fp[n].has_vintage = 1;
         fp[n].sequence = sp.slot[i].sequence;
