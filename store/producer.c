@@ -183,6 +183,19 @@ uint64_t store_producer_last(store_t *s, const char *producer_id)
     return p ? p->last_sequence : 0;
 }
 
+/* A producer's counters as store_producer_stats reports them. */
+static store_producer_stats_t stats_of(const producer_t *p)
+{
+    return (store_producer_stats_t){
+        .last_sequence = p->last_sequence,
+        .applied = p->applied,
+        .duplicates = p->duplicates,
+        .gaps = p->gaps,
+        .rejected = p->rejected,
+        .last_seen_us = p->last_seen_us,
+    };
+}
+
 int store_producer_stats(store_t *s, const char *producer_id, store_producer_stats_t *out)
 {
     const producer_t *p = producer_id && producers_ready(s) ? producer_find(s, producer_id) : NULL;
@@ -190,12 +203,7 @@ int store_producer_stats(store_t *s, const char *producer_id, store_producer_sta
     memset(out, 0, sizeof(*out));
     if (!p)
         return -ENOENT;
-    out->last_sequence = p->last_sequence;
-    out->applied = p->applied;
-    out->duplicates = p->duplicates;
-    out->gaps = p->gaps;
-    out->rejected = p->rejected;
-    out->last_seen_us = p->last_seen_us;
+    *out = stats_of(p);
     return 0;
 }
 
@@ -205,16 +213,10 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg)
         return -EIO;
     for (size_t i = 0; i < s->prod_cap; i++) {
         const producer_t *p = &s->prod[i];
-        store_producer_stats_t st;
 
         if (p->id[0] == '\0')
             continue;
-        st.last_sequence = p->last_sequence;
-        st.applied = p->applied;
-        st.duplicates = p->duplicates;
-        st.gaps = p->gaps;
-        st.rejected = p->rejected;
-        st.last_seen_us = p->last_seen_us;
+        store_producer_stats_t st = stats_of(p);
         if (fn(arg, p->id, &st) != 0)
             break;
     }
