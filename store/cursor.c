@@ -1,0 +1,438 @@
+/*
+ * cursor.c - reading the consolidated picture: changes since a revision,
+ * snapshots (with provenance), history at a revision, each on a
+ * read-only connection of its own.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store_cursor {
+    sqlite3 *db;                     /* read-only connection of this view */
+    bool provenance;                 /* fill Record.provenance from column 1 (stamps) */
+    buf_t out;                       /* record re-encoded with its provenance */
+    sqlite3_stmt *stmt[STORE_KINDS]; /* statements stepped one after the other */
+    size_t n;                        /* statements in stmt */
+    size_t at;                       /* statement being stepped */
+    uint64_t revision;               /* head revision of the view (history: R) */
+    bool history;                    /* state at `revision`, rebuilt from the change log */
+    sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
+    uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
+    uint32_t steps;                  /* history: work since store_cursor_next last yielded */
+    char err[256];                   /* SQLite's message for the last failure; "" when none */
+};
+
+int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_SINCE];
+    int rc, ret = 0;
+    if (since < s->head && since + 1 < store_oldest(s))
+        return -ERANGE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
+               (Parksync__V1__RecordKind)sqlite3_column_int(st, 1),
+               (const char *)sqlite3_column_text(st, 2), sqlite3_column_blob(st, 3),
+               (size_t)sqlite3_column_bytes(st, 3)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    stmt_reset(st);
+    return ret;
+}
+
+void store_cursor_close(store_cursor_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    store_cursor_t *c = *cp;
+    for (size_t i = 0; i < c->n; i++)
+        sqlite3_finalize(c->stmt[i]);
+    sqlite3_finalize(c->prev);
+    if (c->db) {
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close_v2(c->db);
+    }
+    buf_free(&c->out);
+    free(c);
+    *cp = NULL;
+}
+
+/* Keeps SQLite's message for store_cursor_errmsg and returns the errno. */
+static int cursor_fail(store_cursor_t *c, int rc)
+{
+    snprintf(c->err, sizeof(c->err), "%s", c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+}
+
+/* A cursor that could not be opened: its message becomes the store's
+ * (store_errmsg), then it is closed. */
+static void cursor_abandon(store_t *s, store_cursor_t **cp)
+{
+    if (*cp && (*cp)->err[0])
+        snprintf(s->err, sizeof(s->err), "%s", (*cp)->err);
+    store_cursor_close(cp);
+}
+
+/* Reads one integer with a one-off statement on a cursor's connection. */
+static int cursor_int(store_cursor_t *c, const char *sql, bool *null, int64_t *v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *null = sqlite3_column_type(st, 0) == SQLITE_NULL;
+        *v = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    int ret = rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* A read-only connection inside a read transaction, and its head. */
+static store_cursor_t *cursor_new(store_t *s, int *err)
+{
+    store_cursor_t *c = calloc(1, sizeof(*c));
+    bool null;
+    int64_t head = 0;
+    int rc;
+    if (!c) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+        seam_watch(s, c->db);
+        rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        *err = cursor_fail(c, rc);
+        goto fail;
+    }
+    /* the first read starts the view; the head is read inside it */
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
+        goto fail;
+    c->revision = (uint64_t)head;
+    return c;
+fail:
+    cursor_abandon(s, &c);
+    return NULL;
+}
+
+static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
+    return rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
+}
+
+store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
+{
+    int dummy;
+    err = err ? err : &dummy;
+    *err = 0;
+    store_cursor_t *c = cursor_new(s, err);
+    if (!c)
+        return NULL;
+    kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    bool by_country = filter && filter->country[0];
+    c->provenance = filter && filter->provenance;
+    for (int k = 1; k < STORE_KINDS; k++) {
+        if (want != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED && want != (kind_t)k)
+            continue;
+        sqlite3_stmt **st = &c->stmt[c->n];
+        const char *sql = by_country ? kind_sql[k].scan_country : kind_sql[k].scan;
+        char with_stamps[512];
+        if (c->provenance) {
+            /* the same scan with the stamps as column 1 (summaries have none) */
+            static const char head[] = "SELECT record";
+            snprintf(with_stamps, sizeof(with_stamps), "SELECT record, %s%s",
+                     k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY ? "NULL" : "stamps",
+                     sql + sizeof(head) - 1);
+            sql = with_stamps;
+        }
+        if ((*err = cursor_prepare(c, sql, st)) < 0)
+            goto fail;
+        c->n++;
+        if (by_country)
+            sqlite3_bind_text(*st, 1, filter->country, -1, SQLITE_TRANSIENT);
+    }
+    return c;
+fail:
+    cursor_abandon(s, &c);
+    return NULL;
+}
+
+store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter, uint64_t revision,
+                                       int *err)
+{
+    int dummy;
+    bool null;
+    int64_t oldest, from;
+    err = err ? err : &dummy;
+    store_filter_t f = filter ? *filter : (store_filter_t){0};
+    f.provenance = false;
+    store_cursor_t *c = store_snapshot_open(s, &f, err);
+    if (!c)
+        return NULL;
+    if (revision > c->revision) {
+        *err = -EINVAL;
+        goto fail;
+    }
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+        goto fail;
+    if (null)
+        oldest = (int64_t)c->revision + 1;
+    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'history_from'", &null, &from)) <
+        0)
+        goto fail;
+    if (!null && from > oldest)
+        oldest = from;
+    if (revision + 1 < (uint64_t)oldest) {
+        *err = -ERANGE;
+        goto fail;
+    }
+    /* the same scans, over deleted rows too, with revision and deleted */
+    for (size_t i = 0; i < c->n; i++) {
+        const char *sql = sqlite3_sql(c->stmt[i]);
+        const char *live = strstr(sql, "deleted = 0");
+        char at[640];
+        if (!live || strncmp(sql, "SELECT record", 13) != 0) {
+            *err = -EINVAL;
+            goto fail;
+        }
+        snprintf(at, sizeof(at), "SELECT record, revision, deleted%.*s1%s", (int)(live - sql - 13),
+                 sql + 13, live + strlen("deleted = 0"));
+        sqlite3_stmt *st = NULL;
+        if ((*err = cursor_prepare(c, at, &st)) < 0)
+            goto fail;
+        if (sqlite3_bind_parameter_count(st) > 0)
+            sqlite3_bind_text(st, 1, f.country, -1, SQLITE_TRANSIENT);
+        sqlite3_finalize(c->stmt[i]);
+        c->stmt[i] = st;
+    }
+    if ((*err = cursor_prepare(c, "SELECT prev FROM changelog WHERE revision = ?1", &c->prev)) < 0)
+        goto fail;
+    c->history = true;
+    c->revision = revision;
+    return c;
+fail:
+    cursor_abandon(s, &c);
+    return NULL;
+}
+
+store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
+                                   int *err)
+{
+    int dummy;
+    bool null;
+    int64_t oldest;
+    err = err ? err : &dummy;
+    *err = 0;
+    store_cursor_t *c = cursor_new(s, err);
+    if (!c)
+        return NULL;
+    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
+        goto fail;
+    if (since > c->revision) {
+        *err = -EINVAL;
+        goto fail;
+    }
+    if (null)
+        oldest = (int64_t)c->revision + 1;
+    if (since < c->revision && since + 1 < (uint64_t)oldest) {
+        *err = -ERANGE;
+        goto fail;
+    }
+    if ((*err = cursor_prepare(c,
+                               "SELECT record FROM changelog WHERE revision > ?1"
+                               " AND (?2 = 0 OR kind = ?2)"
+                               " AND (?3 = '' OR country = ?3 OR country2 = ?3)"
+                               " ORDER BY revision",
+                               &c->stmt[0])) < 0)
+        goto fail;
+    c->n = 1;
+    sqlite3_bind_int64(c->stmt[0], 1, (sqlite3_int64)since);
+    sqlite3_bind_int(c->stmt[0], 2, filter ? (int)filter->kind : 0);
+    sqlite3_bind_text(c->stmt[0], 3, filter ? filter->country : "", -1, SQLITE_TRANSIENT);
+    return c;
+fail:
+    cursor_abandon(s, &c);
+    return NULL;
+}
+
+uint64_t store_cursor_revision(const store_cursor_t *c)
+{
+    return c->revision;
+}
+
+const char *store_cursor_errmsg(const store_cursor_t *c)
+{
+    return c ? c->err : "no cursor";
+}
+
+/*
+ * Re-encodes a stored record with Record.provenance filled from its
+ * stamps: one entry per set field slot (the key slot is not a field),
+ * in field order. The result is in c->out.
+ */
+static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, const uint8_t *stp,
+                             size_t slen)
+{
+    Parksync__V1__FieldProvenance fp[STORE_MAX_SLOTS];
+    Parksync__V1__FieldProvenance *pp[STORE_MAX_SLOTS];
+    uint32_t ids[STORE_MAX_SLOTS];
+    size_t nslots, n = 0;
+    stamps_t sp;
+    int rc = 0;
+
+    Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+    if (!r)
+        return -EBADMSG;
+    kind_t kind = wire_record_kind(r);
+    nslots = merge_slots(kind, ids);
+    if (nslots && stamps_decode(&sp, stp, slen, ids, nslots) < 0) {
+        rc = -EBADMSG;
+        goto out;
+    }
+    for (size_t i = 1; i < nslots; i++) {
+        if (!sp.slot[i].set || sp.slot[i].cleared)
+            continue;
+        parksync__v1__field_provenance__init(&fp[n]);
+        fp[n].field = (char *)merge_slot_name(kind, i);
+        fp[n].producer_id = sp.slot[i].producer;
+        fp[n].has_sequence = fp[n].has_event_time_us = fp[n].has_vintage = 1;
+        fp[n].sequence = sp.slot[i].sequence;
+        fp[n].event_time_us = sp.slot[i].time_us;
+        fp[n].vintage = vintage_rank(sp.slot[i].vintage);
+        pp[n] = &fp[n];
+        n++;
+    }
+    r->n_provenance = n;
+    r->provenance = pp;
+    rc = buf_pack(&c->out, &r->base);
+    r->n_provenance = 0; /* the entries live on this stack, not in r */
+    r->provenance = NULL;
+out:
+    parksync__v1__record__free_unpacked(r, NULL);
+    return rc;
+}
+
+/*
+ * History: the version at c->revision of the record whose row (or a later
+ * version of it) is at revision c->chain (> c->revision), found by
+ * following the change log's prev links back, one lookup a step. 1 with
+ * the record in c->out when it was live then, 0 when it did not exist or
+ * was deleted, -EAGAIN when the cursor's steps are spent (c->chain is
+ * where to go on), or a negative errno. c->chain is 0 unless -EAGAIN.
+ */
+static int cursor_history(store_cursor_t *c)
+{
+    int ret = 0;
+    while (c->chain > c->revision) {
+        if (c->steps >= STORE_CURSOR_STEPS)
+            return -EAGAIN;
+        c->steps++;
+        sqlite3_stmt *st = c->prev;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->chain);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            /* the view was checked to hold every revision > c->revision */
+            ret = rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc);
+            break;
+        }
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+            sqlite3_reset(st);
+            break;
+        }
+        rc = buf_set(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        sqlite3_reset(st);
+        if (rc < 0) {
+            ret = rc;
+            break;
+        }
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, c->out.len, c->out.data);
+        if (!r) {
+            ret = -EBADMSG;
+            break;
+        }
+        bool deleted = r->deleted;
+        uint64_t prev_rev = r->revision;
+        parksync__v1__record__free_unpacked(r, NULL);
+        if (prev_rev >= c->chain) {
+            ret = -EPROTO; /* links must go back */
+            break;
+        }
+        if (prev_rev <= c->revision) {
+            ret = deleted ? 0 : 1;
+            break;
+        }
+        c->chain = prev_rev;
+    }
+    c->chain = 0;
+    return ret;
+}
+
+int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
+{
+    while (c->at < c->n) {
+        int rc;
+        if (c->history && c->steps >= STORE_CURSOR_STEPS) {
+            c->steps = 0; /* spent: yield; the next call has a fresh share */
+            return -EAGAIN;
+        }
+        if (c->history && c->chain) {
+            /* the history of the row the scan stands on, begun or to go on */
+            if ((rc = cursor_history(c)) == -EAGAIN)
+                continue;
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                continue;
+            *record = c->out.data;
+            *len = c->out.len;
+            return 1;
+        }
+        rc = sqlite3_step(c->stmt[c->at]);
+        if (rc == SQLITE_ROW && c->history) {
+            sqlite3_stmt *st = c->stmt[c->at];
+            uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
+            if (rev > c->revision) {
+                c->chain = rev; /* changed since R: its history, next round */
+                continue;
+            }
+            if (sqlite3_column_int(st, 2) != 0) {
+                c->steps++; /* deleted at or before R: skipped, work all the same */
+                continue;
+            }
+            *record = sqlite3_column_blob(st, 0);
+            *len = (size_t)sqlite3_column_bytes(st, 0);
+            return 1;
+        }
+        if (rc == SQLITE_ROW) {
+            sqlite3_stmt *st = c->stmt[c->at];
+            *record = sqlite3_column_blob(st, 0);
+            *len = (size_t)sqlite3_column_bytes(st, 0);
+            if (c->provenance && sqlite3_column_type(st, 1) != SQLITE_NULL) {
+                if ((rc = cursor_provenance(c, *record, *len, sqlite3_column_blob(st, 1),
+                                            (size_t)sqlite3_column_bytes(st, 1))) < 0)
+                    return rc;
+                *record = c->out.data;
+                *len = c->out.len;
+            }
+            return 1;
+        }
+        if (rc != SQLITE_DONE)
+            return cursor_fail(c, rc);
+        c->at++;
+    }
+    return 0;
+}

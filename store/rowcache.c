@@ -1,0 +1,362 @@
+/*
+ * rowcache.c - the rows a batch reads and writes: loaded from SQLite or
+ * the cache, stored back with a revision and a change-log entry when a
+ * record's bytes change, written when the batch is flushed. What changed
+ * is told to the watcher (store.on_change), not to any module by name.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pending_clear(store_t *s)
+{
+    for (size_t i = 0; i < s->n_pend; i++) {
+        buf_free(&s->pend[i].blob);
+        buf_free(&s->pend[i].stamps);
+        buf_free(&s->pend[i].committed);
+    }
+    s->n_pend = 0;
+    s->n_log = 0;
+    s->n_dirty = 0;
+    if (s->pend_index)
+        memset(s->pend_index, 0, s->cap_index * sizeof(*s->pend_index));
+}
+
+void pending_free(store_t *s)
+{
+    pending_clear(s);
+    free(s->pend);
+    free(s->pend_index);
+    free(s->pend_log);
+    free(s->pend_dirty);
+}
+
+/* The lookup key of a record: its kind, then its key columns. */
+static bool pending_key(const rec_key_t *key, char *out)
+{
+    size_t n = 0;
+    out[n++] = (char)('0' + key->kind);
+    for (size_t i = 0; i < key->ncols; i++) {
+        size_t l = strlen(key->col[i]);
+        if (n + l + 2 > STORE_PENDING_KEY || l > WIRE_MAX_ID)
+            return false;
+        out[n++] = '\x1f';
+        memcpy(out + n, key->col[i], l);
+        n += l;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* The slot of `k` in the index: where it is, or the empty slot for it. */
+static uint32_t *pending_slot(store_t *s, const char *k)
+{
+    size_t mask = s->cap_index - 1;
+    for (size_t i = (size_t)hash_str(k) & mask;; i = (i + 1) & mask) {
+        uint32_t *slot = &s->pend_index[i];
+        if (*slot == 0 || strcmp(s->pend[*slot - 1].key, k) == 0)
+            return slot;
+    }
+}
+
+static pending_t *pending_find(store_t *s, const char *k)
+{
+    if (s->n_pend == 0)
+        return NULL;
+    uint32_t *slot = pending_slot(s, k);
+    return *slot ? &s->pend[*slot - 1] : NULL;
+}
+
+/* A new entry for key (not in the map), zeroed but for its key. */
+static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
+{
+    if (s->cap_pend == 0) {
+        s->pend = calloc(STORE_PENDING_MAX, sizeof(*s->pend));
+        s->pend_log = calloc(STORE_PENDING_MAX, sizeof(*s->pend_log));
+        s->pend_dirty = calloc(STORE_PENDING_MAX, sizeof(*s->pend_dirty));
+        s->cap_index = 2 * STORE_PENDING_MAX; /* a power of two, never fuller than half */
+        s->pend_index = calloc(s->cap_index, sizeof(*s->pend_index));
+        if (!s->pend || !s->pend_log || !s->pend_dirty || !s->pend_index)
+            return NULL;
+        s->cap_pend = STORE_PENDING_MAX;
+    }
+    pending_t *p = &s->pend[s->n_pend];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->key, sizeof(p->key), "%s", k);
+    p->kind = key->kind;
+    p->ncols = key->ncols;
+    for (size_t i = 0; i < key->ncols; i++)
+        snprintf(p->col[i], sizeof(p->col[i]), "%s", key->col[i]);
+    snprintf(p->country, sizeof(p->country), "%s", key->country ? key->country : "");
+    snprintf(p->country2, sizeof(p->country2), "%s", key->country2 ? key->country2 : "");
+    *pending_slot(s, k) = (uint32_t)++s->n_pend;
+    return p;
+}
+
+/* Writes the rows changed since the last flush and their change-log
+ * entries, in revision order; the rows stay cached, clean. */
+int pending_flush(store_t *s)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < s->n_dirty && rc == 0; i++) {
+        pending_t *p = &s->pend[s->pend_dirty[i]];
+        sqlite3_stmt *st = s->put[p->kind];
+        for (size_t c = 0; c < p->ncols; c++)
+            sqlite3_bind_text(st, (int)c + 1, p->col[c], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, p->deleted ? 1 : 0);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)p->revision);
+        sqlite3_bind_blob(st, 6, p->blob.data, (int)p->blob.len, SQLITE_STATIC);
+        if (p->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
+            sqlite3_bind_blob(st, 7, p->stamps.data, (int)p->stamps.len, SQLITE_STATIC);
+        for (size_t e = 0; e < kind_sql[p->kind].nextras; e++)
+            if (p->ex[e].set && !p->deleted)
+                sqlite3_bind_int64(st, 8 + (int)e, p->ex[e].v);
+        rc = step_done(s, st);
+    }
+    for (size_t i = 0; i < s->n_log && rc == 0; i++) {
+        pending_t *p = &s->pend[s->pend_log[i]];
+        sqlite3_stmt *st = s->st[ST_LOG_PUT];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)p->batch_rev);
+        sqlite3_bind_int(st, 2, (int)p->kind);
+        sqlite3_bind_text(st, 3, p->country, -1, SQLITE_STATIC);
+        if (p->country2[0])
+            sqlite3_bind_text(st, 4, p->country2, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, p->blob.data, (int)p->blob.len, SQLITE_STATIC);
+        if (p->committed.len > 0)
+            sqlite3_bind_blob(st, 6, p->committed.data, (int)p->committed.len, SQLITE_STATIC);
+        rc = step_done(s, st);
+    }
+    if (rc < 0) {
+        pending_clear(s); /* the transaction rolls back: forget what it held */
+        return rc;
+    }
+    for (size_t i = 0; i < s->n_dirty; i++) {
+        pending_t *p = &s->pend[s->pend_dirty[i]];
+        p->dirty = false;
+        p->batch_rev = 0;
+    }
+    s->n_dirty = 0;
+    s->n_log = 0;
+    return 0;
+}
+
+/* Reads the row of key: s->old holds the stored record bytes and
+ * s->old_stamps their stamps, row->deleted and row->ex its columns; the
+ * record itself is unpacked by row_unpack, only when a merge needs it.
+ * The caller frees the row with row_free. */
+int row_load(store_t *s, const rec_key_t *key, row_t *row)
+{
+    sqlite3_stmt *st = s->sel[key->kind];
+    int rc, ret = 0;
+    char k[STORE_PENDING_KEY];
+    pending_t *p = NULL;
+    memset(row, 0, sizeof(*row));
+    s->old.len = 0;
+    s->old_stamps.len = 0;
+    if (s->in_batch && pending_key(key, k)) {
+        if ((p = pending_find(s, k)) != NULL) {
+            /* cached: the version last read or written, not older than the table's */
+            row->pend = (size_t)(p - s->pend) + 1;
+            if (!p->found)
+                return 0;
+            row->found = true;
+            row->revision = p->revision;
+            row->deleted = p->deleted;
+            memcpy(row->ex, p->ex, sizeof(row->ex));
+            if (buf_set(&s->old, p->blob.data, p->blob.len) < 0 ||
+                buf_set(&s->old_stamps, p->stamps.data, p->stamps.len) < 0)
+                return -ENOMEM;
+            return 0;
+        }
+        if (s->n_pend == STORE_PENDING_MAX) {
+            if ((ret = pending_flush(s)) < 0)
+                return ret;
+            pending_clear(s);
+        }
+        if ((p = pending_add(s, key, k)) == NULL)
+            return -ENOMEM;
+        row->pend = (size_t)(p - s->pend) + 1;
+    }
+    bind_key(st, key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        goto reset;
+    if (rc != SQLITE_ROW) {
+        ret = db_fail(s, rc);
+        goto reset;
+    }
+    row->found = true;
+    row->revision = (uint64_t)sqlite3_column_int64(st, 0);
+    row->deleted = sqlite3_column_int(st, 3) != 0;
+    for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+        if (sqlite3_column_type(st, 4 + (int)i) != SQLITE_NULL)
+            row->ex[i] = (extra_t){true, sqlite3_column_int64(st, 4 + (int)i)};
+    const void *rec = sqlite3_column_blob(st, 1);
+    size_t rlen = (size_t)sqlite3_column_bytes(st, 1);
+    const void *stp = sqlite3_column_blob(st, 2);
+    size_t slen = (size_t)sqlite3_column_bytes(st, 2);
+    if (buf_set(&s->old, rec, rlen) < 0 || buf_set(&s->old_stamps, stp, slen) < 0) {
+        ret = -ENOMEM;
+        goto reset;
+    }
+    if (p != NULL) {
+        p->found = true;
+        p->revision = row->revision;
+        p->deleted = row->deleted;
+        memcpy(p->ex, row->ex, sizeof(p->ex));
+        if (buf_set(&p->blob, rec, rlen) < 0 || buf_set(&p->stamps, stp, slen) < 0) {
+            ret = -ENOMEM;
+            goto reset;
+        }
+    }
+reset:
+    stmt_reset(st);
+    return ret;
+}
+
+/* Unpacks the record row_load read (s->old), once; none is no error. */
+int row_unpack(store_t *s, const rec_key_t *key, row_t *row)
+{
+    if (!row->found || row->rec)
+        return 0;
+    row->rec = parksync__v1__record__unpack(NULL, s->old.len, s->old.data);
+    if (!row->rec) {
+        snprintf(s->err, sizeof(s->err), "%s: stored record does not decode",
+                 kind_sql[key->kind].table);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+void row_free(row_t *row)
+{
+    if (row->rec)
+        parksync__v1__record__free_unpacked(row->rec, NULL);
+    row->rec = NULL;
+}
+
+/* prev: the published record this change replaces (NULL: none). */
+static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t len,
+                   const uint8_t *prev, size_t prev_len)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_PUT];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->head);
+    sqlite3_bind_int(st, 2, (int)key->kind);
+    sqlite3_bind_text(st, 3, key->country, -1, SQLITE_STATIC);
+    if (key->country2)
+        sqlite3_bind_text(st, 4, key->country2, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, rec, (int)len, SQLITE_STATIC);
+    if (prev)
+        sqlite3_bind_blob(st, 6, prev, (int)prev_len, SQLITE_STATIC);
+    return step_done(s, st);
+}
+
+/*
+ * Stores the merged record `rec` (its revision unset) of `row`. When its
+ * bytes differ from the stored record it gets the next revision and a
+ * change-log row; a record that never existed and is born deleted stays
+ * unpublished (revision 0). The row is written when the record or the
+ * stamps (in s->stamps, unless stamps is false) changed, and then the
+ * watcher (s->on_change) hears of it. *changed tells whether a revision
+ * was handed out.
+ */
+int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync__V1__Record *rec,
+              bool stamps, const extra_t *ex, bool *changed)
+{
+    const uint8_t *old_body = NULL;
+    size_t old_len = 0;
+    const uint8_t *blob;
+    size_t blen;
+    uint64_t revision = row->revision;
+    pending_t *p = row->pend ? &s->pend[row->pend - 1] : NULL;
+    int rc;
+
+    *changed = false;
+    if ((rc = buf_pack(&s->body, &rec->base)) < 0)
+        return rc;
+    if (row->found)
+        record_strip(s->old.data, s->old.len, &old_body, &old_len);
+    bool same =
+        row->found && old_len == s->body.len && memcmp(old_body, s->body.data, old_len) == 0;
+    bool same_stamps = !stamps || (row->found && s->old_stamps.len == s->stamps.len &&
+                                   memcmp(s->old_stamps.data, s->stamps.data, s->stamps.len) == 0);
+    if (same && same_stamps)
+        return 0;
+    /* the row is written: a rollback puts the count back with the row */
+    if (row->found && !row->deleted && rec->deleted)
+        s->live[key->kind]--;
+    else if (!(row->found && !row->deleted) && !rec->deleted)
+        s->live[key->kind]++;
+    if (same) {
+        blob = s->old.data;
+        blen = s->old.len;
+    } else if (!row->found && rec->deleted) {
+        revision = 0;
+        blob = s->body.data;
+        blen = s->body.len;
+    } else {
+        revision = p && p->batch_rev ? p->batch_rev : s->head + 1;
+        if (buf_reserve(&s->out, 1 + STORE_VARINT_MAX + s->body.len) < 0)
+            return -ENOMEM;
+        s->out.data[0] = STORE_TAG_REVISION;
+        s->out.len = 1 + varint_put(s->out.data + 1, revision);
+        memcpy(s->out.data + s->out.len, s->body.data, s->body.len);
+        s->out.len += s->body.len;
+        blob = s->out.data;
+        blen = s->out.len;
+    }
+
+    if (p != NULL) {
+        /* the row is written when the batch is flushed; the change log
+         * keeps the version it replaces, the one the last flush left */
+        if (revision != row->revision && revision != 0 && p->batch_rev == 0) {
+            p->committed.len = 0;
+            if (row->revision && buf_set(&p->committed, s->old.data, s->old.len) < 0)
+                return -ENOMEM;
+        }
+        if (!p->dirty) {
+            p->dirty = true;
+            s->pend_dirty[s->n_dirty++] = (size_t)(p - s->pend);
+        }
+        if (buf_set(&p->blob, blob, blen) < 0 ||
+            (stamps && buf_set(&p->stamps, s->stamps.data, s->stamps.len) < 0))
+            return -ENOMEM;
+        p->found = true;
+        p->revision = revision;
+        p->deleted = rec->deleted;
+        for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+            p->ex[i] = ex[i];
+    } else {
+        sqlite3_stmt *st = s->put[key->kind];
+        bind_key(st, key);
+        sqlite3_bind_int(st, 4, rec->deleted ? 1 : 0);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)revision);
+        sqlite3_bind_blob(st, 6, blob, (int)blen, SQLITE_STATIC);
+        if (stamps)
+            sqlite3_bind_blob(st, 7, s->stamps.data, (int)s->stamps.len, SQLITE_STATIC);
+        for (size_t i = 0; i < kind_sql[key->kind].nextras; i++)
+            if (ex[i].set && !rec->deleted)
+                sqlite3_bind_int64(st, 8 + (int)i, ex[i].v);
+        if ((rc = step_done(s, st)) < 0)
+            return rc;
+    }
+    bool published = revision != row->revision && revision != 0;
+    if (published) {
+        s->head = revision;
+        if (p != NULL) {
+            /* one change-log entry per record and batch, written at the flush */
+            p->batch_rev = revision;
+            s->pend_log[s->n_log++] = (size_t)(p - s->pend);
+        } else if ((rc = log_put(s, key, blob, blen, row->revision ? s->old.data : NULL,
+                                 row->revision ? s->old.len : 0)) < 0) {
+            return rc;
+        }
+    }
+    *changed = published;
+    return s->on_change ? s->on_change(s, key, row, rec, published) : 0;
+}

@@ -1,0 +1,308 @@
+/*
+ * store_int.h - what the store's files share (private to store/): the
+ * store struct, the statement tables and the functions one file offers
+ * the others, by file. The pure parts (key.h, stamp.h, merge.h) know
+ * nothing of this header.
+ *
+ * Layers, each using only those below it:
+ *   store.c     open, close, batches, store_apply's orchestration
+ *   summary.c   summaries and resident aggregates (watches the row cache)
+ *   cursor.c admin.c conflict.c producer.c authority.c
+ *   rowcache.c  the batch's rows, loads and stores, the change log
+ *   schema.c    migrations, statements, the owner check
+ *   merge.c stamp.c key.c buf.c wide.h   (pure)
+ */
+#ifndef PARKSYNC_STORE_INT_H
+#define PARKSYNC_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "buf.h"
+#include "key.h"
+#include "merge.h"
+#include "stamp.h"
+#include "store.h"
+#include "wide.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
+#define STORE_PRUNE_SLACK     100  /* prune once the log exceeds keep by keep/100 */
+#define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
+#define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
+#define STORE_REASONS         7    /* conflict reason classes (reason_classes) */
+
+/* Last applied state of one producer, cached in memory. */
+typedef struct producer {
+    char id[WIRE_MAX_ID + 1]; /* producer id; "" marks a free slot */
+    uint64_t last_sequence;   /* last applied or rejected sequence */
+    uint64_t applied;         /* updates applied */
+    uint64_t duplicates;      /* updates ignored as already applied */
+    uint64_t gaps;            /* updates refused for a missing sequence */
+    uint64_t rejected;        /* sequences consumed by store_reject */
+    int64_t last_seen_us;     /* wall clock of its last update, us since 1970 */
+    bool dirty;               /* changed in the open batch, written at commit */
+} producer_t;
+
+/* A record row as read before a merge. */
+typedef struct row {
+    bool found;                   /* a row exists */
+    uint64_t revision;            /* its revision (0: never published) */
+    bool deleted;                 /* its record is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS]; /* its extra columns (set: not NULL) */
+    Parksync__V1__Record *rec;    /* its record once row_unpack ran; NULL before, or none */
+    size_t pend;                  /* its entry in the batch's rows, + 1; 0: none */
+} row_t;
+
+/* What the row cache tells its watcher after it stored a row: the row as
+ * it was (old), the record now, and whether it got a revision. Returns 0
+ * or a negative errno (the batch must then be rolled back). */
+typedef int (*row_change_fn)(store_t *s, const rec_key_t *key, const row_t *old,
+                             const Parksync__V1__Record *now, bool published);
+
+/* Statements on the store's connection, prepared once at open. */
+enum stmt_id {
+    ST_BEGIN,          /* BEGIN IMMEDIATE */
+    ST_COMMIT,         /* COMMIT */
+    ST_ROLLBACK,       /* ROLLBACK */
+    ST_META_GET,       /* value of a meta key */
+    ST_META_SET,       /* sets a meta key */
+    ST_PRODUCER_ALL,   /* every producer */
+    ST_PRODUCER_PUT,   /* upsert of a producer */
+    ST_CONFLICT_PUT,   /* new conflict row */
+    ST_CONFLICT_LIST,  /* conflict rows by filter, in id order */
+    ST_CONFLICT_PRUNE, /* drops the oldest conflict rows recorded before a time */
+    ST_CONFLICT_FIRST, /* recorded_us of the oldest conflict row */
+    ST_CLAIM_PUT,      /* a refused update kept as a claim */
+    ST_CLAIM_DROP,     /* drops one claim */
+    ST_LOG_PUT,        /* new change-log row */
+    ST_LOG_OLDEST,     /* oldest revision in the change log */
+    ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
+    ST_LOG_SINCE,      /* change-log rows after a revision */
+    ST_SUM_PARKS,      /* live parks of a country with their resident aggregates */
+    ST_SUM_RESIDENTS,  /* resident aggregates of a country, per park */
+    ST_SUM_TRADE,      /* turnover per partner and period of a country */
+    ST_SUM_INDICATORS, /* live country reports of a country */
+    ST_DIRTY_ALL,      /* every country with records (marked dirty at open) */
+    ST_AGG_GET,        /* a park's resident aggregates */
+    ST_AGG_PUT,        /* sets a park's resident aggregates */
+    ST_SAVEPOINT,      /* opens the savepoint of one country's summary */
+    ST_RELEASE,        /* ends it, keeping what it did */
+    ST_ROLLBACK_TO,    /* undoes what it did (RELEASE must follow) */
+    ST_COUNT           /* number of statements */
+};
+
+/*
+ * Per-kind row statements share one parameter layout: ?1..?3 key columns,
+ * ?4 deleted, ?5 revision, ?6 record, ?7 stamps, ?8..?10 extra columns.
+ */
+typedef struct kind_sql {
+    const char *table;        /* table name */
+    const char *select;       /* revision, record, stamps, deleted, extras of a row by key */
+    const char *upsert;       /* insert or replace a row */
+    const char *scan;         /* live records in key order */
+    const char *scan_country; /* live records of country ?1 in key order */
+    size_t nextras;           /* extra columns */
+} kind_sql_t;
+
+/* The per-kind statements (schema.c). */
+extern const kind_sql_t kind_sql[STORE_KINDS];
+
+/* How one park's live residents changed in the open batch; added to
+ * resident_agg before summaries are computed and at commit. */
+typedef struct agg_delta {
+    char country[3];               /* the park's country */
+    char park_id[WIRE_MAX_ID + 1]; /* the park */
+    int64_t residents;             /* change in live residents */
+    wide_t investment;             /* change in their investment, USD cents (exact) */
+} agg_delta_t;
+
+#define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
+
+/*
+ * The row cache: rows read or written recently, as stored, so a record
+ * updated again is merged without a read from SQLite. The rows a batch
+ * changed are dirty until the batch is flushed (before summaries,
+ * digests and the commit); a record changed several times between two
+ * flushes is written once and gets one revision: no one can see the
+ * versions in between, since the batch commits whole. Clean rows stay
+ * after the commit, as the committed state; a rollback forgets them all,
+ * and so does a batch that needs a row when the cache is full (after
+ * writing its dirty rows). Only the cache writes record rows, so a
+ * cached row is never older than its table row.
+ */
+#define STORE_PENDING_MAX 8192 /* rows cached; when full, the cache is flushed and emptied */
+#define STORE_PENDING_KEY 160  /* bytes of a lookup key: kind and key columns */
+
+typedef struct pending {
+    char key[STORE_PENDING_KEY];               /* kind byte, then key columns joined by 0x1f */
+    char col[STORE_MAX_KEYS][WIRE_MAX_ID + 1]; /* key column values */
+    size_t ncols;                              /* key columns used */
+    kind_t kind;                               /* record kind */
+    char country[3];                           /* topic country */
+    char country2[3];                          /* trade: importer; "" otherwise */
+    bool found;                                /* a row exists (stored or to be written) */
+    uint64_t revision;                         /* revision of blob (0: never published) */
+    uint64_t batch_rev;                        /* revision given in this batch; 0: none */
+    buf_t blob;                                /* the record as stored: Record with revision */
+    buf_t stamps;                              /* its stamps (empty for summaries) */
+    buf_t committed;                           /* record at the last flush, when published */
+    bool deleted;                              /* blob is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
+    bool dirty;                                /* the row must be written */
+} pending_t;
+/* Page cache of the writing connection: -N is N KiB. SQLite's default
+ * (2 MiB) makes every merge of a large database a read from the kernel. */
+#define STORE_CACHE_PRAGMA "-32768"
+/* Bytes the WAL file is truncated to after a checkpoint resets it. */
+#define STORE_WAL_LIMIT_PRAGMA "67108864"
+/* WIRE_EPOCH_BYTES as SQL text, for randomblob() */
+#define STORE_EPOCH_SQL_BYTES "16"
+/* PRAGMA application_id of a parksync database ("PSNC"), and as SQL text */
+#define STORE_APPLICATION_ID     0x50534e43
+#define STORE_APPLICATION_ID_SQL "1347636803"
+/* findings of a quick_check kept for the message */
+#define STORE_CHECK_FINDINGS "8"
+/* meta key of the marker a backup leaves in its copy (see claim_copy) */
+#define META_COPY "copy"
+
+struct store {
+    store_config_t cfg;                           /* copy of the config (path points at path) */
+    char *path;                                   /* database file, owned */
+    sqlite3 *db;                                  /* the writing connection */
+    sqlite3_stmt *st[ST_COUNT];                   /* general statements */
+    sqlite3_stmt *sel[STORE_KINDS];               /* row by key, per kind */
+    sqlite3_stmt *put[STORE_KINDS];               /* row upsert, per kind */
+    sqlite3_stmt *scan[STORE_KINDS];              /* live rows in key order, per kind */
+    uint8_t epoch[WIRE_EPOCH_BYTES];              /* identity of this database's history */
+    bool new_epoch;                               /* a backup's copy: store_open renewed epoch */
+    uint64_t head;                                /* highest revision handed out */
+    uint64_t head_begin;                          /* head when the batch began */
+    uint64_t oldest;                              /* oldest revision in the change log */
+    uint64_t oldest_begin;                        /* oldest when the batch began */
+    uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
+    bool prune_held;                              /* the last prune stopped at the pin */
+    bool in_batch;                                /* a write transaction is open */
+    bool producers_lost;                          /* a reload failed: positions unknown */
+    producer_t *prod;                             /* producer map, open addressing */
+    size_t prod_cap;                              /* slots in prod (power of two) */
+    size_t prod_count;                            /* used slots in prod */
+    uint8_t dirty[STORE_COUNTRIES / 8 + 1];       /* countries whose summary is stale */
+    uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
+    buf_t body;                                   /* encoded Record without revision */
+    buf_t out;                                    /* encoded Record with revision */
+    buf_t old;                                    /* stored record of the row being merged */
+    buf_t stamps;                                 /* encoded stamps of the row being merged */
+    buf_t old_stamps;                             /* stored stamps of the row being merged */
+    store_ministry_t *ministries;                 /* authority: ministries, owned; none = open */
+    size_t n_ministries;                          /* entries in ministries */
+    store_member_t *members;                      /* authority: producer -> ministry, owned */
+    size_t n_members;                             /* entries in members */
+    agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
+    pending_t *pend;                              /* the row cache, in first-touched order */
+    row_change_fn on_change;                      /* told of every row the cache stores */
+    size_t n_pend;                                /* entries used in pend */
+    size_t *pend_dirty;        /* entries changed since the last flush, in first-changed order */
+    size_t n_dirty;            /* entries used in pend_dirty */
+    size_t cap_pend;           /* entries allocated in pend */
+    uint32_t *pend_index;      /* open addressing over pend: index + 1, 0 = empty */
+    size_t cap_index;          /* slots in pend_index (power of two) */
+    size_t *pend_log;          /* entries given a revision, in revision order */
+    size_t n_log;              /* entries used in pend_log */
+    size_t n_agg;              /* entries used in agg */
+    uint64_t summary_failures; /* country summaries that could not be refreshed */
+    char summary_err[256];     /* why the last of them failed */
+    /* What status and metrics read every second, kept as rows change so
+     * reading them scans nothing: counted at open, then moved by
+     * row_store and conflict_put, and put back by a rollback. */
+    uint64_t live[STORE_KINDS];            /* live (not deleted) records per kind */
+    uint64_t live_begin[STORE_KINDS];      /* live when the batch began */
+    uint64_t reasons[STORE_REASONS];       /* conflict rows per reason class */
+    uint64_t reasons_begin[STORE_REASONS]; /* reasons when the batch began */
+    /* Retention of the conflicts table (conflicts_prune). */
+    int64_t conflict_oldest_us;    /* recorded_us of its oldest row; INT64_MAX: empty */
+    int64_t conflict_oldest_begin; /* conflict_oldest_us when the batch began */
+    uint64_t conflicts_added;      /* rows the open batch recorded */
+    store_pruned_t pruned;         /* rows retention dropped since open (committed) */
+    store_pruned_t pruned_batch;   /* rows the open batch's commit drops */
+    char err[256];                 /* message of the last failure */
+};
+
+/* ---------------------------------------------------------------- store.c */
+
+/* The errno of an SQLite result code (0 for OK, ROW, DONE). */
+int errno_from_sqlite(int rc);
+/* Keeps SQLite's message for store_errmsg and returns the errno. */
+int db_fail(store_t *s, int rc);
+/* Counts the work of connection db through the test seams, when asked. */
+void seam_watch(const store_t *s, sqlite3 *db);
+/* A fault the test seams inject before reading `what`: 0 or a negative errno. */
+int seam_fault(store_t *s, const char *what);
+/* The store's clock: the config's seam, else the wall clock. */
+int64_t now_us(const store_t *s);
+
+/* ---------------------------------------------------------------- schema.c */
+
+int exec(store_t *s, const char *sql);
+int step_done(store_t *s, sqlite3_stmt *st);
+void stmt_reset(sqlite3_stmt *st);
+void bind_key(sqlite3_stmt *st, const rec_key_t *key);
+int prepare_all(store_t *s);
+int check_owner(store_t *s);
+int migrate(store_t *s);
+int claim_copy(store_t *s);
+int load_meta(store_t *s);
+int load_oldest(store_t *s);
+
+/* ---------------------------------------------------------------- rowcache.c */
+
+void pending_clear(store_t *s);
+void pending_free(store_t *s);
+int pending_flush(store_t *s);
+int row_load(store_t *s, const rec_key_t *key, row_t *row);
+int row_unpack(store_t *s, const rec_key_t *key, row_t *row);
+void row_free(row_t *row);
+int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync__V1__Record *rec,
+              bool stamps, const extra_t *ex, bool *changed);
+
+/* ---------------------------------------------------------------- producer.c */
+
+producer_t *producer_find(const store_t *s, const char *id);
+int producers_load(store_t *s);
+int producers_reload(store_t *s);
+bool producers_ready(store_t *s);
+int producers_flush(store_t *s);
+int producer_check(store_t *s, const char *ministry, const char *id, uint64_t seq, producer_t **pp,
+                   store_outcome_t *outcome);
+
+/* ---------------------------------------------------------------- authority.c */
+
+const store_ministry_t *ministry_of(const store_t *s, const char *producer);
+void refusal(const store_t *s, const char *ministry, const Parksync__V1__Update *u, kind_t kind,
+             const rec_key_t *key, char *why, size_t size);
+
+/* ---------------------------------------------------------------- conflict.c */
+
+size_t reason_class_of(const char *reason);
+int conflict_oldest_load(store_t *s);
+int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t kind, const rec_key_t *key,
+                 const char *reason, const Parksync__V1__Update *u, bool claim);
+int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind, const rec_key_t *key,
+              const char *reason);
+int conflicts_prune(store_t *s);
+
+/* ---------------------------------------------------------------- summary.c */
+
+void mark_dirty(store_t *s, const char *country);
+int mark_all_dirty(store_t *s);
+int agg_flush(store_t *s);
+int summary_on_change(store_t *s, const rec_key_t *key, const row_t *old,
+                      const Parksync__V1__Record *now, bool published);
+
+/* ---------------------------------------------------------------- admin.c */
+
+int figures_load(store_t *s);
+
+#endif /* PARKSYNC_STORE_INT_H */
