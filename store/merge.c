@@ -352,7 +352,7 @@ static int64_t mean_cents(int64_t a, int64_t b)
  * round(exporter * factor) (half away from zero), its percentage of the
  * larger of importer and exporter * factor, and the flag.
  */
-static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f, const stamps_t *sp)
+static void trade_derive(const merge_rules_t *cfg, Parksync__V1__TradeFlow *f, const stamps_t *sp)
 {
     bool he = f->has_exporter_reported_usd_cents, hi = f->has_importer_reported_usd_cents;
     int64_t e = f->exporter_reported_usd_cents, i = f->importer_reported_usd_cents;
@@ -415,7 +415,7 @@ static void trade_derive(const store_config_t *cfg, Parksync__V1__TradeFlow *f, 
 
 /* The flow from its merged stamps: each cell the figure of the write it
  * holds, from this update or the stored flow; then the derived fields. */
-static int merge_trade(const store_config_t *cfg, const merge_update_t *up, const stamps_t *sp,
+static int merge_trade(const merge_rules_t *cfg, const merge_update_t *up, const stamps_t *sp,
                        const Parksync__V1__Record *stored, merge_out_t *out)
 {
     const rec_key_t *key = up->key;
@@ -473,7 +473,7 @@ static int merge_trade(const store_config_t *cfg, const merge_update_t *up, cons
  * merge_stamps made, the update and the stored record (NULL: none, or
  * not needed). Returns 0, or -EBADMSG / -EPROTO with out->why.
  */
-int merge_record(const store_config_t *cfg, const merge_update_t *up, const stamps_t *sp,
+int merge_record(const merge_rules_t *cfg, const merge_update_t *up, const stamps_t *sp,
                  const Parksync__V1__Record *stored, merge_out_t *out)
 {
     parksync__v1__record__init(&out->rec);

@@ -17,7 +17,13 @@
 
 #include "key.h"
 #include "stamp.h"
-#include "store.h"
+
+/* The rules of the configuration a merge follows ([trade]). */
+typedef struct merge_rules {
+    Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
+    double trade_threshold_pct;         /* discrepancy above this flags a flow, percent */
+    double cif_fob_factor;              /* importer's figure is compared with exporter's * this */
+} merge_rules_t;
 
 /* Result of merging one update into one record. */
 typedef struct merge {
@@ -78,7 +84,7 @@ bool merge_stamps(const merge_update_t *up, stamps_t *sp, merge_t *m);
 /* The second step: the record up leaves, from the stamps merge_stamps
  * made, the update and the stored record (NULL: none, or not needed).
  * Returns 0, or -EBADMSG / -EPROTO with out->why. */
-int merge_record(const store_config_t *cfg, const merge_update_t *up, const stamps_t *sp,
+int merge_record(const merge_rules_t *cfg, const merge_update_t *up, const stamps_t *sp,
                  const Parksync__V1__Record *stored, merge_out_t *out);
 /* Shallow copy of field f of src into dst, a sub-message into sub without
  * its unknown fields. false when the sub-message does not fit sub. */

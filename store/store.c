@@ -336,7 +336,8 @@ static int apply_merge(store_t *s, const merge_update_t *up, merge_t *m)
     }
     if (merge_stamps(up, &sp, m) && (rc = row_unpack(s, key, &row)) < 0)
         goto free_row;
-    if ((rc = merge_record(&s->cfg, up, &sp, row.rec, &out)) < 0) {
+    merge_rules_t rules = {s->cfg.trade_rule, s->cfg.trade_threshold_pct, s->cfg.cif_fob_factor};
+    if ((rc = merge_record(&rules, up, &sp, row.rec, &out)) < 0) {
         snprintf(s->err, sizeof(s->err), "%s: %s", kind_sql[key->kind].table, out.why);
         goto free_row;
     }

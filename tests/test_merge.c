@@ -34,6 +34,7 @@
 #include "merge.h"
 #include "stamp.h"
 #include "store.h"
+#include "store.h"
 
 #define CASES     2000 /* random cases per law */
 #define MAX_UPD   12   /* updates per case */
@@ -277,7 +278,8 @@ static void merge(state_t *st, const upd_t *x, const store_config_t *cfg, bool e
         old = parksync__v1__record__unpack(NULL, st->len, st->rec);
         cr_assert_not_null(old, "%s: stored record does not decode", ctx);
     }
-    cr_assert_eq(merge_record(cfg, &up, &st->sp, old, &out), 0, "%s: merge_record: %s", ctx,
+    merge_rules_t rules = {cfg->trade_rule, cfg->trade_threshold_pct, cfg->cif_fob_factor};
+    cr_assert_eq(merge_record(&rules, &up, &st->sp, old, &out), 0, "%s: merge_record: %s", ctx,
                  out.why ? out.why : "?");
     size_t n = protobuf_c_message_get_packed_size(&out.rec.base);
     cr_assert_leq(n, sizeof(st->rec), "%s: record of %zu bytes", ctx, n);
