@@ -17,14 +17,6 @@ static const size_t key_columns[STORE_KINDS] = {
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = 1,
 };
 
-uint64_t hash_str(const char *p)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a offset basis */
-    for (; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    return h;
-}
-
 /* The encoded Record without its leading revision field. */
 void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *blen)
 {

@@ -33,8 +33,6 @@ typedef struct rec_key {
     const char *partner;             /* trade: the reporter's partner; else NULL */
 } rec_key_t;
 
-/* FNV-1a of a NUL-terminated string. */
-uint64_t hash_str(const char *p);
 /* The encoded Record without its leading revision field. */
 void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *blen);
 /* The index of an ISO alpha-2 code (0 .. STORE_COUNTRIES - 1), or -1. */

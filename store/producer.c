@@ -11,24 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-producer_t *producer_find(const store_t *s, const char *id)
+static const char *producer_key(const void *arg, uint32_t pos)
 {
-    if (!s->prod_cap)
-        return NULL;
-    for (size_t i = hash_str(id) & (s->prod_cap - 1);; i = (i + 1) & (s->prod_cap - 1)) {
-        if (!s->prod[i].id[0])
-            return NULL;
-        if (strcmp(s->prod[i].id, id) == 0)
-            return &s->prod[i];
-    }
+    return ((const store_t *)arg)->prod[pos].id;
 }
 
-static producer_t *producer_slot(producer_t *tab, size_t cap, const char *id)
+producer_t *producer_find(const store_t *s, const char *id)
 {
-    size_t i = hash_str(id) & (cap - 1);
-    while (tab[i].id[0] && strcmp(tab[i].id, id) != 0)
-        i = (i + 1) & (cap - 1);
-    return &tab[i];
+    uint32_t *slot = index_slot(&s->prod_index, id, producer_key, s);
+
+    return slot && *slot ? &s->prod[*slot - 1] : NULL;
 }
 
 /* Finds or adds a producer. NULL when out of memory. */
@@ -37,21 +29,20 @@ static producer_t *producer_get(store_t *s, const char *id)
     producer_t *p = producer_find(s, id);
     if (p)
         return p;
-    if ((s->prod_count + 1) * 2 > s->prod_cap) {
+    if (s->prod_count == s->prod_cap) {
         size_t cap = s->prod_cap ? s->prod_cap * 2 : STORE_PRODUCERS_MIN;
-        producer_t *tab = calloc(cap, sizeof(*tab));
+        producer_t *tab = realloc(s->prod, cap * sizeof(*tab));
         if (!tab)
             return NULL;
-        for (size_t i = 0; i < s->prod_cap; i++)
-            if (s->prod[i].id[0])
-                *producer_slot(tab, cap, s->prod[i].id) = s->prod[i];
-        free(s->prod);
         s->prod = tab;
         s->prod_cap = cap;
     }
-    p = producer_slot(s->prod, s->prod_cap, id);
+    if (index_fit(&s->prod_index, s->prod_count + 1, producer_key, s) < 0)
+        return NULL;
+    p = &s->prod[s->prod_count];
+    memset(p, 0, sizeof(*p));
     snprintf(p->id, sizeof(p->id), "%s", id);
-    s->prod_count++;
+    *index_slot(&s->prod_index, id, producer_key, s) = (uint32_t)++s->prod_count;
     return p;
 }
 
@@ -60,9 +51,8 @@ int producers_load(store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_PRODUCER_ALL];
     int rc, ret = 0;
-    if (s->prod)
-        memset(s->prod, 0, s->prod_cap * sizeof(*s->prod));
     s->prod_count = 0;
+    index_clear(&s->prod_index);
     if ((ret = seam_fault(s, "producers")) < 0)
         return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -114,9 +104,9 @@ bool producers_ready(store_t *s)
 int producers_flush(store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_PRODUCER_PUT];
-    for (size_t i = 0; i < s->prod_cap; i++) {
+    for (size_t i = 0; i < s->prod_count; i++) {
         producer_t *p = &s->prod[i];
-        if (!p->id[0] || !p->dirty)
+        if (!p->dirty)
             continue;
         sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)p->last_sequence);
@@ -211,11 +201,8 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg)
 {
     if (!producers_ready(s))
         return -EIO;
-    for (size_t i = 0; i < s->prod_cap; i++) {
+    for (size_t i = 0; i < s->prod_count; i++) {
         const producer_t *p = &s->prod[i];
-
-        if (p->id[0] == '\0')
-            continue;
         store_producer_stats_t st = stats_of(p);
         if (fn(arg, p->id, &st) != 0)
             break;

@@ -22,15 +22,14 @@ void pending_clear(store_t *s)
     s->n_pend = 0;
     s->n_log = 0;
     s->n_dirty = 0;
-    if (s->pend_index)
-        memset(s->pend_index, 0, s->cap_index * sizeof(*s->pend_index));
+    index_clear(&s->pend_index);
 }
 
 void pending_free(store_t *s)
 {
     pending_clear(s);
     free(s->pend);
-    free(s->pend_index);
+    index_free(&s->pend_index);
     free(s->pend_log);
     free(s->pend_dirty);
 }
@@ -52,15 +51,15 @@ static bool pending_key(const rec_key_t *key, char *out)
     return true;
 }
 
+static const char *pending_key_at(const void *arg, uint32_t pos)
+{
+    return ((const store_t *)arg)->pend[pos].key;
+}
+
 /* The slot of `k` in the index: where it is, or the empty slot for it. */
 static uint32_t *pending_slot(store_t *s, const char *k)
 {
-    size_t mask = s->cap_index - 1;
-    for (size_t i = (size_t)hash_str(k) & mask;; i = (i + 1) & mask) {
-        uint32_t *slot = &s->pend_index[i];
-        if (*slot == 0 || strcmp(s->pend[*slot - 1].key, k) == 0)
-            return slot;
-    }
+    return index_slot(&s->pend_index, k, pending_key_at, s);
 }
 
 static pending_t *pending_find(store_t *s, const char *k)
@@ -78,9 +77,8 @@ static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
         s->pend = calloc(STORE_PENDING_MAX, sizeof(*s->pend));
         s->pend_log = calloc(STORE_PENDING_MAX, sizeof(*s->pend_log));
         s->pend_dirty = calloc(STORE_PENDING_MAX, sizeof(*s->pend_dirty));
-        s->cap_index = 2 * STORE_PENDING_MAX; /* a power of two, never fuller than half */
-        s->pend_index = calloc(s->cap_index, sizeof(*s->pend_index));
-        if (!s->pend || !s->pend_log || !s->pend_dirty || !s->pend_index)
+        if (!s->pend || !s->pend_log || !s->pend_dirty ||
+            index_fit(&s->pend_index, STORE_PENDING_MAX, pending_key_at, s) < 0)
             return NULL;
         s->cap_pend = STORE_PENDING_MAX;
     }

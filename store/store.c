@@ -198,6 +198,7 @@ void store_close(store_t **sp)
     free(s->ministries);
     free(s->members);
     free(s->prod);
+    index_free(&s->prod_index);
     pending_free(s);
     free(s->path);
     free(s);

@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "buf.h"
+#include "index.h"
 #include "key.h"
 #include "merge.h"
 #include "stamp.h"
@@ -36,7 +37,7 @@
 
 /* Last applied state of one producer, cached in memory. */
 typedef struct producer {
-    char id[WIRE_MAX_ID + 1]; /* producer id; "" marks a free slot */
+    char id[WIRE_MAX_ID + 1]; /* producer id */
     uint64_t last_sequence;   /* last applied or rejected sequence */
     uint64_t applied;         /* updates applied */
     uint64_t duplicates;      /* updates ignored as already applied */
@@ -186,9 +187,10 @@ struct store {
     bool prune_held;                              /* the last prune stopped at the pin */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */
-    producer_t *prod;                             /* producer map, open addressing */
-    size_t prod_cap;                              /* slots in prod (power of two) */
-    size_t prod_count;                            /* used slots in prod */
+    producer_t *prod;                             /* the producers, prod_count of them */
+    size_t prod_cap;                              /* entries allocated in prod */
+    size_t prod_count;                            /* producers in prod */
+    index_t prod_index;                           /* prod by id */
     uint8_t dirty[STORE_COUNTRIES / 8 + 1];       /* countries whose summary is stale */
     uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
     buf_t body;                                   /* encoded Record without revision */
@@ -207,8 +209,7 @@ struct store {
     size_t *pend_dirty;        /* entries changed since the last flush, in first-changed order */
     size_t n_dirty;            /* entries used in pend_dirty */
     size_t cap_pend;           /* entries allocated in pend */
-    uint32_t *pend_index;      /* open addressing over pend: index + 1, 0 = empty */
-    size_t cap_index;          /* slots in pend_index (power of two) */
+    index_t pend_index;        /* pend by key */
     size_t *pend_log;          /* entries given a revision, in revision order */
     size_t n_log;              /* entries used in pend_log */
     size_t n_agg;              /* entries used in agg */
