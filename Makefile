@@ -11,6 +11,11 @@
 #   make fuzz   build the libFuzzer targets with clang (ASan + UBSan) in
 #               build-fuzz and run each for FUZZ_SECONDS (default 60)
 #               against tests/fuzz/corpus; see tests/fuzz/README.md
+#   make soak   build (no tests), then run tests/bench/soak_months.py for
+#               SOAK_MINUTES (default 30): 2,000 contested updates/s with
+#               watchers; fails when the daemon's WAL, RSS or database
+#               outgrow their bounds or a watcher misses a change (CI runs
+#               SOAK_MINUTES=2)
 
 # What building parksync needs (make build, make demo); protoc generates
 # the Python client's protobuf module.
@@ -27,14 +32,19 @@ DEB_PACKAGES := $(BUILD_PACKAGES) libcriterion-dev sqlite3 dpkg-dev file \
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
 
+# `make soak` drives the daemon with the Python client of the conformance
+# tests.
+SOAK_PACKAGES := python3 python3-zmq python3-protobuf protobuf-compiler
+
 BUILD      ?= build
 TEST_BUILD ?= build-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+SOAK_MINUTES ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO       := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps
+.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps soak soak-deps
 
 all: build
 
@@ -75,6 +85,14 @@ fuzz: deps fuzz-deps
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_update fuzz_query \
 	  fuzz_publication fuzz_control fuzz_json make_corpus
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD)
+
+soak-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(SOAK_PACKAGES)"
+
+# the release build: sanitizers would make the RSS and rate meaningless
+soak: build soak-deps
+	/usr/bin/python3 tests/bench/soak_months.py --binary $(BUILD)/bin/parksyncd \
+	  --cli $(BUILD)/bin/parksync --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

@@ -20,15 +20,21 @@ pb = None  # the generated parksync_pb2 module, set by load_proto()
 MAX_MSG = 1 << 20  # WIRE_MAX_MSG: peers should set ZMQ_MAXMSGSIZE too
 
 
-def load_proto(proto_dir):
-    """Compile parksync.proto with protoc into a temporary directory and
-    import it (generated code is never committed)."""
+def load_proto(proto_dir, out=None):
+    """Compile parksync.proto with protoc into `out` (default: a new
+    temporary directory) and import it (generated code is never
+    committed). Code already generated in `out` is imported as it is, so
+    the processes of one run compile once and clean up one folder."""
     global pb
     if pb is not None:
         return pb
-    out = tempfile.mkdtemp(prefix="ps-proto-")
-    subprocess.run(["protoc", "--python_out=" + out, "-I", proto_dir,
-                    os.path.join(proto_dir, "parksync.proto")], check=True)
+    if out is None:
+        out = tempfile.mkdtemp(prefix="ps-proto-")
+    if not os.path.exists(os.path.join(out, "parksync_pb2.py")):
+        os.makedirs(out, exist_ok=True)
+        subprocess.run(["protoc", "--python_out=" + out, "-I", proto_dir,
+                        os.path.join(proto_dir, "parksync.proto")],
+                       check=True)
     sys.path.insert(0, out)
     pb = importlib.import_module("parksync_pb2")
     return pb
@@ -510,7 +516,10 @@ class Subscriber:
         p.ParseFromString(frames[1])
         return frames[0].decode(), p
 
-    def _deliver(self, r, how):
+    def _deliver(self, r, how, record=None):
+        """One delivery to the consumer: revision r of `record`, "live" or
+        "recovered", or (None, "reset"). A subclass that keeps its own
+        account overrides this."""
         self.delivered.append((r, how))
 
     def recover(self):
@@ -527,7 +536,7 @@ class Subscriber:
         for c in chunks:
             for rec in c.records:
                 if rec.revision > self.V and rec.revision not in dset:
-                    self._deliver(rec.revision, "recovered")
+                    self._deliver(rec.revision, "recovered", rec)
                     dset.add(rec.revision)
         self.V = chunks[-1].revision
         self.D = []
@@ -536,7 +545,7 @@ class Subscriber:
         """Rule 6: tell the consumer and take a fresh snapshot."""
         self.resets += 1
         self._snapshot()
-        self.delivered.append((None, "reset"))
+        self._deliver(None, "reset")
 
     def step(self, timeout):
         """Handle one publication; returns False when none came."""
@@ -565,7 +574,7 @@ class Subscriber:
             return
         if r <= self.V or r in self.D:
             return
-        self._deliver(r, "live")
+        self._deliver(r, "live", p.record)
         self.D.append(r)
 
     def on_heartbeat(self, hb):

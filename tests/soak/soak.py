@@ -47,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
 import psclient  # noqa: E402
 from psclient import pb  # noqa: E402,F401  (set by load_proto)
+from soakutil import pct, rss_kib  # noqa: E402
 
 import zmq  # noqa: E402
 
@@ -66,24 +67,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def pct(xs, p):
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
 def varint(n):
