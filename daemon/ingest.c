@@ -90,6 +90,8 @@ void batch_finish(server_t *s)
      * runs once. */
     if (store_prune_held(s->store) && batch_begin(s) == 0)
         batch_finish(s);
+    else if ((rc = store_wal_reset(s->store)) < 0)
+        server_store_failed(s, rc, false, "WAL checkpoint after a commit", store_errmsg(s->store));
 }
 
 /* One step of retention in an empty batch, when commits left conflict

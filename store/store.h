@@ -270,6 +270,16 @@ void store_pin_changes(store_t *s, uint64_t revision);
  * empty batch (begin, commit) now prunes them. */
 bool store_prune_held(const store_t *s);
 
+/* With cfg.background_checkpoint: when a commit left the WAL longer than
+ * about 16 MiB, a PASSIVE checkpoint on the writer's connection, so that
+ * the WAL starts over at the next transaction (the background checkpoints
+ * alone never let it under steady commits). Call between batches, after
+ * publishing: it copies what the background thread has not, typically a
+ * few milliseconds. Returns 1 when it ran and copied everything, 0 when
+ * nothing was due or a reader kept part of the WAL, or a negative errno
+ * (store_errmsg says why). */
+int store_wal_reset(store_t *s);
+
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
  * database was created; a recreated database has another, and so has a
  * backup's copy opened by store_open (each time it is restored). */

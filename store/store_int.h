@@ -33,7 +33,10 @@
 #define STORE_PRUNE_SLACK     100  /* prune once the log exceeds keep by keep/100 */
 #define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
-#define STORE_REASONS         7    /* conflict reason classes (reason_classes) */
+#define STORE_WAL_RESET_FRAMES                                                                     \
+    4096                /* WAL frames (16 MiB of 4 KiB pages) that make the writer                 \
+                           checkpoint so that the WAL starts over (store_wal_reset) */
+#define STORE_REASONS 7 /* conflict reason classes (reason_classes) */
 
 /* Last applied state of one producer, cached in memory. */
 typedef struct producer {
@@ -185,6 +188,8 @@ struct store {
     uint64_t oldest_begin;                        /* oldest when the batch began */
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
     bool prune_held;                              /* the last prune stopped at the pin */
+    int wal_next_reset;                           /* WAL frames that make a reset due */
+    bool wal_reset_due;                           /* a commit left the WAL that long */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */
     producer_t *prod;                             /* the producers, prod_count of them */
