@@ -25,9 +25,10 @@ BUILD_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-de
 
 # What the tests need besides (make test, and the .deb the system test
 # builds: dpkg-dev and file for cpack; python3-venv for the pip install
-# test of the Python client).
+# test of the Python client; bash-completion for the completion test).
 DEB_PACKAGES := $(BUILD_PACKAGES) libcriterion-dev sqlite3 dpkg-dev file \
-                python3 python3-zmq python3-protobuf python3-venv
+                python3 python3-zmq python3-protobuf python3-venv \
+                bash-completion
 
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
