@@ -32,8 +32,8 @@
 
 #include "key.h"
 #include "merge.h"
+#include "rng.h"
 #include "stamp.h"
-#include "store.h"
 #include "store.h"
 
 #define CASES     2000 /* random cases per law */
@@ -42,22 +42,6 @@
 #define PRODUCERS 3    /* producers writing one record */
 
 /* ---------------------------------------------------------------- random */
-
-static uint64_t rng_next(uint64_t *st)
-{
-    /* xorshift64*: reproducible from the printed seed */
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * 2685821657736338717ULL;
-}
-
-static unsigned rnd(uint64_t *st, unsigned n)
-{
-    return (unsigned)(rng_next(st) % n);
-}
 
 static uint64_t seed_of_run(void)
 {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rng.h"
 #include "store.h"
 
 #define FINAL       PARKSYNC__V1__VINTAGE__VINTAGE_FINAL                   /* shorthand */
@@ -1567,22 +1568,6 @@ Test(store, snapshot_filters_by_kind_and_country)
 }
 
 /* ---------------------------------------------------------------- property */
-
-static uint64_t rng_next(uint64_t *st)
-{
-    /* xorshift64*: reproducible from the printed seed */
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * 2685821657736338717ULL;
-}
-
-static unsigned rnd(uint64_t *st, unsigned n)
-{
-    return (unsigned)(rng_next(st) % n);
-}
 
 #define PROP_UPDATES   200 /* updates per set */
 #define PROP_ORDERS    200 /* delivery orders compared */
