@@ -51,6 +51,25 @@ int index_fit(index_t *x, size_t n, index_key_fn key_of, const void *arg)
     return 0;
 }
 
+void index_remove(index_t *x, const char *key, index_key_fn key_of, const void *arg)
+{
+    uint32_t *slot = index_slot(x, key, key_of, arg);
+
+    if (slot == NULL || *slot == 0)
+        return;
+    size_t mask = x->cap - 1, hole = (size_t)(slot - x->slots);
+    for (size_t i = (hole + 1) & mask; x->slots[i] != 0; i = (i + 1) & mask) {
+        size_t home = (size_t)index_hash(key_of(arg, x->slots[i] - 1)) & mask;
+        /* the entry at i may fill the hole when its home is not in the
+         * cyclic range (hole, i]: probing from home passes the hole */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            x->slots[hole] = x->slots[i];
+            hole = i;
+        }
+    }
+    x->slots[hole] = 0;
+}
+
 void index_clear(index_t *x)
 {
     if (x->slots)

@@ -33,6 +33,11 @@ uint32_t *index_slot(const index_t *x, const char *key, index_key_fn key_of, con
  * ones through key_of. 0, or -ENOMEM with the index unchanged. */
 int index_fit(index_t *x, size_t n, index_key_fn key_of, const void *arg);
 
+/* Removes key, when present, so every other key stays reachable: the
+ * entries after it in its probe run move back (no tombstones, so a
+ * cache that evicts an entry per miss never fills with them). */
+void index_remove(index_t *x, const char *key, index_key_fn key_of, const void *arg);
+
 /* Empties every slot, keeping the memory. */
 void index_clear(index_t *x);
 

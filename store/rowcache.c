@@ -22,6 +22,7 @@ void pending_clear(store_t *s)
     s->n_pend = 0;
     s->n_log = 0;
     s->n_dirty = 0;
+    s->pend_hand = 0;
     index_clear(&s->pend_index);
 }
 
@@ -70,20 +71,63 @@ static pending_t *pending_find(store_t *s, const char *k)
     return *slot ? &s->pend[*slot - 1] : NULL;
 }
 
-/* A new entry for key (not in the map), zeroed but for its key. */
-static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
+/*
+ * The position of a clean entry taken out of the index, to be used for
+ * another row (the cache is full). The clock: the hand passes entries in
+ * turn, gives one that was used since its last pass another round, and
+ * takes the first clean one that was not. When every entry is dirty, the
+ * batch's rows are written (they stay, clean) and the hand goes round
+ * again. A negative errno when that write fails.
+ */
+static int pending_evict(store_t *s, size_t *pos)
 {
+    int rc;
+
+    for (int round = 0; round < 2; round++) {
+        for (size_t n = 0; n < 2 * s->n_pend; n++) {
+            pending_t *p = &s->pend[s->pend_hand];
+            size_t at = s->pend_hand;
+            s->pend_hand = (s->pend_hand + 1) % s->n_pend;
+            if (p->dirty)
+                continue;
+            if (p->used) {
+                p->used = false;
+                continue;
+            }
+            index_remove(&s->pend_index, p->key, pending_key_at, s);
+            *pos = at;
+            return 0;
+        }
+        if ((rc = pending_flush(s)) < 0)
+            return rc;
+    }
+    return -EDEADLK; /* unreachable: a flush leaves every entry clean */
+}
+
+/* A new entry for key (not in the map), zeroed but for its key and the
+ * buffers of the row it replaces, kept for reuse. */
+static int pending_add(store_t *s, const rec_key_t *key, const char *k, pending_t **out)
+{
+    size_t pos = s->n_pend;
+    int rc;
+
     if (s->cap_pend == 0) {
         s->pend = calloc(STORE_PENDING_MAX, sizeof(*s->pend));
         s->pend_log = calloc(STORE_PENDING_MAX, sizeof(*s->pend_log));
         s->pend_dirty = calloc(STORE_PENDING_MAX, sizeof(*s->pend_dirty));
         if (!s->pend || !s->pend_log || !s->pend_dirty ||
             index_fit(&s->pend_index, STORE_PENDING_MAX, pending_key_at, s) < 0)
-            return NULL;
+            return -ENOMEM;
         s->cap_pend = STORE_PENDING_MAX;
     }
-    pending_t *p = &s->pend[s->n_pend];
+    if (s->n_pend == s->cap_pend && (rc = pending_evict(s, &pos)) < 0)
+        return rc;
+    pending_t *p = &s->pend[pos];
+    buf_t blob = p->blob, stamps = p->stamps, committed = p->committed;
     memset(p, 0, sizeof(*p));
+    p->blob = (buf_t){blob.data, 0, blob.cap};
+    p->stamps = (buf_t){stamps.data, 0, stamps.cap};
+    p->committed = (buf_t){committed.data, 0, committed.cap};
     snprintf(p->key, sizeof(p->key), "%s", k);
     p->kind = key->kind;
     p->ncols = key->ncols;
@@ -91,8 +135,11 @@ static pending_t *pending_add(store_t *s, const rec_key_t *key, const char *k)
         snprintf(p->col[i], sizeof(p->col[i]), "%s", key->col[i]);
     snprintf(p->country, sizeof(p->country), "%s", key->country ? key->country : "");
     snprintf(p->country2, sizeof(p->country2), "%s", key->country2 ? key->country2 : "");
-    *pending_slot(s, k) = (uint32_t)++s->n_pend;
-    return p;
+    *pending_slot(s, k) = (uint32_t)pos + 1;
+    if (pos == s->n_pend)
+        s->n_pend++;
+    *out = p;
+    return 0;
 }
 
 /* Writes the rows changed since the last flush and their change-log
@@ -160,6 +207,7 @@ int row_load(store_t *s, const rec_key_t *key, row_t *row)
         if ((p = pending_find(s, k)) != NULL) {
             /* cached: the version last read or written, not older than the table's */
             row->pend = (size_t)(p - s->pend) + 1;
+            p->used = true;
             if (!p->found)
                 return 0;
             row->found = true;
@@ -171,13 +219,8 @@ int row_load(store_t *s, const rec_key_t *key, row_t *row)
                 return -ENOMEM;
             return 0;
         }
-        if (s->n_pend == STORE_PENDING_MAX) {
-            if ((ret = pending_flush(s)) < 0)
-                return ret;
-            pending_clear(s);
-        }
-        if ((p = pending_add(s, key, k)) == NULL)
-            return -ENOMEM;
+        if ((ret = pending_add(s, key, k, &p)) < 0)
+            return ret;
         row->pend = (size_t)(p - s->pend) + 1;
     }
     bind_key(st, key);

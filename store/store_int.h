@@ -132,12 +132,15 @@ typedef struct agg_delta {
  * digests and the commit); a record changed several times between two
  * flushes is written once and gets one revision: no one can see the
  * versions in between, since the batch commits whole. Clean rows stay
- * after the commit, as the committed state; a rollback forgets them all,
- * and so does a batch that needs a row when the cache is full (after
- * writing its dirty rows). Only the cache writes record rows, so a
- * cached row is never older than its table row.
+ * after the commit, as the committed state; a rollback forgets them all.
+ * When the cache is full, a row read makes room by evicting one clean
+ * row in clock order (a row read again since the hand last passed it
+ * gets another round); only when every row is dirty are the batch's rows
+ * written first. Emptying the whole cache instead made every 8,192nd
+ * update pay for thousands of reads. Only the cache writes record rows,
+ * so a cached row is never older than its table row.
  */
-#define STORE_PENDING_MAX 8192 /* rows cached; when full, the cache is flushed and emptied */
+#define STORE_PENDING_MAX 8192 /* rows cached */
 #define STORE_PENDING_KEY 160  /* bytes of a lookup key: kind and key columns */
 
 typedef struct pending {
@@ -156,6 +159,7 @@ typedef struct pending {
     bool deleted;                              /* blob is a tombstone */
     extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
     bool dirty;                                /* the row must be written */
+    bool used;                                 /* read again since the clock hand passed */
 } pending_t;
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
@@ -215,6 +219,7 @@ struct store {
     size_t n_dirty;            /* entries used in pend_dirty */
     size_t cap_pend;           /* entries allocated in pend */
     index_t pend_index;        /* pend by key */
+    size_t pend_hand;          /* the clock hand: the next entry eviction looks at */
     size_t *pend_log;          /* entries given a revision, in revision order */
     size_t n_log;              /* entries used in pend_log */
     size_t n_agg;              /* entries used in agg */

@@ -763,6 +763,65 @@ Test(store, history_through_cached_rows)
     store_close(&s);
 }
 
+/* More rows than the row cache holds (8,192), in batches small and
+ * large (one touches more rows than the cache, so every entry is dirty
+ * when it fills and the batch's rows are written mid-batch), with a hot
+ * set merged again and again between cold rows that evict: every record
+ * ends as its last update left it, in the store and after a reopen. */
+Test(store, the_row_cache_evicts_without_losing_a_change)
+{
+    enum { KEYS = 3 * 8192, HOT = 50, UPDATES = 50000 };
+    static const unsigned batches[] = {1, 100, 3000, 20000};
+    static uint32_t last[KEYS]; /* sequence of each park's last update; 0: none */
+    uint64_t rng = 15, seq = 0;
+    char id[16], name[16];
+    upd_t x;
+    store_outcome_t out;
+    store_t *s = open_db();
+
+    for (size_t b = 0; seq < UPDATES; b++) {
+        cr_assert_eq(store_begin(s), 0);
+        for (unsigned i = 0; i < batches[b % 4] && seq < UPDATES; i++) {
+            unsigned k = rnd(&rng, 4) == 0 ? rnd(&rng, HOT) : rnd(&rng, KEYS);
+            snprintf(id, sizeof id, "P%u", k);
+            snprintf(name, sizeof name, "n%" PRIu64, ++seq);
+            upd_init(&x, "AZ-MOE", seq, (int64_t)seq, PROVISIONAL);
+            upd_park(&x, "AZ", id);
+            park_name(&x, name);
+            cr_assert_eq(store_apply(s, &x.u, &out), 0, "%s", store_errmsg(s));
+            cr_assert_eq(out, STORE_APPLIED);
+            last[k] = (uint32_t)seq;
+        }
+        cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+    }
+    size_t written = 0;
+    for (unsigned k = 0; k < KEYS; k++)
+        written += last[k] != 0;
+    for (int pass = 0; pass < 2; pass++) {
+        store_filter_t f = {.kind = K_PARK};
+        const uint8_t *rec;
+        size_t len, seen = 0;
+        int rc, err = 1;
+        store_cursor_t *c = store_snapshot_open(s, &f, &err);
+        cr_assert_not_null(c, "snapshot_open: %d", err);
+        while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+            cr_assert_not_null(r);
+            unsigned k = (unsigned)strtoul(r->park->park_id + 1, NULL, 10);
+            snprintf(name, sizeof name, "n%" PRIu32, last[k]);
+            cr_assert_str_eq(r->park->name, name, "park %s (pass %d)", r->park->park_id, pass);
+            parksync__v1__record__free_unpacked(r, NULL);
+            seen++;
+        }
+        cr_assert_eq(rc, 0, "cursor_next: %d", rc);
+        store_cursor_close(&c);
+        cr_assert_eq(seen, written, "parks: %zu, written: %zu (pass %d)", seen, written, pass);
+        store_close(&s);
+        s = open_db();
+    }
+    store_close(&s);
+}
+
 /* Appends a version-1 stamp (one per slot, as databases written before
  * shared stamps hold them) for field `id` to b. */
 static size_t v1_slot(uint8_t *b, uint8_t id, int64_t t, const char *producer, uint8_t seq)
