@@ -376,6 +376,29 @@ ps_err_t harness_snapshot(const harness_t *h, Parksync__V1__RecordKind kind, con
     return err == PS_ERR_CLOSED ? PS_OK : err;
 }
 
+double harness_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long utime, stime;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY)) < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* the command may hold spaces and parentheses: fields count from the
+     * last ')'; utime and stime are fields 14 and 15 */
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
 long harness_rss_kib(pid_t pid)
 {
     char path[64], line[256];

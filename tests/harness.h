@@ -90,6 +90,11 @@ Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms);
  * unreadable. */
 long harness_rss_kib(pid_t pid);
 
+/* CPU time (user + system, all threads) process pid has used, in ms, or
+ * -1. Work measured this way is less disturbed by a busy machine than
+ * the time it takes. */
+double harness_cpu_ms(pid_t pid);
+
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);

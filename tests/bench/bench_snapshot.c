@@ -18,7 +18,16 @@
  *    CLOCK_REALTIME send time (in investment_usd_cents); the subscriber
  *    records receipt - send; p50, p99, p99.9.
  *
- * 5. With -M ROUNDS, instead of 2-4: latency at 1,000 updates/s with the
+ * 5. With -G SIZES (e.g. 10000,100000,1000000,10000000), instead of
+ *    2-4: the cost of an update as the picture grows. The database is
+ *    filled up to each size in turn (ascending), the daemon started on it
+ *    ([store] synchronous as -s says, default full), and one producer
+ *    sends INGEST updates to records picked at random among all of them
+ *    (after a tenth as many to warm up); updates/s, and the daemon's CPU
+ *    time per update (user + system, from /proc: a busy machine disturbs
+ *    it far less than the rate), each against the smallest size's.
+ *
+ * 6. With -M ROUNDS, instead of 2-4: latency at 1,000 updates/s with the
  *    metrics endpoint ([metrics] http) on and off, ROUNDS rounds of each,
  *    interleaved (off, on, on, off, off, on, ...: neither side always
  *    runs on a warmer cache), the daemon restarted on the same database
@@ -26,7 +35,8 @@
  *    loop renders the metrics once a second, reading the store's figures.
  *
  * Options: -n RECORDS, -i INGEST updates (default 100000), -t LAT_S seconds
- * (default 3), -M ROUNDS, -k keep the database directory.
+ * (default 3), -M ROUNDS, -G SIZES, -s full|normal (with -G), -k keep the
+ * database directory.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +48,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rng.h"
 #include "parksync.h"
 #include "store.h"
 #include "wire.h"
@@ -51,6 +62,8 @@ static uint64_t n_records = 1000000;
 static uint64_t n_ingest = 100000;
 static int lat_s = 3;
 static int metrics_rounds = 0;
+static const char *growth_sizes; /* -G: sizes of the cost-growth curve */
+static bool growth_full = true;  /* -s: synchronous of the cost-growth daemon */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -107,7 +120,8 @@ static void make_resident(Parksync__V1__Update *u, Parksync__V1__Resident *r, ch
 
 /* ---------------------------------------------------------------- fill */
 
-static int fill(const char *path)
+/* Fills records from..to-1 (a database filled up to `from` grows). */
+static int fill(const char *path, uint64_t from, uint64_t to)
 {
     store_config_t cfg;
     char err[512], rid[24];
@@ -120,10 +134,10 @@ static int fill(const char *path)
         return -1;
     }
     int64_t t0 = wire_monotonic_ms();
-    for (uint64_t i = 0; i < n_records; i += FILL_BATCH) {
+    for (uint64_t i = from; i < to; i += FILL_BATCH) {
         if (store_begin(s) < 0)
             goto fail;
-        for (uint64_t k = i; k < i + FILL_BATCH && k < n_records; k++) {
+        for (uint64_t k = i; k < i + FILL_BATCH && k < to; k++) {
             Parksync__V1__Update u;
             Parksync__V1__Resident r;
             store_outcome_t out;
@@ -141,7 +155,7 @@ static int fill(const char *path)
     }
     if (store_begin(s) < 0 || store_refresh_summaries(s) < 0 || store_commit(s) < 0)
         goto fail;
-    printf("fill: %" PRIu64 " records in %.1f s (store API, in process)\n", n_records,
+    printf("fill: %" PRIu64 " records in %.1f s (store API, in process)\n", to - from,
            (double)(wire_monotonic_ms() - t0) / 1000.0);
     store_close(&s);
     return 0;
@@ -222,9 +236,11 @@ static ps_producer_t *producer(const harness_t *h, const char *id)
     return ps_producer_new(&o, &err);
 }
 
-/* Sends `count` updates to existing records as fast as the window allows;
+/* Sends `count` updates to existing records as fast as the window allows,
+ * spread over them with a stride, or at random when rng is not NULL;
  * updates/s or -1. */
-static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_t offset)
+static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_t offset,
+                     uint64_t *rng)
 {
     char rid[24];
     ps_producer_t *p = producer(h, id);
@@ -234,8 +250,8 @@ static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_
     for (uint64_t i = 0; i < count; i++) {
         Parksync__V1__Update u;
         Parksync__V1__Resident r;
-        make_resident(&u, &r, rid, sizeof rid, (i * 7919 + offset) % n_records,
-                      (int64_t)(i + offset), now_us());
+        uint64_t key = rng ? rng_next(rng) % n_records : (i * 7919 + offset) % n_records;
+        make_resident(&u, &r, rid, sizeof rid, key, (int64_t)(i + offset), now_us());
         if (ps_producer_send(p, &u, NULL, 60000) != PS_OK) {
             ps_producer_destroy(&p);
             return -1;
@@ -414,7 +430,61 @@ static int metrics_latency(harness_t *h)
     return 0;
 }
 
+/* ---------------------------------------------------------------- growth */
+
+/* The cost-growth curve (-G): see the top of the file. 0 or -1. */
+static int growth(harness_t *h)
+{
+    uint64_t filled = 0, rng = 1;
+    double rate0 = 0, cost0 = 0;
+    const char *at = growth_sizes;
+    char id[32];
+
+    printf("cost growth: %" PRIu64 " updates to random records per size, synchronous %s\n",
+           n_ingest, growth_full ? "full" : "normal");
+    printf("%12s %12s %9s %14s %9s\n", "records", "updates/s", "ratio", "CPU us/update", "ratio");
+    while (*at) {
+        char *end;
+        uint64_t size = strtoull(at, &end, 10);
+        if (end == at || size <= filled || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "bench: -G wants ascending sizes separated by commas\n");
+            return -1;
+        }
+        at = *end ? end + 1 : end;
+        if (fill(h->db, filled, size) < 0 || harness_start(h) < 0)
+            return -1;
+        filled = n_records = size;
+        snprintf(id, sizeof id, "growth-%" PRIu64, size);
+        double warm = ingest(h, id, n_ingest / 10 + 1, 0, &rng);
+        double cpu = harness_cpu_ms(h->pid);
+        double rate = ingest(h, id, n_ingest, 0, &rng);
+        double cost = (harness_cpu_ms(h->pid) - cpu) * 1000.0 / (double)n_ingest;
+        if (harness_stop(h) != 0 || warm < 0 || rate < 0 || cpu < 0)
+            return -1;
+        if (rate0 == 0) {
+            rate0 = rate;
+            cost0 = cost;
+        }
+        printf("%12" PRIu64 " %12.0f %8.2fx %14.1f %8.2fx\n", size, rate, rate / rate0, cost,
+               cost / cost0);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- main */
+
+/* Stops the daemon and removes its directory unless kept; the exit
+ * status of a mode that returned rc. */
+static int finish(harness_t *h, bool keep, int rc)
+{
+    harness_stop(h);
+    if (keep)
+        printf("kept %s\n", h->dir);
+    else
+        harness_cleanup(h);
+    return rc < 0 ? 1 : 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -422,7 +492,7 @@ int main(int argc, char **argv)
     int c;
     bool keep = false;
 
-    while ((c = getopt(argc, argv, "n:i:t:M:k")) != -1) {
+    while ((c = getopt(argc, argv, "n:i:t:M:G:s:k")) != -1) {
         switch (c) {
         case 'n':
             n_records = strtoull(optarg, NULL, 10);
@@ -436,20 +506,35 @@ int main(int argc, char **argv)
         case 'M':
             metrics_rounds = (int)strtol(optarg, NULL, 10);
             break;
+        case 'G':
+            growth_sizes = optarg;
+            break;
+        case 's':
+            growth_full = strcmp(optarg, "normal") != 0;
+            break;
         case 'k':
             keep = true;
             break;
         default:
-            fprintf(stderr,
-                    "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-M ROUNDS] [-k]\n");
+            fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-M ROUNDS] "
+                            "[-G SIZES [-s full|normal]] [-k]\n");
             return 2;
         }
     }
     if (n_records == 0 || lat_s <= 0 || metrics_rounds < 0 || metrics_rounds > 64)
         return 2;
+    if (growth_sizes) {
+        if (harness_init(&h, growth_full ? "[store]\nsynchronous = full\n"
+                                         : "[store]\nsynchronous = normal\n") < 0)
+            return 1;
+        int rc = growth(&h);
+        if (rc < 0)
+            fprintf(stderr, "bench: cost growth failed (see %s)\n", h.log);
+        return finish(&h, keep, rc);
+    }
     if (harness_init(&h, "[store]\nsynchronous = normal\n") < 0)
         return 1;
-    if (fill(h.db) < 0 || harness_start(&h) < 0) {
+    if (fill(h.db, 0, n_records) < 0 || harness_start(&h) < 0) {
         fprintf(stderr, "bench: cannot start (see %s)\n", h.log);
         harness_cleanup(&h);
         return 1;
@@ -457,13 +542,7 @@ int main(int argc, char **argv)
     /* warm the page cache and the daemon once, as a real one would be */
     take_snapshot(&h, NULL);
     if (metrics_rounds > 0) {
-        int rc = metrics_latency(&h);
-        harness_stop(&h);
-        if (keep)
-            printf("kept %s\n", h.dir);
-        else
-            harness_cleanup(&h);
-        return rc < 0 ? 1 : 0;
+        return finish(&h, keep, metrics_latency(&h));
     }
 
     sampler_t smp = {.a = h.pid, .b = getpid()};
@@ -487,12 +566,12 @@ int main(int argc, char **argv)
            d0 / 1024.0, smp.peak_a / 1024.0, (smp.peak_a - d0) / 1024.0, c0 / 1024.0,
            smp.peak_b / 1024.0, (smp.peak_b - c0) / 1024.0);
 
-    double alone = ingest(&h, "ingest-alone", n_ingest, 0);
+    double alone = ingest(&h, "ingest-alone", n_ingest, 0, NULL);
     snapper_t sn = {.h = &h};
     pthread_t tt;
     pthread_create(&tt, NULL, snapper_main, &sn);
     usleep(200000); /* the first snapshot is streaming */
-    double during = ingest(&h, "ingest-during", n_ingest, 1);
+    double during = ingest(&h, "ingest-during", n_ingest, 1, NULL);
     sn.stop = 1;
     pthread_join(tt, NULL);
     printf("ingest: %.0f updates/s alone, %.0f updates/s while snapshots stream (%.0f %%; "
@@ -502,11 +581,5 @@ int main(int argc, char **argv)
 
     latency(&h, 1000);
     latency(&h, 20000);
-
-    harness_stop(&h);
-    if (keep)
-        printf("kept %s\n", h.dir);
-    else
-        harness_cleanup(&h);
-    return 0;
+    return finish(&h, keep, 0);
 }
