@@ -39,12 +39,16 @@
 /* The longest a push may wait for its ack. The daemon's promise is 1 s,
  * and the exhaustion soak (tests/soak/soak.py) holds the release build to
  * it under every attack at once. Here the daemon runs under AddressSanitizer
- * on 2 shared cores: the slowest ack of the flood below measured 8 to
- * 170 ms on a quiet machine, and with two busy processes beside it 0.1 to
- * 0.65 s before the daemon's health and modules were added and beyond 1 s
- * in 7 of 24 runs since (a resend, then the ack), which is not explained
- * yet. 3 s still fails a daemon that stalls: without the subscription
- * bounds one receive took 1.3 s and 282 MB. */
+ * on 2 shared cores, and the flood below costs it a stall that the
+ * sanitizer stretches: libzmq applies every subscription a flooding
+ * connection had in flight as the daemon reads it, and takes all of them
+ * out of its trie when the connection is cut, on the daemon's thread, an
+ * allocation per trie node (a profile of a 1.1 s stall: 85 % in the
+ * sanitizer's allocator under libzmq's operator new and delete). With
+ * other work on the machine the slowest ack measured 8 ms to 2.5 s under
+ * the sanitizer, and 7 to 166 ms in 8 runs of a release build beside it.
+ * 3 s still fails a daemon that stalls: without the subscription bounds
+ * one receive took 1.3 s and 282 MB. */
 #define ACK_MAX_MS     3000
 #define MAX_PUSHES     256                /* pushes one test makes, at most */
 #define DEADLINE_MS    10000              /* longest wait for anything expected after an attack */
