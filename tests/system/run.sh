@@ -6,8 +6,9 @@
 # (no network inside: --private-network), installs the package built the
 # README's way with `apt install ./parksync_*.deb`, and checks what the
 # unit, the package scripts and the CLI promise: active only after READY,
-# reload good and bad, the watchdog, a clean stop under load with nothing
-# acknowledged lost, the CLI as root, as the service user and as a member
+# reload good and bad, the watchdog, libzmq's abort message at error
+# priority, a clean stop under load with nothing acknowledged lost, the
+# CLI as root, as the service user and as a member
 # of the operators' group (and a clear refusal for anyone else), the
 # sandbox's exposure score, remove, purge and reinstall. Each check prints
 # its time; the script exits 1 when one fails.
@@ -387,6 +388,34 @@ t_watchdog() {
     ct systemctl restart parksyncd
 }
 
+# libzmq reports a failed assertion on stderr, then aborts. The unit's
+# SyslogLevel=err files a line without a "<N>" prefix (the daemon's own
+# lines all have one) at error priority, so `journalctl -p err` shows why
+# the daemon died. The failure the unit once had makes libzmq abort:
+# without AF_NETLINK, its getifaddrs() fails when it binds.
+t_abort_in_journal() {
+    local since line
+    ct mkdir -p /run/systemd/system/parksyncd.service.d
+    ct sh -c 'printf "[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\nRestart=no\n" \
+        >/run/systemd/system/parksyncd.service.d/ci.conf'
+    ct systemctl daemon-reload
+    since=$(ct date '+%Y-%m-%d %H:%M:%S')
+    if ct systemctl restart parksyncd 2>/dev/null; then
+        fail "started without AF_NETLINK: libzmq did not abort, so this proves nothing"
+    fi
+    line=$(ct journalctl -u parksyncd -p err --since "$since" --no-pager -o cat |
+        grep -E 'ip_resolver|not supported' | head -1 || true)
+    [ -n "$line" ] || {
+        ct journalctl -u parksyncd --since "$since" --no-pager -o verbose | grep -E 'PRIORITY|MESSAGE' | tail -20
+        fail "no libzmq message at priority err or above"
+    }
+    note "without AF_NETLINK: $(prop parksyncd Result); journalctl -p err: $line"
+    ct rm -r /run/systemd/system/parksyncd.service.d
+    ct systemctl daemon-reload
+    ct systemctl reset-failed parksyncd
+    ct systemctl restart parksyncd
+}
+
 t_stop_under_load() {
     local push_pid acked t got
     # $LOAD updates with an outbox: what is acknowledged leaves it, what
@@ -485,6 +514,7 @@ check "CLI as the service user parksync: status, push, snapshot" t_cli_service_u
 check "CLI as a member of group parksync; others told why" t_cli_operator
 check "systemctl reload: good file applied, bad file refused" t_reload
 check "watchdog restarts a SIGSTOPped daemon" t_watchdog
+check "libzmq's abort message is in journalctl -p err" t_abort_in_journal
 check "systemctl stop under load: exit 0, nothing acknowledged lost" t_stop_under_load
 check "upgrade keeps conffile edits, data and an admin's disable" t_upgrade_keeps_state
 check "dpkg -r: stopped and removed, conffile and data kept" t_remove
