@@ -8,10 +8,11 @@
 # unit, the package scripts and the CLI promise: active only after READY,
 # reload good and bad, the watchdog, libzmq's abort message at error
 # priority, a clean stop under load with nothing acknowledged lost, the
-# CLI as root, as the service user and as a member
-# of the operators' group (and a clear refusal for anyone else), the
-# sandbox's exposure score, remove, purge and reinstall. Each check prints
-# its time; the script exits 1 when one fails.
+# CLI as root, as the service user and as a member of the operators' group
+# (and a clear refusal for anyone else), the Python client from its
+# package (python3-parksync), the sandbox's exposure score, remove, purge
+# and reinstall. Each check prints its time; the script exits 1 when one
+# fails.
 #
 # Needs root. Works on hosts without machined or D-Bus (it never asks the
 # host's systemd for anything: --register=no --keep-unit, and it drives
@@ -125,9 +126,12 @@ if [ -z "${DEB:-}" ]; then
     rm -f "$BUILD_DEB"/parksync_*.deb
     (cd "$BUILD_DEB" && cpack -G DEB >/dev/null)
     DEB=$(ls "$BUILD_DEB"/parksync_*_*.deb | grep -v -- -dev_ | head -1)
-    say "built $(basename "$DEB") in $(elapsed_since "$t") s"
+    PYDEB=$(ls "$BUILD_DEB"/python3-parksync_*_all.deb 2>/dev/null | head -1 || true)
+    say "built $(basename "$DEB") ${PYDEB:+and $(basename "$PYDEB") }in $(elapsed_since "$t") s"
 fi
 [ -f "$DEB" ] || { echo "no package at $DEB" >&2; exit 2; }
+# the Python client's package, beside the daemon's (PYDEB, or found there)
+PYDEB=${PYDEB:-$(ls "$(dirname "$DEB")"/python3-parksync_*_all.deb 2>/dev/null | head -1 || true)}
 
 # ------------------------------------------------------------ the root
 
@@ -152,6 +156,11 @@ t=$(date +%s%N)
 cp -a --reflink=auto "$BASE" "$ROOT"
 cp "$DEB" "$ROOT/root/"
 PKG=/root/$(basename "$DEB")
+PYPKG=
+if [ -n "$PYDEB" ]; then
+    cp "$PYDEB" "$ROOT/root/"
+    PYPKG=/root/$(basename "$PYDEB")
+fi
 cp client/examples/az-moe.jsonl client/examples/tj-mint.jsonl "$ROOT/root/"
 # $LOAD residents of one park, for the stop under load
 awk -v n="$LOAD" 'BEGIN { for (i = 1; i <= n; i++)
@@ -169,7 +178,7 @@ NSPAWN=(systemd-nspawn -q -D "$ROOT" --register=no --keep-unit
 t=$(date +%s%N)
 fetch() {
     "${NSPAWN[@]}" --pipe env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --download-only --no-install-recommends "$PKG" >"$WORK/fetch.log" 2>&1
+        apt-get install -y -qq --download-only --no-install-recommends "$PKG" $PYPKG >"$WORK/fetch.log" 2>&1
 }
 if ! fetch; then
     "${NSPAWN[@]}" --pipe apt-get update -qq >"$WORK/fetch.log" 2>&1 || true
@@ -338,6 +347,26 @@ t_cli_operator() {
     echo "$err" | grep 'permission denied on /run/parksync/control: run as root or join group parksync' >/dev/null ||
         fail "outsider was told: $err"
     note "outsider: exit 1 in $(elapsed_since "$t") s: $err"
+}
+
+# The Python client as its package installs it (python3-parksync, with
+# Debian's python3-zmq and python3-protobuf): a producer's push is
+# acknowledged and a subscriber's snapshot then holds the record.
+t_python() {
+    [ -n "$PYPKG" ] || fail "no python3-parksync package was built beside $(basename "$PKG")"
+    ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$PYPKG" \
+        >"$WORK/python.log" 2>&1 || { tail -30 "$WORK/python.log"; return 1; }
+    local out
+    out=$(ct python3 -c '
+import parksync
+with parksync.Producer("PY-CI") as p:
+    p.push([{"park": {"park_id": "UZ-PY", "country": "UZ", "reported_residents": 7}}], timeout=30)
+parks = [ev.record.park for ev in parksync.Subscriber(kind="park", country="UZ", live=False, timeout=30)
+         if ev.kind == parksync.EventKind.RECORD]
+assert [(q.park_id, q.reported_residents) for q in parks] == [("UZ-PY", 7)], parks
+print("parksync", parksync.__version__, "from", parksync.__file__)
+') || fail "the Python client failed: $out"
+    note "apt install ./$(basename "$PYPKG"): $out; pushed UZ-PY, acknowledged, in the snapshot"
 }
 
 t_reload() {
@@ -512,6 +541,7 @@ check "systemd-analyze security: exposure <= 2.0, verify clean" t_security
 check "CLI as root: status, push, snapshot" t_cli_root
 check "CLI as the service user parksync: status, push, snapshot" t_cli_service_user
 check "CLI as a member of group parksync; others told why" t_cli_operator
+check "python3-parksync: push acknowledged, snapshot has it" t_python
 check "systemctl reload: good file applied, bad file refused" t_reload
 check "watchdog restarts a SIGSTOPped daemon" t_watchdog
 check "libzmq's abort message is in journalctl -p err" t_abort_in_journal
