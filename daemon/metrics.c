@@ -275,6 +275,19 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Metrics HTTP connections closed before a whole request (slow, idle, malformed).",
             m->http_dropped);
 
+    family(&t, "parksync_page_http_total", "counter",
+           "Web page ([http] listen) requests answered, and connections refused (over the "
+           "connection limit), dropped (before a whole request: silent, oversized headers, "
+           "malformed) and event streams cut (fell behind, or took nothing).");
+    sample(&t, "parksync_page_http_total", "outcome", "answered", m->page.requests);
+    sample(&t, "parksync_page_http_total", "outcome", "refused", m->page.refused);
+    sample(&t, "parksync_page_http_total", "outcome", "dropped", m->page.dropped);
+    sample(&t, "parksync_page_http_total", "outcome", "cut", m->page.cut);
+    gauge(&t, "parksync_page_streams", "Web page event streams open.", m->page.streams);
+    counter(&t, "parksync_page_events_total",
+            "Web page events made: summaries and heartbeats, each offered to every stream.",
+            m->page.events);
+
     render_conns(&t, m);
 
     /* one series per producer would let whoever makes up producer ids
