@@ -5,7 +5,8 @@
                                           headers, a slow event stream
   run.py --daemon BIN --cli BIN browser   chromium (headless, DevTools
                                           protocol) shows a push without
-                                          a reload, then the stale state
+                                          a reload, then the stale and
+                                          reconnecting states
 
 Each test starts its own daemon on ipc:// endpoints in a temporary
 directory and [http] listen = 127.0.0.1:0 (the port is read from its log).
@@ -385,6 +386,17 @@ def browser(args):
         with open(out, "wb") as f:
             f.write(png)
         print(f"browser: screenshot {out} ({len(png)} bytes)")
+
+        # A daemon that hangs keeps the connection open but says nothing:
+        # three missed heartbeats make the page stale.
+        state = "document.getElementById('state').dataset.state"
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            dt.wait(f"{state} === 'stale'", 20, "the stale state while the daemon is stopped")
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        dt.wait(f"{state} === 'live'", 15, "the live state once the daemon goes on")
+        print("browser: stale while the daemon was stopped (SIGSTOP), live again after")
 
         d.stop()
         dt.wait("document.getElementById('state').dataset.state === 'reconnecting'", 15,
