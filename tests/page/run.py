@@ -109,10 +109,16 @@ class Daemon:
     def close(self, ok):
         self.stop()
         self.log.close()
+        # a clean stop, and nothing the sanitizers of `make test` found
+        if ok and (self.proc.returncode != 0 or re.search(r"Sanitizer|runtime error",
+                                                          self.log_text())):
+            ok = False
+            print(f"FAIL: parksyncd exited with {self.proc.returncode}:\n" + self.log_text()[-3000:])
         if ok and not os.environ.get("PARKSYNC_KEEP_TEST_DIR"):
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             print(f"kept {self.dir} (daemon.log)")
+        return ok
 
 
 def park(park_id, residents, investment=None):
@@ -289,7 +295,8 @@ def bounds(args):
                 time.sleep(0.1)
         ok = True
     finally:
-        d.close(ok)
+        ok = d.close(ok)
+    return 0 if ok else 1
 
 
 # ---------------------------------------------------------------- browser
@@ -411,8 +418,8 @@ def browser(args):
                 chromium.wait(10)
             except subprocess.TimeoutExpired:
                 chromium.kill()
-        d.close(ok)
-    return 0
+        ok = d.close(ok)
+    return 0 if ok else 1
 
 
 def main():
