@@ -2,7 +2,8 @@
 """The web page ([http] listen) against the real parksyncd.
 
   run.py --daemon BIN --cli BIN bounds    connection limit, oversized
-                                          headers, a slow event stream
+                                          headers, a silent client, a
+                                          slow event stream
   run.py --daemon BIN --cli BIN browser   chromium (headless, DevTools
                                           protocol) shows a push without
                                           a reload, then the stale and
@@ -211,6 +212,18 @@ def test_connection_limit(d):
     print("connection limit: the 65th connection refused and counted; served again after")
 
 
+def test_silent_client(d):
+    dropped = d.metric("dropped")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a request, then silence
+    start = time.monotonic()
+    assert closed_by_server(s, 15), "a silent client kept its connection"
+    took = time.monotonic() - start
+    s.close()
+    d.wait_metric("dropped", dropped + 1)
+    print(f"silent client: closed after {took:.1f} s, counted")
+
+
 def test_oversized_header(d):
     dropped = d.metric("dropped")
     s = socket.create_connection(("127.0.0.1", d.port))
@@ -285,6 +298,7 @@ def bounds(args):
     try:
         push_examples(d, args)
         test_oversized_header(d)
+        test_silent_client(d)
         test_connection_limit(d)
         test_slow_stream(d)
         # the loop logs what the HTTP thread counted, at its next pass
