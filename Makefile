@@ -25,10 +25,12 @@ BUILD_PACKAGES := cmake make gcc pkg-config protobuf-c-compiler libprotobuf-c-de
 
 # What the tests need besides (make test, and the .deb the system test
 # builds: dpkg-dev and file for cpack; python3-venv for the pip install
-# test of the Python client; bash-completion for the completion test).
+# test of the Python client; bash-completion for the completion test;
+# chromium, python3-websocket (its DevTools protocol) and a font for the
+# web page's browser test).
 DEB_PACKAGES := $(BUILD_PACKAGES) libcriterion-dev sqlite3 dpkg-dev file \
                 python3 python3-zmq python3-protobuf python3-venv \
-                bash-completion
+                bash-completion chromium python3-websocket fonts-dejavu-core
 
 # Only `make fuzz` needs these: clang with libFuzzer, llvm-symbolizer.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14

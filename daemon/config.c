@@ -20,6 +20,7 @@
 
 #include "config_int.h"
 #include "metrics.h"
+#include "page.h"
 #include "wire.h"
 
 /* ---------------------------------------------------------------- the table */
@@ -154,13 +155,20 @@ const config_option_t config_options[] = {
     {"metrics", "http", OPT_PATH, FIELD(metrics_http), "off", 0, 0, 0, 0, NULL, metrics_http_check,
      "off, or a loopback HOST:PORT (127.0.0.1:9464, [::1]:9464) serving "
      "Prometheus text on /metrics"},
+    {"http", "listen", OPT_PATH, FIELD(http_listen), "off", 0, 0, 0, 0, NULL, page_listen_check,
+     "off, or IP:PORT (127.0.0.1:8080, [::1]:8080) serving the live web page of the "
+     "consolidated picture; beyond loopback only with allow_remote = yes"},
+    {"http", "allow_remote", OPT_ENUM, FIELD(http_allow_remote), "no", 0, 0, 0, 0, yes_no_choices,
+     NULL,
+     "yes | no: serve the page on a non-loopback listen address, to anyone who reaches it "
+     "(no authentication; warned at every start)"},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
 const size_t config_n_options = N_OPTIONS;
 _Static_assert(N_OPTIONS <= CONFIG_MAX_OPTIONS, "raise CONFIG_MAX_OPTIONS in config_int.h");
-static const char *const sections[] = {"daemon", "endpoints", "store",  "trade",
-                                       "limits", "security",  "metrics"};
+static const char *const sections[] = {"daemon", "endpoints", "store",   "trade",
+                                       "limits", "security",  "metrics", "http"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
 /* ---------------------------------------------------------------- one value */

@@ -19,6 +19,8 @@
  *               max_producers, max_subscriptions
  *   [security]  curve, secret_key_file, subscriber_auth, allow_insecure_remote
  *   [ministry NAME] country, producers, grants, keys (any number, one per ministry)
+ *   [metrics]   http
+ *   [http]      listen, allow_remote
  *   [subscriber NAME] keys                        (any number; CURVE clients that
  *                                                   are not ministries)
  */
@@ -119,6 +121,9 @@ typedef struct config {
     size_t n_subscribers; /* sections used */
     /* [metrics] */
     char metrics_http[CONFIG_ENDPOINT_MAX]; /* "off" or loopback HOST:PORT serving /metrics */
+    /* [http] */
+    char http_listen[CONFIG_ENDPOINT_MAX]; /* "off" or IP:PORT serving the web page */
+    bool http_allow_remote;                /* http_listen may be beyond loopback (warned) */
 } config_t;
 
 /* Fills cfg with the built-in defaults. The database defaults to

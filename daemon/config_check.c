@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config_int.h"
+#include "listen_addr.h"
 
 int config_remote_problem(const config_t *cfg)
 {
@@ -141,6 +142,17 @@ int config_validate(const config_t *cfg, char *err, size_t errlen)
                            names[i], names[j], eps[i]);
                 return -EINVAL;
             }
+        }
+    }
+    if (strcmp(cfg->http_listen, "off") != 0 && !cfg->http_allow_remote) {
+        listen_addr_t a;
+        if (listen_addr_parse(cfg->http_listen, &a, NULL, 0) == 0 && !a.loopback) {
+            config_say(err, errlen,
+                       "[http] listen = %s: not a loopback address; the page has no "
+                       "authentication, so serving it beyond loopback needs [http] "
+                       "allow_remote = yes (or a reverse proxy on loopback)",
+                       cfg->http_listen);
+            return -EINVAL;
         }
     }
     return validate_security(cfg, err, errlen);

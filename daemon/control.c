@@ -86,10 +86,25 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, const c
         if (!c->http)
             goto fail;
     }
+    if (strcmp(cfg->http_listen, "off") != 0) {
+        c->page = page_new(cfg->http_listen, cfg->threshold_pct, cfg->cif_fob_factor);
+        if (!c->page)
+            goto fail;
+        if (cfg->http_allow_remote)
+            log_warning("[http] allow_remote = yes: the web page on %s shows the whole "
+                        "consolidated picture to whoever reaches it, without authentication",
+                        cfg->http_listen);
+        page_summaries(c->page, store); /* what the database holds, before any commit */
+    }
     return c;
 fail:
     control_destroy(&c);
     return NULL;
+}
+
+page_t *control_page(const control_t *c)
+{
+    return c->page;
 }
 
 void *control_socket(const control_t *c)
@@ -113,6 +128,7 @@ void control_destroy(control_t **cp)
         control_reply_error_to(c, &c->check_for,
                                "the daemon stopped before the check was complete");
     metrics_http_destroy(&c->http);
+    page_destroy(&c->page);
     if (c->sock)
         zmq_close(c->sock);
     if (c->dirfd >= 0) {
@@ -364,5 +380,6 @@ bool control_tick(control_t *c, int64_t now)
         c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
+    page_tick(c->page, store_head(c->store), now);
     return c->backup != NULL && !c->backup_sealed; /* copying: no sleep between steps */
 }

@@ -12,7 +12,8 @@
  *
  * The control socket also owns the operator-facing extras of the loop:
  * the connection monitor that counts subscribers, the periodic systemd
- * STATUS line and the optional [metrics] http endpoint (metrics.h).
+ * STATUS line, the optional [metrics] http endpoint (metrics.h) and the
+ * optional web page ([http] listen, page.h).
  */
 #ifndef PARKSYNCD_CONTROL_H
 #define PARKSYNCD_CONTROL_H
@@ -26,6 +27,7 @@
 #include "conns.h"
 #include "counters.h"
 #include "health.h"
+#include "page.h"
 #include "store.h"
 #include "subscriptions.h"
 #include "zap.h"
@@ -54,11 +56,15 @@ typedef struct control_view {
 
 /* Creates the ROUTER in zctx and binds it to endpoint (an ipc:// path
  * whose directory is created 0700 when missing) and starts the [metrics]
- * http endpoint when configured. The store and what view points to are
+ * http endpoint and the web page when configured. The store and what view points to are
  * borrowed for the lifetime of the control socket; view is copied.
  * Returns NULL after logging one line naming the endpoint. */
 control_t *control_new(void *zctx, const char *endpoint, store_t *store,
                        const control_view_t *view);
+
+/* The web page, or NULL when [http] listen is off: the loop hands it
+ * the summaries it publishes. */
+page_t *control_page(const control_t *c);
 
 /* The ZeroMQ socket, for zmq_poll. */
 void *control_socket(const control_t *c);
@@ -68,9 +74,9 @@ void *control_socket(const control_t *c);
 void control_drain(control_t *c);
 
 /* Work due between batches: backup steps, subscriber events, the STATUS
- * line (every CONTROL_STATUS_MS) and the metrics snapshot for HTTP (every
- * CONTROL_HTTP_MS). now is monotonic ms. Returns true while a backup is
- * running (the loop should not sleep). */
+ * line (every CONTROL_STATUS_MS), the metrics snapshot for HTTP (every
+ * CONTROL_HTTP_MS) and the web page's heartbeat. now is monotonic ms. Returns true while a backup
+ * is running (the loop should not sleep). */
 bool control_tick(control_t *c, int64_t now);
 
 /* The checkpoint thread answered a check (its socket is readable): the

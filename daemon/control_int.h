@@ -68,6 +68,7 @@ struct control {
     int64_t check_started_ms;                             /* monotonic ms it began */
     int64_t next_status_ms;                               /* monotonic ms of the next STATUS line */
     metrics_http_t *http;                                 /* [metrics] http endpoint, or NULL */
+    page_t *page;                                         /* [http] web page, or NULL */
     int64_t next_http_ms;    /* monotonic ms of the next metrics snapshot */
     uint64_t http_dropped;   /* metrics HTTP drops already logged */
     log_ratelimit_t http_rl; /* lines about them */

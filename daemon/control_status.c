@@ -241,6 +241,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     m->n = *c->view.counters;
     m->bad_control = c->bad_requests;
     m->http_dropped = metrics_http_dropped(c->http);
+    page_stats(c->page, &m->page);
     m->handshakes_admitted = zap_allowed(c->view.zap);
     m->last_checkpoint_us = checkpoint_last_complete_us(c->view.checkpoint);
     m->checkpoint_failures = checkpoint_failures(c->view.checkpoint);
@@ -369,7 +370,7 @@ typedef struct counter_value {
 } counter_value_t;
 /* bad_control, handshakes admitted and refused, HTTP drops, rows retention
  * dropped, failed checkpoints */
-#define N_EXTRA_COUNTERS 7
+#define N_EXTRA_COUNTERS 10
 
 void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id,
                            const Parksync__V1__StatusRequest *q)
@@ -441,12 +442,15 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
         set_counter(&cnt[i], &cntp[i], counter_fields[i].name, v);
     }
     /* counted outside the loop: by the control socket, the ZAP handler's
-     * thread, the metrics HTTP thread and the store's retention */
+     * thread, the metrics and page HTTP threads and the store's retention */
     const counter_value_t extra[N_EXTRA_COUNTERS] = {
         {"bad_control", m.bad_control},
         {"handshakes_admitted", m.handshakes_admitted},
         {"handshakes_refused", m.handshakes_refused},
         {"metrics_http_dropped", m.http_dropped},
+        {"page_http_refused", m.page.refused},
+        {"page_http_dropped", m.page.dropped},
+        {"page_http_cut", m.page.cut},
         {"pruned_conflicts", m.pruned.conflicts},
         {"pruned_claims", m.pruned.claims},
         {"checkpoint_failures", m.checkpoint_failures},

@@ -5,10 +5,8 @@
  */
 #include "metrics.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -17,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <microhttpd.h>
 
+#include "listen_addr.h"
 #include "log.h"
 #include "wire.h"
 
@@ -277,6 +275,19 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
             "Metrics HTTP connections closed before a whole request (slow, idle, malformed).",
             m->http_dropped);
 
+    family(&t, "parksync_page_http_total", "counter",
+           "Web page ([http] listen) requests answered, and connections refused (over the "
+           "connection limit), dropped (before a whole request: silent, oversized headers, "
+           "malformed) and event streams cut (fell behind, or took nothing).");
+    sample(&t, "parksync_page_http_total", "outcome", "answered", m->page.requests);
+    sample(&t, "parksync_page_http_total", "outcome", "refused", m->page.refused);
+    sample(&t, "parksync_page_http_total", "outcome", "dropped", m->page.dropped);
+    sample(&t, "parksync_page_http_total", "outcome", "cut", m->page.cut);
+    gauge(&t, "parksync_page_streams", "Web page event streams open.", m->page.streams);
+    counter(&t, "parksync_page_events_total",
+            "Web page events made: summaries and heartbeats, each offered to every stream.",
+            m->page.events);
+
     render_conns(&t, m);
 
     /* one series per producer would let whoever makes up producer ids
@@ -332,83 +343,19 @@ typedef struct http_conn {
     bool answered; /* a whole request reached on_request */
 } http_conn_t;
 
-/* A parsed [metrics] http value. */
-typedef struct listen_addr {
-    struct sockaddr_storage sa; /* address and port */
-    bool v6;                    /* sa is AF_INET6 */
-} listen_addr_t;
-
+/* Parses a [metrics] http value: metrics are served on loopback only. */
 static int parse_listen(const char *listen, listen_addr_t *out, char *why, size_t whylen)
 {
-    char host[64];
-    const char *colon, *port_text;
-    char *end = NULL;
-    unsigned long port;
-    size_t hlen;
+    int rc = listen_addr_parse(listen, out, why, whylen);
 
-    memset(out, 0, sizeof *out);
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (!close || close[1] != ':') {
-            snprintf(why, whylen, "'%s' is not [IPV6]:PORT", listen);
-            return -EINVAL;
-        }
-        hlen = (size_t)(close - listen - 1);
-        if (hlen >= sizeof host)
-            goto bad_host;
-        memcpy(host, listen + 1, hlen);
-        host[hlen] = '\0';
-        port_text = close + 2;
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon) {
-            snprintf(why, whylen, "'%s' is not HOST:PORT (or off)", listen);
-            return -EINVAL;
-        }
-        hlen = (size_t)(colon - listen);
-        if (hlen >= sizeof host)
-            goto bad_host;
-        memcpy(host, listen, hlen);
-        host[hlen] = '\0';
-        port_text = colon + 1;
+    if (rc == 0 && !out->loopback) {
+        snprintf(why, whylen,
+                 "'%s' is not a loopback address; metrics are served on loopback "
+                 "only (put a reverse proxy in front to export them)",
+                 listen);
+        rc = -EINVAL;
     }
-    errno = 0;
-    port = strtoul(port_text, &end, 10);
-    if (errno != 0 || end == port_text || *end != '\0' || port_text[0] == '-' || port > 65535) {
-        snprintf(why, whylen, "port '%s' is not 0..65535", port_text);
-        return -EINVAL;
-    }
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&out->sa;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->sa;
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        if ((ntohl(in4->sin_addr.s_addr) >> 24) != 127)
-            goto not_loopback;
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            goto not_loopback;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        out->v6 = true;
-        return 0;
-    }
-bad_host:
-    snprintf(why, whylen,
-             "'%s': the host must be a loopback address (127.0.0.1, [::1] or "
-             "localhost)",
-             listen);
-    return -EINVAL;
-not_loopback:
-    snprintf(why, whylen,
-             "'%s' is not a loopback address; metrics are served on loopback "
-             "only (put a reverse proxy in front to export them)",
-             listen);
-    return -EINVAL;
+    return rc;
 }
 
 int metrics_http_check(const char *listen, char *why, size_t whylen)

@@ -23,6 +23,7 @@
 #include "conns.h"
 #include "counters.h"
 #include "health.h"
+#include "page.h"
 #include "store.h"
 
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
@@ -49,6 +50,7 @@ typedef struct metrics_snapshot {
     server_counters_t n;             /* the loop's counters since start */
     uint64_t bad_control;            /* control requests dropped or refused as malformed */
     uint64_t http_dropped;           /* metrics HTTP connections closed before a request */
+    page_stats_t page;               /* the web page's HTTP side ([http] listen) */
     uint64_t handshakes_admitted;    /* CURVE handshakes the ZAP handler admitted */
     uint64_t handshakes_refused;     /* and refused (unlisted key, wrong role) */
     int64_t last_checkpoint_us;      /* last complete WAL checkpoint, us since 1970; 0: none */

@@ -99,6 +99,8 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
     } else {
         server_publish(s, topic, s->pubbuf.data, s->pubbuf.len);
         s->n.published++;
+        if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
+            s->summaries_published = true;
         if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
             publish_importer_copy(s, revision, country, record, len);
     }
@@ -140,6 +142,11 @@ void publish_changes(server_t *s)
     }
     /* what is not published yet stays in the change log */
     store_pin_changes(s->store, s->published_rev);
+    /* the web page gets what subscribers got, in the same pass */
+    if (s->summaries_published && control_page(s->control)) {
+        page_summaries(control_page(s->control), s->store);
+        s->summaries_published = false;
+    }
 }
 
 static void publish_small(server_t *s, const char *topic, uint64_t sequence,

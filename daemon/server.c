@@ -669,6 +669,9 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->max_future_skew_s != cfg->max_future_skew_s, "[store] max_future_skew_s");
     KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
     KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
+    KEEP(strcmp(run->http_listen, cfg->http_listen) != 0 ||
+             run->http_allow_remote != cfg->http_allow_remote,
+         "[http] listen or allow_remote");
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
     KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
     KEEP(run->query_hwm != cfg->query_hwm, "[limits] query_hwm");

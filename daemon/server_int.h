@@ -156,6 +156,7 @@ struct server {
     int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
     ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
+    bool summaries_published;              /* a summary changed since the web page read them */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
     int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
     stream_t *streams;         /* cfg.max_streams slots */

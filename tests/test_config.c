@@ -152,6 +152,9 @@ static const struct bad_case {
     {"[endpoints]\nquery = tcp://no-such-if0:7103\n", 2, "for localhost write 127.0.0.1"},
     {"[limits]\nbatch_max = 5\n  heartbeat_ms = 100\n", 3,
      "the line is indented; remove the indentation"},
+    {"[http]\nlisten = example.org:8080\n", 2, "[http] listen = example.org:8080"},
+    {"[http]\nlisten = 127.0.0.1\n", 2, "'127.0.0.1' is not HOST:PORT"},
+    {"[http]\nallow_remote = maybe\n", 2, "[http] allow_remote = maybe: expected yes or no"},
     {"[limits]\nbatch_max = 5 # five\n", 2,
      "batch_max = 5 # five: '#' starts a comment only at the start of a line"},
 };
@@ -187,6 +190,26 @@ Test(config, same_endpoint_twice_is_refused)
     cr_assert_eq(config_load(path, &cfg, err, sizeof err), -EINVAL);
     unlink(path);
     cr_assert(strstr(err, "ingest and query are both ipc:///tmp/x") != NULL, "%s", err);
+}
+
+/* The page has no authentication: beyond loopback only when said so. */
+Test(config, web_page_beyond_loopback_needs_allow_remote)
+{
+    char path[64], err[512] = "";
+    config_t cfg;
+
+    write_temp(path, "[http]\nlisten = 0.0.0.0:8080\n");
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), -EINVAL);
+    unlink(path);
+    cr_assert(strstr(err, "[http] listen = 0.0.0.0:8080: not a loopback address") != NULL, "%s",
+              err);
+    write_temp(path, "[http]\nlisten = 0.0.0.0:8080\nallow_remote = yes\n");
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    unlink(path);
+    cr_assert_str_eq(cfg.http_listen, "0.0.0.0:8080");
+    write_temp(path, "[http]\nlisten = [::1]:8080\n");
+    cr_assert_eq(config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    unlink(path);
 }
 
 Test(config, missing_file_is_an_error)
