@@ -127,7 +127,7 @@ static int ask(void *sock, Parksync__V1__ControlRequest *q, int timeout_ms,
     }
 }
 
-int cmd_conflicts(int argc, char **argv)
+int cmd_conflicts(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"kind", required_argument, NULL, 'k'},
                                          {"country", required_argument, NULL, 'c'},
@@ -142,7 +142,7 @@ int cmd_conflicts(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     Parksync__V1__ConflictsRequest cr = PARKSYNC__V1__CONFLICTS_REQUEST__INIT;
     char endpoint[256] = "";
-    const char *control = NULL;
+    const char *control = CTL_PROFILE_CONTROL(prof);
     unsigned long long limit = 0, printed = 0;
     long timeout_s = CONFLICTS_DEFAULT_TIMEOUT_S;
     int c, status = CLI_RUNTIME;

@@ -34,10 +34,14 @@
     "  --timeout SEC   longest wait for the answer (default " timeout ")\n"                        \
     "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
 
+/* The control socket the client profile names (PARKSYNC_CONTROL or the
+ * context's control), to start ctl_opts_t.control with: NULL when unset. */
+#define CTL_PROFILE_CONTROL(prof) ((prof)->control.value[0] ? (prof)->control.value : NULL)
+
 /* Parsed common options. */
 typedef struct ctl_opts {
     const char *cmd;     /* command name, for messages */
-    const char *control; /* --control, or NULL: the default rule */
+    const char *control; /* --control (else the profile's), or NULL: the default rule */
     long timeout_s;      /* --timeout, seconds */
 } ctl_opts_t;
 

@@ -298,7 +298,7 @@ static int64_t remaining_ms(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
-int cmd_push(int argc, char **argv)
+int cmd_push(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"producer", required_argument, NULL, 'p'},
                                          {"ingest", required_argument, NULL, 'i'},
@@ -328,7 +328,8 @@ int cmd_push(int argc, char **argv)
     ps_err_t err;
 
     ps_producer_options_init(&opts);
-    opts.producer_id = getenv("PARKSYNC_PRODUCER");
+    ps_profile_producer_options(prof, &opts);
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {

@@ -72,8 +72,8 @@ static int parse_revision(const char *cmd, const char *flag, const char *arg, ui
     return CLI_OK;
 }
 
-static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_options_t *opts,
-                        bool *done)
+static int parse_filter(int argc, char **argv, const char *usage, const ps_profile_t *prof,
+                        ps_subscriber_options_t *opts, bool *done)
 {
     static const struct option LONG[] = {{"at-revision", required_argument, NULL, 'A'},
                                          {"from-revision", required_argument, NULL, 'F'},
@@ -94,6 +94,8 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
     int c;
 
     *done = false;
+    ps_profile_subscriber_options(prof, opts);
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
@@ -200,7 +202,7 @@ static int print_record(const Parksync__V1__Record *r)
     return rc;
 }
 
-static int run(int argc, char **argv, bool live)
+static int run(int argc, char **argv, const ps_profile_t *prof, bool live)
 {
     ps_subscriber_options_t opts;
     ps_subscriber_t *s = NULL;
@@ -211,7 +213,8 @@ static int run(int argc, char **argv, bool live)
     int status;
 
     ps_subscriber_options_init(&opts);
-    status = parse_filter(argc, argv, live ? CLI_WATCH_USAGE : CLI_SNAPSHOT_USAGE, &opts, &done);
+    status =
+        parse_filter(argc, argv, live ? CLI_WATCH_USAGE : CLI_SNAPSHOT_USAGE, prof, &opts, &done);
     if (status != CLI_OK || done)
         return status;
     opts.live = live;
@@ -288,12 +291,12 @@ static int run(int argc, char **argv, bool live)
     return status;
 }
 
-int cmd_snapshot(int argc, char **argv)
+int cmd_snapshot(int argc, char **argv, const ps_profile_t *prof)
 {
-    return run(argc, argv, false);
+    return run(argc, argv, prof, false);
 }
 
-int cmd_watch(int argc, char **argv)
+int cmd_watch(int argc, char **argv, const ps_profile_t *prof)
 {
-    return run(argc, argv, true);
+    return run(argc, argv, prof, true);
 }
