@@ -48,6 +48,10 @@ expect "parksync status --" --json --producers-after
 expect "parksync snapshot --kind t" trade
 expect "parksync snapshot --kind " park resident trade country summary
 expect "parksync " context
+expect "parksync push --" --format --kind
+expect "parksync push --format " csv jsonl
+expect "parksync push --format csv --kind " park resident trade country delete
+expect "parksync snapshot --format " csv table jsonl
 expect "parksync context " list show use
 expect "parksync status --con" --context --control
 # contexts come from `parksync context list`, in a client.conf of our own
