@@ -64,7 +64,8 @@ static void describe_file(const profile_file_t *f, const char *path, char *buf, 
         return;
     }
     if (!f->present) {
-        snprintf(buf, size, "%s (absent)", path);
+        snprintf(buf, size, "%s (%s%s)", path, f->hidden_errno ? "out of reach: " : "absent",
+                 f->hidden_errno ? strerror(f->hidden_errno) : "");
         return;
     }
     if (f->n_sections == 0) {

@@ -209,6 +209,10 @@ int profile_file_read(profile_file_t *f, const char *path, char *err, size_t err
     if (p.in == NULL) {
         if (errno == ENOENT || errno == ENOTDIR)
             return 0;
+        if (errno == EACCES && stat(path, &st) < 0) {
+            f->hidden_errno = errno; /* a file we cannot even see: as absent */
+            return 0;
+        }
         rc = -errno;
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return rc;

@@ -38,7 +38,8 @@ typedef struct profile_section {
 /* One client.conf as read. */
 typedef struct profile_file {
     const char *path;                  /* as given (not owned) */
-    bool present;                      /* false: the file does not exist */
+    bool present;                      /* false: the file does not exist (or see hidden_errno) */
+    int hidden_errno;                  /* not 0: a folder above it could not be searched */
     char current[PS_PROFILE_NAME_MAX]; /* `current = NAME`; "" when not set */
     int current_line;                  /* its line */
     profile_section_t *sections;       /* owned */
@@ -56,7 +57,9 @@ typedef struct profile_paths {
 void profile_default_paths(profile_paths_t *paths);
 
 /* Reads path into *f (zeroed first). A missing file is no error
- * (f->present = false). Returns 0, or -EINVAL/-EIO/... with err =
+ * (f->present = false), nor is one behind a folder this user may not
+ * search (f->hidden_errno set: `sudo -u` keeps the caller's HOME, and a
+ * command must not fail over a file that may not exist). Returns 0, or -EINVAL/-EIO/... with err =
  * "FILE:LINE: reason" or "FILE: reason". Free with profile_file_free. */
 int profile_file_read(profile_file_t *f, const char *path, char *err, size_t errlen);
 
