@@ -160,6 +160,13 @@ Test(push_csv, a_bad_row_sends_nothing_and_names_row_and_column)
     cr_assert_eq(harness_cli(&h, snap, NULL, &out, NULL), 0);
     cr_expect_str_eq(out, "", "a row was sent from a bad file");
     free(out);
+    /* an empty CSV snapshot is still a header row, for the programs that read it */
+    const char *csv[] = {"snapshot", "--kind", "park", "--format", "csv", NULL};
+    cr_assert_eq(harness_cli(&h, csv, NULL, &out, NULL), 0);
+    cr_expect_eq(strncmp(out, "revision,deleted,park_id,country,name,", 38), 0, "%s", out);
+    const char *nl = strchr(out, '\n');
+    cr_expect(nl != NULL && nl[1] == '\0', "not just a header row: %s", out);
+    free(out);
 }
 
 Test(push_csv, snapshot_table_and_the_csv_kind_rule)

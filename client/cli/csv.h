@@ -115,10 +115,11 @@ typedef enum csv_style {
 typedef struct csv_out csv_out_t;
 
 /* Collects records for output. For CSV_STYLE_CSV records of kind only
- * are accepted (one header per output), written as they come; a table
- * is written by csv_out_finish, one per kind, columns aligned. NULL when
- * out of memory. */
-csv_out_t *csv_out_new(FILE *out, csv_style_t style);
+ * are accepted (one header per output, written even when no record
+ * comes), written as they come; a table is written by csv_out_finish,
+ * one per kind, columns aligned (kind is not used). NULL when out of
+ * memory. */
+csv_out_t *csv_out_new(FILE *out, csv_style_t style, Parksync__V1__RecordKind kind);
 
 /* Adds one record. 0, -EINVAL when a CSV output gets a second kind, -EIO
  * when writing fails, -ENOMEM. */

@@ -37,16 +37,18 @@ typedef struct kind_out {
 struct csv_out {
     FILE *out;                    /* not owned */
     csv_style_t style;            /* CSV or table */
-    int csv_kind;                 /* CSV: the one kind written; 0 before the first record */
+    int csv_kind;                 /* CSV: the one kind written */
+    bool header_done;             /* CSV: the header row is out */
     kind_out_t *kinds[CSV_KINDS]; /* by RecordKind */
 };
 
-csv_out_t *csv_out_new(FILE *out, csv_style_t style)
+csv_out_t *csv_out_new(FILE *out, csv_style_t style, Parksync__V1__RecordKind kind)
 {
     csv_out_t *o = calloc(1, sizeof *o);
     if (o != NULL) {
         o->out = out;
         o->style = style;
+        o->csv_kind = (int)kind;
     }
     return o;
 }
@@ -93,14 +95,15 @@ static void add_columns(kind_out_t *ko, const ProtobufCMessageDescriptor *d, csv
     }
 }
 
-/* The kind's columns, made at its first record. */
-static kind_out_t *kind_of(csv_out_t *o, const Parksync__V1__Record *r, int kind)
+/* The kind's columns, made when first needed. Record's body fields are
+ * named as the kinds are. */
+static kind_out_t *kind_of(csv_out_t *o, int kind)
 {
     if (o->kinds[kind] != NULL)
         return o->kinds[kind];
     kind_out_t *ko = calloc(1, sizeof *ko);
-    const ProtobufCFieldDescriptor *body =
-        protobuf_c_message_descriptor_get_field(&parksync__v1__record__descriptor, r->body_case);
+    const ProtobufCFieldDescriptor *body = protobuf_c_message_descriptor_get_field_by_name(
+        &parksync__v1__record__descriptor, wire_kind_name((Parksync__V1__RecordKind)kind));
     if (ko == NULL || body == NULL) {
         free(ko);
         return NULL;
@@ -229,6 +232,18 @@ static void one_line(char *s)
     *w = '\0';
 }
 
+static int write_header(csv_out_t *o, kind_out_t *ko)
+{
+    char *names[CSV_MAX_COLS];
+
+    if (o->header_done)
+        return 0;
+    for (size_t i = 0; i < ko->n_cols; i++)
+        names[i] = ko->cols[i].name;
+    o->header_done = true;
+    return write_row(o, names, ko->n_cols);
+}
+
 int csv_out_record(csv_out_t *o, const Parksync__V1__Record *r)
 {
     int kind = (int)wire_record_kind(r);
@@ -237,9 +252,9 @@ int csv_out_record(csv_out_t *o, const Parksync__V1__Record *r)
 
     if (kind <= 0 || kind >= CSV_KINDS)
         return -EINVAL;
-    if (o->style == CSV_STYLE_CSV && o->csv_kind != 0 && o->csv_kind != kind)
+    if (o->style == CSV_STYLE_CSV && o->csv_kind != kind)
         return -EINVAL;
-    kind_out_t *ko = kind_of(o, r, kind);
+    kind_out_t *ko = kind_of(o, kind);
     if (ko == NULL)
         return -ENOMEM;
     const ProtobufCFieldDescriptor *bf =
@@ -253,13 +268,7 @@ int csv_out_record(csv_out_t *o, const Parksync__V1__Record *r)
             rc = -ENOMEM;
     json_decref(body);
     if (rc == 0 && o->style == CSV_STYLE_CSV) {
-        if (o->csv_kind == 0) {
-            char *names[CSV_MAX_COLS];
-            for (size_t i = 0; i < ko->n_cols; i++)
-                names[i] = ko->cols[i].name;
-            rc = write_row(o, names, ko->n_cols);
-            o->csv_kind = kind;
-        }
+        rc = write_header(o, ko);
         if (rc == 0)
             rc = write_row(o, cells, ko->n_cols);
     } else if (rc == 0) {
@@ -352,6 +361,11 @@ int csv_out_finish(csv_out_t *o)
 {
     bool first = true;
 
+    if (o->style == CSV_STYLE_CSV && o->csv_kind > 0 && o->csv_kind < CSV_KINDS) {
+        kind_out_t *ko = kind_of(o, o->csv_kind); /* no record came: the header still goes */
+        if (ko == NULL || write_header(o, ko) < 0)
+            return ko == NULL ? -ENOMEM : -EIO;
+    }
     if (o->style == CSV_STYLE_TABLE) {
         for (int k = 1; k < CSV_KINDS; k++) {
             if (o->kinds[k] == NULL)

@@ -253,7 +253,7 @@ static int run(int argc, char **argv, const ps_profile_t *prof, bool live)
                           &format, &done);
     if (status != CLI_OK || done)
         return status;
-    if (format != 0 && (table = csv_out_new(stdout, (csv_style_t)format)) == NULL) {
+    if (format != 0 && (table = csv_out_new(stdout, (csv_style_t)format, opts.kind)) == NULL) {
         fprintf(stderr, "parksync %s: out of memory\n", argv[0]);
         return CLI_RUNTIME;
     }
