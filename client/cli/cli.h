@@ -73,7 +73,12 @@ typedef struct cli_curve {
     }
 #define CLI_CURVE_USAGE                                                                            \
     "  --server-key FILE  the daemon's public key file (NAME.pub): use CURVE\n"                    \
-    "  --key FILE         our secret key file (NAME.key), with --server-key\n"
+    "  --key FILE         our secret key file (NAME.key), with --server-key\n" CLI_CONTEXT_HELP
+
+/* --context, which main.c takes for every command: its help line. */
+#define CLI_CONTEXT_HELP                                                                           \
+    "  --context NAME     endpoints, keys and producer of a client context, under\n"               \
+    "                     the flags and PARKSYNC_* variables (parksync context --help)\n"
 
 /* Handles getopt's value c when it is one of CLI_CURVE_OPTIONS (records
  * arg in *cv, zero-initialised by the caller) and returns 1; 0 for any

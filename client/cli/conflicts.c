@@ -37,7 +37,7 @@ const char CLI_CONFLICTS_USAGE[] =
     "  --control EP    daemon's control socket (default: the runtime directory's, as the\n"
     "                  daemon places it)\n"
     "  --timeout SEC   longest wait for each answer (default 5)\n"
-    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n";
+    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n" CLI_CONTEXT_HELP;
 
 static int parse_since(const char *text, int64_t *us)
 {

@@ -32,7 +32,9 @@
     "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"                 \
     "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"                            \
     "  --timeout SEC   longest wait for the answer (default " timeout ")\n"                        \
-    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
+    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"                 \
+    "  --context NAME  the control socket of a client context, under the flag and\n"               \
+    "                  PARKSYNC_CONTROL (parksync context --help)\n"
 
 /* The control socket the client profile names (PARKSYNC_CONTROL or the
  * context's control), to start ctl_opts_t.control with: NULL when unset. */

@@ -65,7 +65,7 @@ const char CLI_PUSH_USAGE[] =
     "                  row 1, as in a spreadsheet), and nothing is sent\n"
     "  --kind KIND     with --format csv: park, resident, trade, country or delete\n"
     "\n"
-    "  --producer ID   producer id (default: $PARKSYNC_PRODUCER)\n"
+    "  --producer ID   producer id (default: $PARKSYNC_PRODUCER, else the context's)\n"
     "  --ingest EP     daemon's ingest endpoint (default " WIRE_DEFAULT_INGEST ")\n"
     "  --publish EP    daemon's publish endpoint, for acks (default " WIRE_DEFAULT_PUBLISH ")\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
