@@ -86,7 +86,7 @@ fuzz: deps fuzz-deps
 	CC=clang-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DPARKSYNC_FUZZ=ON -DPARKSYNC_TESTS=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_update fuzz_query \
-	  fuzz_publication fuzz_control fuzz_json make_corpus
+	  fuzz_publication fuzz_control fuzz_json fuzz_csv make_corpus
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD)
 
 soak-deps:

@@ -269,6 +269,102 @@ const char *ps_subscriber_last_error(const ps_subscriber_t *s);
 /* NULL-safe; sets *sp = NULL. */
 void ps_subscriber_destroy(ps_subscriber_t **sp);
 
+/* ---------------------------------------------------------------- profiles */
+
+/* A client profile: where the daemon is and which keys to use, from the
+ * PARKSYNC_* environment and from a named context of the client config,
+ * so a program (and the parksync CLI, which uses these calls) needs no
+ * endpoints of its own.
+ *
+ * Files, read in this order (a context of the first hides one of the same
+ * name in the second): $XDG_CONFIG_HOME/parksync/client.conf (default
+ * ~/.config), then /etc/parksync/client.conf. INI:
+ *
+ *   current = az-prod          ; the context used when none is chosen
+ *   [context az-prod]
+ *   ingest = tcp://10.0.0.5:7101
+ *   publish = tcp://10.0.0.5:7102
+ *   query = tcp://10.0.0.5:7103
+ *   control = ipc:///run/parksync/control
+ *   server_key = daemon.pub    ; relative paths: from the file's folder
+ *   key = az-moe.key
+ *   producer = AZ-MOE
+ *
+ * The context: the argument, else $PARKSYNC_CONTEXT, else `current` (the
+ * user file's, else the system file's), else none. Each setting: the
+ * environment (PARKSYNC_INGEST, PARKSYNC_PUBLISH, PARKSYNC_QUERY,
+ * PARKSYNC_CONTROL, PARKSYNC_SERVER_KEY, PARKSYNC_KEY, PARKSYNC_PRODUCER)
+ * over the context over the built-in default ("" here). */
+
+#define PS_PROFILE_NAME_MAX  65   /* bytes of a context name (1..64 of [A-Za-z0-9._-]), with NUL */
+#define PS_PROFILE_VALUE_MAX 1024 /* bytes of one setting (an endpoint, a path), with NUL */
+
+/* Where a setting came from. */
+typedef enum ps_profile_origin {
+    PS_ORIGIN_DEFAULT = 0, /* not set: the library's or the command's default applies */
+    PS_ORIGIN_CONTEXT,     /* the context's line `line` in ps_profile_t.file */
+    PS_ORIGIN_ENV,         /* its PARKSYNC_* environment variable */
+} ps_profile_origin_t;
+
+/* One setting. */
+typedef struct ps_profile_value {
+    char value[PS_PROFILE_VALUE_MAX]; /* "" when unset */
+    ps_profile_origin_t origin;       /* where value came from */
+    int line;                         /* PS_ORIGIN_CONTEXT: its line in the file */
+} ps_profile_value_t;
+
+/* The settings in effect. */
+typedef struct ps_profile {
+    char context[PS_PROFILE_NAME_MAX]; /* the context in effect; "" when none */
+    char file[PS_PROFILE_VALUE_MAX];   /* the file that defines it; "" when none */
+    ps_profile_value_t ingest;         /* ingest endpoint */
+    ps_profile_value_t publish;        /* publish endpoint */
+    ps_profile_value_t query;          /* query endpoint */
+    ps_profile_value_t control;        /* control socket (ipc://) */
+    ps_profile_value_t server_key;     /* the daemon's public key file */
+    ps_profile_value_t key;            /* our secret key file */
+    ps_profile_value_t producer;       /* producer id */
+    char server_public_key[41];        /* ps_profile_load: server_key's key, Z85; "" plain */
+    char secret_key[41];               /* ps_profile_load: key's key, Z85 */
+} ps_profile_t;
+
+/* Fills *out with the settings of context (NULL: the default choice, see
+ * above), without reading the key files (for a program whose own options
+ * may name others, as the CLI's --key does). Returns PS_OK, or
+ * PS_ERR_INVALID with one line in err: a file's bad line as FILE:LINE:
+ * reason, an unknown context naming every file searched, an unreadable
+ * file. */
+ps_err_t ps_profile_resolve(const char *context, ps_profile_t *out, char *err, size_t errlen);
+
+/* ps_profile_resolve, then reads the key files it names into
+ * server_public_key and secret_key (server_key and key go together; the
+ * secret key file must not be open to others). PS_OK, or PS_ERR_INVALID
+ * with err naming the file and what is wrong. */
+ps_err_t ps_profile_load(const char *context, ps_profile_t *out, char *err, size_t errlen);
+
+/* Points opts' endpoints, producer id and CURVE keys at the profile's set
+ * ones (unset ones keep what opts holds). The options then point into
+ * *prof, which must outlive them. */
+void ps_profile_producer_options(const ps_profile_t *prof, ps_producer_options_t *opts);
+void ps_profile_subscriber_options(const ps_profile_t *prof, ps_subscriber_options_t *opts);
+
+/* Called by ps_profile_list for each context: its name, the file and line
+ * of its section, and whether it is the one in effect by default. A
+ * non-zero return stops the listing. */
+typedef int (*ps_profile_list_fn)(void *arg, const char *name, const char *file, int line,
+                                  bool current);
+
+/* Lists the contexts of both files, the user file's first, each name
+ * once. PS_OK (also with no file at all), or PS_ERR_INVALID with err. */
+ps_err_t ps_profile_list(ps_profile_list_fn fn, void *arg, char *err, size_t errlen);
+
+/* Makes name the default context: sets `current = name` in the user file
+ * (created if absent, with its folder), keeping every other line, by
+ * writing a temporary file, syncing it and renaming it over the old one.
+ * name must be a context of either file. PS_OK, or PS_ERR_INVALID with
+ * err (an unknown name, a bad file, a write that failed). */
+ps_err_t ps_profile_use(const char *name, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

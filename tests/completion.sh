@@ -47,5 +47,23 @@ expect "parksync push --" --producer --timeout --force --server-key
 expect "parksync status --" --json --producers-after
 expect "parksync snapshot --kind t" trade
 expect "parksync snapshot --kind " park resident trade country summary
-[ $status -eq 0 ] && echo "completion: commands, options and kinds: ok"
+expect "parksync " context
+expect "parksync push --" --format --kind
+expect "parksync push --format " csv jsonl
+expect "parksync push --format csv --kind " park resident trade country delete
+expect "parksync snapshot --format " csv table jsonl
+expect "parksync context " list show use
+expect "parksync status --con" --context --control
+# contexts come from `parksync context list`, in a client.conf of our own
+XDG_CONFIG_HOME=$(mktemp -d)
+export XDG_CONFIG_HOME
+trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
+mkdir -p "$XDG_CONFIG_HOME/parksync"
+printf 'current = az-prod\n[context az-prod]\nquery = tcp://127.0.0.1:7103\n[context tj-test]\nquery = tcp://127.0.0.1:7203\n' \
+    >"$XDG_CONFIG_HOME/parksync/client.conf"
+expect "parksync context use " az-prod tj-test
+expect "parksync --context a" az-prod
+expect "parksync --context az-prod st" status
+expect "parksync snapshot --context t" tj-test
+[ $status -eq 0 ] && echo "completion: commands, options, kinds and contexts: ok"
 exit $status

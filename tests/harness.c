@@ -228,17 +228,63 @@ char *harness_slurp(const char *path)
     return buf;
 }
 
-int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path, char **out,
-                char **err)
+/* Runs the CLI with args (args[0] = "parksync"); env as harness.h says
+ * when clean_env, else inherited. */
+static int run_cli(const harness_t *h, const char *const args[], const char *const env[],
+                   bool clean_env, const char *stdin_path, char **out, char **err)
 {
-    char out_path[HARNESS_PATH + 16], err_path[HARNESS_PATH + 16];
-    const char *args[64];
-    size_t n = 0;
+    char out_path[HARNESS_PATH + 16], err_path[HARNESS_PATH + 16], xdg[HARNESS_PATH + 16];
+    extern char **environ;
     int status;
     pid_t pid;
 
     snprintf(out_path, sizeof(out_path), "%s/cli.out", h->dir);
     snprintf(err_path, sizeof(err_path), "%s/cli.err", h->dir);
+    snprintf(xdg, sizeof(xdg), "%s/xdg", h->dir);
+    if ((pid = fork()) < 0)
+        return -1;
+    if (pid == 0) {
+        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || e < 0)
+            _exit(126);
+        dup2(in, STDIN_FILENO);
+        dup2(o, STDOUT_FILENO);
+        dup2(e, STDERR_FILENO);
+        if (clean_env) {
+            /* whatever the machine's user has set must not reach the test */
+            for (char **v = environ; *v != NULL;) {
+                if (strncmp(*v, "PARKSYNC_", 9) == 0) {
+                    char name[128];
+                    snprintf(name, sizeof(name), "%.*s", (int)strcspn(*v, "="), *v);
+                    unsetenv(name);
+                } else {
+                    v++;
+                }
+            }
+            setenv("XDG_CONFIG_HOME", xdg, 1);
+            for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+                putenv((char *)env[i]);
+        }
+        execv(PARKSYNC_BIN, (char *const *)args);
+        _exit(127);
+    }
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    if (out != NULL)
+        *out = harness_slurp(out_path);
+    if (err != NULL)
+        *err = harness_slurp(err_path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path, char **out,
+                char **err)
+{
+    const char *args[64];
+    size_t n = 0;
+
     args[n++] = "parksync";
     args[n++] = argv[0];
     args[n++] = "--ingest";
@@ -252,28 +298,20 @@ int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_
     for (size_t i = 1; argv[i] != NULL && n < 63; i++)
         args[n++] = argv[i];
     args[n] = NULL;
+    return run_cli(h, args, NULL, false, stdin_path, out, err);
+}
 
-    if ((pid = fork()) < 0)
-        return -1;
-    if (pid == 0) {
-        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in < 0 || o < 0 || e < 0)
-            _exit(126);
-        dup2(in, STDIN_FILENO);
-        dup2(o, STDOUT_FILENO);
-        dup2(e, STDERR_FILENO);
-        execv(PARKSYNC_BIN, (char *const *)args);
-        _exit(127);
-    }
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    if (out != NULL)
-        *out = harness_slurp(out_path);
-    if (err != NULL)
-        *err = harness_slurp(err_path);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+int harness_cli_env(const harness_t *h, const char *const env[], const char *const argv[],
+                    const char *stdin_path, char **out, char **err)
+{
+    const char *args[64];
+    size_t n = 0;
+
+    args[n++] = "parksync";
+    for (size_t i = 0; argv[i] != NULL && n < 63; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    return run_cli(h, args, env, true, stdin_path, out, err);
 }
 
 void harness_cleanup(harness_t *h)

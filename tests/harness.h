@@ -71,6 +71,15 @@ bool harness_ping(const harness_t *h, int timeout_ms);
 int harness_cli(const harness_t *h, const char *const argv[], const char *stdin_path, char **out,
                 char **err);
 
+/* Runs the parksync CLI with argv as given (no endpoint flags added:
+ * argv[0] is the command), in an environment without any PARKSYNC_*
+ * variable of the test's own, with XDG_CONFIG_HOME = dir/xdg (so the
+ * user's client.conf is dir/xdg/parksync/client.conf) and the entries
+ * of env ("NAME=value", ended by NULL; may be NULL) added. Otherwise as
+ * harness_cli. */
+int harness_cli_env(const harness_t *h, const char *const env[], const char *const argv[],
+                    const char *stdin_path, char **out, char **err);
+
 /* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on
  * failure. */
 char *harness_slurp(const char *path);

@@ -37,7 +37,7 @@ const char CLI_CONFLICTS_USAGE[] =
     "  --control EP    daemon's control socket (default: the runtime directory's, as the\n"
     "                  daemon places it)\n"
     "  --timeout SEC   longest wait for each answer (default 5)\n"
-    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n";
+    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n" CLI_CONTEXT_HELP;
 
 static int parse_since(const char *text, int64_t *us)
 {
@@ -127,7 +127,7 @@ static int ask(void *sock, Parksync__V1__ControlRequest *q, int timeout_ms,
     }
 }
 
-int cmd_conflicts(int argc, char **argv)
+int cmd_conflicts(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"kind", required_argument, NULL, 'k'},
                                          {"country", required_argument, NULL, 'c'},
@@ -142,7 +142,7 @@ int cmd_conflicts(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     Parksync__V1__ConflictsRequest cr = PARKSYNC__V1__CONFLICTS_REQUEST__INIT;
     char endpoint[256] = "";
-    const char *control = NULL;
+    const char *control = CTL_PROFILE_CONTROL(prof);
     unsigned long long limit = 0, printed = 0;
     long timeout_s = CONFLICTS_DEFAULT_TIMEOUT_S;
     int c, status = CLI_RUNTIME;

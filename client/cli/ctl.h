@@ -32,12 +32,18 @@
     "                  the daemon places it: $RUNTIME_DIRECTORY, /run/parksync,\n"                 \
     "                  $XDG_RUNTIME_DIR/parksync, /tmp/parksync-UID)\n"                            \
     "  --timeout SEC   longest wait for the answer (default " timeout ")\n"                        \
-    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"
+    "  --ingest EP, --publish EP, --query EP  accepted for uniformity; not used\n"                 \
+    "  --context NAME  the control socket of a client context, under the flag and\n"               \
+    "                  PARKSYNC_CONTROL (parksync context --help)\n"
+
+/* The control socket the client profile names (PARKSYNC_CONTROL or the
+ * context's control), to start ctl_opts_t.control with: NULL when unset. */
+#define CTL_PROFILE_CONTROL(prof) ((prof)->control.value[0] ? (prof)->control.value : NULL)
 
 /* Parsed common options. */
 typedef struct ctl_opts {
     const char *cmd;     /* command name, for messages */
-    const char *control; /* --control, or NULL: the default rule */
+    const char *control; /* --control (else the profile's), or NULL: the default rule */
     long timeout_s;      /* --timeout, seconds */
 } ctl_opts_t;
 

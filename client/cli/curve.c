@@ -19,6 +19,12 @@ int cli_curve_option(cli_curve_t *cv, int c, const char *arg)
     return 1;
 }
 
+void cli_curve_defaults(cli_curve_t *cv, const ps_profile_t *prof)
+{
+    cv->server_file = prof->server_key.value[0] ? prof->server_key.value : NULL;
+    cv->key_file = prof->key.value[0] ? prof->key.value : NULL;
+}
+
 int cli_curve_load(cli_curve_t *cv)
 {
     char err[400];
@@ -27,8 +33,11 @@ int cli_curve_load(cli_curve_t *cv)
     if (!cv->server_file && !cv->key_file)
         return CLI_OK;
     if (!cv->server_file || !cv->key_file) {
-        fprintf(stderr, "parksync: --server-key and --key go together (CURVE needs the "
-                        "daemon's public key and our secret key)\n");
+        fprintf(stderr,
+                "parksync: --server-key and --key go together, as PARKSYNC_SERVER_KEY "
+                "and PARKSYNC_KEY or a context's server_key and key do (CURVE needs "
+                "the daemon's public key and our secret key; given: %s)\n",
+                cv->server_file ? cv->server_file : cv->key_file);
         return CLI_USAGE;
     }
     if (keys_read_file(cv->server_file, false, cv->server, err, sizeof err) < 0 ||

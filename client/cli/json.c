@@ -73,7 +73,7 @@ const char *json_type_name(const json_t *v)
 /* ---------------------------------------------------------------- enums */
 
 /* Length of the prefix every value of d shares up to an '_' ("SPECIALIZATION_"). */
-static size_t enum_prefix_len(const ProtobufCEnumDescriptor *d)
+size_t json_enum_prefix_len(const ProtobufCEnumDescriptor *d)
 {
     if (d->n_values == 0)
         return 0;
@@ -93,7 +93,7 @@ static size_t enum_prefix_len(const ProtobufCEnumDescriptor *d)
 
 const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d, const char *name)
 {
-    size_t plen = enum_prefix_len(d);
+    size_t plen = json_enum_prefix_len(d);
     for (unsigned i = 0; i < d->n_values; i++) {
         const char *full = d->values[i].name;
         if (strcasecmp(full, name) == 0 || strcasecmp(full + plen, name) == 0)
@@ -105,7 +105,7 @@ const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d, con
 static int enum_fail(conv_t *c, const char *path, const ProtobufCEnumDescriptor *d, const char *got)
 {
     char list[512] = "";
-    size_t plen = enum_prefix_len(d), used = 0;
+    size_t plen = json_enum_prefix_len(d), used = 0;
     for (unsigned i = 0; i < d->n_values && used < sizeof list; i++) {
         if (d->values[i].value == 0)
             continue; /* UNSPECIFIED is never a useful suggestion */

@@ -42,6 +42,11 @@
 int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, char *why,
                    size_t whylen);
 
+/* json_to_update for an object already parsed (a CSV row is turned into
+ * the same object as the JSON line that says the same). root is not
+ * modified. Same returns. */
+int json_object_to_update(const json_t *root, Parksync__V1__Update **out, char *why, size_t whylen);
+
 /* Fills the envelope as the producer will (version, producer_id, sequence
  * 1, event time now when absent) and runs wire_update_validate. Returns 0
  * or -EINVAL with the reason in why, -ENOMEM. u keeps the filled fields
@@ -69,5 +74,9 @@ int json_parse_time(const char *s, int64_t *us);
  * case-insensitive ("SPECIALIZATION_CHEMISTRY", "chemistry"). NULL when
  * unknown. */
 const ProtobufCEnumValue *json_enum_lookup(const ProtobufCEnumDescriptor *d, const char *name);
+
+/* Length of the prefix every value name of d shares up to an '_'
+ * ("SPECIALIZATION_"): what the short names leave out. */
+size_t json_enum_prefix_len(const ProtobufCEnumDescriptor *d);
 
 #endif /* PARKSYNC_CLI_JSON_H */

@@ -24,7 +24,26 @@ int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, cha
 {
     conv_t c = {.why = why, .whylen = whylen};
     json_error_t jerr;
-    json_t *root = NULL, *body = NULL;
+    json_t *root;
+    int rc;
+
+    *out = NULL;
+    if (whylen > 0)
+        why[0] = '\0';
+    if (line == NULL)
+        return json_fail(&c, NULL, "no input");
+    root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return json_fail(&c, NULL, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+    rc = json_object_to_update(root, out, why, whylen);
+    json_decref(root);
+    return rc;
+}
+
+int json_object_to_update(const json_t *root, Parksync__V1__Update **out, char *why, size_t whylen)
+{
+    conv_t c = {.why = why, .whylen = whylen};
+    json_t *body = NULL;
     ProtobufCMessage *msg = NULL;
     Parksync__V1__Update *u = NULL;
     int64_t event_us = 0;
@@ -34,15 +53,6 @@ int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, cha
     *out = NULL;
     if (whylen > 0)
         why[0] = '\0';
-    if (line == NULL) {
-        json_fail(&c, NULL, "no input");
-        goto out;
-    }
-    root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        json_fail(&c, NULL, "invalid JSON at column %d: %s", jerr.column, jerr.text);
-        goto out;
-    }
     if (!json_is_object(root)) {
         json_fail(&c, NULL, "expected a JSON object, got %s", json_type_name(root));
         goto out;
@@ -54,7 +64,7 @@ int json_to_update(const char *line, size_t len, Parksync__V1__Update **out, cha
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v)
+    json_object_foreach((json_t *)root, key, v)
     {
         if (strcmp(key, "event_time") == 0) {
             if (!json_is_string(v)) {
@@ -108,7 +118,6 @@ out:
     if (u != NULL)
         parksync__v1__update__free_unpacked(u, NULL);
     json_decref(body);
-    json_decref(root);
     return rc;
 }
 

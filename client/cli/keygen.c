@@ -83,7 +83,7 @@ static int write_new(const char *path, const char *text, mode_t mode)
     return 0;
 }
 
-int cmd_keygen(int argc, char **argv)
+int cmd_keygen(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {
         {"comment", required_argument, NULL, 'c'},

@@ -121,12 +121,12 @@ static int print_json(json_t *j)
     return CLI_OK;
 }
 
-int cmd_metrics(int argc, char **argv)
+int cmd_metrics(int argc, char **argv, const ps_profile_t *prof)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__MetricsRequest mr = PARKSYNC__V1__METRICS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
-    ctl_opts_t o = {"metrics", NULL, METRICS_TIMEOUT_S};
+    ctl_opts_t o = {"metrics", CTL_PROFILE_CONTROL(prof), METRICS_TIMEOUT_S};
     int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, NULL, &rest);
 
     if (status >= 0)
@@ -146,12 +146,12 @@ int cmd_metrics(int argc, char **argv)
     return status;
 }
 
-int cmd_backup(int argc, char **argv)
+int cmd_backup(int argc, char **argv, const ps_profile_t *prof)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__BackupRequest br = PARKSYNC__V1__BACKUP_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
-    ctl_opts_t o = {"backup", NULL, BACKUP_TIMEOUT_S};
+    ctl_opts_t o = {"backup", CTL_PROFILE_CONTROL(prof), BACKUP_TIMEOUT_S};
     int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, "FILE", &rest);
 
     if (status >= 0)
@@ -175,12 +175,12 @@ int cmd_backup(int argc, char **argv)
     return status;
 }
 
-int cmd_check(int argc, char **argv)
+int cmd_check(int argc, char **argv, const ps_profile_t *prof)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__CheckRequest cr = PARKSYNC__V1__CHECK_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
-    ctl_opts_t o = {"check", NULL, CHECK_TIMEOUT_S};
+    ctl_opts_t o = {"check", CTL_PROFILE_CONTROL(prof), CHECK_TIMEOUT_S};
     int rest, status = parse(argc, argv, &o, CLI_CHECK_USAGE, NULL, &rest);
 
     if (status >= 0)
@@ -206,12 +206,12 @@ int cmd_check(int argc, char **argv)
     return status;
 }
 
-int cmd_reload(int argc, char **argv)
+int cmd_reload(int argc, char **argv, const ps_profile_t *prof)
 {
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__ReloadRequest rr = PARKSYNC__V1__RELOAD_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
-    ctl_opts_t o = {"reload", NULL, RELOAD_TIMEOUT_S};
+    ctl_opts_t o = {"reload", CTL_PROFILE_CONTROL(prof), RELOAD_TIMEOUT_S};
     int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, NULL, &rest);
 
     if (status >= 0)

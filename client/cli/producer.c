@@ -29,7 +29,7 @@ const char CLI_PRODUCER_USAGE[] =
     "\n"
     "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
 
-int cmd_producer(int argc, char **argv)
+int cmd_producer(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"query", required_argument, NULL, 'q'},
                                          {"ingest", required_argument, NULL, 'i'},
@@ -38,13 +38,14 @@ int cmd_producer(int argc, char **argv)
                                          {"control", required_argument, NULL, 'C'},
                                          CLI_CURVE_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    const char *query = WIRE_DEFAULT_QUERY;
+    const char *query = prof->query.value[0] ? prof->query.value : WIRE_DEFAULT_QUERY;
     cli_curve_t curve = {0};
     ps_producer_options_t o;
     ps_producer_stats_t st;
     ps_err_t err;
     int c;
 
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {

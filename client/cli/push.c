@@ -1,8 +1,11 @@
 /*
- * push.c - `parksync push`: JSON lines in, updates to parksyncd, acked.
+ * push.c - `parksync push`: JSON lines (or CSV rows) in, updates to
+ * parksyncd, acked.
  *
- * Every line is parsed and validated before anything is sent, so a file
- * with one bad line changes nothing at the daemon.
+ * Every line (row) is parsed and validated before anything is sent, so a
+ * file with one bad line changes nothing at the daemon. A CSV row becomes
+ * the JSON object a line would be (csv_in.c), so both follow one set of
+ * rules.
  *
  * With --outbox, a push that is killed can be run again with the same
  * outbox and input and carries on where it stopped: before the first
@@ -27,6 +30,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "csv.h"
 #include "json.h"
 #include "parksync.h"
 #include "wire.h"
@@ -44,13 +48,24 @@
 const char CLI_PUSH_USAGE[] =
     "usage: parksync push [--producer ID] [--ingest EP] [--publish EP] [--query EP]\n"
     "                     [--outbox FILE] [--window N] [--timeout SEC]\n"
+    "                     [--format jsonl|csv --kind KIND]\n"
     "                     [--server-key FILE --key FILE] [FILE|-]\n"
     "\n"
     "Reads updates as JSON lines (one object per line; blank lines and lines\n"
     "starting with # are skipped), validates all of them, then sends them to\n"
     "parksyncd and waits until every one is acknowledged.\n"
     "\n"
-    "  --producer ID   producer id (default: $PARKSYNC_PRODUCER)\n"
+    "  --format csv    read CSV (RFC 4180, UTF-8, with or without a byte order\n"
+    "                  mark) instead: a header row naming the fields of --kind as\n"
+    "                  a JSON line would (nested ones dotted: period.year; also\n"
+    "                  event_time, event_time_us, vintage), then one update per\n"
+    "                  row; a list is one cell, items separated by ';'; an empty\n"
+    "                  cell leaves the field out. A bad row is reported as\n"
+    "                  FILE:LINE: row R, column C (NAME): reason (the header is\n"
+    "                  row 1, as in a spreadsheet), and nothing is sent\n"
+    "  --kind KIND     with --format csv: park, resident, trade, country or delete\n"
+    "\n"
+    "  --producer ID   producer id (default: $PARKSYNC_PRODUCER, else the context's)\n"
     "  --ingest EP     daemon's ingest endpoint (default " WIRE_DEFAULT_INGEST ")\n"
     "  --publish EP    daemon's publish endpoint, for acks (default " WIRE_DEFAULT_PUBLISH ")\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
@@ -155,6 +170,106 @@ static long read_updates(FILE *in, const char *name, const char *producer_id, ba
         fprintf(stderr, "parksync push: cannot read %s: %s\n", name, strerror(errno));
         return -1;
     }
+    return bad;
+}
+
+/* The whole input in memory, hashed as read_updates hashes it (the
+ * outbox knows an input by its bytes). NULL after saying why. */
+static char *slurp_input(FILE *in, const char *name, size_t *len, uint64_t *hash)
+{
+    size_t cap = 0, n;
+    char *data = NULL;
+
+    *len = 0;
+    *hash = 1469598103934665603ULL; /* FNV-1a 64 offset basis */
+    do {
+        if (*len + 65536 > cap) {
+            char *more = realloc(data, cap = cap * 2 + 65536);
+            if (more == NULL) {
+                fprintf(stderr, "parksync push: %s: out of memory\n", name);
+                free(data);
+                return NULL;
+            }
+            data = more;
+        }
+        n = fread(data + *len, 1, cap - *len, in);
+        for (size_t i = 0; i < n; i++)
+            *hash = (*hash ^ (uint8_t)data[*len + i]) * 1099511628211ULL;
+        *len += n;
+    } while (n > 0);
+    if (ferror(in)) {
+        fprintf(stderr, "parksync push: cannot read %s: %s\n", name, strerror(errno));
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* read_updates for CSV: the header row resolved against kind, then one
+ * update per row (blank rows skipped). Returns the bad rows (each
+ * reported as FILE:LINE: row R, column C (NAME): reason), or -1. */
+static long read_csv_updates(FILE *in, const char *name, const char *kind, const char *producer_id,
+                             batch_t *b, uint64_t *hash, uint64_t *bytes)
+{
+    csv_header_t h = {0};
+    csv_reader_t *r = NULL;
+    csv_row_t row;
+    size_t len = 0, col;
+    long bad = 0;
+    char why[1024];
+    int rc;
+    char *data = slurp_input(in, name, &len, hash);
+    FILE *mem = NULL;
+
+    *bytes = len;
+    if (data == NULL)
+        return -1;
+    if (len == 0 || (mem = fmemopen(data, len, "r")) == NULL || (r = csv_reader_new(mem)) == NULL) {
+        fprintf(stderr, "%s: %s\n", name, len == 0 ? "empty: no header row" : "out of memory");
+        bad = len == 0 ? 1 : -1;
+        goto out;
+    }
+    if ((rc = csv_next(r, &row, why, sizeof why)) <= 0 ||
+        csv_header_parse(&h, kind, &row, why, sizeof why) < 0) {
+        fprintf(stderr, "%s:%ld: header row: %s\n", name, rc > 0 ? row.line : 1,
+                rc == 0 ? "missing" : why);
+        bad = 1;
+        goto out;
+    }
+    while ((rc = csv_next(r, &row, why, sizeof why)) != 0) {
+        Parksync__V1__Update *u = NULL;
+        if (rc < 0) {
+            fprintf(stderr, "%s: %s\n", name, why); /* the reader cannot go on */
+            bad++;
+            break;
+        }
+        if (row.count == 1 && row.fields[0][0] == '\0')
+            continue;
+        if (csv_row_to_update(&h, &row, &u, &col, why, sizeof why) < 0 ||
+            json_update_check(u, producer_id, why, sizeof why) < 0) {
+            if (col > 0)
+                fprintf(stderr, "%s:%ld: row %ld, column %zu (%s): %s\n", name, row.line,
+                        row.number, col, h.names[col - 1], why);
+            else
+                fprintf(stderr, "%s:%ld: row %ld: %s\n", name, row.line, row.number, why);
+            bad++;
+            if (u != NULL)
+                parksync__v1__update__free_unpacked(u, NULL);
+            continue;
+        }
+        if (batch_add(b, u, row.line) < 0) {
+            parksync__v1__update__free_unpacked(u, NULL);
+            fprintf(stderr, "%s:%ld: out of memory\n", name, row.line);
+            bad = -1;
+            break;
+        }
+    }
+out:
+    csv_header_free(&h);
+    csv_reader_destroy(&r);
+    if (mem != NULL)
+        fclose(mem);
+    free(data);
     return bad;
 }
 
@@ -298,7 +413,7 @@ static int64_t remaining_ms(int64_t deadline)
     return left > 0 ? left : 0;
 }
 
-int cmd_push(int argc, char **argv)
+int cmd_push(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"producer", required_argument, NULL, 'p'},
                                          {"ingest", required_argument, NULL, 'i'},
@@ -308,6 +423,8 @@ int cmd_push(int argc, char **argv)
                                          {"timeout", required_argument, NULL, 't'},
                                          {"window", required_argument, NULL, 'w'},
                                          {"force", no_argument, NULL, 'f'},
+                                         {"format", required_argument, NULL, 'F'},
+                                         {"kind", required_argument, NULL, 'k'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"control", required_argument, NULL, 'C'},
                                          CLI_CURVE_OPTIONS,
@@ -323,12 +440,14 @@ int cmd_push(int argc, char **argv)
     uint64_t hash = 0, bytes = 0;
     long first = 0;
     char identity[64], says[640];
-    bool force = false;
+    bool force = false, csv = false;
+    const char *kind = NULL;
     uint64_t base = 0;
     ps_err_t err;
 
     ps_producer_options_init(&opts);
-    opts.producer_id = getenv("PARKSYNC_PRODUCER");
+    ps_profile_producer_options(prof, &opts);
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
@@ -364,6 +483,16 @@ int cmd_push(int argc, char **argv)
         case 'f':
             force = true;
             break;
+        case 'F':
+            if (strcmp(optarg, "csv") != 0 && strcmp(optarg, "jsonl") != 0) {
+                fprintf(stderr, "parksync push: --format wants jsonl or csv, got '%s'\n", optarg);
+                return CLI_USAGE;
+            }
+            csv = strcmp(optarg, "csv") == 0;
+            break;
+        case 'k':
+            kind = optarg;
+            break;
         case 'w': {
             char *end = NULL;
             errno = 0;
@@ -394,6 +523,13 @@ int cmd_push(int argc, char **argv)
         fprintf(stderr, "parksync push: one input file at most\n%s", CLI_PUSH_USAGE);
         return CLI_USAGE;
     }
+    if (csv != (kind != NULL)) {
+        fprintf(stderr, "parksync push: %s; nothing was sent\n",
+                csv ? "--format csv needs --kind (park, resident, trade, country or delete): "
+                      "every row of a CSV file is one kind"
+                    : "--kind goes with --format csv (a JSON line names its own kind)");
+        return CLI_USAGE;
+    }
     if (opts.producer_id == NULL || opts.producer_id[0] == '\0') {
         fprintf(stderr, "parksync push: no producer id: give --producer ID or set "
                         "PARKSYNC_PRODUCER; nothing was sent\n");
@@ -418,11 +554,12 @@ int cmd_push(int argc, char **argv)
         in = stdin;
     }
 
-    long bad = read_updates(in, name, opts.producer_id, &batch, &hash, &bytes);
+    long bad = csv ? read_csv_updates(in, name, kind, opts.producer_id, &batch, &hash, &bytes)
+                   : read_updates(in, name, opts.producer_id, &batch, &hash, &bytes);
     if (bad != 0) {
         if (bad > 0)
-            fprintf(stderr, "parksync push: %ld bad line%s in %s; nothing was sent\n", bad,
-                    bad == 1 ? "" : "s", name);
+            fprintf(stderr, "parksync push: %ld bad %s%s in %s; nothing was sent\n", bad,
+                    csv ? "row" : "line", bad == 1 ? "" : "s", name);
         status = CLI_USAGE;
         goto close_input;
     }

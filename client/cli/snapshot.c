@@ -1,7 +1,8 @@
 /*
  * snapshot.c - `parksync snapshot` and `parksync watch`: consolidated
  * records as JSON lines (one Record per line, the shape json_from_record
- * documents), from a snapshot and then, for watch, live.
+ * documents), from a snapshot and then, for watch, live; snapshot also as
+ * CSV or a table (csv_out.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "csv.h"
 #include "json.h"
 #include "parksync.h"
 #include "wire.h"
@@ -28,8 +30,8 @@
 
 const char CLI_SNAPSHOT_USAGE[] =
     "usage: parksync snapshot [--kind KIND] [--country XX] [--provenance]\n"
-    "                         [--at-revision R] [--query EP] [--publish EP]\n"
-    "                         [--timeout SEC]\n"
+    "                         [--at-revision R] [--format jsonl|csv|table]\n"
+    "                         [--query EP] [--publish EP] [--timeout SEC]\n"
     "\n"
     "Prints the consolidated records as JSON lines, one record per line:\n"
     "  {\"revision\":N,\"kind\":\"park\",\"deleted\":true (tombstones only),\n"
@@ -37,6 +39,11 @@ const char CLI_SNAPSHOT_USAGE[] =
     "Money is an integer number of US cents, enums are full proto names.\n"
     "  --at-revision R the picture as it was at revision R (while the daemon's\n"
     "                  change log reaches back that far; no --provenance)\n"
+    "  --format F      jsonl (default); csv: one kind (give --kind), a header row,\n"
+    "                  nested fields dotted (period.year), lists joined by ';',\n"
+    "                  enums by short name, beside each *_usd_cents a *_usd column\n"
+    "                  in dollars; table: the same columns aligned for people, one\n"
+    "                  table per kind, columns empty in every row left out\n"
     "\n" FILTER_HELP;
 
 const char CLI_WATCH_USAGE[] =
@@ -72,11 +79,12 @@ static int parse_revision(const char *cmd, const char *flag, const char *arg, ui
     return CLI_OK;
 }
 
-static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_options_t *opts,
-                        bool *done)
+static int parse_filter(int argc, char **argv, const char *usage, const ps_profile_t *prof,
+                        ps_subscriber_options_t *opts, int *format, bool *done)
 {
     static const struct option LONG[] = {{"at-revision", required_argument, NULL, 'A'},
                                          {"from-revision", required_argument, NULL, 'F'},
+                                         {"format", required_argument, NULL, 'f'},
                                          {"kind", required_argument, NULL, 'k'},
                                          {"country", required_argument, NULL, 'c'},
                                          {"provenance", no_argument, NULL, 'v'},
@@ -94,6 +102,8 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
     int c;
 
     *done = false;
+    ps_profile_subscriber_options(prof, opts);
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {
@@ -119,6 +129,21 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
             break;
         case 'v':
             opts->provenance = true;
+            break;
+        case 'f':
+            if (usage != CLI_SNAPSHOT_USAGE) {
+                fprintf(stderr, "parksync %s: --format is for `parksync snapshot`\n", argv[0]);
+                return CLI_USAGE;
+            }
+            *format = strcmp(optarg, "csv") == 0     ? CSV_STYLE_CSV
+                      : strcmp(optarg, "table") == 0 ? CSV_STYLE_TABLE
+                      : strcmp(optarg, "jsonl") == 0 ? 0
+                                                     : -1;
+            if (*format < 0) {
+                fprintf(stderr, "parksync %s: --format wants jsonl, csv or table, got '%s'\n",
+                        argv[0], optarg);
+                return CLI_USAGE;
+            }
             break;
         case 'A':
             if (usage != CLI_SNAPSHOT_USAGE) {
@@ -178,6 +203,18 @@ static int parse_filter(int argc, char **argv, const char *usage, ps_subscriber_
         return CLI_USAGE;
     opts->server_public_key = CLI_CURVE_SERVER(&curve);
     opts->secret_key = CLI_CURVE_SECRET(&curve);
+    if (*format == CSV_STYLE_CSV &&
+        opts->kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED) {
+        fprintf(stderr,
+                "parksync %s: --format csv writes one kind (one header row): give --kind "
+                "park, resident, trade, country or summary\n",
+                argv[0]);
+        return CLI_USAGE;
+    }
+    if (*format != 0 && opts->provenance) {
+        fprintf(stderr, "parksync %s: --provenance goes with --format jsonl only\n", argv[0]);
+        return CLI_USAGE;
+    }
     if (opts->has_at_revision && opts->provenance) {
         fprintf(stderr,
                 "parksync %s: --at-revision and --provenance do not go together: "
@@ -200,7 +237,7 @@ static int print_record(const Parksync__V1__Record *r)
     return rc;
 }
 
-static int run(int argc, char **argv, bool live)
+static int run(int argc, char **argv, const ps_profile_t *prof, bool live)
 {
     ps_subscriber_options_t opts;
     ps_subscriber_t *s = NULL;
@@ -208,12 +245,18 @@ static int run(int argc, char **argv, bool live)
     ps_err_t err;
     bool done, snapshot_done = false, reset = false;
     uint64_t records = 0;
-    int status;
+    int status, format = 0;
+    csv_out_t *table = NULL;
 
     ps_subscriber_options_init(&opts);
-    status = parse_filter(argc, argv, live ? CLI_WATCH_USAGE : CLI_SNAPSHOT_USAGE, &opts, &done);
+    status = parse_filter(argc, argv, live ? CLI_WATCH_USAGE : CLI_SNAPSHOT_USAGE, prof, &opts,
+                          &format, &done);
     if (status != CLI_OK || done)
         return status;
+    if (format != 0 && (table = csv_out_new(stdout, (csv_style_t)format, opts.kind)) == NULL) {
+        fprintf(stderr, "parksync %s: out of memory\n", argv[0]);
+        return CLI_RUNTIME;
+    }
     opts.live = live;
     cli_signals_install();
     if (!live)
@@ -231,6 +274,11 @@ static int run(int argc, char **argv, bool live)
         err = ps_subscriber_next(s, &ev, snapshot_done ? WATCH_SLICE_MS : -1);
         if (err == PS_ERR_CLOSED) {
             status = CLI_OK;
+            if (table != NULL && csv_out_finish(table) < 0) {
+                fprintf(stderr, "parksync %s: cannot write to stdout: %s\n", argv[0],
+                        strerror(errno));
+                status = CLI_RUNTIME;
+            }
             break;
         }
         if (err == PS_ERR_INTERRUPTED || (err == PS_ERR_TIMEOUT && snapshot_done))
@@ -256,6 +304,14 @@ static int run(int argc, char **argv, bool live)
                         ev.revision, records);
             continue;
         }
+        if (ev.kind == PS_EVENT_RESET && table != NULL) {
+            /* rows already written cannot be taken back */
+            fprintf(stderr,
+                    "parksync %s: the daemon's database was replaced during the snapshot; "
+                    "run it again\n",
+                    argv[0]);
+            break;
+        }
         if (ev.kind == PS_EVENT_RESET) {
             const char *why = ps_subscriber_last_error(s);
             fprintf(stderr, "parksync %s: continuity lost (%s); a fresh snapshot follows\n",
@@ -270,7 +326,15 @@ static int run(int argc, char **argv, bool live)
             records = 0;
             continue;
         }
-        if (print_record(ev.record) < 0) {
+        if (table != NULL) {
+            int rc = csv_out_record(table, ev.record);
+            if (rc < 0) {
+                fprintf(stderr,
+                        "parksync %s: cannot write the record of revision %" PRIu64 ": %s\n",
+                        argv[0], ev.revision, strerror(-rc));
+                break;
+            }
+        } else if (print_record(ev.record) < 0) {
             fprintf(stderr, "parksync %s: cannot write to stdout: %s\n", argv[0], strerror(errno));
             break;
         }
@@ -285,15 +349,16 @@ static int run(int argc, char **argv, bool live)
                     argv[0], ps_subscriber_revision(s), ps_subscriber_revision(s));
     }
     ps_subscriber_destroy(&s);
+    csv_out_destroy(&table);
     return status;
 }
 
-int cmd_snapshot(int argc, char **argv)
+int cmd_snapshot(int argc, char **argv, const ps_profile_t *prof)
 {
-    return run(argc, argv, false);
+    return run(argc, argv, prof, false);
 }
 
-int cmd_watch(int argc, char **argv)
+int cmd_watch(int argc, char **argv, const ps_profile_t *prof)
 {
-    return run(argc, argv, true);
+    return run(argc, argv, prof, true);
 }

@@ -267,7 +267,7 @@ static int print_json(const Parksync__V1__Status *st)
     return rc;
 }
 
-int cmd_status(int argc, char **argv)
+int cmd_status(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"json", no_argument, NULL, 'j'},
                                          {"producers-after", required_argument, NULL, 'a'},
@@ -276,7 +276,7 @@ int cmd_status(int argc, char **argv)
     Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
     Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
-    ctl_opts_t o = {"status", NULL, STATUS_TIMEOUT_S};
+    ctl_opts_t o = {"status", CTL_PROFILE_CONTROL(prof), STATUS_TIMEOUT_S};
     bool json = false;
     int c, rc, status;
 

@@ -191,7 +191,7 @@ static void print_summary(const Parksync__V1__CountrySummary *cs)
     }
 }
 
-int cmd_summary(int argc, char **argv)
+int cmd_summary(int argc, char **argv, const ps_profile_t *prof)
 {
     static const struct option LONG[] = {{"country", required_argument, NULL, 'c'},
                                          {"query", required_argument, NULL, 'q'},
@@ -213,6 +213,8 @@ int cmd_summary(int argc, char **argv)
     ps_subscriber_options_init(&opts);
     opts.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY;
     opts.live = false;
+    ps_profile_subscriber_options(prof, &opts);
+    cli_curve_defaults(&curve, prof);
     optind = 0;
     while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
         switch (c) {

@@ -17,7 +17,7 @@ build="${1:?usage: run.sh BUILD_DIR [TARGET...]}"
 shift
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_update fuzz_query fuzz_publication fuzz_control fuzz_json)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_update fuzz_query fuzz_publication fuzz_control fuzz_json fuzz_csv)
 
 work="${FUZZ_WORK:-$(mktemp -d /tmp/parksync-fuzz.XXXXXX)}"
 mkdir -p "$work"
@@ -30,6 +30,7 @@ max_len() {
     fuzz_update) echo 20000 ;;   # WIRE_MAX_UPDATE 16 KiB
     fuzz_control) echo 8192 ;;   # WIRE_MAX_CONTROL 4 KiB (+ replies)
     fuzz_json) echo 8192 ;;      # one JSON line
+    fuzz_csv) echo 16384 ;;      # a small CSV file: header and a few rows
     *) echo 65536 ;;
     esac
 }
