@@ -76,7 +76,10 @@ static void add_columns(kind_out_t *ko, const ProtobufCMessageDescriptor *d, csv
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         csv_column_t col = *base;
         col.path[col.depth++] = f;
-        snprintf(col.name, sizeof col.name, "%s%s%s", base->name, base->depth ? "." : "", f->name);
+        int n = snprintf(col.name, sizeof col.name, "%s%s%s", base->name, base->depth ? "." : "",
+                         f->name);
+        if (n < 0 || (size_t)n >= sizeof col.name)
+            continue; /* no dotted name of parksync.proto is this long */
         const ProtobufCMessageDescriptor *sub = f->descriptor;
         if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED &&
             !(sub->n_fields == 1 && sub->fields[0].label == PROTOBUF_C_LABEL_REPEATED) &&
