@@ -115,6 +115,15 @@ bool harness_ping(const harness_t *h, int timeout_ms)
     return ok;
 }
 
+/* The daemon to start: this build's, or $PARKSYNCD_BIN, so that a
+ * benchmark can run the same client against another build's daemon. */
+static const char *daemon_bin(void)
+{
+    const char *bin = getenv("PARKSYNCD_BIN");
+
+    return bin && bin[0] ? bin : PARKSYNCD_BIN;
+}
+
 int harness_spawn(harness_t *h, const char *const env[])
 {
     pid_t pid = fork();
@@ -129,7 +138,7 @@ int harness_spawn(harness_t *h, const char *const env[])
         }
         for (size_t i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
-        execl(PARKSYNCD_BIN, "parksyncd", "-c", h->config, (char *)NULL);
+        execl(daemon_bin(), "parksyncd", "-c", h->config, (char *)NULL);
         _exit(127);
     }
     h->pid = pid;
@@ -149,7 +158,7 @@ int harness_start(harness_t *h)
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
-        execl(PARKSYNCD_BIN, "parksyncd", "-c", h->config, (char *)NULL);
+        execl(daemon_bin(), "parksyncd", "-c", h->config, (char *)NULL);
         _exit(127);
     }
     h->pid = pid;

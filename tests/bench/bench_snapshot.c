@@ -14,9 +14,10 @@
  * 3. Ingest: INGEST updates from one producer, alone, then again while
  *    snapshots stream back to back; updates/s of both.
  * 4. Latency: a live subscriber and a producer sending at 1,000 and at
- *    20,000 updates/s for LAT_S seconds; each update carries its
- *    CLOCK_REALTIME send time (in investment_usd_cents); the subscriber
- *    records receipt - send; p50, p99, p99.9.
+ *    20,000 updates/s (-R) for LAT_S seconds, after LAT_WARM updates not
+ *    measured; each update carries its CLOCK_REALTIME send time (in
+ *    investment_usd_cents); the subscriber records receipt - send; p50,
+ *    p99, p99.9. PARKSYNCD_BIN runs another build's daemon.
  *
  * 5. With -G SIZES (e.g. 10000,100000,1000000,10000000), instead of
  *    2-4: the cost of an update as the picture grows. The database is
@@ -35,8 +36,9 @@
  *    loop renders the metrics once a second, reading the store's figures.
  *
  * Options: -n RECORDS, -i INGEST updates (default 100000), -t LAT_S seconds
- * (default 3), -M ROUNDS, -G SIZES, -s full|normal (with -G), -k keep the
- * database directory.
+ * (default 3), -R RATES of the latency runs (default 1000,20000), -M
+ * ROUNDS, -G SIZES, -s full|normal (with -G), -k keep the database
+ * directory.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,11 +58,13 @@
 #define FILL_BATCH   20000              /* updates per fill transaction */
 #define BASE_TIME_US 1600000000000000LL /* event time of the first fill update */
 #define SAMPLE_MS    10                 /* RSS sampling period */
+#define LAT_WARM     100                /* updates sent before the latency is measured */
 #define PAD          "Sumgait Chemical Industrial Park resident, petrochemicals and polymers"
 
 static uint64_t n_records = 1000000;
 static uint64_t n_ingest = 100000;
 static int lat_s = 3;
+static const char *lat_rates = "1000,20000"; /* -R: offered rates of the latency runs */
 static int metrics_rounds = 0;
 static const char *growth_sizes; /* -G: sizes of the cost-growth curve */
 static bool growth_full = true;  /* -s: synchronous of the cost-growth daemon */
@@ -271,7 +275,8 @@ static double ingest(const harness_t *h, const char *id, uint64_t count, uint64_
 typedef struct listener {
     ps_subscriber_t *sub;
     volatile int stop;
-    int64_t *lat; /* microseconds */
+    volatile int warm; /* records still to take before measuring */
+    int64_t *lat;      /* microseconds */
     size_t n, cap;
 } listener_t;
 
@@ -287,6 +292,10 @@ static void *listener_main(void *arg)
         int64_t sent = ev.record->resident->investment_usd_cents;
         if (sent < BASE_TIME_US)
             continue; /* not a latency probe */
+        if (l->warm > 0) {
+            l->warm--;
+            continue;
+        }
         if (l->n < l->cap)
             l->lat[l->n++] = now_us() - sent;
     }
@@ -346,6 +355,18 @@ static double latency(const harness_t *h, int rate)
     pthread_create(&t, NULL, listener_main, &l);
     snprintf(id, sizeof id, "lat-%d", rate);
     ps_producer_t *p = producer(h, id);
+    /* Warm-up, not measured: the live topic's first record waits for a
+     * heartbeat to prove nothing was lost before it (proto/README.md), and
+     * the producer's first sends find cold caches. */
+    l.warm = LAT_WARM;
+    for (int i = 0; p && i < LAT_WARM; i++) {
+        Parksync__V1__Update u;
+        Parksync__V1__Resident r;
+        make_resident(&u, &r, rid, sizeof rid, (uint64_t)i * 2, now_us(), now_us());
+        ps_producer_send(p, &u, NULL, 60000);
+    }
+    for (int64_t end = wire_monotonic_ms() + 10000; l.warm > 0 && wire_monotonic_ms() < end;)
+        usleep(1000); /* a poll of the listener's count, with a deadline */
     uint64_t total = (uint64_t)rate * (uint64_t)lat_s;
     int64_t period_ns = 1000000000LL / rate;
     struct timespec start;
@@ -492,7 +513,7 @@ int main(int argc, char **argv)
     int c;
     bool keep = false;
 
-    while ((c = getopt(argc, argv, "n:i:t:M:G:s:k")) != -1) {
+    while ((c = getopt(argc, argv, "n:i:t:R:M:G:s:k")) != -1) {
         switch (c) {
         case 'n':
             n_records = strtoull(optarg, NULL, 10);
@@ -506,6 +527,9 @@ int main(int argc, char **argv)
         case 'M':
             metrics_rounds = (int)strtol(optarg, NULL, 10);
             break;
+        case 'R':
+            lat_rates = optarg;
+            break;
         case 'G':
             growth_sizes = optarg;
             break;
@@ -516,8 +540,10 @@ int main(int argc, char **argv)
             keep = true;
             break;
         default:
-            fprintf(stderr, "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-M ROUNDS] "
-                            "[-G SIZES [-s full|normal]] [-k]\n");
+            fprintf(
+                stderr,
+                "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-R RATES] [-M ROUNDS] "
+                "[-G SIZES [-s full|normal]] [-k]\n");
             return 2;
         }
     }
@@ -579,7 +605,13 @@ int main(int argc, char **argv)
            alone, during, alone > 0 ? 100.0 * during / alone : 0.0, sn.count, sn.records,
            sn.failed ? "yes" : "no");
 
-    latency(&h, 1000);
-    latency(&h, 20000);
+    for (const char *at = lat_rates; *at;) {
+        char *end;
+        long rate = strtol(at, &end, 10);
+        if (end == at || rate <= 0 || rate > 1000000)
+            break;
+        latency(&h, (int)rate);
+        at = *end == ',' ? end + 1 : end;
+    }
     return finish(&h, keep, 0);
 }
