@@ -153,6 +153,9 @@ static long parksync_snapshot(peer_server_t *s, uint64_t expect)
     harness_subscriber_options(s->priv, &o);
     o.live = false;
     o.timeout_ms = 30000;
+    /* The residents only: the daemon also keeps records it derives
+     * (summaries), which the peers have no counterpart of. */
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
     if ((sub = ps_subscriber_new(&o, &err)) == NULL) {
         fprintf(stderr, "peers: parksync subscriber: %s\n", ps_strerror(err));
         return -1;
