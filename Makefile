@@ -16,6 +16,10 @@
 #               watchers; fails when the daemon's WAL, RSS or database
 #               outgrow their bounds or a watcher misses a change (CI runs
 #               SOAK_MINUTES=2)
+#   make bench-peers  build bench_peers in build-peers (Release) and compare
+#               parksync with etcd, Redis, NATS JetStream KV and Mosquitto
+#               on this machine (installs them; tests/bench/peers/README.md);
+#               PEERS_ARGS passes options, e.g. PEERS_ARGS="-n 20000 -S -N 100000"
 
 # What building parksync needs (make build, make demo); protoc generates
 # the Python client's protobuf module.
@@ -40,6 +44,8 @@ FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
 SOAK_PACKAGES := python3 python3-zmq python3-protobuf protobuf-compiler
 
 BUILD      ?= build
+PEERS_BUILD ?= build-peers
+PEERS_ARGS ?=
 TEST_BUILD ?= build-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -47,7 +53,7 @@ SOAK_MINUTES ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO       := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps soak soak-deps
+.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps soak soak-deps bench-peers
 
 all: build
 
@@ -97,5 +103,10 @@ soak: build soak-deps
 	/usr/bin/python3 tests/bench/soak_months.py --binary $(BUILD)/bin/parksyncd \
 	  --cli $(BUILD)/bin/parksync --minutes $(SOAK_MINUTES)
 
+# The harness that starts parksyncd is built with the tests (Criterion):
+# deps installs it; run.sh installs the peers.
+bench-peers: deps
+	BUILD=$(PEERS_BUILD) JOBS=$(JOBS) tests/bench/peers/run.sh $(PEERS_ARGS)
+
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(PEERS_BUILD)
