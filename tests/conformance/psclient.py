@@ -5,8 +5,10 @@ Framing (README "Frames"): ingest and publish messages are two frames,
 topic then protobuf; query and control are one frame each way on a DEALER.
 """
 
+import atexit
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ def load_proto(proto_dir, out=None):
         return pb
     if out is None:
         out = tempfile.mkdtemp(prefix="ps-proto-")
+        atexit.register(shutil.rmtree, out, True)  # ours: gone with the process
     if not os.path.exists(os.path.join(out, "parksync_pb2.py")):
         os.makedirs(out, exist_ok=True)
         subprocess.run(["protoc", "--python_out=" + out, "-I", proto_dir,
