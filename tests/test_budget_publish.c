@@ -34,8 +34,8 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define ATTACK_MS      3000               /* how long each attack runs */
-#define ATTACK_PUSH_MS 100                /* the legitimate producer pushes this often */
+#define ATTACK_MS      3000 /* how long each attack runs */
+#define ATTACK_PUSH_MS 100  /* the legitimate producer pushes this often */
 /* The longest a push may wait for its ack. The daemon's promise is 1 s,
  * and the exhaustion soak (tests/soak/soak.py) holds the release build to
  * it under every attack at once. Here the daemon runs under AddressSanitizer
@@ -49,10 +49,10 @@
  * the sanitizer, and 7 to 166 ms in 8 runs of a release build beside it.
  * 3 s still fails a daemon that stalls: without the subscription bounds
  * one receive took 1.3 s and 282 MB. */
-#define ACK_MAX_MS     3000
-#define MAX_PUSHES     256                /* pushes one test makes, at most */
-#define DEADLINE_MS    10000              /* longest wait for anything expected after an attack */
-#define BASE_TIME_US   1600000000000000LL /* event time of the first push */
+#define ACK_MAX_MS   3000
+#define MAX_PUSHES   256                /* pushes one test makes, at most */
+#define DEADLINE_MS  10000              /* longest wait for anything expected after an attack */
+#define BASE_TIME_US 1600000000000000LL /* event time of the first push */
 /* Growth of the daemon's RSS an attack may cause, kB. A connection in
  * good standing holds at most 256 subscriptions of at most 69 bytes; one
  * that is being cut still brings what libzmq had taken in of it before
@@ -501,7 +501,9 @@ static int raw_sub(void)
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
     cr_assert_geq(fd, 0);
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", h.publish + strlen("ipc://"));
+    cr_assert_lt(
+        (size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s", h.publish + strlen("ipc://")),
+        sizeof sa.sun_path, "the publish socket's path does not fit sun_path");
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     cr_assert_eq(write(fd, greeting, sizeof greeting), (ssize_t)sizeof greeting);

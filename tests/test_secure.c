@@ -123,8 +123,10 @@ static int check_config(const char *path, char **out)
     char cmd[512], res[300];
     int rc;
 
-    snprintf(res, sizeof res, "%s.out", path);
-    snprintf(cmd, sizeof cmd, "%s --check-config -c %s >%s 2>&1", PARKSYNCD_BIN, path, res);
+    cr_assert_lt((size_t)snprintf(res, sizeof res, "%s.out", path), sizeof res);
+    cr_assert_lt((size_t)snprintf(cmd, sizeof cmd, "%s --check-config -c %s >%s 2>&1",
+                                  PARKSYNCD_BIN, path, res),
+                 sizeof cmd);
     rc = system(cmd);
     *out = harness_slurp(res);
     cr_assert_not_null(*out);
@@ -608,8 +610,7 @@ Test(secure, cli_says_who_may_use_the_control_socket_instead_of_waiting, .fini =
     snprintf(h.control, sizeof h.control, "ipc://%s/control", dir);
     cr_assert_eq(harness_write_config(&h), 0);
     cr_assert_eq(harness_start(&h), 0, "daemon did not start; see %s", h.log);
-    snprintf(want, sizeof want, "permission denied on %s/control: run as root or join group ",
-             dir);
+    snprintf(want, sizeof want, "permission denied on %s/control: run as root or join group ", dir);
 
     /* not in the daemon's group: told at once, by --control or by the rule */
     rc = status_as(uid, uid, NULL, NULL, given, &err, &ms);
