@@ -353,6 +353,8 @@ def start_chromium(tmp):
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-dev-shm-usage", "--remote-debugging-port=0", f"--user-data-dir={tmp}/chromium",
          "--window-size=1200,1000", "--hide-scrollbars", "about:blank"],
+        # its singleton socket folder goes in TMPDIR: the test's, removed with it
+        env=dict(os.environ, TMPDIR=tmp),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in deadline_loop(60, "chromium's DevTools endpoint"):
         line = proc.stderr.readline()
