@@ -345,6 +345,28 @@ class DevTools:
             time.sleep(0.05)
 
 
+def stop_chromium(proc):
+    """Ends chromium and every process of its session (the helpers it
+    started write to the test's folder until they are gone), then waits
+    for them all, so the folder can be removed."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in deadline_loop(10, "chromium's helper processes to end"):
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)  # a poll of their exit, with a deadline
+
+
 def start_chromium(tmp):
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
@@ -355,6 +377,7 @@ def start_chromium(tmp):
          "--window-size=1200,1000", "--hide-scrollbars", "about:blank"],
         # its singleton socket folder goes in TMPDIR: the test's, removed with it
         env=dict(os.environ, TMPDIR=tmp),
+        start_new_session=True,  # its helpers (zygote, crashpad) end with it: stop_chromium
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in deadline_loop(60, "chromium's DevTools endpoint"):
         line = proc.stderr.readline()
@@ -429,11 +452,7 @@ def browser(args):
         ok = True
     finally:
         if chromium:
-            chromium.terminate()
-            try:
-                chromium.wait(10)
-            except subprocess.TimeoutExpired:
-                chromium.kill()
+            stop_chromium(chromium)
         ok = d.close(ok)
     return 0 if ok else 1
 
