@@ -661,6 +661,8 @@ Test(ops, installed_unit_verifies_and_is_hardened, .fini = teardown, .timeout = 
                                             "usr/share/man/man8/parksyncd.8.gz",
                                             "usr/share/man/man5/parksyncd.conf.5.gz",
                                             "usr/share/man/man1/parksync.1.gz",
+                                            "usr/share/doc/parksync/copyright",
+                                            "usr/share/doc/parksync/changelog.gz",
                                             "usr/include/parksync/parksync.h",
                                             NULL};
     char *err;
