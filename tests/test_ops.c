@@ -658,9 +658,11 @@ Test(ops, installed_unit_verifies_and_is_hardened, .fini = teardown, .timeout = 
                                             "usr/lib/systemd/system/parksyncd.service",
                                             "usr/lib/sysusers.d/parksync.conf",
                                             "usr/lib/tmpfiles.d/parksync.conf",
-                                            "usr/share/man/man8/parksyncd.8",
-                                            "usr/share/man/man5/parksyncd.conf.5",
-                                            "usr/share/man/man1/parksync.1",
+                                            "usr/share/man/man8/parksyncd.8.gz",
+                                            "usr/share/man/man5/parksyncd.conf.5.gz",
+                                            "usr/share/man/man1/parksync.1.gz",
+                                            "usr/share/doc/parksync/copyright",
+                                            "usr/share/doc/parksync/changelog.gz",
                                             "usr/include/parksync/parksync.h",
                                             NULL};
     char *err;

@@ -10,8 +10,8 @@
 # priority, a clean stop under load with nothing acknowledged lost, the
 # CLI as root, as the service user and as a member of the operators' group
 # (and a clear refusal for anyone else), the Python client from its
-# package (python3-parksync), the sandbox's exposure score, remove, purge
-# and reinstall. Each check prints its time; the script exits 1 when one
+# package (python3-parksync), each package's copyright and changelog, the
+# sandbox's exposure score, remove, purge and reinstall. Each check prints its time; the script exits 1 when one
 # fails.
 #
 # Needs root. Works on hosts without machined or D-Bus (it never asks the
@@ -132,6 +132,8 @@ fi
 [ -f "$DEB" ] || { echo "no package at $DEB" >&2; exit 2; }
 # the Python client's package, beside the daemon's (PYDEB, or found there)
 PYDEB=${PYDEB:-$(ls "$(dirname "$DEB")"/python3-parksync_*_all.deb 2>/dev/null | head -1 || true)}
+# and the headers' package (DEVDEB, or found there): read, not installed
+DEVDEB=${DEVDEB:-$(ls "$(dirname "$DEB")"/parksync-dev_*_*.deb 2>/dev/null | head -1 || true)}
 
 # ------------------------------------------------------------ the root
 
@@ -369,6 +371,38 @@ print("parksync", parksync.__version__, "from", parksync.__file__)
     note "apt install ./$(basename "$PYPKG"): $out; pushed UZ-PY, acknowledged, in the snapshot"
 }
 
+# What Debian policy asks of every package: /usr/share/doc/PACKAGE holds
+# its copyright file (machine-readable) and its changelog, whose entry is
+# the version installed. parksync and python3-parksync are asked of dpkg
+# in the container; parksync-dev is read from its .deb (installing it
+# would fetch the -dev packages it depends on for nothing).
+t_doc_files() {
+    local pkg ver doc first format="Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+    [ -n "$PYPKG" ] || fail "no python3-parksync package was built beside $(basename "$PKG")"
+    for pkg in parksync python3-parksync; do
+        ver=$(ct dpkg-query -W -f='${Version}' "$pkg")
+        doc=/usr/share/doc/$pkg
+        ct dpkg-query -L "$pkg" >"$WORK/files"
+        grep -x "$doc/copyright" "$WORK/files" >/dev/null || fail "$pkg does not own $doc/copyright"
+        grep -x "$doc/changelog.gz" "$WORK/files" >/dev/null || fail "$pkg does not own $doc/changelog.gz"
+        [ "$(ct sed -n 1p "$doc/copyright")" = "$format" ] || fail "$doc/copyright is not DEP-5"
+        first=$(ct zcat "$doc/changelog.gz" | sed -n 1p)
+        [ "$first" = "parksync ($ver) unstable; urgency=medium" ] ||
+            fail "$doc/changelog.gz begins '$first', not version $ver"
+        note "$pkg $ver: copyright, changelog.gz: $first"
+    done
+    [ -n "$DEVDEB" ] || fail "no parksync-dev package was built beside $(basename "$PKG")"
+    ver=$(dpkg-deb -f "$DEVDEB" Version)
+    doc=./usr/share/doc/parksync-dev
+    dpkg-deb --fsys-tarfile "$DEVDEB" >"$WORK/dev.tar"
+    [ "$(tar -xOf "$WORK/dev.tar" "$doc/copyright" | sed -n 1p)" = "$format" ] ||
+        fail "$(basename "$DEVDEB"): no DEP-5 ${doc#.}/copyright"
+    first=$(tar -xOf "$WORK/dev.tar" "$doc/changelog.gz" | zcat | sed -n 1p)
+    [ "$first" = "parksync ($ver) unstable; urgency=medium" ] ||
+        fail "$(basename "$DEVDEB"): ${doc#.}/changelog.gz begins '$first', not version $ver"
+    note "parksync-dev $ver (its .deb): copyright, changelog.gz: $first"
+}
+
 t_reload() {
     local pid before
     pid=$(prop parksyncd MainPID)
@@ -542,6 +576,7 @@ check "CLI as root: status, push, snapshot" t_cli_root
 check "CLI as the service user parksync: status, push, snapshot" t_cli_service_user
 check "CLI as a member of group parksync; others told why" t_cli_operator
 check "python3-parksync: push acknowledged, snapshot has it" t_python
+check "copyright and changelog in every package, naming the installed version" t_doc_files
 check "systemctl reload: good file applied, bad file refused" t_reload
 check "watchdog restarts a SIGSTOPped daemon" t_watchdog
 check "libzmq's abort message is in journalctl -p err" t_abort_in_journal
