@@ -420,17 +420,23 @@ class QueryTests(DaemonCase):
         self.assertEqual(self.q.recv_for(rid).WhichOneof("body"), "chunk")
         self.q.send(pb.QueryRequest(version=1, request_id=rid,
                                     cancel=pb.Cancel()))
-        time.sleep(0.3)
+        # The spec: cancel ends the stream with one last chunk{last: true}
+        # without records (its credit is spent, so nothing else comes).
+        try:
+            rep = self.q.recv_for(rid)
+        except TimeoutError:
+            self.fail("no reply to cancel: the stream must end with a last chunk")
+        self.assertEqual(rep.WhichOneof("body"), "chunk",
+                         "cancel must end the stream with a last chunk: %s" % rep)
+        self.assertTrue(rep.chunk.last, "the chunk after cancel is not last")
+        self.assertEqual(len(rep.chunk.records), 0, "records after cancel")
         # The stream is gone: credit for it is UNKNOWN_REQUEST.
         self.q.send(pb.QueryRequest(version=1, request_id=rid,
                                     credit=pb.Credit(chunks=4)))
-        while True:
-            rep = self.q.recv_for(rid)
-            if rep.WhichOneof("body") == "error":
-                break
-            self.assertFalse(rep.WhichOneof("body") == "chunk" and
-                             len(rep.chunk.records) > 0,
-                             "records after cancel")
+        rep = self.q.recv_for(rid)
+        self.assertEqual(rep.WhichOneof("body"), "error",
+                         "nothing of a cancelled stream comes after its last chunk: %s"
+                         % rep)
         self.assertEqual(rep.error.code, pb.ERROR_CODE_UNKNOWN_REQUEST)
 
     def test_unknown_request_for_no_stream(self):
