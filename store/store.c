@@ -178,13 +178,15 @@ int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
     /* The checkpointer's figures belong to this WAL unless it has since
      * started over (and is shorter than what the checkpointer saw). Each
      * of its passes should leave less to copy than the one before; when
-     * one leaves more, the writer outpaces it. */
+     * one that copied all it found leaves more, the writer outpaces it.
+     * (A pass that a reader stopped short says nothing of that, and the
+     * writer's own checkpoint would stop at the same reader.) */
     if (checkpointed) {
         tail = checkpointed->frames <= s->wal_frames ? s->wal_frames - checkpointed->backfilled
                                                      : s->wal_frames;
         if (checkpointed->backfilled != s->wal_seen) {
             s->wal_seen = checkpointed->backfilled;
-            losing = tail >= s->wal_tail;
+            losing = tail >= s->wal_tail && checkpointed->backfilled == checkpointed->frames;
             s->wal_tail = tail;
         } else {
             losing = false; /* no new pass to judge by */
