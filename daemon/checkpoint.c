@@ -27,6 +27,7 @@ struct checkpoint {
     _Atomic uint64_t failures;        /* checkpoints that failed */
     _Atomic int64_t failing_since_us; /* see checkpoint_failing */
     _Atomic int failing_errno;        /* the last failure's errno while failing */
+    _Atomic uint64_t wal;             /* see checkpoint_wal: frames << 32 | backfilled */
     uint64_t failures_before;         /* the thread's: failures when the run began */
     bool checking;                    /* the loop's: a check was asked, its result not read */
 };
@@ -52,11 +53,26 @@ static void run_check(checkpoint_t *c, const char *ask, size_t len)
 }
 
 /* One checkpoint; a run of failures is logged when it starts and ends,
- * and rate-limited between (every 200 ms while a disk is full). */
-static void run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
+ * and rate-limited between (every 200 ms while a disk is full). Returns
+ * the time until the next one, ms. While the WAL is long enough that the
+ * writer waits for this thread to catch up (see store_wal_reset) and
+ * commits still come, that is CHECKPOINT_HURRY_MS, or CHECKPOINT_HELD_MS
+ * while a reader keeps part of the WAL from being copied (a snapshot
+ * streaming): copying more has to wait for it to end anyway. */
+static int run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
 {
-    int rc = store_checkpoint(c->store);
+    store_wal_t w;
+    int rc = store_checkpoint(c->store, &w);
+    uint64_t before = c->wal;
+    int next = CHECKPOINT_PERIOD_MS;
 
+    if (rc >= 0 && w.frames < 0) {
+        next = CHECKPOINT_HURRY_MS; /* the writer was resetting it */
+    } else if (rc >= 0) {
+        c->wal = (uint64_t)w.frames << 32 | (uint64_t)w.backfilled;
+        if (store_wal_long(&w) && c->wal != before)
+            next = rc > 0 ? CHECKPOINT_HELD_MS : CHECKPOINT_HURRY_MS;
+    }
     if (rc >= 0 && c->failing_since_us != 0) {
         log_notice("WAL checkpoints work again after %" PRIu64 " failures in a row",
                    c->failures - c->failures_before);
@@ -75,6 +91,7 @@ static void run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
             rl, LOG_LEVEL_WARNING, "WAL checkpoint failed: %s (%s); trying again every %d ms",
             store_strerror(rc), store_checkpointer_errmsg(c->store), CHECKPOINT_PERIOD_MS);
     }
+    return next;
 }
 
 static void *checkpoint_main(void *arg)
@@ -82,10 +99,11 @@ static void *checkpoint_main(void *arg)
     checkpoint_t *c = arg;
     zmq_pollitem_t item = {c->peer, 0, ZMQ_POLLIN, 0};
     log_ratelimit_t rl = {0};
+    int wait = CHECKPOINT_PERIOD_MS;
 
     prctl(PR_SET_NAME, "ps-checkpoint"); /* as top -H and perf name the thread */
     for (;;) {
-        int n = zmq_poll(&item, 1, CHECKPOINT_PERIOD_MS);
+        int n = zmq_poll(&item, 1, wait);
         if (n < 0 && zmq_errno() != EINTR)
             break; /* the context is going away */
         if (n > 0) {
@@ -98,7 +116,7 @@ static void *checkpoint_main(void *arg)
             run_check(c, zmq_msg_data(&m), zmq_msg_size(&m));
             zmq_msg_close(&m);
         }
-        run_checkpoint(c, &rl);
+        wait = run_checkpoint(c, &rl);
     }
     return NULL;
 }
@@ -146,6 +164,14 @@ fail:
 int64_t checkpoint_last_complete_us(const checkpoint_t *c)
 {
     return c ? c->last_complete_us : 0;
+}
+
+void checkpoint_wal(const checkpoint_t *c, store_wal_t *w)
+{
+    uint64_t wal = c->wal;
+
+    w->frames = (int64_t)(wal >> 32);
+    w->backfilled = (int64_t)(wal & UINT32_MAX);
 }
 
 uint64_t checkpoint_failures(const checkpoint_t *c)

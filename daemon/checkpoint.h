@@ -24,7 +24,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "store.h"
+
 #define CHECKPOINT_PERIOD_MS 200  /* time between two checkpoints, ms */
+#define CHECKPOINT_HURRY_MS  1    /* between two while the writer waits for them */
+#define CHECKPOINT_HELD_MS   20   /* the same, while a reader holds part of the WAL */
 #define CHECK_PATH_MAX       1100 /* bytes of a path to check, with NUL */
 
 typedef struct checkpoint checkpoint_t;
@@ -44,6 +48,10 @@ checkpoint_t *checkpoint_new(void *zctx, const char *path);
  * the whole WAL back (no reader held a frame); 0 before the first. Any
  * thread. */
 int64_t checkpoint_last_complete_us(const checkpoint_t *c);
+
+/* Where the last checkpoint left the WAL (store_wal_reset wants it);
+ * zeros before the first. Any thread. */
+void checkpoint_wal(const checkpoint_t *c, store_wal_t *w);
 
 /* Checkpoints that failed (logged, rate-limited). Any thread. */
 uint64_t checkpoint_failures(const checkpoint_t *c);

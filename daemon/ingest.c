@@ -58,6 +58,7 @@ static void batch_abort(server_t *s, int rc, const char *what)
  * publishes what it changed and acks every producer it touched. */
 void batch_finish(server_t *s)
 {
+    store_wal_t wal;
     int rc;
 
     if (!s->batch_open)
@@ -88,9 +89,12 @@ void batch_finish(server_t *s)
      * now it is, trim the log at once rather than at the next commit.
      * The empty batch changes nothing, so it publishes nothing and this
      * runs once. */
-    if (store_prune_held(s->store) && batch_begin(s) == 0)
+    if (store_prune_held(s->store) && batch_begin(s) == 0) {
         batch_finish(s);
-    else if ((rc = store_wal_reset(s->store)) < 0)
+        return;
+    }
+    checkpoint_wal(s->checkpoint, &wal);
+    if ((rc = store_wal_reset(s->store, &wal)) < 0)
         server_store_failed(s, rc, false, "WAL checkpoint after a commit", store_errmsg(s->store));
 }
 

@@ -367,16 +367,22 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
     return c;
 }
 
-int store_checkpoint(store_checkpointer_t *c)
+int store_checkpoint(store_checkpointer_t *c, store_wal_t *w)
 {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    if (rc == SQLITE_BUSY) { /* the writer is resetting the WAL: not copied by this one */
+        w->frames = w->backfilled = -1;
+        return 1;
+    }
+    w->frames = log > 0 ? log : 0;
+    w->backfilled = done > 0 ? done : 0;
+    if (rc != SQLITE_OK) {
         snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
         return errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
     }
-    if (rc == SQLITE_OK && log < 0) {
+    if (log < 0) {
         snprintf(c->err, sizeof(c->err), "the database is not in WAL mode");
         return -EINVAL;
     }

@@ -137,10 +137,8 @@ int conflicts_prune(store_t *s)
     return done > 0 ? conflict_oldest_load(s) : 0;
 }
 
-bool store_prune_due(store_t *s)
+bool conflicts_prune_due(store_t *s)
 {
-    if (s->in_batch)
-        return false;
     return conflicts_over(s) > 0 || s->conflict_oldest_us < conflicts_horizon(s);
 }
 

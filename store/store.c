@@ -128,10 +128,23 @@ void store_config_init(store_config_t *cfg)
  * 3.2 GiB in 3 minutes at 800 commits/s, 111 MiB at 90. So the writer
  * notes, after each commit, a WAL longer than STORE_WAL_RESET_FRAMES, and
  * store_wal_reset runs a PASSIVE checkpoint on its own connection between
- * batches: the background one has copied nearly all of it, so this copies
- * the last commits only, and the next write transaction starts the WAL
- * over. A reader on an old snapshot can keep it from completing; it is
- * tried again each quarter of STORE_WAL_RESET_FRAMES the WAL grows.
+ * batches, which copies what the checkpointer has not, and the next write
+ * transaction starts the WAL over.
+ *
+ * What it copies, the loop waits for: the pages, and two fsyncs (the WAL,
+ * then the database). The checkpointer, on its period of 200 ms, left up
+ * to 200 ms of commits behind: a reset then stalled ingest for 10-70 ms,
+ * every 16 MiB of WAL, the largest part of the latency tail. So the
+ * checkpointer hurries while the WAL is that long (store_wal_long), and
+ * the writer resets only once it is within STORE_WAL_TAIL_FRAMES of the
+ * end. While a snapshot streams, its reader keeps the WAL from being
+ * copied past where it began; the WAL grows beyond 16 MiB and is reset
+ * once the checkpointer has caught up after it. Past
+ * STORE_WAL_FORCE_FRAMES, when a pass of the checkpointer leaves more to
+ * copy than the one before (it cannot keep up with the writer), the
+ * writer resets whatever is left, so the WAL stays bounded. A reader on
+ * an old snapshot can keep a reset from completing; it is tried again
+ * each quarter of STORE_WAL_RESET_FRAMES the WAL grows.
  */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
@@ -139,25 +152,56 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
     (void)db;
     (void)name;
-    if (frames < STORE_WAL_RESET_FRAMES)
-        s->wal_next_reset = STORE_WAL_RESET_FRAMES; /* it started over */
-    else if (frames >= s->wal_next_reset)
+    s->wal_frames = frames;
+    if (frames < STORE_WAL_RESET_FRAMES) { /* it started over */
+        s->wal_next_reset = STORE_WAL_RESET_FRAMES;
+        s->wal_reset_due = false;
+    } else if (frames >= s->wal_next_reset) {
         s->wal_reset_due = true;
+    }
     return SQLITE_OK;
 }
 
-int store_wal_reset(store_t *s)
+bool store_wal_long(const store_wal_t *w)
+{
+    return w->frames >= STORE_WAL_RESET_FRAMES;
+}
+
+int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
 {
     int log = 0, done = 0, rc;
+    int64_t tail = 0;
+    bool losing = true;
 
     if (!s->wal_reset_due || s->in_batch)
         return 0;
-    s->wal_reset_due = false;
+    /* The checkpointer's figures belong to this WAL unless it has since
+     * started over (and is shorter than what the checkpointer saw). Each
+     * of its passes should leave less to copy than the one before; when
+     * one that copied all it found leaves more, the writer outpaces it.
+     * (A pass that a reader stopped short says nothing of that, and the
+     * writer's own checkpoint would stop at the same reader.) */
+    if (checkpointed) {
+        tail = checkpointed->frames <= s->wal_frames ? s->wal_frames - checkpointed->backfilled
+                                                     : s->wal_frames;
+        if (checkpointed->backfilled != s->wal_seen) {
+            s->wal_seen = checkpointed->backfilled;
+            losing = tail >= s->wal_tail && checkpointed->backfilled == checkpointed->frames;
+            s->wal_tail = tail;
+        } else {
+            losing = false; /* no new pass to judge by */
+        }
+    }
+    if (tail > STORE_WAL_TAIL_FRAMES && (s->wal_frames < STORE_WAL_FORCE_FRAMES || !losing))
+        return 0; /* the checkpointer is catching up; after a later commit */
     rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+    if (rc == SQLITE_BUSY)
+        return 0; /* the checkpointer is running; after the next commit */
+    if (rc != SQLITE_OK)
         return db_fail(s, rc);
+    s->wal_reset_due = false;
     s->wal_next_reset = log + STORE_WAL_RESET_FRAMES / 4;
-    return rc == SQLITE_OK && log >= 0 && done == log;
+    return log >= 0 && done == log;
 }
 
 store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
@@ -209,6 +253,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
         goto fail_msg;
     if (s->cfg.background_checkpoint) {
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
+        s->wal_frames = 0;
         sqlite3_wal_hook(s->db, wal_hook, s); /* after wal_autocheckpoint, which sets it too */
     }
     return s;
@@ -296,15 +341,36 @@ void store_rollback(store_t *s)
     producers_reload(s);
 }
 
-/* Drops change-log rows beyond changelog_keep, once the excess is worth a
- * statement (1 % of keep), so pruning costs little per commit. */
-static int prune(store_t *s)
+/* Change-log rows beyond changelog_keep; 0 when it keeps everything. */
+static uint64_t log_over(const store_t *s)
 {
     uint64_t keep = s->cfg.changelog_keep;
-    if (keep == 0 || s->head < s->oldest ||
-        s->head - s->oldest + 1 <= keep + keep / STORE_PRUNE_SLACK)
+
+    if (keep == 0 || s->head < s->oldest || s->head - s->oldest + 1 <= keep)
         return 0;
-    uint64_t cut = s->head - keep; /* the last revision to go */
+    return s->head - s->oldest + 1 - keep;
+}
+
+/*
+ * Drops change-log rows beyond changelog_keep: at most as many as the
+ * batch added and STORE_LOG_PRUNE_STEP more, and none the daemon has not
+ * published (store_pin_changes). It used to wait until the excess was 1 %
+ * of keep and drop that in one statement: at the default keep of a
+ * million, every 10,000th revision's commit deleted 10,000 rows, about
+ * 40 ms with a cold cache, which every update arriving meanwhile waited
+ * for (at 1,000 updates/s, 0.4 % of them: the p99.9 latency). A step per
+ * commit costs the same in all, spread evenly; a backlog (keep lowered)
+ * goes with the next commits (store_prune_due).
+ */
+static int prune(store_t *s)
+{
+    uint64_t over = log_over(s), step = STORE_LOG_PRUNE_STEP + (s->head - s->head_begin);
+    uint64_t cut;
+
+    s->prune_held = false;
+    if (over == 0)
+        return 0;
+    cut = s->oldest - 1 + (over < step ? over : step); /* the last revision to go */
     s->prune_held = cut > s->pinned;
     if (cut > s->pinned)
         cut = s->pinned;
@@ -317,6 +383,13 @@ static int prune(store_t *s)
         return rc;
     s->oldest = cut + 1;
     return 0;
+}
+
+bool store_prune_due(store_t *s)
+{
+    if (s->in_batch)
+        return false;
+    return (log_over(s) > 0 && s->oldest <= s->pinned) || conflicts_prune_due(s);
 }
 
 void store_pin_changes(store_t *s, uint64_t revision)

@@ -30,7 +30,9 @@
  *   revision, for its final version: the batch commits whole, so the
  *   versions in between were never visible. Rows read or written by a
  *   batch are held in memory and written when it is flushed (before
- *   summaries, digests and the commit).
+ *   summaries, digests and the commit). The change log keeps
+ *   changelog_keep revisions: each commit drops what it added beyond
+ *   that, and a bounded step of any backlog (store_prune_due).
  * - Each producer's last applied sequence is stored in the same
  *   transaction as the changes it caused.
  *
@@ -270,15 +272,29 @@ void store_pin_changes(store_t *s, uint64_t revision);
  * empty batch (begin, commit) now prunes them. */
 bool store_prune_held(const store_t *s);
 
+/* Where a checkpoint left the WAL, in frames (pages): how long it was, and
+ * how much of it had been copied back into the database. */
+typedef struct store_wal {
+    int64_t frames;     /* frames in the WAL */
+    int64_t backfilled; /* of those, copied back */
+} store_wal_t;
+
 /* With cfg.background_checkpoint: when a commit left the WAL longer than
  * about 16 MiB, a PASSIVE checkpoint on the writer's connection, so that
  * the WAL starts over at the next transaction (the background checkpoints
  * alone never let it under steady commits). Call between batches, after
- * publishing: it copies what the background thread has not, typically a
- * few milliseconds. Returns 1 when it ran and copied everything, 0 when
- * nothing was due or a reader kept part of the WAL, or a negative errno
- * (store_errmsg says why). */
-int store_wal_reset(store_t *s);
+ * publishing, with where the checkpointer's last checkpoint left the WAL
+ * (NULL: there is none, reset at once): it runs only once that is within a few hundred frames
+ * of the end, so the loop waits for little more than two fsyncs, unless
+ * the WAL has grown to 128 MiB. Returns 1 when it ran and copied
+ * everything, 0 when nothing was due, it must wait for the checkpointer,
+ * or a reader kept part of the WAL, or a negative errno (store_errmsg
+ * says why). */
+int store_wal_reset(store_t *s, const store_wal_t *checkpointed);
+
+/* True when the WAL is long enough that the writer waits for the
+ * checkpointer to catch up before it resets it: checkpoint again soon. */
+bool store_wal_long(const store_wal_t *w);
 
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
  * database was created; a recreated database has another, and so has a
@@ -441,10 +457,11 @@ typedef struct store_pruned {
  * committed batches). */
 void store_pruned_counts(const store_t *s, store_pruned_t *out);
 
-/* True, between batches, when conflict rows beyond the retention limits
- * remain because a commit drops a bounded step of them at a time (a
- * limit lowered, a burst of rows grown old): an empty batch (begin,
- * commit) drops the next step. Reads no table. */
+/* True, between batches, when change-log or conflict rows beyond the
+ * retention limits remain because a commit drops a bounded step of them
+ * at a time (a limit lowered, a burst of rows grown old, a batch larger
+ * than the change log): an empty batch (begin, commit) drops the next
+ * step. Reads no table. */
 bool store_prune_due(store_t *s);
 
 /* An online backup in progress (SQLite's backup API on the store's own
@@ -519,9 +536,11 @@ typedef struct store_checkpointer store_checkpointer_t;
  * or NULL with a message in err. Use it from one thread only. */
 store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_t errlen);
 
-/* Runs one PASSIVE checkpoint. Returns the WAL frames not yet copied back
- * (readers may hold them) or a negative errno. */
-int store_checkpoint(store_checkpointer_t *c);
+/* Runs one PASSIVE checkpoint, and says in *w where it left the WAL (both
+ * -1 when another connection was checkpointing, and this one did not).
+ * Returns the WAL frames not yet copied back (readers may hold them; 1
+ * when it did not run) or a negative errno. */
+int store_checkpoint(store_checkpointer_t *c, store_wal_t *w);
 
 /* quick_check of the live database on the checkpointer's connection, as
  * store_check_file. */

@@ -30,13 +30,18 @@
 #include "wide.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
-#define STORE_PRUNE_SLACK     100  /* prune once the log exceeds keep by keep/100 */
 #define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
+#define STORE_LOG_PRUNE_STEP  256  /* change-log rows a commit drops beyond those it added */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
 #define STORE_WAL_RESET_FRAMES                                                                     \
-    4096                /* WAL frames (16 MiB of 4 KiB pages) that make the writer                 \
-                           checkpoint so that the WAL starts over (store_wal_reset) */
-#define STORE_REASONS 7 /* conflict reason classes (reason_classes) */
+    4096 /* WAL frames (16 MiB of 4 KiB pages) that make the writer checkpoint so                  \
+            that the WAL starts over (store_wal_reset) */
+#define STORE_WAL_TAIL_FRAMES                                                                      \
+    256 /* frames the writer's reset copies at most while the checkpointer keeps up */
+#define STORE_WAL_FORCE_FRAMES                                                                     \
+    (8 * STORE_WAL_RESET_FRAMES) /* beyond, and with the checkpointer losing ground, the           \
+                                    writer resets whatever is left to copy */
+#define STORE_REASONS 7          /* conflict reason classes (reason_classes) */
 
 /* Last applied state of one producer, cached in memory. */
 typedef struct producer {
@@ -193,6 +198,9 @@ struct store {
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
     bool prune_held;                              /* the last prune stopped at the pin */
     int wal_next_reset;                           /* WAL frames that make a reset due */
+    int wal_frames;                               /* WAL frames after the last commit */
+    int64_t wal_seen;                             /* backfilled frames at the last new pass */
+    int64_t wal_tail;                             /* frames left to copy after that pass */
     bool wal_reset_due;                           /* a commit left the WAL that long */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */
@@ -303,6 +311,7 @@ int conflict_put(store_t *s, const char *producer, uint64_t seq, kind_t kind, co
 int claim_put(store_t *s, const Parksync__V1__Update *u, kind_t kind, const rec_key_t *key,
               const char *reason);
 int conflicts_prune(store_t *s);
+bool conflicts_prune_due(store_t *s); /* rows beyond the limits remain */
 
 /* ---------------------------------------------------------------- summary.c */
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2562,6 +2563,121 @@ Test(store, retention_drops_conflicts_by_age)
     store_pruned_counts(s, &p);
     cr_assert_eq(p.conflicts, 5, "counted since this open");
     check_figures(s, "all aged");
+    store_close(&s);
+}
+
+static int64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+/* Parks P1..Pn from AZ-MOE in one batch, sequences from *seq on. */
+static void parks_batch(store_t *s, uint64_t *seq, int n, const char *name)
+{
+    cr_assert_eq(store_begin(s), 0);
+    for (int i = 1; i <= n; i++) {
+        upd_t x;
+        char id[16];
+        store_outcome_t out;
+        snprintf(id, sizeof(id), "P%d", i);
+        ++*seq;
+        upd_init(&x, "AZ-MOE", *seq, (int64_t)*seq * 10, PROVISIONAL);
+        upd_park(&x, "AZ", id);
+        if (name)
+            park_name(&x, name);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    cr_assert_eq(store_commit(s), 0);
+}
+
+/* The change log keeps changelog_keep revisions. A commit drops what its
+ * batch added beyond that and at most STORE_LOG_PRUNE_STEP (256) rows of
+ * a backlog more, so no commit waits for a backlog whole; the rest is
+ * due (store_prune_due) and goes with the next commits. (It used to wait
+ * until the excess was 1 % of keep and drop it in one statement: 10,000
+ * rows in one commit at the default keep.) */
+Test(store, changelog_goes_in_bounded_steps)
+{
+    store_config_t cfg;
+    uint64_t seq = 0;
+    store_config_init(&cfg);
+    cfg.changelog_keep = 0;
+    store_t *s = open_at(dbpath, &cfg);
+    parks_batch(s, &seq, 600, NULL);
+    cr_assert_eq(store_head(s), 600);
+    store_close(&s);
+
+    cfg.changelog_keep = 10;
+    s = open_at(dbpath, &cfg);
+    const int64_t left[] = {600 - 256, 600 - 512, 10};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert(store_prune_due(s), "step %zu", i);
+        empty_batch(s);
+        cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), left[i], "step %zu", i);
+    }
+    cr_assert_not(store_prune_due(s));
+    cr_assert_eq(store_oldest(s), 591);
+
+    /* a batch of 300 changes drops 300: the log stays at keep */
+    parks_batch(s, &seq, 300, "renamed");
+    cr_assert_not(store_prune_due(s), "a batch drops at least what it added");
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
+    cr_assert_eq(store_oldest(s), store_head(s) - 9);
+    store_close(&s);
+}
+
+/* The writer starts a long WAL over only once the checkpointer has copied
+ * nearly all of it: what it copies itself, with two fsyncs, every update
+ * arriving meanwhile waits for. Told of a checkpoint that left most of
+ * the WAL behind it waits (0); after a checkpoint that caught up it
+ * resets (1), and the next commit writes the WAL from its start. */
+Test(store, wal_reset_waits_for_the_checkpointer)
+{
+    store_config_t cfg;
+    store_wal_t early, w;
+    char err[256], name[200], wal[sizeof dbpath + 4];
+    uint64_t seq = 0;
+    int rounds;
+    store_config_init(&cfg);
+    cfg.changelog_keep = 0;
+    cfg.background_checkpoint = true;
+    store_t *s = open_at(dbpath, &cfg);
+    store_checkpointer_t *c = store_checkpointer_open(dbpath, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+
+    parks_batch(s, &seq, 200, NULL);
+    cr_assert_geq(store_checkpoint(c, &early), 0);
+    cr_assert_eq(store_wal_reset(s, &early), 0, "nothing is due yet");
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    for (rounds = 0; rounds < 1000 && file_size(wal) < 5000 * (4096 + 24); rounds++) {
+        name[rounds % (sizeof name - 1)] = (char)('a' + rounds % 26); /* every record changes */
+        parks_batch(s, &seq, 200, name);
+    }
+    cr_assert_geq(file_size(wal), 5000 * (4096 + 24), "the WAL never grew past 16 MiB");
+    cr_assert_eq(store_wal_reset(s, &early), 0, "it copied what the checkpointer had not");
+    cr_assert_eq(store_wal_reset(s, NULL), 1, "without a checkpointer it resets at once");
+    parks_batch(s, &seq, 1, "one");
+    cr_assert_eq(store_checkpoint(c, &w), 0);
+    cr_assert_lt(w.frames, 1024, "the WAL did not start over: %lld frames", (long long)w.frames);
+
+    /* once more (the file keeps its size: as many rounds), now with a
+     * checkpointer that has caught up */
+    for (int round = 0; round < rounds; round++) {
+        name[round % (sizeof name - 1)] = (char)('A' + round % 26);
+        parks_batch(s, &seq, 200, name);
+    }
+    cr_assert_eq(store_checkpoint(c, &w), 0, "a reader held part of the WAL");
+    cr_assert_eq(w.backfilled, w.frames);
+    cr_assert(store_wal_long(&w));
+    cr_assert_eq(store_wal_reset(s, &w), 1);
+    parks_batch(s, &seq, 1, "over");
+    cr_assert_eq(store_checkpoint(c, &w), 0);
+    cr_assert_lt(w.frames, 1024, "the WAL did not start over: %lld frames", (long long)w.frames);
+    cr_assert_not(store_wal_long(&w));
+    store_checkpointer_close(&c);
     store_close(&s);
 }
 
