@@ -350,7 +350,7 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
         snprintf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, paced_vfs_name()) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : "cannot open");
         store_checkpointer_close(&c);
         return NULL;

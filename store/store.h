@@ -542,6 +542,12 @@ store_checkpointer_t *store_checkpointer_open(const char *path, char *err, size_
  * when it did not run) or a negative errno. */
 int store_checkpoint(store_checkpointer_t *c, store_wal_t *w);
 
+/* Syncs of the database file that checkpointers' connections made in
+ * this process: one at the end of each checkpoint that copied pages, and
+ * one every 256 pages within it, so that a large copy never leaves a
+ * commit's fsync megabytes of pages to flush. */
+unsigned long store_checkpoint_syncs(void);
+
 /* quick_check of the live database on the checkpointer's connection, as
  * store_check_file. */
 int store_checkpointer_check(store_checkpointer_t *c, char *msg, size_t len);

@@ -32,6 +32,7 @@
 #define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
 #define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
 #define STORE_LOG_PRUNE_STEP  256  /* change-log rows a commit drops beyond those it added */
+#define STORE_PACE_PAGES      256  /* database pages a checkpoint copies between two syncs */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
 #define STORE_WAL_RESET_FRAMES                                                                     \
     4096 /* WAL frames (16 MiB of 4 KiB pages) that make the writer checkpoint so                  \
@@ -320,6 +321,12 @@ int mark_all_dirty(store_t *s);
 int agg_flush(store_t *s);
 int summary_on_change(store_t *s, const rec_key_t *key, const row_t *old,
                       const Parksync__V1__Record *now, bool published);
+
+/* ---------------------------------------------------------------- paced.c */
+
+/* The name of the checkpointer's VFS (registered at the first call), or
+ * NULL when SQLite has no default VFS to build it on. */
+const char *paced_vfs_name(void);
 
 /* ---------------------------------------------------------------- admin.c */
 

@@ -2572,11 +2572,12 @@ static int64_t file_size(const char *path)
     return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
-/* Parks P1..Pn from AZ-MOE in one batch, sequences from *seq on. */
-static void parks_batch(store_t *s, uint64_t *seq, int n, const char *name)
+/* Parks P1..Pn, or P(first + 1) to P(first + n), from
+ * AZ-MOE in one batch, sequences from *seq on. */
+static void parks_from(store_t *s, uint64_t *seq, int first, int n, const char *name)
 {
     cr_assert_eq(store_begin(s), 0);
-    for (int i = 1; i <= n; i++) {
+    for (int i = first + 1; i <= first + n; i++) {
         upd_t x;
         char id[16];
         store_outcome_t out;
@@ -2589,6 +2590,11 @@ static void parks_batch(store_t *s, uint64_t *seq, int n, const char *name)
         cr_assert_eq(store_apply(s, &x.u, &out), 0);
     }
     cr_assert_eq(store_commit(s), 0);
+}
+
+static void parks_batch(store_t *s, uint64_t *seq, int n, const char *name)
+{
+    parks_from(s, seq, 0, n, name);
 }
 
 /* The change log keeps changelog_keep revisions. A commit drops what its
@@ -2627,6 +2633,24 @@ Test(store, changelog_goes_in_bounded_steps)
     store_close(&s);
 }
 
+/* A store that keeps its whole change log, with background checkpoints
+ * and a checkpointer of its own in *c; name is filled with a long park
+ * name. */
+static store_t *open_checkpointed(store_checkpointer_t **c, char *name, size_t size)
+{
+    store_config_t cfg;
+    char err[256];
+    store_config_init(&cfg);
+    cfg.changelog_keep = 0;
+    cfg.background_checkpoint = true;
+    store_t *s = open_at(dbpath, &cfg);
+    *c = store_checkpointer_open(dbpath, err, sizeof err);
+    cr_assert_not_null(*c, "%s", err);
+    memset(name, 'n', size - 1);
+    name[size - 1] = '\0';
+    return s;
+}
+
 /* The writer starts a long WAL over only once the checkpointer has copied
  * nearly all of it: what it copies itself, with two fsyncs, every update
  * arriving meanwhile waits for. Told of a checkpoint that left most of
@@ -2634,19 +2658,12 @@ Test(store, changelog_goes_in_bounded_steps)
  * resets (1), and the next commit writes the WAL from its start. */
 Test(store, wal_reset_waits_for_the_checkpointer)
 {
-    store_config_t cfg;
     store_wal_t early, w;
-    char err[256], name[200], wal[sizeof dbpath + 4];
+    char name[200], wal[sizeof dbpath + 4];
     uint64_t seq = 0;
     int rounds;
-    store_config_init(&cfg);
-    cfg.changelog_keep = 0;
-    cfg.background_checkpoint = true;
-    store_t *s = open_at(dbpath, &cfg);
-    store_checkpointer_t *c = store_checkpointer_open(dbpath, err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
-    memset(name, 'n', sizeof name - 1);
-    name[sizeof name - 1] = '\0';
+    store_checkpointer_t *c;
+    store_t *s = open_checkpointed(&c, name, sizeof name);
 
     parks_batch(s, &seq, 200, NULL);
     cr_assert_geq(store_checkpoint(c, &early), 0);
@@ -2677,6 +2694,32 @@ Test(store, wal_reset_waits_for_the_checkpointer)
     cr_assert_eq(store_checkpoint(c, &w), 0);
     cr_assert_lt(w.frames, 1024, "the WAL did not start over: %lld frames", (long long)w.frames);
     cr_assert_not(store_wal_long(&w));
+    store_checkpointer_close(&c);
+    store_close(&s);
+}
+
+/* A checkpoint that copies many pages syncs the database every 256 of
+ * them, not once at its end: a commit's fsync (the disk's cache flush is
+ * the same for every file) then never has megabytes of the checkpoint's
+ * pages to write out first. */
+Test(store, a_large_checkpoint_syncs_as_it_goes)
+{
+    store_wal_t w;
+    char name[200], wal[sizeof dbpath + 4];
+    uint64_t seq = 0;
+    store_checkpointer_t *c;
+    store_t *s = open_checkpointed(&c, name, sizeof name);
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    for (int round = 0; round < 1000 && file_size(wal) < 2000 * (4096 + 24); round++) {
+        parks_from(s, &seq, round * 200, 200, name); /* new rows: new pages */
+    }
+    unsigned long before = store_checkpoint_syncs();
+    cr_assert_eq(store_checkpoint(c, &w), 0);
+    cr_assert_geq(w.frames, 2000, "%lld frames", (long long)w.frames);
+    unsigned long syncs = store_checkpoint_syncs() - before;
+    cr_assert_geq(syncs, (unsigned long)(w.frames / 256 / 2),
+                  "%lu syncs for a checkpoint of %lld frames: it synced once, at its end", syncs,
+                  (long long)w.frames);
     store_checkpointer_close(&c);
     store_close(&s);
 }
