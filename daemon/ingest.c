@@ -85,21 +85,15 @@ void batch_finish(server_t *s)
         if (s->touched.slots[i].key[0] != '\0')
             publish_ack(s, s->touched.slots[i].key);
     strmap_clear(&s->touched);
-    /* A batch larger than the change log was kept whole until published;
-     * now it is, trim the log at once rather than at the next commit.
-     * The empty batch changes nothing, so it publishes nothing and this
-     * runs once. */
-    if (store_prune_held(s->store) && batch_begin(s) == 0) {
-        batch_finish(s);
-        return;
-    }
     checkpoint_wal(s->checkpoint, &wal);
     if ((rc = store_wal_reset(s->store, &wal)) < 0)
         server_store_failed(s, rc, false, "WAL checkpoint after a commit", store_errmsg(s->store));
 }
 
-/* One step of retention in an empty batch, when commits left conflict
- * rows beyond the limits (store_prune_due). True when it committed and
+/* One step of retention in an empty batch, when commits left change-log
+ * or conflict rows beyond the limits (store_prune_due): a backlog, or a
+ * batch larger than the change log, kept whole until it was published
+ * (batch_finish, just before, publishes it). True when it committed and
  * more remain: the loop then goes on without sleeping, a step a pass,
  * between the passes that ingest and answer. */
 bool prune_step(server_t *s)

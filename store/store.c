@@ -367,11 +367,9 @@ static int prune(store_t *s)
     uint64_t over = log_over(s), step = STORE_LOG_PRUNE_STEP + (s->head - s->head_begin);
     uint64_t cut;
 
-    s->prune_held = false;
     if (over == 0)
         return 0;
     cut = s->oldest - 1 + (over < step ? over : step); /* the last revision to go */
-    s->prune_held = cut > s->pinned;
     if (cut > s->pinned)
         cut = s->pinned;
     if (cut < s->oldest)
@@ -395,11 +393,6 @@ bool store_prune_due(store_t *s)
 void store_pin_changes(store_t *s, uint64_t revision)
 {
     s->pinned = revision;
-}
-
-bool store_prune_held(const store_t *s)
-{
-    return s->prune_held && !s->in_batch && s->pinned > s->oldest;
 }
 
 int store_commit(store_t *s)

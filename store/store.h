@@ -267,11 +267,6 @@ uint64_t store_oldest(store_t *s);
  * nothing. */
 void store_pin_changes(store_t *s, uint64_t revision);
 
-/* True when the last commit left revisions beyond changelog_keep in the
- * log only because they were pinned, and the pin has moved since: an
- * empty batch (begin, commit) now prunes them. */
-bool store_prune_held(const store_t *s);
-
 /* Where a checkpoint left the WAL, in frames (pages): how long it was, and
  * how much of it had been copied back into the database. */
 typedef struct store_wal {

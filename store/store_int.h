@@ -197,7 +197,6 @@ struct store {
     uint64_t oldest;                              /* oldest revision in the change log */
     uint64_t oldest_begin;                        /* oldest when the batch began */
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
-    bool prune_held;                              /* the last prune stopped at the pin */
     int wal_next_reset;                           /* WAL frames that make a reset due */
     int wal_frames;                               /* WAL frames after the last commit */
     int64_t wal_seen;                             /* backfilled frames at the last new pass */

@@ -1994,9 +1994,9 @@ Test(store, pinned_changes_outlive_changelog_keep)
     cr_assert_eq(store_head(s), 40);
     cr_assert_eq(store_oldest(s), 1, "unpublished revisions were pruned");
 
-    cr_assert_not(store_prune_held(s), "the pin has not moved yet");
+    cr_assert_not(store_prune_due(s), "the pin has not moved yet");
     store_pin_changes(s, 40); /* all published */
-    cr_assert(store_prune_held(s), "an empty batch would prune now");
+    cr_assert(store_prune_due(s), "an empty batch would prune now");
     upd_t x;
     upd_init(&x, "AZ-MOE", 41, 410, PROVISIONAL);
     upd_park(&x, "AZ", "P41");
