@@ -156,6 +156,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     if (frames < STORE_WAL_RESET_FRAMES) { /* it started over */
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
         s->wal_reset_due = false;
+        s->wal_tail = INT64_MAX; /* no pass of this WAL judged yet */
     } else if (frames >= s->wal_next_reset) {
         s->wal_reset_due = true;
     }
@@ -254,6 +255,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (s->cfg.background_checkpoint) {
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
         s->wal_frames = 0;
+        s->wal_tail = INT64_MAX;
         sqlite3_wal_hook(s->db, wal_hook, s); /* after wal_autocheckpoint, which sets it too */
     }
     return s;
