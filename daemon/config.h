@@ -23,6 +23,9 @@
  *   [http]      listen, allow_remote
  *   [subscriber NAME] keys                        (any number; CURVE clients that
  *                                                   are not ministries)
+ *   [site]      name, ack_after, pull_wait_ms, peer_timeout_ms
+ *   [peer NAME] endpoints, key, countries          (any number; other sites: what
+ *                                                   this one pulls, who may pull)
  */
 #ifndef PARKSYNCD_CONFIG_H
 #define PARKSYNCD_CONFIG_H
@@ -45,6 +48,9 @@
 #define CONFIG_MAX_KEYS        8                /* CURVE public keys per ministry or subscriber */
 #define CONFIG_MAX_SUBSCRIBERS 64               /* [subscriber NAME] sections */
 #define CONFIG_KEY_LEN         41               /* bytes of a Z85 public key, with NUL */
+#define CONFIG_MAX_PEERS       16               /* [peer NAME] sections */
+#define CONFIG_PEER_ENDPOINTS  4                /* endpoints of one peer, tried in turn */
+#define CONFIG_PEER_COUNTRIES  32               /* countries one peer may bring */
 
 /* One extra right of a ministry: records of `kind` (UNSPECIFIED: every
  * kind) whose key country (trade: reporter) is `country`. */
@@ -72,6 +78,19 @@ typedef struct config_subscriber {
     char keys[CONFIG_MAX_KEYS][CONFIG_KEY_LEN]; /* keys = Z85 or FILE.pub, ... */
     size_t n_keys;                              /* keys used */
 } config_subscriber_t;
+
+/* [peer NAME]: another site. This one pulls from its query socket at
+ * `endpoints` (none: it only pulls from us), and admits it, by `key`, on
+ * its own query socket. */
+typedef struct config_peer {
+    char name[CONFIG_ID_MAX];                                      /* NAME of the section */
+    char endpoints[CONFIG_PEER_ENDPOINTS][CONFIG_ENDPOINT_MAX];    /* endpoints = a, b */
+    size_t n_endpoints;                                            /* none: not pulled */
+    char key[CONFIG_KEY_LEN];                                      /* key = Z85 or FILE.pub; "" */
+    char countries[CONFIG_PEER_COUNTRIES][3];                      /* countries = AZ, TJ */
+    size_t n_countries;                                            /* none: it brings nothing */
+    bool all_countries;                                            /* countries = * */
+} config_peer_t;
 
 typedef struct config {
     /* [daemon] */
@@ -124,6 +143,14 @@ typedef struct config {
     /* [http] */
     char http_listen[CONFIG_ENDPOINT_MAX]; /* "off" or IP:PORT serving the web page */
     bool http_allow_remote;                /* http_listen may be beyond loopback (warned) */
+    /* [site] */
+    char site[CONFIG_ID_MAX];  /* this site's name, as peers see it; default: the host name */
+    uint32_t ack_after_peers;  /* ack_after = peers:N (N); 0: local */
+    uint32_t pull_wait_ms;     /* a pull that finds nothing waits this long for a change */
+    uint32_t peer_timeout_ms;  /* no reply this long: the peer's next endpoint */
+    /* [peer NAME] */
+    config_peer_t peers[CONFIG_MAX_PEERS];
+    size_t n_peers; /* sections used */
 } config_t;
 
 /* Fills cfg with the built-in defaults. The database defaults to

@@ -30,6 +30,7 @@
 #include "checkpoint.h"
 #include "health.h"
 #include "log.h"
+#include "peers.h"
 #include "store.h"
 #include "strmap.h"
 #include "subscriptions.h"
@@ -186,6 +187,11 @@ struct server {
     zap_t *zap;                          /* ZAP handler thread; NULL when CURVE is off */
     checkpoint_t *checkpoint;            /* WAL checkpoint thread */
     char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
+    /* federation (peers.h): written by peers.c and streams.c, read by status and metrics */
+    peer_stats_t peer_stats[CONFIG_MAX_PEERS]; /* one per [peer NAME], in config order */
+    size_t n_peer_stats;                       /* entries used */
+    puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pulled from this one */
+    size_t n_pullers;                          /* entries used */
 };
 
 /* ---- server.c: sockets and sending (every send is ZMQ_DONTWAIT) */
