@@ -299,12 +299,12 @@ static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t 
 
 /*
  * Stores the merged record `rec` (its revision unset) of `row`. When its
- * bytes differ from the stored record it gets the next revision and a
- * change-log row; a record that never existed and is born deleted stays
- * unpublished (revision 0). The row is written when the record or the
- * stamps (in s->stamps, unless stamps is false) changed, and then the
- * watcher (s->on_change) hears of it. *changed tells whether a revision
- * was handed out.
+ * bytes or its stamps (in s->stamps, unless stamps is false) differ from
+ * the stored ones, the row is written, gets the next revision and a
+ * change-log row, and the watcher (s->on_change) hears of it: a stamp is
+ * state replication carries (proto/README.md, Replication), so a newer
+ * write of an equal value, or a delete of a record never seen, is a
+ * change too. *changed tells whether a revision was handed out.
  */
 int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync__V1__Record *rec,
               bool stamps, const extra_t *ex, bool *changed)
@@ -333,14 +333,11 @@ int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync
         s->live[key->kind]--;
     else if (!(row->found && !row->deleted) && !rec->deleted)
         s->live[key->kind]++;
-    if (same) {
-        blob = s->old.data;
-        blen = s->old.len;
-    } else if (!row->found && rec->deleted) {
-        revision = 0;
-        blob = s->body.data;
-        blen = s->body.len;
-    } else {
+    {
+        /* a new revision whatever changed, the record or only its stamps,
+         * and for a tombstone of a record never seen: a site pulling this
+         * one must learn every change of the merge state, or it would keep
+         * an older stamp and merge later writes differently */
         revision = p && p->batch_rev ? p->batch_rev : s->head + 1;
         if (buf_reserve(&s->out, 1 + STORE_VARINT_MAX + s->body.len) < 0)
             return -ENOMEM;

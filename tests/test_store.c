@@ -587,12 +587,17 @@ Test(store, delete_leaves_tombstone_newer_upsert_resurrects)
     cr_assert_eq(r->revision, 3);
     parksync__v1__record__free_unpacked(r, NULL);
 
-    /* a delete of a never-seen record keeps an older upsert dead */
+    /* a delete of a never-seen record keeps an older upsert dead; its
+     * tombstone is a change of the merge state, published as a deleted
+     * record, so that a site replicating this one keeps it dead too */
     upd_init(&x, "P-A", 3, 500, PROVISIONAL);
     upd_park(&x, "TJ", "TJ-DANGARA");
     upd_make_delete(&x);
     apply1(s, &x);
-    cr_assert_eq(store_head(s), 3, "a delete of nothing published something");
+    cr_assert_eq(store_head(s), 4, "the tombstone of a never-seen record was not published");
+    cr_assert_eq(sql_int("SELECT deleted FROM park WHERE park_id = 'TJ-DANGARA'"), 1);
+    apply1(s, &x);
+    cr_assert_eq(store_head(s), 4, "the same delete again made a revision");
     upd_init(&x, "P-B", 3, 400, PROVISIONAL);
     upd_park(&x, "TJ", "TJ-DANGARA");
     park_name(&x, "Dangara");
@@ -892,26 +897,30 @@ Test(store, reads_version_1_stamps)
 
 /* ---------------------------------------------------------------- revisions, change log */
 
-Test(store, revisions_increase_and_unchanged_updates_make_none)
+Test(store, revisions_follow_the_merge_state_and_no_ops_make_none)
 {
     upd_t x;
     store_t *s = open_db();
     name_write(s, "P-A", 1, 100, PROVISIONAL, "same");
     cr_assert_eq(store_head(s), 1);
+    /* an equal value with a newer stamp moves the field's stamp: a change
+     * of the merge state, which replication must carry */
     name_write(s, "P-A", 2, 200, PROVISIONAL, "same");
-    cr_assert_eq(store_head(s), 1, "an unchanged record got a revision");
-    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 1);
-    /* the newer stamp was kept even though the value did not change */
+    cr_assert_eq(store_head(s), 2, "a newer stamp of an equal value made no revision");
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 2);
+    /* the newer stamp was kept: an older write loses to it, and losing
+     * changes nothing, so it makes no revision */
     name_write(s, "P-B", 1, 150, PROVISIONAL, "between");
     expect_name(s, "same");
+    cr_assert_eq(store_head(s), 2, "an update that lost every field made a revision");
     name_write(s, "P-A", 3, 300, PROVISIONAL, "other");
-    cr_assert_eq(store_head(s), 2);
+    cr_assert_eq(store_head(s), 3);
     upd_init(&x, "P-A", 4, 400, PROVISIONAL);
     upd_park(&x, "AZ", "P2");
     apply1(s, &x);
-    cr_assert_eq(store_head(s), 3);
-    cr_assert_eq(sql_int("SELECT max(revision) FROM changelog"), 3);
-    cr_assert_eq(sql_int("SELECT revision FROM park WHERE park_id = 'P1'"), 2);
+    cr_assert_eq(store_head(s), 4);
+    cr_assert_eq(sql_int("SELECT max(revision) FROM changelog"), 4);
+    cr_assert_eq(sql_int("SELECT revision FROM park WHERE park_id = 'P1'"), 3);
     store_close(&s);
 }
 
