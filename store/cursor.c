@@ -1,7 +1,7 @@
 /*
  * cursor.c - reading the consolidated picture: changes since a revision,
- * snapshots (with provenance), history at a revision, each on a
- * read-only connection of its own.
+ * snapshots (with provenance), history at a revision, and what a site
+ * replicating this one lacks, each on a read-only connection of its own.
  */
 #include "store_int.h"
 
@@ -22,7 +22,9 @@ struct store_cursor {
     bool history;                    /* state at `revision`, rebuilt from the change log */
     sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
     uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
-    uint32_t steps;                  /* history: work since store_cursor_next last yielded */
+    uint32_t steps;                  /* history, replica: work since the last yield */
+    bool replica;                    /* records with their stamps (store_replica_open) */
+    sqlite3_stmt *row[STORE_KINDS];  /* replica since a revision: a row's revision and stamps */
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
@@ -55,6 +57,8 @@ void store_cursor_close(store_cursor_t **cp)
     store_cursor_t *c = *cp;
     for (size_t i = 0; i < c->n; i++)
         sqlite3_finalize(c->stmt[i]);
+    for (size_t k = 0; k < STORE_KINDS; k++)
+        sqlite3_finalize(c->row[k]);
     sqlite3_finalize(c->prev);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
@@ -228,26 +232,38 @@ fail:
     return NULL;
 }
 
+/* Whether the view's change log holds every revision after `since` (a
+ * since at or beyond the head needs none). 0 or a negative errno. */
+static int cursor_log_reaches(store_cursor_t *c, uint64_t since, bool *reaches)
+{
+    bool null;
+    int64_t oldest;
+    int rc = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest);
+    if (rc < 0)
+        return rc;
+    if (null)
+        oldest = (int64_t)c->revision + 1;
+    *reaches = since >= c->revision || since + 1 >= (uint64_t)oldest;
+    return 0;
+}
+
 store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filter_t *filter,
                                    int *err)
 {
     int dummy;
-    bool null;
-    int64_t oldest;
+    bool reaches;
     err = err ? err : &dummy;
     *err = 0;
     store_cursor_t *c = cursor_new(s, err);
     if (!c)
         return NULL;
-    if ((*err = cursor_int(c, "SELECT min(revision) FROM changelog", &null, &oldest)) < 0)
-        goto fail;
     if (since > c->revision) {
         *err = -EINVAL;
         goto fail;
     }
-    if (null)
-        oldest = (int64_t)c->revision + 1;
-    if (since < c->revision && since + 1 < (uint64_t)oldest) {
+    if ((*err = cursor_log_reaches(c, since, &reaches)) < 0)
+        goto fail;
+    if (!reaches) {
         *err = -ERANGE;
         goto fail;
     }
@@ -278,15 +294,32 @@ const char *store_cursor_errmsg(const store_cursor_t *c)
     return c ? c->err : "no cursor";
 }
 
-/*
- * Re-encodes a stored record with Record.provenance filled from its
- * stamps: one entry per set field slot (the key slot is not a field),
- * in field order. The result is in c->out.
- */
-static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, const uint8_t *stp,
-                             size_t slen)
+/* A stamp as the wire carries it: for provenance with the vintage as
+ * published, for replication exactly as stored. */
+static void stamp_wire(Parksync__V1__FieldProvenance *fp, const stamp_t *st, bool exact)
 {
-    Parksync__V1__FieldProvenance fp[STORE_MAX_SLOTS];
+    parksync__v1__field_provenance__init(fp);
+    fp->producer_id = (char *)st->producer;
+    fp->has_sequence = fp->has_event_time_us = 1;
+    fp->sequence = st->sequence;
+    fp->event_time_us = st->time_us;
+    fp->has_vintage = !exact || st->vintage != 0;
+    fp->vintage = exact ? (Parksync__V1__Vintage)st->vintage : vintage_rank(st->vintage);
+    fp->has_cleared = exact && st->cleared;
+    fp->cleared = st->cleared;
+}
+
+/*
+ * Re-encodes a stored record with its stamps, into c->out. For a snapshot
+ * with provenance: Record.provenance, one entry per field slot holding a
+ * value (the key slot is not a field), in field order. For a replica:
+ * Record.stamps, every set slot as stored (the key slot as field_id 0,
+ * cleared cells too), and Record.tombstone.
+ */
+static int cursor_stamps(store_cursor_t *c, const uint8_t *rec, size_t len, const uint8_t *stp,
+                         size_t slen)
+{
+    Parksync__V1__FieldProvenance fp[STORE_MAX_SLOTS], tomb;
     Parksync__V1__FieldProvenance *pp[STORE_MAX_SLOTS];
     uint32_t ids[STORE_MAX_SLOTS];
     size_t nslots, n = 0;
@@ -302,24 +335,34 @@ static int cursor_provenance(store_cursor_t *c, const uint8_t *rec, size_t len, 
         rc = -EBADMSG;
         goto out;
     }
-    for (size_t i = 1; i < nslots; i++) {
-        if (!sp.slot[i].set || sp.slot[i].cleared)
+    for (size_t i = c->replica ? 0 : 1; i < nslots; i++) {
+        if (!sp.slot[i].set || (!c->replica && sp.slot[i].cleared))
             continue;
-        parksync__v1__field_provenance__init(&fp[n]);
+        stamp_wire(&fp[n], &sp.slot[i], c->replica);
         fp[n].field = (char *)merge_slot_name(kind, i);
-        fp[n].producer_id = sp.slot[i].producer;
-        fp[n].has_sequence = fp[n].has_event_time_us = fp[n].has_vintage = 1;
-        fp[n].sequence = sp.slot[i].sequence;
-        fp[n].event_time_us = sp.slot[i].time_us;
-        fp[n].vintage = vintage_rank(sp.slot[i].vintage);
+        if (c->replica) {
+            fp[n].has_field_id = 1;
+            fp[n].field_id = ids[i];
+        }
         pp[n] = &fp[n];
         n++;
     }
-    r->n_provenance = n;
-    r->provenance = pp;
+    if (c->replica) {
+        r->n_stamps = n;
+        r->stamps = pp;
+        if (nslots && sp.tomb.set) {
+            stamp_wire(&tomb, &sp.tomb, true);
+            r->tombstone = &tomb;
+        }
+    } else {
+        r->n_provenance = n;
+        r->provenance = pp;
+    }
     rc = buf_pack(&c->out, &r->base);
-    r->n_provenance = 0; /* the entries live on this stack, not in r */
-    r->provenance = NULL;
+    /* the entries live on this stack, not in r */
+    r->n_provenance = r->n_stamps = 0;
+    r->provenance = r->stamps = NULL;
+    r->tombstone = NULL;
 out:
     parksync__v1__record__free_unpacked(r, NULL);
     return rc;
@@ -381,8 +424,60 @@ static int cursor_history(store_cursor_t *c)
     return ret;
 }
 
+/*
+ * A replica since a revision: the change log's entries after it, each
+ * sent when its row still holds that revision (a later entry sends the
+ * row otherwise), with the row's stamps. Entries passed over count as
+ * work: after STORE_CURSOR_STEPS of them, -EAGAIN.
+ */
+static int replica_next(store_cursor_t *c, const uint8_t **record, size_t *len)
+{
+    sqlite3_stmt *log = c->stmt[0];
+    int rc;
+
+    while ((rc = sqlite3_step(log)) == SQLITE_ROW) {
+        uint64_t rev = (uint64_t)sqlite3_column_int64(log, 0);
+        Parksync__V1__Record *r = parksync__v1__record__unpack(
+            NULL, (size_t)sqlite3_column_bytes(log, 1), sqlite3_column_blob(log, 1));
+        Parksync__V1__TradeReport tr;
+        rec_key_t key;
+        if (!r)
+            return -EBADMSG;
+        if (!key_of_record(&key, r, &tr)) {
+            parksync__v1__record__free_unpacked(r, NULL);
+            return -EBADMSG;
+        }
+        sqlite3_stmt *st = c->row[key.kind];
+        bind_key(st, &key); /* points into r: stepped before r is freed */
+        rc = sqlite3_step(st);
+        parksync__v1__record__free_unpacked(r, NULL);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(st);
+            return rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc);
+        }
+        if ((uint64_t)sqlite3_column_int64(st, 0) == rev) {
+            rc = cursor_stamps(c, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                               sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+            sqlite3_reset(st);
+            if (rc < 0)
+                return rc;
+            *record = c->out.data;
+            *len = c->out.len;
+            return 1;
+        }
+        sqlite3_reset(st);
+        if (++c->steps >= STORE_CURSOR_STEPS) {
+            c->steps = 0;
+            return -EAGAIN;
+        }
+    }
+    return rc == SQLITE_DONE ? 0 : cursor_fail(c, rc);
+}
+
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
+    if (c->replica && c->row[PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK])
+        return replica_next(c, record, len);
     while (c->at < c->n) {
         int rc;
         if (c->history && c->steps >= STORE_CURSOR_STEPS) {
@@ -422,8 +517,8 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             *record = sqlite3_column_blob(st, 0);
             *len = (size_t)sqlite3_column_bytes(st, 0);
             if (c->provenance && sqlite3_column_type(st, 1) != SQLITE_NULL) {
-                if ((rc = cursor_provenance(c, *record, *len, sqlite3_column_blob(st, 1),
-                                            (size_t)sqlite3_column_bytes(st, 1))) < 0)
+                if ((rc = cursor_stamps(c, *record, *len, sqlite3_column_blob(st, 1),
+                                        (size_t)sqlite3_column_bytes(st, 1))) < 0)
                     return rc;
                 *record = c->out.data;
                 *len = c->out.len;
@@ -435,4 +530,69 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
         c->at++;
     }
     return 0;
+}
+
+store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t since, bool *full,
+                                   int *err)
+{
+    int dummy;
+    bool reaches;
+    err = err ? err : &dummy;
+    *err = 0;
+    store_cursor_t *c = cursor_new(s, err);
+    if (!c)
+        return NULL;
+    c->replica = true;
+    if ((*err = cursor_log_reaches(c, since, &reaches)) < 0)
+        goto fail;
+    /* since 0 is whole too: tombstones made before schema 7 have no revision */
+    *full = since == 0 || !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 ||
+            since > c->revision || !reaches;
+    if (*full) {
+        c->provenance = true; /* the scan's column 1, re-encoded by cursor_stamps */
+        for (int k = 1; k < STORE_KINDS; k++) {
+            char sql[128];
+            if (k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
+                continue; /* derived: every site makes its own */
+            snprintf(sql, sizeof(sql), "SELECT record, stamps FROM %s", kind_sql[k].table);
+            if ((*err = cursor_prepare(c, sql, &c->stmt[c->n])) < 0)
+                goto fail;
+            c->n++;
+        }
+        return c;
+    }
+    if ((*err = cursor_prepare(c,
+                               "SELECT revision, record FROM changelog WHERE revision > ?1"
+                               " AND kind != 5 ORDER BY revision",
+                               &c->stmt[0])) < 0)
+        goto fail;
+    c->n = 1;
+    sqlite3_bind_int64(c->stmt[0], 1, (sqlite3_int64)since);
+    for (int k = 1; k < STORE_KINDS; k++)
+        if (k != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY &&
+            (*err = cursor_prepare(c, kind_sql[k].select, &c->row[k])) < 0)
+            goto fail;
+    return c;
+fail:
+    cursor_abandon(s, &c);
+    return NULL;
+}
+
+int store_cursor_producers(store_cursor_t *c, store_position_fn fn, void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        c->db, "SELECT producer_id, last_sequence FROM producer WHERE last_sequence > 0", -1, &st,
+        NULL);
+    if (rc == SQLITE_OK)
+        rc = SQLITE_ROW;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(arg, (const char *)sqlite3_column_text(st, 0),
+               (uint64_t)sqlite3_column_int64(st, 1)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    int ret = rc == SQLITE_DONE ? 0 : cursor_fail(c, rc);
+    sqlite3_finalize(st);
+    return ret;
 }

@@ -223,3 +223,32 @@ void record_set_body(Parksync__V1__Record *r, kind_t kind, ProtobufCMessage *bod
         break;
     }
 }
+
+/* The key of a Record of a kind with stamps; a trade flow is read as the
+ * exporter's report of it, built in *tr (which the key then points into).
+ * false when the record has no such body or a key is missing. */
+bool key_of_record(rec_key_t *key, const Parksync__V1__Record *r, Parksync__V1__TradeReport *tr)
+{
+    bool exporter_side;
+    switch (r->body_case) {
+    case PARKSYNC__V1__RECORD__BODY_PARK:
+        return key_of(key, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK, r->park, &exporter_side);
+    case PARKSYNC__V1__RECORD__BODY_RESIDENT:
+        return key_of(key, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT, r->resident,
+                      &exporter_side);
+    case PARKSYNC__V1__RECORD__BODY_COUNTRY:
+        return key_of(key, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_COUNTRY, r->country,
+                      &exporter_side);
+    case PARKSYNC__V1__RECORD__BODY_TRADE:
+        parksync__v1__trade_report__init(tr);
+        tr->reporter = r->trade->exporter;
+        tr->partner = r->trade->importer;
+        tr->has_direction = 1;
+        tr->direction = PARKSYNC__V1__TRADE_DIRECTION__TRADE_DIRECTION_EXPORTS;
+        tr->period = r->trade->period;
+        return tr->reporter && tr->partner &&
+               key_of(key, PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE, tr, &exporter_side);
+    default:
+        return false;
+    }
+}

@@ -39,6 +39,9 @@ void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *
 int country_index(const char *c);
 /* The record an update or delete target names. false when a key is missing. */
 bool key_of(rec_key_t *key, kind_t kind, const void *body, bool *exporter_side);
+/* The key of a Record of a kind with stamps; a trade flow is read as the
+ * exporter's report of it, built in *tr. false when there is none. */
+bool key_of_record(rec_key_t *key, const Parksync__V1__Record *r, Parksync__V1__TradeReport *tr);
 /* The kind and body an update names; is_delete for a delete's target. */
 const void *update_target(const Parksync__V1__Update *u, kind_t *kind, bool *is_delete);
 /* The key columns joined by '/', truncated to size - 1 bytes. */

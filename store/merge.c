@@ -208,6 +208,14 @@ size_t merge_slots(kind_t kind, uint32_t *ids)
     return 0;
 }
 
+bool merge_is_key(kind_t kind, uint32_t id)
+{
+    if (kind == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_TRADE)
+        return id >= 1 && id <= 3; /* TradeFlow's exporter, importer, period */
+    return kind > 0 && kind < STORE_KINDS && generic_kinds[kind].desc &&
+           is_key(&generic_kinds[kind], id);
+}
+
 /* The name of the field a slot stamps, or NULL (the key slot). */
 const char *merge_slot_name(kind_t kind, size_t slot)
 {

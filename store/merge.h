@@ -76,6 +76,8 @@ typedef struct merge_out {
 /* The field ids of a kind's stamp slots, in ids; returns how many (0 for
  * a kind without stamps: summaries). */
 size_t merge_slots(kind_t kind, uint32_t *ids);
+/* True when field `id` of kind's body is a key field (never stamped). */
+bool merge_is_key(kind_t kind, uint32_t id);
 /* The name of the field a slot stamps, or NULL (the key slot). */
 const char *merge_slot_name(kind_t kind, size_t slot);
 /* The first step: the update's write into sp under the order-independent

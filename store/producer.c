@@ -209,3 +209,19 @@ int store_producers(store_t *s, store_producer_fn fn, void *arg)
     }
     return 0;
 }
+
+int store_merge_position(store_t *s, const char *producer_id, uint64_t last_sequence)
+{
+    if (!s->in_batch || !producer_id || !wire_id_valid(producer_id))
+        return -EINVAL;
+    if (!producers_ready(s))
+        return -EIO;
+    producer_t *p = producer_find(s, producer_id);
+    if (p && p->last_sequence >= last_sequence)
+        return 0;
+    if (!p && !(p = producer_get(s, producer_id)))
+        return -ENOMEM;
+    p->last_sequence = last_sequence;
+    p->dirty = true;
+    return 0;
+}

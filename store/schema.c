@@ -87,6 +87,10 @@ static const char *const migrations[] = {
      * is rebuilt from the live residents (migration_fns[5]): SQLite's +
      * turned an overflowing total into an inexact REAL. */
     "ALTER TABLE resident_agg ADD COLUMN investment_carry INTEGER NOT NULL DEFAULT 0;",
+    /* 7: federation: per peer site, its epoch and the revision of it
+     * pulled and merged through, stored with what was merged */
+    "CREATE TABLE peer(name TEXT PRIMARY KEY, epoch BLOB NOT NULL,"
+    " revision INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -430,7 +430,7 @@ fail:
  * cache stores the result, telling its watcher (the summaries) what
  * changed.
  */
-static int apply_merge(store_t *s, const merge_update_t *up, merge_t *m)
+int apply_merge(store_t *s, const merge_update_t *up, merge_t *m)
 {
     const rec_key_t *key = up->key;
     uint32_t ids[STORE_MAX_SLOTS];

@@ -356,6 +356,78 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len);
 /* Ends the view and closes its connection. NULL-safe; sets *cp = NULL. */
 void store_cursor_close(store_cursor_t **cp);
 
+/* ---------------------------------------------------------------- replication
+ *
+ * Sites pull from each other (proto/README.md, Replication). The merge
+ * state of a record is its body and its stamps; a site sends it whole and
+ * the pulling site merges it under the same rules as updates, one
+ * synthetic update per distinct stamp, so the result does not depend on
+ * the order or the number of times states are exchanged.
+ */
+
+/* Opens a view of what a site lacks that stored this one's revisions
+ * through `since` of `epoch` (NULL: none): the records changed after
+ * since, in revision order; or, when since is 0, of another epoch, beyond
+ * the head or older than the change log keeps, every record (*full =
+ * true, in key order). Deleted records are included, summaries left out;
+ * each is an encoded Record with Record.stamps and Record.tombstone. The
+ * view's revision (store_cursor_revision) is where the pulling site
+ * stands once it has merged them all. Cursor steps over passed-over log
+ * entries yield -EAGAIN like history's. NULL with *err on failure. */
+store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t since, bool *full,
+                                   int *err);
+
+/* Calls fn for every producer with a position in the cursor's view,
+ * as of its revision. fn returns non-zero to stop. 0 or a negative errno. */
+typedef int (*store_position_fn)(void *arg, const char *producer_id, uint64_t last_sequence);
+int store_cursor_producers(store_cursor_t *c, store_position_fn fn, void *arg);
+
+/* Which countries a peer may bring records of. */
+typedef struct store_trust {
+    const char *peer;           /* its name, for conflict rows */
+    bool all;                   /* every country */
+    const char (*countries)[3]; /* else these, n of them */
+    size_t n;
+} store_trust_t;
+
+/* What store_apply_replica did with one record. */
+typedef struct store_replica_result {
+    uint32_t writes;  /* distinct stamps merged */
+    uint32_t refused; /* writes for a country the peer may not bring (conflict rows) */
+    uint32_t invalid; /* writes that fail the rules an update must pass (conflict rows) */
+    char why[200];    /* the first refusal's reason; "" when none */
+} store_replica_result_t;
+
+/* Merges a replicated record (from a replica cursor, decoded) inside the
+ * open batch: each distinct stamp becomes the update that wrote it (the
+ * fields it holds, or a delete), validated as an update is and merged
+ * without touching any producer's sequence and without conflict rows
+ * for values that lose. A write for a country the trust does not name
+ * is refused, as is one that fails validation: each gets a conflict row
+ * and is counted in *res. Returns 0, or a negative errno on a storage
+ * failure (roll the batch back). */
+int store_apply_replica(store_t *s, const store_trust_t *trust, const Parksync__V1__Record *r,
+                        store_replica_result_t *res);
+
+/* Raises a producer's position to last_sequence, inside the open batch,
+ * as a replicated position: what a peer applied of it is merged here
+ * (its updates' effects came with the records), so it resumes here
+ * without a gap. A lower position changes nothing. A new producer is
+ * taken without the admission rules (authority, max_producers): its
+ * updates were admitted where they were applied. 0 or a negative errno. */
+int store_merge_position(store_t *s, const char *producer_id, uint64_t last_sequence);
+
+/* Where this site stands with peer `name`: the peer's epoch and the
+ * revision of it pulled and stored through. *has = false (and revision
+ * 0) before the first pull. 0 or a negative errno. */
+int store_peer_get(store_t *s, const char *name, uint8_t epoch[WIRE_EPOCH_BYTES], bool *has,
+                   uint64_t *revision);
+
+/* Stores that position inside the open batch, with the records it
+ * merged, so a crash keeps both or neither. 0 or a negative errno. */
+int store_peer_set(store_t *s, const char *name, const uint8_t epoch[WIRE_EPOCH_BYTES],
+                   uint64_t revision);
+
 /* ---------------------------------------------------------------- conflicts */
 
 /* Which conflict rows store_conflicts returns. Zero fields match all. */

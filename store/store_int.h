@@ -7,6 +7,7 @@
  * Layers, each using only those below it:
  *   store.c     open, close, batches, store_apply's orchestration
  *   summary.c   summaries and resident aggregates (watches the row cache)
+ *   replica.c   merging what peer sites send, their positions
  *   cursor.c admin.c conflict.c producer.c authority.c
  *   rowcache.c  the batch's rows, loads and stores, the change log
  *   schema.c    migrations, statements, the owner check
@@ -261,6 +262,9 @@ void seam_watch(const store_t *s, sqlite3 *db);
 int seam_fault(store_t *s, const char *what);
 /* The store's clock: the config's seam, else the wall clock. */
 int64_t now_us(const store_t *s);
+/* Merges one update's write into its record's row (store_apply_as after
+ * its checks, store_apply_replica); m says what lost. 0 or -errno. */
+int apply_merge(store_t *s, const merge_update_t *up, merge_t *m);
 
 /* ---------------------------------------------------------------- schema.c */
 
