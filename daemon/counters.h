@@ -14,6 +14,7 @@ typedef struct server_counters {
     uint64_t duplicates;       /* updates at or below the producer's last sequence */
     uint64_t gaps;             /* updates beyond last sequence + 1, not applied */
     uint64_t refused;          /* updates consumed but refused by the store (authority, ...) */
+    uint64_t peer_refused;     /* writes from peer sites refused (country not trusted, invalid) */
     uint64_t unadmitted;       /* updates of producers not admitted (not listed by authority,
                                   or beyond max_producers): nothing kept, not acked */
     uint64_t bad_frames;       /* ingest messages not exactly [topic][payload] */

@@ -27,7 +27,7 @@ void server_store_failed(server_t *s, int rc, bool write, const char *what, cons
                           : "");
 }
 
-static int batch_begin(server_t *s)
+int batch_begin(server_t *s)
 {
     int rc;
 
@@ -42,9 +42,7 @@ static int batch_begin(server_t *s)
     return 0;
 }
 
-/* Abandons the batch after a storage failure: nothing of it is kept,
- * counted or acked, so the producers resend. */
-static void batch_abort(server_t *s, int rc, const char *what)
+void batch_abort(server_t *s, int rc, const char *what)
 {
     server_store_failed(s, rc, true, what, store_errmsg(s->store));
     store_rollback(s->store);

@@ -261,6 +261,10 @@ static long poll_timeout(server_t *s, int64_t now, bool busy)
         t = s->last_heartbeat_ms + WELCOME_MIN_MS - now;
     if (s->watchdog_ms > 0 && s->next_watchdog_ms - now < t)
         t = s->next_watchdog_ms - now;
+    if (streams_wait_deadline(s) - now < t)
+        t = streams_wait_deadline(s) - now;
+    if (peers_deadline(s) - now < t)
+        t = peers_deadline(s) - now;
     if (s->streams_held && STREAM_RETRY_MS < t)
         t = STREAM_RETRY_MS; /* ZeroMQ cannot say when one client's queue has room */
     if (s->next_republish_ms > 0 && s->next_republish_ms - now < t)
@@ -276,7 +280,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
     bool busy = false, pruning;
 
     while (!*stop) {
-        zmq_pollitem_t items[5 + CONNS_SOCKETS] = {
+        zmq_pollitem_t items[5 + CONNS_SOCKETS + CONFIG_MAX_PEERS] = {
             {s->ingest, 0, ZMQ_POLLIN, 0},
             {s->query, 0, ZMQ_POLLIN, 0},
             {s->publish, 0, ZMQ_POLLIN, 0},
@@ -292,6 +296,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         for (int i = 0; i < CONNS_SOCKETS; i++)
             if (s->conns[i])
                 items[n_items++] = (zmq_pollitem_t){conns_socket(s->conns[i]), 0, ZMQ_POLLIN, 0};
+        n_items += peers_poll_items(s->peers, items + n_items, CONFIG_MAX_PEERS);
 
         if (*reload || control_reload_pending(s->control)) {
             *reload = 0;
@@ -310,10 +315,12 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             conns_drain(s->conns[i]);
         if (items[0].revents & ZMQ_POLLIN)
             drain_ingest(s);
+        peers_drain(s, now); /* into the same batch */
         if (summaries_due(s, now))
             refresh_summaries(s, now);
         batch_finish(s);
         pruning = prune_step(s);
+        peers_tick(s, now); /* between batches: a pull asks from what is committed */
         if (items[1].revents & ZMQ_POLLIN)
             drain_queries(s);
         if ((items[2].revents & ZMQ_POLLIN) || s->subs_backlog)
@@ -322,7 +329,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             control_drain(s->control); /* between batches: reads what is committed */
         if (items[4].revents & ZMQ_POLLIN)
             control_check_done(s->control);
-        if (s->streams_waiting) {
+        if (streams_ready(s, now)) {
             /* A snapshot includes fresh summaries and everything published. */
             if (store_summaries_dirty(s->store))
                 refresh_summaries(s, now);
@@ -526,6 +533,11 @@ server_t *server_new(const config_t *cfg)
     s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)
         goto fail;
+    s->peers = peers_new(s);
+    if (!s->peers) {
+        log_error("out of memory for the peers' links; exiting");
+        goto fail;
+    }
     s->n_streams = cfg->max_streams;
     s->streams = calloc(s->n_streams, sizeof *s->streams);
     if (!s->streams) {
@@ -729,6 +741,7 @@ void server_destroy(server_t **sp)
     s->streams = NULL;
     s->n_streams = 0;
     control_destroy(&s->control);
+    peers_destroy(&s->peers);
     for (int i = 0; i < CONNS_SOCKETS; i++)
         conns_destroy(&s->conns[i]); /* before the sockets they monitor */
     if (s->ingest)

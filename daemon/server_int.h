@@ -80,6 +80,8 @@
 
 /* ---------------------------------------------------------------- the context */
 
+typedef struct peers peers_t; /* the links this site pulls by (peers.c) */
+
 /* Which rate limiter a log line about peer input uses. */
 enum {
     RL_BAD_FRAMES,
@@ -97,6 +99,7 @@ enum {
     RL_STREAM_BUSY,
     RL_STREAM_STALLED,
     RL_STORAGE,
+    RL_PEER,
     RL_COUNT,
 };
 
@@ -128,6 +131,11 @@ typedef struct stream {
     uint64_t since;         /* changes: revisions > since */
     uint32_t credit;        /* chunks the client can take now */
     uint32_t chunk_records; /* records per chunk */
+    bool replica;           /* replicate: records with stamps, positions at the end */
+    bool full;              /* replicate: the whole state (store_replica_open says) */
+    bool has_epoch;         /* replicate: `epoch` is the one `since` belongs to */
+    uint8_t epoch[WIRE_EPOCH_BYTES];
+    int64_t wait_until_ms; /* replicate with nothing new: opens at a commit or then; 0 now */
     store_cursor_t *cursor;
     uint64_t revision; /* the cursor's head revision */
     wire_buf_t ahead;  /* one record read ahead of the chunk (to know "last") */
@@ -190,6 +198,7 @@ struct server {
     /* federation (peers.h): written by peers.c and streams.c, read by status and metrics */
     peer_stats_t peer_stats[CONFIG_MAX_PEERS]; /* one per [peer NAME], in config order */
     size_t n_peer_stats;                       /* entries used */
+    peers_t *peers;                            /* the links this site pulls by (peers.c) */
     puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pulled from this one */
     size_t n_pullers;                          /* entries used */
 };
@@ -214,6 +223,12 @@ void server_reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
 
 /* ---- ingest.c: the batch and the ingest socket */
 
+/* Opens the loop's batch unless it is open: 0, or a negative errno
+ * (logged, the health raised). */
+int batch_begin(server_t *s);
+/* Abandons the batch after a storage failure: nothing of it is kept,
+ * counted or acked, so the producers resend. */
+void batch_abort(server_t *s, int rc, const char *what);
 /* A store call failed: logged (rate-limited), and the health raised. */
 void server_store_failed(server_t *s, int rc, bool write, const char *what, const char *errmsg);
 /* Commits the open batch, publishes what it changed, acks its producers. */
@@ -241,6 +256,21 @@ void drain_subscriptions(server_t *s);
 /* A subscription covering "hb/" waits for its welcome heartbeat. */
 bool welcome_due(const server_t *s, int64_t now);
 
+/* ---- peers.c: pulling from the [peer] sites */
+
+/* The links of the [peer] sections with endpoints, and every peer's
+ * stats (s->peer_stats) with its stored position. NULL: out of memory. */
+peers_t *peers_new(server_t *s);
+void peers_destroy(peers_t **pp);
+/* Adds the links' sockets to a poll set of at most max: how many. */
+int peers_poll_items(const peers_t *ps, zmq_pollitem_t *items, int max);
+/* Merges what the peers sent into the loop's batch. */
+void peers_drain(server_t *s, int64_t now);
+/* Between batches: asks idle links, gives up on silent ones. */
+void peers_tick(server_t *s, int64_t now);
+/* The monotonic ms of the next thing peers_tick must do; INT64_MAX: none. */
+int64_t peers_deadline(const server_t *s);
+
 /* ---- streams.c: the query socket */
 
 void stream_close(stream_t *st);
@@ -248,6 +278,10 @@ void stream_close(stream_t *st);
 void on_query_closed(void *arg, int fd, uint32_t conn);
 /* Opens the cursors of waiting streams (after a commit). */
 void open_waiting_streams(server_t *s, int64_t now);
+/* A waiting stream may open now (a replicate stream waits for a change). */
+bool streams_ready(const server_t *s, int64_t now);
+/* The earliest end of a replicate stream's wait; INT64_MAX: none. */
+int64_t streams_wait_deadline(const server_t *s);
 /* Sends chunks within the pass's budget; true when there is more to do. */
 bool pump_streams(server_t *s, int64_t now);
 /* Streams one client may run: max_streams_per_client, at most max_streams - 1. */

@@ -65,6 +65,31 @@ static void stream_fail(server_t *s, stream_t *st, Parksync__V1__ErrorCode code,
 
 /* Opens the cursors of waiting streams; called right after a commit so a
  * snapshot covers everything published so far. */
+/* A replicate stream that found nothing new waits for a commit that
+ * makes something, or for the end of its wait_ms. */
+static bool replica_waits(const server_t *s, const stream_t *st, int64_t now)
+{
+    return st->replica && st->wait_until_ms > now && store_head(s->store) == st->since;
+}
+
+bool streams_ready(const server_t *s, int64_t now)
+{
+    for (uint32_t i = 0; s->streams_waiting && i < s->n_streams; i++)
+        if (s->streams[i].state == STREAM_WAITING && !replica_waits(s, &s->streams[i], now))
+            return true;
+    return false;
+}
+
+int64_t streams_wait_deadline(const server_t *s)
+{
+    int64_t t = INT64_MAX;
+    for (uint32_t i = 0; s->streams_waiting && i < s->n_streams; i++)
+        if (s->streams[i].state == STREAM_WAITING && s->streams[i].replica &&
+            s->streams[i].wait_until_ms < t)
+            t = s->streams[i].wait_until_ms;
+    return t;
+}
+
 void open_waiting_streams(server_t *s, int64_t now)
 {
     s->streams_waiting = false;
@@ -75,7 +100,14 @@ void open_waiting_streams(server_t *s, int64_t now)
 
         if (st->state != STREAM_WAITING)
             continue;
-        if (st->changes)
+        if (replica_waits(s, st, now)) {
+            s->streams_waiting = true;
+            continue;
+        }
+        if (st->replica)
+            st->cursor = store_replica_open(s->store, st->has_epoch ? st->epoch : NULL, st->since,
+                                            &st->full, &err);
+        else if (st->changes)
             st->cursor = store_changes_open(s->store, st->since, &st->filter, &err);
         else if (st->history)
             st->cursor = store_snapshot_at_open(s->store, &st->filter, st->since, &err);
@@ -121,7 +153,10 @@ void open_waiting_streams(server_t *s, int64_t now)
         st->active_ms = now;
         s->n.streams_opened++;
         log_debug("%s stream %" PRIu64 " opened at revision %" PRIu64,
-                  st->changes ? "changes" : "snapshot", st->request_id, st->revision);
+                  st->replica   ? (st->full ? "replicate (whole state)" : "replicate")
+                  : st->changes ? "changes"
+                                : "snapshot",
+                  st->request_id, st->revision);
     }
 }
 
@@ -198,6 +233,26 @@ static bool stream_deliver(server_t *s, stream_t *st, wire_buf_t *buf, bool last
     return false;
 }
 
+static int add_position(void *arg, const char *producer_id, uint64_t last_sequence)
+{
+    wire_chunk_t *c = arg;
+    return wire_chunk_add_position(c, producer_id, last_sequence);
+}
+
+/* What a replicate chunk carries besides records: the mark of a whole
+ * state, and on the last one the producers' positions as of the view. */
+static int replica_extras(stream_t *st, wire_chunk_t *c, bool last)
+{
+    int rc = st->full ? wire_chunk_set_full(c) : 0;
+    if (rc == 0 && last) {
+        rc = store_cursor_producers(st->cursor, add_position, c);
+        if (rc < 0)
+            log_error("replicate stream %" PRIu64 ": cannot read the producers' positions: %s",
+                      st->request_id, store_cursor_errmsg(st->cursor));
+    }
+    return rc;
+}
+
 /* Builds and sends the stream's next chunk, or offers the held one
  * again. Returns true when the stream's turn is over until the loop has
  * gone round: its client's queue is full, or the cursor yielded (a
@@ -244,6 +299,11 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         return false;
     }
     last = st->at_end && !st->has_ahead;
+    if (st->replica && (rc = replica_extras(st, c, last)) < 0) {
+        stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+                    "cannot read the producers' positions; see the daemon's log");
+        return false;
+    }
     rc =
         wire_chunk_finish(c, st->request_id, last, st->revision, store_epoch(s->store), &msg, &len);
     if (rc < 0) {
@@ -418,6 +478,49 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, b
     s->streams_waiting = true;
 }
 
+/* Remembers how far a site has pulled: it asks from what it has stored,
+ * so everything up to since_revision of this epoch is safe there. */
+static void note_puller(server_t *s, const Parksync__V1__ReplicateRequest *r, int64_t now_us)
+{
+    bool ours = r->has_epoch && memcmp(r->epoch.data, store_epoch(s->store), WIRE_EPOCH_BYTES) == 0;
+    uint64_t revision = ours && r->since_revision <= store_head(s->store) ? r->since_revision : 0;
+    puller_stats_t *p = NULL;
+
+    for (size_t i = 0; !p && i < s->n_pullers; i++)
+        if (strcmp(s->pullers[i].site, r->site) == 0)
+            p = &s->pullers[i];
+    if (!p && s->n_pullers < PEERS_MAX_PULLERS)
+        p = &s->pullers[s->n_pullers++];
+    if (!p) { /* full: the longest silent goes */
+        p = &s->pullers[0];
+        for (size_t i = 1; i < s->n_pullers; i++)
+            if (s->pullers[i].last_us < p->last_us)
+                p = &s->pullers[i];
+    }
+    snprintf(p->site, sizeof p->site, "%s", r->site);
+    p->revision = revision;
+    p->last_us = now_us;
+}
+
+static void start_replica(server_t *s, const peer_t *peer, uint64_t request_id,
+                          const Parksync__V1__ReplicateRequest *r)
+{
+    note_puller(s, r, wire_now_us());
+    start_stream(s, peer, request_id, false, NULL, r->since_revision, r->has_credit, r->credit,
+                 r->has_chunk_records, r->chunk_records);
+    stream_t *st = stream_find(s, peer, request_id);
+    if (!st || st->state != STREAM_WAITING)
+        return; /* refused: BUSY */
+    st->replica = true;
+    st->has_epoch = r->has_epoch;
+    if (r->has_epoch)
+        memcpy(st->epoch, r->epoch.data, WIRE_EPOCH_BYTES);
+    if (r->has_wait_ms && r->wait_ms > 0 && r->has_epoch &&
+        memcmp(st->epoch, store_epoch(s->store), WIRE_EPOCH_BYTES) == 0 &&
+        r->since_revision == store_head(s->store))
+        st->wait_until_ms = wire_monotonic_ms() + r->wait_ms;
+}
+
 /* Answers a request that cannot be served with BAD_REQUEST: why names
  * the field and the rule. Counted and logged (rate-limited). */
 static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, size_t len,
@@ -518,6 +621,9 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
                      cr->has_chunk_records, cr->chunk_records);
         break;
     }
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE:
+        start_replica(s, peer, q->request_id, q->replicate);
+        break;
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
         st = stream_find(s, peer, q->request_id);
         if (!st) {

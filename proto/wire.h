@@ -46,6 +46,8 @@
 #define WIRE_MAX_CHUNK_RECORDS     4096          /* records in one snapshot chunk */
 #define WIRE_DEFAULT_CHUNK_RECORDS 512           /* records per chunk when unasked */
 #define WIRE_MAX_CREDIT            64            /* chunks a client may grant at once */
+#define WIRE_MAX_POSITIONS         8192          /* producers' positions in one replicate chunk */
+#define WIRE_MAX_WAIT_MS           30000         /* ReplicateRequest.wait_ms at most */
 #define WIRE_MAX_STATUS_PRODUCERS  256           /* producers one Status lists */
 #define WIRE_EPOCH_BYTES           16            /* size of a database epoch */
 #define WIRE_INSTANCE_BYTES        16            /* size of a daemon instance id (per start) */
@@ -229,6 +231,10 @@ typedef struct wire_chunk {
 void wire_chunk_reset(wire_chunk_t *c);
 void wire_chunk_free(wire_chunk_t *c);
 int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len);
+/* Replicate streams: a producer's position (the last chunk carries
+ * them), and the mark of a stream of the whole state. 0 or -ENOMEM. */
+int wire_chunk_add_position(wire_chunk_t *c, const char *producer_id, uint64_t last_sequence);
+int wire_chunk_set_full(wire_chunk_t *c);
 /* Returns 0 and points *msg and *len at c->out (valid until the next reset),
  * or -ENOMEM. epoch may be NULL. */
 int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,

@@ -95,6 +95,21 @@ int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len)
     return rc;
 }
 
+int wire_chunk_add_position(wire_chunk_t *c, const char *producer_id, uint64_t last_sequence)
+{
+    wire_buf_t one = {0};
+    int rc = wire_buf_put_bytes(&one, F_STATE_PRODUCER, producer_id, strlen(producer_id));
+    rc |= wire_buf_put_varint(&one, F_STATE_LAST, last_sequence);
+    rc |= wire_buf_put_bytes(&c->records, F_CHUNK_PRODUCERS, one.data, one.len);
+    wire_buf_free(&one);
+    return rc != 0 ? -ENOMEM : 0;
+}
+
+int wire_chunk_set_full(wire_chunk_t *c)
+{
+    return wire_buf_put_varint(&c->records, F_CHUNK_FULL, 1);
+}
+
 int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,
                       const uint8_t *epoch, const uint8_t **msg, size_t *len)
 {

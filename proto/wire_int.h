@@ -25,6 +25,10 @@ enum {
     F_CHUNK_LAST = 2,         /* Chunk.last */
     F_CHUNK_REVISION = 3,     /* Chunk.revision */
     F_CHUNK_EPOCH = 4,        /* Chunk.epoch */
+    F_CHUNK_PRODUCERS = 5,    /* Chunk.producers */
+    F_CHUNK_FULL = 6,         /* Chunk.full */
+    F_STATE_PRODUCER = 1,     /* ProducerState.producer_id */
+    F_STATE_LAST = 2,         /* ProducerState.last_sequence */
     F_PUB_VERSION = 1,        /* Publication.version */
     F_PUB_STREAM_SEQ = 2,     /* Publication.stream_sequence */
     F_PUB_REPEAT = 3,         /* Publication.repeat */

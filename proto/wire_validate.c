@@ -266,6 +266,23 @@ int wire_query_request_validate(const Parksync__V1__QueryRequest *q, const char 
         if (!wire_id_valid(q->producer_state->producer_id))
             FAIL("producer_state.producer_id: " WHY_ID);
         return 0;
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE: {
+        const Parksync__V1__ReplicateRequest *r = q->replicate;
+        if (!wire_id_valid(r->site))
+            FAIL("replicate.site: " WHY_ID);
+        if (r->has_epoch && r->epoch.len != WIRE_EPOCH_BYTES)
+            FAIL("replicate.epoch: must be 16 bytes");
+        if (!r->has_since_revision)
+            FAIL("replicate.since_revision: missing (0 asks for the whole state)");
+        if (r->has_credit && (r->credit == 0 || r->credit > WIRE_MAX_CREDIT))
+            FAIL("replicate.credit: " WHY_CREDIT);
+        if (r->has_chunk_records &&
+            (r->chunk_records == 0 || r->chunk_records > WIRE_MAX_CHUNK_RECORDS))
+            FAIL("replicate.chunk_records: " WHY_CHUNK);
+        if (r->has_wait_ms && r->wait_ms > WIRE_MAX_WAIT_MS)
+            FAIL("replicate.wait_ms: must be 0..30000");
+        return 0;
+    }
     default:
         /* a newer client's request: its body is kept as an unknown field */
         FAIL(q->base.n_unknown_fields > 0 ? "body: unsupported request: a body this daemon "
@@ -304,6 +321,12 @@ int wire_query_reply_validate(const Parksync__V1__QueryReply *q, const char **wh
         for (size_t i = 0; i < q->chunk->n_records; i++)
             if (record_validate(q->chunk->records[i], why) < 0)
                 return -EINVAL;
+        if (q->chunk->n_producers > WIRE_MAX_POSITIONS)
+            FAIL("chunk.producers: too many");
+        for (size_t i = 0; i < q->chunk->n_producers; i++)
+            if (!wire_id_valid(q->chunk->producers[i]->producer_id) ||
+                !q->chunk->producers[i]->has_last_sequence)
+                FAIL("chunk.producers");
         return 0;
     default:
         FAIL("body: none");

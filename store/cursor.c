@@ -348,6 +348,7 @@ static int cursor_stamps(store_cursor_t *c, const uint8_t *rec, size_t len, cons
         n++;
     }
     if (c->replica) {
+        r->has_revision = 1; /* rows of before schema 7 may have none: 0 */
         r->n_stamps = n;
         r->stamps = pp;
         if (nslots && sp.tomb.set) {
