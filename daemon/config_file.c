@@ -19,6 +19,8 @@
 #include "keys.h"
 #include "wire.h"
 
+#define INI_SECTION_MAX 50 /* inih's buffer for a section name, with NUL (MAX_SECTION in ini.c) */
+
 typedef struct parse_ctx {
     const char *path;
     FILE *file;
@@ -49,11 +51,13 @@ static char *reader(char *str, int num, void *stream)
 {
     parse_ctx_t *p = stream;
     char *s = fgets(str, num, p->file);
+    bool starts = p->at_line_start;
+    const char *open, *close;
     size_t len;
 
     if (!s)
         return NULL;
-    if (p->at_line_start) {
+    if (starts) {
         p->line++;
         p->indented = (s[0] == ' ' || s[0] == '\t') && s[strspn(s, " \t\r\n")] != '\0';
     }
@@ -62,6 +66,18 @@ static char *reader(char *str, int num, void *stream)
     if (!p->at_line_start && !feof(p->file)) {
         parse_error(p, "line too long (at most %d bytes)", num - 3);
         str[0] = '\0'; /* inih sees an empty line */
+        return s;
+    }
+    open = s + strspn(s, " \t"); /* inih skips these too */
+    if (!starts || *open != '[')
+        return s;
+    /* inih cuts a longer section name to its buffer: [ministry NAME]
+     * with a long NAME would quietly become another section */
+    close = strchr(open, ']');
+    if (close && (size_t)(close - open - 1) >= INI_SECTION_MAX) {
+        parse_error(p, "section name too long (at most %d bytes between [ and ])",
+                    INI_SECTION_MAX - 1);
+        str[0] = '\0';
     }
     return s;
 }

@@ -157,6 +157,9 @@ static const struct bad_case {
     {"[http]\nallow_remote = maybe\n", 2, "[http] allow_remote = maybe: expected yes or no"},
     {"[limits]\nbatch_max = 5 # five\n", 2,
      "batch_max = 5 # five: '#' starts a comment only at the start of a line"},
+    /* inih would cut the name and read another section */
+    {"[ministry A-NAME-THAT-IS-LONGER-THAN-WHAT-INIH-KEEPS-OF-IT]\ncountry = AZ\n", 1,
+     "section name too long (at most 49 bytes between [ and ])"},
 };
 
 Test(config, each_error_names_file_line_and_key)
