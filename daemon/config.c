@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config_int.h"
 #include "metrics.h"
@@ -57,6 +58,7 @@ static const opt_choice_t yes_no_choices[] = {
 
 static int check_endpoint(const char *value, char *why, size_t whylen);
 static int check_control(const char *value, char *why, size_t whylen);
+static int check_site(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(config_t, f), sizeof(((config_t *)0)->f)
 
@@ -162,13 +164,26 @@ const config_option_t config_options[] = {
      NULL,
      "yes | no: serve the page on a non-loopback listen address, to anyone who reaches it "
      "(no authentication; warned at every start)"},
+    {"site", "name", OPT_PATH, FIELD(site), NULL, 0, 0, 0, 0, NULL, check_site,
+     "this site's name, as its peers see it: 1..64 of [A-Za-z0-9._-]; default: the host "
+     "name up to its first other character, else parksync"},
+    {"site", "ack_after", OPT_ACK, FIELD(ack_after_peers), "local", 1, CONFIG_MAX_PEERS, 0, 0, NULL,
+     NULL,
+     "local | peers:N: an update is acknowledged once committed here, or once N sites that "
+     "pull from this one (N 1..16) have also stored it"},
+    {"site", "pull_wait_ms", OPT_UINT, FIELD(pull_wait_ms), "1000", 0, 30000, 0, 0, NULL, NULL,
+     "a pull that finds nothing new waits this long at the peer for a change, ms (0..30000)"},
+    {"site", "peer_timeout_ms", OPT_UINT, FIELD(peer_timeout_ms), "5000", 100, 600000, 0, 0, NULL,
+     NULL,
+     "a peer silent this long is taken as gone: its next endpoint is tried, ms (100..600000, "
+     "more than pull_wait_ms)"},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
 const size_t config_n_options = N_OPTIONS;
 _Static_assert(N_OPTIONS <= CONFIG_MAX_OPTIONS, "raise CONFIG_MAX_OPTIONS in config_int.h");
-static const char *const sections[] = {"daemon", "endpoints", "store",   "trade",
-                                       "limits", "security",  "metrics", "http"};
+static const char *const sections[] = {"daemon",   "endpoints", "store", "trade", "limits",
+                                       "security", "metrics",   "http",  "site"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
 /* ---------------------------------------------------------------- one value */
@@ -334,6 +349,24 @@ int config_set_option(config_t *cfg, const config_option_t *opt, const char *val
         }
         *(double *)field = d;
         return 0;
+    case OPT_ACK:
+        if (strcmp(value, "local") == 0) {
+            store_int(field, opt->size, 0);
+            return 0;
+        }
+        if (strncmp(value, "peers:", 6) != 0 || parse_uint(value + 6, &u) == -EINVAL) {
+            config_say(why, whylen,
+                       "[%s] %s = %s: expected local or peers:N (N %" PRIu64 "..%" PRIu64 ")",
+                       opt->section, opt->key, value, opt->umin, opt->umax);
+            return -EINVAL;
+        }
+        if (u < opt->umin || u > opt->umax) {
+            config_say(why, whylen, "[%s] %s = %s is out of range (peers:%" PRIu64 "..%" PRIu64 ")",
+                       opt->section, opt->key, value, opt->umin, opt->umax);
+            return -EINVAL;
+        }
+        store_int(field, opt->size, u);
+        return 0;
     }
     abort();
 }
@@ -422,6 +455,16 @@ bool config_endpoint_local(const char *value)
            (hostlen == 2 && strncmp(host, "lo", 2) == 0);
 }
 
+/* A site's name travels in ReplicateRequest.site and labels metrics: an id. */
+static int check_site(const char *value, char *why, size_t whylen)
+{
+    if (!wire_id_valid(value)) {
+        config_say(why, whylen, "expected 1..64 of [A-Za-z0-9._-]");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* The control socket is for the local operator only: ipc://, whose file
  * permissions are its access control. */
 static int check_control(const char *value, char *why, size_t whylen)
@@ -463,6 +506,24 @@ static void default_database(char *buf, size_t size)
     }
 }
 
+/* The host name up to its first character an id may not hold, at most
+ * an id's length: "db1.example.org" stays whole, "my host" is "my". */
+static void default_site(char *buf, size_t size)
+{
+    char host[256] = "";
+    size_t n;
+
+    if (gethostname(host, sizeof host - 1) < 0)
+        host[0] = '\0';
+    n = strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+    if (n > WIRE_MAX_ID)
+        n = WIRE_MAX_ID;
+    if (n == 0)
+        snprintf(buf, size, "parksync");
+    else
+        snprintf(buf, size, "%.*s", (int)n, host);
+}
+
 void config_init(config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -474,6 +535,7 @@ void config_init(config_t *cfg)
             abort();
     }
     default_database(cfg->database, sizeof cfg->database);
+    default_site(cfg->site, sizeof cfg->site);
     if (wire_control_endpoint_default(cfg->control, sizeof cfg->control) < 0)
         snprintf(cfg->control, sizeof cfg->control, "ipc:///tmp/parksync-control");
 }
@@ -525,6 +587,34 @@ static void print_keys(FILE *out, const char (*keys)[CONFIG_KEY_LEN], size_t n)
     fprintf(out, "\n");
 }
 
+/* A [peer NAME] section. The parser refuses empty values, so every
+ * section it made sets one key at least and reads back. */
+static void print_peer(FILE *out, const config_peer_t *p)
+{
+    fprintf(out, "\n[peer %s]\n", p->name);
+    if (p->n_endpoints > 0) {
+        fprintf(out, "# its query endpoints, tried in turn: this site pulls from it\nendpoints = ");
+        for (size_t j = 0; j < p->n_endpoints; j++)
+            fprintf(out, "%s%s", j ? ", " : "", p->endpoints[j]);
+        fprintf(out, "\n");
+    } else {
+        fprintf(out, "# no endpoints: this site does not pull from it\n");
+    }
+    if (p->key[0])
+        fprintf(out,
+                "# its CURVE public key (Z85): the server key pulls from it use, and the key "
+                "it is admitted by\nkey = %s\n",
+                p->key);
+    if (p->all_countries) {
+        fprintf(out, "# the countries whose records it may bring\ncountries = *\n");
+    } else if (p->n_countries > 0) {
+        fprintf(out, "# the countries whose records it may bring\ncountries = ");
+        for (size_t j = 0; j < p->n_countries; j++)
+            fprintf(out, "%s%s", j ? ", " : "", p->countries[j]);
+        fprintf(out, "\n");
+    }
+}
+
 int config_print(const config_t *cfg, FILE *out)
 {
     const char *section = NULL;
@@ -559,6 +649,14 @@ int config_print(const config_t *cfg, FILE *out)
         case OPT_DOUBLE:
             format_double(value, sizeof value, *(const double *)field);
             break;
+        case OPT_ACK: {
+            uint64_t n = load_int(field, opt->size);
+            if (n == 0)
+                snprintf(value, sizeof value, "local");
+            else
+                snprintf(value, sizeof value, "peers:%" PRIu64, n);
+            break;
+        }
         }
         fprintf(out, "# %s\n%s = %s\n", opt->help, opt->key, value);
     }
@@ -591,6 +689,11 @@ int config_print(const config_t *cfg, FILE *out)
         fprintf(out, "\n[subscriber %s]\n", sub->name);
         print_keys(out, sub->keys, sub->n_keys);
     }
+    if (cfg->n_peers == 0)
+        fprintf(out, "\n# no [peer NAME] section: this site pulls from no other site, and "
+                     "none is known by name\n");
+    for (size_t i = 0; i < cfg->n_peers; i++)
+        print_peer(out, &cfg->peers[i]);
     fflush(out);
     return ferror(out) ? -EIO : 0;
 }

@@ -1,12 +1,14 @@
 /*
  * config_check.c - the rules of a whole config, checked after every
  * value has parsed: endpoints beyond loopback need CURVE or an explicit
- * insecure setting, endpoints and producers are not listed twice, and
- * each CURVE key names one ministry or subscriber. See config.h.
+ * insecure setting, endpoints and producers are not listed twice, each
+ * CURVE key names one ministry, subscriber or peer, and the peers are
+ * reached as safely as the daemon's own endpoints are. See config.h.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "config_int.h"
@@ -41,6 +43,11 @@ static const char *key_owner(const config_t *cfg, const char *key, const char **
                 *role = "subscriber";
                 return cfg->subscribers[i].name;
             }
+    for (size_t i = 0; i < cfg->n_peers; i++)
+        if (strcmp(cfg->peers[i].key, key) == 0) {
+            *role = "peer";
+            return cfg->peers[i].name;
+        }
     return NULL;
 }
 
@@ -86,6 +93,17 @@ static int validate_security(const config_t *cfg, char *err, size_t errlen)
             }
         }
     }
+    for (size_t i = 0; i < cfg->n_peers; i++) {
+        const config_peer_t *p = &cfg->peers[i];
+        const char *role, *owner = p->key[0] ? key_owner(cfg, p->key, &role) : NULL;
+        if (p->key[0] && (strcmp(role, "peer") != 0 || strcmp(owner, p->name) != 0)) {
+            config_say(err, errlen,
+                       "key %s is listed twice ([peer %s] and [%s %s]); a key names one "
+                       "ministry, subscriber or peer",
+                       p->key, p->name, role, owner);
+            return -EINVAL;
+        }
+    }
     for (size_t i = 0; i < cfg->n_subscribers; i++) {
         const config_subscriber_t *sub = &cfg->subscribers[i];
         for (size_t k = 0; k < sub->n_keys; k++) {
@@ -98,6 +116,62 @@ static int validate_security(const config_t *cfg, char *err, size_t errlen)
                            "key %s is listed twice ([subscriber %s] and elsewhere); a "
                            "key names one ministry or subscriber",
                            sub->keys[k], sub->name);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A peer's endpoint is on this machine: the daemon's own rule, plus the
+ * host name localhost, which connecting (unlike binding) resolves. */
+static bool peer_endpoint_local(const char *ep)
+{
+    return config_endpoint_local(ep) || strncmp(ep, "tcp://localhost:", 16) == 0;
+}
+
+/* [site] and [peer NAME]: names apart, pulls answered before they time
+ * out, and what travels beyond loopback encrypted unless the file says
+ * otherwise, as for the daemon's own endpoints. */
+static int validate_peers(const config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->peer_timeout_ms <= cfg->pull_wait_ms) {
+        config_say(err, errlen,
+                   "[site] peer_timeout_ms = %" PRIu32 " must be more than pull_wait_ms = %" PRIu32
+                   ": a peer holds a pull that finds nothing for pull_wait_ms before it answers",
+                   cfg->peer_timeout_ms, cfg->pull_wait_ms);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_peers; i++) {
+        const config_peer_t *p = &cfg->peers[i];
+        if (strcmp(p->name, cfg->site) == 0) {
+            config_say(err, errlen,
+                       "[peer %s] has this site's own name ([site] name); a site does not "
+                       "pull from itself, and names must differ",
+                       p->name);
+            return -EINVAL;
+        }
+        for (size_t e = 0; e < p->n_endpoints; e++) {
+            const char *ep = p->endpoints[e];
+            if (strcmp(ep, cfg->query) == 0) {
+                config_say(err, errlen,
+                           "[peer %s] endpoints: %s is this site's own query endpoint; a site "
+                           "does not pull from itself",
+                           p->name, ep);
+                return -EINVAL;
+            }
+            if (peer_endpoint_local(ep))
+                continue;
+            if (cfg->curve && !p->key[0]) {
+                config_say(err, errlen,
+                           "[peer %s] endpoints: %s is not a loopback address and the peer has "
+                           "no key; with [security] curve = on a site beyond loopback is "
+                           "pulled over CURVE: key = its public key (Z85 or FILE.pub)",
+                           p->name, ep);
+                return -EINVAL;
+            }
+            if (!cfg->curve && !cfg->allow_insecure_remote) {
+                config_say(err, errlen, "[peer %s] endpoints: %s: " REMOTE_WHY, p->name, ep);
                 return -EINVAL;
             }
         }
@@ -155,5 +229,7 @@ int config_validate(const config_t *cfg, char *err, size_t errlen)
             return -EINVAL;
         }
     }
+    if (validate_peers(cfg, err, errlen) < 0)
+        return -EINVAL;
     return validate_security(cfg, err, errlen);
 }

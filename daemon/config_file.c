@@ -1,15 +1,17 @@
 /*
  * config_file.c - reading parksyncd.conf: a line reader for inih that
  * counts lines and refuses what inih would misread, the fixed sections
- * through the option table, the [ministry NAME] and [subscriber NAME]
- * sections, and config_load, which reports the first error as
- * file:line. See config.h.
+ * through the option table, the [ministry NAME], [subscriber NAME] and
+ * [peer NAME] sections, and config_load, which reports the first error
+ * as file:line. See config.h.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -18,6 +20,11 @@
 #include "config_int.h"
 #include "keys.h"
 #include "wire.h"
+
+#define INI_SECTION_MAX 50 /* inih's buffer for a section name, with NUL (MAX_SECTION in ini.c) */
+
+static const char *const peer_keys[] = {"endpoints", "key", "countries"}; /* of [peer NAME] */
+#define PEER_KEYS (sizeof peer_keys / sizeof peer_keys[0])
 
 typedef struct parse_ctx {
     const char *path;
@@ -29,6 +36,10 @@ typedef struct parse_ctx {
     int error_line;     /* line of the first error; 0 when none */
     char error[512];    /* the first error, without "file:line: " */
     int seen[CONFIG_MAX_OPTIONS]; /* line where each option was set; 0: not yet */
+    int header_line;              /* line of the last [section] header read */
+    int section_header; /* header_line when the last key was handled: a new one starts a section */
+    int peer_line[CONFIG_MAX_PEERS];            /* line of each [peer]'s first key */
+    int peer_seen[CONFIG_MAX_PEERS][PEER_KEYS]; /* line where each of its keys was set */
 } parse_ctx_t;
 
 __attribute__((format(printf, 2, 3))) static void parse_error(parse_ctx_t *p, const char *fmt, ...)
@@ -49,11 +60,13 @@ static char *reader(char *str, int num, void *stream)
 {
     parse_ctx_t *p = stream;
     char *s = fgets(str, num, p->file);
+    bool starts = p->at_line_start;
+    const char *open, *close;
     size_t len;
 
     if (!s)
         return NULL;
-    if (p->at_line_start) {
+    if (starts) {
         p->line++;
         p->indented = (s[0] == ' ' || s[0] == '\t') && s[strspn(s, " \t\r\n")] != '\0';
     }
@@ -62,6 +75,19 @@ static char *reader(char *str, int num, void *stream)
     if (!p->at_line_start && !feof(p->file)) {
         parse_error(p, "line too long (at most %d bytes)", num - 3);
         str[0] = '\0'; /* inih sees an empty line */
+        return s;
+    }
+    open = s + strspn(s, " \t"); /* inih skips these too */
+    if (!starts || *open != '[')
+        return s;
+    p->header_line = p->line;
+    /* inih cuts a longer section name to its buffer: [ministry NAME]
+     * with a long NAME would quietly become another section */
+    close = strchr(open, ']');
+    if (close && (size_t)(close - open - 1) >= INI_SECTION_MAX) {
+        parse_error(p, "section name too long (at most %d bytes between [ and ])",
+                    INI_SECTION_MAX - 1);
+        str[0] = '\0';
     }
     return s;
 }
@@ -279,11 +305,189 @@ static int ministry_key(parse_ctx_t *p, const char *name, const char *key, const
     return 1;
 }
 
+#define PEER_PREFIX "peer " /* [peer NAME] */
+
+/* tcp://HOST:PORT as this site connects to it: HOST a name, an IPv4 or a
+ * bracketed IPv6 address (libzmq resolves names when it connects). */
+static int check_peer_tcp(const char *ep, char *why, size_t whylen)
+{
+    const char *host = ep + strlen("tcp://"), *colon = strrchr(host, ':');
+    unsigned char addr[sizeof(struct in6_addr)];
+    char v6[INET6_ADDRSTRLEN + 2];
+    size_t hostlen = colon ? (size_t)(colon - host) : 0;
+    uint64_t port = 0;
+    char *end = NULL;
+
+    if (hostlen == 0) {
+        config_say(why, whylen, "'%s': expected tcp://HOST:PORT", ep);
+        return -EINVAL;
+    }
+    errno = 0;
+    if (colon[1] >= '0' && colon[1] <= '9')
+        port = strtoull(colon + 1, &end, 10);
+    if (!end || *end != '\0' || errno != 0 || port < 1 || port > 65535) {
+        config_say(why, whylen, "'%s': the port must be 1..65535", ep);
+        return -EINVAL;
+    }
+    if (host[0] != '[') {
+        if (strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") ==
+            hostlen)
+            return 0;
+        config_say(why, whylen, "'%s': '%.*s' is not a host name or an address", ep, (int)hostlen,
+                   host);
+        return -EINVAL;
+    }
+    if (hostlen > 2 && hostlen < sizeof v6 && host[hostlen - 1] == ']') {
+        memcpy(v6, host + 1, hostlen - 2);
+        v6[hostlen - 2] = '\0';
+        if (inet_pton(AF_INET6, v6, addr) == 1)
+            return 0;
+    }
+    config_say(why, whylen, "'%s': '%.*s' is not an IPv6 address in brackets", ep, (int)hostlen,
+               host);
+    return -EINVAL;
+}
+
+/* An endpoint of a peer's query socket: tcp:// (check_peer_tcp) or
+ * ipc://PATH, at most once each. */
+static int add_peer_endpoint(void *arg, const char *ep, char *why, size_t whylen)
+{
+    config_peer_t *peer = arg;
+
+    if (strlen(ep) >= CONFIG_ENDPOINT_MAX) {
+        config_say(why, whylen, "'%s' is too long (at most %d bytes)", ep, CONFIG_ENDPOINT_MAX - 1);
+        return -EINVAL;
+    }
+    if (strncmp(ep, "ipc://", 6) == 0) {
+        if (ep[6] == '\0') {
+            config_say(why, whylen, "'%s': the path after ipc:// is empty", ep);
+            return -EINVAL;
+        }
+    } else if (strncmp(ep, "tcp://", 6) == 0) {
+        if (check_peer_tcp(ep, why, whylen) < 0)
+            return -EINVAL;
+    } else {
+        config_say(why, whylen, "'%s': expected tcp://HOST:PORT or ipc://PATH", ep);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < peer->n_endpoints; i++) {
+        if (strcmp(peer->endpoints[i], ep) == 0) {
+            config_say(why, whylen, "'%s' is listed twice", ep);
+            return -EINVAL;
+        }
+    }
+    if (peer->n_endpoints == CONFIG_PEER_ENDPOINTS) {
+        config_say(why, whylen, "more than %d endpoints", CONFIG_PEER_ENDPOINTS);
+        return -EINVAL;
+    }
+    snprintf(peer->endpoints[peer->n_endpoints++], CONFIG_ENDPOINT_MAX, "%s", ep);
+    return 0;
+}
+
+/* A country whose records the peer may bring, or '*' alone: every one. */
+static int add_peer_country(void *arg, const char *cc, char *why, size_t whylen)
+{
+    config_peer_t *peer = arg;
+
+    if (strcmp(cc, "*") == 0 || peer->all_countries) {
+        if (peer->n_countries > 0 || peer->all_countries) {
+            config_say(why, whylen, "'*' means every country and stands alone");
+            return -EINVAL;
+        }
+        peer->all_countries = true;
+        return 0;
+    }
+    if (!wire_country_valid(cc)) {
+        config_say(why, whylen, "'%s' is not an ISO 3166-1 alpha-2 code such as AZ, nor *", cc);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < peer->n_countries; i++) {
+        if (strcmp(peer->countries[i], cc) == 0) {
+            config_say(why, whylen, "%s is listed twice", cc);
+            return -EINVAL;
+        }
+    }
+    if (peer->n_countries == CONFIG_PEER_COUNTRIES) {
+        config_say(why, whylen, "more than %d countries (write * for every one)",
+                   CONFIG_PEER_COUNTRIES);
+        return -EINVAL;
+    }
+    memcpy(peer->countries[peer->n_countries++], cc, 3);
+    return 0;
+}
+
+/* One key of a [peer NAME] section. Returns 1 (inih: go on) or 0. */
+static int peer_key(parse_ctx_t *p, const char *name, const char *key, const char *value,
+                    bool new_section)
+{
+    config_t *cfg = p->cfg;
+    config_peer_t *peer = NULL;
+    char list[1024], why[400] = "", z85[KEYS_Z85_LEN + 1];
+    size_t i, k;
+    int rc;
+
+    if (!wire_id_valid(name)) {
+        parse_error(p, "[peer %s]: the name must be 1..64 of [A-Za-z0-9._-]", name);
+        return 0;
+    }
+    for (i = 0; i < cfg->n_peers; i++)
+        if (strcmp(cfg->peers[i].name, name) == 0)
+            peer = &cfg->peers[i];
+    if (peer && new_section) {
+        parse_error(p, "[peer %s] appears twice (first on line %d); one section per peer", name,
+                    p->peer_line[peer - cfg->peers]);
+        return 0;
+    }
+    if (!peer) {
+        if (cfg->n_peers == CONFIG_MAX_PEERS) {
+            parse_error(p, "more than %d [peer] sections", CONFIG_MAX_PEERS);
+            return 0;
+        }
+        p->peer_line[cfg->n_peers] = p->line;
+        peer = &cfg->peers[cfg->n_peers++];
+        memset(peer, 0, sizeof *peer);
+        snprintf(peer->name, sizeof peer->name, "%s", name);
+    }
+    for (k = 0; k < PEER_KEYS; k++)
+        if (strcmp(key, peer_keys[k]) == 0)
+            break;
+    if (k == PEER_KEYS) {
+        parse_error(p, "unknown key '%s' in [peer %s] (keys: endpoints, key, countries)", key,
+                    name);
+        return 0;
+    }
+    i = (size_t)(peer - cfg->peers);
+    if (p->peer_seen[i][k] != 0) {
+        parse_error(p, "[peer %s] %s is set twice (first on line %d)", name, key,
+                    p->peer_seen[i][k]);
+        return 0;
+    }
+    p->peer_seen[i][k] = p->line;
+    if (value[0] == '\0' || strlen(value) >= sizeof list) {
+        parse_error(p, "[peer %s] %s is %s", name, key, value[0] ? "too long" : "empty");
+        return 0;
+    }
+    snprintf(list, sizeof list, "%s", value);
+    if (strcmp(key, "endpoints") == 0) {
+        rc = each_item(list, add_peer_endpoint, peer, why, sizeof why);
+    } else if (strcmp(key, "countries") == 0) {
+        rc = each_item(list, add_peer_country, peer, why, sizeof why);
+    } else if ((rc = keys_parse_public(value, z85, why, sizeof why)) == 0) {
+        memcpy(peer->key, z85, CONFIG_KEY_LEN);
+    }
+    if (rc < 0) {
+        parse_error(p, "[peer %s] %s: %s", name, key, why);
+        return 0;
+    }
+    return 1;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
     parse_ctx_t *p = user;
     const config_option_t *opt;
     char why[400];
+    bool new_section;
     size_t idx;
 
     /* inih reads an indented line as more of the value above and hands
@@ -308,14 +512,19 @@ static int handler(void *user, const char *section, const char *key, const char 
         parse_error(p, "%s = %s is outside of any [section]", key, value);
         return 0;
     }
+    new_section = p->header_line != p->section_header;
+    p->section_header = p->header_line;
     if (strncmp(section, MINISTRY_PREFIX, strlen(MINISTRY_PREFIX)) == 0)
         return ministry_key(p, section + strlen(MINISTRY_PREFIX), key, value);
     if (strncmp(section, SUBSCRIBER_PREFIX, strlen(SUBSCRIBER_PREFIX)) == 0)
         return subscriber_key(p, section + strlen(SUBSCRIBER_PREFIX), key, value);
+    if (strncmp(section, PEER_PREFIX, strlen(PEER_PREFIX)) == 0)
+        return peer_key(p, section + strlen(PEER_PREFIX), key, value, new_section);
     if (!config_known_section(section)) {
         parse_error(p,
                     "unknown section [%s] (sections: daemon, endpoints, store, trade, "
-                    "limits, security, ministry NAME, subscriber NAME)",
+                    "limits, security, metrics, http, site, ministry NAME, subscriber NAME, "
+                    "peer NAME)",
                     section);
         return 0;
     }

@@ -18,6 +18,7 @@ typedef enum opt_type {
     OPT_ENUM,     /* one of `choices`, stored as int (size 4) or bool (size 1) */
     OPT_UINT,     /* decimal integer in [umin, umax], stored in `size` bytes */
     OPT_DOUBLE,   /* decimal number in [dmin, dmax] */
+    OPT_ACK,      /* "local" (stored 0) or "peers:N", N in [umin, umax], stored as uint32 */
 } opt_type_t;
 
 typedef struct opt_choice {

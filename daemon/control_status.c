@@ -5,6 +5,8 @@
  */
 #include "control_int.h"
 
+#include "peer_stats.h"
+
 /* ---------------------------------------------------------------- handlers */
 
 /* A page of conflicts being built. Strings are copied: the store's are
@@ -257,6 +259,18 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     }
     m->subscribers = m->conns[1].open;
     m->subscriptions = subscriptions_stats(c->view.subs)->in_use;
+    m->n_peers =
+        *c->view.n_peer_stats < CONFIG_MAX_PEERS ? *c->view.n_peer_stats : CONFIG_MAX_PEERS;
+    memcpy(m->peers, c->view.peer_stats, m->n_peers * sizeof *m->peers);
+    m->n_pullers = *c->view.n_pullers < PEERS_MAX_PULLERS ? *c->view.n_pullers : PEERS_MAX_PULLERS;
+    memcpy(m->pullers, c->view.pullers, m->n_pullers * sizeof *m->pullers);
+    for (size_t i = 0; i < m->n_peers; i++) {
+        peer_stats_t *p = &m->peers[i]; /* text that goes out as strings stays terminated */
+        p->name[sizeof p->name - 1] = p->endpoint[sizeof p->endpoint - 1] = '\0';
+        p->last_error[sizeof p->last_error - 1] = '\0';
+    }
+    for (size_t i = 0; i < m->n_pullers; i++)
+        m->pullers[i].site[sizeof m->pullers[i].site - 1] = '\0';
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -363,6 +377,68 @@ static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync_
     st->connections = o->scp;
 }
 
+/* Status.site, ack_after, peers and pulled_by. */
+typedef struct status_peers {
+    Parksync__V1__PeerStatus ps[CONFIG_MAX_PEERS], *psp[CONFIG_MAX_PEERS];
+    Parksync__V1__PullerStatus pl[PEERS_MAX_PULLERS], *plp[PEERS_MAX_PULLERS];
+    char ack_after[16]; /* "local" or "peers:N" */
+} status_peers_t;
+
+/* Points st into o and m: both must outlive the reply. A peer this site
+ * does not pull from (its section has no endpoints) has its name only. */
+static void fill_peers(status_peers_t *o, const metrics_snapshot_t *m, const config_t *cfg,
+                       Parksync__V1__Status *st)
+{
+    st->site = (char *)cfg->site;
+    if (cfg->ack_after_peers == 0)
+        snprintf(o->ack_after, sizeof o->ack_after, "local");
+    else
+        snprintf(o->ack_after, sizeof o->ack_after, "peers:%" PRIu32, cfg->ack_after_peers);
+    st->ack_after = o->ack_after;
+    for (size_t i = 0; i < m->n_peers; i++) {
+        const peer_stats_t *p = &m->peers[i];
+        Parksync__V1__PeerStatus *ps = &o->ps[i];
+
+        parksync__v1__peer_status__init(ps);
+        o->psp[i] = ps;
+        ps->name = (char *)p->name;
+        if (!p->pulling)
+            continue;
+        ps->endpoint = p->endpoint[0] ? (char *)p->endpoint : NULL;
+        ps->has_connected = true;
+        ps->connected = p->connected;
+        ps->has_epoch = p->has_epoch;
+        ps->epoch.data = (uint8_t *)p->epoch;
+        ps->epoch.len = p->has_epoch ? WIRE_EPOCH_BYTES : 0;
+        ps->has_revision = ps->has_peer_head = ps->has_lag_revisions = true;
+        ps->revision = p->revision;
+        ps->peer_head = p->peer_head;
+        ps->has_lag_us = peer_stats_lag(p, m->now_us, &ps->lag_revisions, &ps->lag_us);
+        ps->has_last_pull_us = true;
+        ps->last_pull_us = p->last_pull_us;
+        ps->last_error = p->last_error[0] ? (char *)p->last_error : NULL;
+        ps->has_records = ps->has_refused = ps->has_pulls = ps->has_full_resyncs = true;
+        ps->records = p->records;
+        ps->refused = p->refused;
+        ps->pulls = p->pulls;
+        ps->full_resyncs = p->full_resyncs;
+    }
+    st->n_peers = m->n_peers;
+    st->peers = o->psp;
+    for (size_t i = 0; i < m->n_pullers; i++) {
+        Parksync__V1__PullerStatus *pl = &o->pl[i];
+
+        parksync__v1__puller_status__init(pl);
+        o->plp[i] = pl;
+        pl->site = (char *)m->pullers[i].site;
+        pl->has_revision = pl->has_last_us = true;
+        pl->revision = m->pullers[i].revision;
+        pl->last_us = m->pullers[i].last_us;
+    }
+    st->n_pulled_by = m->n_pullers;
+    st->pulled_by = o->plp;
+}
+
 /* A counter kept outside server_counters_t. */
 typedef struct counter_value {
     const char *name; /* as listed in Status.counters */
@@ -383,6 +459,7 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     status_conns_t conns;
+    status_peers_t peers;
     metrics_snapshot_t m;
     Parksync__V1__Health health;
     char reason[HEALTH_REASON * HEALTH_CONDITIONS];
@@ -468,6 +545,7 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     for (size_t i = 0; i < m.n_reasons; i++)
         set_counter(&why[i], &whyp[i], m.reasons[i].name, m.reasons[i].n);
     fill_conns(&conns, &m, &st);
+    fill_peers(&peers, &m, c->view.cfg, &st);
     st.n_conflicts_by_reason = m.n_reasons;
     st.conflicts_by_reason = whyp;
     if (c->reload_error[0])

@@ -24,6 +24,7 @@
 #include "counters.h"
 #include "health.h"
 #include "page.h"
+#include "peers.h"
 #include "store.h"
 
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
@@ -73,6 +74,10 @@ typedef struct metrics_snapshot {
     size_t n_producers;                        /* entries in producers, METRICS_PRODUCERS at most:
                                                   the first ids (after a status page's last) */
     uint64_t producers_total;                  /* producers the store knows, listed or not */
+    peer_stats_t peers[CONFIG_MAX_PEERS];      /* the [peer] sections, in config order */
+    size_t n_peers;                            /* entries in peers */
+    puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pull from this one */
+    size_t n_pullers;                          /* entries in pullers */
 } metrics_snapshot_t;
 
 /* Names of the sockets of metrics_snapshot_t.conns: "ingest", "publish", "query". */

@@ -75,6 +75,25 @@ Test(config, defaults_without_file)
     cr_assert_eq(cfg.summary_interval_ms, 250);
     cr_assert_eq(cfg.heartbeat_ms, 1000);
     cr_assert_eq(cfg.max_streams, 16);
+    cr_assert_eq(cfg.ack_after_peers, 0, "ack_after = local");
+    cr_assert_eq(cfg.pull_wait_ms, 1000);
+    cr_assert_eq(cfg.peer_timeout_ms, 5000);
+    cr_assert_eq(cfg.n_peers, 0);
+}
+
+/* [site] name defaults to the host name up to its first character an
+ * id may not hold, at most 64 bytes; "parksync" when nothing is left. */
+Test(config, site_name_defaults_to_the_host_name)
+{
+    char host[256] = "", want[65];
+    config_t cfg;
+    size_t n;
+
+    cr_assert_eq(gethostname(host, sizeof host - 1), 0);
+    n = strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+    snprintf(want, sizeof want, "%.*s", (int)(n < 64 ? n : 64), host);
+    config_init(&cfg);
+    cr_assert_str_eq(cfg.site, n ? want : "parksync");
 }
 
 Test(config, database_defaults_to_the_state_directory)
@@ -108,6 +127,24 @@ Test(config, full_valid_file)
     cr_assert_eq(cfg.summary_interval_ms, 0);
     cr_assert_eq(cfg.heartbeat_ms, 100);
     cr_assert_eq(cfg.max_streams, 1024);
+    cr_assert_str_eq(cfg.site, "az-baku-1");
+    cr_assert_eq(cfg.ack_after_peers, 2);
+    cr_assert_eq(cfg.pull_wait_ms, 250);
+    cr_assert_eq(cfg.peer_timeout_ms, 2000);
+    cr_assert_eq(cfg.n_peers, 2);
+    cr_assert_str_eq(cfg.peers[0].name, "tj-dushanbe");
+    cr_assert_eq(cfg.peers[0].n_endpoints, 3);
+    cr_assert_str_eq(cfg.peers[0].endpoints[0], "tcp://127.0.0.2:7103");
+    cr_assert_str_eq(cfg.peers[0].endpoints[1], "ipc:///run/parksync-tj/query");
+    cr_assert_str_eq(cfg.peers[0].endpoints[2], "tcp://localhost:7203");
+    cr_assert_str_eq(cfg.peers[0].key, "Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH");
+    cr_assert_eq(cfg.peers[0].n_countries, 2);
+    cr_assert_str_eq(cfg.peers[0].countries[1], "KZ");
+    cr_assert(!cfg.peers[0].all_countries);
+    cr_assert_str_eq(cfg.peers[1].name, "replica-1");
+    cr_assert_eq(cfg.peers[1].n_endpoints, 0, "it only pulls from this site");
+    cr_assert(cfg.peers[1].all_countries);
+    cr_assert_eq(cfg.peers[1].n_countries, 0);
 }
 
 /* Each bad file, and what the one-line error must contain besides
@@ -157,6 +194,55 @@ static const struct bad_case {
     {"[http]\nallow_remote = maybe\n", 2, "[http] allow_remote = maybe: expected yes or no"},
     {"[limits]\nbatch_max = 5 # five\n", 2,
      "batch_max = 5 # five: '#' starts a comment only at the start of a line"},
+    /* [site] */
+    {"[site]\nname = baku one\n", 2, "[site] name = baku one: expected 1..64 of [A-Za-z0-9._-]"},
+    {"[site]\nack_after = all\n", 2, "[site] ack_after = all: expected local or peers:N (N 1..16)"},
+    {"[site]\nack_after = peers:0\n", 2,
+     "[site] ack_after = peers:0 is out of range (peers:1..16)"},
+    {"[site]\nack_after = peers:17\n", 2, "[site] ack_after = peers:17 is out of range"},
+    {"[site]\nack_after = peers:2x\n", 2, "[site] ack_after = peers:2x: expected local or peers:N"},
+    {"[site]\nack_after = peers:\n", 2, "[site] ack_after = peers:: expected local or peers:N"},
+    {"[site]\npull_wait_ms = 30001\n", 2, "[site] pull_wait_ms = 30001 is out of range (0..30000)"},
+    {"[site]\npeer_timeout_ms = 99\n", 2,
+     "[site] peer_timeout_ms = 99 is out of range (100..600000)"},
+    {"[site]\nsite = x\n", 2, "unknown key 'site' in [site] (keys: name, ack_after"},
+    /* [peer NAME] */
+    {"[peer tj 1]\ncountries = TJ\n", 2, "[peer tj 1]: the name must be 1..64 of [A-Za-z0-9._-]"},
+    {"[peer tj]\nendpoints = udp://10.0.0.1:7103\n", 2,
+     "[peer tj] endpoints: 'udp://10.0.0.1:7103': expected tcp://HOST:PORT or ipc://PATH"},
+    {"[peer tj]\nendpoints = tcp://127.0.0.1\n", 2, "'tcp://127.0.0.1': expected tcp://HOST:PORT"},
+    {"[peer tj]\nendpoints = tcp://127.0.0.1:0\n", 2, "the port must be 1..65535"},
+    {"[peer tj]\nendpoints = tcp://127.0.0.1:*\n", 2, "the port must be 1..65535"},
+    {"[peer tj]\nendpoints = tcp://:7103\n", 2, "'tcp://:7103': expected tcp://HOST:PORT"},
+    {"[peer tj]\nendpoints = tcp://a_b:7103\n", 2, "'a_b' is not a host name or an address"},
+    {"[peer tj]\nendpoints = tcp://[::1:7103\n", 2, "'[::1' is not an IPv6 address in brackets"},
+    {"[peer tj]\nendpoints = tcp://[::g]:7103\n", 2, "'[::g]' is not an IPv6 address"},
+    {"[peer tj]\nendpoints = tcp:/\n", 2, "expected tcp://HOST:PORT or ipc://PATH"},
+    {"[peer tj]\nendpoints = ipc://\n", 2, "the path after ipc:// is empty"},
+    {"[peer tj]\nendpoints = ipc:///a, ipc:///a\n", 2, "'ipc:///a' is listed twice"},
+    {"[peer tj]\nendpoints = ipc:///a, ipc:///b, ipc:///c, ipc:///d, ipc:///e\n", 2,
+     "more than 4 endpoints"},
+    {"[peer tj]\nendpoints = ipc:///a, ,ipc:///b\n", 2, "empty entry in the list"},
+    {"[peer tj]\nendpoints =\n", 2, "[peer tj] endpoints is empty"},
+    {"[peer tj]\ncountries = Tajikistan\n", 2,
+     "[peer tj] countries: 'Tajikistan' is not an ISO 3166-1 alpha-2 code"},
+    {"[peer tj]\ncountries = TJ, tj\n", 2, "'tj' is not an ISO 3166-1 alpha-2 code"},
+    {"[peer tj]\ncountries = TJ, *\n", 2, "'*' means every country and stands alone"},
+    {"[peer tj]\ncountries = *, TJ\n", 2, "'*' means every country and stands alone"},
+    {"[peer tj]\ncountries = TJ, KZ, TJ\n", 2, "TJ is listed twice"},
+    {"[peer tj]\nkey = not-a-key\n", 2, "[peer tj] key: "},
+    {"[peer tj]\ncountry = TJ\n", 2,
+     "unknown key 'country' in [peer tj] (keys: endpoints, key, countries)"},
+    {"[peer tj]\ncountries = TJ\ncountries = KZ\n", 3,
+     "[peer tj] countries is set twice (first on line 2)"},
+    {"[peer tj]\ncountries = TJ\n\n[peer kz]\ncountries = KZ\n[peer tj]\nkey = x\n", 7,
+     "[peer tj] appears twice (first on line 2); one section per peer"},
+    {"[peer tj]\ncountries = TJ\n[peer tj]\nendpoints = ipc:///a\n", 4, "[peer tj] appears twice"},
+    /* inih would cut the name and read another section */
+    {"[ministry A-NAME-THAT-IS-LONGER-THAN-WHAT-INIH-KEEPS-OF-IT]\ncountry = AZ\n", 1,
+     "section name too long (at most 49 bytes between [ and ])"},
+    {"[peer a-name-that-is-longer-than-what-inih-keeps-of-it]\ncountries = TJ\n", 1,
+     "section name too long (at most 49 bytes between [ and ])"},
 };
 
 Test(config, each_error_names_file_line_and_key)
@@ -258,7 +344,16 @@ Test(config, check_config_output_of_the_defaults_matches_golden)
     unsetenv("RUNTIME_DIRECTORY");
     got = print_to_string(&cfg);
     want = read_file(TEST_DATA_DIR "/check-config-default.txt");
-    cr_assert_str_eq(got, want);
+    /* [site] name is the machine's: the golden file says @SITE@ */
+    char *at = strstr(want, "@SITE@");
+    cr_assert_not_null(at);
+    cr_assert_not_null(strstr(got, "\nname = "));
+    char *mine = calloc(1, strlen(want) + sizeof cfg.site);
+    cr_assert_not_null(mine);
+    snprintf(mine, strlen(want) + sizeof cfg.site, "%.*s%s%s", (int)(at - want), want, cfg.site,
+             at + strlen("@SITE@"));
+    cr_assert_str_eq(got, mine);
+    free(mine);
     free(got);
     free(want);
 }
@@ -278,8 +373,85 @@ Test(config, check_config_output_reads_back_to_the_same_config)
     second = print_to_string(&again);
     cr_assert_str_eq(first, second);
     cr_assert_float_eq(again.cif_fob_factor, 1.08, 0);
+    /* [site] and [peer NAME] come back as they were read */
+    cr_assert_str_eq(again.site, cfg.site);
+    cr_assert_eq(again.ack_after_peers, cfg.ack_after_peers);
+    cr_assert_eq(again.pull_wait_ms, cfg.pull_wait_ms);
+    cr_assert_eq(again.peer_timeout_ms, cfg.peer_timeout_ms);
+    cr_assert_eq(again.n_peers, 2);
+    cr_assert(memcmp(again.peers, cfg.peers, sizeof cfg.peers) == 0, "[peer] sections differ");
+    cr_assert(strstr(first, "\n[peer replica-1]\n# no endpoints: this site does not pull from "
+                            "it\n") != NULL,
+              "%s", first);
+    cr_assert(strstr(first, "\ncountries = *\n") != NULL, "%s", first);
     free(first);
     free(second);
+}
+
+/* What no single line can tell: the whole file's rules of [site] and
+ * [peer NAME], one error each, naming the section. */
+Test(config, peer_errors_of_the_whole_file)
+{
+    static const struct {
+        const char *text; /* the file */
+        const char *want; /* part of the error */
+    } cases[] = {
+        {"[site]\nname = baku\n[peer baku]\ncountries = TJ\n",
+         "[peer baku] has this site's own name ([site] name)"},
+        {"[site]\npull_wait_ms = 5000\n",
+         "[site] peer_timeout_ms = 5000 must be more than pull_wait_ms = 5000"},
+        {"[endpoints]\nquery = ipc:///tmp/q\n[peer tj]\nendpoints = ipc:///tmp/q\n",
+         "[peer tj] endpoints: ipc:///tmp/q is this site's own query endpoint"},
+        {"[peer tj]\nendpoints = tcp://10.0.0.7:7103\n",
+         "[peer tj] endpoints: tcp://10.0.0.7:7103: not a loopback address, and [security] "
+         "curve = off"},
+        {"[peer tj]\nendpoints = tcp://tj.example.org:7103\n", "not a loopback address"},
+        {"[security]\ncurve = on\n[peer tj]\nendpoints = ipc:///a, tcp://10.0.0.7:7103\n",
+         "[peer tj] endpoints: tcp://10.0.0.7:7103 is not a loopback address and the peer has "
+         "no key"},
+        {"[subscriber dash]\nkeys = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n"
+         "[peer tj]\nkey = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n",
+         "key Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH is listed twice ([peer tj] and "
+         "[subscriber dash])"},
+        {"[peer kz]\nkey = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n"
+         "[peer tj]\nkey = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n",
+         "is listed twice ([peer tj] and [peer kz])"},
+        {"[ministry AZ-MOE]\ncountry = AZ\nkeys = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n"
+         "[peer tj]\nkey = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n",
+         "([peer tj] and [ministry AZ-MOE])"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config_t cfg;
+        char path[64], err[512] = "";
+        write_temp(path, cases[i].text);
+        cr_expect_eq(config_load(path, &cfg, err, sizeof err), -EINVAL, "case %zu", i);
+        unlink(path);
+        cr_expect(strstr(err, cases[i].want) != NULL, "case %zu: %s", i, err);
+    }
+}
+
+/* What the same rules let through: beyond loopback with CURVE and a key,
+ * or with the insecure setting; a site pulled by others only; peers:N
+ * above the sections (the sites that pull need not be listed). */
+Test(config, peer_sections_the_rules_allow)
+{
+    static const char *const files[] = {
+        "[security]\ncurve = on\n[peer tj]\nendpoints = tcp://10.0.0.7:7103, "
+        "tcp://tj.example.org:7103\nkey = Oja@})56u7hW+/4h*-&2j&ht4xJ9a%Q{/GU-?#uH\n"
+        "countries = TJ\n",
+        "[security]\ncurve = on\n[peer tj]\nendpoints = ipc:///tmp/tj/query\n",
+        "[security]\nallow_insecure_remote = yes\n[peer tj]\nendpoints = "
+        "tcp://[2001:db8::7]:7103\n",
+        "[site]\nack_after = peers:16\n[peer tj]\ncountries = TJ\n",
+        "[site]\npull_wait_ms = 0\npeer_timeout_ms = 100\n",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        config_t cfg;
+        char path[64], err[512] = "";
+        write_temp(path, files[i]);
+        cr_expect_eq(config_load(path, &cfg, err, sizeof err), 0, "case %zu: %s", i, err);
+        unlink(path);
+    }
 }
 
 Test(config, ministry_sections_parse_default_producers_grants_and_print_back)
