@@ -94,13 +94,9 @@ peers_t *peers_new(server_t *s)
     if (!ps)
         return NULL;
     ps->next_request_id = 1;
-    s->n_peer_stats = s->cfg.n_peers;
-    for (size_t i = 0; i < s->cfg.n_peers; i++) {
+    for (size_t i = 0; i < s->n_peer_stats; i++) { /* peer_stats_init named them */
         const config_peer_t *p = &s->cfg.peers[i];
         peer_stats_t *st = &s->peer_stats[i];
-        memset(st, 0, sizeof *st);
-        snprintf(st->name, sizeof st->name, "%s", p->name);
-        st->pulling = p->n_endpoints > 0;
         if (store_peer_get(s->store, p->name, st->epoch, &st->has_epoch, &st->revision) < 0)
             log_warning("peer %s: cannot read its position: %s; it is read again before each "
                         "pull",

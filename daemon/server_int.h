@@ -258,8 +258,9 @@ bool welcome_due(const server_t *s, int64_t now);
 
 /* ---- peers.c: pulling from the [peer] sites */
 
-/* The links of the [peer] sections with endpoints, and every peer's
- * stats (s->peer_stats) with its stored position. NULL: out of memory. */
+/* The links of the [peer] sections with endpoints; every peer's stats
+ * (s->peer_stats, from peer_stats_init) get its stored position. NULL:
+ * out of memory. */
 peers_t *peers_new(server_t *s);
 void peers_destroy(peers_t **pp);
 /* Adds the links' sockets to a poll set of at most max: how many. */
