@@ -546,8 +546,9 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
     c->replica = true;
     if ((*err = cursor_log_reaches(c, since, &reaches)) < 0)
         goto fail;
-    /* since 0 is whole too: tombstones made before schema 7 have no revision */
-    *full = since == 0 || !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 ||
+    /* a first pull (no epoch) is whole: tombstones made before schema 7
+     * have no revision, so only a scan of the tables finds them */
+    *full = !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 ||
             since > c->revision || !reaches;
     if (*full) {
         c->provenance = true; /* the scan's column 1, re-encoded by cursor_stamps */

@@ -367,7 +367,8 @@ void store_cursor_close(store_cursor_t **cp);
 
 /* Opens a view of what a site lacks that stored this one's revisions
  * through `since` of `epoch` (NULL: none): the records changed after
- * since, in revision order; or, when since is 0, of another epoch, beyond
+ * since, in revision order; or, on a first pull (epoch NULL), for a
+ * position of another epoch, beyond
  * the head or older than the change log keeps, every record (*full =
  * true, in key order). Deleted records are included, summaries left out;
  * each is an encoded Record with Record.stamps and Record.tombstone. The

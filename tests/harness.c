@@ -335,27 +335,57 @@ void harness_cleanup(harness_t *h)
         fprintf(stderr, "harness: could not remove %s\n", h->dir);
 }
 
-Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms)
+/* Sends q (version and request_id filled in) on the control socket and
+ * returns the reply when its body is `want`, else NULL. */
+static Parksync__V1__ControlReply *control_call(const harness_t *h, Parksync__V1__ControlRequest *q,
+                                                Parksync__V1__ControlReply__BodyCase want,
+                                                int timeout_ms)
 {
-    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
-    Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
     Parksync__V1__ControlReply *reply = NULL;
     const char *why;
     zmq_msg_t m;
 
-    q.has_version = q.has_request_id = 1;
-    q.version = WIRE_VERSION;
-    q.request_id = 1;
-    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
-    q.status = &sr;
-    if (roundtrip(h, h->control, false, &q.base, timeout_ms, &m) &&
+    q->has_version = q->has_request_id = 1;
+    q->version = WIRE_VERSION;
+    q->request_id = 1;
+    if (roundtrip(h, h->control, false, &q->base, timeout_ms, &m) &&
         wire_control_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &reply, &why) == 0 &&
-        reply->body_case != PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS) {
+        reply->body_case != want) {
         parksync__v1__control_reply__free_unpacked(reply, NULL);
         reply = NULL;
     }
     zmq_msg_close(&m);
     return reply;
+}
+
+Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__StatusRequest sr = PARKSYNC__V1__STATUS_REQUEST__INIT;
+
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_STATUS;
+    q.status = &sr;
+    return control_call(h, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_STATUS, timeout_ms);
+}
+
+int harness_digest(const harness_t *h, uint8_t digest[32], uint64_t *head, int timeout_ms)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__DigestRequest dr = PARKSYNC__V1__DIGEST_REQUEST__INIT;
+
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_DIGEST;
+    q.digest = &dr;
+    Parksync__V1__ControlReply *r =
+        control_call(h, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_DIGEST, timeout_ms);
+    if (!r || r->digest->digest.len != 32) {
+        if (r)
+            parksync__v1__control_reply__free_unpacked(r, NULL);
+        return -1;
+    }
+    memcpy(digest, r->digest->digest.data, 32);
+    *head = r->digest->head_revision;
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return 0;
 }
 
 int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)

@@ -95,6 +95,10 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
  * parksync__v1__control_reply__free_unpacked(reply, NULL). */
 Parksync__V1__ControlReply *harness_status(const harness_t *h, int timeout_ms);
 
+/* The daemon's digest of its consolidated picture and its head
+ * (DigestRequest on the control socket). 0, or -1 without an answer. */
+int harness_digest(const harness_t *h, uint8_t digest[32], uint64_t *head, int timeout_ms);
+
 /* VmRSS of a process (the daemon: h->pid) from /proc, KiB; -1 when
  * unreadable. */
 long harness_rss_kib(pid_t pid);
