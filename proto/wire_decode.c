@@ -247,6 +247,14 @@ static const struct nul_reason {
     NUL_REASON(conflict, country, "conflicts.country"),
     NUL_REASON(conflict, partner, "conflicts.partner"),
     NUL_REASON(conflict, reason, "conflicts.reason"),
+    NUL_REASON(replicate_request, site, "replicate.site"),
+    NUL_REASON(status, site, "status.site"),
+    NUL_REASON(status, ack_after, "status.ack_after"),
+    NUL_REASON(peer_status, name, "status.peers.name"),
+    NUL_REASON(peer_status, endpoint, "status.peers.endpoint"),
+    NUL_REASON(peer_status, last_error, "status.peers.last_error"),
+    NUL_REASON(puller_status, site, "status.pulled_by.site"),
+    NUL_REASON(digest, site, "digest.site"),
 };
 
 static const char *nul_why(const nul_at_t *at)

@@ -120,10 +120,10 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
         Parksync__V1__Credit cd = PARKSYNC__V1__CREDIT__INIT;
         Parksync__V1__ProducerStateRequest ps = PARKSYNC__V1__PRODUCER_STATE_REQUEST__INIT;
         Parksync__V1__Filter f = PARKSYNC__V1__FILTER__INIT;
-        /* body field 16 of a newer schema, an empty message: its length 0 */
+        /* body field 99 of a newer schema (16 is replicate), an empty message: its length 0 */
         static uint8_t empty[] = {0};
         ProtobufCMessageUnknownField unknown = {
-            .tag = 16, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = 1, .data = empty};
+            .tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = 1, .data = empty};
         uint64_t id = 1000 + c;
 
         request_init(&q, id);
