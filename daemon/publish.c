@@ -165,21 +165,48 @@ static void publish_small(server_t *s, const char *topic, uint64_t sequence,
     server_publish(s, topic, buf, len);
 }
 
+uint64_t ack_value(server_t *s, const char *producer_id)
+{
+    return s->acks ? acks_safe(s->acks, producer_id) : store_producer_last(s->store, producer_id);
+}
+
 void publish_ack(server_t *s, const char *producer_id)
 {
     Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
     Parksync__V1__Ack ack = PARKSYNC__V1__ACK__INIT;
     char topic[WIRE_MAX_TOPIC];
+    uint64_t last = ack_value(s, producer_id);
 
-    if (wire_topic_ack(topic, sizeof topic, producer_id) < 0)
-        return;
+    if ((s->acks && last == 0) || wire_topic_ack(topic, sizeof topic, producer_id) < 0)
+        return; /* with peers:N, nothing of it is safe yet */
     ack.producer_id = (char *)producer_id;
     ack.has_last_sequence = true;
-    ack.last_sequence = store_producer_last(s->store, producer_id);
+    ack.last_sequence = last;
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_ACK;
     p.ack = &ack;
     publish_small(s, topic, next_ack_sequence(s, topic), &p);
     s->n.acks++;
+}
+
+static void on_safe(void *arg, const char *producer_id, uint64_t seq)
+{
+    (void)seq;
+    publish_ack(arg, producer_id);
+}
+
+void acks_after_pull(server_t *s)
+{
+    uint64_t revs[PEERS_MAX_PULLERS];
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_pullers; i++)
+        if (s->pullers[i].counts)
+            revs[n++] = s->pullers[i].revision;
+    uint64_t safe = acks_safe_revision(revs, n, acks_peers(s->acks));
+    if (safe > s->safe_rev) { /* a site that lost its disk cannot take back what was told */
+        s->safe_rev = safe;
+        acks_release(s->acks, safe, on_safe, s);
+    }
 }
 
 /* The heartbeat carries the epoch, the head, this start's instance id and

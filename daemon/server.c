@@ -371,6 +371,33 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
 
 /* ---------------------------------------------------------------- life cycle */
 
+static int hold_at_start(void *arg, const char *producer_id, const store_producer_stats_t *st)
+{
+    server_t *s = arg;
+    return acks_commit(s->acks, producer_id, st->last_sequence, store_head(s->store));
+}
+
+/* ack_after = peers:N: every producer's position counts as committed at
+ * the head, so nothing applied before this start is told safe until N
+ * sites have pulled that far. 0, or -1 after logging. */
+static int start_acks(server_t *s, unsigned peers)
+{
+    int rc;
+    s->acks = acks_new(peers);
+    if (!s->acks) {
+        log_error("out of memory for the acks; exiting");
+        return -1;
+    }
+    if ((rc = store_producers(s->store, hold_at_start, s)) != 0) {
+        log_error("cannot read the producers' positions: %s; exiting",
+                  rc < 0 ? store_strerror(rc) : "out of memory");
+        return -1;
+    }
+    log_info("acknowledging after %u site%s pulled each commit ([site] ack_after = peers:%u)",
+             peers, peers == 1 ? "" : "s", peers);
+    return 0;
+}
+
 /* Hands the [ministry] sections to the store, which decides who may
  * write what. 0, or -1 after logging. */
 static int apply_authority(server_t *s, const config_t *cfg)
@@ -539,6 +566,8 @@ server_t *server_new(const config_t *cfg)
     };
     s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)
+        goto fail;
+    if (cfg->ack_after_peers > 0 && start_acks(s, cfg->ack_after_peers) < 0)
         goto fail;
     s->peers = peers_new(s);
     if (!s->peers) {
@@ -770,6 +799,7 @@ void server_destroy(server_t **sp)
     s->n_streams = 0;
     control_destroy(&s->control);
     peers_destroy(&s->peers);
+    acks_destroy(&s->acks);
     for (int i = 0; i < CONNS_SOCKETS; i++)
         conns_destroy(&s->conns[i]); /* before the sockets they monitor */
     if (s->ingest)

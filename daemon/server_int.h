@@ -26,6 +26,7 @@
 #include "conns.h"
 #include "control.h"
 #include "keys.h"
+#include "acks.h"
 #include "ahead.h"
 #include "checkpoint.h"
 #include "health.h"
@@ -111,6 +112,8 @@ typedef struct peer {
     size_t len;                 /* bytes of id */
     bool delimiter;             /* send an empty frame after the id */
     int fd;                     /* its connection's descriptor (ZMQ_SRCFD), -1: unknown */
+    const char *user_id;        /* ZAP User-Id of its connection, or NULL; valid while its
+                                   request is handled, never in a stream's copy */
     uint32_t conn;              /* that connection's accept number (conns_number), 0: unknown */
 } peer_t;
 
@@ -199,6 +202,8 @@ struct server {
     peer_stats_t peer_stats[CONFIG_MAX_PEERS]; /* one per [peer NAME], in config order */
     size_t n_peer_stats;                       /* entries used */
     peers_t *peers;                            /* the links this site pulls by (peers.c) */
+    acks_t *acks;                              /* ack_after = peers:N; NULL: local */
+    uint64_t safe_rev;                         /* with acks: stored at N sites through it */
     puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pulled from this one */
     size_t n_pullers;                          /* entries used */
 };
@@ -246,7 +251,13 @@ void drain_ingest(server_t *s);
 void age_ack_topics(server_t *s, int64_t now);
 /* Publishes every committed change after published_rev. */
 void publish_changes(server_t *s);
+/* Publishes the producer's ack: what ack_value says, when it says anything. */
 void publish_ack(server_t *s, const char *producer_id);
+/* The last sequence a producer may be told is safe: committed here, or
+ * with ack_after = peers:N, pulled by N sites. */
+uint64_t ack_value(server_t *s, const char *producer_id);
+/* A site pulled: acks whose commits are now stored at N sites go out. */
+void acks_after_pull(server_t *s);
 /* The checkpoint thread's failures, as a condition of the health. */
 void health_of_checkpoints(server_t *s);
 void publish_heartbeat(server_t *s);

@@ -480,7 +480,8 @@ static void start_stream(server_t *s, const peer_t *peer, uint64_t request_id, b
 
 /* Remembers how far a site has pulled: it asks from what it has stored,
  * so everything up to since_revision of this epoch is safe there. */
-static void note_puller(server_t *s, const Parksync__V1__ReplicateRequest *r, int64_t now_us)
+static void note_puller(server_t *s, const Parksync__V1__ReplicateRequest *r, const char *user_id,
+                        int64_t now_us)
 {
     bool ours = r->has_epoch && memcmp(r->epoch.data, store_epoch(s->store), WIRE_EPOCH_BYTES) == 0;
     uint64_t revision = ours && r->since_revision <= store_head(s->store) ? r->since_revision : 0;
@@ -500,12 +501,20 @@ static void note_puller(server_t *s, const Parksync__V1__ReplicateRequest *r, in
     snprintf(p->site, sizeof p->site, "%s", r->site);
     p->revision = revision;
     p->last_us = now_us;
+    p->counts = false;
+    for (size_t i = 0; i < s->cfg.n_peers; i++)
+        if (strcmp(s->cfg.peers[i].name, r->site) == 0)
+            p->counts = !s->cfg.curve ||
+                        (user_id && strncmp(user_id, ZAP_USER_PEER, strlen(ZAP_USER_PEER)) == 0 &&
+                         strcmp(user_id + strlen(ZAP_USER_PEER), r->site) == 0);
+    if (s->acks)
+        acks_after_pull(s);
 }
 
 static void start_replica(server_t *s, const peer_t *peer, uint64_t request_id,
                           const Parksync__V1__ReplicateRequest *r)
 {
-    note_puller(s, r, wire_now_us());
+    note_puller(s, r, peer->user_id, wire_now_us());
     start_stream(s, peer, request_id, false, NULL, r->since_revision, r->has_credit, r->credit,
                  r->has_chunk_records, r->chunk_records);
     stream_t *st = stream_find(s, peer, request_id);
@@ -580,7 +589,7 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
         /* No batch is open here: the answer is what is committed. */
         ps.producer_id = (char *)id;
         ps.has_last_sequence = true;
-        ps.last_sequence = store_producer_last(s->store, id);
+        ps.last_sequence = ack_value(s, id); /* what it may delete from its outbox */
         store_producer_stats_t stats;
         if (store_producer_stats(s->store, id, &stats) == 0) {
             ps.has_applied = ps.has_duplicates = ps.has_gaps = true;
@@ -686,6 +695,7 @@ void drain_queries(server_t *s)
             memcpy(peer.id, zmq_msg_data(&parts[0]), peer.len);
             peer.delimiter = body && total == 3;
             peer.fd = zmq_msg_get(&parts[kept - 1], ZMQ_SRCFD);
+            peer.user_id = zmq_msg_gets(&parts[kept - 1], "User-Id");
             peer.conn = conns_number(s->conns[2], peer.fd);
             if (body) {
                 handle_query(s, &peer, zmq_msg_data(body), zmq_msg_size(body));

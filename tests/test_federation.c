@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "parksync.h"
@@ -330,4 +331,52 @@ Test(federation, a_subscriber_of_one_site_sees_what_another_took_in, .fini = tea
     }
     ps_subscriber_destroy(&sub);
     wait_converged(heads);
+}
+
+/*
+ * ack_after = peers:1: a producer hears nothing while no peer has pulled
+ * its updates, and everything once one has; then site a loses its disk,
+ * comes back empty, pulls from b and holds every acknowledged update
+ * again, and the producer's position with them.
+ */
+Test(federation, with_peers_1_nothing_acknowledged_is_lost_with_a_disk, .fini = teardown,
+     .timeout = 120)
+{
+    char id[32], path[HARNESS_PATH + 8];
+    uint64_t heads[SITES];
+
+    sites_init("*", "*");
+    /* site a acknowledges after one peer */
+    char *site = strstr(h[0].extra, "peer_timeout_ms = 2000\n");
+    cr_assert_not_null(site);
+    memmove(site + strlen("ack_after = peers:1\n"), site, strlen(site) + 1);
+    memcpy(site, "ack_after = peers:1\n", strlen("ack_after = peers:1\n"));
+    cr_assert_eq(harness_write_config(&h[0]), 0);
+    site_start(0);
+    ps_producer_t *p = producer(0, "AZ-MOE", NULL);
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "AZ-P%03d", i);
+        send_park(p, "AZ", id, "safe?");
+    }
+    cr_assert_eq(ps_producer_flush(p, 1500), PS_ERR_TIMEOUT, "acknowledged before any peer pulled");
+    site_start(1);
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK,
+                 "not acknowledged once a peer pulled: %s", ps_producer_last_error(p));
+    ps_producer_destroy(&p);
+
+    /* site a loses its disk */
+    harness_kill(&h[0]);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s%s", h[0].db, suffix[i]);
+        unlink(path);
+    }
+    site_start(0);
+    wait_converged(heads);
+    int n = -1;
+    cr_assert_eq(
+        harness_snapshot(&h[0], PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK, NULL, NULL, 5000, &n),
+        PS_OK);
+    cr_assert_eq(n, 50, "site a holds %d of the 50 acknowledged parks", n);
+    cr_assert_eq(producer_last(0, "AZ-MOE"), 50);
 }
