@@ -180,6 +180,10 @@ int config_validate(const config_t *cfg, char *err, size_t errlen);
  * comment. Returns 0 or -EIO. */
 int config_print(const config_t *cfg, FILE *out);
 
+/* True when a and b have the same [peer] sections in the same order:
+ * names, endpoints, key and countries. */
+bool config_peers_equal(const config_t *a, const config_t *b);
+
 /* True when endpoint is ipc://, inproc:// or tcp:// on a loopback address. */
 bool config_endpoint_local(const char *endpoint);
 

@@ -446,7 +446,7 @@ static int start_security(server_t *s, const config_t *cfg)
         return -1;
     log_info("CURVE on: server public key %s; ingest admits ministries' keys, publish and "
              "query %s",
-             pub, cfg->subscriber_auth ? "ministries' and subscribers' keys" : "any key");
+             pub, cfg->subscriber_auth ? "ministries', subscribers' and peers' keys" : "any key");
     return 0;
 }
 
@@ -583,13 +583,15 @@ static void revoke_connections(server_t *s)
 /* Hands the reloaded keys to the ZAP handler: new handshakes use them.
  * When a key lost its admission, open connections are closed before the
  * reload is answered (revoke_connections); updates already queued from
- * a removed ministry are still dropped by authenticated_ministry. old is
- * the configuration before this reload; NULL when it could not be kept
- * (out of memory), and then every connection is closed. */
-static void reconfigure_keys(server_t *s, const config_t *old, const config_t *cfg)
+ * a removed ministry are still dropped by authenticated_ministry. What
+ * was admitted is the handler's table in force, not the running config:
+ * [peer] keys are admitted at once although the rest of a [peer] section
+ * waits for a restart. */
+static void reconfigure_keys(server_t *s, const config_t *cfg)
 {
     config_t *run = &s->cfg;
-    zap_table_t *t, *was;
+    zap_table_t *t;
+    bool revokes;
     int rc;
 
     if (run->curve != cfg->curve || strcmp(run->secret_key_file, cfg->secret_key_file) != 0)
@@ -606,6 +608,7 @@ static void reconfigure_keys(server_t *s, const config_t *old, const config_t *c
      * CURVE still runs until the restart, readers stay as restricted as they are. */
     if (run->curve != cfg->curve)
         t->subscriber_auth = run->subscriber_auth;
+    revokes = zap_table_revokes(zap_table(s->zap), t);
     rc = zap_update(s->zap, t);
     if (rc < 0) {
         log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
@@ -615,14 +618,8 @@ static void reconfigure_keys(server_t *s, const config_t *old, const config_t *c
         run->n_subscribers = cfg->n_subscribers;
         run->subscriber_auth = t->subscriber_auth;
         log_info("keys reloaded: %zu keys admitted", t->n);
-        if (old && (was = malloc(sizeof *was)) != NULL) {
-            zap_table_from_config(was, old);
-            if (zap_table_revokes(was, t))
-                revoke_connections(s);
-            free(was);
-        } else {
-            revoke_connections(s); /* cannot tell: fail closed */
-        }
+        if (revokes)
+            revoke_connections(s);
     }
     free(t);
 }
@@ -646,7 +643,6 @@ static void reconfigure_connections(server_t *s, const config_t *cfg)
 void server_reconfigure(server_t *s, const config_t *cfg)
 {
     config_t *run = &s->cfg;
-    config_t *old = malloc(sizeof *old); /* the keys in force until now */
 
 #define KEEP(cond, name)                                                                           \
     do {                                                                                           \
@@ -675,9 +671,13 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
     KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
     KEEP(run->query_hwm != cfg->query_hwm, "[limits] query_hwm");
+    KEEP(strcmp(run->site, cfg->site) != 0, "[site] name");
+    KEEP(run->ack_after_peers != cfg->ack_after_peers, "[site] ack_after");
+    KEEP(run->pull_wait_ms != cfg->pull_wait_ms, "[site] pull_wait_ms");
+    KEEP(run->peer_timeout_ms != cfg->peer_timeout_ms, "[site] peer_timeout_ms");
+    KEEP(!config_peers_equal(run, cfg), "what this site pulls from whom ([peer] sections; "
+                                        "their keys are admitted at once)");
 #undef KEEP
-    if (old)
-        *old = *run;
     run->log_level = cfg->log_level;
     log_set_level(cfg->log_level);
     /* authority applies from the next update on; a failure keeps the old rules */
@@ -685,8 +685,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
         memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
         run->n_ministries = cfg->n_ministries;
     }
-    reconfigure_keys(s, old, cfg); /* NULL: the old keys are unknown, revoke */
-    free(old);
+    reconfigure_keys(s, cfg); /* [peer] keys too: admitted or revoked at once */
     reconfigure_connections(s, cfg);
     run->batch_max = cfg->batch_max;
     run->max_streams_per_client = cfg->max_streams_per_client; /* new streams from now on */

@@ -48,6 +48,7 @@ struct zap {
     bool running;             /* the thread was started and not joined */
     zap_table_t *start_table; /* handed to the thread at start; once `running`, the
                                  thread owns it and the loop never touches it */
+    zap_table_t *table;       /* the loop's copy of the table in force (zap_table) */
     _Atomic uint64_t allowed; /* handshakes admitted */
     _Atomic uint64_t denied;  /* handshakes refused */
     log_ratelimit_t rl;       /* denial lines (loop side) */
@@ -78,6 +79,9 @@ void zap_table_from_config(zap_table_t *t, const config_t *cfg)
     for (size_t i = 0; i < cfg->n_subscribers; i++)
         add_entries(t, cfg->subscribers[i].keys, cfg->subscribers[i].n_keys, ZAP_ROLE_SUBSCRIBER,
                     cfg->subscribers[i].name);
+    for (size_t i = 0; i < cfg->n_peers; i++)
+        if (cfg->peers[i].key[0])
+            add_entries(t, &cfg->peers[i].key, 1, ZAP_ROLE_PEER, cfg->peers[i].name);
 }
 
 static const zap_entry_t *table_find(const zap_table_t *t, const uint8_t *key)
@@ -150,7 +154,8 @@ static bool decide(const zap_table_t *t, zmq_msg_t *f, int total, char *user, si
         return false;
     }
     if (e) {
-        snprintf(user, ulen, "%s%s", ZAP_USER_SUBSCRIBER, e->name);
+        snprintf(user, ulen, "%s%s", e->role == ZAP_ROLE_PEER ? ZAP_USER_PEER : ZAP_USER_SUBSCRIBER,
+                 e->name);
         return true;
     }
     if (!t->subscriber_auth) {
@@ -291,12 +296,16 @@ zap_t *zap_new(void *zctx, const zap_table_t *table)
     char buf[16];
     int n;
 
-    if (!z || !(z->start_table = malloc(sizeof *z->start_table))) {
+    if (!z || !(z->start_table = malloc(sizeof *z->start_table)) ||
+        !(z->table = malloc(sizeof *z->table))) {
         log_error("out of memory for the ZAP handler; exiting");
+        if (z)
+            free(z->start_table);
         free(z);
         return NULL;
     }
     memcpy(z->start_table, table, sizeof *table);
+    memcpy(z->table, table, sizeof *table);
     z->zctx = zctx;
     snprintf(z->pipe_endpoint, sizeof z->pipe_endpoint, "inproc://parksync-zap-%p", (void *)z);
     z->pipe = zmq_socket(zctx, ZMQ_PAIR);
@@ -335,8 +344,14 @@ int zap_update(zap_t *z, const zap_table_t *table)
 {
     if (zmq_send(z->pipe, table, sizeof *table, ZMQ_DONTWAIT) < 0)
         return -zmq_errno();
+    memcpy(z->table, table, sizeof *table);
     warn_open_readers(table);
     return 0;
+}
+
+const zap_table_t *zap_table(const zap_t *z)
+{
+    return z->table;
 }
 
 void zap_drain(zap_t *z)
@@ -393,6 +408,7 @@ void zap_destroy(zap_t **zp)
         zmq_close(z->pipe);
     if (!z->running)
         free(z->start_table);
+    free(z->table);
     free(z);
     *zp = NULL;
 }

@@ -50,7 +50,7 @@ typedef struct pair {
 
 static harness_t h;
 static char outside[64] = ""; /* a directory in /tmp itself; removed by teardown */
-static pair_t daemon_k, az, dash, rogue;
+static pair_t daemon_k, az, dash, rogue, tj_site;
 
 static void teardown(void)
 {
@@ -265,6 +265,55 @@ Test(secure, any_key_reads_only_when_the_file_says_so_and_it_is_warned, .fini = 
                   NULL,
               "no warning at start:\n%s", log);
     free(log);
+}
+
+/* A [peer NAME] key reads as a [subscriber] key does (another site pulls
+ * over the query socket), never writes, and a reload admits and revokes
+ * it at once like any key. */
+Test(secure, a_peer_key_reads_and_a_reload_admits_or_revokes_it, .fini = teardown, .timeout = 90)
+{
+    char peer[200], *base;
+    int n = -1;
+
+    cr_assert_eq(zmq_curve_keypair(tj_site.pub, tj_site.sec), 0);
+    snprintf(peer, sizeof peer, "\n[peer tj-dushanbe]\nkey = %s\ncountries = TJ\n", tj_site.pub);
+    start_curve(peer);
+    push_park(&az);
+    cr_expect_eq(snapshot(&tj_site, &n), PS_OK, "a [peer] key takes a snapshot");
+    cr_expect_eq(n, 1);
+
+    /* ingest is for ministries only */
+    ps_producer_options_t o;
+    ps_producer_t *p;
+    ps_err_t err;
+    harness_producer_options(&h, &o, "AZ-MOE");
+    o.server_public_key = daemon_k.pub;
+    o.secret_key = tj_site.sec;
+    p = ps_producer_new(&o, &err);
+    cr_assert_not_null(p, "%s", ps_strerror(err));
+    cr_expect(log_has("on parksync.ingest", 5000) && log_has("not a ministry's key", 100),
+              "a peer's key was not refused on ingest");
+    ps_producer_destroy(&p);
+
+    /* the section goes: its key is revoked before the reload is answered */
+    base = strstr(h.extra, "\n[peer tj-dushanbe]");
+    cr_assert_not_null(base);
+    memmove(base, base + strlen(peer), strlen(base + strlen(peer)) + 1);
+    cr_assert_eq(harness_write_config(&h), 0);
+    cr_assert_eq(harness_cli(&h, (const char *const[]){"reload", NULL}, NULL, NULL, NULL), 0);
+    cr_expect(log_has("keys were removed: closed", 100), "no revocation on reload");
+    cr_expect_eq(snapshot(&tj_site, &n), PS_ERR_TIMEOUT, "a removed [peer] key still reads");
+
+    /* and comes back: admitted at once, though what this site pulls waits for a restart */
+    strncat(h.extra, peer, sizeof h.extra - strlen(h.extra) - 1);
+    cr_assert_eq(harness_write_config(&h), 0);
+    cr_assert_eq(harness_cli(&h, (const char *const[]){"reload", NULL}, NULL, NULL, NULL), 0);
+    cr_expect_eq(snapshot(&tj_site, &n), PS_OK, "a [peer] key added by a reload does not read");
+    cr_expect(log_has("what this site pulls from whom ([peer] sections; their keys are admitted "
+                      "at once) changed in the file; it takes effect at the next restart",
+                      100),
+              "the reload did not say what waits for a restart");
+    cr_assert_eq(harness_stop(&h), 0);
 }
 
 Test(secure, check_config_prints_the_effective_subscriber_auth, .fini = teardown)
