@@ -28,6 +28,7 @@
 #include "counters.h"
 #include "health.h"
 #include "page.h"
+#include "peers.h"
 #include "store.h"
 #include "subscriptions.h"
 #include "zap.h"
@@ -52,6 +53,10 @@ typedef struct control_view {
     checkpoint_t *checkpoint;          /* the thread that runs the checks */
     conns_t *const *conns;             /* CONNS_SOCKETS entries; NULL: not monitored */
     const subscriptions_t *subs;       /* subscriptions applied on the publish socket */
+    const peer_stats_t *peer_stats;    /* CONFIG_MAX_PEERS entries: the [peer] sections */
+    const size_t *n_peer_stats;        /* entries of peer_stats used */
+    const puller_stats_t *pullers;     /* PEERS_MAX_PULLERS entries: sites pulling from this one */
+    const size_t *n_pullers;           /* entries of pullers used */
 } control_view_t;
 
 /* Creates the ROUTER in zctx and binds it to endpoint (an ipc:// path

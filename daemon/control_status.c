@@ -5,6 +5,8 @@
  */
 #include "control_int.h"
 
+#include "peer_stats.h"
+
 /* ---------------------------------------------------------------- handlers */
 
 /* A page of conflicts being built. Strings are copied: the store's are
@@ -222,6 +224,29 @@ static uint64_t file_size(const char *path, const char *suffix)
     return stat(name, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+_Static_assert(METRICS_PEERS >= CONFIG_MAX_PEERS, "a series for every [peer] section");
+
+/* The series of the peers this site pulls from. */
+static void collect_peers(control_t *c, metrics_snapshot_t *m)
+{
+    for (size_t i = 0; i < *c->view.n_peer_stats && i < CONFIG_MAX_PEERS; i++) {
+        const peer_stats_t *p = &c->view.peer_stats[i];
+        metrics_peer_t *mp = &m->peers[m->n_peers];
+
+        if (!p->pulling)
+            continue;
+        snprintf(mp->name, sizeof mp->name, "%.*s", (int)sizeof p->name - 1, p->name);
+        mp->connected = p->connected;
+        mp->revision = p->revision;
+        mp->has_lag = peer_stats_lag(p, m->now_us, &mp->lag_revisions, &mp->lag_us);
+        mp->records = p->records;
+        mp->refused = p->refused;
+        mp->pulls = p->pulls;
+        mp->full_resyncs = p->full_resyncs;
+        m->n_peers++;
+    }
+}
+
 /* Takes a snapshot between batches, listing the producers after
  * producers_after (NULL: from the first); `light` skips the file sizes
  * and the store's figures (records and conflicts) for the periodic STATUS
@@ -257,6 +282,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     }
     m->subscribers = m->conns[1].open;
     m->subscriptions = subscriptions_stats(c->view.subs)->in_use;
+    collect_peers(c, m);
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -363,6 +389,84 @@ static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync_
     st->connections = o->scp;
 }
 
+/* Status.site, ack_after, peers and pulled_by: copies of the loop's
+ * figures, whose text is kept terminated, and what points into them. */
+typedef struct status_peers {
+    peer_stats_t peers[CONFIG_MAX_PEERS];
+    Parksync__V1__PeerStatus ps[CONFIG_MAX_PEERS], *psp[CONFIG_MAX_PEERS];
+    puller_stats_t pullers[PEERS_MAX_PULLERS];
+    Parksync__V1__PullerStatus pl[PEERS_MAX_PULLERS], *plp[PEERS_MAX_PULLERS];
+    char ack_after[16]; /* "local" or "peers:N" */
+} status_peers_t;
+
+/* One PeerStatus of o->peers[i]. A peer this site does not pull from (its
+ * section has no endpoints) has its name only. */
+static void fill_peer(status_peers_t *o, size_t i, int64_t now_us)
+{
+    peer_stats_t *p = &o->peers[i];
+    Parksync__V1__PeerStatus *ps = &o->ps[i];
+
+    p->name[sizeof p->name - 1] = p->endpoint[sizeof p->endpoint - 1] = '\0';
+    p->last_error[sizeof p->last_error - 1] = '\0';
+    parksync__v1__peer_status__init(ps);
+    o->psp[i] = ps;
+    ps->name = p->name;
+    if (!p->pulling)
+        return;
+    ps->endpoint = p->endpoint[0] ? p->endpoint : NULL;
+    ps->has_connected = true;
+    ps->connected = p->connected;
+    ps->has_epoch = p->has_epoch;
+    ps->epoch.data = p->epoch;
+    ps->epoch.len = p->has_epoch ? WIRE_EPOCH_BYTES : 0;
+    ps->has_revision = ps->has_peer_head = ps->has_lag_revisions = true;
+    ps->revision = p->revision;
+    ps->peer_head = p->peer_head;
+    ps->has_lag_us = peer_stats_lag(p, now_us, &ps->lag_revisions, &ps->lag_us);
+    ps->has_last_pull_us = true;
+    ps->last_pull_us = p->last_pull_us;
+    ps->last_error = p->last_error[0] ? p->last_error : NULL;
+    ps->has_records = ps->has_refused = ps->has_pulls = ps->has_full_resyncs = true;
+    ps->records = p->records;
+    ps->refused = p->refused;
+    ps->pulls = p->pulls;
+    ps->full_resyncs = p->full_resyncs;
+}
+
+/* Points st into o, which must outlive the reply. */
+static void fill_peers(status_peers_t *o, const control_view_t *v, int64_t now_us,
+                       Parksync__V1__Status *st)
+{
+    size_t n = *v->n_peer_stats < CONFIG_MAX_PEERS ? *v->n_peer_stats : CONFIG_MAX_PEERS;
+
+    st->site = (char *)v->cfg->site;
+    if (v->cfg->ack_after_peers == 0)
+        snprintf(o->ack_after, sizeof o->ack_after, "local");
+    else
+        snprintf(o->ack_after, sizeof o->ack_after, "peers:%" PRIu32, v->cfg->ack_after_peers);
+    st->ack_after = o->ack_after;
+    memcpy(o->peers, v->peer_stats, n * sizeof *o->peers);
+    for (size_t i = 0; i < n; i++)
+        fill_peer(o, i, now_us);
+    st->n_peers = n;
+    st->peers = o->psp;
+    n = *v->n_pullers < PEERS_MAX_PULLERS ? *v->n_pullers : PEERS_MAX_PULLERS;
+    memcpy(o->pullers, v->pullers, n * sizeof *o->pullers);
+    for (size_t i = 0; i < n; i++) {
+        Parksync__V1__PullerStatus *pl = &o->pl[i];
+
+        o->pullers[i].site[sizeof o->pullers[i].site - 1] = '\0';
+        parksync__v1__puller_status__init(pl);
+        o->plp[i] = pl;
+        pl->site = o->pullers[i].site;
+        pl->has_revision = pl->has_last_us = true;
+        pl->revision = o->pullers[i].revision;
+        pl->last_us = o->pullers[i].last_us;
+    }
+    st->n_pulled_by = n;
+    st->pulled_by = o->plp;
+}
+
 /* A counter kept outside server_counters_t. */
 typedef struct counter_value {
     const char *name; /* as listed in Status.counters */
@@ -383,6 +487,7 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     Parksync__V1__Counter why[METRICS_REASONS], *whyp[METRICS_REASONS];
     Parksync__V1__ProducerStatus *ps = NULL, **psp = NULL;
     status_conns_t conns;
+    status_peers_t peers;
     metrics_snapshot_t m;
     Parksync__V1__Health health;
     char reason[HEALTH_REASON * HEALTH_CONDITIONS];
@@ -468,6 +573,7 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     for (size_t i = 0; i < m.n_reasons; i++)
         set_counter(&why[i], &whyp[i], m.reasons[i].name, m.reasons[i].n);
     fill_conns(&conns, &m, &st);
+    fill_peers(&peers, &c->view, m.now_us, &st);
     st.n_conflicts_by_reason = m.n_reasons;
     st.conflicts_by_reason = whyp;
     if (c->reload_error[0])

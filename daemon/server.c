@@ -13,6 +13,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "peer_stats.h"
+
 static const char *const ratelimit_names[RL_COUNT] = {
     "bad frames", "too large",  "undecodable", "invalid",        "wrong topic",
     "gap",        "bad query",  "send",        "forged",         "refused",
@@ -486,6 +488,7 @@ server_t *server_new(const config_t *cfg)
                    cfg->database, store_head(s->store));
     if (apply_authority(s, cfg) < 0)
         goto fail;
+    peer_stats_init(s->peer_stats, &s->n_peer_stats, cfg); /* shown before any pull */
     s->zctx = zmq_ctx_new();
     if (!s->zctx) {
         log_error("cannot create a ZeroMQ context: %s; exiting", zmq_strerror(errno));
@@ -522,6 +525,10 @@ server_t *server_new(const config_t *cfg)
         .checkpoint = s->checkpoint,
         .conns = s->conns,
         .subs = s->subs,
+        .peer_stats = s->peer_stats,
+        .n_peer_stats = &s->n_peer_stats,
+        .pullers = s->pullers,
+        .n_pullers = &s->n_pullers,
     };
     s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)

@@ -25,7 +25,10 @@ const char CLI_STATUS_USAGE[] =
     "per kind, each producer's last sequence, lag (time since its last update) and\n"
     "last seen time, connected subscribers, database and WAL size, the conflicts\n"
     "table by reason, inputs rejected before the store by reason, the loop's\n"
-    "counters and why the last reload failed, if it did.\n"
+    "counters and why the last reload failed, if it did; this site's name, when it\n"
+    "acknowledges (ack_after), each [peer] it pulls from (endpoint, connected,\n"
+    "revision pulled of the peer's head, lag, records merged and refused, last\n"
+    "error) and the sites that pull from it, with how far.\n"
     "\n"
     "Producers are listed by id, at most 256 of them, and all are counted; with\n"
     "more, --producers-after the last id listed gives the next ones.\n"
@@ -89,6 +92,46 @@ static uint64_t counter(const Parksync__V1__Status *st, const char *name)
 static const char *const REJECTED[] = {"bad_frames",  "too_large", "undecodable", "invalid",
                                        "wrong_topic", "refused",   "unadmitted",  NULL};
 
+/* The peers this site pulls from, then the sites that pull from it. */
+static void print_peers(const Parksync__V1__Status *st)
+{
+    char a[64], b[80], lag[96];
+
+    printf("peers: %zu\n", st->n_peers);
+    if (st->n_peers)
+        printf("  %-20s %-28s %-5s %-21s %-18s %8s %8s  %s\n", "NAME", "ENDPOINT", "CONN",
+               "REVISION/HEAD", "LAG", "RECORDS", "REFUSED", "LAST_ERROR");
+    for (size_t i = 0; i < st->n_peers; i++) {
+        const Parksync__V1__PeerStatus *p = st->peers[i];
+        if (!p->has_connected) {
+            printf("  %-20s not pulled (no endpoints): it may pull from this site\n",
+                   p->name ? p->name : "?");
+            continue;
+        }
+        snprintf(b, sizeof b, "%" PRIu64 "/%" PRIu64, p->revision, p->peer_head);
+        if (p->has_lag_us && p->lag_us == 0 && p->lag_revisions == 0)
+            snprintf(lag, sizeof lag, "caught up");
+        else if (p->has_lag_us)
+            snprintf(lag, sizeof lag, "%" PRIu64 " rev, %s", p->lag_revisions,
+                     span(a, sizeof a, p->lag_us));
+        else if (p->last_pull_us == 0)
+            snprintf(lag, sizeof lag, "not yet pulled");
+        else
+            snprintf(lag, sizeof lag, "%" PRIu64 " rev, not caught up", p->lag_revisions);
+        printf("  %-20s %-28s %-5s %-21s %-18s %8" PRIu64 " %8" PRIu64 "  %s\n",
+               p->name ? p->name : "?", p->endpoint ? p->endpoint : "-",
+               p->connected ? "yes" : "no", b, lag, p->records, p->refused,
+               p->last_error ? p->last_error : "-");
+    }
+    printf("pulled by: %zu\n", st->n_pulled_by);
+    for (size_t i = 0; i < st->n_pulled_by; i++) {
+        const Parksync__V1__PullerStatus *p = st->pulled_by[i];
+        printf("  %-20s through revision %" PRIu64 ", last asked %s (%s ago)\n",
+               p->site ? p->site : "?", p->revision, when(a, sizeof a, p->last_us),
+               span(b, sizeof b, st->now_us - p->last_us));
+    }
+}
+
 static void print_text(const Parksync__V1__Status *st, const char *after)
 {
     char a[64], b[64], c[64];
@@ -112,6 +155,8 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
     for (size_t i = 0; i < st->epoch.len; i++)
         printf("%02x", st->epoch.data[i]);
     printf(", %" PRIu64 " subscribers\n", st->subscribers);
+    printf("site %s, acknowledges after %s\n", st->site ? st->site : "?",
+           st->ack_after ? st->ack_after : "?");
     printf("database %s, WAL %s, last complete checkpoint %s\n",
            bytes(a, sizeof a, st->database_bytes), bytes(b, sizeof b, st->wal_bytes),
            st->has_last_checkpoint_us ? when(c, sizeof c, st->last_checkpoint_us) : "none yet");
@@ -147,6 +192,7 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
                    ", later updates not applied (a restored backup? see parksync(1))\n",
                    "", p->missing_from, p->missing_to);
     }
+    print_peers(st);
     for (size_t i = 0; i < st->n_connections; i++) {
         const Parksync__V1__SocketConnections *sc = st->connections[i];
         printf("%s %s %" PRIu64 " open (%" PRIu64 " accepted, %" PRIu64
@@ -207,6 +253,68 @@ static json_t *health_json(const Parksync__V1__Health *h)
                                                 : json_null());
 }
 
+/* Lower-case hex of bytes, or JSON null when there are none. */
+static json_t *hex_json(const ProtobufCBinaryData *b, bool has)
+{
+    char hex[2 * 32 + 1] = "";
+
+    if (!has || b->len == 0)
+        return json_null();
+    for (size_t i = 0; i < b->len && i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b->data[i]);
+    return json_string(hex);
+}
+
+/* [{"name": ..., "pulling": true, "endpoint": ..., ...}, ...]: a peer this
+ * site does not pull from has its name and "pulling": false only. */
+static json_t *peers_json(const Parksync__V1__Status *st)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < st->n_peers; i++) {
+        const Parksync__V1__PeerStatus *p = st->peers[i];
+        json_t *o =
+            json_pack("{s:s, s:b}", "name", p->name ? p->name : "", "pulling", p->has_connected);
+        if (o && p->has_connected) {
+            json_object_set_new(o, "endpoint",
+                                p->endpoint ? json_string(p->endpoint) : json_null());
+            json_object_set_new(o, "connected", json_boolean(p->connected));
+            json_object_set_new(o, "epoch", hex_json(&p->epoch, p->has_epoch));
+            json_object_set_new(o, "revision", json_integer((json_int_t)p->revision));
+            json_object_set_new(o, "peer_head", json_integer((json_int_t)p->peer_head));
+            json_object_set_new(o, "lag_revisions", json_integer((json_int_t)p->lag_revisions));
+            /* null: no pull has reached the peer's head since the daemon started */
+            json_object_set_new(o, "lag_us",
+                                p->has_lag_us ? json_integer((json_int_t)p->lag_us) : json_null());
+            json_object_set_new(o, "last_pull_us",
+                                p->last_pull_us ? json_integer((json_int_t)p->last_pull_us)
+                                                : json_null());
+            json_object_set_new(o, "last_error",
+                                p->last_error ? json_string(p->last_error) : json_null());
+            json_object_set_new(o, "records", json_integer((json_int_t)p->records));
+            json_object_set_new(o, "refused", json_integer((json_int_t)p->refused));
+            json_object_set_new(o, "pulls", json_integer((json_int_t)p->pulls));
+            json_object_set_new(o, "full_resyncs", json_integer((json_int_t)p->full_resyncs));
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+/* [{"site": ..., "revision": N, "last_us": T}, ...] */
+static json_t *pulled_by_json(const Parksync__V1__Status *st)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < st->n_pulled_by; i++) {
+        const Parksync__V1__PullerStatus *p = st->pulled_by[i];
+        json_array_append_new(a, json_pack("{s:s, s:I, s:I}", "site", p->site ? p->site : "",
+                                           "revision", (json_int_t)p->revision, "last_us",
+                                           (json_int_t)p->last_us));
+    }
+    return a;
+}
+
 static int print_json(const Parksync__V1__Status *st)
 {
     json_t *o = json_object(), *producers = json_array(), *rejected = json_object();
@@ -260,6 +368,10 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "connections", connections_json(st));
     json_object_set_new(o, "reload_error",
                         st->reload_error ? json_string(st->reload_error) : json_null());
+    json_object_set_new(o, "site", st->site ? json_string(st->site) : json_null());
+    json_object_set_new(o, "ack_after", st->ack_after ? json_string(st->ack_after) : json_null());
+    json_object_set_new(o, "peers", peers_json(st));
+    json_object_set_new(o, "pulled_by", pulled_by_json(st));
     rc = json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) < 0 || fputc('\n', stdout) == EOF
              ? -1
              : 0;
