@@ -279,6 +279,9 @@ static void handle(control_t *c, const zmq_msg_t *id, const zmq_msg_t *body)
     case PARKSYNC__V1__CONTROL_REQUEST__BODY_CHECK:
         control_handle_check(c, id, q->request_id);
         break;
+    case PARKSYNC__V1__CONTROL_REQUEST__BODY_DIGEST:
+        control_handle_digest(c, id, q->request_id);
+        break;
     default:
         c->bad_requests++;
         control_error(c, id, q->request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST,

@@ -3,7 +3,8 @@
  *
  *   control.c         the socket, replies, the drain loop, reload, the
  *                     periodic STATUS line and metrics snapshot
- *   control_status.c  status, metrics and conflicts: what the daemon is doing
+ *   control_status.c  status, metrics, digest and conflicts: what the daemon is
+ *                     doing and holds
  *   control_backup.c  backup and check: the work done off the loop
  */
 #ifndef PARKSYNCD_CONTROL_INT_H
@@ -99,6 +100,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
 void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_id,
                            const Parksync__V1__StatusRequest *q);
 void control_handle_metrics(control_t *c, const zmq_msg_t *id, uint64_t request_id);
+void control_handle_digest(control_t *c, const zmq_msg_t *id, uint64_t request_id);
 /* The metrics text now (caller frees), NULL when out of memory. */
 char *control_render(control_t *c, size_t *len);
 

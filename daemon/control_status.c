@@ -1,7 +1,8 @@
 /*
- * control_status.c - `parksync status`, `metrics` and `conflicts`: a
- * snapshot of the daemon's figures taken between batches, as a Status,
- * the Prometheus text, or pages of the conflicts table.
+ * control_status.c - `parksync status`, `metrics`, `digest` and
+ * `conflicts`: a snapshot of the daemon's figures taken between batches,
+ * as a Status, the Prometheus text, the digest of the live records, or
+ * pages of the conflicts table.
  */
 #include "control_int.h"
 
@@ -585,6 +586,33 @@ out:
     free(ps);
     free(psp);
     metrics_snapshot_free(&m);
+}
+
+/* The digest of the live records, with the head it was taken at: the
+ * loop is between batches, so both describe the same commit. */
+void control_handle_digest(control_t *c, const zmq_msg_t *id, uint64_t request_id)
+{
+    Parksync__V1__ControlReply r = PARKSYNC__V1__CONTROL_REPLY__INIT;
+    Parksync__V1__Digest d = PARKSYNC__V1__DIGEST__INIT;
+    uint8_t digest[32];
+    int rc = store_digest(c->store, digest);
+
+    if (rc < 0) {
+        log_error("cannot compute the digest: %s (%s)", strerror(-rc), store_errmsg(c->store));
+        control_error(c, id, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+                      "cannot compute the digest; see the daemon's log");
+        return;
+    }
+    d.has_digest = d.has_head_revision = d.has_epoch = true;
+    d.digest.data = digest;
+    d.digest.len = sizeof digest;
+    d.head_revision = store_head(c->store);
+    d.epoch.data = (uint8_t *)store_epoch(c->store);
+    d.epoch.len = WIRE_EPOCH_BYTES;
+    d.site = (char *)c->view.cfg->site;
+    r.body_case = PARKSYNC__V1__CONTROL_REPLY__BODY_DIGEST;
+    r.digest = &d;
+    control_reply(c, id, request_id, &r);
 }
 
 /* The Prometheus text now, or NULL (logged). Caller frees. */

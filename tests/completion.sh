@@ -39,7 +39,9 @@ expect() {
     done
 }
 
-expect "parksync " push snapshot watch status check backup reload
+expect "parksync " push snapshot watch status check backup reload digest
+expect "parksync di" digest
+expect "parksync digest --" --json --control --timeout
 expect "parksync pu" push
 expect "parksync ch" check
 expect "parksync push --ou" --outbox

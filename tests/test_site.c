@@ -1,7 +1,8 @@
 /*
  * test_site.c - a site as its operator sees it, against the real daemon
  * and CLI: [site] and the [peer NAME] sections in `parksync status`
- * (text and JSON) and in the metrics before anything is pulled.
+ * (text and JSON) and in the metrics before anything is pulled, and
+ * `parksync digest`, which two sites fed the same updates agree on.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -13,7 +14,7 @@
 #include "harness.h"
 #include "parksync.h"
 
-#define SITES 1 /* daemons a test runs */
+#define SITES 3 /* digest: two fed alike, one fed less */
 
 static harness_t h[SITES];
 
@@ -144,5 +145,92 @@ Test(site, metrics_have_a_series_per_pulled_peer, .fini = teardown, .timeout = 6
     cr_expect(strstr(text, "peer=\"replica\"") == NULL, "a series for a peer not pulled:\n%s",
               text);
     free(text);
+    cr_assert_eq(harness_stop(&h[0]), 0);
+}
+
+/* ---------------------------------------------------------------- digest */
+
+/* Pushes the example file of producer id into site i. */
+static void push(int i, const char *id, const char *file)
+{
+    free(cli(i, (const char *const[]){"push", "--producer", id, file, NULL}));
+}
+
+/* `parksync digest --json` of site i: the digest into hex (65 bytes),
+ * the head revision returned. Checks the text form says the same. */
+static uint64_t digest(int i, char hex[65], const char *site)
+{
+    json_error_t jerr;
+    char *json = cli(i, (const char *const[]){"digest", "--json", NULL});
+    char *text = cli(i, (const char *const[]){"digest", NULL}), want[160];
+    json_t *o = json_loads(json, 0, &jerr);
+    uint64_t head;
+
+    cr_assert_not_null(o, "%s: %s", jerr.text, json);
+    cr_assert_eq(json_string_length(json_object_get(o, "digest")), 64, "%s", json);
+    snprintf(hex, 65, "%s", json_string_value(json_object_get(o, "digest")));
+    cr_expect_eq(strspn(hex, "0123456789abcdef"), 64, "%s", hex);
+    cr_expect_str_eq(json_string_value(json_object_get(o, "site")), site);
+    cr_expect_eq(json_string_length(json_object_get(o, "epoch")), 32, "%s", json);
+    head = (uint64_t)json_integer_value(json_object_get(o, "head_revision"));
+    snprintf(want, sizeof want, "digest %s  head %" PRIu64 "  site %s\n", hex, head, site);
+    cr_expect_str_eq(text, want);
+    json_decref(o);
+    free(json);
+    free(text);
+    return head;
+}
+
+Test(site, digests_agree_when_sites_hold_the_same_picture, .fini = teardown, .timeout = 120)
+{
+    static const char *const names[SITES] = {"site-a", "site-b", "site-c"};
+    char hex[SITES][65], ini[128];
+    uint64_t head[SITES];
+
+    for (int i = 0; i < SITES; i++) {
+        /* summaries refreshed in the pass that commits: the digest covers them */
+        snprintf(ini, sizeof ini, "[site]\nname = %s\n[limits]\nsummary_interval_ms = 0\n",
+                 names[i]);
+        start(i, ini);
+    }
+    /* the same updates in another order, and fewer of them */
+    push(0, "AZ-MOE", EXAMPLES_DIR "/az-moe.jsonl");
+    push(0, "TJ-MINT", EXAMPLES_DIR "/tj-mint.jsonl");
+    push(1, "TJ-MINT", EXAMPLES_DIR "/tj-mint.jsonl");
+    push(1, "AZ-MOE", EXAMPLES_DIR "/az-moe.jsonl");
+    push(2, "AZ-MOE", EXAMPLES_DIR "/az-moe.jsonl");
+    for (int i = 0; i < SITES; i++) {
+        Parksync__V1__ControlReply *r;
+        head[i] = digest(i, hex[i], names[i]);
+        r = harness_status(&h[i], 5000);
+        cr_assert_not_null(r);
+        cr_expect_eq(head[i], r->status->head_revision,
+                     "site %d: digest at %" PRIu64 ", status at %" PRIu64, i, head[i],
+                     r->status->head_revision);
+        cr_expect_gt(head[i], 0);
+        parksync__v1__control_reply__free_unpacked(r, NULL);
+    }
+    cr_expect_str_eq(hex[0], hex[1], "the same updates in another order");
+    cr_expect_str_neq(hex[0], hex[2], "without Tajikistan's updates");
+    for (int i = 0; i < SITES; i++)
+        cr_assert_eq(harness_stop(&h[i]), 0);
+}
+
+Test(site, digest_of_an_empty_site_and_its_help, .fini = teardown, .timeout = 60)
+{
+    char hex[65], *out = NULL;
+
+    start(0, "[site]\nname = empty-1\n");
+    cr_expect_eq(digest(0, hex, "empty-1"), 0);
+    cr_assert_eq(
+        harness_cli(&h[0], (const char *const[]){"digest", "--help", NULL}, NULL, &out, NULL), 0);
+    cr_expect(strstr(out, "usage: parksync digest [--json]") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(
+        harness_cli_env(&h[0], NULL, (const char *const[]){"--help", NULL}, NULL, &out, NULL), 0);
+    cr_expect(strstr(out, "\n  digest    print the digest") != NULL, "%s", out);
+    free(out);
+    cr_expect_eq(
+        harness_cli(&h[0], (const char *const[]){"digest", "extra", NULL}, NULL, NULL, NULL), 2);
     cr_assert_eq(harness_stop(&h[0]), 0);
 }

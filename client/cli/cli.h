@@ -37,6 +37,7 @@ int cmd_metrics(int argc, char **argv, const ps_profile_t *prof);
 int cmd_backup(int argc, char **argv, const ps_profile_t *prof);
 int cmd_reload(int argc, char **argv, const ps_profile_t *prof);
 int cmd_check(int argc, char **argv, const ps_profile_t *prof);
+int cmd_digest(int argc, char **argv, const ps_profile_t *prof);
 
 /* `parksync context`: context is --context's NAME or NULL. It resolves
  * what it shows itself, so that `use` can repair a broken default. */
@@ -55,6 +56,7 @@ extern const char CLI_METRICS_USAGE[];
 extern const char CLI_BACKUP_USAGE[];
 extern const char CLI_RELOAD_USAGE[];
 extern const char CLI_CHECK_USAGE[];
+extern const char CLI_DIGEST_USAGE[];
 extern const char CLI_CONTEXT_USAGE[];
 
 /* CURVE keys read from the files of --server-key and --key (curve.c). */

@@ -28,6 +28,7 @@ static const command_t COMMANDS[] = {
     {"backup", cmd_backup, "copy the live database to FILE (SQLite online backup, checked)"},
     {"check", cmd_check, "have parksyncd check its live database (SQLite quick_check)"},
     {"reload", cmd_reload, "re-read parksyncd's configuration and wait until it is applied"},
+    {"digest", cmd_digest, "print the digest of parksyncd's consolidated picture (sites agree?)"},
     {"context", NULL, "list, show or choose the client contexts (endpoints and keys by name)"},
 };
 

@@ -1,10 +1,11 @@
 /*
  * ops.c - the operator's one-shot commands on the control socket:
- * `parksync metrics`, `parksync backup FILE`, `parksync check` and
- * `parksync reload`.
+ * `parksync metrics`, `parksync backup FILE`, `parksync check`,
+ * `parksync reload` and `parksync digest`.
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,11 +13,14 @@
 
 #include "cli.h"
 #include "ctl.h"
+#include "wire.h"
 
 #define METRICS_TIMEOUT_S 5   /* default --timeout of metrics */
 #define BACKUP_TIMEOUT_S  600 /* default --timeout of backup: a large database takes a while */
 #define RELOAD_TIMEOUT_S  30  /* default --timeout of reload */
 #define CHECK_TIMEOUT_S   600 /* default --timeout of check: it reads the whole file */
+#define DIGEST_TIMEOUT_S  60  /* default --timeout of digest: it reads every live record */
+#define DIGEST_BYTES      32  /* BLAKE2b-256 */
 
 const char CLI_METRICS_USAGE[] =
     "usage: parksync metrics [--control EP] [--timeout SEC]\n"
@@ -74,20 +78,45 @@ const char CLI_RELOAD_USAGE[] =
               "Exit status: 0 reloaded, 1 daemon unreachable or the file was refused, 2 bad\n"
               "arguments.\n";
 
-/* Parses the common options and checks the operands: none when operand
- * is NULL, else exactly one, named so in the message. Returns -1 to go on,
- * else the exit status. *rest is the first operand. */
+const char CLI_DIGEST_USAGE[] =
+    "usage: parksync digest [--json] [--control EP] [--timeout SEC]\n"
+    "\n"
+    "Prints the digest of parksyncd's consolidated picture (BLAKE2b-256 over every\n"
+    "live record, in key order), the head revision it was taken at and the site's\n"
+    "name:\n"
+    "\n"
+    "  digest 3f1a...e0  head 1234  site az-baku-1\n"
+    "\n"
+    "Two sites with equal digests hold the same picture, whatever order their\n"
+    "updates came in: run it on each to see that replication has converged. It\n"
+    "reads every live record, between two batches of the daemon's loop.\n"
+    "\n"
+    "  --json          "
+    "{\"digest\":HEX,\"head_revision\":N,\"epoch\":HEX,\"site\":NAME}\n" CTL_USAGE(
+        "60") "\n"
+              "Exit status: 0 printed, 1 daemon unreachable, 2 bad arguments.\n";
+
+/* Parses the common options, and --json when json is not NULL (it is
+ * set then), and checks the operands: none when operand is NULL, else
+ * exactly one, named so in the message. Returns -1 to go on, else the
+ * exit status. *rest is the first operand. */
 static int parse(int argc, char **argv, ctl_opts_t *o, const char *usage, const char *operand,
-                 int *rest)
+                 int *rest, bool *json)
 {
     static const struct option LONG[] = {CTL_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option LONG_JSON[] = {
+        {"json", no_argument, NULL, 'j'}, CTL_OPTIONS, {NULL, 0, NULL, 0}};
     int c, rc;
 
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+h", json ? LONG_JSON : LONG, NULL)) != -1) {
         if (c == 'h') {
             fputs(usage, stdout);
             return CLI_OK;
+        }
+        if (c == 'j' && json) {
+            *json = true;
+            continue;
         }
         if ((rc = ctl_option(o, c, optarg)) < 0)
             return CLI_USAGE;
@@ -127,7 +156,7 @@ int cmd_metrics(int argc, char **argv, const ps_profile_t *prof)
     Parksync__V1__MetricsRequest mr = PARKSYNC__V1__METRICS_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"metrics", CTL_PROFILE_CONTROL(prof), METRICS_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, NULL, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_METRICS_USAGE, NULL, &rest, NULL);
 
     if (status >= 0)
         return status;
@@ -152,7 +181,7 @@ int cmd_backup(int argc, char **argv, const ps_profile_t *prof)
     Parksync__V1__BackupRequest br = PARKSYNC__V1__BACKUP_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"backup", CTL_PROFILE_CONTROL(prof), BACKUP_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, "FILE", &rest);
+    int rest, status = parse(argc, argv, &o, CLI_BACKUP_USAGE, "FILE", &rest, NULL);
 
     if (status >= 0)
         return status;
@@ -181,7 +210,7 @@ int cmd_check(int argc, char **argv, const ps_profile_t *prof)
     Parksync__V1__CheckRequest cr = PARKSYNC__V1__CHECK_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"check", CTL_PROFILE_CONTROL(prof), CHECK_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_CHECK_USAGE, NULL, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_CHECK_USAGE, NULL, &rest, NULL);
 
     if (status >= 0)
         return status;
@@ -212,7 +241,7 @@ int cmd_reload(int argc, char **argv, const ps_profile_t *prof)
     Parksync__V1__ReloadRequest rr = PARKSYNC__V1__RELOAD_REQUEST__INIT;
     Parksync__V1__ControlReply *r = NULL;
     ctl_opts_t o = {"reload", CTL_PROFILE_CONTROL(prof), RELOAD_TIMEOUT_S};
-    int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, NULL, &rest);
+    int rest, status = parse(argc, argv, &o, CLI_RELOAD_USAGE, NULL, &rest, NULL);
 
     if (status >= 0)
         return status;
@@ -229,6 +258,57 @@ int cmd_reload(int argc, char **argv, const ps_profile_t *prof)
                 "previous configuration\n",
                 r->reload->message ? r->reload->message : "(no message)");
         status = CLI_RUNTIME;
+    }
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+    return status;
+}
+
+/* Lower-case hex of b into buf (2 * len + 1 bytes). */
+static void hex(char *buf, const ProtobufCBinaryData *b)
+{
+    for (size_t i = 0; i < b->len; i++)
+        snprintf(buf + 2 * i, 3, "%02x", b->data[i]);
+    buf[2 * b->len] = '\0';
+}
+
+int cmd_digest(int argc, char **argv, const ps_profile_t *prof)
+{
+    Parksync__V1__ControlRequest q = PARKSYNC__V1__CONTROL_REQUEST__INIT;
+    Parksync__V1__DigestRequest dr = PARKSYNC__V1__DIGEST_REQUEST__INIT;
+    Parksync__V1__ControlReply *r = NULL;
+    const Parksync__V1__Digest *d;
+    ctl_opts_t o = {"digest", CTL_PROFILE_CONTROL(prof), DIGEST_TIMEOUT_S};
+    char digest[2 * DIGEST_BYTES + 1], epoch[2 * WIRE_EPOCH_BYTES + 1] = "";
+    bool json = false;
+    int rest, status = parse(argc, argv, &o, CLI_DIGEST_USAGE, NULL, &rest, &json);
+
+    if (status >= 0)
+        return status;
+    q.body_case = PARKSYNC__V1__CONTROL_REQUEST__BODY_DIGEST;
+    q.digest = &dr;
+    if ((status = ctl_ask(&o, &q, PARKSYNC__V1__CONTROL_REPLY__BODY_DIGEST, &r)) != CLI_OK)
+        return status;
+    d = r->digest;
+    if (!d->has_digest || d->digest.len != DIGEST_BYTES || !d->has_head_revision ||
+        (d->has_epoch && d->epoch.len != WIRE_EPOCH_BYTES) ||
+        (d->site && !wire_id_valid(d->site))) {
+        fprintf(stderr, "parksync digest: unexpected answer (no 32-byte digest, or a malformed "
+                        "field)\n");
+        parksync__v1__control_reply__free_unpacked(r, NULL);
+        return CLI_RUNTIME;
+    }
+    hex(digest, &d->digest);
+    if (d->has_epoch)
+        hex(epoch, &d->epoch);
+    if (json) {
+        status = print_json(json_pack("{s:s, s:I, s:o, s:o}", "digest", digest, "head_revision",
+                                      (json_int_t)d->head_revision, "epoch",
+                                      d->has_epoch ? json_string(epoch) : json_null(), "site",
+                                      d->site ? json_string(d->site) : json_null()));
+    } else {
+        printf("digest %s  head %" PRIu64 "  site %s\n", digest, d->head_revision,
+               d->site ? d->site : "-");
+        status = fflush(stdout) == 0 ? CLI_OK : CLI_RUNTIME;
     }
     parksync__v1__control_reply__free_unpacked(r, NULL);
     return status;
