@@ -83,13 +83,13 @@ typedef struct config_subscriber {
  * `endpoints` (none: it only pulls from us), and admits it, by `key`, on
  * its own query socket. */
 typedef struct config_peer {
-    char name[CONFIG_ID_MAX];                                      /* NAME of the section */
-    char endpoints[CONFIG_PEER_ENDPOINTS][CONFIG_ENDPOINT_MAX];    /* endpoints = a, b */
-    size_t n_endpoints;                                            /* none: not pulled */
-    char key[CONFIG_KEY_LEN];                                      /* key = Z85 or FILE.pub; "" */
-    char countries[CONFIG_PEER_COUNTRIES][3];                      /* countries = AZ, TJ */
-    size_t n_countries;                                            /* none: it brings nothing */
-    bool all_countries;                                            /* countries = * */
+    char name[CONFIG_ID_MAX];                                   /* NAME of the section */
+    char endpoints[CONFIG_PEER_ENDPOINTS][CONFIG_ENDPOINT_MAX]; /* endpoints = a, b */
+    size_t n_endpoints;                                         /* none: not pulled */
+    char key[CONFIG_KEY_LEN];                                   /* key = Z85 or FILE.pub; "" */
+    char countries[CONFIG_PEER_COUNTRIES][3];                   /* countries = AZ, TJ */
+    size_t n_countries;                                         /* none: it brings nothing */
+    bool all_countries;                                         /* countries = * */
 } config_peer_t;
 
 typedef struct config {
@@ -144,10 +144,10 @@ typedef struct config {
     char http_listen[CONFIG_ENDPOINT_MAX]; /* "off" or IP:PORT serving the web page */
     bool http_allow_remote;                /* http_listen may be beyond loopback (warned) */
     /* [site] */
-    char site[CONFIG_ID_MAX];  /* this site's name, as peers see it; default: the host name */
-    uint32_t ack_after_peers;  /* ack_after = peers:N (N); 0: local */
-    uint32_t pull_wait_ms;     /* a pull that finds nothing waits this long for a change */
-    uint32_t peer_timeout_ms;  /* no reply this long: the peer's next endpoint */
+    char site[CONFIG_ID_MAX]; /* this site's name, as peers see it; default: the host name */
+    uint32_t ack_after_peers; /* ack_after = peers:N (N); 0: local */
+    uint32_t pull_wait_ms;    /* a pull that finds nothing waits this long for a change */
+    uint32_t peer_timeout_ms; /* no reply this long: the peer's next endpoint */
     /* [peer NAME] */
     config_peer_t peers[CONFIG_MAX_PEERS];
     size_t n_peers; /* sections used */
@@ -179,6 +179,10 @@ int config_validate(const config_t *cfg, char *err, size_t errlen);
  * reads back to the same struct: every option, with its help as a
  * comment. Returns 0 or -EIO. */
 int config_print(const config_t *cfg, FILE *out);
+
+/* True when a and b have the same [peer] sections in the same order:
+ * names, endpoints, key and countries. */
+bool config_peers_equal(const config_t *a, const config_t *b);
 
 /* True when endpoint is ipc://, inproc:// or tcp:// on a loopback address. */
 bool config_endpoint_local(const char *endpoint);

@@ -179,6 +179,26 @@ static int validate_peers(const config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+bool config_peers_equal(const config_t *a, const config_t *b)
+{
+    if (a->n_peers != b->n_peers)
+        return false;
+    for (size_t i = 0; i < a->n_peers; i++) {
+        const config_peer_t *p = &a->peers[i], *q = &b->peers[i];
+        if (strcmp(p->name, q->name) != 0 || strcmp(p->key, q->key) != 0 ||
+            p->n_endpoints != q->n_endpoints || p->n_countries != q->n_countries ||
+            p->all_countries != q->all_countries)
+            return false;
+        for (size_t e = 0; e < p->n_endpoints; e++)
+            if (strcmp(p->endpoints[e], q->endpoints[e]) != 0)
+                return false;
+        for (size_t c = 0; c < p->n_countries; c++)
+            if (strcmp(p->countries[c], q->countries[c]) != 0)
+                return false;
+    }
+    return true;
+}
+
 int config_validate(const config_t *cfg, char *err, size_t errlen)
 {
     const char *eps[4] = {cfg->ingest, cfg->publish, cfg->query, cfg->control};

@@ -28,7 +28,7 @@
 #include "counters.h"
 #include "health.h"
 #include "page.h"
-#include "peers.h"
+#include "peer_stats.h"
 #include "store.h"
 #include "subscriptions.h"
 #include "zap.h"

@@ -225,6 +225,29 @@ static uint64_t file_size(const char *path, const char *suffix)
     return stat(name, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+_Static_assert(METRICS_PEERS >= CONFIG_MAX_PEERS, "a series for every [peer] section");
+
+/* The series of the peers this site pulls from. */
+static void collect_peers(control_t *c, metrics_snapshot_t *m)
+{
+    for (size_t i = 0; i < *c->view.n_peer_stats && i < CONFIG_MAX_PEERS; i++) {
+        const peer_stats_t *p = &c->view.peer_stats[i];
+        metrics_peer_t *mp = &m->peers[m->n_peers];
+
+        if (!p->pulling)
+            continue;
+        snprintf(mp->name, sizeof mp->name, "%.*s", (int)sizeof p->name - 1, p->name);
+        mp->connected = p->connected;
+        mp->revision = p->revision;
+        mp->has_lag = peer_stats_lag(p, m->now_us, &mp->lag_revisions, &mp->lag_us);
+        mp->records = p->records;
+        mp->refused = p->refused;
+        mp->pulls = p->pulls;
+        mp->full_resyncs = p->full_resyncs;
+        m->n_peers++;
+    }
+}
+
 /* Takes a snapshot between batches, listing the producers after
  * producers_after (NULL: from the first); `light` skips the file sizes
  * and the store's figures (records and conflicts) for the periodic STATUS
@@ -260,18 +283,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     }
     m->subscribers = m->conns[1].open;
     m->subscriptions = subscriptions_stats(c->view.subs)->in_use;
-    m->n_peers =
-        *c->view.n_peer_stats < CONFIG_MAX_PEERS ? *c->view.n_peer_stats : CONFIG_MAX_PEERS;
-    memcpy(m->peers, c->view.peer_stats, m->n_peers * sizeof *m->peers);
-    m->n_pullers = *c->view.n_pullers < PEERS_MAX_PULLERS ? *c->view.n_pullers : PEERS_MAX_PULLERS;
-    memcpy(m->pullers, c->view.pullers, m->n_pullers * sizeof *m->pullers);
-    for (size_t i = 0; i < m->n_peers; i++) {
-        peer_stats_t *p = &m->peers[i]; /* text that goes out as strings stays terminated */
-        p->name[sizeof p->name - 1] = p->endpoint[sizeof p->endpoint - 1] = '\0';
-        p->last_error[sizeof p->last_error - 1] = '\0';
-    }
-    for (size_t i = 0; i < m->n_pullers; i++)
-        m->pullers[i].site[sizeof m->pullers[i].site - 1] = '\0';
+    collect_peers(c, m);
     store_producers(c->store, on_producer, &g);
     if (m->n_producers > 1)
         qsort(m->producers, m->n_producers, sizeof *m->producers, by_id);
@@ -378,65 +390,81 @@ static void fill_conns(status_conns_t *o, const metrics_snapshot_t *m, Parksync_
     st->connections = o->scp;
 }
 
-/* Status.site, ack_after, peers and pulled_by. */
+/* Status.site, ack_after, peers and pulled_by: copies of the loop's
+ * figures, whose text is kept terminated, and what points into them. */
 typedef struct status_peers {
+    peer_stats_t peers[CONFIG_MAX_PEERS];
     Parksync__V1__PeerStatus ps[CONFIG_MAX_PEERS], *psp[CONFIG_MAX_PEERS];
+    puller_stats_t pullers[PEERS_MAX_PULLERS];
     Parksync__V1__PullerStatus pl[PEERS_MAX_PULLERS], *plp[PEERS_MAX_PULLERS];
-    char ack_after[16]; /* "local" or "peers:N" */
+    char ack_after[24]; /* "local" or "peers:N" */
 } status_peers_t;
 
-/* Points st into o and m: both must outlive the reply. A peer this site
- * does not pull from (its section has no endpoints) has its name only. */
-static void fill_peers(status_peers_t *o, const metrics_snapshot_t *m, const config_t *cfg,
+/* One PeerStatus of o->peers[i]. A peer this site does not pull from (its
+ * section has no endpoints) has its name only. */
+static void fill_peer(status_peers_t *o, size_t i, int64_t now_us)
+{
+    peer_stats_t *p = &o->peers[i];
+    Parksync__V1__PeerStatus *ps = &o->ps[i];
+
+    p->name[sizeof p->name - 1] = p->endpoint[sizeof p->endpoint - 1] = '\0';
+    p->last_error[sizeof p->last_error - 1] = '\0';
+    parksync__v1__peer_status__init(ps);
+    o->psp[i] = ps;
+    ps->name = p->name;
+    if (!p->pulling)
+        return;
+    ps->endpoint = p->endpoint[0] ? p->endpoint : NULL;
+    ps->has_connected = true;
+    ps->connected = p->connected;
+    ps->has_epoch = p->has_epoch;
+    ps->epoch.data = p->epoch;
+    ps->epoch.len = p->has_epoch ? WIRE_EPOCH_BYTES : 0;
+    ps->has_revision = ps->has_peer_head = ps->has_lag_revisions = true;
+    ps->revision = p->revision;
+    ps->peer_head = p->peer_head;
+    ps->has_lag_us = peer_stats_lag(p, now_us, &ps->lag_revisions, &ps->lag_us);
+    ps->has_last_pull_us = true;
+    ps->last_pull_us = p->last_pull_us;
+    ps->last_error = p->last_error[0] ? p->last_error : NULL;
+    ps->has_records = ps->has_refused = ps->has_pulls = ps->has_full_resyncs = true;
+    ps->records = p->records;
+    ps->refused = p->refused;
+    ps->pulls = p->pulls;
+    ps->full_resyncs = p->full_resyncs;
+}
+
+/* Points st into o, which must outlive the reply. */
+static void fill_peers(status_peers_t *o, const control_view_t *v, int64_t now_us,
                        Parksync__V1__Status *st)
 {
-    st->site = (char *)cfg->site;
-    if (cfg->ack_after_peers == 0)
+    size_t n = *v->n_peer_stats < CONFIG_MAX_PEERS ? *v->n_peer_stats : CONFIG_MAX_PEERS;
+
+    st->site = (char *)v->cfg->site;
+    if (v->cfg->ack_after_peers == 0)
         snprintf(o->ack_after, sizeof o->ack_after, "local");
     else
-        snprintf(o->ack_after, sizeof o->ack_after, "peers:%" PRIu32, cfg->ack_after_peers);
+        snprintf(o->ack_after, sizeof o->ack_after, "peers:%" PRIu32, v->cfg->ack_after_peers);
     st->ack_after = o->ack_after;
-    for (size_t i = 0; i < m->n_peers; i++) {
-        const peer_stats_t *p = &m->peers[i];
-        Parksync__V1__PeerStatus *ps = &o->ps[i];
-
-        parksync__v1__peer_status__init(ps);
-        o->psp[i] = ps;
-        ps->name = (char *)p->name;
-        if (!p->pulling)
-            continue;
-        ps->endpoint = p->endpoint[0] ? (char *)p->endpoint : NULL;
-        ps->has_connected = true;
-        ps->connected = p->connected;
-        ps->has_epoch = p->has_epoch;
-        ps->epoch.data = (uint8_t *)p->epoch;
-        ps->epoch.len = p->has_epoch ? WIRE_EPOCH_BYTES : 0;
-        ps->has_revision = ps->has_peer_head = ps->has_lag_revisions = true;
-        ps->revision = p->revision;
-        ps->peer_head = p->peer_head;
-        ps->has_lag_us = peer_stats_lag(p, m->now_us, &ps->lag_revisions, &ps->lag_us);
-        ps->has_last_pull_us = true;
-        ps->last_pull_us = p->last_pull_us;
-        ps->last_error = p->last_error[0] ? (char *)p->last_error : NULL;
-        ps->has_records = ps->has_refused = ps->has_pulls = ps->has_full_resyncs = true;
-        ps->records = p->records;
-        ps->refused = p->refused;
-        ps->pulls = p->pulls;
-        ps->full_resyncs = p->full_resyncs;
-    }
-    st->n_peers = m->n_peers;
+    memcpy(o->peers, v->peer_stats, n * sizeof *o->peers);
+    for (size_t i = 0; i < n; i++)
+        fill_peer(o, i, now_us);
+    st->n_peers = n;
     st->peers = o->psp;
-    for (size_t i = 0; i < m->n_pullers; i++) {
+    n = *v->n_pullers < PEERS_MAX_PULLERS ? *v->n_pullers : PEERS_MAX_PULLERS;
+    memcpy(o->pullers, v->pullers, n * sizeof *o->pullers);
+    for (size_t i = 0; i < n; i++) {
         Parksync__V1__PullerStatus *pl = &o->pl[i];
 
+        o->pullers[i].site[sizeof o->pullers[i].site - 1] = '\0';
         parksync__v1__puller_status__init(pl);
         o->plp[i] = pl;
-        pl->site = (char *)m->pullers[i].site;
+        pl->site = o->pullers[i].site;
         pl->has_revision = pl->has_last_us = true;
-        pl->revision = m->pullers[i].revision;
-        pl->last_us = m->pullers[i].last_us;
+        pl->revision = o->pullers[i].revision;
+        pl->last_us = o->pullers[i].last_us;
     }
-    st->n_pulled_by = m->n_pullers;
+    st->n_pulled_by = n;
     st->pulled_by = o->plp;
 }
 
@@ -546,7 +574,7 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     for (size_t i = 0; i < m.n_reasons; i++)
         set_counter(&why[i], &whyp[i], m.reasons[i].name, m.reasons[i].n);
     fill_conns(&conns, &m, &st);
-    fill_peers(&peers, &m, c->view.cfg, &st);
+    fill_peers(&peers, &c->view, m.now_us, &st);
     st.n_conflicts_by_reason = m.n_reasons;
     st.conflicts_by_reason = whyp;
     if (c->reload_error[0])

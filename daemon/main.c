@@ -81,14 +81,15 @@ static void usage(FILE *out)
             "\n"
             "Signals: SIGTERM/SIGINT commit what is in hand, publish the last acks and exit 0;\n"
             "SIGHUP (or `parksync reload`) re-reads the file, checks it as a whole and applies\n"
-            "log_level, the [ministry] and [subscriber] sections, subscriber_auth, and [limits]\n"
-            "batch_max, summary_interval_ms, summary_republish_s, heartbeat_ms,\n"
-            "max_connections, handshake_timeout_ms, max_streams_per_client, stream_idle_ms\n"
-            "and max_subscriptions (other options need a restart; the log names them); an\n"
-            "invalid file keeps the running configuration and says why in the log and STATUS.\n"
+            "log_level, the [ministry] and [subscriber] sections, the keys of [peer] sections,\n"
+            "subscriber_auth, and [limits] batch_max, summary_interval_ms, summary_republish_s,\n"
+            "heartbeat_ms, max_connections, handshake_timeout_ms, max_streams_per_client,\n"
+            "stream_idle_ms and max_subscriptions (other options need a restart; the log names\n"
+            "them); an invalid file keeps the running configuration and says why in the log\n"
+            "and STATUS.\n"
             "\n"
             "systemd: Type=notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING). The control\n"
-            "socket answers `parksync status|metrics|backup|reload|conflicts`.\n");
+            "socket answers `parksync status|metrics|digest|backup|reload|conflicts`.\n");
 }
 
 /* The file to read: -c, else the systemd configuration directory's. */

@@ -20,7 +20,6 @@
 
 #include "listen_addr.h"
 #include "log.h"
-#include "peer_stats.h"
 #include "wire.h"
 
 /* The bound on what HTTP peers may hold: METRICS_HTTP_CONNECTIONS sockets
@@ -171,64 +170,53 @@ static void render_conns(text_t *t, const metrics_snapshot_t *m)
                 m->conns[i].handshakes_failed[r]);
 }
 
-/* Replication from each [peer] this site pulls from. A section without
- * endpoints (a site that only pulls from this one) has no series. */
+/* Replication from each [peer] this site pulls from (a section without
+ * endpoints, a site that only pulls from this one, has no series). */
 static void render_peers(text_t *t, const metrics_snapshot_t *m)
 {
     static const struct {
         const char *name, *type, *help;
-        size_t offset; /* of the uint64_t in peer_stats_t */
+        size_t offset; /* of the uint64_t in metrics_peer_t */
     } per_peer[] = {
         {"parksync_peer_revision", "gauge", "The peer's revision pulled and stored through.",
-         offsetof(peer_stats_t, revision)},
+         offsetof(metrics_peer_t, revision)},
+        {"parksync_peer_lag_revisions", "gauge",
+         "Revisions of the peer not pulled yet, as far as its last reply told.",
+         offsetof(metrics_peer_t, lag_revisions)},
         {"parksync_peer_records_total", "counter", "Records merged from the peer since start.",
-         offsetof(peer_stats_t, records)},
+         offsetof(metrics_peer_t, records)},
         {"parksync_peer_refused_total", "counter",
          "Writes from the peer refused since start: a country its [peer] section does not name.",
-         offsetof(peer_stats_t, refused)},
+         offsetof(metrics_peer_t, refused)},
         {"parksync_peer_pulls_total", "counter", "Pulls from the peer completed since start.",
-         offsetof(peer_stats_t, pulls)},
+         offsetof(metrics_peer_t, pulls)},
         {"parksync_peer_full_resyncs_total", "counter",
          "Pulls that brought the peer's whole state (another epoch, or older than its change "
          "log keeps).",
-         offsetof(peer_stats_t, full_resyncs)},
+         offsetof(metrics_peer_t, full_resyncs)},
     };
-    uint64_t lag_revisions;
-    int64_t lag_us;
 
     family(t, "parksync_peer_connected", "gauge",
            "1 while the peer's last reply came within [site] peer_timeout_ms, else 0.");
     for (size_t i = 0; i < m->n_peers; i++)
-        if (m->peers[i].pulling)
-            sample(t, "parksync_peer_connected", "peer", m->peers[i].name, m->peers[i].connected);
+        sample(t, "parksync_peer_connected", "peer", m->peers[i].name, m->peers[i].connected);
     for (size_t f = 0; f < sizeof per_peer / sizeof per_peer[0]; f++) {
         family(t, per_peer[f].name, per_peer[f].type, per_peer[f].help);
         for (size_t i = 0; i < m->n_peers; i++) {
             uint64_t v;
-            if (!m->peers[i].pulling)
-                continue;
             memcpy(&v, (const char *)&m->peers[i] + per_peer[f].offset, sizeof v);
             sample(t, per_peer[f].name, "peer", m->peers[i].name, v);
         }
-    }
-    family(t, "parksync_peer_lag_revisions", "gauge",
-           "Revisions of the peer not pulled yet, as far as its last reply told.");
-    for (size_t i = 0; i < m->n_peers; i++) {
-        if (!m->peers[i].pulling)
-            continue;
-        peer_stats_lag(&m->peers[i], m->now_us, &lag_revisions, &lag_us);
-        sample(t, "parksync_peer_lag_revisions", "peer", m->peers[i].name, lag_revisions);
     }
     family(t, "parksync_peer_lag_seconds", "gauge",
            "0 when the last pull reached the peer's head, else the time since a pull last did; "
            "no sample until one has since start.");
     for (size_t i = 0; i < m->n_peers; i++) {
-        if (!m->peers[i].pulling ||
-            !peer_stats_lag(&m->peers[i], m->now_us, &lag_revisions, &lag_us))
+        if (!m->peers[i].has_lag)
             continue;
         put(t, "parksync_peer_lag_seconds{peer=\"");
         put_label_value(t, m->peers[i].name);
-        put(t, "\"} %.6f\n", (double)lag_us / 1e6);
+        put(t, "\"} %.6f\n", (double)m->peers[i].lag_us / 1e6);
     }
 }
 

@@ -17,6 +17,7 @@
 #ifndef PARKSYNCD_METRICS_H
 #define PARKSYNCD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +25,6 @@
 #include "counters.h"
 #include "health.h"
 #include "page.h"
-#include "peers.h"
 #include "store.h"
 
 #define METRICS_KINDS      6  /* RecordKind values 0..5; [0] unused */
@@ -38,6 +38,22 @@ typedef struct metrics_producer {
     char id[WIRE_MAX_ID + 1];  /* producer id */
     store_producer_stats_t st; /* its counters */
 } metrics_producer_t;
+
+#define METRICS_PEERS 16 /* peers with series: the [peer] sections (CONFIG_MAX_PEERS) */
+
+/* One [peer] this site pulls from, as its series show it. */
+typedef struct metrics_peer {
+    char name[WIRE_MAX_ID + 1]; /* its section's NAME */
+    bool connected;             /* its last reply came within [site] peer_timeout_ms */
+    uint64_t revision;          /* the peer's revision pulled and stored through */
+    uint64_t lag_revisions;     /* the peer's head less revision, 0 when not behind */
+    bool has_lag;               /* a pull has reached the peer's head since start */
+    int64_t lag_us;             /* with has_lag: 0 when the last pull did, else us since one did */
+    uint64_t records;           /* records merged from it since start */
+    uint64_t refused;           /* its writes refused since start (country not named) */
+    uint64_t pulls;             /* pulls completed since start */
+    uint64_t full_resyncs;      /* pulls that brought its whole state */
+} metrics_peer_t;
 
 /* One conflict reason class and its rows. */
 typedef struct metrics_reason {
@@ -74,10 +90,8 @@ typedef struct metrics_snapshot {
     size_t n_producers;                        /* entries in producers, METRICS_PRODUCERS at most:
                                                   the first ids (after a status page's last) */
     uint64_t producers_total;                  /* producers the store knows, listed or not */
-    peer_stats_t peers[CONFIG_MAX_PEERS];      /* the [peer] sections, in config order */
-    size_t n_peers;                            /* entries in peers */
-    puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pull from this one */
-    size_t n_pullers;                          /* entries in pullers */
+    metrics_peer_t peers[METRICS_PEERS]; /* the [peer]s this site pulls from, in config order */
+    size_t n_peers;                      /* entries in peers */
 } metrics_snapshot_t;
 
 /* Names of the sockets of metrics_snapshot_t.conns: "ingest", "publish", "query". */

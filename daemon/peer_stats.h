@@ -1,7 +1,8 @@
 /*
- * peer_stats.h - the [peer NAME] sections as status and metrics see
- * them (peer_stats_t, peers.h) from the start, before any pull, and the
- * lag their figures say.
+ * peer_stats.h - federation as status and metrics see it: each [peer
+ * NAME] this site pulls from (peer_stats_t), from the start, before any
+ * pull, and the lag their figures say; and the sites that pull from this
+ * one (puller_stats_t).
  *
  * server.c lists every configured peer here at start, so that a site
  * shows whom it pulls from even while it has reached no one; peers.c
@@ -15,7 +16,37 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "peers.h"
+#include "wire.h"
+
+/* What status and metrics show of one [peer NAME] (PeerStatus). */
+typedef struct peer_stats {
+    char name[CONFIG_ID_MAX];           /* section name */
+    char endpoint[CONFIG_ENDPOINT_MAX]; /* endpoint in use or last tried; "" none */
+    bool pulling;                       /* it has endpoints: this site pulls from it */
+    bool connected;                     /* its last reply came within peer_timeout_ms */
+    uint8_t epoch[WIRE_EPOCH_BYTES];    /* the peer's epoch of `revision` */
+    bool has_epoch;                     /* a pull has completed once */
+    uint64_t revision;                  /* pulled and stored through */
+    uint64_t peer_head;                 /* the peer's head as last heard */
+    int64_t caught_up_us;               /* when a pull last reached the peer's head; 0 never */
+    int64_t last_pull_us;               /* when the last pull completed; 0 never */
+    char last_error[200];               /* "" after a good pull */
+    uint64_t records;                   /* records merged from it since start */
+    uint64_t refused;                   /* writes refused: country not trusted */
+    uint64_t pulls;                     /* pulls completed since start */
+    uint64_t full_resyncs;              /* pulls that brought the whole state */
+} peer_stats_t;
+
+/* A site that pulls from this one (PullerStatus). */
+typedef struct puller_stats {
+    char site[CONFIG_ID_MAX]; /* ReplicateRequest.site */
+    uint64_t revision;        /* it has stored through this revision of ours */
+    int64_t last_us;          /* when it last asked */
+    bool counts;              /* a [peer] of that name (authenticated as it with CURVE):
+                                 counted for ack_after = peers:N */
+} puller_stats_t;
+
+#define PEERS_MAX_PULLERS 64 /* distinct sites remembered as pulling */
 
 /* Fills stats[0..cfg->n_peers) with one entry per [peer NAME] of cfg, in
  * config order, and sets *n to their number: the name, `pulling` when

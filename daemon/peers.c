@@ -1,5 +1,6 @@
 /*
- * peers.c - the puller: this site's side of replication (peers.h).
+ * peers.c - the puller: this site's side of replication (proto/README.md,
+ * Replication; declared in server_int.h, its figures in peer_stats.h).
  *
  * One link per [peer NAME] with endpoints: a DEALER to the peer's query
  * socket that asks ReplicateRequest{since: the position stored for the

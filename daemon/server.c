@@ -2,7 +2,8 @@
  * server.c - see server.h.
  *
  * Sections: sockets and sending; the loop; life cycle. The rest of the
- * loop's work lives in ingest.c, publish.c and streams.c (server_int.h).
+ * loop's work lives in ingest.c, publish.c, streams.c and peers.c, and
+ * a reload's in reload.c (server_int.h).
  *
  * Slow clients never block the loop: every send is ZMQ_DONTWAIT. The PUB
  * socket drops at its high-water mark (subscribers detect the gap from
@@ -400,7 +401,7 @@ static int start_acks(server_t *s, unsigned peers)
 
 /* Hands the [ministry] sections to the store, which decides who may
  * write what. 0, or -1 after logging. */
-static int apply_authority(server_t *s, const config_t *cfg)
+int apply_authority(server_t *s, const config_t *cfg)
 {
     store_ministry_t ms[CONFIG_MAX_MINISTRIES];
     store_member_t mem[CONFIG_MAX_MINISTRIES * CONFIG_MAX_PRODUCERS];
@@ -613,173 +614,6 @@ fail:
     return NULL;
 }
 
-/* Closes every connection of the three sockets: each client reconnects
- * at once and its key is judged again by the table now in force. libzmq
- * cannot close one peer's connection, nor tell which descriptor carries
- * which key, so a revocation costs every client one reconnection. */
-static void revoke_connections(server_t *s)
-{
-    uint32_t n = 0;
-
-    for (int i = 0; i < CONNS_SOCKETS; i++)
-        n += conns_close_all(s->conns[i]);
-    log_notice("keys were removed: closed %" PRIu32 " connections; their clients reconnect and "
-               "are admitted by the new keys",
-               n);
-}
-
-/* Hands the reloaded keys to the ZAP handler: new handshakes use them.
- * When a key lost its admission, open connections are closed before the
- * reload is answered (revoke_connections); updates already queued from
- * a removed ministry are still dropped by authenticated_ministry. What
- * was admitted is the handler's table in force, not the running config:
- * [peer] keys are admitted at once although the rest of a [peer] section
- * waits for a restart. */
-static void reconfigure_keys(server_t *s, const config_t *cfg)
-{
-    config_t *run = &s->cfg;
-    zap_table_t *t;
-    bool revokes;
-    int rc;
-
-    if (run->curve != cfg->curve || strcmp(run->secret_key_file, cfg->secret_key_file) != 0)
-        log_notice("[security] curve or secret_key_file changed in the file; it takes effect "
-                   "at the next restart");
-    if (!s->zap)
-        return;
-    if (!(t = malloc(sizeof *t))) {
-        log_error("out of memory for the key table; keeping the old keys");
-        return;
-    }
-    zap_table_from_config(t, cfg);
-    /* A file that turns CURVE off defaults subscriber_auth to off too; while
-     * CURVE still runs until the restart, readers stay as restricted as they are. */
-    if (run->curve != cfg->curve)
-        t->subscriber_auth = run->subscriber_auth;
-    revokes = zap_table_revokes(zap_table(s->zap), t);
-    rc = zap_update(s->zap, t);
-    if (rc < 0) {
-        log_error("cannot hand the new keys to the ZAP handler: %s; keeping the old keys",
-                  zmq_strerror(-rc));
-    } else {
-        memcpy(run->subscribers, cfg->subscribers, sizeof run->subscribers);
-        run->n_subscribers = cfg->n_subscribers;
-        run->subscriber_auth = t->subscriber_auth;
-        log_info("keys reloaded: %zu keys admitted", t->n);
-        if (revokes)
-            revoke_connections(s);
-    }
-    free(t);
-}
-
-/* True when the [peer] sections differ in anything: names, order,
- * endpoints, key or countries. */
-static bool peers_changed(const config_t *a, const config_t *b)
-{
-    if (a->n_peers != b->n_peers)
-        return true;
-    for (size_t i = 0; i < a->n_peers; i++) {
-        const config_peer_t *p = &a->peers[i], *q = &b->peers[i];
-        if (strcmp(p->name, q->name) != 0 || strcmp(p->key, q->key) != 0 ||
-            p->n_endpoints != q->n_endpoints || p->n_countries != q->n_countries ||
-            p->all_countries != q->all_countries)
-            return true;
-        for (size_t e = 0; e < p->n_endpoints; e++)
-            if (strcmp(p->endpoints[e], q->endpoints[e]) != 0)
-                return true;
-        for (size_t c = 0; c < p->n_countries; c++)
-            if (strcmp(p->countries[c], q->countries[c]) != 0)
-                return true;
-    }
-    return false;
-}
-
-/* The connection budget and the handshake timeout; both apply to the
- * connections that arrive from now on. */
-static void reconfigure_connections(server_t *s, const config_t *cfg)
-{
-    void *socks[CONNS_SOCKETS] = {s->ingest, s->publish, s->query};
-    int ivl = (int)cfg->handshake_timeout_ms;
-
-    s->cfg.max_connections = cfg->max_connections;
-    s->cfg.handshake_timeout_ms = cfg->handshake_timeout_ms;
-    for (int i = 0; i < CONNS_SOCKETS; i++) {
-        zmq_setsockopt(socks[i], ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl);
-        if (s->conns[i])
-            conns_set_max(s->conns[i], cfg->max_connections);
-    }
-}
-
-void server_reconfigure(server_t *s, const config_t *cfg)
-{
-    config_t *run = &s->cfg;
-
-#define KEEP(cond, name)                                                                           \
-    do {                                                                                           \
-        if (cond)                                                                                  \
-            log_notice("%s changed in the file; it takes effect at the next restart", name);       \
-    } while (0)
-    KEEP(strcmp(run->database, cfg->database) != 0, "[daemon] database");
-    KEEP(strcmp(run->ingest, cfg->ingest) != 0, "[endpoints] ingest");
-    KEEP(strcmp(run->publish, cfg->publish) != 0, "[endpoints] publish");
-    KEEP(strcmp(run->query, cfg->query) != 0, "[endpoints] query");
-    KEEP(run->synchronous_full != cfg->synchronous_full, "[store] synchronous");
-    KEEP(run->changelog_keep != cfg->changelog_keep, "[store] changelog_keep");
-    KEEP(run->conflicts_keep != cfg->conflicts_keep, "[store] conflicts_keep");
-    KEEP(run->conflicts_keep_days != cfg->conflicts_keep_days, "[store] conflicts_keep_days");
-    KEEP(run->trade_rule != cfg->trade_rule, "[trade] rule");
-    KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
-    KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");
-    KEEP(run->max_streams != cfg->max_streams, "[limits] max_streams");
-    KEEP(strcmp(run->control, cfg->control) != 0, "[endpoints] control");
-    KEEP(run->max_future_skew_s != cfg->max_future_skew_s, "[store] max_future_skew_s");
-    KEEP(run->ingest_hwm != cfg->ingest_hwm, "[limits] ingest_hwm");
-    KEEP(strcmp(run->metrics_http, cfg->metrics_http) != 0, "[metrics] http");
-    KEEP(strcmp(run->http_listen, cfg->http_listen) != 0 ||
-             run->http_allow_remote != cfg->http_allow_remote,
-         "[http] listen or allow_remote");
-    KEEP(run->publish_hwm != cfg->publish_hwm, "[limits] publish_hwm");
-    KEEP(run->max_producers != cfg->max_producers, "[limits] max_producers");
-    KEEP(run->query_hwm != cfg->query_hwm, "[limits] query_hwm");
-    KEEP(strcmp(run->site, cfg->site) != 0, "[site] name");
-    KEEP(run->ack_after_peers != cfg->ack_after_peers, "[site] ack_after");
-    KEEP(run->pull_wait_ms != cfg->pull_wait_ms, "[site] pull_wait_ms");
-    KEEP(run->peer_timeout_ms != cfg->peer_timeout_ms, "[site] peer_timeout_ms");
-    KEEP(peers_changed(run, cfg), "what this site pulls from whom ([peer] sections; their "
-                                  "keys are admitted at once)");
-#undef KEEP
-    run->log_level = cfg->log_level;
-    log_set_level(cfg->log_level);
-    /* authority applies from the next update on; a failure keeps the old rules */
-    if (apply_authority(s, cfg) == 0) {
-        memcpy(run->ministries, cfg->ministries, sizeof run->ministries);
-        run->n_ministries = cfg->n_ministries;
-    }
-    reconfigure_keys(s, cfg); /* [peer] keys too: admitted or revoked at once */
-    reconfigure_connections(s, cfg);
-    run->batch_max = cfg->batch_max;
-    run->max_streams_per_client = cfg->max_streams_per_client; /* new streams from now on */
-    run->stream_idle_ms = cfg->stream_idle_ms;
-    run->summary_interval_ms = cfg->summary_interval_ms;
-    run->max_subscriptions = cfg->max_subscriptions;
-    subscriptions_set_max(s->subs, cfg->max_subscriptions);
-    if (run->summary_republish_s != cfg->summary_republish_s) {
-        run->summary_republish_s = cfg->summary_republish_s;
-        s->next_republish_ms = cfg->summary_republish_s > 0
-                                   ? wire_monotonic_ms() + (int64_t)cfg->summary_republish_s * 1000
-                                   : 0;
-    }
-    if (run->heartbeat_ms != cfg->heartbeat_ms) {
-        run->heartbeat_ms = cfg->heartbeat_ms;
-        s->next_heartbeat_ms = wire_monotonic_ms();
-    }
-    log_info("configuration reloaded: log_level %s, batch_max %" PRIu32
-             ", summary_interval_ms %" PRIu32 ", heartbeat_ms %" PRIu32
-             ", max_subscriptions %" PRIu32,
-             log_level_name(run->log_level), run->batch_max, run->summary_interval_ms,
-             run->heartbeat_ms, run->max_subscriptions);
-}
-
 const server_counters_t *server_counters(const server_t *s)
 {
     return &s->n;
@@ -846,9 +680,4 @@ void server_destroy(server_t **sp)
     wire_buf_free(&s->pubbuf);
     free(s);
     *sp = NULL;
-}
-
-void server_reload_done(server_t *s, bool ok, const char *message)
-{
-    control_reload_done(s->control, ok, message);
 }

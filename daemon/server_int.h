@@ -31,7 +31,7 @@
 #include "checkpoint.h"
 #include "health.h"
 #include "log.h"
-#include "peers.h"
+#include "peer_stats.h"
 #include "store.h"
 #include "strmap.h"
 #include "subscriptions.h"
@@ -198,7 +198,7 @@ struct server {
     zap_t *zap;                          /* ZAP handler thread; NULL when CURVE is off */
     checkpoint_t *checkpoint;            /* WAL checkpoint thread */
     char curve_secret[KEYS_Z85_LEN + 1]; /* the daemon's secret key, Z85 (CURVE on) */
-    /* federation (peers.h): written by peers.c and streams.c, read by status and metrics */
+    /* federation (peer_stats.h): written by peers.c and streams.c, read by status, metrics */
     peer_stats_t peer_stats[CONFIG_MAX_PEERS]; /* one per [peer NAME], in config order */
     size_t n_peer_stats;                       /* entries used */
     peers_t *peers;                            /* the links this site pulls by (peers.c) */
@@ -225,6 +225,12 @@ void server_reply(server_t *s, const peer_t *peer, uint64_t request_id,
                   Parksync__V1__QueryReply *r);
 void server_reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
                         Parksync__V1__ErrorCode code, const char *message);
+
+/* ---- server.c: life cycle */
+
+/* Hands the [ministry] sections to the store, which decides who may
+ * write what. 0, or -1 after logging. */
+int apply_authority(server_t *s, const config_t *cfg);
 
 /* ---- ingest.c: the batch and the ingest socket */
 

@@ -512,3 +512,31 @@ Test(config, ministry_errors_name_the_line)
         cr_assert(strstr(err, cases[i].want) != NULL, "case %zu: %s", i, err);
     }
 }
+
+/* What a reload compares to tell that what this site pulls changed. */
+Test(config, peers_equal_sees_every_field_of_every_section)
+{
+    config_t a, b;
+    char err[256] = "";
+
+    cr_assert_eq(config_load(TEST_DATA_DIR "/config-full.ini", &a, err, sizeof err), 0, "%s", err);
+    b = a;
+    cr_assert(config_peers_equal(&a, &b));
+    b.batch_max = 1; /* not a [peer] setting */
+    cr_assert(config_peers_equal(&a, &b));
+    b = a;
+    memcpy(b.peers[0].countries[1], "UZ", 3);
+    cr_assert(!config_peers_equal(&a, &b), "a country");
+    b = a;
+    snprintf(b.peers[0].endpoints[2], sizeof b.peers[0].endpoints[2], "tcp://localhost:7204");
+    cr_assert(!config_peers_equal(&a, &b), "an endpoint");
+    b = a;
+    b.peers[1].key[0] = '\0';
+    cr_assert(!config_peers_equal(&a, &b), "a key");
+    b = a;
+    b.peers[1].all_countries = false;
+    cr_assert(!config_peers_equal(&a, &b), "countries = *");
+    b = a;
+    b.n_peers = 1;
+    cr_assert(!config_peers_equal(&a, &b), "a section");
+}
