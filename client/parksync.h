@@ -57,7 +57,14 @@ const char *ps_strerror(ps_err_t err);
 typedef struct ps_producer ps_producer_t;
 
 typedef struct ps_producer_options {
-    const char *producer_id;      /* required: [A-Za-z0-9._-]{1,64}, stable across restarts */
+    const char *producer_id; /* required: [A-Za-z0-9._-]{1,64}, stable across restarts */
+    /* Each endpoint may list several sites, comma-separated, the i-th of
+     * every list being site i ("tcp://a:7101,tcp://b:7101"): the producer
+     * talks to one site at a time, the first that answers, and moves to
+     * the next when the one in use sends no ack or heartbeat for
+     * connect_timeout_ms and does not answer a producer_state within 1 s
+     * either. It then takes what the new site applied of it (learnt by
+     * replication) as acknowledged and sends the rest again. */
     const char *ingest_endpoint;  /* default WIRE_DEFAULT_INGEST */
     const char *publish_endpoint; /* where acks come from; default WIRE_DEFAULT_PUBLISH */
     const char
@@ -170,6 +177,11 @@ void ps_producer_destroy(ps_producer_t **pp);
 typedef struct ps_subscriber ps_subscriber_t;
 
 typedef struct ps_subscriber_options {
+    /* Both may list several sites, comma-separated, in the same order: the
+     * subscriber reads one site at a time and moves to the next when the
+     * one in use is silent for timeout_ms (no heartbeat live, no reply in
+     * a stream). Another site is another history: a PS_EVENT_RESET, then
+     * that site's snapshot, then its live records. */
     const char *publish_endpoint;  /* default WIRE_DEFAULT_PUBLISH */
     const char *query_endpoint;    /* default WIRE_DEFAULT_QUERY */
     Parksync__V1__RecordKind kind; /* UNSPECIFIED: every kind */

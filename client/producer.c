@@ -187,6 +187,7 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     int rc, on = 1;
     ps_producer_stats_t state;
     sock_curve_t curve;
+    const char *why = NULL;
 
     if (opts == NULL || opts->producer_id == NULL || !wire_id_valid(opts->producer_id))
         goto fail;
@@ -205,6 +206,17 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     p->next_request_id = 1;
     int connect_ms =
         opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : PRODUCER_DEFAULT_CONNECT_MS;
+    p->silence_ms = connect_ms;
+    const char *lists[SITES_LISTS] = {
+        opts->ingest_endpoint ? opts->ingest_endpoint : WIRE_DEFAULT_INGEST,
+        opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH,
+        opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY};
+    if ((rc = sites_parse(&p->sites, lists, &why)) < 0) {
+        e = rc == -ENOMEM ? PS_ERR_NOMEM : PS_ERR_INVALID;
+        if (why)
+            snprintf(p->error, sizeof p->error, "endpoints: %s", why);
+        goto fail;
+    }
     e = PS_ERR_SOCKET;
     if ((p->ctx = zmq_ctx_new()) == NULL)
         goto fail;
@@ -216,8 +228,7 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
     p->ingest = sock_open(p->ctx, ZMQ_XPUB, NULL, hwm, &rc);
     if (p->ingest == NULL || sock_apply_curve(p->ingest, &curve) < 0 ||
         zmq_setsockopt(p->ingest, ZMQ_XPUB_VERBOSE, &on, sizeof on) < 0 ||
-        zmq_connect(p->ingest,
-                    opts->ingest_endpoint ? opts->ingest_endpoint : WIRE_DEFAULT_INGEST) < 0)
+        zmq_connect(p->ingest, sites_endpoint(&p->sites, 0)) < 0)
         goto fail;
     p->acks = sock_open(p->ctx, ZMQ_SUB, NULL, 0, &rc);
     if (p->acks == NULL || sock_apply_curve(p->acks, &curve) < 0)
@@ -228,12 +239,9 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
         zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, topic, strlen(topic)) < 0 ||
         zmq_setsockopt(p->acks, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT, strlen(WIRE_TOPIC_HEARTBEAT)) <
             0 ||
-        zmq_connect(p->acks,
-                    opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH) < 0)
+        zmq_connect(p->acks, sites_endpoint(&p->sites, 1)) < 0)
         goto fail;
-    p->query = sock_open_curve(p->ctx, ZMQ_DEALER,
-                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
-                               &curve, &rc);
+    p->query = sock_open_curve(p->ctx, ZMQ_DEALER, sites_endpoint(&p->sites, 2), 0, &curve, &rc);
     if (p->query == NULL)
         goto fail;
     if (opts->outbox_path != NULL) {
@@ -243,8 +251,18 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
             goto fail;
         }
     }
-    if ((e = query_state(p->query, &p->next_request_id, p->producer_id, connect_ms, &state,
-                         p->error, sizeof p->error)) != PS_OK)
+    /* the first site that answers; each gets connect_timeout_ms */
+    for (size_t k = 0; k < p->sites.n; k++) {
+        e = query_state(p->query, &p->next_request_id, p->producer_id, connect_ms, &state, p->error,
+                        sizeof p->error);
+        if (e != PS_ERR_TIMEOUT || k + 1 == p->sites.n)
+            break;
+        if (sites_next(&p->sites, (void *const[SITES_LISTS]){p->ingest, p->acks, p->query}) < 0) {
+            e = PS_ERR_SOCKET;
+            break;
+        }
+    }
+    if (e != PS_OK)
         goto fail;
     /* The daemon is up; give the subscriptions a moment so the first
      * updates and acks are not lost to the slow joiner. Go-back-N covers
@@ -279,13 +297,51 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
         if (oldest > state.last_sequence + 1)
             producer_set_ahead(p, state.last_sequence + 1, oldest - 1);
     }
-    p->last_progress_ms = wire_monotonic_ms();
+    p->last_progress_ms = p->heard_ms = wire_monotonic_ms();
     *err = PS_OK;
     return p;
 fail:
     *err = e;
     ps_producer_destroy(&p);
     return NULL;
+}
+
+/* ---------------------------------------------------------------- moving */
+
+ps_err_t producer_move(ps_producer_t *p, int64_t now)
+{
+    ps_producer_stats_t state;
+    size_t from = p->sites.at;
+
+    /* no heartbeat while the caller was away proves nothing: ask first */
+    ps_err_t e = query_state(p->query, &p->next_request_id, p->producer_id, PRODUCER_MOVE_STATE_MS,
+                             &state, p->error, sizeof p->error);
+    if (e != PS_ERR_TIMEOUT) {
+        p->heard_ms = wire_monotonic_ms();
+        return e == PS_OK ? PS_OK : e;
+    }
+    if (sites_next(&p->sites, (void *const[SITES_LISTS]){p->ingest, p->acks, p->query}) < 0)
+        return PS_ERR_SOCKET;
+    p->subscribed = p->heard = false;
+    p->heard_ms = now; /* the next site gets a silence of its own */
+    e = query_state(p->query, &p->next_request_id, p->producer_id, PRODUCER_MOVE_STATE_MS, &state,
+                    p->error, sizeof p->error);
+    if (e == PS_ERR_TIMEOUT)
+        return PS_OK; /* silent too: its silence moves on */
+    if (e != PS_OK)
+        return e;
+    snprintf(p->error, sizeof p->error,
+             "site %zu (%s) fell silent for %d ms; moved to site %zu (%s), which applied "
+             "through %" PRIu64,
+             from + 1, p->sites.ep[0][from], p->silence_ms, p->sites.at + 1,
+             sites_endpoint(&p->sites, 0), state.last_sequence);
+    if (state.last_sequence < p->last_acked)
+        p->behind_to = p->last_acked; /* it catches up by pulling from its peers */
+    else if ((e = producer_acked(p, state.last_sequence, now)) != PS_OK)
+        return e;
+    if (p->sent > p->head)
+        producer_resend_all(p, now);
+    return PS_OK;
 }
 
 /* ---------------------------------------------------------------- send */
@@ -499,19 +555,30 @@ ps_err_t ps_producer_query(const ps_producer_options_t *opts, int timeout_ms,
 
     if (producer_id == NULL || !wire_id_valid(producer_id) || out == NULL)
         return PS_ERR_INVALID;
-    if ((ctx = zmq_ctx_new()) == NULL)
-        return PS_ERR_SOCKET;
-    query = sock_open_curve(ctx, ZMQ_DEALER,
-                            opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
-                            SOCK_CURVE_OF(opts), &rc);
-    if (query == NULL) {
-        zmq_ctx_term(ctx);
+    sites_t sites;
+    const char *why,
+        *lists[SITES_LISTS] = {NULL, NULL,
+                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY};
+    if ((rc = sites_parse(&sites, lists, &why)) < 0)
+        return rc == -ENOMEM ? PS_ERR_NOMEM : PS_ERR_INVALID;
+    if ((ctx = zmq_ctx_new()) == NULL) {
+        sites_free(&sites);
         return PS_ERR_SOCKET;
     }
-    err = query_state(query, &next_id, producer_id, timeout_ms > 0 ? timeout_ms : 5000, out, errbuf,
-                      sizeof errbuf);
+    query =
+        sock_open_curve(ctx, ZMQ_DEALER, sites_endpoint(&sites, 2), 0, SOCK_CURVE_OF(opts), &rc);
+    err = query ? PS_ERR_TIMEOUT : PS_ERR_SOCKET;
+    /* the first site that answers, each within timeout_ms */
+    for (size_t k = 0; query && k < sites.n && err == PS_ERR_TIMEOUT; k++) {
+        if (k > 0 && sites_next(&sites, (void *const[SITES_LISTS]){NULL, NULL, query}) < 0)
+            err = PS_ERR_SOCKET;
+        else
+            err = query_state(query, &next_id, producer_id, timeout_ms > 0 ? timeout_ms : 5000, out,
+                              errbuf, sizeof errbuf);
+    }
     sock_close(&query);
     zmq_ctx_term(ctx);
+    sites_free(&sites);
     return err;
 }
 
@@ -537,6 +604,7 @@ void ps_producer_destroy(ps_producer_t **pp)
     sock_close(&p->query);
     if (p->ctx != NULL)
         zmq_ctx_term(p->ctx);
+    sites_free(&p->sites);
     free(p);
     *pp = NULL;
 }

@@ -12,6 +12,7 @@
 
 #include "outbox.h"
 #include "parksync.h"
+#include "sites.h"
 #include "wire.h"
 
 #define PRODUCER_DEFAULT_WINDOW     8192  /* updates in flight */
@@ -25,6 +26,7 @@
 #define PRODUCER_BATCH              256   /* updates per outbox transaction */
 #define PRODUCER_HANDSHAKE_MS       2000  /* ms waited for subscriptions once the state is known */
 #define PRODUCER_MAX_HWM            1000000 /* messages: ceiling of the ingest SNDHWM */
+#define PRODUCER_MOVE_STATE_MS      1000    /* ms a move to the next site waits for its state */
 
 /* Sends between two reads of acks and subscriptions. A read that finds
  * nothing costs libzmq a poll(2) and a getpid(2); acks come a batch at a
@@ -75,6 +77,11 @@ struct ps_producer {
     char error[256];                   /* text of the last INVALID/REFUSED/OUTBOX error */
     char health[512];                  /* the last heartbeat's degraded reason; "": ok */
     int64_t health_since_us;           /* degraded since, per that heartbeat */
+    sites_t sites;                     /* the sites it may talk to, one at a time */
+    int64_t heard_ms;                  /* monotonic ms of the last ack or heartbeat heard */
+    int silence_ms;                    /* silence that moves it to the next site */
+    uint64_t behind_to;                /* moved to a site that acked less: its acks may lag
+                                          up to here while it pulls from its peers; 0: none */
 };
 
 /* ---------------------------------------------------------------- producer_window.c */
@@ -97,8 +104,16 @@ ps_err_t producer_outbox_trim(ps_producer_t *p, bool force);
 /* Marks the producer ahead of the daemon's database: from..to are gone.
  * Returns PS_ERR_AHEAD. */
 ps_err_t producer_set_ahead(ps_producer_t *p, uint64_t from, uint64_t to);
-/* Reads acks and subscriptions without blocking, then resends when due. */
+/* An ack of everything up to `acked` from the site in use. */
+ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now);
+/* Reads acks and subscriptions without blocking, then resends when due;
+ * with several sites, moves to the next after silence_ms of silence. */
 ps_err_t producer_service(ps_producer_t *p);
+/* Moves to the next site (producer.c), unless the site in use answers a
+ * producer_state within PRODUCER_MOVE_STATE_MS after all: asks the next
+ * one where this producer stands, takes what it applied as
+ * acknowledged, sends the rest again. */
+ps_err_t producer_move(ps_producer_t *p, int64_t now);
 /* One pass: commit and send, wait up to wait_ms for acks, read them. */
 ps_err_t producer_pump(ps_producer_t *p, int wait_ms);
 /* Pumps until done(p) or the deadline (-1: none). */

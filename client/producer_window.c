@@ -158,8 +158,10 @@ ps_err_t producer_set_ahead(ps_producer_t *p, uint64_t from, uint64_t to)
     return PS_ERR_AHEAD;
 }
 
-static ps_err_t on_ack(ps_producer_t *p, uint64_t acked, int64_t now)
+ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
 {
+    if (acked < p->last_acked && p->behind_to != 0)
+        return PS_OK; /* the site moved to is catching up with its peers */
     if (acked < p->last_acked) {
         /* The daemon went back (its database was replaced); once is
          * perhaps an old ack still on the way, twice the same is its
@@ -169,6 +171,8 @@ static ps_err_t on_ack(ps_producer_t *p, uint64_t acked, int64_t now)
         p->back_ack = acked;
         return PS_OK;
     }
+    if (acked >= p->behind_to)
+        p->behind_to = 0;
     if (acked > p->last_acked) {
         /* The daemon is ahead of us only if another process used our id;
          * numbering must continue after what it applied. */
@@ -243,9 +247,10 @@ static ps_err_t drain_acks(ps_producer_t *p)
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
         ps_err_t err = PS_OK;
+        p->heard_ms = wire_monotonic_ms(); /* the site in use is alive */
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_ACK &&
             strcmp(pub->ack->producer_id, p->producer_id) == 0)
-            err = on_ack(p, pub->ack->last_sequence, wire_monotonic_ms());
+            err = producer_acked(p, pub->ack->last_sequence, wire_monotonic_ms());
         else if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT)
             on_heartbeat(p, pub->heartbeat);
         parksync__v1__publication__free_unpacked(pub, NULL);
@@ -263,6 +268,9 @@ ps_err_t producer_service(ps_producer_t *p)
     if (err != PS_OK)
         return err;
     int64_t now = wire_monotonic_ms();
+    if (p->sites.n > 1 && now - p->heard_ms > p->silence_ms &&
+        (err = producer_move(p, now)) != PS_OK)
+        return err;
     drain_subscriptions(p, now);
     if (p->sent > p->head && now - p->last_progress_ms >= p->cur_timeout_ms) {
         producer_resend_all(p, now);

@@ -195,6 +195,16 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
     e = PS_ERR_INVALID;
     if (subscriber_make_prefixes(s) < 0)
         goto fail;
+    const char *why = NULL,
+               *lists[SITES_LISTS] = {
+                   NULL, opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH,
+                   opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY};
+    if ((rc = sites_parse(&s->sites, lists, &why)) < 0) {
+        if (why)
+            snprintf(s->last_error, sizeof s->last_error, "endpoints: %s", why);
+        e = rc == -ENOMEM ? PS_ERR_NOMEM : PS_ERR_INVALID;
+        goto fail;
+    }
     e = PS_ERR_SOCKET;
     if ((s->ctx = zmq_ctx_new()) == NULL)
         goto fail;
@@ -212,18 +222,24 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
                 goto fail;
         if (zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, WIRE_TOPIC_HEARTBEAT,
                            strlen(WIRE_TOPIC_HEARTBEAT)) < 0 ||
-            zmq_connect(s->sub,
-                        opts->publish_endpoint ? opts->publish_endpoint : WIRE_DEFAULT_PUBLISH) < 0)
+            zmq_connect(s->sub, sites_endpoint(&s->sites, 1)) < 0)
             goto fail;
-        if ((e = subscriber_wait_welcome(s)) != PS_OK)
-            goto fail;
-        e = PS_ERR_SOCKET;
     }
-    s->query = sock_open_curve(s->ctx, ZMQ_DEALER,
-                               opts->query_endpoint ? opts->query_endpoint : WIRE_DEFAULT_QUERY, 0,
-                               &curve, &rc);
+    s->query = sock_open_curve(s->ctx, ZMQ_DEALER, sites_endpoint(&s->sites, 2), 0, &curve, &rc);
     if (s->query == NULL)
         goto fail;
+    /* the first site whose welcome heartbeat comes; each gets timeout_ms */
+    for (size_t k = 0; s->live && k < s->sites.n; k++) {
+        if ((e = subscriber_wait_welcome(s)) != PS_ERR_TIMEOUT || k + 1 == s->sites.n)
+            break;
+        if (sites_next(&s->sites, (void *const[SITES_LISTS]){NULL, s->sub, s->query}) < 0) {
+            e = PS_ERR_SOCKET;
+            break;
+        }
+    }
+    if (s->live && e != PS_OK)
+        goto fail;
+    s->live_heard_ms = wire_monotonic_ms();
     if (opts->has_from_revision) {
         s->revision = opts->from_revision;
         s->end_after_changes = true;
@@ -302,6 +318,28 @@ const char *ps_subscriber_last_error(const ps_subscriber_t *s)
     return s->last_error;
 }
 
+ps_err_t subscriber_move(ps_subscriber_t *s)
+{
+    size_t from = s->sites.at;
+
+    if (sites_next(&s->sites, (void *const[SITES_LISTS]){NULL, s->sub, s->query}) < 0)
+        return PS_ERR_SOCKET;
+    /* what the old site queued is of another history: dropped */
+    for (Parksync__V1__Publication *pub;
+         s->sub && sock_recv_publication(s->sub, NULL, 0, &pub) != -EAGAIN;)
+        if (pub)
+            parksync__v1__publication__free_unpacked(pub, NULL);
+    /* the next site's heartbeats, topics and sequences are its own */
+    s->has_epoch = s->has_instance = false;
+    s->n_topics = s->last_topic = 0;
+    s->live_heard_ms = wire_monotonic_ms();
+    s->n.epoch_changes++; /* another site is another history */
+    snprintf(s->last_error, sizeof s->last_error,
+             "site %zu (%s) fell silent for %d ms; moved to site %zu (%s)", from + 1,
+             s->sites.ep[1][from], s->timeout_ms, s->sites.at + 1, sites_endpoint(&s->sites, 1));
+    return subscriber_restart_snapshot(s);
+}
+
 void ps_subscriber_destroy(ps_subscriber_t **sp)
 {
     if (sp == NULL || *sp == NULL)
@@ -317,6 +355,7 @@ void ps_subscriber_destroy(ps_subscriber_t **sp)
         zmq_ctx_term(s->ctx);
     free(s->topics);
     free(s->delivered);
+    sites_free(&s->sites);
     free(s);
     *sp = NULL;
 }

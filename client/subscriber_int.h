@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "parksync.h"
+#include "sites.h"
 #include "wire.h"
 
 #define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000       /* ms of daemon silence during a stream */
@@ -75,6 +76,8 @@ struct ps_subscriber {
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* the daemon's start identity */
     ps_subscriber_stats_t n;               /* counters */
     char last_error[SUBSCRIBER_ERR_MAX];   /* the daemon's last refusal */
+    sites_t sites;                         /* the sites it may read from, one at a time */
+    int64_t live_heard_ms;                 /* monotonic ms of the last publication heard */
 };
 
 /* ---------------------------------------------------------------- subscriber.c */
@@ -93,6 +96,9 @@ bool subscriber_delivered(const ps_subscriber_t *s, uint64_t revision);
 bool subscriber_note_delivered(ps_subscriber_t *s, uint64_t revision);
 /* V moves to revision (never back); D keeps only what lies above it. */
 void subscriber_advance_watermark(ps_subscriber_t *s, uint64_t revision);
+/* With several sites: the one in use fell silent for timeout_ms. Moves
+ * to the next (another history: a reset, then its snapshot). */
+ps_err_t subscriber_move(ps_subscriber_t *s);
 
 /* ---------------------------------------------------------------- subscriber_stream.c */
 

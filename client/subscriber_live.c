@@ -213,7 +213,15 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
         char topic[WIRE_MAX_TOPIC];
         int rc = sock_recv_publication(s->sub, topic, sizeof topic, &pub);
         if (rc == -EAGAIN) {
-            long w = subscriber_wait_ms(deadline, -1);
+            /* with several sites, silence (no heartbeat) moves to the next */
+            int64_t silence = s->sites.n > 1 ? s->live_heard_ms + s->timeout_ms : -1;
+            if (silence >= 0 && wire_monotonic_ms() >= silence) {
+                ps_err_t e = subscriber_move(s);
+                return e != PS_OK ? e : PS_OK; /* the caller runs the snapshot */
+            }
+            long w = subscriber_wait_ms(deadline, silence);
+            if (w == 0 && (deadline < 0 || wire_monotonic_ms() < deadline))
+                continue; /* the silence deadline: looked at above */
             if (w == 0)
                 return PS_ERR_TIMEOUT;
             zmq_pollitem_t item = {.socket = s->sub, .events = ZMQ_POLLIN};
@@ -227,6 +235,7 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
         }
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+        s->live_heard_ms = wire_monotonic_ms();
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT) {
             ps_err_t e = live_heartbeat(s, pub->heartbeat);
             parksync__v1__publication__free_unpacked(pub, NULL);

@@ -182,6 +182,8 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         int64_t now = wire_monotonic_ms(), silence = s->last_heard_ms + s->timeout_ms;
         bool waiting = s->retry_at_ms > 0; /* after BUSY: no request out */
         if (waiting ? now >= s->retry_at_ms : now >= silence) {
+            if (!waiting && s->sites.n > 1)
+                return subscriber_move(s); /* the next site's snapshot */
             if (!waiting && !s->recovering)
                 return PS_ERR_TIMEOUT;
             /* the BUSY wait is over, or the daemon may have restarted

@@ -380,3 +380,137 @@ Test(federation, with_peers_1_nothing_acknowledged_is_lost_with_a_disk, .fini = 
     cr_assert_eq(n, 50, "site a holds %d of the 50 acknowledged parks", n);
     cr_assert_eq(producer_last(0, "AZ-MOE"), 50);
 }
+
+/* Endpoint lists naming both sites, a first. */
+static void both(char *out, size_t size, const char *a, const char *b)
+{
+    snprintf(out, size, "%s,%s", a, b);
+}
+
+/*
+ * A producer given both sites talks to a; when a falls silent it moves to
+ * b, learns there where it stands (b pulled a's updates and positions),
+ * and goes on without a gap: every update is acknowledged, by b.
+ */
+Test(federation, a_producer_moves_to_the_next_site_when_its_site_falls_silent, .fini = teardown,
+     .timeout = 120)
+{
+    char id[32], ingest[2 * HARNESS_PATH], publish[2 * HARNESS_PATH], query[2 * HARNESS_PATH];
+    uint64_t heads[SITES];
+    ps_producer_options_t o;
+    ps_err_t err = PS_OK;
+
+    sites_init("*", "*");
+    site_start(0);
+    site_start(1);
+    harness_producer_options(&h[0], &o, "AZ-MOE");
+    both(ingest, sizeof ingest, h[0].ingest, h[1].ingest);
+    both(publish, sizeof publish, h[0].publish, h[1].publish);
+    both(query, sizeof query, h[0].query, h[1].query);
+    o.ingest_endpoint = ingest;
+    o.publish_endpoint = publish;
+    o.query_endpoint = query;
+    o.connect_timeout_ms = 1500; /* the silence that moves it */
+    ps_producer_t *p = ps_producer_new(&o, &err);
+    cr_assert_not_null(p, "%s", ps_strerror(err));
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "AZ-P%03d", i);
+        send_park(p, "AZ", id, "at a");
+    }
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    wait_converged(heads);
+    harness_kill(&h[0]);
+    int64_t killed = now_ms();
+    for (int i = 50; i < 100; i++) {
+        snprintf(id, sizeof id, "AZ-P%03d", i);
+        send_park(p, "AZ", id, "at b");
+    }
+    int64_t sent = now_ms();
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK, "%s", ps_producer_last_error(p));
+    cr_log_info("from site a's death to every update acknowledged by b: %" PRId64
+                " ms (the sends took %" PRId64 " ms): %s",
+                now_ms() - killed, sent - killed, ps_producer_last_error(p));
+    cr_expect(strstr(ps_producer_last_error(p), "moved to site 2") != NULL, "%s",
+              ps_producer_last_error(p));
+    ps_producer_destroy(&p);
+    Parksync__V1__ControlReply *r = harness_status(&h[1], 5000);
+    cr_assert_not_null(r);
+    bool found = false;
+    for (size_t k = 0; k < r->status->n_producers; k++) {
+        const Parksync__V1__ProducerStatus *ps = r->status->producers[k];
+        if (strcmp(ps->producer_id, "AZ-MOE") != 0)
+            continue;
+        found = true;
+        cr_expect_eq(ps->last_sequence, 100);
+        cr_expect_eq(ps->applied, 50, "applied at b: %" PRIu64 " (50 came from a)", ps->applied);
+    }
+    cr_assert(found);
+    parksync__v1__control_reply__free_unpacked(r, NULL);
+}
+
+/*
+ * A subscriber given both sites reads a; when a falls silent it moves to
+ * b: a reset (another history), b's snapshot, which holds what it had
+ * pulled from a, then b's live records.
+ */
+Test(federation, a_subscriber_moves_to_the_next_site_when_its_site_falls_silent, .fini = teardown,
+     .timeout = 120)
+{
+    char publish[2 * HARNESS_PATH], query[2 * HARNESS_PATH];
+    uint64_t heads[SITES];
+    ps_subscriber_options_t o;
+    ps_err_t err = PS_OK;
+
+    sites_init("*", "*");
+    site_start(0);
+    site_start(1);
+    ps_producer_t *p = producer(0, "AZ-MOE", NULL);
+    send_park(p, "AZ", "AZ-1", "one");
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    ps_producer_destroy(&p);
+    wait_converged(heads);
+
+    harness_subscriber_options(&h[0], &o);
+    both(publish, sizeof publish, h[0].publish, h[1].publish);
+    both(query, sizeof query, h[0].query, h[1].query);
+    o.publish_endpoint = publish;
+    o.query_endpoint = query;
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+    o.live = true;
+    o.timeout_ms = 1500;
+    ps_subscriber_t *sub = ps_subscriber_new(&o, &err);
+    cr_assert_not_null(sub, "%s", ps_strerror(err));
+    ps_event_t ev;
+    int64_t end = now_ms() + DEADLINE_MS;
+    do { /* a's snapshot */
+        cr_assert_lt(now_ms(), end);
+        err = ps_subscriber_next(sub, &ev, 200);
+    } while (err == PS_ERR_TIMEOUT || (err == PS_OK && ev.kind != PS_EVENT_SNAPSHOT_END));
+    cr_assert_eq(err, PS_OK);
+
+    harness_kill(&h[0]);
+    p = producer(1, "TJ-MINT", NULL);
+    send_park(p, "TJ", "TJ-2", "two");
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    ps_producer_destroy(&p);
+    bool reset = false, one = false, two = false;
+    while (!two) {
+        cr_assert_lt(now_ms(), end, "reset %d, AZ-1 %d, TJ-2 %d", reset, one, two);
+        err = ps_subscriber_next(sub, &ev, 200);
+        if (err == PS_ERR_TIMEOUT)
+            continue;
+        cr_assert_eq(err, PS_OK, "%s", ps_strerror(err));
+        if (ev.kind == PS_EVENT_RESET)
+            reset = true;
+        else if (ev.kind == PS_EVENT_RECORD && reset &&
+                 strcmp(ev.record->park->park_id, "AZ-1") == 0)
+            one = true;
+        else if (ev.kind == PS_EVENT_RECORD && reset &&
+                 strcmp(ev.record->park->park_id, "TJ-2") == 0)
+            two = true;
+    }
+    cr_assert(one, "b's snapshot did not hold what b had pulled from a");
+    cr_expect(strstr(ps_subscriber_last_error(sub), "moved to site 2") != NULL, "%s",
+              ps_subscriber_last_error(sub));
+    ps_subscriber_destroy(&sub);
+}

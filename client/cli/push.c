@@ -37,6 +37,7 @@
 
 #define PUSH_DEFAULT_TIMEOUT_S 30           /* s to wait for every ack */
 #define PUSH_MAX_TIMEOUT_S     86400        /* s: longest --timeout accepted */
+#define PUSH_SITE_SILENCE_MS   5000         /* ms of silence that moves to the next site */
 #define PUSH_MAX_LINE          (256 * 1024) /* bytes of one input line */
 #define PUSH_MAX_WINDOW        1000000      /* most --window accepted */
 #define PUSH_NOTE_INPUT        "push.input" /* outbox note: identity of the input */
@@ -69,6 +70,9 @@ const char CLI_PUSH_USAGE[] =
     "  --ingest EP     daemon's ingest endpoint (default " WIRE_DEFAULT_INGEST ")\n"
     "  --publish EP    daemon's publish endpoint, for acks (default " WIRE_DEFAULT_PUBLISH ")\n"
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"
+    "                  Each may list several sites, comma-separated, in the same order\n"
+    "                  (--ingest tcp://a:7101,tcp://b:7101 ...): the push moves to the\n"
+    "                  next site when the one in use is silent for 5 s\n"
     "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
     "                  and the same push run again resumes after what was enqueued\n"
     "  --window N      most unacknowledged updates in flight (default 8192)\n"
@@ -566,6 +570,9 @@ int cmd_push(int argc, char **argv, const ps_profile_t *prof)
 
     int64_t deadline = wire_monotonic_ms() + timeout_s * 1000;
     opts.connect_timeout_ms = (int)remaining_ms(deadline);
+    if (opts.query_endpoint && strchr(opts.query_endpoint, ',') &&
+        opts.connect_timeout_ms > PUSH_SITE_SILENCE_MS)
+        opts.connect_timeout_ms = PUSH_SITE_SILENCE_MS; /* several sites: each gets this */
     cli_signals_install();
     p = ps_producer_new(&opts, &err);
     if (p == NULL) {

@@ -25,6 +25,9 @@
     "  --provenance    include where each field's value came from\n"                               \
     "  --query EP      daemon's query endpoint (default " WIRE_DEFAULT_QUERY ")\n"                 \
     "  --publish EP    daemon's publish endpoint (default " WIRE_DEFAULT_PUBLISH ")\n"             \
+    "                  Both may list several sites, comma-separated, in the same order:\n"         \
+    "                  a site silent for --timeout is left for the next (a reset, then\n"          \
+    "                  its snapshot)\n"                                                            \
     "  --timeout SEC   longest daemon silence during the snapshot (default 5)\n"                   \
     "  --ingest EP, --control EP  accepted for uniformity; not used\n" CLI_CURVE_USAGE
 
