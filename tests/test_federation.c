@@ -16,15 +16,15 @@
 #include "parksync.h"
 #include "wire.h"
 
-#define SITES       2
+#define SITES       2     /* sites of most tests; the chain has a third */
 #define DEADLINE_MS 20000 /* for anything a test waits on */
 #define WAIT_MS     300   /* [site] pull_wait_ms of the sites */
 
-static harness_t h[SITES];
+static harness_t h[SITES + 1];
 
 static void teardown(void)
 {
-    for (int i = 0; i < SITES; i++)
+    for (int i = 0; i < SITES + 1; i++)
         harness_cleanup(&h[i]);
 }
 
@@ -513,4 +513,65 @@ Test(federation, a_subscriber_moves_to_the_next_site_when_its_site_falls_silent,
     cr_expect(strstr(ps_subscriber_last_error(sub), "moved to site 2") != NULL, "%s",
               ps_subscriber_last_error(sub));
     ps_subscriber_destroy(&sub);
+}
+
+/*
+ * One writer and a chain of read replicas: r1 pulls from the writer, r2
+ * from r1 only. Both replicas end with the writer's picture, and r2's
+ * subscriber sees, live, an update the writer took in.
+ */
+Test(federation, read_replicas_in_a_chain_serve_the_writer_s_picture, .fini = teardown,
+     .timeout = 120)
+{
+    char extra[1024];
+    uint8_t d[3][32];
+    uint64_t head[3];
+
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(harness_init(&h[i], NULL), 0);
+    for (int i = 1; i < 3; i++) {
+        snprintf(extra, sizeof extra,
+                 "[site]\nname = r%d\npull_wait_ms = %d\npeer_timeout_ms = 2000\n\n"
+                 "[peer up]\nendpoints = %s\ncountries = *\n",
+                 i, WAIT_MS, h[i - 1].query);
+        memcpy(h[i].extra, extra, sizeof extra);
+        cr_assert_eq(harness_write_config(&h[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(harness_start(&h[i]), 0, "site %d: see %s", i, h[i].log);
+    ps_producer_t *p = producer(0, "AZ-MOE", NULL);
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "AZ-P%03d", i);
+        send_park(p, "AZ", id, "w");
+    }
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+
+    ps_subscriber_options_t o;
+    ps_err_t err = PS_OK;
+    harness_subscriber_options(&h[2], &o);
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK;
+    o.live = true;
+    ps_subscriber_t *sub = ps_subscriber_new(&o, &err);
+    cr_assert_not_null(sub, "%s", ps_strerror(err));
+    send_park(p, "AZ", "AZ-LATE", "late");
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    ps_producer_destroy(&p);
+    int64_t end = now_ms() + DEADLINE_MS;
+    for (bool seen = false; !seen;) {
+        ps_event_t ev;
+        cr_assert_lt(now_ms(), end, "r2's subscriber never saw the writer's late park");
+        if (ps_subscriber_next(sub, &ev, 200) == PS_OK && ev.kind == PS_EVENT_RECORD &&
+            strcmp(ev.record->park->park_id, "AZ-LATE") == 0)
+            seen = true;
+    }
+    ps_subscriber_destroy(&sub);
+    for (;;) {
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(harness_digest(&h[i], d[i], &head[i], 5000), 0);
+        if (memcmp(d[0], d[1], 32) == 0 && memcmp(d[0], d[2], 32) == 0)
+            break;
+        cr_assert_lt(now_ms(), end, "the replicas did not reach the writer's picture");
+        pause_ms(50);
+    }
 }
