@@ -95,7 +95,13 @@ void refusal(const store_t *s, const char *ministry, const Parksync__V1__Update 
             return;
         }
     }
+    skew_refusal(s, u, why, size);
+}
+
+void skew_refusal(const store_t *s, const Parksync__V1__Update *u, char *why, size_t size)
+{
     int64_t now = now_us(s), skew = s->cfg.max_future_skew_us;
+    why[0] = '\0';
     /* event_time > now > 0 first, so the difference cannot overflow */
     if (skew > 0 && u->event_time_us > now && u->event_time_us - now > skew)
         snprintf(why, size,

@@ -548,8 +548,8 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
         goto fail;
     /* a first pull (no epoch) is whole: tombstones made before schema 7
      * have no revision, so only a scan of the tables finds them */
-    *full = !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 ||
-            since > c->revision || !reaches;
+    *full =
+        !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 || since > c->revision || !reaches;
     if (*full) {
         c->provenance = true; /* the scan's column 1, re-encoded by cursor_stamps */
         for (int k = 1; k < STORE_KINDS; k++) {

@@ -96,6 +96,11 @@ static int replica_write(store_t *s, const store_trust_t *t, const Parksync__V1_
                  wire_kind_name(kind), key.owner);
         return refuse(s, u, kind, &key, reason, &res->refused, res);
     }
+    /* the clock rule of local updates: a write accepted where it was made
+     * is accepted here later, clocks agreeing within the skew */
+    skew_refusal(s, u, reason, sizeof(reason));
+    if (reason[0])
+        return refuse(s, u, kind, &key, reason, &res->refused, res);
     merge_update_t up = {
         .key = &key, .body = body, .is_delete = is_delete, .exporter_side = exporter_side};
     stamp_of_update(&up.stamp, u);

@@ -305,6 +305,8 @@ int producer_check(store_t *s, const char *ministry, const char *id, uint64_t se
 const store_ministry_t *ministry_of(const store_t *s, const char *producer);
 void refusal(const store_t *s, const char *ministry, const Parksync__V1__Update *u, kind_t kind,
              const rec_key_t *key, char *why, size_t size);
+/* The future-skew part of refusal alone (replicated writes): "" or why. */
+void skew_refusal(const store_t *s, const Parksync__V1__Update *u, char *why, size_t size);
 
 /* ---------------------------------------------------------------- conflict.c */
 
