@@ -98,20 +98,24 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
     static const struct {
         const char *field; /* what the message must start with */
     } cases[] = {
-        {"snapshot.credit: must be 1..64"},           /* 0: credit 0 */
-        {"snapshot.credit: must be 1..64"},           /* 1: credit 65 */
-        {"snapshot.chunk_records: must be 1..4096"},  /* 2: 0 records */
-        {"changes.chunk_records: must be 1..4096"},   /* 3: 4097 records */
-        {"filter.country: must be two upper-case"},   /* 4: "az" */
-        {"filter.country: must be two upper-case"},   /* 5: "AZE" */
-        {"filter.kind: unknown value"},               /* 6: kind 9 */
-        {"version: missing"},                         /* 7 */
-        {"version: unsupported request"},             /* 8: version 2 */
-        {"body: missing"},                            /* 9 */
-        {"body: unsupported request"},                /* 10: a body of a newer client */
-        {"changes.since_revision: missing"},          /* 11 */
-        {"credit.chunks: missing or not 1..64"},      /* 12: credit{} */
-        {"producer_state.producer_id: must be 1..64"} /* 13: "a b" */
+        {"snapshot.credit: must be 1..64"},            /* 0: credit 0 */
+        {"snapshot.credit: must be 1..64"},            /* 1: credit 65 */
+        {"snapshot.chunk_records: must be 1..4096"},   /* 2: 0 records */
+        {"changes.chunk_records: must be 1..4096"},    /* 3: 4097 records */
+        {"filter.country: must be two upper-case"},    /* 4: "az" */
+        {"filter.country: must be two upper-case"},    /* 5: "AZE" */
+        {"filter.kind: unknown value"},                /* 6: kind 9 */
+        {"version: missing"},                          /* 7 */
+        {"version: unsupported request"},              /* 8: version 2 */
+        {"body: missing"},                             /* 9 */
+        {"body: unsupported request"},                 /* 10: a body of a newer client */
+        {"changes.since_revision: missing"},           /* 11 */
+        {"credit.chunks: missing or not 1..64"},       /* 12: credit{} */
+        {"producer_state.producer_id: must be 1..64"}, /* 13: "a b" */
+        {"replicate.site: must be 1..64"},             /* 14: "" */
+        {"replicate.epoch: must be 16 bytes"},         /* 15: 3 bytes */
+        {"replicate.since_revision: missing"},         /* 16 */
+        {"replicate.wait_ms: must be 0..30000"},       /* 17: 30001 */
     };
     for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         Parksync__V1__QueryRequest q;
@@ -120,8 +124,9 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
         Parksync__V1__Credit cd = PARKSYNC__V1__CREDIT__INIT;
         Parksync__V1__ProducerStateRequest ps = PARKSYNC__V1__PRODUCER_STATE_REQUEST__INIT;
         Parksync__V1__Filter f = PARKSYNC__V1__FILTER__INIT;
+        Parksync__V1__ReplicateRequest rr = PARKSYNC__V1__REPLICATE_REQUEST__INIT;
         /* body field 99 of a newer schema (16 is replicate), an empty message: its length 0 */
-        static uint8_t empty[] = {0};
+        static uint8_t empty[] = {0}, short_epoch[3] = {1, 2, 3};
         ProtobufCMessageUnknownField unknown = {
             .tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = 1, .data = empty};
         uint64_t id = 1000 + c;
@@ -183,6 +188,17 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
             q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_PRODUCER_STATE;
             q.producer_state = &ps;
             ps.producer_id = "a b";
+            break;
+        default: /* a site's pull: one field wrong each */
+            q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE;
+            q.replicate = &rr;
+            rr.site = c == 14 ? "" : "site-b";
+            rr.has_since_revision = c != 16;
+            rr.has_epoch = c == 15;
+            rr.epoch.data = short_epoch;
+            rr.epoch.len = c == 15 ? sizeof short_epoch : 0;
+            rr.has_wait_ms = c == 17;
+            rr.wait_ms = WIRE_MAX_WAIT_MS + 1;
             break;
         }
         send_request(&q);
