@@ -307,6 +307,25 @@ static void part_lag(const char *rates, int seconds)
 
 /* ---------------------------------------------------------------- 3 */
 
+/* The subscriber of part 3, on a thread of its own: the producer's move
+ * blocks its caller while it asks the next site where it stands. */
+typedef struct watch {
+    ps_subscriber_t *sub;
+    int64_t killed;        /* monotonic ms of a's death */
+    volatile int64_t seen; /* ms from then to the first live record from b; -1 */
+    volatile bool stop;
+} watch_t;
+
+static void *watch_main(void *arg)
+{
+    watch_t *w = arg;
+    ps_event_t ev;
+    while (!w->stop && w->seen < 0)
+        if (ps_subscriber_next(w->sub, &ev, 5) == PS_OK && ev.kind == PS_EVENT_RECORD && ev.live)
+            w->seen = now_ms() - w->killed;
+    return NULL;
+}
+
 static void part_failover(int silence_ms)
 {
     char ingest[600], publish[600], query[600];
@@ -345,20 +364,24 @@ static void part_failover(int silence_ms)
     ps_event_t ev;
     while (ps_subscriber_next(sub, &ev, 50) == PS_OK)
         ; /* what a sent, read */
-    harness_kill(&h[0]);
-    int64_t killed = now_ms(), acked = -1, seen = -1;
-    send_park(p, 1000, "after");
     ps_producer_t *pb = producer(1, "bench-b", 0);
-    while ((acked < 0 || seen < 0) && now_ms() - killed < 60000) {
+    watch_t w = {.sub = sub, .seen = -1};
+    harness_kill(&h[0]);
+    int64_t killed = now_ms(), acked = -1;
+    w.killed = killed;
+    pthread_t th;
+    pthread_create(&th, NULL, watch_main, &w);
+    send_park(p, 1000, "after");
+    while ((acked < 0 || w.seen < 0) && now_ms() - killed < 60000) {
         if (acked < 0 && ps_producer_flush(p, 5) == PS_OK)
             acked = now_ms() - killed;
-        send_park(pb, 2000, "b");
+        send_park(pb, 2000, "b"); /* what the subscriber sees live at b */
         ps_producer_poll(pb);
-        int64_t until = now_ms() + 10;
-        while (seen < 0 && now_ms() < until)
-            if (ps_subscriber_next(sub, &ev, 5) == PS_OK && ev.kind == PS_EVENT_RECORD && ev.live)
-                seen = now_ms() - killed;
+        usleep(10000);
     }
+    w.stop = true;
+    pthread_join(th, NULL);
+    int64_t seen = w.seen;
     printf("3. failover, silence bound %d ms: site a killed; producer's first ack by b after "
            "%" PRId64 " ms, subscriber's first live record from b after %" PRId64 " ms\n",
            silence_ms, acked, seen);
