@@ -16,7 +16,7 @@ typedef struct held {
     char id[WIRE_MAX_ID + 1]; /* producer id */
     uint64_t safe;            /* last sequence it may be told */
     uint64_t seq[2];          /* commits not yet safe, older first: their sequences */
-    uint64_t rev[2];          /* and revisions; 0: no entry */
+    uint64_t commit[2];       /* and numbers; 0: no entry */
 } held_t;
 
 struct acks {
@@ -73,30 +73,33 @@ static held_t *held_get(acks_t *a, const char *id)
     return h;
 }
 
-int acks_commit(acks_t *a, const char *id, uint64_t seq, uint64_t rev)
+int acks_commit(acks_t *a, const char *id, uint64_t seq, uint64_t commit)
 {
     held_t *h = held_get(a, id);
     if (!h)
         return -ENOMEM;
-    uint64_t newest = h->rev[1] ? h->seq[1] : h->rev[0] ? h->seq[0] : h->safe;
+    uint64_t newest = h->commit[1] ? h->seq[1] : h->commit[0] ? h->seq[0] : h->safe;
     if (seq <= newest)
-        return 0;                   /* nothing newer than what is held already */
-    int k = h->rev[0] == 0 ? 0 : 1; /* the newer slot is overwritten: later, never earlier */
+        return 0;                      /* nothing newer than what is held already */
+    int k = h->commit[0] == 0 ? 0 : 1; /* the newer slot is overwritten: later, never earlier */
     h->seq[k] = seq;
-    h->rev[k] = rev;
+    h->commit[k] = commit;
     return 0;
 }
 
-void acks_release(acks_t *a, uint64_t safe_rev, acks_fn fn, void *arg)
+void acks_release(acks_t *a, acks_safe_fn safe_of, void *safe_arg, acks_fn fn, void *arg)
 {
     for (size_t i = 0; i < a->count; i++) {
         held_t *h = &a->held[i];
         bool moved = false;
-        while (h->rev[0] != 0 && h->rev[0] <= safe_rev) {
+        if (h->commit[0] == 0)
+            continue; /* nothing held */
+        uint64_t safe = safe_of(safe_arg, h->id);
+        while (h->commit[0] != 0 && h->commit[0] <= safe) {
             h->safe = h->seq[0];
             h->seq[0] = h->seq[1];
-            h->rev[0] = h->rev[1];
-            h->seq[1] = h->rev[1] = 0;
+            h->commit[0] = h->commit[1];
+            h->seq[1] = h->commit[1] = 0;
             moved = true;
         }
         if (moved && fn)
@@ -110,16 +113,16 @@ uint64_t acks_safe(const acks_t *a, const char *id)
     return slot ? a->held[*slot - 1].safe : 0;
 }
 
-static int by_revision_desc(const void *x, const void *y)
+static int by_desc(const void *x, const void *y)
 {
     uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
     return a < b ? 1 : a > b ? -1 : 0;
 }
 
-uint64_t acks_safe_revision(uint64_t *revs, size_t n, unsigned peers)
+uint64_t acks_nth_highest(uint64_t *commits, size_t n, unsigned peers)
 {
     if (peers == 0 || n < peers)
         return 0;
-    qsort(revs, n, sizeof *revs, by_revision_desc);
-    return revs[peers - 1];
+    qsort(commits, n, sizeof *commits, by_desc);
+    return commits[peers - 1];
 }

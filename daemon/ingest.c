@@ -69,6 +69,7 @@ void batch_finish(server_t *s)
         return;
     }
     s->n.commits++;
+    s->commits++;
     s->n.applied += s->pend.applied;
     s->n.duplicates += s->pend.duplicates;
     s->n.gaps += s->pend.gaps;
@@ -82,11 +83,11 @@ void batch_finish(server_t *s)
     for (size_t i = 0; s->acks && i < s->touched.cap; i++) {
         const char *id = s->touched.slots[i].key;
         if (id[0] != '\0' &&
-            acks_commit(s->acks, id, store_producer_last(s->store, id), store_head(s->store)) < 0)
+            acks_commit(s->acks, id, store_producer_last(s->store, id), s->commits) < 0)
             log_error("out of memory for the acks held for %s: it is told nothing new", id);
     }
-    if (s->acks) /* commits that made no revision beyond what is safe already */
-        acks_release(s->acks, s->safe_rev, NULL, NULL);
+    if (s->acks)
+        acks_after_commit(s);
     for (size_t i = 0; i < s->touched.cap; i++)
         if (s->touched.slots[i].key[0] != '\0')
             publish_ack(s, s->touched.slots[i].key);

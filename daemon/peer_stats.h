@@ -44,6 +44,10 @@ typedef struct puller_stats {
     int64_t last_us;          /* when it last asked */
     bool counts;              /* a [peer] of that name (authenticated as it with CURVE):
                                  counted for ack_after = peers:N */
+    uint64_t commit;          /* our commit whose pull it has stored (acks.h); 0: none */
+    bool all_countries;       /* it takes every country from us */
+    char countries[WIRE_MAX_COUNTRIES][3]; /* else these, n_countries of them */
+    size_t n_countries;
 } puller_stats_t;
 
 #define PEERS_MAX_PULLERS 64 /* distinct sites remembered as pulling */

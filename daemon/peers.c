@@ -31,6 +31,12 @@ typedef struct link {
     int64_t heard_ms;    /* monotonic ms of the request or the last reply */
     int64_t next_ms;     /* monotonic ms when an idle link asks again */
     bool full;           /* this pull brings the whole state */
+    /* The last pull's Chunk.commit and instance, and the revision stored
+     * with it: echoed to the peer once that revision is committed here,
+     * so it counts this site for ack_after (acks.h). */
+    bool got;
+    uint64_t got_commit, got_revision;
+    uint8_t got_instance[WIRE_INSTANCE_BYTES];
 } link_t;
 
 struct peers {
@@ -166,6 +172,18 @@ static void link_ask(server_t *s, link_t *l, int64_t now)
         return;
     }
     r.site = s->cfg.site;
+    r.has_all_countries = 1;
+    r.all_countries = p->all_countries;
+    char *countries[CONFIG_PEER_COUNTRIES];
+    for (size_t i = 0; i < p->n_countries && i < WIRE_MAX_COUNTRIES; i++)
+        countries[r.n_countries++] = (char *)p->countries[i];
+    r.countries = countries;
+    if (l->got && st->has_epoch && st->revision == l->got_revision) {
+        r.has_stored_commit = r.has_stored_instance = 1;
+        r.stored_commit = l->got_commit;
+        r.stored_instance.data = l->got_instance;
+        r.stored_instance.len = WIRE_INSTANCE_BYTES;
+    }
     r.has_epoch = st->has_epoch;
     r.epoch.data = st->epoch;
     r.epoch.len = WIRE_EPOCH_BYTES;
@@ -261,6 +279,12 @@ static void link_chunk(server_t *s, link_t *l, const Parksync__V1__Chunk *c, int
         batch_abort(s, rc, "storing a peer's position failed");
         link_fail(s, l, now, true, "storing its position failed: %s", store_strerror(rc));
         return;
+    }
+    l->got = c->has_commit && c->has_instance && c->instance.len == WIRE_INSTANCE_BYTES;
+    if (l->got) {
+        l->got_commit = c->commit;
+        l->got_revision = c->revision;
+        memcpy(l->got_instance, c->instance.data, WIRE_INSTANCE_BYTES);
     }
     st->peer_head = c->revision;
     st->pulls++;

@@ -194,19 +194,66 @@ static void on_safe(void *arg, const char *producer_id, uint64_t seq)
     publish_ack(arg, producer_id);
 }
 
-void acks_after_pull(server_t *s)
+/* The countries a producer's updates may be for: its ministry's and its
+ * grants'; n = 0 when no [ministry] lists it (authority off: any). */
+static size_t producer_countries(const config_t *cfg, const char *id, char out[][3], size_t max)
 {
-    uint64_t revs[PEERS_MAX_PULLERS];
-    size_t n = 0;
+    for (size_t m = 0; m < cfg->n_ministries; m++) {
+        const config_ministry_t *mi = &cfg->ministries[m];
+        bool listed = mi->n_producers == 0 && strcmp(mi->name, id) == 0;
+        for (size_t k = 0; !listed && k < mi->n_producers; k++)
+            listed = strcmp(mi->producers[k], id) == 0;
+        if (!listed)
+            continue;
+        size_t n = 0;
+        memcpy(out[n++], mi->country, 3);
+        for (size_t g = 0; g < mi->n_grants && n < max; g++)
+            memcpy(out[n++], mi->grants[g].country, 3);
+        return n;
+    }
+    return 0;
+}
+
+/* True when puller p keeps every write of a producer of countries cc. */
+static bool puller_covers(const puller_stats_t *p, char cc[][3], size_t n)
+{
+    if (p->all_countries)
+        return true;
+    if (n == 0)
+        return false; /* it may write any country */
+    for (size_t i = 0; i < n; i++) {
+        bool kept = false;
+        for (size_t k = 0; !kept && k < p->n_countries; k++)
+            kept = strcmp(p->countries[k], cc[i]) == 0;
+        if (!kept)
+            return false;
+    }
+    return true;
+}
+
+/* acks_safe_fn: the commit N sites that keep this producer's writes have
+ * stored. */
+static uint64_t safe_for(void *arg, const char *producer_id)
+{
+    server_t *s = arg;
+    char cc[1 + CONFIG_MAX_GRANTS][3];
+    uint64_t commits[PEERS_MAX_PULLERS];
+    size_t nc = producer_countries(&s->cfg, producer_id, cc, sizeof cc / sizeof cc[0]), n = 0;
 
     for (size_t i = 0; i < s->n_pullers; i++)
-        if (s->pullers[i].counts)
-            revs[n++] = s->pullers[i].revision;
-    uint64_t safe = acks_safe_revision(revs, n, acks_peers(s->acks));
-    if (safe > s->safe_rev) { /* a site that lost its disk cannot take back what was told */
-        s->safe_rev = safe;
-        acks_release(s->acks, safe, on_safe, s);
-    }
+        if (s->pullers[i].counts && puller_covers(&s->pullers[i], cc, nc))
+            commits[n++] = s->pullers[i].commit;
+    return acks_nth_highest(commits, n, acks_peers(s->acks));
+}
+
+void acks_after_commit(server_t *s)
+{
+    acks_release(s->acks, safe_for, s, NULL, NULL); /* its producers' acks follow */
+}
+
+void acks_after_pull(server_t *s)
+{
+    acks_release(s->acks, safe_for, s, on_safe, s);
 }
 
 /* The heartbeat carries the epoch, the head, this start's instance id and

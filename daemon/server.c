@@ -375,12 +375,12 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
 static int hold_at_start(void *arg, const char *producer_id, const store_producer_stats_t *st)
 {
     server_t *s = arg;
-    return acks_commit(s->acks, producer_id, st->last_sequence, store_head(s->store));
+    return acks_commit(s->acks, producer_id, st->last_sequence, s->commits);
 }
 
-/* ack_after = peers:N: every producer's position counts as committed at
- * the head, so nothing applied before this start is told safe until N
- * sites have pulled that far. 0, or -1 after logging. */
+/* ack_after = peers:N: every producer's position counts as commit 1, so
+ * nothing applied before this start is told safe until N sites have
+ * stored a pull opened since. 0, or -1 after logging. */
 static int start_acks(server_t *s, unsigned peers)
 {
     int rc;
@@ -568,6 +568,7 @@ server_t *server_new(const config_t *cfg)
     s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)
         goto fail;
+    s->commits = 1; /* what is stored at start counts as commit 1 (acks.h) */
     if (cfg->ack_after_peers > 0 && start_acks(s, cfg->ack_after_peers) < 0)
         goto fail;
     s->peers = peers_new(s);

@@ -139,6 +139,8 @@ typedef struct stream {
     bool has_epoch;         /* replicate: `epoch` is the one `since` belongs to */
     uint8_t epoch[WIRE_EPOCH_BYTES];
     int64_t wait_until_ms; /* replicate with nothing new: opens at a commit or then; 0 now */
+    uint64_t commit_asked; /* replicate: s->commits when asked (a commit ends the wait) */
+    uint64_t commit_open;  /* replicate: s->commits when the view opened (Chunk.commit) */
     store_cursor_t *cursor;
     uint64_t revision; /* the cursor's head revision */
     wire_buf_t ahead;  /* one record read ahead of the chunk (to know "last") */
@@ -203,7 +205,7 @@ struct server {
     size_t n_peer_stats;                       /* entries used */
     peers_t *peers;                            /* the links this site pulls by (peers.c) */
     acks_t *acks;                              /* ack_after = peers:N; NULL: local */
-    uint64_t safe_rev;                         /* with acks: stored at N sites through it */
+    uint64_t commits;                          /* commits since start, from 1 (acks.h) */
     puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pulled from this one */
     size_t n_pullers;                          /* entries used */
 };
@@ -264,6 +266,9 @@ void publish_ack(server_t *s, const char *producer_id);
 uint64_t ack_value(server_t *s, const char *producer_id);
 /* A site pulled: acks whose commits are now stored at N sites go out. */
 void acks_after_pull(server_t *s);
+/* After a commit: what is safe already (a commit that changed nothing
+ * new for a producer) is released; the caller publishes the acks. */
+void acks_after_commit(server_t *s);
 /* The checkpoint thread's failures, as a condition of the health. */
 void health_of_checkpoints(server_t *s);
 void publish_heartbeat(server_t *s);

@@ -69,7 +69,8 @@ static void stream_fail(server_t *s, stream_t *st, Parksync__V1__ErrorCode code,
  * makes something, or for the end of its wait_ms. */
 static bool replica_waits(const server_t *s, const stream_t *st, int64_t now)
 {
-    return st->replica && st->wait_until_ms > now && store_head(s->store) == st->since;
+    return st->replica && st->wait_until_ms > now && store_head(s->store) == st->since &&
+           s->commits == st->commit_asked; /* a commit moves positions, even without records */
 }
 
 bool streams_ready(const server_t *s, int64_t now)
@@ -104,6 +105,7 @@ void open_waiting_streams(server_t *s, int64_t now)
             s->streams_waiting = true;
             continue;
         }
+        st->commit_open = s->commits; /* every commit up to it is in the view */
         if (st->replica)
             st->cursor = store_replica_open(s->store, st->has_epoch ? st->epoch : NULL, st->since,
                                             &st->full, &err);
@@ -241,9 +243,11 @@ static int add_position(void *arg, const char *producer_id, uint64_t last_sequen
 
 /* What a replicate chunk carries besides records: the mark of a whole
  * state, and on the last one the producers' positions as of the view. */
-static int replica_extras(stream_t *st, wire_chunk_t *c, bool last)
+static int replica_extras(server_t *s, stream_t *st, wire_chunk_t *c, bool last)
 {
     int rc = st->full ? wire_chunk_set_full(c) : 0;
+    if (rc == 0 && last)
+        rc = wire_chunk_set_commit(c, st->commit_open, s->instance);
     if (rc == 0 && last) {
         rc = store_cursor_producers(st->cursor, add_position, c);
         if (rc < 0)
@@ -299,7 +303,7 @@ static bool stream_send_chunk(server_t *s, stream_t *st, int64_t now)
         return false;
     }
     last = st->at_end && !st->has_ahead;
-    if (st->replica && (rc = replica_extras(st, c, last)) < 0) {
+    if (st->replica && (rc = replica_extras(s, st, c, last)) < 0) {
         stream_fail(s, st, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
                     "cannot read the producers' positions; see the daemon's log");
         return false;
@@ -501,6 +505,16 @@ static void note_puller(server_t *s, const Parksync__V1__ReplicateRequest *r, co
     snprintf(p->site, sizeof p->site, "%s", r->site);
     p->revision = revision;
     p->last_us = now_us;
+    /* the commit whose pull it has stored, when counted by this instance */
+    p->commit = r->has_stored_commit && r->has_stored_instance &&
+                        memcmp(r->stored_instance.data, s->instance, WIRE_INSTANCE_BYTES) == 0 &&
+                        r->stored_commit <= s->commits
+                    ? r->stored_commit
+                    : 0;
+    p->all_countries = r->has_all_countries && r->all_countries;
+    p->n_countries = 0;
+    for (size_t i = 0; i < r->n_countries && i < WIRE_MAX_COUNTRIES; i++)
+        memcpy(p->countries[p->n_countries++], r->countries[i], 3);
     p->counts = false;
     for (size_t i = 0; i < s->cfg.n_peers; i++)
         if (strcmp(s->cfg.peers[i].name, r->site) == 0)
@@ -521,6 +535,7 @@ static void start_replica(server_t *s, const peer_t *peer, uint64_t request_id,
     if (!st || st->state != STREAM_WAITING)
         return; /* refused: BUSY */
     st->replica = true;
+    st->commit_asked = s->commits;
     st->has_epoch = r->has_epoch;
     if (r->has_epoch)
         memcpy(st->epoch, r->epoch.data, WIRE_EPOCH_BYTES);

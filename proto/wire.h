@@ -48,6 +48,7 @@
 #define WIRE_MAX_CREDIT            64            /* chunks a client may grant at once */
 #define WIRE_MAX_POSITIONS         8192          /* producers' positions in one replicate chunk */
 #define WIRE_MAX_WAIT_MS           30000         /* ReplicateRequest.wait_ms at most */
+#define WIRE_MAX_COUNTRIES         32            /* ReplicateRequest.countries at most */
 #define WIRE_MAX_STATUS_PRODUCERS  256           /* producers one Status lists */
 #define WIRE_EPOCH_BYTES           16            /* size of a database epoch */
 #define WIRE_INSTANCE_BYTES        16            /* size of a daemon instance id (per start) */
@@ -235,6 +236,9 @@ int wire_chunk_add(wire_chunk_t *c, const void *record, size_t len);
  * them), and the mark of a stream of the whole state. 0 or -ENOMEM. */
 int wire_chunk_add_position(wire_chunk_t *c, const char *producer_id, uint64_t last_sequence);
 int wire_chunk_set_full(wire_chunk_t *c);
+/* Replicate's last chunk: the commit its view opened after, and the
+ * daemon instance that counts commits. 0 or -ENOMEM. */
+int wire_chunk_set_commit(wire_chunk_t *c, uint64_t commit, const uint8_t *instance);
 /* Returns 0 and points *msg and *len at c->out (valid until the next reset),
  * or -ENOMEM. epoch may be NULL. */
 int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,

@@ -110,6 +110,13 @@ int wire_chunk_set_full(wire_chunk_t *c)
     return wire_buf_put_varint(&c->records, F_CHUNK_FULL, 1);
 }
 
+int wire_chunk_set_commit(wire_chunk_t *c, uint64_t commit, const uint8_t *instance)
+{
+    int rc = wire_buf_put_varint(&c->records, F_CHUNK_COMMIT, commit);
+    rc |= wire_buf_put_bytes(&c->records, F_CHUNK_INSTANCE, instance, WIRE_INSTANCE_BYTES);
+    return rc != 0 ? -ENOMEM : 0;
+}
+
 int wire_chunk_finish(wire_chunk_t *c, uint64_t request_id, bool last, uint64_t revision,
                       const uint8_t *epoch, const uint8_t **msg, size_t *len)
 {

@@ -248,6 +248,7 @@ static const struct nul_reason {
     NUL_REASON(conflict, partner, "conflicts.partner"),
     NUL_REASON(conflict, reason, "conflicts.reason"),
     NUL_REASON(replicate_request, site, "replicate.site"),
+    NUL_REASON(replicate_request, countries, "replicate.countries"),
     NUL_REASON(status, site, "status.site"),
     NUL_REASON(status, ack_after, "status.ack_after"),
     NUL_REASON(peer_status, name, "status.peers.name"),

@@ -27,6 +27,8 @@ enum {
     F_CHUNK_EPOCH = 4,        /* Chunk.epoch */
     F_CHUNK_PRODUCERS = 5,    /* Chunk.producers */
     F_CHUNK_FULL = 6,         /* Chunk.full */
+    F_CHUNK_COMMIT = 7,       /* Chunk.commit */
+    F_CHUNK_INSTANCE = 8,     /* Chunk.instance */
     F_STATE_PRODUCER = 1,     /* ProducerState.producer_id */
     F_STATE_LAST = 2,         /* ProducerState.last_sequence */
     F_PUB_VERSION = 1,        /* Publication.version */

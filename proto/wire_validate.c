@@ -281,6 +281,13 @@ int wire_query_request_validate(const Parksync__V1__QueryRequest *q, const char 
             FAIL("replicate.chunk_records: " WHY_CHUNK);
         if (r->has_wait_ms && r->wait_ms > WIRE_MAX_WAIT_MS)
             FAIL("replicate.wait_ms: must be 0..30000");
+        if (r->n_countries > WIRE_MAX_COUNTRIES)
+            FAIL("replicate.countries: more than 32");
+        for (size_t i = 0; i < r->n_countries; i++)
+            if (!wire_country_valid(r->countries[i]))
+                FAIL("replicate.countries: " WHY_COUNTRY);
+        if (r->has_stored_instance && r->stored_instance.len != WIRE_INSTANCE_BYTES)
+            FAIL("replicate.stored_instance: must be 16 bytes");
         return 0;
     }
     default:

@@ -80,7 +80,7 @@ static void site(int i, int from, const char *extra)
     if (h[i].dir[0] == '\0' && harness_init(&h[i], NULL) != 0)
         die("harness_init");
     int n = snprintf(ini, sizeof ini,
-                     "[store]\nsynchronous = %s\n[limits]\nmax_connections = 100000\n"
+                     "[store]\nsynchronous = %s\n[limits]\nmax_connections = 100000\nmax_subscriptions = 100000\n"
                      "[site]\nname = s%d\npull_wait_ms = %d\npeer_timeout_ms = 3000\n%s\n",
                      normal ? "normal" : "full", i, WAIT_MS, extra ? extra : "");
     if (from >= 0)
