@@ -33,7 +33,7 @@
  * Options: -n N (updates of part 1, default 100000), -r RATES (part 2,
  * default 1000,20000), -t SECONDS (part 2, default 10), -S MS (part 3,
  * default 1000), -c CONNECTIONS (part 4, default 10000), -m RECORDS (part
- * 4, default 2000), -s normal|full, -p PARTS (e.g. 13; default 1234).
+ * 4, default 200), -s normal|full, -p PARTS (e.g. 13; default 1234).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -398,7 +398,7 @@ static void part_failover(int silence_ms)
 static int fan(int *sites, int nsites, int c, int m, double *writer_cpu_ms)
 {
     void *ctx = zmq_ctx_new();
-    int io = 2, hwm = 0;
+    int io = 2, hwm = m + 16; /* room for every record, and no more memory than that */
     zmq_ctx_set(ctx, ZMQ_IO_THREADS, io);
     zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, c + 16);
     void **subs = calloc((size_t)c, sizeof *subs);
@@ -450,9 +450,16 @@ static void part_fanout(int c, int m)
 {
     struct rlimit rl;
     double alone_ms, with_ms;
+    /* C connections here and at the writer, and what the daemon keeps
+     * back: the daemons inherit the limit (root may raise the hard one) */
     getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max < (rlim_t)c * 4 + 1024) {
+        rl.rlim_max = (rlim_t)c * 4 + 1024;
+        if (setrlimit(RLIMIT_NOFILE, &(struct rlimit){rl.rlim_max, rl.rlim_max}) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
     rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl); /* the daemons inherit it */
+    setrlimit(RLIMIT_NOFILE, &rl);
     site(0, -1, NULL);
     int only_writer[1] = {0};
     int alone = fan(only_writer, 1, c, m, &alone_ms);
@@ -473,7 +480,7 @@ int main(int argc, char **argv)
 {
     uint32_t n = 100000;
     const char *rates = "1000,20000", *parts = "1234";
-    int seconds = 10, silence = 1000, conns = 10000, records = 2000, opt;
+    int seconds = 10, silence = 1000, conns = 10000, records = 200, opt;
 
     while ((opt = getopt(argc, argv, "n:r:t:S:c:m:s:p:")) != -1) {
         switch (opt) {
