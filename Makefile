@@ -16,6 +16,11 @@
 #               watchers; fails when the daemon's WAL, RSS or database
 #               outgrow their bounds or a watcher misses a change (CI runs
 #               SOAK_MINUTES=2)
+#   make federation-test  build (no tests), then run tests/federation/netns.py
+#               as root: three sites in network namespaces of its own under
+#               seeded faults (partitions, one-way cuts, kill -9, a disk
+#               wipe), checked for convergence and nothing acknowledged
+#               lost; PARKSYNC_FED_SEED=N replays a run's faults (CI runs it)
 #   make bench-peers  build bench_peers in build-peers (Release) and compare
 #               parksync with etcd, Redis, NATS JetStream KV and Mosquitto
 #               on this machine (installs them; tests/bench/peers/README.md);
@@ -43,6 +48,10 @@ FUZZ_PACKAGES := clang-14 libclang-rt-14-dev llvm-14
 # tests.
 SOAK_PACKAGES := python3 python3-zmq python3-protobuf protobuf-compiler
 
+# `make federation-test` drives the sites with the Python client, makes
+# the namespaces with ip and the one-way cuts with nft.
+FEDERATION_PACKAGES := $(SOAK_PACKAGES) iproute2 nftables
+
 BUILD      ?= build
 PEERS_BUILD ?= build-peers
 PEERS_ARGS ?=
@@ -53,7 +62,8 @@ SOAK_MINUTES ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO       := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps soak soak-deps bench-peers
+.PHONY: all demo test deps build-deps build clean fuzz fuzz-deps soak soak-deps bench-peers \
+        federation-test federation-deps
 
 all: build
 
@@ -102,6 +112,14 @@ soak-deps:
 soak: build soak-deps
 	/usr/bin/python3 tests/bench/soak_months.py --binary $(BUILD)/bin/parksyncd \
 	  --cli $(BUILD)/bin/parksync --minutes $(SOAK_MINUTES)
+
+federation-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FEDERATION_PACKAGES)"
+
+# the release build, as the soak: the faults' timing is the daemon's real pace
+federation-test: build federation-deps
+	$(SUDO) /usr/bin/python3 tests/federation/netns.py --build $(BUILD) \
+	  $(if $(PARKSYNC_FED_SEED),--seed $(PARKSYNC_FED_SEED))
 
 # The harness that starts parksyncd is built with the tests (Criterion):
 # deps installs it; run.sh installs the peers.

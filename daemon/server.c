@@ -16,10 +16,13 @@
 
 #include "peer_stats.h"
 
-static const char *const ratelimit_names[RL_COUNT] = {
-    "bad frames", "too large",  "undecodable", "invalid",        "wrong topic",
-    "gap",        "bad query",  "send",        "forged",         "refused",
-    "summary",    "unadmitted", "stream busy", "stream stalled", "storage"};
+/* What the summary at stop calls each rate limit's messages, in RL_ order. */
+static const char *const ratelimit_names[] = {
+    "bad frames",  "too large",      "undecodable", "invalid", "wrong topic", "gap",
+    "bad query",   "send",           "forged",      "refused", "summary",     "unadmitted",
+    "stream busy", "stream stalled", "storage",     "peer"};
+_Static_assert(sizeof ratelimit_names / sizeof *ratelimit_names == RL_COUNT,
+               "a rate limit (RL_ in server_int.h) without its name in ratelimit_names");
 
 /* ---------------------------------------------------------------- sockets */
 
