@@ -25,8 +25,8 @@
  *    silence bound of S ms; a is killed; the time to the producer's first
  *    acknowledgement by b, and to the subscriber's first live record from
  *    b (a producer at b sends every 10 ms).
- * 4. Fan-out. C subscriber connections (raw SUB sockets on "rec/", in
- *    this process) read M live records; the writer's CPU time serving them
+ * 4. Fan-out. C subscriber connections (raw SUB sockets on "rec/park/",
+ *    2,000 to a child process) read M live records; the writer's CPU time serving them
  *    alone against serving 3 read replicas that serve C/3 each. Every
  *    subscriber must get every record.
  *
@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,7 +81,8 @@ static void site(int i, int from, const char *extra)
     if (h[i].dir[0] == '\0' && harness_init(&h[i], NULL) != 0)
         die("harness_init");
     int n = snprintf(ini, sizeof ini,
-                     "[store]\nsynchronous = %s\n[limits]\nmax_connections = 100000\nmax_subscriptions = 100000\n"
+                     "[store]\nsynchronous = %s\n[limits]\nmax_connections = "
+                     "100000\nmax_subscriptions = 100000\n"
                      "[site]\nname = s%d\npull_wait_ms = %d\npeer_timeout_ms = 3000\n%s\n",
                      normal ? "normal" : "full", i, WAIT_MS, extra ? extra : "");
     if (from >= 0)
@@ -393,40 +395,33 @@ static void part_failover(int silence_ms)
 
 /* ---------------------------------------------------------------- 4 */
 
-/* C raw SUB sockets on "rec/", spread over sites[0..nsites); returns the
- * subscribers that got all m records within the deadline. */
-static int fan(int *sites, int nsites, int c, int m, double *writer_cpu_ms)
+#define FAN_PER_PROCESS 2000 /* subscriber sockets one process holds */
+
+/* A child of fan(): sockets [from, to) of C on sites[i % nsites]; says on
+ * `up` when they are connected, then how many got all m records. */
+static void fan_child(const int *sites, int nsites, int from, int to, int m, int up)
 {
     void *ctx = zmq_ctx_new();
-    int io = 2, hwm = m + 16; /* room for every record, and no more memory than that */
-    zmq_ctx_set(ctx, ZMQ_IO_THREADS, io);
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, c + 16);
-    void **subs = calloc((size_t)c, sizeof *subs);
-    int *got = calloc((size_t)c, sizeof *got);
-    for (int i = 0; i < c; i++) {
-        subs[i] = zmq_socket(ctx, ZMQ_SUB);
-        if (!subs[i])
-            die("zmq_socket: raise the descriptor limit (ulimit -n)");
+    int hwm = m + 16, n = to - from; /* room for every record, and no more memory */
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, n + 16);
+    void **subs = calloc((size_t)n, sizeof *subs);
+    int *got = calloc((size_t)n, sizeof *got), complete = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(subs[i] = zmq_socket(ctx, ZMQ_SUB)))
+            _exit(1);
         zmq_setsockopt(subs[i], ZMQ_RCVHWM, &hwm, sizeof hwm);
         zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "rec/park/", 9);
-        zmq_connect(subs[i], h[sites[i % nsites]].publish);
+        zmq_connect(subs[i], h[sites[(from + i) % nsites]].publish);
     }
     usleep(3000 * 1000); /* the connections and their subscriptions */
-    double cpu0 = harness_cpu_ms(h[0].pid);
-    ps_producer_t *p = producer(0, "bench", 0);
-    char name[16];
-    for (int i = 0; i < m; i++) {
-        snprintf(name, sizeof name, "f%d", i);
-        send_park(p, (uint32_t)i, name);
-    }
-    ps_producer_flush(p, DEADLINE);
-    int complete = 0;
+    if (write(up, "u", 1) != 1)
+        _exit(1);
     int64_t end = now_ms() + 120000;
     zmq_msg_t msg;
     zmq_msg_init(&msg);
-    while (complete < c && now_ms() < end) {
+    while (complete < n && now_ms() < end) {
         bool any = false;
-        for (int i = 0; i < c; i++)
+        for (int i = 0; i < n; i++)
             while (got[i] < m && zmq_msg_recv(&msg, subs[i], ZMQ_DONTWAIT) >= 0)
                 if (!zmq_msg_more(&msg) && ++got[i] == m) {
                     complete++;
@@ -435,14 +430,54 @@ static int fan(int *sites, int nsites, int c, int m, double *writer_cpu_ms)
         if (!any)
             usleep(1000);
     }
+    if (write(up, &complete, sizeof complete) != sizeof complete)
+        _exit(1);
+    _exit(0); /* no cleanup: the process ends */
+}
+
+/* C raw SUB sockets on "rec/park/", spread over sites[0..nsites) and over
+ * child processes of FAN_PER_PROCESS sockets (libzmq grows out of bounds
+ * with ten thousand in one); returns the subscribers that got all m
+ * records, and the writer's CPU time meanwhile. */
+static int fan(int *sites, int nsites, int c, int m, double *writer_cpu_ms)
+{
+    int kids = (c + FAN_PER_PROCESS - 1) / FAN_PER_PROCESS, fds[64][2], complete = 0;
+    pid_t pids[64];
+    if (kids > 64)
+        die("more than 64 subscriber processes");
+    for (int k = 0; k < kids; k++) {
+        if (pipe(fds[k]) != 0)
+            die("pipe");
+        int from = k * FAN_PER_PROCESS,
+            to = from + FAN_PER_PROCESS < c ? from + FAN_PER_PROCESS : c;
+        if ((pids[k] = fork()) == 0) {
+            close(fds[k][0]);
+            fan_child(sites, nsites, from, to, m, fds[k][1]);
+        }
+        close(fds[k][1]);
+    }
+    for (int k = 0; k < kids; k++) {
+        char u;
+        if (read(fds[k][0], &u, 1) != 1)
+            die("a subscriber process failed");
+    }
+    double cpu0 = harness_cpu_ms(h[0].pid);
+    ps_producer_t *p = producer(0, "bench", 0);
+    char name[16];
+    for (int i = 0; i < m; i++) {
+        snprintf(name, sizeof name, "f%d", i);
+        send_park(p, (uint32_t)i, name);
+    }
+    ps_producer_flush(p, DEADLINE);
+    for (int k = 0; k < kids; k++) {
+        int n = 0;
+        if (read(fds[k][0], &n, sizeof n) == sizeof n)
+            complete += n;
+        close(fds[k][0]);
+        waitpid(pids[k], NULL, 0);
+    }
     *writer_cpu_ms = harness_cpu_ms(h[0].pid) - cpu0;
     ps_producer_destroy(&p);
-    zmq_msg_close(&msg);
-    for (int i = 0; i < c; i++)
-        zmq_close(subs[i]);
-    zmq_ctx_term(ctx);
-    free(subs);
-    free(got);
     return complete;
 }
 
