@@ -67,7 +67,7 @@ static int link_connect(server_t *s, link_t *l)
 {
     const config_peer_t *p = &s->cfg.peers[l->idx];
     const char *ep = p->endpoints[l->endpoint];
-    int linger = 0;
+    int linger = 0, hwm = 2 * PEER_CREDIT; /* a peer that ignores credit queues no more */
     int64_t max = WIRE_MAX_MSG;
     char pub[KEYS_Z85_LEN + 1];
 
@@ -77,7 +77,8 @@ static int link_connect(server_t *s, link_t *l)
     st->endpoint[n] = '\0';
     l->sock = zmq_socket(s->zctx, ZMQ_DEALER);
     if (!l->sock || zmq_setsockopt(l->sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
-        zmq_setsockopt(l->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0)
+        zmq_setsockopt(l->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||
+        zmq_setsockopt(l->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0)
         goto fail;
     if (s->cfg.curve && p->key[0] &&
         (zmq_curve_public(pub, s->curve_secret) < 0 ||

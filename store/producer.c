@@ -219,6 +219,8 @@ int store_merge_position(store_t *s, const char *producer_id, uint64_t last_sequ
     producer_t *p = producer_find(s, producer_id);
     if (p && p->last_sequence >= last_sequence)
         return 0;
+    if (!p && s->cfg.max_producers > 0 && s->prod_count >= s->cfg.max_producers)
+        return 0; /* a peer cannot grow the table without bound */
     if (!p && !(p = producer_get(s, producer_id)))
         return -ENOMEM;
     p->last_sequence = last_sequence;

@@ -414,8 +414,10 @@ int store_apply_replica(store_t *s, const store_trust_t *trust, const Parksync__
  * as a replicated position: what a peer applied of it is merged here
  * (its updates' effects came with the records), so it resumes here
  * without a gap. A lower position changes nothing. A new producer is
- * taken without the admission rules (authority, max_producers): its
- * updates were admitted where they were applied. 0 or a negative errno. */
+ * taken without the authority rules (its updates were admitted where
+ * they were applied), while fewer than max_producers are known (0: any),
+ * whatever authority says: a peer cannot grow the table without bound.
+ * 0 or a negative errno. */
 int store_merge_position(store_t *s, const char *producer_id, uint64_t last_sequence);
 
 /* Where this site stands with peer `name`: the peer's epoch and the

@@ -47,17 +47,26 @@ typedef struct site {
     store_t *s;
 } site_t;
 
-static void site_open(site_t *x, const char *name)
+/* Opens site `name` with cfg (NULL: the defaults, synchronous NORMAL). */
+static void site_open_with(site_t *x, const char *name, store_config_t *cfg)
 {
-    store_config_t cfg;
+    store_config_t local;
     char err[256];
-    store_config_init(&cfg);
-    cfg.synchronous_full = false;
+    if (!cfg) {
+        store_config_init(&local);
+        local.synchronous_full = false;
+        cfg = &local;
+    }
     snprintf(x->name, sizeof(x->name), "%s", name);
     snprintf(x->path, sizeof(x->path), "%s/%s.db", dir, name);
-    cfg.path = x->path;
-    x->s = store_open(&cfg, err, sizeof(err));
+    cfg->path = x->path;
+    x->s = store_open(cfg, err, sizeof(err));
     cr_assert_not_null(x->s, "store_open: %s", err);
+}
+
+static void site_open(site_t *x, const char *name)
+{
+    site_open_with(x, name, NULL);
 }
 
 static store_outcome_t apply1(store_t *s, const upd_t *x)
@@ -409,15 +418,10 @@ Test(replica, a_pull_brings_what_changed_since_or_the_whole_state)
 {
     site_t a, b;
     store_config_t cfg;
-    char err[256];
     site_open(&b, "b");
     store_config_init(&cfg);
     cfg.changelog_keep = 4;
-    snprintf(a.name, sizeof(a.name), "a");
-    snprintf(a.path, sizeof(a.path), "%s/a.db", dir);
-    cfg.path = a.path;
-    a.s = store_open(&cfg, err, sizeof(err));
-    cr_assert_not_null(a.s, "%s", err);
+    site_open_with(&a, "a", &cfg);
 
     park_write(&a, "AZ-MOE", 1, 100, "AZ", "P1", "one");
     park_write(&a, "AZ-MOE", 2, 100, "AZ", "P2", "two");
@@ -580,15 +584,10 @@ Test(replica, a_write_from_the_future_is_refused_as_locally)
 {
     site_t a, b;
     store_config_t cfg;
-    char err[256];
     site_open(&a, "a");
     store_config_init(&cfg);
     cfg.max_future_skew_us = 60 * 1000000LL;
-    snprintf(b.name, sizeof(b.name), "b");
-    snprintf(b.path, sizeof(b.path), "%s/b.db", dir);
-    cfg.path = b.path;
-    b.s = store_open(&cfg, err, sizeof(err));
-    cr_assert_not_null(b.s, "%s", err);
+    site_open_with(&b, "b", &cfg);
     int64_t now = wire_now_us();
     park_write(&a, "AZ-MOE", 1, now, "AZ", "NOW", "now");
     park_write(&a, "AZ-MOE", 2, now + 3600 * 1000000LL, "AZ", "LATER", "in an hour");
@@ -601,5 +600,29 @@ Test(replica, a_write_from_the_future_is_refused_as_locally)
                             "the future%'"),
                  1);
     store_close(&a.s);
+    store_close(&b.s);
+}
+
+/* Positions a peer brings are bounded like local producers: beyond
+ * max_producers known, a new producer's position is not kept. */
+Test(replica, a_peer_cannot_grow_the_producers_without_bound)
+{
+    site_t b;
+    store_config_t cfg;
+    store_config_init(&cfg);
+    cfg.max_producers = 2;
+    site_open_with(&b, "b", &cfg);
+    cr_assert_eq(store_begin(b.s), 0);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "P%d", i);
+        cr_assert_eq(store_merge_position(b.s, id, 10), 0);
+    }
+    cr_assert_eq(store_merge_position(b.s, "P0", 11), 0); /* a known one still moves */
+    cr_assert_eq(store_commit(b.s), 0);
+    cr_assert_eq(store_producer_last(b.s, "P0"), 11);
+    cr_assert_eq(store_producer_last(b.s, "P1"), 10);
+    cr_assert_eq(store_producer_last(b.s, "P2"), 0, "a third producer was kept");
+    cr_assert_eq(sql_at(&b, "SELECT count(*) FROM producer"), 2);
     store_close(&b.s);
 }
