@@ -848,6 +848,7 @@ def main():
     sites = {}
     clients = None
     failed = True
+    verdict = []  # what failed, said again after the sites' logs, where CI's tail shows it
 
     def on_signal(signum, frame):
         raise SystemExit("stopped by signal %d" % signum)
@@ -949,6 +950,7 @@ def main():
         if errors:
             for e in errors:
                 say("FAIL: " + e)
+            verdict += errors
             raise Failed("%d check%s failed (seed %d)" % (len(errors), "s" * (len(errors) > 1),
                                                           seed))
         say("PASS: converged, nothing acknowledged lost, the picture exact, positions agree, "
@@ -957,10 +959,12 @@ def main():
         failed = False
     except Failed as e:
         say("FAIL: %s" % e)
+        verdict.append(str(e))
     except Exception as e:  # set-up trouble: still clean up, and say where
         import traceback
         traceback.print_exc()
         say("FAIL: %s: %s (seed %d)" % (type(e).__name__, e, seed))
+        verdict.append("%s: %s (seed %d)" % (type(e).__name__, e, seed))
     finally:
         if clients:
             clients.kill_all()
@@ -969,6 +973,10 @@ def main():
         if failed:
             for s in sites.values():
                 say("site %s's log ends:\n%s" % (s.name, tail(s.log, 25)))
+            for v in verdict[:12]:
+                say("FAIL (again, after the logs): " + v)
+            if len(verdict) > 12:
+                say("FAIL (again): and %d more above" % (len(verdict) - 12))
         net.destroy()
         if os.environ.get("KEEP") == "1":
             say("kept %s" % root)
