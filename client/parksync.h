@@ -96,7 +96,11 @@ void ps_producer_options_init(ps_producer_options_t *opts);
  * sent once, so the daemon sees it too), and every later send, flush and
  * poll returns PS_ERR_AHEAD with the producer and the missing range in
  * ps_producer_last_error and ps_producer_missing. The same happens when
- * the daemon's acks go back below what it acknowledged before. */
+ * the daemon's acks go back below what it acknowledged before. Not at a
+ * site whose heartbeat says it pulls from peers: there the missing
+ * sequences come back with its pulls (it lost its disk with ack_after =
+ * peers:N, or the producer moved to it), so the producer waits for them,
+ * resending what it holds, as it waits for any ack. */
 ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err);
 
 /* Sends one update. The library fills version, producer_id and sequence;

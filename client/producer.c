@@ -40,7 +40,8 @@
  * is repeated) means those sequences were acknowledged, by an earlier
  * database (a restored backup), and deleted here. Nothing can fill that
  * gap, so instead of resending until a timeout every call fails with
- * PS_ERR_AHEAD naming the range.
+ * PS_ERR_AHEAD naming the range. A site that pulls from peers (its
+ * heartbeat says so) is waited for instead: its pulls fill the gap.
  *
  * Files: producer.c (this one: starting, sending, the public calls),
  * producer_window.c (the window, acks, resends and the pump that waits
@@ -294,7 +295,9 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
             producer_resend_all(p, wire_monotonic_ms());
         uint64_t oldest =
             producer_in_flight(p) > 0 ? p->entries[p->head].sequence : p->last_sent + 1;
-        if (oldest > state.last_sequence + 1)
+        if (oldest > state.last_sequence + 1 && p->site_pulls)
+            p->behind_to = oldest - 1; /* its pulls bring the rest: wait for them */
+        else if (oldest > state.last_sequence + 1)
             producer_set_ahead(p, state.last_sequence + 1, oldest - 1);
     }
     p->last_progress_ms = p->heard_ms = wire_monotonic_ms();
@@ -322,7 +325,7 @@ ps_err_t producer_move(ps_producer_t *p, int64_t now)
     }
     if (sites_next(&p->sites, (void *const[SITES_LISTS]){p->ingest, p->acks, p->query}) < 0)
         return PS_ERR_SOCKET;
-    p->subscribed = p->heard = false;
+    p->subscribed = p->heard = p->site_pulls = false;
     p->heard_ms = now; /* the next site gets a silence of its own */
     e = query_state(p->query, &p->next_request_id, p->producer_id, PRODUCER_MOVE_STATE_MS, &state,
                     p->error, sizeof p->error);

@@ -80,8 +80,10 @@ struct ps_producer {
     sites_t sites;                     /* the sites it may talk to, one at a time */
     int64_t heard_ms;                  /* monotonic ms of the last ack or heartbeat heard */
     int silence_ms;                    /* silence that moves it to the next site */
-    uint64_t behind_to;                /* moved to a site that acked less: its acks may lag
-                                          up to here while it pulls from its peers; 0: none */
+    uint64_t behind_to;                /* a site that acked less (we moved to it, or it lost
+                                          its disk): its acks may lag up to here while it
+                                          pulls from its peers; 0: none */
+    bool site_pulls;                   /* the site's heartbeat says it pulls from peers */
 };
 
 /* ---------------------------------------------------------------- producer_window.c */

@@ -160,8 +160,13 @@ ps_err_t producer_set_ahead(ps_producer_t *p, uint64_t from, uint64_t to)
 
 ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
 {
-    if (acked < p->last_acked && p->behind_to != 0)
-        return PS_OK; /* the site moved to is catching up with its peers */
+    if (acked < p->last_acked && (p->behind_to != 0 || p->site_pulls)) {
+        /* The site is catching up with its peers: we moved to it, or it
+         * lost its disk and gets back what it acknowledged by pulling. */
+        if (p->behind_to < p->last_acked)
+            p->behind_to = p->last_acked;
+        return PS_OK;
+    }
     if (acked < p->last_acked) {
         /* The daemon went back (its database was replaced); once is
          * perhaps an old ack still on the way, twice the same is its
@@ -217,12 +222,14 @@ static void drain_subscriptions(ps_producer_t *p, int64_t now)
 }
 
 /* A heartbeat: our ack subscription is live, and it says whether the
- * daemon is degraded (why acks may not come). */
+ * daemon is degraded (why acks may not come) and whether it pulls from
+ * peers (why its acks may trail ours for a while). */
 static void on_heartbeat(ps_producer_t *p, const Parksync__V1__Heartbeat *hb)
 {
     const Parksync__V1__Health *h = hb->health;
 
     p->heard = true;
+    p->site_pulls = hb->has_pulls && hb->pulls;
     if (h && h->degraded) {
         snprintf(p->health, sizeof p->health, "%s", h->reason ? h->reason : "(no reason given)");
         p->health_since_us = h->since_us;

@@ -256,9 +256,6 @@ void acks_after_pull(server_t *s)
     acks_release(s->acks, safe_for, s, on_safe, s);
 }
 
-/* The heartbeat carries the epoch, the head, this start's instance id and
- * the last stream sequence of every record topic, so a subscriber can
- * tell a lost record even on a topic that has gone quiet. */
 /* The checkpoint thread's failures, as a condition of the health. */
 void health_of_checkpoints(server_t *s)
 {
@@ -271,6 +268,9 @@ void health_of_checkpoints(server_t *s)
                      store_strerror(-err));
 }
 
+/* The heartbeat carries the epoch, the head, this start's instance id and
+ * the last stream sequence of every record topic, so a subscriber can
+ * tell a lost record even on a topic that has gone quiet. */
 void publish_heartbeat(server_t *s)
 {
     Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
@@ -319,6 +319,9 @@ void publish_heartbeat(server_t *s)
         health_to_proto(&s->health, &health, reason, sizeof reason);
         hb.health = &health;
     }
+    /* a producer's position here may trail its acks until the pulls bring it */
+    for (size_t i = 0; i < s->n_peer_stats && !hb.pulls; i++)
+        hb.has_pulls = hb.pulls = s->peer_stats[i].pulling;
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
     p.heartbeat = &hb;
     p.has_version = true;

@@ -352,6 +352,37 @@ class Ahead(DaemonCase):
         self.assertLess(time.monotonic() - t, 10.0, "not fast")
 
 
+class AheadAtASiteThatPulls(DaemonCase):
+    """A site that pulls from a peer says so in its heartbeats: after it
+    loses its disk its pulls bring back what it acknowledged, so a
+    producer waits for it rather than failing Ahead (the peer here never
+    answers, so it waits until its timeout)."""
+
+    def make_daemon(self):
+        return Daemon(self.tmp, {"site": {"name": "site-a"},
+                                 "peer site-b": {"endpoints": "ipc://%s/nobody" % self.tmp,
+                                                 "countries": "*"}})
+
+    def test_a_producer_waits_instead_of_failing_ahead(self):
+        box = os.path.join(self.tmp, "az.outbox")
+        p = self.producer(outbox=box)
+        for i in range(1, 51):
+            p.send(park(i))
+        p.flush(timeout=30)
+        self.daemon.stop()
+        self.daemon.database = os.path.join(self.tmp, "other.db")  # its disk is gone
+        self.daemon.start()
+        p.send(park(51))  # acked as 0 by the site, again and again
+        with self.assertRaises(parksync.Timeout):
+            p.flush(timeout=3)
+        self.assertIsNone(p.missing)
+        p.close()
+        p = self.producer(outbox=box)  # starts at 0 there; its outbox holds 51
+        self.assertIsNone(p.missing)
+        with self.assertRaises(parksync.Timeout):
+            p.flush(timeout=1)
+
+
 class Subscribe(DaemonCase):
     def test_snapshot_then_every_live_change_once(self):
         p = self.producer()

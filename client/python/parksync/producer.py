@@ -123,7 +123,9 @@ class Producer:
         opened (or belongs to another id), ValueError for a bad id. When
         the producer is ahead of the daemon's database it is still made
         (its outbox is sent once) and ``missing`` says which sequences;
-        every later send, flush and poll raises Ahead.
+        every later send, flush and poll raises Ahead. Not at a site that
+        pulls from peers: its pulls bring those sequences, so the
+        producer waits for them as for any ack.
         ``sndhwm`` (tests) overrides the ingest high-water mark, 2 x
         window + 1024 by default."""
         if not isinstance(producer_id, str) or not _ID.match(producer_id):
@@ -142,6 +144,8 @@ class Producer:
         self._subscribed = False  # the daemon's SUB subscribed to our XPUB
         self._heard = False  # a heartbeat came: our ack subscription is live
         self._back_ack = 0  # last ack below last_acked, 0: none
+        self._site_pulls = False  # the site's heartbeat says it pulls from peers
+        self._behind_to = 0  # its acks may lag up to here while it pulls; 0: none
         self._missing: Optional[Tuple[int, int]] = None
         self._unserviced = 0
         self._entries: Deque[_Entry] = collections.deque()
@@ -216,7 +220,9 @@ class Producer:
         if self._entries:
             self._resend_all(monotonic_ms())
         oldest = self._entries[0].sequence if self._entries else self.last_sent + 1
-        if oldest > applied + 1:
+        if oldest > applied + 1 and self._site_pulls:
+            self._behind_to = oldest - 1  # its pulls bring the rest: wait for them
+        elif oldest > applied + 1:
             self._missing = (applied + 1, oldest - 1)
 
     # ------------------------------------------------------------ wire
@@ -296,6 +302,13 @@ class Producer:
         self._missing = (first, last)
 
     def _on_ack(self, acked: int, now: int) -> None:
+        if acked < self.last_acked and (self._site_pulls or self._behind_to):
+            # The site is catching up with its peers (it lost its disk
+            # with ack_after = peers:N): its pulls bring the rest back.
+            self._behind_to = max(self._behind_to, self.last_acked)
+            return
+        if acked >= self._behind_to:
+            self._behind_to = 0
         if acked < self.last_acked:
             # The daemon went back (its database was replaced): once is
             # perhaps an old ack still on its way, the same twice is its
@@ -355,6 +368,7 @@ class Producer:
             elif body == "heartbeat":
                 self._heard = True
                 hb = p.heartbeat
+                self._site_pulls = hb.pulls
                 self.health = hb.health if hb.HasField("health") and hb.health.degraded else None
             if self._missing is not None:
                 return
