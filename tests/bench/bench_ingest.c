@@ -29,7 +29,10 @@
  * 3), -q (only workload a, NORMAL: a quick look), -p N (only N
  * producers), -s normal|full and -l a|b (only that setting, workload),
  * -b N (the daemon's batch_max), -w WINDOW (producer window;
- * default the library's), -m (producers without an outbox, to see what the outbox costs).
+ * default the library's), -T MS (the producers' first resend timeout; a
+ * window far beyond the default needs more than the library's 500 ms, or
+ * the ack of a large batch comes after the resends), -m (producers
+ * without an outbox, to see what the outbox costs).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,6 +59,7 @@
 static unsigned bench_window;    /* -w: producer window, 0 = library default */
 static bool bench_no_outbox;     /* -m: producers keep unacknowledged updates in memory only */
 static unsigned bench_batch_max; /* -b: the daemon's batch_max, 0 = its default */
+static int bench_ack_timeout_ms; /* -T: the producers' first resend timeout, 0 = the library's */
 
 /* One benchmark producer thread. */
 typedef struct worker {
@@ -122,6 +126,8 @@ static void *worker_main(void *arg)
     o.outbox_path = bench_no_outbox ? NULL : outbox;
     if (bench_window > 0)
         o.window = bench_window;
+    if (bench_ack_timeout_ms > 0)
+        o.ack_timeout_ms = bench_ack_timeout_ms;
     p = ps_producer_new(&o, &err);
     if (p == NULL) {
         w->failed = (int)err;
@@ -297,7 +303,7 @@ int main(int argc, char **argv)
     int only_sync = 0;      /* -s: 1 NORMAL only, 2 FULL only */
     int only_load = 0;      /* -l: 1 workload a only, 2 workload b only */
 
-    while ((c = getopt(argc, argv, "n:r:qw:mp:s:l:b:")) != -1) {
+    while ((c = getopt(argc, argv, "n:r:qw:mp:s:l:b:T:")) != -1) {
         switch (c) {
         case 'n':
             total = strtoull(optarg, NULL, 10);
@@ -320,6 +326,9 @@ int main(int argc, char **argv)
         case 'b':
             bench_batch_max = (unsigned)strtoul(optarg, NULL, 10);
             break;
+        case 'T':
+            bench_ack_timeout_ms = (int)strtol(optarg, NULL, 10);
+            break;
         case 's':
             only_sync = strcmp(optarg, "full") == 0 ? 2 : strcmp(optarg, "normal") == 0 ? 1 : 0;
             break;
@@ -327,8 +336,9 @@ int main(int argc, char **argv)
             only_load = strcmp(optarg, "b") == 0 ? 2 : strcmp(optarg, "a") == 0 ? 1 : 0;
             break;
         default:
-            fprintf(stderr, "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m] [-p "
-                            "PRODUCERS] [-s normal|full] [-l a|b] [-b BATCH_MAX]\n");
+            fprintf(stderr,
+                    "usage: bench_ingest [-n UPDATES] [-r RUNS] [-q] [-w WINDOW] [-m] [-p "
+                    "PRODUCERS] [-s normal|full] [-l a|b] [-b BATCH_MAX] [-T ACK_TIMEOUT_MS]\n");
             return 2;
         }
     }
