@@ -354,13 +354,14 @@ int config_set_option(config_t *cfg, const config_option_t *opt, const char *val
             store_int(field, opt->size, 0);
             return 0;
         }
-        if (strncmp(value, "peers:", 6) != 0 || parse_uint(value + 6, &u) == -EINVAL) {
+        rc = strncmp(value, "peers:", 6) == 0 ? parse_uint(value + 6, &u) : -EINVAL;
+        if (rc == -EINVAL) {
             config_say(why, whylen,
                        "[%s] %s = %s: expected local or peers:N (N %" PRIu64 "..%" PRIu64 ")",
                        opt->section, opt->key, value, opt->umin, opt->umax);
             return -EINVAL;
         }
-        if (u < opt->umin || u > opt->umax) {
+        if (rc < 0 || u < opt->umin || u > opt->umax) { /* rc: beyond uint64 */
             config_say(why, whylen, "[%s] %s = %s is out of range (peers:%" PRIu64 "..%" PRIu64 ")",
                        opt->section, opt->key, value, opt->umin, opt->umax);
             return -EINVAL;

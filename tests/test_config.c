@@ -200,6 +200,8 @@ static const struct bad_case {
     {"[site]\nack_after = peers:0\n", 2,
      "[site] ack_after = peers:0 is out of range (peers:1..16)"},
     {"[site]\nack_after = peers:17\n", 2, "[site] ack_after = peers:17 is out of range"},
+    {"[site]\nack_after = peers:99999999999999999999\n", 2,
+     "[site] ack_after = peers:99999999999999999999 is out of range"},
     {"[site]\nack_after = peers:2x\n", 2, "[site] ack_after = peers:2x: expected local or peers:N"},
     {"[site]\nack_after = peers:\n", 2, "[site] ack_after = peers:: expected local or peers:N"},
     {"[site]\npull_wait_ms = 30001\n", 2, "[site] pull_wait_ms = 30001 is out of range (0..30000)"},
