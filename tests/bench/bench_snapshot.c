@@ -37,8 +37,9 @@
  *
  * Options: -n RECORDS, -i INGEST updates (default 100000), -t LAT_S seconds
  * (default 3), -R RATES of the latency runs (default 1000,20000), -M
- * ROUNDS, -G SIZES, -s full|normal (with -G), -k keep the database
- * directory.
+ * ROUNDS, -G SIZES, -s full|normal (the daemon's [store] synchronous;
+ * default full with -G, normal otherwise: say -s full for latency at
+ * FULL), -k keep the database directory.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,7 +68,8 @@ static int lat_s = 3;
 static const char *lat_rates = "1000,20000"; /* -R: offered rates of the latency runs */
 static int metrics_rounds = 0;
 static const char *growth_sizes; /* -G: sizes of the cost-growth curve */
-static bool growth_full = true;  /* -s: synchronous of the cost-growth daemon */
+static int sync_full = -1;       /* -s: the daemon's synchronous, 1 full, 0 normal; -1: the
+                                    mode's default (full with -G, normal otherwise) */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -462,7 +464,7 @@ static int growth(harness_t *h)
     char id[32];
 
     printf("cost growth: %" PRIu64 " updates to random records per size, synchronous %s\n",
-           n_ingest, growth_full ? "full" : "normal");
+           n_ingest, sync_full != 0 ? "full" : "normal");
     printf("%12s %12s %9s %14s %9s\n", "records", "updates/s", "ratio", "CPU us/update", "ratio");
     while (*at) {
         char *end;
@@ -534,7 +536,7 @@ int main(int argc, char **argv)
             growth_sizes = optarg;
             break;
         case 's':
-            growth_full = strcmp(optarg, "normal") != 0;
+            sync_full = strcmp(optarg, "normal") != 0;
             break;
         case 'k':
             keep = true;
@@ -543,23 +545,25 @@ int main(int argc, char **argv)
             fprintf(
                 stderr,
                 "usage: bench_snapshot [-n RECORDS] [-i INGEST] [-t LAT_S] [-R RATES] [-M ROUNDS] "
-                "[-G SIZES [-s full|normal]] [-k]\n");
+                "[-G SIZES] [-s full|normal] [-k]\n");
             return 2;
         }
     }
     if (n_records == 0 || lat_s <= 0 || metrics_rounds < 0 || metrics_rounds > 64)
         return 2;
     if (growth_sizes) {
-        if (harness_init(&h, growth_full ? "[store]\nsynchronous = full\n"
-                                         : "[store]\nsynchronous = normal\n") < 0)
+        if (harness_init(&h, sync_full != 0 ? "[store]\nsynchronous = full\n"
+                                            : "[store]\nsynchronous = normal\n") < 0)
             return 1;
         int rc = growth(&h);
         if (rc < 0)
             fprintf(stderr, "bench: cost growth failed (see %s)\n", h.log);
         return finish(&h, keep, rc);
     }
-    if (harness_init(&h, "[store]\nsynchronous = normal\n") < 0)
+    if (harness_init(&h, sync_full == 1 ? "[store]\nsynchronous = full\n"
+                                        : "[store]\nsynchronous = normal\n") < 0)
         return 1;
+    printf("daemon: [store] synchronous = %s\n", sync_full == 1 ? "full" : "normal");
     if (fill(h.db, 0, n_records) < 0 || harness_start(&h) < 0) {
         fprintf(stderr, "bench: cannot start (see %s)\n", h.log);
         harness_cleanup(&h);
