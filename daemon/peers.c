@@ -193,6 +193,10 @@ static void link_ask(server_t *s, link_t *l, int64_t now)
     r.credit = PEER_CREDIT;
     r.chunk_records = PEER_CHUNK_RECORDS;
     r.wait_ms = s->cfg.pull_wait_ms;
+    r.has_trade_rule = r.has_trade_threshold_pct = r.has_trade_cif_fob_factor = 1;
+    r.trade_rule = s->cfg.trade_rule; /* a peer with other ones refuses: flows would differ */
+    r.trade_threshold_pct = s->cfg.threshold_pct;
+    r.trade_cif_fob_factor = s->cfg.cif_fob_factor;
     q.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE;
     q.replicate = &r;
     l->request_id = s->peers->next_request_id++;

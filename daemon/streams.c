@@ -19,6 +19,8 @@
  */
 #include "server_int.h"
 
+#include <math.h>
+
 /* ---------------------------------------------------------------- streams */
 
 void stream_close(stream_t *st)
@@ -556,6 +558,30 @@ static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, s
     server_reply_error(s, peer, request_id, PARKSYNC__V1__ERROR_CODE__ERROR_CODE_BAD_REQUEST, why);
 }
 
+/* True, with why, when a pull comes from a site whose [trade] settings
+ * differ from this one's: each would derive other values for the same
+ * flows, so the two could never hold the same picture. */
+static bool trade_differs(const server_t *s, const Parksync__V1__ReplicateRequest *r, char *why,
+                          size_t size)
+{
+    const config_t *c = &s->cfg;
+    const char *theirs = config_trade_rule_name(r->trade_rule);
+
+    if ((!r->has_trade_rule || r->trade_rule == c->trade_rule) &&
+        (!r->has_trade_threshold_pct || !islessgreater(r->trade_threshold_pct, c->threshold_pct)) &&
+        (!r->has_trade_cif_fob_factor ||
+         !islessgreater(r->trade_cif_fob_factor, c->cif_fob_factor)))
+        return false;
+    snprintf(why, size,
+             "replicate: the pulling site's [trade] settings (rule = %s, threshold_pct = %g, "
+             "cif_fob_factor = %g) differ from this site's (rule = %s, threshold_pct = %g, "
+             "cif_fob_factor = %g): sites that pull from each other must run the same, or their "
+             "flows never agree",
+             theirs ? theirs : "?", r->trade_threshold_pct, r->trade_cif_fob_factor,
+             config_trade_rule_name(c->trade_rule), c->threshold_pct, c->cif_fob_factor);
+    return true;
+}
+
 static void handle_query(server_t *s, const peer_t *peer, const void *data, size_t len)
 {
     Parksync__V1__QueryRequest *q = NULL;
@@ -645,9 +671,14 @@ static void handle_query(server_t *s, const peer_t *peer, const void *data, size
                      cr->has_chunk_records, cr->chunk_records);
         break;
     }
-    case PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE:
-        start_replica(s, peer, q->request_id, q->replicate);
+    case PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE: {
+        char differ[512];
+        if (trade_differs(s, q->replicate, differ, sizeof differ))
+            refuse_query(s, peer, q->request_id, len, differ);
+        else
+            start_replica(s, peer, q->request_id, q->replicate);
         break;
+    }
     case PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT:
         st = stream_find(s, peer, q->request_id);
         if (!st) {

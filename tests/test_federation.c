@@ -737,3 +737,38 @@ Test(federation, a_producer_waits_for_a_site_that_pulls_back_what_it_lost, .fini
     ps_producer_destroy(&p);
     cr_expect_eq(producer_last(0, "AZ-MOE"), 3);
 }
+
+/*
+ * Sites whose [trade] settings differ would each derive other values for
+ * the same flows and never agree: each refuses the other's pulls, naming
+ * both settings, and the pulling site shows it as its peer's last error.
+ */
+Test(federation, sites_with_other_trade_settings_refuse_each_other, .fini = teardown,
+     .timeout = 120)
+{
+    sites_init("*", "*");
+    site_edit(1, "[site]\n", "[trade]\nrule = mean\n\n[site]\n");
+    site_start(0);
+    site_start(1);
+    for (int i = 0; i < SITES; i++) {
+        int64_t end = now_ms() + DEADLINE_MS;
+        for (;;) {
+            Parksync__V1__ControlReply *r;
+            const Parksync__V1__PeerStatus *p = peer_status(i, &r);
+            bool refused = p->last_error && strstr(p->last_error, "[trade] settings") &&
+                           strstr(p->last_error, "rule = mean") &&
+                           strstr(p->last_error, "rule = importer-first");
+            uint64_t pulls = p->pulls;
+            char last[512];
+            snprintf(last, sizeof last, "%s", p->last_error ? p->last_error : "(none)");
+            parksync__v1__control_reply__free_unpacked(r, NULL);
+            if (refused) {
+                cr_expect_eq(pulls, 0, "site %d pulled from a site with other [trade] settings", i);
+                break;
+            }
+            cr_assert_lt(now_ms(), end, "site %d's pulls were never refused for [trade]: %s", i,
+                         last);
+            pause_ms(50);
+        }
+    }
+}
