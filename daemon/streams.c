@@ -560,12 +560,12 @@ static void refuse_query(server_t *s, const peer_t *peer, uint64_t request_id, s
 
 /* True, with why, when a pull comes from a site whose [trade] settings
  * differ from this one's: each would derive other values for the same
- * flows, so the two could never hold the same picture. */
+ * flows, so the two could never hold the same picture. The request is
+ * validated: a rule it names is known, its numbers are finite. */
 static bool trade_differs(const server_t *s, const Parksync__V1__ReplicateRequest *r, char *why,
                           size_t size)
 {
     const config_t *c = &s->cfg;
-    const char *theirs = config_trade_rule_name(r->trade_rule);
 
     if ((!r->has_trade_rule || r->trade_rule == c->trade_rule) &&
         (!r->has_trade_threshold_pct || !islessgreater(r->trade_threshold_pct, c->threshold_pct)) &&
@@ -577,7 +577,7 @@ static bool trade_differs(const server_t *s, const Parksync__V1__ReplicateReques
              "cif_fob_factor = %g) differ from this site's (rule = %s, threshold_pct = %g, "
              "cif_fob_factor = %g): sites that pull from each other must run the same, or their "
              "flows never agree",
-             theirs ? theirs : "?", r->trade_threshold_pct, r->trade_cif_fob_factor,
+             config_trade_rule_name(r->trade_rule), r->trade_threshold_pct, r->trade_cif_fob_factor,
              config_trade_rule_name(c->trade_rule), c->threshold_pct, c->cif_fob_factor);
     return true;
 }

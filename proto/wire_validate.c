@@ -8,6 +8,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "wire_int.h"
@@ -288,6 +289,13 @@ int wire_query_request_validate(const Parksync__V1__QueryRequest *q, const char 
                 FAIL("replicate.countries: " WHY_COUNTRY);
         if (r->has_stored_instance && r->stored_instance.len != WIRE_INSTANCE_BYTES)
             FAIL("replicate.stored_instance: must be 16 bytes");
+        if (r->has_trade_rule &&
+            (r->trade_rule == PARKSYNC__V1__TRADE_RULE__TRADE_RULE_UNSPECIFIED ||
+             !enum_ok(&parksync__v1__trade_rule__descriptor, r->trade_rule)))
+            FAIL("replicate.trade_rule: " WHY_ENUM);
+        if ((r->has_trade_threshold_pct && !isfinite(r->trade_threshold_pct)) ||
+            (r->has_trade_cif_fob_factor && !isfinite(r->trade_cif_fob_factor)))
+            FAIL("replicate.trade_threshold_pct, trade_cif_fob_factor: must be finite numbers");
         return 0;
     }
     default:

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,8 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
         {"replicate.epoch: must be 16 bytes"},         /* 15: 3 bytes */
         {"replicate.since_revision: missing"},         /* 16 */
         {"replicate.wait_ms: must be 0..30000"},       /* 17: 30001 */
+        {"replicate.trade_rule: unknown value"},       /* 18: rule 9 */
+        {"replicate.trade_threshold_pct, trade_cif_fob_factor: must be finite"}, /* 19: NaN */
     };
     for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         Parksync__V1__QueryRequest q;
@@ -199,6 +202,10 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
             rr.epoch.len = c == 15 ? sizeof short_epoch : 0;
             rr.has_wait_ms = c == 17;
             rr.wait_ms = WIRE_MAX_WAIT_MS + 1;
+            rr.has_trade_rule = c == 18;
+            rr.trade_rule = 9;
+            rr.has_trade_threshold_pct = c == 19;
+            rr.trade_threshold_pct = NAN;
             break;
         }
         send_request(&q);
