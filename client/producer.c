@@ -295,10 +295,12 @@ ps_producer_t *ps_producer_new(const ps_producer_options_t *opts, ps_err_t *err)
             producer_resend_all(p, wire_monotonic_ms());
         uint64_t oldest =
             producer_in_flight(p) > 0 ? p->entries[p->head].sequence : p->last_sent + 1;
-        if (oldest > state.last_sequence + 1 && p->site_pulls)
-            p->behind_to = oldest - 1; /* its pulls bring the rest: wait for them */
-        else if (oldest > state.last_sequence + 1)
-            producer_set_ahead(p, state.last_sequence + 1, oldest - 1);
+        if (oldest > state.last_sequence + 1) {
+            if (p->site_pulls)
+                p->behind_to = oldest - 1; /* its pulls bring the rest: wait for them */
+            else
+                producer_set_ahead(p, state.last_sequence + 1, oldest - 1);
+        }
     }
     p->last_progress_ms = p->heard_ms = wire_monotonic_ms();
     *err = PS_OK;

@@ -120,6 +120,11 @@ peers_t *peers_new(server_t *s)
     return ps;
 }
 
+bool peers_pulling(const server_t *s)
+{
+    return s->peers && s->peers->n > 0;
+}
+
 void peers_destroy(peers_t **pp)
 {
     if (!pp || !*pp)

@@ -319,9 +319,7 @@ void publish_heartbeat(server_t *s)
         health_to_proto(&s->health, &health, reason, sizeof reason);
         hb.health = &health;
     }
-    /* a producer's position here may trail its acks until the pulls bring it */
-    for (size_t i = 0; i < s->n_peer_stats && !hb.pulls; i++)
-        hb.has_pulls = hb.pulls = s->peer_stats[i].pulling;
+    hb.has_pulls = hb.pulls = peers_pulling(s);
     p.body_case = PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT;
     p.heartbeat = &hb;
     p.has_version = true;

@@ -247,16 +247,13 @@ void server_reply_error(server_t *s, const peer_t *peer, uint64_t request_id,
 
 static void warn_ahead(void *arg, const char *id, uint64_t from, uint64_t to)
 {
-    const server_t *s = arg;
-
-    for (size_t i = 0; i < s->n_peer_stats; i++)
-        if (s->peer_stats[i].pulling) { /* a peer may bring them: the producer waits */
-            log_warning("producer %s is ahead of this site: sequences %" PRIu64 "..%" PRIu64
-                        " are missing; its later updates apply once a pull from a peer brings "
-                        "them (peer status: parksync status)",
-                        id, from, to);
-            return;
-        }
+    if (peers_pulling(arg)) { /* a peer may bring them: the producer waits */
+        log_warning("producer %s is ahead of this site: sequences %" PRIu64 "..%" PRIu64
+                    " are missing; its later updates apply once a pull from a peer brings them "
+                    "(peer status: parksync status)",
+                    id, from, to);
+        return;
+    }
     log_warning("producer %s is ahead of this database: sequences %" PRIu64 "..%" PRIu64
                 " are missing (acknowledged by an earlier database? restored backup?) and "
                 "its later updates are not applied; re-push them from the source, or reset "

@@ -285,6 +285,9 @@ bool welcome_due(const server_t *s, int64_t now);
  * out of memory. */
 peers_t *peers_new(server_t *s);
 void peers_destroy(peers_t **pp);
+/* True when this site pulls from a peer: a producer's position here may
+ * trail what it was acknowledged until a pull brings it. */
+bool peers_pulling(const server_t *s);
 /* Adds the links' sockets to a poll set of at most max: how many. */
 int peers_poll_items(const peers_t *ps, zmq_pollitem_t *items, int max);
 /* Merges what the peers sent into the loop's batch. */

@@ -220,10 +220,11 @@ class Producer:
         if self._entries:
             self._resend_all(monotonic_ms())
         oldest = self._entries[0].sequence if self._entries else self.last_sent + 1
-        if oldest > applied + 1 and self._site_pulls:
-            self._behind_to = oldest - 1  # its pulls bring the rest: wait for them
-        elif oldest > applied + 1:
-            self._missing = (applied + 1, oldest - 1)
+        if oldest > applied + 1:
+            if self._site_pulls:
+                self._behind_to = oldest - 1  # its pulls bring the rest: wait for them
+            else:
+                self._missing = (applied + 1, oldest - 1)
 
     # ------------------------------------------------------------ wire
 
