@@ -200,10 +200,12 @@ int store_backup_seal(store_backup_t *b)
     b->revision = store_head(b->store);
     rc = sqlite3_backup_finish(b->bk);
     b->bk = NULL;
-    /* marks the copy: restored, it is another history (see claim_copy) */
+    /* marks the copy: restored, it is another history (see claim_copy);
+     * and its meta tells the head it holds, as the change log does */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(b->dst,
-                          "INSERT OR REPLACE INTO meta(key, value) VALUES ('" META_COPY "', 1)",
+                          "INSERT OR REPLACE INTO meta(key, value) VALUES ('" META_COPY "', 1);"
+                          "UPDATE meta SET value = (" STORE_HEAD_SQL ") WHERE key = 'head'",
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(b->dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);

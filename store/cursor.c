@@ -122,7 +122,7 @@ static store_cursor_t *cursor_new(store_t *s, int *err)
         goto fail;
     }
     /* the first read starts the view; the head is read inside it */
-    if ((*err = cursor_int(c, "SELECT value FROM meta WHERE key = 'head'", &null, &head)) < 0)
+    if ((*err = cursor_int(c, STORE_HEAD_SQL, &null, &head)) < 0)
         goto fail;
     c->revision = (uint64_t)head;
     return c;

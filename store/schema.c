@@ -91,6 +91,11 @@ static const char *const migrations[] = {
      * pulled and merged through, stored with what was merged */
     "CREATE TABLE peer(name TEXT PRIMARY KEY, epoch BLOB NOT NULL,"
     " revision INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 8: the head revision is read from the change log (STORE_HEAD_SQL)
+     * and commits no longer write meta's 'head'. Nothing changes in the
+     * file; the version keeps an earlier build, which reads the head from
+     * meta alone, from opening it and handing out revisions again. */
+    "UPDATE meta SET value = (" STORE_HEAD_SQL ") WHERE key = 'head';",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -171,7 +176,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [ST_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
+    [ST_HEAD_GET] = STORE_HEAD_SQL,
     [ST_PRODUCER_ALL] = "SELECT producer_id, last_sequence, applied, duplicates, gaps,"
                         " rejected, last_seen_us FROM producer",
     [ST_PRODUCER_PUT] = "INSERT INTO producer(producer_id, last_sequence, applied, duplicates,"
@@ -494,7 +499,7 @@ int load_meta(store_t *s)
     }
     memcpy(s->epoch, sqlite3_column_blob(st, 0), WIRE_EPOCH_BYTES);
     stmt_reset(st);
-    sqlite3_bind_text(st, 1, "head", -1, SQLITE_STATIC);
+    st = s->st[ST_HEAD_GET];
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         ret = rc == SQLITE_DONE ? -EPROTO : db_fail(s, rc);

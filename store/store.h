@@ -31,8 +31,9 @@
  *   versions in between were never visible. Rows read or written by a
  *   batch are held in memory and written when it is flushed (before
  *   summaries, digests and the commit). The change log keeps
- *   changelog_keep revisions: each commit drops what it added beyond
- *   that, and a bounded step of any backlog (store_prune_due).
+ *   changelog_keep revisions: a commit drops what lies beyond that once
+ *   it is more than a slack of keep / 1024 (at most 64 rows), and a
+ *   bounded step of any backlog (store_prune_due).
  * - Each producer's last applied sequence is stored in the same
  *   transaction as the changes it caused.
  *

@@ -33,6 +33,7 @@
 #define STORE_BUSY_TIMEOUT_MS 5000 /* ms a connection waits for a lock */
 #define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
 #define STORE_LOG_PRUNE_STEP  256  /* change-log rows a commit drops beyond those it added */
+#define STORE_LOG_SLACK_MAX   64   /* change-log rows beyond keep left for a later commit */
 #define STORE_PACE_PAGES      256  /* database pages a checkpoint copies between two syncs */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
 #define STORE_WAL_RESET_FRAMES                                                                     \
@@ -79,7 +80,7 @@ enum stmt_id {
     ST_COMMIT,         /* COMMIT */
     ST_ROLLBACK,       /* ROLLBACK */
     ST_META_GET,       /* value of a meta key */
-    ST_META_SET,       /* sets a meta key */
+    ST_HEAD_GET,       /* the head revision (STORE_HEAD_SQL) */
     ST_PRODUCER_ALL,   /* every producer */
     ST_PRODUCER_PUT,   /* upsert of a producer */
     ST_CONFLICT_PUT,   /* new conflict row */
@@ -182,6 +183,18 @@ typedef struct pending {
 #define STORE_CHECK_FINDINGS "8"
 /* meta key of the marker a backup leaves in its copy (see claim_copy) */
 #define META_COPY "copy"
+/*
+ * The head revision: the change log's newest row. Every revision gets a
+ * change-log row in its own transaction, and retention always leaves the
+ * newest (changelog_keep is at least 1, or 0 for all), so the log tells
+ * the head without meta's 'head' being written by each commit: that was
+ * a page more in each (five for a one-update commit, four without). Meta
+ * keeps the head the log last told (migration 8, a backup's copy) and
+ * counts for a log still empty.
+ */
+#define STORE_HEAD_SQL                                                                             \
+    "SELECT max(value, coalesce((SELECT max(revision) FROM changelog), 0)) FROM meta"              \
+    " WHERE key = 'head'"
 
 struct store {
     store_config_t cfg;                           /* copy of the config (path points at path) */

@@ -148,6 +148,16 @@ static int64_t sql_int(const char *sql)
     return sql_int_at(dbpath, sql);
 }
 
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db;
+    char *err = NULL;
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK, "%s: %s", sql, err);
+    sqlite3_close(db);
+}
+
 /* ---------------------------------------------------------------- schema */
 
 Test(store, open_migrate_reopen_keeps_data_and_epoch)
@@ -165,10 +175,14 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'peer'"), 1);
+    /* an earlier build reads meta's head alone: migration 8 keeps it away */
+    sql_exec("PRAGMA user_version = 7; UPDATE meta SET value = 0 WHERE key = 'head'");
     s = open_db();
+    cr_assert_eq(sql_int("SELECT value FROM meta WHERE key = 'head'"), 1,
+                 "migration 8 wrote the head the change log tells");
     cr_assert_eq(memcmp(store_epoch(s), epoch, sizeof(epoch)), 0, "epoch changed on reopen");
     cr_assert_eq(store_head(s), 1);
     Parksync__V1__Record *r = get_park(s, "AZ", "AZ-SUMGAIT-CHEM");
@@ -1125,16 +1139,6 @@ Test(store, unknown_fields_reach_no_record_and_make_no_revision)
 
 #define CENTS_MAX 100000000000000000LL /* 10^17: the largest amount an update may carry */
 
-static void sql_exec(const char *sql)
-{
-    sqlite3 *db;
-    char *err = NULL;
-    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK, "%s: %s", sql, err);
-    sqlite3_close(db);
-}
-
 static void apply_in_batch(store_t *s, const upd_t *x)
 {
     store_outcome_t out = STORE_GAP;
@@ -1375,7 +1379,7 @@ Test(store, migration_sums_resident_aggregates_exactly)
                      " UPDATE resident_agg SET investment_cents = 1e19; DROP TABLE peer;"
                      " PRAGMA user_version = 5");
         s = open_db();
-        cr_assert_eq(sql_int("PRAGMA user_version"), 7);
+        cr_assert_eq(sql_int("PRAGMA user_version"), 8);
         cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'AZ-P1'"), 100);
         cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P1'"),
                      0, "from schema %d", from);
@@ -2308,24 +2312,34 @@ static int64_t file_size(const char *path)
     return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
-/* Parks P1..Pn, or P(first + 1) to P(first + n), from
- * AZ-MOE in one batch, sequences from *seq on. */
-static void parks_from(store_t *s, uint64_t *seq, int first, int n, const char *name)
+/* Parks P1..Pn, or P(first + 1) to P(first + n), from AZ-MOE in one
+ * batch, sequences from *seq on; residents R1.. of `park` instead when it
+ * is not NULL. */
+static void records_from(store_t *s, uint64_t *seq, int first, int n, const char *name,
+                         const char *park)
 {
     cr_assert_eq(store_begin(s), 0);
     for (int i = first + 1; i <= first + n; i++) {
         upd_t x;
         char id[16];
         store_outcome_t out;
-        snprintf(id, sizeof(id), "P%d", i);
+        snprintf(id, sizeof(id), "%s%d", park ? "R" : "P", i);
         ++*seq;
         upd_init(&x, "AZ-MOE", *seq, (int64_t)*seq * 10, PROVISIONAL);
-        upd_park(&x, "AZ", id);
+        if (park)
+            upd_resident(&x, "AZ", park, id);
+        else
+            upd_park(&x, "AZ", id);
         if (name)
             park_name(&x, name);
         cr_assert_eq(store_apply(s, &x.u, &out), 0);
     }
     cr_assert_eq(store_commit(s), 0);
+}
+
+static void parks_from(store_t *s, uint64_t *seq, int first, int n, const char *name)
+{
+    records_from(s, seq, first, n, name, NULL);
 }
 
 static void parks_batch(store_t *s, uint64_t *seq, int n, const char *name)
@@ -2367,6 +2381,70 @@ Test(store, changelog_goes_in_bounded_steps)
     cr_assert_eq(sql_int("SELECT count(*) FROM changelog"), 10);
     cr_assert_eq(store_oldest(s), store_head(s) - 9);
     store_close(&s);
+}
+
+/* WAL frames (pages) a one-update commit of a resident picked at random
+ * among n writes, over `commits` commits: the WAL only grows, as nothing
+ * checkpoints a store opened with background_checkpoint. */
+static double frames_per_commit(store_t *s, uint64_t *seq, int n, int commits)
+{
+    char wal[sizeof dbpath + 4];
+    struct stat before, after;
+    uint64_t rng = 0x5eed;
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    cr_assert_eq(stat(wal, &before), 0);
+    for (int c = 0; c < commits; c++) {
+        upd_t x;
+        char id[16];
+        store_outcome_t out;
+        bool changed;
+        snprintf(id, sizeof(id), "R%u", 1 + rnd(&rng, (unsigned)n));
+        ++*seq;
+        upd_init(&x, "AZ-MOE", *seq, (int64_t)*seq * 10, PROVISIONAL);
+        Parksync__V1__Resident *r = upd_resident(&x, "AZ", "P1", id);
+        r->has_investment_usd_cents = true; /* the park's total moves */
+        r->investment_usd_cents = (int64_t)*seq;
+        uint64_t head = store_head(s);
+        cr_assert_eq(store_begin(s), 0);
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+        cr_assert_eq(store_commit(s), 0);
+        changed = store_head(s) == head + 1;
+        cr_assert(changed, "commit %d made no revision", c);
+    }
+    cr_assert_eq(stat(wal, &after), 0);
+    return (double)(after.st_size - before.st_size) / (double)(sql_int("PRAGMA page_size") + 24) /
+           commits;
+}
+
+/* A one-update commit writes four pages: the record's, the change log's,
+ * the producer's and the park aggregate's. It used to write meta's head
+ * too (the head is the change log's newest row), and once the change log
+ * was full the log's oldest page for the one row it dropped: five, then
+ * six pages, a fifth more bytes for the disk to take at each update. */
+Test(store, a_one_update_commit_writes_four_pages)
+{
+    const uint64_t keeps[] = {0, 4096};
+    for (size_t k = 0; k < 2; k++) {
+        store_config_t cfg;
+        uint64_t seq = 0;
+        store_config_init(&cfg);
+        cfg.changelog_keep = keeps[k];
+        cfg.background_checkpoint = true;
+        store_t *s = open_at(dbpath, &cfg);
+        records_from(s, &seq, 0, 4200, NULL, "P1"); /* past keep: the log is full */
+        double frames = frames_per_commit(s, &seq, 4200, 400);
+        cr_log_info("changelog_keep %" PRIu64 ": %.2f pages per one-update commit", keeps[k],
+                    frames);
+        cr_assert_leq(frames, 4.5, "changelog_keep %" PRIu64 ": %.2f pages per one-update commit",
+                      keeps[k], frames);
+        /* and the head the log tells is the one a reopened store goes on from */
+        uint64_t head = store_head(s);
+        store_close(&s);
+        s = open_at(dbpath, &cfg);
+        cr_assert_eq(store_head(s), head);
+        store_close(&s);
+        remove_db(dbpath);
+    }
 }
 
 /* A store that keeps its whole change log, with background checkpoints
