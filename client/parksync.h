@@ -71,7 +71,9 @@ typedef struct ps_producer_options {
         *query_endpoint;     /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
     const char *outbox_path; /* durable outbox (SQLite); NULL keeps it in memory */
     unsigned window;         /* most unacknowledged updates in flight; default 8192 */
-    int ack_timeout_ms;      /* first resend after this silence; default 500, doubles to 8 s */
+    int ack_timeout_ms;      /* least resend timeout: resends after this silence, or more when
+                                the daemon's waits for progress say so; default 500,
+                                doubles to 8 s while nothing advances */
     int connect_timeout_ms;  /* how long ps_producer_new waits for the daemon; default 5000 */
     int sndhwm;              /* ingest send high-water mark; 0: 2 * window + 1024 (tests
                                 set it small to force drops) */

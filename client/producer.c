@@ -28,7 +28,8 @@
  * An ack for S drops everything <= S (the outbox delete is batched too).
  * When no ack advances for the current timeout, everything after the last
  * ack is sent again and the timeout doubles (up to
- * PRODUCER_MAX_TIMEOUT_MS); an advancing ack resets it. A repeated ack
+ * PRODUCER_MAX_TIMEOUT_MS); an advancing ack resets it to what the
+ * daemon's pace says, never below ack_timeout_ms (learn_timeout). A repeated ack
  * while updates are outstanding means the daemon saw a gap: resend at
  * once, but only once per acknowledged position, so a slow daemon that
  * repeats the same ack for every queued gap does not set off a storm.
@@ -328,7 +329,9 @@ ps_err_t producer_move(ps_producer_t *p, int64_t now)
     if (sites_next(&p->sites, (void *const[SITES_LISTS]){p->ingest, p->acks, p->query}) < 0)
         return PS_ERR_SOCKET;
     p->subscribed = p->heard = p->site_pulls = false;
-    p->heard_ms = now; /* the next site gets a silence of its own */
+    p->heard_ms = now;             /* the next site gets a silence of its own, */
+    p->srtt_ms = p->rttvar_ms = 0; /* and a resend timeout learnt anew */
+    p->cur_timeout_ms = p->ack_timeout_ms;
     e = query_state(p->query, &p->next_request_id, p->producer_id, PRODUCER_MOVE_STATE_MS, &state,
                     p->error, sizeof p->error);
     if (e == PS_ERR_TIMEOUT)

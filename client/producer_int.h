@@ -51,8 +51,11 @@ struct ps_producer {
     outbox_t *outbox;                  /* durable outbox, NULL when in memory */
     char producer_id[WIRE_MAX_ID + 1]; /* our id */
     unsigned window;                   /* most updates in flight */
-    int ack_timeout_ms;                /* ms: base resend timeout */
+    int ack_timeout_ms;                /* ms: the least resend timeout */
     int cur_timeout_ms;                /* ms: current resend timeout (doubles) */
+    int srtt_ms;                       /* ms: smoothed wait for progress; 0: no sample yet */
+    int rttvar_ms;                     /* ms: its mean deviation */
+    bool resent;                       /* a resend since the last progress: no sample */
     int64_t last_progress_ms;          /* monotonic ms of the last ack advance or resend */
     int64_t last_resend_ms;            /* monotonic ms of the last resend */
     uint64_t last_sent;                /* highest sequence assigned */

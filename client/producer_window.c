@@ -101,11 +101,45 @@ static void send_entries(ps_producer_t *p, size_t from, size_t to)
     }
 }
 
+/*
+ * The resend timeout follows how long this daemon takes to make progress,
+ * as TCP's follows the round trip (RFC 6298): each wait from a send into
+ * an empty window, or from the last advance, to the next advance is a
+ * sample, except across a resend (which send did the ack answer?). A
+ * daemon whose commits take longer than ack_timeout_ms (a slow disk, a
+ * large batch) would otherwise be sent its whole window again at each of
+ * them, and take longer still. ack_timeout_ms stays the least.
+ */
+static void learn_timeout(ps_producer_t *p, int64_t waited_ms)
+{
+    int r = waited_ms > PRODUCER_MAX_TIMEOUT_MS ? PRODUCER_MAX_TIMEOUT_MS
+            : waited_ms < 1                     ? 1
+                                                : (int)waited_ms;
+    if (p->srtt_ms == 0) {
+        p->srtt_ms = r;
+        p->rttvar_ms = r / 2;
+        return;
+    }
+    p->rttvar_ms = (3 * p->rttvar_ms + abs(p->srtt_ms - r)) / 4;
+    p->srtt_ms = (7 * p->srtt_ms + r) / 8;
+}
+
+/* The timeout after progress: ack_timeout_ms, or more when the daemon's
+ * waits (srtt + 4 rttvar) say so, up to PRODUCER_MAX_TIMEOUT_MS. */
+static int base_timeout(const ps_producer_t *p)
+{
+    int t = p->srtt_ms + 4 * p->rttvar_ms;
+    if (t < p->ack_timeout_ms)
+        t = p->ack_timeout_ms;
+    return t > PRODUCER_MAX_TIMEOUT_MS ? PRODUCER_MAX_TIMEOUT_MS : t;
+}
+
 /* Sends again everything on the wire and unacknowledged. */
 void producer_resend_all(ps_producer_t *p, int64_t now)
 {
     send_entries(p, p->head, p->sent);
     p->resends += p->sent - p->head;
+    p->resent = true;
     p->last_resend_ms = now;
     p->last_progress_ms = now;
 }
@@ -179,6 +213,8 @@ ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
     if (acked >= p->behind_to)
         p->behind_to = 0;
     if (acked > p->last_acked) {
+        if (p->sent > p->head && !p->resent)
+            learn_timeout(p, now - p->last_progress_ms);
         /* The daemon is ahead of us only if another process used our id;
          * numbering must continue after what it applied. */
         if (acked > p->last_sent)
@@ -190,7 +226,12 @@ ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
         if (p->head == p->tail)
             p->head = p->sent = p->tail = 0;
         p->last_acked = acked;
-        p->cur_timeout_ms = p->ack_timeout_ms;
+        /* after a resend the backed-off timeout stays until a sample
+         * (RFC 6298, 5.7): a daemon slower than every timeout so far
+         * would else be resent to at every commit and never sampled */
+        if (!p->resent)
+            p->cur_timeout_ms = base_timeout(p);
+        p->resent = false;
         p->last_progress_ms = now;
         return producer_outbox_trim(p, false);
     }

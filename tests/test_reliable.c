@@ -23,6 +23,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -448,6 +449,55 @@ Test(reliable, repairs_pubsub_drops, .fini = teardown, .timeout = 300)
     check_records(db, 0, DROP_UPDATES);
     check_integrity(db);
     sqlite3_close(db);
+}
+
+/* Resumes the daemon after a pause (the slow test's pauser thread). */
+static void *resume_later(void *arg)
+{
+    sleep_ms(*(const int *)arg);
+    kill(h.pid, SIGCONT);
+    return NULL;
+}
+
+/* A daemon that takes longer than the producer's first resend timeout to
+ * make progress, every time (a slow disk, a large batch): paused 800 ms
+ * from each send to its acks, against the 500 ms default. The producer
+ * learns its pace from the waits it sees, as TCP learns a round trip:
+ * it resends at the first pause, which it has no sample for, and never
+ * again. With the timeout reset to 500 ms at every ack it sent the whole
+ * window again at every pause, 8 times over. */
+Test(reliable, a_slow_daemon_is_not_sent_its_window_again_at_each_commit, .fini = teardown,
+     .timeout = 120)
+{
+    const int rounds = 8, per_round = 50, pause_ms = 800;
+    ps_err_t err = PS_OK;
+    uint64_t seq = 0;
+    gen_t g;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+    ps_producer_t *p = producer_open("rel-0", NULL, 0, 0, 500, &err);
+    cr_assert_not_null(p, "producer: %s", ps_strerror(err));
+    for (int r = 0; r < rounds; r++) {
+        pthread_t resumer;
+        kill(h.pid, SIGSTOP);
+        cr_assert_eq(pthread_create(&resumer, NULL, resume_later, (void *)&pause_ms), 0);
+        for (int i = 0; i < per_round; i++) {
+            gen_update(&g, 0, ++seq);
+            cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+        }
+        err = ps_producer_flush(p, 30000);
+        pthread_join(resumer, NULL);
+        cr_assert_eq(err, PS_OK, "round %d: %s", r, ps_strerror(err));
+        cr_log_info("round %d: %" PRIu64 " resent so far", r, ps_producer_resends(p));
+    }
+    cr_assert_eq(ps_producer_last_acked(p), seq);
+    cr_assert_leq(ps_producer_resends(p), (uint64_t)per_round,
+                  "%" PRIu64 " updates resent over %d pauses of %d ms: the window went again "
+                  "at each",
+                  ps_producer_resends(p), rounds, pause_ms);
+    ps_producer_destroy(&p);
+    cr_assert_eq(harness_stop(&h), 0);
 }
 
 /* Counts the occurrences of needle in the file at path. */

@@ -14,9 +14,11 @@ PARKSYNC_KEEP_TEST_DIR=1 keeps each test's directory.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -320,6 +322,32 @@ class Outbox(DaemonCase):
         self.assertEqual((p.last_acked, p.last_sent, p.in_flight), (0, 300, 300))
         p.flush(timeout=30)
         self.assertEqual(parksync.producer_state("TJ-MINT", self.daemon.query).applied, 300)
+
+
+class SlowDaemon(DaemonCase):
+    def test_a_slow_daemon_is_not_sent_its_window_again_at_each_commit(self):
+        """Paused 800 ms from each send to its acks, against the 500 ms
+        first timeout: the producer learns the daemon's pace (as
+        libparksync does) and resends at the first pause only."""
+        rounds, per_round, pause = 8, 50, 0.8
+        p = self.producer(ack_timeout=0.5)
+        seq = 0
+        for r in range(rounds):
+            self.daemon.proc.send_signal(signal.SIGSTOP)
+            resume = threading.Timer(pause, self.daemon.proc.send_signal, (signal.SIGCONT,))
+            resume.start()
+            try:
+                for _ in range(per_round):
+                    seq += 1
+                    p.send(park(seq))
+                p.flush(timeout=30)
+            finally:
+                resume.join()
+                self.daemon.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(p.last_acked, seq)
+        self.assertLessEqual(p.resends, per_round,
+                             "%d updates resent over %d pauses: the window went again at each"
+                             % (p.resends, rounds))
 
 
 class Ahead(DaemonCase):

@@ -21,8 +21,10 @@ every poll or flush): nothing goes on the wire before it is durable.
 Without an outbox an update is sent at once.
 
 An ack for S drops everything up to S. When no ack advances for the
-timeout (500 ms, doubling to 8 s) everything after the last ack is sent
-again. A repeated ack while updates are outstanding means the daemon saw
+timeout everything after the last ack is sent again, and the timeout
+doubles up to 8 s. After progress it is ack_timeout (500 ms), or more
+when the daemon's waits for progress say so (srtt + 4 rttvar, as TCP's
+RFC 6298; no sample across a resend). A repeated ack while updates are outstanding means the daemon saw
 a gap: one immediate resend per acknowledged position.
 
 Ahead of the database: the daemon's last sequence below the oldest update
@@ -134,6 +136,9 @@ class Producer:
         self.window = window if window > 0 else DEFAULT_WINDOW
         self._ack_timeout_ms = int(ack_timeout * 1000) if ack_timeout > 0 else 500
         self._cur_timeout_ms = self._ack_timeout_ms
+        self._srtt_ms = 0  # smoothed wait for progress; 0: no sample yet
+        self._rttvar_ms = 0  # its mean deviation
+        self._resent = False  # a resend since the last progress: no sample
         self._last_progress_ms = 0
         self._last_resend_ms = 0
         self.last_sent = 0  # highest sequence assigned
@@ -260,6 +265,7 @@ class Producer:
     def _resend_all(self, now: int) -> None:
         self._send_entries(0, self._sent)
         self.resends += self._sent
+        self._resent = True
         self._last_resend_ms = now
         self._last_progress_ms = now
 
@@ -319,6 +325,8 @@ class Producer:
             self._back_ack = acked
             return
         if acked > self.last_acked:
+            if self._sent > 0 and not self._resent:
+                self._learn_timeout(now - self._last_progress_ms)
             # Beyond what we sent only if another process used our id:
             # numbering goes on after what the daemon applied.
             self.last_sent = max(self.last_sent, acked)
@@ -326,7 +334,12 @@ class Producer:
                 self._entries.popleft()
                 self._sent -= 1
             self.last_acked = acked
-            self._cur_timeout_ms = self._ack_timeout_ms
+            # after a resend the backed-off timeout stays until a sample
+            # (RFC 6298, 5.7), or a daemon slower than every timeout so
+            # far would be resent to at every commit and never sampled
+            if not self._resent:
+                self._cur_timeout_ms = self._base_timeout()
+            self._resent = False
             self._last_progress_ms = now
             self._outbox_trim(False)
             return
@@ -336,6 +349,23 @@ class Producer:
             # position; the timeout covers a resend that is lost too.
             self._fast_resend_for = acked + 1
             self._resend_all(now)
+
+    def _learn_timeout(self, waited_ms: int) -> None:
+        """The resend timeout follows how long this daemon takes to make
+        progress (libparksync's learn_timeout): a daemon whose commits
+        take longer than ack_timeout would otherwise be sent the whole
+        window again at each of them."""
+        r = min(MAX_TIMEOUT_MS, max(1, waited_ms))
+        if self._srtt_ms == 0:
+            self._srtt_ms, self._rttvar_ms = r, r // 2
+            return
+        self._rttvar_ms = (3 * self._rttvar_ms + abs(self._srtt_ms - r)) // 4
+        self._srtt_ms = (7 * self._srtt_ms + r) // 8
+
+    def _base_timeout(self) -> int:
+        """ack_timeout, or more when the daemon's waits say so."""
+        t = max(self._ack_timeout_ms, self._srtt_ms + 4 * self._rttvar_ms)
+        return min(MAX_TIMEOUT_MS, t)
 
     def _drain_subscriptions(self, now: int) -> None:
         for _ in range(DRAIN_BUDGET):
