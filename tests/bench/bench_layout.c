@@ -36,8 +36,8 @@
  * ratio to inplace.
  *
  * Options: -k KEYS (100000), -n UPDATES (200000), -t TXN (4096), -b
- * RECORD bytes (358), -s full|normal (full), -r ROUNDS (3), -d DIR (a
- * new directory under /tmp).
+ * RECORD bytes (358), -p PAGE_SIZE (4096, the store's), -s full|normal
+ * (full), -r ROUNDS (3), -d DIR (a new directory under /tmp).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -84,7 +84,7 @@ static const char *const layout_sql[LAYOUTS][3] = {
 };
 
 static uint64_t n_keys = 100000, n_updates = 200000;
-static unsigned txn = 4096, record_len = 358, rounds = 3;
+static unsigned txn = 4096, record_len = 358, rounds = 3, page_size = 4096;
 static bool sync_full = true;
 static char dir[256];
 
@@ -166,8 +166,10 @@ static double run(enum layout l, unsigned seed)
     uint64_t revision = 0;
     double rate = -1;
 
+    char pragma[64];
     snprintf(path, sizeof path, "%s/%s.db", dir, layout_name[l]);
-    if (sqlite3_open(path, &db) != SQLITE_OK || exec(db, PRAGMAS) < 0 ||
+    snprintf(pragma, sizeof pragma, "PRAGMA page_size=%u", page_size);
+    if (sqlite3_open(path, &db) != SQLITE_OK || exec(db, pragma) < 0 || exec(db, PRAGMAS) < 0 ||
         exec(db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") < 0 ||
         exec(db, layout_sql[l][0]) < 0 ||
         exec(db, "CREATE TABLE changelog(revision INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
@@ -214,7 +216,7 @@ static double median(double *v, unsigned n)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_layout [-k KEYS] [-n UPDATES] [-t TXN] [-b RECORD_BYTES]"
-                    " [-s full|normal] [-r ROUNDS] [-d DIR]\n");
+                    " [-p PAGE_SIZE] [-s full|normal] [-r ROUNDS] [-d DIR]\n");
     exit(2);
 }
 
@@ -224,7 +226,7 @@ int main(int argc, char **argv)
     bool own_dir = true;
     int c;
 
-    while ((c = getopt(argc, argv, "k:n:t:b:s:r:d:")) != -1) {
+    while ((c = getopt(argc, argv, "k:n:t:b:p:s:r:d:")) != -1) {
         switch (c) {
         case 'k':
             n_keys = strtoull(optarg, NULL, 10);
@@ -237,6 +239,9 @@ int main(int argc, char **argv)
             break;
         case 'b':
             record_len = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'p':
+            page_size = (unsigned)strtoul(optarg, NULL, 10);
             break;
         case 'r':
             rounds = (unsigned)strtoul(optarg, NULL, 10);
@@ -255,7 +260,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || n_keys == 0 || n_keys > INT32_MAX || n_updates == 0 || txn == 0 ||
-        record_len == 0 || record_len > MAX_RECORD || rounds == 0 || rounds > MAX_ROUNDS)
+        record_len == 0 || record_len > MAX_RECORD || rounds == 0 || rounds > MAX_ROUNDS ||
+        page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0)
         usage();
     if (own_dir) {
         snprintf(dir, sizeof dir, "/tmp/bench-layout-XXXXXX");
@@ -265,8 +271,9 @@ int main(int argc, char **argv)
         }
     }
     printf("bench_layout: %" PRIu64 " keys, %" PRIu64
-           " random updates in transactions of %u, %u-byte records, synchronous %s, %u rounds\n",
-           n_keys, n_updates, txn, record_len, sync_full ? "FULL" : "NORMAL", rounds);
+           " random updates in transactions of %u, %u-byte records, %u-byte pages,"
+           " synchronous %s, %u rounds\n",
+           n_keys, n_updates, txn, record_len, page_size, sync_full ? "FULL" : "NORMAL", rounds);
     for (unsigned r = 0; r < rounds; r++)
         for (int i = 0; i < LAYOUTS; i++) {
             /* each round starts with another layout: none always runs first */
