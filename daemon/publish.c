@@ -186,6 +186,7 @@ void publish_ack(server_t *s, const char *producer_id)
     p.ack = &ack;
     publish_small(s, topic, next_ack_sequence(s, topic), &p);
     s->n.acks++;
+    log_debug("acknowledged %s through sequence %" PRIu64, producer_id, last);
 }
 
 static void on_safe(void *arg, const char *producer_id, uint64_t seq)

@@ -70,7 +70,7 @@ static void *make_socket(server_t *s, int type, const char *name, const char *en
         return NULL;
     }
     if (type == ZMQ_XPUB)
-        maxmsg = PUBLISH_MAXMSG;
+        maxmsg = s->zap ? PUBLISH_MAXMSG_CURVE : PUBLISH_MAXMSG;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     /* a connection that never finishes its handshake holds a descriptor */

@@ -59,14 +59,24 @@
 #define PUBLISH_SNDHWM        10000       /* publications queued per subscriber */
 #define REPLY_MAX             2048        /* bytes of a non-chunk QueryReply */
 #define ACK_IDLE_MS           600000      /* an ack topic unused 10..20 min is forgotten, ms */
-/* Bytes of a frame a publish peer may send: its handshake (a CURVE
- * INITIATE is about 280 bytes, measured: 272 refused, 280 admitted) and
- * its subscriptions, which are at most 10 + 95 bytes (a ZMTP 3.1
- * SUBSCRIBE command, what libzmq 4.3.4's SUB sends, carries 10 bytes
- * besides the topic). libzmq closes the connection of a peer that sends
- * more; subscriptions_drain refuses anything longer than a topic. */
-#define PUBLISH_MAXMSG      512
-#define SUBSCRIPTION_BUDGET 1024 /* subscription messages read per pass */
+/* Bytes of a frame a publish peer may send: its subscriptions, which are
+ * at most 10 + 95 bytes (a ZMTP 3.1 SUBSCRIBE command, what libzmq
+ * 4.3.4's SUB sends, carries 10 bytes besides the topic), and its
+ * handshake: a NULL READY is a few dozen bytes, a CURVE INITIATE about
+ * 280 (measured: 272 refused, 280 admitted). libzmq closes the connection
+ * of a peer that sends more in its I/O thread, before any of it reaches
+ * the subscription trie; subscriptions_drain refuses what is longer than
+ * a topic only after libzmq has applied it. The bound is kept tight
+ * because that cost is paid on the daemon's thread, where libzmq applies
+ * every subscription a connection has in flight (a trie node per new
+ * topic byte) and walks its whole trie, a heap allocation per node, each
+ * time a connection ends: a peer replaying thousands of distinct 200-byte
+ * subscriptions on every reconnection stalled the daemon under
+ * AddressSanitizer for 0.5 s per ended connection, and those stalls
+ * chained for over 5 s. */
+#define PUBLISH_MAXMSG       128  /* bytes, without CURVE */
+#define PUBLISH_MAXMSG_CURVE 512  /* bytes, with CURVE: room for the INITIATE */
+#define SUBSCRIPTION_BUDGET  1024 /* subscription messages read per pass */
 /* Messages libzmq takes from one publish connection before the daemon has
  * read them. libzmq moves a connection's messages to the socket, and its
  * subscriptions into the trie, in one loop that runs for as long as its
