@@ -77,14 +77,18 @@
 #define PUBLISH_MAXMSG       128  /* bytes, without CURVE */
 #define PUBLISH_MAXMSG_CURVE 512  /* bytes, with CURVE: room for the INITIATE */
 #define SUBSCRIPTION_BUDGET  1024 /* subscription messages read per pass */
-/* Messages libzmq takes from one publish connection before the daemon has
- * read them. libzmq moves a connection's messages to the socket, and its
- * subscriptions into the trie, in one loop that runs for as long as its
- * I/O thread keeps it fed, inside whichever call the daemon made. Under a
- * flood of 200-byte subscriptions one zmq_msg_recv took, in 5 runs, up to
- * 1259 ms and 282 MB with the default 1000; up to 37 ms with 256; 1 ms
- * with 64. The rest waits in the kernel, within PUBLISH_RCVBUF on tcp
- * (the peer's send buffer on ipc). */
+/* Messages libzmq queues from one publish connection before the daemon
+ * has read them. libzmq moves a connection's messages to the socket, and
+ * its subscriptions into the trie, in one loop that runs for as long as
+ * its I/O thread keeps it fed, inside whichever call the daemon made. Under
+ * a flood of 200-byte subscriptions one zmq_msg_recv took, in 5 runs, up
+ * to 1259 ms and 282 MB with the default 1000; up to 37 ms with 256; 1 ms
+ * with 64. This shortens the loop but does not bound what one connection
+ * brings: the I/O thread refills the pipe while the loop drains it (one
+ * connection cut at its first message still delivered 2,016), which is
+ * why PUBLISH_MAXMSG keeps each of those messages short. The rest waits
+ * in the kernel, within PUBLISH_RCVBUF on tcp (the peer's send buffer on
+ * ipc). */
 #define PUBLISH_RCVHWM 16
 #define PUBLISH_RCVBUF (64 * 1024) /* bytes: a subscription is at most 105 */
 #define WELCOME_MIN_MS 100         /* least time between a heartbeat and a welcome, ms */
