@@ -444,18 +444,23 @@ static long metric(const char *name)
     return v;
 }
 
-/* Polls parksync_subscriptions until it equals want (deadline
- * DEADLINE_MS); fails the test, saying why, when it does not. */
-static void held_becomes(long want, const char *why)
+/* Polls metric `name` until it equals want (deadline DEADLINE_MS); fails
+ * the test, saying why, when it does not. */
+static void metric_becomes(const char *name, long want, const char *why)
 {
     int64_t deadline = now_ms() + DEADLINE_MS;
     long v;
 
-    while ((v = metric("parksync_subscriptions")) != want && now_ms() < deadline) {
+    while ((v = metric(name)) != want && now_ms() < deadline) {
         struct timespec ts = {0, 50 * 1000000L}; /* between two polls of the control socket */
         nanosleep(&ts, NULL);
     }
-    cr_assert_eq(v, want, "%s: parksync_subscriptions is %ld, not %ld", why, v, want);
+    cr_assert_eq(v, want, "%s: %s is %ld, not %ld", why, name, v, want);
+}
+
+static void held_becomes(long want, const char *why)
+{
+    metric_becomes("parksync_subscriptions", want, why);
 }
 
 /* A SUB with topics subscribed before it connects, as libparksync does. */
@@ -556,6 +561,18 @@ static bool raw_welcomed(int fd)
     }
 }
 
+/* True when the daemon closes the connection within the socket's 2 s
+ * timeout, reading (and dropping) whatever comes before. */
+static bool raw_closed(int fd)
+{
+    uint8_t buf[256];
+    ssize_t n;
+
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        continue;
+    return n == 0;
+}
+
 /* The budget counts (connection, topic) pairs exactly: repeats,
  * unsubscriptions of what a connection never had, and connections that
  * end (libzmq reports their topics as unsubscriptions without metadata)
@@ -615,6 +632,41 @@ Test(budget_publish, the_budget_counts_what_connections_hold, .fini = teardown, 
     zmq_close(c);
     close(d);
     zmq_ctx_term(ctx);
+    cr_assert_eq(harness_stop(&h), 0);
+}
+
+/* The publish socket's frame bound without CURVE, at the bound: a
+ * 128-byte frame reaches the daemon, which refuses it as longer than any
+ * topic (counted); a 129-byte one is closed by libzmq in its I/O thread
+ * before anything of it reaches the subscription trie, uncounted. With
+ * the bound at 512, the 129-byte frame reached the trie and was counted
+ * too. */
+Test(budget_publish, a_frame_past_128_bytes_never_reaches_the_daemon, .fini = teardown,
+     .timeout = 60)
+{
+    static const char refused[] = "parksync_subscriptions_refused_total";
+    uint8_t frame[129];
+    long before;
+    int fd;
+
+    start(NULL);
+    memset(frame, 'x', sizeof frame);
+    frame[0] = 1; /* a ZMTP 3.0 subscription: 1, then the topic */
+    memcpy(frame + 1, "ack/", 4);
+    before = metric(refused);
+    cr_assert_geq(before, 0);
+
+    fd = raw_sub();
+    raw_send(fd, frame, 129);
+    cr_assert(raw_closed(fd), "a 129-byte frame left the connection open");
+    close(fd);
+    cr_assert_eq(metric(refused), before, "a 129-byte frame reached the daemon's subscriptions");
+
+    fd = raw_sub();
+    raw_send(fd, frame, 128);
+    cr_assert(raw_closed(fd), "a 128-byte subscription longer than any topic was kept");
+    close(fd);
+    metric_becomes(refused, before + 1, "a 128-byte frame: the bound is below 128 bytes");
     cr_assert_eq(harness_stop(&h), 0);
 }
 
