@@ -566,18 +566,24 @@ static bool trade_differs(const server_t *s, const Parksync__V1__ReplicateReques
                           size_t size)
 {
     const config_t *c = &s->cfg;
+    char pct[32] = "not given", factor[32] = "not given";
 
     if ((!r->has_trade_rule || r->trade_rule == c->trade_rule) &&
         (!r->has_trade_threshold_pct || !islessgreater(r->trade_threshold_pct, c->threshold_pct)) &&
         (!r->has_trade_cif_fob_factor ||
          !islessgreater(r->trade_cif_fob_factor, c->cif_fob_factor)))
         return false;
+    /* a pull may carry some of them: what it left out is not compared */
+    if (r->has_trade_threshold_pct)
+        snprintf(pct, sizeof pct, "%g", r->trade_threshold_pct);
+    if (r->has_trade_cif_fob_factor)
+        snprintf(factor, sizeof factor, "%g", r->trade_cif_fob_factor);
     snprintf(why, size,
-             "replicate: the pulling site's [trade] settings (rule = %s, threshold_pct = %g, "
-             "cif_fob_factor = %g) differ from this site's (rule = %s, threshold_pct = %g, "
+             "replicate: the pulling site's [trade] settings (rule = %s, threshold_pct = %s, "
+             "cif_fob_factor = %s) differ from this site's (rule = %s, threshold_pct = %g, "
              "cif_fob_factor = %g): sites that pull from each other must run the same, or their "
              "flows never agree",
-             config_trade_rule_name(r->trade_rule), r->trade_threshold_pct, r->trade_cif_fob_factor,
+             r->has_trade_rule ? config_trade_rule_name(r->trade_rule) : "not given", pct, factor,
              config_trade_rule_name(c->trade_rule), c->threshold_pct, c->cif_fob_factor);
     return true;
 }

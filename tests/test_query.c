@@ -119,6 +119,9 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
         {"replicate.wait_ms: must be 0..30000"},       /* 17: 30001 */
         {"replicate.trade_rule: unknown value"},       /* 18: rule 9 */
         {"replicate.trade_threshold_pct, trade_cif_fob_factor: must be finite"}, /* 19: NaN */
+        /* 20: a pull carrying one [trade] setting, other than this site's */
+        {"replicate: the pulling site's [trade] settings (rule = not given, threshold_pct = not "
+         "given, cif_fob_factor = 99.5) differ"},
     };
     for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         Parksync__V1__QueryRequest q;
@@ -206,6 +209,8 @@ Test(query, every_invalid_request_is_answered_naming_the_field, .init = setup, .
             rr.trade_rule = 9;
             rr.has_trade_threshold_pct = c == 19;
             rr.trade_threshold_pct = NAN;
+            rr.has_trade_cif_fob_factor = c == 20;
+            rr.trade_cif_fob_factor = 99.5;
             break;
         }
         send_request(&q);
