@@ -29,10 +29,11 @@
  * When no ack advances for the current timeout, everything after the last
  * ack is sent again and the timeout doubles (up to
  * PRODUCER_MAX_TIMEOUT_MS); an advancing ack resets it to what the
- * daemon's pace says, never below ack_timeout_ms (learn_timeout). A repeated ack
- * while updates are outstanding means the daemon saw a gap: resend at
- * once, but only once per acknowledged position, so a slow daemon that
- * repeats the same ack for every queued gap does not set off a storm.
+ * daemon's pace says, never below ack_timeout_ms (learn_timeout). A
+ * repeated ack while updates are outstanding means the daemon saw a gap:
+ * resend at once, but only once per acknowledged position, so a slow
+ * daemon that repeats the same ack for every queued gap does not set off
+ * a storm.
  * At most `window` updates are unacknowledged: a full window blocks the
  * sender, which is how a producer slows down to the daemon's pace.
  *

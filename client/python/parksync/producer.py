@@ -24,8 +24,9 @@ An ack for S drops everything up to S. When no ack advances for the
 timeout everything after the last ack is sent again, and the timeout
 doubles up to 8 s. After progress it is ack_timeout (500 ms), or more
 when the daemon's waits for progress say so (srtt + 4 rttvar, as TCP's
-RFC 6298; no sample across a resend). A repeated ack while updates are outstanding means the daemon saw
-a gap: one immediate resend per acknowledged position.
+RFC 6298; no sample across a resend). A repeated ack while updates are
+outstanding means the daemon saw a gap: one immediate resend per
+acknowledged position.
 
 Ahead of the database: the daemon's last sequence below the oldest update
 still held minus one (at start, or an ack that goes back, twice) means
