@@ -331,7 +331,8 @@ ps_err_t producer_move(ps_producer_t *p, int64_t now)
         return PS_ERR_SOCKET;
     p->subscribed = p->heard = p->site_pulls = false;
     p->heard_ms = now;             /* the next site gets a silence of its own, */
-    p->srtt_ms = p->rttvar_ms = 0; /* and a resend timeout learnt anew */
+    p->srtt_ms = p->rttvar_ms = 0; /* and a resend timeout learnt anew, */
+    p->looked_ms = 0;              /* with no sample from its state */
     p->cur_timeout_ms = p->ack_timeout_ms;
     e = query_state(p->query, &p->next_request_id, p->producer_id, PRODUCER_MOVE_STATE_MS, &state,
                     p->error, sizeof p->error);

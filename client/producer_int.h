@@ -56,6 +56,7 @@ struct ps_producer {
     int srtt_ms;                       /* ms: smoothed wait for progress; 0: no sample yet */
     int rttvar_ms;                     /* ms: its mean deviation */
     bool resent;                       /* a resend since the last progress: no sample */
+    int64_t looked_ms;                 /* monotonic ms acks were last read (0: a move) */
     int64_t last_progress_ms;          /* monotonic ms of the last ack advance or resend */
     int64_t last_resend_ms;            /* monotonic ms of the last resend */
     uint64_t last_sent;                /* highest sequence assigned */

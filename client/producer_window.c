@@ -105,7 +105,10 @@ static void send_entries(ps_producer_t *p, size_t from, size_t to)
  * The resend timeout follows how long this daemon takes to make progress,
  * as TCP's follows the round trip (RFC 6298): each wait from a send into
  * an empty window, or from the last advance, to the next advance is a
- * sample, except across a resend (which send did the ack answer?). A
+ * sample, except across a resend (which send did the ack answer?), and
+ * unless acks were read within PRODUCER_POLL_SLICE_MS before (an ack that
+ * waited for the caller to come back says how long the caller was away,
+ * not how slow the daemon is). A
  * daemon whose commits take longer than ack_timeout_ms (a slow disk, a
  * large batch) would otherwise be sent its whole window again at each of
  * them, and take longer still. ack_timeout_ms stays the least.
@@ -213,7 +216,7 @@ ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
     if (acked >= p->behind_to)
         p->behind_to = 0;
     if (acked > p->last_acked) {
-        if (p->sent > p->head && !p->resent)
+        if (p->sent > p->head && !p->resent && now - p->looked_ms <= PRODUCER_POLL_SLICE_MS)
             learn_timeout(p, now - p->last_progress_ms);
         /* The daemon is ahead of us only if another process used our id;
          * numbering must continue after what it applied. */
@@ -313,6 +316,7 @@ ps_err_t producer_service(ps_producer_t *p)
 {
     p->unserviced = 0;
     ps_err_t err = drain_acks(p);
+    p->looked_ms = wire_monotonic_ms();
     if (err != PS_OK)
         return err;
     int64_t now = wire_monotonic_ms();

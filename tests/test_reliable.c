@@ -503,6 +503,43 @@ Test(reliable, a_slow_daemon_is_not_sent_its_window_again_at_each_commit, .fini 
     cr_assert_eq(harness_stop(&h), 0);
 }
 
+/* A caller that leaves the producer alone for a while (here 3 s after a
+ * send, the ack long arrived) reads that ack late: the wait it sees is its
+ * own absence, not the daemon's pace, and is no sample. Learnt, it would
+ * have set the timeout to 8 s, and the daemon pausing 800 ms just after
+ * would get no resend; the producer resends at its 500 ms. */
+Test(reliable, a_caller_away_does_not_teach_the_producer_a_slow_daemon, .fini = teardown,
+     .timeout = 60)
+{
+    const int away_ms = 3000, pause_ms = 800;
+    ps_err_t err = PS_OK;
+    pthread_t resumer;
+    gen_t g;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
+    ps_producer_t *p = producer_open("rel-0", NULL, 0, 0, 500, &err);
+    cr_assert_not_null(p, "producer: %s", ps_strerror(err));
+    gen_update(&g, 0, 1);
+    cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+    sleep_ms(away_ms);
+    cr_assert_eq(ps_producer_flush(p, 10000), PS_OK);
+
+    kill(h.pid, SIGSTOP);
+    cr_assert_eq(pthread_create(&resumer, NULL, resume_later, (void *)&pause_ms), 0);
+    gen_update(&g, 0, 2);
+    cr_assert_eq(ps_producer_send(p, &g.u, NULL, 10000), PS_OK);
+    err = ps_producer_flush(p, 30000);
+    pthread_join(resumer, NULL);
+    cr_assert_eq(err, PS_OK, "flush: %s", ps_strerror(err));
+    cr_assert_gt(ps_producer_resends(p), 0,
+                 "no resend in a pause of %d ms after the caller was away %d ms: the timeout "
+                 "learnt the caller's absence",
+                 pause_ms, away_ms);
+    ps_producer_destroy(&p);
+    cr_assert_eq(harness_stop(&h), 0);
+}
+
 /* Counts the occurrences of needle in the file at path. */
 static int count_in_file(const char *path, const char *needle)
 {

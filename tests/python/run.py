@@ -354,6 +354,27 @@ class SlowDaemon(DaemonCase):
                          % (p.resends - early, rounds - learnt, early, learnt))
 
 
+    def test_a_caller_away_does_not_teach_the_producer_a_slow_daemon(self):
+        """An ack read 3 s late, because the caller was away, is no
+        sample: the producer still resends at 500 ms when the daemon
+        then pauses 800 ms (learnt, the wait would have made it 8 s)."""
+        p = self.producer(ack_timeout=0.5)
+        p.send(park(1))
+        time.sleep(3.0)  # the caller is away; the ack arrives meanwhile
+        p.flush(timeout=10)
+        self.daemon.proc.send_signal(signal.SIGSTOP)
+        resume = threading.Timer(0.8, self.daemon.proc.send_signal, (signal.SIGCONT,))
+        resume.start()
+        try:
+            p.send(park(2))
+            p.flush(timeout=30)
+        finally:
+            resume.join()
+            self.daemon.proc.send_signal(signal.SIGCONT)
+        self.assertGreater(p.resends, 0, "no resend in the pause: the timeout learnt the"
+                           " caller's absence")
+
+
 class Ahead(DaemonCase):
     def test_producer_ahead_of_a_new_database_fails_fast(self):
         box = os.path.join(self.tmp, "az.outbox")

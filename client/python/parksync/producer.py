@@ -57,6 +57,7 @@ DEFAULT_ACK_TIMEOUT = 0.5  # s before the first resend
 DEFAULT_CONNECT_TIMEOUT = 5.0  # s the constructor waits for the daemon
 MAX_TIMEOUT_MS = 8000  # ms: resend timeout ceiling
 FAST_RESEND_MS = 100  # ms between resends set off by repeated acks
+POLL_SLICE_MS = 100  # ms: longest single wait inside a blocking call
 HANDSHAKE_MS = 2000  # ms waited for the subscriptions once the state is known
 BATCH = 256  # updates per outbox transaction, and per UpdateBatch message
 SERVICE_EVERY = 64  # sends between two reads of acks
@@ -140,6 +141,7 @@ class Producer:
         self._srtt_ms = 0  # smoothed wait for progress; 0: no sample yet
         self._rttvar_ms = 0  # its mean deviation
         self._resent = False  # a resend since the last progress: no sample
+        self._looked_ms = 0  # when acks were last read
         self._last_progress_ms = 0
         self._last_resend_ms = 0
         self.last_sent = 0  # highest sequence assigned
@@ -326,7 +328,8 @@ class Producer:
             self._back_ack = acked
             return
         if acked > self.last_acked:
-            if self._sent > 0 and not self._resent:
+            if (self._sent > 0 and not self._resent
+                    and now - self._looked_ms <= POLL_SLICE_MS):
                 self._learn_timeout(now - self._last_progress_ms)
             # Beyond what we sent only if another process used our id:
             # numbering goes on after what the daemon applied.
@@ -355,7 +358,9 @@ class Producer:
         """The resend timeout follows how long this daemon takes to make
         progress (libparksync's learn_timeout): a daemon whose commits
         take longer than ack_timeout would otherwise be sent the whole
-        window again at each of them."""
+        window again at each of them. Only when acks were read within
+        POLL_SLICE_MS before: an ack that waited for the caller to come
+        back says how long the caller was away."""
         r = min(MAX_TIMEOUT_MS, max(1, waited_ms))
         if self._srtt_ms == 0:
             self._srtt_ms, self._rttvar_ms = r, r // 2
@@ -409,7 +414,7 @@ class Producer:
         """Reads acks and subscriptions without blocking, resends when due."""
         self._unserviced = 0
         self._drain_acks()
-        now = monotonic_ms()
+        self._looked_ms = now = monotonic_ms()
         self._drain_subscriptions(now)
         if self._sent > 0 and now - self._last_progress_ms >= self._cur_timeout_ms:
             self._resend_all(now)
@@ -444,7 +449,8 @@ class Producer:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise Timeout(self._timeout_text(what), self.health)
-                self._pump(100 if left is None else min(100, int(left * 1000) + 1))
+                self._pump(POLL_SLICE_MS if left is None
+                           else min(POLL_SLICE_MS, int(left * 1000) + 1))
                 self._check()
         except OutboxError:
             self._drop_pending()
