@@ -70,7 +70,7 @@ typedef struct ps_producer_options {
     const char
         *query_endpoint;     /* asked for the last applied sequence; default WIRE_DEFAULT_QUERY */
     const char *outbox_path; /* durable outbox (SQLite); NULL keeps it in memory */
-    unsigned window;         /* most unacknowledged updates in flight; default 8192 */
+    unsigned window;         /* most unacknowledged updates in flight; default 32768 */
     int ack_timeout_ms;      /* least resend timeout: resends after this silence, or more when
                                 the daemon's waits for progress say so; default 500,
                                 doubles to 8 s while nothing advances */

@@ -15,7 +15,7 @@
 #include "sites.h"
 #include "wire.h"
 
-#define PRODUCER_DEFAULT_WINDOW     8192  /* updates in flight */
+#define PRODUCER_DEFAULT_WINDOW     32768 /* updates in flight */
 #define PRODUCER_DEFAULT_ACK_MS     500   /* ms before the first resend */
 #define PRODUCER_DEFAULT_CONNECT_MS 5000  /* ms ps_producer_new waits */
 #define PRODUCER_MAX_TIMEOUT_MS     8000  /* ms: resend timeout ceiling */

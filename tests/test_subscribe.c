@@ -379,6 +379,11 @@ static void *pusher_main(void *arg)
     char id[16];
 
     harness_producer_options(&h, &o, "AZ-MOE");
+    /* `sent` is the stream's position only while the window keeps the
+     * producer near the daemon: with the default window a fast daemon
+     * has half the stream in flight before it applied any, and the
+     * stream is over before a subscriber joins "in the middle" */
+    o.window = 8192;
     ps_producer_t *p = ps_producer_new(&o, &err);
     if (p == NULL) {
         w->failed = 1;

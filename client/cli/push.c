@@ -75,7 +75,7 @@ const char CLI_PUSH_USAGE[] =
     "                  next site when the one in use is silent for 5 s\n"
     "  --outbox FILE   durable outbox (SQLite); unacknowledged updates survive a restart,\n"
     "                  and the same push run again resumes after what was enqueued\n"
-    "  --window N      most unacknowledged updates in flight (default 8192)\n"
+    "  --window N      most unacknowledged updates in flight (default 32768)\n"
     "  --timeout SEC   give up after SEC seconds (default 30)\n"
     "  --force         send an input the outbox has already pushed whole once more, as\n"
     "                  new updates (without it, such a rerun sends nothing)\n" CLI_CURVE_USAGE "\n"

@@ -52,7 +52,7 @@ from .errors import Ahead, InvalidUpdate, OutboxError, ProtocolError, Timeout
 from .keys import Curve
 from .outbox import Outbox
 
-DEFAULT_WINDOW = 8192  # updates in flight
+DEFAULT_WINDOW = 32768  # updates in flight
 DEFAULT_ACK_TIMEOUT = 0.5  # s before the first resend
 DEFAULT_CONNECT_TIMEOUT = 5.0  # s the constructor waits for the daemon
 MAX_TIMEOUT_MS = 8000  # ms: resend timeout ceiling

@@ -16,7 +16,7 @@
  *
  * Options: -n UPDATES per ingest run (200000), -r ROUNDS (3), -t SECONDS
  * per latency run (5), -c CELLS ("123"), -S (add cell 4), -N RECORDS for
- * cell 4 (1000000), -w WINDOW in flight per client (8192), -x NAMES to
+ * cell 4 (1000000), -w WINDOW in flight per client (32768), -x NAMES to
  * leave out (e.g. "etcd,nats"), -d DIR for server data (/tmp).
  */
 #include <inttypes.h>
@@ -206,7 +206,7 @@ static int parse(int argc, char **argv, options_t *o)
     static char cells[8];
     int c;
 
-    *o = (options_t){.set = {.parent = "/tmp", .window = 8192, .seed = 7},
+    *o = (options_t){.set = {.parent = "/tmp", .window = 32768, .seed = 7},
                      .updates = 200000,
                      .rounds = 3,
                      .seconds = 5,
