@@ -351,11 +351,26 @@ static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
     return count;
 }
 
-/* Reads ingest messages into the batch until about batch_max updates
- * (a message of an UpdateBatch counts its updates). */
+/*
+ * Whether the batch takes no more messages: batch_max updates, or
+ * changes enough to fill a subscriber's queue. A commit publishes its
+ * changes all at once, and beyond publish_hwm messages a subscriber's
+ * queue drops them however fast it reads; one more message (an
+ * UpdateBatch, two publications an update at most) must still fit.
+ */
+static bool batch_full(server_t *s, uint32_t n)
+{
+    uint64_t hwm = s->cfg.publish_hwm,
+             room = hwm > 2 * WIRE_MAX_BATCH ? hwm - 2 * WIRE_MAX_BATCH : 0;
+
+    return n >= s->cfg.batch_max || (n > 0 && store_batch_changes(s->store) >= room);
+}
+
+/* Reads ingest messages into the batch until it is full (batch_full; a
+ * message of an UpdateBatch counts its updates). */
 void drain_ingest(server_t *s)
 {
-    for (uint32_t n = 0; n < s->cfg.batch_max;) {
+    for (uint32_t n = 0; !batch_full(s, n);) {
         zmq_msg_t parts[2];
         int kept, total, rc;
 

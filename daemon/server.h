@@ -8,7 +8,8 @@
  * process (on different endpoints and databases).
  *
  * Each pass of server_run: poll (timeout = time to the next deadline);
- * drain ingest up to batch_max updates into one store batch; refresh
+ * drain ingest up to batch_max updates (fewer when their changes would
+ * overfill a subscriber's queue) into one store batch; refresh
  * summaries when due; commit, publish the changes, ack the producers;
  * answer queries; open the snapshot/changes streams that wait; send
  * stream chunks within a per-pass budget; heartbeat and watchdog.

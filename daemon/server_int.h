@@ -264,7 +264,8 @@ void batch_finish(server_t *s);
 bool prune_step(server_t *s);
 bool summaries_due(server_t *s, int64_t now);
 void refresh_summaries(server_t *s, int64_t now);
-/* Reads ingest messages into the batch until about batch_max updates. */
+/* Reads ingest messages into the batch until batch_max updates, or
+ * changes enough to fill a subscriber's queue (publish_hwm). */
 void drain_ingest(server_t *s);
 
 /* ---- publish.c: the publish socket */

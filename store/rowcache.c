@@ -386,6 +386,7 @@ int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync
     bool published = revision != row->revision && revision != 0;
     if (published) {
         s->head = revision;
+        s->batch_changes += key->country2 ? 2 : 1;
         if (p != NULL) {
             /* one change-log entry per record and batch, written at the flush */
             p->batch_rev = revision;

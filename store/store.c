@@ -320,6 +320,7 @@ int store_begin(store_t *s)
     memcpy(s->reasons_begin, s->reasons, sizeof(s->reasons));
     s->conflict_oldest_begin = s->conflict_oldest_us;
     s->conflicts_added = 0;
+    s->batch_changes = 0;
     s->pruned_batch = (store_pruned_t){0};
     return 0;
 }
@@ -577,6 +578,11 @@ int store_note_conflict(store_t *s, const Parksync__V1__Update *u, const char *r
 uint64_t store_head(const store_t *s)
 {
     return s->head;
+}
+
+uint64_t store_batch_changes(const store_t *s)
+{
+    return s->in_batch ? s->batch_changes : 0;
 }
 
 uint64_t store_oldest(store_t *s)

@@ -258,6 +258,11 @@ uint64_t store_producer_last(store_t *s, const char *producer_id);
 /* Highest revision given out (committed, or inside the open batch). */
 uint64_t store_head(const store_t *s);
 
+/* The open batch's changes, each counted once per country it concerns
+ * (a trade flow twice): what its commit gives the daemon to publish.
+ * 0 outside a batch. */
+uint64_t store_batch_changes(const store_t *s);
+
 /* Oldest revision the change log still holds (head + 1 when empty). */
 uint64_t store_oldest(store_t *s);
 

@@ -258,6 +258,7 @@ struct store {
     int64_t conflict_oldest_us;    /* recorded_us of its oldest row; INT64_MAX: empty */
     int64_t conflict_oldest_begin; /* conflict_oldest_us when the batch began */
     uint64_t conflicts_added;      /* rows the open batch recorded */
+    uint64_t batch_changes;        /* see store_batch_changes */
     store_pruned_t pruned;         /* rows retention dropped since open (committed) */
     store_pruned_t pruned_batch;   /* rows the open batch's commit drops */
     char err[256];                 /* message of the last failure */

@@ -1135,6 +1135,37 @@ Test(store, unknown_fields_reach_no_record_and_make_no_revision)
     store_close(&s);
 }
 
+/* What a batch's commit will publish: a change once per country it
+ * concerns (a trade flow on both countries' topics), a record changed
+ * again in the same batch once, nothing outside a batch. */
+Test(store, a_batch_counts_its_changes_once_per_country)
+{
+    store_t *s = open_db();
+    upd_t x;
+    store_outcome_t out;
+
+    cr_assert_eq(store_batch_changes(s), 0);
+    cr_assert_eq(store_begin(s), 0);
+    for (uint64_t seq = 1; seq <= 2; seq++) {
+        upd_init(&x, "AZ-MOE", seq, 1000 + (int64_t)seq, PROVISIONAL);
+        Parksync__V1__TradeReport *t = upd_trade(&x, "AZ", "TJ", EXPORTS, 2020, 1, 10);
+        t->has_value_usd_cents = 1;
+        t->value_usd_cents = 1000 * (int64_t)seq;
+        cr_assert_eq(store_apply(s, &x.u, &out), 0, "%s", store_errmsg(s));
+        cr_assert_eq(store_batch_changes(s), 2, "the flow, after update %" PRIu64, seq);
+    }
+    upd_init(&x, "AZ-MOE", 3, 1003, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-P1");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0, "%s", store_errmsg(s));
+    cr_assert_eq(store_batch_changes(s), 3, "and a park");
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_batch_changes(s), 0, "after the commit");
+    cr_assert_eq(store_begin(s), 0);
+    cr_assert_eq(store_batch_changes(s), 0, "a new batch");
+    store_rollback(s);
+    store_close(&s);
+}
+
 /* ---------------------------------------------------------------- money at the bounds */
 
 #define CENTS_MAX 100000000000000000LL /* 10^17: the largest amount an update may carry */

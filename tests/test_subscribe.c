@@ -468,6 +468,51 @@ Test(subscribe, late_joiner_in_a_50000_update_stream_ends_equal_to_a_snapshot)
  * subscriber and a consumer that pauses while 6,000 updates go by: the
  * subscriber sees a sequence jump, asks for the changes it missed and
  * ends exactly where a fresh snapshot is. */
+/* A commit publishes its changes all at once, and a subscriber's queue
+ * holds publish_hwm of them: the daemon ends a batch before its changes
+ * could overfill the queue, however many updates wait (batch_max far
+ * above). Every update here is a change of its own (a resident never
+ * seen), so each commit may apply at most publish_hwm of them. */
+Test(subscribe, a_commit_publishes_no_more_than_a_subscriber_queue_holds)
+{
+    enum { HWM = 3000, UPDATES = 30000 };
+    ps_producer_options_t o;
+    ps_err_t err;
+    char ini[128], id[16];
+
+    snprintf(ini, sizeof ini, "[limits]\npublish_hwm = %d\nbatch_max = 100000\n", HWM);
+    start(ini);
+    harness_producer_options(&h, &o, "AZ-MOE");
+    o.window = UPDATES; /* all of them in flight: the daemon finds them waiting */
+    ps_producer_t *p = ps_producer_new(&o, &err);
+    cr_assert_not_null(p, "producer: %s", ps_strerror(err));
+    for (int n = 0; n < UPDATES; n++) {
+        Parksync__V1__Update u = PARKSYNC__V1__UPDATE__INIT;
+        Parksync__V1__Resident r = PARKSYNC__V1__RESIDENT__INIT;
+        snprintf(id, sizeof id, "R%06d", n);
+        r.park_id = "AZ-SUMGAIT-CHEM";
+        r.resident_id = id;
+        r.country = "AZ";
+        u.has_event_time_us = 1;
+        u.event_time_us = BASE_TIME_US + n;
+        u.body_case = PARKSYNC__V1__UPDATE__BODY_RESIDENT;
+        u.resident = &r;
+        cr_assert_eq(ps_producer_send(p, &u, NULL, DEADLINE_MS), PS_OK, "send %d: %s", n,
+                     ps_producer_last_error(p));
+    }
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    ps_producer_destroy(&p);
+
+    int64_t applied = harness_counter(&h, "applied", DEADLINE_MS);
+    int64_t commits = harness_counter(&h, "commits", DEADLINE_MS);
+    cr_log_info("%" PRId64 " updates in %" PRId64 " commits", applied, commits);
+    cr_assert_eq(applied, UPDATES);
+    cr_assert_geq(commits * HWM, applied,
+                  "%" PRId64 " changes in %" PRId64 " commits: a commit published more than the "
+                  "%d a subscriber's queue holds",
+                  applied, commits, HWM);
+}
+
 Test(subscribe, lost_messages_are_detected_and_recovered)
 {
     ps_subscriber_options_t o;
