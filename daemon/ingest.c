@@ -148,6 +148,10 @@ void refresh_summaries(server_t *s, int64_t now)
 
 /* ---------------------------------------------------------------- ingest */
 
+/* What a refresh of the summaries adds to a batch at most: a summary for
+ * each country code. */
+#define SUMMARY_CHANGES_MAX (26 * 26)
+
 /* With CURVE on: the ministry this update comes from, by the User-Id the
  * ZAP handler gave its connection (never by a field of the message). The
  * update's producer id must be one of that ministry's producers; if not
@@ -352,18 +356,28 @@ static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
 }
 
 /*
- * Whether the batch takes no more messages: batch_max updates, or
- * changes enough to fill a subscriber's queue. A commit publishes its
- * changes all at once, and beyond publish_hwm messages a subscriber's
- * queue drops them however fast it reads; one more message (an
- * UpdateBatch, two publications an update at most) must still fit.
+ * A commit publishes its batch's changes all at once, and beyond
+ * publish_hwm messages a subscriber's queue drops them however fast it
+ * reads. So the batch takes nothing more once its changes leave room
+ * only for what is admitted past that point in one pass of the loop:
+ * the message ingest was reading (an UpdateBatch, two publications an
+ * update at most), each peer's first chunk (peers_chunk_changes), which
+ * a link takes whatever the batch holds so that ingest at full speed
+ * cannot starve a pull, and the summaries' refresh.
  */
-static bool batch_full(server_t *s, uint32_t n)
+bool batch_changes_full(server_t *s)
 {
     uint64_t hwm = s->cfg.publish_hwm,
-             room = hwm > 2 * WIRE_MAX_BATCH ? hwm - 2 * WIRE_MAX_BATCH : 0;
+             past = 2 * WIRE_MAX_BATCH + SUMMARY_CHANGES_MAX + peers_chunk_changes(s);
 
-    return n >= s->cfg.batch_max || (n > 0 && store_batch_changes(s->store) >= room);
+    return store_batch_changes(s->store) + past >= hwm;
+}
+
+/* Whether the batch takes no more ingest messages: batch_max updates, or
+ * changes enough to fill a subscriber's queue (one message at least). */
+static bool batch_full(server_t *s, uint32_t n)
+{
+    return n >= s->cfg.batch_max || (n > 0 && batch_changes_full(s));
 }
 
 /* Reads ingest messages into the batch until it is full (batch_full; a

@@ -306,10 +306,17 @@ static void link_chunk(server_t *s, link_t *l, const Parksync__V1__Chunk *c, int
     l->next_ms = now; /* at once: the peer holds it until something changes */
 }
 
-/* Reads what a link's peer sent, up to PEER_CHUNKS_PASS chunks. */
+uint64_t peers_chunk_changes(const server_t *s)
+{
+    return s->peers ? 2 * PEER_CHUNK_RECORDS * (uint64_t)s->peers->n : 0;
+}
+
+/* Reads what a link's peer sent, up to PEER_CHUNKS_PASS chunks: the
+ * first whatever the batch holds, the others while it has room for
+ * their changes (batch_changes_full). */
 static void link_drain(server_t *s, link_t *l, int64_t now)
 {
-    for (int k = 0; l->sock && k < PEER_CHUNKS_PASS; k++) {
+    for (int k = 0; l->sock && k < PEER_CHUNKS_PASS && (k == 0 || !batch_changes_full(s)); k++) {
         Parksync__V1__QueryReply *r = NULL;
         const char *why = NULL;
         zmq_msg_t m;

@@ -267,6 +267,9 @@ void refresh_summaries(server_t *s, int64_t now);
 /* Reads ingest messages into the batch until batch_max updates, or
  * changes enough to fill a subscriber's queue (publish_hwm). */
 void drain_ingest(server_t *s);
+/* Whether the open batch's changes leave no room for more input: its
+ * commit publishes them at once, within a subscriber's queue. */
+bool batch_changes_full(server_t *s);
 
 /* ---- publish.c: the publish socket */
 
@@ -307,6 +310,9 @@ bool peers_pulling(const server_t *s);
 int peers_poll_items(const peers_t *ps, zmq_pollitem_t *items, int max);
 /* Merges what the peers sent into the loop's batch. */
 void peers_drain(server_t *s, int64_t now);
+/* The most changes the peers' first chunks of a pass can add to a batch
+ * (a trade flow counts twice): 0 without peers. */
+uint64_t peers_chunk_changes(const server_t *s);
 /* Between batches: asks idle links, gives up on silent ones. */
 void peers_tick(server_t *s, int64_t now);
 /* The monotonic ms of the next thing peers_tick must do; INT64_MAX: none. */

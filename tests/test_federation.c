@@ -772,3 +772,50 @@ Test(federation, sites_with_other_trade_settings_refuse_each_other, .fini = tear
         }
     }
 }
+
+/* A pull merges into the loop's batch, whose commit publishes its changes
+ * all at once: site b, whose subscribers' queues hold 1500 (publish_hwm),
+ * takes a's 12,000 parks in commits that each publish no more, where a
+ * pass of its loop may read 8 chunks of 512. */
+Test(federation, a_pull_commits_no_more_than_a_subscriber_queue_holds, .fini = teardown,
+     .timeout = 120)
+{
+    enum { HWM = 1500, PARKS = 12000 };
+    char id[32], limits[64];
+    uint8_t d[32];
+    uint64_t head_a, head_b;
+
+    sites_init(NULL, "*");
+    snprintf(limits, sizeof limits, "[limits]\npublish_hwm = %d\n\n[site]\n", HWM);
+    site_edit(1, "[site]\n", limits);
+    site_start(0);
+    ps_producer_t *p = producer(0, "AZ-MOE", NULL);
+    for (int i = 0; i < PARKS; i++) {
+        snprintf(id, sizeof id, "AZ-P%05d", i);
+        send_park(p, "AZ", id, id);
+    }
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
+    ps_producer_destroy(&p);
+
+    site_start(1); /* its first pull brings a's whole state */
+    int64_t end = now_ms() + DEADLINE_MS;
+    for (;;) {
+        Parksync__V1__ControlReply *r;
+        /* a's head, read each time: its summary of AZ follows the parks */
+        cr_assert_eq(harness_digest(&h[0], d, &head_a, 5000), 0);
+        bool through = peer_status(1, &r)->revision == head_a;
+        parksync__v1__control_reply__free_unpacked(r, NULL);
+        if (through)
+            break;
+        cr_assert_lt(now_ms(), end, "site b did not pull through a's head %" PRIu64, head_a);
+        pause_ms(50);
+    }
+    cr_assert_eq(harness_digest(&h[1], d, &head_b, 5000), 0);
+    int64_t commits = harness_counter(&h[1], "commits", 5000);
+    cr_log_info("site b: %" PRIu64 " revisions in %" PRId64 " commits", head_b, commits);
+    cr_assert_geq(head_b, PARKS);
+    cr_assert_geq((uint64_t)commits * HWM, head_b,
+                  "%" PRIu64 " changes in %" PRId64 " commits: a commit published more than the "
+                  "%d a subscriber's queue holds",
+                  head_b, commits, HWM);
+}
