@@ -186,7 +186,8 @@ static void render_peers(text_t *t, const metrics_snapshot_t *m)
         {"parksync_peer_records_total", "counter", "Records merged from the peer since start.",
          offsetof(metrics_peer_t, records)},
         {"parksync_peer_refused_total", "counter",
-         "Writes from the peer refused since start: a country its [peer] section does not name.",
+         "Writes from the peer refused since start: a country its [peer] section does not name, "
+         "invalid, or in a chunk larger than asked.",
          offsetof(metrics_peer_t, refused)},
         {"parksync_peer_pulls_total", "counter", "Pulls from the peer completed since start.",
          offsetof(metrics_peer_t, pulls)},

@@ -244,6 +244,15 @@ static void link_chunk(server_t *s, link_t *l, const Parksync__V1__Chunk *c, int
                            .n = p->n_countries};
     int rc;
 
+    /* the batch keeps room for one chunk of what was asked
+     * (peers_chunk_changes), and the protocol promises no more */
+    if (c->n_records > PEER_CHUNK_RECORDS) {
+        st->refused += c->n_records;
+        s->n.peer_refused += c->n_records;
+        link_fail(s, l, now, true, "a chunk of %zu records, more than the %d asked", c->n_records,
+                  PEER_CHUNK_RECORDS);
+        return;
+    }
     if (batch_begin(s) < 0) {
         link_fail(s, l, now, true, "cannot start a transaction to merge its records");
         return;

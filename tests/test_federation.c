@@ -5,12 +5,14 @@
  * site seeing what another took in.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "harness.h"
 #include "parksync.h"
@@ -818,4 +820,93 @@ Test(federation, a_pull_commits_no_more_than_a_subscriber_queue_holds, .fini = t
                   "%" PRIu64 " changes in %" PRId64 " commits: a commit published more than the "
                   "%d a subscriber's queue holds",
                   head_b, commits, HWM);
+}
+
+/* A pull asks for chunks of 512 records, and the batch a chunk merges
+ * into keeps room for no more: a peer that answers with a larger chunk
+ * is refused whole, counted and said in the status, and nothing of it is
+ * merged. The peer here is a ROUTER of the test's where site a's query
+ * socket would be. */
+Test(federation, a_chunk_larger_than_asked_is_refused, .fini = teardown, .timeout = 60)
+{
+    enum { RECORDS = 513 };
+    static Parksync__V1__Record rec[RECORDS], *recs[RECORDS];
+    static Parksync__V1__Park park[RECORDS];
+    static char ids[RECORDS][16];
+    void *ctx = zmq_ctx_new(), *peer = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0, timeout = DEADLINE_MS;
+    uint8_t buf[4096], d[32], epoch[WIRE_EPOCH_BYTES] = {1};
+    uint64_t head;
+
+    sites_init(NULL, "*");
+    zmq_setsockopt(peer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(peer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_bind(peer, h[0].query), 0, "%s", zmq_strerror(errno));
+    site_start(1);
+
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    cr_assert_geq(zmq_msg_recv(&id, peer, 0), 0, "site b never pulled");
+    int n = zmq_recv(peer, buf, sizeof buf, 0);
+    cr_assert_gt(n, 0);
+    Parksync__V1__QueryRequest *q = parksync__v1__query_request__unpack(NULL, (size_t)n, buf);
+    cr_assert(q && q->body_case == PARKSYNC__V1__QUERY_REQUEST__BODY_REPLICATE);
+    cr_assert_eq(q->replicate->chunk_records, 512);
+
+    for (int i = 0; i < RECORDS; i++) {
+        parksync__v1__record__init(&rec[i]);
+        parksync__v1__park__init(&park[i]);
+        snprintf(ids[i], sizeof ids[i], "AZ-P%04d", i);
+        park[i].country = (char *)"AZ";
+        park[i].park_id = ids[i];
+        rec[i].has_revision = 1;
+        rec[i].revision = (uint64_t)i + 1;
+        rec[i].body_case = PARKSYNC__V1__RECORD__BODY_PARK;
+        rec[i].park = &park[i];
+        recs[i] = &rec[i];
+    }
+    Parksync__V1__QueryReply r = PARKSYNC__V1__QUERY_REPLY__INIT;
+    Parksync__V1__Chunk c = PARKSYNC__V1__CHUNK__INIT;
+    r.has_version = r.has_request_id = 1;
+    r.version = WIRE_VERSION;
+    r.request_id = q->request_id;
+    c.n_records = RECORDS;
+    c.records = recs;
+    c.has_last = c.has_revision = c.has_epoch = 1;
+    c.last = 1;
+    c.revision = RECORDS;
+    c.epoch.data = epoch;
+    c.epoch.len = sizeof epoch;
+    r.body_case = PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK;
+    r.chunk = &c;
+    size_t len = parksync__v1__query_reply__get_packed_size(&r);
+    uint8_t *out = malloc(len);
+    cr_assert_not_null(out);
+    parksync__v1__query_reply__pack(&r, out);
+    cr_assert_geq(zmq_msg_send(&id, peer, ZMQ_SNDMORE), 0);
+    cr_assert_eq(zmq_send(peer, out, len, 0), (int)len);
+    free(out);
+    parksync__v1__query_request__free_unpacked(q, NULL);
+
+    int64_t end = now_ms() + DEADLINE_MS;
+    for (;;) {
+        Parksync__V1__ControlReply *cr;
+        const Parksync__V1__PeerStatus *p = peer_status(1, &cr);
+        bool said = p->last_error && strstr(p->last_error, "a chunk of 513 records, more than "
+                                                           "the 512 asked") != NULL;
+        uint64_t refused = p->refused;
+        char err[256];
+        snprintf(err, sizeof err, "%s", p->last_error ? p->last_error : "none");
+        parksync__v1__control_reply__free_unpacked(cr, NULL);
+        if (said) {
+            cr_assert_eq(refused, RECORDS);
+            break;
+        }
+        cr_assert_lt(now_ms(), end, "site b did not refuse the chunk (its error: %s)", err);
+        pause_ms(50);
+    }
+    cr_assert_eq(harness_digest(&h[1], d, &head, 5000), 0);
+    cr_assert_eq(head, 0, "site b merged a refused chunk");
+    zmq_close(peer);
+    zmq_ctx_term(ctx);
 }
