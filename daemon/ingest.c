@@ -363,14 +363,17 @@ static unsigned handle_batch(server_t *s, zmq_msg_t *payload)
  * the message ingest was reading (an UpdateBatch, two publications an
  * update at most), each peer's first chunk (peers_chunk_changes), which
  * a link takes whatever the batch holds so that ingest at full speed
- * cannot starve a pull, and the summaries' refresh.
+ * cannot starve a pull, and the summaries' refresh. A publish_hwm no
+ * larger than that cannot be kept by any batch: batch_max alone bounds
+ * it then, rather than a commit for every message (each with its ack,
+ * which such a queue drops the more often).
  */
 bool batch_changes_full(server_t *s)
 {
     uint64_t hwm = s->cfg.publish_hwm,
              past = 2 * WIRE_MAX_BATCH + SUMMARY_CHANGES_MAX + peers_chunk_changes(s);
 
-    return store_batch_changes(s->store) + past >= hwm;
+    return hwm > past && store_batch_changes(s->store) + past >= hwm;
 }
 
 /* Whether the batch takes no more ingest messages: batch_max updates, or
