@@ -65,8 +65,15 @@ int store_digest(store_t *s, uint8_t out[32])
     int rc;
     if (s->in_batch && store_summaries_dirty(s) && (rc = store_refresh_summaries(s)) < 0)
         return rc;
-    if (s->in_batch && (rc = pending_flush(s)) < 0)
+    if (s->in_batch) {
+        s->write_back = true; /* the scan below reads the tables */
+        rc = pending_flush(s);
+        s->write_back = false;
+        if (rc < 0)
+            return rc;
+    } else if ((rc = store_settle(s)) < 0) {
         return rc;
+    }
     crypto_generichash_init(&h, NULL, 0, 32);
     for (int k = 1; k < STORE_KINDS; k++) {
         sqlite3_stmt *st = s->scan[k];
@@ -138,6 +145,8 @@ store_backup_t *store_backup_start(store_t *s, const char *path, int *err)
         *err = -EBUSY;
         return NULL;
     }
+    if ((*err = store_settle(s)) < 0) /* a copy that needs no replay to be read */
+        return NULL;
     b = calloc(1, sizeof(*b));
     if (!b || !(b->path = strdup(path)) || !(b->tmp = malloc(strlen(path) + 5))) {
         *err = -ENOMEM;

@@ -100,14 +100,18 @@ static int cursor_int(store_cursor_t *c, const char *sql, bool *null, int64_t *v
     return ret;
 }
 
-/* A read-only connection inside a read transaction, and its head. */
-static store_cursor_t *cursor_new(store_t *s, int *err)
+/* A read-only connection inside a read transaction, and its head. One
+ * that reads the resident table (residents) first has the rows the
+ * writer deferred written (store_settle). */
+static store_cursor_t *cursor_new(store_t *s, bool residents, int *err)
 {
-    store_cursor_t *c = calloc(1, sizeof(*c));
+    store_cursor_t *c;
     bool null;
     int64_t head = 0;
     int rc;
-    if (!c) {
+    if (residents && (*err = store_settle(s)) < 0)
+        return NULL;
+    if (!(c = calloc(1, sizeof(*c)))) {
         *err = -ENOMEM;
         return NULL;
     }
@@ -142,10 +146,13 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
     int dummy;
     err = err ? err : &dummy;
     *err = 0;
-    store_cursor_t *c = cursor_new(s, err);
+    kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
+    store_cursor_t *c = cursor_new(s,
+                                   want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED ||
+                                       want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT,
+                                   err);
     if (!c)
         return NULL;
-    kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
     bool by_country = filter && filter->country[0];
     c->provenance = filter && filter->provenance;
     for (int k = 1; k < STORE_KINDS; k++) {
@@ -254,7 +261,7 @@ store_cursor_t *store_changes_open(store_t *s, uint64_t since, const store_filte
     bool reaches;
     err = err ? err : &dummy;
     *err = 0;
-    store_cursor_t *c = cursor_new(s, err);
+    store_cursor_t *c = cursor_new(s, false, err); /* the change log alone */
     if (!c)
         return NULL;
     if (since > c->revision) {
@@ -540,7 +547,9 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
     bool reaches;
     err = err ? err : &dummy;
     *err = 0;
-    store_cursor_t *c = cursor_new(s, err);
+    /* both kinds read the tables: a pull of the change log sends each
+     * record's row, once, when the row still holds the entry's revision */
+    store_cursor_t *c = cursor_new(s, true, err);
     if (!c)
         return NULL;
     c->replica = true;

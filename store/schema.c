@@ -96,6 +96,12 @@ static const char *const migrations[] = {
      * file; the version keeps an earlier build, which reads the head from
      * meta alone, from opening it and handing out revisions again. */
     "UPDATE meta SET value = (" STORE_HEAD_SQL ") WHERE key = 'head';",
+    /* 9: deferred state (store_int.h, the row cache): a change keeps its
+     * record's stamps, so that a row left unwritten at its commit can be
+     * rebuilt from the log; the tables hold every change up to meta's
+     * 'state_from', and the log after it is replayed at open */
+    "ALTER TABLE changelog ADD COLUMN stamps BLOB;"
+    "INSERT INTO meta(key, value) VALUES ('state_from', (" STORE_HEAD_SQL "));",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -203,8 +209,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CLAIM_PUT] = "INSERT OR REPLACE INTO claim(producer_id, sequence, recorded_us, kind, key,"
                      " country, reason, update_pb) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_CLAIM_DROP] = "DELETE FROM claim WHERE producer_id = ?1 AND sequence = ?2",
-    [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record, prev)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_LOG_PUT] = "INSERT INTO changelog(revision, kind, country, country2, record, prev, stamps)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_LOG_OLDEST] = "SELECT min(revision) FROM changelog",
     [ST_LOG_PRUNE] = "DELETE FROM changelog WHERE revision <= ?1",
     [ST_LOG_SINCE] = "SELECT revision, kind, country, record FROM changelog"
@@ -242,6 +248,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " ON CONFLICT (country, park_id) DO UPDATE SET residents = excluded.residents,"
                    " investment_cents = excluded.investment_cents,"
                    " investment_carry = excluded.investment_carry",
+    [ST_STATE_FROM_PUT] = "UPDATE meta SET value = ?1 WHERE key = 'state_from'",
+    [ST_LOG_REPLAY] = "SELECT revision, record, stamps FROM changelog WHERE revision > ?1"
+                      " AND kind = ?2 ORDER BY revision",
     [ST_SAVEPOINT] = "SAVEPOINT summary",
     [ST_RELEASE] = "RELEASE summary",
     [ST_ROLLBACK_TO] = "ROLLBACK TO summary",
@@ -485,31 +494,49 @@ int claim_copy(store_t *s)
     return 0;
 }
 
+/* -EPROTO, saying the meta table has no `what`. */
+static int meta_missing(store_t *s, const char *what)
+{
+    snprintf(s->err, sizeof(s->err), "meta table has no %s", what);
+    return -EPROTO;
+}
+
+/* Steps st to its row: 0, meta_missing when it has none, or SQLite's
+ * error. */
+static int meta_row(store_t *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? meta_missing(s, what) : db_fail(s, rc);
+}
+
 int load_meta(store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_META_GET];
-    int rc, ret = 0;
+    int ret;
     sqlite3_bind_text(st, 1, "epoch", -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != WIRE_EPOCH_BYTES) {
-        ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? -EPROTO : db_fail(s, rc);
-        if (ret == -EPROTO)
-            snprintf(s->err, sizeof(s->err), "meta table has no valid epoch");
-        goto reset;
-    }
-    memcpy(s->epoch, sqlite3_column_blob(st, 0), WIRE_EPOCH_BYTES);
+    if ((ret = meta_row(s, st, "valid epoch")) == 0 &&
+        sqlite3_column_bytes(st, 0) != WIRE_EPOCH_BYTES)
+        ret = meta_missing(s, "valid epoch");
+    if (ret == 0)
+        memcpy(s->epoch, sqlite3_column_blob(st, 0), WIRE_EPOCH_BYTES);
     stmt_reset(st);
+    if (ret < 0)
+        return ret;
     st = s->st[ST_HEAD_GET];
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        ret = rc == SQLITE_DONE ? -EPROTO : db_fail(s, rc);
-        if (ret == -EPROTO)
-            snprintf(s->err, sizeof(s->err), "meta table has no head revision");
-        goto reset;
-    }
-    s->head = (uint64_t)sqlite3_column_int64(st, 0);
-reset:
+    if ((ret = meta_row(s, st, "head revision")) == 0)
+        s->head = (uint64_t)sqlite3_column_int64(st, 0);
     stmt_reset(st);
+    if (ret < 0)
+        return ret;
+    st = s->st[ST_META_GET];
+    sqlite3_bind_text(st, 1, "state_from", -1, SQLITE_STATIC);
+    if ((ret = meta_row(s, st, "state_from")) == 0)
+        s->state_from = (uint64_t)sqlite3_column_int64(st, 0);
+    stmt_reset(st);
+    s->replay_due = s->state_from < s->head;
     return ret;
 }
 

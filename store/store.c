@@ -25,6 +25,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int settle(store_t *s, bool complete);
+
+/* The tables of a store that crashed with rows deferred (meta's
+ * state_from behind the head) get them from the change log, in a
+ * transaction of their own, before anything counts or reads them. */
+static int replay_at_open(store_t *s)
+{
+    int rc;
+
+    if (!s->replay_due)
+        return 0;
+    if ((rc = step_done(s, s->st[ST_BEGIN])) < 0)
+        return rc;
+    if ((rc = state_replay(s)) < 0 || (rc = step_done(s, s->st[ST_COMMIT])) < 0) {
+        sqlite3_step(s->st[ST_ROLLBACK]);
+        sqlite3_reset(s->st[ST_ROLLBACK]);
+        return rc;
+    }
+    s->replay_due = false;
+    return 0;
+}
+
 int errno_from_sqlite(int rc)
 {
     switch (rc & 0xff) {
@@ -115,6 +137,7 @@ void store_config_init(store_config_t *cfg)
         .max_future_skew_us = 0,
         .now_us = NULL,
         .background_checkpoint = false,
+        .defer_rows = STORE_DEFER_ROWS,
     };
 }
 
@@ -250,8 +273,10 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
         exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
         migrate(s) < 0 || claim_copy(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 ||
-        load_oldest(s) < 0 || producers_load(s) < 0 || mark_all_dirty(s) < 0 || figures_load(s) < 0)
+        load_oldest(s) < 0 || producers_load(s) < 0 || replay_at_open(s) < 0 ||
+        mark_all_dirty(s) < 0 || figures_load(s) < 0)
         goto fail_msg;
+    s->opened = true;
     if (s->cfg.background_checkpoint) {
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
         s->wal_frames = 0;
@@ -275,6 +300,8 @@ void store_close(store_t **sp)
     store_t *s = *sp;
     if (s->in_batch)
         store_rollback(s);
+    if (s->opened)
+        settle(s, true); /* a failure leaves the change log to replay at open */
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     for (int k = 0; k < STORE_KINDS; k++) {
@@ -313,6 +340,7 @@ int store_begin(store_t *s)
     if (rc < 0)
         return rc;
     s->in_batch = true;
+    s->state_from_begin = s->state_from;
     s->head_begin = s->head;
     s->oldest_begin = s->oldest;
     memcpy(s->dirty_begin, s->dirty, sizeof(s->dirty));
@@ -322,6 +350,10 @@ int store_begin(store_t *s)
     s->conflicts_added = 0;
     s->batch_changes = 0;
     s->pruned_batch = (store_pruned_t){0};
+    if (s->replay_due && (rc = state_replay(s)) < 0) {
+        store_rollback(s);
+        return rc;
+    }
     return 0;
 }
 
@@ -334,12 +366,14 @@ void store_rollback(store_t *s)
     s->in_batch = false;
     s->head = s->head_begin;
     s->oldest = s->oldest_begin;
+    s->state_from = s->state_from_begin;
     memcpy(s->dirty, s->dirty_begin, sizeof(s->dirty));
     memcpy(s->live, s->live_begin, sizeof(s->live));
     memcpy(s->reasons, s->reasons_begin, sizeof(s->reasons));
     s->conflict_oldest_us = s->conflict_oldest_begin;
     s->n_agg = 0;
     pending_clear(s);
+    s->replay_due = s->state_from < s->head; /* deferred rows were forgotten */
     /* the cache holds the batch's sequences: take back the committed ones */
     producers_reload(s);
 }
@@ -385,6 +419,8 @@ static int prune(store_t *s)
     cut = s->oldest - 1 + (over < step ? over : step); /* the last revision to go */
     if (cut > s->pinned)
         cut = s->pinned;
+    if (s->n_deferred > 0 && cut > s->state_from)
+        cut = s->state_from; /* the tables lack changes after it: replay reads them */
     if (cut < s->oldest)
         return 0;
     sqlite3_stmt *st = s->st[ST_LOG_PRUNE];
@@ -420,12 +456,38 @@ int store_commit(store_t *s)
     if ((rc = step_done(s, s->st[ST_COMMIT])) < 0)
         goto fail;
     s->in_batch = false;
+    s->replay_due = false;
     s->pruned.conflicts += s->pruned_batch.conflicts;
     s->pruned.claims += s->pruned_batch.claims;
     return 0;
 fail:
     store_rollback(s);
     return rc;
+}
+
+/* store_settle; complete also records that the tables hold everything
+ * (state_from = head), so that the next open replays nothing. */
+static int settle(store_t *s, bool complete)
+{
+    int rc;
+
+    if (s->n_deferred == 0 && !s->replay_due && (!complete || s->state_from == s->head))
+        return 0;
+    if (s->in_batch) {
+        snprintf(s->err, sizeof(s->err), "the resident table is read inside a batch");
+        return -EBUSY;
+    }
+    if ((rc = store_begin(s)) < 0)
+        return rc;
+    s->write_back = true;
+    rc = store_commit(s);
+    s->write_back = false;
+    return rc;
+}
+
+int store_settle(store_t *s)
+{
+    return settle(s, false);
 }
 
 /*

@@ -84,6 +84,8 @@ typedef struct store_config {
     int64_t (*now_us)(void);            /* clock seam, us since 1970 UTC; NULL = wire_now_us */
     bool background_checkpoint;         /* no automatic checkpoints on the writer: the caller
                                            runs a store_checkpointer on a thread of its own */
+    size_t defer_rows;                  /* resident rows a commit may leave to the change log,
+                                           written later together (store_settle); 0 = none */
     const store_seams_t *seams;         /* test hooks (borrowed); NULL in production */
 } store_config_t;
 
@@ -177,6 +179,13 @@ int store_begin(store_t *s);
 /* Commits the batch. Returns 0 or a negative errno; on failure the batch
  * is rolled back and nothing of it is kept (the caller must not ack). */
 int store_commit(store_t *s);
+/* Writes the rows commits left deferred (store_int.h, the row cache), in
+ * a transaction of its own, so that another connection reading the
+ * tables sees everything committed. A cursor that reads the resident
+ * table (a snapshot of residents, a pull), the digest and a backup do it
+ * when they begin, and store_close; the daemon need not call it. 0,
+ * -EBUSY inside a batch (with rows deferred), or a negative errno. */
+int store_settle(store_t *s);
 
 /* Abandons the batch and reloads the producers' committed positions
  * (when that fails, see store_begin). NULL-safe on a store without one. */

@@ -103,6 +103,8 @@ enum stmt_id {
     ST_SAVEPOINT,      /* opens the savepoint of one country's summary */
     ST_RELEASE,        /* ends it, keeping what it did */
     ST_ROLLBACK_TO,    /* undoes what it did (RELEASE must follow) */
+    ST_STATE_FROM_PUT, /* sets meta's 'state_from' */
+    ST_LOG_REPLAY,     /* change-log rows of kind ?2 after revision ?1, with stamps */
     ST_COUNT           /* number of statements */
 };
 
@@ -147,9 +149,31 @@ typedef struct agg_delta {
  * written first. Emptying the whole cache instead made every 8,192nd
  * update pay for thousands of reads. Only the cache writes record rows,
  * so a cached row is never older than its table row.
+ *
+ * Deferred state. A resident's row is not written when its batch is
+ * flushed: the change-log row written with it holds the record and its
+ * stamps, which is all the row is, and the row stays in the cache,
+ * deferred. Once half of defer_rows wait (or the change log is half of
+ * its bound past state_from), a sweep sorts them by key and the next
+ * flushes write them a key range at a time, twice as many as each flush
+ * defers (at least STORE_SWEEP_MIN): writing them all in one commit
+ * stalled ingest for a third of a second. All of them are written
+ * at once when defer_rows wait (the config), when the change log is
+ * STORE_DEFER_REVS (or half of changelog_keep) past state_from, before
+ * anything reads the resident table (store_settle) and at close. A random update to a large
+ * table then costs a sequential append at its commit, and its leaf page
+ * is written once for every deferred row it holds rather than once for
+ * each commit (rowcache.c, pending_flush). Everything after state_from
+ * in the change log may be missing from the tables: a store opened after
+ * a crash, or a rollback that forgot the deferred rows, replays it
+ * (state_replay). Only residents are deferred: the summaries read the
+ * other kinds' tables with SQL, and residents are the bulk.
  */
-#define STORE_PENDING_MAX 8192 /* rows cached */
-#define STORE_PENDING_KEY 160  /* bytes of a lookup key: kind and key columns */
+#define STORE_DEFER_ROWS  32768 /* default defer_rows: rows a commit may leave unwritten */
+#define STORE_DEFER_REVS  65536 /* revisions the tables may lag the change log by */
+#define STORE_PENDING_MAX 8192  /* rows cached beyond the deferred ones */
+#define STORE_SWEEP_MIN   64    /* rows a flush writes of a sweep, at least */
+#define STORE_PENDING_KEY 160   /* bytes of a lookup key: kind and key columns */
 
 typedef struct pending {
     char key[STORE_PENDING_KEY];               /* kind byte, then key columns joined by 0x1f */
@@ -167,6 +191,7 @@ typedef struct pending {
     bool deleted;                              /* blob is a tombstone */
     extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
     bool dirty;                                /* the row must be written */
+    bool deferred;                             /* committed, not yet in its table */
     bool used;                                 /* read again since the clock hand passed */
 } pending_t;
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
@@ -243,6 +268,16 @@ struct store {
     index_t pend_index;        /* pend by key */
     size_t pend_hand;          /* the clock hand: the next entry eviction looks at */
     size_t *pend_log;          /* entries given a revision, in revision order */
+    pending_t **pend_sort;     /* the entries a write-back or sweep writes, in key order */
+    size_t sweep_n;            /* entries of the sweep in pend_sort; 0: no sweep */
+    size_t sweep_pos;          /* the next of them to write */
+    uint64_t sweep_from;       /* the head when the sweep began */
+    size_t n_deferred;         /* entries deferred (committed, not in their table) */
+    uint64_t state_from;       /* the tables hold every change up to it (meta 'state_from') */
+    uint64_t state_from_begin; /* state_from when the batch began */
+    bool write_back;           /* the next flush writes every deferred row */
+    bool replay_due;           /* the tables may lack changes after state_from */
+    bool opened;               /* store_open completed: store_close may write */
     size_t n_log;              /* entries used in pend_log */
     size_t n_agg;              /* entries used in agg */
     uint64_t summary_failures; /* country summaries that could not be refreshed */
@@ -303,6 +338,8 @@ int row_unpack(store_t *s, const rec_key_t *key, row_t *row);
 void row_free(row_t *row);
 int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync__V1__Record *rec,
               bool stamps, const extra_t *ex, bool *changed);
+/* Writes the changes after state_from into the tables, in the open batch. */
+int state_replay(store_t *s);
 
 /* ---------------------------------------------------------------- producer.c */
 

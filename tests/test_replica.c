@@ -190,6 +190,8 @@ static uint64_t state_hash(const site_t *x)
     };
     uint64_t h = 1469598103934665603ULL;
     sqlite3 *db;
+    /* another connection reads the tables once the deferred rows are in */
+    cr_assert_eq(store_settle(x->s), 0);
     cr_assert_eq(sqlite3_open_v2(x->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     for (size_t q = 0; q < sizeof(sql) / sizeof(sql[0]); q++) {
         sqlite3_stmt *st;

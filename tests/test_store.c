@@ -125,6 +125,29 @@ static void snapshot(store_t *s, Parksync__V1__RecordKind kind, const char *coun
     cr_assert_null(c);
 }
 
+/* Calls fn with every record of a snapshot of kind, decoded, however
+ * many; returns how many. */
+static size_t snapshot_each(store_t *s, Parksync__V1__RecordKind kind,
+                            void (*fn)(const Parksync__V1__Record *r, void *arg), void *arg)
+{
+    store_filter_t f = {.kind = kind};
+    const uint8_t *rec;
+    size_t len, seen = 0;
+    int rc, err = 1;
+    store_cursor_t *c = store_snapshot_open(s, &f, &err);
+    cr_assert_not_null(c, "snapshot_open: %d", err);
+    while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+        cr_assert_not_null(r);
+        fn(r, arg);
+        parksync__v1__record__free_unpacked(r, NULL);
+        seen++;
+    }
+    cr_assert_eq(rc, 0, "cursor_next: %d", rc);
+    store_cursor_close(&c);
+    return seen;
+}
+
 /* The live park (country, id) or NULL; caller frees. */
 static Parksync__V1__Record *get_park(store_t *s, const char *country, const char *id)
 {
@@ -175,11 +198,13 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 8);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 9);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'peer'"), 1);
     /* an earlier build reads meta's head alone: migration 8 keeps it away */
-    sql_exec("PRAGMA user_version = 7; UPDATE meta SET value = 0 WHERE key = 'head'");
+    sql_exec(
+        "PRAGMA user_version = 7; UPDATE meta SET value = 0 WHERE key = 'head';"
+        " ALTER TABLE changelog DROP COLUMN stamps; DELETE FROM meta WHERE key = 'state_from'");
     s = open_db();
     cr_assert_eq(sql_int("SELECT value FROM meta WHERE key = 'head'"), 1,
                  "migration 8 wrote the head the change log tells");
@@ -607,6 +632,16 @@ Test(store, history_through_cached_rows)
     store_close(&s);
 }
 
+/* Park P<k> is named after its last update, last[k]. */
+static void check_last_name(const Parksync__V1__Record *r, void *arg)
+{
+    const uint32_t *last = arg;
+    char name[16];
+    unsigned k = (unsigned)strtoul(r->park->park_id + 1, NULL, 10);
+    snprintf(name, sizeof name, "n%" PRIu32, last[k]);
+    cr_assert_str_eq(r->park->name, name, "park %s", r->park->park_id);
+}
+
 /* More rows than the row cache holds (8,192), in batches small and
  * large (one touches more rows than the cache, so every entry is dirty
  * when it fills and the batch's rows are written mid-batch), with a hot
@@ -642,23 +677,7 @@ Test(store, the_row_cache_evicts_without_losing_a_change)
     for (unsigned k = 0; k < KEYS; k++)
         written += last[k] != 0;
     for (int pass = 0; pass < 2; pass++) {
-        store_filter_t f = {.kind = K_PARK};
-        const uint8_t *rec;
-        size_t len, seen = 0;
-        int rc, err = 1;
-        store_cursor_t *c = store_snapshot_open(s, &f, &err);
-        cr_assert_not_null(c, "snapshot_open: %d", err);
-        while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
-            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
-            cr_assert_not_null(r);
-            unsigned k = (unsigned)strtoul(r->park->park_id + 1, NULL, 10);
-            snprintf(name, sizeof name, "n%" PRIu32, last[k]);
-            cr_assert_str_eq(r->park->name, name, "park %s (pass %d)", r->park->park_id, pass);
-            parksync__v1__record__free_unpacked(r, NULL);
-            seen++;
-        }
-        cr_assert_eq(rc, 0, "cursor_next: %d", rc);
-        store_cursor_close(&c);
+        size_t seen = snapshot_each(s, K_PARK, check_last_name, last);
         cr_assert_eq(seen, written, "parks: %zu, written: %zu (pass %d)", seen, written, pass);
         store_close(&s);
         s = open_db();
@@ -1204,6 +1223,230 @@ static void money_resident(store_t *s, const char *producer, uint64_t seq, const
     apply_in_batch(s, &x);
 }
 
+/* ---------------------------------------------------------------- deferred state */
+
+#define K_RESIDENT PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT
+
+/* Resident R<i> of AZ/P1 in the open batch: its investment, its company
+ * name (NULL: not sent), or a delete of it. */
+static void resident_put(store_t *s, uint64_t seq, unsigned i, int64_t cents, const char *company,
+                         bool delete)
+{
+    upd_t x;
+    char id[16];
+    snprintf(id, sizeof id, "R%u", i);
+    upd_init(&x, "AZ-MOE", seq, (int64_t)seq, PROVISIONAL);
+    Parksync__V1__Resident *r = upd_resident(&x, "AZ", "P1", id);
+    if (cents >= 0) {
+        r->has_investment_usd_cents = 1;
+        r->investment_usd_cents = cents;
+    }
+    r->company_name = (char *)company;
+    if (delete)
+        upd_make_delete(&x);
+    apply_in_batch(s, &x);
+}
+
+/* One commit of residents R0..R<n-1>, each investing i, company "first". */
+static void residents_first(store_t *s, uint64_t *seq, unsigned n)
+{
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < n; i++)
+        resident_put(s, ++*seq, i, i, "first", false);
+    cr_assert_eq(store_commit(s), 0);
+}
+
+/* A hash of the resident table as another connection reads it: every
+ * column of every row, in key order. */
+static uint64_t resident_rows_hash(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    uint64_t h = 1469598103934665603ULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT resident_id, deleted, revision, investment_cents,"
+                                    " record, stamps FROM resident ORDER BY country, park_id,"
+                                    " resident_id",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int c = 0; c < 6; c++) {
+            const uint8_t *b = sqlite3_column_blob(st, c);
+            for (int i = 0, n = sqlite3_column_bytes(st, c); i < n; i++)
+                h = (h ^ b[i]) * 1099511628211ULL;
+            h = (h ^ (uint64_t)sqlite3_column_type(st, c)) * 1099511628211ULL;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return h;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    size_t n;
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    cr_assert(in && out, "copy %s to %s", from, to);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    cr_assert_eq(fclose(out), 0);
+}
+
+/* A resident's row is not written at its commit: the change log holds
+ * it. The files as two commits left them (a crash: nothing settled, no
+ * close) open to the same resident table, row for row, as the store
+ * that wrote them once it writes its deferred rows, and to the same
+ * counts. */
+Test(store, a_crash_loses_no_deferred_resident)
+{
+    enum { N = 300 };
+    char crash[128], from[136], to[136];
+    uint64_t seq = 0, n;
+    int64_t want = 0;
+    store_t *s = open_db();
+
+    residents_first(s, &seq, N);
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < 100; i++)
+        resident_put(s, ++seq, i, 1000 + i, NULL, false);
+    for (unsigned i = 100; i < 130; i++)
+        resident_put(s, ++seq, i, -1, NULL, true);
+    cr_assert_eq(store_commit(s), 0);
+    for (unsigned i = 0; i < N; i++)
+        want += i < 100 ? 1000 + i : i < 130 ? 0 : i;
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0,
+                 "the rows were written at their commits: nothing was deferred");
+
+    snprintf(crash, sizeof crash, "%s/crash.db", dir);
+    copy_file(dbpath, crash);
+    snprintf(from, sizeof from, "%s-wal", dbpath);
+    snprintf(to, sizeof to, "%s-wal", crash);
+    copy_file(from, to);
+    store_t *c = open_at(crash, NULL);
+    cr_assert_eq(store_head(c), store_head(s));
+    cr_assert_eq(store_count_records(c, K_RESIDENT, &n), 0);
+    cr_assert_eq(n, N - 30, "live residents after the crash");
+    cr_assert_eq(sql_int_at(crash, "SELECT count(*) FROM resident"), N);
+    cr_assert_eq(sql_int_at(crash, "SELECT sum(investment_cents) FROM resident WHERE deleted = 0"),
+                 want);
+    cr_assert_eq(store_settle(s), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), N);
+    cr_assert_eq(resident_rows_hash(crash), resident_rows_hash(dbpath),
+                 "the replayed table differs from the one written back");
+    store_close(&c);
+    store_close(&s);
+    remove_db(crash);
+}
+
+/* R<i> holds investment i, and company "second" for i < 10, else "first". */
+static void check_rolled_back(const Parksync__V1__Record *r, void *arg)
+{
+    unsigned i = (unsigned)strtoul(r->resident->resident_id + 1, NULL, 10);
+    (void)arg;
+    cr_assert(r->resident->has_investment_usd_cents, "R%u lost its investment", i);
+    cr_assert_eq(r->resident->investment_usd_cents, (int64_t)i, "R%u", i);
+    cr_assert_str_eq(r->resident->company_name, i < 10 ? "second" : "first", "R%u", i);
+}
+
+/* A rollback forgets the row cache, deferred rows with it: the next batch
+ * must merge over what the earlier commits left (replayed from the change
+ * log), not over the stale table. A company name sent after the rollback
+ * keeps the investment committed before it. */
+Test(store, a_rollback_forgets_no_deferred_resident)
+{
+    enum { N = 100 };
+    uint64_t seq = 0;
+    store_t *s = open_db();
+
+    residents_first(s, &seq, N);
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < N; i++)
+        resident_put(s, ++seq, i, 5000, NULL, false);
+    store_rollback(s);
+    seq -= N;
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < 10; i++)
+        resident_put(s, ++seq, i, -1, "second", false);
+    cr_assert_eq(store_commit(s), 0);
+
+    cr_assert_eq(snapshot_each(s, K_RESIDENT, check_rolled_back, NULL), N);
+    store_close(&s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Deferred rows wait until half of defer_rows do; then a sweep writes
+ * them in key order, STORE_SWEEP_MIN (64) a commit here (twice the
+ * commit's new ones when that is more). A commit
+ * that brings defer_rows writes them all; a cursor that reads residents
+ * has them written first, one of another kind does not. */
+Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
+{
+    enum { ROWS = 1000 };
+    static char ids[ROWS / 2][16];
+    const char *sorted[ROWS / 2];
+    char sql[160];
+    store_config_t cfg;
+    uint64_t seq = 0;
+    unsigned next = 0;
+    recs_t rs;
+
+    store_config_init(&cfg);
+    cfg.defer_rows = ROWS;
+    store_t *s = open_at(dbpath, &cfg);
+    cr_assert_eq(store_begin(s), 0);
+    for (; next < ROWS / 2 - 1; next++)
+        resident_put(s, ++seq, next, next, "a", false);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_begin(s), 0);
+    resident_put(s, ++seq, 0, 7, "b", false); /* again: still one row */
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below half: nothing written");
+
+    /* the 500th row begins the sweep: the 64 first keys, then 64 a commit */
+    for (unsigned i = 0; i < ROWS / 2; i++) {
+        snprintf(ids[i], sizeof ids[i], "R%u", i);
+        sorted[i] = ids[i];
+    }
+    qsort(sorted, ROWS / 2, sizeof sorted[0], cmp_str);
+    for (int step = 1; step <= 8; step++) {
+        cr_assert_eq(store_begin(s), 0);
+        resident_put(s, ++seq, next++, 1, "a", false);
+        cr_assert_eq(store_commit(s), 0);
+        int64_t want = step < 8 ? 64 * step : ROWS / 2;
+        cr_assert_eq(sql_int("SELECT count(*) FROM resident"), want, "after sweep step %d", step);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM resident WHERE resident_id <= '%s'",
+                 sorted[want - 1]);
+        cr_assert_eq(sql_int(sql), want, "step %d wrote rows out of key order", step);
+    }
+    cr_assert_eq(sql_int("SELECT investment_cents FROM resident WHERE resident_id = 'R0'"), 7);
+
+    /* a commit of defer_rows new rows writes everything */
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < ROWS; i++)
+        resident_put(s, ++seq, next++, 1, "a", false);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "the bound wrote them all");
+
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < 5; i++)
+        resident_put(s, ++seq, next++, 1, "a", false);
+    cr_assert_eq(store_commit(s), 0);
+    snapshot(s, K_PARK, NULL, &rs);
+    recs_free(&rs);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next - 5, "a park cursor wrote rows");
+    snapshot(s, K_RESIDENT, "TJ", &rs);
+    recs_free(&rs);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "a resident cursor read before");
+    store_close(&s);
+}
+
 /* Issue 11, defect 4: 120 parks of 10^17 cents and parks whose residents
  * hold 100 * 10^17 and 100 * -10^17 (the store takes any int64; the wire
  * refuses negative money), all in one batch with another country's
@@ -1404,13 +1647,15 @@ Test(store, migration_sums_resident_aggregates_exactly)
         if (from == 3)
             sql_exec("DROP TABLE resident_agg; DROP TABLE peer;"
                      " CREATE INDEX conflict_recorded ON conflict(recorded_us);"
-                     " PRAGMA user_version = 3");
+                     " ALTER TABLE changelog DROP COLUMN stamps;"
+                     " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 3");
         else
             sql_exec("ALTER TABLE resident_agg DROP COLUMN investment_carry;"
                      " UPDATE resident_agg SET investment_cents = 1e19; DROP TABLE peer;"
-                     " PRAGMA user_version = 5");
+                     " ALTER TABLE changelog DROP COLUMN stamps;"
+                     " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 5");
         s = open_db();
-        cr_assert_eq(sql_int("PRAGMA user_version"), 8);
+        cr_assert_eq(sql_int("PRAGMA user_version"), 9);
         cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'AZ-P1'"), 100);
         cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P1'"),
                      0, "from schema %d", from);
@@ -1817,6 +2062,8 @@ static void check_figures(store_t *s, const char *when)
     sqlite3_stmt *st;
     size_t i = 0;
 
+    /* the tables, read by another connection, once the deferred rows are in */
+    cr_assert_eq(store_settle(s), 0, "%s", when);
     for (int k = 1; k < 6; k++) {
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE deleted = 0", tables[k]);
         cr_assert_eq(store_count_records(s, (Parksync__V1__RecordKind)k, &n), 0);
