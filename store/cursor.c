@@ -25,6 +25,8 @@ struct store_cursor {
     uint32_t steps;                  /* history, replica: work since the last yield */
     bool replica;                    /* records with their stamps (store_replica_open) */
     sqlite3_stmt *row[STORE_KINDS];  /* replica since a revision: a row's revision and stamps */
+    deferred_rev_t *deferred;        /* replica since a revision: rows the writer had not */
+    size_t n_deferred;               /* written when the view began (store_int.h) */
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
@@ -60,6 +62,7 @@ void store_cursor_close(store_cursor_t **cp)
     for (size_t k = 0; k < STORE_KINDS; k++)
         sqlite3_finalize(c->row[k]);
     sqlite3_finalize(c->prev);
+    free(c->deferred);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
         sqlite3_close_v2(c->db);
@@ -435,8 +438,12 @@ static int cursor_history(store_cursor_t *c)
 /*
  * A replica since a revision: the change log's entries after it, each
  * sent when its row still holds that revision (a later entry sends the
- * row otherwise), with the row's stamps. Entries passed over count as
- * work: after STORE_CURSOR_STEPS of them, -EAGAIN.
+ * row otherwise), with the row's stamps. A resident whose row the writer
+ * had not written when the view began (deferred state, c->deferred) is
+ * sent from the entry of its latest revision, as the log holds it with
+ * its stamps; its earlier entries are passed over.
+ * Entries passed over count as work: after STORE_CURSOR_STEPS of them,
+ * -EAGAIN.
  */
 static int replica_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
@@ -454,6 +461,30 @@ static int replica_next(store_cursor_t *c, const uint8_t **record, size_t *len)
         if (!key_of_record(&key, r, &tr)) {
             parksync__v1__record__free_unpacked(r, NULL);
             return -EBADMSG;
+        }
+        char k[STORE_PENDING_KEY];
+        uint64_t latest = c->n_deferred > 0 && pending_key(&key, k)
+                              ? deferred_find(c->deferred, c->n_deferred, k)
+                              : 0;
+        if (latest > 0) {
+            /* its row waits in the writer: the log holds the latest */
+            parksync__v1__record__free_unpacked(r, NULL);
+            if (latest < rev || sqlite3_column_type(log, 2) == SQLITE_NULL)
+                return -EPROTO;
+            if (latest == rev) {
+                if ((rc = cursor_stamps(
+                         c, sqlite3_column_blob(log, 1), (size_t)sqlite3_column_bytes(log, 1),
+                         sqlite3_column_blob(log, 2), (size_t)sqlite3_column_bytes(log, 2))) < 0)
+                    return rc;
+                *record = c->out.data;
+                *len = c->out.len;
+                return 1;
+            }
+            if (++c->steps >= STORE_CURSOR_STEPS) {
+                c->steps = 0;
+                return -EAGAIN;
+            }
+            continue;
         }
         sqlite3_stmt *st = c->row[key.kind];
         bind_key(st, &key); /* points into r: stepped before r is freed */
@@ -547,18 +578,26 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
     bool reaches;
     err = err ? err : &dummy;
     *err = 0;
-    /* both kinds read the tables: a pull of the change log sends each
-     * record's row, once, when the row still holds the entry's revision */
-    store_cursor_t *c = cursor_new(s, true, err);
+    /* a first pull (no epoch) is whole: tombstones made before schema 7
+     * have no revision, so only a scan of the tables finds them. A whole
+     * pull has the deferred rows written first; a pull of the change log
+     * learns which rows wait and sends their latest entries instead. */
+    bool whole = !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 || since > s->head ||
+                 (since < s->head && since + 1 < s->oldest);
+    store_cursor_t *c = cursor_new(s, whole || s->replay_due, err);
     if (!c)
         return NULL;
     c->replica = true;
     if ((*err = cursor_log_reaches(c, since, &reaches)) < 0)
         goto fail;
-    /* a first pull (no epoch) is whole: tombstones made before schema 7
-     * have no revision, so only a scan of the tables finds them */
     *full =
         !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 || since > c->revision || !reaches;
+    if (*full && !whole && s->n_deferred > 0) {
+        *err = -EBUSY; /* a view that is not the store's committed state: in a batch */
+        goto fail;
+    }
+    if (!*full && (*err = deferred_revisions(s, &c->deferred, &c->n_deferred)) < 0)
+        goto fail;
     if (*full) {
         c->provenance = true; /* the scan's column 1, re-encoded by cursor_stamps */
         for (int k = 1; k < STORE_KINDS; k++) {
@@ -573,7 +612,7 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
         return c;
     }
     if ((*err = cursor_prepare(c,
-                               "SELECT revision, record FROM changelog WHERE revision > ?1"
+                               "SELECT revision, record, stamps FROM changelog WHERE revision > ?1"
                                " AND kind != 5 ORDER BY revision",
                                &c->stmt[0])) < 0)
         goto fail;

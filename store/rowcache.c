@@ -7,6 +7,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,7 @@ void pending_free(store_t *s)
     free(s->pend_sort);
 }
 
-/* The lookup key of a record: its kind, then its key columns. */
-static bool pending_key(const rec_key_t *key, char *out)
+bool pending_key(const rec_key_t *key, char *out)
 {
     size_t n = 0;
     out[n++] = (char)('0' + key->kind);
@@ -328,6 +328,50 @@ int pending_flush(store_t *s)
     s->n_dirty = 0;
     s->n_log = 0;
     return 0;
+}
+
+void deferred_key_hash(const char *k, uint8_t out[16])
+{
+    crypto_generichash(out, 16, (const unsigned char *)k, strlen(k), NULL, 0);
+}
+
+static int deferred_cmp(const void *a, const void *b)
+{
+    return memcmp(((const deferred_rev_t *)a)->key, ((const deferred_rev_t *)b)->key, 16);
+}
+
+int deferred_revisions(const store_t *s, deferred_rev_t **out, size_t *n)
+{
+    size_t k = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (s->n_deferred == 0)
+        return 0;
+    if (!(*out = malloc(s->n_deferred * sizeof(**out))))
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_pend && k < s->n_deferred; i++) {
+        const pending_t *p = &s->pend[i];
+        if (!p->deferred)
+            continue;
+        deferred_key_hash(p->key, (*out)[k].key);
+        (*out)[k++].revision = p->revision;
+    }
+    qsort(*out, k, sizeof(**out), deferred_cmp);
+    *n = k;
+    return 0;
+}
+
+uint64_t deferred_find(const deferred_rev_t *v, size_t n, const char *k)
+{
+    deferred_rev_t want;
+    const deferred_rev_t *hit;
+
+    if (n == 0)
+        return 0;
+    deferred_key_hash(k, want.key);
+    hit = bsearch(&want, v, n, sizeof(*v), deferred_cmp);
+    return hit ? hit->revision : 0;
 }
 
 /*

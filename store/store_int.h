@@ -340,6 +340,23 @@ int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync
               bool stamps, const extra_t *ex, bool *changed);
 /* Writes the changes after state_from into the tables, in the open batch. */
 int state_replay(store_t *s);
+/* The row cache's lookup key of a record (kind, then key columns);
+ * false when it is too long to be cached (its row is never deferred). */
+bool pending_key(const rec_key_t *key, char *out);
+
+/* A deferred row as a pull of the change log finds it (cursor.c): a hash
+ * of its lookup key, and the revision of its latest version. */
+typedef struct deferred_rev {
+    uint8_t key[16];   /* crypto_generichash of the pending_key */
+    uint64_t revision; /* its latest revision */
+} deferred_rev_t;
+void deferred_key_hash(const char *k, uint8_t out[16]);
+/* The deferred rows, sorted by key hash, in a new array (*out, *n; NULL
+ * and 0 when none). 0 or -ENOMEM. */
+int deferred_revisions(const store_t *s, deferred_rev_t **out, size_t *n);
+/* The latest revision of the deferred row of key k among v[0..n), sorted
+ * as above; 0 when none. */
+uint64_t deferred_find(const deferred_rev_t *v, size_t n, const char *k);
 
 /* ---------------------------------------------------------------- producer.c */
 

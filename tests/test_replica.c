@@ -466,6 +466,50 @@ Test(replica, a_pull_brings_what_changed_since_or_the_whole_state)
     store_close(&b.s);
 }
 
+/* Resident R<i> of AZ/P1 at site x, named `name`, in a commit of its own. */
+static void resident_write(site_t *x, uint64_t seq, unsigned i, const char *name)
+{
+    upd_t u;
+    char id[16];
+    snprintf(id, sizeof id, "R%u", i);
+    upd_init(&u, "AZ-MOE", seq, (int64_t)seq, 0);
+    upd_resident(&u, "AZ", "P1", id)->company_name = (char *)name;
+    cr_assert_eq(apply1(x->s, &u), STORE_APPLIED);
+}
+
+/* Residents whose rows site a has not written yet (deferred state): a
+ * pull of the change log sends each once, in its latest version, from the
+ * log, and leaves a's table as it was; b ends with a's state. */
+Test(replica, a_pull_sends_a_deferred_resident_once_in_its_latest_version)
+{
+    site_t a, b;
+    uint64_t seq = 0;
+    site_open(&a, "a");
+    site_open(&b, "b");
+
+    resident_write(&a, ++seq, 0, "first");
+    pulled_t p = pull(&b, &a, &trust_all, NULL);
+    cr_assert(p.full);
+    cr_assert_eq(sql_at(&a, "SELECT count(*) FROM resident"), 1, "a whole pull writes them");
+    for (int round = 0; round < 3; round++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%d", round);
+        for (unsigned i = 0; i < 5; i++)
+            resident_write(&a, ++seq, i, name);
+    }
+    p = pull(&b, &a, &trust_all, NULL);
+    cr_assert_not(p.full);
+    cr_assert_eq(p.records, 5, "each resident once: %zu records came", p.records);
+    cr_assert_eq(sql_at(&a, "SELECT count(*) FROM resident"), 1, "the pull wrote a's rows");
+    cr_assert_eq(store_settle(b.s), 0); /* b's merged rows wait too */
+    cr_assert_eq(sql_at(&b, "SELECT count(*) FROM resident WHERE"
+                            " instr(record, CAST('v2' AS BLOB)) > 0 AND deleted = 0"),
+                 5, "b holds the latest versions");
+    cr_assert_eq(state_hash(&b), state_hash(&a));
+    store_close(&a.s);
+    store_close(&b.s);
+}
+
 /* Producers' positions travel with the records: a producer that applied
  * through 7 at a resumes at b at 8, without a gap and without applying
  * anything twice; a position never goes back. */
