@@ -182,7 +182,7 @@ int store_commit(store_t *s);
 /* Writes the rows commits left deferred (store_int.h, the row cache), in
  * a transaction of its own, so that another connection reading the
  * tables sees everything committed. A cursor that reads the resident
- * table (a snapshot of residents, a pull), the digest and a backup do it
+ * table (a snapshot of residents, a whole pull), the digest and a backup do it
  * when they begin, and store_close; the daemon need not call it. 0,
  * -EBUSY inside a batch (with rows deferred), or a negative errno. */
 int store_settle(store_t *s);
