@@ -1385,7 +1385,8 @@ static int cmp_str(const void *a, const void *b)
  * them in key order, STORE_SWEEP_MIN (64) a commit here (twice the
  * commit's new ones when that is more). A commit
  * that brings defer_rows writes them all; a cursor that reads residents
- * has them written first, one of another kind does not. */
+ * has them written first, one of another kind does not. defer_rows 0
+ * writes every row at its commit. */
 Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
 {
     enum { ROWS = 1000 };
@@ -1398,8 +1399,16 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     recs_t rs;
 
     store_config_init(&cfg);
-    cfg.defer_rows = ROWS;
+    cfg.defer_rows = 0;
     store_t *s = open_at(dbpath, &cfg);
+    residents_first(s, &seq, 3);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 3, "defer_rows 0 deferred rows");
+    store_close(&s);
+    remove_db(dbpath);
+    seq = 0;
+
+    cfg.defer_rows = ROWS;
+    s = open_at(dbpath, &cfg);
     cr_assert_eq(store_begin(s), 0);
     for (; next < ROWS / 2 - 1; next++)
         resident_put(s, ++seq, next, next, "a", false);
