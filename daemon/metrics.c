@@ -244,6 +244,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
           m->subscriptions);
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
+    gauge(&t, "parksync_deferred_rows",
+          "Resident rows committed to the change log, not yet written to their table "
+          "([store] defer_rows).",
+          m->deferred_rows);
     family(&t, "parksync_conflicts", "gauge",
            "Rows in the conflicts/audit table by reason class (rows kept now; see "
            "parksync_pruned_total).");

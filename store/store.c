@@ -647,6 +647,11 @@ uint64_t store_batch_changes(const store_t *s)
     return s->in_batch ? s->batch_changes : 0;
 }
 
+uint64_t store_deferred_rows(const store_t *s)
+{
+    return s->n_deferred;
+}
+
 uint64_t store_oldest(store_t *s)
 {
     return s->oldest <= s->head ? s->oldest : s->head + 1;

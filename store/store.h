@@ -272,6 +272,10 @@ uint64_t store_head(const store_t *s);
  * 0 outside a batch. */
 uint64_t store_batch_changes(const store_t *s);
 
+/* Resident rows committed to the change log and not yet written to
+ * their table (store_config_t.defer_rows). */
+uint64_t store_deferred_rows(const store_t *s);
+
 /* Oldest revision the change log still holds (head + 1 when empty). */
 uint64_t store_oldest(store_t *s);
 

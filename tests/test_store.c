@@ -1417,6 +1417,7 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     resident_put(s, ++seq, 0, 7, "b", false); /* again: still one row */
     cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below half: nothing written");
+    cr_assert_eq(store_deferred_rows(s), ROWS / 2 - 1);
 
     /* the 500th row begins the sweep: the 64 first keys, then 64 a commit */
     for (unsigned i = 0; i < ROWS / 2; i++) {
@@ -1430,6 +1431,8 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
         cr_assert_eq(store_commit(s), 0);
         int64_t want = step < 8 ? 64 * step : ROWS / 2;
         cr_assert_eq(sql_int("SELECT count(*) FROM resident"), want, "after sweep step %d", step);
+        cr_assert_eq(store_deferred_rows(s), (uint64_t)(ROWS / 2 + step - 1 - want), "step %d",
+                     step);
         snprintf(sql, sizeof sql, "SELECT count(*) FROM resident WHERE resident_id <= '%s'",
                  sorted[want - 1]);
         cr_assert_eq(sql_int(sql), want, "step %d wrote rows out of key order", step);
@@ -1442,6 +1445,7 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
         resident_put(s, ++seq, next++, 1, "a", false);
     cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "the bound wrote them all");
+    cr_assert_eq(store_deferred_rows(s), 0);
 
     cr_assert_eq(store_begin(s), 0);
     for (unsigned i = 0; i < 5; i++)

@@ -157,9 +157,11 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
     printf(", %" PRIu64 " subscribers\n", st->subscribers);
     printf("site %s, acknowledges after %s\n", st->site ? st->site : "?",
            st->ack_after ? st->ack_after : "?");
-    printf("database %s, WAL %s, last complete checkpoint %s\n",
+    printf("database %s, WAL %s, last complete checkpoint %s, %" PRIu64
+           " resident rows waiting in the change log\n",
            bytes(a, sizeof a, st->database_bytes), bytes(b, sizeof b, st->wal_bytes),
-           st->has_last_checkpoint_us ? when(c, sizeof c, st->last_checkpoint_us) : "none yet");
+           st->has_last_checkpoint_us ? when(c, sizeof c, st->last_checkpoint_us) : "none yet",
+           st->deferred_rows);
     printf("records:");
     for (size_t i = 0; i < st->n_records; i++)
         printf("%s %s %" PRIu64, i ? "," : "", st->records[i]->name ? st->records[i]->name : "?",
@@ -356,6 +358,7 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "subscribers", json_integer((json_int_t)st->subscribers));
     json_object_set_new(o, "database_bytes", json_integer((json_int_t)st->database_bytes));
     json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st->wal_bytes));
+    json_object_set_new(o, "deferred_rows", json_integer((json_int_t)st->deferred_rows));
     json_object_set_new(o, "last_checkpoint_us",
                         st->has_last_checkpoint_us
                             ? json_integer((json_int_t)st->last_checkpoint_us)
