@@ -22,8 +22,13 @@ def park(i):
 def main():
     _, _, ingest, publish, query, outbox, n = sys.argv
     n = int(n)
+    # A window well below n, so that sending waits for acks and the test's
+    # kill lands while updates are in flight. With the default (32768)
+    # every update of 20000 was sent at once, and on a loaded machine the
+    # child was flushing, printing nothing, when the acks reached the
+    # kill point: it ended unkilled.
     with parksync.Producer("AZ-KILL", ingest=ingest, publish=publish, query=query,
-                           outbox=outbox, connect_timeout=10) as p:
+                           outbox=outbox, connect_timeout=10, window=1024) as p:
         # Update i gets sequence i: the outbox numbers on after the last
         # update it made durable, which is the last line enqueued.
         start = p.last_sent + 1
