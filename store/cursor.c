@@ -30,11 +30,19 @@ struct store_cursor {
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
+/* Whether the writer's change log holds every revision after `since` (a
+ * since at or beyond the head needs none); cursor_log_reaches asks a
+ * view the same. */
+static bool log_reaches(store_t *s, uint64_t since)
+{
+    return since >= s->head || since + 1 >= store_oldest(s);
+}
+
 int store_changes(store_t *s, uint64_t since, store_change_fn fn, void *arg)
 {
     sqlite3_stmt *st = s->st[ST_LOG_SINCE];
     int rc, ret = 0;
-    if (since < s->head && since + 1 < store_oldest(s))
+    if (!log_reaches(s, since))
         return -ERANGE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -583,7 +591,7 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
      * pull has the deferred rows written first; a pull of the change log
      * learns which rows wait and sends their latest entries instead. */
     bool whole = !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 || since > s->head ||
-                 (since < s->head && since + 1 < s->oldest);
+                 !log_reaches(s, since);
     store_cursor_t *c = cursor_new(s, whole || s->replay_due, err);
     if (!c)
         return NULL;

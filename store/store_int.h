@@ -157,13 +157,13 @@ typedef struct agg_delta {
  * its bound past state_from), a sweep sorts them by key and the next
  * flushes write them a key range at a time, twice as many as each flush
  * defers (at least STORE_SWEEP_MIN): writing them all in one commit
- * stalled ingest for a third of a second. All of them are written
- * at once when defer_rows wait (the config), when the change log is
+ * stalled ingest for a third of a second. All of them are written at
+ * once when defer_rows wait (the config), when the change log is
  * STORE_DEFER_REVS (or half of changelog_keep) past state_from, before
- * anything reads the resident table (store_settle) and at close. A random update to a large
- * table then costs a sequential append at its commit, and its leaf page
- * is written once for every deferred row it holds rather than once for
- * each commit (rowcache.c, pending_flush). Everything after state_from
+ * anything reads the resident table (store_settle) and at close. A
+ * random update to a large table then costs a sequential append at its
+ * commit, and its leaf page is written once for every deferred row it
+ * holds rather than once for each commit (rowcache.c, pending_flush). Everything after state_from
  * in the change log may be missing from the tables: a store opened after
  * a crash, or a rollback that forgot the deferred rows, replays it
  * (state_replay). Only residents are deferred: the summaries read the
