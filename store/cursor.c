@@ -25,8 +25,8 @@ struct store_cursor {
     uint32_t steps;                  /* history, replica: work since the last yield */
     bool replica;                    /* records with their stamps (store_replica_open) */
     sqlite3_stmt *row[STORE_KINDS];  /* replica since a revision: a row's revision and stamps */
-    deferred_rev_t *deferred;        /* replica since a revision: rows the writer had not */
-    size_t n_deferred;               /* written when the view began (store_int.h) */
+    deferred_set_t deferred;         /* replica since a revision: rows the writer had not
+                                        written when the view began (store_int.h) */
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
@@ -70,7 +70,7 @@ void store_cursor_close(store_cursor_t **cp)
     for (size_t k = 0; k < STORE_KINDS; k++)
         sqlite3_finalize(c->row[k]);
     sqlite3_finalize(c->prev);
-    free(c->deferred);
+    deferred_free(&c->deferred);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
         sqlite3_close_v2(c->db);
@@ -471,9 +471,7 @@ static int replica_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             return -EBADMSG;
         }
         char k[STORE_PENDING_KEY];
-        uint64_t latest = c->n_deferred > 0 && pending_key(&key, k)
-                              ? deferred_find(c->deferred, c->n_deferred, k)
-                              : 0;
+        uint64_t latest = pending_key(&key, k) ? deferred_find(&c->deferred, k) : 0;
         if (latest > 0) {
             /* its row waits in the writer: the log holds the latest */
             parksync__v1__record__free_unpacked(r, NULL);
@@ -604,7 +602,7 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
         *err = -EBUSY; /* a view that is not the store's committed state: in a batch */
         goto fail;
     }
-    if (!*full && (*err = deferred_revisions(s, &c->deferred, &c->n_deferred)) < 0)
+    if (!*full && (*err = deferred_copy(s, &c->deferred)) < 0)
         goto fail;
     if (*full) {
         c->provenance = true; /* the scan's column 1, re-encoded by cursor_stamps */

@@ -7,7 +7,6 @@
 #include "store_int.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,48 +329,57 @@ int pending_flush(store_t *s)
     return 0;
 }
 
-void deferred_key_hash(const char *k, uint8_t out[16])
+static const char *deferred_key_at(const void *arg, uint32_t pos)
 {
-    crypto_generichash(out, 16, (const unsigned char *)k, strlen(k), NULL, 0);
+    const deferred_set_t *d = arg;
+    return d->keys + d->at[pos];
 }
 
-static int deferred_cmp(const void *a, const void *b)
+int deferred_copy(const store_t *s, deferred_set_t *d)
 {
-    return memcmp(((const deferred_rev_t *)a)->key, ((const deferred_rev_t *)b)->key, 16);
-}
+    size_t bytes = 0, n = 0, off = 0;
 
-int deferred_revisions(const store_t *s, deferred_rev_t **out, size_t *n)
-{
-    size_t k = 0;
-
-    *out = NULL;
-    *n = 0;
+    memset(d, 0, sizeof(*d));
     if (s->n_deferred == 0)
         return 0;
-    if (!(*out = malloc(s->n_deferred * sizeof(**out))))
+    for (size_t i = 0; i < s->n_pend; i++)
+        if (s->pend[i].deferred)
+            bytes += strlen(s->pend[i].key) + 1;
+    d->keys = malloc(bytes);
+    d->at = malloc(s->n_deferred * sizeof(*d->at));
+    d->revision = malloc(s->n_deferred * sizeof(*d->revision));
+    if (!d->keys || !d->at || !d->revision ||
+        index_fit(&d->index, s->n_deferred, deferred_key_at, d) < 0) {
+        deferred_free(d);
         return -ENOMEM;
-    for (size_t i = 0; i < s->n_pend && k < s->n_deferred; i++) {
+    }
+    for (size_t i = 0; i < s->n_pend && n < s->n_deferred; i++) {
         const pending_t *p = &s->pend[i];
+        size_t len = strlen(p->key) + 1;
         if (!p->deferred)
             continue;
-        deferred_key_hash(p->key, (*out)[k].key);
-        (*out)[k++].revision = p->revision;
+        memcpy(d->keys + off, p->key, len);
+        d->at[n] = (uint32_t)off;
+        d->revision[n] = p->revision;
+        *index_slot(&d->index, p->key, deferred_key_at, d) = (uint32_t)++n;
+        off += len;
     }
-    qsort(*out, k, sizeof(**out), deferred_cmp);
-    *n = k;
     return 0;
 }
 
-uint64_t deferred_find(const deferred_rev_t *v, size_t n, const char *k)
+uint64_t deferred_find(const deferred_set_t *d, const char *k)
 {
-    deferred_rev_t want;
-    const deferred_rev_t *hit;
+    const uint32_t *slot = d->index.cap ? index_slot(&d->index, k, deferred_key_at, d) : NULL;
+    return slot && *slot ? d->revision[*slot - 1] : 0;
+}
 
-    if (n == 0)
-        return 0;
-    deferred_key_hash(k, want.key);
-    hit = bsearch(&want, v, n, sizeof(*v), deferred_cmp);
-    return hit ? hit->revision : 0;
+void deferred_free(deferred_set_t *d)
+{
+    free(d->keys);
+    free(d->at);
+    free(d->revision);
+    index_free(&d->index);
+    memset(d, 0, sizeof(*d));
 }
 
 /*

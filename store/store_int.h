@@ -344,19 +344,19 @@ int state_replay(store_t *s);
  * false when it is too long to be cached (its row is never deferred). */
 bool pending_key(const rec_key_t *key, char *out);
 
-/* A deferred row as a pull of the change log finds it (cursor.c): a hash
- * of its lookup key, and the revision of its latest version. */
-typedef struct deferred_rev {
-    uint8_t key[16];   /* crypto_generichash of the pending_key */
-    uint64_t revision; /* its latest revision */
-} deferred_rev_t;
-void deferred_key_hash(const char *k, uint8_t out[16]);
-/* The deferred rows, sorted by key hash, in a new array (*out, *n; NULL
- * and 0 when none). 0 or -ENOMEM. */
-int deferred_revisions(const store_t *s, deferred_rev_t **out, size_t *n);
-/* The latest revision of the deferred row of key k among v[0..n), sorted
- * as above; 0 when none. */
-uint64_t deferred_find(const deferred_rev_t *v, size_t n, const char *k);
+/* The deferred rows as a pull of the change log finds them (cursor.c):
+ * their lookup keys and latest revisions, copied when it opens, by key. */
+typedef struct deferred_set {
+    char *keys;         /* the keys, NUL-terminated one after the other */
+    uint32_t *at;       /* entry i's key begins at keys + at[i] */
+    uint64_t *revision; /* entry i's latest revision */
+    index_t index;      /* entries by key */
+} deferred_set_t;
+/* Copies the deferred rows into d (empty when none). 0 or -ENOMEM. */
+int deferred_copy(const store_t *s, deferred_set_t *d);
+/* The latest revision of the deferred row of key k in d; 0 when none. */
+uint64_t deferred_find(const deferred_set_t *d, const char *k);
+void deferred_free(deferred_set_t *d);
 
 /* ---------------------------------------------------------------- producer.c */
 
