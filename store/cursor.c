@@ -25,8 +25,15 @@ struct store_cursor {
     uint32_t steps;                  /* history, replica: work since the last yield */
     bool replica;                    /* records with their stamps (store_replica_open) */
     sqlite3_stmt *row[STORE_KINDS];  /* replica since a revision: a row's revision and stamps */
-    deferred_set_t deferred;         /* replica since a revision: rows the writer had not
-                                        written when the view began (store_int.h) */
+    deferred_set_t deferred;         /* snapshot of residents, replica since a revision:
+                                        rows the writer had not written when the view
+                                        began (store_int.h) */
+    size_t keyed;                    /* snapshot: stmt[keyed - 1] scans the residents, with
+                                        their key columns last, to pass over those waiting;
+                                        0: none wait */
+    sqlite3_stmt *waiting;           /* snapshot: a waiting resident's change-log entry */
+    uint32_t waiting_at;             /* snapshot: the next waiting resident to send */
+    char country[3];                 /* snapshot: the filter's country; "" all */
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
 
@@ -70,6 +77,7 @@ void store_cursor_close(store_cursor_t **cp)
     for (size_t k = 0; k < STORE_KINDS; k++)
         sqlite3_finalize(c->row[k]);
     sqlite3_finalize(c->prev);
+    sqlite3_finalize(c->waiting);
     deferred_free(&c->deferred);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
@@ -152,37 +160,63 @@ static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out
     return rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
 }
 
-store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
+/*
+ * A snapshot; one of residents either has the rows the writer deferred
+ * written first (settle: history, which follows the tables' rows back),
+ * or passes over them in the scan and sends them afterwards from their
+ * latest change-log entries, as they were when the view began: writing
+ * 32,768 of them stalled ingest for a third of a second.
+ */
+static store_cursor_t *snapshot_open(store_t *s, const store_filter_t *filter, bool settle,
+                                     int *err)
 {
     int dummy;
     err = err ? err : &dummy;
     *err = 0;
     kind_t want = filter ? filter->kind : PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED;
-    store_cursor_t *c = cursor_new(s,
-                                   want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED ||
-                                       want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT,
-                                   err);
+    bool residents = want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED ||
+                     want == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+    bool waiting = residents && !settle && !s->replay_due && s->n_deferred > 0;
+    if (waiting && s->in_batch) {
+        snprintf(s->err, sizeof(s->err), "the resident table is read inside a batch");
+        *err = -EBUSY; /* the cache holds revisions not committed */
+        return NULL;
+    }
+    store_cursor_t *c = cursor_new(s, residents && !waiting, err);
     if (!c)
         return NULL;
+    if (waiting && ((*err = deferred_copy(s, &c->deferred)) < 0 ||
+                    (*err = cursor_prepare(c,
+                                           "SELECT record, stamps, country FROM changelog"
+                                           " WHERE revision = ?1",
+                                           &c->waiting)) < 0))
+        goto fail;
     bool by_country = filter && filter->country[0];
+    if (by_country)
+        memcpy(c->country, filter->country, sizeof(c->country));
     c->provenance = filter && filter->provenance;
     for (int k = 1; k < STORE_KINDS; k++) {
         if (want != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED && want != (kind_t)k)
             continue;
         sqlite3_stmt **st = &c->stmt[c->n];
         const char *sql = by_country ? kind_sql[k].scan_country : kind_sql[k].scan;
-        char with_stamps[512];
-        if (c->provenance) {
-            /* the same scan with the stamps as column 1 (summaries have none) */
+        bool keyed = waiting && k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+        char wider[512];
+        if (c->provenance || keyed) {
+            /* the same scan with the stamps as column 1 (summaries have
+             * none), and a waiting resident's key columns after */
             static const char head[] = "SELECT record";
-            snprintf(with_stamps, sizeof(with_stamps), "SELECT record, %s%s",
-                     k == PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY ? "NULL" : "stamps",
-                     sql + sizeof(head) - 1);
-            sql = with_stamps;
+            snprintf(wider, sizeof(wider), "SELECT record, %s%s%s",
+                     c->provenance && k != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY ? "stamps"
+                                                                                          : "NULL",
+                     keyed ? ", country, park_id, resident_id" : "", sql + sizeof(head) - 1);
+            sql = wider;
         }
         if ((*err = cursor_prepare(c, sql, st)) < 0)
             goto fail;
         c->n++;
+        if (keyed)
+            c->keyed = c->n;
         if (by_country)
             sqlite3_bind_text(*st, 1, filter->country, -1, SQLITE_TRANSIENT);
     }
@@ -190,6 +224,11 @@ store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, in
 fail:
     cursor_abandon(s, &c);
     return NULL;
+}
+
+store_cursor_t *store_snapshot_open(store_t *s, const store_filter_t *filter, int *err)
+{
+    return snapshot_open(s, filter, false, err);
 }
 
 store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter, uint64_t revision,
@@ -201,7 +240,7 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
     err = err ? err : &dummy;
     store_filter_t f = filter ? *filter : (store_filter_t){0};
     f.provenance = false;
-    store_cursor_t *c = store_snapshot_open(s, &f, err);
+    store_cursor_t *c = snapshot_open(s, &f, true, err);
     if (!c)
         return NULL;
     if (revision > c->revision) {
@@ -519,6 +558,61 @@ static int replica_next(store_cursor_t *c, const uint8_t **record, size_t *len)
     return rc == SQLITE_DONE ? 0 : cursor_fail(c, rc);
 }
 
+/* Whether the resident on the scan's row waits in the writer (its key
+ * columns are the statement's last three). */
+static bool waits(const store_cursor_t *c, sqlite3_stmt *st)
+{
+    rec_key_t key = {.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT, .ncols = 3};
+    char k[STORE_PENDING_KEY];
+    int at = sqlite3_column_count(st) - 3;
+
+    for (int i = 0; i < 3; i++)
+        key.col[i] = (const char *)sqlite3_column_text(st, at + i);
+    return key.col[0] && key.col[1] && key.col[2] && pending_key(&key, k) &&
+           deferred_find(&c->deferred, k) > 0;
+}
+
+/* A snapshot's residents that waited in the writer when the view began,
+ * each from the change-log entry of its latest revision, with its stamps
+ * for provenance; deleted ones and other countries' are passed over. */
+static int waiting_next(store_cursor_t *c, const uint8_t **record, size_t *len)
+{
+    sqlite3_stmt *st = c->waiting;
+
+    while (c->waiting_at < c->deferred.n) {
+        int rc;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->deferred.revision[c->waiting_at++]);
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            return rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc); /* the view holds it */
+        const char *country = (const char *)sqlite3_column_text(st, 2);
+        if (c->country[0] && (!country || strcmp(country, c->country) != 0))
+            continue;
+        const uint8_t *rec = sqlite3_column_blob(st, 0);
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, n, rec);
+        if (!r)
+            return -EBADMSG;
+        bool deleted = r->deleted;
+        parksync__v1__record__free_unpacked(r, NULL);
+        if (deleted)
+            continue;
+        *record = rec;
+        *len = n;
+        if (c->provenance) {
+            if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+                return -EPROTO; /* every deferred row's entry has its stamps */
+            if ((rc = cursor_stamps(c, rec, n, sqlite3_column_blob(st, 1),
+                                    (size_t)sqlite3_column_bytes(st, 1))) < 0)
+                return rc;
+            *record = c->out.data;
+            *len = c->out.len;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     if (c->replica && c->row[PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK])
@@ -541,7 +635,9 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             *len = c->out.len;
             return 1;
         }
-        rc = sqlite3_step(c->stmt[c->at]);
+        /* the residents' scan ended once waiting ones are being sent */
+        rc =
+            c->keyed == c->at + 1 && c->waiting_at > 0 ? SQLITE_DONE : sqlite3_step(c->stmt[c->at]);
         if (rc == SQLITE_ROW && c->history) {
             sqlite3_stmt *st = c->stmt[c->at];
             uint64_t rev = (uint64_t)sqlite3_column_int64(st, 1);
@@ -557,6 +653,8 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             *len = (size_t)sqlite3_column_bytes(st, 0);
             return 1;
         }
+        if (rc == SQLITE_ROW && c->keyed == c->at + 1 && waits(c, c->stmt[c->at]))
+            continue; /* sent from the change log at the end */
         if (rc == SQLITE_ROW) {
             sqlite3_stmt *st = c->stmt[c->at];
             *record = sqlite3_column_blob(st, 0);
@@ -572,6 +670,8 @@ int store_cursor_next(store_cursor_t *c, const uint8_t **record, size_t *len)
         }
         if (rc != SQLITE_DONE)
             return cursor_fail(c, rc);
+        if (c->keyed == c->at + 1 && (rc = waiting_next(c, record, len)) != 0)
+            return rc; /* the scan of residents is done: those that wait, in kind order */
         c->at++;
     }
     return 0;

@@ -248,14 +248,18 @@ static int write_back(store_t *s)
 }
 
 /* A flush's share of the sweep (store_int.h, the row cache), begun when
- * half of defer_rows wait or the log is half its bound past state_from:
- * twice the rows the flush deferred (fresh), so that the sweep outruns
- * them, and at least STORE_SWEEP_MIN. A larger share made the sweep's
- * commits a burst: 512 rows each for 32 commits running, a megabyte a
- * commit, and the p99 latency at 20,000 updates/s 58 to 231 ms. */
-static int sweep(store_t *s, size_t fresh)
+ * half of defer_rows wait or the log is half its bound past state_from.
+ * Twice the rows the flush deferred (fresh), so that the sweep outruns
+ * them before defer_rows wait; and its part of the sweep for the
+ * revisions it logged (revs), so that the sweep ends within a quarter of
+ * defer_revs even when every update lands on a waiting row. Nothing more:
+ * a share of 512 rows a flush made the sweep's commits a burst (the p99
+ * latency at 20,000 updates/s 58 to 231 ms), and one of at least 64 gave
+ * each commit of a single update, at 1,000/s, 64 random rows to write. */
+static int sweep(store_t *s, size_t fresh, size_t revs)
 {
-    size_t most;
+    uint64_t quarter = defer_revs(s) / 4 > 0 ? defer_revs(s) / 4 : 1;
+    size_t most, paced;
 
     if (s->sweep_n == 0) {
         if (s->n_deferred < (s->cfg.defer_rows + 1) / 2 &&
@@ -265,7 +269,8 @@ static int sweep(store_t *s, size_t fresh)
         s->sweep_pos = 0;
         s->sweep_from = s->head;
     }
-    most = 2 * fresh > STORE_SWEEP_MIN ? 2 * fresh : STORE_SWEEP_MIN;
+    paced = (size_t)(((uint64_t)s->sweep_n * revs + quarter - 1) / quarter);
+    most = 2 * fresh > paced ? 2 * fresh : paced;
     return sweep_step(s, most);
 }
 
@@ -314,7 +319,7 @@ int pending_flush(store_t *s)
         rc = step_done(s, st);
     }
     if (rc == 0)
-        rc = all ? write_back(s) : sweep(s, fresh);
+        rc = all ? write_back(s) : sweep(s, fresh, s->n_log);
     if (rc < 0) {
         pending_clear(s); /* the transaction rolls back: forget what it held */
         return rc;
@@ -364,6 +369,7 @@ int deferred_copy(const store_t *s, deferred_set_t *d)
         *index_slot(&d->index, p->key, deferred_key_at, d) = (uint32_t)++n;
         off += len;
     }
+    d->n = (uint32_t)n;
     return 0;
 }
 

@@ -181,9 +181,11 @@ int store_begin(store_t *s);
 int store_commit(store_t *s);
 /* Writes the rows commits left deferred (store_int.h, the row cache), in
  * a transaction of its own, so that another connection reading the
- * tables sees everything committed. A cursor that reads the resident
- * table (a snapshot of residents, a whole pull), the digest and a backup do it
- * when they begin, and store_close; the daemon need not call it. 0,
+ * tables sees everything committed. A cursor that needs the resident
+ * table whole (history, a whole pull), the digest and a backup do it
+ * when they begin, and store_close; a snapshot and a pull of changes
+ * read the waiting rows from the change log instead. The daemon need
+ * not call it. 0,
  * -EBUSY inside a batch (with rows deferred), or a negative errno. */
 int store_settle(store_t *s);
 

@@ -155,24 +155,27 @@ typedef struct agg_delta {
  * stamps, which is all the row is, and the row stays in the cache,
  * deferred. Once half of defer_rows wait (or the change log is half of
  * its bound past state_from), a sweep sorts them by key and the next
- * flushes write them a key range at a time, twice as many as each flush
- * defers (at least STORE_SWEEP_MIN): writing them all in one commit
- * stalled ingest for a third of a second. All of them are written at
- * once when defer_rows wait (the config), when the change log is
- * STORE_DEFER_REVS (or half of changelog_keep) past state_from, before
- * anything reads the resident table (store_settle) and at close. A
+ * flushes write them a key range at a time: twice as many as each flush
+ * defers, and enough for the sweep to end within a quarter of the bound
+ * (rowcache.c, sweep); writing them all in one commit stalled ingest for
+ * a third of a second. All of them are written at once when defer_rows
+ * wait (the config), when the change log is STORE_DEFER_REVS (or half of
+ * changelog_keep) past state_from, before a reader that needs the table
+ * whole opens (store_settle: history, whole pulls, digest, backup) and
+ * at close. Snapshots and pulls of the change log read the waiting rows'
+ * latest entries from the log instead (cursor.c, deferred_set_t). A
  * random update to a large table then costs a sequential append at its
  * commit, and its leaf page is written once for every deferred row it
- * holds rather than once for each commit (rowcache.c, pending_flush). Everything after state_from
- * in the change log may be missing from the tables: a store opened after
- * a crash, or a rollback that forgot the deferred rows, replays it
- * (state_replay). Only residents are deferred: the summaries read the
- * other kinds' tables with SQL, and residents are the bulk.
+ * holds rather than once for each commit (rowcache.c, pending_flush).
+ * Everything after state_from in the change log may be missing from the
+ * tables: a store opened after a crash, or a rollback that forgot the
+ * deferred rows, replays it (state_replay). Only residents are deferred:
+ * the summaries read the other kinds' tables with SQL, and residents are
+ * the bulk.
  */
 #define STORE_DEFER_ROWS  32768 /* default defer_rows: rows a commit may leave unwritten */
 #define STORE_DEFER_REVS  65536 /* revisions the tables may lag the change log by */
 #define STORE_PENDING_MAX 8192  /* rows cached beyond the deferred ones */
-#define STORE_SWEEP_MIN   64    /* rows a flush writes of a sweep, at least */
 #define STORE_PENDING_KEY 160   /* bytes of a lookup key: kind and key columns */
 
 typedef struct pending {
@@ -344,9 +347,11 @@ int state_replay(store_t *s);
  * false when it is too long to be cached (its row is never deferred). */
 bool pending_key(const rec_key_t *key, char *out);
 
-/* The deferred rows as a pull of the change log finds them (cursor.c):
- * their lookup keys and latest revisions, copied when it opens, by key. */
+/* The deferred rows as a snapshot or a pull of the change log finds them
+ * (cursor.c): their lookup keys and latest revisions, copied when it
+ * opens, by key. */
 typedef struct deferred_set {
+    uint32_t n;         /* entries */
     char *keys;         /* the keys, NUL-terminated one after the other */
     uint32_t *at;       /* entry i's key begins at keys + at[i] */
     uint64_t *revision; /* entry i's latest revision */

@@ -1382,16 +1382,19 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Deferred rows wait until half of defer_rows do; then a sweep writes
- * them in key order, STORE_SWEEP_MIN (64) a commit here (twice the
- * commit's new ones when that is more). A commit
- * that brings defer_rows writes them all; a cursor that reads residents
- * has them written first, one of another kind does not. defer_rows 0
- * writes every row at its commit. */
+ * them in key order: twice each commit's new ones, and its part of the
+ * sweep for the revisions a commit logs, so that the sweep ends within a
+ * quarter of defer_revs (half of changelog_keep here: 2000) even when
+ * every update lands on a waiting row. A commit that brings defer_rows
+ * writes them all. A snapshot of residents writes nothing (it reads the
+ * waiting rows from the change log); one of history has them written
+ * first. defer_rows 0 writes every row at its commit. */
 Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
 {
     enum { ROWS = 1000 };
     static char ids[ROWS / 2][16];
     const char *sorted[ROWS / 2];
+    int64_t written = 0;
     char sql[160];
     store_config_t cfg;
     uint64_t seq = 0;
@@ -1408,6 +1411,7 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     seq = 0;
 
     cfg.defer_rows = ROWS;
+    cfg.changelog_keep = 4000; /* defer_revs 2000: a sweep's quarter is 500 revisions */
     s = open_at(dbpath, &cfg);
     cr_assert_eq(store_begin(s), 0);
     for (; next < ROWS / 2 - 1; next++)
@@ -1419,23 +1423,28 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below half: nothing written");
     cr_assert_eq(store_deferred_rows(s), ROWS / 2 - 1);
 
-    /* the 500th row begins the sweep: the 64 first keys, then 64 a commit */
     for (unsigned i = 0; i < ROWS / 2; i++) {
         snprintf(ids[i], sizeof ids[i], "R%u", i);
         sorted[i] = ids[i];
     }
     qsort(sorted, ROWS / 2, sizeof sorted[0], cmp_str);
-    for (int step = 1; step <= 8; step++) {
+    /* the 500th row begins the sweep of the 500: a commit of one new row
+     * writes two of them; one of 100 updates to rows that wait (none
+     * new) writes 500 * 100 / 500 */
+    for (int step = 1; step <= 4; step++) {
         cr_assert_eq(store_begin(s), 0);
-        resident_put(s, ++seq, next++, 1, "a", false);
+        if (step < 4)
+            resident_put(s, ++seq, next++, 1, "a", false);
+        for (unsigned i = ROWS / 2 - 100; step == 4 && i < ROWS / 2; i++)
+            resident_put(s, ++seq, (unsigned)atoi(sorted[i] + 1), 2, "c", false);
         cr_assert_eq(store_commit(s), 0);
-        int64_t want = step < 8 ? 64 * step : ROWS / 2;
-        cr_assert_eq(sql_int("SELECT count(*) FROM resident"), want, "after sweep step %d", step);
-        cr_assert_eq(store_deferred_rows(s), (uint64_t)(ROWS / 2 + step - 1 - want), "step %d",
+        written += step < 4 ? 2 : 100;
+        cr_assert_eq(sql_int("SELECT count(*) FROM resident"), written, "after sweep step %d",
                      step);
+        cr_assert_eq(store_deferred_rows(s), (uint64_t)(next - written), "step %d", step);
         snprintf(sql, sizeof sql, "SELECT count(*) FROM resident WHERE resident_id <= '%s'",
-                 sorted[want - 1]);
-        cr_assert_eq(sql_int(sql), want, "step %d wrote rows out of key order", step);
+                 sorted[written - 1]);
+        cr_assert_eq(sql_int(sql), written, "step %d wrote rows out of key order", step);
     }
     cr_assert_eq(sql_int("SELECT investment_cents FROM resident WHERE resident_id = 'R0'"), 7);
 
@@ -1453,10 +1462,115 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     cr_assert_eq(store_commit(s), 0);
     snapshot(s, K_PARK, NULL, &rs);
     recs_free(&rs);
-    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next - 5, "a park cursor wrote rows");
     snapshot(s, K_RESIDENT, "TJ", &rs);
-    recs_free(&rs);
-    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "a resident cursor read before");
+    cr_assert_eq(rs.n, 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next - 5, "a snapshot wrote rows");
+    store_filter_t f = {.kind = K_RESIDENT};
+    int err;
+    store_cursor_t *c = store_snapshot_at_open(s, &f, store_head(s), &err);
+    cr_assert_not_null(c, "history: %d", err);
+    store_cursor_close(&c);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "history read before");
+    store_close(&s);
+}
+
+/* A check of one resident of the snapshot below: R<i> as the commits
+ * left it when the view began, sent once. */
+typedef struct waiting_seen {
+    unsigned times[12];  /* records seen of R<i> */
+    bool provenance;     /* the snapshot asked for it */
+    uint64_t second_seq; /* the sequence of R0's second version */
+} waiting_seen_t;
+
+static void check_waiting(const Parksync__V1__Record *r, void *arg)
+{
+    waiting_seen_t *w = arg;
+    unsigned i;
+
+    cr_assert_not_null(r->resident);
+    cr_assert_eq(sscanf(r->resident->resident_id, "R%u", &i), 1);
+    cr_assert_lt(i, 12);
+    w->times[i]++;
+    cr_assert_neq(i, 9, "R9 was deleted before the view began");
+    if (i < 5) {
+        cr_assert_eq(r->resident->investment_usd_cents, 100 + i, "R%u: not its latest", i);
+        cr_assert_str_eq(r->resident->company_name, "second");
+    } else {
+        cr_assert_eq(r->resident->investment_usd_cents, i, "R%u", i);
+    }
+    if (w->provenance && i == 0) {
+        bool found = false;
+        for (size_t k = 0; k < r->n_provenance; k++)
+            found |= strcmp(r->provenance[k]->field, "company_name") == 0 &&
+                     r->provenance[k]->sequence == w->second_seq;
+        cr_assert(found, "R0's provenance is not its latest version's");
+    }
+}
+
+/* A snapshot of residents while some wait in the writer: rows written
+ * and waiting again, rows never written, a deletion. It sends each live
+ * resident once, in its latest version as the view began (a later
+ * commit, even one that writes the rows, does not show), with its
+ * provenance, and writes nothing. Both halves fail when a snapshot sends
+ * the table's stale rows, or the waiting rows twice. */
+Test(store, a_snapshot_sends_waiting_residents_once_without_writing_them)
+{
+    store_filter_t f = {.kind = K_RESIDENT};
+    waiting_seen_t w;
+    uint64_t seq = 0;
+    int err;
+    store_t *s = open_db();
+
+    residents_first(s, &seq, 10);
+    cr_assert_eq(store_settle(s), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 10);
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < 5; i++)
+        resident_put(s, ++seq, i, 100 + i, "second", false);
+    w.second_seq = seq - 4;
+    resident_put(s, ++seq, 9, -1, NULL, true);
+    resident_put(s, ++seq, 10, 10, "first", false);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_deferred_rows(s), 7);
+    uint64_t table = resident_rows_hash(dbpath);
+
+    for (int prov = 0; prov < 2; prov++) {
+        memset(w.times, 0, sizeof w.times);
+        w.provenance = f.provenance = prov;
+        store_cursor_t *c = store_snapshot_open(s, &f, &err);
+        cr_assert_not_null(c, "snapshot_open: %d", err);
+        /* the view began: what comes after it is not in it, even once
+         * the rows are written */
+        cr_assert_eq(store_begin(s), 0);
+        resident_put(s, ++seq, 0, 999, "third", false);
+        resident_put(s, ++seq, 11, 11, "first", false);
+        cr_assert_eq(store_commit(s), 0);
+        if (prov)
+            cr_assert_eq(store_settle(s), 0);
+        const uint8_t *rec;
+        size_t len;
+        int rc;
+        while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
+            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+            cr_assert_not_null(r);
+            check_waiting(r, &w);
+            parksync__v1__record__free_unpacked(r, NULL);
+        }
+        cr_assert_eq(rc, 0, "cursor_next: %d", rc);
+        store_cursor_close(&c);
+        for (unsigned i = 0; i < 11; i++)
+            cr_assert_eq(w.times[i], i == 9 ? 0 : 1, "R%u sent %u times", i, w.times[i]);
+        cr_assert_eq(w.times[11], 0, "R11 came after the view");
+        if (!prov) {
+            cr_assert_eq(resident_rows_hash(dbpath), table, "the snapshot wrote rows");
+            /* the second view expects the same: R0 back, R11 deleted (waiting) */
+            cr_assert_eq(store_begin(s), 0);
+            resident_put(s, ++seq, 0, 100, "second", false);
+            resident_put(s, ++seq, 11, -1, NULL, true);
+            cr_assert_eq(store_commit(s), 0);
+            w.second_seq = seq - 1;
+        }
+    }
     store_close(&s);
 }
 
