@@ -292,6 +292,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     m->database_bytes = file_size(cfg->database, "");
     m->wal_bytes = file_size(cfg->database, "-wal");
     m->deferred_rows = store_deferred_rows(c->store);
+    m->replay_revisions = store_replay_revisions(c->store);
     for (int k = 1; k < METRICS_KINDS; k++) {
         rc = store_count_records(c->store, (Parksync__V1__RecordKind)k, &m->records[k]);
         if (rc < 0)
@@ -570,6 +571,8 @@ void control_handle_status(control_t *c, const zmq_msg_t *id, uint64_t request_i
     st.has_subscribers = st.has_database_bytes = st.has_wal_bytes = st.has_conflicts = true;
     st.has_deferred_rows = true;
     st.deferred_rows = m.deferred_rows;
+    st.has_replay_revisions = true;
+    st.replay_revisions = m.replay_revisions;
     st.subscribers = m.subscribers;
     st.database_bytes = m.database_bytes;
     st.wal_bytes = m.wal_bytes;

@@ -248,6 +248,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
           "Resident rows committed to the change log, not yet written to their table "
           "([store] defer_rows).",
           m->deferred_rows);
+    gauge(&t, "parksync_replay_revisions",
+          "Change-log revisions past the tables' last complete write: what a start after a "
+          "crash replays.",
+          m->replay_revisions);
     family(&t, "parksync_conflicts", "gauge",
            "Rows in the conflicts/audit table by reason class (rows kept now; see "
            "parksync_pruned_total).");

@@ -652,6 +652,11 @@ uint64_t store_deferred_rows(const store_t *s)
     return s->n_deferred;
 }
 
+uint64_t store_replay_revisions(const store_t *s)
+{
+    return s->head > s->state_from ? s->head - s->state_from : 0;
+}
+
 uint64_t store_oldest(store_t *s)
 {
     return s->oldest <= s->head ? s->oldest : s->head + 1;

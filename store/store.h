@@ -277,6 +277,10 @@ uint64_t store_batch_changes(const store_t *s);
 /* Resident rows committed to the change log and not yet written to
  * their table (store_config_t.defer_rows). */
 uint64_t store_deferred_rows(const store_t *s);
+/* Revisions of the change log after the tables' last complete write
+ * (state_from): what a store opened after a crash replays into them. At
+ * most STORE_DEFER_REVS (or half of changelog_keep). */
+uint64_t store_replay_revisions(const store_t *s);
 
 /* Oldest revision the change log still holds (head + 1 when empty). */
 uint64_t store_oldest(store_t *s);

@@ -605,13 +605,14 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     cr_assert(strstr(out, "parksync_producer_last_sequence{producer=\"" LOAD_ID "\"}"), "%s", out);
     cr_assert(strstr(out, "parksync_records{kind=\"resident\"}"), "%s", out);
     cr_assert(strstr(out, "\nparksync_deferred_rows "), "%s", out);
+    cr_assert(strstr(out, "\nparksync_replay_revisions "), "%s", out);
     free(out);
     free(err);
     rc = harness_cli(&h, (const char *const[]){"status", "--json", NULL}, NULL, &out, &err);
     cr_assert_eq(rc, 0, "status: %s", err);
     cr_assert(strstr(out, "\"producer_id\":\"" LOAD_ID "\"") && strstr(out, "\"lag_us\":") &&
                   strstr(out, "\"database_bytes\":") && strstr(out, "\"rejected\":") &&
-                  strstr(out, "\"deferred_rows\":"),
+                  strstr(out, "\"deferred_rows\":") && strstr(out, "\"replay_revisions\":"),
               "%s", out);
     free(out);
     free(err);

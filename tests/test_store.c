@@ -1422,6 +1422,7 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below half: nothing written");
     cr_assert_eq(store_deferred_rows(s), ROWS / 2 - 1);
+    cr_assert_eq(store_replay_revisions(s), ROWS / 2, "a crash replays every revision");
 
     for (unsigned i = 0; i < ROWS / 2; i++) {
         snprintf(ids[i], sizeof ids[i], "R%u", i);
@@ -1455,6 +1456,7 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "the bound wrote them all");
     cr_assert_eq(store_deferred_rows(s), 0);
+    cr_assert_eq(store_replay_revisions(s), 0, "nothing left to replay");
 
     cr_assert_eq(store_begin(s), 0);
     for (unsigned i = 0; i < 5; i++)

@@ -21,9 +21,10 @@ const char CLI_STATUS_USAGE[] =
     "\n"
     "Prints what parksyncd is doing: its health (ok, or degraded: why and since\n"
     "when, and the last commit that applied updates), version, uptime, head\n"
-    "revision, live records\n"
-    "per kind, each producer's last sequence, lag (time since its last update) and\n"
-    "last seen time, connected subscribers, database and WAL size, the conflicts\n"
+    "revision, live records per kind, each producer's last sequence, lag (time\n"
+    "since its last update) and last seen time, connected subscribers, database\n"
+    "and WAL size, resident rows waiting in the change log and the revisions a\n"
+    "start after a crash would replay, the conflicts\n"
     "table by reason, inputs rejected before the store by reason, the loop's\n"
     "counters and why the last reload failed, if it did; this site's name, when it\n"
     "acknowledges (ack_after), each [peer] it pulls from (endpoint, connected,\n"
@@ -158,10 +159,11 @@ static void print_text(const Parksync__V1__Status *st, const char *after)
     printf("site %s, acknowledges after %s\n", st->site ? st->site : "?",
            st->ack_after ? st->ack_after : "?");
     printf("database %s, WAL %s, last complete checkpoint %s, %" PRIu64
-           " resident rows waiting in the change log\n",
+           " resident rows waiting in the change log (a start after a crash replays %" PRIu64
+           " revisions)\n",
            bytes(a, sizeof a, st->database_bytes), bytes(b, sizeof b, st->wal_bytes),
            st->has_last_checkpoint_us ? when(c, sizeof c, st->last_checkpoint_us) : "none yet",
-           st->deferred_rows);
+           st->deferred_rows, st->replay_revisions);
     printf("records:");
     for (size_t i = 0; i < st->n_records; i++)
         printf("%s %s %" PRIu64, i ? "," : "", st->records[i]->name ? st->records[i]->name : "?",
@@ -359,6 +361,7 @@ static int print_json(const Parksync__V1__Status *st)
     json_object_set_new(o, "database_bytes", json_integer((json_int_t)st->database_bytes));
     json_object_set_new(o, "wal_bytes", json_integer((json_int_t)st->wal_bytes));
     json_object_set_new(o, "deferred_rows", json_integer((json_int_t)st->deferred_rows));
+    json_object_set_new(o, "replay_revisions", json_integer((json_int_t)st->replay_revisions));
     json_object_set_new(o, "last_checkpoint_us",
                         st->has_last_checkpoint_us
                             ? json_integer((json_int_t)st->last_checkpoint_us)
