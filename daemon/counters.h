@@ -7,6 +7,31 @@
 
 #include <stdint.h>
 
+/* Upper bounds of a pause histogram's buckets, us; one more bucket holds
+ * the longer pauses. */
+#define PAUSE_BOUNDS_US 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 250000, 1000000
+#define PAUSE_BUCKETS   11
+
+/* How long the loop spent in one kind of call, as a histogram: the ack of
+ * every update that arrived meanwhile waited that long. */
+typedef struct pause_hist {
+    uint64_t n[PAUSE_BUCKETS]; /* calls per bucket (not cumulative) */
+    uint64_t sum_us;           /* their total time */
+} pause_hist_t;
+
+static inline void pause_add(pause_hist_t *h, int64_t us)
+{
+    static const int64_t bound[PAUSE_BUCKETS - 1] = {PAUSE_BOUNDS_US};
+    int b = 0;
+
+    if (us < 0)
+        us = 0;
+    while (b < PAUSE_BUCKETS - 1 && us > bound[b])
+        b++;
+    h->n[b]++;
+    h->sum_us += (uint64_t)us;
+}
+
 /* Counters, all since start. */
 typedef struct server_counters {
     uint64_t received;         /* ingest messages read */
@@ -40,6 +65,8 @@ typedef struct server_counters {
     uint64_t subscriptions_refused; /* publish messages refused: no topic prefix, over
                                        max_subscriptions, no subscription (subscriptions.h) */
     uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
+    pause_hist_t commit;            /* store_commit of a batch, its fsync included */
+    pause_hist_t wal_reset;         /* store_wal_reset's checkpoints (the WAL starting over) */
 } server_counters_t;
 
 #endif /* PARKSYNCD_COUNTERS_H */

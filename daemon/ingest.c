@@ -57,12 +57,16 @@ void batch_abort(server_t *s, int rc, const char *what)
 void batch_finish(server_t *s)
 {
     store_wal_t wal;
+    uint64_t resets;
+    int64_t t0;
     int rc;
 
     if (!s->batch_open)
         return;
     s->batch_open = false;
+    t0 = wire_monotonic_us();
     rc = store_commit(s->store);
+    pause_add(&s->n.commit, wire_monotonic_us() - t0);
     if (rc < 0) {
         s->batch_open = true;
         batch_abort(s, rc, "commit failed");
@@ -93,8 +97,12 @@ void batch_finish(server_t *s)
             publish_ack(s, s->touched.slots[i].key);
     strmap_clear(&s->touched);
     checkpoint_wal(s->checkpoint, &wal);
+    resets = store_wal_resets(s->store);
+    t0 = wire_monotonic_us();
     if ((rc = store_wal_reset(s->store, &wal)) < 0)
         server_store_failed(s, rc, false, "WAL checkpoint after a commit", store_errmsg(s->store));
+    if (store_wal_resets(s->store) != resets)
+        pause_add(&s->n.wal_reset, wire_monotonic_us() - t0);
 }
 
 /* One step of retention in an empty batch, when commits left change-log

@@ -126,6 +126,25 @@ static void counter(text_t *t, const char *name, const char *help, uint64_t v)
     sample(t, name, NULL, NULL, v);
 }
 
+/* A pause_hist_t as a histogram in seconds: cumulative buckets, then
+ * _sum and _count. */
+static void histogram(text_t *t, const char *name, const char *help, const pause_hist_t *h)
+{
+    static const int64_t bound[PAUSE_BUCKETS - 1] = {PAUSE_BOUNDS_US};
+    uint64_t below = 0;
+
+    family(t, name, "histogram", help);
+    for (int b = 0; b < PAUSE_BUCKETS; b++) {
+        below += h->n[b];
+        if (b < PAUSE_BUCKETS - 1)
+            put(t, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)bound[b] / 1e6, below);
+        else
+            put(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, below);
+    }
+    put(t, "%s_sum %.6f\n", name, (double)h->sum_us / 1e6);
+    put(t, "%s_count %" PRIu64 "\n", name, below);
+}
+
 static void gauge(text_t *t, const char *name, const char *help, uint64_t v)
 {
     family(t, name, "gauge", help);
@@ -274,6 +293,14 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     sample(&t, "parksync_ingest_rejected_total", "reason", "invalid", n->invalid);
     sample(&t, "parksync_ingest_rejected_total", "reason", "wrong_topic", n->wrong_topic);
     counter(&t, "parksync_commits_total", "Batches committed.", n->commits);
+    histogram(&t, "parksync_commit_seconds",
+              "Time the loop spent committing a batch (its fsync included), failed commits too; "
+              "updates arriving meanwhile wait.",
+              &n->commit);
+    histogram(&t, "parksync_wal_reset_seconds",
+              "Pauses of the loop to copy the rest of the WAL back so that it starts over "
+              "(about every 16 MiB written); updates arriving meanwhile wait.",
+              &n->wal_reset);
     counter(&t, "parksync_store_errors_total", "Batches rolled back on a storage failure.",
             n->store_errors);
     counter(&t, "parksync_summary_failures_total",

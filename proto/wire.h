@@ -257,6 +257,7 @@ int wire_publication_repeat(wire_buf_t *b, uint64_t stream_sequence, const void 
 
 int64_t wire_now_us(void);       /* wall clock, microseconds since 1970 UTC */
 int64_t wire_monotonic_ms(void); /* monotonic clock, milliseconds */
+int64_t wire_monotonic_us(void); /* monotonic clock, microseconds */
 
 /* ---------------------------------------------------------------- control socket
  *

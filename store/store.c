@@ -186,6 +186,11 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+uint64_t store_wal_resets(const store_t *s)
+{
+    return s->wal_resets;
+}
+
 bool store_wal_long(const store_wal_t *w)
 {
     return w->frames >= STORE_WAL_RESET_FRAMES;
@@ -223,6 +228,7 @@ int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
         return 0; /* the checkpointer is running; after the next commit */
     if (rc != SQLITE_OK)
         return db_fail(s, rc);
+    s->wal_resets++;
     s->wal_reset_due = false;
     s->wal_next_reset = log + STORE_WAL_RESET_FRAMES / 4;
     return log >= 0 && done == log;

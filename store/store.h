@@ -312,6 +312,11 @@ typedef struct store_wal {
  * says why). */
 int store_wal_reset(store_t *s, const store_wal_t *checkpointed);
 
+/* Checkpoints store_wal_reset ran on the writer's connection since open
+ * (whether or not a reader kept part of the WAL): a caller that times the
+ * call tells a pause of the writer from a call that had nothing to do. */
+uint64_t store_wal_resets(const store_t *s);
+
 /* True when the WAL is long enough that the writer waits for the
  * checkpointer to catch up before it resets it: checkpoint again soon. */
 bool store_wal_long(const store_wal_t *w);

@@ -243,6 +243,7 @@ struct store {
     int wal_frames;                               /* WAL frames after the last commit */
     int64_t wal_seen;                             /* backfilled frames at the last new pass */
     int64_t wal_tail;                             /* frames left to copy after that pass */
+    uint64_t wal_resets;                          /* checkpoints store_wal_reset ran */
     bool wal_reset_due;                           /* a commit left the WAL that long */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */

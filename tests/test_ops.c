@@ -568,6 +568,40 @@ Test(ops, prometheus_parser_refuses_bad_text)
 
 /* ---------------------------------------------------------------- backup, metrics, status */
 
+/* The value of the sample whose line starts with series (name and
+ * labels, as rendered); fails the test when there is none. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, series, n) && l[n] == ' ')
+            return strtod(l + n + 1, NULL);
+    cr_assert_fail("no sample %s in\n%s", series, text);
+    return 0;
+}
+
+/* A pause histogram: buckets that only grow, the last one its count. */
+static double check_histogram(const char *text, const char *name)
+{
+    static const char *const le[] = {"0.0005", "0.001", "0.002", "0.005", "0.01", "0.02",
+                                     "0.05",   "0.1",   "0.25",  "1",     "+Inf"};
+    char series[128];
+    double below = 0;
+
+    for (size_t i = 0; i < sizeof le / sizeof le[0]; i++) {
+        snprintf(series, sizeof series, "%s_bucket{le=\"%s\"}", name, le[i]);
+        double v = metric(text, series);
+        cr_assert_geq(v, below, "%s: a bucket below the one before it", series);
+        below = v;
+    }
+    snprintf(series, sizeof series, "%s_count", name);
+    cr_assert_eq(metric(text, series), below, "%s is not its +Inf bucket", series);
+    snprintf(series, sizeof series, "%s_sum", name);
+    cr_assert_geq(metric(text, series), 0);
+    return below;
+}
+
 Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 120)
 {
     char copy[HARNESS_PATH + 16], why[256];
@@ -606,6 +640,11 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     cr_assert(strstr(out, "parksync_records{kind=\"resident\"}"), "%s", out);
     cr_assert(strstr(out, "\nparksync_deferred_rows "), "%s", out);
     cr_assert(strstr(out, "\nparksync_replay_revisions "), "%s", out);
+    double commits = metric(out, "parksync_commits_total");
+    cr_assert_gt(commits, 0);
+    cr_assert_eq(check_histogram(out, "parksync_commit_seconds"), commits,
+                 "every commit is timed once");
+    check_histogram(out, "parksync_wal_reset_seconds");
     free(out);
     free(err);
     rc = harness_cli(&h, (const char *const[]){"status", "--json", NULL}, NULL, &out, &err);

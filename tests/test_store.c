@@ -2896,7 +2896,9 @@ Test(store, wal_reset_waits_for_the_checkpointer)
     }
     cr_assert_geq(file_size(wal), 5000 * (4096 + 24), "the WAL never grew past 16 MiB");
     cr_assert_eq(store_wal_reset(s, &early), 0, "it copied what the checkpointer had not");
+    cr_assert_eq(store_wal_resets(s), 0, "waiting for the checkpointer is not a reset");
     cr_assert_eq(store_wal_reset(s, NULL), 1, "without a checkpointer it resets at once");
+    cr_assert_eq(store_wal_resets(s), 1);
     parks_batch(s, &seq, 1, "one");
     cr_assert_eq(store_checkpoint(c, &w), 0);
     cr_assert_lt(w.frames, 1024, "the WAL did not start over: %lld frames", (long long)w.frames);

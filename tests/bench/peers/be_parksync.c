@@ -55,11 +55,59 @@ static int parksync_start(peer_server_t *s)
     return 0;
 }
 
+/* A sample's value in Prometheus text; -1 when absent. */
+static double sample_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+
+    for (const char *l = text; l != NULL; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, series, n) == 0 && l[n] == ' ')
+            return strtod(l + n + 1, NULL);
+    return -1;
+}
+
+/* One pause histogram of the daemon, on one line: how many, their total,
+ * and how many took longer than 5, 20 and 50 ms. */
+static void print_pauses(const char *text, const char *what, const char *name)
+{
+    static const char *const over[] = {"0.005", "0.02", "0.05"};
+    char series[128];
+    double count, sum, longer[3];
+
+    snprintf(series, sizeof series, "%s_count", name);
+    count = sample_value(text, series);
+    snprintf(series, sizeof series, "%s_sum", name);
+    sum = sample_value(text, series);
+    for (int i = 0; i < 3; i++) {
+        snprintf(series, sizeof series, "%s_bucket{le=\"%s\"}", name, over[i]);
+        longer[i] = count - sample_value(text, series);
+    }
+    fprintf(stderr, " %s %.0f (%.0f ms in all; over 5/20/50 ms: %.0f/%.0f/%.0f)", what, count,
+            sum * 1e3, longer[0], longer[1], longer[2]);
+}
+
+/* The daemon's own account of where the loop waited (parksync metrics):
+ * commits, and the WAL starting over. */
+static void print_daemon_pauses(const harness_t *h)
+{
+    char *out = NULL, *err = NULL;
+
+    if (harness_cli(h, (const char *const[]){"metrics", NULL}, NULL, &out, &err) == 0 && out) {
+        fprintf(stderr, "peers: parksyncd paused for");
+        print_pauses(out, "commits", "parksync_commit_seconds");
+        print_pauses(out, "WAL restarts", "parksync_wal_reset_seconds");
+        fprintf(stderr, "\n");
+    }
+    free(out);
+    free(err);
+}
+
 static void parksync_stop(peer_server_t *s)
 {
     harness_t *h = s->priv;
 
     if (h != NULL) {
+        print_daemon_pauses(h);
         harness_stop(h);
         harness_cleanup(h);
         free(h);
