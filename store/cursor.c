@@ -736,19 +736,5 @@ fail:
 
 int store_cursor_producers(store_cursor_t *c, store_position_fn fn, void *arg)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        c->db, "SELECT producer_id, last_sequence FROM producer WHERE last_sequence > 0", -1, &st,
-        NULL);
-    if (rc == SQLITE_OK)
-        rc = SQLITE_ROW;
-    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (fn(arg, (const char *)sqlite3_column_text(st, 0),
-               (uint64_t)sqlite3_column_int64(st, 1)) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    int ret = rc == SQLITE_DONE ? 0 : cursor_fail(c, rc);
-    sqlite3_finalize(st);
-    return ret;
+    return producers_positions(c->db, fn, arg, c->err, sizeof(c->err));
 }

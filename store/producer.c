@@ -2,6 +2,15 @@
  * producer.c - producers' positions and counters: a map in memory,
  * loaded at open and after a rollback, written at commit; admission and
  * the sequence rules of store_apply and store_reject.
+ *
+ * A commit that logged changes does not write the producer table: the
+ * producers it moved go onto its last change-log row (column producers),
+ * a page the commit writes anyway. A table row costs a page of its own,
+ * which was a third of what a commit of one update wrote (13 KiB), and
+ * of the time its fsync took. The table catches up when state_from
+ * moves (producers_write), so the log after state_from, which the store
+ * keeps until then and replays at open, always holds what the table
+ * lacks (producers_load).
  */
 #include "store_int.h"
 
@@ -46,12 +55,205 @@ static producer_t *producer_get(store_t *s, const char *id)
     return p;
 }
 
-/* Replaces the cache with what the database holds (at open, after a rollback). */
+/* A producer's version: every update it sent that the store took in
+ * (applied, duplicate, gap, refused) adds one, so the larger of two
+ * copies is the later. */
+static uint64_t producer_version(const producer_t *p)
+{
+    return p->applied + p->duplicates + p->gaps + p->rejected;
+}
+
+/* The producers a commit moved, as the changelog's producers column
+ * keeps them: JSON text, an array of [id, last_sequence, applied,
+ * duplicates, gaps, rejected, last_seen_us], so that SQLite reads it
+ * back (json_each) and so can an operator's sqlite3. Ids are wire ids
+ * (letters, digits, '.', '_', '-'); anything else is escaped all the same. */
+static int producers_encode(store_t *s)
+{
+    buf_t *b = &s->prod_blob;
+
+    b->len = 0;
+    for (size_t i = 0; i < s->prod_count; i++) {
+        const producer_t *p = &s->prod[i];
+        size_t room = 2 + 6 * strlen(p->id) + 6 * 21 + 8;
+        if (!p->dirty)
+            continue;
+        if (buf_reserve(b, b->len + room + 2) < 0)
+            return -ENOMEM;
+        char *o = (char *)b->data + b->len;
+        *o++ = b->len == 0 ? '[' : ',';
+        *o++ = '[';
+        *o++ = '"';
+        for (const char *c = p->id; *c; c++)
+            if (*c == '"' || *c == '\\')
+                o += sprintf(o, "\\%c", *c);
+            else if ((unsigned char)*c < 0x20)
+                o += sprintf(o, "\\u%04x", (unsigned)*c);
+            else
+                *o++ = *c;
+        o += sprintf(
+            o, "\",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRId64 "]",
+            p->last_sequence, p->applied, p->duplicates, p->gaps, p->rejected, p->last_seen_us);
+        b->len = (size_t)(o - (char *)b->data);
+    }
+    if (b->len > 0)
+        b->data[b->len++] = ']';
+    return 0;
+}
+
+/* Takes a producer kept on the change log when it is later than the one
+ * in the cache, marking it logged. */
+static int producer_take(store_t *s, sqlite3_stmt *st)
+{
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    uint64_t v[6];
+    producer_t *p;
+
+    if (!id || !id[0] || strlen(id) > WIRE_MAX_ID)
+        return -EBADMSG;
+    for (int f = 0; f < 6; f++) {
+        if (sqlite3_column_type(st, 2 + f) != SQLITE_INTEGER)
+            return -EBADMSG;
+        v[f] = (uint64_t)sqlite3_column_int64(st, 2 + f);
+    }
+    if (!(p = producer_get(s, id)))
+        return -ENOMEM;
+    producer_t copy = {.applied = v[1], .duplicates = v[2], .gaps = v[3], .rejected = v[4]};
+    if (producer_version(&copy) <= producer_version(p) && v[0] <= p->last_sequence)
+        return 0; /* the table has it already (a peer's position moves only the sequence) */
+    p->last_sequence = v[0];
+    p->applied = v[1];
+    p->duplicates = v[2];
+    p->gaps = v[3];
+    p->rejected = v[4];
+    p->last_seen_us = (int64_t)v[5];
+    s->prod_logged += !p->logged;
+    p->logged = true;
+    return 0;
+}
+
+/* Takes the producers kept on change-log rows after state_from. 0,
+ * -ENOMEM, or -EUCLEAN when one does not read (the database is damaged). */
+static int producers_load_logged(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_PRODUCER_LOGGED];
+    int rc, ret = 0;
+
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->state_from);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((ret = producer_take(s, st)) == -EBADMSG) {
+            snprintf(s->err, sizeof(s->err),
+                     "the producers kept on change %" PRId64 " of the change log do not read",
+                     (int64_t)sqlite3_column_int64(st, 0));
+            ret = -EUCLEAN;
+        }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    stmt_reset(st);
+    return ret;
+}
+
+/* Producers' positions as a view has them (store_cursor_producers). */
+typedef struct positions {
+    struct position {
+        char id[WIRE_MAX_ID + 1];
+        uint64_t sequence;
+    } * at;        /* n of them, cap allocated */
+    size_t n, cap; /* entries used and allocated */
+    index_t index; /* at by id */
+} positions_t;
+
+static const char *position_key(const void *arg, uint32_t pos)
+{
+    return ((const positions_t *)arg)->at[pos].id;
+}
+
+/* Raises id's position to sequence, adding it when new. 0 or -ENOMEM. */
+static int position_raise(positions_t *ps, const char *id, uint64_t sequence)
+{
+    uint32_t *slot = ps->index.cap ? index_slot(&ps->index, id, position_key, ps) : NULL;
+
+    if (slot && *slot) {
+        struct position *p = &ps->at[*slot - 1];
+        if (sequence > p->sequence)
+            p->sequence = sequence;
+        return 0;
+    }
+    if (ps->n == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 16;
+        struct position *at = realloc(ps->at, cap * sizeof(*at));
+        if (!at)
+            return -ENOMEM;
+        ps->at = at;
+        ps->cap = cap;
+    }
+    if (index_fit(&ps->index, ps->n + 1, position_key, ps) < 0)
+        return -ENOMEM;
+    snprintf(ps->at[ps->n].id, sizeof(ps->at[ps->n].id), "%s", id);
+    ps->at[ps->n].sequence = sequence;
+    *index_slot(&ps->index, id, position_key, ps) = (uint32_t)++ps->n;
+    return 0;
+}
+
+/* The positions of the view: the producer table, raised by the copies a
+ * commit keeps on the change log after state_from (producer.c). */
+static int positions_read(sqlite3 *db, positions_t *ps, char *err, size_t errlen)
+{
+    static const char *const sql[] = {
+        "SELECT producer_id, last_sequence FROM producer WHERE last_sequence > 0",
+        "SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]')"
+        " FROM changelog AS c, json_each(c.producers) AS j"
+        " WHERE c.revision > (SELECT value FROM meta WHERE key = 'state_from')"
+        " AND c.producers IS NOT NULL",
+    };
+    int ret = 0;
+
+    for (size_t q = 0; q < sizeof sql / sizeof sql[0] && ret == 0; q++) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, sql[q], -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = SQLITE_ROW;
+        while (ret == 0 && rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            if (!id || !id[0] || strlen(id) > WIRE_MAX_ID ||
+                sqlite3_column_type(st, 1) != SQLITE_INTEGER) {
+                snprintf(err, errlen, "a producer's position does not read");
+                ret = -EUCLEAN;
+            } else if ((ret = position_raise(ps, id, (uint64_t)sqlite3_column_int64(st, 1))) < 0) {
+                snprintf(err, errlen, "out of memory");
+            }
+        }
+        if (ret == 0 && rc != SQLITE_DONE) {
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+            ret = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
+        }
+        sqlite3_finalize(st);
+    }
+    return ret;
+}
+
+int producers_positions(sqlite3 *db, store_position_fn fn, void *arg, char *err, size_t errlen)
+{
+    positions_t ps = {0};
+    int ret = positions_read(db, &ps, err, errlen);
+
+    for (size_t i = 0; ret == 0 && i < ps.n; i++)
+        if (ps.at[i].sequence > 0 && fn(arg, ps.at[i].id, ps.at[i].sequence) != 0)
+            break;
+    free(ps.at);
+    index_free(&ps.index);
+    return ret;
+}
+
+/* Replaces the cache with what the database holds (at open, after a
+ * rollback): the producer table, then the later copies on the change log
+ * after state_from. */
 int producers_load(store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_PRODUCER_ALL];
     int rc, ret = 0;
     s->prod_count = 0;
+    s->prod_logged = 0;
     index_clear(&s->prod_index);
     if ((ret = seam_fault(s, "producers")) < 0)
         return ret;
@@ -75,6 +277,8 @@ int producers_load(store_t *s)
         ret = db_fail(s, rc);
 reset:
     sqlite3_reset(st);
+    if (ret == 0)
+        ret = producers_load_logged(s);
     return ret;
 }
 
@@ -101,12 +305,15 @@ bool producers_ready(store_t *s)
     return !s->producers_lost || producers_reload(s) == 0;
 }
 
-int producers_flush(store_t *s)
+/* Writes the table rows of the producers the batch moved and, with
+ * logged, of those logged: the table then holds every producer as the
+ * cache does. */
+int producers_write(store_t *s, bool logged)
 {
     sqlite3_stmt *st = s->st[ST_PRODUCER_PUT];
     for (size_t i = 0; i < s->prod_count; i++) {
         producer_t *p = &s->prod[i];
-        if (!p->dirty)
+        if (!p->dirty && !(logged && p->logged))
             continue;
         sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)p->last_sequence);
@@ -118,6 +325,41 @@ int producers_flush(store_t *s)
         int rc = step_done(s, st);
         if (rc < 0)
             return rc;
+        s->prod_logged -= p->logged;
+        p->dirty = false;
+        p->logged = false;
+    }
+    return 0;
+}
+
+/* At commit: the producers the batch moved onto the change-log row of
+ * the head when the batch logged changes, else into their table rows. */
+int producers_flush(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_PRODUCER_LOG];
+    int rc;
+    bool any = false;
+
+    for (size_t i = 0; i < s->prod_count && !any; i++)
+        any = s->prod[i].dirty;
+    if (!any)
+        return 0;
+    if (s->head == s->head_begin)
+        return producers_write(s, false);
+    if ((rc = producers_encode(s)) < 0)
+        return rc;
+    sqlite3_bind_text(st, 1, (const char *)s->prod_blob.data, (int)s->prod_blob.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)s->head);
+    if ((rc = step_done(s, st)) < 0)
+        return rc;
+    if (sqlite3_changes(s->db) != 1)
+        return producers_write(s, false); /* no row at the head (cannot happen) */
+    for (size_t i = 0; i < s->prod_count; i++) {
+        producer_t *p = &s->prod[i];
+        if (!p->dirty)
+            continue;
+        s->prod_logged += !p->logged;
+        p->logged = true;
         p->dirty = false;
     }
     return 0;

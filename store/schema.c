@@ -102,6 +102,13 @@ static const char *const migrations[] = {
      * 'state_from', and the log after it is replayed at open */
     "ALTER TABLE changelog ADD COLUMN stamps BLOB;"
     "INSERT INTO meta(key, value) VALUES ('state_from', (" STORE_HEAD_SQL "));",
+    /* 10: a commit that logged changes keeps the positions and counters
+     * of the producers it moved on its last change-log row (producers,
+     * JSON: producer.c), not in their table rows: those are written when state_from moves
+     * (producers_write), and the rows after state_from are read at open
+     * (producers_load). An earlier build would read the table alone and
+     * take producers back to older positions; the version keeps it out. */
+    "ALTER TABLE changelog ADD COLUMN producers TEXT;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -185,6 +192,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_HEAD_GET] = STORE_HEAD_SQL,
     [ST_PRODUCER_ALL] = "SELECT producer_id, last_sequence, applied, duplicates, gaps,"
                         " rejected, last_seen_us FROM producer",
+    [ST_PRODUCER_LOG] = "UPDATE changelog SET producers = ?1 WHERE revision = ?2",
+    [ST_PRODUCER_LOGGED] = "SELECT c.revision, json_extract(j.value, '$[0]'),"
+                           " json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
+                           " json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'),"
+                           " json_extract(j.value, '$[5]'), json_extract(j.value, '$[6]')"
+                           " FROM changelog AS c, json_each(c.producers) AS j"
+                           " WHERE c.revision > ?1 AND c.producers IS NOT NULL"
+                           " ORDER BY c.revision, j.key",
     [ST_PRODUCER_PUT] = "INSERT INTO producer(producer_id, last_sequence, applied, duplicates,"
                         " gaps, rejected, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                         " ON CONFLICT (producer_id) DO UPDATE SET"

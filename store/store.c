@@ -321,6 +321,7 @@ void store_close(store_t **sp)
     buf_free(&s->old);
     buf_free(&s->stamps);
     buf_free(&s->old_stamps);
+    buf_free(&s->prod_blob);
     free(s->ministries);
     free(s->members);
     free(s->prod);
@@ -425,7 +426,7 @@ static int prune(store_t *s)
     cut = s->oldest - 1 + (over < step ? over : step); /* the last revision to go */
     if (cut > s->pinned)
         cut = s->pinned;
-    if (s->n_deferred > 0 && cut > s->state_from)
+    if ((s->n_deferred > 0 || s->prod_logged > 0) && cut > s->state_from)
         cut = s->state_from; /* the tables lack changes after it: replay reads them */
     if (cut < s->oldest)
         return 0;

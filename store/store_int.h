@@ -56,6 +56,8 @@ typedef struct producer {
     uint64_t rejected;        /* sequences consumed by store_reject */
     int64_t last_seen_us;     /* wall clock of its last update, us since 1970 */
     bool dirty;               /* changed in the open batch, written at commit */
+    bool logged;              /* its table row is older than a copy on a change-log row
+                                 after state_from (producers_flush) */
 } producer_t;
 
 /* A record row as read before a merge. */
@@ -76,36 +78,38 @@ typedef int (*row_change_fn)(store_t *s, const rec_key_t *key, const row_t *old,
 
 /* Statements on the store's connection, prepared once at open. */
 enum stmt_id {
-    ST_BEGIN,          /* BEGIN IMMEDIATE */
-    ST_COMMIT,         /* COMMIT */
-    ST_ROLLBACK,       /* ROLLBACK */
-    ST_META_GET,       /* value of a meta key */
-    ST_HEAD_GET,       /* the head revision (STORE_HEAD_SQL) */
-    ST_PRODUCER_ALL,   /* every producer */
-    ST_PRODUCER_PUT,   /* upsert of a producer */
-    ST_CONFLICT_PUT,   /* new conflict row */
-    ST_CONFLICT_LIST,  /* conflict rows by filter, in id order */
-    ST_CONFLICT_PRUNE, /* drops the oldest conflict rows recorded before a time */
-    ST_CONFLICT_FIRST, /* recorded_us of the oldest conflict row */
-    ST_CLAIM_PUT,      /* a refused update kept as a claim */
-    ST_CLAIM_DROP,     /* drops one claim */
-    ST_LOG_PUT,        /* new change-log row */
-    ST_LOG_OLDEST,     /* oldest revision in the change log */
-    ST_LOG_PRUNE,      /* drops change-log rows up to a revision */
-    ST_LOG_SINCE,      /* change-log rows after a revision */
-    ST_SUM_PARKS,      /* live parks of a country with their resident aggregates */
-    ST_SUM_RESIDENTS,  /* resident aggregates of a country, per park */
-    ST_SUM_TRADE,      /* turnover per partner and period of a country */
-    ST_SUM_INDICATORS, /* live country reports of a country */
-    ST_DIRTY_ALL,      /* every country with records (marked dirty at open) */
-    ST_AGG_GET,        /* a park's resident aggregates */
-    ST_AGG_PUT,        /* sets a park's resident aggregates */
-    ST_SAVEPOINT,      /* opens the savepoint of one country's summary */
-    ST_RELEASE,        /* ends it, keeping what it did */
-    ST_ROLLBACK_TO,    /* undoes what it did (RELEASE must follow) */
-    ST_STATE_FROM_PUT, /* sets meta's 'state_from' */
-    ST_LOG_REPLAY,     /* change-log rows of kind ?2 after revision ?1, with stamps */
-    ST_COUNT           /* number of statements */
+    ST_BEGIN,           /* BEGIN IMMEDIATE */
+    ST_COMMIT,          /* COMMIT */
+    ST_ROLLBACK,        /* ROLLBACK */
+    ST_META_GET,        /* value of a meta key */
+    ST_HEAD_GET,        /* the head revision (STORE_HEAD_SQL) */
+    ST_PRODUCER_ALL,    /* every producer */
+    ST_PRODUCER_PUT,    /* upsert of a producer */
+    ST_PRODUCER_LOG,    /* the producers a commit moved, onto its last change-log row */
+    ST_PRODUCER_LOGGED, /* those kept on change-log rows after a revision */
+    ST_CONFLICT_PUT,    /* new conflict row */
+    ST_CONFLICT_LIST,   /* conflict rows by filter, in id order */
+    ST_CONFLICT_PRUNE,  /* drops the oldest conflict rows recorded before a time */
+    ST_CONFLICT_FIRST,  /* recorded_us of the oldest conflict row */
+    ST_CLAIM_PUT,       /* a refused update kept as a claim */
+    ST_CLAIM_DROP,      /* drops one claim */
+    ST_LOG_PUT,         /* new change-log row */
+    ST_LOG_OLDEST,      /* oldest revision in the change log */
+    ST_LOG_PRUNE,       /* drops change-log rows up to a revision */
+    ST_LOG_SINCE,       /* change-log rows after a revision */
+    ST_SUM_PARKS,       /* live parks of a country with their resident aggregates */
+    ST_SUM_RESIDENTS,   /* resident aggregates of a country, per park */
+    ST_SUM_TRADE,       /* turnover per partner and period of a country */
+    ST_SUM_INDICATORS,  /* live country reports of a country */
+    ST_DIRTY_ALL,       /* every country with records (marked dirty at open) */
+    ST_AGG_GET,         /* a park's resident aggregates */
+    ST_AGG_PUT,         /* sets a park's resident aggregates */
+    ST_SAVEPOINT,       /* opens the savepoint of one country's summary */
+    ST_RELEASE,         /* ends it, keeping what it did */
+    ST_ROLLBACK_TO,     /* undoes what it did (RELEASE must follow) */
+    ST_STATE_FROM_PUT,  /* sets meta's 'state_from' */
+    ST_LOG_REPLAY,      /* change-log rows of kind ?2 after revision ?1, with stamps */
+    ST_COUNT            /* number of statements */
 };
 
 /*
@@ -250,6 +254,8 @@ struct store {
     producer_t *prod;                             /* the producers, prod_count of them */
     size_t prod_cap;                              /* entries allocated in prod */
     size_t prod_count;                            /* producers in prod */
+    size_t prod_logged;                           /* of those, logged (producer_t) */
+    buf_t prod_blob;                              /* producers_flush's encoding */
     index_t prod_index;                           /* prod by id */
     uint8_t dirty[STORE_COUNTRIES / 8 + 1];       /* countries whose summary is stale */
     uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
@@ -371,6 +377,10 @@ int producers_load(store_t *s);
 int producers_reload(store_t *s);
 bool producers_ready(store_t *s);
 int producers_flush(store_t *s);
+int producers_write(store_t *s, bool logged);
+/* store_cursor_producers on the view's connection db; err gets the
+ * reason of a failure. */
+int producers_positions(sqlite3 *db, store_position_fn fn, void *arg, char *err, size_t errlen);
 int producer_check(store_t *s, const char *ministry, const char *id, uint64_t seq, producer_t **pp,
                    store_outcome_t *outcome);
 

@@ -84,6 +84,16 @@ int harness_cli_env(const harness_t *h, const char *const env[], const char *con
  * failure. */
 char *harness_slurp(const char *path);
 
+/* SQL for a producer's last sequence as the daemon's database holds it
+ * while the daemon runs: its producer row, or a later copy that a commit
+ * keeps on the change log (store/producer.c); ?1 is the producer id. */
+#define HARNESS_POSITION_SQL                                                                       \
+    "SELECT max(v) FROM (SELECT last_sequence AS v FROM producer WHERE producer_id = ?1"           \
+    " UNION ALL SELECT json_extract(j.value, '$[1]') FROM changelog AS c,"                         \
+    " json_each(c.producers) AS j"                                                                 \
+    " WHERE c.revision > (SELECT value FROM meta WHERE key = 'state_from')"                        \
+    " AND json_extract(j.value, '$[0]') = ?1)"
+
 /* One counter of the daemon's Status (as `parksync status` lists them,
  * e.g. "bad_frames"), asked on the control socket. Returns its value, or
  * -1 when the daemon did not answer within timeout_ms or has no such

@@ -33,7 +33,8 @@ static void teardown(void)
 
 /* One SQLite integer from the daemon's database, read the way an operator
  * would: a separate connection on the same file. */
-static int64_t db_int(const char *sql)
+/* The first column of sql's first row (-1: none), ?1 bound to arg. */
+static int64_t db_int_with(const char *sql, const char *arg)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -43,11 +44,18 @@ static int64_t db_int(const char *sql)
     sqlite3_busy_timeout(db, 5000);
     cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
                  sqlite3_errmsg(db));
+    if (arg != NULL)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+static int64_t db_int(const char *sql)
+{
+    return db_int_with(sql, NULL);
 }
 
 static ps_producer_t *producer(const char *id)
@@ -143,7 +151,7 @@ Test(e2e, update_reaches_live_subscriber_and_sqlite)
 
     /* What SQLite holds, read independently of the daemon. */
     cr_expect_eq(db_int("SELECT count(*) FROM park WHERE deleted = 0"), 1);
-    cr_expect_eq(db_int("SELECT last_sequence FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
+    cr_expect_eq(db_int_with(HARNESS_POSITION_SQL, "AZ-MOE"), 1);
     cr_expect_eq(db_int("SELECT revision FROM park WHERE park_id = 'AZ-SUMGAIT-CHEM'"),
                  (int64_t)ev.revision);
     cr_expect_eq(db_int("SELECT count(*) FROM changelog WHERE kind = 1"), 1);
@@ -196,7 +204,7 @@ Test(e2e, producer_resumes_its_sequence_after_restart)
     send_park(prod, "AZ-C", "c", 3);
     cr_assert_eq(ps_producer_flush(prod, DEADLINE_MS), PS_OK);
     cr_expect_eq(ps_producer_last_acked(prod), 3);
-    cr_expect_eq(db_int("SELECT last_sequence FROM producer WHERE producer_id = 'TJ-MINT'"), 3);
+    cr_expect_eq(db_int_with(HARNESS_POSITION_SQL, "TJ-MINT"), 3);
     cr_expect_eq(db_int("SELECT count(*) FROM park WHERE deleted = 0"), 3);
     ps_producer_destroy(&prod);
 }

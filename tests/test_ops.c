@@ -204,9 +204,8 @@ static uint64_t db_producer_last(const char *db, const char *id)
     uint64_t v = 0;
 
     cr_assert_eq(sqlite3_open_v2(db, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(c, "SELECT last_sequence FROM producer WHERE producer_id = ?1",
-                                    -1, &st, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(c));
+    cr_assert_eq(sqlite3_prepare_v2(c, HARNESS_POSITION_SQL, -1, &st, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(c));
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         v = (uint64_t)sqlite3_column_int64(st, 0);

@@ -198,13 +198,14 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 9);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 10);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'peer'"), 1);
     /* an earlier build reads meta's head alone: migration 8 keeps it away */
     sql_exec(
         "PRAGMA user_version = 7; UPDATE meta SET value = 0 WHERE key = 'head';"
-        " ALTER TABLE changelog DROP COLUMN stamps; DELETE FROM meta WHERE key = 'state_from'");
+        " ALTER TABLE changelog DROP COLUMN stamps; ALTER TABLE changelog DROP COLUMN producers;"
+        " DELETE FROM meta WHERE key = 'state_from'");
     s = open_db();
     cr_assert_eq(sql_int("SELECT value FROM meta WHERE key = 'head'"), 1,
                  "migration 8 wrote the head the change log tells");
@@ -1295,6 +1296,19 @@ static void copy_file(const char *from, const char *to)
     cr_assert_eq(fclose(out), 0);
 }
 
+/* The database and its WAL as a crash would leave them, into a copy in
+ * dir (path). */
+static void crash_copy(char *path, size_t size)
+{
+    char from[sizeof dbpath + 8], to[160];
+
+    snprintf(path, size, "%s/crash.db", dir);
+    copy_file(dbpath, path);
+    snprintf(from, sizeof from, "%s-wal", dbpath);
+    snprintf(to, sizeof to, "%s-wal", path);
+    copy_file(from, to);
+}
+
 /* A resident's row is not written at its commit: the change log holds
  * it. The files as two commits left them (a crash: nothing settled, no
  * close) open to the same resident table, row for row, as the store
@@ -1303,7 +1317,7 @@ static void copy_file(const char *from, const char *to)
 Test(store, a_crash_loses_no_deferred_resident)
 {
     enum { N = 300 };
-    char crash[128], from[136], to[136];
+    char crash[128];
     uint64_t seq = 0, n;
     int64_t want = 0;
     store_t *s = open_db();
@@ -1320,11 +1334,7 @@ Test(store, a_crash_loses_no_deferred_resident)
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0,
                  "the rows were written at their commits: nothing was deferred");
 
-    snprintf(crash, sizeof crash, "%s/crash.db", dir);
-    copy_file(dbpath, crash);
-    snprintf(from, sizeof from, "%s-wal", dbpath);
-    snprintf(to, sizeof to, "%s-wal", crash);
-    copy_file(from, to);
+    crash_copy(crash, sizeof crash);
     store_t *c = open_at(crash, NULL);
     cr_assert_eq(store_head(c), store_head(s));
     cr_assert_eq(store_count_records(c, K_RESIDENT, &n), 0);
@@ -1339,6 +1349,88 @@ Test(store, a_crash_loses_no_deferred_resident)
     store_close(&c);
     store_close(&s);
     remove_db(crash);
+}
+
+/* Both stores know producer id alike, every counter. */
+static void same_producer(store_t *a, store_t *b, const char *id)
+{
+    store_producer_stats_t x, y;
+
+    cr_assert_eq(store_producer_stats(a, id, &x), 0, "%s", id);
+    cr_assert_eq(store_producer_stats(b, id, &y), 0, "%s unknown to the second store", id);
+    cr_assert_eq(y.last_sequence, x.last_sequence, "%s: last_sequence", id);
+    cr_assert_eq(y.applied, x.applied, "%s: applied", id);
+    cr_assert_eq(y.duplicates, x.duplicates, "%s: duplicates", id);
+    cr_assert_eq(y.gaps, x.gaps, "%s: gaps", id);
+    cr_assert_eq(y.rejected, x.rejected, "%s: rejected", id);
+    cr_assert_eq(y.last_seen_us, x.last_seen_us, "%s: last_seen_us", id);
+}
+
+/* A commit that logged changes keeps the producers it moved on its last
+ * change-log row, and writes no row of theirs: a page less a commit. The
+ * files as a crash left them, and a rollback, give every position and
+ * counter back from there; a commit that logged nothing writes the rows,
+ * and so does the close that leaves nothing to replay. */
+Test(store, producers_kept_on_the_change_log_survive_a_crash_and_a_rollback)
+{
+    char crash[128];
+    store_outcome_t out;
+    store_t *s = open_db();
+    upd_t x;
+
+    cr_assert_eq(store_begin(s), 0);
+    for (uint64_t q = 1; q <= 5; q++) {
+        upd_init(&x, "AZ-MOE", q, 100 + (int64_t)q, PROVISIONAL);
+        upd_park(&x, "AZ", "AZ-P1");
+        park_name(&x, q % 2 ? "odd" : "even");
+        cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    }
+    x.u.sequence = 3;
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(out, STORE_DUPLICATE);
+    x.u.sequence = 9;
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(out, STORE_GAP);
+    x.u.sequence = 6;
+    cr_assert_eq(store_reject(s, &x.u, "invalid: park.name", &out), 0);
+    cr_assert_eq(out, STORE_REJECTED);
+    upd_init(&x, "TJ-MINT", 1, 100, PROVISIONAL);
+    upd_park(&x, "TJ", "TJ-P1");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM producer"), 0,
+                 "a commit that logged changes wrote producer rows");
+
+    /* a batch of a duplicate alone logs nothing: its producer's row is written */
+    cr_assert_eq(apply1(s, &x), STORE_DUPLICATE);
+    cr_assert_eq(sql_int("SELECT duplicates FROM producer WHERE producer_id = 'TJ-MINT'"), 1);
+    cr_assert_eq(sql_int("SELECT count(*) FROM producer WHERE producer_id = 'AZ-MOE'"), 0);
+
+    crash_copy(crash, sizeof crash);
+    store_t *c = open_at(crash, NULL);
+    same_producer(s, c, "AZ-MOE");
+    same_producer(s, c, "TJ-MINT");
+    cr_assert_eq(store_producer_last(c, "AZ-MOE"), 6);
+    store_close(&c);
+    remove_db(crash);
+
+    /* a rollback takes the positions back from the change log too */
+    cr_assert_eq(store_begin(s), 0);
+    upd_init(&x, "AZ-MOE", 7, 200, PROVISIONAL);
+    upd_park(&x, "AZ", "AZ-P2");
+    cr_assert_eq(store_apply(s, &x.u, &out), 0);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 7);
+    store_rollback(s);
+    cr_assert_eq(store_producer_last(s, "AZ-MOE"), 6, "the rollback lost the logged position");
+    cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+
+    store_close(&s);
+    cr_assert_eq(sql_int("SELECT last_sequence FROM producer WHERE producer_id = 'AZ-MOE'"), 7,
+                 "the close left the producer table behind");
+    cr_assert_eq(sql_int("SELECT applied FROM producer WHERE producer_id = 'AZ-MOE'"), 6);
+    cr_assert_eq(sql_int("SELECT duplicates FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
+    cr_assert_eq(sql_int("SELECT gaps FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
+    cr_assert_eq(sql_int("SELECT rejected FROM producer WHERE producer_id = 'AZ-MOE'"), 1);
 }
 
 /* R<i> holds investment i, and company "second" for i < 10, else "first". */
@@ -1776,15 +1868,17 @@ Test(store, migration_sums_resident_aggregates_exactly)
         if (from == 3)
             sql_exec("DROP TABLE resident_agg; DROP TABLE peer;"
                      " CREATE INDEX conflict_recorded ON conflict(recorded_us);"
-                     " ALTER TABLE changelog DROP COLUMN stamps;"
+                     " ALTER TABLE changelog DROP COLUMN stamps; ALTER TABLE changelog DROP COLUMN "
+                     "producers;"
                      " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 3");
         else
             sql_exec("ALTER TABLE resident_agg DROP COLUMN investment_carry;"
                      " UPDATE resident_agg SET investment_cents = 1e19; DROP TABLE peer;"
-                     " ALTER TABLE changelog DROP COLUMN stamps;"
+                     " ALTER TABLE changelog DROP COLUMN stamps; ALTER TABLE changelog DROP COLUMN "
+                     "producers;"
                      " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 5");
         s = open_db();
-        cr_assert_eq(sql_int("PRAGMA user_version"), 9);
+        cr_assert_eq(sql_int("PRAGMA user_version"), 10);
         cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'AZ-P1'"), 100);
         cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P1'"),
                      0, "from schema %d", from);
@@ -3002,8 +3096,8 @@ Test(store, max_producers_admits_no_new_id_beyond_it)
                          ids[i], round);
         }
         cr_assert_eq(store_producer_stats(s, "P-D", &ps), -ENOENT);
-        cr_assert_eq(sql_int("SELECT count(*) FROM producer"), 3);
         store_close(&s);
+        cr_assert_eq(sql_int("SELECT count(*) FROM producer"), 3);
         s = open_at(dbpath, &cfg);
     }
     store_close(&s);
