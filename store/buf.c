@@ -48,6 +48,30 @@ int buf_pack(buf_t *b, const ProtobufCMessage *msg)
     return 0;
 }
 
+size_t json_put_str(char *o, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    o[n++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            o[n++] = '\\';
+            o[n++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(o + n, "\\u00", 4);
+            o[n + 4] = hex[c >> 4];
+            o[n + 5] = hex[c & 15];
+            n += 6;
+        } else {
+            o[n++] = (char)c;
+        }
+    }
+    o[n++] = '"';
+    return n;
+}
+
 size_t varint_put(uint8_t *p, uint64_t v)
 {
     size_t n = 0;

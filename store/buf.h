@@ -28,6 +28,10 @@ int buf_set(buf_t *b, const void *data, size_t len);
 void buf_free(buf_t *b);
 /* Packs msg into b. 0 or -ENOMEM. */
 int buf_pack(buf_t *b, const ProtobufCMessage *msg);
+/* Writes s as a JSON string (quotes included) at o, which has room for
+ * 6 * strlen(s) + 2 bytes; returns the bytes written. */
+size_t json_put_str(char *o, const char *s);
+
 /* Writes v as a varint at p (STORE_VARINT_MAX bytes at most); returns its length. */
 size_t varint_put(uint8_t *p, uint64_t v);
 /* Reads a varint from p[*at..len). false when truncated. */

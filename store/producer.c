@@ -83,17 +83,10 @@ static int producers_encode(store_t *s)
         char *o = (char *)b->data + b->len;
         *o++ = b->len == 0 ? '[' : ',';
         *o++ = '[';
-        *o++ = '"';
-        for (const char *c = p->id; *c; c++)
-            if (*c == '"' || *c == '\\')
-                o += sprintf(o, "\\%c", *c);
-            else if ((unsigned char)*c < 0x20)
-                o += sprintf(o, "\\u%04x", (unsigned)*c);
-            else
-                *o++ = *c;
-        o += sprintf(
-            o, "\",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRId64 "]",
-            p->last_sequence, p->applied, p->duplicates, p->gaps, p->rejected, p->last_seen_us);
+        o += json_put_str(o, p->id);
+        o += sprintf(o, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRId64 "]",
+                     p->last_sequence, p->applied, p->duplicates, p->gaps, p->rejected,
+                     p->last_seen_us);
         b->len = (size_t)(o - (char *)b->data);
     }
     if (b->len > 0)
@@ -332,14 +325,15 @@ int producers_write(store_t *s, bool logged)
     return 0;
 }
 
-/* At commit: the producers the batch moved onto the change-log row of
- * the head when the batch logged changes, else into their table rows. */
+/* At commit: the producers the batch moved go into s->prod_blob, for the
+ * change-log row of the head, when the batch logged changes (store_commit
+ * writes it there); else into their table rows. */
 int producers_flush(store_t *s)
 {
-    sqlite3_stmt *st = s->st[ST_PRODUCER_LOG];
     int rc;
     bool any = false;
 
+    s->prod_blob.len = 0;
     for (size_t i = 0; i < s->prod_count && !any; i++)
         any = s->prod[i].dirty;
     if (!any)
@@ -348,12 +342,6 @@ int producers_flush(store_t *s)
         return producers_write(s, false);
     if ((rc = producers_encode(s)) < 0)
         return rc;
-    sqlite3_bind_text(st, 1, (const char *)s->prod_blob.data, (int)s->prod_blob.len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)s->head);
-    if ((rc = step_done(s, st)) < 0)
-        return rc;
-    if (sqlite3_changes(s->db) != 1)
-        return producers_write(s, false); /* no row at the head (cannot happen) */
     for (size_t i = 0; i < s->prod_count; i++) {
         producer_t *p = &s->prod[i];
         if (!p->dirty)

@@ -183,14 +183,15 @@ static int pending_put(store_t *s, const pending_t *p)
     return step_done(s, st);
 }
 
-/* Moves state_from; the producer table first takes what the log after
- * it would no longer hold (producers_flush). */
+/* Moves state_from; the producer and aggregate tables first take what
+ * the log after it would no longer hold (producers_flush, agg_commit). */
 static int state_from_put(store_t *s, uint64_t revision)
 {
     sqlite3_stmt *st = s->st[ST_STATE_FROM_PUT];
     int rc;
 
-    if (s->prod_logged > 0 && (rc = producers_write(s, true)) < 0)
+    if ((s->prod_logged > 0 && (rc = producers_write(s, true)) < 0) ||
+        (s->n_agg > 0 && (rc = agg_flush(s)) < 0))
         return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)revision);
     if ((rc = step_done(s, st)) < 0)

@@ -102,13 +102,16 @@ static const char *const migrations[] = {
      * 'state_from', and the log after it is replayed at open */
     "ALTER TABLE changelog ADD COLUMN stamps BLOB;"
     "INSERT INTO meta(key, value) VALUES ('state_from', (" STORE_HEAD_SQL "));",
-    /* 10: a commit that logged changes keeps the positions and counters
-     * of the producers it moved on its last change-log row (producers,
-     * JSON: producer.c), not in their table rows: those are written when state_from moves
-     * (producers_write), and the rows after state_from are read at open
-     * (producers_load). An earlier build would read the table alone and
-     * take producers back to older positions; the version keeps it out. */
-    "ALTER TABLE changelog ADD COLUMN producers TEXT;",
+    /* 10: a commit that logged changes keeps what it moved besides its
+     * records on its last change-log row, as JSON, not in their tables:
+     * the producers' positions and counters (producers, producer.c) and
+     * the parks' resident aggregates (aggregates, summary.c). The tables
+     * take them when state_from moves (and the aggregates before a
+     * summary reads them); the rows after state_from are read at open.
+     * An earlier build would read the tables alone and take producers
+     * back to older positions; the version keeps it out. */
+    "ALTER TABLE changelog ADD COLUMN producers TEXT;"
+    "ALTER TABLE changelog ADD COLUMN aggregates TEXT;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -192,7 +195,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_HEAD_GET] = STORE_HEAD_SQL,
     [ST_PRODUCER_ALL] = "SELECT producer_id, last_sequence, applied, duplicates, gaps,"
                         " rejected, last_seen_us FROM producer",
-    [ST_PRODUCER_LOG] = "UPDATE changelog SET producers = ?1 WHERE revision = ?2",
+    [ST_LOG_EXTRAS] = "UPDATE changelog SET producers = ?1, aggregates = ?2 WHERE revision = ?3",
+    [ST_AGG_LOGGED] = "SELECT c.revision, json_extract(j.value, '$[0]'),"
+                      " json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
+                      " json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]')"
+                      " FROM changelog AS c, json_each(c.aggregates) AS j"
+                      " WHERE c.revision > ?1 AND c.aggregates IS NOT NULL"
+                      " ORDER BY c.revision, j.key",
     [ST_PRODUCER_LOGGED] = "SELECT c.revision, json_extract(j.value, '$[0]'),"
                            " json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
                            " json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'),"
@@ -354,12 +363,7 @@ static int agg_row_put(store_t *s, sqlite3_stmt *st, const char *country, const 
 {
     int64_t cents, carry;
     agg_split(investment, &cents, &carry);
-    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, park_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, residents);
-    sqlite3_bind_int64(st, 4, cents);
-    sqlite3_bind_int64(st, 5, carry);
-    return step_done(s, st);
+    return agg_put(s, st, country, park_id, residents, cents, carry);
 }
 
 /* Migration 6: resident_agg again from the live residents, summed in C

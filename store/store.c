@@ -38,7 +38,8 @@ static int replay_at_open(store_t *s)
         return 0;
     if ((rc = step_done(s, s->st[ST_BEGIN])) < 0)
         return rc;
-    if ((rc = state_replay(s)) < 0 || (rc = step_done(s, s->st[ST_COMMIT])) < 0) {
+    if ((rc = agg_replay(s)) < 0 || (rc = state_replay(s)) < 0 ||
+        (rc = step_done(s, s->st[ST_COMMIT])) < 0) {
         sqlite3_step(s->st[ST_ROLLBACK]);
         sqlite3_reset(s->st[ST_ROLLBACK]);
         return rc;
@@ -322,6 +323,7 @@ void store_close(store_t **sp)
     buf_free(&s->stamps);
     buf_free(&s->old_stamps);
     buf_free(&s->prod_blob);
+    buf_free(&s->agg_blob);
     free(s->ministries);
     free(s->members);
     free(s->prod);
@@ -354,6 +356,8 @@ int store_begin(store_t *s)
     memcpy(s->live_begin, s->live, sizeof(s->live));
     memcpy(s->reasons_begin, s->reasons, sizeof(s->reasons));
     s->conflict_oldest_begin = s->conflict_oldest_us;
+    memcpy(s->agg_begin, s->agg, s->n_agg * sizeof(*s->agg));
+    s->n_agg_begin = s->n_agg;
     s->conflicts_added = 0;
     s->batch_changes = 0;
     s->pruned_batch = (store_pruned_t){0};
@@ -378,7 +382,8 @@ void store_rollback(store_t *s)
     memcpy(s->live, s->live_begin, sizeof(s->live));
     memcpy(s->reasons, s->reasons_begin, sizeof(s->reasons));
     s->conflict_oldest_us = s->conflict_oldest_begin;
-    s->n_agg = 0;
+    memcpy(s->agg, s->agg_begin, s->n_agg_begin * sizeof(*s->agg)); /* the table went back too */
+    s->n_agg = s->n_agg_begin;
     pending_clear(s);
     s->replay_due = s->state_from < s->head; /* deferred rows were forgotten */
     /* the cache holds the batch's sequences: take back the committed ones */
@@ -426,7 +431,7 @@ static int prune(store_t *s)
     cut = s->oldest - 1 + (over < step ? over : step); /* the last revision to go */
     if (cut > s->pinned)
         cut = s->pinned;
-    if ((s->n_deferred > 0 || s->prod_logged > 0) && cut > s->state_from)
+    if ((s->n_deferred > 0 || s->prod_logged > 0 || s->n_agg > 0) && cut > s->state_from)
         cut = s->state_from; /* the tables lack changes after it: replay reads them */
     if (cut < s->oldest)
         return 0;
@@ -451,12 +456,38 @@ void store_pin_changes(store_t *s, uint64_t revision)
     s->pinned = revision;
 }
 
+/* What the commit moved besides its records (producers_flush,
+ * agg_commit), onto the change-log row of the head. */
+static int log_extras(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_EXTRAS];
+    const buf_t *bufs[2] = {&s->prod_blob, &s->agg_blob};
+    int rc;
+
+    if (s->prod_blob.len == 0 && s->agg_blob.len == 0)
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (bufs[i]->len > 0)
+            sqlite3_bind_text(st, i + 1, (const char *)bufs[i]->data, (int)bufs[i]->len,
+                              SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)s->head);
+    if ((rc = step_done(s, st)) < 0)
+        return rc;
+    if (sqlite3_changes(s->db) != 1) {
+        snprintf(s->err, sizeof(s->err), "change %" PRIu64 " of the batch is not in the log",
+                 s->head);
+        return -EIO;
+    }
+    return 0;
+}
+
 int store_commit(store_t *s)
 {
     int rc;
     if (!s->in_batch)
         return -EINVAL;
-    if ((rc = pending_flush(s)) < 0 || (rc = producers_flush(s)) < 0 || (rc = agg_flush(s)) < 0)
+    if ((rc = pending_flush(s)) < 0 || (rc = producers_flush(s)) < 0 || (rc = agg_commit(s)) < 0 ||
+        (rc = log_extras(s)) < 0)
         goto fail;
     if ((rc = prune(s)) < 0 || (rc = conflicts_prune(s)) < 0)
         goto fail;

@@ -85,7 +85,8 @@ enum stmt_id {
     ST_HEAD_GET,        /* the head revision (STORE_HEAD_SQL) */
     ST_PRODUCER_ALL,    /* every producer */
     ST_PRODUCER_PUT,    /* upsert of a producer */
-    ST_PRODUCER_LOG,    /* the producers a commit moved, onto its last change-log row */
+    ST_LOG_EXTRAS,      /* producers and aggregates a commit moved, onto its last change */
+    ST_AGG_LOGGED,      /* the aggregates kept on change-log rows after a revision */
     ST_PRODUCER_LOGGED, /* those kept on change-log rows after a revision */
     ST_CONFLICT_PUT,    /* new conflict row */
     ST_CONFLICT_LIST,   /* conflict rows by filter, in id order */
@@ -128,13 +129,14 @@ typedef struct kind_sql {
 /* The per-kind statements (schema.c). */
 extern const kind_sql_t kind_sql[STORE_KINDS];
 
-/* How one park's live residents changed in the open batch; added to
- * resident_agg before summaries are computed and at commit. */
+/* How one park's live residents changed since resident_agg last took
+ * its deltas (summary.c). */
 typedef struct agg_delta {
     char country[3];               /* the park's country */
     char park_id[WIRE_MAX_ID + 1]; /* the park */
     int64_t residents;             /* change in live residents */
     wide_t investment;             /* change in their investment, USD cents (exact) */
+    bool moved;                    /* changed in the open batch (agg_commit) */
 } agg_delta_t;
 
 #define STORE_AGG_DELTAS 64 /* parks with pending deltas before an early flush */
@@ -268,7 +270,10 @@ struct store {
     size_t n_ministries;                          /* entries in ministries */
     store_member_t *members;                      /* authority: producer -> ministry, owned */
     size_t n_members;                             /* entries in members */
-    agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes of the batch */
+    agg_delta_t agg[STORE_AGG_DELTAS];            /* resident aggregate changes that wait */
+    agg_delta_t agg_begin[STORE_AGG_DELTAS];      /* agg when the batch began */
+    size_t n_agg_begin;                           /* entries in agg_begin */
+    buf_t agg_blob;                               /* agg_commit's encoding */
     pending_t *pend;                              /* the row cache, in first-touched order */
     row_change_fn on_change;                      /* told of every row the cache stores */
     size_t n_pend;                                /* entries used in pend */
@@ -407,7 +412,13 @@ bool conflicts_prune_due(store_t *s); /* rows beyond the limits remain */
 
 void mark_dirty(store_t *s, const char *country);
 int mark_all_dirty(store_t *s);
+/* Writes a park's row of resident_agg with statement put (ST_AGG_PUT's
+ * parameters). */
+int agg_put(store_t *s, sqlite3_stmt *put, const char *country, const char *park_id,
+            int64_t residents, int64_t cents, int64_t carry);
 int agg_flush(store_t *s);
+int agg_commit(store_t *s);
+int agg_replay(store_t *s);
 int summary_on_change(store_t *s, const rec_key_t *key, const row_t *old,
                       const Parksync__V1__Record *now, bool published);
 

@@ -29,46 +29,143 @@ int mark_all_dirty(store_t *s)
     return rc == SQLITE_DONE ? 0 : db_fail(s, rc);
 }
 
-/* Adds the batch's pending deltas to resident_agg, exactly: each park's
- * row is read, added to in C and written back (SQLite's + would turn a
- * total beyond int64 into an inexact REAL). */
+/*
+ * The resident aggregates (resident_agg) move with every resident change;
+ * a park's deltas wait in s->agg, across commits, until the table takes
+ * them: before a summary reads it, when state_from moves, and when more
+ * than STORE_AGG_DELTAS parks wait. A commit that logged changes keeps
+ * the totals of the parks it moved on its last change-log row instead
+ * (column aggregates, JSON [[country, park_id, residents,
+ * investment_cents, investment_carry], ...]): the table's page was a
+ * third of what a commit of one update wrote. At open the rows after
+ * state_from give the table its latest totals (agg_replay).
+ */
+
+/* A park's total: its row in resident_agg plus the delta that waits,
+ * exactly (SQLite's + would turn a total beyond int64 into an inexact
+ * REAL), as the table's columns. */
+static int agg_total(store_t *s, const agg_delta_t *d, int64_t *residents, int64_t *cents,
+                     int64_t *carry)
+{
+    sqlite3_stmt *get = s->st[ST_AGG_GET];
+    wide_t count = d->residents, investment = d->investment;
+    bool clamped = false;
+    int rc;
+
+    sqlite3_bind_text(get, 1, d->country, -1, SQLITE_STATIC);
+    sqlite3_bind_text(get, 2, d->park_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW) {
+        count = wide_add(count, sqlite3_column_int64(get, 0));
+        investment = wide_add(
+            investment, agg_compose(sqlite3_column_int64(get, 1), sqlite3_column_int64(get, 2)));
+    }
+    stmt_reset(get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, rc);
+    *residents = (int64_t)wide_clamp(count, WIDE_INT64_MIN, WIDE_INT64_MAX, &clamped);
+    agg_split(investment, cents, carry);
+    return 0;
+}
+
+int agg_put(store_t *s, sqlite3_stmt *put, const char *country, const char *park_id,
+            int64_t residents, int64_t cents, int64_t carry)
+{
+    sqlite3_bind_text(put, 1, country, -1, SQLITE_STATIC);
+    sqlite3_bind_text(put, 2, park_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(put, 3, residents);
+    sqlite3_bind_int64(put, 4, cents);
+    sqlite3_bind_int64(put, 5, carry);
+    return step_done(s, put);
+}
+
+/* Adds the deltas that wait to resident_agg. */
 int agg_flush(store_t *s)
 {
-    sqlite3_stmt *get = s->st[ST_AGG_GET], *put = s->st[ST_AGG_PUT];
+    int64_t residents, cents, carry;
     int rc;
 
     for (size_t i = 0; i < s->n_agg; i++) {
         const agg_delta_t *d = &s->agg[i];
-        wide_t residents = d->residents, investment = d->investment;
-        int64_t cents, carry;
-        bool clamped = false;
         if (d->residents == 0 && d->investment == 0)
             continue;
-        sqlite3_bind_text(get, 1, d->country, -1, SQLITE_STATIC);
-        sqlite3_bind_text(get, 2, d->park_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(get);
-        if (rc == SQLITE_ROW) {
-            residents = wide_add(residents, sqlite3_column_int64(get, 0));
-            investment = wide_add(investment, agg_compose(sqlite3_column_int64(get, 1),
-                                                          sqlite3_column_int64(get, 2)));
-        } else if (rc != SQLITE_DONE) {
-            rc = db_fail(s, rc);
-            stmt_reset(get);
-            return rc;
-        }
-        stmt_reset(get);
-        agg_split(investment, &cents, &carry);
-        sqlite3_bind_text(put, 1, d->country, -1, SQLITE_STATIC);
-        sqlite3_bind_text(put, 2, d->park_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(
-            put, 3, (int64_t)wide_clamp(residents, WIDE_INT64_MIN, WIDE_INT64_MAX, &clamped));
-        sqlite3_bind_int64(put, 4, cents);
-        sqlite3_bind_int64(put, 5, carry);
-        if ((rc = step_done(s, put)) < 0)
+        if ((rc = agg_total(s, d, &residents, &cents, &carry)) < 0 ||
+            (rc = agg_put(s, s->st[ST_AGG_PUT], d->country, d->park_id, residents, cents, carry)) <
+                0)
             return rc;
     }
     s->n_agg = 0;
     return 0;
+}
+
+/* At commit: the totals of the parks the batch moved go into s->agg_blob,
+ * for the change-log row of the head, when the batch logged changes
+ * (store_commit writes it there); else the table takes every delta. */
+int agg_commit(store_t *s)
+{
+    buf_t *b = &s->agg_blob;
+    int64_t residents, cents, carry;
+    bool any = false;
+    int rc;
+
+    b->len = 0;
+    for (size_t i = 0; i < s->n_agg && !any; i++)
+        any = s->agg[i].moved;
+    if (!any)
+        return 0;
+    if (s->head == s->head_begin)
+        return agg_flush(s);
+    for (size_t i = 0; i < s->n_agg; i++) {
+        agg_delta_t *d = &s->agg[i];
+        if (!d->moved)
+            continue;
+        if ((rc = agg_total(s, d, &residents, &cents, &carry)) < 0)
+            return rc;
+        if (buf_reserve(b, b->len + 6 * (sizeof d->country + sizeof d->park_id) + 3 * 21 + 8) < 0)
+            return -ENOMEM;
+        char *o = (char *)b->data + b->len;
+        *o++ = b->len == 0 ? '[' : ',';
+        *o++ = '[';
+        o += json_put_str(o, d->country);
+        *o++ = ',';
+        o += json_put_str(o, d->park_id);
+        o += sprintf(o, ",%" PRId64 ",%" PRId64 ",%" PRId64 "]", residents, cents, carry);
+        b->len = (size_t)(o - (char *)b->data);
+        d->moved = false;
+    }
+    b->data[b->len++] = ']';
+    return 0;
+}
+
+/* At open, after a crash: resident_agg takes the latest totals the change
+ * log keeps after state_from. 0, or -EUCLEAN when one does not read. */
+int agg_replay(store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_AGG_LOGGED];
+    int rc, ret = 0;
+
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->state_from);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *country = (const char *)sqlite3_column_text(st, 1);
+        const char *park_id = (const char *)sqlite3_column_text(st, 2);
+        bool ok =
+            country && park_id && wire_country_valid(country) && strlen(park_id) <= WIRE_MAX_ID;
+        for (int c = 3; c <= 5 && ok; c++)
+            ok = sqlite3_column_type(st, c) == SQLITE_INTEGER;
+        if (!ok) {
+            snprintf(s->err, sizeof(s->err),
+                     "the aggregates kept on change %" PRId64 " of the change log do not read",
+                     (int64_t)sqlite3_column_int64(st, 0));
+            ret = -EUCLEAN;
+            break;
+        }
+        ret = agg_put(s, s->st[ST_AGG_PUT], country, park_id, sqlite3_column_int64(st, 3),
+                      sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_fail(s, rc);
+    stmt_reset(st);
+    return ret;
 }
 
 /* A resident record's part in its park's aggregates. */
@@ -132,6 +229,7 @@ static int agg_note(store_t *s, const char *country, const char *park_id, const 
     }
     d->residents += nc - oc; /* at most one per update of the batch */
     d->investment = wide_add(d->investment, (wide_t)ni - oi);
+    d->moved = true;
     return 0;
 }
 
