@@ -129,6 +129,16 @@ ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms);
  * blocking. Returns PS_OK or an error. */
 ps_err_t ps_producer_poll(ps_producer_t *p);
 
+/* ps_producer_poll after waiting up to timeout_us microseconds (0: not
+ * at all) for something to arrive from the daemon: an ack, a heartbeat,
+ * a refusal, or for a resend to come due. It returns as soon as one
+ * does, so a caller that paces its own sends (finer than the whole
+ * milliseconds ps_producer_send and ps_producer_flush wait in) sees each
+ * ack when it lands; ps_producer_last_acked tells whether one came.
+ * PS_OK, PS_ERR_INVALID (timeout_us < 0), PS_ERR_INTERRUPTED by a
+ * signal, or another error as for ps_producer_poll. */
+ps_err_t ps_producer_wait(ps_producer_t *p, int64_t timeout_us);
+
 uint64_t ps_producer_last_sent(const ps_producer_t *p);  /* highest sequence assigned */
 uint64_t ps_producer_last_acked(const ps_producer_t *p); /* highest sequence acknowledged */
 uint64_t ps_producer_resends(const ps_producer_t *p);    /* updates sent again */

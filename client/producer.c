@@ -471,13 +471,18 @@ ps_err_t ps_producer_flush(ps_producer_t *p, int timeout_ms)
 
 ps_err_t ps_producer_poll(ps_producer_t *p)
 {
+    return ps_producer_wait(p, 0);
+}
+
+ps_err_t ps_producer_wait(ps_producer_t *p, int64_t timeout_us)
+{
     ps_err_t err;
 
-    if (p == NULL)
+    if (p == NULL || timeout_us < 0)
         return PS_ERR_INVALID;
     if (p->missing_to > 0)
         return PS_ERR_AHEAD;
-    err = producer_pump(p, 0);
+    err = producer_pump(p, timeout_us);
     if (err == PS_ERR_OUTBOX)
         drop_pending(p);
     return err;

@@ -121,7 +121,7 @@ ps_err_t producer_service(ps_producer_t *p);
  * acknowledged, sends the rest again. */
 ps_err_t producer_move(ps_producer_t *p, int64_t now);
 /* One pass: commit and send, wait up to wait_ms for acks, read them. */
-ps_err_t producer_pump(ps_producer_t *p, int wait_ms);
+ps_err_t producer_pump(ps_producer_t *p, int64_t wait_us);
 /* Pumps until done(p) or the deadline (-1: none). */
 ps_err_t producer_wait_until(ps_producer_t *p, bool (*done)(const ps_producer_t *), int timeout_ms);
 /* Conditions for producer_wait_until. */

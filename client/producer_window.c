@@ -333,23 +333,22 @@ ps_err_t producer_service(ps_producer_t *p)
     return PS_OK;
 }
 
-/* One pass: commit and send the outbox batch, wait up to wait_ms (or the
- * resend deadline) for acks, read them, resend when due. */
-ps_err_t producer_pump(ps_producer_t *p, int wait_ms)
+/* One pass: commit and send the outbox batch, wait up to wait_us (or
+ * the resend deadline) for acks, read them, resend when due. */
+ps_err_t producer_pump(ps_producer_t *p, int64_t wait_us)
 {
     ps_err_t err = producer_flush_pending(p);
     if (err != PS_OK)
         return err;
-    int64_t now = wire_monotonic_ms();
     if (p->sent > p->head) {
-        int64_t due = p->last_progress_ms + p->cur_timeout_ms - now;
-        if (due < wait_ms)
-            wait_ms = due < 0 ? 0 : (int)due;
+        int64_t due = (p->last_progress_ms + p->cur_timeout_ms - wire_monotonic_ms()) * 1000;
+        if (due < wait_us)
+            wait_us = due < 0 ? 0 : due;
     }
-    zmq_pollitem_t items[2] = {{.socket = p->acks, .events = ZMQ_POLLIN},
-                               {.socket = p->ingest, .events = ZMQ_POLLIN}};
-    if (zmq_poll(items, 2, wait_ms) < 0)
-        return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+    void *const socks[2] = {p->acks, p->ingest};
+    int rc = sock_wait_us(socks, 2, wait_us);
+    if (rc < 0)
+        return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
     return producer_service(p);
 }
 
@@ -368,7 +367,7 @@ ps_err_t producer_wait_until(ps_producer_t *p, bool (*done)(const ps_producer_t 
             if (left < slice)
                 slice = (int)left;
         }
-        err = producer_pump(p, slice);
+        err = producer_pump(p, (int64_t)slice * 1000);
     }
     return err;
 }

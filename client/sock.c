@@ -1,11 +1,14 @@
 /*
  * sock.c - ZeroMQ socket chores shared by the producer and the subscriber.
  */
+#define _GNU_SOURCE /* ppoll */
 #include "sock.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "keys.h"
@@ -176,4 +179,37 @@ int sock_recv_reply(void *s, Parksync__V1__QueryReply **out)
     rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why);
     zmq_msg_close(&msg);
     return rc < 0 ? -EPROTO : 0;
+}
+
+int sock_wait_us(void *const *socks, int n, int64_t timeout_us)
+{
+    struct pollfd fds[4];
+    struct timespec now;
+    int64_t deadline;
+
+    if (n < 1 || n > (int)(sizeof fds / sizeof fds[0]))
+        return -EINVAL;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    deadline = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 + timeout_us;
+    for (;;) {
+        for (int i = 0; i < n; i++) {
+            int events = 0;
+            size_t len = sizeof events;
+            if (zmq_getsockopt(socks[i], ZMQ_EVENTS, &events, &len) < 0)
+                return -errno;
+            if (events & ZMQ_POLLIN)
+                return 1;
+            len = sizeof fds[i].fd;
+            if (zmq_getsockopt(socks[i], ZMQ_FD, &fds[i].fd, &len) < 0)
+                return -errno;
+            fds[i].events = POLLIN;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t left = deadline - ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000);
+        if (left <= 0)
+            return 0;
+        struct timespec ts = {(time_t)(left / 1000000), (long)(left % 1000000) * 1000};
+        if (ppoll(fds, (nfds_t)n, &ts, NULL) < 0)
+            return -errno;
+    }
 }

@@ -58,4 +58,11 @@ int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publi
 /* The same for one [QueryReply] frame on a DEALER. */
 int sock_recv_reply(void *s, Parksync__V1__QueryReply **out);
 
+/* Waits up to timeout_us for a message to read on any of the n sockets
+ * (zmq_poll's timeouts are whole milliseconds): on their ZMQ_FDs, which
+ * only say that the socket has news, so ZMQ_EVENTS is asked before each
+ * wait. 1 when one is readable, 0 at the timeout, -EINTR on a signal, or
+ * another -errno. */
+int sock_wait_us(void *const *socks, int n, int64_t timeout_us);
+
 #endif /* PARKSYNC_CLIENT_SOCK_H */

@@ -5,10 +5,12 @@
  * subscriber API, and the database checked with SQLite directly.
  */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -211,6 +213,45 @@ Test(e2e, producer_resumes_its_sequence_after_restart)
 
 /* The demo's data through the CLI: the summary a subscriber sees carries
  * the seed story's figures. */
+static int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* ps_producer_wait sleeps until something arrives, then returns at once:
+ * each ack is seen within a few waits of being sent, far sooner than the
+ * wait's timeout, and a wait with nothing coming lasts its timeout (a
+ * heartbeat may cut one or two short). */
+Test(e2e, producer_wait_returns_when_the_ack_lands)
+{
+    ps_producer_t *prod = producer("AZ-WAIT");
+
+    cr_assert_eq(ps_producer_wait(prod, -1), PS_ERR_INVALID);
+    cr_assert_eq(ps_producer_wait(NULL, 0), PS_ERR_INVALID);
+    send_park(prod, "AZ-W0", "warm", 1);
+    cr_assert_eq(ps_producer_flush(prod, DEADLINE_MS), PS_OK);
+    for (uint32_t i = 1; i <= 20; i++) {
+        char id[16];
+        int waits = 0;
+        snprintf(id, sizeof id, "AZ-W%u", i);
+        send_park(prod, id, "waited", i);
+        int64_t t0 = mono_us();
+        while (ps_producer_last_acked(prod) < ps_producer_last_sent(prod)) {
+            cr_assert_eq(ps_producer_wait(prod, 2000000), PS_OK);
+            cr_assert_lt(++waits, 20, "ps_producer_wait returns without waiting");
+        }
+        cr_assert_lt(mono_us() - t0, 1500000, "update %u: its ack waited out the timeout", i);
+    }
+    int64_t t0 = mono_us();
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(ps_producer_wait(prod, 20000), PS_OK);
+    cr_assert_geq(mono_us() - t0, 150000,
+                  "10 waits of 20 ms with nothing to come took %" PRId64 " us", mono_us() - t0);
+    ps_producer_destroy(&prod);
+}
+
 Test(e2e, demo_files_give_the_consolidated_summary)
 {
     const char *az[] = {"push", "--producer", "AZ-MOE", EXAMPLES_DIR "/az-moe.jsonl", NULL};

@@ -11,8 +11,6 @@
 #include "harness.h"
 #include "peers.h"
 
-#define IDLE_SLEEP_US 100 /* between polls while acks are awaited */
-
 /* One producer. */
 typedef struct ps_conn {
     harness_t *h;       /* the daemon */
@@ -171,21 +169,20 @@ static long report(ps_conn_t *c, peer_ack_fn *fn, void *arg)
     return n;
 }
 
+/* Waits in ps_producer_wait, which returns when anything arrives (an
+ * ack, or a heartbeat: then it waits again for what is left). */
 static long parksync_poll(void *cv, int64_t timeout_us, peer_ack_fn *fn, void *arg)
 {
     ps_conn_t *c = cv;
-    int64_t deadline = peer_now_us() + timeout_us;
+    int64_t deadline = peer_now_us() + timeout_us, left = timeout_us;
 
-    /* The library has no wait-for-the-next-ack call (flush waits for all),
-     * so poll often: an ack is seen within IDLE_SLEEP_US of its arrival. */
     for (;;) {
-        if (ps_producer_poll(c->p) != PS_OK)
+        if (ps_producer_wait(c->p, left > 0 ? left : 0) != PS_OK)
             return -1;
         long n = report(c, fn, arg);
-        int64_t left = deadline - peer_now_us();
+        left = deadline - peer_now_us();
         if (n > 0 || left <= 0)
             return n;
-        usleep((useconds_t)(left < IDLE_SLEEP_US ? left : IDLE_SLEEP_US));
     }
 }
 
