@@ -108,10 +108,14 @@ static const char *const migrations[] = {
      * the parks' resident aggregates (aggregates, summary.c). The tables
      * take them when state_from moves (and the aggregates before a
      * summary reads them); the rows after state_from are read at open.
+     * A park's row holds the revision it was written at, and a copy
+     * applies only over an older row: a summary refreshed inside a batch
+     * writes the table after the park moved, with no copy of its own.
      * An earlier build would read the tables alone and take producers
      * back to older positions; the version keeps it out. */
     "ALTER TABLE changelog ADD COLUMN producers TEXT;"
-    "ALTER TABLE changelog ADD COLUMN aggregates TEXT;",
+    "ALTER TABLE changelog ADD COLUMN aggregates TEXT;"
+    "ALTER TABLE resident_agg ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -267,11 +271,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                           " ORDER BY period_key",
     [ST_AGG_GET] = "SELECT residents, investment_cents, investment_carry FROM resident_agg"
                    " WHERE country = ?1 AND park_id = ?2",
+    /* over an older row only (migration 10): the table's writes are at
+     * the head, a copy from the log may be older */
     [ST_AGG_PUT] = "INSERT INTO resident_agg(country, park_id, residents, investment_cents,"
-                   " investment_carry) VALUES (?1, ?2, ?3, ?4, ?5)"
+                   " investment_carry, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
                    " ON CONFLICT (country, park_id) DO UPDATE SET residents = excluded.residents,"
                    " investment_cents = excluded.investment_cents,"
-                   " investment_carry = excluded.investment_carry",
+                   " investment_carry = excluded.investment_carry, revision = excluded.revision"
+                   " WHERE excluded.revision >= resident_agg.revision",
     [ST_STATE_FROM_PUT] = "UPDATE meta SET value = ?1 WHERE key = 'state_from'",
     [ST_LOG_REPLAY] = "SELECT revision, record, stamps FROM changelog WHERE revision > ?1"
                       " AND kind = ?2 ORDER BY revision",
@@ -363,7 +370,12 @@ static int agg_row_put(store_t *s, sqlite3_stmt *st, const char *country, const 
 {
     int64_t cents, carry;
     agg_split(investment, &cents, &carry);
-    return agg_put(s, st, country, park_id, residents, cents, carry);
+    sqlite3_bind_text(st, 1, country, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, park_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, residents);
+    sqlite3_bind_int64(st, 4, cents);
+    sqlite3_bind_int64(st, 5, carry);
+    return step_done(s, st);
 }
 
 /* Migration 6: resident_agg again from the live residents, summed in C

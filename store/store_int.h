@@ -412,10 +412,6 @@ bool conflicts_prune_due(store_t *s); /* rows beyond the limits remain */
 
 void mark_dirty(store_t *s, const char *country);
 int mark_all_dirty(store_t *s);
-/* Writes a park's row of resident_agg with statement put (ST_AGG_PUT's
- * parameters). */
-int agg_put(store_t *s, sqlite3_stmt *put, const char *country, const char *park_id,
-            int64_t residents, int64_t cents, int64_t carry);
 int agg_flush(store_t *s);
 int agg_commit(store_t *s);
 int agg_replay(store_t *s);

@@ -38,7 +38,10 @@ int mark_all_dirty(store_t *s)
  * (column aggregates, JSON [[country, park_id, residents,
  * investment_cents, investment_carry], ...]): the table's page was a
  * third of what a commit of one update wrote. At open the rows after
- * state_from give the table its latest totals (agg_replay).
+ * state_from give the table its latest totals (agg_replay), each over
+ * a row written at an older revision only: a flush inside a batch (a
+ * summary refresh) writes a park after its last copy, with no copy of
+ * its own.
  */
 
 /* A park's total: its row in resident_agg plus the delta that waits,
@@ -68,14 +71,18 @@ static int agg_total(store_t *s, const agg_delta_t *d, int64_t *residents, int64
     return 0;
 }
 
-int agg_put(store_t *s, sqlite3_stmt *put, const char *country, const char *park_id,
-            int64_t residents, int64_t cents, int64_t carry)
+/* Writes a park's row as of revision, unless the row is of a later one. */
+static int agg_put(store_t *s, const char *country, const char *park_id, int64_t residents,
+                   int64_t cents, int64_t carry, uint64_t revision)
 {
+    sqlite3_stmt *put = s->st[ST_AGG_PUT];
+
     sqlite3_bind_text(put, 1, country, -1, SQLITE_STATIC);
     sqlite3_bind_text(put, 2, park_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(put, 3, residents);
     sqlite3_bind_int64(put, 4, cents);
     sqlite3_bind_int64(put, 5, carry);
+    sqlite3_bind_int64(put, 6, (sqlite3_int64)revision);
     return step_done(s, put);
 }
 
@@ -90,8 +97,7 @@ int agg_flush(store_t *s)
         if (d->residents == 0 && d->investment == 0)
             continue;
         if ((rc = agg_total(s, d, &residents, &cents, &carry)) < 0 ||
-            (rc = agg_put(s, s->st[ST_AGG_PUT], d->country, d->park_id, residents, cents, carry)) <
-                0)
+            (rc = agg_put(s, d->country, d->park_id, residents, cents, carry, s->head)) < 0)
             return rc;
     }
     s->n_agg = 0;
@@ -159,8 +165,8 @@ int agg_replay(store_t *s)
             ret = -EUCLEAN;
             break;
         }
-        ret = agg_put(s, s->st[ST_AGG_PUT], country, park_id, sqlite3_column_int64(st, 3),
-                      sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+        ret = agg_put(s, country, park_id, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+                      sqlite3_column_int64(st, 5), (uint64_t)sqlite3_column_int64(st, 0));
     }
     if (ret == 0 && rc != SQLITE_DONE)
         ret = db_fail(s, rc);

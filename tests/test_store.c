@@ -24,7 +24,8 @@
 
 static char dir[64];    /* this test's temporary directory */
 static char dbpath[96]; /* the database file in it */
-/* SQL that takes migration 10 back, for tests that make an older file */
+/* SQL that takes migration 10 back from the change log, for tests that
+ * make an older file (resident_agg's revision goes too where it stays) */
 #define UNDO_10                                                                                    \
     " ALTER TABLE changelog DROP COLUMN producers; ALTER TABLE changelog DROP COLUMN aggregates;"
 
@@ -207,6 +208,7 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     /* an earlier build reads meta's head alone: migration 8 keeps it away */
     sql_exec("PRAGMA user_version = 7; UPDATE meta SET value = 0 WHERE key = 'head';"
              " ALTER TABLE changelog DROP COLUMN stamps;" UNDO_10
+             " ALTER TABLE resident_agg DROP COLUMN revision;"
              " DELETE FROM meta WHERE key = 'state_from'");
     s = open_db();
     cr_assert_eq(sql_int("SELECT value FROM meta WHERE key = 'head'"), 1,
@@ -1473,6 +1475,18 @@ Test(store, park_aggregates_kept_on_the_change_log_survive_a_crash_and_a_rollbac
     cr_assert_eq(sql_int_at(crash, "SELECT residents FROM resident_agg WHERE park_id = 'P1'"), 45);
     remove_db(crash);
 
+    /* a summary refreshed inside a batch writes the table there, after
+     * the park moved: the older copy on the log must not win at open */
+    cr_assert_eq(store_begin(s), 0);
+    resident_put(s, ++seq, 40, -1, NULL, true);
+    cr_assert_geq(store_refresh_summaries(s), 0, "%s", store_errmsg(s));
+    cr_assert_eq(store_commit(s), 0);
+    crash_copy(crash, sizeof crash);
+    c = open_at(crash, NULL);
+    store_close(&c);
+    agg_matches_residents(crash, "after a crash that followed a refresh inside a batch");
+    remove_db(crash);
+
     /* a rolled-back batch's deltas go with it */
     cr_assert_eq(store_begin(s), 0);
     resident_put(s, ++seq, 20, 999999, NULL, false);
@@ -1487,7 +1501,11 @@ Test(store, park_aggregates_kept_on_the_change_log_survive_a_crash_and_a_rollbac
     cr_assert_eq(store_begin(s), 0);
     cr_assert_geq(store_refresh_summaries(s), 0, "%s", store_errmsg(s));
     cr_assert_eq(store_commit(s), 0);
-    cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'P1'"), 45,
+    cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'P1'"), 44,
+                 "the summary read a table without the waiting deltas");
+    /* R0-R9 1000 + i, R10-R14 and R40 gone, R30 7, the others i */
+    cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'P1'"),
+                 10045 + (15 + 49) * 35 / 2 - 40 - 30 + 7,
                  "the summary read a table without the waiting deltas");
     store_close(&s);
     agg_matches_residents(dbpath, "after the close");
@@ -1934,6 +1952,7 @@ Test(store, migration_sums_resident_aggregates_exactly)
             sql_exec("ALTER TABLE resident_agg DROP COLUMN investment_carry;"
                      " UPDATE resident_agg SET investment_cents = 1e19; DROP TABLE peer;"
                      " ALTER TABLE changelog DROP COLUMN stamps;" UNDO_10
+                     " ALTER TABLE resident_agg DROP COLUMN revision;"
                      " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 5");
         s = open_db();
         cr_assert_eq(sql_int("PRAGMA user_version"), 10);
