@@ -190,7 +190,8 @@ int sock_wait_us(void *const *socks, int n, int64_t timeout_us)
     if (n < 1 || n > (int)(sizeof fds / sizeof fds[0]))
         return -EINVAL;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    deadline = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 + timeout_us;
+    deadline = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    deadline = timeout_us > INT64_MAX - deadline ? INT64_MAX : deadline + timeout_us;
     for (;;) {
         for (int i = 0; i < n; i++) {
             int events = 0;

@@ -244,7 +244,12 @@ Test(e2e, producer_wait_returns_when_the_ack_lands)
         }
         cr_assert_lt(mono_us() - t0, 1500000, "update %u: its ack waited out the timeout", i);
     }
+    /* the longest timeout there is, with nothing in flight (no resend
+     * to cap it): the next heartbeat, once a second, ends it */
     int64_t t0 = mono_us();
+    cr_assert_eq(ps_producer_wait(prod, INT64_MAX), PS_OK);
+    cr_assert_lt(mono_us() - t0, 5000000, "no heartbeat ended the wait");
+    t0 = mono_us();
     for (int i = 0; i < 10; i++)
         cr_assert_eq(ps_producer_wait(prod, 20000), PS_OK);
     cr_assert_geq(mono_us() - t0, 150000,
