@@ -25,6 +25,8 @@ struct store_cursor {
     uint32_t steps;                  /* history, replica: work since the last yield */
     bool replica;                    /* records with their stamps (store_replica_open) */
     sqlite3_stmt *row[STORE_KINDS];  /* replica since a revision: a row's revision and stamps */
+    position_t *positions;           /* replica: the producers' positions of the view */
+    size_t n_positions;              /* entries in positions */
     deferred_set_t deferred;         /* snapshot of residents, replica since a revision:
                                         rows the writer had not written when the view
                                         began (store_int.h) */
@@ -79,6 +81,7 @@ void store_cursor_close(store_cursor_t **cp)
     sqlite3_finalize(c->prev);
     sqlite3_finalize(c->waiting);
     deferred_free(&c->deferred);
+    free(c->positions);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
         sqlite3_close_v2(c->db);
@@ -694,7 +697,8 @@ store_cursor_t *store_replica_open(store_t *s, const uint8_t *epoch, uint64_t si
     if (!c)
         return NULL;
     c->replica = true;
-    if ((*err = cursor_log_reaches(c, since, &reaches)) < 0)
+    if ((*err = producers_copy(s, &c->positions, &c->n_positions)) < 0 ||
+        (*err = cursor_log_reaches(c, since, &reaches)) < 0)
         goto fail;
     *full =
         !epoch || memcmp(epoch, s->epoch, WIRE_EPOCH_BYTES) != 0 || since > c->revision || !reaches;
@@ -736,5 +740,8 @@ fail:
 
 int store_cursor_producers(store_cursor_t *c, store_position_fn fn, void *arg)
 {
-    return producers_positions(c->db, fn, arg, c->err, sizeof(c->err));
+    for (size_t i = 0; i < c->n_positions; i++)
+        if (fn(arg, c->positions[i].id, c->positions[i].sequence) != 0)
+            break;
+    return 0;
 }

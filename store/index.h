@@ -5,8 +5,8 @@
  * position (plus one) per slot and nothing else, so an entry is written
  * once, in its array, and the index of 8,192 row-cache entries is 64 KiB.
  *
- * The store's maps use it: producers by id, and a view's producer
- * positions (producer.c), and the row cache by record key (rowcache.c). Pure: no SQLite, no store.
+ * The store's two maps use it: producers by id (producer.c) and the row
+ * cache by record key (rowcache.c). Pure: no SQLite, no store.
  */
 #ifndef PARKSYNC_STORE_INDEX_H
 #define PARKSYNC_STORE_INDEX_H

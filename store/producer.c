@@ -146,96 +146,30 @@ static int producers_load_logged(store_t *s)
     return ret;
 }
 
-/* Producers' positions as a view has them (store_cursor_producers). */
-typedef struct positions {
-    struct position {
-        char id[WIRE_MAX_ID + 1];
-        uint64_t sequence;
-    } * at;        /* n of them, cap allocated */
-    size_t n, cap; /* entries used and allocated */
-    index_t index; /* at by id */
-} positions_t;
-
-static const char *position_key(const void *arg, uint32_t pos)
+int producers_copy(store_t *s, position_t **out, size_t *n)
 {
-    return ((const positions_t *)arg)->at[pos].id;
-}
+    position_t *at;
 
-/* Raises id's position to sequence, adding it when new. 0 or -ENOMEM. */
-static int position_raise(positions_t *ps, const char *id, uint64_t sequence)
-{
-    uint32_t *slot = ps->index.cap ? index_slot(&ps->index, id, position_key, ps) : NULL;
-
-    if (slot && *slot) {
-        struct position *p = &ps->at[*slot - 1];
-        if (sequence > p->sequence)
-            p->sequence = sequence;
+    *out = NULL;
+    *n = 0;
+    if (s->in_batch) {
+        snprintf(s->err, sizeof(s->err), "a view of the producers is opened inside a batch");
+        return -EBUSY; /* the cache holds positions not committed */
+    }
+    if (!producers_ready(s))
+        return -EIO;
+    if (s->prod_count == 0)
         return 0;
-    }
-    if (ps->n == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 16;
-        struct position *at = realloc(ps->at, cap * sizeof(*at));
-        if (!at)
-            return -ENOMEM;
-        ps->at = at;
-        ps->cap = cap;
-    }
-    if (index_fit(&ps->index, ps->n + 1, position_key, ps) < 0)
+    if (!(at = malloc(s->prod_count * sizeof(*at))))
         return -ENOMEM;
-    snprintf(ps->at[ps->n].id, sizeof(ps->at[ps->n].id), "%s", id);
-    ps->at[ps->n].sequence = sequence;
-    *index_slot(&ps->index, id, position_key, ps) = (uint32_t)++ps->n;
-    return 0;
-}
-
-/* The positions of the view: the producer table, raised by the copies a
- * commit keeps on the change log after state_from (producer.c). */
-static int positions_read(sqlite3 *db, positions_t *ps, char *err, size_t errlen)
-{
-    static const char *const sql[] = {
-        "SELECT producer_id, last_sequence FROM producer WHERE last_sequence > 0",
-        "SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]')"
-        " FROM changelog AS c, json_each(c.producers) AS j"
-        " WHERE c.revision > (SELECT value FROM meta WHERE key = 'state_from')"
-        " AND c.producers IS NOT NULL",
-    };
-    int ret = 0;
-
-    for (size_t q = 0; q < sizeof sql / sizeof sql[0] && ret == 0; q++) {
-        sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(db, sql[q], -1, &st, NULL);
-        if (rc == SQLITE_OK)
-            rc = SQLITE_ROW;
-        while (ret == 0 && rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *id = (const char *)sqlite3_column_text(st, 0);
-            if (!id || !id[0] || strlen(id) > WIRE_MAX_ID ||
-                sqlite3_column_type(st, 1) != SQLITE_INTEGER) {
-                snprintf(err, errlen, "a producer's position does not read");
-                ret = -EUCLEAN;
-            } else if ((ret = position_raise(ps, id, (uint64_t)sqlite3_column_int64(st, 1))) < 0) {
-                snprintf(err, errlen, "out of memory");
-            }
-        }
-        if (ret == 0 && rc != SQLITE_DONE) {
-            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-            ret = errno_from_sqlite(rc) ? errno_from_sqlite(rc) : -EIO;
-        }
-        sqlite3_finalize(st);
+    for (size_t i = 0; i < s->prod_count; i++) {
+        if (s->prod[i].last_sequence == 0)
+            continue;
+        memcpy(at[*n].id, s->prod[i].id, sizeof(at[*n].id));
+        at[(*n)++].sequence = s->prod[i].last_sequence;
     }
-    return ret;
-}
-
-int producers_positions(sqlite3 *db, store_position_fn fn, void *arg, char *err, size_t errlen)
-{
-    positions_t ps = {0};
-    int ret = positions_read(db, &ps, err, errlen);
-
-    for (size_t i = 0; ret == 0 && i < ps.n; i++)
-        if (ps.at[i].sequence > 0 && fn(arg, ps.at[i].id, ps.at[i].sequence) != 0)
-            break;
-    free(ps.at);
-    index_free(&ps.index);
-    return ret;
+    *out = at;
+    return 0;
 }
 
 /* Replaces the cache with what the database holds (at open, after a

@@ -383,9 +383,17 @@ int producers_reload(store_t *s);
 bool producers_ready(store_t *s);
 int producers_flush(store_t *s);
 int producers_write(store_t *s, bool logged);
-/* store_cursor_producers on the view's connection db; err gets the
- * reason of a failure. */
-int producers_positions(sqlite3 *db, store_position_fn fn, void *arg, char *err, size_t errlen);
+/* A producer's position, as a view keeps it. */
+typedef struct position {
+    char id[WIRE_MAX_ID + 1]; /* producer id */
+    uint64_t sequence;        /* its last sequence */
+} position_t;
+/* Copies the positions of every producer with one (*n of them, into
+ * *out, malloc'd; NULL when none): between batches, what a view begun
+ * now reads. Its table lags (producers_flush), so a view takes them from
+ * the cache, at no cost to the loop later. 0, -EBUSY inside a batch,
+ * -EIO while the positions are unknown, or -ENOMEM. */
+int producers_copy(store_t *s, position_t **out, size_t *n);
 int producer_check(store_t *s, const char *ministry, const char *id, uint64_t seq, producer_t **pp,
                    store_outcome_t *outcome);
 
