@@ -7,10 +7,12 @@
 
 #include <stdint.h>
 
-/* Upper bounds of a pause histogram's buckets, us; one more bucket holds
+#define PAUSE_BUCKETS 11 /* buckets of a pause histogram */
+
+/* Upper bounds of a pause histogram's buckets, us; the last bucket holds
  * the longer pauses. */
-#define PAUSE_BOUNDS_US 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 250000, 1000000
-#define PAUSE_BUCKETS   11
+static const int64_t pause_bounds_us[PAUSE_BUCKETS - 1] = {500,   1000,  2000,   5000,   10000,
+                                                           20000, 50000, 100000, 250000, 1000000};
 
 /* How long the loop spent in one kind of call, as a histogram: the ack of
  * every update that arrived meanwhile waited that long. */
@@ -21,12 +23,11 @@ typedef struct pause_hist {
 
 static inline void pause_add(pause_hist_t *h, int64_t us)
 {
-    static const int64_t bound[PAUSE_BUCKETS - 1] = {PAUSE_BOUNDS_US};
     int b = 0;
 
     if (us < 0)
         us = 0;
-    while (b < PAUSE_BUCKETS - 1 && us > bound[b])
+    while (b < PAUSE_BUCKETS - 1 && us > pause_bounds_us[b])
         b++;
     h->n[b]++;
     h->sum_us += (uint64_t)us;

@@ -130,14 +130,14 @@ static void counter(text_t *t, const char *name, const char *help, uint64_t v)
  * _sum and _count. */
 static void histogram(text_t *t, const char *name, const char *help, const pause_hist_t *h)
 {
-    static const int64_t bound[PAUSE_BUCKETS - 1] = {PAUSE_BOUNDS_US};
     uint64_t below = 0;
 
     family(t, name, "histogram", help);
     for (int b = 0; b < PAUSE_BUCKETS; b++) {
         below += h->n[b];
         if (b < PAUSE_BUCKETS - 1)
-            put(t, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)bound[b] / 1e6, below);
+            put(t, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)pause_bounds_us[b] / 1e6,
+                below);
         else
             put(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, below);
     }
