@@ -29,7 +29,13 @@ static void sleep_ms(int ms)
 
 int harness_init(harness_t *h, const char *extra_ini)
 {
+    return harness_init_at(h, extra_ini, "debug");
+}
+
+int harness_init_at(harness_t *h, const char *extra_ini, const char *log_level)
+{
     memset(h, 0, sizeof(*h));
+    snprintf(h->log_level, sizeof(h->log_level), "%s", log_level);
     snprintf(h->dir, sizeof(h->dir), "/tmp/parksync-test-XXXXXX");
     if (mkdtemp(h->dir) == NULL)
         return -errno;
@@ -52,9 +58,9 @@ int harness_write_config(const harness_t *h)
     if ((f = fopen(h->config, "w")) == NULL)
         return -errno;
     fprintf(f,
-            "[daemon]\ndatabase = %s\nlog_level = debug\n\n"
+            "[daemon]\ndatabase = %s\nlog_level = %s\n\n"
             "[endpoints]\ningest = %s\npublish = %s\nquery = %s\ncontrol = %s\n\n%s\n",
-            h->db, h->ingest, h->publish, h->query, h->control, h->extra);
+            h->db, h->log_level, h->ingest, h->publish, h->query, h->control, h->extra);
     return fclose(f) == 0 ? 0 : -errno;
 }
 

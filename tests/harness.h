@@ -26,6 +26,7 @@ typedef struct harness {
     char query[HARNESS_PATH];   /* ipc://dir/query */
     char control[HARNESS_PATH]; /* ipc://dir/control */
     char extra[1024];           /* INI text appended to the config */
+    char log_level[8];          /* [daemon] log_level: tests debug, benches info */
     pid_t pid;                  /* running daemon, 0 when none */
     /* CURVE for harness_ping (daemon with [security] curve = on): Z85
      * keys, server_key "" = plain. */
@@ -37,6 +38,11 @@ typedef struct harness {
 /* Makes the directory and writes the config (extra_ini may be NULL; it is
  * appended and may add sections). Does not start the daemon. 0 or -errno. */
 int harness_init(harness_t *h, const char *extra_ini);
+
+/* harness_init with the daemon at another [daemon] log_level. The
+ * benchmarks use "info", parksyncd's default: at "debug" the daemon
+ * writes a line to its log for every ack, which no operator pays. */
+int harness_init_at(harness_t *h, const char *extra_ini, const char *log_level);
 
 /* Writes the config again, with h->extra as it is now (e.g. to restart
  * the daemon on the same database with other settings). 0 or -errno. */

@@ -170,7 +170,7 @@ static double run_ingest(bool full, uint32_t keys, int producers, uint64_t total
     if (bench_batch_max > 0)
         snprintf(ini + strlen(ini), sizeof ini - strlen(ini), "[limits]\nbatch_max = %u\n",
                  bench_batch_max);
-    if (harness_init(&h, ini) < 0 || harness_start(&h) < 0) {
+    if (harness_init_at(&h, ini, "info") < 0 || harness_start(&h) < 0) {
         fprintf(stderr, "bench: parksyncd did not start (see %s)\n", h.log);
         harness_cleanup(&h);
         return -1;

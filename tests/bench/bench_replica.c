@@ -78,7 +78,7 @@ static void die(const char *what)
 static void site(int i, int from, const char *extra)
 {
     char ini[1024];
-    if (h[i].dir[0] == '\0' && harness_init(&h[i], NULL) != 0)
+    if (h[i].dir[0] == '\0' && harness_init_at(&h[i], NULL, "info") != 0)
         die("harness_init");
     int n = snprintf(ini, sizeof ini,
                      "[store]\nsynchronous = %s\n[limits]\nmax_connections = "
@@ -333,7 +333,7 @@ static void part_failover(int silence_ms)
     char ingest[600], publish[600], query[600];
     /* a and b pull from each other: both directories first */
     for (int i = 0; i < 2; i++)
-        if (harness_init(&h[i], NULL) != 0)
+        if (harness_init_at(&h[i], NULL, "info") != 0)
             die("harness_init");
     site(0, 1, NULL);
     site(1, 0, NULL);

@@ -571,16 +571,20 @@ int main(int argc, char **argv)
     if (n_records == 0 || lat_s <= 0 || metrics_rounds < 0 || metrics_rounds > 64)
         return 2;
     if (growth_sizes) {
-        if (harness_init(&h, sync_full != 0 ? "[store]\nsynchronous = full\n"
-                                            : "[store]\nsynchronous = normal\n") < 0)
+        if (harness_init_at(&h,
+                            sync_full != 0 ? "[store]\nsynchronous = full\n"
+                                           : "[store]\nsynchronous = normal\n",
+                            "info") < 0)
             return 1;
         int rc = growth(&h);
         if (rc < 0)
             fprintf(stderr, "bench: cost growth failed (see %s)\n", h.log);
         return finish(&h, keep, rc);
     }
-    if (harness_init(&h, sync_full == 1 ? "[store]\nsynchronous = full\n"
-                                        : "[store]\nsynchronous = normal\n") < 0)
+    if (harness_init_at(&h,
+                        sync_full == 1 ? "[store]\nsynchronous = full\n"
+                                       : "[store]\nsynchronous = normal\n",
+                        "info") < 0)
         return 1;
     printf("daemon: [store] synchronous = %s\n", sync_full == 1 ? "full" : "normal");
     if (fill(h.db, 0, n_records) < 0 || harness_start(&h) < 0) {

@@ -44,8 +44,8 @@ static int parksync_start(peer_server_t *s)
     s->priv = h;
     snprintf(ini, sizeof ini, "[store]\nsynchronous = %s\n",
              s->durability == PEER_FSYNC ? "full" : "normal");
-    if (harness_init(h, ini) < 0 || tcp_endpoints(h) < 0 || harness_write_config(h) < 0 ||
-        harness_start(h) < 0) {
+    if (harness_init_at(h, ini, "info") < 0 || tcp_endpoints(h) < 0 ||
+        harness_write_config(h) < 0 || harness_start(h) < 0) {
         fprintf(stderr, "peers: parksyncd did not start (see %s)\n", h->log);
         return -1;
     }
@@ -65,23 +65,23 @@ static double sample_value(const char *text, const char *series)
 }
 
 /* One pause histogram of the daemon, on one line: how many, their total,
- * and how many took longer than 5, 20 and 50 ms. */
+ * and how many took longer than 1, 5, 20 and 50 ms. */
 static void print_pauses(const char *text, const char *what, const char *name)
 {
-    static const char *const over[] = {"0.005", "0.02", "0.05"};
+    static const char *const over[] = {"0.001", "0.005", "0.02", "0.05"};
     char series[128];
-    double count, sum, longer[3];
+    double count, sum, longer[4];
 
     snprintf(series, sizeof series, "%s_count", name);
     count = sample_value(text, series);
     snprintf(series, sizeof series, "%s_sum", name);
     sum = sample_value(text, series);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(series, sizeof series, "%s_bucket{le=\"%s\"}", name, over[i]);
         longer[i] = count - sample_value(text, series);
     }
-    fprintf(stderr, " %s %.0f (%.0f ms in all; over 5/20/50 ms: %.0f/%.0f/%.0f)", what, count,
-            sum * 1e3, longer[0], longer[1], longer[2]);
+    fprintf(stderr, " %s %.0f (%.0f ms in all; over 1/5/20/50 ms: %.0f/%.0f/%.0f/%.0f)", what,
+            count, sum * 1e3, longer[0], longer[1], longer[2], longer[3]);
 }
 
 /* The daemon's own account of where the loop waited (parksync metrics):

@@ -69,6 +69,9 @@ typedef struct options {
     const char *cells;   /* -c, with '4' added by -S */
     uint64_t records;    /* -N: cell 4 */
     const char *exclude; /* -x: comma-separated backend names */
+    unsigned rates[4];   /* -L: cell 3's offered rates, updates/s */
+    size_t n_rates;
+    const char *pairing; /* -P: "full" or "normal" alone; NULL for both */
 } options_t;
 
 /* Median of n values; failures (< 0) sort first, so it fails only when
@@ -211,8 +214,10 @@ static int parse(int argc, char **argv, options_t *o)
                      .rounds = 3,
                      .seconds = 5,
                      .cells = "123",
-                     .records = 1000000};
-    while ((c = getopt(argc, argv, "n:r:t:c:SN:w:x:d:")) != -1) {
+                     .records = 1000000,
+                     .rates = {1000, 20000},
+                     .n_rates = 2};
+    while ((c = getopt(argc, argv, "n:r:t:c:SN:w:x:d:L:P:")) != -1) {
         switch (c) {
         case 'n':
             o->updates = strtoull(optarg, NULL, 10);
@@ -242,6 +247,24 @@ static int parse(int argc, char **argv, options_t *o)
         case 'd':
             o->set.parent = optarg;
             break;
+        case 'L': {
+            char *end = optarg;
+            o->n_rates = 0;
+            do {
+                unsigned long v = strtoul(end + (*end == ','), &end, 10);
+                if (v < 1 || v > 1000000 || o->n_rates == sizeof o->rates / sizeof o->rates[0])
+                    return -1;
+                o->rates[o->n_rates++] = (unsigned)v;
+            } while (*end == ',');
+            if (*end != '\0')
+                return -1;
+            break;
+        }
+        case 'P':
+            if (strcmp(optarg, "full") != 0 && strcmp(optarg, "normal") != 0)
+                return -1;
+            o->pairing = optarg;
+            break;
         default:
             return -1;
         }
@@ -260,7 +283,8 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr,
                 "usage: bench_peers [-n UPDATES] [-r ROUNDS 1..%d] [-t SECONDS] [-c 1234] "
-                "[-S] [-N RECORDS] [-w WINDOW] [-x NAMES] [-d DIR]\n",
+                "[-S] [-N RECORDS] [-w WINDOW] [-x NAMES] [-d DIR] [-L RATE,...] "
+                "[-P full|normal]\n",
                 MAX_ROUNDS);
         return 2;
     }
@@ -275,6 +299,8 @@ int main(int argc, char **argv)
     free(r);
     for (size_t i = 0; i < 2; i++) {
         pairing_t p = filtered(pairs[i], o.exclude);
+        if (o.pairing != NULL && (i == 0) != (strcmp(o.pairing, "full") == 0))
+            continue;
         if (strchr(o.cells, '1') != NULL)
             cell_ingest(&o, &p, 100000, "1. ingest, 100,000 random keys");
         if (strchr(o.cells, '2') != NULL)
@@ -282,8 +308,10 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < 2 && strchr(o.cells, '3') != NULL; i++) {
         pairing_t p = filtered(pairs[i], o.exclude);
-        cell_latency(&o, &p, 1000);
-        cell_latency(&o, &p, 20000);
+        if (o.pairing != NULL && (i == 0) != (strcmp(o.pairing, "full") == 0))
+            continue;
+        for (size_t k = 0; k < o.n_rates; k++)
+            cell_latency(&o, &p, o.rates[k]);
     }
     if (strchr(o.cells, '4') != NULL) {
         pairing_t p = filtered(&SNAPSHOT_SET, o.exclude);
