@@ -17,7 +17,8 @@
  * Options: -n UPDATES per ingest run (200000), -r ROUNDS (3), -t SECONDS
  * per latency run (5), -c CELLS ("123"), -S (add cell 4), -N RECORDS for
  * cell 4 (1000000), -w WINDOW in flight per client (32768), -x NAMES to
- * leave out (e.g. "etcd,nats"), -d DIR for server data (/tmp).
+ * leave out (e.g. "etcd,nats"), -d DIR for server data (/tmp), -L RATES
+ * for cell 3 ("1000,20000"), -P full|normal for one pairing only.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -40,16 +41,18 @@ typedef struct pairing {
 static const pairing_t FULL_PAIRING = {"durable: fsync before the ack",
                                        {{&peer_parksync, PEER_FSYNC, "parksync synchronous=FULL"},
                                         {&peer_etcd, PEER_FSYNC, "etcd 3.4, txns of 128 puts"},
-                                        {&peer_redis, PEER_FSYNC, "redis 7 appendfsync always"}},
-                                       3};
+                                        {&peer_redis, PEER_FSYNC, "redis 7 appendfsync always"},
+                                        {&peer_zmq_echo, PEER_MEMORY, "zeromq echo, no server*"}},
+                                       4};
 
 static const pairing_t NORMAL_PAIRING = {
     "written: fsync within about a second",
     {{&peer_parksync, PEER_WRITTEN, "parksync synchronous=NORMAL"},
      {&peer_redis, PEER_WRITTEN, "redis 7 appendfsync everysec"},
      {&peer_nats, PEER_WRITTEN, "nats 2.9 jetstream kv, file"},
-     {&peer_mosquitto, PEER_MEMORY, "mosquitto 2.0 QoS1 retained*"}},
-    4};
+     {&peer_mosquitto, PEER_MEMORY, "mosquitto 2.0 QoS1 retained*"},
+     {&peer_zmq_echo, PEER_MEMORY, "zeromq echo, no server*"}},
+    5};
 
 static const pairing_t SNAPSHOT_SET = {
     "late-joiner snapshot",
@@ -280,6 +283,8 @@ int main(int argc, char **argv)
     options_t o;
     const pairing_t *pairs[] = {&FULL_PAIRING, &NORMAL_PAIRING};
 
+    if (argc == 3 && strcmp(argv[1], "--zmq-echo") == 0)
+        return peer_zmq_echo_main(argv[2]); /* the zeromq row's server */
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr,
                 "usage: bench_peers [-n UPDATES] [-r ROUNDS 1..%d] [-t SECONDS] [-c 1234] "

@@ -116,7 +116,12 @@ typedef struct peer_ops {
     void (*close)(void *c);
 } peer_ops_t;
 
-extern const peer_ops_t peer_parksync, peer_redis, peer_nats, peer_mosquitto, peer_etcd;
+extern const peer_ops_t peer_parksync, peer_redis, peer_nats, peer_mosquitto, peer_etcd,
+    peer_zmq_echo;
+
+/* The transport's floor, as a server (be_zmq.c): this program started
+ * again as "bench_peers --zmq-echo PORT". Returns only on failure. */
+int peer_zmq_echo_main(const char *port);
 
 /* qsort comparison of doubles, ascending. */
 int peer_cmp_double(const void *a, const void *b);
