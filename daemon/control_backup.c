@@ -51,10 +51,12 @@ void control_handle_backup(control_t *c, const zmq_msg_t *id, uint64_t request_i
     log_info("backup to %s started", c->backup_path);
 }
 
+#define WHY_MAX 600 /* a failure's reason, with its NUL */
+
 /* Ends the running backup without a file: its temporary copy goes. */
 static void backup_failed(control_t *c, const char *why)
 {
-    char msg[CONTROL_BACKUP_PATH + 600];
+    char msg[CONTROL_BACKUP_PATH + WHY_MAX + 64]; /* the path, the reason, and the words */
 
     store_backup_abort(&c->backup);
     snprintf(msg, sizeof msg, "backup to %s failed: %s; nothing was written there", c->backup_path,
@@ -67,7 +69,7 @@ static void backup_failed(control_t *c, const char *why)
  * its name, unless a live check runs (then control_check_done asks). */
 static void check_copy(control_t *c)
 {
-    char why[300];
+    char why[WHY_MAX];
     int rc;
 
     if (c->checking != CHECK_NONE)
@@ -85,7 +87,7 @@ static void check_copy(control_t *c)
  * seals it and has it checked. */
 void control_step_backup(control_t *c)
 {
-    char why[300];
+    char why[WHY_MAX];
     int rc = store_backup_step(c->backup, CONTROL_BACKUP_PAGES);
 
     if (rc == 0)
@@ -107,7 +109,7 @@ static void copy_checked(control_t *c, const check_result_t *r)
 {
     Parksync__V1__ControlReply reply = PARKSYNC__V1__CONTROL_REPLY__INIT;
     Parksync__V1__Backup b = PARKSYNC__V1__BACKUP__INIT;
-    char why[600];
+    char why[WHY_MAX];
     uint64_t bytes = 0, revision = 0;
     int rc;
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -132,12 +133,18 @@ static const char *daemon_bin(void)
 
 int harness_spawn(harness_t *h, const char *const env[])
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
 
     if (pid < 0)
         return -1;
     if (pid == 0) {
         int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* The daemon ends with the test: a test that crashes (an assert
+         * in a sanitizer build, a signal) cannot run its teardown, and
+         * must not leave parksyncd running. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+            _exit(127);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
             close(fd);
@@ -154,20 +161,11 @@ int harness_spawn(harness_t *h, const char *const env[])
 int harness_start(harness_t *h)
 {
     int64_t deadline = wire_monotonic_ms() + START_TIMEOUT_MS;
-    pid_t pid = fork();
+    pid_t pid;
 
-    if (pid < 0)
+    if (harness_spawn(h, NULL) < 0)
         return -1;
-    if (pid == 0) {
-        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        execl(daemon_bin(), "parksyncd", "-c", h->config, (char *)NULL);
-        _exit(127);
-    }
-    h->pid = pid;
+    pid = h->pid;
     while (wire_monotonic_ms() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {

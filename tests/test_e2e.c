@@ -9,7 +9,9 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -512,4 +514,55 @@ Test(e2e, update_batch_of_money_beyond_int64_is_acked_and_summaries_follow)
     zmq_close(pub);
     zmq_ctx_term(ctx);
     cr_expect_eq(harness_stop(&h), 0);
+}
+
+/* Whether pid has ended: gone, or a zombie nobody has reaped yet. */
+static bool process_ended(pid_t pid)
+{
+    char path[64], state = '?';
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return true;
+    if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+        state = '?';
+    fclose(f);
+    return state == 'Z' || state == 'X';
+}
+
+/* A test that crashes cannot run its teardown; the daemon it started must
+ * not run on after it (and hold its sockets and files). */
+Test(e2e, a_daemon_ends_with_the_test_process_that_started_it)
+{
+    static harness_t crashed; /* as the crashed test left it */
+    int fds[2];
+    pid_t daemon, test;
+    int64_t deadline;
+
+    cr_assert_eq(pipe(fds), 0);
+    if ((test = fork()) == 0) { /* the crashing test */
+        close(fds[0]);
+        if (harness_init(&crashed, NULL) != 0 || harness_start(&crashed) != 0)
+            _exit(1);
+        if (write(fds[1], &crashed, sizeof crashed) != (ssize_t)sizeof crashed)
+            _exit(1);
+        _exit(0); /* no harness_stop, no cleanup */
+    }
+    cr_assert_gt(test, 0);
+    close(fds[1]);
+    cr_assert_eq(read(fds[0], &crashed, sizeof crashed), (ssize_t)sizeof crashed,
+                 "the child did not start a daemon");
+    close(fds[0]);
+    daemon = crashed.pid;
+    waitpid(test, NULL, 0);
+    deadline = wire_monotonic_ms() + DEADLINE_MS;
+    while (!process_ended(daemon) && wire_monotonic_ms() < deadline)
+        usleep(10000);
+    bool ended = process_ended(daemon);
+    if (!ended)
+        kill(daemon, SIGKILL); /* the test's own leftover */
+    crashed.pid = 0;
+    harness_cleanup(&crashed); /* its directory */
+    cr_assert(ended, "parksyncd %d still runs after the test that started it ended", (int)daemon);
 }
