@@ -69,6 +69,13 @@ static int server_start(const peer_settings_t *set, const peer_system_t *sys, pe
     return 0;
 }
 
+/* The window a system runs with: the harness's, or less where its client
+ * does better with less (peer_ops_t.window_max). */
+static unsigned window_of(const peer_settings_t *set, const peer_ops_t *ops)
+{
+    return ops->window_max != 0 && ops->window_max < set->window ? ops->window_max : set->window;
+}
+
 /* Polls until fewer than window updates (of sent) are unacknowledged:
  * 0, or -1 when the backend failed or nothing came for DRAIN_US. */
 static int wait_room(const peer_ops_t *ops, void *c, uint64_t sent, uint64_t window,
@@ -103,7 +110,8 @@ static int send_all(const peer_settings_t *set, const peer_ops_t *ops, void *c, 
     for (uint64_t i = 0; i < total; i++) {
         uint32_t key = keys == 0 ? (uint32_t)i : (uint32_t)rand_r(&seed) % keys;
         peer_record_make(r, key, i);
-        if (wait_room(ops, c, i, set->window, count_acks, &acks) < 0 || ops->put(c, r, i) < 0)
+        if (wait_room(ops, c, i, window_of(set, ops), count_acks, &acks) < 0 ||
+            ops->put(c, r, i) < 0)
             goto out;
     }
     if (wait_room(ops, c, total, 1, count_acks, &acks) < 0)
@@ -126,7 +134,7 @@ peer_ingest_t peer_cell_ingest(const peer_settings_t *set, const peer_system_t *
 
     if (server_start(set, sys, &s) < 0)
         return res;
-    if ((c = sys->ops->connect(&s, set->window)) != NULL) {
+    if ((c = sys->ops->connect(&s, window_of(set, sys->ops))) != NULL) {
         int64_t t0 = peer_now_us();
         if (send_all(set, sys->ops, c, keys, total) == 0)
             res.rate = (double)total * 1e6 / (double)(peer_now_us() - t0);
@@ -166,7 +174,7 @@ static int send_on_schedule(const peer_settings_t *set, const peer_ops_t *ops, v
                 goto out;
         /* Open loop: a full window delays the send, and that delay counts
          * in the latency, measured from the due time. */
-        if (wait_room(ops, c, i, set->window, time_acks, t) < 0 || ops->put(c, r, i) < 0 ||
+        if (wait_room(ops, c, i, window_of(set, ops), time_acks, t) < 0 || ops->put(c, r, i) < 0 ||
             ops->kick(c) < 0)
             goto out;
         /* A system that cannot keep up at this rate would only build a
@@ -198,7 +206,7 @@ peer_latency_t peer_cell_latency(const peer_settings_t *set, const peer_system_t
         goto out;
     if (server_start(set, sys, &s) < 0)
         goto out;
-    if ((c = sys->ops->connect(&s, set->window)) != NULL &&
+    if ((c = sys->ops->connect(&s, window_of(set, sys->ops))) != NULL &&
         send_on_schedule(set, sys->ops, c, keys, rate, count, &t) == 0) {
         qsort(t.lat_ms + skip, count - skip, sizeof(double), peer_cmp_double);
         res.p50 = quantile(t.lat_ms + skip, count - skip, 0.50);
@@ -223,7 +231,7 @@ int peer_cell_load(const peer_settings_t *set, const peer_system_t *sys, peer_se
 
     if (server_start(set, sys, s) < 0)
         return -1;
-    if ((c = sys->ops->connect(s, set->window)) != NULL) {
+    if ((c = sys->ops->connect(s, window_of(set, sys->ops))) != NULL) {
         rc = send_all(set, sys->ops, c, 0, n);
         sys->ops->close(c);
     }

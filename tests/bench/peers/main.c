@@ -299,8 +299,9 @@ int main(int argc, char **argv)
     peer_record_make(r, 123, 456);
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("bench_peers: records are packed parksync Updates of %zu bytes under keys like %s;\n"
-           "window %u updates in flight per client; * = reference, nothing on disk\n",
-           r->len, r->key, o.set.window);
+           "window %u updates in flight per client (mosquitto at most %u, its best);\n"
+           "* = reference, nothing on disk\n",
+           r->len, r->key, o.set.window, peer_mosquitto.window_max);
     free(r);
     for (size_t i = 0; i < 2; i++) {
         pairing_t p = filtered(pairs[i], o.exclude);

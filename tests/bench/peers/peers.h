@@ -93,7 +93,8 @@ typedef void peer_ack_fn(void *arg, uint64_t first, uint64_t n);
 /* One system. A connection (void *) is used from one thread. Tags are
  * 0, 1, 2, ... in put order on a connection. */
 typedef struct peer_ops {
-    const char *name; /* short name for the tables */
+    const char *name;    /* short name for the tables */
+    unsigned window_max; /* most updates in flight its client does well with; 0: any */
     /* Starts the server for s->durability in s->dir: 0 or -1. */
     int (*start)(peer_server_t *s);
     /* Stops it and removes its data (NULL: peer_server_stop). */
