@@ -228,6 +228,30 @@ class Basics(DaemonCase):
         self.assertEqual(p2.send(park(n + 1)), n + 1)
         p2.flush(timeout=10)
 
+    def test_wait_returns_when_the_ack_lands(self):
+        # wait sleeps until something arrives, then returns at once: each
+        # ack is seen within a few waits, far sooner than their timeout,
+        # and a wait with nothing coming lasts its timeout (a heartbeat
+        # may cut one or two short)
+        p = self.producer()
+        with self.assertRaises(ValueError):
+            p.wait(-1)
+        p.send(park(1))
+        p.flush(timeout=10)
+        for i in range(2, 12):
+            p.send(park(i))
+            t, waits = time.monotonic(), 0
+            while p.last_acked < p.last_sent:
+                p.wait(2.0)
+                waits += 1
+                self.assertLess(waits, 20, "wait returns without waiting")
+            self.assertLess(time.monotonic() - t, 1.5,
+                            "update %d: its ack waited out the timeout" % i)
+        t = time.monotonic()
+        for _ in range(10):
+            p.wait(0.02)
+        self.assertGreaterEqual(time.monotonic() - t, 0.15)
+
     def test_invalid_updates_are_refused_before_sending(self):
         p = self.producer()
         with self.assertRaises(parksync.InvalidUpdate):

@@ -38,6 +38,7 @@ once (so the daemon sees it) and every later call raises ``Ahead``.
 from __future__ import annotations
 
 import collections
+import math
 import re
 import time
 from typing import Any, Deque, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
@@ -571,6 +572,22 @@ class Producer:
         self._check()
         try:
             self._pump(0)
+        except OutboxError:
+            self._drop_pending()
+            raise
+        self._check()
+
+    def wait(self, timeout: float) -> None:
+        """Waits until anything arrives from the daemon (an ack, a
+        heartbeat, a refusal) or a resend comes due, at most ``timeout``
+        seconds, then does what ``poll`` does: the way to block for the
+        next ack, as ``ps_producer_wait`` in C. ValueError when timeout is
+        negative."""
+        if timeout < 0:
+            raise ValueError("timeout must not be negative")
+        self._check()
+        try:
+            self._pump(math.ceil(timeout * 1000))
         except OutboxError:
             self._drop_pending()
             raise
