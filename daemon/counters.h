@@ -68,6 +68,7 @@ typedef struct server_counters {
     uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
     pause_hist_t commit;            /* store_commit of a batch, its fsync included */
     pause_hist_t wal_reset;         /* store_wal_reset's checkpoints (the WAL starting over) */
+    pause_hist_t pass;              /* each pass of the loop, from its wake-up to its next wait */
 } server_counters_t;
 
 #endif /* PARKSYNCD_COUNTERS_H */

@@ -301,6 +301,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
               "Pauses of the loop to copy the rest of the WAL back so that it starts over "
               "(about every 16 MiB written); updates arriving meanwhile wait.",
               &n->wal_reset);
+    histogram(&t, "parksync_loop_pass_seconds",
+              "Passes of the loop, from waking up to waiting again: reading, committing, "
+              "publishing, answering; updates arriving meanwhile wait.",
+              &n->pass);
     counter(&t, "parksync_store_errors_total", "Batches rolled back on a storage failure.",
             n->store_errors);
     counter(&t, "parksync_summary_failures_total",

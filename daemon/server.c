@@ -322,7 +322,8 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         }
         if (*stop)
             break; /* stop taking input */
-        now = wire_monotonic_ms();
+        int64_t woke_us = wire_monotonic_us();
+        now = woke_us / 1000;
         for (int i = 0; i < CONNS_SOCKETS; i++)
             conns_drain(s->conns[i]);
         if (items[0].revents & ZMQ_POLLIN)
@@ -373,6 +374,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         }
         if (control_tick(s->control, now)) /* backup steps, STATUS, metrics snapshot */
             busy = true;
+        pause_add(&s->n.pass, wire_monotonic_us() - woke_us);
     }
     /* Commit what is in hand and ack it before the sockets close. */
     batch_finish(s);

@@ -644,6 +644,11 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     cr_assert_eq(check_histogram(out, "parksync_commit_seconds"), commits,
                  "every commit is timed once");
     check_histogram(out, "parksync_wal_reset_seconds");
+    /* every commit under load happens inside a pass of the loop */
+    cr_assert_geq(check_histogram(out, "parksync_loop_pass_seconds"), commits);
+    cr_assert_geq(metric(out, "parksync_loop_pass_seconds_sum"),
+                  metric(out, "parksync_commit_seconds_sum"),
+                  "the passes' time includes the commits' time");
     free(out);
     free(err);
     rc = harness_cli(&h, (const char *const[]){"status", "--json", NULL}, NULL, &out, &err);

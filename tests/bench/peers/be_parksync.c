@@ -85,7 +85,7 @@ static void print_pauses(const char *text, const char *what, const char *name)
 }
 
 /* The daemon's own account of where the loop waited (parksync metrics):
- * commits, and the WAL starting over. */
+ * commits, the WAL starting over, and its passes as a whole. */
 static void print_daemon_pauses(const harness_t *h)
 {
     char *out = NULL, *err = NULL;
@@ -94,6 +94,7 @@ static void print_daemon_pauses(const harness_t *h)
         fprintf(stderr, "peers: parksyncd paused for");
         print_pauses(out, "commits", "parksync_commit_seconds");
         print_pauses(out, "WAL restarts", "parksync_wal_reset_seconds");
+        print_pauses(out, "loop passes", "parksync_loop_pass_seconds");
         fprintf(stderr, "\n");
     }
     free(out);
