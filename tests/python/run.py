@@ -12,6 +12,7 @@ PARKSYNC_KEEP_TEST_DIR=1 keeps each test's directory.
 """
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -236,6 +237,8 @@ class Basics(DaemonCase):
         p = self.producer()
         with self.assertRaises(ValueError):
             p.wait(-1)
+        with self.assertRaises(ValueError):
+            p.wait(float("nan"))
         p.send(park(1))
         p.flush(timeout=10)
         for i in range(2, 12):
@@ -247,6 +250,10 @@ class Basics(DaemonCase):
                 self.assertLess(waits, 20, "wait returns without waiting")
             self.assertLess(time.monotonic() - t, 1.5,
                             "update %d: its ack waited out the timeout" % i)
+        # no limit, nothing in flight: the next heartbeat ends it
+        t = time.monotonic()
+        p.wait(math.inf)
+        self.assertLess(time.monotonic() - t, 5.0, "no heartbeat ended the wait")
         t = time.monotonic()
         for _ in range(10):
             p.wait(0.02)

@@ -59,6 +59,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0  # s the constructor waits for the daemon
 MAX_TIMEOUT_MS = 8000  # ms: resend timeout ceiling
 FAST_RESEND_MS = 100  # ms between resends set off by repeated acks
 POLL_SLICE_MS = 100  # ms: longest single wait inside a blocking call
+WAIT_MAX_S = 86400.0  # s: longest wait(); longer ones (inf too) are cut to it
 HANDSHAKE_MS = 2000  # ms waited for the subscriptions once the state is known
 BATCH = 256  # updates per outbox transaction, and per UpdateBatch message
 SERVICE_EVERY = 64  # sends between two reads of acks
@@ -582,12 +583,14 @@ class Producer:
         heartbeat, a refusal) or a resend comes due, at most ``timeout``
         seconds, then does what ``poll`` does: the way to block for the
         next ack, as ``ps_producer_wait`` in C. ValueError when timeout is
-        negative."""
-        if timeout < 0:
-            raise ValueError("timeout must not be negative")
+        negative or NaN; one over a day (``math.inf`` too) waits a day,
+        which a running daemon's heartbeat, once a second, always cuts
+        short."""
+        if not timeout >= 0:
+            raise ValueError("timeout must be a number of seconds, not negative")
         self._check()
         try:
-            self._pump(math.ceil(timeout * 1000))
+            self._pump(math.ceil(min(timeout, WAIT_MAX_S) * 1000))
         except OutboxError:
             self._drop_pending()
             raise
