@@ -49,7 +49,11 @@ int harness_init_at(harness_t *h, const char *extra_ini, const char *log_level);
 int harness_write_config(const harness_t *h);
 
 /* Starts parksyncd and waits (up to 10 s) until its query socket answers a
- * ping. 0, or -1 when it exited or never answered (see h->log). */
+ * ping. 0, or -1 when it exited or never answered (see h->log). The
+ * daemon gets SIGTERM when the thread that started it ends (a parent-death
+ * signal, so a crashed test leaves none running): start it from the
+ * test's own thread, not from a helper thread that ends first. The same
+ * holds for harness_spawn. */
 int harness_start(harness_t *h);
 
 /* Starts parksyncd with extra environment entries ("NAME=value", the list

@@ -21,6 +21,7 @@
  * for cell 3 ("1000,20000"), -P full|normal for one pairing only.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,12 @@ typedef struct options {
     size_t n_rates;
     const char *pairing; /* -P: "full" or "normal" alone; NULL for both */
 } options_t;
+
+/* Whether -P leaves out pairing i (0: the durable one, 1: the written). */
+static bool pairing_skipped(const options_t *o, size_t i)
+{
+    return o->pairing != NULL && (i == 0) != (strcmp(o->pairing, "full") == 0);
+}
 
 /* Median of n values; failures (< 0) sort first, so it fails only when
  * most rounds failed. */
@@ -305,7 +312,7 @@ int main(int argc, char **argv)
     free(r);
     for (size_t i = 0; i < 2; i++) {
         pairing_t p = filtered(pairs[i], o.exclude);
-        if (o.pairing != NULL && (i == 0) != (strcmp(o.pairing, "full") == 0))
+        if (pairing_skipped(&o, i))
             continue;
         if (strchr(o.cells, '1') != NULL)
             cell_ingest(&o, &p, 100000, "1. ingest, 100,000 random keys");
@@ -314,7 +321,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < 2 && strchr(o.cells, '3') != NULL; i++) {
         pairing_t p = filtered(pairs[i], o.exclude);
-        if (o.pairing != NULL && (i == 0) != (strcmp(o.pairing, "full") == 0))
+        if (pairing_skipped(&o, i))
             continue;
         for (size_t k = 0; k < o.n_rates; k++)
             cell_latency(&o, &p, o.rates[k]);
