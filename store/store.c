@@ -237,6 +237,8 @@ int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
 
 store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
 {
+    char wal_limit[64];
+    snprintf(wal_limit, sizeof(wal_limit), "PRAGMA journal_size_limit = %d", STORE_WAL_LIMIT_BYTES);
     store_t *s = NULL;
     int rc;
     if (err && errlen)
@@ -276,8 +278,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (check_owner(s) < 0 || exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
-        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 ||
-        exec(s, "PRAGMA journal_size_limit = " STORE_WAL_LIMIT_PRAGMA) < 0 ||
+        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 || exec(s, wal_limit) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
         migrate(s) < 0 || claim_copy(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 ||
         load_oldest(s) < 0 || producers_load(s) < 0 || replay_at_open(s) < 0 ||

@@ -3093,6 +3093,43 @@ Test(store, wal_reset_waits_for_the_checkpointer)
     store_close(&s);
 }
 
+/* open_checkpointed, then new parks until the WAL file holds `frames`
+ * frames of 4 KiB pages; wal is filled with its path. */
+static store_t *open_grown(store_checkpointer_t **c, uint64_t *seq, char *wal, int64_t frames)
+{
+    char name[200];
+    store_t *s = open_checkpointed(c, name, sizeof name);
+    snprintf(wal, sizeof dbpath + 4, "%s-wal", dbpath);
+    for (int round = 0; round < 20000 && file_size(wal) < frames * (4096 + 24); round++)
+        parks_from(s, seq, round * 200, 200, name); /* new rows: new pages */
+    cr_assert_geq(file_size(wal), frames * (4096 + 24), "the WAL never grew to %lld frames",
+                  (long long)frames);
+    return s;
+}
+
+/* The WAL file keeps its size when it starts over, up to
+ * STORE_WAL_LIMIT_BYTES. Under sustained ingest the writer lets the WAL
+ * reach STORE_WAL_FORCE_FRAMES (128 MiB) before it forces a reset; a file
+ * cut below that (it was 64 MiB) grew back after every reset, and the
+ * file system allocated and zeroed its blocks anew each time. */
+Test(store, a_wal_grown_under_load_keeps_its_size)
+{
+    store_wal_t w;
+    char wal[sizeof dbpath + 4];
+    uint64_t seq = 0;
+    store_checkpointer_t *c;
+    store_t *s = open_grown(&c, &seq, wal, 17000); /* past 64 MiB */
+    int64_t size = file_size(wal);
+    cr_assert_eq(store_wal_reset(s, NULL), 1, "without a checkpointer it resets at once");
+    parks_batch(s, &seq, 1, "one"); /* the first commit of the new WAL: SQLite cuts it here */
+    cr_assert_eq(store_checkpoint(c, &w), 0);
+    cr_assert_lt(w.frames, 1024, "the WAL did not start over: %lld frames", (long long)w.frames);
+    cr_assert_eq(file_size(wal), size, "the WAL was cut from %lld to %lld bytes", (long long)size,
+                 (long long)file_size(wal));
+    store_checkpointer_close(&c);
+    store_close(&s);
+}
+
 /* A checkpoint that copies many pages syncs the database every 256 of
  * them, not once at its end: a commit's fsync (the disk's cache flush is
  * the same for every file) then never has megabytes of the checkpoint's
@@ -3100,14 +3137,10 @@ Test(store, wal_reset_waits_for_the_checkpointer)
 Test(store, a_large_checkpoint_syncs_as_it_goes)
 {
     store_wal_t w;
-    char name[200], wal[sizeof dbpath + 4];
+    char wal[sizeof dbpath + 4];
     uint64_t seq = 0;
     store_checkpointer_t *c;
-    store_t *s = open_checkpointed(&c, name, sizeof name);
-    snprintf(wal, sizeof wal, "%s-wal", dbpath);
-    for (int round = 0; round < 1000 && file_size(wal) < 2000 * (4096 + 24); round++) {
-        parks_from(s, &seq, round * 200, 200, name); /* new rows: new pages */
-    }
+    store_t *s = open_grown(&c, &seq, wal, 2000);
     unsigned long before = store_checkpoint_syncs();
     cr_assert_eq(store_checkpoint(c, &w), 0);
     cr_assert_geq(w.frames, 2000, "%lld frames", (long long)w.frames);
