@@ -1646,6 +1646,23 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     store_close(&s);
 }
 
+/* Every record of a cursor to fn, unpacked; then the cursor is closed. */
+static void cursor_each(store_cursor_t **c, void (*fn)(const Parksync__V1__Record *, void *),
+                        void *arg)
+{
+    const uint8_t *rec;
+    size_t len;
+    int rc;
+    while ((rc = store_cursor_next(*c, &rec, &len)) == 1) {
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+        cr_assert_not_null(r);
+        fn(r, arg);
+        parksync__v1__record__free_unpacked(r, NULL);
+    }
+    cr_assert_eq(rc, 0, "cursor_next: %d", rc);
+    store_cursor_close(c);
+}
+
 /* A check of one resident of the snapshot below: R<i> as the commits
  * left it when the view began, sent once. */
 typedef struct waiting_seen {
@@ -1719,17 +1736,7 @@ Test(store, a_snapshot_sends_waiting_residents_once_without_writing_them)
         cr_assert_eq(store_commit(s), 0);
         if (prov)
             cr_assert_eq(store_settle(s), 0);
-        const uint8_t *rec;
-        size_t len;
-        int rc;
-        while ((rc = store_cursor_next(c, &rec, &len)) == 1) {
-            Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
-            cr_assert_not_null(r);
-            check_waiting(r, &w);
-            parksync__v1__record__free_unpacked(r, NULL);
-        }
-        cr_assert_eq(rc, 0, "cursor_next: %d", rc);
-        store_cursor_close(&c);
+        cursor_each(&c, check_waiting, &w);
         for (unsigned i = 0; i < 11; i++)
             cr_assert_eq(w.times[i], i == 9 ? 0 : 1, "R%u sent %u times", i, w.times[i]);
         cr_assert_eq(w.times[11], 0, "R11 came after the view");
@@ -1741,6 +1748,110 @@ Test(store, a_snapshot_sends_waiting_residents_once_without_writing_them)
             resident_put(s, ++seq, 11, -1, NULL, true);
             cr_assert_eq(store_commit(s), 0);
             w.second_seq = seq - 1;
+        }
+    }
+    store_close(&s);
+}
+
+/* Keys of the test below: ids that are prefixes of one another, and
+ * '-', '.', '_', digits and both cases, which sort around each other
+ * byte by byte (a scan's order is not the order of the lookup keys). */
+static const char *const order_countries[] = {"AZ", "TJ"};
+static const char *const order_parks[] = {"P", "P-1", "P.1", "P1", "P_1", "p", "P10"};
+static const char *const order_ids[] = {"A",   "A-1", "A.1", "A1", "A_1", "Aa", "A-",
+                                        "A10", "A1-", "a",   "_",  "-",   "0",  "A1.0"};
+#define ORDER_PARKS 7
+#define ORDER_IDS   14
+#define ORDER_N     (2 * ORDER_PARKS * ORDER_IDS)
+
+/* The key of resident i of the keys above; i + ORDER_N is i's with "x"
+ * after its id (a resident with no row, below). */
+static void order_key(unsigned i, const char **country, const char **park, char id[16])
+{
+    unsigned k = i % ORDER_N;
+    *country = order_countries[k / (ORDER_PARKS * ORDER_IDS)];
+    *park = order_parks[k / ORDER_IDS % ORDER_PARKS];
+    snprintf(id, 16, "%s%s", order_ids[k % ORDER_IDS], i >= ORDER_N ? "x" : "");
+}
+
+/* Resident i of the keys above, investing cents, in the open batch. */
+static void order_put(store_t *s, uint64_t *seq, unsigned i, int64_t cents)
+{
+    const char *country, *park;
+    char id[16];
+    order_key(i, &country, &park, id);
+    money_resident(s, "AZ-MOE", ++*seq, country, park, id, cents);
+}
+
+/* What the snapshots below sent of each resident, against its latest. */
+typedef struct order_seen {
+    const int64_t *want;         /* investment of resident i; 0: none */
+    unsigned times[2 * ORDER_N]; /* records sent of resident i */
+} order_seen_t;
+
+static void check_order(const Parksync__V1__Record *r, void *arg)
+{
+    order_seen_t *seen = arg;
+    unsigned i = 0;
+
+    cr_assert_not_null(r->resident);
+    for (; i < 2 * ORDER_N; i++) {
+        const char *country, *park;
+        char id[16];
+        order_key(i, &country, &park, id);
+        if (strcmp(r->resident->country, country) == 0 && strcmp(r->resident->park_id, park) == 0 &&
+            strcmp(r->resident->resident_id, id) == 0)
+            break;
+    }
+    cr_assert_lt(i, 2 * ORDER_N, "%s/%s/%s is no resident of the test", r->resident->country,
+                 r->resident->park_id, r->resident->resident_id);
+    seen->times[i]++;
+    cr_assert_eq(r->resident->investment_usd_cents, seen->want[i], "%s/%s/%s: not its latest",
+                 r->resident->country, r->resident->park_id, r->resident->resident_id);
+}
+
+/* A snapshot passes over the rows of waiting residents in its scan and
+ * sends them from the change log after it (cursor.c, waits), filtered
+ * by country as the scan is. Residents of two countries and many parks,
+ * keyed as above; all written, then a third of them waiting again and a
+ * fifth more waiting with no row: a snapshot of all, and one of each
+ * country, sends every resident of it once (not its stale row besides),
+ * in its latest version. */
+Test(store, waiting_residents_of_every_key_are_sent_once_by_country)
+{
+    int64_t want[2 * ORDER_N] = {0};
+    uint64_t seq = 0;
+    int err;
+    store_t *s = open_db();
+
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < ORDER_N; i++)
+        order_put(s, &seq, i, want[i] = 1);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_eq(store_settle(s), 0);
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < 2 * ORDER_N; i++)
+        if (i < ORDER_N ? i % 3 == 0 : i % 5 == 0)
+            order_put(s, &seq, i, want[i] = 2);
+    cr_assert_eq(store_commit(s), 0);
+    cr_assert_gt(store_deferred_rows(s), ORDER_N / 3, "%" PRIu64 " rows wait",
+                 store_deferred_rows(s));
+
+    for (int country = -1; country < 2; country++) {
+        store_filter_t f = {.kind = K_RESIDENT};
+        if (country >= 0)
+            memcpy(f.country, order_countries[country], 3);
+        store_cursor_t *c = store_snapshot_open(s, &f, &err);
+        cr_assert_not_null(c, "snapshot_open: %d", err);
+        order_seen_t seen = {.want = want};
+        cursor_each(&c, check_order, &seen);
+        for (unsigned i = 0; i < 2 * ORDER_N; i++) {
+            const char *in_country, *park;
+            char id[16];
+            order_key(i, &in_country, &park, id);
+            bool in = want[i] && (country < 0 || in_country == order_countries[country]);
+            cr_assert_eq(seen.times[i], in ? 1 : 0, "%s/%s/%s sent %u times", in_country, park, id,
+                         seen.times[i]);
         }
     }
     store_close(&s);
