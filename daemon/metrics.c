@@ -299,7 +299,7 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
               &n->commit);
     histogram(&t, "parksync_wal_reset_seconds",
               "Pauses of the loop to copy the rest of the WAL back so that it starts over "
-              "(about every 16 MiB written); updates arriving meanwhile wait.",
+              "(about every 64 MiB written); updates arriving meanwhile wait.",
               &n->wal_reset);
     histogram(&t, "parksync_loop_pass_seconds",
               "Passes of the loop, from waking up to waiting again: reading, committing, "

@@ -300,7 +300,7 @@ typedef struct store_wal {
 } store_wal_t;
 
 /* With cfg.background_checkpoint: when a commit left the WAL longer than
- * about 16 MiB, a PASSIVE checkpoint on the writer's connection, so that
+ * about 64 MiB, a PASSIVE checkpoint on the writer's connection, so that
  * the WAL starts over at the next transaction (the background checkpoints
  * alone never let it under steady commits). Call between batches, after
  * publishing, with where the checkpointer's last checkpoint left the WAL

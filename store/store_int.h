@@ -37,12 +37,12 @@
 #define STORE_PACE_PAGES      256  /* database pages a checkpoint copies between two syncs */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
 #define STORE_WAL_RESET_FRAMES                                                                     \
-    4096 /* WAL frames (16 MiB of 4 KiB pages) that make the writer checkpoint so                  \
-            that the WAL starts over (store_wal_reset) */
+    16384 /* WAL frames (64 MiB of 4 KiB pages) that make the writer checkpoint so                 \
+             that the WAL starts over (store_wal_reset) */
 #define STORE_WAL_TAIL_FRAMES                                                                      \
     256 /* frames the writer's reset copies at most while the checkpointer keeps up */
 #define STORE_WAL_FORCE_FRAMES                                                                     \
-    (8 * STORE_WAL_RESET_FRAMES) /* beyond, and with the checkpointer losing ground, the           \
+    (2 * STORE_WAL_RESET_FRAMES) /* beyond, and with the checkpointer losing ground, the           \
                                     writer resets whatever is left to copy */
 #define STORE_REASONS 7          /* conflict reason classes (reason_classes) */
 
