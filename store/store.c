@@ -159,17 +159,17 @@ void store_config_init(store_config_t *cfg)
  * then the database). The checkpointer, on its period of 200 ms, left up
  * to 200 ms of commits behind: a reset then stalled ingest for 10-70 ms,
  * every 16 MiB of WAL, the largest part of the latency tail. So the
- * checkpointer hurries while the WAL is that long (store_wal_long), and
- * the writer resets only once it is within STORE_WAL_TAIL_FRAMES of the
- * end. Even so a reset's two fsyncs take 5-40 ms on a busy disk, however
- * little they copy; the WAL starts over every STORE_WAL_RESET_FRAMES, so
- * that is the count of those stalls: at 16 MiB, 20,000 random updates/s
- * made 27 resets in 10 s, at 64 MiB 10, and the ack p99 at FULL fell from
- * 41 to 14 ms (bench_peers, medians of 9 rounds). A longer WAL costs the reads
- * little (its index is searched 4,096 frames at a time). While a
- * snapshot streams, its reader keeps the WAL from being copied past
- * where it began; the WAL grows beyond STORE_WAL_RESET_FRAMES and is
- * reset once the checkpointer has caught up after it. Past
+ * checkpointer hurries while the WAL is past the point of reset
+ * (store_wal_long), and the writer resets only once it is within
+ * STORE_WAL_TAIL_FRAMES of the end. Even so a reset's two fsyncs take
+ * 5-40 ms on a busy disk, however little they copy, so the point of
+ * reset sets how many such stalls there are: at 16 MiB, 20,000 random
+ * updates/s made 27 resets in 10 s, at 64 MiB 10, and the ack p99 at
+ * FULL fell from 41 to 14 ms (bench_peers, medians of 9 rounds). A
+ * longer WAL costs reads little (its index is searched 4,096 frames at
+ * a time). While a snapshot streams, its reader keeps the WAL from being
+ * copied past where it began; the WAL grows beyond the point of reset
+ * and is reset once the checkpointer has caught up after it. Past
  * STORE_WAL_FORCE_FRAMES, when a pass of the checkpointer leaves more to
  * copy than the one before (it cannot keep up with the writer), the
  * writer resets whatever is left, so the WAL stays bounded. A reader on
