@@ -212,7 +212,8 @@ typedef struct pending {
  * meanwhile; a file cut below that grows back after every reset, and
  * each time the file system allocates and zeroes its blocks anew (64
  * MiB cost random-key ingest 7 %, bench_ingest -l b). So it is twice
- * the forced size, and bounds only a WAL that a reader let grow. */
+ * the forced size in pages (the assertion asks for half as much again,
+ * frame headers counted), and bounds only a WAL that a reader let grow. */
 #define STORE_WAL_LIMIT_BYTES 268435456
 _Static_assert(STORE_WAL_LIMIT_BYTES >= 15 * (STORE_WAL_FORCE_FRAMES * (4096 + 24) / 10),
                "a WAL the writer lets grow must not be cut when it starts over");

@@ -3155,6 +3155,11 @@ static store_t *open_checkpointed(store_checkpointer_t **c, char *name, size_t s
     return s;
 }
 
+/* WAL frames past the point where the writer starts the WAL over
+ * (STORE_WAL_RESET_FRAMES, 16,384) and past the 64 MiB the file was once
+ * cut to when it did */
+#define WAL_PAST_RESET 17000
+
 /* The writer starts a long WAL over only once the checkpointer has copied
  * nearly all of it: what it copies itself, with two fsyncs, every update
  * arriving meanwhile waits for. Told of a checkpoint that left most of
@@ -3173,11 +3178,11 @@ Test(store, wal_reset_waits_for_the_checkpointer)
     cr_assert_geq(store_checkpoint(c, &early), 0);
     cr_assert_eq(store_wal_reset(s, &early), 0, "nothing is due yet");
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
-    for (rounds = 0; rounds < 10000 && file_size(wal) < 17000 * (4096 + 24); rounds++) {
+    for (rounds = 0; rounds < 10000 && file_size(wal) < WAL_PAST_RESET * (4096 + 24); rounds++) {
         name[rounds % (sizeof name - 1)] = (char)('a' + rounds % 26); /* every record changes */
         parks_batch(s, &seq, 200, name);
     }
-    cr_assert_geq(file_size(wal), 17000 * (4096 + 24), "the WAL never grew past 64 MiB");
+    cr_assert_geq(file_size(wal), WAL_PAST_RESET * (4096 + 24), "the WAL never grew past 64 MiB");
     cr_assert_eq(store_wal_reset(s, &early), 0, "it copied what the checkpointer had not");
     cr_assert_eq(store_wal_resets(s), 0, "waiting for the checkpointer is not a reset");
     cr_assert_eq(store_wal_reset(s, NULL), 1, "without a checkpointer it resets at once");
@@ -3229,7 +3234,7 @@ Test(store, a_wal_grown_under_load_keeps_its_size)
     char wal[sizeof dbpath + 4];
     uint64_t seq = 0;
     store_checkpointer_t *c;
-    store_t *s = open_grown(&c, &seq, wal, 17000); /* past 64 MiB */
+    store_t *s = open_grown(&c, &seq, wal, WAL_PAST_RESET);
     int64_t size = file_size(wal);
     cr_assert_eq(store_wal_reset(s, NULL), 1, "without a checkpointer it resets at once");
     parks_batch(s, &seq, 1, "one"); /* the first commit of the new WAL: SQLite cuts it here */
