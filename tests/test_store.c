@@ -3329,3 +3329,16 @@ Test(store, max_producers_admits_no_new_id_beyond_it)
     }
     store_close(&s);
 }
+
+/* The store turns SQLite's allocation statistics off before its first
+ * connection: each sqlite3_malloc and sqlite3_free would otherwise take
+ * a global mutex to count bytes nothing reads. Counted, an open store
+ * holds some; not counted, SQLite reports none. */
+Test(store, sqlite_does_not_count_its_allocations)
+{
+    sqlite3_int64 used = -1, highest = -1;
+    store_t *s = open_db();
+    cr_assert_eq(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used, &highest, 0), SQLITE_OK);
+    cr_assert_eq(used, 0, "SQLite counts its allocations: %lld bytes in use", (long long)used);
+    store_close(&s);
+}
