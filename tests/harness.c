@@ -414,6 +414,14 @@ void harness_producer_options(const harness_t *h, ps_producer_options_t *o, cons
     o->query_endpoint = h->query;
 }
 
+ps_producer_t *harness_producer(const harness_t *h, const char *id, ps_err_t *err)
+{
+    ps_producer_options_t o;
+
+    harness_producer_options(h, &o, id);
+    return ps_producer_new(&o, err);
+}
+
 void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o)
 {
     ps_subscriber_options_init(o);

@@ -131,6 +131,9 @@ double harness_cpu_ms(pid_t pid);
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);
+/* A producer with those options: ps_producer_new's result, its error in
+ * *err. */
+ps_producer_t *harness_producer(const harness_t *h, const char *id, ps_err_t *err);
 void harness_subscriber_options(const harness_t *h, ps_subscriber_options_t *o);
 
 /* Takes one snapshot of kind (no live records) from this daemon, over

@@ -64,12 +64,9 @@ static int64_t db_int(const char *sql)
 
 static ps_producer_t *producer(const char *id)
 {
-    ps_producer_options_t o;
-    ps_producer_t *p;
     ps_err_t err = PS_OK;
+    ps_producer_t *p = harness_producer(&h, id, &err);
 
-    harness_producer_options(&h, &o, id);
-    p = ps_producer_new(&o, &err);
     cr_assert_not_null(p, "producer: %s", ps_strerror(err));
     return p;
 }
