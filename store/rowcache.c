@@ -5,6 +5,7 @@
  * is told to the watcher (store.on_change), not to any module by name.
  */
 #include "store_int.h"
+#include "keysort.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -206,16 +207,30 @@ static int pending_key_cmp(const void *a, const void *b)
 }
 
 /* The deferred entries, in key order, into pend_sort: rows that share a
- * leaf page are written one after the other, and the page once. */
+ * leaf page are written one after the other, and the page once. The
+ * loop waits for this sort (keysort.h); without memory for keysort's
+ * scratch, qsort does it. */
 static size_t deferred_sorted(store_t *s)
 {
     size_t n = 0;
+    keysort_item_t *items;
 
     for (size_t i = 0; i < s->n_pend; i++)
         if (s->pend[i].deferred)
             s->pend_sort[n++] = &s->pend[i];
-    if (n > 1)
+    if (n < 2)
+        return n;
+    items = malloc(2 * n * sizeof(*items));
+    if (!items) {
         qsort(s->pend_sort, n, sizeof(*s->pend_sort), pending_key_cmp);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = (keysort_item_t){.key = s->pend_sort[i]->key, .arg = s->pend_sort[i]};
+    keysort(items, items + n, n);
+    for (size_t i = 0; i < n; i++)
+        s->pend_sort[i] = items[i].arg;
+    free(items);
     return n;
 }
 
