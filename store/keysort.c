@@ -46,7 +46,10 @@ static int by_tail(const void *a, const void *b, void *arg)
     return strcmp(x + tail_at, y + tail_at);
 }
 
-void keysort(keysort_item_t *items, keysort_item_t *tmp, size_t n)
+#define KEYSORT_SMALL 32 /* keys alike in 8 bytes sorted by comparisons, below this */
+#define KEYSORT_DEPTH 24 /* rounds of 8 bytes past a shared prefix, at most */
+
+static void sort_from(keysort_item_t *items, keysort_item_t *tmp, size_t n, int depth)
 {
     keysort_item_t *from = items, *to = tmp;
     size_t prefix;
@@ -78,12 +81,21 @@ void keysort(keysort_item_t *items, keysort_item_t *tmp, size_t n)
     }
     if (from != items)
         memcpy(items, from, n * sizeof(*items));
-    /* keys alike in those 8 bytes: the rest decides */
+    /* keys alike in those 8 bytes: the rest decides. Many of them (the
+     * residents of one park) share a longer prefix: sorted the same way,
+     * past it; a few, by comparing what follows the 8 bytes. */
     size_t tail_at = prefix + 8;
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && items[j].k == items[i].k; j++)
             ;
-        if (j - i > 1)
+        if (j - i > KEYSORT_SMALL && depth < KEYSORT_DEPTH && strlen(items[i].key) > tail_at)
+            sort_from(items + i, tmp + i, j - i, depth + 1);
+        else if (j - i > 1)
             qsort_r(items + i, j - i, sizeof(*items), by_tail, &tail_at);
     }
+}
+
+void keysort(keysort_item_t *items, keysort_item_t *tmp, size_t n)
+{
+    sort_from(items, tmp, n, 0);
 }
