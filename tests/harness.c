@@ -414,6 +414,14 @@ void harness_producer_options(const harness_t *h, ps_producer_options_t *o, cons
     o->query_endpoint = h->query;
 }
 
+const char *harness_asan_options(char *buf, size_t len, const char *add)
+{
+    const char *was = getenv("ASAN_OPTIONS");
+
+    snprintf(buf, len, "%s%s%s", was ? was : "", was && was[0] ? ":" : "", add);
+    return buf;
+}
+
 ps_producer_t *harness_producer(const harness_t *h, const char *id, ps_err_t *err)
 {
     ps_producer_options_t o;

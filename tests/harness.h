@@ -128,6 +128,10 @@ long harness_rss_kib(pid_t pid);
  * the time it takes. */
 double harness_cpu_ms(pid_t pid);
 
+/* The ASan options a daemon started now gets: the environment's own
+ * ASAN_OPTIONS with `add` after them, into buf; returns buf. */
+const char *harness_asan_options(char *buf, size_t len, const char *add);
+
 /* libparksync options for this daemon: ps_producer_options_init (or
  * ps_subscriber_options_init), then its endpoints, and the producer id. */
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id);

@@ -85,12 +85,10 @@ static int64_t now_ms(void)
 
 static void start(const char *ini)
 {
-    const char *old = getenv("ASAN_OPTIONS");
     char opts[512];
 
     /* inherited by the daemon only: this process is running already */
-    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=4", old ? old : "", old ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    setenv("ASAN_OPTIONS", harness_asan_options(opts, sizeof opts, "quarantine_size_mb=4"), 1);
     cr_assert_eq(harness_init(&h, ini), 0);
     cr_assert_eq(harness_start(&h), 0, "parksyncd did not start; log:\n%s", harness_slurp(h.log));
 }

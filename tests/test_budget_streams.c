@@ -370,8 +370,7 @@ Test(budget_streams, clients_that_do_not_read_cost_bounded_memory, .fini = teard
      * the daemon so VmRSS follows what it holds. */
     char asan[512];
     const char *was = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=1", was ? was : "", was ? ":" : "");
-    setenv("ASAN_OPTIONS", asan, 1);
+    setenv("ASAN_OPTIONS", harness_asan_options(asan, sizeof asan, "quarantine_size_mb=1"), 1);
     start(NULL, BIG_RESIDENTS);
 
     ps_producer_t *p = producer_new();

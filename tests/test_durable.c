@@ -29,7 +29,7 @@
 static harness_t h;
 static char hold[HARNESS_PATH + 8], fail[HARNESS_PATH + 8];
 static char env_preload[HARNESS_PATH + 32], env_hold[HARNESS_PATH + 32],
-    env_fail[HARNESS_PATH + 32];
+    env_fail[HARNESS_PATH + 32], env_asan[640];
 
 static void teardown(void)
 {
@@ -50,9 +50,8 @@ static void touch(const char *path)
 /* Starts parksyncd (synchronous = full, the default) under the shim. */
 static void start_shimmed(void)
 {
-    const char *env[] = {env_preload, env_hold, env_fail,
-                         /* the shim comes before the sanitizers' runtime */
-                         "ASAN_OPTIONS=verify_asan_link_order=0", NULL};
+    const char *env[] = {env_preload, env_hold, env_fail, env_asan, NULL};
+    char asan[512];
     int64_t deadline;
 
     cr_assert_eq(harness_init(&h, NULL), 0);
@@ -61,6 +60,9 @@ static void start_shimmed(void)
     snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s", SYNC_SHIM);
     snprintf(env_hold, sizeof env_hold, "SYNC_SHIM_HOLD=%s", hold);
     snprintf(env_fail, sizeof env_fail, "SYNC_SHIM_FAIL=%s", fail);
+    /* the shim comes before the sanitizers' runtime; the caller's options stay */
+    snprintf(env_asan, sizeof env_asan, "ASAN_OPTIONS=%s",
+             harness_asan_options(asan, sizeof asan, "verify_asan_link_order=0"));
     cr_assert_eq(harness_spawn(&h, env), 0);
     deadline = wire_monotonic_ms() + DEADLINE_MS;
     while (!harness_ping(&h, 200))
