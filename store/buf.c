@@ -11,9 +11,15 @@ int buf_reserve(buf_t *b, size_t need)
 {
     if (need <= b->cap)
         return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
+    /* half as much again, or what is needed when that is more, in whole
+     * 64-byte units: a buffer set once is barely larger than its bytes
+     * (a cached row keeps two), one set again and again settles */
+    size_t cap = b->cap + b->cap / 2;
+    if (cap < need)
+        cap = need;
+    if (cap > SIZE_MAX - 63)
+        return -ENOMEM;
+    cap = (cap + 63) & ~(size_t)63;
     uint8_t *p = realloc(b->data, cap);
     if (!p)
         return -ENOMEM;

@@ -139,8 +139,12 @@ static int pending_add(store_t *s, const rec_key_t *key, const char *k, pending_
     snprintf(p->key, sizeof(p->key), "%s", k);
     p->kind = key->kind;
     p->ncols = key->ncols;
-    for (size_t i = 0; i < key->ncols; i++)
-        snprintf(p->col[i], sizeof(p->col[i]), "%s", key->col[i]);
+    for (size_t i = 0, at = 1; i < key->ncols; i++) {
+        /* k is pending_key's: each value follows a 0x1f */
+        p->col_at[i] = (uint8_t)(at + 1);
+        p->col_len[i] = (uint8_t)strlen(key->col[i]);
+        at += 1 + p->col_len[i];
+    }
     snprintf(p->country, sizeof(p->country), "%s", key->country ? key->country : "");
     snprintf(p->country2, sizeof(p->country2), "%s", key->country2 ? key->country2 : "");
     *pending_slot(s, k) = (uint32_t)pos + 1;
@@ -172,7 +176,7 @@ static int pending_put(store_t *s, const pending_t *p)
 {
     sqlite3_stmt *st = s->put[p->kind];
     for (size_t c = 0; c < p->ncols; c++)
-        sqlite3_bind_text(st, (int)c + 1, p->col[c], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, (int)c + 1, p->key + p->col_at[c], p->col_len[c], SQLITE_STATIC);
     sqlite3_bind_int(st, 4, p->deleted ? 1 : 0);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)p->revision);
     sqlite3_bind_blob(st, 6, p->blob.data, (int)p->blob.len, SQLITE_STATIC);

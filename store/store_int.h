@@ -183,25 +183,27 @@ typedef struct agg_delta {
 #define STORE_DEFER_REVS  65536 /* revisions the tables may lag the change log by */
 #define STORE_PENDING_MAX 8192  /* rows cached beyond the deferred ones */
 #define STORE_PENDING_KEY 160   /* bytes of a lookup key: kind and key columns */
+_Static_assert(STORE_PENDING_KEY <= 256, "a cached row finds its key columns by a byte offset");
 
 typedef struct pending {
-    char key[STORE_PENDING_KEY];               /* kind byte, then key columns joined by 0x1f */
-    char col[STORE_MAX_KEYS][WIRE_MAX_ID + 1]; /* key column values */
-    size_t ncols;                              /* key columns used */
-    kind_t kind;                               /* record kind */
-    char country[3];                           /* topic country */
-    char country2[3];                          /* trade: importer; "" otherwise */
-    bool found;                                /* a row exists (stored or to be written) */
-    uint64_t revision;                         /* revision of blob (0: never published) */
-    uint64_t batch_rev;                        /* revision given in this batch; 0: none */
-    buf_t blob;                                /* the record as stored: Record with revision */
-    buf_t stamps;                              /* its stamps (empty for summaries) */
-    buf_t committed;                           /* record at the last flush, when published */
-    bool deleted;                              /* blob is a tombstone */
-    extra_t ex[STORE_MAX_EXTRAS];              /* extra columns */
-    bool dirty;                                /* the row must be written */
-    bool deferred;                             /* committed, not yet in its table */
-    bool used;                                 /* read again since the clock hand passed */
+    char key[STORE_PENDING_KEY];     /* kind byte, then key columns joined by 0x1f */
+    uint8_t col_at[STORE_MAX_KEYS];  /* where each key column's value starts in key */
+    uint8_t col_len[STORE_MAX_KEYS]; /* and its bytes */
+    size_t ncols;                    /* key columns used */
+    kind_t kind;                     /* record kind */
+    char country[3];                 /* topic country */
+    char country2[3];                /* trade: importer; "" otherwise */
+    bool found;                      /* a row exists (stored or to be written) */
+    uint64_t revision;               /* revision of blob (0: never published) */
+    uint64_t batch_rev;              /* revision given in this batch; 0: none */
+    buf_t blob;                      /* the record as stored: Record with revision */
+    buf_t stamps;                    /* its stamps (empty for summaries) */
+    buf_t committed;                 /* record at the last flush, when published */
+    bool deleted;                    /* blob is a tombstone */
+    extra_t ex[STORE_MAX_EXTRAS];    /* extra columns */
+    bool dirty;                      /* the row must be written */
+    bool deferred;                   /* committed, not yet in its table */
+    bool used;                       /* read again since the clock hand passed */
 } pending_t;
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
