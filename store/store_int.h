@@ -179,7 +179,7 @@ typedef struct agg_delta {
  * the summaries read the other kinds' tables with SQL, and residents are
  * the bulk.
  */
-#define STORE_DEFER_ROWS  32768 /* default defer_rows: rows a commit may leave unwritten */
+#define STORE_DEFER_ROWS  65536 /* default defer_rows: rows a commit may leave unwritten */
 #define STORE_DEFER_REVS  65536 /* revisions the tables may lag the change log by */
 #define STORE_PENDING_MAX 8192  /* rows cached beyond the deferred ones */
 #define STORE_PENDING_KEY 160   /* bytes of a lookup key: kind and key columns */
