@@ -16,6 +16,7 @@
  * key.c, stamp.c, merge.c, buf.c.
  */
 #include "store_int.h"
+#include "pcache.h"
 
 #include <sodium.h>
 
@@ -245,11 +246,14 @@ int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
 /* SQLite's process-wide settings, made once before its first use. Its
  * allocation statistics are off: each sqlite3_malloc and sqlite3_free
  * otherwise takes a global mutex to count them (3 % of the loop's samples
- * under random-key ingest), for figures nothing here reads. When the
- * process already used SQLite, the call is refused and changes nothing. */
+ * under random-key ingest), for figures nothing here reads. Its page
+ * cache is told when a commit's truncation has nothing to drop
+ * (pcache.h). When the process already used SQLite, the calls are
+ * refused and change nothing. */
 static void sqlite_setup(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)pcache_setup();
 }
 
 store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
