@@ -176,9 +176,14 @@ bool pcache_setup(void)
         .xShrink = layer_shrink,
     };
 
-    if (sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &inner_methods) != SQLITE_OK ||
-        inner_methods.xCreate == NULL || inner_methods.xInit == NULL)
+    sqlite3_pcache_methods2 now;
+
+    if (sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &now) != SQLITE_OK || now.xCreate == NULL ||
+        now.xInit == NULL)
         return false;
+    if (now.xCreate == layer_create)
+        return true; /* installed already: the layer must not wrap itself */
+    inner_methods = now;
     return sqlite3_config(SQLITE_CONFIG_PCACHE2, &layer) == SQLITE_OK;
 }
 

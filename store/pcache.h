@@ -27,7 +27,8 @@
 
 /* Installs the layer. Only before SQLite's first use in the process (its
  * configuration is refused after); false when it was not installed, and
- * SQLite's cache then works alone, as it always can. */
+ * SQLite's cache then works alone, as it always can. A second call finds
+ * it installed and changes nothing. */
 bool pcache_setup(void);
 
 /* What the layer saw since the process started, over all its caches

@@ -25,6 +25,7 @@ static char path[sizeof(dir) + 16];
 static void setup(void)
 {
     cr_assert(pcache_setup(), "the layer was not installed");
+    cr_assert(pcache_setup(), "a second call refused"); /* and must not wrap the layer */
     cr_assert_eq(sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &layer), SQLITE_OK);
     cr_assert_eq(sqlite3_initialize(), SQLITE_OK);
     cr_assert_not_null(mkdtemp(dir));
