@@ -5,7 +5,6 @@
  * is told to the watcher (store.on_change), not to any module by name.
  */
 #include "store_int.h"
-#include "keysort.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,7 +23,8 @@ void pending_clear(store_t *s)
     s->n_log = 0;
     s->n_dirty = 0;
     s->n_deferred = 0; /* what they held is in the change log: state_replay */
-    s->sweep_n = 0;
+    if (s->defer_list)
+        sweep_reset(s);
     s->pend_hand = 0;
     index_clear(&s->pend_index);
 }
@@ -37,6 +37,7 @@ void pending_free(store_t *s)
     free(s->pend_log);
     free(s->pend_dirty);
     free(s->pend_sort);
+    free(s->defer_list);
 }
 
 bool pending_key(const rec_key_t *key, char *out)
@@ -123,7 +124,8 @@ static int pending_add(store_t *s, const rec_key_t *key, const char *k, pending_
         s->pend_log = calloc(cap, sizeof(*s->pend_log));
         s->pend_dirty = calloc(cap, sizeof(*s->pend_dirty));
         s->pend_sort = calloc(cap, sizeof(*s->pend_sort));
-        if (!s->pend || !s->pend_log || !s->pend_dirty || !s->pend_sort ||
+        s->defer_list = calloc(cap, sizeof(*s->defer_list));
+        if (!s->pend || !s->pend_log || !s->pend_dirty || !s->pend_sort || !s->defer_list ||
             index_fit(&s->pend_index, cap, pending_key_at, s) < 0)
             return -ENOMEM;
         s->cap_pend = cap;
@@ -132,7 +134,9 @@ static int pending_add(store_t *s, const rec_key_t *key, const char *k, pending_
         return rc;
     pending_t *p = &s->pend[pos];
     buf_t blob = p->blob, stamps = p->stamps, committed = p->committed;
+    bool listed = p->listed; /* the position stays in the sweep's list */
     memset(p, 0, sizeof(*p));
+    p->listed = listed;
     p->blob = (buf_t){blob.data, 0, blob.cap};
     p->stamps = (buf_t){stamps.data, 0, stamps.cap};
     p->committed = (buf_t){committed.data, 0, committed.cap};
@@ -162,7 +166,7 @@ static bool pending_defers(const store_t *s, const pending_t *p)
 
 /* Revisions the tables may lag the change log by: retention must be able
  * to drop what changelog_keep leaves (prune stops at state_from). */
-static uint64_t defer_revs(const store_t *s)
+uint64_t defer_revs(const store_t *s)
 {
     uint64_t keep = s->cfg.changelog_keep;
 
@@ -172,7 +176,7 @@ static uint64_t defer_revs(const store_t *s)
 }
 
 /* Writes the row of a cache entry into its table. */
-static int pending_put(store_t *s, const pending_t *p)
+int pending_put(store_t *s, const pending_t *p)
 {
     sqlite3_stmt *st = s->put[p->kind];
     for (size_t c = 0; c < p->ncols; c++)
@@ -190,7 +194,7 @@ static int pending_put(store_t *s, const pending_t *p)
 
 /* Moves state_from; the producer and aggregate tables first take what
  * the log after it would no longer hold (producers_flush, agg_commit). */
-static int state_from_put(store_t *s, uint64_t revision)
+int state_from_put(store_t *s, uint64_t revision)
 {
     sqlite3_stmt *st = s->st[ST_STATE_FROM_PUT];
     int rc;
@@ -203,99 +207,6 @@ static int state_from_put(store_t *s, uint64_t revision)
         return rc;
     s->state_from = revision;
     return 0;
-}
-
-static int pending_key_cmp(const void *a, const void *b)
-{
-    return strcmp((*(pending_t *const *)a)->key, (*(pending_t *const *)b)->key);
-}
-
-/* The deferred entries, in key order, into pend_sort: rows that share a
- * leaf page are written one after the other, and the page once. The
- * loop waits for this sort (keysort.h); without memory for keysort's
- * scratch, qsort does it. */
-static size_t deferred_sorted(store_t *s)
-{
-    size_t n = 0;
-    keysort_item_t *items;
-
-    for (size_t i = 0; i < s->n_pend; i++)
-        if (s->pend[i].deferred)
-            s->pend_sort[n++] = &s->pend[i];
-    if (n < 2)
-        return n;
-    items = malloc(2 * n * sizeof(*items));
-    if (!items) {
-        qsort(s->pend_sort, n, sizeof(*s->pend_sort), pending_key_cmp);
-        return n;
-    }
-    for (size_t i = 0; i < n; i++)
-        items[i] = (keysort_item_t){.key = s->pend_sort[i]->key, .arg = s->pend_sort[i]};
-    keysort(items, items + n, n);
-    for (size_t i = 0; i < n; i++)
-        s->pend_sort[i] = items[i].arg;
-    free(items);
-    return n;
-}
-
-/* Writes up to `most` of the sweep's rows that still wait; when none is
- * left, the tables hold everything up to the sweep's start. */
-static int sweep_step(store_t *s, size_t most)
-{
-    int rc = 0;
-
-    for (; most > 0 && s->sweep_pos < s->sweep_n && rc == 0; s->sweep_pos++) {
-        pending_t *p = s->pend_sort[s->sweep_pos];
-        if (!p->deferred)
-            continue;
-        rc = pending_put(s, p);
-        p->deferred = false;
-        s->n_deferred--;
-        most--;
-    }
-    if (rc == 0 && s->sweep_pos == s->sweep_n) {
-        s->sweep_n = 0;
-        if (s->sweep_from > s->state_from)
-            rc = state_from_put(s, s->sweep_from);
-    }
-    return rc;
-}
-
-/* Writes every deferred row: the tables then hold every change up to
- * the head. */
-static int write_back(store_t *s)
-{
-    s->sweep_n = deferred_sorted(s);
-    s->sweep_pos = 0;
-    s->sweep_from = s->head;
-    return sweep_step(s, SIZE_MAX);
-}
-
-/* A flush's share of the sweep (store_int.h, the row cache), begun when
- * half of defer_rows wait or the log is half its bound past state_from.
- * Twice the rows the flush deferred (fresh), so that the sweep outruns
- * them before defer_rows wait; and its part of the sweep for the
- * revisions it logged (revs), so that the sweep ends within a quarter of
- * defer_revs even when every update lands on a waiting row. Nothing more:
- * a share of 512 rows a flush made the sweep's commits a burst (the p99
- * latency at 20,000 updates/s 58 to 231 ms), and one of at least 64 gave
- * each commit of a single update, at 1,000/s, 64 random rows to write. */
-static int sweep(store_t *s, size_t fresh, size_t revs)
-{
-    uint64_t quarter = defer_revs(s) / 4 > 0 ? defer_revs(s) / 4 : 1;
-    size_t most, paced;
-
-    if (s->sweep_n == 0) {
-        if (s->n_deferred < (s->cfg.defer_rows + 1) / 2 &&
-            s->head - s->state_from < defer_revs(s) / 2)
-            return 0;
-        s->sweep_n = deferred_sorted(s);
-        s->sweep_pos = 0;
-        s->sweep_from = s->head;
-    }
-    paced = (size_t)(((uint64_t)s->sweep_n * revs + quarter - 1) / quarter);
-    most = 2 * fresh > paced ? 2 * fresh : paced;
-    return sweep_step(s, most);
 }
 
 /*
@@ -321,8 +232,11 @@ int pending_flush(store_t *s)
     for (size_t i = 0; i < s->n_dirty && rc == 0; i++) {
         pending_t *p = &s->pend[s->pend_dirty[i]];
         if (pending_defers(s, p)) {
-            s->n_deferred += !p->deferred;
-            p->deferred = true;
+            if (!p->deferred) {
+                s->n_deferred++;
+                p->deferred = true;
+                sweep_note(s, s->pend_dirty[i]);
+            }
             continue;
         }
         rc = pending_put(s, p);
@@ -343,7 +257,7 @@ int pending_flush(store_t *s)
         rc = step_done(s, st);
     }
     if (rc == 0)
-        rc = all ? write_back(s) : sweep(s, fresh, s->n_log);
+        rc = all ? sweep_write_all(s) : sweep_pace(s, fresh, s->n_log);
     if (rc < 0) {
         pending_clear(s); /* the transaction rolls back: forget what it held */
         return rc;

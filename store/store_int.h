@@ -160,15 +160,15 @@ typedef struct agg_delta {
  * flushed: the change-log row written with it holds the record and its
  * stamps, which is all the row is, and the row stays in the cache,
  * deferred. Once half of defer_rows wait (or the change log is half of
- * its bound past state_from), a sweep sorts them by key and the next
- * flushes write them a key range at a time: twice as many as each flush
- * defers, and enough for the sweep to end within a quarter of the bound
- * (rowcache.c, sweep); writing them all in one commit stalled ingest for
- * a third of a second. All of them are written at once when defer_rows
- * wait (the config), when the change log is STORE_DEFER_REVS (or half of
- * changelog_keep) past state_from, before a reader that needs the table
- * whole opens (store_settle: history, whole pulls, digest, backup) and
- * at close. Snapshots and pulls of the change log read the waiting rows'
+ * its bound past state_from), a sweep takes them, sorted by key a chunk a
+ * flush, and the next flushes write them a key range at a time: twice as
+ * many as each flush defers, and enough for the sweep to end within a
+ * quarter of the bound (sweep.c); writing them all in one commit stalled
+ * ingest for a third of a second. All of them are written at once when
+ * defer_rows wait (the config), when the change log is STORE_DEFER_REVS
+ * (or half of changelog_keep) past state_from, before a reader that
+ * needs the table whole opens (store_settle: history, whole pulls,
+ * digest, backup) and at close. Snapshots and pulls of the change log read the waiting rows'
  * latest entries from the log instead (cursor.c, deferred_set_t). A
  * random update to a large table then costs a sequential append at its
  * commit, and its leaf page is written once for every deferred row it
@@ -204,7 +204,19 @@ typedef struct pending {
     bool dirty;                      /* the row must be written */
     bool deferred;                   /* committed, not yet in its table */
     bool used;                       /* read again since the clock hand passed */
+    bool listed;                     /* its position is in defer_list (sweep.c) */
 } pending_t;
+
+/* A sorted run of pend_sort that the sweep merges (sweep.c). */
+typedef struct sweep_run {
+    size_t pos; /* its next entry */
+    size_t end; /* past its last */
+} sweep_run_t;
+
+#define SWEEP_RUNS  16   /* most runs a sweep's rows are sorted in */
+#define SWEEP_CHUNK 4096 /* fewest rows a flush takes into a run */
+
+enum sweep_phase { SWEEP_IDLE, SWEEP_COLLECTING, SWEEP_WRITING };
 /* Page cache of the writing connection: -N is N KiB. SQLite's default
  * (2 MiB) makes every merge of a large database a read from the kernel. */
 #define STORE_CACHE_PRAGMA "-32768"
@@ -294,9 +306,8 @@ struct store {
     index_t pend_index;        /* pend by key */
     size_t pend_hand;          /* the clock hand: the next entry eviction looks at */
     size_t *pend_log;          /* entries given a revision, in revision order */
-    pending_t **pend_sort;     /* the entries a write-back or sweep writes, in key order */
-    size_t sweep_n;            /* entries of the sweep in pend_sort; 0: no sweep */
-    size_t sweep_pos;          /* the next of them to write */
+    pending_t **pend_sort;     /* the entries a write-back or sweep writes, in sorted runs */
+    size_t sweep_n;            /* entries of the sweep in pend_sort */
     uint64_t sweep_from;       /* the head when the sweep began */
     size_t n_deferred;         /* entries deferred (committed, not in their table) */
     uint64_t state_from;       /* the tables hold every change up to it (meta 'state_from') */
@@ -308,6 +319,15 @@ struct store {
     size_t n_agg;              /* entries used in agg */
     uint64_t summary_failures; /* country summaries that could not be refreshed */
     char summary_err[256];     /* why the last of them failed */
+
+    /* The sweep (sweep.c). */
+    uint32_t *defer_list;         /* entries deferred since the sweep last took the list */
+    size_t n_listed;              /* entries used in defer_list */
+    size_t list_end;              /* while a sweep takes the list: its length when it began */
+    size_t list_taken;            /* of those, taken so far */
+    enum sweep_phase sweep_phase; /* idle, taking the list, or writing */
+    size_t sweep_runs;            /* runs used in runs */
+    sweep_run_t runs[SWEEP_RUNS]; /* the sorted runs of pend_sort */
     /* What status and metrics read every second, kept as rows change so
      * reading them scans nothing: counted at open, then moved by
      * row_store and conflict_put, and put back by a rollback. */
@@ -356,6 +376,15 @@ int load_oldest(store_t *s);
 
 /* ---------------------------------------------------------------- rowcache.c */
 
+/* rowcache.c, for the sweep */
+uint64_t defer_revs(const store_t *s);
+int pending_put(store_t *s, const pending_t *p);
+int state_from_put(store_t *s, uint64_t revision);
+/* sweep.c */
+void sweep_note(store_t *s, size_t pos);
+void sweep_reset(store_t *s);
+int sweep_write_all(store_t *s);
+int sweep_pace(store_t *s, size_t fresh, size_t revs);
 void pending_clear(store_t *s);
 void pending_free(store_t *s);
 int pending_flush(store_t *s);

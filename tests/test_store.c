@@ -18,6 +18,7 @@
 
 #include "rng.h"
 #include "store.h"
+#include "store_int.h" /* SWEEP_CHUNK */
 #include "upd.h"
 
 /* ---------------------------------------------------------------- fixture */
@@ -1644,6 +1645,63 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     store_cursor_close(&c);
     cr_assert_eq(sql_int("SELECT count(*) FROM resident"), next, "history read before");
     store_close(&s);
+}
+
+/* A sweep of more rows than one chunk (sweep.c) takes them over several
+ * commits, each taking one chunk and writing nothing, so that no commit
+ * walks and sorts them all; then its runs are merged: the rows it writes
+ * are the least keys of all, whatever chunk they came in. The rows are
+ * deferred in shuffled order, so every chunk spans the whole key range. */
+Test(store, a_large_sweep_takes_its_rows_a_chunk_a_commit_then_writes_in_key_order)
+{
+    enum { N = 3 * SWEEP_CHUNK + 5 };
+    static char ids[N][16];
+    static const char *sorted[N];
+    char sql[160];
+    store_config_t cfg;
+    uint64_t seq = 0;
+    int64_t written;
+
+    store_config_init(&cfg);
+    cfg.defer_rows = 2 * N; /* the sweep begins when N wait */
+    cfg.changelog_keep = 0; /* and not for the log's length */
+    store_t *s = open_at(dbpath, &cfg);
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = 0; i < N - 1; i++)
+        resident_put(s, ++seq, (unsigned)((i * 7919u) % N), 1, "a", false);
+    cr_assert_eq(store_commit(s), 0);
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "R%u", i);
+        sorted[i] = ids[i];
+    }
+    qsort(sorted, N, sizeof sorted[0], cmp_str);
+
+    /* the Nth row begins the sweep; it and the next two commits take a
+     * chunk each and write nothing; the fourth takes the rest and writes
+     * twice its one new row */
+    unsigned extra = N;
+    for (int commit = 1; commit <= 4; commit++) {
+        cr_assert_eq(store_begin(s), 0);
+        resident_put(s, ++seq, commit == 1 ? (unsigned)((N - 1) * 7919u % N) : extra++, 1, "b",
+                     false);
+        cr_assert_eq(store_commit(s), 0);
+        cr_assert_eq(sql_int("SELECT count(*) FROM resident"), commit < 4 ? 0 : 2,
+                     "commit %d of the sweep", commit);
+    }
+    /* a commit of 100 updates to waiting rows writes N * 100 / 16384 more
+     * (its part for the revisions), still the least keys */
+    cr_assert_eq(store_begin(s), 0);
+    for (unsigned i = N - 100; i < N; i++)
+        resident_put(s, ++seq, (unsigned)atoi(sorted[i] + 1), 2, "c", false);
+    cr_assert_eq(store_commit(s), 0);
+    written = sql_int("SELECT count(*) FROM resident");
+    cr_assert_gt(written, 2);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM resident WHERE resident_id <= '%s'",
+             sorted[written - 1]);
+    cr_assert_eq(sql_int(sql), written, "the sweep wrote rows out of key order");
+    cr_assert_eq(store_deferred_rows(s), (uint64_t)(N + 3 - written));
+    store_close(&s);
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), N + 3, "close wrote them all");
 }
 
 /* Every record of a cursor to fn, unpacked; then the cursor is closed. */
