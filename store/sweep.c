@@ -103,7 +103,9 @@ static void take_chunk(store_t *s, size_t work)
     if (s->list_taken == s->list_end) {
         /* what was listed since the sweep began waits for the next one */
         s->n_listed -= s->list_end;
-        memmove(s->defer_list, s->defer_list + s->list_end, s->n_listed * sizeof(*s->defer_list));
+        if (s->n_listed > 0)
+            memmove(s->defer_list, s->defer_list + s->list_end,
+                    s->n_listed * sizeof(*s->defer_list));
         s->list_end = s->list_taken = 0;
         s->sweep_phase = SWEEP_WRITING;
     }
