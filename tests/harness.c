@@ -405,6 +405,16 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms)
     return value;
 }
 
+int64_t harness_counter_reaches(const harness_t *h, const char *name, int64_t want, int timeout_ms)
+{
+    int64_t deadline = wire_monotonic_ms() + timeout_ms, v;
+
+    do
+        v = harness_counter(h, name, 1000);
+    while (v < want && wire_monotonic_ms() < deadline);
+    return v;
+}
+
 void harness_producer_options(const harness_t *h, ps_producer_options_t *o, const char *id)
 {
     ps_producer_options_init(o);

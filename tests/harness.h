@@ -109,6 +109,11 @@ char *harness_slurp(const char *path);
  * -1 when the daemon did not answer within timeout_ms or has no such
  * counter. */
 int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
+/* Polls counter `name` until it is at least `want` or timeout_ms pass;
+ * its last value (-1 when the daemon never answered). A counter the
+ * daemon moves just after a peer sees its effect is read this way, not
+ * once. */
+int64_t harness_counter_reaches(const harness_t *h, const char *name, int64_t want, int timeout_ms);
 
 /* The daemon's whole status (reply->status), or NULL when it does not
  * answer within timeout_ms. Free with

@@ -257,18 +257,6 @@ static ps_producer_t *producer_new(void)
 
 /* ---------------------------------------------------------------- measures */
 
-/* Polls a counter of `parksync status` until it reaches want or the
- * deadline passes; its last value. */
-static int64_t counter_reaches(const char *name, int64_t want, int timeout_ms)
-{
-    int64_t deadline = wire_monotonic_ms() + timeout_ms, v;
-
-    do
-        v = harness_counter(&h, name, 1000);
-    while (v < want && wire_monotonic_ms() < deadline);
-    return v;
-}
-
 static int by_value(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -444,7 +432,7 @@ Test(budget_streams, a_stream_without_credit_is_dropped_after_stream_idle_ms, .f
     cr_assert(r && r->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK, "no first chunk");
     parksync__v1__query_reply__free_unpacked(r, NULL);
     int64_t t0 = wire_monotonic_ms();
-    cr_assert_eq(counter_reaches("streams_stalled", 1, DEADLINE_MS), 1,
+    cr_assert_eq(harness_counter_reaches(&h, "streams_stalled", 1, DEADLINE_MS), 1,
                  "the stream was not dropped as stalled");
     cr_expect_geq(wire_monotonic_ms() - t0, IDLE_MS - 100, "dropped before stream_idle_ms");
     grant(d, 7, 1);
@@ -491,7 +479,7 @@ Test(budget_streams, a_stream_whose_client_does_not_read_is_dropped_whatever_the
     int64_t deadline = wire_monotonic_ms() + DEADLINE_MS, stalled = 0;
 
     ask_snapshot(d, 9, WIRE_MAX_CREDIT, WIRE_MAX_CHUNK_RECORDS);
-    cr_assert_geq(counter_reaches("streams_opened", 1, DEADLINE_MS), 1);
+    cr_assert_geq(harness_counter_reaches(&h, "streams_opened", 1, DEADLINE_MS), 1);
     /* a commit after the stream's view began: its reader now pins the WAL */
     cr_assert_geq(push_one(p, 0), 0);
     bool pinned = !wal_truncates();
@@ -536,7 +524,8 @@ Test(budget_streams, a_client_that_hangs_up_frees_its_streams_at_once, .fini = t
         }
         zmq_close(d);
         cr_assert_eq(running, 3, "round %d: the client got %d of its 3 streams", round, running);
-        cr_assert_geq(counter_reaches("streams_dropped", 3 * round, DEADLINE_MS), 3 * round,
+        cr_assert_geq(harness_counter_reaches(&h, "streams_dropped", 3 * round, DEADLINE_MS),
+                      3 * round,
                       "round %d: the streams of a closed connection still hold their slots", round);
         cr_expect_geq(legit_snapshot(PARKSYNC__V1__RECORD_KIND__RECORD_KIND_PARK), N_PARKS);
     }

@@ -448,15 +448,6 @@ Test(hostile, ten_thousand_malformed_messages_change_nothing, .fini = teardown, 
     cr_expect_arr_eq(got, want, 32, "the daemon's digest differs from the valid updates'");
 }
 
-/* Waits until the daemon's counter `name` is at least `want`; its value. */
-static int64_t counter_at_least(const char *name, int64_t want)
-{
-    int64_t deadline = wire_monotonic_ms() + 10000, v;
-    while ((v = harness_counter(&h, name, 2000)) < want && wire_monotonic_ms() < deadline)
-        ;
-    return v;
-}
-
 /* Starts the daemon and connects pub (an XPUB) to its ingest; returns
  * once the daemon's SUB has subscribed, so nothing sent is lost. */
 static void start_raw_ingest(void *pub)
@@ -510,12 +501,12 @@ Test(hostile, update_batch_is_all_or_nothing, .fini = teardown, .timeout = 60)
     buf[len] = 0x0a;
     buf[len + 1] = 0x7f;
     send2(pub, WIRE_TOPIC_BATCH, buf, len + 2);
-    cr_assert_eq(counter_at_least("undecodable", 1), 1);
+    cr_assert_eq(harness_counter_reaches(&h, "undecodable", 1, 10000), 1);
     cr_assert_eq(harness_counter(&h, "applied", 2000), 0, "a broken batch was partly applied");
 
     /* the same three, well framed: two applied, the bad one refused */
     send2(pub, WIRE_TOPIC_BATCH, buf, len);
-    cr_assert_eq(counter_at_least("applied", 2), 2);
+    cr_assert_eq(harness_counter_reaches(&h, "applied", 2, 10000), 2);
     cr_assert_eq(harness_counter(&h, "invalid", 2000), 1);
     producer_stats("BATCHER", &st);
     cr_assert_eq(st.last_sequence, 3, "each update of the batch is sequenced on its own");
@@ -554,8 +545,8 @@ Test(hostile, invalid_and_wrong_topic_updates_are_listed_as_invalid, .fini = tea
     u.sequence = 2;
     len = parksync__v1__update__pack(&u, buf);
     send2(pub, "resident", buf, len);
-    cr_assert_eq(counter_at_least("invalid", 1), 1);
-    cr_assert_eq(counter_at_least("wrong_topic", 1), 1);
+    cr_assert_eq(harness_counter_reaches(&h, "invalid", 1, 10000), 1);
+    cr_assert_eq(harness_counter_reaches(&h, "wrong_topic", 1, 10000), 1);
     cr_assert_eq(harness_counter(&h, "applied", 2000), 0);
 
     cr_assert_eq(harness_cli(&h, conflicts, NULL, &out, &err), 0, "%s", err);
@@ -619,7 +610,7 @@ Test(hostile, text_with_a_nul_byte_is_an_invalid_update, .fini = teardown, .time
     len = parksync__v1__update__pack(&u, buf);
     send2(pub, "park", buf, len);
 
-    applied = counter_at_least("applied", 1);
+    applied = harness_counter_reaches(&h, "applied", 1, 10000);
     cr_assert_geq(applied, 1, "the next sequence was not applied");
     cr_expect_eq(applied, 1, "the park named with a NUL was applied too");
     cr_expect_eq(harness_counter(&h, "invalid", 2000), 1);
