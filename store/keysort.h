@@ -2,7 +2,7 @@
  * keysort.h - strings into strcmp order, fast when they share a long
  * prefix.
  *
- * The sweep (rowcache.c) writes waiting rows in key order, and sorted
+ * The sweep (sweep.c) writes waiting rows in key order, and sorted
  * them with qsort through pointers into the row cache: 16,384 keys took
  * 3.5-5 ms of the loop, once a second at 20,000 updates/s, and every
  * update arriving meanwhile waited. Keys share most of their bytes (kind,

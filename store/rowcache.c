@@ -23,8 +23,7 @@ void pending_clear(store_t *s)
     s->n_log = 0;
     s->n_dirty = 0;
     s->n_deferred = 0; /* what they held is in the change log: state_replay */
-    if (s->defer_list)
-        sweep_reset(s);
+    sweep_reset(s);
     s->pend_hand = 0;
     index_clear(&s->pend_index);
 }

@@ -168,8 +168,9 @@ typedef struct agg_delta {
  * defer_rows wait (the config), when the change log is STORE_DEFER_REVS
  * (or half of changelog_keep) past state_from, before a reader that
  * needs the table whole opens (store_settle: history, whole pulls,
- * digest, backup) and at close. Snapshots and pulls of the change log read the waiting rows'
- * latest entries from the log instead (cursor.c, deferred_set_t). A
+ * digest, backup) and at close. Snapshots and pulls of the change log
+ * read the waiting rows' latest entries from the log instead (cursor.c,
+ * deferred_set_t). A
  * random update to a large table then costs a sequential append at its
  * commit, and its leaf page is written once for every deferred row it
  * holds rather than once for each commit (rowcache.c, pending_flush).
@@ -307,8 +308,6 @@ struct store {
     size_t pend_hand;          /* the clock hand: the next entry eviction looks at */
     size_t *pend_log;          /* entries given a revision, in revision order */
     pending_t **pend_sort;     /* the entries a write-back or sweep writes, in sorted runs */
-    size_t sweep_n;            /* entries of the sweep in pend_sort */
-    uint64_t sweep_from;       /* the head when the sweep began */
     size_t n_deferred;         /* entries deferred (committed, not in their table) */
     uint64_t state_from;       /* the tables hold every change up to it (meta 'state_from') */
     uint64_t state_from_begin; /* state_from when the batch began */
@@ -326,6 +325,8 @@ struct store {
     size_t list_end;              /* while a sweep takes the list: its length when it began */
     size_t list_taken;            /* of those, taken so far */
     enum sweep_phase sweep_phase; /* idle, taking the list, or writing */
+    uint64_t sweep_from;          /* the head when the sweep began */
+    size_t sweep_n;               /* entries of the sweep in pend_sort */
     size_t sweep_runs;            /* runs used in runs */
     sweep_run_t runs[SWEEP_RUNS]; /* the sorted runs of pend_sort */
     /* What status and metrics read every second, kept as rows change so
