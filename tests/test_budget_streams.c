@@ -357,7 +357,7 @@ Test(budget_streams, clients_that_do_not_read_cost_bounded_memory, .fini = teard
      * the legitimate snapshots would show as growth. Keep it small in
      * the daemon so VmRSS follows what it holds. */
     char asan[512];
-    const char *was = getenv("ASAN_OPTIONS");
+    char *was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
     setenv("ASAN_OPTIONS", harness_asan_options(asan, sizeof asan, "quarantine_size_mb=1"), 1);
     start(NULL, BIG_RESIDENTS);
 
@@ -411,6 +411,7 @@ Test(budget_streams, clients_that_do_not_read_cost_bounded_memory, .fini = teard
     unsetenv("ASAN_OPTIONS");
     if (was)
         setenv("ASAN_OPTIONS", was, 1);
+    free(was);
 }
 
 /* ---------------------------------------------------------------- stalls */
