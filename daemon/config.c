@@ -78,7 +78,8 @@ const config_option_t config_options[] = {
      "else /run/parksync/control, else $XDG_RUNTIME_DIR/parksync/control, "
      "else /tmp/parksync-UID/control"},
     {"store", "synchronous", OPT_ENUM, FIELD(synchronous_full), "full", 0, 0, 0, 0,
-     synchronous_choices, NULL, "full | normal (SQLite PRAGMA synchronous)"},
+     synchronous_choices, NULL,
+     "full | normal: full syncs the WAL before each ack (power loss safe), normal at checkpoints"},
     {"store", "changelog_keep", OPT_UINT, FIELD(changelog_keep), "1000000", 0,
      UINT64_C(1000000000000), 0, 0, NULL, NULL, "revisions kept in the change log; 0 = all"},
     {"store", "max_future_skew_s", OPT_UINT, FIELD(max_future_skew_s), "86400", 0,

@@ -66,7 +66,8 @@ typedef struct server_counters {
     uint64_t subscriptions_refused; /* publish messages refused: no topic prefix, over
                                        max_subscriptions, no subscription (subscriptions.h) */
     uint64_t subscribers_dropped;   /* publish connections closed for a refused message */
-    pause_hist_t commit;            /* store_commit of a batch, its fsync included */
+    pause_hist_t commit;            /* store_commit of a batch (synchronous = normal: its fsync) */
+    pause_hist_t wal_sync;          /* synchronous = full: each sync of the WAL (syncer.h) */
     pause_hist_t wal_reset;         /* store_wal_reset's checkpoints (the WAL starting over) */
     pause_hist_t pass;              /* each pass of the loop, from its wake-up to its next wait */
 } server_counters_t;

@@ -182,6 +182,7 @@ int main(int argc, char **argv)
     char pathbuf[CONFIG_PATH_MAX], err[1024];
     config_t cfg;
     server_t *server;
+    server_exit_t why;
     int c, rc;
 
     log_init(LOG_LEVEL_INFO, stderr);
@@ -249,7 +250,7 @@ int main(int argc, char **argv)
     /* The database is migrated and every socket bound. */
     sd_notify(0, "READY=1\nSTATUS=running");
 
-    while (server_run(server, &stop_requested, &reload_requested) == SERVER_EXIT_RELOAD) {
+    while ((why = server_run(server, &stop_requested, &reload_requested)) == SERVER_EXIT_RELOAD) {
         config_t fresh;
 
         notify_reloading();
@@ -272,5 +273,5 @@ int main(int argc, char **argv)
     }
     sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     server_destroy(&server);
-    return 0;
+    return why == SERVER_EXIT_FAILED ? EXIT_FAILURE : 0;
 }

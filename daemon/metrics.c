@@ -294,9 +294,14 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     sample(&t, "parksync_ingest_rejected_total", "reason", "wrong_topic", n->wrong_topic);
     counter(&t, "parksync_commits_total", "Batches committed.", n->commits);
     histogram(&t, "parksync_commit_seconds",
-              "Time the loop spent committing a batch (its fsync included), failed commits too; "
-              "updates arriving meanwhile wait.",
+              "Time the loop spent committing a batch, failed commits too; updates arriving "
+              "meanwhile wait.",
               &n->commit);
+    histogram(&t, "parksync_wal_sync_seconds",
+              "With synchronous = full, each sync of the WAL, on the sync thread while the loop "
+              "goes on, or on the loop when nothing else waits; the commits it covers wait for "
+              "it to be acknowledged.",
+              &n->wal_sync);
     histogram(&t, "parksync_wal_reset_seconds",
               "Pauses of the loop to copy the rest of the WAL back so that it starts over "
               "(about every 64 MiB written); updates arriving meanwhile wait.",

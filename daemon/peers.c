@@ -167,6 +167,9 @@ static void link_ask(server_t *s, link_t *l, int64_t now)
     Parksync__V1__ReplicateRequest r = PARKSYNC__V1__REPLICATE_REQUEST__INIT;
     int rc;
 
+    /* what it says it stored may ack the peer's producers (ack_after =
+     * peers:N): only what a power loss here keeps */
+    durable_wait(s);
     if (store_peer_get(s->store, p->name, st->epoch, &st->has_epoch, &st->revision) < 0) {
         snprintf(st->last_error, sizeof st->last_error, "cannot read its position: %s",
                  store_errmsg(s->store));

@@ -88,6 +88,8 @@ static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind
     server_t *s = arg;
     char topic[WIRE_MAX_TOPIC];
 
+    if (revision > s->publish_upto)
+        return 1; /* not synced yet (syncer.h) */
     if (wire_topic_record(topic, sizeof topic, kind, country) < 0) {
         log_error("revision %" PRIu64 " has no valid topic (kind %d, country %s); "
                   "not publishing it",
@@ -121,17 +123,21 @@ static void announce_loss(server_t *s)
             s->topic_seq.slots[i].value++;
 }
 
-/* Publishes every committed change not yet published. */
-void publish_changes(server_t *s)
+/* Publishes every committed change not yet published, up to upto. */
+void publish_changes(server_t *s, uint64_t upto)
 {
-    int rc = store_changes(s->store, s->published_rev, on_change, s);
+    int rc;
 
+    if (upto > store_head(s->store))
+        upto = store_head(s->store);
+    s->publish_upto = upto;
+    rc = store_changes(s->store, s->published_rev, on_change, s);
     if (rc == -ERANGE) {
         log_warning("changes after revision %" PRIu64 " left the change log before they "
                     "were published; skipping to revision %" PRIu64 " and announcing a "
                     "loss on every topic",
-                    s->published_rev, store_head(s->store));
-        s->published_rev = store_head(s->store);
+                    s->published_rev, upto);
+        s->published_rev = upto;
         announce_loss(s);
     } else if (rc < 0) {
         char what[96];
@@ -142,8 +148,11 @@ void publish_changes(server_t *s)
     }
     /* what is not published yet stays in the change log */
     store_pin_changes(s->store, s->published_rev);
-    /* the web page gets what subscribers got, in the same pass */
-    if (s->summaries_published && control_page(s->control)) {
+    /* the web page gets what subscribers got, in the same pass (the
+     * summaries it reads are the store's latest: with the syncer, once
+     * nothing committed waits to be published) */
+    if (s->summaries_published && s->published_rev == store_head(s->store) &&
+        control_page(s->control)) {
         page_summaries(control_page(s->control), s->store);
         s->summaries_published = false;
     }
@@ -172,13 +181,21 @@ uint64_t ack_value(server_t *s, const char *producer_id)
 
 void publish_ack(server_t *s, const char *producer_id)
 {
+    uint64_t last = ack_value(s, producer_id);
+
+    if (s->acks && last == 0)
+        return; /* with peers:N, nothing of it is safe yet */
+    publish_ack_at(s, producer_id, last);
+}
+
+void publish_ack_at(server_t *s, const char *producer_id, uint64_t last)
+{
     Parksync__V1__Publication p = PARKSYNC__V1__PUBLICATION__INIT;
     Parksync__V1__Ack ack = PARKSYNC__V1__ACK__INIT;
     char topic[WIRE_MAX_TOPIC];
-    uint64_t last = ack_value(s, producer_id);
 
-    if ((s->acks && last == 0) || wire_topic_ack(topic, sizeof topic, producer_id) < 0)
-        return; /* with peers:N, nothing of it is safe yet */
+    if (wire_topic_ack(topic, sizeof topic, producer_id) < 0)
+        return;
     ack.producer_id = (char *)producer_id;
     ack.has_last_sequence = true;
     ack.last_sequence = last;

@@ -292,18 +292,23 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
     bool busy = false, pruning;
 
     while (!*stop) {
-        zmq_pollitem_t items[5 + CONNS_SOCKETS + CONFIG_MAX_PEERS] = {
+        zmq_pollitem_t items[6 + CONNS_SOCKETS + CONFIG_MAX_PEERS] = {
             {s->ingest, 0, ZMQ_POLLIN, 0},
             {s->query, 0, ZMQ_POLLIN, 0},
             {s->publish, 0, ZMQ_POLLIN, 0},
             {control_socket(s->control), 0, ZMQ_POLLIN, 0},
-            {checkpoint_socket(s->checkpoint), 0, 0, 0}, /* a check's answer */
+            {checkpoint_socket(s->checkpoint), 0, 0, 0},            /* a check's answer */
+            {s->syncer ? syncer_socket(s->syncer) : NULL, 0, 0, 0}, /* a sync ended */
         };
-        int n_items = 5;
+        int n_items = 6;
         int64_t now;
 
+        if (s->sync_failed)
+            return SERVER_EXIT_FAILED;
         if (checkpoint_checking(s->checkpoint))
             items[4].events = ZMQ_POLLIN;
+        if (syncer_busy(s->syncer))
+            items[5].events = ZMQ_POLLIN;
         /* first in the pass: a connection over the budget goes at once */
         for (int i = 0; i < CONNS_SOCKETS; i++)
             if (s->conns[i])
@@ -326,6 +331,8 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         now = woke_us / 1000;
         for (int i = 0; i < CONNS_SOCKETS; i++)
             conns_drain(s->conns[i]);
+        if (items[5].revents & ZMQ_POLLIN)
+            durable_poll(s); /* acks and publications first */
         if (items[0].revents & ZMQ_POLLIN)
             drain_ingest(s);
         peers_drain(s, now); /* into the same batch */
@@ -334,12 +341,16 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         batch_finish(s);
         pruning = prune_step(s);
         peers_tick(s, now); /* between batches: a pull asks from what is committed */
-        if (items[1].revents & ZMQ_POLLIN)
+        if (items[1].revents & ZMQ_POLLIN) {
+            durable_wait(s); /* positions and heads that a power loss keeps */
             drain_queries(s);
+        }
         if ((items[2].revents & ZMQ_POLLIN) || s->subs_backlog)
             drain_subscriptions(s);
-        if (items[3].revents & ZMQ_POLLIN)
+        if (items[3].revents & ZMQ_POLLIN) {
+            durable_wait(s);
             control_drain(s->control); /* between batches: reads what is committed */
+        }
         if (items[4].revents & ZMQ_POLLIN)
             control_check_done(s->control);
         if (streams_ready(s, now)) {
@@ -347,6 +358,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             if (store_summaries_dirty(s->store))
                 refresh_summaries(s, now);
             batch_finish(s);
+            durable_wait(s); /* a view holds nothing a power loss takes back */
             open_waiting_streams(s, now);
         }
         busy = pump_streams(s, now) || pruning;
@@ -378,7 +390,8 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
     }
     /* Commit what is in hand and ack it before the sockets close. */
     batch_finish(s);
-    return SERVER_EXIT_STOP;
+    durable_wait(s);
+    return s->sync_failed ? SERVER_EXIT_FAILED : SERVER_EXIT_STOP;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -512,7 +525,9 @@ server_t *server_new(const config_t *cfg)
     s->cfg = *cfg;
     store_config_init(&sc);
     sc.path = cfg->database;
-    sc.synchronous_full = cfg->synchronous_full;
+    /* full: SQLite's NORMAL, and the syncer syncs every commit before it
+     * is told (syncer.h) */
+    sc.synchronous_full = false;
     sc.changelog_keep = cfg->changelog_keep;
     sc.conflicts_keep = cfg->conflicts_keep;
     sc.conflicts_keep_us = (int64_t)cfg->conflicts_keep_days * 86400 * 1000000;
@@ -543,6 +558,8 @@ server_t *server_new(const config_t *cfg)
     }
     s->checkpoint = checkpoint_new(s->zctx, cfg->database);
     if (!s->checkpoint)
+        goto fail;
+    if (cfg->synchronous_full && !(s->syncer = syncer_new(s->zctx, cfg->database)))
         goto fail;
     if (start_security(s, cfg) < 0)
         goto fail; /* before any server socket: fail closed */
@@ -662,6 +679,9 @@ void server_destroy(server_t **sp)
                  zap_allowed(s->zap), zap_denied(s->zap), s->n.forged);
     zap_destroy(&s->zap); /* its sockets must close before the context ends */
     checkpoint_destroy(&s->checkpoint);
+    syncer_destroy(&s->syncer);
+    for (int i = 0; i < 2; i++)
+        strmap_free(&s->gen[i].acks);
     if (s->zctx)
         zmq_ctx_term(s->zctx); /* waits at most LINGER_MS for pending sends */
     if (s->store) {

@@ -34,6 +34,7 @@ server_t *server_new(const config_t *cfg);
 typedef enum server_exit {
     SERVER_EXIT_STOP = 0,   /* *stop was set: shut down */
     SERVER_EXIT_RELOAD = 1, /* *reload was set (and cleared): reload, run again */
+    SERVER_EXIT_FAILED = 2, /* the WAL could not be synced (syncer.h): exit failing */
 } server_exit_t;
 
 /* Runs the loop until *stop or *reload becomes non-zero (set by signal

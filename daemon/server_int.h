@@ -35,6 +35,7 @@
 #include "store.h"
 #include "strmap.h"
 #include "subscriptions.h"
+#include "syncer.h"
 #include "wire.h"
 #include "zap.h"
 
@@ -184,6 +185,7 @@ struct server {
     int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
     ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
+    uint64_t publish_upto;                 /* publish_changes: the last revision it may publish */
     bool summaries_published;              /* a summary changed since the web page read them */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
     int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
@@ -219,6 +221,18 @@ struct server {
     size_t n_peer_stats;                       /* entries used */
     peers_t *peers;                            /* the links this site pulls by (peers.c) */
     acks_t *acks;                              /* ack_after = peers:N; NULL: local */
+    /* synchronous = full: the WAL is synced on a thread of its own
+     * (syncer.h), and the commits it has not yet covered are told to
+     * nobody. gen[0] holds what the sync in flight covers, gen[1] what
+     * was committed since it began; per producer, its position at its
+     * last commit in the generation (ack_after = local). */
+    syncer_t *syncer; /* NULL: SQLite syncs each commit itself, or NORMAL */
+    bool sync_failed; /* a sync failed: the loop stops, telling nothing more */
+    struct durable_gen {
+        strmap_t acks; /* producer id -> last sequence to acknowledge */
+        uint64_t head; /* head revision after the generation's last commit */
+        bool any;      /* a commit is in the generation */
+    } gen[2];
     uint64_t commits;                          /* commits since start, from 1 (acks.h) */
     puller_stats_t pullers[PEERS_MAX_PULLERS]; /* sites that pulled from this one */
     size_t n_pullers;                          /* entries used */
@@ -258,8 +272,18 @@ int batch_begin(server_t *s);
 void batch_abort(server_t *s, int rc, const char *what);
 /* A store call failed: logged (rate-limited), and the health raised. */
 void server_store_failed(server_t *s, int rc, bool write, const char *what, const char *errmsg);
-/* Commits the open batch, publishes what it changed, acks its producers. */
+/* Commits the open batch, publishes what it changed, acks its producers
+ * (with the syncer: once the WAL's sync covers the commit). */
 void batch_finish(server_t *s);
+/* With the syncer: a sync that ended is told (durable_poll, when its
+ * socket is readable), or every commit is waited for and told
+ * (durable_wait: before anything reads the store for a peer or an
+ * operator, so that nobody sees a commit a power loss could take back).
+ * No-ops without it. */
+void durable_poll(server_t *s);
+void durable_wait(server_t *s);
+/* Revisions committed and not yet published. */
+uint64_t durable_unpublished(const server_t *s);
 /* One step of conflict retention in an empty batch; true when more remain. */
 bool prune_step(server_t *s);
 bool summaries_due(server_t *s, int64_t now);
@@ -275,10 +299,13 @@ bool batch_changes_full(server_t *s);
 
 /* Forgets ack topics unused for ACK_IDLE_MS. */
 void age_ack_topics(server_t *s, int64_t now);
-/* Publishes every committed change after published_rev. */
-void publish_changes(server_t *s);
+/* Publishes every committed change after published_rev, up to revision
+ * upto. */
+void publish_changes(server_t *s, uint64_t upto);
 /* Publishes the producer's ack: what ack_value says, when it says anything. */
 void publish_ack(server_t *s, const char *producer_id);
+/* Publishes an ack of the producer through sequence last. */
+void publish_ack_at(server_t *s, const char *producer_id, uint64_t last);
 /* The last sequence a producer may be told is safe: committed here, or
  * with ack_after = peers:N, pulled by N sites. */
 uint64_t ack_value(server_t *s, const char *producer_id);

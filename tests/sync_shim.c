@@ -6,9 +6,10 @@
  * the one named by $SYNC_SHIM_FAIL exists, it fails with EIO, as a disk
  * that lost the pages would. Each leaves a mark the test can wait for:
  * HOLD.waiting.THREAD, FAIL.failed.THREAD, THREAD the name of the thread
- * that synced ("parksyncd" for the loop that commits, "ps-checkpoint").
- * Every other sync, and every other file, goes to the C library
- * untouched. Built without sanitizers: it is loaded
+ * that synced ("parksyncd" for the loop that commits, "ps-sync" for the
+ * daemon's sync thread, "ps-checkpoint"). With $SYNC_SHIM_THREAD set,
+ * only that thread's syncs are held or failed. Every other sync, and
+ * every other file, goes to the C library untouched. Built without sanitizers: it is loaded
  * before their runtime.
  */
 #define _GNU_SOURCE
@@ -50,13 +51,25 @@ static void mark(const char *flag, const char *what)
         fclose(f);
 }
 
+/* Whether $SYNC_SHIM_THREAD, when set, names the calling thread. */
+static bool this_thread(void)
+{
+    const char *only = getenv("SYNC_SHIM_THREAD");
+    char name[16] = "";
+
+    if (!only || !only[0])
+        return true;
+    prctl(PR_GET_NAME, name);
+    return strcmp(name, only) == 0;
+}
+
 /* 0: sync it; -1: fail it (errno set). */
 static int gate(int fd)
 {
     const char *hold = getenv("SYNC_SHIM_HOLD"), *fail = getenv("SYNC_SHIM_FAIL");
     bool held = false;
 
-    if (!is_wal(fd))
+    if (!is_wal(fd) || !this_thread())
         return 0;
     while (hold && access(hold, F_OK) == 0) {
         if (!held)

@@ -644,6 +644,7 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     cr_assert_eq(check_histogram(out, "parksync_commit_seconds"), commits,
                  "every commit is timed once");
     check_histogram(out, "parksync_wal_reset_seconds");
+    check_histogram(out, "parksync_wal_sync_seconds");
     double commit_sum = metric(out, "parksync_commit_seconds_sum");
     free(out);
     free(err);

@@ -100,6 +100,7 @@ static void print_daemon_pauses(const harness_t *h)
         fprintf(stderr, "peers: parksyncd paused for");
         print_pauses(out, "commits", "parksync_commit_seconds");
         print_pauses(out, "WAL restarts", "parksync_wal_reset_seconds");
+        print_pauses(out, "WAL syncs", "parksync_wal_sync_seconds");
         print_pauses(out, "loop passes", "parksync_loop_pass_seconds");
         fprintf(stderr, "\n");
     }

@@ -1,0 +1,213 @@
+/*
+ * syncer.c - the WAL's fdatasync on a thread of its own; see syncer.h.
+ */
+#include "syncer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "log.h"
+#include "wire.h"
+
+struct syncer {
+    void *pipe; /* PAIR, the loop's end */
+    void *peer; /* PAIR, the thread's end */
+    pthread_t thread;
+    char endpoint[64];  /* inproc name of the pipe */
+    char wal[PATH_MAX]; /* the WAL's path */
+    int fd;             /* the thread's: the WAL, -1 until the first sync */
+    bool busy;          /* the loop's: a sync was asked, its answer not read */
+    int64_t last_us;    /* how long the last one took (written before its answer) */
+};
+
+/* The directory that holds path, synced once: SQLite syncs it when it
+ * first syncs a WAL it created, which under NORMAL its own connection
+ * may never do, and without it a new WAL's name could be lost. */
+static int sync_dir(const char *path)
+{
+    char copy[PATH_MAX];
+    int fd, rc = 0;
+
+    snprintf(copy, sizeof copy, "%s", path);
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* One sync of the WAL: 0 or -errno. The file is opened at the first, and
+ * again if it was removed since (it is not while the writer's connection
+ * is open; a new one would then be a new file). */
+static int sync_wal(syncer_t *y)
+{
+    struct stat st;
+    int rc;
+
+    if (y->fd >= 0 && (fstat(y->fd, &st) != 0 || st.st_nlink == 0)) {
+        close(y->fd);
+        y->fd = -1;
+    }
+    if (y->fd < 0) {
+        if ((y->fd = open(y->wal, O_RDONLY | O_CLOEXEC)) < 0)
+            return -errno;
+        if ((rc = sync_dir(y->wal)) < 0)
+            return rc;
+    }
+    return fdatasync(y->fd) == 0 ? 0 : -errno;
+}
+
+/* sync_wal, timed. */
+static int sync_timed(syncer_t *y)
+{
+    int64_t t0 = wire_monotonic_us();
+    int rc = sync_wal(y);
+
+    y->last_us = wire_monotonic_us() - t0;
+    return rc;
+}
+
+static void *syncer_main(void *arg)
+{
+    syncer_t *y = arg;
+
+    prctl(PR_SET_NAME, "ps-sync"); /* as top -H and perf name the thread */
+    for (;;) {
+        char ask;
+        int rc;
+        if (zmq_recv(y->peer, &ask, 1, 0) != 1) {
+            if (zmq_errno() == EINTR)
+                continue;
+            break; /* told to stop (an empty message), or the context ends */
+        }
+        rc = sync_timed(y);
+        if (zmq_send(y->peer, &rc, sizeof rc, 0) < 0)
+            break;
+    }
+    if (y->fd >= 0)
+        close(y->fd);
+    return NULL;
+}
+
+syncer_t *syncer_new(void *zctx, const char *path)
+{
+    syncer_t *y = calloc(1, sizeof *y);
+    int linger = 0;
+
+    if (y == NULL) {
+        log_error("out of memory for the sync thread");
+        return NULL;
+    }
+    y->fd = -1;
+    if ((size_t)snprintf(y->wal, sizeof y->wal, "%s-wal", path) >= sizeof y->wal) {
+        log_error("the database's path is too long for its WAL's: %s", path);
+        free(y);
+        return NULL;
+    }
+    snprintf(y->endpoint, sizeof y->endpoint, "inproc://parksyncd-sync-%p", (void *)y);
+    y->pipe = zmq_socket(zctx, ZMQ_PAIR);
+    y->peer = zmq_socket(zctx, ZMQ_PAIR);
+    if (y->pipe == NULL || y->peer == NULL || zmq_bind(y->pipe, y->endpoint) != 0 ||
+        zmq_connect(y->peer, y->endpoint) != 0) {
+        log_error("cannot make the sync pipe: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    zmq_setsockopt(y->pipe, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(y->peer, ZMQ_LINGER, &linger, sizeof linger);
+    if ((errno = pthread_create(&y->thread, NULL, syncer_main, y)) != 0) {
+        log_error("cannot start the sync thread: %s", strerror(errno));
+        goto fail;
+    }
+    return y;
+fail:
+    if (y->pipe)
+        zmq_close(y->pipe);
+    if (y->peer)
+        zmq_close(y->peer);
+    free(y);
+    return NULL;
+}
+
+void *syncer_socket(const syncer_t *y)
+{
+    return y->pipe;
+}
+
+int syncer_start(syncer_t *y)
+{
+    if (y->busy)
+        return -EBUSY;
+    if (zmq_send(y->pipe, "s", 1, 0) != 1)
+        return -zmq_errno();
+    y->busy = true;
+    return 0;
+}
+
+int syncer_sync_here(syncer_t *y)
+{
+    if (y->busy)
+        return -EBUSY;
+    /* the thread waits for a request: the file is the caller's */
+    return sync_timed(y);
+}
+
+bool syncer_busy(const syncer_t *y)
+{
+    return y && y->busy;
+}
+
+int syncer_done(syncer_t *y, bool wait, int *result)
+{
+    int rc;
+
+    if (!y->busy)
+        return -EINVAL;
+    for (;;) {
+        int n = zmq_recv(y->pipe, &rc, sizeof rc, wait ? 0 : ZMQ_DONTWAIT);
+        if (n == (int)sizeof rc)
+            break;
+        if (n < 0 && zmq_errno() == EAGAIN)
+            return 0;
+        if (n < 0 && zmq_errno() != EINTR)
+            return -zmq_errno();
+    }
+    y->busy = false;
+    *result = rc;
+    return 1;
+}
+
+int64_t syncer_last_us(const syncer_t *y)
+{
+    return y->last_us;
+}
+
+void syncer_destroy(syncer_t **yp)
+{
+    syncer_t *y;
+    int rc;
+
+    if (!yp || !*yp)
+        return;
+    y = *yp;
+    if (y->busy)
+        syncer_done(y, true, &rc);
+    zmq_send(y->pipe, "", 0, 0); /* stop */
+    pthread_join(y->thread, NULL);
+    zmq_close(y->pipe);
+    zmq_close(y->peer);
+    free(y);
+    *yp = NULL;
+}
