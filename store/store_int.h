@@ -34,7 +34,7 @@
 #define STORE_PRUNE_STEP      1024 /* conflict rows a commit drops beyond those it added */
 #define STORE_LOG_PRUNE_STEP  256  /* change-log rows a commit drops beyond those it added */
 #define STORE_LOG_SLACK_MAX   64   /* change-log rows beyond keep left for a later commit */
-#define STORE_PACE_PAGES      256  /* database pages a checkpoint copies between two syncs */
+#define STORE_PACE_PAGES      64   /* database pages a checkpoint copies between two syncs */
 #define STORE_PRODUCERS_MIN   16   /* initial slots of the producer map */
 #define STORE_WAL_RESET_FRAMES                                                                     \
     16384 /* WAL frames (64 MiB of 4 KiB pages) that make the writer checkpoint so                 \
