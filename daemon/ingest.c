@@ -61,9 +61,9 @@ void batch_abort(server_t *s, int rc, const char *what)
  * to its last whole commit, and producers resend what was not acked. */
 static void durable_failed(server_t *s, int err)
 {
-    log_error("cannot sync the WAL of %s: %s; nothing committed since the last sync is "
+    log_error("cannot sync the WAL %s: %s; nothing committed since the last sync is "
               "acknowledged or published, and the daemon stops (producers resend)",
-              s->cfg.database, strerror(-err));
+              store_wal_path(s->store), strerror(-err));
     s->sync_failed = true;
 }
 

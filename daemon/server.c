@@ -559,7 +559,7 @@ server_t *server_new(const config_t *cfg)
     s->checkpoint = checkpoint_new(s->zctx, cfg->database);
     if (!s->checkpoint)
         goto fail;
-    if (cfg->synchronous_full && !(s->syncer = syncer_new(s->zctx, cfg->database)))
+    if (cfg->synchronous_full && !(s->syncer = syncer_new(s->zctx, store_wal_path(s->store))))
         goto fail;
     if (start_security(s, cfg) < 0)
         goto fail; /* before any server socket: fail closed */

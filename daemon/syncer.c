@@ -102,7 +102,7 @@ static void *syncer_main(void *arg)
     return NULL;
 }
 
-syncer_t *syncer_new(void *zctx, const char *path)
+syncer_t *syncer_new(void *zctx, const char *wal)
 {
     syncer_t *y = calloc(1, sizeof *y);
     int linger = 0;
@@ -112,8 +112,8 @@ syncer_t *syncer_new(void *zctx, const char *path)
         return NULL;
     }
     y->fd = -1;
-    if ((size_t)snprintf(y->wal, sizeof y->wal, "%s-wal", path) >= sizeof y->wal) {
-        log_error("the database's path is too long for its WAL's: %s", path);
+    if ((size_t)snprintf(y->wal, sizeof y->wal, "%s", wal) >= sizeof y->wal) {
+        log_error("the WAL's path is too long: %s", wal);
         free(y);
         return NULL;
     }

@@ -28,9 +28,10 @@
 
 typedef struct syncer syncer_t;
 
-/* Starts the thread for the database at path (its WAL is path + "-wal",
- * opened at the first sync). Returns it, or NULL after logging why. */
-syncer_t *syncer_new(void *zctx, const char *path);
+/* Starts the thread for the WAL at path (store_wal_path: SQLite's own
+ * name for it, which a link to the database does not change), opened at
+ * the first sync. Returns it, or NULL after logging why. */
+syncer_t *syncer_new(void *zctx, const char *wal);
 
 /* The PAIR the loop polls for ZMQ_POLLIN: a sync ended. */
 void *syncer_socket(const syncer_t *y);

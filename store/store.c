@@ -363,6 +363,11 @@ const char *store_errmsg(const store_t *s)
     return s ? s->err : "no store";
 }
 
+const char *store_wal_path(const store_t *s)
+{
+    return sqlite3_filename_wal(sqlite3_db_filename(s->db, "main"));
+}
+
 int store_begin(store_t *s)
 {
     if (s->in_batch)

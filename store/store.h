@@ -159,6 +159,10 @@ void store_close(store_t **sp);
 /* SQLite's message for the last failure on the store's connection. */
 const char *store_errmsg(const store_t *s);
 
+/* The path of the database's WAL file, as SQLite names it (its absolute
+ * path, symbolic links resolved): valid until store_close. */
+const char *store_wal_path(const store_t *s);
+
 /* Replaces the authority rules (copied; NULL or no ministries: open).
  * Applies to updates applied from now on; what is merged stays. Returns 0,
  * -EINVAL (a member names no ministry) or -ENOMEM. */

@@ -13,12 +13,14 @@
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -206,6 +208,38 @@ Test(durable, acks_and_publications_wait_for_the_wal_on_disk, .fini = teardown, 
     ps_producer_destroy(&p);
     zmq_close(sub);
     zmq_ctx_term(ctx);
+}
+
+/* A database reached through a symbolic link: SQLite keeps its WAL beside
+ * the file the link names, and that is the WAL the daemon syncs before it
+ * acknowledges. */
+Test(durable, a_database_behind_a_link_has_the_wal_beside_its_file_synced, .fini = teardown,
+     .timeout = 60)
+{
+    char real[HARNESS_PATH + 16], real_db[HARNESS_PATH + 32], wal[HARNESS_PATH + 40];
+    int fd;
+
+    cr_assert_eq(harness_init(&h, NULL), 0);
+    snprintf(real, sizeof real, "%s/real", h.dir);
+    snprintf(real_db, sizeof real_db, "%s/parksync.db", real);
+    cr_assert_eq(mkdir(real, 0700), 0);
+    cr_assert_geq(fd = open(real_db, O_CREAT | O_WRONLY, 0600), 0);
+    close(fd);
+    cr_assert_eq(symlink(real_db, h.db), 0, "%s: %s", h.db, strerror(errno));
+    start_shimmed(NULL);
+    ps_producer_t *p = producer("az-ministry");
+
+    touch(hold);
+    send_park(p, "AZ-LINKED");
+    await_mark(hold, "waiting", "parksyncd");
+    unlink(hold);
+    cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK, "not acknowledged; log:\n%s",
+                 harness_slurp(h.log));
+    cr_assert_eq(ps_producer_last_acked(p), 1);
+    snprintf(wal, sizeof wal, "%s-wal", real_db);
+    cr_assert_eq(access(wal, F_OK), 0, "no WAL beside the linked file");
+    cr_assert(harness_ping(&h, DEADLINE_MS), "the daemon stopped");
+    ps_producer_destroy(&p);
 }
 
 #define BURST 3000 /* updates sent at once: more arrive while a batch commits */

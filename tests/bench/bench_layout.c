@@ -31,9 +31,14 @@
  * Each run: a fresh database (WAL, synchronous as -s says, the daemon's
  * cache and journal pragmas, SQLite's own checkpoints every 1,000
  * pages), KEYS records loaded, then UPDATES random updates in
- * transactions of TXN (the daemon's group commit), timed. Rounds are
- * interleaved across layouts; the table gives the median of each and its
- * ratio to inplace.
+ * transactions of TXN (the daemon's group commit), timed. Then what a
+ * late joiner's snapshot costs each layout, timed too: every live record
+ * read in key order on a new connection (a cold SQLite cache over the
+ * kernel's warm one, as the daemon's snapshot cursors read). inplace
+ * scans its table; split finds each record in the change log by its
+ * revision; append is not measured (its index in memory is not
+ * modelled). Rounds are interleaved across layouts; the table gives the
+ * median of each and its ratio to inplace.
  *
  * Options: -k KEYS (100000), -n UPDATES (200000), -t TXN (4096), -b
  * RECORD bytes (358), -p PAGE_SIZE (4096, the store's), -s full|normal
@@ -82,6 +87,9 @@ static const char *const layout_sql[LAYOUTS][3] = {
                 "INSERT INTO r(c, p, k, revision, record, stamps)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
 };
+
+/* Layouts whose snapshot read_all measures. */
+static const bool sql_read[LAYOUTS] = {[INPLACE] = true, [SPLIT] = true};
 
 static uint64_t n_keys = 100000, n_updates = 200000;
 static unsigned txn = 4096, record_len = 358, rounds = 3, page_size = 4096;
@@ -157,8 +165,42 @@ static int run_updates(sqlite3 *db, sqlite3_stmt *get, sqlite3_stmt *put, sqlite
     return 0;
 }
 
-/* One run of a layout: updates/s of the timed part, or -1. */
-static double run(enum layout l, unsigned seed)
+/* The live records in key order, as a snapshot reads them: records/s,
+ * or -1. The bytes are summed so that the read is not optimised away. */
+static double read_all(const char *path, enum layout l)
+{
+    static const char *const sql[LAYOUTS] = {
+        [INPLACE] = "SELECT record FROM r ORDER BY c, p, k",
+        [SPLIT] = "SELECT l.record FROM r JOIN changelog l ON l.revision = r.revision"
+                  " ORDER BY r.c, r.p, r.k",
+    };
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint64_t n = 0, bytes = 0;
+    double t0 = now_s(), rate = -1;
+    int rc;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        exec(db, "PRAGMA cache_size=-32768") < 0 ||
+        sqlite3_prepare_v2(db, sql[l], -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        bytes += (uint64_t)sqlite3_column_bytes(st, 0);
+        n++;
+    }
+    if (rc == SQLITE_DONE && n == n_keys && bytes == n * record_len)
+        rate = (double)n / (now_s() - t0);
+out:
+    if (rate < 0)
+        fprintf(stderr, "bench_layout: read of %s: %s\n", layout_name[l], sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rate;
+}
+
+/* One run of a layout: updates/s of the timed part and, in *read, the
+ * snapshot's records/s (0: not measured); -1 on a failure. */
+static double run(enum layout l, unsigned seed, double *read)
 {
     char path[300], side[310];
     sqlite3 *db = NULL;
@@ -188,6 +230,9 @@ static double run(enum layout l, unsigned seed)
     if (run_updates(db, get, put, log, n_updates, true, &revision, &seed) < 0)
         goto out;
     rate = (double)n_updates / (now_s() - t0);
+    *read = 0;
+    if (sql_read[l] && (*read = read_all(path, l)) < 0)
+        rate = -1;
 out:
     sqlite3_finalize(get);
     sqlite3_finalize(put);
@@ -222,7 +267,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    double rate[LAYOUTS][MAX_ROUNDS];
+    double rate[LAYOUTS][MAX_ROUNDS], read[LAYOUTS][MAX_ROUNDS];
     bool own_dir = true;
     int c;
 
@@ -278,14 +323,18 @@ int main(int argc, char **argv)
         for (int i = 0; i < LAYOUTS; i++) {
             /* each round starts with another layout: none always runs first */
             enum layout l = (enum layout)((i + (int)r) % LAYOUTS);
-            if ((rate[l][r] = run(l, 7u + r)) < 0)
+            if ((rate[l][r] = run(l, 7u + r, &read[l][r])) < 0)
                 return 1;
         }
-    double base = median(rate[INPLACE], rounds);
-    printf("%-8s %12s %8s\n", "layout", "updates/s", "ratio");
+    double base = median(rate[INPLACE], rounds), read_base = median(read[INPLACE], rounds);
+    printf("%-8s %12s %8s %16s %8s\n", "layout", "updates/s", "ratio", "snapshot rec/s", "ratio");
     for (int l = 0; l < LAYOUTS; l++) {
-        double m = median(rate[l], rounds);
-        printf("%-8s %12.0f %7.2fx\n", layout_name[l], m, m / base);
+        double m = median(rate[l], rounds), rm = median(read[l], rounds);
+        if (sql_read[l])
+            printf("%-8s %12.0f %7.2fx %16.0f %7.2fx\n", layout_name[l], m, m / base, rm,
+                   rm / read_base);
+        else
+            printf("%-8s %12.0f %7.2fx %16s %8s\n", layout_name[l], m, m / base, "-", "-");
     }
     if (own_dir)
         rmdir(dir);
