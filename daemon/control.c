@@ -94,7 +94,7 @@ control_t *control_new(void *zctx, const char *endpoint, store_t *store, const c
             log_warning("[http] allow_remote = yes: the web page on %s shows the whole "
                         "consolidated picture to whoever reaches it, without authentication",
                         cfg->http_listen);
-        page_summaries(c->page, store); /* what the database holds, before any commit */
+        page_summaries(c->page, store, UINT64_MAX); /* what the database holds, before any commit */
     }
     return c;
 fail:

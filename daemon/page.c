@@ -169,7 +169,7 @@ static int read_summaries(store_t *store, Parksync__V1__Record ***out, size_t *n
     return 0;
 }
 
-void page_summaries(page_t *p, store_t *store)
+bool page_summaries(page_t *p, store_t *store, uint64_t upto)
 {
     Parksync__V1__Record **recs = NULL;
     Parksync__V1__CountrySummary **items = NULL;
@@ -180,7 +180,16 @@ void page_summaries(page_t *p, store_t *store)
     char *text = NULL;
 
     if (!p || read_summaries(store, &recs, &n, &revision) < 0)
-        return;
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i]->revision > upto) { /* committed, not yet published (syncer.h) */
+            for (size_t k = 0; k < n; k++)
+                parksync__v1__record__free_unpacked(recs[k], NULL);
+            free(recs);
+            return false;
+        }
+    if (revision > upto)
+        revision = upto;
     items = calloc(n ? n : 1, sizeof *items);
     for (size_t i = 0; items && i < n; i++)
         items[i] = recs[i]->summary;
@@ -215,6 +224,7 @@ void page_summaries(page_t *p, store_t *store)
     for (size_t i = 0; i < n; i++)
         parksync__v1__record__free_unpacked(recs[i], NULL);
     free(recs);
+    return true;
 }
 
 /* Logs what the HTTP thread counted since the last call, rate-limited. */

@@ -57,9 +57,12 @@ int page_listen_check(const char *listen, char *why, size_t whylen);
 page_t *page_new(const char *listen, double threshold_pct, double cif_fob_factor);
 
 /* Reads the live country summaries from the store (a snapshot of kind
- * summary) and hands them to the page and every event stream. A failed
- * read is logged and keeps what the page shows. Call between batches. */
-void page_summaries(page_t *p, store_t *store);
+ * summary) and hands them to the page and every event stream, as of
+ * revision upto at the latest (what was published). False, with the page
+ * left as it was, when a summary is newer than upto: call again once it
+ * is published. A failed read is logged and keeps what the page shows.
+ * Call between batches. */
+bool page_summaries(page_t *p, store_t *store, uint64_t upto);
 
 /* Sends the heartbeat when due (revision: the head committed) and logs
  * what the HTTP side refused since the last call, rate-limited. now is

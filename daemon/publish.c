@@ -148,14 +148,11 @@ void publish_changes(server_t *s, uint64_t upto)
     }
     /* what is not published yet stays in the change log */
     store_pin_changes(s->store, s->published_rev);
-    /* the web page gets what subscribers got, in the same pass (the
-     * summaries it reads are the store's latest: with the syncer, once
-     * nothing committed waits to be published) */
-    if (s->summaries_published && s->published_rev == store_head(s->store) &&
-        control_page(s->control)) {
-        page_summaries(control_page(s->control), s->store);
-        s->summaries_published = false;
-    }
+    /* the web page gets what subscribers got, in the same pass (with the
+     * syncer, once no summary the store holds is newer) */
+    if (s->summaries_published && control_page(s->control))
+        s->summaries_published =
+            !page_summaries(control_page(s->control), s->store, s->published_rev);
 }
 
 static void publish_small(server_t *s, const char *topic, uint64_t sequence,
