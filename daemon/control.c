@@ -383,6 +383,6 @@ bool control_tick(control_t *c, int64_t now)
         c->http_dropped = dropped;
         c->next_http_ms = now + CONTROL_HTTP_MS;
     }
-    page_tick(c->page, store_head(c->store), now);
+    page_tick(c->page, *c->view.published, now);
     return c->backup != NULL && !c->backup_sealed; /* copying: no sleep between steps */
 }

@@ -57,6 +57,7 @@ typedef struct control_view {
     const size_t *n_peer_stats;        /* entries of peer_stats used */
     const puller_stats_t *pullers;     /* PEERS_MAX_PULLERS entries: sites pulling from this one */
     const size_t *n_pullers;           /* entries of pullers used */
+    const uint64_t *published;         /* the head revision published (synced, at full) */
 } control_view_t;
 
 /* Creates the ROUTER in zctx and binds it to endpoint (an ipc:// path

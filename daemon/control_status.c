@@ -275,7 +275,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     m->handshakes_refused = zap_denied(c->view.zap);
     m->started_us = c->started_us;
     m->now_us = wire_now_us();
-    m->head_revision = store_head(c->store);
+    m->head_revision = *c->view.published; /* HTTP metrics too: nothing unsynced */
     for (int i = 0; i < CONNS_SOCKETS; i++) {
         const conns_stats_t *cs = c->view.conns[i] ? conns_stats(c->view.conns[i]) : NULL;
         if (cs)

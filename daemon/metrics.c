@@ -250,7 +250,9 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
     family(&t, "parksync_start_time_seconds", "gauge",
            "Start time of parksyncd, seconds since 1970 UTC.");
     put(&t, "parksync_start_time_seconds %.6f\n", (double)m->started_us / 1e6);
-    gauge(&t, "parksync_head_revision", "Highest committed revision.", m->head_revision);
+    gauge(&t, "parksync_head_revision",
+          "Highest revision published (committed; with synchronous = full, synced too).",
+          m->head_revision);
     family(&t, "parksync_records", "gauge", "Live (not deleted) records per kind.");
     for (int k = 1; k < METRICS_KINDS; k++) {
         const char *kn = wire_kind_name((Parksync__V1__RecordKind)k);

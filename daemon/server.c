@@ -593,6 +593,7 @@ server_t *server_new(const config_t *cfg)
         .n_peer_stats = &s->n_peer_stats,
         .pullers = s->pullers,
         .n_pullers = &s->n_pullers,
+        .published = &s->published_rev,
     };
     s->control = control_new(s->zctx, cfg->control, s->store, &view);
     if (!s->control)

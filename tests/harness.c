@@ -3,13 +3,17 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -520,4 +524,46 @@ long harness_rss_kib(pid_t pid)
             break;
     fclose(f);
     return v;
+}
+
+int harness_metrics_port(const harness_t *h)
+{
+    char *log = harness_slurp(h->log);
+    const char *at = log ? strstr(log, "/metrics (port ") : NULL;
+    int port = at ? atoi(at + strlen("/metrics (port ")) : 0;
+
+    free(log);
+    return port;
+}
+
+ssize_t harness_http_get(int port, const char *path, char *buf, size_t len, int timeout_ms)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int64_t deadline = wire_monotonic_ms() + timeout_ms;
+    char ask[512];
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    snprintf(ask, sizeof ask, "GET %s HTTP/1.0\r\n\r\n", path);
+    if (send(fd, ask, strlen(ask), MSG_NOSIGNAL) == (ssize_t)strlen(ask)) {
+        while (got + 1 < len) {
+            struct pollfd p = {fd, POLLIN, 0};
+            int left = (int)(deadline - wire_monotonic_ms());
+            if (left <= 0 || poll(&p, 1, left) != 1)
+                break;
+            ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+    }
+    buf[got] = '\0';
+    close(fd);
+    return (ssize_t)got;
 }

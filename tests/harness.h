@@ -115,6 +115,15 @@ int64_t harness_counter(const harness_t *h, const char *name, int timeout_ms);
  * once. */
 int64_t harness_counter_reaches(const harness_t *h, const char *name, int64_t want, int timeout_ms);
 
+/* The port the daemon logged for [metrics] http = 127.0.0.1:0; 0 when
+ * its log names none. */
+int harness_metrics_port(const harness_t *h);
+
+/* GET path from 127.0.0.1:port over HTTP/1.0: the whole reply (status
+ * line, headers, body) read until the server closes or timeout_ms pass,
+ * NUL-terminated in buf; its length, or -1 when no connection. */
+ssize_t harness_http_get(int port, const char *path, char *buf, size_t len, int timeout_ms);
+
 /* The daemon's whole status (reply->status), or NULL when it does not
  * answer within timeout_ms. Free with
  * parksync__v1__control_reply__free_unpacked(reply, NULL). */

@@ -54,16 +54,17 @@ static void touch(const char *path)
 }
 
 /* Starts parksyncd (synchronous = full, the default) under the shim,
- * again on the same database when h is set up already. thread: the only
- * thread whose syncs the shim holds or fails (NULL: any). */
-static void start_shimmed(const char *thread)
+ * again on the same database when h is set up already (else with
+ * extra_ini in its config). thread: the only thread whose syncs the shim
+ * holds or fails (NULL: any). */
+static void start_shimmed(const char *thread, const char *extra_ini)
 {
     const char *env[] = {env_preload, env_hold, env_fail, env_thread, env_asan, NULL};
     char asan[512];
     int64_t deadline;
 
     if (!h.dir[0])
-        cr_assert_eq(harness_init(&h, NULL), 0);
+        cr_assert_eq(harness_init(&h, extra_ini), 0);
     snprintf(env_thread, sizeof env_thread, "SYNC_SHIM_THREAD=%s", thread ? thread : "");
     snprintf(hold, sizeof hold, "%s/hold", h.dir);
     snprintf(fail, sizeof fail, "%s/fail", h.dir);
@@ -113,6 +114,37 @@ static void send_park(ps_producer_t *p, const char *park_id)
     rc = ps_producer_send(p, &pu.u, NULL, DEADLINE_MS);
     cr_assert_eq(rc, PS_OK, "send: %s", ps_strerror(rc));
     cr_assert_eq(ps_producer_flush(p, 0), PS_ERR_TIMEOUT, "acknowledged at once");
+}
+
+/* The highest revision in the change log, read as another program would. */
+static int64_t logged_head(void)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t head = -1;
+
+    cr_assert_eq(sqlite3_open_v2(h.db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, "SELECT max(revision) FROM changelog", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        head = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return head;
+}
+
+/* A metric (a line "NAME VALUE") as the metrics HTTP endpoint serves it. */
+static int64_t scraped(int port, const char *name)
+{
+    static char reply[1 << 17];
+    char line[128];
+    const char *at;
+
+    cr_assert_gt(harness_http_get(port, "/metrics", reply, sizeof reply, DEADLINE_MS), 0);
+    snprintf(line, sizeof line, "\n%s ", name);
+    at = strstr(reply, line);
+    cr_assert_not_null(at, "no %s in the metrics:\n%s", name, reply);
+    return strtoll(at + strlen(line), NULL, 10);
 }
 
 /* Change-log entries that hold park_id, read as another program would. */
@@ -187,7 +219,7 @@ Test(durable, acks_and_publications_wait_for_the_wal_on_disk, .fini = teardown, 
 {
     void *ctx = zmq_ctx_new();
 
-    start_shimmed(NULL);
+    start_shimmed(NULL, NULL);
     void *sub = records_sub(ctx);
     ps_producer_t *p = producer("az-ministry");
     first_park(sub, p);
@@ -226,7 +258,7 @@ Test(durable, a_database_behind_a_link_has_the_wal_beside_its_file_synced, .fini
     cr_assert_geq(fd = open(real_db, O_CREAT | O_WRONLY, 0600), 0);
     close(fd);
     cr_assert_eq(symlink(real_db, h.db), 0, "%s: %s", h.db, strerror(errno));
-    start_shimmed(NULL);
+    start_shimmed(NULL, NULL);
     ps_producer_t *p = producer("az-ministry");
 
     touch(hold);
@@ -283,7 +315,7 @@ Test(durable, commits_go_on_while_a_sync_waits_and_are_told_after_it, .fini = te
     int64_t in_log;
     char park[16], mark[HARNESS_PATH + 32];
 
-    start_shimmed("ps-sync");
+    start_shimmed("ps-sync", "[metrics]\nhttp = 127.0.0.1:0\n");
     void *sub = records_sub(ctx);
     cr_assert_eq(zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm), 0);
     ps_producer_t *p = producer("az-ministry");
@@ -315,6 +347,17 @@ Test(durable, commits_go_on_while_a_sync_waits_and_are_told_after_it, .fini = te
     cr_assert_lt(acked, BURST + 1, "the whole burst was acknowledged while a sync waited");
     cr_assert_leq((uint64_t)n, acked - 1, "%d parks published, %" PRIu64 " acknowledged", n,
                   acked - 1);
+    /* the metrics served over HTTP, rendered after the whole burst was
+     * taken in (and committed, in the same pass), say the head published,
+     * not the one committed */
+    int port = harness_metrics_port(&h);
+    int64_t deadline = wire_monotonic_ms() + DEADLINE_MS;
+    while (scraped(port, "parksync_ingest_messages_total") < BURST + 1) {
+        cr_assert_lt(wire_monotonic_ms(), deadline, "the metrics never counted the burst");
+        usleep(50000); /* they are rendered once a second */
+    }
+    int64_t head = scraped(port, "parksync_head_revision");
+    cr_assert_lt(head, logged_head(), "the metrics show a head whose sync has not returned");
     /* a pong carries the head: queries wait for the sync */
     cr_assert_not(harness_ping(&h, 200), "a query was answered while a sync waited");
     in_log = 0;
@@ -368,7 +411,7 @@ Test(durable, a_wal_that_cannot_be_synced_loses_no_acknowledged_update, .fini = 
 {
     char *log;
 
-    start_shimmed(NULL);
+    start_shimmed(NULL, NULL);
     ps_producer_t *p = producer("az-ministry");
     send_park(p, "AZ-ONE");
     cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK);
@@ -384,7 +427,7 @@ Test(durable, a_wal_that_cannot_be_synced_loses_no_acknowledged_update, .fini = 
     free(log);
 
     unlink(fail);
-    start_shimmed(NULL);
+    start_shimmed(NULL, NULL);
     cr_assert_eq(ps_producer_flush(p, DEADLINE_MS), PS_OK, "the resent update was not taken");
     cr_assert_eq(ps_producer_last_acked(p), 2);
     cr_assert_eq(logged("AZ-RESENT"), 1, "the update is not in the change log once");

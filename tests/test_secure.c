@@ -741,20 +741,17 @@ static void send_text(int fd, const char *text)
 /* The port the daemon logged for [metrics] http = 127.0.0.1:0. */
 static int metrics_port(void)
 {
-    char *log = harness_slurp(h.log);
-    const char *at = log ? strstr(log, "/metrics (port ") : NULL;
-    int port = at ? atoi(at + strlen("/metrics (port ")) : 0;
+    int port = harness_metrics_port(&h);
 
-    cr_assert_gt(port, 0, "no metrics port in the log:\n%s", log ? log : "");
-    free(log);
+    cr_assert_gt(port, 0, "no metrics port in the log:\n%s", harness_slurp(h.log));
     return port;
 }
 
 Test(secure, slow_metrics_connections_do_not_hold_up_a_scrape, .fini = teardown, .timeout = 60)
 {
-    int slow[SLOW_CONNECTIONS], port, fd, closed = 0;
+    int slow[SLOW_CONNECTIONS], port, closed = 0;
     char reply[65536];
-    size_t got = 0;
+    ssize_t got;
     int64_t start, took;
 
     cr_assert_eq(harness_init(&h, "[metrics]\nhttp = 127.0.0.1:0\n"), 0);
@@ -766,23 +763,11 @@ Test(secure, slow_metrics_connections_do_not_hold_up_a_scrape, .fini = teardown,
         send_text(slow[i], "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     }
     start = wire_monotonic_ms();
-    fd = tcp_connect(port);
-    send_text(fd, "GET /metrics HTTP/1.0\r\n\r\n");
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(start + SCRAPE_LIMIT_MS - wire_monotonic_ms());
-        if (left <= 0 || poll(&p, 1, left) != 1)
-            break;
-        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
+    got = harness_http_get(port, "/metrics", reply, sizeof reply, SCRAPE_LIMIT_MS);
     took = wire_monotonic_ms() - start;
-    reply[got] = '\0';
-    close(fd);
+    cr_assert_geq(got, 0, "cannot connect to the metrics port");
     cr_expect(strncmp(reply, "HTTP/1.0 200", 12) == 0 || strncmp(reply, "HTTP/1.1 200", 12) == 0,
-              "no scrape answered within %d ms among %d slow connections (%zu bytes)",
+              "no scrape answered within %d ms among %d slow connections (%zd bytes)",
               SCRAPE_LIMIT_MS, SLOW_CONNECTIONS, got);
     cr_expect(strstr(reply, "parksync_build_info") != NULL, "%s", reply);
     cr_expect_lt(took, SCRAPE_LIMIT_MS, "the scrape took %" PRId64 " ms", took);
