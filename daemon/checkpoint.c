@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "pair.h"
 #include "store.h"
 #include "wire.h"
 
@@ -22,7 +23,6 @@ struct checkpoint {
     void *peer;                  /* PAIR, the thread's end */
     store_checkpointer_t *store; /* the thread's own connection */
     pthread_t thread;
-    char endpoint[64];                /* inproc name of the pipe */
     _Atomic int64_t last_complete_us; /* see checkpoint_last_complete_us */
     _Atomic uint64_t failures;        /* checkpoints that failed */
     _Atomic int64_t failing_since_us; /* see checkpoint_failing */
@@ -125,37 +125,25 @@ checkpoint_t *checkpoint_new(void *zctx, const char *path)
 {
     checkpoint_t *c = calloc(1, sizeof(*c));
     char err[512];
-    int linger = 0;
 
     if (c == NULL) {
         log_error("out of memory for the checkpoint thread");
         return NULL;
     }
-    snprintf(c->endpoint, sizeof(c->endpoint), "inproc://parksyncd-checkpoint-%p", (void *)c);
     c->store = store_checkpointer_open(path, err, sizeof(err));
     if (c->store == NULL) {
         log_error("cannot open the database for checkpoints: %s", err);
         goto fail;
     }
-    c->pipe = zmq_socket(zctx, ZMQ_PAIR);
-    c->peer = zmq_socket(zctx, ZMQ_PAIR);
-    if (c->pipe == NULL || c->peer == NULL || zmq_bind(c->pipe, c->endpoint) != 0 ||
-        zmq_connect(c->peer, c->endpoint) != 0) {
-        log_error("cannot make the checkpoint pipe: %s", zmq_strerror(zmq_errno()));
+    if (pair_open(zctx, "checkpoint", c, &c->pipe, &c->peer) < 0)
         goto fail;
-    }
-    zmq_setsockopt(c->pipe, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(c->peer, ZMQ_LINGER, &linger, sizeof(linger));
     if ((errno = pthread_create(&c->thread, NULL, checkpoint_main, c)) != 0) {
         log_error("cannot start the checkpoint thread: %s", strerror(errno));
         goto fail;
     }
     return c;
 fail:
-    if (c->pipe)
-        zmq_close(c->pipe);
-    if (c->peer)
-        zmq_close(c->peer);
+    pair_close(&c->pipe, &c->peer);
     store_checkpointer_close(&c->store);
     free(c);
     return NULL;
@@ -244,8 +232,7 @@ void checkpoint_destroy(checkpoint_t **cp)
     c = *cp;
     zmq_send(c->pipe, "", 0, 0);
     pthread_join(c->thread, NULL);
-    zmq_close(c->pipe);
-    zmq_close(c->peer);
+    pair_close(&c->pipe, &c->peer);
     store_checkpointer_close(&c->store);
     free(c);
     *cp = NULL;

@@ -18,13 +18,13 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "pair.h"
 #include "wire.h"
 
 struct syncer {
     void *pipe; /* PAIR, the loop's end */
     void *peer; /* PAIR, the thread's end */
     pthread_t thread;
-    char endpoint[64];  /* inproc name of the pipe */
     char wal[PATH_MAX]; /* the WAL's path */
     int fd;             /* the thread's: the WAL, -1 until the first sync */
     bool busy;          /* the loop's: a sync was asked, its answer not read */
@@ -105,7 +105,6 @@ static void *syncer_main(void *arg)
 syncer_t *syncer_new(void *zctx, const char *wal)
 {
     syncer_t *y = calloc(1, sizeof *y);
-    int linger = 0;
 
     if (y == NULL) {
         log_error("out of memory for the sync thread");
@@ -117,26 +116,15 @@ syncer_t *syncer_new(void *zctx, const char *wal)
         free(y);
         return NULL;
     }
-    snprintf(y->endpoint, sizeof y->endpoint, "inproc://parksyncd-sync-%p", (void *)y);
-    y->pipe = zmq_socket(zctx, ZMQ_PAIR);
-    y->peer = zmq_socket(zctx, ZMQ_PAIR);
-    if (y->pipe == NULL || y->peer == NULL || zmq_bind(y->pipe, y->endpoint) != 0 ||
-        zmq_connect(y->peer, y->endpoint) != 0) {
-        log_error("cannot make the sync pipe: %s", zmq_strerror(zmq_errno()));
+    if (pair_open(zctx, "sync", y, &y->pipe, &y->peer) < 0)
         goto fail;
-    }
-    zmq_setsockopt(y->pipe, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(y->peer, ZMQ_LINGER, &linger, sizeof linger);
     if ((errno = pthread_create(&y->thread, NULL, syncer_main, y)) != 0) {
         log_error("cannot start the sync thread: %s", strerror(errno));
         goto fail;
     }
     return y;
 fail:
-    if (y->pipe)
-        zmq_close(y->pipe);
-    if (y->peer)
-        zmq_close(y->peer);
+    pair_close(&y->pipe, &y->peer);
     free(y);
     return NULL;
 }
@@ -206,8 +194,7 @@ void syncer_destroy(syncer_t **yp)
         syncer_done(y, true, &rc);
     zmq_send(y->pipe, "", 0, 0); /* stop */
     pthread_join(y->thread, NULL);
-    zmq_close(y->pipe);
-    zmq_close(y->peer);
+    pair_close(&y->pipe, &y->peer);
     free(y);
     *yp = NULL;
 }
