@@ -91,7 +91,9 @@ static void print_pauses(const char *text, const char *what, const char *name)
 }
 
 /* The daemon's own account of where the loop waited (parksync metrics):
- * commits, the WAL starting over, and its passes as a whole. */
+ * commits, the WAL starting over, and its passes as a whole; and where
+ * acks waited: the WAL's syncs (synchronous = full), which the loop
+ * waits for only when it syncs itself. */
 static void print_daemon_pauses(const harness_t *h)
 {
     char *out = NULL, *err = NULL;
@@ -100,8 +102,9 @@ static void print_daemon_pauses(const harness_t *h)
         fprintf(stderr, "peers: parksyncd paused for");
         print_pauses(out, "commits", "parksync_commit_seconds");
         print_pauses(out, "WAL restarts", "parksync_wal_reset_seconds");
-        print_pauses(out, "WAL syncs", "parksync_wal_sync_seconds");
         print_pauses(out, "loop passes", "parksync_loop_pass_seconds");
+        fprintf(stderr, "; acks waited for");
+        print_pauses(out, "WAL syncs", "parksync_wal_sync_seconds");
         fprintf(stderr, "\n");
     }
     free(out);
