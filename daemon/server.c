@@ -297,18 +297,19 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
             {s->query, 0, ZMQ_POLLIN, 0},
             {s->publish, 0, ZMQ_POLLIN, 0},
             {control_socket(s->control), 0, ZMQ_POLLIN, 0},
-            {checkpoint_socket(s->checkpoint), 0, 0, 0},            /* a check's answer */
-            {s->syncer ? syncer_socket(s->syncer) : NULL, 0, 0, 0}, /* a sync ended */
+            {checkpoint_socket(s->checkpoint), 0, 0, 0}, /* a check's answer */
         };
-        int n_items = 6;
+        int n_items = 5, synced = -1;
         int64_t now;
 
         if (s->sync_failed)
             return SERVER_EXIT_FAILED;
         if (checkpoint_checking(s->checkpoint))
             items[4].events = ZMQ_POLLIN;
-        if (syncer_busy(s->syncer))
-            items[5].events = ZMQ_POLLIN;
+        if (syncer_busy(s->syncer)) { /* a sync ends */
+            synced = n_items;
+            items[n_items++] = (zmq_pollitem_t){syncer_socket(s->syncer), 0, ZMQ_POLLIN, 0};
+        }
         /* first in the pass: a connection over the budget goes at once */
         for (int i = 0; i < CONNS_SOCKETS; i++)
             if (s->conns[i])
@@ -331,7 +332,7 @@ server_exit_t server_run(server_t *s, volatile sig_atomic_t *stop, volatile sig_
         now = woke_us / 1000;
         for (int i = 0; i < CONNS_SOCKETS; i++)
             conns_drain(s->conns[i]);
-        if (items[5].revents & ZMQ_POLLIN)
+        if (synced >= 0 && (items[synced].revents & ZMQ_POLLIN))
             durable_poll(s); /* acks and publications first */
         if (items[0].revents & ZMQ_POLLIN)
             drain_ingest(s);
