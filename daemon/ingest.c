@@ -164,7 +164,8 @@ void durable_wait(server_t *s)
         durable_end(s, true);
 }
 
-uint64_t durable_unpublished(const server_t *s)
+/* Revisions committed and not yet published. */
+static uint64_t durable_unpublished(const server_t *s)
 {
     return store_head(s->store) - s->published_rev;
 }

@@ -82,13 +82,21 @@ static void publish_importer_copy(server_t *s, uint64_t revision, const char *ex
         parksync__v1__record__free_unpacked(r, NULL);
 }
 
+/* What publish_changes hands store_changes: the server, and the last
+ * revision it may publish (with the syncer, the last one synced). */
+typedef struct publishing {
+    server_t *s;
+    uint64_t upto;
+} publishing_t;
+
 static int on_change(void *arg, uint64_t revision, Parksync__V1__RecordKind kind,
                      const char *country, const uint8_t *record, size_t len)
 {
-    server_t *s = arg;
+    const publishing_t *pub = arg;
+    server_t *s = pub->s;
     char topic[WIRE_MAX_TOPIC];
 
-    if (revision > s->publish_upto)
+    if (revision > pub->upto)
         return 1; /* not synced yet (syncer.h) */
     if (wire_topic_record(topic, sizeof topic, kind, country) < 0) {
         log_error("revision %" PRIu64 " has no valid topic (kind %d, country %s); "
@@ -126,18 +134,15 @@ static void announce_loss(server_t *s)
 /* Publishes every committed change not yet published, up to upto. */
 void publish_changes(server_t *s, uint64_t upto)
 {
-    int rc;
+    publishing_t pub = {s, upto < store_head(s->store) ? upto : store_head(s->store)};
+    int rc = store_changes(s->store, s->published_rev, on_change, &pub);
 
-    if (upto > store_head(s->store))
-        upto = store_head(s->store);
-    s->publish_upto = upto;
-    rc = store_changes(s->store, s->published_rev, on_change, s);
     if (rc == -ERANGE) {
         log_warning("changes after revision %" PRIu64 " left the change log before they "
                     "were published; skipping to revision %" PRIu64 " and announcing a "
                     "loss on every topic",
-                    s->published_rev, upto);
-        s->published_rev = upto;
+                    s->published_rev, pub.upto);
+        s->published_rev = pub.upto;
         announce_loss(s);
     } else if (rc < 0) {
         char what[96];

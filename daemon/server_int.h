@@ -185,7 +185,6 @@ struct server {
     int64_t next_ack_age_ms;               /* monotonic ms when ack_seq[1] goes */
     ahead_t ahead;                         /* producers whose gap does not close */
     uint64_t published_rev;                /* highest revision published */
-    uint64_t publish_upto;                 /* publish_changes: the last revision it may publish */
     bool summaries_published;              /* a summary changed since the web page read them */
     uint8_t instance[WIRE_INSTANCE_BYTES]; /* random per start: stream sequences restart */
     int64_t next_republish_ms; /* monotonic ms of the next summary republication, 0: off */
@@ -282,8 +281,6 @@ void batch_finish(server_t *s);
  * No-ops without it. */
 void durable_poll(server_t *s);
 void durable_wait(server_t *s);
-/* Revisions committed and not yet published. */
-uint64_t durable_unpublished(const server_t *s);
 /* One step of conflict retention in an empty batch; true when more remain. */
 bool prune_step(server_t *s);
 bool summaries_due(server_t *s, int64_t now);
