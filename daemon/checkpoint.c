@@ -58,7 +58,9 @@ static void run_check(checkpoint_t *c, const char *ask, size_t len)
  * writer waits for this thread to catch up (see store_wal_reset) and
  * commits still come, that is CHECKPOINT_HURRY_MS, or CHECKPOINT_HELD_MS
  * while a reader keeps part of the WAL from being copied (a snapshot
- * streaming): copying more has to wait for it to end anyway. */
+ * streaming): copying more has to wait for it to end anyway. Past the
+ * length at which the writer copies the rest itself, it is the period
+ * again, or that copy would keep finding this thread at work. */
 static int run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
 {
     store_wal_t w;
@@ -72,6 +74,8 @@ static int run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
         c->wal = (uint64_t)w.frames << 32 | (uint64_t)w.backfilled;
         if (store_wal_long(&w) && c->wal != before)
             next = rc > 0 ? CHECKPOINT_HELD_MS : CHECKPOINT_HURRY_MS;
+        if (rc == 0 && store_wal_forced(&w))
+            next = CHECKPOINT_PERIOD_MS; /* the writer takes it over */
     }
     if (rc >= 0 && c->failing_since_us != 0) {
         log_notice("WAL checkpoints work again after %" PRIu64 " failures in a row",

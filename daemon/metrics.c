@@ -265,6 +265,10 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
           m->subscriptions);
     gauge(&t, "parksync_database_bytes", "Size of the SQLite database file.", m->database_bytes);
     gauge(&t, "parksync_wal_bytes", "Size of the SQLite write-ahead log.", m->wal_bytes);
+    counter(&t, "parksync_wal_starts_total",
+            "Times the write-ahead log started over from its beginning, after the writer's "
+            "reset (parksync_wal_reset_seconds) or a checkpoint that copied all of it.",
+            m->wal_starts);
     gauge(&t, "parksync_deferred_rows",
           "Resident rows committed to the change log, not yet written to their table "
           "([store] defer_rows).",

@@ -81,6 +81,7 @@ typedef struct metrics_snapshot {
     uint64_t subscriptions;          /* (connection, topic) pairs applied on publish */
     uint64_t database_bytes;         /* size of the database file */
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
+    uint64_t wal_starts;             /* times the WAL started over (store_wal_starts) */
     uint64_t deferred_rows;          /* resident rows not yet in their table (store) */
     uint64_t replay_revisions;       /* change log past the tables' last complete write */
     uint64_t conflicts;              /* rows in the conflicts table */

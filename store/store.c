@@ -163,7 +163,10 @@ void store_config_init(store_config_t *cfg)
  * every 16 MiB of WAL, the largest part of the latency tail. So the
  * checkpointer hurries while the WAL is past the point of reset
  * (store_wal_long), and the writer resets only once it is within
- * STORE_WAL_TAIL_FRAMES of the end. Even so a reset's two fsyncs take
+ * STORE_WAL_TAIL_FRAMES of the end, or of twice the largest commit this
+ * WAL holds: a pass ends behind by what was committed while it ran, so
+ * under commits of 650 frames (a sweep's) none ever came within 256, and
+ * the WAL reached 150-250 MiB before the writer forced it. Even so a reset's two fsyncs take
  * 5-40 ms on a busy disk, however little they copy, so the point of
  * reset sets how many such stalls there are: at 16 MiB, 20,000 random
  * updates/s made 27 resets in 10 s, at 64 MiB 10, and the ack p99 at
@@ -172,9 +175,12 @@ void store_config_init(store_config_t *cfg)
  * a time). While a snapshot streams, its reader keeps the WAL from being
  * copied past where it began; the WAL grows beyond the point of reset
  * and is reset once the checkpointer has caught up after it. Past
- * STORE_WAL_FORCE_FRAMES, when a pass of the checkpointer leaves more to
- * copy than the one before (it cannot keep up with the writer), the
- * writer resets whatever is left, so the WAL stays bounded. A reader on
+ * STORE_WAL_FORCE_FRAMES (the checkpointer cannot keep up: a CPU starved
+ * by other work), the writer resets whatever is left, so the WAL stays
+ * bounded, and the checkpointer steps back so that the writer finds the
+ * checkpoint lock free. (It once forced only when a pass left more to
+ * copy than the one before: back-to-back passes held the lock and each
+ * left a little less, and the WAL reached 362 MiB.) A reader on
  * an old snapshot can keep a reset from completing; it is tried again
  * each quarter of STORE_WAL_RESET_FRAMES the WAL grows.
  */
@@ -184,11 +190,16 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
     (void)db;
     (void)name;
+    if (frames < s->wal_frames) { /* it started over */
+        s->wal_starts++;
+        s->wal_commit_most = frames;
+    } else if (frames - s->wal_frames > s->wal_commit_most) {
+        s->wal_commit_most = frames - s->wal_frames;
+    }
     s->wal_frames = frames;
-    if (frames < STORE_WAL_RESET_FRAMES) { /* it started over */
+    if (frames < STORE_WAL_RESET_FRAMES) {
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
         s->wal_reset_due = false;
-        s->wal_tail = INT64_MAX; /* no pass of this WAL judged yet */
     } else if (frames >= s->wal_next_reset) {
         s->wal_reset_due = true;
     }
@@ -200,37 +211,41 @@ uint64_t store_wal_resets(const store_t *s)
     return s->wal_resets;
 }
 
+uint64_t store_wal_starts(const store_t *s)
+{
+    return s->wal_starts;
+}
+
 bool store_wal_long(const store_wal_t *w)
 {
     return w->frames >= STORE_WAL_RESET_FRAMES;
 }
 
+bool store_wal_forced(const store_wal_t *w)
+{
+    return w->frames >= STORE_WAL_FORCE_FRAMES;
+}
+
 int store_wal_reset(store_t *s, const store_wal_t *checkpointed)
 {
     int log = 0, done = 0, rc;
-    int64_t tail = 0;
-    bool losing = true;
+    int64_t tail = 0, near = STORE_WAL_TAIL_FRAMES;
+    bool held = false;
 
     if (!s->wal_reset_due || s->in_batch)
         return 0;
     /* The checkpointer's figures belong to this WAL unless it has since
-     * started over (and is shorter than what the checkpointer saw). Each
-     * of its passes should leave less to copy than the one before; when
-     * one that copied all it found leaves more, the writer outpaces it.
-     * (A pass that a reader stopped short says nothing of that, and the
-     * writer's own checkpoint would stop at the same reader.) */
+     * started over (and is shorter than what the checkpointer saw). A
+     * pass that a reader stopped short says the writer's own checkpoint
+     * would stop at the same reader. */
     if (checkpointed) {
         tail = checkpointed->frames <= s->wal_frames ? s->wal_frames - checkpointed->backfilled
                                                      : s->wal_frames;
-        if (checkpointed->backfilled != s->wal_seen) {
-            s->wal_seen = checkpointed->backfilled;
-            losing = tail >= s->wal_tail && checkpointed->backfilled == checkpointed->frames;
-            s->wal_tail = tail;
-        } else {
-            losing = false; /* no new pass to judge by */
-        }
+        held = checkpointed->backfilled < checkpointed->frames;
     }
-    if (tail > STORE_WAL_TAIL_FRAMES && (s->wal_frames < STORE_WAL_FORCE_FRAMES || !losing))
+    if (near < 2 * (int64_t)s->wal_commit_most)
+        near = 2 * (int64_t)s->wal_commit_most; /* a pass cannot end nearer */
+    if (tail > near && (s->wal_frames < STORE_WAL_FORCE_FRAMES || held))
         return 0; /* the checkpointer is catching up; after a later commit */
     rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc == SQLITE_BUSY)
@@ -311,7 +326,6 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (s->cfg.background_checkpoint) {
         s->wal_next_reset = STORE_WAL_RESET_FRAMES;
         s->wal_frames = 0;
-        s->wal_tail = INT64_MAX;
         sqlite3_wal_hook(s->db, wal_hook, s); /* after wal_autocheckpoint, which sets it too */
     }
     return s;

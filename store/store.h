@@ -309,11 +309,10 @@ typedef struct store_wal {
  * alone never let it under steady commits). Call between batches, after
  * publishing, with where the checkpointer's last checkpoint left the WAL
  * (NULL: there is none, reset at once): it runs only once that is within a few hundred frames
- * of the end, so the loop waits for little more than two fsyncs, unless
- * the WAL has grown to 128 MiB. Returns 1 when it ran and copied
- * everything, 0 when nothing was due, it must wait for the checkpointer,
- * or a reader kept part of the WAL, or a negative errno (store_errmsg
- * says why). */
+ * of the end, or two of the largest commits, so the loop waits for little more than two fsyncs,
+ * unless the WAL has grown to 128 MiB. Returns 1 when it ran and copied everything, 0 when nothing
+ * was due, it must wait for the checkpointer, or a reader kept part of the WAL, or a negative errno
+ * (store_errmsg says why). */
 int store_wal_reset(store_t *s, const store_wal_t *checkpointed);
 
 /* Checkpoints store_wal_reset ran on the writer's connection since open
@@ -321,9 +320,20 @@ int store_wal_reset(store_t *s, const store_wal_t *checkpointed);
  * call tells a pause of the writer from a call that had nothing to do. */
 uint64_t store_wal_resets(const store_t *s);
 
+/* Times a commit found the WAL started over from its beginning since
+ * open: after store_wal_reset, or after the checkpointer copied all of it
+ * while no transaction was open. Both bound the WAL; only the first makes
+ * the writer wait. */
+uint64_t store_wal_starts(const store_t *s);
+
 /* True when the WAL is long enough that the writer waits for the
  * checkpointer to catch up before it resets it: checkpoint again soon. */
 bool store_wal_long(const store_wal_t *w);
+
+/* True when the WAL is so long that the writer resets it at its next
+ * commit whatever is left to copy: a checkpoint now would only make that
+ * reset find the checkpoint lock taken. */
+bool store_wal_forced(const store_wal_t *w);
 
 /* The database's epoch: WIRE_EPOCH_BYTES random bytes made when the
  * database was created; a recreated database has another, and so has a

@@ -42,8 +42,8 @@
 #define STORE_WAL_TAIL_FRAMES                                                                      \
     256 /* frames the writer's reset copies at most while the checkpointer keeps up */
 #define STORE_WAL_FORCE_FRAMES                                                                     \
-    (2 * STORE_WAL_RESET_FRAMES) /* beyond, and with the checkpointer losing ground, the           \
-                                    writer resets whatever is left to copy */
+    (2 * STORE_WAL_RESET_FRAMES) /* beyond, the writer resets whatever is left to copy, and the    \
+                                    checkpointer steps back to let it */
 #define STORE_REASONS 7          /* conflict reason classes (reason_classes) */
 
 /* Last applied state of one producer, cached in memory. */
@@ -271,9 +271,9 @@ struct store {
     uint64_t pinned;                              /* kept in the log above it; UINT64_MAX: none */
     int wal_next_reset;                           /* WAL frames that make a reset due */
     int wal_frames;                               /* WAL frames after the last commit */
-    int64_t wal_seen;                             /* backfilled frames at the last new pass */
-    int64_t wal_tail;                             /* frames left to copy after that pass */
+    int wal_commit_most;                          /* most frames a commit added to this WAL */
     uint64_t wal_resets;                          /* checkpoints store_wal_reset ran */
+    uint64_t wal_starts;                          /* commits that found the WAL started over */
     bool wal_reset_due;                           /* a commit left the WAL that long */
     bool in_batch;                                /* a write transaction is open */
     bool producers_lost;                          /* a reload failed: positions unknown */
