@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +18,8 @@
 #include "wire.h"
 
 struct checkpoint {
-    void *pipe;                  /* PAIR, the loop's end */
-    void *peer;                  /* PAIR, the thread's end */
-    store_checkpointer_t *store; /* the thread's own connection */
-    pthread_t thread;
+    pair_t pair;                      /* the thread, and the loop's pipe to it */
+    store_checkpointer_t *store;      /* the thread's own connection */
     _Atomic int64_t last_complete_us; /* see checkpoint_last_complete_us */
     _Atomic uint64_t failures;        /* checkpoints that failed */
     _Atomic int64_t failing_since_us; /* see checkpoint_failing */
@@ -49,7 +46,7 @@ static void run_check(checkpoint_t *c, const char *ask, size_t len)
         r.rc = -EINVAL;
         snprintf(r.message, sizeof r.message, "malformed check request");
     }
-    zmq_send(c->peer, &r, sizeof r, 0);
+    zmq_send(c->pair.peer, &r, sizeof r, 0);
 }
 
 /* One checkpoint; a run of failures is logged when it starts and ends,
@@ -101,7 +98,7 @@ static int run_checkpoint(checkpoint_t *c, log_ratelimit_t *rl)
 static void *checkpoint_main(void *arg)
 {
     checkpoint_t *c = arg;
-    zmq_pollitem_t item = {c->peer, 0, ZMQ_POLLIN, 0};
+    zmq_pollitem_t item = {c->pair.peer, 0, ZMQ_POLLIN, 0};
     log_ratelimit_t rl = {0};
     int wait = CHECKPOINT_PERIOD_MS;
 
@@ -113,7 +110,7 @@ static void *checkpoint_main(void *arg)
         if (n > 0) {
             zmq_msg_t m;
             zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, c->peer, 0) < 0 || zmq_msg_size(&m) == 0) {
+            if (zmq_msg_recv(&m, c->pair.peer, 0) < 0 || zmq_msg_size(&m) == 0) {
                 zmq_msg_close(&m);
                 break; /* told to stop */
             }
@@ -139,15 +136,10 @@ checkpoint_t *checkpoint_new(void *zctx, const char *path)
         log_error("cannot open the database for checkpoints: %s", err);
         goto fail;
     }
-    if (pair_open(zctx, "checkpoint", c, &c->pipe, &c->peer) < 0)
+    if (pair_start(&c->pair, zctx, "checkpoint", checkpoint_main, c) < 0)
         goto fail;
-    if ((errno = pthread_create(&c->thread, NULL, checkpoint_main, c)) != 0) {
-        log_error("cannot start the checkpoint thread: %s", strerror(errno));
-        goto fail;
-    }
     return c;
 fail:
-    pair_close(&c->pipe, &c->peer);
     store_checkpointer_close(&c->store);
     free(c);
     return NULL;
@@ -197,7 +189,7 @@ int checkpoint_check(checkpoint_t *c, const char *path)
         memcpy(ask + 1, path, len);
         len++;
     }
-    if (zmq_send(c->pipe, ask, len, 0) < 0)
+    if (zmq_send(c->pair.pipe, ask, len, 0) < 0)
         return -zmq_errno();
     c->checking = true;
     return 0;
@@ -205,7 +197,7 @@ int checkpoint_check(checkpoint_t *c, const char *path)
 
 void *checkpoint_socket(checkpoint_t *c)
 {
-    return c->pipe;
+    return c->pair.pipe;
 }
 
 bool checkpoint_checking(const checkpoint_t *c)
@@ -219,7 +211,7 @@ bool checkpoint_check_result(checkpoint_t *c, check_result_t *r)
 
     if (!c->checking)
         return false;
-    n = zmq_recv(c->pipe, r, sizeof *r, ZMQ_DONTWAIT);
+    n = zmq_recv(c->pair.pipe, r, sizeof *r, ZMQ_DONTWAIT);
     if (n != (int)sizeof *r)
         return false;
     r->message[sizeof r->message - 1] = '\0';
@@ -234,9 +226,7 @@ void checkpoint_destroy(checkpoint_t **cp)
     if (cp == NULL || *cp == NULL)
         return;
     c = *cp;
-    zmq_send(c->pipe, "", 0, 0);
-    pthread_join(c->thread, NULL);
-    pair_close(&c->pipe, &c->peer);
+    pair_stop(&c->pair);
     store_checkpointer_close(&c->store);
     free(c);
     *cp = NULL;

@@ -7,10 +7,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,14 +20,18 @@
 #include "wire.h"
 
 struct syncer {
-    void *pipe; /* PAIR, the loop's end */
-    void *peer; /* PAIR, the thread's end */
-    pthread_t thread;
+    pair_t pair;        /* the thread, and the loop's pipe to it */
     char wal[PATH_MAX]; /* the WAL's path */
-    int fd;             /* the thread's: the WAL, -1 until the first sync */
+    int fd;             /* the thread's (or syncer_sync_here's): the WAL, -1 until opened */
     bool busy;          /* the loop's: a sync was asked, its answer not read */
-    int64_t last_us;    /* how long the last one took (written before its answer) */
+    int64_t last_us;    /* the loop's: how long the last sync that ended took */
 };
+
+/* The thread's answer to a request: a sync's outcome and its time. */
+typedef struct sync_answer {
+    int rc;     /* 0 or -errno */
+    int64_t us; /* how long it took */
+} sync_answer_t;
 
 /* The directory that holds path, synced once: SQLite syncs it when it
  * first syncs a WAL it created, which under NORMAL its own connection
@@ -71,13 +73,13 @@ static int sync_wal(syncer_t *y)
 }
 
 /* sync_wal, timed. */
-static int sync_timed(syncer_t *y)
+static sync_answer_t sync_timed(syncer_t *y)
 {
     int64_t t0 = wire_monotonic_us();
-    int rc = sync_wal(y);
+    sync_answer_t a = {.rc = sync_wal(y)};
 
-    y->last_us = wire_monotonic_us() - t0;
-    return rc;
+    a.us = wire_monotonic_us() - t0;
+    return a;
 }
 
 static void *syncer_main(void *arg)
@@ -87,14 +89,14 @@ static void *syncer_main(void *arg)
     prctl(PR_SET_NAME, "ps-sync"); /* as top -H and perf name the thread */
     for (;;) {
         char ask;
-        int rc;
-        if (zmq_recv(y->peer, &ask, 1, 0) != 1) {
+        sync_answer_t a;
+        if (zmq_recv(y->pair.peer, &ask, 1, 0) != 1) {
             if (zmq_errno() == EINTR)
                 continue;
             break; /* told to stop (an empty message), or the context ends */
         }
-        rc = sync_timed(y);
-        if (zmq_send(y->peer, &rc, sizeof rc, 0) < 0)
+        a = sync_timed(y);
+        if (zmq_send(y->pair.peer, &a, sizeof a, 0) < 0)
             break;
     }
     if (y->fd >= 0)
@@ -116,29 +118,23 @@ syncer_t *syncer_new(void *zctx, const char *wal)
         free(y);
         return NULL;
     }
-    if (pair_open(zctx, "sync", y, &y->pipe, &y->peer) < 0)
-        goto fail;
-    if ((errno = pthread_create(&y->thread, NULL, syncer_main, y)) != 0) {
-        log_error("cannot start the sync thread: %s", strerror(errno));
-        goto fail;
+    if (pair_start(&y->pair, zctx, "sync", syncer_main, y) < 0) {
+        free(y);
+        return NULL;
     }
     return y;
-fail:
-    pair_close(&y->pipe, &y->peer);
-    free(y);
-    return NULL;
 }
 
 void *syncer_socket(const syncer_t *y)
 {
-    return y->pipe;
+    return y->pair.pipe;
 }
 
 int syncer_start(syncer_t *y)
 {
     if (y->busy)
         return -EBUSY;
-    if (zmq_send(y->pipe, "s", 1, 0) != 1)
+    if (zmq_send(y->pair.pipe, "s", 1, 0) != 1)
         return -zmq_errno();
     y->busy = true;
     return 0;
@@ -149,7 +145,10 @@ int syncer_sync_here(syncer_t *y)
     if (y->busy)
         return -EBUSY;
     /* the thread waits for a request: the file is the caller's */
-    return sync_timed(y);
+    sync_answer_t a = sync_timed(y);
+
+    y->last_us = a.us;
+    return a.rc;
 }
 
 bool syncer_busy(const syncer_t *y)
@@ -159,13 +158,13 @@ bool syncer_busy(const syncer_t *y)
 
 int syncer_done(syncer_t *y, bool wait, int *result)
 {
-    int rc;
+    sync_answer_t a;
 
     if (!y->busy)
         return -EINVAL;
     for (;;) {
-        int n = zmq_recv(y->pipe, &rc, sizeof rc, wait ? 0 : ZMQ_DONTWAIT);
-        if (n == (int)sizeof rc)
+        int n = zmq_recv(y->pair.pipe, &a, sizeof a, wait ? 0 : ZMQ_DONTWAIT);
+        if (n == (int)sizeof a)
             break;
         if (n < 0 && zmq_errno() == EAGAIN)
             return 0;
@@ -173,7 +172,8 @@ int syncer_done(syncer_t *y, bool wait, int *result)
             return -zmq_errno();
     }
     y->busy = false;
-    *result = rc;
+    y->last_us = a.us;
+    *result = a.rc;
     return 1;
 }
 
@@ -192,9 +192,7 @@ void syncer_destroy(syncer_t **yp)
     y = *yp;
     if (y->busy)
         syncer_done(y, true, &rc);
-    zmq_send(y->pipe, "", 0, 0); /* stop */
-    pthread_join(y->thread, NULL);
-    pair_close(&y->pipe, &y->peer);
+    pair_stop(&y->pair);
     free(y);
     *yp = NULL;
 }
