@@ -163,26 +163,26 @@ void store_config_init(store_config_t *cfg)
  * every 16 MiB of WAL, the largest part of the latency tail. So the
  * checkpointer hurries while the WAL is past the point of reset
  * (store_wal_long), and the writer resets only once it is within
- * STORE_WAL_TAIL_FRAMES of the end, or of twice the largest commit this
- * WAL holds: a pass ends behind by what was committed while it ran, so
- * under commits of 650 frames (a sweep's) none ever came within 256, and
- * the WAL reached 150-250 MiB before the writer forced it. Even so a reset's two fsyncs take
- * 5-40 ms on a busy disk, however little they copy, so the point of
- * reset sets how many such stalls there are: at 16 MiB, 20,000 random
- * updates/s made 27 resets in 10 s, at 64 MiB 10, and the ack p99 at
- * FULL fell from 41 to 14 ms (bench_peers, medians of 9 rounds). A
- * longer WAL costs reads little (its index is searched 4,096 frames at
- * a time). While a snapshot streams, its reader keeps the WAL from being
- * copied past where it began; the WAL grows beyond the point of reset
- * and is reset once the checkpointer has caught up after it. Past
- * STORE_WAL_FORCE_FRAMES (the checkpointer cannot keep up: a CPU starved
- * by other work), the writer resets whatever is left, so the WAL stays
- * bounded, and the checkpointer steps back so that the writer finds the
- * checkpoint lock free. (It once forced only when a pass left more to
- * copy than the one before: back-to-back passes held the lock and each
- * left a little less, and the WAL reached 362 MiB.) A reader on
- * an old snapshot can keep a reset from completing; it is tried again
- * each quarter of STORE_WAL_RESET_FRAMES the WAL grows.
+ * STORE_WAL_TAIL_FRAMES of the end, or of twice the largest commit this WAL
+ * holds: a pass ends behind by what was committed while it ran, so under
+ * commits of 650 frames (a sweep's) none ever came within 256, and the WAL
+ * reached 150-250 MiB before the writer forced it. Even so a reset's two
+ * fsyncs take 5-40 ms on a busy disk, however little they copy, so the
+ * point of reset sets how many such stalls there are: at 16 MiB, 20,000
+ * random updates/s made 27 resets in 10 s, at 64 MiB 10, and the ack p99 at
+ * FULL fell from 41 to 14 ms (bench_peers, medians of 9 rounds). A longer
+ * WAL costs reads little (its index is searched 4,096 frames at a time).
+ * While a snapshot streams, its reader keeps the WAL from being copied past
+ * where it began; the WAL grows beyond the point of reset and is reset once
+ * the checkpointer has caught up after it. Past STORE_WAL_FORCE_FRAMES (the
+ * checkpointer cannot keep up: a CPU starved by other work), the writer
+ * resets whatever is left, so the WAL stays bounded, and the checkpointer
+ * steps back so that the writer finds the checkpoint lock free. (It once
+ * forced only when a pass left more to copy than the one before:
+ * back-to-back passes held the lock and each left a little less, and the
+ * WAL reached 362 MiB.) A reader on an old snapshot can keep a reset from
+ * completing; it is tried again each quarter of STORE_WAL_RESET_FRAMES the
+ * WAL grows.
  */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {

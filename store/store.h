@@ -308,11 +308,12 @@ typedef struct store_wal {
  * the WAL starts over at the next transaction (the background checkpoints
  * alone never let it under steady commits). Call between batches, after
  * publishing, with where the checkpointer's last checkpoint left the WAL
- * (NULL: there is none, reset at once): it runs only once that is within a few hundred frames
- * of the end, or two of the largest commits, so the loop waits for little more than two fsyncs,
- * unless the WAL has grown to 128 MiB. Returns 1 when it ran and copied everything, 0 when nothing
- * was due, it must wait for the checkpointer, or a reader kept part of the WAL, or a negative errno
- * (store_errmsg says why). */
+ * (NULL: there is none, reset at once): it runs only once that is within a
+ * few hundred frames of the end, or two of the largest commits, so the loop
+ * waits for little more than two fsyncs, unless the WAL has grown to 128
+ * MiB. Returns 1 when it ran and copied everything, 0 when nothing was due,
+ * it must wait for the checkpointer, or a reader kept part of the WAL, or a
+ * negative errno (store_errmsg says why). */
 int store_wal_reset(store_t *s, const store_wal_t *checkpointed);
 
 /* Checkpoints store_wal_reset ran on the writer's connection since open

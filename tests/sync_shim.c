@@ -7,10 +7,10 @@
  * that lost the pages would. Each leaves a mark the test can wait for:
  * HOLD.waiting.THREAD, FAIL.failed.THREAD, THREAD the name of the thread
  * that synced ("parksyncd" for the loop that commits, "ps-sync" for the
- * daemon's sync thread, "ps-checkpoint"). With $SYNC_SHIM_THREAD set,
- * only that thread's syncs are held or failed. Every other sync, and
- * every other file, goes to the C library untouched. Built without sanitizers: it is loaded
- * before their runtime.
+ * daemon's sync thread, "ps-checkpoint"). With $SYNC_SHIM_THREAD set, only
+ * that thread's syncs are held or failed. Every other sync, and every other
+ * file, goes to the C library untouched. Built without sanitizers: it is
+ * loaded before their runtime.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
