@@ -41,6 +41,7 @@ typedef struct entry {
     uint8_t *data;     /* encoded Update, owned */
     size_t len;        /* bytes of data */
     char topic[16];    /* ingest topic: the kind of the update */
+    int64_t sent_ms;   /* when it last went on the wire */
 } entry_t;
 
 struct ps_producer {

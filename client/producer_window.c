@@ -81,6 +81,10 @@ int producer_window_push(ps_producer_t *p, uint64_t seq, const void *data, size_
  * window, so in normal operation it drops nothing. */
 static void send_entries(ps_producer_t *p, size_t from, size_t to)
 {
+    int64_t now = wire_monotonic_ms();
+
+    for (size_t i = from; i < to; i++)
+        p->entries[i].sent_ms = now;
     while (from < to) {
         const entry_t *e = &p->entries[from];
         size_t n = 0;
@@ -102,10 +106,10 @@ static void send_entries(ps_producer_t *p, size_t from, size_t to)
 }
 
 /*
- * The resend timeout follows how long this daemon takes to make progress,
- * as TCP's follows the round trip (RFC 6298): each wait from a send into
- * an empty window, or from the last advance, to the next advance is a
- * sample, except across a resend (which send did the ack answer?), and
+ * The resend timeout follows how long this daemon takes to acknowledge,
+ * as TCP's follows the round trip (RFC 6298): each advance is a sample,
+ * from the send of the first update it acknowledges anew to the ack,
+ * except across a resend (which send did the ack answer?), and
  * unless acks were read within PRODUCER_POLL_SLICE_MS before (an ack that
  * waited for the caller to come back says how long the caller was away,
  * not how slow the daemon is). A
@@ -217,7 +221,7 @@ ps_err_t producer_acked(ps_producer_t *p, uint64_t acked, int64_t now)
         p->behind_to = 0;
     if (acked > p->last_acked) {
         if (p->sent > p->head && !p->resent && now - p->looked_ms <= PRODUCER_POLL_SLICE_MS)
-            learn_timeout(p, now - p->last_progress_ms);
+            learn_timeout(p, now - p->entries[p->head].sent_ms);
         /* The daemon is ahead of us only if another process used our id;
          * numbering must continue after what it applied. */
         if (acked > p->last_sent)

@@ -23,8 +23,9 @@ Without an outbox an update is sent at once.
 An ack for S drops everything up to S. When no ack advances for the
 timeout everything after the last ack is sent again, and the timeout
 doubles up to 8 s. After progress it is ack_timeout (500 ms), or more
-when the daemon's waits for progress say so (srtt + 4 rttvar, as TCP's
-RFC 6298; no sample across a resend). A repeated ack while updates are
+when the daemon's round trips say so (srtt + 4 rttvar, as TCP's RFC
+6298: from the send of the first update an ack covers anew to the ack;
+no sample across a resend). A repeated ack while updates are
 outstanding means the daemon saw a gap: one immediate resend per
 acknowledged position.
 
@@ -41,7 +42,7 @@ import collections
 import math
 import re
 import time
-from typing import Any, Deque, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Deque, Iterable, Mapping, Optional, Tuple, Union
 
 import zmq
 from google.protobuf import json_format
@@ -74,10 +75,16 @@ _TOPICS = {"park": b"park", "resident": b"resident", "trade": b"trade", "country
 UpdateLike = Union["pb.Update", Mapping[str, Any]]
 
 
-class _Entry(NamedTuple):
-    sequence: int  # its sequence number
-    data: bytes  # the encoded Update
-    topic: bytes  # the ingest topic: its kind
+class _Entry:
+    """One update held until acknowledged."""
+
+    __slots__ = ("sequence", "data", "topic", "sent_ms")
+
+    def __init__(self, sequence: int, data: bytes, topic: bytes) -> None:
+        self.sequence = sequence  # its sequence number
+        self.data = data  # the encoded Update
+        self.topic = topic  # the ingest topic: its kind
+        self.sent_ms = 0  # when it last went on the wire
 
 
 def _varint(n: int) -> bytes:
@@ -244,6 +251,9 @@ class Producer:
         bytes do), a lone update as itself. Never blocks: past the
         high-water mark a message is dropped and go-back-N covers it."""
         entries = self._entries
+        now = monotonic_ms()
+        for k in range(first, end):
+            entries[k].sent_ms = now
         i = first
         while i < end:
             n = 0
@@ -332,7 +342,7 @@ class Producer:
         if acked > self.last_acked:
             if (self._sent > 0 and not self._resent
                     and now - self._looked_ms <= POLL_SLICE_MS):
-                self._learn_timeout(now - self._last_progress_ms)
+                self._learn_timeout(now - self._entries[0].sent_ms)
             # Beyond what we sent only if another process used our id:
             # numbering goes on after what the daemon applied.
             self.last_sent = max(self.last_sent, acked)
@@ -357,8 +367,8 @@ class Producer:
             self._resend_all(now)
 
     def _learn_timeout(self, waited_ms: int) -> None:
-        """The resend timeout follows how long this daemon takes to make
-        progress (libparksync's learn_timeout): a daemon whose commits
+        """The resend timeout follows how long this daemon takes to
+        acknowledge (libparksync's learn_timeout): a daemon whose commits
         take longer than ack_timeout would otherwise be sent the whole
         window again at each of them. Only when acks were read within
         POLL_SLICE_MS before: an ack that waited for the caller to come
