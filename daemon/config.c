@@ -93,7 +93,7 @@ const config_option_t config_options[] = {
      NULL, NULL,
      "conflict rows and their claims older than this are dropped, days (0: kept whatever their "
      "age, 1..36500)"},
-    {"store", "defer_rows", OPT_UINT, FIELD(defer_rows), "65536", 0, 1000000, 0, 0, NULL, NULL,
+    {"store", "defer_rows", OPT_UINT, FIELD(defer_rows), "131072", 0, 1000000, 0, 0, NULL, NULL,
      "resident rows a commit may leave in the change log, written later together in key order "
      "(about 0.8 KiB of memory each); 0 = every commit writes its rows (0..1000000)"},
     {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0, rule_choices, NULL,

@@ -179,11 +179,19 @@ typedef struct agg_delta {
  * deferred rows, replays it (state_replay). Only residents are deferred:
  * the summaries read the other kinds' tables with SQL, and residents are
  * the bulk.
+ *
+ * The bounds trade memory and the replay after a crash for writes: a
+ * row that waits is written once however often it changes meanwhile, so
+ * the tables are written less the longer they may lag. Over 100,000
+ * residents updated at random (bench_peers, cell 1), 65,536 rows and as
+ * many revisions ingested 98,000 updates/s; 131,072 rows and 262,144
+ * revisions 143,000 (1.45x), for 17 MiB more peak memory, and a crash
+ * replays up to 262,144 revisions at open (about 7 us each).
  */
-#define STORE_DEFER_ROWS  65536 /* default defer_rows: rows a commit may leave unwritten */
-#define STORE_DEFER_REVS  65536 /* revisions the tables may lag the change log by */
-#define STORE_PENDING_MAX 8192  /* rows cached beyond the deferred ones */
-#define STORE_PENDING_KEY 160   /* bytes of a lookup key: kind and key columns */
+#define STORE_DEFER_ROWS  131072 /* default defer_rows: rows a commit may leave unwritten */
+#define STORE_DEFER_REVS  262144 /* revisions the tables may lag the change log by */
+#define STORE_PENDING_MAX 8192   /* rows cached beyond the deferred ones */
+#define STORE_PENDING_KEY 160    /* bytes of a lookup key: kind and key columns */
 _Static_assert(STORE_PENDING_KEY <= 256, "a cached row finds its key columns by a byte offset");
 
 typedef struct pending {
