@@ -20,7 +20,7 @@ struct store_cursor {
     size_t at;                       /* statement being stepped */
     uint64_t revision;               /* head revision of the view (history: R) */
     bool history;                    /* state at `revision`, rebuilt from the change log */
-    sqlite3_stmt *prev;              /* history: prev of a change-log row by revision */
+    sqlite3_stmt *prev;              /* history: prev and record of a change-log row */
     uint64_t chain;                  /* history: revision whose prev link is read next; 0: none */
     uint32_t steps;                  /* history, replica: work since the last yield */
     bool replica;                    /* records with their stamps (store_replica_open) */
@@ -282,7 +282,8 @@ store_cursor_t *store_snapshot_at_open(store_t *s, const store_filter_t *filter,
         sqlite3_finalize(c->stmt[i]);
         c->stmt[i] = st;
     }
-    if ((*err = cursor_prepare(c, "SELECT prev FROM changelog WHERE revision = ?1", &c->prev)) < 0)
+    if ((*err = cursor_prepare(c, "SELECT prev, record FROM changelog WHERE revision = ?1",
+                               &c->prev)) < 0)
         goto fail;
     c->history = true;
     c->revision = revision;
@@ -457,7 +458,8 @@ static int cursor_history(store_cursor_t *c)
             sqlite3_reset(st);
             break;
         }
-        rc = buf_set(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        rc = prev_decode(&c->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                         sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));
         sqlite3_reset(st);
         if (rc < 0) {
             ret = rc;

@@ -3,6 +3,7 @@
  */
 #include "key.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,118 @@ void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *
     }
     *body = rec + at;
     *blen = len - at;
+}
+
+#define PREV_SAME_MIN 4 /* equal bytes that end a literal run of a difference */
+
+/* The revision and body of a stored record; false when it has none. */
+static bool stored_split(const uint8_t *rec, size_t len, uint64_t *revision, const uint8_t **body,
+                         size_t *blen)
+{
+    size_t at = 1;
+
+    if (len == 0 || rec[0] != STORE_TAG_REVISION || !varint_get(rec, len, &at, revision))
+        return false;
+    *body = rec + at;
+    *blen = len - at;
+    return true;
+}
+
+/* Appends to out the operation: copy bytes of the record, skip bytes
+ * of it, then n literal bytes of prev (out has room: prev_encode). */
+static void op_put(buf_t *out, size_t copy, size_t skip, const uint8_t *lit, size_t n)
+{
+    uint8_t *o = out->data + out->len;
+    size_t at = varint_put(o, copy);
+    at += varint_put(o + at, skip);
+    at += varint_put(o + at, n);
+    if (n > 0)
+        memcpy(o + at, lit, n);
+    out->len += at + n;
+}
+
+int prev_encode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec, size_t rlen)
+{
+    const uint8_t *pb, *rb;
+    size_t pn, rn, head = 0, tail = 0;
+    uint64_t revision, unused;
+
+    if (!stored_split(prev, plen, &revision, &pb, &pn) ||
+        !stored_split(rec, rlen, &unused, &rb, &rn))
+        return 0;
+    while (head < pn && head < rn && pb[head] == rb[head])
+        head++;
+    while (tail < pn - head && tail < rn - head && pb[pn - 1 - tail] == rb[rn - 1 - tail])
+        tail++;
+    /* each operation takes at most 3 varints besides its literal bytes,
+     * and each but the last covers at least PREV_SAME_MIN + 1 bytes */
+    size_t ops = (pn - head - tail) / (PREV_SAME_MIN + 1) + 2;
+    if (buf_reserve(out, 1 + STORE_VARINT_MAX + ops * 3 * STORE_VARINT_MAX + pn) < 0)
+        return -ENOMEM;
+    out->len = 0;
+    out->data[out->len++] = STORE_TAG_PREV_DELTA;
+    out->len += varint_put(out->data + out->len, revision);
+    if (pn != rn) {
+        /* the middles differ in length: prev's is literal */
+        op_put(out, head, rn - head - tail, pb + head, pn - head - tail);
+    } else {
+        /* as long: the runs that differ, byte for byte, are literal; fewer
+         * than PREV_SAME_MIN equal bytes between two of them are taken
+         * into one (another operation would cost as much) */
+        size_t end = pn - tail, at = head, copy = 0;
+        while (at < end) {
+            while (at < end && pb[at] == rb[at]) {
+                at++;
+                copy++;
+            }
+            if (at == end)
+                break;
+            size_t from = at, last = at;
+            while (at < end && (pb[at] != rb[at] || at - last <= PREV_SAME_MIN)) {
+                if (pb[at] != rb[at])
+                    last = at;
+                at++;
+            }
+            op_put(out, head + copy, last + 1 - from, pb + from, last + 1 - from);
+            head = copy = 0;
+            at = last + 1;
+        }
+        tail += head + copy;
+    }
+    if (tail > 0)
+        op_put(out, tail, 0, NULL, 0);
+    return out->len < plen ? 1 : 0;
+}
+
+int prev_decode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec, size_t rlen)
+{
+    const uint8_t *rb;
+    size_t rn, at = 1, pos = 0;
+    uint64_t revision, unused;
+
+    if (plen == 0 || prev[0] != STORE_TAG_PREV_DELTA)
+        return buf_set(out, prev, plen);
+    if (!varint_get(prev, plen, &at, &revision) || !stored_split(rec, rlen, &unused, &rb, &rn))
+        return -EBADMSG;
+    /* every byte comes from the record once at most, or from prev */
+    if (buf_reserve(out, 1 + STORE_VARINT_MAX + rn + plen) < 0)
+        return -ENOMEM;
+    out->len = 0;
+    out->data[out->len++] = STORE_TAG_REVISION;
+    out->len += varint_put(out->data + out->len, revision);
+    while (at < plen) {
+        uint64_t copy, skip, lit;
+        if (!varint_get(prev, plen, &at, &copy) || !varint_get(prev, plen, &at, &skip) ||
+            !varint_get(prev, plen, &at, &lit) || copy > rn - pos || skip > rn - pos - copy ||
+            lit > plen - at)
+            return -EBADMSG;
+        memcpy(out->data + out->len, rb + pos, copy);
+        memcpy(out->data + out->len + copy, prev + at, lit);
+        out->len += copy + lit;
+        pos += copy + skip;
+        at += lit;
+    }
+    return 0;
 }
 
 int country_index(const char *c)

@@ -208,6 +208,22 @@ int state_from_put(store_t *s, uint64_t revision)
     return 0;
 }
 
+/* Binds the change log's prev (parameter 6) of a change to rec: the
+ * record it replaced, as a difference from rec when that is shorter. */
+static int bind_prev(store_t *s, sqlite3_stmt *st, const uint8_t *prev, size_t plen,
+                     const uint8_t *rec, size_t rlen)
+{
+    int rc = prev_encode(&s->prev, prev, plen, rec, rlen);
+
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        sqlite3_bind_blob(st, 6, s->prev.data, (int)s->prev.len, SQLITE_STATIC);
+    else
+        sqlite3_bind_blob(st, 6, prev, (int)plen, SQLITE_STATIC);
+    return 0;
+}
+
 /*
  * Writes the rows changed since the last flush and their change-log
  * entries, in revision order; the rows stay cached, clean. A resident's
@@ -249,8 +265,11 @@ int pending_flush(store_t *s)
         if (p->country2[0])
             sqlite3_bind_text(st, 4, p->country2, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 5, p->blob.data, (int)p->blob.len, SQLITE_STATIC);
-        if (p->committed.len > 0)
-            sqlite3_bind_blob(st, 6, p->committed.data, (int)p->committed.len, SQLITE_STATIC);
+        if (p->committed.len > 0 && (rc = bind_prev(s, st, p->committed.data, p->committed.len,
+                                                    p->blob.data, p->blob.len)) < 0) {
+            stmt_reset(st);
+            break;
+        }
         if (p->kind != PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY)
             sqlite3_bind_blob(st, 7, p->stamps.data, (int)p->stamps.len, SQLITE_STATIC);
         rc = step_done(s, st);
@@ -488,14 +507,18 @@ static int log_put(store_t *s, const rec_key_t *key, const uint8_t *rec, size_t 
                    const uint8_t *prev, size_t prev_len, bool stamps)
 {
     sqlite3_stmt *st = s->st[ST_LOG_PUT];
+    int rc;
+
     sqlite3_bind_int64(st, 1, (sqlite3_int64)s->head);
     sqlite3_bind_int(st, 2, (int)key->kind);
     sqlite3_bind_text(st, 3, key->country, -1, SQLITE_STATIC);
     if (key->country2)
         sqlite3_bind_text(st, 4, key->country2, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, rec, (int)len, SQLITE_STATIC);
-    if (prev)
-        sqlite3_bind_blob(st, 6, prev, (int)prev_len, SQLITE_STATIC);
+    if (prev && (rc = bind_prev(s, st, prev, prev_len, rec, len)) < 0) {
+        stmt_reset(st);
+        return rc;
+    }
     if (stamps)
         sqlite3_bind_blob(st, 7, s->stamps.data, (int)s->stamps.len, SQLITE_STATIC);
     return step_done(s, st);

@@ -357,6 +357,7 @@ void store_close(store_t **sp)
     sqlite3_close_v2(s->db);
     buf_free(&s->body);
     buf_free(&s->out);
+    buf_free(&s->prev);
     buf_free(&s->old);
     buf_free(&s->stamps);
     buf_free(&s->old_stamps);

@@ -295,6 +295,7 @@ struct store {
     uint8_t dirty_begin[STORE_COUNTRIES / 8 + 1]; /* dirty when the batch began */
     buf_t body;                                   /* encoded Record without revision */
     buf_t out;                                    /* encoded Record with revision */
+    buf_t prev;                                   /* a change's prev as logged (prev_encode) */
     buf_t old;                                    /* stored record of the row being merged */
     buf_t stamps;                                 /* encoded stamps of the row being merged */
     buf_t old_stamps;                             /* stored stamps of the row being merged */

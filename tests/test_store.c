@@ -203,7 +203,7 @@ Test(store, open_migrate_reopen_keeps_data_and_epoch)
     store_close(&s);
     cr_assert_null(s);
 
-    cr_assert_eq(sql_int("PRAGMA user_version"), 10);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 11);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'conflict_recorded'"), 0);
     cr_assert_eq(sql_int("SELECT count(*) FROM sqlite_schema WHERE name = 'peer'"), 1);
     /* an earlier build reads meta's head alone: migration 8 keeps it away */
@@ -635,6 +635,111 @@ Test(store, history_through_cached_rows)
         cr_assert_str_eq(rs.r[0]->park->name, names[i], "at revision %" PRIu64, rev[i]);
         recs_free(&rs);
     }
+    store_close(&s);
+}
+
+/* The name of park P1 at revision `at` in a history snapshot; rc is
+ * what the cursor ended with (0, or a negative errno). */
+static void park_name_at(store_t *s, uint64_t at, char *name, size_t size, int *rc)
+{
+    store_filter_t f = {.kind = K_PARK};
+    const uint8_t *rec;
+    size_t len;
+    int err = 1;
+    store_cursor_t *c = store_snapshot_at_open(s, &f, at, &err);
+    cr_assert_not_null(c, "at %" PRIu64 ": %d", at, err);
+    name[0] = '\0';
+    while ((*rc = store_cursor_next(c, &rec, &len)) == 1 || *rc == -EAGAIN) {
+        if (*rc == -EAGAIN)
+            continue;
+        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, len, rec);
+        cr_assert_not_null(r);
+        snprintf(name, size, "%s", r->park->name);
+        parksync__v1__record__free_unpacked(r, NULL);
+    }
+    store_cursor_close(&c);
+}
+
+/* A change of a long record logs the version it replaced as a
+ * difference of a few bytes, not the record again, and the state at
+ * every revision rebuilds from differences as from whole prevs (what
+ * rows logged before schema 11 hold): each difference rewritten whole
+ * reads the same. One that does not fit its record fails the history
+ * (-EBADMSG), and nothing else. */
+Test(store, history_from_differences_and_whole_prevs)
+{
+    enum { N = 12 };
+    char names[N][32], name[256], sql[256];
+    uint64_t rev[N];
+    upd_t x;
+    int rc;
+    store_t *s = open_db();
+    for (int i = 0; i < N; i++) {
+        memset(names[i], 'n', 27); /* upd_t holds 31 bytes of a name */
+        snprintf(names[i] + 27, 5, "-%02d", i);
+        upd_init(&x, "AZ-MOE", (uint64_t)i + 1, 100 * (i + 1), PROVISIONAL);
+        upd_park(&x, "AZ", "P1");
+        park_name(&x, names[i]);
+        cr_assert_eq(apply1(s, &x), STORE_APPLIED);
+        rev[i] = store_head(s);
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM changelog WHERE kind = %d AND hex(substr(prev, 1, 1)) = '00'"
+             " AND length(prev) < 24",
+             (int)K_PARK);
+    cr_assert_eq(sql_int(sql), N - 1, "every change but the first logs a short difference");
+    for (int i = 0; i < N; i++) {
+        park_name_at(s, rev[i], name, sizeof name, &rc);
+        cr_assert_eq(rc, 0);
+        cr_assert_str_eq(name, names[i], "from differences, at %" PRIu64 ": %s", rev[i], name);
+    }
+
+    /* the same log with every prev whole */
+    sqlite3 *db;
+    sqlite3_stmt *sel, *put;
+    buf_t whole = {0};
+    cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT revision, prev, record FROM changelog"
+                                    " WHERE hex(substr(prev, 1, 1)) = '00'",
+                                    -1, &sel, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE changelog SET prev = ?2 WHERE revision = ?1", -1,
+                                    &put, NULL),
+                 SQLITE_OK);
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+        cr_assert_eq(prev_decode(&whole, sqlite3_column_blob(sel, 1),
+                                 (size_t)sqlite3_column_bytes(sel, 1), sqlite3_column_blob(sel, 2),
+                                 (size_t)sqlite3_column_bytes(sel, 2)),
+                     0);
+        sqlite3_bind_int64(put, 1, sqlite3_column_int64(sel, 0));
+        sqlite3_bind_blob(put, 2, whole.data, (int)whole.len, SQLITE_STATIC);
+        cr_assert_eq(sqlite3_step(put), SQLITE_DONE);
+        sqlite3_reset(put);
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(put);
+    cr_assert_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    buf_free(&whole);
+    cr_assert_eq(sql_int("SELECT count(*) FROM changelog WHERE hex(substr(prev, 1, 1)) = '00'"), 0);
+    for (int i = 0; i < N; i++) {
+        park_name_at(s, rev[i], name, sizeof name, &rc);
+        cr_assert_eq(rc, 0);
+        cr_assert_str_eq(name, names[i], "from whole prevs, at %" PRIu64, rev[i]);
+    }
+
+    /* a difference that claims more of its record than there is */
+    snprintf(sql, sizeof sql, "UPDATE changelog SET prev = x'0001ff01' WHERE revision = %" PRIu64,
+             rev[N - 1]);
+    sql_exec(sql);
+    park_name_at(s, rev[0], name, sizeof name, &rc);
+    cr_assert_eq(rc, -EBADMSG, "a difference that does not fit: %d", rc);
+    park_name_at(s, rev[N - 1], name, sizeof name, &rc);
+    cr_assert_eq(rc, 0, "the present needs no prev");
+    cr_assert_str_eq(name, names[N - 1]);
     store_close(&s);
 }
 
@@ -2124,7 +2229,7 @@ Test(store, migration_sums_resident_aggregates_exactly)
                      " ALTER TABLE resident_agg DROP COLUMN revision;"
                      " DELETE FROM meta WHERE key = 'state_from'; PRAGMA user_version = 5");
         s = open_db();
-        cr_assert_eq(sql_int("PRAGMA user_version"), 10);
+        cr_assert_eq(sql_int("PRAGMA user_version"), 11);
         cr_assert_eq(sql_int("SELECT residents FROM resident_agg WHERE park_id = 'AZ-P1'"), 100);
         cr_assert_eq(sql_int("SELECT investment_cents FROM resident_agg WHERE park_id = 'AZ-P1'"),
                      0, "from schema %d", from);
