@@ -47,6 +47,41 @@ static bool stored_split(const uint8_t *rec, size_t len, uint64_t *revision, con
     return true;
 }
 
+/* How many bytes a[at..n) and b[at..n) share from at on, or backwards
+ * (a[..n - at) and b[..m - at) from their ends): eight at a time, since
+ * a record's changes are a few bytes in a few hundred. */
+static size_t same_from(const uint8_t *a, const uint8_t *b, size_t at, size_t n)
+{
+    size_t i = at;
+    uint64_t x, y;
+
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            break;
+    }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i - at;
+}
+
+static size_t same_back(const uint8_t *a, size_t n, const uint8_t *b, size_t m, size_t most)
+{
+    size_t k = 0;
+    uint64_t x, y;
+
+    for (; k + 8 <= most; k += 8) {
+        memcpy(&x, a + n - k - 8, 8);
+        memcpy(&y, b + m - k - 8, 8);
+        if (x != y)
+            break;
+    }
+    while (k < most && a[n - 1 - k] == b[m - 1 - k])
+        k++;
+    return k;
+}
+
 /* Appends to out the operation: copy bytes of the record, skip bytes
  * of it, then n literal bytes of prev (out has room: prev_encode). */
 static void op_put(buf_t *out, size_t copy, size_t skip, const uint8_t *lit, size_t n)
@@ -63,16 +98,14 @@ static void op_put(buf_t *out, size_t copy, size_t skip, const uint8_t *lit, siz
 int prev_encode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec, size_t rlen)
 {
     const uint8_t *pb, *rb;
-    size_t pn, rn, head = 0, tail = 0;
+    size_t pn, rn, head, tail;
     uint64_t revision, unused;
 
     if (!stored_split(prev, plen, &revision, &pb, &pn) ||
         !stored_split(rec, rlen, &unused, &rb, &rn))
         return 0;
-    while (head < pn && head < rn && pb[head] == rb[head])
-        head++;
-    while (tail < pn - head && tail < rn - head && pb[pn - 1 - tail] == rb[rn - 1 - tail])
-        tail++;
+    head = same_from(pb, rb, 0, pn < rn ? pn : rn);
+    tail = same_back(pb, pn, rb, rn, (pn < rn ? pn : rn) - head);
     /* each operation takes at most 3 varints besides its literal bytes,
      * and each but the last covers at least PREV_SAME_MIN + 1 bytes */
     size_t ops = (pn - head - tail) / (PREV_SAME_MIN + 1) + 2;
@@ -90,10 +123,9 @@ int prev_encode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec
          * into one (another operation would cost as much) */
         size_t end = pn - tail, at = head, copy = 0;
         while (at < end) {
-            while (at < end && pb[at] == rb[at]) {
-                at++;
-                copy++;
-            }
+            size_t same = same_from(pb, rb, at, end);
+            at += same;
+            copy += same;
             if (at == end)
                 break;
             size_t from = at, last = at;
