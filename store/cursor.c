@@ -34,7 +34,9 @@ struct store_cursor {
                                         their key columns last, to pass over those waiting;
                                         0: none wait */
     sqlite3_stmt *waiting;           /* snapshot: a waiting resident's change-log entry */
-    uint32_t waiting_at;             /* snapshot: the next waiting resident to send */
+    uint64_t *waiting_rev;           /* snapshot: the live waiting residents' revisions, sorted */
+    uint32_t n_waiting;              /* snapshot: entries of waiting_rev */
+    uint32_t waiting_at;             /* snapshot: the next of waiting_rev to send */
     char country[3];                 /* snapshot: the filter's country; "" all */
     char err[256];                   /* SQLite's message for the last failure; "" when none */
 };
@@ -81,6 +83,7 @@ void store_cursor_close(store_cursor_t **cp)
     sqlite3_finalize(c->prev);
     sqlite3_finalize(c->waiting);
     deferred_free(&c->deferred);
+    free(c->waiting_rev);
     free(c->positions);
     if (c->db) {
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
@@ -170,6 +173,30 @@ static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out
  * latest change-log entries, as they were when the view began: writing
  * 32,768 of them stalled ingest for a third of a second.
  */
+static int by_revision(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The revisions of the live waiting residents in c->deferred, in order:
+ * the change log is read forward, a page once, rather than a lookup at
+ * random for each (tombstones are not read at all). 0 or -ENOMEM. */
+static int waiting_sort(store_cursor_t *c)
+{
+    const deferred_set_t *d = &c->deferred;
+
+    if (d->n == 0)
+        return 0;
+    if (!(c->waiting_rev = malloc(d->n * sizeof(*c->waiting_rev))))
+        return -ENOMEM;
+    for (uint32_t i = 0; i < d->n; i++)
+        if (!d->deleted[i])
+            c->waiting_rev[c->n_waiting++] = d->revision[i];
+    qsort(c->waiting_rev, c->n_waiting, sizeof(*c->waiting_rev), by_revision);
+    return 0;
+}
+
 static store_cursor_t *snapshot_open(store_t *s, const store_filter_t *filter, bool settle,
                                      int *err)
 {
@@ -188,7 +215,7 @@ static store_cursor_t *snapshot_open(store_t *s, const store_filter_t *filter, b
     store_cursor_t *c = cursor_new(s, residents && !waiting, err);
     if (!c)
         return NULL;
-    if (waiting && ((*err = deferred_copy(s, &c->deferred)) < 0 ||
+    if (waiting && ((*err = deferred_copy(s, &c->deferred)) < 0 || (*err = waiting_sort(c)) < 0 ||
                     (*err = cursor_prepare(c,
                                            "SELECT record, stamps, country FROM changelog"
                                            " WHERE revision = ?1",
@@ -577,17 +604,18 @@ static bool waits(const store_cursor_t *c, sqlite3_stmt *st)
            deferred_find(&c->deferred, k) > 0;
 }
 
-/* A snapshot's residents that waited in the writer when the view began,
- * each from the change-log entry of its latest revision, with its stamps
- * for provenance; deleted ones and other countries' are passed over. */
+/* A snapshot's live residents that waited in the writer when the view
+ * began, each from the change-log entry of its latest revision, in
+ * revision order (waiting_sort), with its stamps for provenance; other
+ * countries' are passed over. */
 static int waiting_next(store_cursor_t *c, const uint8_t **record, size_t *len)
 {
     sqlite3_stmt *st = c->waiting;
 
-    while (c->waiting_at < c->deferred.n) {
+    while (c->waiting_at < c->n_waiting) {
         int rc;
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->deferred.revision[c->waiting_at++]);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)c->waiting_rev[c->waiting_at++]);
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)
             return rc == SQLITE_DONE ? -EPROTO : cursor_fail(c, rc); /* the view holds it */
         const char *country = (const char *)sqlite3_column_text(st, 2);
@@ -595,13 +623,6 @@ static int waiting_next(store_cursor_t *c, const uint8_t **record, size_t *len)
             continue;
         const uint8_t *rec = sqlite3_column_blob(st, 0);
         size_t n = (size_t)sqlite3_column_bytes(st, 0);
-        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, n, rec);
-        if (!r)
-            return -EBADMSG;
-        bool deleted = r->deleted;
-        parksync__v1__record__free_unpacked(r, NULL);
-        if (deleted)
-            continue;
         *record = rec;
         *len = n;
         if (c->provenance) {

@@ -313,7 +313,8 @@ int deferred_copy(const store_t *s, deferred_set_t *d)
     d->keys = malloc(bytes);
     d->at = malloc(s->n_deferred * sizeof(*d->at));
     d->revision = malloc(s->n_deferred * sizeof(*d->revision));
-    if (!d->keys || !d->at || !d->revision ||
+    d->deleted = malloc(s->n_deferred * sizeof(*d->deleted));
+    if (!d->keys || !d->at || !d->revision || !d->deleted ||
         index_fit(&d->index, s->n_deferred, deferred_key_at, d) < 0) {
         deferred_free(d);
         return -ENOMEM;
@@ -326,6 +327,7 @@ int deferred_copy(const store_t *s, deferred_set_t *d)
         memcpy(d->keys + off, p->key, len);
         d->at[n] = (uint32_t)off;
         d->revision[n] = p->revision;
+        d->deleted[n] = p->deleted;
         *index_slot(&d->index, p->key, deferred_key_at, d) = (uint32_t)++n;
         off += len;
     }
@@ -344,6 +346,7 @@ void deferred_free(deferred_set_t *d)
     free(d->keys);
     free(d->at);
     free(d->revision);
+    free(d->deleted);
     index_free(&d->index);
     memset(d, 0, sizeof(*d));
 }

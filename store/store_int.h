@@ -417,6 +417,7 @@ typedef struct deferred_set {
     char *keys;         /* the keys, NUL-terminated one after the other */
     uint32_t *at;       /* entry i's key begins at keys + at[i] */
     uint64_t *revision; /* entry i's latest revision */
+    bool *deleted;      /* entry i's latest revision is a tombstone */
     index_t index;      /* entries by key */
 } deferred_set_t;
 /* Copies the deferred rows into d (empty when none). 0 or -ENOMEM. */
