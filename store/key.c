@@ -95,10 +95,63 @@ static void op_put(buf_t *out, size_t copy, size_t skip, const uint8_t *lit, siz
     out->len += at + n;
 }
 
+/* Appends the operations that rebuild p[0..n) from r[0..n), compared
+ * byte for byte: the runs that differ are literal, and fewer than
+ * PREV_SAME_MIN equal bytes between two of them are taken into one
+ * (another operation would cost as much). copy is how many bytes of the
+ * record before r wait to be copied; returns how many wait after it. */
+static size_t aligned_put(buf_t *out, const uint8_t *p, const uint8_t *r, size_t n, size_t copy)
+{
+    size_t at = 0;
+
+    while (at < n) {
+        size_t same = same_from(p, r, at, n);
+        at += same;
+        copy += same;
+        if (at == n)
+            break;
+        size_t from = at, last = at;
+        while (at < n && (p[at] != r[at] || at - last <= PREV_SAME_MIN)) {
+            if (p[at] != r[at])
+                last = at;
+            at++;
+        }
+        op_put(out, copy, last + 1 - from, p + from, last + 1 - from);
+        copy = 0;
+        at = last + 1;
+    }
+    return copy;
+}
+
+/* Where bodies of different lengths pn and rn, equal for head bytes and
+ * the last tail, change from being compared from the start to being
+ * compared from the end (a field whose varint grew or shrank lies
+ * between): the point that leaves the fewest bytes differing. */
+static size_t split_at(const uint8_t *pb, size_t pn, const uint8_t *rb, size_t rn, size_t head,
+                       size_t tail)
+{
+    size_t end = (pn < rn ? pn : rn) - tail, shift = pn > rn ? pn - rn : 0;
+    const uint8_t *re = rb + rn - tail; /* prev's byte i faces re[i - (pn - tail)] */
+    size_t fwd = 0, bwd = 0, best = head, least;
+
+    for (size_t i = head + shift; i < pn - tail; i++)
+        bwd += pb[i] != *(re - (pn - tail - i));
+    least = bwd;
+    for (size_t s = head; s < end; s++) {
+        fwd += pb[s] != rb[s];
+        bwd -= pb[s + shift] != *(re - (pn - tail - s - shift));
+        if (fwd + bwd < least) {
+            least = fwd + bwd;
+            best = s + 1;
+        }
+    }
+    return best;
+}
+
 int prev_encode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec, size_t rlen)
 {
     const uint8_t *pb, *rb;
-    size_t pn, rn, head, tail;
+    size_t pn, rn, head, tail, copy;
     uint64_t revision, unused;
 
     if (!stored_split(prev, plen, &revision, &pb, &pn) ||
@@ -106,40 +159,32 @@ int prev_encode(buf_t *out, const uint8_t *prev, size_t plen, const uint8_t *rec
         return 0;
     head = same_from(pb, rb, 0, pn < rn ? pn : rn);
     tail = same_back(pb, pn, rb, rn, (pn < rn ? pn : rn) - head);
-    /* each operation takes at most 3 varints besides its literal bytes,
-     * and each but the last covers at least PREV_SAME_MIN + 1 bytes */
-    size_t ops = (pn - head - tail) / (PREV_SAME_MIN + 1) + 2;
+    /* each operation takes at most 3 varints besides its literal bytes;
+     * each but the last of a run compared covers PREV_SAME_MIN + 1 bytes
+     * at least, and there are two runs, the step between them and the
+     * last copy */
+    size_t ops = (pn - head - tail) / (PREV_SAME_MIN + 1) + 4;
     if (buf_reserve(out, 1 + STORE_VARINT_MAX + ops * 3 * STORE_VARINT_MAX + pn) < 0)
         return -ENOMEM;
     out->len = 0;
     out->data[out->len++] = STORE_TAG_PREV_DELTA;
     out->len += varint_put(out->data + out->len, revision);
-    if (pn != rn) {
-        /* the middles differ in length: prev's is literal */
-        op_put(out, head, rn - head - tail, pb + head, pn - head - tail);
+    if (pn == rn) {
+        copy = aligned_put(out, pb + head, rb + head, pn - head - tail, head);
     } else {
-        /* as long: the runs that differ, byte for byte, are literal; fewer
-         * than PREV_SAME_MIN equal bytes between two of them are taken
-         * into one (another operation would cost as much) */
-        size_t end = pn - tail, at = head, copy = 0;
-        while (at < end) {
-            size_t same = same_from(pb, rb, at, end);
-            at += same;
-            copy += same;
-            if (at == end)
-                break;
-            size_t from = at, last = at;
-            while (at < end && (pb[at] != rb[at] || at - last <= PREV_SAME_MIN)) {
-                if (pb[at] != rb[at])
-                    last = at;
-                at++;
-            }
-            op_put(out, head + copy, last + 1 - from, pb + from, last + 1 - from);
-            head = copy = 0;
-            at = last + 1;
+        /* compared from the start up to the split, then from the end:
+         * the record's extra bytes skipped there, or prev's literal */
+        size_t s = split_at(pb, pn, rb, rn, head, tail);
+        copy = aligned_put(out, pb + head, rb + head, s - head, head);
+        if (rn > pn) {
+            op_put(out, copy, rn - pn, NULL, 0);
+            copy = aligned_put(out, pb + s, rb + s + (rn - pn), pn - tail - s, 0);
+        } else {
+            op_put(out, copy, 0, pb + s, pn - rn);
+            copy = aligned_put(out, pb + s + (pn - rn), rb + s, rn - tail - s, 0);
         }
-        tail += head + copy;
     }
+    tail += copy;
     if (tail > 0)
         op_put(out, tail, 0, NULL, 0);
     return out->len < plen ? 1 : 0;

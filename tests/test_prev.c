@@ -136,6 +136,31 @@ Test(prev, scattered_changes_log_only_themselves)
     cr_assert_leq(logged, 30, "three changed runs logged %zu bytes", logged);
 }
 
+/* A varint that grew by a byte deep in the record (a count passing
+ * 127), and the length of the message around it with it: the bodies
+ * differ in length, and still only the changed bytes are logged, either
+ * way round. */
+Test(prev, a_field_grown_by_a_byte_logs_only_itself)
+{
+    static uint8_t a[361], b[361], pa[400], pb[400];
+    size_t logged;
+
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = (uint8_t)('a' + i % 23);
+    memcpy(b, a, 300);
+    b[1] = (uint8_t)(a[1] + 1); /* the enclosing length */
+    b[300] = 0x80;              /* 127 -> 128: one byte more */
+    b[301] = 0x01;
+    memcpy(b + 302, a + 301, 59);
+    size_t la = stored(pa, 70, a, 360), lb = stored(pb, 71, b, 361);
+    cr_assert_eq(round_trip(pa, la, pb, lb, &logged), 1);
+    cr_assert_leq(logged, 24, "prev shorter by a byte logged %zu bytes", logged);
+    la = stored(pa, 72, a, 360);
+    lb = stored(pb, 71, b, 361);
+    cr_assert_eq(round_trip(pb, lb, pa, la, &logged), 1);
+    cr_assert_leq(logged, 24, "prev longer by a byte logged %zu bytes", logged);
+}
+
 /* Operations that take more of the record than it has, literal bytes
  * past the end, a varint cut short, a record without a revision:
  * -EBADMSG, and no read beyond either (AddressSanitizer watches the heap
