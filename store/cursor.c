@@ -166,13 +166,6 @@ static int cursor_prepare(store_cursor_t *c, const char *sql, sqlite3_stmt **out
     return rc == SQLITE_OK ? 0 : cursor_fail(c, rc);
 }
 
-/*
- * A snapshot; one of residents either has the rows the writer deferred
- * written first (settle: history, which follows the tables' rows back),
- * or passes over them in the scan and sends them afterwards from their
- * latest change-log entries, as they were when the view began: writing
- * 32,768 of them stalled ingest for a third of a second.
- */
 static int by_revision(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -197,6 +190,13 @@ static int waiting_sort(store_cursor_t *c)
     return 0;
 }
 
+/*
+ * A snapshot; one of residents either has the rows the writer deferred
+ * written first (settle: history, which follows the tables' rows back),
+ * or passes over them in the scan and sends them afterwards from their
+ * latest change-log entries, as they were when the view began: writing
+ * 32,768 of them stalled ingest for a third of a second.
+ */
 static store_cursor_t *snapshot_open(store_t *s, const store_filter_t *filter, bool settle,
                                      int *err)
 {

@@ -18,22 +18,6 @@ static const size_t key_columns[STORE_KINDS] = {
     [PARKSYNC__V1__RECORD_KIND__RECORD_KIND_SUMMARY] = 1,
 };
 
-/* The encoded Record without its leading revision field. */
-void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *blen)
-{
-    size_t at = 0;
-    uint64_t v;
-    if (len > 0 && rec[0] == STORE_TAG_REVISION) {
-        at = 1;
-        if (!varint_get(rec, len, &at, &v))
-            at = 0;
-    }
-    *body = rec + at;
-    *blen = len - at;
-}
-
-#define PREV_SAME_MIN 4 /* equal bytes that end a literal run of a difference */
-
 /* The revision and body of a stored record; false when it has none. */
 static bool stored_split(const uint8_t *rec, size_t len, uint64_t *revision, const uint8_t **body,
                          size_t *blen)
@@ -46,6 +30,19 @@ static bool stored_split(const uint8_t *rec, size_t len, uint64_t *revision, con
     *blen = len - at;
     return true;
 }
+
+/* The encoded Record without its leading revision field. */
+void record_strip(const uint8_t *rec, size_t len, const uint8_t **body, size_t *blen)
+{
+    uint64_t revision;
+
+    if (!stored_split(rec, len, &revision, body, blen)) {
+        *body = rec;
+        *blen = len;
+    }
+}
+
+#define PREV_SAME_MIN 4 /* equal bytes that end a literal run of a difference */
 
 /* How many bytes a[at..n) and b[at..n) share from at on, or backwards
  * (a[..n - at) and b[..m - at) from their ends): eight at a time, since
