@@ -13,10 +13,11 @@
  * asked of the query socket, so every change after the snapshot's (or
  * changes stream's) revision R is queued in it while the stream runs.
  * Streams are flow controlled: SUBSCRIBER_CREDIT chunks granted up front
- * and one more after each chunk is consumed, so memory stays bounded on
- * both sides. Live records with revision <= the newest delivered are
- * dropped: they are covered already, or they are the second copy of a
- * trade flow (published on the exporter's and on the importer's topic).
+ * and the consumed ones granted again SUBSCRIBER_CREDIT_BATCH at a time,
+ * so memory stays bounded on both sides. Live records with revision <=
+ * the newest delivered are dropped: they are covered already, or they are
+ * the second copy of a trade flow (published on the exporter's and on the
+ * importer's topic).
  *
  * Slow joiner. A SUB's subscription reaches the daemon some time after
  * zmq_connect returns. The record topics are subscribed first and "hb/"

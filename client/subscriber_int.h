@@ -14,7 +14,8 @@
 #include "wire.h"
 
 #define SUBSCRIBER_DEFAULT_TIMEOUT_MS 5000       /* ms of daemon silence during a stream */
-#define SUBSCRIBER_CREDIT             8          /* chunks granted when a stream starts */
+#define SUBSCRIBER_CREDIT             64         /* chunks granted when a stream starts */
+#define SUBSCRIBER_CREDIT_BATCH       16         /* chunks consumed before they are granted again */
 #define SUBSCRIBER_CHUNK_RECORDS      1024       /* records per chunk asked for */
 #define SUBSCRIBER_RCVHWM             100000     /* live messages queued while a stream runs */
 #define SUBSCRIBER_MAX_PREFIXES       6          /* record subscriptions: one per kind at most */
@@ -57,6 +58,7 @@ struct ps_subscriber {
     uint64_t at_revision;
     Parksync__V1__QueryReply *chunk; /* the chunk being delivered, owned */
     size_t pos;                      /* next record in chunk */
+    uint32_t owed;                   /* chunks consumed and not granted again yet */
     Parksync__V1__Publication *pub;  /* the live record last delivered, owned */
     uint64_t revision;               /* V: every matching change up to here is delivered */
     uint64_t *delivered;             /* D: revisions delivered live above V, ascending, owned */

@@ -53,6 +53,7 @@ static void stream_reset(ps_subscriber_t *s)
         parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
     s->chunk = NULL;
     s->pos = 0;
+    s->owed = 0;
     s->request_id++;
     s->last_heard_ms = wire_monotonic_ms();
 }
@@ -124,13 +125,19 @@ ps_err_t subscriber_restart_snapshot(ps_subscriber_t *s)
     return subscriber_ask_snapshot(s);
 }
 
+/* Counts a consumed chunk and grants the consumed ones again once
+ * SUBSCRIBER_CREDIT_BATCH have gathered: one message for many chunks, and
+ * the daemon still holds credit for the rest of the window. */
 static ps_err_t grant_credit(ps_subscriber_t *s)
 {
     Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
     Parksync__V1__Credit credit = PARKSYNC__V1__CREDIT__INIT;
 
+    if (++s->owed < SUBSCRIBER_CREDIT_BATCH)
+        return PS_OK;
     credit.has_chunks = 1;
-    credit.chunks = 1;
+    credit.chunks = s->owed;
+    s->owed = 0;
     req.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT;
     req.credit = &credit;
     return send_request(s, &req);
