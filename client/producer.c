@@ -122,7 +122,7 @@ static ps_err_t query_state(void *query, uint64_t *next_id, const char *producer
         if (!(item.revents & ZMQ_POLLIN))
             continue;
         Parksync__V1__QueryReply *rep;
-        int rc = sock_recv_reply(query, &rep);
+        int rc = sock_recv_reply(query, NULL, &rep);
         if (rc == -EAGAIN || rc == -EPROTO)
             continue;
         if (rc < 0)

@@ -167,7 +167,7 @@ int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publi
     return rc < 0 && rc != -EPROTO ? -EPROTO : rc;
 }
 
-int sock_recv_reply(void *s, Parksync__V1__QueryReply **out)
+int sock_recv_reply(void *s, wire_arena_t *arena, Parksync__V1__QueryReply **out)
 {
     zmq_msg_t msg;
     const char *why;
@@ -176,7 +176,7 @@ int sock_recv_reply(void *s, Parksync__V1__QueryReply **out)
     *out = NULL;
     if (rc < 0)
         return rc;
-    rc = wire_query_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why);
+    rc = wire_query_reply_decode_in(arena, zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why);
     zmq_msg_close(&msg);
     return rc < 0 ? -EPROTO : 0;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "parksync.pb-c.h"
+#include "wire.h"
 
 #define SOCK_LINGER_MS 200 /* ms a closing socket may spend flushing */
 
@@ -55,8 +56,9 @@ int sock_send(void *s, const char *topic, const void *payload, size_t len);
  * decode; consumed), or another -errno. */
 int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publication **out);
 
-/* The same for one [QueryReply] frame on a DEALER. */
-int sock_recv_reply(void *s, Parksync__V1__QueryReply **out);
+/* The same for one [QueryReply] frame on a DEALER, decoded into arena
+ * (NULL: malloc'ed, for parksync__v1__query_reply__free_unpacked). */
+int sock_recv_reply(void *s, wire_arena_t *arena, Parksync__V1__QueryReply **out);
 
 /* Waits up to timeout_us for a message to read on any of the n sockets
  * (zmq_poll's timeouts are whole milliseconds): on their ZMQ_FDs, which

@@ -177,7 +177,7 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
     if (opts->has_from_revision && !opts->live)
         goto fail;
     e = PS_ERR_NOMEM;
-    if ((s = calloc(1, sizeof *s)) == NULL)
+    if ((s = calloc(1, sizeof *s)) == NULL || (s->arena = wire_arena_new()) == NULL)
         goto fail;
     /* distinct per client, not secret: it only spreads retries */
     s->rng = (uint64_t)wire_now_us() ^ ((uint64_t)(uintptr_t)s << 16) ^ (uint64_t)getpid();
@@ -346,8 +346,7 @@ void ps_subscriber_destroy(ps_subscriber_t **sp)
     if (sp == NULL || *sp == NULL)
         return;
     ps_subscriber_t *s = *sp;
-    if (s->chunk != NULL)
-        parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
+    wire_arena_free(&s->arena); /* and the chunk in it */
     if (s->pub != NULL)
         parksync__v1__publication__free_unpacked(s->pub, NULL);
     sock_close(&s->sub);

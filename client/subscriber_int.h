@@ -56,7 +56,8 @@ struct ps_subscriber {
     bool end_after_changes;        /* the catch-up (from_revision) ends with SNAPSHOT_END */
     bool has_at_revision;          /* the snapshot is history at at_revision */
     uint64_t at_revision;
-    Parksync__V1__QueryReply *chunk; /* the chunk being delivered, owned */
+    wire_arena_t *arena;             /* holds the reply last read, and nothing else */
+    Parksync__V1__QueryReply *chunk; /* the chunk being delivered, in arena */
     size_t pos;                      /* next record in chunk */
     uint32_t owed;                   /* chunks consumed and not granted again yet */
     Parksync__V1__Publication *pub;  /* the live record last delivered, owned */

@@ -49,8 +49,7 @@ static void fill_filter(const ps_subscriber_t *s, Parksync__V1__Filter *filter)
  * late replies of the old stream are ignored. */
 static void stream_reset(ps_subscriber_t *s)
 {
-    if (s->chunk != NULL)
-        parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
+    wire_arena_reset(s->arena);
     s->chunk = NULL;
     s->pos = 0;
     s->owed = 0;
@@ -220,7 +219,7 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
             continue;
         }
         Parksync__V1__QueryReply *rep;
-        int rc = sock_recv_reply(s->query, &rep);
+        int rc = sock_recv_reply(s->query, s->arena, &rep);
         if (rc == -EAGAIN)
             continue;
         if (rc == -EPROTO) {
@@ -230,7 +229,7 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
         if (rep->request_id != s->request_id) {
-            parksync__v1__query_reply__free_unpacked(rep, NULL);
+            wire_arena_reset(s->arena);
             continue; /* a stream we gave up */
         }
         s->last_heard_ms = wire_monotonic_ms();
@@ -242,7 +241,7 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
                 s->has_epoch = true;
                 if (other && (s->state == SUB_CHANGES || s->recovering)) {
                     /* another database: our revision means nothing there */
-                    parksync__v1__query_reply__free_unpacked(rep, NULL);
+                    wire_arena_reset(s->arena);
                     s->n.epoch_changes++;
                     s->end_after_changes = false;
                     return subscriber_restart_snapshot(s);
@@ -255,10 +254,10 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         }
         if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_ERROR) {
             ps_err_t e = stream_error(s, rep->error);
-            parksync__v1__query_reply__free_unpacked(rep, NULL);
+            wire_arena_reset(s->arena);
             return e;
         }
-        parksync__v1__query_reply__free_unpacked(rep, NULL);
+        wire_arena_reset(s->arena);
         s->n.bad_frames++; /* a pong or the like: not for this stream */
     }
 }
@@ -296,7 +295,7 @@ ps_err_t subscriber_stream_next(ps_subscriber_t *s, ps_event_t *ev, int64_t dead
         }
         bool last = c->has_last && c->last;
         uint64_t revision = c->has_revision ? c->revision : 0;
-        parksync__v1__query_reply__free_unpacked(s->chunk, NULL);
+        wire_arena_reset(s->arena);
         s->chunk = NULL;
         if (!last) {
             ps_err_t e = grant_credit(s);

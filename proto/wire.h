@@ -134,6 +134,25 @@ bool wire_date_valid(const char *s);
  * Returns 0, or -EINVAL with *why naming the first failure. */
 int wire_update_validate(const Parksync__V1__Update *u, const char **why);
 
+/* ---------------------------------------------------------------- arenas */
+
+/* Memory for decoded messages that die together, such as the chunk a
+ * subscriber delivers record by record (wire_arena.c): cut from one block
+ * that grows to what the messages need, freed all at once. */
+typedef struct wire_arena wire_arena_t;
+
+/* A new arena, or NULL when out of memory. */
+wire_arena_t *wire_arena_new(void);
+
+/* The allocator to hand protobuf-c (NULL for a NULL arena: malloc). */
+ProtobufCAllocator *wire_arena_allocator(wire_arena_t *a);
+
+/* Frees every message decoded into a; the memory serves the next ones. */
+void wire_arena_reset(wire_arena_t *a);
+
+/* Frees a and everything in it; sets *a to NULL. */
+void wire_arena_free(wire_arena_t **a);
+
 /* ---------------------------------------------------------------- decoding
  *
  * Each decoder checks the size against the type's limit before unpacking,
@@ -170,6 +189,11 @@ bool wire_query_request_id(const void *buf, size_t size, uint64_t *request_id);
 
 int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
                             const char **why);
+/* The same into an arena (NULL: malloc, as above): the reply is then
+ * never freed by itself but with everything else in the arena, by
+ * wire_arena_reset. */
+int wire_query_reply_decode_in(wire_arena_t *a, const void *buf, size_t len,
+                               Parksync__V1__QueryReply **out, const char **why);
 int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
                             const char **why);
 int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__ControlRequest **out,

@@ -269,9 +269,10 @@ static const char *nul_why(const nul_at_t *at)
 /* Size check, unpack and the NUL walk, shared by every decoder. A NUL in a
  * string field is refused here (-EINVAL) when nul is NULL; otherwise it is
  * left in *nul (msg NULL when none) for the caller to refuse in its place. */
-static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
-                                        size_t len, size_t max, int *rc, const char **why,
-                                        nul_at_t *nul)
+static ProtobufCMessage *bounded_unpack_in(ProtobufCAllocator *alloc,
+                                           const ProtobufCMessageDescriptor *d, const void *buf,
+                                           size_t len, size_t max, int *rc, const char **why,
+                                           nul_at_t *nul)
 {
     nul_at_t here = {NULL, NULL};
     ProtobufCMessage *m;
@@ -281,9 +282,9 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
         *why = "too large";
         return NULL;
     }
-    m = protobuf_c_message_unpack(d, NULL, len, buf);
+    m = protobuf_c_message_unpack(d, alloc, len, buf);
     if (m != NULL && (has_field_zero(m) || nul_find(d, buf, len, 0, &here) < 0)) {
-        protobuf_c_message_free_unpacked(m, NULL);
+        protobuf_c_message_free_unpacked(m, alloc);
         m = NULL;
     }
     if (m == NULL) {
@@ -294,13 +295,20 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
     if (nul != NULL) {
         *nul = here;
     } else if (here.msg != NULL) {
-        protobuf_c_message_free_unpacked(m, NULL);
+        protobuf_c_message_free_unpacked(m, alloc);
         *rc = -EINVAL;
         *why = nul_why(&here);
         return NULL;
     }
     *rc = 0;
     return m;
+}
+
+static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, const void *buf,
+                                        size_t len, size_t max, int *rc, const char **why,
+                                        nul_at_t *nul)
+{
+    return bounded_unpack_in(NULL, d, buf, len, max, rc, why, nul);
 }
 
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why)
@@ -350,22 +358,29 @@ int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRe
     return 0;
 }
 
-int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
-                            const char **why)
+int wire_query_reply_decode_in(wire_arena_t *a, const void *buf, size_t len,
+                               Parksync__V1__QueryReply **out, const char **why)
 {
     int rc;
-    Parksync__V1__QueryReply *q = (Parksync__V1__QueryReply *)bounded_unpack(
-        &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
+    ProtobufCAllocator *alloc = wire_arena_allocator(a);
+    Parksync__V1__QueryReply *q = (Parksync__V1__QueryReply *)bounded_unpack_in(
+        alloc, &parksync__v1__query_reply__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (q == NULL)
         return rc;
     if ((rc = wire_query_reply_validate(q, why)) < 0) {
-        parksync__v1__query_reply__free_unpacked(q, NULL);
+        parksync__v1__query_reply__free_unpacked(q, alloc);
         return rc;
     }
     *out = q;
     return 0;
+}
+
+int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
+                            const char **why)
+{
+    return wire_query_reply_decode_in(NULL, buf, len, out, why);
 }
 
 int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,

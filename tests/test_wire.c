@@ -379,6 +379,31 @@ Test(wire, query_request_limits)
     free(buf);
 }
 
+/* Adds n parks AZ-P0.. of the given country (one that is not two
+ * capitals is refused), revisions 100.., to a reset chunk. */
+static void add_parks(wire_chunk_t *c, int n, const char *country)
+{
+    for (int i = 0; i < n; i++) {
+        Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
+        Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
+        char id[16];
+        size_t rlen;
+        uint8_t *rbuf;
+
+        snprintf(id, sizeof(id), "AZ-P%d", i);
+        p.park_id = id;
+        p.country = (char *)country;
+        p.name = "Sumgait Chemical Industrial Park, the park of a long name";
+        r.has_revision = 1;
+        r.revision = 100 + (uint64_t)i;
+        r.body_case = PARKSYNC__V1__RECORD__BODY_PARK;
+        r.park = &p;
+        rbuf = wire_pack(&r.base, &rlen);
+        cr_assert_eq(wire_chunk_add(c, rbuf, rlen), 0);
+        free(rbuf);
+    }
+}
+
 /* Records placed raw into a chunk decode as an ordinary QueryReply. */
 Test(wire, chunk_builder_produces_a_decodable_reply)
 {
@@ -391,24 +416,7 @@ Test(wire, chunk_builder_produces_a_decodable_reply)
 
     memset(epoch, 0xAB, sizeof(epoch));
     wire_chunk_reset(&c);
-    for (int i = 0; i < 3; i++) {
-        Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
-        Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
-        char id[16];
-        size_t rlen;
-        uint8_t *rbuf;
-
-        snprintf(id, sizeof(id), "AZ-P%d", i);
-        p.park_id = id;
-        p.country = "AZ";
-        r.has_revision = 1;
-        r.revision = 100 + (uint64_t)i;
-        r.body_case = PARKSYNC__V1__RECORD__BODY_PARK;
-        r.park = &p;
-        rbuf = wire_pack(&r.base, &rlen);
-        cr_assert_eq(wire_chunk_add(&c, rbuf, rlen), 0);
-        free(rbuf);
-    }
+    add_parks(&c, 3, "AZ");
     cr_assert_eq(wire_chunk_finish(&c, 77, true, 102, epoch, &msg, &len), 0);
     cr_assert_eq(wire_query_reply_decode(msg, len, &reply, &why), 0);
     cr_expect_eq(reply->request_id, 77);
@@ -420,6 +428,47 @@ Test(wire, chunk_builder_produces_a_decodable_reply)
     cr_expect_str_eq(reply->chunk->records[2]->park->park_id, "AZ-P2");
     cr_expect_eq(reply->chunk->records[1]->revision, 101);
     parksync__v1__query_reply__free_unpacked(reply, NULL);
+    wire_chunk_free(&c);
+}
+
+/* What a subscriber does with every chunk: decode into one arena, read,
+ * reset. A chunk larger than the first block spills, and the block grows
+ * to fit; a refused reply leaves nothing behind (LeakSanitizer). */
+Test(wire, replies_decode_into_an_arena_again_and_again)
+{
+    wire_arena_t *a = wire_arena_new();
+    wire_chunk_t c = {0};
+    const uint8_t *msg;
+    const char *why;
+    size_t len;
+
+    cr_assert_not_null(a);
+    for (int round = 0; round < 3; round++) {
+        Parksync__V1__QueryReply *reply = NULL;
+        int n = round == 0 ? 3 : 2000;
+        char want[16];
+
+        wire_chunk_reset(&c);
+        add_parks(&c, n, "AZ");
+        cr_assert_eq(wire_chunk_finish(&c, 77, false, 0, NULL, &msg, &len), 0);
+        cr_assert_eq(wire_query_reply_decode_in(a, msg, len, &reply, &why), 0, "%s", why);
+        cr_assert_eq(reply->chunk->n_records, (size_t)n);
+        for (int i = 0; i < n; i += n / 3 + 1) {
+            snprintf(want, sizeof want, "AZ-P%d", i);
+            cr_expect_str_eq(reply->chunk->records[i]->park->park_id, want);
+            cr_expect_eq(reply->chunk->records[i]->revision, 100 + (uint64_t)i);
+        }
+        wire_arena_reset(a);
+    }
+    Parksync__V1__QueryReply *refused = NULL;
+    wire_chunk_reset(&c);
+    add_parks(&c, 2000, "az");
+    cr_assert_eq(wire_chunk_finish(&c, 77, false, 0, NULL, &msg, &len), 0);
+    cr_expect_eq(wire_query_reply_decode_in(a, msg, len, &refused, &why), -EINVAL);
+    cr_expect_null(refused);
+    wire_arena_reset(a);
+    wire_arena_free(&a);
+    cr_expect_null(a);
     wire_chunk_free(&c);
 }
 

@@ -1,7 +1,9 @@
 /*
  * fuzz_query.c - the query socket, both ways: wire_query_request_decode
  * (daemon side) and wire_query_reply_decode (client side) on the same
- * bytes, and the CLI's rendering of every record a reply carries.
+ * bytes, and the CLI's rendering of every record a reply carries. A
+ * reply is decoded into an arena too, as a subscriber does: same verdict,
+ * same message.
  */
 #include "fuzz.h"
 #include "json.h"
@@ -40,16 +42,41 @@ static void render_record(const Parksync__V1__Record *r)
                0);
 }
 
+/* The reply decoded into an arena agrees with the malloc'ed one (m, or
+ * NULL when refused with rc). One arena serves every input, as one
+ * serves every chunk of a subscriber. */
+static void decode_reply_in_arena(const uint8_t *data, size_t size, int rc,
+                                  const ProtobufCMessage *m)
+{
+    static wire_arena_t *arena;
+    Parksync__V1__QueryReply *q = NULL;
+    const char *why = NULL;
+
+    if (arena == NULL)
+        FUZZ_CHECK((arena = wire_arena_new()) != NULL);
+    FUZZ_CHECK(wire_query_reply_decode_in(arena, data, size, &q, &why) == rc);
+    FUZZ_CHECK((q != NULL) == (m != NULL));
+    if (q != NULL) {
+        FUZZ_CHECK(fuzz_same_encoding(&q->base, m));
+        if (q->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK)
+            for (size_t i = 0; i < q->chunk->n_records; i++)
+                render_record(q->chunk->records[i]);
+    }
+    wire_arena_reset(arena);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ProtobufCMessage *m = NULL;
+    int rc;
 
     fuzz_decode(decode_request, data, size, WIRE_MAX_QUERY, false, &m);
     if (m != NULL)
         protobuf_c_message_free_unpacked(m, NULL);
 
     m = NULL;
-    fuzz_decode(decode_reply, data, size, WIRE_MAX_MSG, false, &m);
+    rc = fuzz_decode(decode_reply, data, size, WIRE_MAX_MSG, false, &m);
+    decode_reply_in_arena(data, size, rc, m);
     if (m != NULL) {
         Parksync__V1__QueryReply *rep = (Parksync__V1__QueryReply *)m;
 
