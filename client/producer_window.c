@@ -292,7 +292,7 @@ static ps_err_t drain_acks(ps_producer_t *p)
 {
     for (int i = 0; i < PRODUCER_DRAIN_BUDGET; i++) {
         Parksync__V1__Publication *pub;
-        int rc = sock_recv_publication(p->acks, NULL, 0, &pub);
+        int rc = sock_recv_publication(p->acks, NULL, NULL, 0, &pub);
         if (rc == -EAGAIN)
             return PS_OK;
         if (rc == -EPROTO) {

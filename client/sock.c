@@ -130,7 +130,8 @@ static int sock_recv_last(void *s, int frames, void *msgp)
     return 0;
 }
 
-int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publication **out)
+int sock_recv_publication(void *s, wire_arena_t *arena, char *topic, size_t size,
+                          Parksync__V1__Publication **out)
 {
     zmq_msg_t msg;
     const char *why;
@@ -161,7 +162,7 @@ int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publi
         frames++;
     }
     rc = ok && frames == 2
-             ? wire_publication_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why)
+             ? wire_publication_decode_in(arena, zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why)
              : -EPROTO;
     zmq_msg_close(&msg);
     return rc < 0 && rc != -EPROTO ? -EPROTO : rc;

@@ -50,11 +50,12 @@ int sock_send(void *s, const char *topic, const void *payload, size_t len);
 
 /* Receives one [topic][Publication] message without blocking, copies the
  * topic into topic (size bytes, NUL-terminated; NULL: not wanted) and
- * decodes the payload with wire_publication_decode. Returns 0 with *out
- * (caller frees it), -EAGAIN when nothing is waiting, -EPROTO for a
- * malformed message (frame count, topic size, or a payload that does not
- * decode; consumed), or another -errno. */
-int sock_recv_publication(void *s, char *topic, size_t size, Parksync__V1__Publication **out);
+ * decodes the payload into arena (NULL: malloc'ed, for the caller to
+ * free). Returns 0 with *out, -EAGAIN when nothing is waiting, -EPROTO
+ * for a malformed message (frame count, topic size, or a payload that
+ * does not decode; consumed), or another -errno. */
+int sock_recv_publication(void *s, wire_arena_t *arena, char *topic, size_t size,
+                          Parksync__V1__Publication **out);
 
 /* The same for one [QueryReply] frame on a DEALER, decoded into arena
  * (NULL: malloc'ed, for parksync__v1__query_reply__free_unpacked). */

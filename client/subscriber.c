@@ -177,7 +177,8 @@ ps_subscriber_t *ps_subscriber_new(const ps_subscriber_options_t *opts, ps_err_t
     if (opts->has_from_revision && !opts->live)
         goto fail;
     e = PS_ERR_NOMEM;
-    if ((s = calloc(1, sizeof *s)) == NULL || (s->arena = wire_arena_new()) == NULL)
+    if ((s = calloc(1, sizeof *s)) == NULL || (s->arena = wire_arena_new()) == NULL ||
+        (s->pub_arena = wire_arena_new()) == NULL)
         goto fail;
     /* distinct per client, not secret: it only spreads retries */
     s->rng = (uint64_t)wire_now_us() ^ ((uint64_t)(uintptr_t)s << 16) ^ (uint64_t)getpid();
@@ -262,8 +263,7 @@ ps_err_t ps_subscriber_next(ps_subscriber_t *s, ps_event_t *ev, int timeout_ms)
 {
     if (s == NULL || ev == NULL)
         return PS_ERR_INVALID;
-    if (s->pub != NULL)
-        parksync__v1__publication__free_unpacked(s->pub, NULL);
+    wire_arena_reset(s->pub_arena); /* the record the last call delivered */
     s->pub = NULL;
     int64_t deadline = timeout_ms < 0 ? -1 : wire_monotonic_ms() + timeout_ms;
     for (;;) {
@@ -327,9 +327,8 @@ ps_err_t subscriber_move(ps_subscriber_t *s)
         return PS_ERR_SOCKET;
     /* what the old site queued is of another history: dropped */
     for (Parksync__V1__Publication *pub;
-         s->sub && sock_recv_publication(s->sub, NULL, 0, &pub) != -EAGAIN;)
-        if (pub)
-            parksync__v1__publication__free_unpacked(pub, NULL);
+         s->sub && sock_recv_publication(s->sub, s->pub_arena, NULL, 0, &pub) != -EAGAIN;)
+        wire_arena_reset(s->pub_arena);
     /* the next site's heartbeats, topics and sequences are its own */
     s->has_epoch = s->has_instance = false;
     s->n_topics = s->last_topic = 0;
@@ -347,8 +346,7 @@ void ps_subscriber_destroy(ps_subscriber_t **sp)
         return;
     ps_subscriber_t *s = *sp;
     wire_arena_free(&s->arena); /* and the chunk in it */
-    if (s->pub != NULL)
-        parksync__v1__publication__free_unpacked(s->pub, NULL);
+    wire_arena_free(&s->pub_arena);
     sock_close(&s->sub);
     sock_close(&s->query);
     if (s->ctx != NULL)

@@ -60,7 +60,8 @@ struct ps_subscriber {
     Parksync__V1__QueryReply *chunk; /* the chunk being delivered, in arena */
     size_t pos;                      /* next record in chunk */
     uint32_t owed;                   /* chunks consumed and not granted again yet */
-    Parksync__V1__Publication *pub;  /* the live record last delivered, owned */
+    wire_arena_t *pub_arena;         /* holds the publication last read, and nothing else */
+    Parksync__V1__Publication *pub;  /* the live record last delivered, in pub_arena */
     uint64_t revision;               /* V: every matching change up to here is delivered */
     uint64_t *delivered;             /* D: revisions delivered live above V, ascending, owned */
     size_t n_delivered, cap_delivered;

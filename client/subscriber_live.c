@@ -168,7 +168,7 @@ ps_err_t subscriber_wait_welcome(ps_subscriber_t *s)
 
     for (;;) {
         Parksync__V1__Publication *pub;
-        int rc = sock_recv_publication(s->sub, NULL, 0, &pub);
+        int rc = sock_recv_publication(s->sub, s->pub_arena, NULL, 0, &pub);
         if (rc == -EAGAIN) {
             int64_t left = deadline - wire_monotonic_ms();
             if (left <= 0)
@@ -187,7 +187,7 @@ ps_err_t subscriber_wait_welcome(ps_subscriber_t *s)
             adopt_identity(s, pub->heartbeat);
             adopt_sequences(s, pub->heartbeat);
         }
-        parksync__v1__publication__free_unpacked(pub, NULL);
+        wire_arena_reset(s->pub_arena);
         if (hb)
             return PS_OK;
     }
@@ -211,7 +211,7 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
     for (;;) {
         Parksync__V1__Publication *pub;
         char topic[WIRE_MAX_TOPIC];
-        int rc = sock_recv_publication(s->sub, topic, sizeof topic, &pub);
+        int rc = sock_recv_publication(s->sub, s->pub_arena, topic, sizeof topic, &pub);
         if (rc == -EAGAIN) {
             /* with several sites, silence (no heartbeat) moves to the next */
             int64_t silence = s->sites.n > 1 ? s->live_heard_ms + s->timeout_ms : -1;
@@ -238,7 +238,7 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
         s->live_heard_ms = wire_monotonic_ms();
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT) {
             ps_err_t e = live_heartbeat(s, pub->heartbeat);
-            parksync__v1__publication__free_unpacked(pub, NULL);
+            wire_arena_reset(s->pub_arena);
             if (e != PS_OK)
                 return e;
             if (s->state != SUB_LIVE)
@@ -246,7 +246,7 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
             continue;
         }
         if (pub->body_case != PARKSYNC__V1__PUBLICATION__BODY_RECORD) {
-            parksync__v1__publication__free_unpacked(pub, NULL);
+            wire_arena_reset(s->pub_arena);
             continue;
         }
         if (!sequence_ok(s, topic, pub)) {
@@ -255,27 +255,27 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
                 /* rule 2: what was lost lies below this record, maybe
                  * above V; this record and the lost ones come in the
                  * changes since V */
-                parksync__v1__publication__free_unpacked(pub, NULL);
+                wire_arena_reset(s->pub_arena);
                 return subscriber_resync(s);
             }
             /* lost below this record, at or below V: delivered already */
         }
         if (pub->has_repeat && pub->repeat) {
             s->n.repeats++;
-            parksync__v1__publication__free_unpacked(pub, NULL);
+            wire_arena_reset(s->pub_arena);
             continue;
         }
         bool dup = subscriber_delivered(s, pub->record->revision);
         if (dup || !subscriber_record_matches(s, pub->record)) {
             if (dup)
                 s->n.duplicates++;
-            parksync__v1__publication__free_unpacked(pub, NULL);
+            wire_arena_reset(s->pub_arena);
             continue;
         }
         if (!subscriber_note_delivered(s, pub->record->revision)) {
             /* D is full (no clean heartbeat for a long while): recover,
              * which moves V past everything delivered */
-            parksync__v1__publication__free_unpacked(pub, NULL);
+            wire_arena_reset(s->pub_arena);
             return subscriber_resync(s);
         }
         s->pub = pub;

@@ -189,13 +189,15 @@ bool wire_query_request_id(const void *buf, size_t size, uint64_t *request_id);
 
 int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryReply **out,
                             const char **why);
-/* The same into an arena (NULL: malloc, as above): the reply is then
+/* The same into an arena (NULL: malloc, as above): the message is then
  * never freed by itself but with everything else in the arena, by
  * wire_arena_reset. */
 int wire_query_reply_decode_in(wire_arena_t *a, const void *buf, size_t len,
                                Parksync__V1__QueryReply **out, const char **why);
 int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
                             const char **why);
+int wire_publication_decode_in(wire_arena_t *a, const void *buf, size_t len,
+                               Parksync__V1__Publication **out, const char **why);
 int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__ControlRequest **out,
                                 const char **why);
 int wire_control_reply_decode(const void *buf, size_t len, Parksync__V1__ControlReply **out,

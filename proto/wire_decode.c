@@ -383,22 +383,29 @@ int wire_query_reply_decode(const void *buf, size_t len, Parksync__V1__QueryRepl
     return wire_query_reply_decode_in(NULL, buf, len, out, why);
 }
 
-int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
-                            const char **why)
+int wire_publication_decode_in(wire_arena_t *a, const void *buf, size_t len,
+                               Parksync__V1__Publication **out, const char **why)
 {
     int rc;
-    Parksync__V1__Publication *p = (Parksync__V1__Publication *)bounded_unpack(
-        &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
+    ProtobufCAllocator *alloc = wire_arena_allocator(a);
+    Parksync__V1__Publication *p = (Parksync__V1__Publication *)bounded_unpack_in(
+        alloc, &parksync__v1__publication__descriptor, buf, len, WIRE_MAX_MSG, &rc, why, NULL);
 
     *out = NULL;
     if (p == NULL)
         return rc;
     if ((rc = wire_publication_validate(p, why)) < 0) {
-        parksync__v1__publication__free_unpacked(p, NULL);
+        parksync__v1__publication__free_unpacked(p, alloc);
         return rc;
     }
     *out = p;
     return 0;
+}
+
+int wire_publication_decode(const void *buf, size_t len, Parksync__V1__Publication **out,
+                            const char **why)
+{
+    return wire_publication_decode_in(NULL, buf, len, out, why);
 }
 
 int wire_control_request_decode(const void *buf, size_t len, Parksync__V1__ControlRequest **out,

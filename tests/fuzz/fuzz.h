@@ -66,6 +66,29 @@ static inline bool fuzz_same_encoding(const ProtobufCMessage *a, const ProtobufC
     return same;
 }
 
+typedef int (*fuzz_decode_in_fn)(wire_arena_t *a, const void *buf, size_t len,
+                                 ProtobufCMessage **out, const char **why);
+
+/* Decodes data again into an arena, as a subscriber does, and checks the
+ * verdict is rc and the message encodes as m (the malloc'ed decode, NULL
+ * when refused) does; packing it reads every field. One arena serves
+ * every input, as one serves every message a subscriber reads. */
+static inline void fuzz_decode_in_arena(fuzz_decode_in_fn decode, const uint8_t *data, size_t size,
+                                        int rc, const ProtobufCMessage *m)
+{
+    static wire_arena_t *arena;
+    ProtobufCMessage *in = NULL;
+    const char *why = NULL;
+
+    if (arena == NULL)
+        FUZZ_CHECK((arena = wire_arena_new()) != NULL);
+    FUZZ_CHECK(decode(arena, data, size, &in, &why) == rc);
+    FUZZ_CHECK((in != NULL) == (m != NULL));
+    if (in != NULL)
+        FUZZ_CHECK(fuzz_same_encoding(in, m));
+    wire_arena_reset(arena);
+}
+
 /* The decoder's verdict obeys wire.h: 0 with *out; -EMSGSIZE or -EBADMSG
  * without; -EINVAL without *out unless out_on_einval; *why set on failure. */
 static inline void fuzz_check_verdict(int rc, const ProtobufCMessage *out, const char *why,

@@ -1,18 +1,24 @@
 /*
  * fuzz_publication.c - the publish socket as a subscriber sees it:
- * wire_publication_decode on arbitrary bytes, and the CLI's rendering of
- * a published record.
+ * wire_publication_decode on arbitrary bytes, into an arena too (same
+ * verdict, same message), and the CLI's rendering of a published record.
  */
 #include "fuzz.h"
 #include "json.h"
 
-static int decode_publication(const void *buf, size_t len, ProtobufCMessage **out, const char **why)
+static int decode_publication_in(wire_arena_t *a, const void *buf, size_t len,
+                                 ProtobufCMessage **out, const char **why)
 {
     Parksync__V1__Publication *p = NULL;
-    int rc = wire_publication_decode(buf, len, &p, why);
+    int rc = wire_publication_decode_in(a, buf, len, &p, why);
 
     *out = p != NULL ? &p->base : NULL;
     return rc;
+}
+
+static int decode_publication(const void *buf, size_t len, ProtobufCMessage **out, const char **why)
+{
+    return decode_publication_in(NULL, buf, len, out, why);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -21,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Parksync__V1__Publication *p;
     char topic[WIRE_MAX_TOPIC];
 
-    fuzz_decode(decode_publication, data, size, WIRE_MAX_MSG, false, &m);
+    int rc = fuzz_decode(decode_publication, data, size, WIRE_MAX_MSG, false, &m);
+    fuzz_decode_in_arena(decode_publication_in, data, size, rc, m);
     if (m == NULL)
         return 0;
     p = (Parksync__V1__Publication *)m;
