@@ -124,15 +124,13 @@ ps_err_t subscriber_restart_snapshot(ps_subscriber_t *s)
     return subscriber_ask_snapshot(s);
 }
 
-/* Counts a consumed chunk and grants the consumed ones again once
- * SUBSCRIBER_CREDIT_BATCH have gathered: one message for many chunks, and
- * the daemon still holds credit for the rest of the window. */
-static ps_err_t grant_credit(ps_subscriber_t *s)
+/* Grants the chunks consumed since the last grant, if any. */
+static ps_err_t grant_owed(ps_subscriber_t *s)
 {
     Parksync__V1__QueryRequest req = PARKSYNC__V1__QUERY_REQUEST__INIT;
     Parksync__V1__Credit credit = PARKSYNC__V1__CREDIT__INIT;
 
-    if (++s->owed < SUBSCRIBER_CREDIT_BATCH)
+    if (s->owed == 0)
         return PS_OK;
     credit.has_chunks = 1;
     credit.chunks = s->owed;
@@ -140,6 +138,16 @@ static ps_err_t grant_credit(ps_subscriber_t *s)
     req.body_case = PARKSYNC__V1__QUERY_REQUEST__BODY_CREDIT;
     req.credit = &credit;
     return send_request(s, &req);
+}
+
+/* Counts a consumed chunk and grants the consumed ones again once
+ * SUBSCRIBER_CREDIT_BATCH have gathered: one message for many chunks,
+ * while the daemon still holds credit for the rest of the window.
+ * next_chunk grants them before it waits, so a daemon that granted the
+ * stream less than a batch is never left without. */
+static ps_err_t grant_credit(ps_subscriber_t *s)
+{
+    return ++s->owed < SUBSCRIBER_CREDIT_BATCH ? PS_OK : grant_owed(s);
 }
 
 /* ---------------------------------------------------------------- streams */
@@ -211,7 +219,15 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         /* look before giving up: a timeout of 0 still takes what is there */
         long w = subscriber_wait_ms(deadline, silence);
         zmq_pollitem_t item = {.socket = s->query, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, w) < 0)
+        if (s->owed > 0) {
+            /* nothing to read: the credit owed goes before the wait */
+            if (zmq_poll(&item, 1, 0) < 0)
+                return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
+            ps_err_t e = item.revents & ZMQ_POLLIN ? PS_OK : grant_owed(s);
+            if (e != PS_OK)
+                return e;
+        }
+        if (!(item.revents & ZMQ_POLLIN) && zmq_poll(&item, 1, w) < 0)
             return zmq_errno() == EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
         if (!(item.revents & ZMQ_POLLIN)) {
             if (deadline >= 0 && wire_monotonic_ms() >= deadline)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "upd.h"
 #include "wire.h"
 
 /* A valid park update that individual tests break one field at a time. */
@@ -379,31 +380,6 @@ Test(wire, query_request_limits)
     free(buf);
 }
 
-/* Adds n parks AZ-P0.. of the given country (one that is not two
- * capitals is refused), revisions 100.., to a reset chunk. */
-static void add_parks(wire_chunk_t *c, int n, const char *country)
-{
-    for (int i = 0; i < n; i++) {
-        Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
-        Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
-        char id[16];
-        size_t rlen;
-        uint8_t *rbuf;
-
-        snprintf(id, sizeof(id), "AZ-P%d", i);
-        p.park_id = id;
-        p.country = (char *)country;
-        p.name = "Sumgait Chemical Industrial Park, the park of a long name";
-        r.has_revision = 1;
-        r.revision = 100 + (uint64_t)i;
-        r.body_case = PARKSYNC__V1__RECORD__BODY_PARK;
-        r.park = &p;
-        rbuf = wire_pack(&r.base, &rlen);
-        cr_assert_eq(wire_chunk_add(c, rbuf, rlen), 0);
-        free(rbuf);
-    }
-}
-
 /* Records placed raw into a chunk decode as an ordinary QueryReply. */
 Test(wire, chunk_builder_produces_a_decodable_reply)
 {
@@ -416,7 +392,7 @@ Test(wire, chunk_builder_produces_a_decodable_reply)
 
     memset(epoch, 0xAB, sizeof(epoch));
     wire_chunk_reset(&c);
-    add_parks(&c, 3, "AZ");
+    upd_chunk_parks(&c, 0, 3, "AZ");
     cr_assert_eq(wire_chunk_finish(&c, 77, true, 102, epoch, &msg, &len), 0);
     cr_assert_eq(wire_query_reply_decode(msg, len, &reply, &why), 0);
     cr_expect_eq(reply->request_id, 77);
@@ -449,7 +425,7 @@ Test(wire, replies_decode_into_an_arena_again_and_again)
         char want[16];
 
         wire_chunk_reset(&c);
-        add_parks(&c, n, "AZ");
+        upd_chunk_parks(&c, 0, n, "AZ");
         cr_assert_eq(wire_chunk_finish(&c, 77, false, 0, NULL, &msg, &len), 0);
         cr_assert_eq(wire_query_reply_decode_in(a, msg, len, &reply, &why), 0, "%s", why);
         cr_assert_eq(reply->chunk->n_records, (size_t)n);
@@ -462,7 +438,7 @@ Test(wire, replies_decode_into_an_arena_again_and_again)
     }
     Parksync__V1__QueryReply *refused = NULL;
     wire_chunk_reset(&c);
-    add_parks(&c, 2000, "az");
+    upd_chunk_parks(&c, 0, 2000, "az");
     cr_assert_eq(wire_chunk_finish(&c, 77, false, 0, NULL, &msg, &len), 0);
     cr_expect_eq(wire_query_reply_decode_in(a, msg, len, &refused, &why), -EINVAL);
     cr_expect_null(refused);

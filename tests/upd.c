@@ -1,11 +1,12 @@
 /*
- * upd.c - building updates for the store's tests (upd.h).
+ * upd.c - building updates for the store's tests, and chunks (upd.h).
  */
 #include "upd.h"
 
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rng.h"
@@ -256,4 +257,28 @@ int64_t sql_int_at(const char *path, const char *sql)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+void upd_chunk_parks(wire_chunk_t *c, int first, int n, const char *country)
+{
+    for (int i = first; i < first + n; i++) {
+        Parksync__V1__Record r = PARKSYNC__V1__RECORD__INIT;
+        Parksync__V1__Park p = PARKSYNC__V1__PARK__INIT;
+        char id[16];
+        size_t len;
+        uint8_t *buf;
+
+        snprintf(id, sizeof(id), "AZ-P%d", i);
+        p.park_id = id;
+        p.country = (char *)country;
+        p.name = "Sumgait Chemical Industrial Park, the park of a long name";
+        r.has_revision = 1;
+        r.revision = 100 + (uint64_t)i;
+        r.body_case = PARKSYNC__V1__RECORD__BODY_PARK;
+        r.park = &p;
+        buf = wire_pack(&r.base, &len);
+        cr_assert_not_null(buf);
+        cr_assert_eq(wire_chunk_add(c, buf, len), 0);
+        free(buf);
+    }
 }

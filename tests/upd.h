@@ -2,7 +2,7 @@
  * upd.h - building updates for the store's tests (test_store,
  * test_replica): an Update with the storage of its body, and the random
  * updates of the property tests, on a key space small enough that writes
- * overlap.
+ * overlap; and snapshot chunks of parks for the client's.
  */
 #ifndef PARKSYNC_TEST_UPD_H
 #define PARKSYNC_TEST_UPD_H
@@ -76,5 +76,11 @@ void prop_update(upd_t *x, uint64_t *st, const char *producer, uint64_t seq);
 /* The first column of the first row of sql on the database at path, read
  * on a connection of its own; -1 when there is no row. */
 int64_t sql_int_at(const char *path, const char *sql);
+
+/* Adds parks AZ-P<first>.. (n of them, revision 100 + the number) of
+ * country, with a long name, to chunk c, as a daemon's snapshot would
+ * (test_wire, test_credit). A country that is not two capitals makes a
+ * chunk that is refused. */
+void upd_chunk_parks(wire_chunk_t *c, int first, int n, const char *country);
 
 #endif /* PARKSYNC_TEST_UPD_H */
