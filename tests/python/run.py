@@ -547,6 +547,71 @@ class Subscribe(DaemonCase):
         self.assertEqual(cm.exception.code, pb.ERROR_CODE_BAD_REQUEST)
 
 
+class StingyDaemon(unittest.TestCase):
+    """A query endpoint played by the test that sends 4 chunks per grant
+    of credit and then waits for more, fewer than the subscriber's batch
+    of 16 (the protocol lets a daemon send at most what was granted)."""
+
+    CHUNKS, PER_CHUNK, SERVED = 40, 3, 4
+
+    def serve(self, router, result):
+        import zmq
+        try:
+            if not router.poll(5000):
+                result["why"] = "no snapshot request came"
+                return
+            peer, body = router.recv_multipart()
+            req = pb.QueryRequest.FromString(body)
+            credit, rid, credits = min(req.snapshot.credit, self.SERVED), req.request_id, 0
+            for n in range(self.CHUNKS):
+                while credit == 0:
+                    if not router.poll(5000):
+                        result["why"] = "no credit came after %d chunks" % n
+                        return
+                    q = pb.QueryRequest.FromString(router.recv_multipart()[1])
+                    if q.WhichOneof("body") == "credit" and q.request_id == rid:
+                        credit += q.credit.chunks
+                        credits += 1
+                records = [pb.Record(revision=100 + i, park=pb.Park(park_id="AZ-P%d" % i,
+                                                                    country="AZ"))
+                           for i in range(n * self.PER_CHUNK, (n + 1) * self.PER_CHUNK)]
+                chunk = pb.Chunk(records=records, last=n + 1 == self.CHUNKS,
+                                 revision=100 + self.CHUNKS * self.PER_CHUNK)
+                router.send_multipart([peer, pb.QueryReply(
+                    version=parksync._sock.VERSION, request_id=rid,
+                    chunk=chunk).SerializeToString()], flags=zmq.NOBLOCK)
+                credit -= 1
+            result["credits"] = credits
+        except Exception as e:  # the test reads it; a thread cannot fail it
+            result["why"] = repr(e)
+
+    def test_every_chunk_comes_though_less_than_a_batch_is_granted(self):
+        import zmq
+        ctx = zmq.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.bind("tcp://127.0.0.1:*")
+        result = {}
+        t = threading.Thread(target=self.serve, args=(router, result))
+        t.start()
+        sub = parksync.Subscriber(query=router.getsockopt_string(zmq.LAST_ENDPOINT),
+                                  publish="tcp://127.0.0.1:1", live=False, timeout=5)
+        records = 0
+        try:
+            while True:
+                e = sub.next(timeout=5)
+                if e.kind is parksync.EventKind.SNAPSHOT_END:
+                    break
+                records += e.kind is parksync.EventKind.RECORD
+        finally:
+            t.join()
+            sub.close()
+            router.close(0)
+            ctx.term()
+        self.assertNotIn("why", result, result.get("why"))
+        self.assertEqual(records, self.CHUNKS * self.PER_CHUNK)
+        self.assertLess(result["credits"], self.CHUNKS, "not one credit message per chunk")
+
+
 class Loss(DaemonCase):
     """A tiny publish high-water mark and a slow reader: publications are
     dropped, and every revision is still delivered once."""

@@ -7,7 +7,8 @@ Ordering. The SUB socket connects and subscribes (record topics first,
 ``hb/`` last) and waits for the welcome heartbeat before anything is
 asked of the query socket, so every change after the snapshot's revision
 R is queued in it while the snapshot streams. Streams are flow
-controlled: 8 chunks of credit up front and one more per chunk consumed.
+controlled: 64 chunks of credit up front, the consumed ones granted
+again 16 at a time, and whatever is owed before the subscriber waits.
 
 Loss. Each record topic carries its own stream sequence, and heartbeats
 list every topic's last one. The subscriber keeps a watermark V (every
@@ -38,7 +39,8 @@ from .errors import Closed, ProtocolError, Refused, Timeout
 from .keys import Curve
 
 DEFAULT_TIMEOUT = 5.0  # s of daemon silence allowed during a stream
-CREDIT = 8  # chunks granted when a stream starts
+CREDIT = 64  # chunks granted when a stream starts
+CREDIT_BATCH = 16  # chunks consumed before they are granted again
 CHUNK_RECORDS = 1024  # records per chunk asked for
 RCVHWM = 100_000  # live messages queued while a stream runs
 DELIVERED_MAX = 1 << 20  # revisions delivered above V before a recovery
@@ -155,6 +157,7 @@ class Subscriber:
         self._request_id = int(time.time() * 1_000_000)
         self._chunk: Optional["pb.Chunk"] = None
         self._pos = 0
+        self._owed = 0  # chunks consumed and not granted again yet
         self.revision = 0
         """V, the watermark: every matching change up to here has been
         delivered (the snapshot's revision at first), so it is where to
@@ -243,6 +246,7 @@ class Subscriber:
         replies of the old stream are ignored."""
         self._chunk = None
         self._pos = 0
+        self._owed = 0
         self._request_id += 1
         self._last_heard_ms = monotonic_ms()
 
@@ -367,6 +371,21 @@ class Subscriber:
         else:
             self._ask_snapshot()
 
+    def _grant_owed(self) -> None:
+        """Grants the chunks consumed since the last grant, if any."""
+        if self._owed:
+            self._send(credit=pb.Credit(chunks=self._owed))
+            self._owed = 0
+
+    def _grant_credit(self) -> None:
+        """Counts a consumed chunk; the consumed ones are granted again
+        once CREDIT_BATCH have gathered (one message for many chunks),
+        and by _next_chunk before it waits, so a daemon that granted the
+        stream less than a batch is never left without."""
+        self._owed += 1
+        if self._owed >= CREDIT_BATCH:
+            self._grant_owed()
+
     def _next_chunk(self, deadline: Optional[int]) -> None:
         """Waits for the next reply of the running stream: sets _chunk, or
         returns with none when the stream was replaced (a reset)."""
@@ -392,7 +411,10 @@ class Subscriber:
                 continue
             until = silence if deadline is None else min(deadline, silence)
             try:
-                rep = self._query.recv(max(0, until - now))
+                rep = self._query.recv(0) if self._owed else None
+                if rep is None:
+                    self._grant_owed()  # nothing to read: what is owed goes before the wait
+                    rep = self._query.recv(max(0, until - now))
             except ProtocolError:
                 self.stats.bad_frames += 1
                 continue
@@ -448,7 +470,7 @@ class Subscriber:
                 return Event(EventKind.RECORD, r, r.revision, False)
             self._chunk = None
             if not c.last:
-                self._send(credit=pb.Credit(chunks=1))
+                self._grant_credit()
                 continue
             self._recovering = False
             self._state = _LIVE if self.live else _CLOSED
