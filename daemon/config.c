@@ -96,6 +96,9 @@ const config_option_t config_options[] = {
     {"store", "defer_rows", OPT_UINT, FIELD(defer_rows), "131072", 0, 1000000, 0, 0, NULL, NULL,
      "resident rows a commit may leave in the change log, written later together in key order "
      "(about 0.8 KiB of memory each); 0 = every commit writes its rows (0..1000000)"},
+    {"store", "cache_mib", OPT_UINT, FIELD(cache_mib), "32", 1, 65536, 0, 0, NULL, NULL,
+     "SQLite's page cache for the writer, MiB: a database larger than it is read from the "
+     "kernel at each update of a row not cached (1..65536)"},
     {"trade", "rule", OPT_ENUM, FIELD(trade_rule), "importer-first", 0, 0, 0, 0, rule_choices, NULL,
      "importer-first | exporter-first | mean: which mirror figure is chosen"},
     {"trade", "threshold_pct", OPT_DOUBLE, FIELD(threshold_pct), "10", 0, 0, 0, 1000, NULL, NULL,

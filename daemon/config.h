@@ -11,7 +11,7 @@
  *   [daemon]    database, log_level
  *   [endpoints] ingest, publish, query, control
  *   [store]     synchronous, changelog_keep, max_future_skew_s, conflicts_keep,
- *               conflicts_keep_days, defer_rows
+ *               conflicts_keep_days, defer_rows, cache_mib
  *   [trade]     rule, threshold_pct, cif_fob_factor
  *   [limits]    batch_max, summary_interval_ms, heartbeat_ms, summary_republish_s,
  *               max_streams, max_streams_per_client, stream_idle_ms, query_hwm,
@@ -108,6 +108,7 @@ typedef struct config {
     uint64_t conflicts_keep;      /* newest conflict rows kept, with their claims; 0 = all */
     uint32_t conflicts_keep_days; /* older conflict rows (and claims) are dropped, days; 0 = off */
     uint64_t defer_rows;          /* resident rows a commit may leave to the change log; 0 = none */
+    uint64_t cache_mib;           /* the writer's SQLite page cache, MiB */
     /* [trade] */
     Parksync__V1__TradeRule trade_rule; /* how a flow's value is chosen */
     double threshold_pct;               /* discrepancy flag threshold, percent */

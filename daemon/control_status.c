@@ -293,6 +293,7 @@ int control_collect(control_t *c, metrics_snapshot_t *m, bool light, const char 
     m->wal_bytes = file_size(cfg->database, "-wal");
     m->wal_starts = store_wal_starts(c->store);
     m->deferred_rows = store_deferred_rows(c->store);
+    m->cache_bytes = store_cache_bytes(c->store);
     m->replay_revisions = store_replay_revisions(c->store);
     for (int k = 1; k < METRICS_KINDS; k++) {
         rc = store_count_records(c->store, (Parksync__V1__RecordKind)k, &m->records[k]);

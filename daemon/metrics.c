@@ -273,6 +273,9 @@ char *metrics_render(const metrics_snapshot_t *m, size_t *len)
           "Resident rows committed to the change log, not yet written to their table "
           "([store] defer_rows).",
           m->deferred_rows);
+    gauge(&t, "parksync_cache_bytes",
+          "Bytes in the writer's SQLite page cache ([store] cache_mib is its bound).",
+          m->cache_bytes);
     gauge(&t, "parksync_replay_revisions",
           "Change-log revisions past the tables' last complete write: what a start after a "
           "crash replays.",

@@ -83,6 +83,7 @@ typedef struct metrics_snapshot {
     uint64_t wal_bytes;              /* size of its -wal file (0: none) */
     uint64_t wal_starts;             /* times the WAL started over (store_wal_starts) */
     uint64_t deferred_rows;          /* resident rows not yet in their table (store) */
+    uint64_t cache_bytes;            /* the writer's page cache now (store) */
     uint64_t replay_revisions;       /* change log past the tables' last complete write */
     uint64_t conflicts;              /* rows in the conflicts table */
     metrics_reason_t reasons[METRICS_REASONS]; /* rows by reason class */

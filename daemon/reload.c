@@ -98,6 +98,7 @@ void server_reconfigure(server_t *s, const config_t *cfg)
     KEEP(run->conflicts_keep != cfg->conflicts_keep, "[store] conflicts_keep");
     KEEP(run->conflicts_keep_days != cfg->conflicts_keep_days, "[store] conflicts_keep_days");
     KEEP(run->defer_rows != cfg->defer_rows, "[store] defer_rows");
+    KEEP(run->cache_mib != cfg->cache_mib, "[store] cache_mib");
     KEEP(run->trade_rule != cfg->trade_rule, "[trade] rule");
     KEEP(run->threshold_pct != cfg->threshold_pct, "[trade] threshold_pct");
     KEEP(run->cif_fob_factor != cfg->cif_fob_factor, "[trade] cif_fob_factor");

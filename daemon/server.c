@@ -538,6 +538,7 @@ server_t *server_new(const config_t *cfg)
     sc.cif_fob_factor = cfg->cif_fob_factor;
     sc.max_future_skew_us = (int64_t)cfg->max_future_skew_s * 1000000;
     sc.defer_rows = (size_t)cfg->defer_rows;
+    sc.cache_kib = (size_t)cfg->cache_mib * 1024;
     sc.background_checkpoint = true; /* the checkpoint thread does it */
     s->store = store_open(&sc, err, sizeof err);
     if (!s->store) {

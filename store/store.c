@@ -141,6 +141,7 @@ void store_config_init(store_config_t *cfg)
         .now_us = NULL,
         .background_checkpoint = false,
         .defer_rows = STORE_DEFER_ROWS,
+        .cache_kib = STORE_CACHE_KIB,
     };
 }
 
@@ -274,8 +275,10 @@ static void sqlite_setup(void)
 store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
 {
     static pthread_once_t setup = PTHREAD_ONCE_INIT;
-    char wal_limit[64];
+    char wal_limit[64], cache_size[64];
     snprintf(wal_limit, sizeof(wal_limit), "PRAGMA journal_size_limit = %d", STORE_WAL_LIMIT_BYTES);
+    snprintf(cache_size, sizeof(cache_size), "PRAGMA cache_size = -%zu",
+             cfg->cache_kib > 0 ? cfg->cache_kib : (size_t)STORE_CACHE_KIB);
     store_t *s = NULL;
     int rc;
     if (err && errlen)
@@ -316,7 +319,7 @@ store_t *store_open(const store_config_t *cfg, char *err, size_t errlen)
     if (check_owner(s) < 0 || exec(s, "PRAGMA journal_mode = WAL") < 0 ||
         exec(s, s->cfg.synchronous_full ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL") < 0 ||
-        exec(s, "PRAGMA cache_size = " STORE_CACHE_PRAGMA) < 0 || exec(s, wal_limit) < 0 ||
+        exec(s, cache_size) < 0 || exec(s, wal_limit) < 0 ||
         (s->cfg.background_checkpoint && exec(s, "PRAGMA wal_autocheckpoint = 0") < 0) ||
         migrate(s) < 0 || claim_copy(s) < 0 || prepare_all(s) < 0 || load_meta(s) < 0 ||
         load_oldest(s) < 0 || producers_load(s) < 0 || replay_at_open(s) < 0 ||
@@ -732,6 +735,15 @@ uint64_t store_batch_changes(const store_t *s)
 uint64_t store_deferred_rows(const store_t *s)
 {
     return s->n_deferred;
+}
+
+uint64_t store_cache_bytes(const store_t *s)
+{
+    int now = 0, high = 0;
+
+    if (sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_USED, &now, &high, 0) != SQLITE_OK)
+        return 0;
+    return now > 0 ? (uint64_t)now : 0;
 }
 
 uint64_t store_replay_revisions(const store_t *s)

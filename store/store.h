@@ -86,6 +86,7 @@ typedef struct store_config {
                                            runs a store_checkpointer on a thread of its own */
     size_t defer_rows;                  /* resident rows a commit may leave to the change log,
                                            written later together (store_settle); 0 = none */
+    size_t cache_kib;                   /* the writer's page cache, KiB; 0 = STORE_CACHE_KIB */
     const store_seams_t *seams;         /* test hooks (borrowed); NULL in production */
 } store_config_t;
 
@@ -281,6 +282,9 @@ uint64_t store_batch_changes(const store_t *s);
 /* Resident rows committed to the change log and not yet written to
  * their table (store_config_t.defer_rows). */
 uint64_t store_deferred_rows(const store_t *s);
+/* Bytes the writer's page cache holds now (store_config_t.cache_kib is
+ * its bound, give or take SQLite's headers). */
+uint64_t store_cache_bytes(const store_t *s);
 /* Revisions of the change log after the tables' last complete write
  * (state_from): what a store opened after a crash replays into them. At
  * most STORE_DEFER_REVS (or half of changelog_keep). */

@@ -226,9 +226,10 @@ typedef struct sweep_run {
 #define SWEEP_CHUNK 4096 /* fewest rows a flush takes into a run */
 
 enum sweep_phase { SWEEP_IDLE, SWEEP_COLLECTING, SWEEP_WRITING };
-/* Page cache of the writing connection: -N is N KiB. SQLite's default
- * (2 MiB) makes every merge of a large database a read from the kernel. */
-#define STORE_CACHE_PRAGMA "-32768"
+/* Default page cache of the writing connection, KiB ([store] cache_mib).
+ * SQLite's default (2 MiB) makes every merge of a large database a read
+ * from the kernel. */
+#define STORE_CACHE_KIB 32768
 /* Bytes the WAL file keeps when it starts over (journal_size_limit; cut
  * only beyond). Under sustained ingest the writer lets the WAL reach
  * STORE_WAL_FORCE_FRAMES before it forces a reset, and commits go on

@@ -639,6 +639,7 @@ Test(ops, backup_during_ingest_metrics_and_status, .fini = teardown, .timeout = 
     cr_assert(strstr(out, "parksync_records{kind=\"resident\"}"), "%s", out);
     cr_assert(strstr(out, "\nparksync_deferred_rows "), "%s", out);
     cr_assert(strstr(out, "\nparksync_replay_revisions "), "%s", out);
+    cr_assert_gt(metric(out, "parksync_cache_bytes"), 0, "the writer's cache holds pages: %s", out);
     cr_assert(strstr(out, "\nparksync_wal_starts_total "), "%s", out);
     double commits = metric(out, "parksync_commits_total");
     cr_assert_gt(commits, 0);

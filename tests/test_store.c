@@ -3505,3 +3505,40 @@ Test(store, sqlite_does_not_count_its_allocations)
     cr_assert_eq(used, 0, "SQLite counts its allocations: %lld bytes in use", (long long)used);
     store_close(&s);
 }
+
+/* [store] cache_mib bounds the writer's page cache (store_config_t
+ * cache_kib): 30,000 residents written through their table, some 5 MiB
+ * of pages, leave a 1 MiB cache holding about 1 MiB (1.02 here) and fill
+ * a 32 MiB one past 4 MiB (5.2). */
+Test(store, the_page_cache_holds_what_cache_kib_allows)
+{
+    const size_t kib[2] = {1024, 32768};
+    uint64_t held[2];
+
+    for (int k = 0; k < 2; k++) {
+        store_config_t cfg;
+        uint64_t seq = 0;
+        char id[16];
+
+        store_config_init(&cfg);
+        cfg.cache_kib = kib[k];
+        cfg.defer_rows = 0; /* every commit writes its rows, through the cache */
+        store_t *s = open_at(dbpath, &cfg);
+        cr_assert_eq(store_begin(s), 0);
+        for (int i = 1; i <= 30000; i++) {
+            snprintf(id, sizeof id, "R%05d", i);
+            money_resident(s, "AZ-MOE", ++seq, "AZ", "AZ-P1", id, i);
+            if (i % 1000 == 0) {
+                cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+                cr_assert_eq(store_begin(s), 0);
+            }
+        }
+        cr_assert_eq(store_commit(s), 0, "%s", store_errmsg(s));
+        held[k] = store_cache_bytes(s);
+        store_close(&s);
+        remove_db(dbpath);
+    }
+    cr_expect_gt(held[0], 0);
+    cr_expect_leq(held[0], 1536 * 1024, "a 1 MiB cache holds %" PRIu64 " bytes", held[0]);
+    cr_expect_gt(held[1], 4 * 1024 * 1024, "a 32 MiB cache holds %" PRIu64 " bytes", held[1]);
+}
