@@ -12,7 +12,10 @@
  *    snapshot; records/s, and peak RSS (VmRSS sampled every 10 ms) of the
  *    daemon and of this process, against their RSS before.
  * 3. Ingest: INGEST updates from one producer, alone, then again while
- *    snapshots stream back to back; updates/s of both. Between the two,
+ *    snapshots stream back to back, then again while a live subscriber
+ *    (libparksync, a thread of this process) follows every change;
+ *    updates/s of each, and the follower's CPU time (its thread's) per
+ *    record it received live. Between the first two,
  *    a snapshot taken while the rows the first ingest left wait to be
  *    written (deferred state, Status.deferred_rows): how long its first
  *    record takes.
@@ -231,6 +234,62 @@ static void *snapper_main(void *arg)
         s->records += n;
         s->count++;
     }
+    return NULL;
+}
+
+/* A live subscriber of residents, on a thread of its own: it takes the
+ * snapshot first (not measured), then counts the records that follow
+ * (live, or recovered after a loss) and the CPU time its thread spends on
+ * them, until told to stop. */
+typedef struct follower {
+    const harness_t *h;
+    volatile int ready; /* the snapshot is taken: live records follow */
+    volatile int stop;
+    volatile uint64_t records; /* after the snapshot */
+    uint64_t live;             /* of them, from the publish socket */
+    int64_t cpu_ns;            /* the thread's CPU time over them */
+    int failed;
+} follower_t;
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void *follower_main(void *arg)
+{
+    follower_t *f = arg;
+    ps_subscriber_options_t o;
+    ps_event_t ev;
+    ps_err_t err;
+    ps_subscriber_options_init(&o);
+    o.publish_endpoint = f->h->publish;
+    o.query_endpoint = f->h->query;
+    o.kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
+    o.timeout_ms = 30000;
+    ps_subscriber_t *s = ps_subscriber_new(&o, &err);
+    if (!s) {
+        f->failed = 1;
+        f->ready = 1;
+        return NULL;
+    }
+    while ((err = ps_subscriber_next(s, &ev, 60000)) == PS_OK && ev.kind != PS_EVENT_SNAPSHOT_END)
+        ;
+    f->failed = err != PS_OK;
+    f->ready = 1;
+    int64_t t0 = thread_cpu_ns();
+    while (!f->stop && !f->failed) {
+        err = ps_subscriber_next(s, &ev, 100);
+        if (err == PS_OK && ev.kind == PS_EVENT_RECORD) {
+            f->records++;
+            f->live += ev.live;
+        } else if (err != PS_OK && err != PS_ERR_TIMEOUT)
+            f->failed = 1;
+    }
+    f->cpu_ns = thread_cpu_ns() - t0;
+    ps_subscriber_destroy(&s);
     return NULL;
 }
 
@@ -640,6 +699,25 @@ int main(int argc, char **argv)
            "%d snapshots, %" PRId64 " records, failed: %s)\n",
            alone, during, alone > 0 ? 100.0 * during / alone : 0.0, sn.count, sn.records,
            sn.failed ? "yes" : "no");
+
+    follower_t fl = {.h = &h};
+    pthread_create(&tt, NULL, follower_main, &fl);
+    while (!fl.ready)
+        usleep(1000);
+    double followed = fl.failed ? -1 : ingest(&h, "ingest-followed", n_ingest, 2, NULL);
+    /* every change is published once its commit is durable: the last
+     * ones reach the follower shortly after the last ack */
+    for (int64_t until = wire_monotonic_ms() + 10000;
+         !fl.failed && fl.records < n_ingest && wire_monotonic_ms() < until;)
+        usleep(1000);
+    fl.stop = 1;
+    pthread_join(tt, NULL);
+    printf("ingest: %.0f updates/s while a live subscriber follows; it received %" PRIu64
+           " records (%" PRIu64 " live) of %" PRIu64 " updates, %.2f us of its CPU each "
+           "(failed: %s)\n",
+           followed, (uint64_t)fl.records, fl.live, n_ingest,
+           fl.records ? (double)fl.cpu_ns / 1000.0 / (double)fl.records : 0.0,
+           fl.failed ? "yes" : "no");
 
     for (const char *at = lat_rates; *at;) {
         char *end;
