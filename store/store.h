@@ -86,7 +86,7 @@ typedef struct store_config {
                                            runs a store_checkpointer on a thread of its own */
     size_t defer_rows;                  /* resident rows a commit may leave to the change log,
                                            written later together (store_settle); 0 = none */
-    size_t cache_kib;                   /* the writer's page cache, KiB; 0 = STORE_CACHE_KIB */
+    size_t cache_kib;                   /* the writer's page cache, KiB; 0 = 32 MiB */
     const store_seams_t *seams;         /* test hooks (borrowed); NULL in production */
 } store_config_t;
 
