@@ -8,15 +8,17 @@
  * instead, frees nothing one by one, and takes everything back at once.
  *
  * What the block has no room for is malloc'ed on the side and counted;
- * the next reset grows the block by that much, up to ARENA_KEEP_MAX, so a
- * reader whose messages are alike soon needs nothing but its block.
+ * the next reset grows the block to what the messages since the last one
+ * took, up to ARENA_KEEP_MAX, so a reader whose messages are alike soon
+ * needs nothing but its block. A new arena has no block: the first
+ * message sizes it, a few hundred bytes for a subscriber's live records,
+ * some hundred KiB for its snapshot chunks.
  */
 #include "wire.h"
 
 #include <stdalign.h>
 #include <stdlib.h>
 
-#define ARENA_FIRST    (64 * 1024)    /* bytes of the first block */
 #define ARENA_KEEP_MAX (WIRE_MAX_MSG) /* a block is never grown past this */
 
 /* An allocation the block had no room for. */
@@ -41,6 +43,8 @@ static void *arena_alloc(void *data, size_t n)
     if (n > SIZE_MAX - align - sizeof(struct spill))
         return NULL;
     n = (n + align - 1) & ~(align - 1);
+    if (n == 0)
+        n = align; /* NULL would say out of memory, and a new arena has no block */
     if (n <= a->size - a->used) {
         void *p = a->block + a->used;
         a->used += n;
@@ -65,14 +69,8 @@ wire_arena_t *wire_arena_new(void)
 {
     wire_arena_t *a = calloc(1, sizeof *a);
 
-    if (a == NULL)
-        return NULL;
-    if ((a->block = malloc(ARENA_FIRST)) == NULL) {
-        free(a);
-        return NULL;
-    }
-    a->size = ARENA_FIRST;
-    a->allocator = (ProtobufCAllocator){arena_alloc, arena_free, a};
+    if (a != NULL)
+        a->allocator = (ProtobufCAllocator){arena_alloc, arena_free, a};
     return a;
 }
 
@@ -93,7 +91,9 @@ void wire_arena_reset(wire_arena_t *a)
         a->spills = next;
     }
     want = a->used + a->spilled;
-    if (a->spilled > 0 && want <= ARENA_KEEP_MAX) {
+    if (want > ARENA_KEEP_MAX)
+        want = ARENA_KEEP_MAX; /* a larger message spills what is beyond */
+    if (want > a->size) {
         unsigned char *bigger = malloc(want);
         if (bigger != NULL) { /* else the old block serves, with spills */
             free(a->block);
