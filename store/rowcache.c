@@ -351,68 +351,6 @@ void deferred_free(deferred_set_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-/*
- * Writes into the tables what the change log holds after state_from and
- * they may lack: after a crash, or a rollback that forgot the deferred
- * rows. A change is written only over an older row (a row holds the
- * revision it was written at), so replaying twice is harmless. In the
- * open batch; the row cache holds nothing deferred when it runs.
- */
-int state_replay(store_t *s)
-{
-    sqlite3_stmt *st = s->st[ST_LOG_REPLAY];
-    const kind_t kind = PARKSYNC__V1__RECORD_KIND__RECORD_KIND_RESIDENT;
-    int rc, ret = 0;
-
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)s->state_from);
-    sqlite3_bind_int(st, 2, (int)kind);
-    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t revision = (uint64_t)sqlite3_column_int64(st, 0);
-        const void *rec = sqlite3_column_blob(st, 1);
-        int rlen = sqlite3_column_bytes(st, 1);
-        const void *stp = sqlite3_column_blob(st, 2);
-        int slen = sqlite3_column_bytes(st, 2);
-        Parksync__V1__Record *r = parksync__v1__record__unpack(NULL, (size_t)rlen, rec);
-        Parksync__V1__TradeReport tr;
-        rec_key_t key;
-        if (!r || sqlite3_column_type(st, 2) == SQLITE_NULL || !key_of_record(&key, r, &tr) ||
-            key.kind != kind) {
-            snprintf(s->err, sizeof(s->err),
-                     "change %" PRIu64 " of the change log cannot be replayed: %s", revision,
-                     r ? "no stamps or no key" : "its record does not decode");
-            ret = -EBADMSG;
-        } else {
-            sqlite3_stmt *sel = s->sel[kind];
-            bind_key(sel, &key);
-            rc = sqlite3_step(sel);
-            bool newer = rc == SQLITE_DONE ||
-                         (rc == SQLITE_ROW && (uint64_t)sqlite3_column_int64(sel, 0) < revision);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                ret = db_fail(s, rc);
-            stmt_reset(sel);
-            if (ret == 0 && newer) {
-                sqlite3_stmt *put = s->put[kind];
-                bind_key(put, &key);
-                sqlite3_bind_int(put, 4, r->deleted ? 1 : 0);
-                sqlite3_bind_int64(put, 5, (sqlite3_int64)revision);
-                sqlite3_bind_blob(put, 6, rec, rlen, SQLITE_STATIC);
-                sqlite3_bind_blob(put, 7, stp, slen, SQLITE_STATIC);
-                if (!r->deleted && r->resident && r->resident->has_investment_usd_cents)
-                    sqlite3_bind_int64(put, 8, r->resident->investment_usd_cents);
-                ret = step_done(s, put);
-            }
-        }
-        if (r)
-            parksync__v1__record__free_unpacked(r, NULL);
-    }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = db_fail(s, rc);
-    stmt_reset(st);
-    if (ret == 0 && s->state_from != s->head)
-        ret = state_from_put(s, s->head);
-    return ret;
-}
-
 /* Reads the row of key: s->old holds the stored record bytes and
  * s->old_stamps their stamps, row->deleted and row->ex its columns; the
  * record itself is unpacked by row_unpack, only when a merge needs it.

@@ -288,6 +288,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_STATE_FROM_PUT] = "UPDATE meta SET value = ?1 WHERE key = 'state_from'",
     [ST_LOG_REPLAY] = "SELECT revision, record, stamps FROM changelog WHERE revision > ?1"
                       " AND kind = ?2 ORDER BY revision",
+    [ST_LOG_AT] = "SELECT revision, record, stamps FROM changelog WHERE revision = ?1",
     [ST_SAVEPOINT] = "SAVEPOINT summary",
     [ST_RELEASE] = "RELEASE summary",
     [ST_ROLLBACK_TO] = "ROLLBACK TO summary",

@@ -10,6 +10,7 @@
  *   replica.c   merging what peer sites send, their positions
  *   cursor.c admin.c conflict.c producer.c authority.c
  *   rowcache.c  the batch's rows, loads and stores, the change log
+ *               (sweep.c writes the deferred rows, replay.c the log's tail)
  *   schema.c    migrations, statements, the owner check
  *   merge.c stamp.c key.c buf.c wide.h   (pure)
  */
@@ -110,6 +111,7 @@ enum stmt_id {
     ST_ROLLBACK_TO,     /* undoes what it did (RELEASE must follow) */
     ST_STATE_FROM_PUT,  /* sets meta's 'state_from' */
     ST_LOG_REPLAY,      /* change-log rows of kind ?2 after revision ?1, with stamps */
+    ST_LOG_AT,          /* the change-log row of revision ?1, as ST_LOG_REPLAY reads it */
     ST_COUNT            /* number of statements */
 };
 
@@ -404,7 +406,8 @@ int row_unpack(store_t *s, const rec_key_t *key, row_t *row);
 void row_free(row_t *row);
 int row_store(store_t *s, const rec_key_t *key, const row_t *row, const Parksync__V1__Record *rec,
               bool stamps, const extra_t *ex, bool *changed);
-/* Writes the changes after state_from into the tables, in the open batch. */
+/* Writes the changes after state_from into the tables, in the open
+ * batch: each resident's latest, in key order (replay.c). */
 int state_replay(store_t *s);
 /* The row cache's lookup key of a record (kind, then key columns);
  * false when it is too long to be cached (its row is never deferred). */

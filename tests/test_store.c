@@ -1461,6 +1461,61 @@ Test(store, a_crash_loses_no_deferred_resident)
     remove_db(crash);
 }
 
+/* The replay after a crash writes each resident's latest change, however
+ * many it had and in whatever order they came: several commits, each
+ * changing a shuffled share of the residents (some deleted, some
+ * revived), open to the table the store that made them writes back. A
+ * resident whose key is too long to wait (written at its commits) is in
+ * the replayed log too, and left as its commits wrote it. */
+Test(store, a_crash_replays_the_latest_change_of_each_resident)
+{
+    enum { N = 2000, ROUNDS = 4 };
+    char crash[128], park[WIRE_MAX_ID + 1], id[WIRE_MAX_ID + 1];
+    uint64_t seq = 0, n, live, rng = 7;
+    store_t *s = open_db();
+
+    memset(park, 'P', WIRE_MAX_ID);
+    park[WIRE_MAX_ID] = '\0';
+    memset(id, 'L', WIRE_MAX_ID);
+    id[WIRE_MAX_ID] = '\0';
+    residents_first(s, &seq, N);
+    cr_assert_eq(store_settle(s), 0);
+    for (int round = 1; round <= ROUNDS; round++) {
+        cr_assert_eq(store_begin(s), 0);
+        for (unsigned k = 0; k < N / 2; k++) {
+            unsigned i = (unsigned)(rng_next(&rng) % N);
+            resident_put(s, ++seq, i, round * N + (int64_t)i, NULL, round == 3 && i % 7 == 0);
+        }
+        upd_t x;
+        seq++;
+        upd_init(&x, "AZ-MOE", seq, (int64_t)seq, PROVISIONAL);
+        Parksync__V1__Resident *r = upd_resident(&x, "AZ", park, id);
+        r->has_investment_usd_cents = 1;
+        r->investment_usd_cents = round;
+        apply_in_batch(s, &x);
+        cr_assert_eq(store_commit(s), 0);
+    }
+    cr_assert_gt(store_deferred_rows(s), N / 2, "too few residents wait for the replay");
+    cr_assert_gt(store_replay_revisions(s), store_deferred_rows(s),
+                 "no resident waits with more than one change");
+
+    crash_copy(crash, sizeof crash);
+    store_t *c = open_at(crash, NULL);
+    cr_assert_eq(store_replay_revisions(c), 0);
+    cr_assert_eq(store_count_records(c, K_RESIDENT, &n), 0);
+    cr_assert_eq(store_count_records(s, K_RESIDENT, &live), 0);
+    cr_assert_eq(n, live, "live residents after the crash");
+    cr_assert_eq(store_settle(s), 0);
+    cr_assert_eq(resident_rows_hash(crash), resident_rows_hash(dbpath),
+                 "the replayed table differs from the one written back");
+    cr_assert_eq(
+        sql_int_at(crash, "SELECT investment_cents FROM resident WHERE park_id LIKE 'PP%'"),
+        ROUNDS);
+    store_close(&c);
+    store_close(&s);
+    remove_db(crash);
+}
+
 /* Both stores know producer id alike, every counter. */
 static void same_producer(store_t *a, store_t *b, const char *id)
 {
