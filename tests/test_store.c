@@ -1712,19 +1712,19 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Deferred rows wait until half of defer_rows do; then a sweep writes
- * them in key order: twice each commit's new ones, and its part of the
- * sweep for the revisions a commit logs, so that the sweep ends within a
- * quarter of defer_revs (half of changelog_keep here: 2000) even when
- * every update lands on a waiting row. A commit that brings defer_rows
- * writes them all. A snapshot of residents writes nothing (it reads the
+/* Deferred rows wait until two thirds of defer_rows do; then a sweep
+ * writes them in key order: twice each commit's new ones, and its part of
+ * the sweep for the revisions a commit logs, so that the sweep ends
+ * within a quarter of defer_revs (half of changelog_keep here: 2400)
+ * even when every update lands on a waiting row. A commit that brings
+ * defer_rows writes them all. A snapshot of residents writes nothing (it reads the
  * waiting rows from the change log); one of history has them written
  * first. defer_rows 0 writes every row at its commit. */
 Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
 {
-    enum { ROWS = 1000 };
-    static char ids[ROWS / 2][16];
-    const char *sorted[ROWS / 2];
+    enum { ROWS = 900, WAIT = ROWS / 3 * 2 };
+    static char ids[WAIT][16];
+    const char *sorted[WAIT];
     int64_t written = 0;
     char sql[160];
     store_config_t cfg;
@@ -1742,32 +1742,32 @@ Test(store, deferred_rows_are_swept_in_key_order_and_written_at_the_bound)
     seq = 0;
 
     cfg.defer_rows = ROWS;
-    cfg.changelog_keep = 4000; /* defer_revs 2000: a sweep's quarter is 500 revisions */
+    cfg.changelog_keep = 4800; /* defer_revs 2400: a sweep's quarter is 600 revisions */
     s = open_at(dbpath, &cfg);
     cr_assert_eq(store_begin(s), 0);
-    for (; next < ROWS / 2 - 1; next++)
+    for (; next < WAIT - 1; next++)
         resident_put(s, ++seq, next, next, "a", false);
     cr_assert_eq(store_commit(s), 0);
     cr_assert_eq(store_begin(s), 0);
     resident_put(s, ++seq, 0, 7, "b", false); /* again: still one row */
     cr_assert_eq(store_commit(s), 0);
-    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below half: nothing written");
-    cr_assert_eq(store_deferred_rows(s), ROWS / 2 - 1);
-    cr_assert_eq(store_replay_revisions(s), ROWS / 2, "a crash replays every revision");
+    cr_assert_eq(sql_int("SELECT count(*) FROM resident"), 0, "below two thirds: nothing written");
+    cr_assert_eq(store_deferred_rows(s), WAIT - 1);
+    cr_assert_eq(store_replay_revisions(s), WAIT, "a crash replays every revision");
 
-    for (unsigned i = 0; i < ROWS / 2; i++) {
+    for (unsigned i = 0; i < WAIT; i++) {
         snprintf(ids[i], sizeof ids[i], "R%u", i);
         sorted[i] = ids[i];
     }
-    qsort(sorted, ROWS / 2, sizeof sorted[0], cmp_str);
-    /* the 500th row begins the sweep of the 500: a commit of one new row
+    qsort(sorted, WAIT, sizeof sorted[0], cmp_str);
+    /* the 600th row begins the sweep of the 600: a commit of one new row
      * writes two of them; one of 100 updates to rows that wait (none
-     * new) writes 500 * 100 / 500 */
+     * new) writes 600 * 100 / 600 */
     for (int step = 1; step <= 4; step++) {
         cr_assert_eq(store_begin(s), 0);
         if (step < 4)
             resident_put(s, ++seq, next++, 1, "a", false);
-        for (unsigned i = ROWS / 2 - 100; step == 4 && i < ROWS / 2; i++)
+        for (unsigned i = WAIT - 100; step == 4 && i < WAIT; i++)
             resident_put(s, ++seq, (unsigned)atoi(sorted[i] + 1), 2, "c", false);
         cr_assert_eq(store_commit(s), 0);
         written += step < 4 ? 2 : 100;
@@ -1823,8 +1823,8 @@ Test(store, a_large_sweep_takes_its_rows_a_chunk_a_commit_then_writes_in_key_ord
     int64_t written;
 
     store_config_init(&cfg);
-    cfg.defer_rows = 2 * N; /* the sweep begins when N wait */
-    cfg.changelog_keep = 0; /* and not for the log's length */
+    cfg.defer_rows = 3 * N / 2; /* the sweep begins when N wait: two thirds */
+    cfg.changelog_keep = 0;     /* and not for the log's length */
     store_t *s = open_at(dbpath, &cfg);
     cr_assert_eq(store_begin(s), 0);
     for (unsigned i = 0; i < N - 1; i++)
@@ -1848,8 +1848,9 @@ Test(store, a_large_sweep_takes_its_rows_a_chunk_a_commit_then_writes_in_key_ord
         cr_assert_eq(sql_int("SELECT count(*) FROM resident"), commit < 4 ? 0 : 2,
                      "commit %d of the sweep", commit);
     }
-    /* a commit of 100 updates to waiting rows writes N * 100 / 16384 more
-     * (its part for the revisions), still the least keys */
+    /* a commit of 100 updates to waiting rows writes its part for the
+     * revisions, N * 100 over a quarter of STORE_DEFER_REVS, more: still
+     * the least keys */
     cr_assert_eq(store_begin(s), 0);
     for (unsigned i = N - 100; i < N; i++)
         resident_put(s, ++seq, (unsigned)atoi(sorted[i] + 1), 2, "c", false);
