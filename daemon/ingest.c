@@ -341,7 +341,9 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
     store_outcome_t outcome;
     int rc;
 
-    rc = wire_update_decode(data, len, &u, &why);
+    /* what the last update left there, decoded or refused, goes first */
+    wire_arena_reset(s->upd_arena);
+    rc = wire_update_decode_in(s->upd_arena, data, len, &u, &why);
     if (rc == -EMSGSIZE) {
         s->n.too_large++;
         log_ratelimited(&s->rl[RL_TOO_LARGE], LOG_LEVEL_WARNING,
@@ -443,7 +445,8 @@ static void handle_update(server_t *s, const char *topic, size_t tlen, const voi
         log_error("out of memory noting producer %s; its ack waits for its next update",
                   u->producer_id);
 out:
-    parksync__v1__update__free_unpacked(u, NULL);
+    if (!s->upd_arena) /* else the next update's reset frees it */
+        parksync__v1__update__free_unpacked(u, NULL);
 }
 
 /* An UpdateBatch: every update in it, in order, as if each had come in

@@ -524,6 +524,7 @@ server_t *server_new(const config_t *cfg)
         return NULL;
     }
     s->cfg = *cfg;
+    s->upd_arena = wire_arena_new(); /* NULL: updates are decoded with malloc */
     store_config_init(&sc);
     sc.path = cfg->database;
     /* full: SQLite's NORMAL, and the syncer syncs every commit before it
@@ -683,6 +684,7 @@ void server_destroy(server_t **sp)
     zap_destroy(&s->zap); /* its sockets must close before the context ends */
     checkpoint_destroy(&s->checkpoint);
     syncer_destroy(&s->syncer);
+    wire_arena_free(&s->upd_arena);
     for (int i = 0; i < 2; i++)
         strmap_free(&s->gen[i].acks);
     if (s->zctx)

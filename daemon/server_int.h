@@ -195,6 +195,7 @@ struct server {
     uint32_t stream_rr;        /* round-robin start for chunk sending */
     wire_chunk_t chunk;        /* chunk being built, reused */
     wire_buf_t pubbuf;         /* record publication being built, reused */
+    wire_arena_t *upd_arena;   /* the update being handled is decoded into it; NULL: malloc */
     struct {
         const void *data;      /* an update of the UpdateBatch being handled */
         size_t len;            /* its bytes */

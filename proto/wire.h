@@ -170,6 +170,11 @@ void wire_arena_free(wire_arena_t **a);
  * and record the rejection; the caller must free it. Otherwise *out is
  * NULL on failure. A NUL in producer_id leaves the envelope unsound. */
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why);
+/* The same into an arena (NULL: malloc): the update is then freed with
+ * everything else in it, by wire_arena_reset. The daemon decodes every
+ * update it takes into one, reset after each. */
+int wire_update_decode_in(wire_arena_t *a, const void *buf, size_t len, Parksync__V1__Update **out,
+                          const char **why);
 int wire_query_request_decode(const void *buf, size_t len, Parksync__V1__QueryRequest **out,
                               const char **why);
 

@@ -313,10 +313,17 @@ static ProtobufCMessage *bounded_unpack(const ProtobufCMessageDescriptor *d, con
 
 int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, const char **why)
 {
+    return wire_update_decode_in(NULL, buf, len, out, why);
+}
+
+int wire_update_decode_in(wire_arena_t *a, const void *buf, size_t len, Parksync__V1__Update **out,
+                          const char **why)
+{
     int rc;
     nul_at_t nul;
-    Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack(
-        &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why, &nul);
+    ProtobufCAllocator *alloc = wire_arena_allocator(a);
+    Parksync__V1__Update *u = (Parksync__V1__Update *)bounded_unpack_in(
+        alloc, &parksync__v1__update__descriptor, buf, len, WIRE_MAX_UPDATE, &rc, why, &nul);
 
     *out = NULL;
     if (u == NULL)
@@ -329,7 +336,7 @@ int wire_update_decode(const void *buf, size_t len, Parksync__V1__Update **out, 
         rc = -EINVAL;
     }
     if (rc < 0) {
-        parksync__v1__update__free_unpacked(u, NULL);
+        parksync__v1__update__free_unpacked(u, alloc);
         return rc;
     }
     *out = u; /* sound envelope: handed over even when the body is invalid */

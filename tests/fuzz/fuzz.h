@@ -69,10 +69,11 @@ static inline bool fuzz_same_encoding(const ProtobufCMessage *a, const ProtobufC
 typedef int (*fuzz_decode_in_fn)(wire_arena_t *a, const void *buf, size_t len,
                                  ProtobufCMessage **out, const char **why);
 
-/* Decodes data again into an arena, as a subscriber does, and checks the
- * verdict is rc and the message encodes as m (the malloc'ed decode, NULL
- * when refused) does; packing it reads every field. One arena serves
- * every input, as one serves every message a subscriber reads. */
+/* Decodes data again into an arena, as a subscriber and the daemon's
+ * ingest do, and checks the verdict is rc and the message encodes as m
+ * (the malloc'ed decode, NULL when refused) does; packing it reads every
+ * field. One arena serves every input, as one serves every message a
+ * subscriber reads or an ingest socket takes. */
 static inline void fuzz_decode_in_arena(fuzz_decode_in_fn decode, const uint8_t *data, size_t size,
                                         int rc, const ProtobufCMessage *m)
 {
