@@ -132,10 +132,18 @@ static void learn_timeout(ps_producer_t *p, int64_t waited_ms)
 }
 
 /* The timeout after progress: ack_timeout_ms, or more when the daemon's
- * waits (srtt + 4 rttvar) say so, up to PRODUCER_MAX_TIMEOUT_MS. */
+ * waits say so, up to PRODUCER_MAX_TIMEOUT_MS: srtt + 4 rttvar, with at
+ * least half of ack_timeout_ms above srtt. A daemon that takes as long
+ * every time (a pause of 800 ms at each commit) brings rttvar near 0,
+ * and the timeout with it to the wait itself: a stall of a few ms more
+ * then sent the whole window again. TCP's timer keeps such a floor too
+ * (RFC 6298's clock granularity, Linux's rto_min). */
 static int base_timeout(const ps_producer_t *p)
 {
-    int t = p->srtt_ms + 4 * p->rttvar_ms;
+    int dev = 4 * p->rttvar_ms, t;
+    if (dev < p->ack_timeout_ms / 2)
+        dev = p->ack_timeout_ms / 2;
+    t = p->srtt_ms + dev;
     if (t < p->ack_timeout_ms)
         t = p->ack_timeout_ms;
     return t > PRODUCER_MAX_TIMEOUT_MS ? PRODUCER_MAX_TIMEOUT_MS : t;

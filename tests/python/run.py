@@ -356,6 +356,20 @@ class Outbox(DaemonCase):
 
 
 class SlowDaemon(DaemonCase):
+    def test_a_daemon_as_slow_every_time_leaves_the_timeout_a_margin(self):
+        """Waits of 800 ms every time bring rttvar near 0: the timeout
+        stays half of ack_timeout above them (proto/README), so a stall
+        of a few ms more is no resend of the window. The failure in CI
+        that showed it: 50 updates resent in a late pause of the test
+        below."""
+        p = self.producer(ack_timeout=0.5)
+        for _ in range(40):
+            p._learn_timeout(800)
+        self.assertLessEqual(p._rttvar_ms, 1)
+        self.assertEqual(p._base_timeout(), 800 + 250)
+        p._learn_timeout(810)
+        self.assertGreaterEqual(p._base_timeout(), 810 + 250 - 10)
+
     def test_a_slow_daemon_is_not_sent_its_window_again_at_each_commit(self):
         """Paused 800 ms from each send to its acks, against the 500 ms
         first timeout: the producer learns the daemon's pace (as

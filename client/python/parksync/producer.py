@@ -23,9 +23,10 @@ Without an outbox an update is sent at once.
 An ack for S drops everything up to S. When no ack advances for the
 timeout everything after the last ack is sent again, and the timeout
 doubles up to 8 s. After progress it is ack_timeout (500 ms), or more
-when the daemon's round trips say so (srtt + 4 rttvar, as TCP's RFC
-6298: from the send of the first update an ack covers anew to the ack;
-no sample across a resend). A repeated ack while updates are
+when the daemon's round trips say so (srtt + 4 rttvar, at least half
+of ack_timeout above srtt, as TCP's RFC 6298: from the send of the
+first update an ack covers anew to the ack; no sample across a
+resend). A repeated ack while updates are
 outstanding means the daemon saw a gap: one immediate resend per
 acknowledged position.
 
@@ -381,8 +382,12 @@ class Producer:
         self._srtt_ms = (7 * self._srtt_ms + r) // 8
 
     def _base_timeout(self) -> int:
-        """ack_timeout, or more when the daemon's waits say so."""
-        t = max(self._ack_timeout_ms, self._srtt_ms + 4 * self._rttvar_ms)
+        """ack_timeout, or more when the daemon's waits say so: srtt + 4
+        rttvar, with at least half of ack_timeout above srtt (a daemon as
+        slow every time brings rttvar near 0, and a stall of a few ms
+        more would send the whole window again)."""
+        dev = max(4 * self._rttvar_ms, self._ack_timeout_ms // 2)
+        t = max(self._ack_timeout_ms, self._srtt_ms + dev)
         return min(MAX_TIMEOUT_MS, t)
 
     def _drain_subscriptions(self, now: int) -> None:
