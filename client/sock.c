@@ -161,6 +161,7 @@ int sock_recv_publication(void *s, wire_arena_t *arena, char *topic, size_t size
         }
         frames++;
     }
+    wire_arena_reset(arena); /* the last message, and what a refused one left */
     rc = ok && frames == 2
              ? wire_publication_decode_in(arena, zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why)
              : -EPROTO;
@@ -177,6 +178,7 @@ int sock_recv_reply(void *s, wire_arena_t *arena, Parksync__V1__QueryReply **out
     *out = NULL;
     if (rc < 0)
         return rc;
+    wire_arena_reset(arena); /* the last message, and what a refused one left */
     rc = wire_query_reply_decode_in(arena, zmq_msg_data(&msg), zmq_msg_size(&msg), out, &why);
     zmq_msg_close(&msg);
     return rc < 0 ? -EPROTO : 0;

@@ -51,14 +51,18 @@ int sock_send(void *s, const char *topic, const void *payload, size_t len);
 /* Receives one [topic][Publication] message without blocking, copies the
  * topic into topic (size bytes, NUL-terminated; NULL: not wanted) and
  * decodes the payload into arena (NULL: malloc'ed, for the caller to
- * free). Returns 0 with *out, -EAGAIN when nothing is waiting, -EPROTO
- * for a malformed message (frame count, topic size, or a payload that
- * does not decode; consumed), or another -errno. */
+ * free). A message received resets the arena first: it then holds that
+ * message alone, whatever earlier ones were or left when refused (a
+ * decode that fails leaves what it had cut). Returns 0 with *out,
+ * -EAGAIN when nothing is waiting, -EPROTO for a malformed message (frame
+ * count, topic size, or a payload that does not decode; consumed), or
+ * another -errno. */
 int sock_recv_publication(void *s, wire_arena_t *arena, char *topic, size_t size,
                           Parksync__V1__Publication **out);
 
 /* The same for one [QueryReply] frame on a DEALER, decoded into arena
- * (NULL: malloc'ed, for parksync__v1__query_reply__free_unpacked). */
+ * (reset first, as above; NULL: malloc'ed, for
+ * parksync__v1__query_reply__free_unpacked). */
 int sock_recv_reply(void *s, wire_arena_t *arena, Parksync__V1__QueryReply **out);
 
 /* Waits up to timeout_us for a message to read on any of the n sockets

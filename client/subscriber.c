@@ -328,7 +328,7 @@ ps_err_t subscriber_move(ps_subscriber_t *s)
     /* what the old site queued is of another history: dropped */
     for (Parksync__V1__Publication *pub;
          s->sub && sock_recv_publication(s->sub, s->pub_arena, NULL, 0, &pub) != -EAGAIN;)
-        wire_arena_reset(s->pub_arena);
+        continue;
     /* the next site's heartbeats, topics and sequences are its own */
     s->has_epoch = s->has_instance = false;
     s->n_topics = s->last_topic = 0;

@@ -187,7 +187,6 @@ ps_err_t subscriber_wait_welcome(ps_subscriber_t *s)
             adopt_identity(s, pub->heartbeat);
             adopt_sequences(s, pub->heartbeat);
         }
-        wire_arena_reset(s->pub_arena);
         if (hb)
             return PS_OK;
     }
@@ -238,44 +237,37 @@ ps_err_t subscriber_live_next(ps_subscriber_t *s, ps_event_t *ev, int64_t deadli
         s->live_heard_ms = wire_monotonic_ms();
         if (pub->body_case == PARKSYNC__V1__PUBLICATION__BODY_HEARTBEAT) {
             ps_err_t e = live_heartbeat(s, pub->heartbeat);
-            wire_arena_reset(s->pub_arena);
             if (e != PS_OK)
                 return e;
             if (s->state != SUB_LIVE)
                 return PS_OK; /* the caller runs the recovery stream */
             continue;
         }
-        if (pub->body_case != PARKSYNC__V1__PUBLICATION__BODY_RECORD) {
-            wire_arena_reset(s->pub_arena);
+        if (pub->body_case != PARKSYNC__V1__PUBLICATION__BODY_RECORD)
             continue;
-        }
         if (!sequence_ok(s, topic, pub)) {
             s->n.gaps++;
             if (pub->record->revision > s->revision) {
                 /* rule 2: what was lost lies below this record, maybe
                  * above V; this record and the lost ones come in the
                  * changes since V */
-                wire_arena_reset(s->pub_arena);
                 return subscriber_resync(s);
             }
             /* lost below this record, at or below V: delivered already */
         }
         if (pub->has_repeat && pub->repeat) {
             s->n.repeats++;
-            wire_arena_reset(s->pub_arena);
             continue;
         }
         bool dup = subscriber_delivered(s, pub->record->revision);
         if (dup || !subscriber_record_matches(s, pub->record)) {
             if (dup)
                 s->n.duplicates++;
-            wire_arena_reset(s->pub_arena);
             continue;
         }
         if (!subscriber_note_delivered(s, pub->record->revision)) {
             /* D is full (no clean heartbeat for a long while): recover,
              * which moves V past everything delivered */
-            wire_arena_reset(s->pub_arena);
             return subscriber_resync(s);
         }
         s->pub = pub;

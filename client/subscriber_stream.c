@@ -244,10 +244,8 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
         }
         if (rc < 0)
             return rc == -EINTR ? PS_ERR_INTERRUPTED : PS_ERR_SOCKET;
-        if (rep->request_id != s->request_id) {
-            wire_arena_reset(s->arena);
+        if (rep->request_id != s->request_id)
             continue; /* a stream we gave up */
-        }
         s->last_heard_ms = wire_monotonic_ms();
         if (rep->body_case == PARKSYNC__V1__QUERY_REPLY__BODY_CHUNK) {
             const Parksync__V1__Chunk *c = rep->chunk;
@@ -273,7 +271,6 @@ static ps_err_t next_chunk(ps_subscriber_t *s, int64_t deadline)
             wire_arena_reset(s->arena);
             return e;
         }
-        wire_arena_reset(s->arena);
         s->n.bad_frames++; /* a pong or the like: not for this stream */
     }
 }

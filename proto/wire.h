@@ -150,6 +150,10 @@ ProtobufCAllocator *wire_arena_allocator(wire_arena_t *a);
 /* Frees every message decoded into a; the memory serves the next ones. */
 void wire_arena_reset(wire_arena_t *a);
 
+/* Bytes the messages decoded into a since its last reset take, in its
+ * block and beside it (0 for NULL). */
+size_t wire_arena_held(const wire_arena_t *a);
+
 /* Frees a and everything in it; sets *a to NULL. */
 void wire_arena_free(wire_arena_t **a);
 

@@ -105,6 +105,11 @@ void wire_arena_reset(wire_arena_t *a)
     a->spilled = 0;
 }
 
+size_t wire_arena_held(const wire_arena_t *a)
+{
+    return a != NULL ? a->used + a->spilled : 0;
+}
+
 void wire_arena_free(wire_arena_t **ap)
 {
     if (ap == NULL || *ap == NULL)
